@@ -1,0 +1,50 @@
+# modelseal — the two commands a newcomer runs are `make demo` and `make test`.
+# Both install what they need first: system tools via .ci/install-system.sh (apt-get, as root),
+# Python packages into .venv from the hash-pinned lock file.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help deps system dev lint test demo bench clean
+
+help:
+	@echo "make demo   build, scan and judge examples/ end to end (installs what it needs)"
+	@echo "make test   the whole test suite, lint included (installs what it needs)"
+	@echo "make dev    only the Python virtualenv (.venv)"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  benchmarks (modelseal vs the raw tools)"
+
+deps: system $(STAMP)
+
+system:
+	@bash .ci/install-system.sh
+
+$(STAMP): requirements-dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock 2>&1 | grep -v 'is ignored: it is neither' || true
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v 'is ignored: it is neither' || true
+	$(BIN)/python -c "import modelseal, pydantic, ruamel.yaml, rich"
+	touch $@
+
+dev: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy src
+
+test: deps
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: deps
+	$(BIN)/python examples/demo.py
+
+bench: deps
+	$(BIN)/python benchmarks/build.py
+
+clean:
+	rm -rf $(VENV) modelseal-out examples/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""modelseal: seal ML model-serving container images in CI."""
+
+__version__ = "0.1.0"

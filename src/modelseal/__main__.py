@@ -1,0 +1,5 @@
+"""``python -m modelseal``."""
+
+from modelseal._cli import main
+
+raise SystemExit(main())

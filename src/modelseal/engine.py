@@ -1,0 +1,279 @@
+"""Finding, and when asked starting, a container engine that BuildKit can export OCI layouts from.
+
+Two ways to get one:
+
+* an engine that already runs (a GitHub runner, a developer's Docker): used as it is when its
+  image store is containerd's; otherwise a ``docker-container`` buildx builder named
+  ``modelseal`` is created on it, since the classic store refuses the OCI exporter;
+* :class:`PrivateEngine`: a dockerd that modelseal starts itself (the demo and the tests), with
+  the containerd snapshotter, no bridge, no iptables, and every socket and byte of state under
+  one directory so that it can be stopped and removed without a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelseal._tools import find_tool, run_tool
+from modelseal.errors import EngineError, ToolError
+
+#: The builder created on engines whose image store cannot export OCI layouts.
+BUILDER_NAME = "modelseal"
+
+_ENGINE_HINT = (
+    "modelseal builds with BuildKit through the docker CLI. Point DOCKER_HOST at a running "
+    "Docker engine (>= 24 with the buildx plugin), or start a private one with "
+    "`modelseal engine start --root DIR` and export the DOCKER_HOST it prints."
+)
+
+
+def docker_cli() -> str:
+    """The docker CLI to drive (``$MODELSEAL_DOCKER`` overrides ``docker`` on PATH)."""
+    try:
+        return find_tool("docker", env_var="MODELSEAL_DOCKER", hint=_ENGINE_HINT)
+    except ToolError as e:
+        raise EngineError(e.message, hint=_ENGINE_HINT) from None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What modelseal learned about the engine it will build on."""
+
+    docker_host: str
+    server_version: str
+    containerd_store: bool
+    buildx_version: str
+    buildkit_version: str
+    builder: str | None  # None: the engine's own BuildKit ("default" builder)
+
+    def buildx_args(self) -> list[str]:
+        """Arguments that select the builder for ``docker buildx build``."""
+        return ["--builder", self.builder] if self.builder else []
+
+
+def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> EngineInfo:
+    """Check that an engine answers and can export OCI; raise :class:`EngineError` otherwise."""
+    docker = docker_cli()
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        version = run_tool([docker, "version", "--format", "{{json .Server}}"], timeout=timeout)
+    except ToolError as e:
+        raise EngineError(
+            f"cannot reach a Docker engine at {host}: {_first_line(e.stderr_tail) or e.message}",
+            hint=_ENGINE_HINT,
+        ) from None
+    try:
+        server = json.loads(version.stdout)
+        server_version = str(server.get("Version") or "unknown")
+    except (json.JSONDecodeError, AttributeError):
+        raise EngineError(
+            f"the Docker engine at {host} answered `docker version` with something that is not "
+            "JSON.",
+            hint=_ENGINE_HINT,
+        ) from None
+    info = run_tool([docker, "info", "--format", "{{json .DriverStatus}}"], timeout=timeout)
+    containerd_store = "io.containerd.snapshotter" in info.stdout
+    try:
+        bx = run_tool([docker, "buildx", "version"], timeout=timeout)
+    except ToolError:
+        raise EngineError(
+            "the docker buildx plugin is missing (`docker buildx version` failed).",
+            hint="Install docker-buildx (Debian/Ubuntu: apt-get install docker-buildx).",
+        ) from None
+    buildx_version = bx.stdout.split()[1] if len(bx.stdout.split()) > 1 else bx.stdout.strip()
+    builder: str | None = None
+    if not containerd_store:
+        if not create_builder:
+            raise EngineError(
+                f"the Docker engine at {host} uses the classic image store, whose BuildKit "
+                "cannot export OCI layouts.",
+                hint="Enable the containerd image store, or let modelseal create its own builder.",
+            )
+        builder = _ensure_container_builder(docker, timeout)
+    return EngineInfo(
+        docker_host=host,
+        server_version=server_version,
+        containerd_store=containerd_store,
+        buildx_version=buildx_version,
+        buildkit_version=_buildkit_version(docker, builder, timeout),
+        builder=builder,
+    )
+
+
+def _ensure_container_builder(docker: str, timeout: float) -> str:
+    probe = run_tool([docker, "buildx", "inspect", BUILDER_NAME], timeout=timeout, check=False)
+    if probe.returncode != 0:
+        run_tool(
+            [docker, "buildx", "create", "--name", BUILDER_NAME, "--driver", "docker-container"],
+            timeout=timeout,
+        )
+    run_tool([docker, "buildx", "inspect", "--bootstrap", BUILDER_NAME], timeout=max(timeout, 180))
+    return BUILDER_NAME
+
+
+def _buildkit_version(docker: str, builder: str | None, timeout: float) -> str:
+    argv = [docker, "buildx", "inspect", *([builder] if builder else [])]
+    out = run_tool(argv, timeout=timeout, check=False).stdout
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("BuildKit version", "Buildkit"):
+            return value.strip()
+    return "unknown"
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+class PrivateEngine:
+    """A dockerd of modelseal's own, all of its state under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.socket = self.root / "docker.sock"
+        self.pidfile = self.root / "docker.pid"
+        self.log = self.root / "dockerd.log"
+
+    @property
+    def docker_host(self) -> str:
+        """The ``DOCKER_HOST`` value that reaches this engine."""
+        return f"unix://{self.socket}"
+
+    def env(self) -> dict[str, str]:
+        """Environment entries that make the docker CLI use this engine."""
+        return {"DOCKER_HOST": self.docker_host}
+
+    def running(self) -> bool:
+        """True when this root's dockerd is alive and answers on its socket."""
+        pid = self._pid()
+        if pid is None or not _alive(pid) or not self.socket.exists():
+            return False
+        docker = docker_cli()
+        probe = run_tool(
+            [docker, "version", "--format", "{{.Server.Version}}"],
+            timeout=10,
+            env=self.env(),
+            check=False,
+        )
+        return probe.returncode == 0
+
+    def start(self, *, timeout: float = 60.0) -> PrivateEngine:
+        """Start dockerd unless it already runs; return when it answers. Idempotent."""
+        if self.running():
+            return self
+        dockerd = shutil.which("dockerd")
+        if dockerd is None:
+            raise EngineError(
+                "dockerd was not found on PATH, so no private engine can be started.",
+                hint="Install Docker >= 26 (Debian trixie's docker.io), or run `make deps`.",
+            )
+        if len(str(self.socket)) > 100:
+            raise EngineError(f"the engine root {self.root} is too long for a unix socket path.")
+        for sub in ("data", "exec"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        config = self.root / "daemon.json"
+        config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}) + "\n")
+        argv = [
+            dockerd,
+            "--config-file", str(config),
+            "--data-root", str(self.root / "data"),
+            "--exec-root", str(self.root / "exec"),
+            "--pidfile", str(self.pidfile),
+            "--host", self.docker_host,
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            # A session of its own: the engine outlives `modelseal engine start`, and Ctrl-C on
+            # the caller's terminal must not reach it.
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise EngineError(
+                    f"dockerd exited with code {proc.returncode} while starting.",
+                    hint=f"Its log is {self.log}:\n{_log_tail(self.log)}",
+                )
+            if self.socket.exists() and self.running():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise EngineError(
+            f"dockerd did not answer within {timeout:.0f} s.",
+            hint=f"Its log is {self.log}:\n{_log_tail(self.log)}",
+        )
+
+    def stop(self, *, remove: bool = False, timeout: float = 30.0) -> None:
+        """Stop dockerd (and the containerd it manages), unmount what it left, optionally
+        remove the whole root. Safe to call when nothing runs."""
+        pid = self._pid()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        _unmount_below(self.root)
+        if remove and self.root.exists():
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        done = 0
+    return done == 0
+
+
+def _unmount_below(root: Path) -> None:
+    """Unmount everything mounted under ``root`` (deepest first): dockerd leaves an nsfs mount
+    at ``exec/netns/default`` and, if killed, overlay mounts of running containers."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    prefix = str(root) + "/"
+    points = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "  (no log)"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:])

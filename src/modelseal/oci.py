@@ -1,0 +1,273 @@
+"""Reading OCI image layouts on disk: index, manifests, configs and layers (streamed).
+
+Only what modelseal needs: resolving the per-platform manifests of a built image, and naming
+what differs between two builds that should have been identical.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from modelseal.errors import GateError
+
+INDEX_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    }
+)
+MANIFEST_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    platform: str | None = None
+    annotations: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Descriptor:
+        """Build from the JSON form used in indexes and manifests."""
+        plat = data.get("platform")
+        platform = None
+        if isinstance(plat, Mapping):
+            platform = "/".join(
+                str(p) for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+            )
+        return cls(
+            media_type=str(data.get("mediaType", "")),
+            digest=str(data["digest"]),
+            size=int(data.get("size", 0)),
+            platform=platform,
+            annotations=dict(data.get("annotations") or {}),
+        )
+
+
+class OciLayout:
+    """An OCI image layout directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not (path / "oci-layout").is_file() or not (path / "index.json").is_file():
+            raise GateError(f"{path} is not an OCI image layout (no oci-layout or index.json).")
+
+    def blob(self, digest: str) -> Path:
+        """Path of a blob by digest."""
+        algo, _, hexpart = digest.partition(":")
+        return self.path / "blobs" / algo / hexpart
+
+    def read_json(self, digest: str) -> dict[str, Any]:
+        """A JSON blob (manifest, index, config)."""
+        try:
+            data = json.loads(self.blob(digest).read_bytes())
+        except (OSError, json.JSONDecodeError) as e:
+            raise GateError(f"{self.path}: blob {digest} is missing or not JSON ({e}).") from None
+        if not isinstance(data, dict):
+            raise GateError(f"{self.path}: blob {digest} is not a JSON object.")
+        return data
+
+    def index(self) -> dict[str, Any]:
+        """The top-level ``index.json``."""
+        data = json.loads((self.path / "index.json").read_text())
+        if not isinstance(data, dict):
+            raise GateError(f"{self.path}/index.json is not a JSON object.")
+        return data
+
+    def top_descriptors(self) -> list[Descriptor]:
+        """The descriptors ``index.json`` lists."""
+        return [Descriptor.from_json(m) for m in self.index().get("manifests", [])]
+
+    def platform_manifests(self, digest: str | None = None) -> list[Descriptor]:
+        """Per-platform image manifests under ``digest`` (or under every top descriptor).
+
+        An index is followed one level down; attestation manifests (``unknown/unknown``) are
+        left out, since they are not images and change with provenance settings.
+        """
+        tops = self.top_descriptors()
+        if digest is not None:
+            tops = [d for d in tops if d.digest == digest] or [
+                Descriptor("application/vnd.oci.image.index.v1+json", digest, 0)
+            ]
+        out: list[Descriptor] = []
+        for top in tops:
+            media = top.media_type or str(self.read_json(top.digest).get("mediaType", ""))
+            if media in INDEX_TYPES:
+                for child in self.read_json(top.digest).get("manifests", []):
+                    d = Descriptor.from_json(child)
+                    if d.platform != "unknown/unknown":
+                        out.append(d)
+            else:
+                out.append(top)
+        return out
+
+    def manifest(self, digest: str) -> dict[str, Any]:
+        """An image manifest."""
+        return self.read_json(digest)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of a layer tar, reduced to what makes two layers differ."""
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    mtime: int
+    size: int
+    link: str
+    sha256: str
+    xattrs: tuple[tuple[str, str], ...]
+
+
+def _open_layer(path: Path, media_type: str) -> IO[bytes]:
+    if "zstd" in media_type:
+        raise GateError(f"layer {path.name} is zstd-compressed; modelseal reads gzip layers only.")
+    raw = path.open("rb")
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw
+
+
+def layer_entries(path: Path, media_type: str = "") -> Iterator[tuple[str, Entry]]:
+    """Stream a layer's members as ``(path, Entry)``, hashing file contents chunk by chunk."""
+    with _open_layer(path, media_type) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            digest = ""
+            if member.isfile():
+                f = tar.extractfile(member)
+                h = hashlib.sha256()
+                if f is not None:
+                    for chunk in iter(lambda f=f: f.read(1 << 20), b""):  # type: ignore[misc]
+                        h.update(chunk)
+                digest = h.hexdigest()
+            name = member.name.removeprefix("./").rstrip("/") or "."
+            xattrs = tuple(
+                sorted(
+                    (k, v) for k, v in member.pax_headers.items() if k.startswith("SCHILY.xattr")
+                )
+            )
+            yield (
+                name,
+                Entry(
+                    kind=_kind(member),
+                    mode=member.mode,
+                    uid=member.uid,
+                    gid=member.gid,
+                    mtime=int(member.mtime),
+                    size=member.size,
+                    link=member.linkname,
+                    sha256=digest,
+                    xattrs=xattrs,
+                ),
+            )
+
+
+def _kind(m: tarfile.TarInfo) -> str:
+    if m.isdir():
+        return "dir"
+    if m.issym():
+        return "symlink"
+    if m.islnk():
+        return "hardlink"
+    if m.isfile():
+        return "file"
+    return "special"
+
+
+@dataclass(frozen=True)
+class PathDifference:
+    """A path whose entry differs between two layers, and how."""
+
+    path: str
+    what: str  # "added", "removed", or the differing fields, e.g. "content, mtime"
+
+
+def diff_layer_files(
+    a: Path, b: Path, media_a: str = "", media_b: str = ""
+) -> list[PathDifference]:
+    """Compare two layer blobs member by member."""
+    left = dict(layer_entries(a, media_a))
+    right = dict(layer_entries(b, media_b))
+    diffs: list[PathDifference] = []
+    for path in sorted(left.keys() | right.keys()):
+        if path not in right:
+            diffs.append(PathDifference(path, "removed"))
+        elif path not in left:
+            diffs.append(PathDifference(path, "added"))
+        elif left[path] != right[path]:
+            fields = [
+                ("content" if f == "sha256" else f)
+                for f in Entry.__dataclass_fields__
+                if getattr(left[path], f) != getattr(right[path], f)
+            ]
+            diffs.append(PathDifference(path, ", ".join(fields)))
+    return diffs
+
+
+@dataclass(frozen=True)
+class ImageDifference:
+    """One reason two image manifests differ: the config, a layer, or the layer count."""
+
+    part: str  # "config", "layer 3", "layers"
+    left: str
+    right: str
+    paths: tuple[PathDifference, ...] = ()
+    config_keys: tuple[str, ...] = ()
+
+
+def diff_images(
+    la: OciLayout, manifest_a: str, lb: OciLayout, manifest_b: str
+) -> list[ImageDifference]:
+    """Explain why two image manifests differ, down to the files inside differing layers."""
+    ma, mb = la.manifest(manifest_a), lb.manifest(manifest_b)
+    out: list[ImageDifference] = []
+    ca, cb = ma.get("config", {}), mb.get("config", {})
+    if ca.get("digest") != cb.get("digest"):
+        keys = _json_diff_keys(la.read_json(ca["digest"]), lb.read_json(cb["digest"]))
+        out.append(ImageDifference("config", ca["digest"], cb["digest"], config_keys=tuple(keys)))
+    layers_a, layers_b = ma.get("layers", []), mb.get("layers", [])
+    if len(layers_a) != len(layers_b):
+        out.append(ImageDifference("layers", str(len(layers_a)), str(len(layers_b))))
+    for i, (x, y) in enumerate(zip(layers_a, layers_b, strict=False)):
+        if x["digest"] != y["digest"]:
+            paths = diff_layer_files(
+                la.blob(x["digest"]), lb.blob(y["digest"]), x.get("mediaType", ""),
+                y.get("mediaType", ""),
+            )  # fmt: skip
+            out.append(ImageDifference(f"layer {i + 1}", x["digest"], y["digest"], tuple(paths)))
+    if ma.get("annotations") != mb.get("annotations"):
+        out.append(ImageDifference("annotations", manifest_a, manifest_b))
+    return out
+
+
+def _json_diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys: list[str] = []
+        for k in sorted(a.keys() | b.keys()):
+            keys += _json_diff_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return keys
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        keys = []
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            keys += _json_diff_keys(x, y, f"{prefix}[{i}]")
+        return keys
+    return [] if a == b else [prefix or "."]

@@ -1,0 +1,244 @@
+"""Running gates as a DAG: independent gates run concurrently, each collects evidence, none
+judges. The pipeline turns gate crashes into ERRORED results so that reports are always written.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from modelseal.errors import ConfigError, Error
+from modelseal.findings import GateResult, Status
+from modelseal.policy import LoadedPolicy
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the caller asks of one run (CLI flags or action inputs); thresholds live in the
+    policy, not here."""
+
+    context: Path
+    dockerfile: Path | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    source_date_epoch: int | None = None
+    out_dir: Path = Path("modelseal-out")
+    image_name: str | None = None
+    gates: tuple[str, ...] = ()  # empty: every gate
+
+
+@dataclass(frozen=True)
+class SourceDateEpoch:
+    """The SOURCE_DATE_EPOCH of a run and where it came from."""
+
+    value: int
+    source: str  # "option", "environment", "git HEAD", "default"
+
+
+def resolve_source_date_epoch(
+    explicit: int | None, env_value: str | None, repo_dir: Path
+) -> SourceDateEpoch:
+    """Pick the epoch: an explicit option, then ``$SOURCE_DATE_EPOCH``, then the commit time of
+    HEAD of the repository holding the build context, then 0."""
+    if explicit is not None:
+        return SourceDateEpoch(explicit, "option")
+    if env_value:
+        try:
+            value = int(env_value)
+        except ValueError:
+            raise ConfigError(
+                f"SOURCE_DATE_EPOCH={env_value!r} is not a whole number of seconds."
+            ) from None
+        if value < 0:
+            raise ConfigError(f"SOURCE_DATE_EPOCH={env_value} is negative.")
+        return SourceDateEpoch(value, "environment")
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo_dir), "log", "-1", "--format=%ct"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    if proc is not None and proc.returncode == 0 and proc.stdout.strip().isdigit():
+        return SourceDateEpoch(int(proc.stdout.strip()), "git HEAD")
+    return SourceDateEpoch(0, "default")
+
+
+@dataclass
+class Context:
+    """Everything a gate may read: the policy, the run options, the results of the gates it
+    requires, and a private work directory."""
+
+    policy: LoadedPolicy
+    options: RunOptions
+    epoch: SourceDateEpoch
+    work_dir: Path
+    out_dir: Path
+    results: dict[str, GateResult] = field(default_factory=dict)
+    progress: ProgressFn = lambda gate, message: None
+
+    def result(self, gate: str) -> GateResult:
+        """The result of a gate this one requires (the pipeline guarantees it ran)."""
+        return self.results[gate]
+
+
+class Gate(Protocol):
+    """A step that collects evidence. It never judges: the policy does."""
+
+    name: str
+    requires: tuple[str, ...]
+
+    def enabled(self, policy: LoadedPolicy) -> bool:
+        """Whether the policy switches this gate on."""
+        ...
+
+    def run(self, ctx: Context) -> GateResult:
+        """Collect evidence; raise :class:`modelseal.errors.Error` when that is impossible."""
+        ...
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """The collected results, in gate order, and whether any gate hit a bug."""
+
+    results: tuple[GateResult, ...]
+    internal_error: bool
+    started_at: float
+    finished_at: float
+
+
+def order_gates(gates: Sequence[Gate]) -> list[Gate]:
+    """Topological order (stable for independent gates); rejects unknown requirements and
+    cycles."""
+    by_name = {g.name: g for g in gates}
+    for g in gates:
+        for r in g.requires:
+            if r not in by_name:
+                raise ConfigError(f"gate {g.name} requires gate {r}, which is not selected.")
+    ordered: list[Gate] = []
+    state: dict[str, int] = {}
+
+    def visit(g: Gate, chain: tuple[str, ...]) -> None:
+        if state.get(g.name) == 2:
+            return
+        if state.get(g.name) == 1:
+            raise ConfigError("gate requirements form a cycle: " + " → ".join((*chain, g.name)))
+        state[g.name] = 1
+        for r in g.requires:
+            visit(by_name[r], (*chain, g.name))
+        state[g.name] = 2
+        ordered.append(g)
+
+    for g in gates:
+        visit(g, ())
+    return ordered
+
+
+def run_pipeline(
+    gates: Sequence[Gate],
+    policy: LoadedPolicy,
+    options: RunOptions,
+    epoch: SourceDateEpoch,
+    *,
+    progress: ProgressFn | None = None,
+    max_workers: int | None = None,
+) -> PipelineResult:
+    """Run ``gates`` as a DAG; every gate ends with a result, whatever happens."""
+    ordered = order_gates(gates)
+    out_dir = options.out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results: dict[str, GateResult] = {}
+    bug = threading.Event()
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="modelseal-") as tmp:
+        ctx_base = Path(tmp)
+
+        def start(g: Gate) -> GateResult:
+            with lock:
+                upstream = {r: results[r] for r in g.requires}
+            work = ctx_base / g.name
+            work.mkdir()
+            ctx = Context(
+                policy=policy, options=options, epoch=epoch, work_dir=work, out_dir=out_dir,
+                results=upstream, progress=progress or (lambda gate, message: None),
+            )  # fmt: skip
+            return _run_one(g, ctx, bug)
+
+        pending = {g.name: g for g in ordered}
+        running: dict[cf.Future[GateResult], Gate] = {}
+        with cf.ThreadPoolExecutor(max_workers=max_workers or max(1, len(ordered))) as pool:
+            while pending or running:
+                for name, g in list(pending.items()):
+                    if not all(r in results for r in g.requires):
+                        continue
+                    del pending[name]
+                    blocked = _blocked_by(g, results, policy)
+                    if blocked is not None:
+                        results[name] = blocked
+                        continue
+                    running[pool.submit(start, g)] = g
+                if not running:
+                    continue
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    g = running.pop(fut)
+                    with lock:
+                        results[g.name] = fut.result()
+    return PipelineResult(
+        results=tuple(results[g.name] for g in ordered),
+        internal_error=bug.is_set(),
+        started_at=started,
+        finished_at=time.time(),
+    )
+
+
+def _blocked_by(
+    g: Gate, results: Mapping[str, GateResult], policy: LoadedPolicy
+) -> GateResult | None:
+    if not g.enabled(policy):
+        return GateResult(g.name, Status.SKIPPED, error="switched off by the policy")
+    for r in g.requires:
+        up = results[r]
+        if up.status is Status.ERRORED:
+            return GateResult(g.name, Status.ERRORED, error=f"not run: it needs {r}, which errored")
+        if up.status is Status.SKIPPED:
+            return GateResult(
+                g.name, Status.SKIPPED, error=f"not run: it needs {r}, which was skipped"
+            )
+    return None
+
+
+def _run_one(g: Gate, ctx: Context, bug: threading.Event) -> GateResult:
+    t0 = time.monotonic()
+    ctx.progress(g.name, "started")
+    try:
+        result = g.run(ctx)
+    except Error as e:
+        result = GateResult(g.name, Status.ERRORED, error=e.diagnostics())
+    except Exception as e:  # a bug: fail closed, keep going so reports are written
+        bug.set()
+        log.debug("gate %s crashed:\n%s", g.name, traceback.format_exc())
+        result = GateResult(
+            g.name, Status.ERRORED, error=f"internal error: {type(e).__name__}: {e}"
+        )
+    duration = time.monotonic() - t0
+    result = GateResult(
+        gate=result.gate, status=result.status, findings=result.findings,
+        artifacts=result.artifacts, facts=result.facts, error=result.error, duration_s=duration,
+    )  # fmt: skip
+    ctx.progress(g.name, f"{'errored' if result.status is Status.ERRORED else 'done'}")
+    return result

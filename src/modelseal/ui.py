@@ -1,0 +1,103 @@
+"""What a person sees in the terminal: progress while gates run, the verdict table after."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.table import Table
+
+from modelseal.findings import Status
+from modelseal.judge import Verdict
+
+STYLES = {
+    Status.PASSED: "bold green",
+    Status.FAILED: "bold red",
+    Status.ERRORED: "bold yellow",
+    Status.SKIPPED: "dim",
+}
+
+
+class Progress:
+    """Per-gate progress: a live spinner line on a terminal, plain timestamped lines in CI logs.
+    Thread-safe (gates report from worker threads)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._lock = threading.Lock()
+        self._state: dict[str, str] = {}
+        self._t0 = time.monotonic()
+        self._status = console.status("") if console.is_terminal else None
+
+    def __enter__(self) -> Progress:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def __call__(self, gate: str, message: str) -> None:
+        with self._lock:
+            if message in ("done", "errored"):
+                self._state.pop(gate, None)
+            else:
+                self._state[gate] = message
+            elapsed = time.monotonic() - self._t0
+            if self._status is not None:
+                line = " · ".join(f"{g}: {m}" for g, m in self._state.items()) or "finishing"
+                self._status.update(f"{line}  [dim]{elapsed:.0f}s[/dim]")
+            else:
+                self.console.print(f"[{elapsed:6.1f}s] {gate}: {message}", highlight=False)
+
+
+def stderr_console() -> Console:
+    """The console for progress and errors."""
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def print_verdict(verdict: Verdict, reports: dict[str, Path], console: Console) -> None:
+    """The verdict table, the findings that fail, and where the reports are."""
+    table = Table(title=None, show_lines=False, header_style="bold")
+    table.add_column("gate")
+    table.add_column("status")
+    table.add_column("findings", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("note", overflow="fold")
+    for g in verdict.gates:
+        n = len(g.decisions)
+        findings = f"{len(g.failing)} failing / {n}" if n else "-"
+        note = (g.result.error or "").splitlines()[0] if g.result.error else ""
+        if not note and "image.digest" in g.result.facts:
+            note = g.result.facts["image.digest"]
+        table.add_row(
+            g.result.gate,
+            f"[{STYLES[g.status]}]{g.status.value}[/]",
+            findings,
+            f"{g.result.duration_s:.1f}s",
+            note,
+        )
+    console.print(table)
+    for g in verdict.gates:
+        for d in g.failing:
+            f = d.finding
+            where = f" at {f.location}" if f.location else ""
+            console.print(
+                f"[red]✗[/] {g.result.gate}: [bold]{f.id}[/] ({f.severity.name}){where}: {f.title}",
+                highlight=False,
+            )
+        if g.status is Status.ERRORED and g.result.error:
+            console.print(f"[yellow]![/] {g.result.gate} errored:", highlight=False)
+            for line in g.result.error.splitlines():
+                console.print(f"    {line}", highlight=False, markup=False)
+    style = STYLES[verdict.status]
+    console.print(f"verdict: [{style}]{verdict.status.value}[/] (exit {int(verdict.exit_code)})")
+    for name, path in reports.items():
+        console.print(f"  {name} report: {path}", highlight=False)

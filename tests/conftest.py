@@ -1,0 +1,110 @@
+"""Session-wide fixtures: a private Docker engine, small base images as OCI layouts.
+
+Tests that need a real tool use :func:`require`: it skips on a developer machine without the
+tool, and FAILS when ``CI`` is set, so a green CI can never hide a skipped real-tool test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelseal.engine import PrivateEngine
+
+REPO = Path(__file__).resolve().parent.parent
+EPOCH = 1700000000
+
+
+def require(ok: bool, what: str) -> None:
+    """Skip (developer machine) or fail (CI) when a real tool is missing."""
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI (run `make deps`)", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+def docker_cli() -> str:
+    """The docker CLI the tests drive directly."""
+    return shutil.which("docker") or "docker"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[PrivateEngine]:
+    """A private dockerd with the containerd image store, shared by the whole session.
+    DOCKER_HOST points at it for the rest of the session."""
+    require(os.geteuid() == 0, "root (to start dockerd)")
+    require(shutil.which("dockerd") is not None, "dockerd")
+    require(
+        Path("/usr/libexec/docker/cli-plugins/docker-buildx").exists()
+        or shutil.which("docker-buildx") is not None,
+        "docker-buildx",
+    )
+    root = Path(tempfile.mkdtemp(prefix="ms-eng-", dir="/tmp"))
+    eng = PrivateEngine(root).start()
+    saved = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = eng.docker_host
+    try:
+        yield eng
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
+        eng.stop(remove=True)
+
+
+def build_layout(context: Path, dest: Path) -> str:
+    """Build ``context`` (FROM scratch …) into an OCI layout; returns the manifest digest."""
+    meta = dest.with_suffix(".json")
+    subprocess.run(
+        [
+            docker_cli(), "buildx", "build", "--pull=false", "--provenance=false",
+            "--sbom=false", "--network", "none", "--no-cache",
+            "--output", f"type=oci,dest={dest},tar=false,rewrite-timestamp=true",
+            "--metadata-file", str(meta), str(context),
+        ],
+        check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
+    )  # fmt: skip
+    return str(json.loads(meta.read_text())["containerimage.digest"])
+
+
+@pytest.fixture(scope="session")
+def busybox_base(engine: PrivateEngine, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A one-binary base (busybox-static: sh, date, touch …) as a local OCI layout;
+    returns the ``oci-layout://DIR@sha256:…`` value for ``--build-context base=``."""
+    busybox = Path("/bin/busybox")
+    require(busybox.exists(), "busybox-static (/bin/busybox)")
+    work = tmp_path_factory.mktemp("busybox-base")
+    ctx = work / "ctx"
+    (ctx / "rootfs" / "bin").mkdir(parents=True)
+    (ctx / "rootfs" / "tmp").mkdir()
+    shutil.copy2(busybox, ctx / "rootfs" / "bin" / "busybox")
+    for applet in ("sh", "date", "touch", "cat", "echo", "mkdir", "ls"):
+        (ctx / "rootfs" / "bin" / applet).symlink_to("busybox")
+    (ctx / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n')
+    dest = work / "oci"
+    digest = build_layout(ctx, dest)
+    return f"oci-layout://{dest}@{digest}"
+
+
+@pytest.fixture(scope="session")
+def example_base(engine: PrivateEngine) -> str:
+    """The example app's Debian python3 base (mmdebstrap → OCI layout), built once and cached
+    across sessions under /var/tmp (same inputs, same layout)."""
+    require(shutil.which("mmdebstrap") is not None, "mmdebstrap")
+    out = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache")) / "base"
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), str(REPO / "examples/base/build_base.py"),
+         "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
