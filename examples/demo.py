@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""`make demo`: the whole modelseal pipeline on examples/app, offline, on this machine.
+
+1. a Docker engine: the one DOCKER_HOST points at if it answers, else a private dockerd that
+   this script starts (containerd image store, no network) and stops again at the end;
+2. the example's base image, built locally from Debian packages into an OCI layout (no registry);
+3. `modelseal run` on examples/app under examples/modelseal.yml;
+4. where every output is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = HERE / "out"
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
+
+
+def main() -> int:
+    from modelseal.engine import PrivateEngine, probe_engine
+    from modelseal.errors import Error
+
+    engine: PrivateEngine | None = None
+    say("Docker engine")
+    try:
+        if os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists():
+            try:
+                info = probe_engine()
+                print(f"using the engine at {info.docker_host} (Docker {info.server_version})")
+            except Error:
+                info = None
+        else:
+            info = None
+        if info is None:
+            engine = PrivateEngine(Path(tempfile.gettempdir()) / "modelseal-demo-engine").start()
+            os.environ["DOCKER_HOST"] = engine.docker_host
+            print(f"started a private engine: DOCKER_HOST={engine.docker_host}")
+    except Error as e:
+        print(f"modelseal demo: {e.diagnostics()}", file=sys.stderr)
+        return 3
+    try:
+        say("Base image (Debian bookworm python3, built locally into an OCI layout)")
+        base = subprocess.run(
+            [sys.executable, str(HERE / "base" / "build_base.py"), "--out", str(OUT / "base")],
+            stdout=subprocess.PIPE, text=True, check=False,
+        )  # fmt: skip
+        if base.returncode != 0:
+            print("modelseal demo: the base image could not be built (see above).", file=sys.stderr)
+            return 3
+        base_ref = base.stdout.strip().splitlines()[-1]
+        print(f"base: {base_ref}")
+
+        say("modelseal run examples/app --policy examples/modelseal.yml")
+        code = subprocess.run(
+            [
+                sys.executable, "-m", "modelseal", "run", str(HERE / "app"),
+                "--policy", str(HERE / "modelseal.yml"),
+                "--build-context", f"base={base_ref}",
+                "--out-dir", str(OUT / "seal"),
+            ],
+            check=False, cwd=REPO,
+        ).returncode  # fmt: skip
+
+        say("Where everything is")
+        for label, rel in (
+            ("OCI image layout", "seal/oci"),
+            ("report (JSON)", "seal/report.json"),
+            ("job summary (Markdown)", "seal/summary.md"),
+            ("build log", "seal/build.log"),
+        ):
+            path = OUT / rel
+            mark = "" if path.exists() else "  (not written)"
+            print(f"  {label:<24} {path.relative_to(REPO)}{mark}")
+        print(f"\nmodelseal exited with {code}.")
+        return code
+    finally:
+        if engine is not None:
+            engine.stop(remove=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
