@@ -118,7 +118,9 @@ def test_order_rejects_cycles_and_unknown_requirements() -> None:
         order_gates([FakeGate("a", ("b",)), FakeGate("b", ("a",))])
     with pytest.raises(ConfigError, match="requires gate nope"):
         order_gates([FakeGate("a", ("nope",))])
-    names = [g.name for g in order_gates([FakeGate("c", ("b",)), FakeGate("b", ("a",)), FakeGate("a")])]
+    names = [
+        g.name for g in order_gates([FakeGate("c", ("b",)), FakeGate("b", ("a",)), FakeGate("a")])
+    ]
     assert names == ["a", "b", "c"]
 
 
@@ -169,7 +171,9 @@ def test_source_date_epoch_from_git_head(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     subprocess.run(["git", "-C", str(tmp_path), "add", "f"], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "m"], check=True, env=env)
-    assert resolve_source_date_epoch(None, None, tmp_path) == SourceDateEpoch(1600000123, "git HEAD")
+    assert resolve_source_date_epoch(None, None, tmp_path) == SourceDateEpoch(
+        1600000123, "git HEAD"
+    )
 
 
 def test_threads_do_not_share_work_dirs(tmp_path: Path) -> None:

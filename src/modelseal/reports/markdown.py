@@ -73,5 +73,5 @@ def render_markdown(report: Report) -> str:
 def _key_fact(facts: object) -> str:
     if not isinstance(facts, dict) and not hasattr(facts, "get"):
         return ""
-    digest = facts.get("image.digest")  # type: ignore[attr-defined]
+    digest = facts.get("image.digest")
     return f"image {digest}" if digest else ""

@@ -1,0 +1,1 @@
+"""Reproducible BuildKit builds: the normalized context, the Dockerfile, and the build gate."""

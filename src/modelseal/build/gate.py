@@ -1,0 +1,366 @@
+"""The build gate: a reproducible BuildKit build of the normalized context into an OCI layout,
+optionally built twice to prove it, with the base images' pinning and digests recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelseal._tools import ToolResult, run_tool, tail
+from modelseal.build.context import DockerIgnore, normalize_context
+from modelseal.build.dockerfile import (
+    BaseRef,
+    Dockerfile,
+    Injected,
+    classify_bases,
+    inject_source_date_epoch,
+    parse_dockerfile,
+)
+from modelseal.engine import EngineInfo, docker_cli, probe_engine
+from modelseal.errors import ConfigError, Error, GateError, ToolError
+from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.oci import ImageDifference, OciLayout, diff_images
+from modelseal.pipeline import Context
+from modelseal.policy import LoadedPolicy
+
+#: Seconds one `docker buildx build` may take.
+BUILD_TIMEOUT = 3600.0
+#: How many differing paths a not-reproducible finding quotes.
+MAX_PATHS = 20
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    """One finished build: its layout and digests."""
+
+    layout: OciLayout
+    top_digest: str  # what the exporter returned: a manifest, or an index for several platforms
+    config_digest: str
+    platform_manifests: Mapping[str, str]  # platform → manifest digest
+    log: str
+
+
+class BuildGate:
+    """Gate ``build``: collects the built image, its digests, and reproducibility evidence."""
+
+    name = "build"
+    requires: tuple[str, ...] = ()
+
+    def enabled(self, policy: LoadedPolicy) -> bool:
+        """Switched by ``build.enabled``."""
+        return policy.policy.build.enabled
+
+    def run(self, ctx: Context) -> GateResult:
+        """Normalize, build (twice with ``rebuild_check``), and describe the result."""
+        policy = ctx.policy.policy.build
+        opts = ctx.options
+        context_dir = opts.context.resolve()
+        if not context_dir.is_dir():
+            raise ConfigError(f"build context {opts.context} is not a directory.")
+        dockerfile = (opts.dockerfile or context_dir / "Dockerfile").resolve()
+        try:
+            text = dockerfile.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise ConfigError(f"cannot read Dockerfile {dockerfile}: {reason}.") from None
+        shown = _display_path(dockerfile)
+        df = parse_dockerfile(text, shown, build_args=opts.build_args)
+        contexts = {k: _pin_layout_context(k, v) for k, v in opts.build_contexts.items()}
+        bases = classify_bases(df, contexts)
+        findings = [f for b in bases if (f := _unpinned_finding(b, shown, contexts)) is not None]
+
+        facts: dict[str, str] = {
+            "source_date_epoch": str(ctx.epoch.value),
+            "source_date_epoch.source": ctx.epoch.source,
+            "dockerfile": shown,
+            "dockerfile.sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "network": "default" if policy.allow_network else "none",
+        }
+        artifacts: dict[str, Path] = {}
+        try:
+            findings += self._build_and_check(ctx, text, df, contexts, bases, facts, artifacts)
+        except Error as e:
+            # Evidence collected before the failure (e.g. an unpinned base that could not be
+            # pulled) is kept: the report shows both.
+            return GateResult(
+                self.name, Status.ERRORED, findings=tuple(findings), artifacts=artifacts,
+                facts=facts, error=e.diagnostics(),
+            )  # fmt: skip
+        return GateResult(
+            self.name, Status.PASSED, findings=tuple(findings), artifacts=artifacts, facts=facts
+        )
+
+    def _build_and_check(
+        self,
+        ctx: Context,
+        text: str,
+        df: Dockerfile,
+        contexts: Mapping[str, str],
+        bases: tuple[BaseRef, ...],
+        facts: dict[str, str],
+        artifacts: dict[str, Path],
+    ) -> list[Finding]:
+        policy = ctx.policy.policy.build
+        opts = ctx.options
+        context_dir = opts.context.resolve()
+        dockerfile = (opts.dockerfile or context_dir / "Dockerfile").resolve()
+        findings: list[Finding] = []
+        ctx.progress(self.name, "checking the engine")
+        engine = probe_engine()
+        injected = inject_source_date_epoch(df, text)
+        df_dir = ctx.work_dir / "dockerfile"
+        df_dir.mkdir()
+        (df_dir / "Dockerfile").write_text(injected.text)
+
+        ctx.progress(self.name, "normalizing the build context")
+        norm = ctx.work_dir / "context"
+        summary = normalize_context(
+            context_dir,
+            norm,
+            epoch=ctx.epoch.value,
+            ignore=DockerIgnore.load(context_dir, dockerfile),
+        )
+
+        layout_dir = ctx.out_dir / "oci"
+        _fresh_dir(layout_dir)
+        ctx.progress(self.name, "building")
+        first = _build(engine, ctx, norm, df_dir, contexts, layout_dir, injected, cold=False)
+        facts |= {
+            "image.digest": _single_or_top(first),
+            "image.top_digest": first.top_digest,
+            "image.config_digest": first.config_digest,
+            "context.files": str(summary.files),
+            "context.bytes": str(summary.bytes),
+            "context.excluded": str(summary.excluded),
+            "engine.version": engine.server_version,
+            "buildx.version": engine.buildx_version,
+            "buildkit.version": engine.buildkit_version,
+        }
+        for platform, digest in first.platform_manifests.items():
+            facts[f"image.manifest.{platform}"] = digest
+        for i, b in enumerate(bases):
+            if b.kind in ("scratch", "stage"):
+                continue
+            facts[f"base.{i}"] = f"{b.from_line.image} {_base_digest(b, contexts) or 'unpinned'}"
+        (ctx.out_dir / "build.log").write_text(first.log)
+        artifacts |= {"oci_layout": layout_dir, "build_log": ctx.out_dir / "build.log"}
+
+        if policy.rebuild_check:
+            ctx.progress(self.name, "rebuilding from a cold cache")
+            second_dir = ctx.work_dir / "rebuild-oci"
+            second = _build(engine, ctx, norm, df_dir, contexts, second_dir, injected, cold=True)
+            facts["rebuild.digest"] = _single_or_top(second)
+            findings += _compare(first, second)
+            facts["rebuild.reproducible"] = (
+                "yes" if facts["rebuild.digest"] == facts["image.digest"] else "no"
+            )
+        return findings
+
+
+def _display_path(p: Path) -> str:
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def _fresh_dir(p: Path) -> None:
+    if p.exists():
+        shutil.rmtree(p)
+
+
+def _pin_layout_context(name: str, value: str) -> str:
+    """Resolve ``oci-layout://DIR[:tag]`` to ``oci-layout://ABSDIR@sha256:…`` so that the digest
+    recorded is the one BuildKit uses."""
+    if not value.startswith("oci-layout://"):
+        return value
+    rest = value.removeprefix("oci-layout://")
+    path_part, at, digest = rest.partition("@")
+    tag = None
+    if not at:
+        head, colon, maybe_tag = path_part.rpartition(":")
+        if colon and "/" not in maybe_tag:
+            path_part, tag = head, maybe_tag
+    path = Path(path_part).resolve()
+    try:
+        layout = OciLayout(path)
+    except GateError:
+        raise ConfigError(
+            f"--build-context {name}={value}: {path} is not an OCI image layout."
+        ) from None
+    if at:
+        if not _DIGEST.match(digest):
+            raise ConfigError(f"--build-context {name}={value}: {digest!r} is not a sha256 digest.")
+        return f"oci-layout://{path}@{digest}"
+    tops = layout.top_descriptors()
+    chosen = [
+        d for d in tops
+        if tag is None or (d.annotations or {}).get("org.opencontainers.image.ref.name") == tag
+    ]  # fmt: skip
+    if len(chosen) != 1:
+        what = f"tag {tag!r}" if tag else "a single image"
+        raise ConfigError(
+            f"--build-context {name}={value}: the layout at {path} does not hold exactly {what} "
+            f"(it lists {len(tops)}); name the image with @sha256:…"
+        )
+    return f"oci-layout://{path}@{chosen[0].digest}"
+
+
+def _base_digest(b: BaseRef, contexts: Mapping[str, str]) -> str | None:
+    if b.kind == "digest":
+        return b.from_line.image.rpartition("@")[2]
+    if b.kind == "context":
+        value = contexts.get(b.ref, "")
+        if value.startswith("oci-layout://") and "@" in value:
+            return value.rpartition("@")[2]
+        if value.startswith("docker-image://") and "@sha256:" in value:
+            return value.rpartition("@")[2]
+    return None
+
+
+def _unpinned_finding(b: BaseRef, dockerfile: str, contexts: Mapping[str, str]) -> Finding | None:
+    if b.kind in ("scratch", "stage", "digest"):
+        return None
+    if b.kind == "context" and _base_digest(b, contexts) is not None:
+        return None
+    return Finding(
+        gate="build",
+        id="build.unpinned-base",
+        severity=Severity.HIGH,
+        title=f"base image {b.from_line.image} is not pinned by digest"
+        + (f" (build context {contexts[b.ref]})" if b.kind == "context" else ""),
+        subject=b.from_line.image,
+        location=f"{dockerfile}:{b.from_line.line}",
+        evidence={
+            "fix": "pin it as IMAGE@sha256:<digest>, or supply it as a local OCI layout with "
+            "--build-context NAME=oci-layout://DIR@sha256:<digest>",
+        },
+    )
+
+
+def _build(
+    engine: EngineInfo,
+    ctx: Context,
+    context_dir: Path,
+    df_dir: Path,
+    contexts: Mapping[str, str],
+    dest: Path,
+    injected: Injected,
+    *,
+    cold: bool,
+) -> BuildOutput:
+    policy = ctx.policy.policy.build
+    meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
+    epoch = str(ctx.epoch.value)
+    argv = [
+        docker_cli(), "buildx", "build", *engine.buildx_args(),
+        "--file", str(df_dir / "Dockerfile"),
+        "--pull=false", "--provenance=false", "--sbom=false",
+        "--progress", "plain",
+        "--network", "default" if policy.allow_network else "none",
+        "--output", f"type=oci,dest={dest},tar=false,rewrite-timestamp=true",
+        "--metadata-file", str(meta),
+        "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
+    ]  # fmt: skip
+    if cold:
+        argv.append("--no-cache")
+    for k, v in sorted(ctx.options.build_args.items()):
+        argv += ["--build-arg", f"{k}={v}"]
+    for k, v in sorted(contexts.items()):
+        argv += ["--build-context", f"{k}={v}"]
+    if policy.platforms:
+        argv += ["--platform", ",".join(policy.platforms)]
+    argv.append(str(context_dir))
+    try:
+        result = run_tool(argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch})
+    except ToolError as e:
+        raise GateError(_explain_build_failure(e, injected, ctx.options.dockerfile)) from None
+    return _read_output(dest, meta, result)
+
+
+def _explain_build_failure(e: ToolError, injected: Injected, dockerfile: Path | None) -> str:
+    """The one paragraph a user needs: BuildKit's error lines, with line numbers of the
+    Dockerfile as the user wrote it."""
+    lines = [injected.map_message(line) for line in e.stderr_tail.splitlines()]
+    errors = [ln.strip() for ln in lines if re.search(r"\bERROR\b|error:|failed to", ln)]
+    detail = "\n".join(dict.fromkeys(errors)) or "\n".join(lines[-6:])
+    detail = detail.replace("/dockerfile/Dockerfile", "/Dockerfile")
+    return f"docker buildx build failed:\n{detail}"
+
+
+def _read_output(dest: Path, meta: Path, result: ToolResult) -> BuildOutput:
+    try:
+        data = json.loads(meta.read_text())
+        top = str(data["containerimage.digest"])
+        config = str(data.get("containerimage.config.digest", ""))
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise GateError(
+            f"docker buildx build finished but its metadata file {meta} is unusable ({e}).",
+            hint=tail(result.stderr),
+        ) from None
+    layout = OciLayout(dest)
+    manifests = {d.platform or "unknown": d.digest for d in layout.platform_manifests(top)}
+    if not manifests:
+        raise GateError(f"the OCI layout {dest} holds no image manifest for {top}.")
+    return BuildOutput(layout, top, config, manifests, result.stderr)
+
+
+def _single_or_top(out: BuildOutput) -> str:
+    if len(out.platform_manifests) == 1:
+        return next(iter(out.platform_manifests.values()))
+    return out.top_digest
+
+
+def _compare(first: BuildOutput, second: BuildOutput) -> list[Finding]:
+    findings = []
+    for platform, digest in first.platform_manifests.items():
+        other = second.platform_manifests.get(platform)
+        if other == digest:
+            continue
+        if other is None:
+            diffs = [ImageDifference("platforms", platform, "missing")]
+        else:
+            diffs = diff_images(first.layout, digest, second.layout, other)
+        findings.append(_not_reproducible(platform, digest, other or "missing", diffs))
+    return findings
+
+
+def _not_reproducible(
+    platform: str, first: str, second: str, diffs: list[ImageDifference]
+) -> Finding:
+    evidence: dict[str, str] = {"first": first, "second": second}
+    summary: list[str] = []
+    for d in diffs:
+        if d.paths:
+            shown = [f"/{p.path} ({p.what})" for p in d.paths[:MAX_PATHS]]
+            more = len(d.paths) - MAX_PATHS
+            evidence[d.part] = (
+                f"{d.left} ≠ {d.right}: "
+                + ", ".join(shown)
+                + (f" (+{more} more)" if more > 0 else "")
+            )
+            summary.append(f"{d.part}: " + ", ".join(f"/{p.path}" for p in d.paths[:3]))
+        elif d.config_keys:
+            evidence[d.part] = f"{d.left} ≠ {d.right}: keys " + ", ".join(d.config_keys[:MAX_PATHS])
+            summary.append(f"config: {', '.join(d.config_keys[:3])}")
+        else:
+            evidence[d.part] = f"{d.left} ≠ {d.right}"
+            summary.append(d.part)
+    where = next((d.part for d in diffs if d.part.startswith("layer")), None)
+    return Finding(
+        gate="build",
+        id="build.not-reproducible",
+        severity=Severity.HIGH,
+        title="the rebuild from a cold cache gave a different image"
+        + (f" — {'; '.join(summary)}" if summary else ""),
+        subject=f"image {platform}",
+        location=where,
+        evidence=evidence,
+    )

@@ -1,0 +1,24 @@
+"""The gates modelseal knows, in pipeline order."""
+
+from __future__ import annotations
+
+from modelseal.build.gate import BuildGate
+from modelseal.errors import ConfigError
+from modelseal.pipeline import Gate
+
+
+def all_gates() -> list[Gate]:
+    """Every gate, fresh instances."""
+    return [BuildGate()]
+
+
+def select_gates(names: tuple[str, ...]) -> list[Gate]:
+    """The gates named (all when ``names`` is empty); unknown names are a usage error."""
+    gates = all_gates()
+    if not names:
+        return gates
+    known = {g.name: g for g in gates}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown gate {', '.join(unknown)} (known: {', '.join(known)}).")
+    return [known[n] for n in names]

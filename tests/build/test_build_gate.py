@@ -1,0 +1,201 @@
+"""The build gate against the real BuildKit (a private dockerd with the containerd store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.conftest import EPOCH, REPO, docker_cli
+
+from modelseal._cli import main
+from modelseal.engine import PrivateEngine
+
+pytestmark = pytest.mark.engine
+
+STRICT = "version: 1\nbuild:\n  rebuild_check: true\n  require_pinned_base: true\n"
+
+
+def _build(
+    ctx: Path, out: Path, policy_text: str, *extra: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict, str]:
+    policy = out.parent / f"{out.name}-policy.yml"
+    policy.write_text(policy_text)
+    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
+                 "--source-date-epoch", str(EPOCH), *extra])  # fmt: skip
+    captured = capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    return code, report, captured.out + captured.err
+
+
+def _gate(report: dict) -> dict:
+    (gate,) = report["gates"]
+    return gate
+
+
+def _app(tmp_path: Path, dockerfile: str, files: dict[str, bytes] | None = None) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for name, data in (files or {"model.bin": b"\x00weights\x01" * 100}).items():
+        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / name).write_bytes(data)
+    return ctx
+
+
+def test_example_builds_to_the_same_digest_and_only_content_changes_it(
+    example_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(REPO / "examples" / "app", app)
+    args = ("--build-context", f"base={example_base}")
+    code1, r1, out1 = _build(app, tmp_path / "o1", STRICT, *args, capsys=capsys)
+    assert code1 == 0, out1
+    g1 = _gate(r1)
+    assert g1["status"] == "PASSED" and g1["facts"]["rebuild.reproducible"] == "yes"
+    digest = g1["facts"]["image.digest"]
+    assert digest.startswith("sha256:") and g1["facts"]["rebuild.digest"] == digest
+    assert g1["facts"]["source_date_epoch"] == str(EPOCH)
+    assert g1["facts"]["base.0"].endswith(example_base.rpartition("@")[2])
+
+    # Touch every file (new mtimes, other modes): nothing changes.
+    for p in app.rglob("*"):
+        os.utime(p, (1_900_000_000, 1_900_000_000))
+        if p.is_file():
+            p.chmod(0o600)
+    code2, r2, out2 = _build(app, tmp_path / "o2", STRICT, *args, capsys=capsys)
+    assert code2 == 0, out2
+    assert _gate(r2)["facts"]["image.digest"] == digest
+
+    # One byte of the model: a different image.
+    model = app / "model" / "model.safetensors"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0x01
+    model.write_bytes(bytes(data))
+    code3, r3, out3 = _build(app, tmp_path / "o3", STRICT, *args, capsys=capsys)
+    assert code3 == 0, out3
+    assert _gate(r3)["facts"]["image.digest"] != digest
+
+
+def test_rebuild_mismatch_names_the_differing_path(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = _app(
+        tmp_path,
+        "FROM base\nCOPY model.bin /m/model.bin\nRUN cat /proc/sys/kernel/random/uuid > /build-stamp\n",
+    )
+    code, report, out = _build(
+        ctx, tmp_path / "o", STRICT, "--build-context", f"base={busybox_base}", capsys=capsys
+    )
+    assert code == 1, out
+    gate = _gate(report)
+    assert gate["status"] == "FAILED"
+    (finding,) = gate["findings"]
+    assert finding["id"] == "build.not-reproducible"
+    assert finding["decision"] == "fail"
+    assert finding["location"] == "layer 3"
+    assert "/build-stamp (content" in finding["evidence"]["layer 3"]
+    assert "/build-stamp" in finding["title"]
+    assert "/m/model.bin" not in json.dumps(finding)
+    assert "build.not-reproducible" in out and "FAILED" in out
+
+
+def test_run_steps_see_source_date_epoch(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A RUN step that writes SOURCE_DATE_EPOCH is reproducible only because modelseal injects
+    # `ARG SOURCE_DATE_EPOCH` into the stage.
+    ctx = _app(tmp_path, 'FROM base\nRUN echo "built at $SOURCE_DATE_EPOCH" > /stamp\n')
+    code, report, out = _build(
+        ctx, tmp_path / "o", STRICT, "--build-context", f"base={busybox_base}", capsys=capsys
+    )
+    assert code == 0, out
+    layout = Path(_gate(report)["artifacts"]["oci_layout"])
+    manifest = json.loads(
+        (layout / "blobs/sha256" / _gate(report)["facts"]["image.digest"][7:]).read_bytes()
+    )
+    import gzip
+    import io
+    import tarfile
+
+    blob = layout / "blobs/sha256" / manifest["layers"][-1]["digest"][7:]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob.read_bytes()))) as tar:
+        member = tar.extractfile("stamp")
+        assert member is not None
+        assert member.read() == f"built at {EPOCH}\n".encode()
+
+
+@pytest.fixture(scope="session")
+def tagged_busybox(engine: PrivateEngine, busybox_base: str) -> str:
+    """The busybox base loaded into the engine's image store under a tag (no registry)."""
+    tag = "modelseal-test/busybox:1"
+    ctx = Path(busybox_base.removeprefix("oci-layout://").rpartition("@")[0]).parent / "tagctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text("FROM base\n")
+    subprocess.run(
+        [docker_cli(), "buildx", "build", "--pull=false", "--provenance=false", "--network", "none",
+         "--build-context", f"base={busybox_base}", "--load", "-t", tag, str(ctx)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return tag
+
+
+def test_unpinned_from_is_a_finding_naming_the_line(
+    tagged_busybox: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = _app(
+        tmp_path, f"# app\nARG BASE={tagged_busybox}\n\nFROM ${{BASE}} AS app\nCOPY model.bin /m\n"
+    )
+    policy = "version: 1\nbuild:\n  rebuild_check: false\n"
+    code, report, out = _build(ctx, tmp_path / "o", policy, capsys=capsys)
+    assert code == 1, out
+    (finding,) = _gate(report)["findings"]
+    assert finding["id"] == "build.unpinned-base"
+    assert finding["location"].endswith("Dockerfile:4")
+    assert finding["subject"] == tagged_busybox
+    assert "Dockerfile:4" in out
+
+    lax = policy + "  require_pinned_base: false\n"
+    code, report, out = _build(ctx, tmp_path / "o2", lax, capsys=capsys)
+    assert code == 0, out
+    assert _gate(report)["findings"][0]["decision"] == "warn"
+
+
+def test_dockerfile_syntax_error_errors_with_the_users_line(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = _app(tmp_path, "FROM base\nCOPY model.bin /m\nFOOBAR nonsense\n")
+    code, report, out = _build(
+        ctx, tmp_path / "o", STRICT, "--build-context", f"base={busybox_base}", capsys=capsys
+    )
+    assert code == 3, out
+    gate = _gate(report)
+    assert gate["status"] == "ERRORED"
+    assert "line 3" in gate["error"] and "FOOBAR" in gate["error"].upper()
+    assert "line 5" not in gate["error"], "line numbers must be the user's, not the injected file's"
+    assert "Traceback" not in out
+
+
+def test_engine_unreachable_exits_3_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    ctx = _app(tmp_path, "FROM scratch\nCOPY model.bin /m\n")
+    code, report, out = _build(ctx, tmp_path / "o", STRICT, capsys=capsys)
+    assert code == 3
+    error = _gate(report)["error"]
+    assert "cannot reach a Docker engine" in error and "nothing.sock" in error
+    assert "modelseal engine start" in error
+    assert "Traceback" not in out
+    assert report["verdict"] == "ERRORED"
+
+
+def test_missing_build_context_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["build", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert code == 2
+    assert "is not a directory" in capsys.readouterr().err
