@@ -18,10 +18,11 @@ import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelseal._tools import find_tool, run_tool
+from modelseal._tools import ToolResult, find_tool, run_tool
 from modelseal.errors import EngineError, ToolError
 
 #: The builder created on engines whose image store cannot export OCI layouts.
@@ -59,36 +60,32 @@ class EngineInfo:
 
 
 def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> EngineInfo:
-    """Check that an engine answers and can export OCI; raise :class:`EngineError` otherwise."""
+    """Check that an engine answers and can export OCI; raise :class:`EngineError` otherwise.
+
+    The docker CLI calls run concurrently: each costs a process start and a round trip, and a
+    build waits for all of them.
+    """
     docker = docker_cli()
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        version = run_tool([docker, "version", "--format", "{{json .Server}}"], timeout=timeout)
-    except ToolError as e:
-        raise EngineError(
-            f"cannot reach a Docker engine at {host}: {_first_line(e.stderr_tail) or e.message}",
-            hint=_ENGINE_HINT,
-        ) from None
-    try:
-        server = json.loads(version.stdout)
-        server_version = str(server.get("Version") or "unknown")
-    except (json.JSONDecodeError, AttributeError):
-        raise EngineError(
-            f"the Docker engine at {host} answered `docker version` with something that is not "
-            "JSON.",
-            hint=_ENGINE_HINT,
-        ) from None
-    info = run_tool([docker, "info", "--format", "{{json .DriverStatus}}"], timeout=timeout)
-    containerd_store = "io.containerd.snapshotter" in info.stdout
-    try:
-        bx = run_tool([docker, "buildx", "version"], timeout=timeout)
-    except ToolError:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        info_f = pool.submit(
+            run_tool, [docker, "info", "--format", "{{json .}}"], timeout=timeout, check=False
+        )
+        bx_f = pool.submit(run_tool, [docker, "buildx", "version"], timeout=timeout, check=False)
+        inspect_f = pool.submit(
+            run_tool, [docker, "buildx", "inspect"], timeout=timeout, check=False
+        )
+        info, bx, inspect = info_f.result(), bx_f.result(), inspect_f.result()
+    server_version, containerd_store = _parse_info(info, host)
+    if bx.returncode != 0:
         raise EngineError(
             "the docker buildx plugin is missing (`docker buildx version` failed).",
             hint="Install docker-buildx (Debian/Ubuntu: apt-get install docker-buildx).",
-        ) from None
-    buildx_version = bx.stdout.split()[1] if len(bx.stdout.split()) > 1 else bx.stdout.strip()
+        )
+    words = bx.stdout.split()
+    buildx_version = words[1] if len(words) > 1 else bx.stdout.strip()
     builder: str | None = None
+    buildkit_version = _buildkit_version(inspect.stdout)
     if not containerd_store:
         if not create_builder:
             raise EngineError(
@@ -97,14 +94,39 @@ def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> Engin
                 hint="Enable the containerd image store, or let modelseal create its own builder.",
             )
         builder = _ensure_container_builder(docker, timeout)
+        buildkit_version = _buildkit_version(
+            run_tool([docker, "buildx", "inspect", builder], timeout=timeout, check=False).stdout
+        )
     return EngineInfo(
         docker_host=host,
         server_version=server_version,
         containerd_store=containerd_store,
         buildx_version=buildx_version,
-        buildkit_version=_buildkit_version(docker, builder, timeout),
+        buildkit_version=buildkit_version,
         builder=builder,
     )
+
+
+def _parse_info(info: ToolResult, host: str) -> tuple[str, bool]:
+    """Server version and whether the image store is containerd's, from `docker info`."""
+    if info.returncode != 0:
+        reason = _first_line(info.stderr) or f"docker info exited with {info.returncode}"
+        raise EngineError(f"cannot reach a Docker engine at {host}: {reason}", hint=_ENGINE_HINT)
+    try:
+        data = json.loads(info.stdout)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise EngineError(
+            f"the Docker engine at {host} answered `docker info` with something that is not a "
+            "JSON object.",
+            hint=_ENGINE_HINT,
+        )
+    if data.get("ServerErrors") or not data.get("ServerVersion"):
+        errors = "; ".join(str(e) for e in data.get("ServerErrors") or []) or "no server answered"
+        raise EngineError(f"cannot reach a Docker engine at {host}: {errors}", hint=_ENGINE_HINT)
+    store = "io.containerd.snapshotter" in json.dumps(data.get("DriverStatus") or [])
+    return str(data["ServerVersion"]), store
 
 
 def _ensure_container_builder(docker: str, timeout: float) -> str:
@@ -118,10 +140,8 @@ def _ensure_container_builder(docker: str, timeout: float) -> str:
     return BUILDER_NAME
 
 
-def _buildkit_version(docker: str, builder: str | None, timeout: float) -> str:
-    argv = [docker, "buildx", "inspect", *([builder] if builder else [])]
-    out = run_tool(argv, timeout=timeout, check=False).stdout
-    for line in out.splitlines():
+def _buildkit_version(inspect_output: str) -> str:
+    for line in inspect_output.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("BuildKit version", "Buildkit"):
             return value.strip()

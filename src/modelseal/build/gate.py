@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,21 +113,22 @@ class BuildGate:
         context_dir = opts.context.resolve()
         dockerfile = (opts.dockerfile or context_dir / "Dockerfile").resolve()
         findings: list[Finding] = []
-        ctx.progress(self.name, "checking the engine")
-        engine = probe_engine()
+        ctx.progress(self.name, "checking the engine, normalizing the build context")
+        # The engine probe waits on docker CLI round trips; the copy waits on the disk.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            probe = pool.submit(probe_engine)
+            summary = normalize_context(
+                context_dir,
+                ctx.work_dir / "context",
+                epoch=ctx.epoch.value,
+                ignore=DockerIgnore.load(context_dir, dockerfile),
+            )
+            engine = probe.result()
+        norm = ctx.work_dir / "context"
         injected = inject_source_date_epoch(df, text)
         df_dir = ctx.work_dir / "dockerfile"
         df_dir.mkdir()
         (df_dir / "Dockerfile").write_text(injected.text)
-
-        ctx.progress(self.name, "normalizing the build context")
-        norm = ctx.work_dir / "context"
-        summary = normalize_context(
-            context_dir,
-            norm,
-            epoch=ctx.epoch.value,
-            ignore=DockerIgnore.load(context_dir, dockerfile),
-        )
 
         layout_dir = ctx.out_dir / "oci"
         _fresh_dir(layout_dir)
