@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +103,7 @@ def example_base(engine: PrivateEngine) -> str:
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap")
     out = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache")) / "base"
     proc = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), str(REPO / "examples/base/build_base.py"),
+        [sys.executable, str(REPO / "examples/base/build_base.py"),
          "--out", str(out)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
