@@ -216,3 +216,15 @@ def test_markdown_summary_lists_errors_and_findings(tmp_path: Path) -> None:
     assert "| build | ❌ FAILED | 1 failing / 1 |" in text
     assert "<details><summary>1 finding(s)</summary>" in text
     assert "| fail | HIGH | build.unpinned-base | python:3.11 | Dockerfile:1 |" in text
+
+
+def test_reports_validate_against_the_report_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((REPO / "src" / "modelseal" / "reports" / "report.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    report = json.loads(_stored_report(tmp_path).read_text())
+    jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)
+    report["schema_version"] = 2
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
 from tests.conftest import EPOCH, REPO, docker_cli
 
@@ -16,6 +17,7 @@ from modelseal.engine import PrivateEngine
 
 pytestmark = pytest.mark.engine
 
+REPORT_SCHEMA = json.loads((REPO / "src/modelseal/reports/report.schema.json").read_text())
 STRICT = "version: 1\nbuild:\n  rebuild_check: true\n  require_pinned_base: true\n"
 
 
@@ -28,6 +30,7 @@ def _build(
                  "--source-date-epoch", str(EPOCH), *extra])  # fmt: skip
     captured = capsys.readouterr()
     report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, REPORT_SCHEMA, cls=jsonschema.Draft202012Validator)
     return code, report, captured.out + captured.err
 
 
