@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import json
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -271,3 +271,104 @@ def _json_diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             keys += _json_diff_keys(x, y, f"{prefix}[{i}]")
         return keys
     return [] if a == b else [prefix or "."]
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A file as it ends up in the image's merged filesystem."""
+
+    path: str  # without leading "/"
+    kind: str  # "file", "symlink", "hardlink", "dir", "special"
+    size: int
+    sha256: str  # of the content; "" for non-files
+    link: str
+    layer: int  # 1-based index of the layer that last wrote it
+
+
+def image_files(
+    layout: OciLayout,
+    manifest_digest: str,
+    wanted: Callable[[str], bool],
+    *,
+    extract_to: Path | None = None,
+) -> dict[str, ImageFile]:
+    """The merged view of the paths ``wanted`` selects, applying the layers in order with their
+    whiteouts (``.wh.NAME`` deletes NAME, ``.wh..wh..opq`` hides what lower layers put in a
+    directory). File contents are hashed while streaming; with ``extract_to`` the selected
+    regular files of the final view are also written there (never outside it)."""
+    manifest = layout.manifest(manifest_digest)
+    merged: dict[str, ImageFile] = {}
+    for index, layer in enumerate(manifest.get("layers", []), start=1):
+        blob = layout.blob(layer["digest"])
+        seen_here: set[str] = set()
+        with (
+            _open_layer(blob, layer.get("mediaType", "")) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
+            for member in tar:
+                name = member.name.removeprefix("./").rstrip("/")
+                parent, _, base = name.rpartition("/")
+                if base == ".wh..wh..opq":
+                    prefix = f"{parent}/" if parent else ""
+                    for p in [p for p in merged if p.startswith(prefix) and p not in seen_here]:
+                        del merged[p]
+                    continue
+                if base.startswith(".wh."):
+                    gone = f"{parent}/{base[4:]}" if parent else base[4:]
+                    for p in [p for p in merged if p == gone or p.startswith(gone + "/")]:
+                        del merged[p]
+                    continue
+                if not wanted(name):
+                    continue
+                seen_here.add(name)
+                digest = ""
+                if member.isfile():
+                    f = tar.extractfile(member)
+                    h = hashlib.sha256()
+                    out = _extract_target(extract_to, name)
+                    with open(out, "wb") if out else _NullWriter() as sink:
+                        if f is not None:
+                            while chunk := f.read(1 << 20):
+                                h.update(chunk)
+                                sink.write(chunk)
+                    digest = h.hexdigest()
+                merged[name] = ImageFile(
+                    name, _kind(member), member.size if member.isfile() else 0, digest,
+                    member.linkname, index,
+                )  # fmt: skip
+    if extract_to is not None:
+        _prune_extracted(extract_to, merged)
+    return merged
+
+
+class _NullWriter:
+    def __enter__(self) -> _NullWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _extract_target(root: Path | None, name: str) -> Path | None:
+    if root is None:
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise GateError(f"a layer holds the path {name!r}, which escapes the image root.")
+    target = root.joinpath(*parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.is_dir():
+        raise GateError(f"cannot extract {name!r}: a link or directory is in the way.")
+    return target
+
+
+def _prune_extracted(root: Path, merged: Mapping[str, ImageFile]) -> None:
+    """Remove extracted files that a later layer deleted or replaced by a non-file."""
+    keep = {p for p, f in merged.items() if f.kind == "file"}
+    for path in sorted(root.rglob("*"), reverse=True):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not path.is_symlink() and rel not in keep:
+            path.unlink()

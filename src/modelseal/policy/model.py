@@ -29,7 +29,28 @@ PATTERN_MESSAGES: Final[dict[str, str]] = {
 }
 """Plain-English error messages for the regular expressions used in the models, by pattern."""
 
+GLOBAL_PATTERN: Final = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.([A-Za-z_][A-Za-z0-9_]*|\*)$"
+)
+"""A pickle global allowed by the policy: ``module.name`` or ``module.*``."""
+
+IMAGE_PATH_PATTERN: Final = r"^/.*$"
+"""An absolute path inside the image."""
+
+PATTERN_MESSAGES[GLOBAL_PATTERN] = (
+    'expected a pickle global "module.name" or "module.*", e.g. "torch._utils._rebuild_tensor_v2"'
+)
+PATTERN_MESSAGES[IMAGE_PATH_PATTERN] = (
+    'expected an absolute path inside the image, e.g. "/app/model"'
+)
+
 Platform = Annotated[str, StringConstraints(pattern=PLATFORM_PATTERN)]
+PickleGlobal = Annotated[str, StringConstraints(pattern=GLOBAL_PATTERN)]
+ImagePath = Annotated[str, StringConstraints(pattern=IMAGE_PATH_PATTERN)]
+ModelFormat = Literal[
+    "safetensors", "gguf", "onnx", "keras", "keras-h5", "tf-savedmodel", "numpy", "numpy-zip",
+    "pickle", "pytorch-zip", "torch-legacy", "torchscript", "joblib",
+]  # fmt: skip
 
 
 class BuildPolicy(BaseModel):
@@ -73,6 +94,88 @@ class BuildPolicy(BaseModel):
     )
 
 
+class ModelSignaturePolicy(BaseModel):
+    """Verification of an OpenSSF model-signing signature over the model files."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    path: str = Field(
+        description="The signature file (a Sigstore bundle written by model-signing), relative "
+        "to the build context.",
+    )
+    model_dir: str = Field(
+        description="The signed model directory, relative to the build context.",
+    )
+    public_key: str | None = Field(
+        default=None,
+        description="PEM public key (relative to the build context) for signatures made with a "
+        "private key. Exactly one of public_key and identity.",
+    )
+    identity: str | None = Field(
+        default=None,
+        description="The signer identity (e.g. a workflow URI or an email) of a keyless "
+        "Sigstore signature.",
+    )
+    issuer: str | None = Field(
+        default=None,
+        description="The OIDC issuer of the keyless signer; required with identity.",
+    )
+
+
+class ModelsPolicy(BaseModel):
+    """The model-artifact gate: hash pins, allowed formats, pickle scanning, structure checks."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(default=True, description="Run the models gate.")
+    lock: str = Field(
+        default="models.lock",
+        description="The lock file (written by `modelseal models lock`), relative to the build "
+        "context. Every model file must match it: missing, extra and changed files fail.",
+    )
+    require_lock: bool = Field(
+        default=True,
+        description="Fail when the lock file does not exist. When false and there is no lock, "
+        "the files under paths are still scanned but not pinned.",
+    )
+    paths: list[str] = Field(
+        default=[],
+        description="Model files and directories, relative to the build context. Empty means "
+        "the roots recorded in the lock.",
+    )
+    ignore: list[str] = Field(
+        default=[],
+        description="Glob patterns of files under the model paths that are not model files "
+        '(e.g. "*.md", "*.txt"): neither pinned nor scanned.',
+    )
+    formats: list[ModelFormat] = Field(
+        default=["safetensors", "gguf", "onnx"],
+        description="Model formats allowed, as detected from the bytes (never the file name). "
+        "A file in another format, or in no known format, fails.",
+    )
+    pickle: Literal["deny", "scan", "allow"] = Field(
+        default="deny",
+        description="Formats that carry pickles (PyTorch, joblib, numpy object arrays …): deny "
+        "fails them outright; scan admits them only if every global they import is on the "
+        "allowlist; allow admits them unscanned (not recommended).",
+    )
+    allowed_globals: list[PickleGlobal] = Field(
+        default=[],
+        description='Extra pickle globals to allow beyond the built-in safe list, as "module.name" '
+        'or "module.*".',
+    )
+    image_paths: dict[str, ImagePath] = Field(
+        default={},
+        description="Where locked model directories live inside the image: local directory "
+        "(relative to the build context, as in the lock) → absolute image path. After the build "
+        "the files found there in the image's layers must match the lock.",
+    )
+    signature: ModelSignaturePolicy | None = Field(
+        default=None,
+        description="Optionally verify an OpenSSF model-signing signature over the model.",
+    )
+
+
 class Policy(BaseModel):
     """A modelseal policy file (modelseal.yml): the thresholds of every gate."""
 
@@ -87,6 +190,10 @@ class Policy(BaseModel):
     build: BuildPolicy = Field(
         default=BuildPolicy(),
         description="Settings of the build gate.",
+    )
+    models: ModelsPolicy = Field(
+        default=ModelsPolicy(),
+        description="Settings of the model-artifact gate.",
     )
 
     @field_validator("version", mode="before")

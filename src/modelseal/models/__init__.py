@@ -1,0 +1,1 @@
+"""The model-artifact gate: hash pins, format detection, pickle scanning, structure checks."""

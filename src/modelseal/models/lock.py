@@ -1,0 +1,234 @@
+"""``models.lock``: the model files a team pinned — path, size, SHA-256, format, source.
+
+JSON, sorted, one entry per file; paths are relative to the lock file's directory and use ``/``.
+``roots`` are the files and directories that were locked: a file that later appears under a root
+without an entry is *extra*, and fails verification unless the policy ignores it by pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from modelseal.errors import ConfigError
+from modelseal.models.hashing import FileDigest, hash_files
+
+LOCK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model file came from (e.g. a hub repository at a commit)."""
+
+    uri: str
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One pinned file."""
+
+    path: str
+    size: int
+    sha256: str
+    format: str
+    source: Source | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as stored."""
+        data: dict[str, Any] = {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "format": self.format,
+        }
+        if self.source is not None:
+            data["source"] = {"uri": self.source.uri}
+            if self.source.revision:
+                data["source"]["revision"] = self.source.revision
+        return data
+
+
+@dataclass(frozen=True)
+class ModelsLock:
+    """A whole lock file."""
+
+    roots: tuple[str, ...]
+    entries: tuple[LockEntry, ...]
+    path: Path | None = None
+
+    @property
+    def base(self) -> Path:
+        """The directory lock paths are relative to."""
+        return (self.path.parent if self.path else Path.cwd()).resolve()
+
+    def by_path(self) -> dict[str, LockEntry]:
+        """Entries keyed by path."""
+        return {e.path: e for e in self.entries}
+
+    def to_text(self) -> str:
+        """The file's exact text (stable: sorted entries, two-space indent, newline)."""
+        data = {
+            "version": LOCK_VERSION,
+            "roots": sorted(self.roots),
+            "files": [e.to_json() for e in sorted(self.entries, key=lambda e: e.path)],
+        }
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def load_lock(path: Path) -> ModelsLock:
+    """Read and validate a lock file; every problem is a ConfigError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}.") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}.") from None
+    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
+        raise ConfigError(f"{path}: not a models.lock of version {LOCK_VERSION}.")
+    entries = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data.get("files", [])):
+        where = f"{path}: files[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected an object.")
+        try:
+            rel = _clean_rel(str(raw["path"]), where)
+            size = raw["size"]
+            digest = str(raw["sha256"])
+            fmt = str(raw.get("format", "unknown"))
+        except KeyError as e:
+            raise ConfigError(f"{where}: missing {e.args[0]!r}.") from None
+        if not isinstance(size, int) or size < 0:
+            raise ConfigError(f"{where}.size: expected a non-negative integer.")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"{where}.sha256: expected 64 lower-case hex digits.")
+        if rel in seen:
+            raise ConfigError(f"{where}: {rel} is listed twice.")
+        seen.add(rel)
+        src = raw.get("source")
+        source = None
+        if src is not None:
+            if not isinstance(src, dict) or not isinstance(src.get("uri"), str):
+                raise ConfigError(f"{where}.source: expected {{uri, revision?}}.")
+            rev = src.get("revision")
+            source = Source(src["uri"], str(rev) if rev is not None else None)
+        entries.append(LockEntry(rel, size, digest, fmt, source))
+    roots = tuple(_clean_rel(str(r), f"{path}: roots") for r in data.get("roots", []))
+    return ModelsLock(roots=roots, entries=tuple(entries), path=path)
+
+
+def _clean_rel(rel: str, where: str) -> str:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or rel in ("", "."):
+        raise ConfigError(
+            f"{where}: path {rel!r} must be relative and stay inside the lock's directory."
+        )
+    return str(p)
+
+
+def collect_files(base: Path, roots: Sequence[str], ignore: Sequence[str] = ()) -> list[str]:
+    """Every regular file under ``roots`` (relative to ``base``), as sorted relative paths,
+    minus those matching an ``ignore`` glob. Symlinks are refused: a link can point outside
+    what was reviewed."""
+    out: set[str] = set()
+    for root in roots:
+        start = base / root
+        if start.is_symlink():
+            raise ConfigError(f"model path {root} is a symlink; lock the file it points to.")
+        if start.is_file():
+            out.add(root)
+            continue
+        if not start.is_dir():
+            raise ConfigError(f"model path {root} does not exist under {base}.")
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
+                full = Path(dirpath) / name
+                rel = full.relative_to(base).as_posix()
+                if full.is_symlink():
+                    raise ConfigError(f"model path {rel} is a symlink; models must be real files.")
+                if full.is_file():
+                    out.add(rel)
+    return sorted(r for r in out if not _ignored(r, ignore))
+
+
+def _ignored(rel: str, patterns: Iterable[str]) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def make_lock(
+    base: Path,
+    roots: Sequence[str],
+    *,
+    detect: Callable[[Path], str],
+    ignore: Sequence[str] = (),
+    previous: ModelsLock | None = None,
+    source: Source | None = None,
+) -> ModelsLock:
+    """Hash and describe every file under ``roots``. Sources recorded in ``previous`` are kept
+    for files whose digest did not change; ``source`` applies to every file otherwise."""
+    clean = tuple(
+        _clean_rel(Path(os.path.relpath(base / r, base)).as_posix(), "model path") for r in roots
+    )
+    rels = collect_files(base, clean, ignore)
+    digests = hash_files([base / r for r in rels])
+    old = previous.by_path() if previous else {}
+    entries = []
+    for rel in rels:
+        d: FileDigest = digests[base / rel]
+        prior = old.get(rel)
+        kept = prior.source if prior is not None and prior.sha256 == d.sha256 else None
+        entries.append(LockEntry(rel, d.size, d.sha256, detect(base / rel), source or kept))
+    return ModelsLock(roots=clean, entries=tuple(entries))
+
+
+@dataclass(frozen=True)
+class LockMismatch:
+    """One way the files on disk differ from the lock."""
+
+    kind: str  # "changed", "missing", "extra"
+    path: str
+    expected: str | None = None  # sha256 in the lock
+    actual: str | None = None  # sha256 on disk
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+
+def verify_lock(
+    lock: ModelsLock, *, ignore: Sequence[str] = (), digests: Mapping[str, FileDigest] | None = None
+) -> tuple[list[LockMismatch], dict[str, FileDigest]]:
+    """Compare the files under the lock's roots with the lock. Returns the mismatches and the
+    digests computed (path → digest), so callers need not hash twice."""
+    base = lock.base
+    present = collect_files(base, lock.roots, ignore) if lock.roots else []
+    expected = lock.by_path()
+    on_disk = set(present) | {p for p in expected if (base / p).is_file()}
+    computed = dict(digests or {})
+    todo = [base / p for p in sorted(on_disk) if p not in computed]
+    for path, d in hash_files(todo).items():
+        computed[path.relative_to(base).as_posix()] = d
+    problems = []
+    for rel, entry in sorted(expected.items()):
+        if rel not in on_disk:
+            problems.append(LockMismatch("missing", rel, expected=entry.sha256))
+            continue
+        got = computed[rel]
+        if got.sha256 != entry.sha256 or got.size != entry.size:
+            problems.append(
+                LockMismatch(
+                    "changed",
+                    rel,
+                    expected=entry.sha256,
+                    actual=got.sha256,
+                    detail={"expected_size": str(entry.size), "actual_size": str(got.size)},
+                )
+            )
+    for rel in sorted(on_disk - expected.keys()):
+        problems.append(LockMismatch("extra", rel, actual=computed[rel].sha256))
+    return problems, computed
