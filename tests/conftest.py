@@ -88,7 +88,7 @@ def busybox_base(engine: PrivateEngine, tmp_path_factory: pytest.TempPathFactory
     (ctx / "rootfs" / "bin").mkdir(parents=True)
     (ctx / "rootfs" / "tmp").mkdir()
     shutil.copy2(busybox, ctx / "rootfs" / "bin" / "busybox")
-    for applet in ("sh", "date", "touch", "cat", "echo", "mkdir", "ls"):
+    for applet in ("sh", "date", "touch", "cat", "echo", "mkdir", "ls", "rm", "cp", "mv", "chmod"):
         (ctx / "rootfs" / "bin" / applet).symlink_to("busybox")
     (ctx / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n')
     dest = work / "oci"

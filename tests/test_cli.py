@@ -33,6 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
         ["engine", "start"],
         ["engine", "stop"],
         ["engine", "status"],
+        ["models"],
+        ["models", "lock"],
+        ["models", "verify"],
+        ["models", "scan"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

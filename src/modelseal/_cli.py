@@ -142,6 +142,43 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema of modelseal.yml (for editors and CI checks).",
     )  # fmt: skip
 
+    mdl = sub.add_parser(
+        "models", help="pin, verify and scan model files (the models gate, on its own)",
+        description="The models gate's checks, usable alone: pin files in models.lock, verify "
+        "a tree against it, scan files for unsafe pickles, disallowed formats and broken "
+        "structure. Formats come from the bytes, never the file name.",
+    )  # fmt: skip
+    mdl_sub = mdl.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    ml = mdl_sub.add_parser(
+        "lock", parents=[common], help="hash model files and write models.lock",
+        description="Hash every file under PATH… and record path, size, SHA-256 and format in "
+        "the lock file (paths relative to the lock's directory). Sources of unchanged files "
+        "are kept from an existing lock.",
+    )  # fmt: skip
+    ml.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="model file or directory")
+    ml.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE",
+                    help="lock file to write (default: models.lock)")  # fmt: skip
+    ml.add_argument("--ignore", action="append", default=[], metavar="GLOB",
+                    help="skip files matching this pattern (repeatable)")  # fmt: skip
+    ml.add_argument("--source-uri", metavar="URI",
+                    help="where the files came from, e.g. hf://org/model")  # fmt: skip
+    ml.add_argument("--source-revision", metavar="REV", help="the source's revision (commit)")
+    mv = mdl_sub.add_parser(
+        "verify", parents=[common], help="check model files against models.lock",
+        description="Exit 0 when every pinned file is present and unchanged and nothing "
+        "unpinned sits under the locked paths; 1 otherwise (each mismatch names both digests).",
+    )  # fmt: skip
+    mv.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE")
+    mv.add_argument("--format", choices=("text", "json"), default="text")
+    ms = mdl_sub.add_parser(
+        "scan", parents=[common], help="scan model files: formats, pickles, structure",
+        description="Detect each file's format from its bytes, scan every pickle it carries "
+        "against the allowlist (nothing is loaded or executed), check its structure, and judge "
+        "the result under the policy's models section. Exit 1 when it fails.",
+    )  # fmt: skip
+    ms.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or directory")
+    ms.add_argument("--format", choices=("text", "json"), default="text")
+
     eng = sub.add_parser(
         "engine", help="start or stop a private Docker engine for builds",
         description="A private dockerd (containerd image store, no bridge, no iptables) whose "
@@ -204,6 +241,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
             loaded = load_policy(path)
             print(f"{path}: valid (version {loaded.policy.version}, sha256 {loaded.sha256[:12]})")
             return 0
+    if args.command == "models" and args.models_command:
+        return _models(args)
     if args.command == "engine" and args.engine_command:
         return _engine(args)
     parser.print_help(sys.stderr)
@@ -284,6 +323,19 @@ def _judge(args: argparse.Namespace, console: Console) -> int:
         paths = write_reports(report, args.out_dir.resolve())
     _print_outcome(verdict, paths)
     return int(verdict.exit_code)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from modelseal.models import cli
+
+    if args.models_command == "lock":
+        return cli.lock_command(
+            args.paths, args.lock, args.ignore, args.source_uri, args.source_revision
+        )
+    policy = _load_policy(args)
+    if args.models_command == "verify":
+        return cli.verify_command(args.lock, policy, args.format == "json")
+    return cli.scan_command(args.paths, policy, args.format == "json")
 
 
 def _engine(args: argparse.Namespace) -> int:

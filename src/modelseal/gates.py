@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from modelseal.build.gate import BuildGate
 from modelseal.errors import ConfigError
+from modelseal.models.gate import ModelsGate, ModelsImageGate
 from modelseal.pipeline import Gate
 
 
 def all_gates() -> list[Gate]:
     """Every gate, fresh instances."""
-    return [BuildGate()]
+    return [ModelsGate(), BuildGate(), ModelsImageGate()]
 
 
 def select_gates(names: tuple[str, ...]) -> list[Gate]:

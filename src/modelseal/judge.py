@@ -65,12 +65,56 @@ def _build_rule(policy: Policy, f: Finding) -> Decision:
     return Decision(f, Outcome.FAIL, "every build finding fails unless the policy allows it")
 
 
+#: Scanner findings about what a pickle would do when loaded.
+_PICKLE_KINDS = frozenset(
+    {"models.unsafe-global", "models.dynamic-global", "models.pickle-extension"}
+)
+
+
+def _global_allowed(policy: Policy, name: str) -> bool:
+    module, _, _attr = name.rpartition(".")
+    for allowed in policy.models.allowed_globals:
+        if allowed == name or (allowed.endswith(".*") and allowed[:-2] == module):
+            return True
+    return False
+
+
+def _models_rule(policy: Policy, f: Finding) -> Decision:
+    pol = policy.models
+    if f.id == "models.format":
+        fmt = f.evidence.get("format", "unknown")
+        if fmt not in pol.formats:
+            allowed = ", ".join(pol.formats) or "none"
+            return Decision(f, Outcome.FAIL, f"format {fmt} is not in models.formats ({allowed})")
+        if f.evidence.get("pickle") == "yes" and pol.pickle == "deny":
+            return Decision(f, Outcome.FAIL, "it carries pickle data and models.pickle is deny")
+        return Decision(f, Outcome.IGNORED, f"format {fmt} is allowed by models.formats")
+    if f.id == "models.no-lock":
+        if pol.require_lock:
+            return Decision(f, Outcome.FAIL, "models.require_lock is true")
+        return Decision(f, Outcome.WARN, "models.require_lock is false")
+    if f.id in _PICKLE_KINDS:
+        name = f.evidence.get("global", "")
+        if f.id == "models.unsafe-global" and name and _global_allowed(policy, name):
+            return Decision(f, Outcome.IGNORED, f"{name} is in models.allowed_globals")
+        if pol.pickle == "allow":
+            return Decision(f, Outcome.WARN, "models.pickle is allow")
+        return Decision(f, Outcome.FAIL, "loading this pickle could run code")
+    if f.id in ("models.unparsable", "models.trailing-data") and pol.pickle == "allow":
+        return Decision(f, Outcome.WARN, "models.pickle is allow")
+    return Decision(f, Outcome.FAIL, "model files must match the lock and be well-formed")
+
+
 def _default_rule(policy: Policy, f: Finding) -> Decision:
     return Decision(f, Outcome.FAIL, "no policy rule allows this finding")
 
 
 #: One judging rule per gate; gates without one fail on any finding (fail closed).
-RULES: dict[str, Rule] = {"build": _build_rule}
+RULES: dict[str, Rule] = {
+    "build": _build_rule,
+    "models": _models_rule,
+    "models-image": _models_rule,
+}
 
 
 def judge_gate(result: GateResult, policy: Policy) -> GateVerdict:

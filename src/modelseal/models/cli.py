@@ -1,0 +1,116 @@
+"""``modelseal models lock | verify | scan``: the model gate's checks, usable on their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelseal.errors import ConfigError, ExitCode
+from modelseal.findings import Finding, GateResult, Status
+from modelseal.judge import Outcome, judge_gate
+from modelseal.models.formats import detect_format
+from modelseal.models.gate import GATE, _mismatch_finding, _scan_findings
+from modelseal.models.lock import Source, collect_files, load_lock, make_lock, verify_lock
+from modelseal.models.pickle_scan import Allowlist
+from modelseal.models.scan import scan_files
+from modelseal.policy import LoadedPolicy
+
+
+def lock_command(
+    paths: Sequence[Path],
+    lock_path: Path,
+    ignore: Sequence[str],
+    uri: str | None,
+    revision: str | None,
+) -> int:
+    """Write (or refresh) a lock file for ``paths``."""
+    base = lock_path.resolve().parent
+    roots = []
+    for p in paths:
+        rel = os.path.relpath(p.resolve(), base)
+        if rel.startswith(".."):
+            raise ConfigError(f"{p} is outside {base}, the lock file's directory.")
+        roots.append(Path(rel).as_posix())
+    previous = load_lock(lock_path) if lock_path.is_file() else None
+    if revision and not uri:
+        raise ConfigError("--source-revision needs --source-uri.")
+    source = Source(uri, revision) if uri else None
+    lock = make_lock(
+        base, roots, detect=lambda p: detect_format(p).format.value, ignore=ignore,
+        previous=previous, source=source,
+    )  # fmt: skip
+    lock_path.write_text(lock.to_text())
+    total = sum(e.size for e in lock.entries)
+    print(f"{lock_path}: {len(lock.entries)} file(s), {total} bytes pinned")
+    for e in lock.entries:
+        print(f"  {e.sha256[:16]}  {e.format:<13} {e.path}")
+    return 0
+
+
+def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
+    """Check the files against the lock."""
+    lock = load_lock(lock_path)
+    mismatches, _ = verify_lock(lock, ignore=policy.policy.models.ignore)
+    findings = [
+        _mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path) for m in mismatches
+    ]
+    if as_json:
+        print(json.dumps({"lock": str(lock_path), "files": len(lock.entries),
+                          "mismatches": [f.to_json() for f in findings]}, indent=2))  # fmt: skip
+    else:
+        for f in findings:
+            print(f"✗ {f.id}: {f.title}")
+        state = "matches" if not findings else f"has {len(findings)} mismatch(es)"
+        print(f"{lock_path}: {len(lock.entries)} pinned file(s); the tree {state}")
+    return int(ExitCode.BREACHED if findings else ExitCode.PASSED)
+
+
+def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> int:
+    """Scan files and directories and judge them under the policy's models section."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir() and not (p / "saved_model.pb").exists():
+            files += [p / rel for rel in collect_files(p, _top(p), policy.policy.models.ignore)]
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ConfigError(f"{p} does not exist.")
+    scans = scan_files(files, Allowlist.default())
+    findings: list[Finding] = []
+    for path, scan in zip(files, scans, strict=True):
+        findings += _scan_findings(str(path), scan)
+    verdict = judge_gate(GateResult(GATE, Status.PASSED, findings=tuple(findings)), policy.policy)
+    if as_json:
+        out: dict[str, Any] = {
+            "status": verdict.status.value,
+            "files": [
+                {"path": str(p), "format": s.format.value, "pickle": s.carries_pickle}
+                for p, s in zip(files, scans, strict=True)
+            ],
+            "findings": [
+                {**d.finding.to_json(), "decision": d.outcome.value, "reason": d.reason}
+                for d in verdict.decisions
+            ],
+        }
+        json.dump(out, sys.stdout, indent=2)
+        print()
+    else:
+        for path, scan in zip(files, scans, strict=True):
+            print(f"{scan.format.value:<13} {path}")
+        for d in verdict.decisions:
+            if d.outcome is Outcome.IGNORED:
+                continue
+            mark = "✗" if d.outcome is Outcome.FAIL else "!"
+            print(
+                f"{mark} {d.finding.id} [{d.finding.severity.name}] {d.finding.title} — {d.reason}"
+            )
+        print(f"{len(files)} file(s) scanned: {verdict.status.value}")
+    return int(ExitCode.BREACHED if verdict.status is Status.FAILED else ExitCode.PASSED)
+
+
+def _top(p: Path) -> list[str]:
+    return sorted(c.name for c in p.iterdir())

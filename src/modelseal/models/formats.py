@@ -1,0 +1,1047 @@
+"""Model format detection from the bytes, never from the file name.
+
+Everything here reads bounded headers: a few KiB at the start of a file, a zip's central
+directory and two bytes of each member, a numpy header, the first fields of a protobuf, a
+bounded prefix of a compressed stream. Nothing is ever imported, unpickled, or executed, and no
+tensor data is read, so memory stays flat whatever the file size and a malformed file can only
+ever make detection answer :attr:`Format.UNKNOWN` (or a more cautious format), never crash.
+
+The primitives the structure checks share (:class:`ByteSource`, the protobuf wire-format reader)
+live here too.
+"""
+
+from __future__ import annotations
+
+import ast
+import bz2
+import io
+import lzma
+import os
+import pickletools
+import re
+import stat
+import struct
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import IO, BinaryIO, Final, Literal
+
+from modelseal.errors import ConfigError
+from modelseal.models.issues import Format
+
+#: Bytes read at the start of every file to decide its format.
+HEAD_BYTES: Final = 4096
+#: A protocol 0/1 pickle (text) is recognized by walking its opcodes over at most this prefix.
+PICKLE_WINDOW: Final = 64 << 10
+#: How far into a pickle the joblib array-wrapper marker is looked for.
+JOBLIB_MARKER_WINDOW: Final = 4 << 20
+#: Decompressed bytes inspected to tell a compressed joblib pickle from other compressed data.
+DECOMPRESS_PREFIX: Final = 64 << 10
+#: The safetensors library's own bound on the JSON header.
+SAFETENSORS_MAX_HEADER: Final = 100_000_000
+#: numpy itself refuses headers over 10 000 bytes by default; older numpy had no bound.
+NPY_MAX_HEADER: Final = 64 << 10
+#: zipfile builds one object per member from the central directory: bound both.
+MAX_ZIP_MEMBERS: Final = 200_000
+MAX_ZIP_CENTRAL_DIRECTORY: Final = 64 << 20
+#: Member bytes (decompressed) read in all to sniff zip members; members past it are listed
+#: as possible pickles unchecked (fail closed) rather than read.
+ZIP_SNIFF_BUDGET: Final = 64 << 20
+#: liblzma allocates the dictionary the header asks for; a hostile header may ask for 4 GiB.
+LZMA_MEMLIMIT: Final = 256 << 20
+
+#: torch.save(_use_new_zipfile_serialization=False) starts with this integer, pickled.
+TORCH_LEGACY_MAGIC: Final = 0x1950A86A20F9469CFC6C
+#: Every joblib array wrapper class lives in this module (also under sklearn.externals).
+JOBLIB_MARKER: Final = b"joblib.numpy_pickle"
+
+_HDF5_SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
+_NPY_MAGIC: Final = b"\x93NUMPY"
+_ZIP_LOCAL: Final = b"PK\x03\x04"
+_ZIP_EMPTY: Final = b"PK\x05\x06"
+_READ_CHUNK: Final = 1 << 20
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What a file (or a SavedModel directory) is, from its bytes.
+
+    ``pickle_offset``: where a pickle stream starts in the file (0 for pickle, joblib and legacy
+    torch streams; the data offset of an object-dtype ``.npy``; ``None`` when the file holds no
+    pickle at a raw offset). A *compressed* joblib file has ``pickle_offset=None`` and
+    ``detail["compressed"]`` naming the codec: its pickle starts at offset 0 of the
+    decompressed stream (:func:`decompress_prefix`).
+
+    ``zip_pickle_members``: for zip (and the legacy torch tar) containers, every member that is
+    or may be a pickle: names ending ``.pkl``, members whose first bytes are a pickle opcode
+    stream, object-dtype ``.npy`` members, and members that could not be read (fail closed).
+    ``member_offsets`` gives, for each of them, where the pickle starts inside the member
+    (the ``.npy`` data offset, else 0).
+    """
+
+    format: Format
+    detail: Mapping[str, str] = field(default_factory=dict)
+    pickle_offset: int | None = None
+    zip_pickle_members: tuple[str, ...] = ()
+    member_offsets: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", MappingProxyType(dict(self.detail)))
+        object.__setattr__(self, "member_offsets", MappingProxyType(dict(self.member_offsets)))
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded random-access reads
+
+
+class ByteSource:
+    """A regular file opened for bounded random-access reads.
+
+    Opening refuses anything but a regular file *before* reading (a FIFO would block forever),
+    and turns OS errors into :class:`ConfigError`. :meth:`read` keeps one small block cached,
+    so walking a header field by field costs one system call per block, not per field.
+    """
+
+    BLOCK: Final = 64 << 10
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as e:
+            raise ConfigError(f"cannot read model file {path}: {e.strerror}.") from None
+        try:
+            st = os.fstat(fd)
+        except OSError as e:
+            os.close(fd)
+            raise ConfigError(f"cannot read model file {path}: {e.strerror}.") from None
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ConfigError(f"model file {path} is not a regular file.")
+        self.file: BinaryIO = os.fdopen(fd, "rb", buffering=0)
+        self.size: int = st.st_size
+        self._cache_start = 0
+        self._cache = b""
+
+    def __enter__(self) -> ByteSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset``; fewer at the end of the file, empty past it.
+
+        Callers bound ``n``; nothing here ever reads the whole file.
+        """
+        if offset < 0 or n <= 0 or offset >= self.size:
+            return b""
+        n = min(n, self.size - offset)
+        start = self._cache_start
+        if start <= offset and offset + n <= start + len(self._cache):
+            return self._cache[offset - start : offset - start + n]
+        if n <= self.BLOCK:
+            self._cache = self._pread(offset, self.BLOCK)
+            self._cache_start = offset
+            return self._cache[:n]
+        return self._pread(offset, n)
+
+    def _pread(self, offset: int, n: int) -> bytes:
+        parts: list[bytes] = []
+        try:
+            self.file.seek(offset)
+            while n > 0:
+                chunk = self.file.read(n)
+                if not chunk:
+                    break  # the file shrank under us: a short read, which callers handle
+                parts.append(chunk)
+                n -= len(chunk)
+        except OSError as e:
+            raise ConfigError(f"cannot read model file {self.path}: {e.strerror}.") from None
+        return b"".join(parts)
+
+    def find(self, needle: bytes, start: int, end: int) -> int:
+        """Offset of the first ``needle`` in ``[start, end)``, or -1; reads chunk by chunk."""
+        end = min(end, self.size)
+        overlap = max(len(needle) - 1, 0)
+        pos = start
+        while pos < end:
+            chunk = self.read(pos, min(_READ_CHUNK, end - pos))
+            if not chunk:
+                return -1
+            i = chunk.find(needle)
+            if i >= 0 and pos + i + len(needle) <= end:
+                return pos + i
+            if pos + len(chunk) >= end:
+                return -1
+            pos += max(len(chunk) - overlap, 1)
+        return -1
+
+
+# --------------------------------------------------------------------------------------------
+# Protobuf wire format (ONNX), bounds-checked
+
+
+class ProtoError(ValueError):
+    """Malformed protobuf wire data at ``offset``."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoField:
+    """One field: number, wire type, where its tag is, and its value.
+
+    ``value`` is the integer for varint/fixed fields and the payload offset for
+    length-delimited ones (whose payload is ``[value, value + length)``).
+    """
+
+    number: int
+    wire_type: int
+    offset: int
+    value: int
+    length: int = 0
+
+
+WIRE_VARINT: Final = 0
+WIRE_FIXED64: Final = 1
+WIRE_LEN: Final = 2
+WIRE_FIXED32: Final = 5
+
+
+def decode_varint(buf: bytes, i: int, base: int = 0) -> tuple[int, int]:
+    """Decode a varint of at most 10 bytes at ``buf[i]``; returns (value, next index).
+
+    ``base`` is the file offset of ``buf[0]``, for the error message.
+    """
+    result = 0
+    shift = 0
+    start = i
+    while True:
+        if i >= len(buf):
+            raise ProtoError(base + start, "truncated varint")
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+        if shift >= 70:
+            raise ProtoError(base + start, "varint longer than 10 bytes")
+
+
+def iter_proto_fields(src: ByteSource, start: int, end: int) -> Iterator[ProtoField]:
+    """The fields of the message stored in ``[start, end)`` of ``src``, in file order.
+
+    Length-delimited payloads are skipped by offset, never read. Raises :class:`ProtoError` on
+    a malformed tag, a truncated value, a payload running past ``end``, or a (deprecated)
+    group, which no format modelseal reads uses.
+    """
+    end = min(end, src.size)
+    pos = start
+    while pos < end:
+        buf = src.read(pos, min(20, end - pos))
+        tag, i = decode_varint(buf, 0, pos)
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or number >= 1 << 29:
+            raise ProtoError(pos, f"invalid field number {number}")
+        if wire == WIRE_VARINT:
+            value, j = decode_varint(buf, i, pos)
+            yield ProtoField(number, wire, pos, value)
+            pos += j
+        elif wire in (WIRE_FIXED64, WIRE_FIXED32):
+            width = 8 if wire == WIRE_FIXED64 else 4
+            if pos + i + width > end:
+                raise ProtoError(pos, f"field {number}: truncated fixed{width * 8} value")
+            value = int.from_bytes(src.read(pos + i, width), "little")
+            yield ProtoField(number, wire, pos, value)
+            pos += i + width
+        elif wire == WIRE_LEN:
+            length, j = decode_varint(buf, i, pos)
+            data = pos + j
+            if data + length > end:
+                raise ProtoError(pos, f"field {number}: {length}-byte payload runs past its end")
+            yield ProtoField(number, wire, pos, data, length)
+            pos = data + length
+        else:
+            raise ProtoError(pos, f"field {number}: unsupported wire type {wire}")
+
+
+#: ModelProto fields and their wire types (onnx.proto); unknown numbers are tolerated.
+_ONNX_MODEL_FIELDS: Final = {
+    1: WIRE_VARINT,  # ir_version
+    2: WIRE_LEN,  # producer_name
+    3: WIRE_LEN,  # producer_version
+    4: WIRE_LEN,  # domain
+    5: WIRE_VARINT,  # model_version
+    6: WIRE_LEN,  # doc_string
+    7: WIRE_LEN,  # graph
+    8: WIRE_LEN,  # opset_import
+    14: WIRE_LEN,  # metadata_props
+    20: WIRE_LEN,  # training_info
+    25: WIRE_LEN,  # functions
+    26: WIRE_LEN,  # configuration
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Pickle recognition (no unpickling: pickletools only parses opcodes and their arguments)
+
+_IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+#: Opcodes a real pickle can start with: they push a value without needing anything below.
+_FIRST_OPS: Final = frozenset(
+    {
+        "PROTO", "FRAME", "MARK", "EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "EMPTY_SET",
+        "GLOBAL", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING",
+        "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+        "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE",
+        "NEWFALSE", "FLOAT", "BINFLOAT",
+    }
+)  # fmt: skip
+_IMPORT_OPS: Final = frozenset({"GLOBAL", "INST", "STACK_GLOBAL"})
+_CALL_OPS: Final = frozenset({"REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"})
+_MEMO_OPS: Final = frozenset({"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
+#: After a pickle opcode walk over a window cut short by the window, this many valid opcodes
+#: in a row is proof enough (no text file gets that far).
+_WINDOW_OPS: Final = 64
+
+
+@dataclass(frozen=True)
+class _PickleWalk:
+    """What walking the opcodes of a (prefix of a) pickle showed."""
+
+    ops: int
+    first: str | None
+    stopped: bool  # reached STOP
+    dangerous: bool  # an import followed by a call: runs code even without a STOP
+    bad_global: bool  # a GLOBAL/INST whose names are not Python identifiers
+    values: tuple[tuple[str, object], ...]  # the first few non-memo opcodes and arguments
+
+
+def _walk_pickle(data: bytes) -> _PickleWalk:
+    """Walk opcodes over ``data`` until STOP, an error, or the end of ``data``."""
+    stream = io.BytesIO(data)
+    ops = 0
+    first: str | None = None
+    stopped = dangerous = bad_global = imported = False
+    values: list[tuple[str, object]] = []
+    try:
+        for op, arg, _pos in pickletools.genops(stream):
+            ops += 1
+            name = op.name
+            if first is None:
+                first = name
+            if name not in _MEMO_OPS and len(values) < 4:
+                values.append((name, arg))
+            if name in ("GLOBAL", "INST"):
+                module, _, attr = str(arg).partition(" ")
+                if not (_IDENT.fullmatch(module) and _IDENT.fullmatch(attr)):
+                    bad_global = True
+                    break
+            if name in _CALL_OPS and imported:
+                dangerous = True
+            if name in _IMPORT_OPS:
+                imported = True
+            if name == "STOP":
+                stopped = True
+    except (ValueError, EOFError, OverflowError, struct.error, MemoryError):
+        # Malformed or cut short by the window: what was walked so far is the answer.
+        pass
+    return _PickleWalk(ops, first, stopped, dangerous, bad_global, tuple(values))
+
+
+def _is_text_pickle(walk: _PickleWalk, *, truncated: bool) -> bool:
+    """Whether a walk over data NOT starting with PROTO shows a protocol 0/1 pickle.
+
+    Conservative, because such a pickle is text: it must start with a value-pushing opcode,
+    name only identifiers in GLOBAL/INST, and either reach STOP, or import and then call
+    (the unpickler runs that before noticing any later garbage), or keep going for
+    :data:`_WINDOW_OPS` opcodes until the window ends.
+    """
+    if walk.first not in _FIRST_OPS or walk.bad_global:
+        return False
+    if walk.stopped:
+        return walk.ops >= 2
+    return walk.dangerous or (truncated and walk.ops >= _WINDOW_OPS)
+
+
+def _is_legacy_torch_magic(walk: _PickleWalk) -> bool:
+    values = walk.values
+    return (
+        len(values) >= 2
+        and values[0][0] in ("LONG", "LONG1", "LONG4", "INT")
+        and values[0][1] == TORCH_LEGACY_MAGIC
+        and values[1][0] == "STOP"
+    )
+
+
+def looks_like_pickle(data: bytes, *, complete: bool) -> bool:
+    """Whether ``data`` (a file's or member's first bytes) starts a pickle stream.
+
+    ``complete``: ``data`` is the whole stream, not a prefix. Protocol 2+ is recognized by its
+    PROTO opcode; protocol 0/1 by walking opcodes (see :func:`_is_text_pickle`).
+    """
+    if len(data) >= 2 and data[0] == 0x80 and data[1] <= 5:
+        # pickle accepts PROTO 0..5 (the pickler only writes it for 2+).
+        return True
+    return _is_text_pickle(_walk_pickle(data), truncated=not complete)
+
+
+def _pickle_protocol(data: bytes) -> str:
+    return str(data[1]) if data[:1] == b"\x80" and len(data) > 1 else "0-1"
+
+
+# --------------------------------------------------------------------------------------------
+# numpy .npy headers
+
+_SAFE_DESCR: Final = re.compile(
+    r"[<>|=]?(?:[?bBhHiIlLqQpPefdgFDGuc]\d*|[SUVa]\d*|[mM]8(?:\[\d*[A-Za-z]+\])?)"
+)
+_OBJECT_DESCR: Final = re.compile(r"[<>|=]?O\d*")
+
+ObjectAnswer = Literal["yes", "no", "unknown"]
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """A parsed ``.npy`` header (``error`` set when it is malformed).
+
+    ``object`` is ``"yes"`` when the dtype holds Python objects (the data is then a pickle
+    starting at ``data_offset``), ``"unknown"`` when the header cannot be understood.
+    """
+
+    version: str
+    data_offset: int | None
+    descr: str = ""
+    shape: str = ""
+    fortran_order: str = ""
+    object: ObjectAnswer = "unknown"
+    error: str | None = None
+
+    def detail(self) -> dict[str, str]:
+        """The header as ``Detected.detail`` strings."""
+        d = {"version": self.version, "object": self.object}
+        if self.descr:
+            d["dtype"] = self.descr
+        if self.shape:
+            d["shape"] = self.shape
+        if self.fortran_order:
+            d["fortran_order"] = self.fortran_order
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def _descr_object(descr: object, depth: int = 0) -> ObjectAnswer:
+    """Whether a numpy ``descr`` (as numpy's header writer emits it) contains objects."""
+    if depth > 32:
+        return "unknown"
+    if isinstance(descr, str):
+        if _OBJECT_DESCR.fullmatch(descr):
+            return "yes"
+        # Anything but the canonical codes numpy writes is hand-made; do not guess.
+        return "no" if _SAFE_DESCR.fullmatch(descr) else "unknown"
+    if isinstance(descr, tuple) and len(descr) == 2:  # (base, subarray shape)
+        return _descr_object(descr[0], depth + 1)
+    if isinstance(descr, list) and descr:
+        answers: set[ObjectAnswer] = set()
+        for item in descr:
+            if not (isinstance(item, tuple) and len(item) in (2, 3)):
+                return "unknown"
+            answers.add(_descr_object(item[1], depth + 1))
+        for answer in ("yes", "unknown"):
+            if answer in answers:
+                return answer
+        return "no"
+    return "unknown"
+
+
+def parse_npy_header(read: Callable[[int], bytes]) -> NpyHeader | None:
+    """Parse a ``.npy`` header through ``read(n)`` (sequential, from the magic on).
+
+    Returns ``None`` when the bytes are not ``.npy`` at all. The header dict is parsed with
+    :func:`ast.literal_eval` on at most :data:`NPY_MAX_HEADER` bytes; nothing is evaluated.
+    """
+    prefix = read(8)
+    if len(prefix) < 8 or prefix[:6] != _NPY_MAGIC:
+        return None
+    major, minor = prefix[6], prefix[7]
+    version = f"{major}.{minor}"
+    if major == 1:
+        raw, start, fmt = read(2), 10, "<H"
+    elif major in (2, 3):
+        raw, start, fmt = read(4), 12, "<I"
+    else:
+        return NpyHeader(version, None, error=f"unsupported .npy version {version}")
+    if len(raw) < struct.calcsize(fmt):
+        return NpyHeader(version, None, error="truncated .npy header")
+    (hlen,) = struct.unpack(fmt, raw)
+    data_offset = start + hlen
+    if hlen > NPY_MAX_HEADER:
+        return NpyHeader(version, data_offset, error=f"{hlen}-byte .npy header is too large")
+    text = read(hlen)
+    if len(text) < hlen:
+        return NpyHeader(version, None, error="truncated .npy header")
+    try:
+        header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin-1"))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeError):
+        return NpyHeader(version, data_offset, error="unparsable .npy header")
+    if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}):
+        return NpyHeader(version, data_offset, error="the .npy header is not the expected dict")
+    descr, shape, fortran = header["descr"], header["shape"], header["fortran_order"]
+    shape_ok = isinstance(shape, tuple) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    )
+    return NpyHeader(
+        version,
+        data_offset,
+        descr=_short(repr(descr) if not isinstance(descr, str) else descr),
+        shape=_short(repr(shape)),
+        fortran_order=_short(repr(fortran)),
+        object=_descr_object(descr),
+        error=None if shape_ok and isinstance(fortran, bool) else "malformed shape/fortran_order",
+    )
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# Compressed streams (joblib)
+
+Codec = Literal["zlib", "zlib-zf", "gzip", "bz2", "xz", "lzma", "lz4"]
+
+
+def _compression(head: bytes) -> Codec | None:
+    """The compression joblib may have used, from the magic bytes."""
+    if head.startswith(b"\x1f\x8b\x08"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[4:10] == b"1AY&SY":
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "lz4"
+    if head.startswith(b"ZF0x"):
+        return "zlib-zf"  # joblib < 0.10: b"ZF" + hex length padded to 19 bytes + zlib
+    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
+        return "zlib"
+    if head[:1] == b"\x5d" and head[1:3] == b"\x00\x00":
+        return "lzma"  # joblib's "lzma": FORMAT_ALONE, lc=3 lp=0 pb=2
+    return None
+
+
+def decompress_prefix(path: Path, codec: str, limit: int) -> bytes:
+    """The first ``limit`` bytes of the decompressed content of a compressed file.
+
+    Raises :class:`ValueError` when the stream is corrupt (and :class:`ConfigError` when the
+    file cannot be read). Only as much input as needed is read; memory is ``O(limit)``.
+    """
+    with ByteSource(path) as src:
+        return _decompress_prefix(src, codec, limit)
+
+
+def _decompress_prefix(src: ByteSource, codec: str, limit: int) -> bytes:
+    try:
+        if codec == "lz4":
+            return _lz4_prefix(src, limit)
+        return _stdlib_prefix(src, codec, limit)
+    except (zlib.error, lzma.LZMAError, OSError, EOFError, MemoryError) as e:
+        raise ValueError(f"corrupt {codec} stream: {e}") from None
+
+
+def _stdlib_prefix(src: ByteSource, codec: str, limit: int) -> bytes:
+    out = bytearray()
+    pos = 21 if codec == "zlib-zf" else 0
+    if codec in ("zlib", "zlib-zf", "gzip"):
+        z = zlib.decompressobj(31 if codec == "gzip" else 15)
+        tail = b""
+        while len(out) < limit and not z.eof:
+            data = tail or src.read(pos, _READ_CHUNK)
+            if not tail:
+                if not data:
+                    break
+                pos += len(data)
+            out += z.decompress(data, limit - len(out))
+            tail = z.unconsumed_tail
+        return bytes(out)
+    d: bz2.BZ2Decompressor | lzma.LZMADecompressor
+    if codec == "bz2":
+        d = bz2.BZ2Decompressor()
+    elif codec in ("xz", "lzma"):
+        form = lzma.FORMAT_XZ if codec == "xz" else lzma.FORMAT_ALONE
+        d = lzma.LZMADecompressor(format=form, memlimit=LZMA_MEMLIMIT)
+    else:
+        raise ValueError(f"unknown codec {codec!r}")
+    while len(out) < limit and not d.eof:
+        data = b""
+        if d.needs_input:
+            data = src.read(pos, _READ_CHUNK)
+            if not data:
+                break
+            pos += len(data)
+        out += d.decompress(data, limit - len(out))
+    return bytes(out)
+
+
+_LZ4_BLOCK_MAX: Final = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
+
+
+def _lz4_prefix(src: ByteSource, limit: int) -> bytes:
+    """A minimal LZ4 *frame* decoder (joblib's lz4), stopping after ``limit`` bytes."""
+    head = src.read(0, 19)
+    if len(head) < 7 or head[:4] != b"\x04\x22\x4d\x18":
+        raise ValueError("not an LZ4 frame")
+    flg, bd = head[4], head[5]
+    if flg >> 6 != 1:
+        raise ValueError("unsupported LZ4 frame version")
+    block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
+    if block_max is None:
+        raise ValueError("invalid LZ4 block size")
+    pos = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
+    out = bytearray()
+    while len(out) < limit:
+        raw = src.read(pos, 4)
+        if len(raw) < 4:
+            break
+        size = int.from_bytes(raw, "little")
+        if size == 0:
+            break  # end mark
+        stored, size = bool(size & 0x80000000), size & 0x7FFFFFFF
+        if size > block_max:
+            raise ValueError("LZ4 block larger than the frame allows")
+        block = src.read(pos + 4, size)
+        pos += 4 + size + (4 if flg & 0x10 else 0)
+        if stored:
+            out += block
+        else:
+            _lz4_block(block, out, limit)
+        if len(block) < size:
+            break
+    return bytes(out[:limit])
+
+
+def _lz4_block(src: bytes, out: bytearray, limit: int) -> None:
+    """Decode one LZ4 block onto ``out`` (which holds the history linked blocks refer to)."""
+    i, n = 0, len(src)
+
+    def length(base: int) -> int:
+        nonlocal i
+        if base != 15:
+            return base
+        while True:
+            if i >= n:
+                raise ValueError("truncated LZ4 length")
+            b = src[i]
+            i += 1
+            base += b
+            if b != 255:
+                return base
+
+    while i < n and len(out) < limit:
+        token = src[i]
+        i += 1
+        literals = length(token >> 4)
+        out += src[i : i + literals]
+        i += literals
+        if i >= n:
+            return  # the last sequence has literals only
+        if i + 2 > n:
+            raise ValueError("truncated LZ4 offset")
+        offset = src[i] | src[i + 1] << 8
+        i += 2
+        if offset == 0 or offset > len(out):
+            raise ValueError("LZ4 match offset outside the history")
+        match = min(length(token & 15) + 4, max(limit - len(out), 0))
+        start = len(out) - offset
+        if offset >= match:
+            out += out[start : start + match]
+        else:  # overlapping copy: the pattern repeats
+            pattern = bytes(out[start:])
+            out += (pattern * (match // offset + 1))[:match]
+
+
+# --------------------------------------------------------------------------------------------
+# Containers: zip, tar
+
+
+def _zip_bounds_problem(src: ByteSource) -> str | None:
+    """Check the end-of-central-directory record before zipfile builds its member list."""
+    tail_len = min(src.size, 65557 + 20)
+    tail = src.read(src.size - tail_len, tail_len)
+    i = tail.rfind(_ZIP_EMPTY)
+    if i < 0 or len(tail) < i + 22:
+        return "no end-of-central-directory record"
+    entries, cd_size = struct.unpack("<HI", tail[i + 10 : i + 16])
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:
+        loc = tail.rfind(b"PK\x06\x07", 0, i)
+        if loc >= 0 and len(tail) >= loc + 20:
+            (eocd64,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
+            rec = src.read(eocd64, 56)
+            if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
+                entries, cd_size = struct.unpack("<QQ", rec[32:48])
+    if entries > MAX_ZIP_MEMBERS:
+        return f"{entries} members (more than {MAX_ZIP_MEMBERS})"
+    if cd_size > MAX_ZIP_CENTRAL_DIRECTORY:
+        return f"{cd_size}-byte central directory"
+    return None
+
+
+#: Errors zipfile raises on hostile archives, besides BadZipFile.
+ZIP_ERRORS: Final = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    ValueError,
+    OSError,
+    EOFError,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    UnicodeError,
+    zlib.error,
+    lzma.LZMAError,
+    MemoryError,
+)
+
+
+@dataclass(frozen=True)
+class _ZipLayout:
+    format: Format
+    detail: dict[str, str]
+    raw_prefixes: tuple[str, ...]  # members never unpickled (torch raw storages)
+
+
+def _torch_roots(names: list[str], leaf: str) -> list[str]:
+    return sorted(
+        {n[: -len(leaf) - 1] for n in names if n.endswith("/" + leaf) and n.count("/") == 1}
+    )
+
+
+def _zip_layout(names: list[str]) -> _ZipLayout:
+    """Which zip-based format a member list is (by layout; member contents come later)."""
+    name_set = set(names)
+    code_roots = {
+        n.split("/", 2)[0] for n in names if n.count("/") >= 2 and n.split("/")[1] == "code"
+    }
+    data_roots = _torch_roots(names, "data.pkl")
+    const_roots = _torch_roots(names, "constants.pkl")
+    ts_roots = sorted(set(const_roots) | (set(data_roots) & code_roots))
+    if ts_roots:
+        root = ts_roots[0]
+        return _ZipLayout(Format.TORCHSCRIPT, {"root": root}, (f"{root}/data/", f"{root}/.data/"))
+    if data_roots:
+        root = data_roots[0]
+        detail = {"root": root}
+        if len(data_roots) > 1:
+            detail["roots"] = ",".join(data_roots)[:200]
+        return _ZipLayout(Format.PYTORCH_ZIP, detail, (f"{root}/data/", f"{root}/.data/"))
+    if "config.json" in name_set and "metadata.json" in name_set:
+        weights = sorted(n for n in names if n.startswith("model.weights."))
+        return _ZipLayout(Format.KERAS, {"weights": ",".join(weights) or "none"}, ())
+    return _ZipLayout(Format.UNKNOWN, {"container": "zip"}, ())
+
+
+_TEXT_PICKLE_STARTS: Final = frozenset(b"(}])cNIJKLMSTUVXF")
+
+
+def _member_pickle(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int | None, bool, int]:
+    """(pickle offset inside the member or None, is-npy, bytes read) from a bounded prefix.
+
+    Two bytes decide almost always; a protocol 0/1 candidate reads up to 4 KiB more, and an
+    ``.npy`` member its header.
+    """
+    with zf.open(info) as fh:
+        offset, is_npy = _sniff_member(fh, info.filename)
+        return offset, is_npy, fh.tell()
+
+
+def _sniff_member(fh: IO[bytes], name: str) -> tuple[int | None, bool]:
+    """Classify one member from its first bytes (``fh`` is positioned at its start)."""
+    head = fh.read(2)
+    if len(head) == 2 and head[0] == 0x80 and head[1] <= 5:
+        return 0, False
+    if head == _NPY_MAGIC[:2]:
+        buf = io.BytesIO(head)
+
+        def read(n: int) -> bytes:
+            got = buf.read(n)
+            return got + fh.read(n - len(got)) if len(got) < n else got
+
+        npy = parse_npy_header(read)
+        if npy is not None:
+            if npy.object == "no" and npy.error is None:
+                return None, True
+            return npy.data_offset, True
+    if name.endswith((".pkl", ".pickle")):
+        return 0, False
+    if len(head) == 2 and head[0] in _TEXT_PICKLE_STARTS:
+        more = fh.read(4094)
+        if looks_like_pickle(head + more, complete=len(more) < 4094):
+            return 0, False
+    return None, False
+
+
+def _detect_zip(src: ByteSource) -> Detected:
+    problem = _zip_bounds_problem(src)
+    if problem:
+        return Detected(Format.UNKNOWN, {"container": "zip", "error": problem})
+    try:
+        zf = zipfile.ZipFile(src.file)
+    except ZIP_ERRORS as e:
+        return Detected(Format.UNKNOWN, {"container": "zip", "error": _short(str(e))})
+    with zf:
+        # Not ZipInfo.is_dir(): it raises IndexError on an empty member name.
+        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
+        names = [i.filename for i in infos]
+        layout = _zip_layout(names)
+        members: dict[str, int] = {}
+        npy_members = unreadable = unchecked = 0
+        budget = ZIP_SNIFF_BUDGET
+        for info in infos:
+            if info.filename.startswith(layout.raw_prefixes):
+                continue  # torch reads these as raw storage bytes, never as pickles
+            if budget <= 0:
+                unchecked += 1
+                members.setdefault(info.filename, 0)
+                continue
+            try:
+                offset, is_npy, used = _member_pickle(zf, info)
+                budget -= used
+            except ZIP_ERRORS:
+                # Cannot tell what it is: let the pickle scanner try, and report.
+                unreadable += 1
+                members.setdefault(info.filename, 0)
+                continue
+            npy_members += is_npy
+            if offset is not None:
+                members.setdefault(info.filename, offset)
+    fmt, detail = layout.format, dict(layout.detail)
+    if fmt is Format.UNKNOWN and infos and npy_members == len(infos):
+        fmt, detail = Format.NUMPY_ZIP, {"arrays": str(npy_members)}
+    detail["members"] = str(len(infos))
+    dups = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dups:
+        # Readers disagree on which duplicate wins: the structure check reports it.
+        detail["duplicate_members"] = _short(",".join(dups))
+    if unreadable:
+        detail["unreadable_members"] = str(unreadable)
+    if unchecked:
+        detail["unchecked_members"] = str(unchecked)
+    return Detected(fmt, detail, zip_pickle_members=tuple(members), member_offsets=members)
+
+
+_TORCH_TAR_MEMBERS: Final = ("sys_info", "pickle", "tensors", "storages")
+
+
+def _tar_names(src: ByteSource, limit: int = 64) -> list[str] | None:
+    """Member names of a ustar archive from its first ``limit`` headers (no data read)."""
+    if src.read(257, 5) != b"ustar":
+        return None
+    names: list[str] = []
+    pos = 0
+    for _ in range(limit):
+        hdr = src.read(pos, 512)
+        if len(hdr) < 512 or hdr == bytes(512):
+            break
+        size_field = hdr[124:136]
+        if size_field[0] & 0x80:  # GNU base-256
+            size = int.from_bytes(size_field[1:], "big")
+        else:
+            try:
+                size = int(size_field.rstrip(b"\0 ").lstrip(b" ") or b"0", 8)
+            except ValueError:
+                break
+        name = hdr[0:100].split(b"\0", 1)[0]
+        prefix = hdr[345:500].split(b"\0", 1)[0]
+        if hdr[156:157] in (b"0", b"\0"):
+            full = (prefix + b"/" + name) if prefix else name
+            names.append(full.decode("utf-8", "replace"))
+        pos += 512 + (size + 511) // 512 * 512
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+
+
+def hdf5_offset(src: ByteSource) -> int | None:
+    """Where the HDF5 signature is (0 or a power-of-two user-block size ≥ 512), if anywhere."""
+    offset = 0
+    while offset + 8 <= src.size:
+        if src.read(offset, 8) == _HDF5_SIGNATURE:
+            return offset
+        offset = 512 if offset == 0 else offset * 2
+    return None
+
+
+def detect_format(path: Path) -> Detected:
+    """Detect the format of ``path`` from its content (a directory: a TF SavedModel or not).
+
+    Raises :class:`ConfigError` only when the file cannot be read; every malformed or unknown
+    content gives a :class:`Detected` (often :attr:`Format.UNKNOWN`, with the reason in
+    ``detail``).
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read model file {path}: {e.strerror}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        return _detect_dir(path)
+    if not stat.S_ISREG(st.st_mode):
+        # Never open a FIFO, socket or device: reading it could block forever.
+        return Detected(Format.UNKNOWN, {"reason": "not a regular file"})
+    with ByteSource(path) as src:
+        return _detect_file(src)
+
+
+def _detect_dir(path: Path) -> Detected:
+    for graph in ("saved_model.pb", "saved_model.pbtxt"):
+        if (path / graph).is_file():
+            return Detected(Format.TF_SAVEDMODEL, {"graph": graph})
+    return Detected(Format.UNKNOWN, {"reason": "a directory without saved_model.pb"})
+
+
+def _detect_file(src: ByteSource) -> Detected:
+    size = src.size
+    head = src.read(0, HEAD_BYTES)
+    if not head:
+        return Detected(Format.UNKNOWN, {"reason": "empty file"})
+    # safetensors first: its 8-byte header length can start with b"\x80\x02"..b"\x80\x05".
+    if len(head) >= 9 and head[8:9] == b"{":
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= min(SAFETENSORS_MAX_HEADER, size - 8):
+            return Detected(Format.SAFETENSORS, {"header_len": str(n)})
+    if head.startswith(_NPY_MAGIC):
+        return _detect_npy(src)
+    if head.startswith(b"GGUF") and len(head) >= 8:
+        for endian, order in (("little", "<I"), ("big", ">I")):
+            (version,) = struct.unpack(order, head[4:8])
+            if 1 <= version <= 3:
+                return Detected(Format.GGUF, {"version": str(version), "endian": endian})
+        return Detected(Format.UNKNOWN, {"reason": "GGUF magic with an unknown version"})
+    if head.startswith(_HDF5_SIGNATURE):
+        return Detected(Format.KERAS_H5, {"userblock": "0"})
+    if head.startswith((_ZIP_LOCAL, _ZIP_EMPTY)):
+        return _detect_zip(src)
+    if head[0] == 0x80 and len(head) >= 2 and head[1] <= 5:
+        return _detect_pickle(src, head)
+    tar = _tar_names(src)
+    if tar is not None:
+        found = tuple(n for n in tar if n in _TORCH_TAR_MEMBERS)
+        if {"pickle", "tensors", "storages"} <= set(found):
+            return Detected(
+                Format.TORCH_LEGACY,
+                {"variant": "tar"},
+                zip_pickle_members=found,
+                member_offsets=dict.fromkeys(found, 0),
+            )
+        return Detected(Format.UNKNOWN, {"container": "tar"})
+    codec = _compression(head)
+    if codec is not None:
+        detected = _detect_compressed(src, codec)
+        if detected is not None:
+            return detected
+    if head[0] == 0x08:
+        onnx = _onnx_detail(src)
+        if onnx is not None:
+            return Detected(Format.ONNX, onnx)
+    offset = hdf5_offset(src)
+    if offset is not None:
+        return Detected(Format.KERAS_H5, {"userblock": str(offset)})
+    window = head if size <= len(head) else src.read(0, PICKLE_WINDOW)
+    walk = _walk_pickle(window)
+    if _is_text_pickle(walk, truncated=size > len(window)):
+        return _classify_pickle(src, walk, "0-1")
+    return Detected(Format.UNKNOWN, {"reason": "no known signature", "size": str(size)})
+
+
+def _detect_pickle(src: ByteSource, head: bytes) -> Detected:
+    window = head if src.size <= len(head) else src.read(0, PICKLE_WINDOW)
+    return _classify_pickle(src, _walk_pickle(window), _pickle_protocol(head))
+
+
+def _classify_pickle(src: ByteSource, walk: _PickleWalk, protocol: str) -> Detected:
+    if _is_legacy_torch_magic(walk):
+        return Detected(Format.TORCH_LEGACY, {"variant": "pickle-stream", "protocol": protocol}, 0)
+    if src.find(JOBLIB_MARKER, 0, JOBLIB_MARKER_WINDOW) >= 0:
+        return Detected(Format.JOBLIB, {"protocol": protocol}, 0)
+    return Detected(Format.PICKLE, {"protocol": protocol}, 0)
+
+
+def _detect_compressed(src: ByteSource, codec: Codec) -> Detected | None:
+    """A compressed file whose decompressed start is a pickle: joblib's compressed dump."""
+    try:
+        prefix = _decompress_prefix(src, codec, DECOMPRESS_PREFIX)
+    except ValueError:
+        return None
+    if not prefix or not looks_like_pickle(prefix, complete=len(prefix) < DECOMPRESS_PREFIX):
+        return None
+    detail = {
+        "compressed": codec,
+        "protocol": _pickle_protocol(prefix),
+        "marker": "yes" if JOBLIB_MARKER in prefix else "no",
+    }
+    return Detected(Format.JOBLIB, detail)
+
+
+def _detect_npy(src: ByteSource) -> Detected:
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        data = src.read(pos, n)
+        pos += len(data)
+        return data
+
+    npy = parse_npy_header(read)
+    if npy is None:  # pragma: no cover - the caller checked the magic
+        return Detected(Format.UNKNOWN, {"reason": "bad .npy magic"})
+    offset = npy.data_offset
+    # Object arrays (and headers we cannot understand) may carry a pickle: fail closed.
+    carries = npy.object != "no" or npy.error is not None
+    if offset is not None and offset > src.size:
+        offset = None
+    return Detected(Format.NUMPY, npy.detail(), offset if carries else None)
+
+
+def _onnx_detail(src: ByteSource) -> dict[str, str] | None:
+    """An ONNX ModelProto: ir_version first (serializers write fields in number order), then
+    known fields with their wire types, up to the graph."""
+    fields = iter_proto_fields(src, 0, src.size)
+    try:
+        first = next(fields, None)
+        if first is None or first.number != 1 or first.wire_type != WIRE_VARINT:
+            return None
+        if not 1 <= first.value <= 64:
+            return None
+        for count, f in enumerate(fields):
+            if count >= 32:
+                return None
+            expected = _ONNX_MODEL_FIELDS.get(f.number)
+            if expected is not None and f.wire_type != expected:
+                return None
+            if f.number == 7:
+                return {"ir_version": str(first.value)}
+    except ProtoError:
+        return None
+    return None

@@ -1,0 +1,1177 @@
+"""Static, allowlist-based scanner for pickle streams.
+
+A pickle is a program for a small stack machine whose instructions can import any global and
+call it. Blocklist scanners ask "does it name something known to be bad?" and are bypassed by
+every new gadget; this scanner asks "does it name only things known to be harmless?" and
+reports everything else. It never loads, executes or imports anything from the stream.
+
+How it works: an opcode parser of its own (``pickletools.genops`` trusts length fields and would
+allocate whatever a forged ``BINBYTES8`` asks for) walks the buffer with a bounds check before
+every read, and a symbolic stack machine mirrors CPython's unpickler closely enough to know
+every global the real loader would import:
+
+- string constants are tracked through the stack and the memo, so ``STACK_GLOBAL`` is resolved
+  even through memo indirection; a ``STACK_GLOBAL`` fed anything but known strings is reported
+  as a *dynamic* global (the name is computed at load time);
+- every other value is opaque, except references to globals, which are followed so that a call
+  through something that is not a named global (``indirect-call``) and an attempt to set state
+  on a class or function (``global-mutation``) are reported too — neither occurs in pickles
+  written by ``pickle`` itself;
+- MARK frames, memo keys (including ``MEMOIZE``'s implicit ones) and protocol-dependent name
+  mapping (Python 2 names such as ``__builtin__`` at protocol < 3) follow the C unpickler.
+
+Anything the scanner cannot follow to a STOP is reported (``unparsable``; ``trailing-data``
+after a complete pickle; ``scan-limit`` when a resource cap is hit): it fails closed. The buffer
+(``bytes``, ``memoryview`` or ``mmap``) is never copied; only opcode arguments are sliced.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import codecs
+import mmap
+import pickletools
+import re
+import struct
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from modelseal.findings import Severity
+from modelseal.models.issues import ModelIssue
+
+__all__ = ["Allowlist", "GlobalRef", "PickleScan", "scan_pickle"]
+
+#: Highest pickle protocol the unpickler accepts (``PROTO`` above it fails to load).
+HIGHEST_PROTOCOL = 5
+
+# Resource caps. Each is far above anything a pickle written by ``pickle.dump`` needs (the
+# pickler batches containers in runs of 1000 and recursion limits nesting), and each bounds the
+# memory a hostile stream can make the scanner use. Hitting one is a ``scan-limit`` issue.
+MAX_STACK = 1 << 23  # symbolic stack slots (8 bytes each)
+MAX_MARKS = 1 << 20  # open MARKs
+MAX_KNOWN_VALUES = 1 << 20  # memo entries holding a string or global reference
+MAX_BIG_MEMO_KEYS = 1 << 16  # memo keys beyond the bitmap (pickle numbers keys 0, 1, 2, …)
+MAX_PICKLES = 1 << 20  # pickles in one stream
+MAX_ISSUES = 1000  # distinct issues recorded per scan
+MAX_GLOBALS = 10_000  # distinct globals recorded per scan
+
+_BITMAP_KEYS = 1 << 25  # memo keys tracked in a presence bitmap (at most 4 MiB)
+_KNOWN_STR_MAX = 1024  # longer strings are opaque: no importable name is that long
+_UTF8_CHUNK = 1 << 20  # long strings are validated in chunks, never decoded whole
+_CHECK_EVERY = 1 << 20  # bytes between stack / MARK size checks
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    """A global the stream imports, as the unpickler resolves it, and where."""
+
+    module: str
+    name: str
+    offset: int  # absolute offset of the opcode in the scanned buffer
+    opcode: str  # GLOBAL, STACK_GLOBAL or INST
+
+    @property
+    def qualified(self) -> str:
+        """``module.name``."""
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class PickleScan:
+    """What scanning a pickle stream found.
+
+    ``globals`` lists each distinct (module, name, opcode) once, at its first offset, allowed
+    or not. ``pickles`` counts complete pickles (ended by STOP); ``end`` is the absolute offset
+    just past the last of them (``start`` when there is none) — for a legacy torch file that is
+    where the raw storage bytes begin.
+    """
+
+    globals: tuple[GlobalRef, ...]
+    issues: tuple[ModelIssue, ...]
+    pickles: int
+    end: int
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing at all was reported."""
+        return not self.issues
+
+
+# --------------------------------------------------------------------------------------------
+# The allowlist
+
+# torch.load of a state_dict or checkpoint (zip and legacy formats) needs exactly these. Each
+# builds a tensor, storage or small constant from data; none takes a callable or a class to
+# call, imports by name, or touches files. ``_rebuild_parameter_with_state`` restores instance
+# attributes with setattr, but only values the pickle could build anyway (from this list).
+_TORCH_REBUILDERS = (
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch._utils._rebuild_qtensor",
+    "torch._utils._rebuild_sparse_tensor",
+    "torch._utils._rebuild_nested_tensor",
+    "torch._utils._rebuild_meta_tensor_no_storage",
+    # device tensors (XLA, ORT, …) round-tripped through CPU memory; _rebuild_xla_tensor is an
+    # older alias of the numpy variant, still found in old checkpoints.
+    "torch._utils._rebuild_device_tensor_from_numpy",
+    "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+    "torch._utils._rebuild_xla_tensor",
+    # Deliberately absent: _rebuild_wrapper_subclass (takes a class to instantiate, useful only
+    # with tensor-subclass globals that are not allowed anyway) and torch._tensor.
+    # _rebuild_from_type[_v2] (calls a pickled callable and __setstate__ of a pickled type).
+)
+
+# Storage classes appear as data inside persistent ids (torch's persistent_load reads their
+# dtype); torch.save normalizes CUDA storages to these CPU names, so torch.cuda.* is not needed.
+_TORCH_STORAGES = (
+    *(
+        f"torch.{kind}Storage"
+        for kind in (
+            "Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte",
+            "Bool", "ComplexFloat", "ComplexDouble", "QInt8", "QUInt8", "QInt32", "QUInt4x2",
+            "QUInt2x4",
+        )
+    ),
+    "torch.UntypedStorage",
+    "torch.storage.UntypedStorage",
+)  # fmt: skip
+
+# Constants torch pickles by name (dtype, layout, memory_format and qscheme objects): looked up,
+# never called.
+_TORCH_DTYPES = tuple(
+    f"torch.{name}"
+    for name in (
+        "float16", "float32", "float64", "bfloat16", "complex32", "complex64", "complex128",
+        "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+        "qint8", "quint8", "qint32", "quint4x2", "quint2x4",
+        "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+        "float4_e2m1fn_x2", "bits1x8", "bits2x4", "bits4x2", "bits8", "bits16",
+        "uint1", "uint2", "uint3", "uint4", "uint5", "uint6", "uint7",
+        "int1", "int2", "int3", "int4", "int5", "int6", "int7",
+    )
+)  # fmt: skip
+_TORCH_CONSTANTS = (
+    # layouts (normally pickled through _get_layout, below)
+    "torch.strided", "torch.sparse_coo", "torch.sparse_csr", "torch.sparse_csc",
+    "torch.sparse_bsr", "torch.sparse_bsc", "torch._mkldnn", "torch.jagged",
+    # memory formats
+    "torch.contiguous_format", "torch.channels_last", "torch.channels_last_3d",
+    "torch.preserve_format",
+    # quantization schemes (arguments of _rebuild_qtensor)
+    "torch.per_tensor_affine", "torch.per_tensor_symmetric", "torch.per_channel_affine",
+    "torch.per_channel_symmetric", "torch.per_channel_affine_float_qparams",
+)  # fmt: skip
+
+# Small value types: torch.Size(tuple), torch.device("cuda:0"), and the layout lookup registered
+# with copyreg (a dict lookup of torch's own layout objects by their str()).
+_TORCH_VALUES = ("torch.Size", "torch.device", "torch.serialization._get_layout")
+
+# numpy arrays, dtypes and scalars as ndarray.__reduce_ex__ writes them, for numpy 1.x
+# (numpy.core) and 2.x (numpy._core). _reconstruct makes an empty array of a given ndarray
+# subclass (the subclass is itself a global, so it must be allowed too), scalar() and
+# _frombuffer() reinterpret bytes; object arrays pickle their items as ordinary pickle values,
+# so anything inside is checked like everything else. numpy.load is not here.
+_NUMPY = (
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.core.numeric._frombuffer",
+    "numpy._core.numeric._frombuffer",
+)
+
+# Built-in containers and scalars that pickle writes as globals (sets, frozensets, bytearrays
+# and complex numbers at every protocol; empty bytes and range/slice objects; the types
+# themselves when a type object is pickled). Their constructors only convert data.
+# NOT builtins.object: on its own it is harmless, but the only pickles needing it are instances
+# of plain Python classes (copyreg._reconstructor(cls, object, state)), and such a class is not
+# on the default list anyway; a policy allowing one can add builtins.object with it.
+# NOT builtins.type (builds classes), getattr & co (reach anything), eval/exec/compile/open/…
+_BUILTINS = tuple(
+    f"builtins.{name}"
+    for name in (
+        "dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int",
+        "float", "complex", "bool", "slice", "range",
+    )
+)  # fmt: skip
+
+_STDLIB = (
+    # OrderedDict: every state_dict is one.
+    "collections.OrderedDict",
+    # bytes at protocols 0-2 (numpy and torch metadata): _codecs.encode(text, "latin1").
+    # encode() only turns a str into bytes with a named codec. A codec name can only select a
+    # registered codec; the stdlib search function imports at most a dot-free module of the
+    # stdlib ``encodings`` package, and every codec (hex, rot13, zlib, base64, …) is a pure data
+    # transform. _codecs.decode is NOT allowed (decompression bombs through zlib/bz2 codecs).
+    "_codecs.encode",
+    # Instances of builtin subclasses at protocols 0/1: _reconstructor(cls, base, state) calls
+    # base.__new__(cls, state) and base.__init__(obj, state). cls and base are themselves
+    # globals in the stream, so they must be allowed too, and __new__ refuses a cls that is not
+    # a subtype of base: it can only build an instance of an allowed type.
+    "copyreg._reconstructor",
+)
+
+_DEFAULT_ENTRIES = (
+    _TORCH_REBUILDERS
+    + _TORCH_STORAGES
+    + _TORCH_DTYPES
+    + _TORCH_CONSTANTS
+    + _TORCH_VALUES
+    + _NUMPY
+    + _BUILTINS
+    + _STDLIB
+)
+
+# Never allowed, not even by policy: modules whose globals run commands, import, load code or
+# call arbitrary callables (the classic gadgets behind scanner bypasses), and the few builtins
+# that reach everything. A policy entry naming one of these is a policy error.
+_NEVER_MODULES = frozenset(
+    {
+        "os", "posix", "nt", "subprocess", "sys", "runpy", "importlib", "pkgutil", "imp",
+        "operator", "_operator", "functools", "_functools", "pickle", "_pickle", "cPickle",
+        "marshal", "types", "ctypes", "_ctypes", "code", "codeop", "shutil", "socket", "_socket",
+        "webbrowser", "pty", "commands", "multiprocessing", "_posixsubprocess", "asyncio",
+        "threading", "_thread", "signal", "platform", "torch.hub",
+        "torch.jit", "torch.package", "numpy.testing", "numpy.f2py", "numpy.distutils",
+        "dill", "joblib", "cloudpickle", "__builtin__",
+    }
+)  # fmt: skip
+_NEVER_NAMES = frozenset(
+    {
+        *(
+            f"builtins.{name}"
+            for name in (
+                "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "hasattr",
+                "__import__", "breakpoint", "input", "globals", "locals", "vars", "apply",
+                "execfile", "reload", "help", "exit", "quit", "type",
+            )
+        ),
+        "torch.load", "torch.serialization.load", "torch.serialization._load",
+        "torch.serialization._legacy_load", "torch._utils._rebuild_from_type",
+        "torch._tensor._rebuild_from_type", "torch._tensor._rebuild_from_type_v2",
+        "numpy.load", "numpy.lib.npyio.load", "numpy.fromfile", "numpy.loadtxt",
+        "_codecs.decode", "codecs.decode", "copyreg.__newobj__", "copyreg.__newobj_ex__",
+    }
+)  # fmt: skip
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_ENTRY_RE = re.compile(rf"(?:{_IDENT}\.)+(?:{_IDENT}|\*)")
+_WILDCARD_NAME_RE = re.compile(_IDENT)
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _never(entry: str) -> bool:
+    """Whether ``entry`` ("mod.name" or "mod.*") falls under the never-allowed lists."""
+    module = entry.rpartition(".")[0]
+    if entry in _NEVER_NAMES:
+        return True
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in _NEVER_MODULES for i in range(1, len(parts) + 1))
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """The globals a pickle may import: exact ``module.name`` entries and ``module.*`` wildcards.
+
+    A wildcard admits plain attribute names of that one module (no dotted paths, which would
+    walk into other objects at protocol >= 4, and no ``__dunder__`` names); it does not cover
+    submodules. Exact entries compare the joined ``module.name`` string.
+    """
+
+    exact: frozenset[str] = frozenset()
+    modules: frozenset[str] = frozenset()  # from "module.*"
+
+    @classmethod
+    def default(cls) -> Allowlist:
+        """The built-in list: torch tensors and storages, numpy arrays, builtin containers."""
+        return cls(exact=frozenset(_DEFAULT_ENTRIES))
+
+    def extended(self, extra: Iterable[str]) -> Allowlist:
+        """A copy with policy-supplied entries added.
+
+        Each entry is ``"module.name"`` or ``"module.*"`` (ASCII identifiers separated by dots).
+        Raises ValueError for anything else, for a ``__dunder__`` name, and for entries that are
+        never allowed (os, subprocess, builtins.eval, operator, functools, importlib, …).
+        """
+        exact = set(self.exact)
+        modules = set(self.modules)
+        for raw in extra:
+            entry = raw.strip() if isinstance(raw, str) else raw
+            if not isinstance(entry, str) or not _ENTRY_RE.fullmatch(entry):
+                raise ValueError(
+                    f"invalid pickle allowlist entry {raw!r}: expected 'module.name' or 'module.*'"
+                )
+            module, _, name = entry.rpartition(".")
+            if _is_dunder(name):
+                raise ValueError(f"pickle allowlist entry {entry!r} names a dunder attribute")
+            if _never(entry) or (name == "*" and module == "builtins"):
+                raise ValueError(
+                    f"pickle allowlist entry {entry!r} is never allowed: it can run code"
+                )
+            if name == "*":
+                modules.add(module)
+            else:
+                exact.add(entry)
+        return Allowlist(exact=frozenset(exact), modules=frozenset(modules))
+
+    def allows(self, module: str, name: str) -> bool:
+        """Whether importing ``name`` from ``module`` is allowed."""
+        if f"{module}.{name}" in self.exact:
+            return True
+        return (
+            module in self.modules
+            and _WILDCARD_NAME_RE.fullmatch(name) is not None
+            and not _is_dunder(name)
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Symbolic values
+
+
+class _Opaque:
+    """Any value the scanner does not follow (numbers, containers, call results …)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+class _Ref:
+    """A reference to a global (possibly one already reported as unsafe or dynamic)."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+_OPAQUE = _Opaque()
+_Value: TypeAlias = _Opaque | str | _Ref
+
+
+class _Memo:
+    """The unpickler's memo, compactly: a presence bitmap for the small keys pickle uses, and
+    only the string / global values (everything else is opaque), so a stream of ten million
+    MEMOIZE opcodes costs megabytes, not gigabytes."""
+
+    __slots__ = ("big", "bits", "count", "values")
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.big: set[int] = set()
+        self.values: dict[int, str | _Ref] = {}
+        self.count = 0  # distinct keys: MEMOIZE stores at this key
+
+    def put(self, key: int, value: _Value) -> str | None:
+        """Store; returns a scan-limit reason instead when a cap is hit."""
+        if key < _BITMAP_KEYS:
+            byte = key >> 3
+            bits = self.bits
+            if byte >= len(bits):
+                grow = max(byte + 1, min(2 * len(bits), _BITMAP_KEYS >> 3)) - len(bits)
+                bits.extend(bytes(grow))
+            mask = 1 << (key & 7)
+            if not bits[byte] & mask:
+                bits[byte] |= mask
+                self.count += 1
+        elif key not in self.big:
+            if len(self.big) >= MAX_BIG_MEMO_KEYS:
+                return f"more than {MAX_BIG_MEMO_KEYS} large memo keys"
+            self.big.add(key)
+            self.count += 1
+        values = self.values
+        if isinstance(value, _Opaque):
+            if values:
+                values.pop(key, None)
+        else:
+            if len(values) >= MAX_KNOWN_VALUES and key not in values:
+                return f"more than {MAX_KNOWN_VALUES} memoized strings and globals"
+            values[key] = value
+        return None
+
+    def get(self, key: int) -> _Value | None:
+        """The value at ``key``; None when the key was never stored."""
+        if key < _BITMAP_KEYS:
+            byte = key >> 3
+            if byte >= len(self.bits) or not self.bits[byte] & (1 << (key & 7)):
+                return None
+        elif key not in self.big:
+            return None
+        return self.values.get(key, _OPAQUE)
+
+
+# --------------------------------------------------------------------------------------------
+# Opcodes
+
+
+_CODES: dict[str, int] = {op.name: ord(op.code) for op in pickletools.opcodes}
+_NAMES: dict[int, str] = {code: name for name, code in _CODES.items()}
+
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+
+# Kinds of opcodes the main loop dispatches on.
+(
+    K_PUSH,  # fixed-size argument, pushes one opaque value
+    K_PUSH_BLOB,  # length-prefixed bytes / long: pushes one opaque value
+    K_PUSH_STR,  # length-prefixed string: pushes a known string
+    K_PUSH_LINE,  # newline-terminated number: pushes one opaque value
+    K_STRING,  # quoted, escaped protocol-0 string
+    K_UNICODE,  # raw-unicode-escape protocol-0 string
+    K_PERSID,  # ASCII persistent id line
+    K_POP_PUSH,  # pops n, pushes one opaque value
+    K_MARK_PUSH,  # pops to MARK, pushes one opaque value (tuple, list, dict, frozenset)
+    K_MARK_INTO,  # pops to MARK, adds the items to the object below (appends, setitems…)
+    K_INTO,  # pops n, modifies the object below (append, setitem, build)
+    K_CALL,  # REDUCE, NEWOBJ, NEWOBJ_EX: pops callable and arguments, pushes the result
+    K_OBJ,
+    K_INST,
+    K_GLOBAL,
+    K_STACK_GLOBAL,
+    K_EXT,
+    K_PUT,
+    K_MEMOIZE,
+    K_GET,
+    K_MARK,
+    K_POP,
+    K_POP_MARK,
+    K_DUP,
+    K_STOP,
+    K_PROTO,
+    K_FRAME,
+) = range(27)
+
+# name: (kind, n) — n is the fixed argument size, the length-field size, or the pop count.
+_TABLE_SPEC: dict[str, tuple[int, int]] = {
+    "NONE": (K_PUSH, 0),
+    "NEWTRUE": (K_PUSH, 0),
+    "NEWFALSE": (K_PUSH, 0),
+    "EMPTY_TUPLE": (K_PUSH, 0),
+    "EMPTY_LIST": (K_PUSH, 0),
+    "EMPTY_DICT": (K_PUSH, 0),
+    "EMPTY_SET": (K_PUSH, 0),
+    "NEXT_BUFFER": (K_PUSH, 0),
+    "BININT": (K_PUSH, 4),
+    "BININT1": (K_PUSH, 1),
+    "BININT2": (K_PUSH, 2),
+    "BINFLOAT": (K_PUSH, 8),
+    "LONG1": (K_PUSH_BLOB, 1),
+    "LONG4": (K_PUSH_BLOB, -4),  # negative: signed length field
+    "SHORT_BINBYTES": (K_PUSH_BLOB, 1),
+    "BINBYTES": (K_PUSH_BLOB, 4),
+    "BINBYTES8": (K_PUSH_BLOB, 8),
+    "BYTEARRAY8": (K_PUSH_BLOB, 8),
+    "SHORT_BINSTRING": (K_PUSH_STR, 1),
+    "BINSTRING": (K_PUSH_STR, -4),
+    "SHORT_BINUNICODE": (K_PUSH_STR, 1),
+    "BINUNICODE": (K_PUSH_STR, 4),
+    "BINUNICODE8": (K_PUSH_STR, 8),
+    "INT": (K_PUSH_LINE, 0),
+    "LONG": (K_PUSH_LINE, 0),
+    "FLOAT": (K_PUSH_LINE, 0),
+    "STRING": (K_STRING, 0),
+    "UNICODE": (K_UNICODE, 0),
+    "PERSID": (K_PERSID, 0),
+    "BINPERSID": (K_POP_PUSH, 1),
+    "READONLY_BUFFER": (K_POP_PUSH, 1),
+    "TUPLE1": (K_POP_PUSH, 1),
+    "TUPLE2": (K_POP_PUSH, 2),
+    "TUPLE3": (K_POP_PUSH, 3),
+    "TUPLE": (K_MARK_PUSH, 0),
+    "LIST": (K_MARK_PUSH, 0),
+    "DICT": (K_MARK_PUSH, 2),  # n: items must come in pairs
+    "FROZENSET": (K_MARK_PUSH, 0),
+    "APPENDS": (K_MARK_INTO, 0),
+    "SETITEMS": (K_MARK_INTO, 2),
+    "ADDITEMS": (K_MARK_INTO, 0),
+    "APPEND": (K_INTO, 1),
+    "SETITEM": (K_INTO, 2),
+    "BUILD": (K_INTO, 1),
+    "REDUCE": (K_CALL, 2),
+    "NEWOBJ": (K_CALL, 2),
+    "NEWOBJ_EX": (K_CALL, 3),
+    "OBJ": (K_OBJ, 0),
+    "INST": (K_INST, 0),
+    "GLOBAL": (K_GLOBAL, 0),
+    "STACK_GLOBAL": (K_STACK_GLOBAL, 0),
+    "EXT1": (K_EXT, 1),
+    "EXT2": (K_EXT, 2),
+    "EXT4": (K_EXT, 4),
+    "PUT": (K_PUT, 0),
+    "BINPUT": (K_PUT, 1),
+    "LONG_BINPUT": (K_PUT, 4),
+    "MEMOIZE": (K_MEMOIZE, 0),
+    "GET": (K_GET, 0),
+    "BINGET": (K_GET, 1),
+    "LONG_BINGET": (K_GET, 4),
+    "MARK": (K_MARK, 0),
+    "POP": (K_POP, 0),
+    "POP_MARK": (K_POP_MARK, 0),
+    "DUP": (K_DUP, 0),
+    "STOP": (K_STOP, 0),
+    "PROTO": (K_PROTO, 1),
+    "FRAME": (K_FRAME, 8),
+}
+
+_KIND: list[int] = [-1] * 256  # -1: not an opcode
+_ARG: list[int] = [0] * 256
+for _name, (_kind, _n) in _TABLE_SPEC.items():
+    _KIND[_CODES[_name]] = _kind
+    _ARG[_CODES[_name]] = _n
+# Opcodes a newer Python may know but this table does not stay unknown: the stream is then
+# reported unparsable rather than guessed at.
+del _name, _kind, _n
+
+# Opcodes whose string constants are bytes in Python 3 (decoded with the unpickler's
+# ``encoding``, "ASCII" by default); their names can only match the ASCII allowlist if they are
+# ASCII, so latin-1 (one char per byte) shows them faithfully without guessing the encoding.
+_BYTESTRING_OPS = frozenset({_CODES["SHORT_BINSTRING"], _CODES["BINSTRING"], _CODES["STRING"]})
+
+
+# --------------------------------------------------------------------------------------------
+# Name resolution (pickle.Unpickler.find_class)
+
+
+def _py2_mapped(module: str, name: str) -> tuple[str, str]:
+    """The Python 3 name for a Python 2 one, as ``fix_imports`` maps it (identity otherwise)."""
+    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
+    if mapped is not None:
+        return mapped
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+def _importable_py3(module: str) -> bool:
+    """False for Python 2-only module names (``__builtin__``, ``copy_reg`` …), which no Python 3
+    unpickler can import: a raw Python 2 name is only dangerous if it is also a real module."""
+    top = module.partition(".")[0]
+    return top in sys.stdlib_module_names or module not in _compat_pickle.IMPORT_MAPPING
+
+
+class _Fail(Exception):
+    """Parsing stops here."""
+
+    def __init__(self, offset: int, reason: str, *, limit: bool = False) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+        self.limit = limit
+
+
+# --------------------------------------------------------------------------------------------
+# The scanner
+
+
+class _Scanner:
+    """One scan of one buffer region; collects issues and globals."""
+
+    def __init__(
+        self,
+        buf: bytes | memoryview | mmap.mmap,
+        start: int,
+        end: int,
+        allow: Allowlist,
+        member: str | None,
+    ) -> None:
+        self.buf = buf
+        self.start = start
+        self.end = end
+        self.allow = allow
+        self.member = member
+        self.issues: list[ModelIssue] = []
+        self._issue_keys: set[tuple[object, ...]] = set()
+        self._issues_capped = False
+        self.globals: list[GlobalRef] = []
+        self._global_keys: set[tuple[str, str, str]] = set()
+        self._refs: dict[str, _Ref] = {}  # one stack value per global name
+        self.find_nl: Callable[[int], int] = self._nl_finder(buf, end)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def issue(
+        self,
+        kind: str,
+        severity: Severity,
+        title: str,
+        offset: int,
+        detail: dict[str, str],
+        *,
+        dedupe: bool = True,
+    ) -> None:
+        """Record an issue once per (kind, detail), at its first offset."""
+        key: tuple[object, ...] = (kind, tuple(sorted(detail.items())))
+        if not dedupe:
+            key = (*key, offset)
+        if key in self._issue_keys:
+            return
+        if len(self.issues) >= MAX_ISSUES:
+            if not self._issues_capped:
+                self._issues_capped = True
+                self.issues.append(
+                    ModelIssue(
+                        "scan-limit",
+                        Severity.HIGH,
+                        f"more than {MAX_ISSUES} distinct pickle issues; the rest are not listed",
+                        member=self.member,
+                        offset=offset,
+                    )
+                )
+            return
+        self._issue_keys.add(key)
+        self.issues.append(
+            ModelIssue(kind, severity, title, member=self.member, offset=offset, detail=detail)
+        )
+
+    def global_ref(self, raw_module: str, raw_name: str, proto: int, offset: int, op: str) -> _Ref:
+        """Resolve and check one imported global; returns its stack value."""
+        # What CPython's find_class imports (fix_imports maps Python 2 names below protocol 3),
+        # and what a loader mapping the other way would: both must be allowed.
+        mapped = _py2_mapped(raw_module, raw_name)
+        raw = (raw_module, raw_name)
+        resolved = mapped if proto < 3 else raw
+        other = raw if proto < 3 else mapped
+        key = (*resolved, op)
+        if key not in self._global_keys and len(self.globals) < MAX_GLOBALS:
+            self._global_keys.add(key)
+            self.globals.append(GlobalRef(resolved[0], resolved[1], offset, op))
+        candidates = [resolved]
+        if other != resolved and (other is mapped or _importable_py3(other[0])):
+            candidates.append(other)
+        for module, name in candidates:
+            if not self.allow.allows(module, name):
+                qualified = f"{module}.{name}"
+                self.issue(
+                    "unsafe-global",
+                    Severity.CRITICAL,
+                    f"pickle imports {qualified!r}, which is not on the allowlist",
+                    offset,
+                    {"global": qualified, "opcode": op},
+                )
+        label = f"{resolved[0]}.{resolved[1]}"
+        ref = self._refs.get(label)
+        if ref is None:
+            ref = _Ref(label)
+            if len(self._refs) < MAX_GLOBALS:
+                self._refs[label] = ref
+        return ref
+
+    # -- buffer access -----------------------------------------------------------------------
+
+    @staticmethod
+    def _nl_finder(buf: bytes | memoryview | mmap.mmap, end: int) -> Callable[[int], int]:
+        if isinstance(buf, memoryview):
+            # memoryview has no find(); re searches any buffer without copying it.
+            search = re.compile(b"\n").search
+
+            def find_mv(pos: int) -> int:
+                m = search(buf, pos, end)
+                return -1 if m is None else m.start()
+
+            return find_mv
+        find = buf.find
+
+        def find_plain(pos: int) -> int:
+            return find(b"\n", pos, end)
+
+        return find_plain
+
+    def line(self, pos: int, op_offset: int) -> tuple[bytes, int]:
+        """The newline-terminated argument at ``pos`` (without the newline), and the position
+        after it."""
+        nl = self.find_nl(pos)
+        if nl < 0:
+            raise _Fail(op_offset, f"{_NAMES[self.buf[op_offset]]} argument has no newline")
+        return bytes(self.buf[pos:nl]), nl + 1
+
+    def length(self, pos: int, size: int, op_offset: int) -> int:
+        """A little-endian length field (``size`` < 0: signed 4 bytes)."""
+        end = self.end
+        buf = self.buf
+        if size == 1:
+            if pos >= end:
+                raise _Fail(op_offset, "truncated length field")
+            return buf[pos]
+        width = -size if size < 0 else size
+        if pos + width > end:
+            raise _Fail(op_offset, "truncated length field")
+        if size == 4:
+            n: int = _U32(buf, pos)[0]
+        elif size == 8:
+            n = _U64(buf, pos)[0]
+        else:
+            n = _I32(buf, pos)[0]
+            if n < 0:
+                raise _Fail(op_offset, f"{_NAMES[buf[op_offset]]} has a negative length")
+        return n
+
+    def text(self, pos: int, n: int, op_offset: int, *, bytestring: bool) -> str | _Opaque:
+        """Decode a length-prefixed string as the unpickler would; long ones stay opaque."""
+        buf = self.buf
+        if bytestring:
+            # BINSTRING family: bytes in Python 3 (see _BYTESTRING_OPS); nothing to validate.
+            return str(buf[pos : pos + n], "latin-1") if n <= _KNOWN_STR_MAX else _OPAQUE
+        if n <= _KNOWN_STR_MAX * 4:
+            try:
+                s = str(buf[pos : pos + n], "utf-8", "surrogatepass")
+            except UnicodeDecodeError as e:
+                raise _Fail(op_offset, f"string is not valid UTF-8 ({e.reason})") from None
+            return s if len(s) <= _KNOWN_STR_MAX else _OPAQUE
+        # A long string: validate in chunks so a 1 GB string never becomes a 1 GB str.
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
+        try:
+            for chunk_start in range(pos, pos + n, _UTF8_CHUNK):
+                chunk_end = min(chunk_start + _UTF8_CHUNK, pos + n)
+                decoder.decode(buf[chunk_start:chunk_end], final=chunk_end == pos + n)
+        except UnicodeDecodeError as e:
+            raise _Fail(op_offset, f"string is not valid UTF-8 ({e.reason})") from None
+        return _OPAQUE
+
+    # -- one pickle --------------------------------------------------------------------------
+
+    def run(self, pos: int, memo: _Memo) -> int:
+        """Parse one pickle starting at ``pos`` (up to and including its STOP); returns the
+        position after STOP. Raises _Fail."""
+        buf = self.buf
+        end = self.end
+        kinds = _KIND
+        args = _ARG
+        opaque = _OPAQUE
+        stack: list[_Value] = []
+        marks: list[int] = []
+        fence = 0  # stack index of the innermost MARK: nothing below it is reachable
+        proto = 0
+        push = stack.append
+        # Stack and MARK sizes are checked every _CHECK_EVERY bytes rather than on every push
+        # (each opcode is at least one byte, so neither can overshoot by more than that).
+        checkpoint = min(end, pos + _CHECK_EVERY)
+
+        while True:
+            if pos >= checkpoint:
+                if pos >= end:
+                    raise _Fail(pos, "stream ends without a STOP opcode")
+                if len(stack) > MAX_STACK:
+                    raise _Fail(pos, f"stack deeper than {MAX_STACK}", limit=True)
+                if len(marks) > MAX_MARKS:
+                    raise _Fail(pos, f"more than {MAX_MARKS} open MARKs", limit=True)
+                checkpoint = min(end, pos + _CHECK_EVERY)
+            at = pos
+            code = buf[pos]
+            kind = kinds[code]
+            pos += 1
+
+            # Branches in order of how often they occur in real pickles.
+            if kind == K_PUSH:
+                pos += args[code]
+                if pos > end:
+                    raise _Fail(at, "truncated argument")
+                push(opaque)
+
+            elif kind == K_GET:
+                n = args[code]
+                if n == 1:
+                    if pos >= end:
+                        raise _Fail(at, "truncated argument")
+                    key = buf[pos]
+                    pos += 1
+                elif n == 4:
+                    if pos + 4 > end:
+                        raise _Fail(at, "truncated argument")
+                    key = _U32(buf, pos)[0]
+                    pos += 4
+                else:
+                    key, pos = self.memo_key(pos, at)
+                value = memo.get(key)
+                if value is None:
+                    raise _Fail(at, f"memo key {key} was never stored")
+                push(value)
+
+            elif kind == K_MEMOIZE:
+                if len(stack) <= fence:
+                    raise _Fail(at, "MEMOIZE with an empty stack")
+                reason = memo.put(memo.count, stack[-1])
+                if reason:
+                    raise _Fail(at, reason, limit=True)
+
+            elif kind == K_PUT:
+                n = args[code]
+                if n == 1:
+                    if pos >= end:
+                        raise _Fail(at, "truncated argument")
+                    key = buf[pos]
+                    pos += 1
+                elif n == 4:
+                    if pos + 4 > end:
+                        raise _Fail(at, "truncated argument")
+                    key = _U32(buf, pos)[0]
+                    pos += 4
+                else:
+                    key, pos = self.memo_key(pos, at)
+                if len(stack) <= fence:
+                    raise _Fail(at, "PUT with an empty stack")
+                reason = memo.put(key, stack[-1])
+                if reason:
+                    raise _Fail(at, reason, limit=True)
+
+            elif kind == K_MARK:
+                fence = len(stack)
+                marks.append(fence)
+
+            elif kind == K_PUSH_STR:
+                n = args[code]
+                size = self.length(pos, n, at)
+                pos += -n if n < 0 else n
+                if size > end - pos:
+                    raise _Fail(at, f"string of {size} bytes runs past the end of the data")
+                push(self.text(pos, size, at, bytestring=code in _BYTESTRING_OPS))
+                pos += size
+
+            elif kind == K_POP_PUSH:
+                n = args[code]
+                if len(stack) - fence < n:
+                    raise _Fail(at, f"stack underflow at {_NAMES[code]}")
+                if n == 1:
+                    stack[-1] = opaque
+                else:
+                    del stack[-n:]
+                    push(opaque)
+
+            elif kind in (K_MARK_PUSH, K_MARK_INTO):
+                if not marks:
+                    raise _Fail(at, f"{_NAMES[code]} without a MARK")
+                mark = marks.pop()
+                if args[code] == 2 and (len(stack) - mark) % 2:
+                    raise _Fail(at, f"{_NAMES[code]} with an odd number of items")
+                del stack[mark:]
+                fence = marks[-1] if marks else 0
+                if kind == K_MARK_PUSH:
+                    push(opaque)
+                else:
+                    if len(stack) <= fence:
+                        raise _Fail(at, f"{_NAMES[code]} with nothing to add to")
+                    self.check_target(stack[-1], code, at)
+
+            elif kind == K_CALL:
+                n = args[code]
+                if len(stack) - fence < n:
+                    raise _Fail(at, f"stack underflow at {_NAMES[code]}")
+                self.check_callable(stack[-n], code, at)
+                del stack[-n:]
+                push(opaque)
+
+            elif kind == K_INTO:
+                n = args[code]
+                if len(stack) - fence < n + 1:
+                    raise _Fail(at, f"stack underflow at {_NAMES[code]}")
+                del stack[-n:]
+                self.check_target(stack[-1], code, at)
+
+            elif kind == K_PUSH_BLOB:
+                n = args[code]
+                size = self.length(pos, n, at)
+                pos += -n if n < 0 else n
+                if size > end - pos:
+                    raise _Fail(at, f"{_NAMES[code]} of {size} bytes runs past the end of the data")
+                pos += size
+                push(opaque)
+
+            elif kind == K_STACK_GLOBAL:
+                if len(stack) - fence < 2:
+                    raise _Fail(at, "stack underflow at STACK_GLOBAL")
+                name_v = stack.pop()
+                module_v = stack.pop()
+                if type(module_v) is str and type(name_v) is str:
+                    push(self.global_ref(module_v, name_v, proto, at, "STACK_GLOBAL"))
+                else:
+                    self.dynamic_global(module_v, name_v, at)
+                    push(_Ref("<dynamic>"))
+
+            elif kind in (K_GLOBAL, K_INST):
+                opname = _NAMES[code]
+                module_b, pos = self.line(pos, at)
+                name_b, pos = self.line(pos, at)
+                if not module_b or not name_b:
+                    raise _Fail(at, f"{opname} with an empty module or name")
+                # GLOBAL's lines are UTF-8, INST's ASCII (as in CPython).
+                encoding = "UTF-8" if kind == K_GLOBAL else "ASCII"
+                try:
+                    module = module_b.decode(encoding)
+                    name = name_b.decode(encoding)
+                except UnicodeDecodeError:
+                    raise _Fail(at, f"{opname} argument is not valid {encoding}") from None
+                ref = self.global_ref(module, name, proto, at, opname)
+                if kind == K_GLOBAL:
+                    push(ref)
+                else:
+                    # INST: instantiate the class with the items above the MARK
+                    if not marks:
+                        raise _Fail(at, "INST without a MARK")
+                    del stack[marks.pop() :]
+                    fence = marks[-1] if marks else 0
+                    push(opaque)
+
+            elif kind == K_STOP:
+                if len(stack) <= fence:
+                    raise _Fail(at, "STOP with an empty stack")
+                return pos
+
+            elif kind == K_FRAME:
+                if pos + 8 > end:
+                    raise _Fail(at, "truncated argument")
+                size = _U64(buf, pos)[0]
+                pos += 8
+                # The C unpickler reads the whole frame up front: it must all be there.
+                if size > end - pos:
+                    raise _Fail(at, f"FRAME of {size} bytes runs past the end of the data")
+
+            elif kind == K_PROTO:
+                if pos >= end:
+                    raise _Fail(at, "truncated argument")
+                proto = buf[pos]
+                pos += 1
+                if proto > HIGHEST_PROTOCOL:
+                    raise _Fail(at, f"unsupported pickle protocol {proto}")
+
+            elif kind == K_POP:
+                if len(stack) > fence:
+                    stack.pop()
+                elif marks:
+                    # pickle pops the MARK itself when its frame is empty
+                    marks.pop()
+                    fence = marks[-1] if marks else 0
+                else:
+                    raise _Fail(at, "POP with an empty stack")
+
+            elif kind == K_POP_MARK:
+                if not marks:
+                    raise _Fail(at, "POP_MARK without a MARK")
+                del stack[marks.pop() :]
+                fence = marks[-1] if marks else 0
+
+            elif kind == K_DUP:
+                if len(stack) <= fence:
+                    raise _Fail(at, "DUP with an empty stack")
+                push(stack[-1])
+
+            elif kind == K_OBJ:
+                if not marks:
+                    raise _Fail(at, "OBJ without a MARK")
+                mark = marks.pop()
+                if len(stack) - mark < 1:
+                    raise _Fail(at, "OBJ without a class")
+                self.check_callable(stack[mark], code, at)
+                del stack[mark:]
+                fence = marks[-1] if marks else 0
+                push(opaque)
+
+            elif kind == K_PUSH_LINE:
+                line, pos = self.line(pos, at)
+                if not line:
+                    raise _Fail(at, f"empty {_NAMES[code]} argument")
+                push(opaque)
+
+            elif kind == K_STRING:
+                line, pos = self.line(pos, at)
+                push(self.quoted_string(line, at))
+
+            elif kind == K_UNICODE:
+                line, pos = self.line(pos, at)
+                try:
+                    s = str(line, "raw-unicode-escape")
+                except UnicodeDecodeError:
+                    raise _Fail(at, "bad escape in UNICODE argument") from None
+                push(s if len(s) <= _KNOWN_STR_MAX else opaque)
+
+            elif kind == K_PERSID:
+                line, pos = self.line(pos, at)
+                if not line.isascii():
+                    raise _Fail(at, "PERSID argument is not ASCII")
+                push(opaque)
+
+            elif kind == K_EXT:
+                n = args[code]
+                if pos + n > end:
+                    raise _Fail(at, "truncated argument")
+                ext = buf[pos] if n == 1 else _U16(buf, pos)[0] if n == 2 else _I32(buf, pos)[0]
+                pos += n
+                self.issue(
+                    "pickle-extension",
+                    Severity.CRITICAL,
+                    "pickle imports a global through the copyreg extension registry "
+                    "(unknowable without loading)",
+                    at,
+                    {"code": str(ext), "opcode": _NAMES[code]},
+                )
+                push(_Ref(f"<extension {ext}>"))
+
+            else:
+                raise _Fail(at, f"unknown opcode 0x{code:02x}")
+
+    def memo_key(self, pos: int, at: int) -> tuple[int, int]:
+        """A protocol-0 PUT/GET key: a decimal line, as int() reads it."""
+        line, pos = self.line(pos, at)
+        try:
+            key = int(line)
+        except ValueError:
+            raise _Fail(at, "memo key is not a number") from None
+        if key < 0:
+            raise _Fail(at, "negative memo key")
+        if key > sys.maxsize:
+            raise _Fail(at, "memo key too large")
+        return key, pos
+
+    def quoted_string(self, line: bytes, at: int) -> str | _Opaque:
+        """A protocol-0 STRING argument: quoted, with Python escapes."""
+        if len(line) < 2 or line[0] != line[-1] or line[0] not in b"'\"":
+            raise _Fail(at, "STRING argument is not quoted")
+        try:
+            data = codecs.escape_decode(line[1:-1])[0]
+        except ValueError:
+            raise _Fail(at, "bad escape in STRING argument") from None
+        return str(data, "latin-1") if len(data) <= _KNOWN_STR_MAX else _OPAQUE
+
+    def dynamic_global(self, module: _Value, name: _Value, at: int) -> None:
+        """STACK_GLOBAL on values that are not known strings: the name is computed at load."""
+        self.issue(
+            "dynamic-global",
+            Severity.CRITICAL,
+            "pickle imports a global whose name is computed while loading",
+            at,
+            {
+                "module": module if isinstance(module, str) else "?",
+                "name": name if isinstance(name, str) else "?",
+                "opcode": "STACK_GLOBAL",
+            },
+            dedupe=False,
+        )
+
+    def check_callable(self, value: _Value, code: int, at: int) -> None:
+        """Every call must go to a named global: anything else (the result of another call, a
+        persistent object) is something the allowlist never vouched for."""
+        if type(value) is not _Ref:
+            self.issue(
+                "indirect-call",
+                Severity.CRITICAL,
+                f"pickle calls something that is not a named global ({_NAMES[code]})",
+                at,
+                {"opcode": _NAMES[code]},
+                dedupe=False,
+            )
+
+    def check_target(self, value: _Value, code: int, at: int) -> None:
+        """BUILD/APPEND/SETITEM on a class or function object itself monkey-patches it."""
+        if isinstance(value, _Ref):
+            self.issue(
+                "global-mutation",
+                Severity.CRITICAL,
+                f"pickle modifies the global {value.label} itself ({_NAMES[code]})",
+                at,
+                {"global": value.label, "opcode": _NAMES[code]},
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def scan_pickle(
+    buf: bytes | memoryview | mmap.mmap,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    allow: Allowlist,
+    member: str | None = None,
+    max_pickles: int | None = None,
+) -> PickleScan:
+    """Scan the pickle stream in ``buf[start:end]`` statically; never loads anything.
+
+    Pickles following each other are all scanned, to the end of the region: bytes after the
+    last STOP that do not form a pickle are a ``trailing-data`` issue. Give ``end`` when the
+    pickle region is shorter than the buffer, or ``max_pickles`` to stop after that many
+    pickles (legacy ``torch.save``: five pickles, then raw storage bytes). Offsets in issues and
+    globals are absolute in ``buf``; ``member`` is copied into every issue.
+    """
+    if isinstance(buf, memoryview) and (buf.ndim != 1 or buf.format != "B"):
+        buf = buf.cast("B")
+    size = len(buf)
+    stop = size if end is None else end
+    if not 0 <= start <= stop <= size:
+        raise ValueError(f"bad pickle region [{start}, {end}) for a buffer of {size} bytes")
+    if max_pickles is not None and max_pickles < 1:
+        raise ValueError("max_pickles must be at least 1")
+
+    scanner = _Scanner(buf, start, stop, allow, member)
+    pos = start
+    pickles = 0
+    if start == stop:
+        scanner.issue("unparsable", Severity.HIGH, "no pickle data", start, {"reason": "empty"})
+    limit = MAX_PICKLES if max_pickles is None else min(max_pickles, MAX_PICKLES)
+    while pos < stop and pickles < limit:
+        # Each pickle is what one pickle.load() reads, with a new Unpickler and so an empty
+        # memo (pickle.load, torch.load, joblib and numpy all do this). A stream that only loads
+        # with one Unpickler reused across load() calls (its memo carries over) reads a key its
+        # own pickle never stored: that fails here, as it would in those loaders.
+        try:
+            pos = scanner.run(pos, _Memo())
+        except _Fail as fail:
+            _report_failure(scanner, fail, first=pickles == 0)
+            break
+        pickles += 1
+    else:
+        if pos < stop and max_pickles is None:
+            scanner.issue(
+                "scan-limit",
+                Severity.HIGH,
+                f"more than {MAX_PICKLES} pickles in one stream; the rest is not scanned",
+                pos,
+                {},
+            )
+    return PickleScan(
+        globals=tuple(scanner.globals),
+        issues=tuple(scanner.issues),
+        pickles=pickles,
+        end=pos,  # a failed pickle never advances pos: this is past the last complete one
+    )
+
+
+def _report_failure(scanner: _Scanner, fail: _Fail, *, first: bool) -> None:
+    if fail.limit:
+        scanner.issue(
+            "scan-limit",
+            Severity.HIGH,
+            f"pickle stream exceeds a scanner limit ({fail.reason}); the rest is not scanned",
+            fail.offset,
+            {"reason": fail.reason},
+        )
+    elif first:
+        scanner.issue(
+            "unparsable",
+            Severity.HIGH,
+            f"not a valid pickle stream: {fail.reason}",
+            fail.offset,
+            {"reason": fail.reason},
+        )
+    else:
+        scanner.issue(
+            "trailing-data",
+            Severity.HIGH,
+            f"data after the last complete pickle is not a pickle: {fail.reason}",
+            fail.offset,
+            {"reason": fail.reason},
+        )

@@ -1,0 +1,224 @@
+"""Scanning one model file: detect its format from the bytes, scan every pickle it carries
+(plain, inside zip or tar members, after a numpy header), and check its structure.
+
+Nothing here imports, loads or executes model content. Files are memory-mapped, so scanning a
+checkpoint reads its pickle parts and headers, never its tensor data.
+"""
+
+from __future__ import annotations
+
+import mmap
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelseal.findings import Severity
+from modelseal.models import structure
+from modelseal.models.formats import Detected, detect_format
+from modelseal.models.issues import Format, ModelIssue
+from modelseal.models.pickle_scan import Allowlist, scan_pickle
+
+#: A pickle member larger than this is not read into memory; it is reported instead.
+MAX_MEMBER_BYTES = 1 << 30
+#: Legacy torch.save: magic number, protocol, sys_info, the object, the storage keys.
+LEGACY_TORCH_PICKLES = 5
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What scanning one file found."""
+
+    path: Path
+    detected: Detected
+    issues: tuple[ModelIssue, ...]
+
+    @property
+    def format(self) -> Format:
+        """The detected format."""
+        return self.detected.format
+
+    @property
+    def carries_pickle(self) -> bool:
+        """Whether the file holds pickle data (numpy: only object arrays do)."""
+        if self.detected.format is Format.NUMPY:
+            return self.detected.pickle_offset is not None
+        if self.detected.format in (Format.NUMPY_ZIP, Format.KERAS):
+            return bool(self.detected.zip_pickle_members)
+        return self.detected.format.carries_pickle
+
+
+def scan_file(
+    path: Path, allow: Allowlist | None = None, *, model_dir: Path | None = None
+) -> FileScan:
+    """Detect, scan and check one file (or a SavedModel directory)."""
+    allow = allow or Allowlist.default()
+    detected = detect_format(path)
+    fmt = detected.format
+    issues: list[ModelIssue] = []
+    try:
+        if fmt in (Format.PICKLE, Format.JOBLIB):
+            issues += _scan_mapped(path, allow, start=0)
+        elif fmt is Format.TORCH_LEGACY:
+            issues += _scan_legacy_torch(path, allow)
+        elif fmt is Format.NUMPY and detected.pickle_offset is not None:
+            issues += _scan_mapped(path, allow, start=detected.pickle_offset)
+        elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
+            issues += _scan_zip_members(path, detected, allow)
+        issues += _structure(path, fmt, model_dir or path.parent)
+    except OSError as e:
+        issues.append(
+            ModelIssue("unreadable", Severity.HIGH, f"cannot read the file: {e.strerror or e}")
+        )
+    if fmt is Format.UNKNOWN:
+        issues.append(
+            ModelIssue(
+                "unknown-format",
+                Severity.HIGH,
+                "not a model format modelseal recognizes; unknown formats are not a pass",
+                detail=dict(detected.detail),
+            )
+        )
+    return FileScan(path, detected, tuple(issues))
+
+
+def _structure(path: Path, fmt: Format, model_dir: Path) -> tuple[ModelIssue, ...]:
+    if fmt is Format.SAFETENSORS:
+        return structure.check_safetensors(path)
+    if fmt is Format.GGUF:
+        return structure.check_gguf(path)
+    if fmt is Format.ONNX:
+        return structure.check_onnx(path, model_dir)
+    if fmt in (Format.KERAS, Format.KERAS_H5):
+        return structure.check_keras(path)
+    if fmt is Format.TF_SAVEDMODEL:
+        return structure.check_savedmodel(path)
+    if fmt is Format.TORCHSCRIPT:
+        return structure.check_torchscript(path)
+    return ()
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            yield b""
+            return
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            yield m
+        finally:
+            m.close()
+
+
+def _scan_mapped(
+    path: Path, allow: Allowlist, *, start: int, max_pickles: int | None = None
+) -> tuple[ModelIssue, ...]:
+    with _mapped(path) as buf:
+        return scan_pickle(buf, start=start, allow=allow, max_pickles=max_pickles).issues
+
+
+def _scan_legacy_torch(path: Path, allow: Allowlist) -> tuple[ModelIssue, ...]:
+    if tarfile.is_tarfile(path):
+        return _scan_tar_members(path, allow)
+    return _scan_mapped(path, allow, start=0, max_pickles=LEGACY_TORCH_PICKLES)
+
+
+def _scan_tar_members(path: Path, allow: Allowlist) -> tuple[ModelIssue, ...]:
+    issues: list[ModelIssue] = []
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                f = tar.extractfile(member)
+                if f is None:
+                    continue
+                head = f.read(2)
+                if not _looks_like_pickle(head) and member.name not in (
+                    "pickle",
+                    "sys_info_pickle",
+                ):
+                    continue
+                if member.size > MAX_MEMBER_BYTES:
+                    issues.append(_too_large(member.name, member.size))
+                    continue
+                data = head + f.read(member.size)
+                issues += scan_pickle(data, allow=allow, member=member.name).issues
+    except (tarfile.TarError, EOFError) as e:
+        issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken tar archive: {e}"))
+    return tuple(issues)
+
+
+def _scan_zip_members(path: Path, detected: Detected, allow: Allowlist) -> tuple[ModelIssue, ...]:
+    issues: list[ModelIssue] = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in detected.zip_pickle_members:
+                info = zf.getinfo(name)
+                if info.file_size > MAX_MEMBER_BYTES:
+                    issues.append(_too_large(name, info.file_size))
+                    continue
+                data = zf.read(info)
+                start = 0
+                if detected.format in (Format.NUMPY_ZIP,) or data[:6] == b"\x93NUMPY":
+                    start = _npy_data_offset(data)
+                    if start is None:
+                        issues.append(
+                            ModelIssue(
+                                "bad-header", Severity.HIGH, "malformed .npy header", member=name
+                            )
+                        )
+                        continue
+                issues += scan_pickle(data, start=start, allow=allow, member=name).issues
+    except (zipfile.BadZipFile, KeyError, EOFError, OSError) as e:
+        issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken zip archive: {e}"))
+    return tuple(issues)
+
+
+def _npy_data_offset(data: bytes) -> int | None:
+    if data[:6] != b"\x93NUMPY" or len(data) < 10:
+        return None
+    major = data[6]
+    if major == 1:
+        return 10 + int.from_bytes(data[8:10], "little")
+    if major in (2, 3) and len(data) >= 12:
+        return 12 + int.from_bytes(data[8:12], "little")
+    return None
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _too_large(member: str, size: int) -> ModelIssue:
+    return ModelIssue(
+        "unparsable",
+        Severity.HIGH,
+        f"pickle member of {size} bytes is larger than modelseal scans ({MAX_MEMBER_BYTES})",
+        member=member,
+    )
+
+
+def scan_files(
+    paths: list[Path], allow: Allowlist | None = None, *, workers: int | None = None
+) -> list[FileScan]:
+    """Scan many files, in parallel processes when there are several (the scanner is pure
+    Python, so threads would queue on the GIL). Results come back in ``paths`` order."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    n = max(1, min(workers or os.cpu_count() or 1, len(paths)))
+    if n == 1 or len(paths) < 4:
+        return [scan_file(p, allow) for p in paths]
+    with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
+        chunk = max(1, len(paths) // (n * 4))
+        return list(pool.map(_scan_one, paths, [allow] * len(paths), chunksize=chunk))
+
+
+def _scan_one(path: Path, allow: Allowlist | None) -> FileScan:
+    return scan_file(path, allow)

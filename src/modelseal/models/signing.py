@@ -1,0 +1,42 @@
+"""Verifying an OpenSSF model-signing signature (the ``model-signing`` package) over a model
+directory, with a public key or a keyless Sigstore identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelseal.errors import ConfigError
+
+
+def verify_model_signature(
+    *,
+    model_dir: Path,
+    signature: Path,
+    public_key: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+) -> str | None:
+    """``None`` when the signature verifies; otherwise why not (one line)."""
+    if (public_key is None) == (identity is None):
+        raise ConfigError("models.signature: set exactly one of public_key and identity.")
+    if identity is not None and not issuer:
+        raise ConfigError("models.signature: identity needs issuer (the signer's OIDC issuer).")
+    for p, what in ((model_dir, "model_dir"), (signature, "path")):
+        if not p.exists():
+            raise ConfigError(f"models.signature.{what}: {p} does not exist.")
+    from model_signing import verifying  # heavy import (sigstore, grpc-free but large)
+
+    config = verifying.Config()
+    if public_key is not None:
+        if not public_key.is_file():
+            raise ConfigError(f"models.signature.public_key: {public_key} does not exist.")
+        config.use_elliptic_key_verifier(public_key=public_key)
+    else:
+        assert identity is not None and issuer is not None
+        config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)
+    try:
+        config.verify(model_dir, signature)
+    except Exception as e:  # model-signing raises ValueError and library errors alike
+        text = " ".join(str(e).split())
+        return f"{type(e).__name__}: {text[:500]}"
+    return None

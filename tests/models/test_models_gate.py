@@ -1,0 +1,189 @@
+"""The models gates end to end through the CLI: lock, verify, scan, run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+
+from modelseal._cli import main
+
+
+def safetensors_bytes(values: list[float]) -> bytes:
+    """A valid one-tensor safetensors file, written by hand."""
+    data = struct.pack(f"<{len(values)}f", *values)
+    header = {
+        "__metadata__": {"format": "pt"},
+        "w": {"dtype": "F32", "shape": [len(values)], "data_offsets": [0, len(data)]},
+    }
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+class Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("echo pwned",))
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "ctx"
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "w.safetensors").write_bytes(safetensors_bytes([0.5, -1.0, 2.0]))
+    (root / "model" / "README.md").write_text("notes")
+    monkeypatch.chdir(root)
+    return root
+
+
+def _policy(root: Path, text: str) -> str:
+    (root / "policy.yml").write_text("version: 1\n" + text)
+    return str(root / "policy.yml")
+
+
+def _run(root: Path, policy: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = main(
+        ["run", str(root), "--gate", "models", "--policy", policy, "-o", str(root.parent / "out")]
+    )
+    capsys.readouterr()
+    report = json.loads((root.parent / "out" / "report.json").read_text())
+    return code, report["gates"][0]
+
+
+def _failing(gate: dict) -> list[str]:
+    return [f["id"] for f in gate["findings"] if f["decision"] == "fail"]
+
+
+def test_lock_then_run_passes_and_writes_ml_bom_data(
+    ctx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "models",
+                "lock",
+                "model",
+                "--ignore",
+                "*.md",
+                "--source-uri",
+                "hf://acme/tiny",
+                "--source-revision",
+                "0123abc",
+            ]
+        )
+        == 0
+    )
+    lock = json.loads((ctx / "models.lock").read_text())
+    assert [f["path"] for f in lock["files"]] == ["model/w.safetensors"]
+    assert lock["files"][0]["format"] == "safetensors"
+    policy = _policy(ctx, "models:\n  ignore: ['*.md']\n")
+    assert main(["models", "verify", "--policy", policy]) == 0
+    code, gate = _run(ctx, policy, capsys)
+    assert code == 0, gate
+    assert gate["status"] == "PASSED" and _failing(gate) == []
+    models = json.loads(Path(gate["artifacts"]["models_json"]).read_text())["models"]
+    assert models == [
+        {
+            "path": "model/w.safetensors",
+            "size": (ctx / "model/w.safetensors").stat().st_size,
+            "sha256": lock["files"][0]["sha256"],
+            "format": "safetensors",
+            "source": {"uri": "hf://acme/tiny", "revision": "0123abc"},
+        }
+    ]
+
+
+def test_one_changed_byte_fails_naming_both_digests(
+    ctx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "lock", "model", "--ignore", "*.md"]) == 0
+    before = json.loads((ctx / "models.lock").read_text())["files"][0]["sha256"]
+    f = ctx / "model" / "w.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 1
+    f.write_bytes(bytes(data))
+    policy = _policy(ctx, "models:\n  ignore: ['*.md']\n")
+    assert main(["models", "verify", "--policy", policy]) == 1
+    out = capsys.readouterr().out
+    assert "models.changed" in out and before in out
+    code, gate = _run(ctx, policy, capsys)
+    assert code == 1
+    (changed,) = [x for x in gate["findings"] if x["id"] == "models.changed"]
+    assert changed["evidence"]["pinned_sha256"] == before
+    assert changed["evidence"]["actual_sha256"] != before
+
+
+def test_pickle_disguised_as_safetensors_is_denied_by_default(
+    ctx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (ctx / "model" / "extra.safetensors").write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    assert main(["models", "lock", "model", "--ignore", "*.md"]) == 0
+    code, gate = _run(ctx, _policy(ctx, "models:\n  ignore: ['*.md']\n"), capsys)
+    assert code == 1
+    (fmt,) = [x for x in gate["findings"] if x["id"] == "models.format" and x["decision"] == "fail"]
+    assert fmt["subject"] == "model/extra.safetensors" and fmt["evidence"]["format"] == "pickle"
+    assert "models.pickle is deny" in fmt["reason"] or "not in models.formats" in fmt["reason"]
+
+
+def test_scan_mode_admits_benign_pickles_and_names_the_evil_global(
+    ctx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (ctx / "model" / "ok.pkl").write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=2))
+    assert main(["models", "lock", "model", "--ignore", "*.md"]) == 0
+    scan_policy = "models:\n  ignore: ['*.md']\n  pickle: scan\n  formats: [safetensors, pickle]\n"
+    code, gate = _run(ctx, _policy(ctx, scan_policy), capsys)
+    assert code == 0, _failing(gate)
+
+    (ctx / "model" / "evil.pkl").write_bytes(pickle.dumps(Evil(), protocol=4))
+    assert main(["models", "lock", "model", "--ignore", "*.md"]) == 0
+    code, gate = _run(ctx, _policy(ctx, scan_policy), capsys)
+    assert code == 1
+    (evil,) = [x for x in gate["findings"] if x["id"] == "models.unsafe-global"]
+    assert evil["evidence"]["global"] in ("posix.system", "os.system", "nt.system")
+    assert evil["subject"] == "model/evil.pkl" and "offset" in evil["location"]
+
+    # The CLI scan alone, as JSON, says the same.
+    assert (
+        main(["models", "scan", "model", "--policy", str(ctx / "policy.yml"), "--format", "json"])
+        == 1
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "FAILED"
+    assert any(
+        f["id"] == "models.unsafe-global" and f["decision"] == "fail" for f in out["findings"]
+    )
+
+
+def test_missing_lock_fails_unless_not_required(
+    ctx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, gate = _run(ctx, _policy(ctx, "models:\n  paths: [model]\n  ignore: ['*.md']\n"), capsys)
+    assert code == 1 and _failing(gate) == ["models.no-lock"]
+    lax = "models:\n  paths: [model]\n  ignore: ['*.md']\n  require_lock: false\n"
+    code, gate = _run(ctx, _policy(ctx, lax), capsys)
+    assert code == 0
+
+
+def test_nothing_to_check_is_an_error_not_a_pass(
+    ctx: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, gate = _run(ctx, _policy(ctx, ""), capsys)
+    assert code == 1 or code == 3
+    assert gate["status"] in ("FAILED", "ERRORED")
+
+
+def test_rejudge_with_allowed_globals(ctx: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (ctx / "model" / "evil.pkl").write_bytes(pickle.dumps(Evil(), protocol=4))
+    assert main(["models", "lock", "model", "--ignore", "*.md"]) == 0
+    scan_policy = "models:\n  ignore: ['*.md']\n  pickle: scan\n  formats: [safetensors, pickle]\n"
+    code, gate = _run(ctx, _policy(ctx, scan_policy), capsys)
+    assert code == 1
+    name = next(x for x in gate["findings"] if x["id"] == "models.unsafe-global")["evidence"][
+        "global"
+    ]
+    lax = _policy(ctx, scan_policy + f"  allowed_globals: ['{name}']\n")
+    assert main(["judge", str(ctx.parent / "out" / "report.json"), "--policy", lax]) == 0

@@ -1,0 +1,81 @@
+"""What was verified is what ships: the model files inside the built image against the lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.conftest import EPOCH
+from tests.models.test_models_gate import safetensors_bytes
+
+from modelseal._cli import main
+
+pytestmark = pytest.mark.engine
+
+POLICY = """version: 1
+build:
+  rebuild_check: false
+models:
+  image_paths:
+    model: /app/model
+"""
+
+
+def _ctx(tmp_path: Path, run_step: str = "") -> Path:
+    root = tmp_path / "ctx"
+    (root / "model").mkdir(parents=True)
+    (root / "model" / "a.safetensors").write_bytes(safetensors_bytes([1.0, 2.0]))
+    (root / "model" / "b.safetensors").write_bytes(safetensors_bytes([3.0]))
+    (root / "Dockerfile").write_text(f"FROM base\nCOPY model/ /app/model/\n{run_step}")
+    (root / "policy.yml").write_text(POLICY)
+    assert main(["models", "lock", str(root / "model"), "--lock", str(root / "models.lock")]) == 0
+    return root
+
+
+def _run(root: Path, base: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, dict]]:
+    out = root.parent / "out"
+    code = main(["run", str(root), "--policy", str(root / "policy.yml"), "-o", str(out),
+                 "--build-context", f"base={base}", "--source-date-epoch", str(EPOCH)])  # fmt: skip
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    return code, {g["gate"]: g for g in report["gates"]}
+
+
+def test_image_matches_the_lock(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, gates = _run(_ctx(tmp_path), busybox_base, capsys)
+    assert code == 0, {g: v["findings"] for g, v in gates.items()}
+    assert list(gates) == ["models", "build", "models-image"]
+    assert gates["models-image"]["status"] == "PASSED"
+    assert gates["models-image"]["facts"]["checked"] == "2"
+
+
+def test_a_run_step_that_alters_a_model_is_caught(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step = "RUN echo tampered >> /app/model/a.safetensors && rm /app/model/b.safetensors && echo x > /app/model/c.bin\n"
+    code, gates = _run(_ctx(tmp_path, step), busybox_base, capsys)
+    assert code == 1
+    img = gates["models-image"]
+    ids = sorted((f["id"], f["subject"]) for f in img["findings"])
+    assert ids == [
+        ("models.image-changed", "/app/model/a.safetensors"),
+        ("models.image-extra", "/app/model/c.bin"),
+        ("models.image-missing", "/app/model/b.safetensors"),
+    ]
+    changed = next(f for f in img["findings"] if f["id"] == "models.image-changed")
+    assert changed["evidence"]["pinned_sha256"] != changed["evidence"]["image_sha256"]
+    # The local files were fine: only the image gate fails.
+    assert gates["models"]["status"] == "PASSED"
+
+
+def test_no_image_paths_is_not_a_silent_pass(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _ctx(tmp_path)
+    (root / "policy.yml").write_text("version: 1\nbuild:\n  rebuild_check: false\n")
+    code, gates = _run(root, busybox_base, capsys)
+    assert code == 1
+    assert [f["id"] for f in gates["models-image"]["findings"]] == ["models.image-unchecked"]
