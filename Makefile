@@ -22,11 +22,14 @@ deps: system $(STAMP)
 system:
 	@bash .ci/install-system.sh
 
-$(STAMP): requirements-dev.lock pyproject.toml
+PIP := $(BIN)/pip install -q --disable-pip-version-check
+
+$(STAMP): requirements-dev.lock requirements-torch.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock 2>&1 | grep -v 'is ignored: it is neither' || true
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v 'is ignored: it is neither' || true
-	$(BIN)/python -c "import modelseal, pydantic, ruamel.yaml, rich"
+	$(PIP) --require-hashes -r requirements-dev.lock 2>&1 | grep -v 'is ignored: it is neither' || true
+	$(PIP) --no-deps -e . 2>&1 | grep -v 'is ignored: it is neither' || true
+	$(PIP) -r requirements-torch.txt 2>&1 | grep -v 'is ignored: it is neither' || true
+	$(BIN)/python -c "import modelseal, pydantic, ruamel.yaml, rich, numpy, torch"
 	touch $@
 
 dev: $(STAMP)
@@ -44,7 +47,14 @@ demo: deps
 	$(BIN)/python examples/demo.py
 
 bench: deps
+	@test -x .venv-bench/bin/picklescan -a -x .venv-bench/bin/modelscan || { \
+	  $(PYTHON) -m venv .venv-bench && \
+	  .venv-bench/bin/pip install -q --disable-pip-version-check -r benchmarks/requirements-bench.txt; \
+	} 2>&1 | grep -v 'is ignored: it is neither' || true
+	@$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v 'is ignored: it is neither' || true
 	$(BIN)/python benchmarks/build.py
+	$(BIN)/python benchmarks/models.py
 
 clean:
 	rm -rf $(VENV) modelseal-out examples/out .pytest_cache .mypy_cache .ruff_cache

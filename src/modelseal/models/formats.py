@@ -283,6 +283,55 @@ def iter_proto_fields(src: ByteSource, start: int, end: int) -> Iterator[ProtoFi
             raise ProtoError(pos, f"field {number}: unsupported wire type {wire}")
 
 
+#: (number, wire type, tag offset, value or payload offset, payload length)
+FieldTuple = tuple[int, int, int, int, int]
+
+
+def iter_proto_buffer(
+    buf: bytes, base: int = 0, lo: int = 0, hi: int | None = None
+) -> Iterator[FieldTuple]:
+    """The fields of the message in ``buf[lo:hi]`` (``buf[0]`` is at file offset ``base``),
+    as tuples; offsets in them are file offsets. The in-memory twin of
+    :func:`iter_proto_fields`, for small messages, where per-field speed matters."""
+    n = len(buf) if hi is None else min(hi, len(buf))
+    i = lo
+    while i < n:
+        start = i
+        b = buf[i]
+        if b < 0x80:
+            tag, i = b, i + 1
+        else:
+            tag, i = decode_varint(buf, i, base)
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or number >= 1 << 29:
+            raise ProtoError(base + start, f"invalid field number {number}")
+        if wire in (WIRE_LEN, WIRE_VARINT):
+            if i >= n:
+                raise ProtoError(base + start, f"field {number}: truncated value")
+            b = buf[i]
+            if b < 0x80:
+                value, i = b, i + 1
+            else:
+                value, i = decode_varint(buf, i, base)
+            if wire == WIRE_VARINT:
+                yield number, wire, base + start, value, 0
+                continue
+            if i + value > n:
+                raise ProtoError(
+                    base + start, f"field {number}: {value}-byte payload runs past its end"
+                )
+            yield number, wire, base + start, base + i, value
+            i += value
+        elif wire in (WIRE_FIXED64, WIRE_FIXED32):
+            width = 8 if wire == WIRE_FIXED64 else 4
+            if i + width > n:
+                raise ProtoError(base + start, f"field {number}: truncated fixed{width * 8} value")
+            yield number, wire, base + start, int.from_bytes(buf[i : i + width], "little"), 0
+            i += width
+        else:
+            raise ProtoError(base + start, f"field {number}: unsupported wire type {wire}")
+
+
 #: ModelProto fields and their wire types (onnx.proto); unknown numbers are tolerated.
 _ONNX_MODEL_FIELDS: Final = {
     1: WIRE_VARINT,  # ir_version

@@ -15,10 +15,11 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.models.hashing import FileDigest
+from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.lock import LockEntry, ModelsLock, collect_files, load_lock, verify_lock
 from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.pickle_scan import Allowlist
@@ -79,17 +80,16 @@ class ModelsGate:
                 findings.append(_mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path))
             digests = {_rel(lock_base / p, base): d for p, d in digests_rel.items()}
         files = collect_files(base, roots, pol.ignore)
+        missing = [base / f for f in files if f not in digests]
+        digests |= {_rel(p, base): d for p, d in hash_files(missing).items()}
         ctx.progress(self.name, f"scanning {len(files)} model file(s)")
         scans = scan_files([base / f for f in files], Allowlist.default())
-        records = []
+        pinned = lock.by_path() if lock else {}
+        records: list[dict[str, Any]] = []
         for rel, scan in zip(files, scans, strict=True):
             findings += _scan_findings(rel, scan)
-            d = digests.get(rel)
-            if d is None:
-                from modelseal.models.hashing import hash_file
-
-                d = hash_file(base / rel)
-            entry = lock.by_path().get(_rel(base / rel, lock.base)) if lock else None
+            d = digests[rel]
+            entry = pinned.get(_rel(base / rel, lock.base)) if lock else None
             records.append(
                 {
                     "path": rel,

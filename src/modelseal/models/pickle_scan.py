@@ -242,9 +242,8 @@ _NEVER_MODULES = frozenset(
         "operator", "_operator", "functools", "_functools", "pickle", "_pickle", "cPickle",
         "marshal", "types", "ctypes", "_ctypes", "code", "codeop", "shutil", "socket", "_socket",
         "webbrowser", "pty", "commands", "multiprocessing", "_posixsubprocess", "asyncio",
-        "threading", "_thread", "signal", "platform", "torch.hub",
-        "torch.jit", "torch.package", "numpy.testing", "numpy.f2py", "numpy.distutils",
-        "dill", "joblib", "cloudpickle", "__builtin__",
+        "threading", "_thread", "signal", "platform", "torch.hub", "numpy.testing",
+        "numpy.f2py", "numpy.distutils", "dill", "cloudpickle", "__builtin__",
     }
 )  # fmt: skip
 _NEVER_NAMES = frozenset(
@@ -260,7 +259,9 @@ _NEVER_NAMES = frozenset(
         "torch.load", "torch.serialization.load", "torch.serialization._load",
         "torch.serialization._legacy_load", "torch._utils._rebuild_from_type",
         "torch._tensor._rebuild_from_type", "torch._tensor._rebuild_from_type_v2",
-        "numpy.load", "numpy.lib.npyio.load", "numpy.fromfile", "numpy.loadtxt",
+        "torch.jit.load", "torch.jit._serialization.load", "torch.package.PackageImporter",
+        "numpy.load", "numpy.lib.npyio.load", "numpy.fromfile", "numpy.loadtxt", "joblib.load",
+        "joblib.numpy_pickle.load",
         "_codecs.decode", "codecs.decode", "copyreg.__newobj__", "copyreg.__newobj_ex__",
     }
 )  # fmt: skip
@@ -332,10 +333,12 @@ class Allowlist:
         """Whether importing ``name`` from ``module`` is allowed."""
         if f"{module}.{name}" in self.exact:
             return True
+        # a wildcard never admits what no exact entry could name (e.g. torch.* and torch.load)
         return (
             module in self.modules
             and _WILDCARD_NAME_RE.fullmatch(name) is not None
             and not _is_dunder(name)
+            and not _never(f"{module}.{name}")
         )
 
 
@@ -536,9 +539,9 @@ _ARG: list[int] = [0] * 256
 for _name, (_kind, _n) in _TABLE_SPEC.items():
     _KIND[_CODES[_name]] = _kind
     _ARG[_CODES[_name]] = _n
-# Opcodes a newer Python may know but this table does not stay unknown: the stream is then
-# reported unparsable rather than guessed at.
 del _name, _kind, _n
+# An opcode missing from the table (a newer Python may add some) stays unknown: a stream using
+# it is reported unparsable rather than guessed at.
 
 # Opcodes whose string constants are bytes in Python 3 (decoded with the unpickler's
 # ``encoding``, "ASCII" by default); their names can only match the ASCII allowlist if they are
@@ -563,6 +566,11 @@ def _importable_py3(module: str) -> bool:
     unpickler can import: a raw Python 2 name is only dangerous if it is also a real module."""
     top = module.partition(".")[0]
     return top in sys.stdlib_module_names or module not in _compat_pickle.IMPORT_MAPPING
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """A name as shown in an issue: a hostile stream can make GLOBAL lines megabytes long."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 class _Fail(Exception):
@@ -656,7 +664,7 @@ class _Scanner:
             candidates.append(other)
         for module, name in candidates:
             if not self.allow.allows(module, name):
-                qualified = f"{module}.{name}"
+                qualified = _shorten(f"{module}.{name}")
                 self.issue(
                     "unsafe-global",
                     Severity.CRITICAL,
@@ -664,7 +672,7 @@ class _Scanner:
                     offset,
                     {"global": qualified, "opcode": op},
                 )
-        label = f"{resolved[0]}.{resolved[1]}"
+        label = _shorten(f"{resolved[0]}.{resolved[1]}")
         ref = self._refs.get(label)
         if ref is None:
             ref = _Ref(label)
@@ -1054,8 +1062,8 @@ class _Scanner:
             "pickle imports a global whose name is computed while loading",
             at,
             {
-                "module": module if isinstance(module, str) else "?",
-                "name": name if isinstance(name, str) else "?",
+                "module": _shorten(module) if isinstance(module, str) else "?",
+                "name": _shorten(name) if isinstance(name, str) else "?",
                 "opcode": "STACK_GLOBAL",
             },
             dedupe=False,

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelseal.findings import Severity
-from modelseal.models import structure
-from modelseal.models.formats import Detected, detect_format
+from modelseal.models.formats import Detected, decompress_prefix, detect_format
 from modelseal.models.issues import Format, ModelIssue
 from modelseal.models.pickle_scan import Allowlist, scan_pickle
+from modelseal.models.structure import check_structure
 
 #: A pickle member larger than this is not read into memory; it is reported instead.
 MAX_MEMBER_BYTES = 1 << 30
+#: A compressed (joblib) file is decompressed this far at most; a longer stream is cut there and
+#: so reported unparsable.
+MAX_DECOMPRESSED_BYTES = 256 << 20
 #: Legacy torch.save: magic number, protocol, sys_info, the object, the storage keys.
 LEGACY_TORCH_PICKLES = 5
 
@@ -59,7 +62,9 @@ def scan_file(
     fmt = detected.format
     issues: list[ModelIssue] = []
     try:
-        if fmt in (Format.PICKLE, Format.JOBLIB):
+        if fmt is Format.JOBLIB and detected.detail.get("compressed"):
+            issues += _scan_compressed(path, detected.detail["compressed"], allow)
+        elif fmt in (Format.PICKLE, Format.JOBLIB):
             issues += _scan_mapped(path, allow, start=0)
         elif fmt is Format.TORCH_LEGACY:
             issues += _scan_legacy_torch(path, allow)
@@ -67,7 +72,7 @@ def scan_file(
             issues += _scan_mapped(path, allow, start=detected.pickle_offset)
         elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
             issues += _scan_zip_members(path, detected, allow)
-        issues += _structure(path, fmt, model_dir or path.parent)
+        issues += check_structure(path, detected, model_dir or path.parent)
     except OSError as e:
         issues.append(
             ModelIssue("unreadable", Severity.HIGH, f"cannot read the file: {e.strerror or e}")
@@ -82,22 +87,6 @@ def scan_file(
             )
         )
     return FileScan(path, detected, tuple(issues))
-
-
-def _structure(path: Path, fmt: Format, model_dir: Path) -> tuple[ModelIssue, ...]:
-    if fmt is Format.SAFETENSORS:
-        return structure.check_safetensors(path)
-    if fmt is Format.GGUF:
-        return structure.check_gguf(path)
-    if fmt is Format.ONNX:
-        return structure.check_onnx(path, model_dir)
-    if fmt in (Format.KERAS, Format.KERAS_H5):
-        return structure.check_keras(path)
-    if fmt is Format.TF_SAVEDMODEL:
-        return structure.check_savedmodel(path)
-    if fmt is Format.TORCHSCRIPT:
-        return structure.check_torchscript(path)
-    return ()
 
 
 @contextmanager
@@ -163,31 +152,20 @@ def _scan_zip_members(path: Path, detected: Detected, allow: Allowlist) -> tuple
                     issues.append(_too_large(name, info.file_size))
                     continue
                 data = zf.read(info)
-                start = 0
-                if detected.format in (Format.NUMPY_ZIP,) or data[:6] == b"\x93NUMPY":
-                    start = _npy_data_offset(data)
-                    if start is None:
-                        issues.append(
-                            ModelIssue(
-                                "bad-header", Severity.HIGH, "malformed .npy header", member=name
-                            )
-                        )
-                        continue
+                start = detected.member_offsets.get(name, 0)
                 issues += scan_pickle(data, start=start, allow=allow, member=name).issues
     except (zipfile.BadZipFile, KeyError, EOFError, OSError) as e:
         issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken zip archive: {e}"))
     return tuple(issues)
 
 
-def _npy_data_offset(data: bytes) -> int | None:
-    if data[:6] != b"\x93NUMPY" or len(data) < 10:
-        return None
-    major = data[6]
-    if major == 1:
-        return 10 + int.from_bytes(data[8:10], "little")
-    if major in (2, 3) and len(data) >= 12:
-        return 12 + int.from_bytes(data[8:12], "little")
-    return None
+def _scan_compressed(path: Path, codec: str, allow: Allowlist) -> tuple[ModelIssue, ...]:
+    try:
+        data = decompress_prefix(path, codec, MAX_DECOMPRESSED_BYTES)
+    except ValueError as e:
+        return (ModelIssue("unparsable", Severity.HIGH, f"corrupt {codec} stream: {e}"),)
+    issues = scan_pickle(data, allow=allow, member=f"({codec}-decompressed)").issues
+    return issues
 
 
 def _looks_like_pickle(head: bytes) -> bool:

@@ -26,7 +26,7 @@ def verify_model_signature(
             raise ConfigError(f"models.signature.{what}: {p} does not exist.")
     from model_signing import verifying  # heavy import (sigstore, grpc-free but large)
 
-    config = verifying.Config()
+    config = verifying.Config()  # type: ignore[no-untyped-call]
     if public_key is not None:
         if not public_key.is_file():
             raise ConfigError(f"models.signature.public_key: {public_key} does not exist.")

@@ -33,9 +33,10 @@ from modelseal.models.formats import (
     ZIP_ERRORS,
     ByteSource,
     Detected,
+    FieldTuple,
     ProtoError,
-    ProtoField,
     hdf5_offset,
+    iter_proto_buffer,
     iter_proto_fields,
 )
 from modelseal.models.issues import Format, ModelIssue
@@ -611,7 +612,7 @@ def check_onnx(path: Path, model_dir: Path) -> tuple[ModelIssue, ...]:
     out = _Issues()
     with ByteSource(path) as src:
         try:
-            _onnx(src, path, model_dir, out)
+            _OnnxWalk(src, path, model_dir, out).run()
         except ProtoError as e:
             out.add(BAD_HEADER, Severity.HIGH, f"malformed protobuf: {e}", offset=e.offset)
         except _Stop as stop:
@@ -619,88 +620,124 @@ def check_onnx(path: Path, model_dir: Path) -> tuple[ModelIssue, ...]:
     return tuple(sorted(out.result(), key=lambda i: i.offset or 0))
 
 
-def _onnx(src: ByteSource, path: Path, model_dir: Path, out: _Issues) -> None:
-    stack: list[tuple[str, int, int, int]] = [("model", 0, src.size, 0)]
-    budget = MAX_ONNX_FIELDS
-    while stack:
-        kind, start, end, depth = stack.pop()
-        if kind == "tensor":
-            budget = _onnx_tensor(src, start, end, path, model_dir, out, budget)
-            continue
-        children = _ONNX_CHILDREN[kind]
-        for f in iter_proto_fields(src, start, end):
-            budget -= 1
-            if budget < 0:
-                raise _Stop(
-                    UNVERIFIABLE, Severity.MEDIUM,
-                    "too many protobuf fields to walk within modelseal's bounds", f.offset,
-                )  # fmt: skip
-            child = children.get(f.number)
-            if child is None:
+#: Messages up to this size are read whole and parsed in memory (nodes, attributes, tensor
+#: headers); larger ones (the graph, tensors with inline data) are walked through the file.
+_ONNX_INLINE: Final = 1 << 20
+
+
+class _OnnxWalk:
+    """An iterative walk over the messages that can hold TensorProtos, in file order."""
+
+    def __init__(self, src: ByteSource, path: Path, model_dir: Path, out: _Issues) -> None:
+        self.src, self.path, self.model_dir, self.out = src, path, model_dir, out
+        self.budget = MAX_ONNX_FIELDS
+        # Exports point thousands of tensors at one or two files: judge each location once.
+        self.verdicts: dict[str, str | None] = {}
+
+    def fields(
+        self, start: int, end: int, buf: bytes | None, base: int
+    ) -> tuple[Iterable[FieldTuple], bytes | None, int]:
+        """The fields of ``[start, end)``, and the in-memory buffer holding it, if any."""
+        if buf is None and end - start <= _ONNX_INLINE:
+            buf, base = self.src.read(start, end - start), start
+            if len(buf) < end - start:
+                raise ProtoError(start, "the file ends inside a message")
+        if buf is not None:
+            return iter_proto_buffer(buf, base, start - base, end - base), buf, base
+        walk = ((f.number, f.wire_type, f.offset, f.value, f.length)
+                for f in iter_proto_fields(self.src, start, end))  # fmt: skip
+        return walk, None, 0
+
+    def spend(self, offset: int) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Stop(
+                UNVERIFIABLE, Severity.MEDIUM,
+                "too many protobuf fields to walk within modelseal's bounds", offset,
+            )  # fmt: skip
+
+    def run(self) -> None:
+        # (kind, start, end, graph depth, buffer holding the message or None, buffer's base)
+        stack: list[tuple[str, int, int, int, bytes | None, int]] = [
+            ("model", 0, self.src.size, 0, None, 0)
+        ]
+        while stack:
+            kind, start, end, depth, buf, base = stack.pop()
+            fields, buf, base = self.fields(start, end, buf, base)
+            if kind == "tensor":
+                self.tensor(fields, buf, base)
                 continue
-            if f.wire_type != WIRE_LEN:
-                raise ProtoError(f.offset, f"{kind} field {f.number} is not a message")
-            child_depth = depth + (child == "graph")
-            if child_depth > MAX_ONNX_GRAPH_DEPTH:
-                raise _Stop(
-                    UNVERIFIABLE, Severity.MEDIUM,
-                    f"graphs nested more than {MAX_ONNX_GRAPH_DEPTH} deep", f.offset,
+            children = _ONNX_CHILDREN[kind]
+            found: list[tuple[str, int, int, int, bytes | None, int]] = []
+            for number, wire, offset, value, length in fields:
+                self.spend(offset)
+                child = children.get(number)
+                if child is None:
+                    continue
+                if wire != WIRE_LEN:
+                    raise ProtoError(offset, f"{kind} field {number} is not a message")
+                child_depth = depth + (child == "graph")
+                if child_depth > MAX_ONNX_GRAPH_DEPTH:
+                    raise _Stop(
+                        UNVERIFIABLE, Severity.MEDIUM,
+                        f"graphs nested more than {MAX_ONNX_GRAPH_DEPTH} deep", offset,
+                    )  # fmt: skip
+                found.append((child, value, value + length, child_depth, buf, base))
+            stack.extend(reversed(found))  # keep file order: reads stay sequential
+
+    def string(self, wire: int, offset: int, at: int, length: int, buf: bytes | None,
+               base: int, limit: int) -> bytes | None:  # fmt: skip
+        if wire != WIRE_LEN:
+            raise ProtoError(offset, "a string field is not length-delimited")
+        if length > limit:
+            return None
+        if buf is not None:
+            return buf[at - base : at - base + length]
+        return self.src.read(at, length)
+
+    def tensor(self, fields: Iterable[FieldTuple], buf: bytes | None, base: int) -> None:
+        name = b""
+        locations: list[tuple[bytes | None, int]] = []
+        for number, wire, offset, value, length in fields:
+            self.spend(offset)
+            if number == 8:  # name
+                name = self.string(wire, offset, value, length, buf, base, 256) or b"?"
+            elif number == 13:  # external_data: StringStringEntryProto {key = 1, value = 2}
+                if wire != WIRE_LEN:
+                    raise ProtoError(offset, "external_data is not a message")
+                entry, ebuf, ebase = self.fields(value, value + length, buf, base)
+                key: bytes | None = b""
+                loc: bytes | None = b""
+                loc_at = offset
+                for enumber, ewire, eoffset, evalue, elength in entry:
+                    if enumber == 1:
+                        key = self.string(ewire, eoffset, evalue, elength, ebuf, ebase, 256)
+                    elif enumber == 2:
+                        loc = self.string(
+                            ewire, eoffset, evalue, elength, ebuf, ebase, _MAX_LOCATION
+                        )
+                        loc_at = evalue
+                if key == b"location":
+                    locations.append((loc, loc_at))
+        tensor = _short(name.decode("utf-8", "replace"))
+        for raw, at in locations:
+            if raw is None:
+                self.out.add(
+                    PATH_ESCAPE, Severity.CRITICAL,
+                    f"tensor {tensor!r}: external data location longer than {_MAX_LOCATION} bytes",
+                    offset=at, tensor=tensor,
                 )  # fmt: skip
-            stack.append((child, f.value, f.value + f.length, child_depth))
-
-
-def _onnx_string(src: ByteSource, f: ProtoField, limit: int) -> bytes | None:
-    if f.wire_type != WIRE_LEN:
-        raise ProtoError(f.offset, f"field {f.number} is not a string")
-    return src.read(f.value, f.length) if f.length <= limit else None
-
-
-def _onnx_tensor(
-    src: ByteSource,
-    start: int,
-    end: int,
-    path: Path,
-    model_dir: Path,
-    out: _Issues,
-    budget: int,
-) -> int:
-    name = b""
-    locations: list[tuple[bytes | None, int]] = []
-    for f in iter_proto_fields(src, start, end):
-        budget -= 1
-        if f.number == 8:  # name
-            name = _onnx_string(src, f, 256) or b"?"
-        elif f.number == 13:  # external_data: StringStringEntryProto {key = 1, value = 2}
-            if f.wire_type != WIRE_LEN:
-                raise ProtoError(f.offset, "external_data is not a message")
-            key: bytes | None = b""
-            value: bytes | None = b""
-            value_at = f.offset
-            for e in iter_proto_fields(src, f.value, f.value + f.length):
-                if e.number == 1:
-                    key = _onnx_string(src, e, 256)
-                elif e.number == 2:
-                    value, value_at = _onnx_string(src, e, _MAX_LOCATION), e.value
-            if key == b"location":
-                locations.append((value, value_at))
-    tensor = _short(name.decode("utf-8", "replace"))
-    for raw, at in locations:
-        if raw is None:
-            out.add(
-                PATH_ESCAPE, Severity.CRITICAL,
-                f"tensor {tensor!r}: external data location longer than {_MAX_LOCATION} bytes",
-                offset=at, tensor=tensor,
-            )  # fmt: skip
-            continue
-        location = raw.decode("utf-8", "surrogateescape")
-        problem = _location_problem(location, path, model_dir)
-        if problem:
-            out.add(
-                PATH_ESCAPE, Severity.CRITICAL,
-                f"tensor {tensor!r}: external data location {_short(repr(location))} {problem}",
-                offset=at, tensor=tensor, location=_short(location),
-            )  # fmt: skip
-    return budget
+                continue
+            location = raw.decode("utf-8", "surrogateescape")
+            if location not in self.verdicts:
+                self.verdicts[location] = _location_problem(location, self.path, self.model_dir)
+            problem = self.verdicts[location]
+            if problem:
+                self.out.add(
+                    PATH_ESCAPE, Severity.CRITICAL,
+                    f"tensor {tensor!r}: external data location {_short(repr(location))} {problem}",
+                    offset=at, tensor=tensor, location=_short(location),
+                )  # fmt: skip
 
 
 def _location_problem(location: str, path: Path, model_dir: Path) -> str | None:
