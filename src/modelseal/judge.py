@@ -67,7 +67,13 @@ def _build_rule(policy: Policy, f: Finding) -> Decision:
 
 #: Scanner findings about what a pickle would do when loaded.
 _PICKLE_KINDS = frozenset(
-    {"models.unsafe-global", "models.dynamic-global", "models.pickle-extension"}
+    {
+        "models.unsafe-global",
+        "models.dynamic-global",
+        "models.pickle-extension",
+        "models.indirect-call",
+        "models.global-mutation",
+    }
 )
 
 

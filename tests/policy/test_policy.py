@@ -155,8 +155,8 @@ def test_unknown_top_level_key_with_a_close_match() -> None:
 
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
-    assert problem("version: 1\nmodels:\n  allow: []\n") == (
-        "modelseal.yml:2:1: models: unknown key (allowed keys: version, build)"
+    assert problem("version: 1\nmystery:\n  allow: []\n") == (
+        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models)"
     )
     assert problem("version: 1\nbuild:\n  cache: false\n") == (
         "modelseal.yml:3:3: build.cache: unknown key (allowed keys: enabled, rebuild_check, "
