@@ -352,7 +352,7 @@ def test_multiple_errors_are_reported_together_in_file_order() -> None:
         "modelseal.yml:4:3: build.network: unknown key (did you mean allow_network?)",
         "modelseal.yml:5:28: build.platforms[1]: expected a platform "
         '"os/arch" or "os/arch/variant" in lower case, e.g. "linux/amd64" or "linux/arm/v7"',
-        "modelseal.yml:6:1: sbom: unknown key (allowed keys: version, build)",
+        "modelseal.yml:6:1: sbom: unknown key (allowed keys: version, build, models)",
     ]
 
 
