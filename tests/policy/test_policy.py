@@ -156,7 +156,7 @@ def test_unknown_top_level_key_with_a_close_match() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     assert problem("version: 1\nmystery:\n  allow: []\n") == (
-        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models)"
+        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit)"
     )
     assert problem("version: 1\nbuild:\n  cache: false\n") == (
         "modelseal.yml:3:3: build.cache: unknown key (allowed keys: enabled, rebuild_check, "
@@ -352,7 +352,7 @@ def test_multiple_errors_are_reported_together_in_file_order() -> None:
         "modelseal.yml:4:3: build.network: unknown key (did you mean allow_network?)",
         "modelseal.yml:5:28: build.platforms[1]: expected a platform "
         '"os/arch" or "os/arch/variant" in lower case, e.g. "linux/amd64" or "linux/arm/v7"',
-        "modelseal.yml:6:1: sbom: unknown key (allowed keys: version, build, models)",
+        "modelseal.yml:6:1: sbom: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit)",
     ]
 
 

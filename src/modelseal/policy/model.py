@@ -10,6 +10,7 @@ the JSON Schema and the Markdown reference pick it up from the model.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -176,6 +177,111 @@ class ModelsPolicy(BaseModel):
     )
 
 
+SeverityName = Literal["unknown", "low", "medium", "high", "critical"]
+
+
+class IgnoreEntry(BaseModel):
+    """An accepted vulnerability: why, and until when."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str = Field(description="Vulnerability id or alias (CVE-…, GHSA-…, PYSEC-…).")
+    package: str | None = Field(
+        default=None, description="Only for this package name (default: any package)."
+    )
+    reason: str = Field(description="Why it is accepted (shown in reports and the VEX document).")
+    expires: date = Field(
+        description="Date (YYYY-MM-DD) after which the entry no longer applies; an expired entry "
+        "fails the gate and says so.",
+        strict=False,
+    )
+
+
+class VulnerabilitiesPolicy(BaseModel):
+    """One vulnerability policy for every scanner (Trivy, pip-audit)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    fail_on: SeverityName = Field(
+        default="high", description="Fail on vulnerabilities of this severity or higher."
+    )
+    fixable_only: bool = Field(
+        default=False,
+        description="Only fail on vulnerabilities that have a fixed version.",
+    )
+    max_cvss: float | None = Field(
+        default=None,
+        description="Also fail on any vulnerability whose CVSS base score exceeds this, whatever "
+        "its severity label.",
+        ge=0.0,
+        le=10.0,
+    )
+    unknown_severity: SeverityName = Field(
+        default="high",
+        description="The severity to assume when no source gives one (fail closed by default).",
+    )
+    ignore: list[IgnoreEntry] = Field(default=[], description="Accepted vulnerabilities.")
+    vex: list[str] = Field(
+        default=[],
+        description="OpenVEX documents (relative to the build context); statements with status "
+        "not_affected suppress the matching findings.",
+    )
+
+
+class SbomPolicy(BaseModel):
+    """The SBOM gate: syft's CycloneDX document, enriched with the image and the models."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(default=True, description="Generate and validate the SBOM.")
+
+
+class TrivyDbPolicy(BaseModel):
+    """Where Trivy's vulnerability database comes from."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    mode: Literal["online", "offline"] = Field(
+        default="online",
+        description="online: download or refresh into cache_dir (from repository if set); "
+        "offline: use cache_dir as it is, never download.",
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Trivy's cache directory (holding db/trivy.db and db/metadata.json). "
+        "Default: modelseal's cache directory.",
+    )
+    repository: str | None = Field(
+        default=None, description="An OCI repository mirroring the Trivy DB (--db-repository)."
+    )
+    max_age_days: int = Field(
+        default=3,
+        ge=0,
+        description="A DB older than this (by its UpdatedAt) makes the gate ERRORED.",
+    )
+
+
+class TrivyPolicy(BaseModel):
+    """The Trivy gate: an image scan of the OCI layout."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(default=True, description="Run Trivy.")
+    db: TrivyDbPolicy = Field(default=TrivyDbPolicy(), description="The vulnerability DB.")
+
+
+class PipAuditPolicy(BaseModel):
+    """The pip-audit gate: the image's Python packages against OSV."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(default=True, description="Run pip-audit.")
+    osv_url: str | None = Field(
+        default=None,
+        description="OSV API endpoint (default: the public OSV API), e.g. a mirror.",
+    )
+
+
 class Policy(BaseModel):
     """A modelseal policy file (modelseal.yml): the thresholds of every gate."""
 
@@ -194,6 +300,15 @@ class Policy(BaseModel):
     models: ModelsPolicy = Field(
         default=ModelsPolicy(),
         description="Settings of the model-artifact gate.",
+    )
+    sbom: SbomPolicy = Field(default=SbomPolicy(), description="Settings of the SBOM gate.")
+    vulnerabilities: VulnerabilitiesPolicy = Field(
+        default=VulnerabilitiesPolicy(),
+        description="Thresholds for every vulnerability scanner.",
+    )
+    trivy: TrivyPolicy = Field(default=TrivyPolicy(), description="Settings of the Trivy gate.")
+    pip_audit: PipAuditPolicy = Field(
+        default=PipAuditPolicy(), description="Settings of the pip-audit gate."
     )
 
     @field_validator("version", mode="before")
