@@ -343,7 +343,7 @@ def test_multiple_errors_are_reported_together_in_file_order() -> None:
         "  enabled: 1\n"
         "  network: true\n"
         "  platforms: [linux/amd64, amd64]\n"
-        "sbom: {}\n"
+        "mystery: {}\n"
     )
     assert problems(text) == [
         "modelseal.yml:1:10: version: unsupported policy version 2 "
@@ -352,7 +352,7 @@ def test_multiple_errors_are_reported_together_in_file_order() -> None:
         "modelseal.yml:4:3: build.network: unknown key (did you mean allow_network?)",
         "modelseal.yml:5:28: build.platforms[1]: expected a platform "
         '"os/arch" or "os/arch/variant" in lower case, e.g. "linux/amd64" or "linux/arm/v7"',
-        "modelseal.yml:6:1: sbom: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit)",
+        "modelseal.yml:6:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit)",
     ]
 
 
@@ -489,8 +489,8 @@ def test_schema_validates_a_policy_and_rejects_an_unknown_key() -> None:
     validator.validate(load_policy_text(FULL, NAME).policy.model_dump(mode="json"))
     with pytest.raises(jsonschema.ValidationError, match="rebuild_chek"):
         validator.validate({"version": 1, "build": {"rebuild_chek": True}})
-    with pytest.raises(jsonschema.ValidationError, match="sbom"):
-        validator.validate({"version": 1, "sbom": {}})
+    with pytest.raises(jsonschema.ValidationError, match="mystery"):
+        validator.validate({"version": 1, "mystery": {}})
     for bad in (
         {},
         {"version": 2},
