@@ -1,0 +1,1 @@
+"""Vulnerability gates (Trivy, pip-audit) and the one policy that judges them both."""
