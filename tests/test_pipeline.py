@@ -188,3 +188,31 @@ def test_threads_do_not_share_work_dirs(tmp_path: Path) -> None:
 
     _run([DirGate("a"), DirGate("b")], tmp_path)
     assert len(set(dirs)) == 2
+
+
+def test_soft_dependencies_wait_but_do_not_block(tmp_path: Path) -> None:
+    @dataclass
+    class UsingGate(FakeGate):
+        uses: tuple[str, ...] = ("models",)
+
+    log: list[tuple[str, str, float]] = []
+    sbom = UsingGate("sbom", ("build",), log=log)
+    models = FakeGate("models", sleep=0.2, log=log)
+    _run([FakeGate("build", log=log), sbom, models], tmp_path)
+    starts = {n: t for n, what, t in log if what == "start"}
+    models_end = next(t for n, what, t in log if n == "models" and what == "end")
+    assert starts["sbom"] >= models_end, "a used gate is waited for"
+    assert sbom.seen == {"build": Status.PASSED, "models": Status.PASSED}
+
+    # Switched off or errored: the user still runs, without it.
+    sbom2 = UsingGate("sbom", ("build",))
+    result = _run([FakeGate("build"), sbom2, FakeGate("models", on=False)], tmp_path)
+    assert [r.status for r in result.results] == [Status.PASSED, Status.SKIPPED, Status.PASSED]
+    assert sbom2.seen == {"build": Status.PASSED}
+    sbom3 = UsingGate("sbom", ("build",))
+    _run([FakeGate("build"), sbom3, FakeGate("models", raises=ToolError("x"))], tmp_path)
+    assert sbom3.seen == {"build": Status.PASSED}
+    # Not selected at all: not waited for.
+    sbom4 = UsingGate("sbom", ("build",))
+    _run([FakeGate("build"), sbom4], tmp_path)
+    assert sbom4.seen == {"build": Status.PASSED}

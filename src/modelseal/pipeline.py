@@ -96,7 +96,13 @@ class Context:
 
 
 class Gate(Protocol):
-    """A step that collects evidence. It never judges: the policy does."""
+    """A step that collects evidence. It never judges: the policy does.
+
+    ``requires``: gates whose results it cannot do without (if one errors or is skipped, this
+    gate does not run). A gate may also declare ``uses``: gates it waits for when they are
+    selected and reads when they collected evidence, but runs without (the SBOM adds the
+    models when the models gate ran).
+    """
 
     name: str
     requires: tuple[str, ...]
@@ -120,6 +126,14 @@ class PipelineResult:
     finished_at: float
 
 
+def _uses(g: Gate, selected: Mapping[str, Gate]) -> tuple[str, ...]:
+    return tuple(u for u in getattr(g, "uses", ()) if u in selected)
+
+
+def _deps(g: Gate, selected: Mapping[str, Gate]) -> tuple[str, ...]:
+    return (*g.requires, *_uses(g, selected))
+
+
 def order_gates(gates: Sequence[Gate]) -> list[Gate]:
     """Topological order (stable for independent gates); rejects unknown requirements and
     cycles."""
@@ -137,7 +151,7 @@ def order_gates(gates: Sequence[Gate]) -> list[Gate]:
         if state.get(g.name) == 1:
             raise ConfigError("gate requirements form a cycle: " + " → ".join((*chain, g.name)))
         state[g.name] = 1
-        for r in g.requires:
+        for r in _deps(g, by_name):
             visit(by_name[r], (*chain, g.name))
         state[g.name] = 2
         ordered.append(g)
@@ -167,9 +181,16 @@ def run_pipeline(
     with tempfile.TemporaryDirectory(prefix="modelseal-") as tmp:
         ctx_base = Path(tmp)
 
+        selected = {g.name: g for g in ordered}
+
         def start(g: Gate) -> GateResult:
             with lock:
                 upstream = {r: results[r] for r in g.requires}
+                upstream |= {
+                    u: results[u]
+                    for u in _uses(g, selected)
+                    if results[u].status not in (Status.ERRORED, Status.SKIPPED)
+                }
             work = ctx_base / g.name
             work.mkdir()
             ctx = Context(
@@ -183,7 +204,7 @@ def run_pipeline(
         with cf.ThreadPoolExecutor(max_workers=max_workers or max(1, len(ordered))) as pool:
             while pending or running:
                 for name, g in list(pending.items()):
-                    if not all(r in results for r in g.requires):
+                    if not all(r in results for r in _deps(g, selected)):
                         continue
                     del pending[name]
                     blocked = _blocked_by(g, results, policy)
