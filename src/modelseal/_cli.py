@@ -279,7 +279,12 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         console.print(f"modelseal: no {DEFAULT_POLICY} here; judging under the built-in defaults.")
     with Progress(console) as progress:
         result = run_pipeline(selected, policy, options, epoch, progress=progress)
-    verdict = judge(result.results, policy.policy, internal_error=result.internal_error)
+    verdict = judge(
+        result.results,
+        policy.policy,
+        internal_error=result.internal_error,
+        base_dir=context.resolve(),
+    )
     report = Report(
         verdict=verdict,
         policy_source=policy.source,

@@ -3,13 +3,26 @@ the same findings can be re-judged under another policy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
 from enum import Enum
+from pathlib import Path
 
 from modelseal.errors import ExitCode
-from modelseal.findings import Finding, GateResult, Status
+from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.policy import Policy
+from modelseal.vuln.policy import (
+    VULN_GATES,
+    VexStatement,
+    decide,
+    expired_entries,
+    find_duplicates,
+    ids_of,
+    is_vuln,
+    load_vex,
+    sources_of,
+)
 
 
 class Outcome(Enum):
@@ -123,10 +136,89 @@ RULES: dict[str, Rule] = {
 }
 
 
-def judge_gate(result: GateResult, policy: Policy) -> GateVerdict:
+@dataclass(frozen=True)
+class _VulnContext:
+    """What judging vulnerabilities needs beyond one finding: VEX statements, today's date,
+    and which findings repeat one from another scanner."""
+
+    vex: tuple[VexStatement, ...]
+    today: date
+    duplicates: Mapping[int, Finding]
+    sources: Mapping[int, tuple[str, ...]]
+
+
+def _vuln_context(
+    results: Sequence[GateResult], policy: Policy, base_dir: Path | None, today: date | None
+) -> _VulnContext:
+    by_gate = {r.gate: r.findings for r in results}
+    dups = find_duplicates(by_gate)
+    everything = [f for r in results for f in r.findings]
+    sources = {
+        id(f): tuple(sources_of(f, dups, everything))
+        for f in everything
+        if is_vuln(f) and id(f) not in dups
+    }
+    vex = tuple(load_vex(policy.vulnerabilities.vex, base_dir or Path.cwd()))
+    return _VulnContext(vex, today or date.today(), dups, sources)
+
+
+def _judge_vuln(f: Finding, policy: Policy, vc: _VulnContext) -> Decision:
+    d = decide(
+        f, policy.vulnerabilities, vex=vc.vex, today=vc.today, duplicate_of=vc.duplicates.get(id(f))
+    )
+    srcs = vc.sources.get(id(f))
+    if srcs and len(srcs) > 1:
+        f = replace(f, evidence={**f.evidence, "sources": ",".join(srcs)})
+    outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "ignored": Outcome.IGNORED}[d.outcome]
+    return Decision(f, outcome, d.reason)
+
+
+def _expired_findings(
+    results: Sequence[GateResult], policy: Policy, today: date
+) -> dict[str, list[Finding]]:
+    """Expired ignore entries that matched no finding still fail: the first vulnerability gate
+    that collected evidence carries them."""
+    expired = expired_entries(policy.vulnerabilities, today)
+    if not expired:
+        return {}
+    matched = {
+        e.id.upper()
+        for r in results
+        for f in r.findings
+        if is_vuln(f)
+        for e in expired
+        if e.id.upper() in ids_of(f)
+    }
+    carrier = next(
+        (r.gate for r in results if r.gate in VULN_GATES and r.status is Status.PASSED), None
+    )
+    if carrier is None:
+        return {}
+    out = [
+        Finding(
+            gate=carrier,
+            id="vulnerabilities.expired-ignore",
+            severity=Severity.HIGH,
+            title=f"the ignore entry for {e.id} expired on {e.expires.isoformat()}",
+            subject=e.id,
+            location="vulnerabilities.ignore",
+            evidence={"reason": e.reason, "expires": e.expires.isoformat()},
+        )
+        for e in expired
+        if e.id.upper() not in matched
+    ]
+    return {carrier: out} if out else {}
+
+
+def judge_gate(
+    result: GateResult, policy: Policy, *, vuln: _VulnContext | None = None
+) -> GateVerdict:
     """Judge one gate's evidence."""
     rule = RULES.get(result.gate, _default_rule)
-    decisions = tuple(rule(policy, f) for f in result.findings)
+    vc = vuln or _VulnContext((), date.today(), {}, {})
+    decisions = tuple(
+        _judge_vuln(f, policy, vc) if is_vuln(f) else rule(policy, f) for f in result.findings
+    )
     if result.status in (Status.ERRORED, Status.SKIPPED):
         return GateVerdict(result, result.status, decisions)
     failed = any(d.outcome is Outcome.FAIL for d in decisions)
@@ -134,14 +226,28 @@ def judge_gate(result: GateResult, policy: Policy) -> GateVerdict:
 
 
 def judge(
-    results: Sequence[GateResult], policy: Policy, *, internal_error: bool = False
+    results: Sequence[GateResult],
+    policy: Policy,
+    *,
+    internal_error: bool = False,
+    base_dir: Path | None = None,
+    today: date | None = None,
 ) -> Verdict:
     """Judge every gate and derive the run's status and exit code.
+
+    ``base_dir`` is where the policy's relative paths (VEX documents) are read from; ``today``
+    decides which ignore entries have expired.
 
     A breach (FAILED) outranks an errored gate in the exit code: the policy was certainly
     breached. Both fail the run.
     """
-    gates = tuple(judge_gate(r, policy) for r in results)
+    vc = _vuln_context(results, policy, base_dir, today)
+    extra = _expired_findings(results, policy, vc.today)
+    results = [
+        replace(r, findings=(*r.findings, *extra[r.gate])) if r.gate in extra else r
+        for r in results
+    ]
+    gates = tuple(judge_gate(r, policy, vuln=vc) for r in results)
     statuses = {g.status for g in gates}
     if internal_error:
         return Verdict(gates, Status.ERRORED, ExitCode.BUG)

@@ -1,0 +1,192 @@
+"""One vulnerability policy for both scanners: thresholds, ignores that expire, VEX, dedup."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from modelseal.errors import ConfigError, ExitCode
+from modelseal.findings import GateResult, Severity, Status
+from modelseal.judge import Outcome, judge
+from modelseal.policy import load_policy_text
+from modelseal.vuln.findings import vuln_finding
+
+TODAY = date(2026, 11, 23)
+
+
+def requests_vuln(
+    gate: str, id_: str = "CVE-2018-18074", aliases: tuple[str, ...] = (), **kw: object
+):
+    args: dict[str, object] = {
+        "gate": gate,
+        "id": id_,
+        "package": "requests",
+        "version": "2.19.0",
+        "ecosystem": "pypi",
+        "severity": Severity.MEDIUM,
+        "title": "requests: Authorization header leaked on redirect",
+        "fixed_in": "2.20.0",
+        "location": "usr/lib/python3/dist-packages/requests-2.19.0.dist-info",
+        "aliases": aliases,
+        "cvss": 6.1,
+    }
+    args.update(kw)
+    return vuln_finding(**args)  # type: ignore[arg-type]
+
+
+def _judge(policy: str, *results: GateResult, base: Path | None = None):
+    return judge(
+        list(results),
+        load_policy_text("version: 1\n" + policy, "p.yml").policy,
+        base_dir=base,
+        today=TODAY,
+    )
+
+
+def _decisions(verdict) -> list[tuple[str, str, Outcome]]:
+    return [(g.result.gate, d.finding.id, d.outcome) for g in verdict.gates for d in g.decisions]
+
+
+def test_fail_on_threshold() -> None:
+    r = GateResult("trivy", Status.PASSED, findings=(requests_vuln("trivy"),))
+    assert _judge("", r).status is Status.PASSED  # MEDIUM < default fail_on high
+    v = _judge("vulnerabilities:\n  fail_on: medium\n", r)
+    assert v.status is Status.FAILED and v.exit_code is ExitCode.BREACHED
+    assert "MEDIUM ≥ vulnerabilities.fail_on MEDIUM" in v.gates[0].decisions[0].reason
+
+
+def test_max_cvss_fails_below_the_severity_threshold() -> None:
+    r = GateResult("trivy", Status.PASSED, findings=(requests_vuln("trivy"),))
+    v = _judge("vulnerabilities:\n  max_cvss: 6.0\n", r)
+    assert v.status is Status.FAILED
+    assert "CVSS 6.1 > vulnerabilities.max_cvss 6.0" in v.gates[0].decisions[0].reason
+    assert _judge("vulnerabilities:\n  max_cvss: 6.1\n", r).status is Status.PASSED
+
+
+def test_fixable_only() -> None:
+    unfixed = requests_vuln("trivy", severity=Severity.CRITICAL, fixed_in=None)
+    r = GateResult("trivy", Status.PASSED, findings=(unfixed,))
+    assert _judge("", r).status is Status.FAILED
+    v = _judge("vulnerabilities:\n  fixable_only: true\n", r)
+    assert v.status is Status.PASSED and v.gates[0].decisions[0].outcome is Outcome.WARN
+
+
+def test_unknown_severity_is_judged_by_policy() -> None:
+    r = GateResult(
+        "pip-audit",
+        Status.PASSED,
+        findings=(requests_vuln("pip-audit", severity=Severity.UNKNOWN),),
+    )
+    v = _judge("", r)
+    assert v.status is Status.FAILED and "severity unknown" in v.gates[0].decisions[0].reason
+    assert _judge("vulnerabilities:\n  unknown_severity: low\n", r).status is Status.PASSED
+
+
+def test_ignore_by_alias_until_it_expires() -> None:
+    f = requests_vuln(
+        "pip-audit",
+        "PYSEC-2018-28",
+        aliases=("CVE-2018-18074", "GHSA-x84v-xcm2-53pg"),
+        severity=Severity.HIGH,
+    )
+    r = GateResult("pip-audit", Status.PASSED, findings=(f,))
+    live = "vulnerabilities:\n  ignore:\n    - {id: cve-2018-18074, package: Requests, reason: not reachable, expires: 2027-01-31}\n"
+    v = _judge(live, r)
+    assert v.status is Status.PASSED
+    d = v.gates[0].decisions[0]
+    assert d.outcome is Outcome.IGNORED and d.reason == "ignored until 2027-01-31: not reachable"
+    expired = live.replace("2027-01-31", "2026-11-01")
+    v = _judge(expired, r)
+    assert v.status is Status.FAILED
+    assert "expired on 2026-11-01" in v.gates[0].decisions[0].reason
+    other_pkg = live.replace("package: Requests", "package: urllib3")
+    assert _judge(other_pkg, r).status is Status.FAILED
+
+
+def test_an_expired_entry_fails_even_when_nothing_matches() -> None:
+    r = GateResult("trivy", Status.PASSED, findings=())
+    v = _judge(
+        "vulnerabilities:\n  ignore:\n    - {id: CVE-1999-0001, reason: old, expires: 2020-01-01}\n",
+        r,
+    )
+    assert v.status is Status.FAILED
+    (d,) = v.gates[0].decisions
+    assert (
+        d.finding.id == "vulnerabilities.expired-ignore"
+        and "expired on 2020-01-01" in d.finding.title
+    )
+
+
+def test_same_advisory_from_both_scanners_is_one_finding_with_two_sources() -> None:
+    t = GateResult(
+        "trivy", Status.PASSED, findings=(requests_vuln("trivy", severity=Severity.HIGH),)
+    )
+    p = GateResult(
+        "pip-audit",
+        Status.PASSED,
+        findings=(
+            requests_vuln(
+                "pip-audit", "PYSEC-2018-28", aliases=("CVE-2018-18074",), severity=Severity.HIGH
+            ),
+        ),
+    )
+    v = _judge("", p, t)
+    failing = [d for g in v.gates for d in g.failing]
+    assert len(failing) == 1
+    assert (
+        failing[0].finding.gate == "trivy"
+        and failing[0].finding.evidence["sources"] == "trivy,pip-audit"
+    )
+    dup = next(d for d in v.gates[0].decisions)
+    assert dup.outcome is Outcome.IGNORED and "reported by trivy" in dup.reason
+    # A different version of the package is not the same finding.
+    p2 = GateResult(
+        "pip-audit",
+        Status.PASSED,
+        findings=(requests_vuln("pip-audit", version="2.18.0", severity=Severity.HIGH),),
+    )
+    assert len([d for g in _judge("", p2, t).gates for d in g.failing]) == 2
+
+
+def _vex(tmp_path: Path, status: str, product: str) -> None:
+    doc = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.invalid/vex/1",
+        "author": "security@example.invalid",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": "CVE-2018-18074"},
+                "products": [{"@id": product}],
+                "status": status,
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+    (tmp_path / "app.openvex.json").write_text(json.dumps(doc))
+
+
+def test_vex_not_affected_suppresses(tmp_path: Path) -> None:
+    r = GateResult(
+        "trivy", Status.PASSED, findings=(requests_vuln("trivy", severity=Severity.HIGH),)
+    )
+    policy = "vulnerabilities:\n  vex: [app.openvex.json]\n"
+    _vex(tmp_path, "not_affected", "pkg:pypi/requests@2.19.0")
+    v = _judge(policy, r, base=tmp_path)
+    assert v.status is Status.PASSED
+    assert v.gates[0].decisions[0].reason.startswith("VEX app.openvex.json: not_affected")
+    _vex(tmp_path, "affected", "pkg:pypi/requests@2.19.0")
+    assert _judge(policy, r, base=tmp_path).status is Status.FAILED
+    _vex(tmp_path, "not_affected", "pkg:pypi/urllib3@1.0")
+    assert _judge(policy, r, base=tmp_path).status is Status.FAILED
+
+
+def test_bad_vex_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "v.json").write_text('{"statements": []}')
+    r = GateResult("trivy", Status.PASSED, findings=())
+    with pytest.raises(ConfigError, match="not an OpenVEX document"):
+        _judge("vulnerabilities:\n  vex: [v.json]\n", r, base=tmp_path)
