@@ -1,0 +1,127 @@
+"""``modelseal.sarif``: every finding as SARIF 2.1.0, for GitHub code scanning.
+
+Kept inside GitHub's upload limits: at most :data:`MAX_RESULTS` results (failing first), short
+messages, one location per result. Ignored findings are reported as suppressed results so the
+record of the decision travels with the scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from modelseal.findings import Finding, Severity
+from modelseal.judge import Decision, Outcome
+from modelseal.reports.model import Report
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+#: GitHub accepts 25,000 results a run; far fewer keeps the file small and the UI usable.
+MAX_RESULTS = 5000
+MAX_MESSAGE = 1000
+_LEVEL = {Outcome.FAIL: "error", Outcome.WARN: "warning", Outcome.IGNORED: "note"}
+#: GitHub ranks code-scanning alerts by this numeric "security-severity".
+_SECURITY_SEVERITY = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.5",
+    Severity.LOW: "2.0",
+    Severity.UNKNOWN: "5.0",
+}
+
+
+def render_sarif(report: Report) -> dict[str, Any]:
+    """The SARIF log."""
+    order = {Outcome.FAIL: 0, Outcome.WARN: 1, Outcome.IGNORED: 2}
+    decisions = sorted(
+        (d for g in report.verdict.gates for d in g.decisions),
+        key=lambda d: (order[d.outcome], -int(d.finding.severity)),
+    )[:MAX_RESULTS]
+    rules: dict[str, dict[str, Any]] = {}
+    results = []
+    for d in decisions:
+        rule_id = _rule_id(d.finding)
+        if rule_id not in rules:
+            rules[rule_id] = _rule(rule_id, d.finding)
+        results.append(_result(d, rule_id, list(rules).index(rule_id), report))
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "modelseal",
+                        "version": report.tool_version,
+                        "informationUri": "https://github.com/modelseal/modelseal",
+                        "rules": list(rules.values()),
+                    }
+                },
+                "results": results,
+                "properties": {"verdict": report.verdict.status.value},
+            }
+        ],
+    }
+
+
+def _rule_id(f: Finding) -> str:
+    return f.id if f.evidence.get("type") == "vulnerability" else f"{f.gate}/{f.id}"
+
+
+def _rule(rule_id: str, f: Finding) -> dict[str, Any]:
+    score = f.evidence.get("cvss") or _SECURITY_SEVERITY[f.severity]
+    rule: dict[str, Any] = {
+        "id": rule_id,
+        "shortDescription": {"text": _clip(f.title, 200)},
+        "defaultConfiguration": {"level": "error" if f.severity >= Severity.HIGH else "warning"},
+        "properties": {
+            "security-severity": score,
+            "tags": ["security", f.gate],
+            "precision": "high",
+        },
+    }
+    if url := f.evidence.get("url"):
+        rule["helpUri"] = url
+    return rule
+
+
+def _result(d: Decision, rule_id: str, index: int, report: Report) -> dict[str, Any]:
+    f = d.finding
+    text = f"{f.title} — {d.outcome.value}: {d.reason}"
+    if f.fixed_in:
+        text += f" (fixed in {f.fixed_in})"
+    result: dict[str, Any] = {
+        "ruleId": rule_id,
+        "ruleIndex": index,
+        "level": _LEVEL[d.outcome],
+        "message": {"text": _clip(text, MAX_MESSAGE)},
+        "locations": [_location(f, report)],
+        "partialFingerprints": {
+            "modelseal/v1": hashlib.sha256(f"{f.gate}|{f.id}|{f.subject}".encode()).hexdigest()
+        },
+        "properties": {"severity": f.severity.name, "subject": f.subject, "gate": f.gate},
+    }
+    if d.outcome is Outcome.IGNORED:
+        result["suppressions"] = [{"kind": "external", "justification": _clip(d.reason, 500)}]
+    return result
+
+
+_LINE = re.compile(r"^(?P<path>[^:()]+?):(?P<line>\d+)$")
+
+
+def _location(f: Finding, report: Report) -> dict[str, Any]:
+    where = (f.location or "").split(" (")[0].strip()
+    region = None
+    m = _LINE.match(where)
+    if m:
+        where, region = m.group("path"), {"startLine": int(m.group("line"))}
+    if not where or where.startswith(("layer ", "image ")) or " " in where:
+        where = report.policy_source if report.policy_source != "<defaults>" else "modelseal.yml"
+    physical: dict[str, Any] = {"artifactLocation": {"uri": where.lstrip("/")}}
+    if region:
+        physical["region"] = region
+    return {"physicalLocation": physical, "message": {"text": _clip(f.subject, 200)}}
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

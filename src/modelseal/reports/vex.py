@@ -1,0 +1,70 @@
+"""``modelseal.openvex.json``: an OpenVEX document recording every vulnerability the policy
+accepted through an ``ignore`` entry.
+
+Accepting a risk is not the same as not being affected, so the statements say ``affected`` and
+carry the policy's reason and expiry as the action statement: honest for auditors, and a record
+that travels with the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from modelseal.judge import Outcome
+from modelseal.reports.model import Report
+
+
+def render_openvex(report: Report) -> dict[str, Any] | None:
+    """The document, or ``None`` when nothing was accepted."""
+    image = _image_purl(report)
+    statements = []
+    for g in report.verdict.gates:
+        for d in g.decisions:
+            f = d.finding
+            if d.outcome is not Outcome.IGNORED or not d.reason.startswith("ignored until"):
+                continue
+            aliases = [a for a in f.evidence.get("aliases", "").split(",") if a]
+            products: list[dict[str, Any]] = [
+                {
+                    "@id": f"pkg:{_purl_type(f.evidence.get('ecosystem', ''))}/{f.evidence.get('package')}@{f.evidence.get('version')}"
+                }
+            ]
+            if image:
+                products = [{"@id": image, "subcomponents": products}]
+            statements.append(
+                {
+                    "vulnerability": {"name": f.id, **({"aliases": aliases} if aliases else {})},
+                    "products": products,
+                    "status": "affected",
+                    "action_statement": f"Accepted by the modelseal policy ({report.policy_source}): {d.reason}",
+                    "timestamp": Report.iso(report.finished_at),
+                }
+            )
+    if not statements:
+        return None
+    body = json.dumps(statements, sort_keys=True).encode()
+    return {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": f"https://modelseal.dev/vex/{hashlib.sha256(body).hexdigest()[:32]}",
+        "author": "modelseal",
+        "role": "policy",
+        "timestamp": Report.iso(report.finished_at),
+        "version": 1,
+        "tooling": f"modelseal {report.tool_version}",
+        "statements": statements,
+    }
+
+
+def _purl_type(ecosystem: str) -> str:
+    return {"pypi": "pypi", "debian": "deb/debian", "alpine": "apk/alpine", "npm": "npm"}.get(
+        ecosystem, ecosystem or "generic"
+    )
+
+
+def _image_purl(report: Report) -> str | None:
+    for g in report.verdict.gates:
+        if g.result.gate == "build" and "image.digest" in g.result.facts:
+            return "pkg:oci/image@" + g.result.facts["image.digest"].replace(":", "%3A")
+    return None
