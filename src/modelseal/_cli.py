@@ -10,20 +10,19 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from modelseal import __version__
-from modelseal.engine import PrivateEngine, probe_engine
 from modelseal.errors import ConfigError, Error, ExitCode
-from modelseal.gates import select_gates
-from modelseal.judge import Verdict, judge
-from modelseal.pipeline import RunOptions, resolve_source_date_epoch, run_pipeline
-from modelseal.policy import LoadedPolicy, default_policy, load_policy
-from modelseal.policy.schema import schema_text
-from modelseal.reports import Report, write_reports
-from modelseal.reports.json_report import read_results
-from modelseal.ui import Progress, print_verdict, stderr_console
+
+# Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
+# not pay for BuildKit, reports and the whole pipeline before it starts (start-up is most of a
+# small scan's time).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelseal.judge import Verdict
+    from modelseal.policy import LoadedPolicy
 
 DEFAULT_POLICY = Path("modelseal.yml")
 
@@ -206,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    from modelseal.ui import stderr_console
+
     console = stderr_console()
     try:
         return int(_dispatch(parser, args, console))
@@ -233,6 +234,9 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
     if args.command == "judge":
         return _judge(args, console)
     if args.command == "policy":
+        from modelseal.policy import load_policy
+        from modelseal.policy.schema import schema_text
+
         if args.policy_command == "schema":
             sys.stdout.write(schema_text())
             return 0
@@ -250,6 +254,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console
 
 
 def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
+    from modelseal.policy import default_policy, load_policy
+
     if args.policy is not None:
         return load_policy(args.policy)
     if DEFAULT_POLICY.is_file():
@@ -258,6 +264,12 @@ def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
 
 
 def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> int:
+    from modelseal.gates import select_gates
+    from modelseal.judge import judge
+    from modelseal.pipeline import RunOptions, resolve_source_date_epoch, run_pipeline
+    from modelseal.reports import Report, write_reports
+    from modelseal.ui import Progress
+
     policy = _load_policy(args)
     selected = select_gates(gates)
     context: Path = args.context
@@ -300,6 +312,10 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
 
 
 def _print_outcome(verdict: Verdict, paths: dict[str, Path]) -> None:
+    from rich.console import Console
+
+    from modelseal.ui import print_verdict
+
     out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=_width())
     print_verdict(verdict, paths, out)
 
@@ -309,6 +325,10 @@ def _width() -> int:
 
 
 def _judge(args: argparse.Namespace, console: Console) -> int:
+    from modelseal.judge import judge
+    from modelseal.reports import Report, write_reports
+    from modelseal.reports.json_report import read_results
+
     policy = _load_policy(args)
     results, data = read_results(args.report)
     verdict = judge(results, policy.policy)
@@ -344,6 +364,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> int:
+    from modelseal.engine import PrivateEngine, probe_engine
+
     if args.engine_command == "start":
         engine = PrivateEngine(args.root).start()
         print(f"DOCKER_HOST={engine.docker_host}")

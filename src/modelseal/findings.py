@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum, IntEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -42,8 +42,21 @@ def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping or {}))
 
 
+class PicklableFrozen:
+    """Mixin for frozen dataclasses holding read-only mappings (``MappingProxyType``, which
+    pickle refuses): pickles by calling the constructor again with plain dicts, so values cross
+    process boundaries (the model scanner's process pool)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        args = tuple(
+            dict(v) if isinstance(v, MappingProxyType) else v
+            for v in (getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+        )
+        return (type(self), args)
+
+
 @dataclass(frozen=True)
-class Finding:
+class Finding(PicklableFrozen):
     """One thing the policy can judge: a vulnerability, an unsafe pickle global, a build issue."""
 
     gate: str
@@ -87,7 +100,7 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class GateResult:
+class GateResult(PicklableFrozen):
     """The evidence one gate collected. Gates never judge: ``status`` is only set by the
     pipeline for gates that could not run (ERRORED) or were switched off (SKIPPED); a gate that
     collected its evidence reports PASSED here and the judge decides."""

@@ -7,12 +7,15 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from modelseal.findings import Status
-from modelseal.judge import Verdict
+
+if TYPE_CHECKING:
+    from modelseal.judge import Verdict
 
 STYLES = {
     Status.PASSED: "bold green",

@@ -187,3 +187,28 @@ def test_rejudge_with_allowed_globals(ctx: Path, capsys: pytest.CaptureFixture[s
     ]
     lax = _policy(ctx, scan_policy + f"  allowed_globals: ['{name}']\n")
     assert main(["judge", str(ctx.parent / "out" / "report.json"), "--policy", lax]) == 0
+
+
+def test_scanning_many_files_uses_worker_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Enough files for the process pool: results (and their read-only mappings) must cross
+    # process boundaries intact.
+    for i in range(12):
+        (tmp_path / f"ok{i}.pkl").write_bytes(pickle.dumps({"i": i}, protocol=4))
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Evil(), protocol=2))
+    (tmp_path / "w.safetensors").write_bytes(safetensors_bytes([1.0]))
+    (tmp_path / "p.yml").write_text(
+        "version: 1\nmodels:\n  pickle: scan\n  formats: [pickle, safetensors]\n"
+    )
+    code = main(
+        ["models", "scan", str(tmp_path), "--policy", str(tmp_path / "p.yml"), "--format", "json"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert len(out["files"]) == 15  # the policy file itself is scanned too: it is in the directory
+    failing = [f for f in out["findings"] if f["decision"] == "fail"]
+    assert {(f["id"], f["subject"].rsplit("/", 1)[-1]) for f in failing} >= {
+        ("models.unsafe-global", "evil.pkl")
+    }
+    assert not any(f["subject"].endswith(("ok3.pkl", "w.safetensors")) for f in failing)

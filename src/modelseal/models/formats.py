@@ -31,6 +31,7 @@ from types import MappingProxyType, TracebackType
 from typing import IO, BinaryIO, Final, Literal
 
 from modelseal.errors import ConfigError
+from modelseal.findings import PicklableFrozen
 from modelseal.models.issues import Format
 
 #: Bytes read at the start of every file to decide its format.
@@ -67,7 +68,7 @@ _READ_CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True)
-class Detected:
+class Detected(PicklableFrozen):
     """What a file (or a SavedModel directory) is, from its bytes.
 
     ``pickle_offset``: where a pickle stream starts in the file (0 for pickle, joblib and legacy

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from modelseal.findings import Severity
+from modelseal.findings import PicklableFrozen, Severity
 
 
 class Format(Enum):
@@ -48,7 +48,7 @@ PICKLE_FORMATS = frozenset(
 
 
 @dataclass(frozen=True)
-class ModelIssue:
+class ModelIssue(PicklableFrozen):
     """One problem in one model file.
 
     ``kind`` is a stable short id (it becomes the finding id ``models.<kind>``):

@@ -9,17 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cyclonedx.model import (
-    ExternalReference,
-    ExternalReferenceType,
-    HashAlgorithm,
-    HashType,
-    Property,
-    XsUri,
-)
-from cyclonedx.model.component import Component, ComponentType
+if TYPE_CHECKING:
+    from cyclonedx.model.component import Component
 
 MODELS_JSON_VERSION = 1
 
@@ -57,6 +50,19 @@ def read_models_json(path: Path) -> list[dict[str, Any]]:
 
 def to_components(records: Iterable[Mapping[str, Any]]) -> list[Component]:
     """CycloneDX components (type machine-learning-model) for the model records."""
+    # cyclonedx is a heavy import; only the SBOM gate needs it.
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        Property,
+        XsUri,
+    )
+    from cyclonedx.model.component import Component, ComponentType
+
+    # cyclonedx is a heavy import; only the SBOM gate needs it.
+
     out = []
     for r in records:
         refs = []
