@@ -59,6 +59,18 @@ def main() -> int:
         base_ref = base.stdout.strip().splitlines()[-1]
         print(f"base: {base_ref}")
 
+        say("Vulnerability DB snapshot (generated locally: real advisories, no network)")
+        cache = OUT / "cache"
+        os.environ["MODELSEAL_CACHE_DIR"] = str(cache)
+        db = subprocess.run(
+            [sys.executable, str(HERE / "offline" / "trivydb.py"), "--cache-dir", str(cache / "trivy")],
+            stdout=subprocess.PIPE, text=True, check=False,
+        )  # fmt: skip
+        if db.returncode != 0:
+            print("modelseal demo: the Trivy DB snapshot could not be written.", file=sys.stderr)
+            return 3
+        print(f"trivy DB: {db.stdout.strip().splitlines()[-1]}")
+
         say("modelseal run examples/app --policy examples/modelseal.yml")
         code = subprocess.run(
             [
@@ -73,8 +85,11 @@ def main() -> int:
         say("Where everything is")
         for label, rel in (
             ("OCI image layout", "seal/oci"),
+            ("SBOM (CycloneDX 1.6)", "seal/sbom.cdx.json"),
+            ("model inventory", "seal/models.json"),
             ("report (JSON)", "seal/report.json"),
             ("job summary (Markdown)", "seal/summary.md"),
+            ("SARIF", "seal/modelseal.sarif"),
             ("build log", "seal/build.log"),
         ):
             path = OUT / rel

@@ -6,11 +6,13 @@ from modelseal.build.gate import BuildGate
 from modelseal.errors import ConfigError
 from modelseal.models.gate import ModelsGate, ModelsImageGate
 from modelseal.pipeline import Gate
+from modelseal.sbom.gate import SbomGate
+from modelseal.vuln.trivy import TrivyGate
 
 
 def all_gates() -> list[Gate]:
     """Every gate, fresh instances."""
-    return [ModelsGate(), BuildGate(), ModelsImageGate()]
+    return [ModelsGate(), BuildGate(), ModelsImageGate(), SbomGate(), TrivyGate()]
 
 
 def select_gates(names: tuple[str, ...]) -> list[Gate]:

