@@ -71,6 +71,22 @@ def main() -> int:
             return 3
         print(f"trivy DB: {db.stdout.strip().splitlines()[-1]}")
 
+        say("Local OSV service (real advisory records from examples/offline, on 127.0.0.1:8765)")
+        sys.path.insert(0, str(REPO))
+        import threading
+
+        from examples.offline.osv_server import DEFAULT_RECORDS, make_server
+
+        try:
+            osv = make_server(DEFAULT_RECORDS, 8765)
+        except OSError as e:
+            print(
+                f"modelseal demo: cannot listen on 127.0.0.1:8765 ({e.strerror}).", file=sys.stderr
+            )
+            return 3
+        threading.Thread(target=osv.serve_forever, daemon=True).start()
+        print("serving http://127.0.0.1:8765")
+
         say("modelseal run examples/app --policy examples/modelseal.yml")
         code = subprocess.run(
             [

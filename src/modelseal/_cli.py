@@ -205,21 +205,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
-    from modelseal.ui import stderr_console
-
-    console = stderr_console()
     try:
-        return int(_dispatch(parser, args, console))
+        return int(_dispatch(parser, args))
     except Error as e:
+        console = _console()
         console.print(f"[bold red]modelseal:[/] {e.diagnostics()}", highlight=False)
         return int(e.exit_code)
     except KeyboardInterrupt:
-        console.print("modelseal: interrupted")
+        _console().print("modelseal: interrupted")
         return 130
     except Exception as e:
         if verbose:
             raise
-        console.print(
+        _console().print(
             f"[bold red]modelseal: internal error (a bug):[/] {type(e).__name__}: {e}\n"
             "Rerun with -v for the traceback, and please report it.",
             highlight=False,
@@ -227,12 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.BUG)
 
 
-def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console) -> int:
+def _console() -> Console:
+    from modelseal.ui import stderr_console
+
+    return stderr_console()
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command in ("run", "build"):
         gates = ("build",) if args.command == "build" else tuple(args.gate)
-        return _run(args, gates, console)
+        return _run(args, gates, _console())
     if args.command == "judge":
-        return _judge(args, console)
+        return _judge(args)
     if args.command == "policy":
         from modelseal.policy import load_policy
         from modelseal.policy.schema import schema_text
@@ -324,7 +328,7 @@ def _width() -> int:
     return max(100, shutil.get_terminal_size((120, 24)).columns)
 
 
-def _judge(args: argparse.Namespace, console: Console) -> int:
+def _judge(args: argparse.Namespace) -> int:
     from modelseal.judge import judge
     from modelseal.reports import Report, write_reports
     from modelseal.reports.json_report import read_results

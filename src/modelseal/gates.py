@@ -7,12 +7,13 @@ from modelseal.errors import ConfigError
 from modelseal.models.gate import ModelsGate, ModelsImageGate
 from modelseal.pipeline import Gate
 from modelseal.sbom.gate import SbomGate
+from modelseal.vuln.pip_audit import PipAuditGate
 from modelseal.vuln.trivy import TrivyGate
 
 
 def all_gates() -> list[Gate]:
     """Every gate, fresh instances."""
-    return [ModelsGate(), BuildGate(), ModelsImageGate(), SbomGate(), TrivyGate()]
+    return [ModelsGate(), BuildGate(), ModelsImageGate(), SbomGate(), TrivyGate(), PipAuditGate()]
 
 
 def select_gates(names: tuple[str, ...]) -> list[Gate]:

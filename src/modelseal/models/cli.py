@@ -7,17 +7,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelseal.errors import ConfigError, ExitCode
-from modelseal.findings import Finding, GateResult, Status
-from modelseal.judge import Outcome, judge_gate
 from modelseal.models.formats import detect_format
-from modelseal.models.gate import GATE, _mismatch_finding, _scan_findings
 from modelseal.models.lock import Source, collect_files, load_lock, make_lock, verify_lock
-from modelseal.models.pickle_scan import Allowlist
-from modelseal.models.scan import scan_files
-from modelseal.policy import LoadedPolicy
+
+# `lock` needs only hashing and format detection; the judge, the gate and the scanner are
+# imported by the commands that use them (start-up is a large part of locking one big file).
+if TYPE_CHECKING:
+    from modelseal.findings import Finding
+    from modelseal.policy import LoadedPolicy
 
 
 def lock_command(
@@ -53,6 +53,8 @@ def lock_command(
 
 def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
     """Check the files against the lock."""
+    from modelseal.models.gate import _mismatch_finding
+
     lock = load_lock(lock_path)
     mismatches, _ = verify_lock(lock, ignore=policy.policy.models.ignore)
     findings = [
@@ -71,6 +73,12 @@ def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
 
 def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> int:
     """Scan files and directories and judge them under the policy's models section."""
+    from modelseal.findings import GateResult, Status
+    from modelseal.judge import Outcome, judge_gate
+    from modelseal.models.gate import GATE, _scan_findings
+    from modelseal.models.pickle_scan import Allowlist
+    from modelseal.models.scan import scan_files
+
     files: list[Path] = []
     for p in paths:
         if p.is_dir() and not (p / "saved_model.pb").exists():

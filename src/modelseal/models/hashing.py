@@ -17,7 +17,7 @@ from pathlib import Path
 from modelseal.errors import ConfigError
 
 #: Bytes read per call: large enough that the digest, not the syscalls, dominates.
-CHUNK = 4 << 20
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,505 @@
+"""The pip-audit gate: the Python packages installed in the built image, checked against OSV.
+
+For every platform image the gate extracts the package metadata (``*.dist-info`` /
+``*.egg-info`` under any ``site-packages`` or ``dist-packages`` directory, after the layers'
+whiteouts) and runs, per such directory::
+
+    pip-audit --path DIR --strict -f json --progress-spinner off --cache-dir TMP -s osv
+              [--osv-url URL/v1/query]
+
+It never passes silently: pip-audit exits 1 both when it found vulnerabilities (JSON on stdout:
+data) and when it could not audit something (no JSON: an error); every package found in the image
+must appear, at the same version, in pip-audit's report, or the gate errors naming it. Severities
+come from the advisory records on the same OSV service (``GET /v1/vulns/ID``): the highest CVSS
+v3 base score, else the database's own rating, else UNKNOWN (the policy decides).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from modelseal._tools import find_tool, run_tool, tail
+from modelseal.errors import Error, GateError, ToolError
+from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.oci import OciLayout, image_files
+from modelseal.pipeline import Context
+from modelseal.policy import LoadedPolicy
+from modelseal.vuln.cvss import CvssError, base_score, severity_from_score
+from modelseal.vuln.findings import vuln_finding
+
+GATE = "pip-audit"
+#: The public OSV API (what pip-audit uses by default).
+DEFAULT_OSV_URL = "https://api.osv.dev/v1/query"
+#: Seconds one pip-audit run may take.
+PIP_AUDIT_TIMEOUT = 900.0
+#: Seconds one advisory look-up may take.
+HTTP_TIMEOUT = 30.0
+#: Environment variable naming another pip-audit executable.
+PIP_AUDIT_ENV = "MODELSEAL_PIP_AUDIT"
+
+_SITE_DIRS = ("site-packages", "dist-packages")
+_META_SUFFIXES = (".dist-info", ".egg-info")
+_DB_SEVERITY = {
+    "CRITICAL": Severity.CRITICAL,
+    "HIGH": Severity.HIGH,
+    "MODERATE": Severity.MEDIUM,
+    "MEDIUM": Severity.MEDIUM,
+    "LOW": Severity.LOW,
+}
+_FATAL = re.compile(r"^ERROR:pip_audit\.[\w.]+:(.*)$", re.MULTILINE)
+_HTTP_ERROR = re.compile(r"(\d{3} (?:Client|Server) Error: [^\n]*?) for url")
+
+
+@dataclass(frozen=True)
+class OsvEndpoint:
+    """The OSV service: ``query_url`` for pip-audit, ``base`` for ``/v1/vulns/ID``."""
+
+    base: str
+    query_url: str
+    default: bool
+
+    @classmethod
+    def from_policy(cls, osv_url: str | None) -> OsvEndpoint:
+        """Accept ``https://host[/prefix]`` or the full ``…/v1/query`` URL."""
+        url = (osv_url or DEFAULT_OSV_URL).rstrip("/")
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise GateError(f"pip_audit.osv_url {osv_url!r} is not an http(s) URL.")
+        base = url.removesuffix("/v1/query")
+        return cls(base=base, query_url=f"{base}/v1/query", default=osv_url is None)
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    """A distribution's metadata as found in the image."""
+
+    name: str
+    version: str
+    site_dir: str  # image path, no leading "/"
+    meta_path: str  # the .dist-info / .egg-info path in the image, no leading "/"
+
+
+class PipAuditGate:
+    """Gate ``pip-audit``: known vulnerabilities of the image's Python packages."""
+
+    name = GATE
+    requires: tuple[str, ...] = ("build",)
+
+    def enabled(self, policy: LoadedPolicy) -> bool:
+        """Switched by ``pip_audit.enabled``."""
+        return policy.policy.pip_audit.enabled
+
+    def run(self, ctx: Context) -> GateResult:
+        """Extract, audit, and look up severities; raises :class:`GateError` when any package
+        could not be audited."""
+        build = ctx.result("build")
+        layout_dir = build.artifacts.get("oci_layout")
+        manifests = {
+            k.removeprefix("image.manifest."): v
+            for k, v in build.facts.items()
+            if k.startswith("image.manifest.")
+        }
+        if layout_dir is None or not manifests:
+            raise GateError("the build gate left no OCI layout / image manifest to audit.")
+        layout = OciLayout(Path(layout_dir))
+        endpoint = OsvEndpoint.from_policy(ctx.policy.policy.pip_audit.osv_url)
+        tool = find_tool(
+            "pip-audit",
+            env_var=PIP_AUDIT_ENV,
+            hint="Install pip-audit into modelseal's environment (pip install pip-audit).",
+        )
+        facts: dict[str, str] = {
+            "pip_audit.version": _tool_version(tool),
+            "pip_audit.osv_url": endpoint.query_url,
+        }
+        lookup = _AdvisoryLookup(endpoint)
+        findings: dict[tuple[str, str, str], Finding] = {}
+        total = 0
+        for index, (platform, digest) in enumerate(sorted(manifests.items())):
+            ctx.progress(self.name, f"extracting Python package metadata ({platform})")
+            root = ctx.work_dir / f"image-{index}"
+            packages = extract_packages(layout, digest, root)
+            facts[f"pip_audit.packages.{platform}"] = str(len(packages))
+            total += len(packages)
+            by_site: dict[str, list[InstalledPackage]] = {}
+            for p in packages:
+                by_site.setdefault(p.site_dir, []).append(p)
+            for site_dir, pkgs in sorted(by_site.items()):
+                ctx.progress(self.name, f"auditing /{site_dir} ({len(pkgs)} packages, {platform})")
+                report = run_pip_audit(
+                    tool, root / site_dir, endpoint, ctx.work_dir / "cache", pkgs, lookup
+                )
+                for f in _findings(report, pkgs, site_dir, lookup):
+                    key = (f.id, f.subject, f.location or "")
+                    prev = findings.get(key)
+                    if prev is None:
+                        findings[key] = dataclasses.replace(
+                            f, evidence={**f.evidence, "platforms": platform}
+                        )
+                    else:
+                        platforms = f"{prev.evidence['platforms']},{platform}"
+                        findings[key] = dataclasses.replace(
+                            prev, evidence={**prev.evidence, "platforms": platforms}
+                        )
+        facts["pip_audit.packages"] = str(total)
+        ordered = sorted(findings.values(), key=lambda f: (f.subject, f.location or "", f.id))
+        return GateResult(self.name, Status.PASSED, findings=tuple(ordered), facts=facts)
+
+
+def _tool_version(tool: str) -> str:
+    result = run_tool([tool, "--version"], timeout=60.0)
+    text = result.stdout.strip()
+    if not text.startswith("pip-audit "):
+        raise ToolError(
+            f"{tool} --version printed {text[:80]!r}, not a pip-audit version.",
+            command=f"{tool} --version",
+            stderr_tail=tail(result.stderr),
+        )
+    return text.removeprefix("pip-audit ").strip()
+
+
+# --- extraction ---------------------------------------------------------------------------------
+
+
+def _meta_index(parts: list[str]) -> int | None:
+    """Index of the metadata dir/file segment when ``parts`` is at or under
+    ``…/site-packages/NAME.dist-info``."""
+    for i in range(len(parts) - 1):
+        if parts[i] in _SITE_DIRS and parts[i + 1].endswith(_META_SUFFIXES):
+            return i + 1
+    return None
+
+
+def _wanted(path: str) -> bool:
+    return _meta_index(path.split("/")) is not None
+
+
+def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> list[InstalledPackage]:
+    """Extract the package metadata of one image into ``root`` (image paths kept) and read each
+    distribution's name and version; unreadable metadata is an error naming the path."""
+    root.mkdir(parents=True, exist_ok=True)
+    merged = image_files(layout, manifest_digest, _wanted, extract_to=root)
+    # image_files prunes the files a later layer deleted but leaves their directories: pip
+    # would still list an empty NAME-VERSION.dist-info (it falls back to the directory name).
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    packages: list[InstalledPackage] = []
+    meta_paths: set[str] = set()
+    for path, info in merged.items():
+        parts = path.split("/")
+        i = _meta_index(parts)
+        if i is None:
+            continue
+        meta = "/".join(parts[: i + 1])
+        single_file_egg = info.kind == "file" and meta.endswith(".egg-info")  # distutils
+        if len(parts) == i + 2 or (len(parts) == i + 1 and (info.kind == "dir" or single_file_egg)):
+            meta_paths.add(meta)
+    for meta in sorted(meta_paths):
+        local = root / meta
+        if local.is_file():
+            meta_file = local
+        elif meta.endswith(".dist-info"):
+            meta_file = local / "METADATA"
+        else:
+            meta_file = local / "PKG-INFO"
+        try:
+            headers = HeaderParser().parsestr(meta_file.read_text(errors="replace"))
+        except OSError:
+            raise GateError(
+                f"/{meta} in the image has no readable {meta_file.name}: pip-audit would skip "
+                "this package, so it cannot be audited."
+            ) from None
+        name, version = headers.get("Name"), headers.get("Version")
+        if not name or not version:
+            raise GateError(
+                f"/{meta}/{meta_file.name} in the image lacks a Name or Version header: the "
+                "package cannot be audited."
+            )
+        site_dir = meta.rpartition("/")[0]
+        packages.append(InstalledPackage(name.strip(), version.strip(), site_dir, meta))
+    return packages
+
+
+# --- running pip-audit --------------------------------------------------------------------------
+
+
+def run_pip_audit(
+    tool: str,
+    site_dir: Path,
+    endpoint: OsvEndpoint,
+    cache_dir: Path,
+    packages: list[InstalledPackage],
+    lookup: _AdvisoryLookup,
+) -> list[dict[str, Any]]:
+    """Run pip-audit on one extracted site-packages directory; returns its ``dependencies``,
+    checked to cover every package of ``packages`` at the same version."""
+    argv = [
+        tool, "--path", str(site_dir), "--strict", "-f", "json", "--progress-spinner", "off",
+        "--cache-dir", str(cache_dir), "-s", "osv",
+    ]  # fmt: skip
+    if not endpoint.default:
+        argv += ["--osv-url", endpoint.query_url]
+    result = run_tool(argv, timeout=PIP_AUDIT_TIMEOUT, check=False, env={"PIP_NO_INPUT": "1"})
+    shown = " ".join(argv)
+    deps = _parse_report(result.stdout) if result.returncode in (0, 1) else None
+    if deps is None:
+        raise _explain_failure(result.returncode, result.stderr, shown, endpoint, packages, lookup)
+    has_vulns = any(d.get("vulns") for d in deps)
+    if result.returncode == 1 and not has_vulns:
+        raise ToolError(
+            "pip-audit exited with code 1 but reported no vulnerability: the audit is incomplete.",
+            command=shown,
+            stderr_tail=tail(result.stderr),
+        )
+    skipped = [f"{d.get('name')}: {d['skip_reason']}" for d in deps if d.get("skip_reason")]
+    if skipped:
+        raise GateError(
+            "pip-audit skipped package(s) in /"
+            + _image_path(site_dir, packages)
+            + ": "
+            + "; ".join(skipped)
+        )
+    _check_coverage(deps, packages)
+    return deps
+
+
+def _image_path(site_dir: Path, packages: list[InstalledPackage]) -> str:
+    return packages[0].site_dir if packages else site_dir.name
+
+
+def _parse_report(stdout: str) -> list[dict[str, Any]] | None:
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("dependencies"), list):
+        return None
+    deps: list[dict[str, Any]] = data["dependencies"]
+    for d in deps:
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            return None
+        vulns = d.get("vulns", [])
+        if not isinstance(vulns, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("id"), str) for v in vulns
+        ):
+            return None
+    return deps
+
+
+def _explain_failure(
+    code: int,
+    stderr: str,
+    command: str,
+    endpoint: OsvEndpoint,
+    packages: list[InstalledPackage],
+    lookup: _AdvisoryLookup,
+) -> Error:
+    """Why pip-audit left no usable report: unreachable service, an HTTP error (naming the
+    packages whose query fails), a package it could not audit, or a crash."""
+    fatal = _FATAL.findall(stderr)
+    if fatal:
+        return GateError(
+            "pip-audit could not audit every package: " + "; ".join(m.strip() for m in fatal),
+            hint=f"Command: {command}",
+        )
+    if "ServiceError" in stderr or _HTTP_ERROR.search(stderr):
+        m = _HTTP_ERROR.search(stderr)
+        failing = lookup.failing_queries(packages)
+        who = (
+            " for " + ", ".join(f"{p.name} {p.version} (/{p.meta_path})" for p in failing)
+            if failing
+            else ""
+        )
+        return GateError(
+            f"the OSV service {endpoint.query_url} answered an error{who}"
+            + (f" ({m.group(1)})" if m else "")
+            + ": those packages could not be audited.",
+            hint=f"Command: {command}",
+        )
+    if re.search(r"ConnectionError|Connection refused|Max retries exceeded|ConnectTimeout", stderr):
+        return GateError(
+            f"the OSV service {endpoint.query_url} could not be reached: no package was audited.",
+            hint="Check pip_audit.osv_url in the policy and the network.\n" + tail(stderr, 3),
+        )
+    return ToolError(
+        f"pip-audit exited with code {code} without a JSON report.",
+        command=command,
+        stderr_tail=tail(stderr),
+    )
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def _check_coverage(deps: list[dict[str, Any]], packages: list[InstalledPackage]) -> None:
+    audited = {canonicalize_name(d["name"]): str(d.get("version", "")) for d in deps}
+    problems = []
+    for p in packages:
+        got = audited.get(canonicalize_name(p.name))
+        if got is None:
+            problems.append(f"{p.name} {p.version} (/{p.meta_path}) is missing from its report")
+        elif not _same_version(got, p.version):
+            problems.append(
+                f"{p.name} (/{p.meta_path}) has version {p.version!r} but pip-audit audited {got!r}"
+            )
+    if problems:
+        raise GateError("pip-audit did not audit every package: " + "; ".join(problems) + ".")
+
+
+# --- findings and severities --------------------------------------------------------------------
+
+
+def _findings(
+    deps: list[dict[str, Any]],
+    packages: list[InstalledPackage],
+    site_dir: str,
+    lookup: _AdvisoryLookup,
+) -> Iterable[Finding]:
+    meta = {canonicalize_name(p.name): p for p in packages}
+    for d in deps:
+        pkg = meta.get(canonicalize_name(d["name"]))
+        location = f"/{pkg.meta_path}" if pkg else f"/{site_dir}/{d['name']}-{d.get('version')}"
+        for v in d.get("vulns", []):
+            vid: str = v["id"]
+            aliases = [str(a) for a in v.get("aliases", []) if a]
+            sev = lookup.severity(vid, aliases)
+            description = " ".join(str(v.get("description") or "").split())
+            if len(description) > 160:
+                description = description[:159] + "…"
+            yield vuln_finding(
+                gate=GATE,
+                id=vid,
+                package=pkg.name if pkg else d["name"],
+                version=str(d.get("version", "")),
+                ecosystem="pypi",
+                severity=sev.severity,
+                title=f"{d['name']} {d.get('version')}: {description or vid}",
+                fixed_in=_lowest(v.get("fix_versions", [])),
+                location=location,
+                aliases=aliases,
+                cvss=sev.cvss,
+                cvss_vector=sev.vector,
+                url=f"https://osv.dev/vulnerability/{urllib.parse.quote(vid)}",
+                severity_source=sev.source,
+            )
+
+
+def _lowest(versions: Iterable[object]) -> str | None:
+    parsed: list[tuple[Version, str]] = []
+    for text in versions:
+        try:
+            parsed.append((Version(str(text)), str(text)))
+        except InvalidVersion:
+            continue
+    return min(parsed)[1] if parsed else None
+
+
+@dataclass(frozen=True)
+class AdvisorySeverity:
+    """A severity and where it came from."""
+
+    severity: Severity
+    source: str
+    cvss: float | None = None
+    vector: str | None = None
+
+
+def severity_of(records: Iterable[Mapping[str, Any]]) -> AdvisorySeverity:
+    """The highest CVSS v3 base score of the records' ``severity[]``, else the highest
+    ``database_specific.severity``, else UNKNOWN."""
+    best: tuple[float, str] | None = None
+    db: Severity | None = None
+    for record in records:
+        for entry in record.get("severity") or []:
+            if not isinstance(entry, dict) or entry.get("type") != "CVSS_V3":
+                continue
+            try:
+                score = base_score(str(entry.get("score", "")))
+            except CvssError:
+                continue
+            if best is None or score.base_score > best[0]:
+                best = (score.base_score, score.vector)
+        specific = record.get("database_specific")
+        rating = specific.get("severity") if isinstance(specific, dict) else None
+        if isinstance(rating, str) and rating.upper() in _DB_SEVERITY:
+            mapped = _DB_SEVERITY[rating.upper()]
+            db = mapped if db is None or mapped > db else db
+    if best is not None:
+        return AdvisorySeverity(severity_from_score(best[0]), "osv:cvss", best[0], best[1])
+    if db is not None:
+        return AdvisorySeverity(db, "osv:database_specific")
+    return AdvisorySeverity(Severity.UNKNOWN, "unknown")
+
+
+class _AdvisoryLookup:
+    """``GET {base}/v1/vulns/ID`` on the configured OSV service, cached per run."""
+
+    def __init__(self, endpoint: OsvEndpoint) -> None:
+        self.endpoint = endpoint
+        self._cache: dict[str, dict[str, Any] | None] = {}
+
+    def record(self, vid: str) -> dict[str, Any] | None:
+        """The record, or ``None`` when the service does not know the id (404)."""
+        if vid in self._cache:
+            return self._cache[vid]
+        url = f"{self.endpoint.base}/v1/vulns/{urllib.parse.quote(vid, safe='')}"
+        try:
+            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310
+                data = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                self._cache[vid] = None
+                return None
+            raise GateError(f"the OSV service answered HTTP {e.code} for {url}.") from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise GateError(f"cannot read the advisory {vid} from {url}: {reason}.") from None
+        record = data if isinstance(data, dict) else None
+        self._cache[vid] = record
+        return record
+
+    def severity(self, vid: str, aliases: Iterable[str]) -> AdvisorySeverity:
+        """The severity of an advisory from its record and its aliases' records."""
+        records: dict[str, dict[str, Any]] = {}
+        for i in (vid, *aliases):
+            r = self.record(i)
+            if r is not None:
+                records.setdefault(str(r.get("id", i)), r)
+        return severity_of(records.values())
+
+    def failing_queries(self, packages: Iterable[InstalledPackage]) -> list[InstalledPackage]:
+        """The packages whose ``/v1/query`` the service answers with an error (diagnostics)."""
+        failing = []
+        for p in packages:
+            body = json.dumps(
+                {"package": {"name": p.name, "ecosystem": "PyPI"}, "version": p.version}
+            ).encode()
+            req = urllib.request.Request(  # noqa: S310
+                self.endpoint.query_url, data=body, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310
+                    resp.read()
+            except urllib.error.HTTPError:
+                failing.append(p)
+            except (urllib.error.URLError, OSError):
+                return []
+        return failing
