@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import stat
-import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from tests.conftest import EPOCH
+from tests.models.test_models_gate import safetensors_bytes
 
 from modelseal._cli import main
 from modelseal.build.gate import BuildGate
@@ -34,18 +34,6 @@ REQUESTS_METADATA = (
     "Metadata-Version: 2.1\nName: requests\nVersion: 2.19.0\n"
     "Summary: Python HTTP for Humans.\nLicense: Apache 2.0\n\n"
 )
-
-
-def safetensors_bytes(values: list[float]) -> bytes:
-    """A valid one-tensor safetensors file, written by hand."""
-    data = struct.pack(f"<{len(values)}f", *values)
-    header = {
-        "__metadata__": {"format": "pt"},
-        "w": {"dtype": "F32", "shape": [len(values)], "data_offsets": [0, len(data)]},
-    }
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data
 
 
 @dataclass
