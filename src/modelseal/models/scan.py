@@ -196,17 +196,23 @@ def _too_large(member: str, size: int) -> ModelIssue:
     )
 
 
+#: Below this many files one process scans faster than a pool: forking and sending results
+#: back costs more than the scanning (200 small checkpoints: 0.07 s serial, 0.10 s with 2
+#: workers). The pickle parts of model files are small; their tensor data is never read.
+POOL_MIN_FILES = 1000
+
+
 def scan_files(
     paths: list[Path], allow: Allowlist | None = None, *, workers: int | None = None
 ) -> list[FileScan]:
-    """Scan many files, in parallel processes when there are several (the scanner is pure
+    """Scan many files; in parallel processes when there are very many (the scanner is pure
     Python, so threads would queue on the GIL). Results come back in ``paths`` order."""
     import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     n = max(1, min(workers or os.cpu_count() or 1, len(paths)))
-    if n == 1 or len(paths) < 4:
+    if n == 1 or (workers is None and len(paths) < POOL_MIN_FILES):
         return [scan_file(p, allow) for p in paths]
     with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
         chunk = max(1, len(paths) // (n * 4))
