@@ -55,6 +55,7 @@ bench: deps
 	  $(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v 'is ignored: it is neither' || true
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/scan.py
 
 clean:
 	rm -rf $(VENV) modelseal-out examples/out .pytest_cache .mypy_cache .ruff_cache
