@@ -30,6 +30,9 @@ $(STAMP): requirements-dev.lock requirements-torch.txt pyproject.toml
 	$(PIP) --no-deps -e . 2>&1 | grep -v 'is ignored: it is neither' || true
 	$(PIP) -r requirements-torch.txt 2>&1 | grep -v 'is ignored: it is neither' || true
 	$(BIN)/python -c "import modelseal, pydantic, ruamel.yaml, rich, numpy, torch"
+	@# The machine may set PYTHONDONTWRITEBYTECODE; compile the editable sources once so every
+	@# `modelseal` start does not recompile them (stale files are simply recompiled in memory).
+	$(BIN)/python -m compileall -q src
 	touch $@
 
 dev: $(STAMP)

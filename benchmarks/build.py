@@ -21,7 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
+
+from _common import engine_and_base
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCH = "1700000000"
@@ -45,21 +48,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    from modelseal.engine import PrivateEngine, probe_engine
-    from modelseal.errors import Error
 
-    engine = None
-    try:
-        probe_engine()
-    except Error:
-        engine = PrivateEngine(Path(tempfile.gettempdir()) / "modelseal-bench-engine").start()
-        os.environ["DOCKER_HOST"] = engine.docker_host
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-"))
+    stack = ExitStack()
     try:
-        base = subprocess.run(
-            [sys.executable, str(REPO / "examples/base/build_base.py"), "--out", str(REPO / "examples/out/base")],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
+        base = stack.enter_context(engine_and_base())
         app = REPO / "examples" / "app"
         env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
         docker = shutil.which("docker") or "docker"
@@ -103,8 +96,7 @@ def main() -> int:
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if engine is not None:
-            engine.stop(remove=True)
+        stack.close()
 
 
 if __name__ == "__main__":

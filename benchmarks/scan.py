@@ -34,7 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
+
+from _common import engine_and_base
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCH = "1700000000"
@@ -81,22 +84,12 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     from examples.offline.osv_server import start_osv_server
 
-    from modelseal.engine import PrivateEngine, probe_engine
-    from modelseal.errors import Error
     from modelseal.oci import OciLayout, image_files
 
-    engine = None
-    try:
-        probe_engine()
-    except Error:
-        engine = PrivateEngine(Path(tempfile.gettempdir()) / "modelseal-bench-engine").start()
-        os.environ["DOCKER_HOST"] = engine.docker_host
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-scan-"))
+    stack = ExitStack()
     try:
-        base = subprocess.run(
-            [sys.executable, str(REPO / "examples/base/build_base.py"), "--out", str(REPO / "examples/out/base")],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
+        base = stack.enter_context(engine_and_base())
         cache = work / "cache"
         subprocess.run(
             [sys.executable, str(REPO / "examples/offline/trivydb.py"), "--cache-dir", str(cache / "trivy")],
@@ -199,8 +192,7 @@ def main() -> int:
 
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if engine is not None:
-            engine.stop(remove=True)
+        stack.close()
 
     med = {k: statistics.median(v) for k, v in rows.items()}
     seq = med["sequential sum"]
