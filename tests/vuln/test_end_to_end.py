@@ -1,0 +1,98 @@
+"""Trivy and pip-audit on one real image through `modelseal run`: the same advisory from both
+scanners is one failing finding with two sources; the policy, SARIF and OpenVEX agree."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from examples.offline.osv_server import start_osv_server
+from examples.offline.trivydb import write_trivy_db
+from tests.conftest import EPOCH
+from tests.vuln.test_trivy import _rootfs
+
+from modelseal._cli import main
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def osv_url() -> Iterator[str]:
+    with start_osv_server() as (url, _stop):
+        yield url
+
+
+def _policy(tmp_path: Path, osv_url: str, extra: str = "") -> Path:
+    cache = tmp_path / "cache"
+    write_trivy_db(cache, updated_at=datetime.now(UTC))
+    p = tmp_path / "policy.yml"
+    p.write_text(
+        "version: 1\nbuild:\n  rebuild_check: false\n"
+        f"trivy:\n  db:\n    mode: offline\n    cache_dir: {cache}\n"
+        f"pip_audit:\n  osv_url: {osv_url}\n" + extra
+    )
+    return p
+
+
+def test_both_scanners_one_verdict(
+    engine: object, tmp_path: Path, osv_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = tmp_path / "ctx"
+    _rootfs(ctx / "rootfs")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\n")
+    out = tmp_path / "out"
+    args = ["run", str(ctx), "--gate", "build", "--gate", "trivy", "--gate", "pip-audit",
+            "--source-date-epoch", str(EPOCH), "-o", str(out)]  # fmt: skip
+    code = main([*args, "--policy", str(_policy(tmp_path, osv_url))])
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert code == 1, report
+    gates = {g["gate"]: g for g in report["gates"]}
+    assert gates["trivy"]["status"] == "FAILED" and gates["pip-audit"]["status"] == "PASSED"
+    failing = sorted(
+        (f["gate"], f["id"], f["evidence"].get("sources", ""))
+        for g in report["gates"]
+        for f in g["findings"]
+        if f["decision"] == "fail"
+    )
+    assert failing == [
+        ("trivy", "CVE-2018-18074", "trivy,pip-audit"),
+        ("trivy", "CVE-2023-45853", ""),
+    ]
+    (dup,) = gates["pip-audit"]["findings"]
+    assert dup["id"] == "PYSEC-2018-28" and dup["decision"] == "ignored"
+    assert "reported by trivy" in dup["reason"]
+
+    sarif = json.loads((out / "modelseal.sarif").read_text())
+    errors = sorted(r["ruleId"] for r in sarif["runs"][0]["results"] if r["level"] == "error")
+    assert errors == ["CVE-2018-18074", "CVE-2023-45853"]
+
+    # The security team accepts both for now: same evidence, re-judged, passes and is recorded.
+    accepted = _policy(
+        tmp_path,
+        osv_url,
+        "vulnerabilities:\n  ignore:\n"
+        "    - {id: GHSA-x84v-xcm2-53pg, package: requests, reason: no http redirects, expires: 2099-01-01}\n"
+        "    - {id: CVE-2023-45853, reason: minizip not shipped, expires: 2099-01-01}\n",
+    )
+    assert (
+        main(
+            [
+                "judge",
+                str(out / "report.json"),
+                "--policy",
+                str(accepted),
+                "-o",
+                str(tmp_path / "re"),
+            ]
+        )
+        == 0
+    )
+    vex = json.loads((tmp_path / "re" / "modelseal.openvex.json").read_text())
+    assert sorted(s["vulnerability"]["name"] for s in vex["statements"]) == [
+        "CVE-2018-18074",
+        "CVE-2023-45853",
+    ]
