@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from modelseal import __version__
 from modelseal.errors import ConfigError, Error, ExitCode
+from modelseal.gates import GATES
 
 # Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
 # not pay for BuildKit, reports and the whole pipeline before it starts (start-up is most of a
@@ -107,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument(
         "--gate", action="append", default=[], metavar="NAME",
-        help="run only this gate (repeatable; default: all)",
+        help=f"run only this gate (repeatable; default: all): {', '.join(GATES)}",
     )  # fmt: skip
     sub.add_parser(
         "build", parents=[common, build_opts], formatter_class=fmt, epilog=EPILOG,

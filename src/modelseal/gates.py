@@ -8,10 +8,12 @@ second to import).
 from __future__ import annotations
 
 import importlib
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from modelseal.errors import ConfigError
-from modelseal.pipeline import Gate
+
+if TYPE_CHECKING:
+    from modelseal.pipeline import Gate
 
 #: name → (module, class), in pipeline order.
 GATES: dict[str, tuple[str, str]] = {
@@ -26,7 +28,7 @@ GATES: dict[str, tuple[str, str]] = {
 
 def _load(name: str) -> Gate:
     module, cls = GATES[name]
-    return cast(Gate, getattr(importlib.import_module(module), cls)())
+    return cast("Gate", getattr(importlib.import_module(module), cls)())
 
 
 def all_gates() -> list[Gate]:
