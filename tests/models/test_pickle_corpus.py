@@ -9,6 +9,7 @@ test-made bytes.
 from __future__ import annotations
 
 import collections
+import importlib.util
 import mmap
 import os
 import pickle
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import require
 
 from modelseal.findings import Severity
 from modelseal.models.pickle_scan import Allowlist, GlobalRef, PickleScan, scan_pickle
@@ -619,7 +621,9 @@ def test_numpy_1_module_names_are_clean(protocol: int) -> None:
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_live_numpy_arrays_are_clean(protocol: int) -> None:
-    np = pytest.importorskip("numpy")  # optional: the fixtures above always run
+    require(importlib.util.find_spec("numpy") is not None, "numpy")
+    import numpy as np
+
     obj = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "s": np.int64(7),
            "o": np.array([1, None], dtype=object)}  # fmt: skip
     assert scan_pickle(pickle.dumps(obj, protocol=protocol), allow=ALLOW).issues == ()
