@@ -1,0 +1,1 @@
+"""Publishing sealed images: pushing to OCI registries, signatures and attestations as referrers."""
