@@ -29,6 +29,18 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Ubuntu has no Debian trixie mirror to borrow: take Docker, buildx and the registry from
+# Ubuntu's own archive (noble ships Docker 26 and buildx); cosign may be missing there.
+if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker.io docker-buildx docker-registry \
+    skopeo umoci mmdebstrap busybox-static git python3-venv >/dev/null
+  apt-get install -y -qq --no-install-recommends cosign >/dev/null 2>&1 \
+    || echo "modelseal: cosign is not in this Ubuntu archive; the cosign interop tests need it." >&2
+  systemctl disable --now docker.service docker.socket docker-registry.service >/dev/null 2>&1 || true
+  echo "modelseal: system tools installed: $(dockerd --version)"
+  exit 0
+fi
 trixie_src=/etc/apt/sources.list.d/modelseal-trixie.sources
 if [ ! -f "$trixie_src" ]; then
   # Take the first deb822 entry whose Suites line names the machine's main Debian suite.
