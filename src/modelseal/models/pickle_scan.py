@@ -792,19 +792,7 @@ class _Scanner:
                 push(opaque)
 
             elif kind == K_GET:
-                n = args[code]
-                if n == 1:
-                    if pos >= end:
-                        raise _Fail(at, "truncated argument")
-                    key = buf[pos]
-                    pos += 1
-                elif n == 4:
-                    if pos + 4 > end:
-                        raise _Fail(at, "truncated argument")
-                    key = _U32(buf, pos)[0]
-                    pos += 4
-                else:
-                    key, pos = self.memo_key(pos, at)
+                key, pos = self.memo_arg(args[code], pos, at, end)
                 value = memo.get(key)
                 if value is None:
                     raise _Fail(at, f"memo key {key} was never stored")
@@ -818,19 +806,7 @@ class _Scanner:
                     raise _Fail(at, reason, limit=True)
 
             elif kind == K_PUT:
-                n = args[code]
-                if n == 1:
-                    if pos >= end:
-                        raise _Fail(at, "truncated argument")
-                    key = buf[pos]
-                    pos += 1
-                elif n == 4:
-                    if pos + 4 > end:
-                        raise _Fail(at, "truncated argument")
-                    key = _U32(buf, pos)[0]
-                    pos += 4
-                else:
-                    key, pos = self.memo_key(pos, at)
+                key, pos = self.memo_arg(args[code], pos, at, end)
                 if len(stack) <= fence:
                     raise _Fail(at, "PUT with an empty stack")
                 reason = memo.put(key, stack[-1])
@@ -1030,6 +1006,19 @@ class _Scanner:
 
             else:
                 raise _Fail(at, f"unknown opcode 0x{code:02x}")
+
+    def memo_arg(self, n: int, pos: int, at: int, end: int) -> tuple[int, int]:
+        """The memo key of a GET/PUT-family opcode: one byte, four bytes, or a decimal line
+        (``n`` is the opcode's argument width, negative for a line)."""
+        if n == 1:
+            if pos >= end:
+                raise _Fail(at, "truncated argument")
+            return self.buf[pos], pos + 1
+        if n == 4:
+            if pos + 4 > end:
+                raise _Fail(at, "truncated argument")
+            return _U32(self.buf, pos)[0], pos + 4
+        return self.memo_key(pos, at)
 
     def memo_key(self, pos: int, at: int) -> tuple[int, int]:
         """A protocol-0 PUT/GET key: a decimal line, as int() reads it."""
