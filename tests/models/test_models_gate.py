@@ -126,7 +126,7 @@ def test_pickle_disguised_as_safetensors_is_denied_by_default(
     assert code == 1
     (fmt,) = [x for x in gate["findings"] if x["id"] == "models.format" and x["decision"] == "fail"]
     assert fmt["subject"] == "model/extra.safetensors" and fmt["evidence"]["format"] == "pickle"
-    assert "models.pickle is deny" in fmt["reason"] or "not in models.formats" in fmt["reason"]
+    assert fmt["reason"] == "format pickle is not in models.formats (safetensors, gguf, onnx)"
 
 
 def test_scan_mode_admits_benign_pickles_and_names_the_evil_global(
@@ -213,3 +213,40 @@ def test_scanning_many_files_uses_worker_processes(
         ("models.unsafe-global", "evil.pkl")
     }
     assert not any(f["subject"].endswith(("ok3.pkl", "w.safetensors")) for f in failing)
+
+
+def _torch_tar(path: Path, main_object: object) -> Path:
+    """A tar-era torch.save layout: four members, each starting with a pickle; tensors and
+    storages continue with raw records after their first pickle."""
+    import io
+    import tarfile
+
+    members = {
+        "sys_info": pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2),
+        "pickle": pickle.dumps(main_object, protocol=2),
+        "tensors": pickle.dumps(0, protocol=2) + b"\x01\x02raw-tensor-records",
+        "storages": pickle.dumps(0, protocol=2) + b"\x00raw-storage-bytes",
+    }
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_tar_era_torch_members_are_scanned(tmp_path: Path) -> None:
+    from modelseal.models.issues import Format
+    from modelseal.models.scan import scan_file
+
+    clean = scan_file(_torch_tar(tmp_path / "old.pt", {"w": [1.0]}))
+    assert clean.format is Format.TORCH_LEGACY
+    assert sorted((i.kind, i.member) for i in clean.issues) == [
+        ("unverifiable", "storages"),
+        ("unverifiable", "tensors"),
+    ]
+    evil = scan_file(_torch_tar(tmp_path / "evil.pt", Evil()))
+    flagged = [
+        (i.kind, i.member, i.detail.get("global")) for i in evil.issues if i.kind == "unsafe-global"
+    ]
+    assert flagged and flagged[0][1] == "pickle" and flagged[0][2] in ("posix.system", "os.system")

@@ -66,8 +66,10 @@ def scan_file(
             issues += _scan_compressed(path, detected.detail["compressed"], allow)
         elif fmt in (Format.PICKLE, Format.JOBLIB):
             issues += _scan_mapped(path, allow, start=0)
+        elif fmt is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar":
+            issues += _scan_tar_members(path, detected, allow)
         elif fmt is Format.TORCH_LEGACY:
-            issues += _scan_legacy_torch(path, allow)
+            issues += _scan_mapped(path, allow, start=0, max_pickles=LEGACY_TORCH_PICKLES)
         elif fmt is Format.NUMPY and detected.pickle_offset is not None:
             issues += _scan_mapped(path, allow, start=detected.pickle_offset)
         elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
@@ -110,35 +112,25 @@ def _scan_mapped(
         return scan_pickle(buf, start=start, allow=allow, max_pickles=max_pickles).issues
 
 
-def _scan_legacy_torch(path: Path, allow: Allowlist) -> tuple[ModelIssue, ...]:
-    if tarfile.is_tarfile(path):
-        return _scan_tar_members(path, allow)
-    return _scan_mapped(path, allow, start=0, max_pickles=LEGACY_TORCH_PICKLES)
+#: Tar-era torch members that hold one pickle followed by raw records whose length only the
+#: record type knows: only their first pickle can be checked.
+_TAR_RECORD_MEMBERS = frozenset({"tensors", "storages"})
 
 
-def _scan_tar_members(path: Path, allow: Allowlist) -> tuple[ModelIssue, ...]:
+def _scan_tar_members(path: Path, detected: Detected, allow: Allowlist) -> tuple[ModelIssue, ...]:
     issues: list[ModelIssue] = []
+    wanted = set(detected.zip_pickle_members)
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for member in tar:
-                if not member.isfile():
-                    continue
-                f = tar.extractfile(member)
-                if f is None:
-                    continue
-                head = f.read(2)
-                if not _looks_like_pickle(head) and member.name not in (
-                    "pickle",
-                    "sys_info_pickle",
-                ):
+                if not member.isfile() or member.name not in wanted:
                     continue
                 if member.size > MAX_MEMBER_BYTES:
                     issues.append(_too_large(member.name, member.size))
                     continue
-                data = head + f.read(member.size)
-                if member.name == "storages":
-                    # A pickled count, then per storage a pickled header and raw bytes whose
-                    # length only the storage type knows: only the first pickle is checkable.
+                f = tar.extractfile(member)
+                data = f.read() if f is not None else b""
+                if member.name in _TAR_RECORD_MEMBERS:
                     issues += scan_pickle(
                         data, allow=allow, member=member.name, max_pickles=1
                     ).issues
@@ -146,7 +138,8 @@ def _scan_tar_members(path: Path, allow: Allowlist) -> tuple[ModelIssue, ...]:
                         ModelIssue(
                             "unverifiable",
                             Severity.MEDIUM,
-                            "tar-era torch storages: the per-storage records are not scanned",
+                            f"tar-era torch {member.name}: the records after the first pickle "
+                            "are not scanned",
                             member=member.name,
                         )
                     )
@@ -181,10 +174,6 @@ def _scan_compressed(path: Path, codec: str, allow: Allowlist) -> tuple[ModelIss
         return (ModelIssue("unparsable", Severity.HIGH, f"corrupt {codec} stream: {e}"),)
     issues = scan_pickle(data, allow=allow, member=f"({codec}-decompressed)").issues
     return issues
-
-
-def _looks_like_pickle(head: bytes) -> bool:
-    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _too_large(member: str, size: int) -> ModelIssue:
