@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelseal._tools import ToolResult, find_tool, run_tool
+from modelseal._tools import ToolResult, find_tool, run_tool, tail
 from modelseal.errors import EngineError, ToolError
 
 #: The builder created on engines whose image store cannot export OCI layouts.
@@ -110,7 +110,7 @@ def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> Engin
 def _parse_info(info: ToolResult, host: str) -> tuple[str, bool]:
     """Server version and whether the image store is containerd's, from `docker info`."""
     if info.returncode != 0:
-        reason = _first_line(info.stderr) or f"docker info exited with {info.returncode}"
+        reason = tail(info.stderr, 1).strip() or f"docker info exited with {info.returncode}"
         raise EngineError(f"cannot reach a Docker engine at {host}: {reason}", hint=_ENGINE_HINT)
     try:
         data = json.loads(info.stdout)
@@ -146,11 +146,6 @@ def _buildkit_version(inspect_output: str) -> str:
         if key.strip() in ("BuildKit version", "Buildkit"):
             return value.strip()
     return "unknown"
-
-
-def _first_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
 
 
 class PrivateEngine:

@@ -155,9 +155,8 @@ def layer_entries(path: Path, media_type: str = "") -> Iterator[tuple[str, Entry
             if member.isfile():
                 f = tar.extractfile(member)
                 h = hashlib.sha256()
-                if f is not None:
-                    for chunk in iter(lambda f=f: f.read(1 << 20), b""):  # type: ignore[misc]
-                        h.update(chunk)
+                while f is not None and (chunk := f.read(1 << 20)):
+                    h.update(chunk)
                 digest = h.hexdigest()
             name = member.name.removeprefix("./").rstrip("/") or "."
             xattrs = tuple(

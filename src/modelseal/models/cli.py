@@ -53,12 +53,12 @@ def lock_command(
 
 def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
     """Check the files against the lock."""
-    from modelseal.models.gate import _mismatch_finding
+    from modelseal.models.gate import mismatch_finding
 
     lock = load_lock(lock_path)
     mismatches, _ = verify_lock(lock, ignore=policy.policy.models.ignore)
     findings = [
-        _mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path) for m in mismatches
+        mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path) for m in mismatches
     ]
     if as_json:
         print(json.dumps({"lock": str(lock_path), "files": len(lock.entries),
@@ -75,7 +75,7 @@ def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> 
     """Scan files and directories and judge them under the policy's models section."""
     from modelseal.findings import GateResult, Status
     from modelseal.judge import Outcome, judge_gate
-    from modelseal.models.gate import GATE, _scan_findings
+    from modelseal.models.gate import GATE, scan_findings
     from modelseal.models.pickle_scan import Allowlist
     from modelseal.models.scan import scan_files
 
@@ -90,7 +90,7 @@ def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> 
     scans = scan_files(files, Allowlist.default())
     findings: list[Finding] = []
     for path, scan in zip(files, scans, strict=True):
-        findings += _scan_findings(str(path), scan)
+        findings += scan_findings(str(path), scan)
     verdict = judge_gate(GateResult(GATE, Status.PASSED, findings=tuple(findings)), policy.policy)
     if as_json:
         out: dict[str, Any] = {

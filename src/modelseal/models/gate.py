@@ -77,7 +77,7 @@ class ModelsGate:
             mismatches, digests_rel = verify_lock(lock, ignore=pol.ignore)
             lock_base = lock.base
             for m in mismatches:
-                findings.append(_mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path))
+                findings.append(mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path))
             digests = {_rel(lock_base / p, base): d for p, d in digests_rel.items()}
         files = collect_files(base, roots, pol.ignore)
         missing = [base / f for f in files if f not in digests]
@@ -87,7 +87,7 @@ class ModelsGate:
         pinned = lock.by_path() if lock else {}
         records: list[dict[str, Any]] = []
         for rel, scan in zip(files, scans, strict=True):
-            findings += _scan_findings(rel, scan)
+            findings += scan_findings(rel, scan)
             d = digests[rel]
             entry = pinned.get(_rel(base / rel, lock.base)) if lock else None
             records.append(
@@ -145,7 +145,7 @@ def _source(entry: LockEntry | None) -> dict[str, str] | None:
     return src
 
 
-def _mismatch_finding(
+def mismatch_finding(
     kind: str, path: str, expected: str | None, actual: str | None, lock: Path | None
 ) -> Finding:
     lock_name = lock.name if lock else "models.lock"
@@ -166,7 +166,7 @@ def _mismatch_finding(
     )
 
 
-def _scan_findings(rel: str, scan: FileScan) -> list[Finding]:
+def scan_findings(rel: str, scan: FileScan) -> list[Finding]:
     det = scan.detected
     out = [
         Finding(

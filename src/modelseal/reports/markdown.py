@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from modelseal.findings import Status
 from modelseal.judge import Outcome
 from modelseal.reports.model import Report
@@ -70,8 +72,6 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-def _key_fact(facts: object) -> str:
-    if not isinstance(facts, dict) and not hasattr(facts, "get"):
-        return ""
+def _key_fact(facts: Mapping[str, str]) -> str:
     digest = facts.get("image.digest")
     return f"image {digest}" if digest else ""
