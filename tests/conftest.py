@@ -109,3 +109,16 @@ def example_base(engine: PrivateEngine) -> str:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway docker-registry on 127.0.0.1 (distribution 2.8); yields ``127.0.0.1:PORT``."""
+    from examples.offline.registry import RegistryStartError, local_registry
+
+    require(shutil.which("docker-registry") is not None, "docker-registry")
+    try:
+        with local_registry(tmp_path_factory.mktemp("registry")) as host:
+            yield host
+    except RegistryStartError as e:
+        pytest.fail(str(e))

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from examples.offline.registry import free_port
 from tests.conftest import require
 
 from modelseal.oci import OciLayout
@@ -33,57 +31,6 @@ from modelseal.publish.registry import (
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway docker-registry on 127.0.0.1; yields ``127.0.0.1:PORT``."""
-    require(shutil.which("docker-registry") is not None, "docker-registry")
-    work = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = work / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {work / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    log = (work / "registry.log").open("wb")
-    proc = subprocess.Popen(
-        [shutil.which("docker-registry") or "docker-registry", "serve", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    host = f"127.0.0.1:{port}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with opener.open(f"http://{host}/v2/", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(work / 'registry.log').read_text()}")
-            time.sleep(0.1)
-        yield host
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _layout(busybox_base: str) -> tuple[OciLayout, str]:
@@ -331,7 +278,7 @@ def test_retries_are_bounded(flaky: tuple[str, type[_Flaky]]) -> None:
 
 
 def test_connection_refused_is_retried_then_reported() -> None:
-    client = RegistryClient(f"127.0.0.1:{_free_port()}", "r", retries=1, backoff=0.01)
+    client = RegistryClient(f"127.0.0.1:{free_port()}", "r", retries=1, backoff=0.01)
     with pytest.raises(RegistryError, match="cannot reach"):
         client.blob_exists("sha256:" + "0" * 64)
 
