@@ -1,5 +1,5 @@
 """``python -m modelseal``."""
 
-from modelseal._cli import main
+from modelseal._cli import entry
 
-raise SystemExit(main())
+entry()

@@ -200,6 +200,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that start no threads, children or temporary state of their own: once their output is
+# flushed, the interpreter's teardown (collecting every object the imports made, ~60 ms) buys
+# nothing. A 200-file `models scan` takes ~0.3 s, so that is a fifth of it.
+_HARD_EXIT_COMMANDS: frozenset[tuple[str, str | None]] = frozenset(
+    {("models", "scan"), ("models", "verify"), ("models", "lock"), ("policy", "validate"),
+     ("policy", "schema")}
+)  # fmt: skip
+
+
+def entry() -> None:
+    """The ``modelseal`` console script: :func:`main`, then exit without a slow teardown for
+    the read-only commands."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    words = [a for a in argv if not a.startswith("-")][:2]
+    if len(words) == 2 and (words[0], words[1]) in _HARD_EXIT_COMMANDS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = _parser()
@@ -362,10 +384,9 @@ def _models(args: argparse.Namespace) -> int:
         return cli.lock_command(
             args.paths, args.lock, args.ignore, args.source_uri, args.source_revision
         )
-    policy = _load_policy(args)
     if args.models_command == "verify":
-        return cli.verify_command(args.lock, policy, args.format == "json")
-    return cli.scan_command(args.paths, policy, args.format == "json")
+        return cli.verify_command(args.lock, _load_policy(args), args.format == "json")
+    return cli.scan_command(args.paths, lambda: _load_policy(args), args.format == "json")
 
 
 def _engine(args: argparse.Namespace) -> int:

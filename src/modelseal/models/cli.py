@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,23 +71,27 @@ def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
     return int(ExitCode.BREACHED if findings else ExitCode.PASSED)
 
 
-def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> int:
-    """Scan files and directories and judge them under the policy's models section."""
+def scan_command(
+    paths: Sequence[Path], load_policy: Callable[[], LoadedPolicy], as_json: bool
+) -> int:
+    """Scan files and directories and judge them under the policy's models section.
+
+    The policy is loaded (``load_policy``) while a forked child already scans every candidate
+    file: validating the policy is a third of a small scan's time and the scan does not need it
+    (the policy's ``ignore`` globs then pick which of the scans count).
+    """
     from modelseal.findings import GateResult, Status
     from modelseal.judge import Outcome, judge_gate
     from modelseal.models.gate import GATE, scan_findings
-    from modelseal.models.pickle_scan import Allowlist
-    from modelseal.models.scan import scan_files
+    from modelseal.models.scan import PrefetchedScans
 
-    files: list[Path] = []
     for p in paths:
-        if p.is_dir() and not (p / "saved_model.pb").exists():
-            files += [p / rel for rel in collect_files(p, _top(p), policy.policy.models.ignore)]
-        elif p.exists():
-            files.append(p)
-        else:
+        if not p.exists():
             raise ConfigError(f"{p} does not exist.")
-    scans = scan_files(files, Allowlist.default())
+    prefetch = PrefetchedScans(_scan_targets(paths, ()))
+    policy = load_policy()
+    files = _scan_targets(paths, policy.policy.models.ignore)
+    scans = prefetch.take(files)
     findings: list[Finding] = []
     for path, scan in zip(files, scans, strict=True):
         findings += scan_findings(str(path), scan)
@@ -104,8 +108,9 @@ def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> 
                 for d in verdict.decisions
             ],
         }
-        json.dump(out, sys.stdout, indent=2)
-        print()
+        # json's C encoder only runs without ``indent``; the indented form is for people.
+        indent = 2 if sys.stdout.isatty() else None
+        sys.stdout.write(json.dumps(out, indent=indent) + "\n")
     else:
         for path, scan in zip(files, scans, strict=True):
             print(f"{scan.format.value:<13} {path}")
@@ -118,6 +123,16 @@ def scan_command(paths: Sequence[Path], policy: LoadedPolicy, as_json: bool) -> 
             )
         print(f"{len(files)} file(s) scanned: {verdict.status.value}")
     return int(ExitCode.BREACHED if verdict.status is Status.FAILED else ExitCode.PASSED)
+
+
+def _scan_targets(paths: Sequence[Path], ignore: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir() and not (p / "saved_model.pb").exists():
+            files += [p / rel for rel in collect_files(p, _top(p), ignore)]
+        else:
+            files.append(p)
+    return files
 
 
 def _top(p: Path) -> list[str]:

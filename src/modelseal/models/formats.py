@@ -384,8 +384,13 @@ class _PickleWalk:
     values: tuple[tuple[str, object], ...]  # the first few non-memo opcodes and arguments
 
 
-def _walk_pickle(data: bytes) -> _PickleWalk:
-    """Walk opcodes over ``data`` until STOP, an error, or the end of ``data``."""
+def _walk_pickle(data: bytes, *, max_values: int | None = None) -> _PickleWalk:
+    """Walk opcodes over ``data`` until STOP, an error, or the end of ``data``.
+
+    ``max_values``: stop once that many non-memo opcodes were seen (callers that only look at
+    the first values need not walk the whole window — a 64 KiB walk through pickletools costs
+    about a millisecond, which is most of a small file's scan).
+    """
     stream = io.BytesIO(data)
     ops = 0
     first: str | None = None
@@ -399,6 +404,8 @@ def _walk_pickle(data: bytes) -> _PickleWalk:
                 first = name
             if name not in _MEMO_OPS and len(values) < 4:
                 values.append((name, arg))
+                if max_values is not None and len(values) >= max_values:
+                    break
             if name in ("GLOBAL", "INST"):
                 module, _, attr = str(arg).partition(" ")
                 if not (_IDENT.fullmatch(module) and _IDENT.fullmatch(attr)):
@@ -1027,7 +1034,10 @@ def _detect_file(src: ByteSource) -> Detected:
 
 def _detect_pickle(src: ByteSource, head: bytes) -> Detected:
     window = head if src.size <= len(head) else src.read(0, PICKLE_WINDOW)
-    return _classify_pickle(src, _walk_pickle(window), _pickle_protocol(head))
+    # Protocol 2+ is already known from PROTO; only the legacy-torch magic (the first two
+    # values) is left to recognise.
+    walk = _walk_pickle(window, max_values=2)
+    return _classify_pickle(src, walk, _pickle_protocol(head))
 
 
 def _classify_pickle(src: ByteSource, walk: _PickleWalk, protocol: str) -> Detected:

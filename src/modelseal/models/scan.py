@@ -210,3 +210,70 @@ def scan_files(
 
 def _scan_one(path: Path, allow: Allowlist | None) -> FileScan:
     return scan_file(path, allow)
+
+
+#: Below this many files a background scan is not worth a fork.
+PREFETCH_MIN_FILES = 16
+
+
+class PrefetchedScans:
+    """Scan files in a forked child while this process does something else.
+
+    ``modelseal models scan`` spends a third of a small run importing pydantic and validating
+    the policy, work the scan does not depend on (the scan applies the built-in allowlist; the
+    policy's extra globals are applied when judging). On a machine with a second core the
+    child scans meanwhile. Anything that goes wrong in the child (no ``fork``, a crash, a
+    signal) only means :meth:`take` scans in this process instead: same results, just later.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        import os
+
+        self._paths = paths
+        self._pid = 0
+        self._fd = -1
+        if len(paths) < PREFETCH_MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+            return
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its result is checked through take()
+            code = 1
+            try:
+                os.close(read_fd)
+                data = _dump_scans(scan_files(paths))
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(data)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self._pid, self._fd = pid, read_fd
+
+    def take(self, paths: list[Path]) -> list[FileScan]:
+        """Scans of ``paths`` under the built-in allowlist, in order (paths that were not
+        prefetched are scanned now)."""
+        import os
+
+        done: dict[Path, FileScan] = {}
+        if self._pid:
+            with os.fdopen(self._fd, "rb") as src:
+                data = src.read()
+            _, status = os.waitpid(self._pid, 0)
+            self._pid = 0
+            if status == 0:
+                done = dict(zip(self._paths, _load_scans(data), strict=True))
+        return [done[p] if p in done else scan_file(p) for p in paths]
+
+
+def _dump_scans(scans: list[FileScan]) -> bytes:
+    import pickle
+
+    return pickle.dumps(scans, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _load_scans(data: bytes) -> list[FileScan]:
+    import pickle
+
+    # The bytes come from our own forked child over a private pipe, never from a model file.
+    scans: list[FileScan] = pickle.loads(data)  # noqa: S301
+    return scans
