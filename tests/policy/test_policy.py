@@ -156,7 +156,7 @@ def test_unknown_top_level_key_with_a_close_match() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     assert problem("version: 1\nmystery:\n  allow: []\n") == (
-        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit)"
+        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)"
     )
     assert problem("version: 1\nbuild:\n  cache: false\n") == (
         "modelseal.yml:3:3: build.cache: unknown key (allowed keys: enabled, rebuild_check, "
@@ -352,7 +352,7 @@ def test_multiple_errors_are_reported_together_in_file_order() -> None:
         "modelseal.yml:4:3: build.network: unknown key (did you mean allow_network?)",
         "modelseal.yml:5:28: build.platforms[1]: expected a platform "
         '"os/arch" or "os/arch/variant" in lower case, e.g. "linux/amd64" or "linux/arm/v7"',
-        "modelseal.yml:6:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit)",
+        "modelseal.yml:6:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)",
     ]
 
 
@@ -522,3 +522,23 @@ def test_reference_markdown_has_a_table_per_section() -> None:
     for key in BuildPolicy.model_fields:
         assert f"| `build.{key}` |" in markdown
     assert render_reference_markdown() == markdown
+
+
+def test_verify_identity_regexp_must_be_anchored(tmp_path: Path) -> None:
+    path = tmp_path / "modelseal.yml"
+    path.write_text("version: 1\nverify:\n  identity_regexp: 'https://github.com/org/.*'\n")
+    with pytest.raises(ConfigError) as err:
+        load_policy(path)
+    assert (
+        "modelseal.yml:3:20: verify.identity_regexp: the identity regexp must be anchored"
+        in str(err.value)
+    )
+    path.write_text("version: 1\nverify:\n  identity_regexp: '^https://github.com/org/.*$'\n")
+    assert load_policy(path).policy.verify.identity_regexp == "^https://github.com/org/.*$"
+
+
+def test_publish_tags_follow_the_oci_grammar(tmp_path: Path) -> None:
+    path = tmp_path / "modelseal.yml"
+    path.write_text("version: 1\npublish:\n  tags: [ok-1.0, 'no:colon']\n")
+    with pytest.raises(ConfigError, match=r"publish\.tags\[1\]: expected an image tag"):
+        load_policy(path)

@@ -282,6 +282,109 @@ class PipAuditPolicy(BaseModel):
     )
 
 
+TAG_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+"""An OCI tag (the distribution spec's grammar)."""
+
+PATTERN_MESSAGES[TAG_PATTERN] = (
+    'expected an image tag: letters, digits, "_", "." and "-", at most 128, e.g. "1.4.2"'
+)
+
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
+
+
+class SignPolicy(BaseModel):
+    """How a published image and its attestations are signed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    mode: Literal["keyless", "key", "none"] = Field(
+        default="keyless",
+        description="keyless: Sigstore (an OIDC identity, e.g. GitHub Actions' id-token, gets "
+        "a Fulcio certificate; every signature is logged in Rekor). key: an ECDSA P-256 PEM key "
+        "given with --key (air-gapped; no transparency log). none: publish unsigned (verify "
+        "will refuse such an image).",
+    )
+    trust_config: str | None = Field(
+        default=None,
+        description="A Sigstore ClientTrustConfig JSON file (trusted root + signing config) "
+        "for a private Sigstore deployment, relative to the policy file. Default: the public "
+        "Sigstore instance.",
+    )
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Tries per Fulcio/Rekor request before the publish fails (with backoff).",
+    )
+
+
+class PublishPolicy(BaseModel):
+    """What a passing verdict publishes, and where."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    tags: list[Tag] = Field(
+        default=[],
+        description="Tags moved to the new digest, in addition to the tag of --push IMAGE:TAG, "
+        "only after the signature and every attestation are stored.",
+    )
+    attestations: list[Literal["provenance", "sbom", "scan-report"]] = Field(
+        default=["provenance", "sbom", "scan-report"],
+        description="Attestations attached to the image (as Sigstore bundle referrers and "
+        "cosign .att).",
+    )
+
+
+class VerifyPolicy(BaseModel):
+    """What `modelseal verify IMAGE` demands of a published image (the deployer's side)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    issuer: str | None = Field(
+        default=None,
+        description="Expected OIDC issuer of the signing certificate, e.g. "
+        '"https://token.actions.githubusercontent.com".',
+    )
+    identity: str | None = Field(
+        default=None,
+        description="Expected signer identity, exactly (e.g. the workflow ref URI "
+        '"https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1.0").',
+    )
+    identity_regexp: str | None = Field(
+        default=None,
+        description="Expected signer identity as a regular expression; must be anchored "
+        "(start with ^ and end with $).",
+    )
+    public_key: str | None = Field(
+        default=None,
+        description="Verify key signatures with this PEM public key file instead (relative to "
+        "the policy file).",
+    )
+    builder_id: str | None = Field(
+        default=None, description="Expected provenance runDetails.builder.id."
+    )
+    source_repository: str | None = Field(
+        default=None,
+        description='Expected source repository in the provenance, e.g. "https://github.com/org/repo".',
+    )
+    max_scan_age_days: int = Field(
+        default=30,
+        ge=0,
+        description="The scan-report attestation must be at most this old.",
+    )
+
+    @field_validator("identity_regexp")
+    @classmethod
+    def _anchored(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("^") and value.endswith("$")):
+            raise PydanticCustomError(
+                "unanchored_regexp",
+                "the identity regexp must be anchored: start with ^ and end with $ "
+                "(an unanchored pattern matches identities it was not meant for)",
+            )
+        return value
+
+
 class Policy(BaseModel):
     """A modelseal policy file (modelseal.yml): the thresholds of every gate."""
 
@@ -309,6 +412,13 @@ class Policy(BaseModel):
     trivy: TrivyPolicy = Field(default=TrivyPolicy(), description="Settings of the Trivy gate.")
     pip_audit: PipAuditPolicy = Field(
         default=PipAuditPolicy(), description="Settings of the pip-audit gate."
+    )
+    sign: SignPolicy = Field(default=SignPolicy(), description="How published images are signed.")
+    publish: PublishPolicy = Field(
+        default=PublishPolicy(), description="What a passing verdict publishes."
+    )
+    verify: VerifyPolicy = Field(
+        default=VerifyPolicy(), description="What `modelseal verify` demands before deploy."
     )
 
     @field_validator("version", mode="before")
