@@ -1,0 +1,376 @@
+"""Provenance, scan-report and SBOM statements: checked against JSON Schemas written from the
+in-toto and SLSA specs (tests/data) and against in-toto-attestation's own validators."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from google.protobuf import json_format
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement
+from referencing import Registry, Resource
+from tests.conftest import require
+
+from modelseal.errors import ConfigError
+from modelseal.models.lock import LockEntry, Source
+from modelseal.publish.provenance import (
+    BUILD_TYPE,
+    CYCLONEDX_PREDICATE,
+    LOCAL_BUILDER_ID,
+    SCAN_REPORT_PREDICATE,
+    SLSA_PROVENANCE_V1,
+    BaseImage,
+    Byproduct,
+    ModelFile,
+    ProvenanceInput,
+    detect_build_environment,
+    oci_purl,
+    provenance_input_from_env,
+    provenance_statement,
+    public_repository_url,
+    rfc3339,
+    sbom_statement,
+    scan_report_statement,
+    statement_bytes,
+)
+from modelseal.sign.key import statement_json
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+IMAGE = "127.0.0.1:5000/seal/app"
+DIGEST = "sha256:" + "ab" * 32
+COMMIT = "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d"
+GITHUB_ENV = {
+    "GITHUB_ACTIONS": "true",
+    "GITHUB_SERVER_URL": "https://github.com",
+    "GITHUB_REPOSITORY": "octo/models",
+    "GITHUB_REF": "refs/heads/main",
+    "GITHUB_SHA": COMMIT,
+    "GITHUB_WORKFLOW_REF": "octo/models/.github/workflows/seal.yml@refs/heads/main",
+    "GITHUB_RUN_ID": "1234567890",
+    "GITHUB_RUN_ATTEMPT": "2",
+    "GITHUB_EVENT_NAME": "push",
+    "GITHUB_REPOSITORY_ID": "42",
+    "RUNNER_ENVIRONMENT": "github-hosted",
+}
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return json.loads((DATA / f"{name}.schema.json").read_text())  # type: ignore[no-any-return]
+
+
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    registry: Registry = Registry()
+    for other in ("in-toto-statement-v1", "slsa-provenance-v1"):
+        schema = _schema(other)
+        registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
+    return jsonschema.Draft202012Validator(
+        _schema(name),
+        registry=registry,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def _errors(name: str, instance: Any) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _validator(name).iter_errors(instance)
+    ]
+
+
+def _realistic_input(env: dict[str, str] | None = None, **over: Any) -> ProvenanceInput:
+    lock_entry = LockEntry(
+        path="models/bert/model.safetensors",
+        size=438_000_000,
+        sha256="cd" * 32,
+        format="safetensors",
+        source=Source("https://huggingface.co/google-bert/bert-base-uncased", "86b5e0934494bd15"),
+    )
+    fields: dict[str, Any] = {
+        "dockerfile": "Dockerfile",
+        "source_date_epoch": 1700000000,
+        "started_on": rfc3339(1700000100),
+        "finished_on": rfc3339(1700000160.7),
+        "build_args": {"PYTHON_VERSION": "3.12", "APP_ENV": "prod"},
+        "policy_path": "modelseal.yml",
+        "policy_sha256": "ef" * 32,
+        "buildx_version": "0.13.1",
+        "buildkit_version": "v0.13.2",
+        "base_images": [
+            BaseImage("python:3.12-slim", "sha256:" + "01" * 32),
+            BaseImage("oci-layout:///var/cache/base@sha256:" + "02" * 32, "sha256:" + "02" * 32),
+        ],
+        "models": [
+            ModelFile.from_lock_entry(lock_entry),
+            ModelFile("models/bert/config json", "03" * 32, 570, "json"),
+        ],
+        "byproducts": [
+            Byproduct("sbom.cdx.json", "sha256:" + "04" * 32, "application/vnd.cyclonedx+json"),
+            Byproduct("report.json", "05" * 32, "application/json"),
+        ],
+    }
+    fields.update(over)
+    return provenance_input_from_env(
+        IMAGE, DIGEST, env=GITHUB_ENV if env is None else env, **fields
+    )
+
+
+def test_full_statement_is_valid_against_the_spec_schemas() -> None:
+    statement = provenance_statement(_realistic_input())
+    assert _errors("in-toto-statement-v1", statement) == []
+    assert _errors("slsa-provenance-v1", statement) == []
+    assert statement["predicateType"] == SLSA_PROVENANCE_V1
+    assert statement["subject"] == [{"name": IMAGE, "digest": {"sha256": "ab" * 32}}]
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["buildType"] == BUILD_TYPE
+    deps = definition["resolvedDependencies"]
+    assert deps[0] == {
+        "uri": "git+https://github.com/octo/models@refs/heads/main",
+        "digest": {"gitCommit": COMMIT},
+    }
+    assert deps[1] == {
+        "name": "policy",
+        "uri": "file:modelseal.yml",
+        "digest": {"sha256": "ef" * 32},
+    }
+    assert deps[2]["uri"] == (
+        "pkg:oci/python@sha256%3A"
+        + "01" * 32
+        + "?repository_url=docker.io/library/python&tag=3.12-slim"
+    )
+    assert deps[3]["uri"].startswith("oci-layout:///var/cache/base@")  # local: the ref itself
+    by_name = {d.get("name"): d for d in deps}
+    bert = by_name["models/bert/model.safetensors"]
+    assert bert["uri"] == "https://huggingface.co/google-bert/bert-base-uncased"
+    assert bert["annotations"] == {
+        "size": 438_000_000,
+        "format": "safetensors",
+        "revision": "86b5e0934494bd15",
+    }
+    assert by_name["models/bert/config json"]["uri"] == "file:models/bert/config%20json"
+    run = statement["predicate"]["runDetails"]
+    assert run["builder"]["version"]["buildx"] == "0.13.1"
+    assert run["metadata"]["startedOn"] == "2023-11-14T22:15:00Z"
+    assert run["metadata"]["finishedOn"] == "2023-11-14T22:16:00Z"
+    assert [b["digest"]["sha256"] for b in run["byproducts"]] == ["04" * 32, "05" * 32]
+
+
+def test_schemas_are_not_vacuous() -> None:
+    good = provenance_statement(_realistic_input())
+
+    def broken(path: tuple[str, ...], value: Any) -> list[str]:
+        data = json.loads(json.dumps(good))
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return _errors("slsa-provenance-v1", data)
+
+    assert broken(("predicate", "runDetails", "metadata", "startedOn"), "2023-11-14 22:15")
+    assert broken(("predicate", "runDetails", "metadata", "startedOn"), "2023-13-14T22:15:00Z")
+    assert broken(("predicate", "runDetails", "metadata", "startedOn"), "2023-11-14T22:15:00+01:00")
+    assert broken(("predicate", "buildDefinition", "internalParameter"), {})
+    assert broken(("predicate", "buildDefinition", "buildType"), "not a uri")
+    assert broken(("subject",), [{"name": IMAGE}])
+    assert broken(("subject",), [{"name": IMAGE, "digest": {"sha256": "AB" * 32}}])
+    assert broken(("_type",), "https://in-toto.io/Statement/v0.1")
+    assert broken(("predicate", "runDetails", "builder"), {"version": {}})
+    assert not broken(("predicate", "runDetails", "modelseal_note"), "extension fields are fine")
+
+
+def test_in_toto_attestation_validators_accept_it() -> None:
+    statement = provenance_statement(_realistic_input())
+    pb = json_format.ParseDict(statement, statement_pb2.Statement())
+    Statement.copy_from_pb(pb).validate()
+    # strict parse: an unknown field or a malformed timestamp raises
+    prov = json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())
+    assert prov.build_definition.build_type == BUILD_TYPE
+    assert prov.run_details.metadata.started_on.seconds == 1700000100
+    assert len(prov.build_definition.resolved_dependencies) == 6
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict(
+            {**statement["predicate"], "buildDefinitionn": {}},
+            provenance_pb2.Provenance(),
+        )
+
+
+def test_github_environment_mapping() -> None:
+    p = _realistic_input()
+    assert p.builder_id == "https://github.com/actions/runner/github-hosted"
+    assert p.invocation_id == "https://github.com/octo/models/actions/runs/1234567890/attempts/2"
+    assert (p.repository, p.ref, p.commit) == (
+        "https://github.com/octo/models",
+        "refs/heads/main",
+        COMMIT,
+    )
+    assert p.workflow_path == ".github/workflows/seal.yml"
+    params = provenance_statement(p)["predicate"]["buildDefinition"]
+    assert params["externalParameters"]["workflow"] == {
+        "repository": "https://github.com/octo/models",
+        "ref": "refs/heads/main",
+        "path": ".github/workflows/seal.yml",
+    }
+    assert params["externalParameters"]["buildArgs"] == {
+        "APP_ENV": "prod",
+        "PYTHON_VERSION": "3.12",
+    }
+    assert params["internalParameters"] == {
+        "github": {
+            "event_name": "push",
+            "repository_id": "42",
+            "runner_environment": "github-hosted",
+        }
+    }
+    # GHES server URL and an unknown runner kind: never claim github-hosted
+    ghes = {**GITHUB_ENV, "GITHUB_SERVER_URL": "https://ghe.example.com/"}
+    del ghes["RUNNER_ENVIRONMENT"]
+    env = detect_build_environment(ghes)
+    assert env.builder_id == "https://github.com/actions/runner/self-hosted"
+    assert env.repository == "https://ghe.example.com/octo/models"
+    assert env.invocation_id.startswith("https://ghe.example.com/octo/models/actions/runs/")
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        check=True,
+        capture_output=True,
+        env={"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_local_fallback_uses_git_head_and_strips_credentials(tmp_path: Path) -> None:
+    require(shutil.which("git") is not None, "git")
+    repo = tmp_path / "src"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "work")
+    (repo / "Dockerfile").write_text("FROM scratch\n")
+    _git(repo, "add", "Dockerfile")
+    _git(repo, "commit", "-q", "-m", "one")
+    _git(
+        repo, "remote", "add", "origin", "https://ci-bot:ghp_SECRETTOKEN@github.com/octo/models.git"
+    )
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    p = _realistic_input(env={"PATH": "/usr/bin"}, repo_dir=repo)
+    assert p.builder_id == LOCAL_BUILDER_ID
+    assert p.invocation_id.startswith("urn:uuid:")
+    assert (p.repository, p.ref, p.commit) == (
+        "https://github.com/octo/models",
+        "refs/heads/work",
+        head,
+    )
+    statement = provenance_statement(p)
+    assert "SECRET" not in statement_bytes(statement).decode()
+    assert "workflow" not in statement["predicate"]["buildDefinition"]["externalParameters"]
+    assert "internalParameters" not in statement["predicate"]["buildDefinition"]
+    assert _errors("slsa-provenance-v1", statement) == []
+
+
+def test_local_fallback_without_a_repository(tmp_path: Path) -> None:
+    p = _realistic_input(env={}, repo_dir=tmp_path, invocation_id="local-run-1")
+    assert (p.builder_id, p.invocation_id) == (LOCAL_BUILDER_ID, "local-run-1")
+    assert (p.repository, p.ref, p.commit) == (None, None, None)
+    statement = provenance_statement(p)
+    deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert not any(d.get("uri", "").startswith("git+") for d in deps)
+    assert "source" not in statement["predicate"]["buildDefinition"]["externalParameters"]
+    assert _errors("slsa-provenance-v1", statement) == []
+
+
+def test_statement_is_deterministic() -> None:
+    one = _realistic_input()
+    two = _realistic_input(build_args={"APP_ENV": "prod", "PYTHON_VERSION": "3.12"})
+    assert provenance_statement(one) == provenance_statement(two)
+    first = statement_bytes(provenance_statement(one))
+    assert first == statement_bytes(provenance_statement(two))
+    # canonical: sorted keys, no whitespace; the signer serializes identically
+    assert first == json.dumps(json.loads(first), sort_keys=True, separators=(",", ":")).encode()
+    assert statement_json(provenance_statement(one)) == first
+    # the dict itself has a fixed, readable key order
+    assert list(provenance_statement(one)) == ["_type", "subject", "predicateType", "predicate"]
+
+
+def test_repository_urls_and_purls() -> None:
+    assert (
+        public_repository_url("git@github.com:octo/models.git") == "https://github.com/octo/models"
+    )
+    assert public_repository_url("ssh://git@gitlab.example.com:2222/g/p.git") == (
+        "https://gitlab.example.com:2222/g/p"
+    )
+    assert public_repository_url("https://u:p@github.com/o/r/") == "https://github.com/o/r"
+    assert public_repository_url("/srv/git/r.git") is None
+    assert oci_purl("127.0.0.1:5000/seal/base:1", "sha256:" + "0a" * 32) == (
+        "pkg:oci/base@sha256%3A" + "0a" * 32 + "?repository_url=127.0.0.1:5000/seal/base&tag=1"
+    )
+    assert oci_purl("ghcr.io/o/img@sha256:" + "0b" * 32, "0b" * 32) == (
+        "pkg:oci/img@sha256%3A" + "0b" * 32 + "?repository_url=ghcr.io/o/img"
+    )
+    assert oci_purl("oci-layout:///x@sha256:" + "0c" * 32, "0c" * 32) is None
+
+
+def test_invalid_inputs_are_refused() -> None:
+    with pytest.raises(ConfigError, match="manifest digest"):
+        dataclasses.replace(_realistic_input(), manifest_digest="sha256:xyz")
+    with pytest.raises(ConfigError, match="RFC 3339"):
+        _realistic_input(started_on="2023-11-14T22:15:00+00:00")
+    with pytest.raises(ConfigError, match="SHA-256"):
+        BaseImage("python:3", "sha256:short")
+    with pytest.raises(ConfigError, match="policy"):
+        _realistic_input(policy_sha256="nothex")
+
+
+def _report() -> dict[str, Any]:
+    return {
+        "$schema": "https://modelseal.dev/schemas/report-v1.json",
+        "schema_version": 1,
+        "tool": {"name": "modelseal", "version": "0.1.0"},
+        "command": "modelseal run",
+        "policy": {"source": "modelseal.yml", "sha256": "ef" * 32},
+        "started_at": "2023-11-14T22:15:00Z",
+        "finished_at": "2023-11-14T22:16:00Z",
+        "verdict": "PASSED",
+        "exit_code": 0,
+        "gates": [
+            {"gate": "models", "status": "PASSED", "findings": []},
+            {"gate": "vuln", "status": "PASSED", "findings": [{"id": "CVE-1"}, {"id": "CVE-2"}]},
+        ],
+    }
+
+
+def test_scan_report_statement() -> None:
+    statement = scan_report_statement(IMAGE, DIGEST, _report())
+    assert _errors("in-toto-statement-v1", statement) == []
+    assert statement["predicateType"] == SCAN_REPORT_PREDICATE
+    predicate = statement["predicate"]
+    assert (predicate["verdict"], predicate["exit_code"]) == ("PASSED", 0)
+    assert predicate["finished_at"] == "2023-11-14T22:16:00Z"
+    assert predicate["policy"] == {"sha256": "ef" * 32}
+    assert predicate["gates"] == [
+        {"gate": "models", "status": "PASSED", "findings": 0},
+        {"gate": "vuln", "status": "PASSED", "findings": 2},
+    ]
+    assert predicate["report"] == _report()
+    pb = json_format.ParseDict(statement, statement_pb2.Statement())
+    Statement.copy_from_pb(pb).validate()
+    with pytest.raises(ConfigError, match="report"):
+        scan_report_statement(IMAGE, DIGEST, {"gates": []})
+
+
+def test_sbom_statement() -> None:
+    sbom = {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": []}
+    statement = sbom_statement(IMAGE, DIGEST, sbom)
+    assert _errors("in-toto-statement-v1", statement) == []
+    assert statement["predicateType"] == CYCLONEDX_PREDICATE
+    assert statement["predicate"] == sbom
+    assert statement["subject"] == [{"name": IMAGE, "digest": {"sha256": "ab" * 32}}]
+    with pytest.raises(ConfigError, match="CycloneDX"):
+        sbom_statement(IMAGE, DIGEST, {"spdxVersion": "SPDX-2.3"})
