@@ -258,6 +258,18 @@ class RegistryClient:
         res = self._request("HEAD", f"/v2/{self.repository}/blobs/{digest}", quiet=(404,))
         return res.status == 200
 
+    def get_blob(self, digest: str, max_bytes: int = 64 << 20) -> bytes:
+        """A blob's bytes, checked against ``digest`` (small blobs only: signatures, bundles,
+        attestations — a larger one is refused rather than read into memory)."""
+        if not _DIGEST.match(digest):
+            raise RegistryError(f"{digest!r} is not a sha256 digest.")
+        res = self._request("GET", f"/v2/{self.repository}/blobs/{digest}")
+        if len(res.body) > max_bytes:
+            raise RegistryError(f"blob {digest} is larger than {max_bytes} bytes.")
+        if sha256_digest(res.body) != digest:
+            raise RegistryError(f"blob {digest}: the registry sent different content.")
+        return res.body
+
     def push_blob(self, digest: str, content: Path | bytes) -> None:
         """Upload a blob monolithically (POST, then PUT with the whole content, streamed from
         a file); does nothing when the registry already has it."""

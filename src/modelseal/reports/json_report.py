@@ -59,8 +59,15 @@ def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read report {path}: {e}.") from None
+    return results_from_data(data, str(path)), data
+
+
+def results_from_data(data: Any, source: str) -> list[GateResult]:
+    """The gate results of a report object (``source`` names it in errors)."""
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{path} is not a modelseal report of schema_version {SCHEMA_VERSION}.")
+        raise ConfigError(
+            f"{source} is not a modelseal report of schema_version {SCHEMA_VERSION}."
+        )
     results = []
     try:
         for g in data["gates"]:
@@ -76,5 +83,5 @@ def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:
                 )
             )
     except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"{path}: malformed report ({type(e).__name__}: {e}).") from None
-    return results, data
+        raise ConfigError(f"{source}: malformed report ({type(e).__name__}: {e}).") from None
+    return results

@@ -1,0 +1,304 @@
+"""Publishing a sealed image: sign, push by digest, attach, and only then move the tags.
+
+Order matters (fail closed):
+
+1. everything is **signed first** — the image signature and every attestation; a Sigstore
+   outage stops the publish before anything reaches the registry;
+2. the image is pushed **by digest** with skopeo (``--preserve-digests``: the digest the gates
+   judged is the digest that ships), falling back to modelseal's own OCI client when skopeo is
+   not installed;
+3. the signatures and attestations are stored: cosign v2 ``sha256-<hex>.sig`` / ``.att`` and
+   Sigstore bundles as OCI referrers (or the fallback tag where the registry has no referrers
+   API);
+4. the **tags are moved last**. Any failure before that leaves no tag pointing at the new
+   digest — an unsigned image is never reachable by tag.
+
+Credentials: ``MODELSEAL_REGISTRY_USERNAME`` / ``MODELSEAL_REGISTRY_PASSWORD``, else
+``GITHUB_TOKEN`` for ``ghcr.io`` (user ``GITHUB_ACTOR``), else the docker config. skopeo gets
+them through a private auth file, never its argv.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelseal._tools import run_tool
+from modelseal.errors import ConfigError, GateError, ToolError
+from modelseal.oci import INDEX_TYPES, OciLayout
+from modelseal.publish.cosign import (
+    att_manifest,
+    bundle_referrer_manifest,
+    cosign_tag,
+    sig_manifest,
+    simple_signing_payload,
+)
+from modelseal.publish.registry import OCI_MANIFEST, Credentials, RegistryClient, RegistryError
+from modelseal.sign.interface import Signed, Signer
+
+_REF = re.compile(
+    r"^(?P<host>(?:[a-zA-Z0-9.-]+|\[[0-9a-fA-F:]+\])(?::[0-9]+)?)/"
+    r"(?P<repo>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$"
+)
+_SKOPEO_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where to publish: ``HOST[:PORT]/REPOSITORY[:TAG]`` (no digest: the digest is the
+    build's)."""
+
+    host: str
+    repository: str
+    tag: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        """Parse ``--push``'s value; a clear error names what is wrong."""
+        if "@" in text:
+            raise ConfigError(
+                f"--push {text}: give a repository and optionally a tag, not a digest "
+                "(the digest is the one the build produced)."
+            )
+        m = _REF.match(text)
+        if m is None or (
+            "." not in m["host"] and ":" not in m["host"] and m["host"] != "localhost"
+        ):
+            raise ConfigError(
+                f"--push {text!r}: expected REGISTRY/REPOSITORY[:TAG] with a registry host, "
+                "e.g. ghcr.io/org/model-server:1.2 or 127.0.0.1:5000/seal/app (lower-case "
+                "repository path)."
+            )
+        return cls(m["host"], m["repo"], m["tag"])
+
+    @property
+    def name(self) -> str:
+        """``host/repository``: the image name in statements and signatures."""
+        return f"{self.host}/{self.repository}"
+
+    @property
+    def is_local(self) -> bool:
+        """Loopback registries are spoken to over plain HTTP."""
+        hostname = self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else self.host
+        return hostname in ("127.0.0.1", "localhost", "[::1]")
+
+
+def registry_credentials(host: str, env: Mapping[str, str] | None = None) -> Credentials | None:
+    """Credentials for ``host``: explicit env, GitHub's token for ghcr.io, the docker config."""
+    env = os.environ if env is None else env
+    user, password = env.get("MODELSEAL_REGISTRY_USERNAME"), env.get("MODELSEAL_REGISTRY_PASSWORD")
+    if user and password:
+        return Credentials(user, password)
+    if host == "ghcr.io" and env.get("GITHUB_TOKEN"):
+        return Credentials(env.get("GITHUB_ACTOR") or "github-actions", env["GITHUB_TOKEN"])
+    return Credentials.from_docker_config(host)
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """One in-toto statement to sign and attach (``name`` names its bundle file)."""
+
+    name: str
+    statement: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What was published (written as ``publish.json``)."""
+
+    image: str
+    digest: str
+    tags: tuple[str, ...]
+    signed: bool
+    bundles: Mapping[str, Path] = field(default_factory=dict)
+    referrers: tuple[str, ...] = ()
+    pushed_with: str = "skopeo"
+
+    @property
+    def reference(self) -> str:
+        """``image@digest``."""
+        return f"{self.image}@{self.digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``publish.json`` object."""
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "reference": self.reference,
+            "tags": list(self.tags),
+            "signed": self.signed,
+            "bundles": {k: str(v) for k, v in sorted(self.bundles.items())},
+            "referrers": list(self.referrers),
+            "pushed_with": self.pushed_with,
+        }
+
+
+class PublishError(GateError):
+    """The publish stopped; no tag was moved."""
+
+
+def publish(
+    ref: ImageRef,
+    layout: OciLayout,
+    digest: str,
+    *,
+    signer: Signer | None,
+    attestations: Sequence[Attestation],
+    out_dir: Path,
+    extra_tags: Sequence[str] = (),
+    created: int | None = None,
+    credentials: Credentials | None = None,
+    client: RegistryClient | None = None,
+) -> PublishResult:
+    """Sign, push ``digest`` of ``layout``, attach, then tag; see the module docstring."""
+    manifest_bytes = layout.blob(digest).read_bytes()
+    if hashlib.sha256(manifest_bytes).hexdigest() != digest.removeprefix("sha256:"):
+        raise PublishError(f"{layout.path}: the manifest blob does not match {digest}.")
+    media_type = str(json.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST)
+    tags = list(dict.fromkeys([*([ref.tag] if ref.tag else []), *extra_tags]))
+
+    # 1. sign everything before the registry sees anything
+    bundles_dir = out_dir / "bundles"
+    bundles: dict[str, Path] = {}
+    image_sig: Signed | None = None
+    cosign_sig: Signed | None = None
+    signed_atts: list[tuple[Attestation, Signed]] = []
+    if signer is not None:
+        # The bundle signs the manifest itself (its message digest IS the image digest); the
+        # cosign v2 .sig signs the simple-signing payload naming that digest.
+        image_sig = signer.sign_message(manifest_bytes)
+        cosign_sig = signer.sign_message(simple_signing_payload(ref.name, digest))
+        signed_atts = [(a, signer.sign_statement(a.statement)) for a in attestations]
+        bundles_dir.mkdir(parents=True, exist_ok=True)
+        for name, signed in [("image", image_sig), ("image-cosign", cosign_sig)] + [
+            (a.name, s) for a, s in signed_atts
+        ]:
+            path = bundles_dir / f"{name}.sigstore.json"
+            path.write_bytes(signed.bundle_json() + b"\n")
+            bundles[name] = path
+
+    client = client or RegistryClient(ref.host, ref.repository, auth=credentials)
+    try:
+        # 2. the image, by digest
+        pushed_with = _push_image(ref, layout, digest, credentials, client)
+        # 3. signatures and attestations
+        referrers: list[str] = []
+        if image_sig is not None and cosign_sig is not None:
+            _push_tagged(client, cosign_tag(digest, "sig"), *sig_manifest([cosign_sig]))
+            if signed_atts:
+                _push_tagged(
+                    client, cosign_tag(digest, "att"), *att_manifest([s for _, s in signed_atts])
+                )
+            for signed in [image_sig, *(s for _, s in signed_atts)]:
+                body, blobs = bundle_referrer_manifest(
+                    signed, digest, len(manifest_bytes), media_type, created=created
+                )
+                for blob_digest, blob in blobs.items():
+                    client.push_blob(blob_digest, blob)
+                referrers.append(str(client.add_referrer(digest, body)["digest"]))
+        # 4. tags, last
+        for tag in tags:
+            client.tag(tag, digest)
+    except RegistryError as e:
+        raise PublishError(
+            f"publishing {ref.name}@{digest} failed: {e.diagnostics()} No tag was moved"
+            + (f" ({', '.join(tags)} still point where they did)." if tags else ".")
+        ) from None
+    return PublishResult(
+        image=ref.name,
+        digest=digest,
+        tags=tuple(tags),
+        signed=signer is not None,
+        bundles=bundles,
+        referrers=tuple(referrers),
+        pushed_with=pushed_with,
+    )
+
+
+def _push_tagged(client: RegistryClient, tag: str, body: bytes, blobs: dict[str, bytes]) -> None:
+    for blob_digest, blob in blobs.items():
+        client.push_blob(blob_digest, blob)
+    client.push_manifest(tag, body, OCI_MANIFEST)
+
+
+def _push_image(
+    ref: ImageRef,
+    layout: OciLayout,
+    digest: str,
+    credentials: Credentials | None,
+    client: RegistryClient,
+) -> str:
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        media = json.loads(layout.blob(digest).read_bytes()).get("mediaType")
+        if media in INDEX_TYPES:
+            raise PublishError("skopeo is needed to push a multi-platform image (install skopeo).")
+        client.push_layout(layout, digest)
+        return "modelseal"
+    with _single_image_view(layout, digest) as view, _auth_file(ref.host, credentials) as auth:
+        argv = [
+            skopeo, "copy", "--quiet", "--preserve-digests", "--all", "--retry-times", "3",
+            f"oci:{view}:modelseal", f"docker://{ref.name}@{digest}",
+        ]  # fmt: skip
+        if auth is not None:
+            argv[2:2] = ["--dest-authfile", str(auth)]
+        if ref.is_local:
+            argv[2:2] = ["--dest-tls-verify=false"]
+        try:
+            run_tool(argv, timeout=_SKOPEO_TIMEOUT)
+        except ToolError as e:
+            raise PublishError(
+                f"skopeo could not push {ref.name}@{digest}: {e.diagnostics()} No tag was moved."
+            ) from None
+    return "skopeo"
+
+
+@contextmanager
+def _single_image_view(layout: OciLayout, digest: str) -> Iterator[Path]:
+    """A throwaway layout naming only ``digest`` (ref ``modelseal``), sharing the blobs: the
+    skopeo in Debian 12 cannot select an image of a layout by digest."""
+    with tempfile.TemporaryDirectory(prefix="modelseal-push-") as tmp:
+        view = Path(tmp)
+        (view / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        (view / "blobs").symlink_to(layout.path.resolve() / "blobs")
+        manifest = layout.blob(digest).read_bytes()
+        media = json.loads(manifest).get("mediaType") or OCI_MANIFEST
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": media,
+                    "digest": digest,
+                    "size": len(manifest),
+                    "annotations": {"org.opencontainers.image.ref.name": "modelseal"},
+                }
+            ],
+        }
+        (view / "index.json").write_text(json.dumps(index))
+        yield view
+
+
+@contextmanager
+def _auth_file(host: str, credentials: Credentials | None) -> Iterator[Path | None]:
+    if credentials is None:
+        yield None
+        return
+    fd, name = tempfile.mkstemp(prefix="modelseal-auth-", suffix=".json")
+    try:
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode())
+        with os.fdopen(fd, "w") as f:  # mkstemp: mode 0600
+            json.dump({"auths": {host: {"auth": token.decode()}}}, f)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)

@@ -1,0 +1,184 @@
+"""publish(): sign first, push by digest (skopeo), attach, tag last — against the real
+docker-registry on 127.0.0.1, with a key signer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import require
+
+from modelseal.errors import ConfigError
+from modelseal.oci import OciLayout
+from modelseal.publish.cosign import cosign_tag
+from modelseal.publish.provenance import (
+    LOCAL_BUILDER_ID,
+    ProvenanceInput,
+    provenance_statement,
+    rfc3339,
+    sbom_statement,
+    scan_report_statement,
+)
+from modelseal.publish.publisher import Attestation, ImageRef, PublishError, publish
+from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed, Signer, SigningError
+from modelseal.sign.key import KeySigner, generate_ephemeral_key
+
+
+def _layout(busybox_base: str) -> tuple[OciLayout, str]:
+    path, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
+    return OciLayout(Path(path)), digest
+
+
+def statements(
+    image: str, digest: str, finished_at: str = "2026-11-23T10:00:00Z"
+) -> list[Attestation]:
+    provenance = provenance_statement(
+        ProvenanceInput(
+            image_name=image, manifest_digest=digest, builder_id=LOCAL_BUILDER_ID,
+            invocation_id="urn:uuid:00000000-0000-4000-8000-000000000001",
+            started_on=rfc3339(1700000000), finished_on=rfc3339(1700000060),
+            source_date_epoch=1700000000, dockerfile="Dockerfile",
+            repository="https://github.com/example/seal",
+        )
+    )  # fmt: skip
+    sbom = sbom_statement(image, digest, {"bomFormat": "CycloneDX", "specVersion": "1.6"})
+    report = {
+        "schema_version": 1, "verdict": "PASSED", "exit_code": 0, "finished_at": finished_at,
+        "policy": {"sha256": "ef" * 32}, "gates": [],
+    }  # fmt: skip
+    scan = scan_report_statement(image, digest, report)
+    return [
+        Attestation("provenance", provenance),
+        Attestation("sbom", sbom),
+        Attestation("scan-report", scan),
+    ]
+
+
+@pytest.fixture(scope="module")
+def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return generate_ephemeral_key(tmp_path_factory.mktemp("keys"))
+
+
+def test_image_ref_parsing() -> None:
+    ref = ImageRef.parse("127.0.0.1:5000/seal/app:1.0")
+    assert (ref.host, ref.repository, ref.tag, ref.name, ref.is_local) == (
+        "127.0.0.1:5000", "seal/app", "1.0", "127.0.0.1:5000/seal/app", True,
+    )  # fmt: skip
+    assert ImageRef.parse("ghcr.io/org/model-server").tag is None
+    assert not ImageRef.parse("ghcr.io/org/model-server").is_local
+    with pytest.raises(ConfigError, match="not a digest"):
+        ImageRef.parse("ghcr.io/org/app@sha256:" + "0" * 64)
+    for bad in ("app:1.0", "org/app", "ghcr.io/Org/App", "ghcr.io/org/app:bad tag", ""):
+        with pytest.raises(ConfigError, match="REGISTRY/REPOSITORY"):
+            ImageRef.parse(bad)
+
+
+def test_publish_signs_pushes_attaches_then_tags(
+    registry: str, busybox_base: str, key_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    require(shutil.which("skopeo") is not None, "skopeo")
+    layout, digest = _layout(busybox_base)
+    ref = ImageRef.parse(f"{registry}/seal/published:1.0")
+    result = publish(
+        ref, layout, digest,
+        signer=KeySigner.from_file(key_pair[0]),
+        attestations=statements(ref.name, digest),
+        out_dir=tmp_path, extra_tags=("stable",), created=1700000000,
+    )  # fmt: skip
+    assert result.pushed_with == "skopeo"
+    assert result.reference == f"{ref.name}@{digest}"
+    assert result.tags == ("1.0", "stable")
+    client = RegistryClient(registry, "seal/published")
+    # the digest the gates judged is the digest that ships, under both tags
+    assert client.get_manifest("1.0")[2] == digest
+    assert client.get_manifest("stable")[2] == digest
+    assert client.get_manifest(digest)[1] == layout.blob(digest).read_bytes()
+    # cosign v2 tags and Sigstore bundle referrers (fallback tag on distribution 2.8)
+    assert client.get_manifest(cosign_tag(digest, "sig"))[0]
+    att = json.loads(client.get_manifest(cosign_tag(digest, "att"))[1])
+    assert [layer["annotations"]["predicateType"] for layer in att["layers"]] == [
+        "https://slsa.dev/provenance/v1",
+        "https://cyclonedx.org/bom",
+        "https://modelseal.dev/attestations/scan-report/v1",
+    ]
+    referrers = client.referrers(digest, BUNDLE_MEDIA_TYPE)
+    kinds = sorted(
+        (r["annotations"]["dev.sigstore.bundle.content"], r["annotations"].get("dev.sigstore.bundle.predicateType", ""))
+        for r in referrers
+    )  # fmt: skip
+    assert kinds == [
+        ("dsse-envelope", "https://cyclonedx.org/bom"),
+        ("dsse-envelope", "https://modelseal.dev/attestations/scan-report/v1"),
+        ("dsse-envelope", "https://slsa.dev/provenance/v1"),
+        ("message-signature", ""),
+    ]
+    assert sorted(result.bundles) == ["image", "image-cosign", "provenance", "sbom", "scan-report"]
+    for path in result.bundles.values():
+        bundle = json.loads(path.read_text())
+        assert bundle["mediaType"] == BUNDLE_MEDIA_TYPE
+    # idempotent: a second publish of the same digest succeeds and moves nothing else
+    again = publish(
+        ref, layout, digest, signer=KeySigner.from_file(key_pair[0]),
+        attestations=statements(ref.name, digest), out_dir=tmp_path / "again",
+    )  # fmt: skip
+    assert again.digest == digest
+    assert client.get_manifest("1.0")[2] == digest
+
+
+class _FailOn(RegistryClient):
+    """The real client, except that pushing the manifest ``fail_ref`` fails like a dying
+    registry (5xx after retries)."""
+
+    fail_ref = ""
+
+    def push_manifest(self, ref: str, body: bytes, media_type: str) -> str:
+        if ref == self.fail_ref:
+            raise RegistryError("registry answered 503", method="PUT", path=ref, status=503)
+        return super().push_manifest(ref, body, media_type)
+
+
+def test_registry_failing_mid_publish_moves_no_tag(
+    registry: str, busybox_base: str, key_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    layout, digest = _layout(busybox_base)
+    ref = ImageRef.parse(f"{registry}/seal/halfway:1.0")
+    client = _FailOn(registry, "seal/halfway", retries=0)
+    client.fail_ref = cosign_tag(digest, "att")
+    with pytest.raises(PublishError, match=r"No tag was moved \(1\.0 still point where they did\)"):
+        publish(
+            ref, layout, digest, signer=KeySigner.from_file(key_pair[0]),
+            attestations=statements(ref.name, digest), out_dir=tmp_path, client=client,
+        )  # fmt: skip
+    probe = RegistryClient(registry, "seal/halfway")
+    assert probe.get_manifest(digest)[2] == digest  # the image went up, by digest only
+    with pytest.raises(RegistryError) as e:
+        probe.get_manifest("1.0")
+    assert e.value.status == 404
+
+
+class _Down(Signer):
+    mode = "keyless"
+
+    def sign_message(self, payload: bytes) -> Signed:
+        raise SigningError("Rekor at http://127.0.0.1:9 is unreachable after 3 attempts.")
+
+    def sign_statement(self, statement: Mapping[str, Any]) -> Signed:
+        raise AssertionError("not reached")
+
+
+def test_signing_failure_pushes_nothing(registry: str, busybox_base: str, tmp_path: Path) -> None:
+    layout, digest = _layout(busybox_base)
+    ref = ImageRef.parse(f"{registry}/seal/neverpushed:1.0")
+    with pytest.raises(SigningError, match="unreachable"):
+        publish(
+            ref, layout, digest, signer=_Down(), attestations=statements(ref.name, digest),
+            out_dir=tmp_path,
+        )  # fmt: skip
+    with pytest.raises(RegistryError) as e:
+        RegistryClient(registry, "seal/neverpushed").get_manifest(digest)
+    assert e.value.status == 404
