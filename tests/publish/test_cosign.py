@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +13,6 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.conftest import require
 
 from modelseal.oci import OciLayout
 from modelseal.publish.cosign import (
@@ -204,41 +199,6 @@ def test_keyless_annotations_and_parsing_checks() -> None:
 
 
 # -- interop with the real cosign on a local registry -------------------------------------------
-
-
-@pytest.fixture
-def cosign(tmp_path: Path) -> Iterator[Any]:
-    """Runs cosign 2.5 offline: proxies point nowhere except for the loopback registry, HOME is
-    private, and a trusted root with no authorities stands in for the TUF download."""
-    require(shutil.which("cosign") is not None, "cosign")
-    home = tmp_path / "cosign-home"
-    home.mkdir()
-    trusted_root = home / "trusted_root.json"
-    trusted_root.write_text(
-        json.dumps(
-            {
-                "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-                "tlogs": [], "certificateAuthorities": [], "ctlogs": [], "timestampAuthorities": [],
-            }
-        )
-    )  # fmt: skip
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "COSIGN_PASSWORD": "interop-test-pw",
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["cosign", *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False
-        )  # fmt: skip
-
-    run.home = home  # type: ignore[attr-defined]
-    run.trusted_root = trusted_root  # type: ignore[attr-defined]
-    yield run
 
 
 def _push_image(

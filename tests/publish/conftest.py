@@ -1,0 +1,49 @@
+"""Fixtures for the publish tests: the real cosign 2.5, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import require
+
+
+@pytest.fixture
+def cosign(tmp_path: Path) -> Iterator[Any]:
+    """Runs cosign 2.5 offline: proxies point nowhere except for the loopback registry, HOME is
+    private, and a trusted root with no authorities stands in for the TUF download."""
+    require(shutil.which("cosign") is not None, "cosign")
+    home = tmp_path / "cosign-home"
+    home.mkdir()
+    trusted_root = home / "trusted_root.json"
+    trusted_root.write_text(
+        json.dumps(
+            {
+                "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+                "tlogs": [], "certificateAuthorities": [], "ctlogs": [], "timestampAuthorities": [],
+            }
+        )
+    )  # fmt: skip
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "COSIGN_PASSWORD": "interop-test-pw",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["cosign", *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False
+        )  # fmt: skip
+
+    run.home = home  # type: ignore[attr-defined]
+    run.trusted_root = trusted_root  # type: ignore[attr-defined]
+    yield run
