@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,71 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield host
     except RegistryStartError as e:
         pytest.fail(str(e))
+
+
+# --- a local Sigstore deployment (tests/sigstore_local.py) ---------------------------------
+# Session-wide: OIDC issuer + Fulcio + Rekor v1 on 127.0.0.1, keys made once. The module is
+# imported inside the fixtures so sessions that never sign do not pay for it.
+
+
+@pytest.fixture(scope="session")
+def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The running :class:`tests.sigstore_local.LocalSigstore` (its files already written)."""
+    from tests.sigstore_local import LocalSigstore
+
+    stack = LocalSigstore()
+    stack.write_files(tmp_path_factory.mktemp("sigstore"))
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="session")
+def trust_config_path(sigstore_stack: Any) -> Path:
+    """The stack's ClientTrustConfig JSON (trusted root + signing config v0.2, Rekor v1):
+    what ``--trust-config`` / ``KeylessSigner(load_trust_config(path))`` take."""
+    return Path(sigstore_stack.trust_config_path)
+
+
+@pytest.fixture(scope="session")
+def trusted_root_path(sigstore_stack: Any) -> Path:
+    """The stack's trusted_root.json: ``cosign --trusted-root`` and verify-only trust."""
+    return Path(sigstore_stack.trusted_root_path)
+
+
+@pytest.fixture(scope="session")
+def local_trust(trust_config_path: Path) -> Any:
+    """The stack's trust loaded as a :class:`modelseal.sign.trust.TrustConfig`."""
+    from modelseal.sign.trust import load_trust_config
+
+    return load_trust_config(trust_config_path)
+
+
+@pytest.fixture(scope="session")
+def issuer_url(sigstore_stack: Any) -> str:
+    """The local OIDC issuer URL (what the certificates name as OIDC issuer)."""
+    return str(sigstore_stack.issuer_url)
+
+
+@pytest.fixture
+def oidc_token(sigstore_stack: Any) -> Any:
+    """Factory: ``oidc_token(**claims)`` → an ES256 ID token (aud=sigstore, an e-mail identity
+    ``tests.sigstore_local.DEFAULT_EMAIL`` unless overridden; ``None`` drops a claim)."""
+    return sigstore_stack.token
+
+
+@pytest.fixture
+def rekor_failing(sigstore_stack: Any) -> Iterator[Any]:
+    """Rekor answers HTTP 500 to every POST during the test; ``.calls`` counts the attempts."""
+    with sigstore_stack.rekor.failing(500) as rekor:
+        yield rekor
+
+
+@pytest.fixture
+def github_ambient(sigstore_stack: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A GitHub Actions job with ``id-token: write`` whose token endpoint is the local issuer
+    (GITHUB_ACTIONS, ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN set); returns the claims of its tokens."""
+    for name, value in sigstore_stack.github_env().items():
+        monkeypatch.setenv(name, value)
+    return dict(sigstore_stack.github_claims)

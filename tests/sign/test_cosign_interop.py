@@ -1,0 +1,265 @@
+"""cosign 2.5 and modelseal agree, both ways, on the local Sigstore stack.
+
+* cosign verifies what :class:`KeylessSigner` makes: the v0.3 bundle (``--new-bundle-format
+  --trusted-root``) and the cosign v2 pieces (signature + certificate + Rekor bundle, which is
+  what a ``.sig``/``.att`` layer carries; fed to cosign as its old blob bundle format).
+* modelseal verifies what cosign makes: ``sign-blob``/``attest-blob`` keyless outputs.
+
+No public service is reachable: cosign gets the stack's keys through ``--trusted-root`` or its
+``SIGSTORE_*`` variables, and a dead HTTPS proxy for anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import require
+from tests.sigstore_local import DEFAULT_EMAIL, LocalSigstore
+
+from modelseal.sign.interface import Signed
+from modelseal.sign.keyless import KeylessSigner
+from modelseal.sign.trust import TrustConfig
+from modelseal.sign.verify import (
+    BUNDLE_ANNOTATION,
+    CERTIFICATE_ANNOTATION,
+    SIGNATURE_ANNOTATION,
+    ExpectedSigner,
+    verify_bundle,
+    verify_cosign_attestation,
+    verify_cosign_signature,
+)
+
+BLOB = b"model weights, for cosign\n"
+
+
+@pytest.fixture(scope="module")
+def cosign() -> str:
+    path = shutil.which("cosign")
+    require(path is not None, "cosign")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "blob").write_bytes(BLOB)
+    return tmp_path
+
+
+def run_cosign(
+    cosign: str, args: list[str], stack: LocalSigstore, home: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [cosign, *args],
+        env={**os.environ, **stack.cosign_env(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def slsa_statement() -> dict[str, Any]:
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "blob", "digest": {"sha256": hashlib.sha256(BLOB).hexdigest()}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {"buildDefinition": {"buildType": "https://modelseal.test/build/v1"}},
+    }
+
+
+def old_bundle(signed: Signed, signature_b64: str) -> str:
+    """cosign's pre-v0.3 blob bundle: the same three pieces a .sig/.att layer annotates."""
+    assert signed.certificate_pem is not None
+    return json.dumps(
+        {
+            "base64Signature": signature_b64,
+            "cert": base64.b64encode(signed.certificate_pem.encode()).decode(),
+            "rekorBundle": signed.rekor_bundle,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def signer(sigstore_stack: LocalSigstore, local_trust: TrustConfig) -> KeylessSigner:
+    return KeylessSigner(local_trust, identity_token=sigstore_stack.token())
+
+
+def identity_flags(identity: str, issuer: str) -> list[str]:
+    return ["--certificate-identity", identity, "--certificate-oidc-issuer", issuer]
+
+
+def test_cosign_verifies_our_bundle(
+    cosign: str,
+    signer: KeylessSigner,
+    sigstore_stack: LocalSigstore,
+    trusted_root_path: Path,
+    workdir: Path,
+) -> None:
+    signed = signer.sign_message(BLOB)
+    (workdir / "blob.sigstore.json").write_bytes(signed.bundle_json())
+    args = ["verify-blob", "--bundle", str(workdir / "blob.sigstore.json"), "--new-bundle-format",
+            "--trusted-root", str(trusted_root_path)]  # fmt: skip
+    ok = run_cosign(
+        cosign,
+        [*args, *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob")],
+        sigstore_stack,
+        workdir,
+    )
+    assert ok.returncode == 0, ok.stderr
+    wrong = run_cosign(
+        cosign,
+        [
+            *args,
+            *identity_flags("other@modelseal.test", sigstore_stack.issuer_url),
+            str(workdir / "blob"),
+        ],
+        sigstore_stack,
+        workdir,
+    )
+    assert wrong.returncode != 0
+    assert "other@modelseal.test" in wrong.stderr
+
+
+def test_cosign_verifies_our_attestation_bundle(
+    cosign: str,
+    signer: KeylessSigner,
+    sigstore_stack: LocalSigstore,
+    trusted_root_path: Path,
+    workdir: Path,
+) -> None:
+    signed = signer.sign_statement(slsa_statement())
+    (workdir / "att.sigstore.json").write_bytes(signed.bundle_json())
+    result = run_cosign(
+        cosign,
+        ["verify-blob-attestation", "--bundle", str(workdir / "att.sigstore.json"), "--new-bundle-format",
+         "--trusted-root", str(trusted_root_path), "--type", "slsaprovenance1",
+         *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob")],
+        sigstore_stack, workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_cosign_verifies_our_sig_layer_pieces(
+    cosign: str, signer: KeylessSigner, sigstore_stack: LocalSigstore, workdir: Path
+) -> None:
+    signed = signer.sign_message(BLOB)
+    (workdir / "old.json").write_text(old_bundle(signed, signed.signature_b64))
+    result = run_cosign(
+        cosign,
+        ["verify-blob", "--bundle", str(workdir / "old.json"), "--offline",
+         *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob")],
+        sigstore_stack, workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_cosign_verifies_our_att_layer_pieces(
+    cosign: str, signer: KeylessSigner, sigstore_stack: LocalSigstore, workdir: Path
+) -> None:
+    signed = signer.sign_statement(slsa_statement())
+    assert signed.dsse_envelope is not None
+    # for an attestation the bundle's "signature" is the whole envelope: the .att layer itself
+    (workdir / "old.json").write_text(
+        old_bundle(signed, base64.b64encode(signed.dsse_envelope).decode())
+    )
+    result = run_cosign(
+        cosign,
+        ["verify-blob-attestation", "--bundle", str(workdir / "old.json"), "--offline",
+         "--type", "slsaprovenance1", *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url),
+         str(workdir / "blob")],
+        sigstore_stack, workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def cosign_keyless(
+    cosign: str, sigstore_stack: LocalSigstore, workdir: Path
+) -> Callable[[list[str]], None]:
+    """Run a cosign signing command against the local stack; the token goes by environment."""
+
+    def run(args: list[str]) -> None:
+        result = run_cosign(
+            cosign,
+            [args[0], "--yes", "--fulcio-url", sigstore_stack.fulcio.url, "--rekor-url",
+             sigstore_stack.rekor.url, "--oidc-issuer", sigstore_stack.issuer_url, *args[1:]],
+            sigstore_stack, workdir, SIGSTORE_ID_TOKEN=sigstore_stack.token(),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+    return run
+
+
+def test_we_verify_cosign_sign_blob(
+    cosign_keyless: Callable[[list[str]], None],
+    workdir: Path,
+    local_trust: TrustConfig,
+    issuer_url: str,
+) -> None:
+    cosign_keyless(["sign-blob", "--bundle", str(workdir / "old.json"), str(workdir / "blob")])
+    old = json.loads((workdir / "old.json").read_text())
+    annotations = {
+        SIGNATURE_ANNOTATION: old["base64Signature"],
+        CERTIFICATE_ANNOTATION: base64.b64decode(old["cert"]).decode(),
+        BUNDLE_ANNOTATION: json.dumps(old["rekorBundle"]),
+    }
+    expected = ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
+    verified = verify_cosign_signature(BLOB, annotations, expected)
+    assert (verified.identity, verified.issuer) == (DEFAULT_EMAIL, issuer_url)
+
+
+def test_we_verify_cosign_new_bundle(
+    cosign_keyless: Callable[[list[str]], None],
+    workdir: Path,
+    local_trust: TrustConfig,
+    issuer_url: str,
+) -> None:
+    cosign_keyless(
+        [
+            "sign-blob",
+            "--new-bundle-format",
+            "--bundle",
+            str(workdir / "b.json"),
+            str(workdir / "blob"),
+        ]
+    )
+    expected = ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
+    verified = verify_bundle((workdir / "b.json").read_bytes(), payload=BLOB, expected=expected)
+    assert verified.identity == DEFAULT_EMAIL
+
+
+def test_we_verify_cosign_attest_blob(
+    cosign_keyless: Callable[[list[str]], None],
+    workdir: Path,
+    local_trust: TrustConfig,
+    issuer_url: str,
+) -> None:
+    predicate = {
+        "buildDefinition": {"buildType": "https://modelseal.test/cosign", "externalParameters": {}},
+        "runDetails": {"builder": {"id": "https://modelseal.test/builder"}},
+    }
+    (workdir / "predicate.json").write_text(json.dumps(predicate))
+    cosign_keyless(["attest-blob", "--predicate", str(workdir / "predicate.json"), "--type", "slsaprovenance1",
+                    "--bundle", str(workdir / "att.json"), str(workdir / "blob")])  # fmt: skip
+    old = json.loads((workdir / "att.json").read_text())
+    envelope = base64.b64decode(old["base64Signature"])  # what cosign logged = its .att layer
+    annotations = {
+        SIGNATURE_ANNOTATION: "",
+        CERTIFICATE_ANNOTATION: base64.b64decode(old["cert"]).decode(),
+        BUNDLE_ANNOTATION: json.dumps(old["rekorBundle"]),
+    }
+    expected = ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
+    verified = verify_cosign_attestation(envelope, annotations, expected)
+    st = verified.statement
+    assert st is not None
+    assert st["subject"][0]["digest"]["sha256"] == hashlib.sha256(BLOB).hexdigest()
