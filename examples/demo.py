@@ -4,8 +4,13 @@
 1. a Docker engine: the one DOCKER_HOST points at if it answers, else a private dockerd that
    this script starts (containerd image store, no network) and stops again at the end;
 2. the example's base image, built locally from Debian packages into an OCI layout (no registry);
-3. `modelseal run` on examples/app under examples/modelseal.yml;
-4. where every output is.
+3. a Trivy DB snapshot and an OSV service generated locally from real advisories;
+4. a local OCI registry on 127.0.0.1 and an ephemeral ECDSA P-256 signing key (inside GitHub
+   Actions, where an OIDC identity exists, the signing is keyless Sigstore instead);
+5. `modelseal run` on examples/app under examples/modelseal.yml, publishing to that registry
+   (push by digest, signature, SLSA provenance + SBOM + scan-report attestations, then the tag);
+6. `modelseal verify` on the published image, as a deployer would;
+7. where every output is.
 """
 
 from __future__ import annotations
@@ -87,16 +92,56 @@ def main() -> int:
         threading.Thread(target=osv.serve_forever, daemon=True).start()
         print("serving http://127.0.0.1:8765")
 
-        say("modelseal run examples/app --policy examples/modelseal.yml")
-        code = subprocess.run(
-            [
-                sys.executable, "-m", "modelseal", "run", str(HERE / "app"),
-                "--policy", str(HERE / "modelseal.yml"),
-                "--build-context", f"base={base_ref}",
-                "--out-dir", str(OUT / "seal"),
-            ],
-            check=False, cwd=REPO,
-        ).returncode  # fmt: skip
+        say("Local OCI registry (Debian's docker-registry on 127.0.0.1) and a signing key")
+        from contextlib import ExitStack
+
+        from examples.offline.registry import RegistryStartError, local_registry
+
+        from modelseal.sign.key import generate_ephemeral_key
+
+        stack = ExitStack()
+        try:
+            host = stack.enter_context(local_registry(OUT / "registry"))
+        except RegistryStartError as e:
+            print(f"modelseal demo: {e}", file=sys.stderr)
+            return 3
+        image = f"{host}/seal/example"
+        keyless = os.environ.get("GITHUB_ACTIONS") == "true" and bool(
+            os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
+        )
+        sign = ["--sign", "keyless"] if keyless else []
+        public = None
+        if not keyless:
+            private, public = generate_ephemeral_key(OUT / "keys")
+            sign = ["--sign", "key", "--key", str(private)]
+            print(f"registry {host}; ephemeral key {private.relative_to(REPO)} (0600)")
+        with stack:
+            say(f"modelseal run examples/app --push {image}:demo")
+            code = subprocess.run(
+                [
+                    sys.executable, "-m", "modelseal", "run", str(HERE / "app"),
+                    "--policy", str(HERE / "modelseal.yml"),
+                    "--build-context", f"base={base_ref}",
+                    "--out-dir", str(OUT / "seal"),
+                    "--push", f"{image}:demo", *sign,
+                ],
+                check=False, cwd=REPO,
+            ).returncode  # fmt: skip
+            if code == 0:
+                say(f"modelseal verify {image}:demo")
+                who = (
+                    ["--key", str(public)]
+                    if public is not None
+                    else [
+                        "--certificate-oidc-issuer", "https://token.actions.githubusercontent.com",
+                        "--certificate-identity-regexp", "^https://github.com/.*$",
+                    ]
+                )  # fmt: skip
+                code = subprocess.run(
+                    [sys.executable, "-m", "modelseal", "verify", f"{image}:demo", *who],
+                    check=False,
+                    cwd=REPO,
+                ).returncode
 
         say("Where everything is")
         for label, rel in (
@@ -107,6 +152,9 @@ def main() -> int:
             ("job summary (Markdown)", "seal/summary.md"),
             ("SARIF", "seal/modelseal.sarif"),
             ("build log", "seal/build.log"),
+            ("SLSA provenance", "seal/provenance.intoto.json"),
+            ("signature bundles", "seal/bundles"),
+            ("publish record", "seal/publish.json"),
         ):
             path = OUT / rel
             mark = "" if path.exists() else "  (not written)"

@@ -8,9 +8,9 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelseal import __version__
 from modelseal.errors import ConfigError, Error, ExitCode
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from modelseal.judge import Verdict
+    from modelseal.pipeline import PipelineResult
     from modelseal.policy import LoadedPolicy
+    from modelseal.publish.run import SignOptions
+    from modelseal.sign.interface import Signer
 
 DEFAULT_POLICY = Path("modelseal.yml")
 
@@ -37,11 +40,30 @@ exit codes:
 """
 
 
+VERIFY_EPILOG = """\
+exit codes:
+  0  verified: every check passed
+  1  not verified: a check failed (each failed check says why)
+  2  usage error (no expected signer, bad reference, invalid policy)
+  3  the registry could not be read
+  4  internal error (a bug; rerun with -v for the traceback)
+"""
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not eq or not key:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return key, value
+
+
+def _image_ref(text: str) -> object:
+    from modelseal.publish.publisher import ImageRef
+
+    try:
+        return ImageRef.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _epoch(text: str) -> int:
@@ -110,6 +132,27 @@ def _parser() -> argparse.ArgumentParser:
         "--gate", action="append", default=[], metavar="NAME",
         help=f"run only this gate (repeatable; default: all): {', '.join(GATES)}",
     )  # fmt: skip
+    pub = run.add_argument_group(
+        "publish (only after a passing verdict; tags move last, after every signature)"
+    )
+    pub.add_argument(
+        "--push", metavar="IMAGE", type=_image_ref,
+        help="push the image by digest to REGISTRY/REPOSITORY[:TAG], sign it, attach the "
+        "provenance, SBOM and scan-report attestations, then move the tag(s)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--sign", choices=("keyless", "key", "none"), default=None,
+        help="signing mode (default: the policy's sign.mode, keyless unless set)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--key", type=Path, metavar="FILE",
+        help="ECDSA P-256 PEM private key for --sign key (password in MODELSEAL_KEY_PASSWORD)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--trust-config", type=Path, metavar="FILE",
+        help="Sigstore ClientTrustConfig JSON for a private Sigstore (default: the policy's "
+        "sign.trust_config, else the public instance)",
+    )  # fmt: skip
     sub.add_parser(
         "build", parents=[common, build_opts], formatter_class=fmt, epilog=EPILOG,
         help="only the reproducible build gate",
@@ -129,6 +172,33 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--out-dir", type=Path, default=None, metavar="DIR",
         help="write the re-judged reports here (default: print the table only)",
     )  # fmt: skip
+
+    vf = sub.add_parser(
+        "verify", parents=[common], formatter_class=fmt, epilog=VERIFY_EPILOG,
+        help="check a published image before deploying it",
+        description="Verify IMAGE in its registry: a signature by the expected signer, SLSA "
+        "provenance (builder, source repository), an SBOM attestation, and a passing, recent "
+        "scan-report attestation — all bound to the image's digest. With --policy, the "
+        "attested scan evidence is judged again under that policy. The expected signer comes "
+        "from the flags, else from the policy's verify section.",
+    )  # fmt: skip
+    vf.add_argument("image", metavar="IMAGE", help="REGISTRY/REPOSITORY[:TAG][@sha256:…]")
+    who = vf.add_argument_group("expected signer (one of: a key, or an identity and issuer)")
+    who.add_argument("--key", type=Path, metavar="FILE", help="PEM public key (key signing)")
+    who.add_argument("--certificate-identity", metavar="ID",
+                     help="exact signer identity (keyless), e.g. a workflow ref URI")  # fmt: skip
+    who.add_argument("--certificate-identity-regexp", metavar="RE",
+                     help="signer identity regexp, anchored with ^…$")  # fmt: skip
+    who.add_argument("--certificate-oidc-issuer", metavar="URL",
+                     help="OIDC issuer, e.g. https://token.actions.githubusercontent.com")  # fmt: skip
+    who.add_argument("--trust-config", type=Path, metavar="FILE",
+                     help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore)")  # fmt: skip
+    vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
+    vf.add_argument("--source-repository", metavar="URL",
+                    help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
+    vf.add_argument("--max-scan-age-days", type=int, metavar="N",
+                    help="the scan-report attestation may be at most N days old (default 30)")  # fmt: skip
+    vf.add_argument("--format", choices=("text", "json"), default="text")
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
@@ -197,6 +267,15 @@ def _parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         if name == "stop":
             e.add_argument("--remove", action="store_true", help="also delete DIR")
+
+    act = sub.add_parser(
+        "action", formatter_class=fmt, epilog=EPILOG,
+        help="what action.yml runs: inputs from MODELSEAL_* environment variables",
+        description="The GitHub Action's entry point: read the inputs from MODELSEAL_* "
+        "environment variables, run (and publish), then write GITHUB_OUTPUT, the job summary "
+        "and annotations. Exits with the run's code. See action.yml.",
+    )  # fmt: skip
+    act.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -260,6 +339,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _run(args, gates, _console())
     if args.command == "judge":
         return _judge(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "policy":
         from modelseal.policy import load_policy
         from modelseal.policy.schema import schema_text
@@ -276,6 +357,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _models(args)
     if args.command == "engine" and args.engine_command:
         return _engine(args)
+    if args.command == "action":
+        from modelseal.action import run_action
+
+        return run_action(os.environ)
     parser.print_help(sys.stderr)
     return int(ExitCode.USAGE)
 
@@ -302,6 +387,14 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
     context: Path = args.context
     if not context.is_dir():
         raise ConfigError(f"build context {context} is not a directory.")
+    signer = None
+    if getattr(args, "push", None) is not None:
+        from modelseal.publish.run import make_signer
+
+        if gates and "build" not in gates:
+            raise ConfigError("--push needs the build gate (drop --gate, or add --gate build).")
+        # Before the build: a missing key or trust config must not cost a whole run.
+        signer = make_signer(_sign_options(args, policy))
     options = RunOptions(
         context=context,
         dockerfile=args.dockerfile,
@@ -335,7 +428,62 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
     )
     paths = write_reports(report, args.out_dir.resolve())
     _print_outcome(verdict, paths)
-    return int(verdict.exit_code)
+    if getattr(args, "push", None) is None:
+        return int(verdict.exit_code)
+    if verdict.exit_code != 0:
+        console.print(f"modelseal: not published: the verdict is {verdict.status.value}.")
+        return int(verdict.exit_code)
+    return _publish(args, policy, signer, result, paths["json"], console)
+
+
+def _sign_options(args: argparse.Namespace, policy: LoadedPolicy) -> SignOptions:
+    from modelseal.publish.run import SignOptions
+
+    trust = args.trust_config
+    if trust is None and policy.policy.sign.trust_config is not None:
+        trust = Path(policy.source).parent / policy.policy.sign.trust_config
+    return SignOptions(
+        mode=args.sign or policy.policy.sign.mode,
+        key_file=args.key,
+        trust_config=trust,
+        attempts=policy.policy.sign.attempts,
+    )
+
+
+def _publish(
+    args: argparse.Namespace,
+    policy: LoadedPolicy,
+    signer: Signer | None,
+    result: PipelineResult,
+    report_path: Path,
+    console: Console,
+) -> int:
+    from modelseal.publish.run import publish_run
+
+    mode = signer.mode if signer is not None else "none (unsigned)"
+    console.print(f"modelseal: publishing {args.push.name} (signing: {mode}) …")
+    published = publish_run(
+        {r.gate: r for r in result.results},
+        report_path,
+        ref=args.push,
+        signer=signer,
+        out_dir=args.out_dir.resolve(),
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        build_args=dict(args.build_arg),
+        policy_path=policy.source,
+        policy_sha256=policy.sha256,
+        extra_tags=tuple(policy.policy.publish.tags),
+        attestations=tuple(policy.policy.publish.attestations),
+        repo_dir=args.context.resolve(),
+    )
+    print(f"published {published.reference}")
+    for tag in published.tags:
+        print(f"  tag       {published.image}:{tag}")
+    for name, path in sorted(published.bundles.items()):
+        print(f"  bundle    {name}: {path}")
+    print(f"  details   {args.out_dir.resolve() / 'publish.json'}")
+    return 0
 
 
 def _print_outcome(verdict: Verdict, paths: dict[str, Path]) -> None:
@@ -375,6 +523,75 @@ def _judge(args: argparse.Namespace) -> int:
         paths = write_reports(report, args.out_dir.resolve())
     _print_outcome(verdict, paths)
     return int(verdict.exit_code)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from modelseal.publish.verify_image import VerifyOptions, verify_image
+    from modelseal.sign.verify import ExpectedSigner
+
+    policy = _load_policy(args)
+    pv = policy.policy.verify
+    base = Path(policy.source).parent if policy.source != "<defaults>" else Path(".")
+    key = args.key or (base / pv.public_key if pv.public_key else None)
+    identity = args.certificate_identity
+    regexp = args.certificate_identity_regexp
+    if identity is None and regexp is None:
+        identity, regexp = pv.identity, pv.identity_regexp
+    issuer = args.certificate_oidc_issuer or pv.issuer
+    if regexp is not None and not (regexp.startswith("^") and regexp.endswith("$")):
+        raise ConfigError(
+            f"--certificate-identity-regexp {regexp!r} must be anchored (^…$): an unanchored "
+            "pattern also matches identities it was not meant for."
+        )
+    if key is None and (issuer is None or (identity is None and regexp is None)):
+        raise ConfigError(
+            "verify needs an expected signer: --key PUB.pem, or --certificate-oidc-issuer with "
+            "--certificate-identity or --certificate-identity-regexp (or the policy's verify "
+            "section)."
+        )
+    if key is not None:
+        try:
+            key_pem = key.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read public key {key}: {e.strerror}.") from None
+        expected = ExpectedSigner(public_key_pem=key_pem)
+    else:
+        expected = ExpectedSigner(
+            issuer=issuer, identity=identity, identity_regexp=regexp,
+            trust_config=args.trust_config,
+        )  # fmt: skip
+    rejudge = None
+    if args.policy is not None:
+        rejudge = _rejudger(policy)
+    options = VerifyOptions(
+        expected=expected,
+        builder_id=args.builder_id or pv.builder_id,
+        source_repository=args.source_repository or pv.source_repository,
+        max_scan_age_days=(
+            args.max_scan_age_days if args.max_scan_age_days is not None else pv.max_scan_age_days
+        ),
+        rejudge=rejudge,
+    )
+    result = verify_image(args.image, options)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(f"{result.image}@{result.digest}")
+        for c in result.checks:
+            print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {c.detail}")
+        print("verified" if result.ok else "NOT verified")
+    return int(ExitCode.PASSED if result.ok else ExitCode.BREACHED)
+
+
+def _rejudger(policy: LoadedPolicy) -> Callable[[Mapping[str, Any]], tuple[bool, str]]:
+    from modelseal.judge import judge
+    from modelseal.reports.json_report import results_from_data
+
+    def rejudge(report: Mapping[str, Any]) -> tuple[bool, str]:
+        verdict = judge(results_from_data(dict(report), "the attested scan report"), policy.policy)
+        return verdict.exit_code == 0, f"{verdict.status.value} under {policy.source}"
+
+    return rejudge
 
 
 def _models(args: argparse.Namespace) -> int:

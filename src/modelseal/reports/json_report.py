@@ -65,9 +65,7 @@ def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:
 def results_from_data(data: Any, source: str) -> list[GateResult]:
     """The gate results of a report object (``source`` names it in errors)."""
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(
-            f"{source} is not a modelseal report of schema_version {SCHEMA_VERSION}."
-        )
+        raise ConfigError(f"{source} is not a modelseal report of schema_version {SCHEMA_VERSION}.")
     results = []
     try:
         for g in data["gates"]:

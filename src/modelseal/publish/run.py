@@ -1,0 +1,199 @@
+"""From a passing run to a published image: the statements a run attests, and the signer.
+
+Reads the gates' evidence (build facts and layout, the SBOM, the models record, the written
+report), builds the SLSA provenance, SBOM and scan-report statements, and hands them to
+:func:`modelseal.publish.publisher.publish`. ``provenance.intoto.json`` and ``publish.json``
+are written next to the other reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from modelseal.errors import ConfigError, GateError
+from modelseal.findings import GateResult
+from modelseal.oci import OciLayout
+from modelseal.publish.provenance import (
+    BaseImage,
+    Byproduct,
+    ModelFile,
+    provenance_input_from_env,
+    provenance_statement,
+    rfc3339,
+    sbom_statement,
+    scan_report_statement,
+)
+from modelseal.publish.publisher import (
+    Attestation,
+    ImageRef,
+    PublishResult,
+    publish,
+    registry_credentials,
+)
+from modelseal.sign.interface import Signer
+
+SignMode = Literal["keyless", "key", "none"]
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    """How to sign: the mode, and what that mode needs (secrets stay in files and env)."""
+
+    mode: SignMode
+    key_file: Path | None = None
+    trust_config: Path | None = None
+    attempts: int = 3
+    identity_token: str | None = None
+
+
+def make_signer(options: SignOptions) -> Signer | None:
+    """The signer for ``options.mode`` (None for ``none``)."""
+    if options.mode == "none":
+        return None
+    if options.mode == "key":
+        if options.key_file is None:
+            raise ConfigError(
+                "sign mode is key but no key was given: pass --key FILE (an ECDSA P-256 PEM "
+                "private key; its password, if any, in MODELSEAL_KEY_PASSWORD)."
+            )
+        from modelseal.sign.key import KeySigner
+
+        return KeySigner.from_file(options.key_file)
+    from modelseal.sign.keyless import KeylessSigner
+    from modelseal.sign.trust import load_trust_config
+
+    return KeylessSigner(
+        load_trust_config(options.trust_config),
+        identity_token=options.identity_token,
+        attempts=options.attempts,
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _bases(facts: Mapping[str, str]) -> list[BaseImage]:
+    out = []
+    for key in sorted(k for k in facts if k.startswith("base.")):
+        ref, _, digest = facts[key].rpartition(" ")
+        if digest.startswith("sha256:"):
+            out.append(BaseImage(ref, digest))
+    return out
+
+
+def _models(models: GateResult | None) -> list[ModelFile]:
+    path = models.artifacts.get("models_json") if models else None
+    if path is None or not Path(path).is_file():
+        return []
+    data = json.loads(Path(path).read_text())
+    out = []
+    for rec in data.get("models", []):
+        source = rec.get("source") or {}
+        out.append(
+            ModelFile(
+                path=str(rec["path"]),
+                sha256=str(rec["sha256"]),
+                size=int(rec["size"]),
+                format=str(rec.get("format") or "unknown"),
+                source_uri=source.get("uri"),
+                source_revision=source.get("revision"),
+            )
+        )
+    return out
+
+
+def publish_run(
+    results: Mapping[str, GateResult],
+    report_path: Path,
+    *,
+    ref: ImageRef,
+    signer: Signer | None,
+    out_dir: Path,
+    started_at: float,
+    finished_at: float,
+    build_args: Mapping[str, str],
+    policy_path: str,
+    policy_sha256: str,
+    extra_tags: tuple[str, ...] = (),
+    attestations: tuple[str, ...] = ("provenance", "sbom", "scan-report"),
+    repo_dir: Path | None = None,
+) -> PublishResult:
+    """Attest, sign and publish the image a passing run built."""
+    build = results.get("build")
+    if build is None or "oci_layout" not in build.artifacts or "image.digest" not in build.facts:
+        raise GateError("nothing to publish: the build gate did not produce an image.")
+    layout = OciLayout(Path(build.artifacts["oci_layout"]))
+    digest = build.facts["image.digest"]
+    facts = build.facts
+    sbom_result = results.get("sbom")
+    sbom_path = sbom_result.artifacts.get("sbom") if sbom_result else None
+
+    byproducts = [
+        Byproduct("report.json", "sha256:" + _sha256_file(report_path), "application/json")
+    ]
+    if sbom_path is not None:
+        byproducts.append(
+            Byproduct(
+                Path(sbom_path).name,
+                "sha256:" + _sha256_file(Path(sbom_path)),
+                "application/vnd.cyclonedx+json",
+            )
+        )
+    provenance = provenance_statement(
+        provenance_input_from_env(
+            ref.name,
+            digest,
+            dockerfile=facts.get("dockerfile", "Dockerfile"),
+            source_date_epoch=int(facts.get("source_date_epoch", "0")),
+            started_on=rfc3339(started_at),
+            finished_on=rfc3339(finished_at),
+            build_args=dict(build_args),
+            policy_path=policy_path,
+            policy_sha256=policy_sha256 if len(policy_sha256) == 64 else None,
+            buildx_version=facts.get("buildx.version"),
+            buildkit_version=facts.get("buildkit.version"),
+            base_images=_bases(facts),
+            models=_models(results.get("models")),
+            byproducts=byproducts,
+            repo_dir=repo_dir,
+        )
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "provenance.intoto.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    statements: dict[str, Mapping[str, Any]] = {"provenance": provenance}
+    if "sbom" in attestations:
+        if sbom_path is None:
+            raise GateError("the SBOM attestation is asked for but the sbom gate wrote none.")
+        statements["sbom"] = sbom_statement(
+            ref.name, digest, json.loads(Path(sbom_path).read_text())
+        )
+    if "scan-report" in attestations:
+        statements["scan-report"] = scan_report_statement(
+            ref.name, digest, json.loads(report_path.read_text())
+        )
+    chosen = [Attestation(n, s) for n, s in statements.items() if n in attestations]
+    result = publish(
+        ref,
+        layout,
+        digest,
+        signer=signer,
+        attestations=chosen,
+        out_dir=out_dir,
+        extra_tags=extra_tags,
+        created=int(facts["source_date_epoch"]) if "source_date_epoch" in facts else None,
+        credentials=registry_credentials(ref.host),
+    )
+    data = result.to_json()
+    data["provenance"] = str(out_dir / "provenance.intoto.json")
+    (out_dir / "publish.json").write_text(json.dumps(data, indent=2) + "\n")
+    return result

@@ -1,0 +1,314 @@
+"""``modelseal verify IMAGE``: what a deployer checks before running an image.
+
+One command instead of cosign + slsa-verifier + scripts. For the image's manifest digest:
+
+* **signature** — at least one image signature by the expected signer: a Sigstore bundle
+  referrer signing the manifest itself, or a cosign v2 ``.sig`` whose simple-signing payload
+  names the digest;
+* **provenance** — a SLSA v1 provenance attestation by the expected signer whose subject is
+  the digest, with the expected builder id and source repository (when asked for);
+* **sbom** — a CycloneDX SBOM attestation by the expected signer;
+* **scan-report** — modelseal's scan-report attestation: verdict PASSED, not older than
+  ``max_scan_age_days``, and (when a policy is given) still PASSED when its evidence is judged
+  again under that policy.
+
+Attestations are read from both Sigstore bundle referrers and cosign ``.att``; a statement only
+counts when its signature verifies. Signatures by anyone else are ignored, not trusted.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelseal.errors import ConfigError, Error, GateError
+from modelseal.publish.cosign import (
+    BUNDLE_CONTENT_ANNOTATION,
+    CosignFormatError,
+    cosign_tag,
+    parse_att_manifest,
+    parse_sig_manifest,
+    parse_simple_signing_payload,
+)
+from modelseal.publish.provenance import (
+    CYCLONEDX_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+    SLSA_PROVENANCE_V1,
+)
+from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
+from modelseal.sign.verify import (
+    ExpectedSigner,
+    verify_bundle,
+    verify_cosign_attestation,
+    verify_cosign_signature,
+)
+
+_REF = re.compile(
+    r"^(?P<name>(?P<host>[^/]+)/(?P<repo>[a-z0-9._/-]+?))"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What the image must satisfy."""
+
+    expected: ExpectedSigner
+    builder_id: str | None = None
+    source_repository: str | None = None
+    max_scan_age_days: int = 30
+    rejudge: Callable[[Mapping[str, Any]], tuple[bool, str]] | None = None
+    """Judges a scan report's evidence again: ``(passed, verdict text)``."""
+    now: float | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One requirement and whether the image met it."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Every check, in order; the image is verified only when all are ok."""
+
+    image: str
+    digest: str
+    checks: tuple[Check, ...]
+    signer: str | None = None
+    statements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON summary (``--format json``)."""
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "verified": self.ok,
+            "signer": self.signer,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+        }
+
+
+def parse_image(text: str) -> tuple[str, str, str, str | None, str | None]:
+    """``(name, host, repository, tag, digest)`` of ``HOST/REPO[:TAG][@sha256:…]``."""
+    m = _REF.match(text)
+    if m is None or ("." not in m["host"] and ":" not in m["host"] and m["host"] != "localhost"):
+        raise ConfigError(
+            f"{text!r} is not an image reference: expected REGISTRY/REPOSITORY[:TAG][@sha256:…], "
+            "e.g. ghcr.io/org/app@sha256:… (a digest pins exactly what you deploy)."
+        )
+    return m["name"], m["host"], m["repo"], m["tag"], m["digest"]
+
+
+def verify_image(
+    text: str,
+    options: VerifyOptions,
+    client_factory: Callable[[str, str], RegistryClient] | None = None,
+) -> VerifyResult:
+    """Run every check on the image ``text`` names; registry failures raise GateError."""
+    name, host, repo, tag, pinned = parse_image(text)
+    client = (client_factory or _client)(host, repo)
+    try:
+        _, body, digest = client.get_manifest(pinned or tag or "latest")
+    except RegistryError as e:
+        raise GateError(f"cannot read {text}: {e.diagnostics()}") from None
+    if "sha256:" + hashlib.sha256(body).hexdigest() != digest or (pinned and digest != pinned):
+        raise VerificationError(
+            f"{text}: the registry's manifest does not match {pinned or digest} (tampered or "
+            "wrong registry answer)."
+        )
+    signers: list[str] = []
+    problems: list[str] = []
+    image_signed = False
+    statements: dict[str, list[Mapping[str, Any]]] = {}
+
+    def note(where: str, e: Error) -> None:
+        problems.append(f"{where}: {e.diagnostics()}")
+
+    # Sigstore bundle referrers: the image signature and attestations
+    for desc in _referrers(client, digest, problems):
+        where = f"referrer {desc.get('digest')}"
+        try:
+            _, rbody, _ = client.get_manifest(str(desc["digest"]))
+            manifest = json.loads(rbody)
+            layer = manifest["layers"][0]
+            bundle = client.get_blob(str(layer["digest"]))
+            content = (manifest.get("annotations") or {}).get(BUNDLE_CONTENT_ANNOTATION)
+            if content == "message-signature":
+                verified = verify_bundle(bundle, payload=body, expected=options.expected)
+                image_signed = True
+            else:
+                verified = verify_bundle(bundle, payload=None, expected=options.expected)
+                _collect(verified.statement, digest, statements)
+            signers.append(_who(verified))
+        except (Error, KeyError, IndexError, TypeError, ValueError) as e:
+            note(where, e if isinstance(e, Error) else CosignFormatError(f"malformed ({e})"))
+
+    # cosign v2 .sig / .att
+    for kind in ("sig", "att"):
+        try:
+            _, sbody, _ = client.get_manifest(cosign_tag(digest, kind))
+        except RegistryError as e:
+            if e.status != 404:
+                note(f"cosign .{kind}", e)
+            continue
+        try:
+            if kind == "sig":
+                for layer in parse_sig_manifest(sbody, client.get_blob):
+                    try:
+                        _, named = parse_simple_signing_payload(layer.content)
+                        if named != digest:
+                            raise VerificationError(f"the payload names {named}, not {digest}")
+                        verified = verify_cosign_signature(
+                            layer.content, layer.annotations, options.expected
+                        )
+                        image_signed = True
+                        signers.append(_who(verified))
+                    except Error as e:
+                        note("cosign .sig layer", e)
+            else:
+                for layer in parse_att_manifest(sbody, client.get_blob):
+                    try:
+                        verified = verify_cosign_attestation(
+                            layer.content, layer.annotations, options.expected
+                        )
+                        _collect(verified.statement, digest, statements)
+                        signers.append(_who(verified))
+                    except Error as e:
+                        note("cosign .att layer", e)
+        except Error as e:
+            note(f"cosign .{kind}", e)
+
+    why = f" ({'; '.join(problems[:3])})" if problems else ""
+    checks = [
+        Check(
+            "signature",
+            image_signed,
+            f"signed by {signers[0]}" if image_signed and signers else f"no valid signature{why}",
+        ),
+        _provenance_check(statements.get(SLSA_PROVENANCE_V1, []), options, why),
+        Check(
+            "sbom",
+            bool(statements.get(CYCLONEDX_PREDICATE)),
+            "CycloneDX SBOM attested"
+            if statements.get(CYCLONEDX_PREDICATE)
+            else f"no SBOM attestation by the expected signer{why}",
+        ),
+        _scan_check(statements.get(SCAN_REPORT_PREDICATE, []), options, why),
+    ]
+    return VerifyResult(
+        image=name,
+        digest=digest,
+        checks=tuple(checks),
+        signer=signers[0] if signers else None,
+        statements={k: v[0] for k, v in statements.items() if v},
+    )
+
+
+def _client(host: str, repo: str) -> RegistryClient:
+    from modelseal.publish.publisher import registry_credentials
+
+    return RegistryClient(host, repo, auth=registry_credentials(host))
+
+
+def _referrers(client: RegistryClient, digest: str, problems: list[str]) -> list[dict[str, Any]]:
+    try:
+        return client.referrers(digest, BUNDLE_MEDIA_TYPE)
+    except RegistryError as e:
+        problems.append(f"referrers: {e.diagnostics()}")
+        return []
+
+
+def _who(verified: Any) -> str:
+    identity = getattr(verified, "identity", None)
+    issuer = getattr(verified, "issuer", None)
+    if identity:
+        return f"{identity} (issuer {issuer})" if issuer else str(identity)
+    return "the expected key"
+
+
+def _collect(
+    statement: Mapping[str, Any] | None, digest: str, out: dict[str, list[Mapping[str, Any]]]
+) -> None:
+    if not isinstance(statement, Mapping):
+        raise VerificationError("the envelope carries no in-toto statement.")
+    subjects = statement.get("subject") or []
+    want = digest.removeprefix("sha256:")
+    if not any(
+        isinstance(s, Mapping) and (s.get("digest") or {}).get("sha256") == want for s in subjects
+    ):
+        raise VerificationError(f"the statement's subject is not {digest}.")
+    out.setdefault(str(statement.get("predicateType")), []).append(statement)
+
+
+def _provenance_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str) -> Check:
+    if not found:
+        return Check("provenance", False, f"no SLSA v1 provenance by the expected signer{why}")
+    problems = []
+    for st in found:
+        pred = st.get("predicate") or {}
+        builder = ((pred.get("runDetails") or {}).get("builder") or {}).get("id")
+        source = (
+            ((pred.get("buildDefinition") or {}).get("externalParameters") or {}).get("source")
+            or {}
+        ).get("repository")
+        if options.builder_id is not None and builder != options.builder_id:
+            problems.append(f"builder {builder!r} is not {options.builder_id!r}")
+            continue
+        if options.source_repository is not None and (
+            str(source or "").rstrip("/") != options.source_repository.rstrip("/")
+        ):
+            problems.append(f"source repository {source!r} is not {options.source_repository!r}")
+            continue
+        return Check("provenance", True, f"SLSA v1, builder {builder}, source {source}")
+    return Check("provenance", False, "; ".join(problems))
+
+
+def _scan_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str) -> Check:
+    if not found:
+        return Check(
+            "scan-report", False, f"no scan-report attestation by the expected signer{why}"
+        )
+    now = options.now if options.now is not None else time.time()
+    problems = []
+    for st in found:
+        pred = st.get("predicate") or {}
+        if pred.get("verdict") != "PASSED":
+            problems.append(f"verdict {pred.get('verdict')}")
+            continue
+        try:
+            finished = calendar.timegm(
+                time.strptime(str(pred["finished_at"]), "%Y-%m-%dT%H:%M:%SZ")
+            )
+        except (KeyError, ValueError):
+            problems.append("no readable finished_at")
+            continue
+        age_days = (now - finished) / 86400
+        if age_days > options.max_scan_age_days:
+            problems.append(
+                f"scanned {age_days:.1f} days ago, more than {options.max_scan_age_days}"
+            )
+            continue
+        if options.rejudge is not None:
+            passed, text = options.rejudge(pred.get("report") or {})
+            if not passed:
+                problems.append(f"judged again under the given policy: {text}")
+                continue
+            return Check("scan-report", True, f"PASSED, {age_days:.1f} days old; {text}")
+        return Check("scan-report", True, f"PASSED, {age_days:.1f} days old")
+    return Check("scan-report", False, "; ".join(problems))

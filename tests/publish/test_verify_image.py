@@ -1,0 +1,306 @@
+"""`modelseal verify` on images in a real registry: published keyless against the local test
+Sigstore (Fulcio/Rekor/OIDC from tests/sigstore_local.py), checked by us and by cosign 2.5,
+and images signed by cosign checked by us. Negative cases: wrong identity, a tag moved to an
+unsigned image, a tampered manifest, a missing attestation, a stale scan, Rekor down."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.conftest import build_layout, require
+from tests.publish.test_publisher import statements
+from tests.sigstore_local import DEFAULT_EMAIL
+
+from modelseal.errors import ConfigError
+from modelseal.oci import OciLayout
+from modelseal.publish.publisher import ImageRef, publish
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.verify_image import VerifyOptions, verify_image
+from modelseal.sign.interface import SigningError, VerificationError
+from modelseal.sign.key import KeySigner, generate_ephemeral_key
+from modelseal.sign.keyless import KeylessSigner
+from modelseal.sign.verify import ExpectedSigner
+
+FINISHED = "2026-11-23T10:00:00Z"
+NOW = calendar.timegm(time.strptime(FINISHED, "%Y-%m-%dT%H:%M:%SZ")) + 3600
+
+
+def _layout(busybox_base: str) -> tuple[OciLayout, str]:
+    path, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
+    return OciLayout(Path(path)), digest
+
+
+@pytest.fixture(scope="module")
+def published(
+    registry: str,
+    busybox_base: str,
+    local_trust: Any,
+    sigstore_stack: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[str, str]:
+    """busybox published keyless to REGISTRY/seal/keyless:1.0; yields (ref, digest)."""
+    layout, digest = _layout(busybox_base)
+    ref = ImageRef.parse(f"{registry}/seal/keyless:1.0")
+    signer = KeylessSigner(local_trust, identity_token=sigstore_stack.token())
+    publish(
+        ref, layout, digest, signer=signer,
+        attestations=statements(ref.name, digest, FINISHED),
+        out_dir=tmp_path_factory.mktemp("published"),
+    )  # fmt: skip
+    return f"{ref.name}:1.0", digest
+
+
+@pytest.fixture(scope="module")
+def example_layout(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[OciLayout, str]:
+    """A second, unrelated one-file image."""
+    work = tmp_path_factory.mktemp("other-image")
+    ctx = work / "ctx"
+    ctx.mkdir()
+    (ctx / "note.txt").write_text("not what was signed\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY note.txt /\n")
+    digest = build_layout(ctx, work / "oci")
+    return OciLayout(work / "oci"), digest
+
+
+def _expected(stack: Any, trust_path: Path, **kw: Any) -> ExpectedSigner:
+    args = {"issuer": stack.issuer_url, "identity": DEFAULT_EMAIL} | kw
+    return ExpectedSigner(trust_config=trust_path, **args)
+
+
+def test_keyless_image_verifies(
+    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+) -> None:
+    ref, digest = published
+    result = verify_image(
+        ref,
+        VerifyOptions(
+            _expected(sigstore_stack, trust_config_path),
+            builder_id="https://modelseal.dev/builders/local/v1",
+            source_repository="https://github.com/example/seal",
+            now=NOW,
+        ),
+    )
+    assert result.digest == digest
+    assert [(c.name, c.ok) for c in result.checks] == [
+        ("signature", True), ("provenance", True), ("sbom", True), ("scan-report", True),
+    ], result.checks  # fmt: skip
+    assert DEFAULT_EMAIL in (result.signer or "")
+    # pinned by digest works too, and an anchored regexp identity
+    regexp = "^" + DEFAULT_EMAIL.replace(".", r"\.") + "$"
+    by_digest = verify_image(
+        f"{ref.rsplit(':', 1)[0]}@{digest}",
+        VerifyOptions(
+            _expected(sigstore_stack, trust_config_path, identity=None, identity_regexp=regexp),
+            now=NOW,
+        ),
+    )
+    assert by_digest.ok, by_digest.checks
+
+
+def test_wrong_identity_and_issuer_are_refused(
+    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+) -> None:
+    ref, _ = published
+    for kw in ({"identity": "mallory@example.com"}, {"issuer": "https://accounts.example.com"}):
+        result = verify_image(
+            ref, VerifyOptions(_expected(sigstore_stack, trust_config_path, **kw), now=NOW)
+        )
+        assert not result.ok
+        assert all(not c.ok for c in result.checks), result.checks
+        assert "does not match the expected" in result.checks[0].detail
+
+
+def test_unanchored_identity_regexp_is_a_usage_error(
+    sigstore_stack: Any, trust_config_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="anchored"):
+        _expected(sigstore_stack, trust_config_path, identity=None, identity_regexp="release-bot")
+
+
+def test_stale_scan_and_builder_mismatch_fail_their_checks(
+    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+) -> None:
+    ref, _ = published
+    result = verify_image(
+        ref,
+        VerifyOptions(
+            _expected(sigstore_stack, trust_config_path),
+            builder_id="https://github.com/actions/runner/github-hosted",
+            max_scan_age_days=7,
+            now=NOW + 40 * 86400,
+        ),
+    )
+    checks = {c.name: c for c in result.checks}
+    assert checks["signature"].ok and checks["sbom"].ok
+    assert not checks["provenance"].ok and "builder" in checks["provenance"].detail
+    assert not checks["scan-report"].ok and "more than 7" in checks["scan-report"].detail
+    rejudged = verify_image(
+        ref,
+        VerifyOptions(
+            _expected(sigstore_stack, trust_config_path),
+            rejudge=lambda report: (False, "FAILED under strict.yml"),
+            now=NOW,
+        ),
+    )
+    assert "FAILED under strict.yml" in rejudged.checks[-1].detail and not rejudged.ok
+
+
+def test_tag_moved_to_an_unsigned_image_is_refused(
+    registry: str, busybox_base: str, example_layout: tuple[OciLayout, str],
+    sigstore_stack: Any, trust_config_path: Path,
+) -> None:  # fmt: skip
+    # An attacker with push rights points the tag at another image: no signature covers it.
+    _, digest = _layout(busybox_base)
+    other_layout, other = example_layout
+    client = RegistryClient(registry, "seal/moved")
+    client.push_layout(other_layout, other)
+    client.tag("1.0", other)
+    result = verify_image(
+        f"{registry}/seal/moved:1.0",
+        VerifyOptions(_expected(sigstore_stack, trust_config_path), now=NOW),
+    )
+    assert result.digest == other != digest
+    assert not result.ok and "no valid signature" in result.checks[0].detail
+
+
+def test_tampered_manifest_is_refused(
+    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path, registry: str
+) -> None:
+    ref, digest = published
+
+    class Tampering(RegistryClient):
+        def get_manifest(self, ref: str) -> tuple[str, bytes, str]:
+            media, body, got = super().get_manifest(ref)
+            if got == digest:  # the registry (or a proxy) serves other bytes for the digest
+                body = body.replace(b"{", b'{"annotations":{"x":"y"},', 1)
+            return media, body, got
+
+    with pytest.raises(VerificationError, match="does not match"):
+        verify_image(
+            f"{ref.rsplit(':', 1)[0]}@{digest}",
+            VerifyOptions(_expected(sigstore_stack, trust_config_path), now=NOW),
+            client_factory=lambda host, repo: Tampering(host, repo),
+        )
+
+
+def test_missing_attestations_fail(registry: str, busybox_base: str, tmp_path: Path) -> None:
+    layout, digest = _layout(busybox_base)
+    private, public = generate_ephemeral_key(tmp_path / "keys")
+    ref = ImageRef.parse(f"{registry}/seal/provenance-only:1.0")
+    only = [a for a in statements(ref.name, digest, FINISHED) if a.name == "provenance"]
+    publish(
+        ref, layout, digest, signer=KeySigner.from_file(private), attestations=only,
+        out_dir=tmp_path,
+    )  # fmt: skip
+    result = verify_image(
+        f"{ref.name}:1.0",
+        VerifyOptions(ExpectedSigner(public_key_pem=public.read_bytes()), now=NOW),
+    )
+    assert [(c.name, c.ok) for c in result.checks] == [
+        ("signature", True), ("provenance", True), ("sbom", False), ("scan-report", False),
+    ]  # fmt: skip
+    # and another key's signatures do not count at all
+    _, stranger = generate_ephemeral_key(tmp_path / "stranger")
+    result = verify_image(
+        f"{ref.name}:1.0",
+        VerifyOptions(ExpectedSigner(public_key_pem=stranger.read_bytes()), now=NOW),
+    )
+    assert not any(c.ok for c in result.checks)
+
+
+def test_rekor_down_fails_closed_and_pushes_nothing(
+    registry: str, busybox_base: str, local_trust: Any, sigstore_stack: Any,
+    rekor_failing: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    layout, digest = _layout(busybox_base)
+    ref = ImageRef.parse(f"{registry}/seal/rekor-down:1.0")
+    signer = KeylessSigner(
+        local_trust, identity_token=sigstore_stack.token(), attempts=2, backoff_s=0.01
+    )
+    with pytest.raises(SigningError):
+        publish(
+            ref, layout, digest, signer=signer,
+            attestations=statements(ref.name, digest, FINISHED), out_dir=tmp_path,
+        )  # fmt: skip
+    assert rekor_failing.calls == 2
+    assert not RegistryClient(registry, "seal/rekor-down").referrers(digest)
+    with pytest.raises(Exception, match=r"404|unknown"):
+        RegistryClient(registry, "seal/rekor-down").get_manifest("1.0")
+
+
+# -- cosign 2.5, both ways ------------------------------------------------------------------------
+
+
+def _cosign(stack: Any, home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    require(shutil.which("cosign") is not None, "cosign")
+    home.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        ["cosign", *args], capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **stack.cosign_env(home), **env},
+    )  # fmt: skip
+
+
+def test_cosign_verifies_our_keyless_image(
+    published: tuple[str, str], sigstore_stack: Any, tmp_path: Path
+) -> None:
+    ref, digest = published
+    who = ["--certificate-identity", DEFAULT_EMAIL, "--certificate-oidc-issuer", sigstore_stack.issuer_url]  # fmt: skip
+    pinned = f"{ref.rsplit(':', 1)[0]}@{digest}"
+    proc = _cosign(sigstore_stack, tmp_path, "verify", "--offline", "--allow-http-registry", *who, pinned)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert digest in proc.stdout
+    for kind in (
+        "slsaprovenance1",
+        "cyclonedx",
+        "https://modelseal.dev/attestations/scan-report/v1",
+    ):
+        proc = _cosign(
+            sigstore_stack, tmp_path, "verify-attestation", "--offline", "--allow-http-registry",
+            "--type", kind, *who, pinned,
+        )  # fmt: skip
+        assert proc.returncode == 0, (kind, proc.stderr)
+    wrong = _cosign(
+        sigstore_stack, tmp_path, "verify", "--offline", "--allow-http-registry",
+        "--certificate-identity", "mallory@example.com",
+        "--certificate-oidc-issuer", sigstore_stack.issuer_url, pinned,
+    )  # fmt: skip
+    assert wrong.returncode != 0
+
+
+def test_we_verify_an_image_cosign_signed_keyless(
+    registry: str, busybox_base: str, sigstore_stack: Any, trust_config_path: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    layout, digest = _layout(busybox_base)
+    client = RegistryClient(registry, "seal/by-cosign")
+    client.push_layout(layout, digest)
+    pinned = f"{registry}/seal/by-cosign@{digest}"
+    flags = ["--yes", "--allow-http-registry", "--fulcio-url", sigstore_stack.fulcio.url,
+             "--rekor-url", sigstore_stack.rekor.url, "--oidc-issuer", sigstore_stack.issuer_url]  # fmt: skip
+    token = {"SIGSTORE_ID_TOKEN": sigstore_stack.token()}
+    proc = _cosign(sigstore_stack, tmp_path, "sign", *flags, pinned, **token)
+    assert proc.returncode == 0, proc.stderr
+    predicates = tmp_path / "predicates"
+    predicates.mkdir()
+    for att in statements(f"{registry}/seal/by-cosign", digest, FINISHED)[1:]:
+        (predicates / f"{att.name}.json").write_text(json.dumps(att.statement["predicate"]))
+        proc = _cosign(
+            sigstore_stack, tmp_path, "attest", *flags, "--type", att.statement["predicateType"],
+            "--predicate", str(predicates / f"{att.name}.json"), pinned, **token,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    result = verify_image(
+        pinned, VerifyOptions(_expected(sigstore_stack, trust_config_path), now=NOW)
+    )
+    checks = {c.name: c for c in result.checks}
+    assert checks["signature"].ok, checks["signature"]
+    assert checks["sbom"].ok and checks["scan-report"].ok, result.checks
+    assert not checks["provenance"].ok  # cosign was not asked for one
