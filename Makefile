@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help deps system dev lint test demo bench clean
+.PHONY: help deps system dev lint test demo bench docs clean
 
 help:
 	@echo "make demo   build, scan and judge examples/ end to end (installs what it needs)"
@@ -16,6 +16,7 @@ help:
 	@echo "make dev    only the Python virtualenv (.venv)"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  benchmarks (modelseal vs the raw tools)"
+	@echo "make docs   regenerate the policy JSON Schema and README's policy reference from the models"
 
 deps: system $(STAMP)
 
@@ -59,6 +60,11 @@ bench: deps
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/scan.py
+
+# Both are generated from the pydantic policy models; the tests fail when either is stale.
+docs: $(STAMP)
+	$(BIN)/modelseal policy schema > src/modelseal/policy/policy.schema.json
+	$(BIN)/python -m modelseal.policy.reference --write README.md
 
 clean:
 	rm -rf $(VENV) modelseal-out examples/out .pytest_cache .mypy_cache .ruff_cache
