@@ -275,7 +275,8 @@ def _provenance_check(found: list[Mapping[str, Any]], options: VerifyOptions, wh
         ):
             problems.append(f"source repository {source!r} is not {options.source_repository!r}")
             continue
-        return Check("provenance", True, f"SLSA v1, builder {builder}, source {source}")
+        where = source or "not stated (a build without a git remote)"
+        return Check("provenance", True, f"SLSA v1, builder {builder}, source {where}")
     return Check("provenance", False, "; ".join(problems))
 
 

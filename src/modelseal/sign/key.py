@@ -35,6 +35,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from modelseal.errors import ExitCode
 from modelseal.sign.interface import (
     BUNDLE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
@@ -80,6 +81,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+class SigningKeyError(SigningError):
+    """The key file is unusable (missing, not P-256, wrong password): bad input, exit 2."""
+
+    exit_code = ExitCode.USAGE
+
+
 def load_private_key(
     path: Path, *, password_env: str = DEFAULT_PASSWORD_ENV
 ) -> ec.EllipticCurvePrivateKey:
@@ -88,25 +95,25 @@ def load_private_key(
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise SigningError(f"cannot read the signing key {path}: {e.strerror}.") from None
+        raise SigningKeyError(f"cannot read the signing key {path}: {e.strerror}.") from None
     if any(f"-----BEGIN {label}-----".encode() in data for label in _COSIGN_LABELS):
-        raise SigningError(
+        raise SigningKeyError(
             f"{path} is in cosign's own encrypted key format, which modelseal cannot read.",
             hint=_CONVERT_HINT,
         )
     if b"-----BEGIN PUBLIC KEY-----" in data and b"PRIVATE KEY-----" not in data:
-        raise SigningError(f"{path} holds a public key; signing needs the private key.")
+        raise SigningKeyError(f"{path} holds a public key; signing needs the private key.")
     if b"PRIVATE KEY-----" not in data:
-        raise SigningError(f"{path} is not a PEM private key.", hint=_CONVERT_HINT)
+        raise SigningKeyError(f"{path} is not a PEM private key.", hint=_CONVERT_HINT)
     key = _load_pem(data, path, password_env)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
-        raise SigningError(
+        raise SigningKeyError(
             f"{path} holds a {kind or 'non-EC'} key; modelseal signs with ECDSA P-256 only.",
             hint=_CONVERT_HINT,
         )
     if not isinstance(key.curve, ec.SECP256R1):
-        raise SigningError(
+        raise SigningKeyError(
             f"{path} holds an EC key on curve {key.curve.name}; modelseal signs with "
             "ECDSA P-256 (secp256r1) only.",
             hint=_CONVERT_HINT,
@@ -120,18 +127,18 @@ def _load_pem(data: bytes, path: Path, password_env: str) -> Any:
     except TypeError:
         pass  # encrypted: needs the password (handled below)
     except (ValueError, UnsupportedAlgorithm):
-        raise SigningError(
+        raise SigningKeyError(
             f"{path} is not a readable PEM private key (PKCS#8 or EC).", hint=_CONVERT_HINT
         ) from None
     secret = os.environ.get(password_env)
     if not secret:
-        raise SigningError(
+        raise SigningKeyError(
             f"{path} is encrypted; put its password in the environment variable {password_env}."
         )
     try:
         return serialization.load_pem_private_key(data, password=secret.encode())
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningError(
+        raise SigningKeyError(
             f"{path} could not be decrypted with the password in {password_env} "
             "(wrong password, or an unsupported encryption)."
         ) from None

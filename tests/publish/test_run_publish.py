@@ -1,0 +1,121 @@
+"""The CLI end to end: `modelseal run --push` builds with BuildKit, judges, publishes to the
+real registry with a key, and `modelseal verify` checks it — exit codes included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelseal._cli import main
+from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.sign.key import generate_ephemeral_key
+
+POLICY = """\
+version: 1
+build:
+  rebuild_check: false
+publish:
+  tags: [stable]
+  attestations: [provenance, sbom, scan-report]
+"""
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return generate_ephemeral_key(tmp_path_factory.mktemp("keys"))
+
+
+def _context(root: Path, dockerfile: str) -> tuple[Path, Path]:
+    ctx = root / "ctx"
+    ctx.mkdir(parents=True)
+    (ctx / "hello.txt").write_text("hello\n")
+    (ctx / "Dockerfile").write_text(dockerfile)
+    policy = root / "modelseal.yml"
+    policy.write_text(POLICY)
+    return ctx, policy
+
+
+def test_run_push_then_verify(
+    registry: str,
+    busybox_base: str,
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ctx, policy = _context(tmp_path, "FROM base\nCOPY hello.txt /srv/\n")
+    out = tmp_path / "out"
+    image = f"{registry}/seal/cli"
+    code = main([
+        "run", str(ctx), "--policy", str(policy), "--build-context", f"base={busybox_base}",
+        "-o", str(out), "--gate", "build", "--gate", "sbom",
+        "--push", f"{image}:1.0", "--sign", "key", "--key", str(keys[0]),
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    record = json.loads((out / "publish.json").read_text())
+    digest = record["digest"]
+    assert record["reference"] == f"{image}@{digest}"
+    assert record["tags"] == ["1.0", "stable"]
+    assert set(record["bundles"]) == {"image", "image-cosign", "provenance", "sbom", "scan-report"}
+    assert f"published {image}@{digest}" in printed
+    report = json.loads((out / "report.json").read_text())
+    build = next(g for g in report["gates"] if g["gate"] == "build")
+    assert build["facts"]["image.digest"] == digest  # what was judged is what shipped
+    provenance = json.loads((out / "provenance.intoto.json").read_text())
+    assert provenance["subject"][0]["digest"]["sha256"] == digest.removeprefix("sha256:")
+    byproducts = {b["name"] for b in provenance["predicate"]["runDetails"]["byproducts"]}
+    assert {"report.json", "sbom.cdx.json"} <= byproducts
+
+    assert main(["verify", f"{image}:stable", "--key", str(keys[1])]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(policy), "--format", "json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["verified"] and result["digest"] == digest
+    assert "PASSED under" in result["checks"][-1]["detail"]
+
+    _, stranger = generate_ephemeral_key(tmp_path / "stranger")
+    assert main(["verify", f"{image}:1.0", "--key", str(stranger)]) == 1
+    assert "NOT verified" in capsys.readouterr().out
+    assert main(["verify", f"{image}:1.0"]) == 2
+    assert "verify needs an expected signer" in capsys.readouterr().err
+    assert main(["verify", f"{image}:1.0", "--certificate-oidc-issuer", "https://x.example",
+                 "--certificate-identity-regexp", "bot@"]) == 2  # fmt: skip
+    assert "must be anchored" in capsys.readouterr().err
+
+
+def test_a_failing_verdict_publishes_nothing(
+    registry: str, busybox_base: str, keys: tuple[Path, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    ctx, policy = _context(tmp_path, "FROM base\nRUN exit 7\n")
+    code = main([
+        "run", str(ctx), "--policy", str(policy), "--build-context", f"base={busybox_base}",
+        "-o", str(tmp_path / "out"), "--gate", "build",
+        "--push", f"{registry}/seal/never:1.0", "--sign", "key", "--key", str(keys[0]),
+    ])  # fmt: skip
+    assert code == 3
+    assert "not published: the verdict is ERRORED" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "publish.json").exists()
+    with pytest.raises(RegistryError) as e:
+        RegistryClient(registry, "seal/never").get_manifest("1.0")
+    assert e.value.status == 404
+
+
+def test_publish_usage_errors_come_before_the_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx, policy = _context(tmp_path, "FROM base\n")
+    base = ["run", str(ctx), "--policy", str(policy), "-o", str(tmp_path / "out")]
+    assert main([*base, "--push", "127.0.0.1:5000/seal/x:1", "--sign", "key"]) == 2
+    assert "no key was given" in capsys.readouterr().err
+    assert main([*base, "--push", "127.0.0.1:5000/seal/x:1", "--sign", "key", "--key", str(tmp_path / "nope.pem")]) == 2  # fmt: skip
+    assert "nope.pem" in capsys.readouterr().err
+    assert main([*base, "--push", "127.0.0.1:5000/seal/x:1", "--gate", "models"]) == 2
+    assert "--push needs the build gate" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--push", "Not/A/Ref@sha256:00"])
+    assert e.value.code == 2
+    assert "not a digest" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
