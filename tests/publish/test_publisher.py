@@ -182,3 +182,58 @@ def test_signing_failure_pushes_nothing(registry: str, busybox_base: str, tmp_pa
     with pytest.raises(RegistryError) as e:
         RegistryClient(registry, "seal/neverpushed").get_manifest(digest)
     assert e.value.status == 404
+
+
+def test_registry_credentials_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelseal.publish.publisher import registry_credentials
+
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(
+        json.dumps(
+            {"auths": {"ghcr.io": {"auth": "ZG9ja2VyOmZyb20tY29uZmln"}}}
+        )  # docker:from-config
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    assert registry_credentials("ghcr.io", {}) == registry_credentials("ghcr.io", {"X": "1"})
+    creds = registry_credentials("ghcr.io", {})
+    assert creds is not None and (creds.username, creds.password) == ("docker", "from-config")
+    creds = registry_credentials("ghcr.io", {"GITHUB_TOKEN": "ghs_secret", "GITHUB_ACTOR": "bot"})
+    assert creds is not None and (creds.username, creds.password) == ("bot", "ghs_secret")
+    assert "ghs_secret" not in repr(creds)
+    env = {
+        "MODELSEAL_REGISTRY_USERNAME": "u",
+        "MODELSEAL_REGISTRY_PASSWORD": "p",
+        "GITHUB_TOKEN": "t",
+    }
+    creds = registry_credentials("ghcr.io", env)
+    assert creds is not None and (creds.username, creds.password) == ("u", "p")
+    # GitHub's token is only ever sent to GitHub's registry
+    assert registry_credentials("registry.example.com", {"GITHUB_TOKEN": "t"}) is None
+
+
+def test_skopeo_gets_credentials_by_file_not_argv(
+    registry: str, busybox_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require(shutil.which("skopeo") is not None, "skopeo")
+    import modelseal.publish.publisher as publisher
+    from modelseal.publish.registry import Credentials
+
+    seen: list[list[str]] = []
+    real = publisher.run_tool
+
+    def spy(argv: list[str], **kw: Any) -> Any:
+        seen.append(list(argv))
+        authfile = Path(argv[argv.index("--dest-authfile") + 1])
+        assert oct(authfile.stat().st_mode & 0o777) == "0o600"
+        assert "s3cr3t" not in " ".join(argv)
+        return real(argv, **kw)
+
+    monkeypatch.setattr(publisher, "run_tool", spy)
+    layout, digest = _layout(busybox_base)
+    ref = ImageRef.parse(f"{registry}/seal/authfile")
+    # distribution without auth ignores the credentials; what matters is how they travel
+    publish(ref, layout, digest, signer=None, attestations=[], out_dir=tmp_path,
+            credentials=Credentials("user", "s3cr3t"))  # fmt: skip
+    assert seen and not any("s3cr3t" in a for a in seen[0])
+    assert not Path(seen[0][seen[0].index("--dest-authfile") + 1]).exists()  # removed after
