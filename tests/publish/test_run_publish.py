@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,48 @@ def test_publish_usage_errors_come_before_the_build(
     assert e.value.code == 2
     assert "not a digest" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_run_push_keyless_in_a_github_job_then_verify_identity(
+    registry: str,
+    busybox_base: str,
+    github_ambient: dict[str, Any],
+    sigstore_stack: Any,
+    trust_config_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GitHub's ambient OIDC (a local token endpoint) → local Fulcio/Rekor → registry; then
+    verify by the workflow identity, the GitHub builder id and the source repository."""
+    from tests.sigstore_local import github_identity
+
+    monkeypatch.setenv("GITHUB_REPOSITORY", github_ambient["repository"])
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
+    monkeypatch.setenv("RUNNER_ENVIRONMENT", "github-hosted")
+    ctx, policy = _context(tmp_path, "FROM base\nCOPY hello.txt /srv/\n")
+    image = f"{registry}/seal/keyless-cli"
+    code = main([
+        "run", str(ctx), "--policy", str(policy), "--build-context", f"base={busybox_base}",
+        "-o", str(tmp_path / "out"), "--gate", "build", "--gate", "sbom",
+        "--push", f"{image}:1.0", "--sign", "keyless", "--trust-config", str(trust_config_path),
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    token = sigstore_stack.github_env()["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+    assert token not in captured.out + captured.err
+    for path in (tmp_path / "out").rglob("*.json"):
+        assert token not in path.read_text(), path
+    who = [
+        "--certificate-oidc-issuer", sigstore_stack.issuer_url,
+        "--certificate-identity", github_identity(github_ambient),
+        "--trust-config", str(trust_config_path),
+        "--builder-id", "https://github.com/actions/runner/github-hosted",
+        "--source-repository", f"https://github.com/{github_ambient['repository']}",
+    ]  # fmt: skip
+    assert main(["verify", f"{image}:1.0", *who]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert github_identity(github_ambient) in out
+    wrong = [*who[:2], "--certificate-identity-regexp", r"^https://github\.com/someone-else/.*$", *who[4:]]  # fmt: skip
+    assert main(["verify", f"{image}:1.0", *wrong]) == 1
