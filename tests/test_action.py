@@ -1,0 +1,647 @@
+"""The GitHub Action adapter (modelseal.action): inputs, the command lines it builds, workflow
+commands, outputs, the job summary, annotations — and run_action with a stand-in command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.action.harness import parse_commands, parse_file_command
+
+from modelseal import _cli, action
+from modelseal.action import (
+    ActionInputError,
+    ActionInputs,
+    Annotation,
+    collect_outputs,
+    escape_data,
+    escape_property,
+    format_output,
+    md_escape,
+    parse_inputs,
+    render_summary,
+    run_action,
+    run_argv,
+    verify_argv,
+)
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def env_of(**inputs: str) -> dict[str, str]:
+    """MODELSEAL_* variables from input names written with underscores."""
+    return {action.INPUT_ENV[k.replace("_", "-")]: v for k, v in inputs.items()}
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    got = parse_inputs({})
+    assert got == ActionInputs(context=".", out_dir="modelseal-out")
+    assert got.sign is None and not got.push and not got.self_check
+    assert got.verify_issuer == "https://token.actions.githubusercontent.com"
+
+
+def test_empty_values_mean_the_default() -> None:
+    got = parse_inputs(env_of(context="  ", out_dir="", push="", sign=""))
+    assert (got.context, got.out_dir, got.push, got.sign) == (".", "modelseal-out", False, None)
+
+
+def test_everything_set() -> None:
+    got = parse_inputs(
+        env_of(
+            policy="ci/modelseal.yml",
+            context="app",
+            dockerfile="app/Dockerfile.gpu",
+            image="ghcr.io/org/iris:1.0",
+            push="true",
+            sign="keyless",
+            trust_config="trust.json",
+            build_args="VERSION=1.0\n\n  FLAGS=-O2 -g  \nEMPTY=\n",
+            build_contexts="base=oci-layout:///tmp/base@sha256:" + "0" * 64,
+            out_dir="out",
+            verify_identity="https://github.com/org/iris/.github/workflows/release.yml@refs/tags/v1",
+        )
+    )
+    assert got.build_args == (("VERSION", "1.0"), ("FLAGS", "-O2 -g"), ("EMPTY", ""))
+    assert got.build_contexts == (("base", "oci-layout:///tmp/base@sha256:" + "0" * 64),)
+    assert got.push and got.sign == "keyless" and got.self_check
+
+
+@pytest.mark.parametrize(
+    ("inputs", "problem"),
+    [
+        ({"push": "True"}, "input push: expected true or false, got 'True'"),
+        ({"push": "1"}, "input push: expected true or false, got '1'"),
+        ({"sign": "sigstore"}, "input sign: expected one of keyless, key, none, got 'sigstore'"),
+        ({"policy": "--help"}, "input policy: must not start with '-'"),
+        ({"context": "-"}, "input context: must not start with '-'"),
+        ({"dockerfile": "a\nb"}, "input dockerfile: must be a single line"),
+        ({"out-dir": "out\x00"}, "input out-dir: contains a control character"),
+        ({"image": "ghcr.io/org/iris server"}, "input image: not an image reference"),
+        ({"image": "-ghcr.io/x"}, "input image: must not start with '-'"),
+        ({"push": "true"}, "input image: required when push is true"),
+        ({"push": "true", "image": "r.io/x", "sign": "key"}, "input key-file: required when"),
+        ({"key-file": "k.pem", "sign": "keyless"}, "input key-file: only used with sign: key"),
+        ({"build-args": "-X=1"}, "input build-args: line 1: expected NAME=VALUE"),
+        ({"build-args": "NOVALUE"}, "input build-args: line 1: expected NAME=VALUE"),
+        ({"build-args": "A=1\nB C=2"}, "input build-args: line 2: expected NAME=VALUE"),
+        ({"build-args": "A=\x1b[31m"}, "the value of A contains a control character"),
+        ({"build-contexts": "base="}, "input build-contexts: the value of base must be"),
+        ({"build-contexts": "base=--x"}, "input build-contexts: the value of base must be"),
+        ({"verify-issuer": "token.actions"}, "input verify-issuer: expected an http(s) URL"),
+        (
+            {"verify-identity": "a", "verify-identity-regexp": "b"},
+            "input verify-identity: give verify-identity or verify-identity-regexp, not both",
+        ),
+        ({"verify-identity": "a"}, "the self-check verifies the pushed image: set push: true"),
+        ({"verify-identity-regexp": "https://x/.*"}, "verify-identity-regexp: must be anchored"),
+        (
+            {"verify-identity-regexp": "^a$", "push": "true", "image": "r.io/x", "sign": "none"},
+            "input verify-identity-regexp: only keyless signatures are verified by identity",
+        ),
+    ],
+)
+def test_bad_inputs(inputs: dict[str, str], problem: str) -> None:
+    env = {action.INPUT_ENV[k]: v for k, v in inputs.items()}
+    with pytest.raises(ActionInputError) as exc:
+        parse_inputs(env)
+    assert problem in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
+def test_every_problem_at_once() -> None:
+    with pytest.raises(ActionInputError) as exc:
+        parse_inputs(env_of(push="yes", sign="maybe", policy="-x", build_args="1=2"))
+    assert [name for name, _ in exc.value.problems] == ["policy", "push", "sign", "build-args"]
+
+
+# --- command lines -------------------------------------------------------------------------
+
+
+def test_run_argv_scan_only() -> None:
+    inputs = parse_inputs(env_of(context="app", build_args="A=1", build_contexts="b=dir"))
+    argv = run_argv(inputs)
+    assert argv == [
+        "run", "--out-dir=modelseal-out", "--build-arg=A=1", "--build-context=b=dir", "--", "app",
+    ]  # fmt: skip
+    args = _cli._parser().parse_args(argv)
+    assert args.command == "run" and args.context == Path("app")
+    assert args.build_arg == [("A", "1")] and args.push is None
+
+
+def test_run_argv_publish() -> None:
+    inputs = parse_inputs(
+        env_of(
+            policy="p.yml", dockerfile="D", image="ghcr.io/org/iris:v1", push="true", sign="key",
+            key_file="k.pem", trust_config="t.json", out_dir="o",
+        )
+    )  # fmt: skip
+    argv = run_argv(inputs)
+    assert argv == [
+        "run", "--policy=p.yml", "--file=D", "--out-dir=o", "--push=ghcr.io/org/iris:v1",
+        "--sign=key", "--key=k.pem", "--trust-config=t.json", "--", ".",
+    ]  # fmt: skip
+    args = _cli._parser().parse_args(argv)
+    assert (args.policy, args.dockerfile, args.sign, args.key) == (
+        Path("p.yml"), Path("D"), "key", Path("k.pem"),
+    )  # fmt: skip
+    assert args.push.name == "ghcr.io/org/iris"
+
+
+def test_run_argv_leaves_sign_to_the_policy() -> None:
+    inputs = parse_inputs(env_of(image="r.example/x", push="true"))
+    assert not any(a.startswith("--sign") for a in run_argv(inputs))
+
+
+def test_a_context_that_looks_like_an_option_stays_a_path() -> None:
+    # Rejected by parse_inputs, and harmless even if it were not: it comes after "--".
+    inputs = ActionInputs(context="--help", out_dir="o")
+    args = _cli._parser().parse_args(run_argv(inputs))
+    assert args.context == Path("--help")
+
+
+def test_verify_argv() -> None:
+    inputs = parse_inputs(
+        env_of(
+            policy="p.yml", image="r.example/x", push="true", trust_config="t.json",
+            verify_identity_regexp="^https://github.com/org/.*$",
+        )
+    )  # fmt: skip
+    argv = verify_argv(inputs, f"r.example/x@{DIGEST}")
+    args = _cli._parser().parse_args(argv)
+    assert args.command == "verify" and args.image == f"r.example/x@{DIGEST}"
+    assert args.certificate_identity_regexp == "^https://github.com/org/.*$"
+    assert args.certificate_oidc_issuer == "https://token.actions.githubusercontent.com"
+    assert args.trust_config == Path("t.json") and args.policy == Path("p.yml")
+
+
+def test_the_action_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _cli.main(["action", "--help"])
+    assert exc.value.code == 0
+    assert "MODELSEAL_*" in capsys.readouterr().out
+
+
+# --- workflow commands and outputs ---------------------------------------------------------
+
+
+def test_escaping() -> None:
+    assert escape_data("100% done\r\nnext") == "100%25 done%0D%0Anext"
+    assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+
+
+def test_annotation_command_round_trips() -> None:
+    a = Annotation(
+        "error",
+        "line one\nline two: 50%",
+        title="modelseal trivy: CVE-1 (HIGH), x",
+        file="dir,1/Dockerfile",
+        line=3,
+        col=7,
+    )
+    text = a.command()
+    assert "\n" not in text
+    assert text.startswith("::error file=dir%2C1/Dockerfile,line=3,col=7,title=modelseal trivy%3A")
+    (cmd,) = parse_commands(text)
+    assert cmd.name == "error" and cmd.message == "line one\nline two: 50%"
+    assert cmd.props == {
+        "file": "dir,1/Dockerfile",
+        "line": "3",
+        "col": "7",
+        "title": "modelseal trivy: CVE-1 (HIGH), x",
+    }
+
+
+def test_annotation_without_location() -> None:
+    assert Annotation("warning", "m").command() == "::warning::m"
+    assert Annotation("error", "m", line=3).command() == "::error::m"  # a line needs a file
+
+
+def test_outputs_are_multiline_safe() -> None:
+    hostile = "a\nverdict=PASSED\nghadelimiter_x\nEOF\nname<<EOF"
+    text = format_output("digest", hostile) + format_output("verdict", "FAILED")
+    assert parse_file_command(text) == {"digest": hostile, "verdict": "FAILED"}
+    delimiters = re.findall(r"^\w[\w-]*<<(ghadelimiter_\S+)$", text, re.M)
+    assert len(set(delimiters)) == 2
+
+
+# --- the summary ---------------------------------------------------------------------------
+
+HOSTILE = (
+    "<img src=x onerror=alert(1)> [click](https://evil.example) ![p](https://evil.example/p.png)"
+    " a|b `code` **bold** ~~gone~~ _it_ &amp;\nsecond line"
+)
+
+
+def test_md_escape_neutralizes_markup() -> None:
+    out = md_escape(HOSTILE)
+    assert "<img" not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
+    assert "\\[click\\](https://evil.example)" in out and "!\\[p\\]" in out
+    assert "a\\|b" in out and "\\`code\\`" in out and "\\*\\*bold\\*\\*" in out
+    assert "\\~\\~gone\\~\\~" in out and "\\_it\\_" in out
+    assert "&amp;amp;" in out and out.endswith("<br>second line")
+    assert "\n" not in out
+
+
+def test_md_escape_clips() -> None:
+    assert md_escape("x" * 1000, limit=10) == "x" * 9 + "…"
+
+
+def _finding(**kw: Any) -> dict[str, Any]:
+    base = {
+        "gate": "trivy", "id": "CVE-2018-18074", "severity": "HIGH", "title": "requests: redirect",
+        "subject": "requests@2.19.0", "fixed_in": "2.20.0", "location": "usr/lib/x/METADATA",
+        "evidence": {"type": "vulnerability"}, "decision": "fail",
+        "reason": "HIGH ≥ vulnerabilities.fail_on HIGH",
+    }  # fmt: skip
+    return {**base, **kw}
+
+
+def _report(gates: Sequence[Mapping[str, Any]], verdict: str = "FAILED") -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "verdict": verdict,
+        "policy": {"source": "modelseal.yml", "sha256": "f" * 64},
+        "gates": [
+            {
+                "gate": g.get("gate", "trivy"), "status": g.get("status", "FAILED"),
+                "error": g.get("error"), "duration_s": 1.5, "facts": g.get("facts", {}),
+                "artifacts": g.get("artifacts", {}), "findings": g.get("findings", []),
+            }
+            for g in gates
+        ],
+    }  # fmt: skip
+
+
+def test_summary_escapes_finding_text() -> None:
+    report = _report([{"findings": [_finding(title=HOSTILE, subject="x|y<script>")]}])
+    outputs = {"verdict": "FAILED", "exit-code": "1", "digest": DIGEST, "image-ref": ""}
+    text = render_summary(report, outputs)
+    assert "<img" not in text and "<script>" not in text
+    assert not re.search(r"(?<!\\)\]\(https://evil", text)  # no live link or image
+    row = next(line for line in text.splitlines() if "CVE-2018-18074" in line)
+    assert len(re.findall(r"(?<!\\)\|", row)) == 8  # 7 cells: no cell broke out
+    assert text.startswith("## modelseal: ❌ FAILED")
+    assert "<details><summary>1 finding(s), 1 failing</summary>" in text
+    assert f"<code>{DIGEST}</code>" in text
+
+
+def test_summary_shows_why_a_gate_errored() -> None:
+    report = _report([{"gate": "trivy", "status": "ERRORED", "error": "DB too old\n<b>x</b>"}])
+    text = render_summary(report, {"verdict": "ERRORED", "exit-code": "3"})
+    assert "| trivy | ⚠️ ERRORED | 0 | 1.5s | DB too old |" in text
+    assert "<pre>DB too old\n&lt;b&gt;x&lt;/b&gt;</pre>" in text
+
+
+def test_summary_caps_the_finding_list() -> None:
+    many = [_finding(id=f"CVE-{i}") for i in range(action.MAX_SUMMARY_FINDINGS + 5)]
+    text = render_summary(_report([{"findings": many}]), {"verdict": "FAILED"})
+    assert "… and 5 more in report.json." in text
+
+
+# --- annotations ---------------------------------------------------------------------------
+
+POLICY = """\
+version: 1
+build:
+  rebuild_check: true
+models:
+  formats: [safetensors]
+vulnerabilities:
+  fail_on: high
+  ignore:
+    - {id: CVE-1, reason: r, expires: 2000-01-01}
+"""
+
+
+@pytest.fixture
+def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM python:3.11\n")
+    (tmp_path / "modelseal.yml").write_text(POLICY)
+    return action.Places(
+        workspace=tmp_path,
+        context=Path("app"),
+        policy="modelseal.yml",
+        positions=action.policy_positions(Path("modelseal.yml")),
+    )
+
+
+def _where(a: Annotation) -> tuple[str | None, int | None, int | None]:
+    return a.file, a.line, a.col
+
+
+def test_policy_positions(places: Any) -> None:
+    pos = action.policy_positions(Path("modelseal.yml"))
+    assert pos["version"] == (1, 1)
+    assert pos["vulnerabilities.fail_on"] == (7, 3)
+    assert pos["build.rebuild_check"] == (3, 3)
+    assert action.policy_positions(Path("missing.yml")) == {}
+
+
+def test_findings_point_at_the_dockerfile_or_the_breached_rule(places: Any) -> None:
+    findings = [
+        _finding(
+            gate="build", id="build.unpinned-base", location="app/Dockerfile:1", evidence={},
+            reason="build.require_pinned_base is true", subject="python:3.11",
+        ),
+        _finding(),  # a vulnerability → vulnerabilities.fail_on
+        _finding(id="vulnerabilities.expired-ignore", location="vulnerabilities.ignore"),
+        _finding(
+            gate="models", id="models.format", location="model/m.pt", evidence={},
+            reason="format pytorch is not in models.formats (safetensors)", severity="HIGH",
+        ),
+        _finding(
+            gate="build", id="build.not-reproducible", location="layer 2", evidence={},
+            reason="build.rebuild_check: the rebuild differs",
+        ),
+        _finding(gate="sbom", id="sbom.x", location=None, evidence={}, reason="no rule"),
+    ]  # fmt: skip
+    got = action.annotations_for_report(_report([{"findings": findings}]), places)
+    assert [_where(a) for a in got] == [
+        ("app/Dockerfile", 1, None),
+        ("modelseal.yml", 7, 3),
+        ("modelseal.yml", 8, 3),
+        ("modelseal.yml", 5, 3),
+        ("modelseal.yml", 3, 3),
+        ("modelseal.yml", None, None),
+    ]
+    assert got[0].title == "modelseal build: build.unpinned-base (HIGH) python:3.11"
+    assert all(a.level == "error" for a in got)
+
+
+def test_a_model_file_in_the_context_is_annotated(places: Any, tmp_path: Path) -> None:
+    (tmp_path / "app" / "model").mkdir()
+    (tmp_path / "app" / "model" / "m.pt").write_bytes(b"x")
+    f = _finding(gate="models", id="models.unsafe-global", location="model/m.pt (data.pkl)",
+                 evidence={}, reason="loading this pickle could run code")  # fmt: skip
+    (a,) = action.annotations_for_report(_report([{"findings": [f]}]), places)
+    assert _where(a) == ("app/model/m.pt", None, None)
+
+
+def test_warnings_and_ignored(places: Any) -> None:
+    findings = [_finding(decision="warn", reason="LOW is below"), _finding(decision="ignored")]
+    got = action.annotations_for_report(_report([{"findings": findings}]), places)
+    assert [a.level for a in got] == ["warning"]
+
+
+def test_gates_not_run_because_of_another_are_not_annotated(places: Any) -> None:
+    gates = [
+        {"gate": "build", "status": "ERRORED", "error": "docker buildx build failed"},
+        {"gate": "sbom", "status": "ERRORED", "error": "not run: it needs build, which errored"},
+    ]
+    (a,) = action.annotations_for_report(_report(gates), places)
+    assert a.title == "modelseal: gate build errored"
+
+
+def test_a_bug_under_runner_debug_still_writes_outputs(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(argv: Sequence[str]) -> int:
+        assert argv[0] == "-v"
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_cli, "main", crash)
+    assert run_action({**gh, "RUNNER_DEBUG": "1"}, stdout=io.StringIO()) == 4
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert outputs["exit-code"] == "4" and outputs["verdict"] == "ERRORED"
+
+
+def test_errored_gate_names_the_dockerfile_line(places: Any) -> None:
+    error = "app/Dockerfile:1: FROM requires either one or three arguments"
+    gates = [{"gate": "build", "status": "ERRORED", "error": error}]
+    (a,) = action.annotations_for_report(_report(gates), places)
+    assert _where(a) == ("app/Dockerfile", 1, None)
+    assert a.message == "FROM requires either one or three arguments"
+    assert a.title == "modelseal: gate build errored"
+    other = [{"gate": "trivy", "status": "ERRORED", "error": "the DB is 9 days old"}]
+    (b,) = action.annotations_for_report(_report(other), places)
+    assert _where(b) == (None, None, None) and b.message == "the DB is 9 days old"
+
+
+def test_annotations_are_capped(places: Any) -> None:
+    many = [_finding(id=f"CVE-{i}") for i in range(15)]
+    got = action.annotations_for_report(_report([{"findings": many}]), places)
+    assert len(got) == action.MAX_ANNOTATIONS
+    assert got[-1].message.startswith("… and 6 more errors")
+
+
+def test_findings_under_the_default_policy_have_no_file(tmp_path: Path) -> None:
+    places = action.Places(workspace=tmp_path, context=tmp_path, policy=None)
+    (a,) = action.annotations_for_report(_report([{"findings": [_finding()]}]), places)
+    assert _where(a) == (None, None, None)
+
+
+# --- outputs -------------------------------------------------------------------------------
+
+
+def test_collect_outputs_after_publishing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "bundles").mkdir(parents=True)
+    for name in ("report.json", "summary.md", "modelseal.sarif", "sbom.cdx.json",
+                 "provenance.intoto.json", "bundles/signature.sigstore.json"):  # fmt: skip
+        (out / name).write_text("{}")
+    report = _report(
+        [{"gate": "build", "status": "PASSED", "facts": {"image.digest": "sha256:" + "1" * 64}}],
+        verdict="PASSED",
+    )
+    publish = {
+        "image": "r.example/x", "digest": DIGEST, "reference": f"r.example/x@{DIGEST}",
+        "provenance": str(out / "provenance.intoto.json"),
+        "bundles": {"image": str(out / "bundles/signature.sigstore.json"),
+                    "image-cosign": str(out / "bundles/signature.sigstore.json"),
+                    "sbom": "bundles/missing.json"},
+    }  # fmt: skip
+    got = collect_outputs(ActionInputs(context=".", out_dir=str(out)), report, publish, 0)
+    assert set(got) == set(action.OUTPUT_NAMES)
+    assert got["digest"] == DIGEST and got["image-ref"] == f"r.example/x@{DIGEST}"
+    assert got["signature-bundle-path"] == str(out / "bundles/signature.sigstore.json")
+    assert got["sbom-bundle-path"] == "" and got["provenance-bundle-path"] == ""
+    assert got["provenance-path"] == str(out / "provenance.intoto.json")
+    assert got["sbom-path"] == str(out / "sbom.cdx.json")
+    assert got["verdict"] == "PASSED" and got["exit-code"] == "0"
+
+
+def test_a_passing_report_with_a_failing_exit_is_not_passed(tmp_path: Path) -> None:
+    got = collect_outputs(
+        ActionInputs(context=".", out_dir=str(tmp_path)), _report([], "PASSED"), None, 3
+    )
+    assert got["verdict"] == "ERRORED"
+
+
+# --- run_action with a stand-in command line -----------------------------------------------
+
+
+class FakeCli:
+    """Replaces modelseal._cli.main: records argv, writes what a run would, prints hostile
+    lines (a build log may contain anything)."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        code: int = 0,
+        report: dict[str, Any] | None = None,
+        publish: dict[str, Any] | None = None,
+        verify_code: int = 0,
+        stderr: str = "",
+    ) -> None:
+        self.out_dir = out_dir
+        self.code, self.report, self.publish = code, report, publish
+        self.verify_code, self.stderr = verify_code, stderr
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> int:
+        import sys
+
+        self.calls.append(list(argv))
+        if argv[0] == "verify":
+            if self.verify_code:
+                print("modelseal: no signature by the expected identity", file=sys.stderr)
+            return self.verify_code
+        print("::error::injected by a RUN step")
+        print("::add-mask::nothing")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.report is not None:
+            (self.out_dir / "report.json").write_text(json.dumps(self.report))
+        if self.publish is not None:
+            (self.out_dir / "publish.json").write_text(json.dumps(self.publish))
+        if self.stderr:
+            print(self.stderr, file=sys.stderr)
+        return self.code
+
+
+@pytest.fixture
+def gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out.txt").write_text("")
+    (tmp_path / "summary.md").write_text("")
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(tmp_path / "out.txt"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "MODELSEAL_KEY_PASSWORD": "s3cret-pw",
+        "GITHUB_TOKEN": "ghs_s3cret",
+    }
+
+
+def _run(env: Mapping[str, str], fake: FakeCli, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setattr(_cli, "main", fake)
+    stdout = io.StringIO()
+    code = run_action(env, stdout=stdout)
+    return code, stdout.getvalue()
+
+
+def test_run_action_publishes_and_self_checks(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "modelseal-out"
+    publish = {"image": "r.example/x", "digest": DIGEST, "reference": f"r.example/x@{DIGEST}",
+               "bundles": {}}  # fmt: skip
+    fake = FakeCli(out, report=_report([], "PASSED"), publish=publish)
+    env = {**gh, **env_of(image="r.example/x:1", push="true", verify_identity="https://id")}
+    code, stdout = _run(env, fake, monkeypatch)
+    assert code == 0
+    assert fake.calls[0][0] == "run" and "--push=r.example/x:1" in fake.calls[0]
+    assert fake.calls[1] == [
+        "verify", "--certificate-identity=https://id",
+        "--certificate-oidc-issuer=https://token.actions.githubusercontent.com",
+        "--", f"r.example/x@{DIGEST}",
+    ]  # fmt: skip
+    # What the pipeline printed was not taken for workflow commands.
+    assert parse_commands(stdout) == []
+    assert stdout.count("::stop-commands::") == 2
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert outputs["image-ref"] == f"r.example/x@{DIGEST}" and outputs["verdict"] == "PASSED"
+    everything = stdout + (tmp_path / "out.txt").read_text() + (tmp_path / "summary.md").read_text()
+    assert "s3cret" not in everything
+
+
+def test_a_failed_self_check_fails_the_step(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish = {"image": "r.example/x", "digest": DIGEST, "reference": f"r.example/x@{DIGEST}"}
+    fake = FakeCli(tmp_path / "modelseal-out", report=_report([], "PASSED"), publish=publish,
+                   verify_code=1)  # fmt: skip
+    env = {**gh, **env_of(image="r.example/x", push="true", verify_identity_regexp="^x$")}
+    code, stdout = _run(env, fake, monkeypatch)
+    assert code == 1
+    (error,) = parse_commands(stdout)
+    assert error.props["title"] == "modelseal: self-check failed"
+    assert "no signature by the expected identity" in error.message
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert outputs["verdict"] == "ERRORED" and outputs["exit-code"] == "1"
+
+
+def test_a_breach_fails_with_the_cli_code_and_annotations(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "modelseal.yml").write_text(POLICY)
+    fake = FakeCli(tmp_path / "modelseal-out", code=1, report=_report([{"findings": [_finding()]}]))
+    code, stdout = _run({**gh, **env_of(push="false")}, fake, monkeypatch)
+    assert code == 1
+    assert "--policy=modelseal.yml" not in fake.calls[0]  # the CLI finds modelseal.yml itself
+    (error,) = parse_commands(stdout)
+    assert (error.props["file"], error.props["line"]) == ("modelseal.yml", "7")
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("## modelseal: ❌ FAILED") and "CVE-2018-18074" in summary
+
+
+def test_a_stale_report_is_not_taken_for_this_run(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "modelseal-out"
+    out.mkdir()
+    (out / "report.json").write_text(json.dumps(_report([], "PASSED")))
+    (out / "publish.json").write_text("{}")
+    fake = FakeCli(out, code=3, stderr="modelseal: the engine at unix:///x does not answer.")
+    code, stdout = _run(gh, fake, monkeypatch)
+    assert code == 3
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert outputs["verdict"] == "ERRORED" and outputs["report-path"] == ""
+    (error,) = parse_commands(stdout)
+    assert error.message == "the engine at unix:///x does not answer."
+
+
+def test_a_failed_publish_is_annotated(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeCli(
+        tmp_path / "modelseal-out", code=3, report=_report([], "PASSED"),
+        stderr="modelseal: PUT /v2/x/manifests/sha256:… answered 401: authentication required",
+    )  # fmt: skip
+    code, stdout = _run({**gh, **env_of(image="r.example/x", push="true")}, fake, monkeypatch)
+    assert code == 3
+    (error,) = parse_commands(stdout)
+    assert error.props["title"] == "modelseal: publishing failed"
+    assert "answered 401" in error.message
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert outputs["verdict"] == "ERRORED" and outputs["image-ref"] == ""
+    assert "answered 401" in (tmp_path / "summary.md").read_text()
+
+
+def test_argparse_refusals_become_exit_codes(
+    gh: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(argv: Sequence[str]) -> int:
+        raise SystemExit(2)
+
+    monkeypatch.setattr(_cli, "main", refuse)
+    assert run_action(gh, stdout=io.StringIO()) == 2
+
+
+def test_outside_github_nothing_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake = FakeCli(tmp_path / "modelseal-out", report=_report([], "PASSED"))
+    code, stdout = _run({}, fake, monkeypatch)
+    assert code == 0 and "::stop-commands::" not in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["modelseal-out"]
