@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help deps system dev lint test demo bench docs clean
+.PHONY: help deps system wheels dev lint test demo bench docs clean
 
 help:
 	@echo "make demo   build, scan and judge examples/ end to end (installs what it needs)"
@@ -18,7 +18,14 @@ help:
 	@echo "make bench  benchmarks (modelseal vs the raw tools)"
 	@echo "make docs   regenerate the policy JSON Schema and README's policy reference from the models"
 
-deps: system $(STAMP)
+TEST_CACHE ?= /var/tmp/modelseal-test-cache
+
+deps: system $(STAMP) wheels
+
+# The wheels the tool image installs (tests/test_tool_image.py builds it offline from them):
+# downloaded here, with the other dependencies, so the tests themselves never reach the index.
+wheels: $(STAMP)
+	@$(BIN)/python .ci/wheelhouse.py --cache $(TEST_CACHE)/wheelhouse --prefetch >/dev/null
 
 system:
 	@bash .ci/install-system.sh

@@ -47,7 +47,7 @@ GLIBC_MINOR = 36
 #: A zip cannot hold times before 1980; any fixed time makes the modelseal wheel reproducible.
 DEFAULT_EPOCH = 315532800
 #: Bump when the recipe changes in a way the key's other inputs do not show.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 3
 #: What the Dockerfile reads besides the wheels.
 MODELSEAL_REQUIREMENT = "modelseal.txt"
 SCANNERS_REQUIREMENT = "scanners.txt"
@@ -60,6 +60,8 @@ COMPLETE = ".complete"
 #: wheel's metadata (WHEEL's Generator line, the Metadata-Version), which ends up in the image,
 #: so whatever setuptools the host happens to have would change the image digest.
 BUILD_BACKEND = ("setuptools==84.2.1", "wheel==0.48.0")
+#: Where a download keeps the build backend's wheels (not part of the wheelhouse).
+BACKEND_DIR = "build-backend"
 #: Files of the checkout that make up the modelseal wheel.
 SOURCES = ("pyproject.toml", "README.md", "src")
 
@@ -148,12 +150,26 @@ def download_deps(dest: Path, arch: str) -> None:
     ]  # fmt: skip
     log(f"pip download {LOCK.name} (CPython {PYTHON_VERSION}, {arch}, glibc <= 2.{GLIBC_MINOR})")
     _run(argv, what="pip download")
+    # The build backend too (for this interpreter): building the modelseal wheel then needs no
+    # index, so a filled cache makes the whole wheelhouse offline (the test suite relies on it).
+    _run(
+        [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--only-binary=:all:", "--dest", str(dest / BACKEND_DIR), *BUILD_BACKEND,
+        ],
+        what="pip download (build backend)",
+    )  # fmt: skip
 
 
-def cached_deps(cache: Path | None, arch: str, work: Path) -> Path:
+def cached_deps(cache: Path | None, arch: str, work: Path, *, offline: bool = False) -> Path:
     """The directory holding the lock's wheels: from the cache when complete, else downloaded
-    (into the cache when there is one)."""
+    (into the cache when there is one; with ``offline``, a missing cache is an error)."""
     key = deps_key(LOCK.read_text(), arch)
+    if offline and (cache is None or not (cache / f"deps-{key[:16]}" / COMPLETE).is_file()):
+        raise WheelhouseError(
+            f"no complete wheel cache for this lock under {cache} and --offline was given: "
+            "run `.ci/wheelhouse.py --cache DIR --prefetch` first (make test does)"
+        )
     if cache is None:
         target = work / "deps"
         download_deps(target, arch)
@@ -175,7 +191,7 @@ def cached_deps(cache: Path | None, arch: str, work: Path) -> Path:
     return target
 
 
-def build_modelseal_wheel(dest: Path, work: Path, epoch: int) -> Path:
+def build_modelseal_wheel(dest: Path, work: Path, epoch: int, backend: Path) -> Path:
     """Build the modelseal wheel from a clean copy of the sources (no ``build/`` or egg-info
     left in the checkout, nothing stale from it picked up), in an isolated build environment
     holding exactly :data:`BUILD_BACKEND`."""
@@ -202,7 +218,7 @@ def build_modelseal_wheel(dest: Path, work: Path, epoch: int) -> Path:
             "--wheel-dir", str(out), str(src),
         ],
         what="pip wheel modelseal",
-        env={"SOURCE_DATE_EPOCH": str(epoch)},
+        env={"SOURCE_DATE_EPOCH": str(epoch), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(backend)},
     )  # fmt: skip
     (wheel,) = out.glob("modelseal-*.whl")
     return Path(shutil.copy2(wheel, dest / wheel.name))
@@ -234,7 +250,9 @@ def _prepare_dest(dest: Path) -> None:
     dest.mkdir(parents=True)
 
 
-def prepare(dest: Path, *, cache: Path | None = None, arch: str | None = None) -> Path:
+def prepare(
+    dest: Path, *, cache: Path | None = None, arch: str | None = None, offline: bool = False
+) -> Path:
     """Fill ``dest`` with the lock's wheels, the modelseal wheel and ``modelseal.txt``."""
     arch = arch or machine_arch()
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or DEFAULT_EPOCH)
@@ -242,10 +260,10 @@ def prepare(dest: Path, *, cache: Path | None = None, arch: str | None = None) -
     _prepare_dest(dest)
     with tempfile.TemporaryDirectory(prefix="modelseal-wheelhouse-") as tmp:
         work = Path(tmp)
-        deps = cached_deps(cache.resolve() if cache else None, arch, work)
+        deps = cached_deps(cache.resolve() if cache else None, arch, work, offline=offline)
         for wheel in sorted(deps.glob("*.whl")):
             _link_or_copy(wheel, dest / wheel.name)
-        wheel = build_modelseal_wheel(dest, work, epoch)
+        wheel = build_modelseal_wheel(dest, work, epoch, deps / BACKEND_DIR)
     match = re.match(r"modelseal-([^-]+)-", wheel.name)
     if match is None:
         raise WheelhouseError(f"unexpected wheel name {wheel.name}")
@@ -273,9 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, help="keep downloaded wheels here across runs")
     parser.add_argument("--arch", help="wheel architecture (default: this machine's)")
+    parser.add_argument(
+        "--offline", action="store_true", help="use the cache only; never contact the index"
+    )
+    parser.add_argument(
+        "--prefetch", action="store_true", help="only fill --cache (download), write no wheelhouse"
+    )
     args = parser.parse_args(argv)
     try:
-        dest = prepare(args.dest, cache=args.cache, arch=args.arch)
+        if args.prefetch:
+            if args.cache is None:
+                parser.error("--prefetch needs --cache")
+            with tempfile.TemporaryDirectory(prefix="modelseal-wheelhouse-") as tmp:
+                print(cached_deps(args.cache.resolve(), args.arch or machine_arch(), Path(tmp)))
+            return 0
+        dest = prepare(args.dest, cache=args.cache, arch=args.arch, offline=args.offline)
     except (WheelhouseError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -48,7 +48,8 @@ def tool_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ctx / "notes.txt").write_text("not part of the image\n")
     proc = subprocess.run(
         [sys.executable, str(REPO / ".ci" / "wheelhouse.py"),
-         "--dest", str(ctx / "dist" / "wheelhouse"), "--cache", str(CACHE / "wheelhouse")],
+         "--dest", str(ctx / "dist" / "wheelhouse"), "--cache", str(CACHE / "wheelhouse"),
+         "--offline"],
         capture_output=True, text=True, check=False, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
