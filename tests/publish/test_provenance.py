@@ -222,11 +222,14 @@ def test_github_environment_mapping() -> None:
         "PYTHON_VERSION": "3.12",
     }
     assert params["internalParameters"] == {
+        "sourceDateEpoch": 1700000000,
+        "buildx": "0.13.1",
+        "buildkit": "v0.13.2",
         "github": {
             "event_name": "push",
             "repository_id": "42",
             "runner_environment": "github-hosted",
-        }
+        },
     }
     # GHES server URL and an unknown runner kind: never claim github-hosted
     ghes = {**GITHUB_ENV, "GITHUB_SERVER_URL": "https://ghe.example.com/"}
@@ -271,7 +274,7 @@ def test_local_fallback_uses_git_head_and_strips_credentials(tmp_path: Path) -> 
     statement = provenance_statement(p)
     assert "SECRET" not in statement_bytes(statement).decode()
     assert "workflow" not in statement["predicate"]["buildDefinition"]["externalParameters"]
-    assert "internalParameters" not in statement["predicate"]["buildDefinition"]
+    assert "github" not in statement["predicate"]["buildDefinition"]["internalParameters"]
     assert _errors("slsa-provenance-v1", statement) == []
 
 

@@ -18,12 +18,12 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
 * ``image`` — the image name the result was published under (no tag, no digest);
 * ``dockerfile`` — path of the Dockerfile, relative to the build context;
 * ``buildArgs`` — ``{name: value}`` of every ``--build-arg`` (sorted);
-* ``policy`` — path of the policy file the gates were judged by;
-* ``sourceDateEpoch`` — SOURCE_DATE_EPOCH of the build (integer seconds).
+* ``policy`` — ``{"path", "sha256"}`` of the policy file the gates were judged by.
 
-``internalParameters`` (platform-controlled, informational): for GitHub Actions
-``{"github": {"event_name", "repository_id", "repository_owner_id", "runner_environment"}}``
-(those that are set).
+``internalParameters`` (platform-controlled, informational): ``sourceDateEpoch`` (the
+SOURCE_DATE_EPOCH of the build, integer seconds), ``buildx`` and ``buildkit`` (versions, when
+known), and for GitHub Actions ``{"github": {"event_name", "repository_id",
+"repository_owner_id", "runner_environment"}}`` (those that are set).
 
 ``resolvedDependencies``:
 
@@ -296,9 +296,22 @@ def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
     params["image"] = p.image_name
     params["dockerfile"] = p.dockerfile
     params["buildArgs"] = dict(p.build_args)
-    if p.policy_path:
-        params["policy"] = p.policy_path
-    params["sourceDateEpoch"] = p.source_date_epoch
+    if p.policy_path or p.policy_sha256:
+        params["policy"] = {
+            k: v for k, v in (("path", p.policy_path), ("sha256", p.policy_sha256)) if v
+        }
+    return params
+
+
+def _internal_parameters(p: ProvenanceInput) -> dict[str, Any]:
+    # What the builder fixed rather than the user chose: the timestamp every file and the image
+    # carry, and the BuildKit front end that produced the bytes.
+    params: dict[str, Any] = {"sourceDateEpoch": p.source_date_epoch}
+    if p.buildx_version:
+        params["buildx"] = p.buildx_version
+    if p.buildkit_version:
+        params["buildkit"] = p.buildkit_version
+    params.update(p.internal_parameters)
     return params
 
 
@@ -347,8 +360,7 @@ def provenance_statement(p: ProvenanceInput) -> dict[str, Any]:
         "buildType": BUILD_TYPE,
         "externalParameters": _external_parameters(p),
     }
-    if p.internal_parameters:
-        definition["internalParameters"] = dict(p.internal_parameters)
+    definition["internalParameters"] = _internal_parameters(p)
     definition["resolvedDependencies"] = _dependencies(p)
     versions = {
         k: v
