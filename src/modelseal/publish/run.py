@@ -8,7 +8,6 @@ are written next to the other reports.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import GateResult
+from modelseal.models.hashing import hash_file
 from modelseal.oci import OciLayout
 from modelseal.publish.provenance import (
     BaseImage,
@@ -72,14 +72,6 @@ def make_signer(options: SignOptions) -> Signer | None:
         identity_token=options.identity_token,
         attempts=options.attempts,
     )
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _bases(facts: Mapping[str, str]) -> list[BaseImage]:
@@ -139,13 +131,13 @@ def publish_run(
     sbom_path = sbom_result.artifacts.get("sbom") if sbom_result else None
 
     byproducts = [
-        Byproduct("report.json", "sha256:" + _sha256_file(report_path), "application/json")
+        Byproduct("report.json", "sha256:" + hash_file(report_path).sha256, "application/json")
     ]
     if sbom_path is not None:
         byproducts.append(
             Byproduct(
                 Path(sbom_path).name,
-                "sha256:" + _sha256_file(Path(sbom_path)),
+                "sha256:" + hash_file(Path(sbom_path)).sha256,
                 "application/vnd.cyclonedx+json",
             )
         )

@@ -425,18 +425,14 @@ def _verify_keyless_bundle(
         raise VerificationError(str(e)) from None
     except SigstoreVerificationError as e:
         raise VerificationError(_explain(e, trust)) from None
-    return VerifiedSignature(
-        mode="keyless",
-        content=content,
-        payload=signed_payload,
-        payload_type=payload_type,
-        identity=certificate_identity(cert),
-        issuer=certificate_issuer(cert),
-        certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        integrated_time=int(entry_doc["integratedTime"])
-        if entry_doc.get("integratedTime")
-        else None,
-        log_index=int(entry_doc["logIndex"]),
+    integrated = entry_doc.get("integratedTime")
+    return _keyless_result(
+        content,
+        signed_payload,
+        payload_type,
+        cert,
+        int(integrated) if integrated else None,
+        int(entry_doc["logIndex"]),
     )
 
 
@@ -510,7 +506,9 @@ def verify_cosign_signature(
         trust=trust,
         message=True,
     )
-    return _keyless_result("message-signature", payload, None, cert, promise)
+    return _keyless_result(
+        "message-signature", payload, None, cert, promise.integrated_time, promise.log_index
+    )
 
 
 def verify_cosign_attestation(
@@ -541,7 +539,9 @@ def verify_cosign_attestation(
         expected=expected,
         trust=expected.trust(),
     )
-    return _keyless_result("dsse-envelope", body, ptype, cert, promise)
+    return _keyless_result(
+        "dsse-envelope", body, ptype, cert, promise.integrated_time, promise.log_index
+    )
 
 
 def _keyless_result(
@@ -549,7 +549,8 @@ def _keyless_result(
     payload: bytes,
     payload_type: str | None,
     cert: x509.Certificate,
-    promise: _Promise,
+    integrated_time: int | None,
+    log_index: int | None,
 ) -> VerifiedSignature:
     return VerifiedSignature(
         mode="keyless",
@@ -559,8 +560,8 @@ def _keyless_result(
         identity=certificate_identity(cert),
         issuer=certificate_issuer(cert),
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        integrated_time=promise.integrated_time,
-        log_index=promise.log_index,
+        integrated_time=integrated_time,
+        log_index=log_index,
     )
 
 
