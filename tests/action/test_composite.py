@@ -2,7 +2,8 @@
 model server: the outputs, the job summary and the annotations a workflow would see.
 
 The ``install`` step is replaced by the repository's own virtualenv (the step would install the
-same pinned packages from the index); ``MODELSEAL_ACTION_REAL_INSTALL=1`` runs it for real.
+same pinned packages from the index), except in one test that runs it for real from the wheels
+`make deps` prefetched.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.action.harness import (
     StepContext,
     oidc_token_endpoint,
 )
-from tests.conftest import EPOCH, REPO
+from tests.conftest import EPOCH, REPO, require
 from tests.vuln.test_trivy import REQUESTS_METADATA
 
 EXAMPLES = REPO / "examples"
@@ -130,18 +131,35 @@ def test_a_missing_context_is_reported(tmp_path: Path) -> None:
     assert error.message == "build context no-such-dir is not a directory."
 
 
+def _wheel_cache() -> Path:
+    """The lock's wheels (and the build backend's) as `make deps` prefetched them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wheelhouse", REPO / ".ci" / "wheelhouse.py")
+    assert spec is not None and spec.loader is not None
+    wheelhouse = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wheelhouse)
+    key = wheelhouse.deps_key(wheelhouse.LOCK.read_text(), wheelhouse.machine_arch())
+    cache = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
+    return cache / "wheelhouse" / f"deps-{key[:16]}"
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("MODELSEAL_ACTION_REAL_INSTALL") != "1",
-    reason="installs the pinned packages from the package index (~1 min); "
-    "set MODELSEAL_ACTION_REAL_INSTALL=1",
-)
 def test_the_install_step_for_real(tmp_path: Path) -> None:
+    """The real install step (venv, hash-checked installs, the build from a copy), fed from the
+    prefetched wheel cache instead of the index: tests stay off the network."""
+    cache = _wheel_cache()
+    require((cache / ".complete").is_file(), f"the prefetched wheel cache {cache} (make deps)")
     ws = tmp_path / "ws"
     ws.mkdir()
     leftovers = [REPO / "build", REPO / "src" / "modelseal.egg-info"]
     existed = [p.exists() for p in leftovers]
-    run = run_action(ws, {"push": "maybe"}, real_install=True)
+    offline = {
+        "PIP_NO_INDEX": "1",
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",  # and if pip tried anyway, it fails
+        "PIP_FIND_LINKS": f"{cache} {cache / 'build-backend'}",
+    }
+    run = run_action(ws, {"push": "maybe"}, env=offline, real_install=True)
     install = next(s for s in run.steps if s.id == "install")
     assert install.returncode == 0, install.log
     python = Path(install.outputs["python"])
