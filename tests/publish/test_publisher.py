@@ -128,6 +128,13 @@ def test_publish_signs_pushes_attaches_then_tags(
     )  # fmt: skip
     assert again.digest == digest
     assert client.get_manifest("1.0")[2] == digest
+    # the first run's signatures are kept beside the second's, as cosign keeps them
+    sig = json.loads(client.get_manifest(cosign_tag(digest, "sig"))[1])
+    assert len(sig["layers"]) == 2
+    att = json.loads(client.get_manifest(cosign_tag(digest, "att"))[1])
+    assert len(att["layers"]) == 6
+    config = json.loads(client.get_blob(sig["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == [d["digest"] for d in sig["layers"]]
 
 
 class _FailOn(RegistryClient):

@@ -166,6 +166,11 @@ def _signature_image(
         desc = _descriptor(media_type, content, layer_annotations)
         descriptors.append(desc)
         blobs[desc["digest"]] = content
+    manifest, config_blobs = _manifest_of(descriptors)
+    return manifest, blobs | config_blobs
+
+
+def _manifest_of(descriptors: Sequence[Mapping[str, Any]]) -> tuple[bytes, dict[str, bytes]]:
     config = _json(
         {
             "architecture": "",
@@ -177,14 +182,36 @@ def _signature_image(
         }
     )
     config_desc = _descriptor(OCI_CONFIG_MEDIA_TYPE, config)
-    blobs[config_desc["digest"]] = config
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": config_desc,
-        "layers": descriptors,
+        "layers": list(descriptors),
     }
-    return _json(manifest), blobs
+    return _json(manifest), {config_desc["digest"]: config}
+
+
+def merge_signature_images(existing: bytes, new: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """``.sig``/``.att`` manifest ``new`` plus the layers of the ``existing`` one that it does
+    not hold, as cosign does when it signs an image again: earlier signatures (ours or anyone
+    else's) are kept. Returns the merged manifest and the new config blob; every layer blob is
+    already in the registry or in ``new``'s blobs."""
+    try:
+        old_layers = json.loads(existing)["layers"]
+        new_layers = json.loads(new)["layers"]
+    except (ValueError, LookupError, TypeError):
+        raise CosignFormatError("the existing signature manifest is not an OCI manifest.") from None
+    if not isinstance(old_layers, list):
+        raise CosignFormatError("the existing signature manifest has no layer list.")
+    # Layers of one payload share a digest; what tells signatures apart are the annotations
+    # (signature, certificate), so only a descriptor equal in full is a duplicate.
+    seen = {_json(d) for d in new_layers}
+    kept = [
+        d
+        for d in old_layers
+        if isinstance(d, dict) and isinstance(d.get("digest"), str) and _json(d) not in seen
+    ]
+    return _manifest_of([*kept, *new_layers])
 
 
 def sig_manifest(signed_list: Sequence[Signed]) -> tuple[bytes, dict[str, bytes]]:

@@ -40,6 +40,7 @@ from modelseal.publish.cosign import (
     att_manifest,
     bundle_referrer_manifest,
     cosign_tag,
+    merge_signature_images,
     sig_manifest,
     simple_signing_payload,
 )
@@ -227,8 +228,19 @@ def publish(
 
 
 def _push_tagged(client: RegistryClient, tag: str, body: bytes, blobs: dict[str, bytes]) -> None:
+    """Store a cosign ``.sig``/``.att`` image; signatures already under the tag (an earlier
+    run's, or someone else's) are kept, as cosign keeps them."""
     for blob_digest, blob in blobs.items():
         client.push_blob(blob_digest, blob)
+    try:
+        _, existing, _ = client.get_manifest(tag)
+    except RegistryError as e:
+        if e.status != 404:
+            raise
+    else:
+        body, config = merge_signature_images(existing, body)
+        for blob_digest, blob in config.items():
+            client.push_blob(blob_digest, blob)
     client.push_manifest(tag, body, OCI_MANIFEST)
 
 
