@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_dispatch(parser, args))
     except Error as e:
         console = _console()
-        console.print(f"[bold red]modelseal:[/] {e.diagnostics()}", highlight=False)
+        console.print(f"[bold red]modelseal:[/] {_escape(e.diagnostics())}", highlight=False)
         return int(e.exit_code)
     except KeyboardInterrupt:
         _console().print("modelseal: interrupted")
@@ -320,11 +320,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             raise
         _console().print(
-            f"[bold red]modelseal: internal error (a bug):[/] {type(e).__name__}: {e}\n"
+            f"[bold red]modelseal: internal error (a bug):[/] {type(e).__name__}: {_escape(str(e))}\n"
             "Rerun with -v for the traceback, and please report it.",
             highlight=False,
         )
         return int(ExitCode.BUG)
+
+
+def _escape(text: str) -> str:
+    """Messages quote file names, tool output and registry answers: never Rich markup."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _console() -> Console:
@@ -532,12 +539,25 @@ def _verify(args: argparse.Namespace) -> int:
     policy = _load_policy(args)
     pv = policy.policy.verify
     base = Path(policy.source).parent if policy.source != "<defaults>" else Path(".")
-    key = args.key or (base / pv.public_key if pv.public_key else None)
-    identity = args.certificate_identity
-    regexp = args.certificate_identity_regexp
-    if identity is None and regexp is None:
-        identity, regexp = pv.identity, pv.identity_regexp
-    issuer = args.certificate_oidc_issuer or pv.issuer
+    flags = (
+        args.key, args.certificate_identity, args.certificate_identity_regexp,
+        args.certificate_oidc_issuer,
+    )  # fmt: skip
+    # The expected signer comes from the command line or from the policy, never a mix: a
+    # policy (e.g. the checked-out repository's) must not swap the signer the command pinned.
+    if any(f is not None for f in flags):
+        key = args.key
+        identity, regexp = args.certificate_identity, args.certificate_identity_regexp
+        issuer = args.certificate_oidc_issuer
+    else:
+        key = base / pv.public_key if pv.public_key else None
+        identity, regexp, issuer = pv.identity, pv.identity_regexp, pv.issuer
+    if key is not None and any(v is not None for v in (identity, regexp, issuer)):
+        raise ConfigError(
+            "verify takes one expected signer: a key, or an issuer with an identity — not both."
+        )
+    if identity is not None and regexp is not None:
+        raise ConfigError("give --certificate-identity or --certificate-identity-regexp, not both.")
     if regexp is not None and not (regexp.startswith("^") and regexp.endswith("$")):
         raise ConfigError(
             f"--certificate-identity-regexp {regexp!r} must be anchored (^…$): an unanchored "
@@ -549,6 +569,9 @@ def _verify(args: argparse.Namespace) -> int:
             "--certificate-identity or --certificate-identity-regexp (or the policy's verify "
             "section)."
         )
+    trust = args.trust_config
+    if trust is None and policy.policy.sign.trust_config is not None:
+        trust = base / policy.policy.sign.trust_config
     if key is not None:
         try:
             key_pem = key.read_bytes()
@@ -557,9 +580,8 @@ def _verify(args: argparse.Namespace) -> int:
         expected = ExpectedSigner(public_key_pem=key_pem)
     else:
         expected = ExpectedSigner(
-            issuer=issuer, identity=identity, identity_regexp=regexp,
-            trust_config=args.trust_config,
-        )  # fmt: skip
+            issuer=issuer, identity=identity, identity_regexp=regexp, trust_config=trust
+        )
     rejudge = None
     if args.policy is not None:
         rejudge = _rejudger(policy)
@@ -583,12 +605,29 @@ def _verify(args: argparse.Namespace) -> int:
     return int(ExitCode.PASSED if result.ok else ExitCode.BREACHED)
 
 
-def _rejudger(policy: LoadedPolicy) -> Callable[[Mapping[str, Any]], tuple[bool, str]]:
+def _rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
+    from modelseal.findings import Status
+    from modelseal.gates import all_gates
     from modelseal.judge import judge
     from modelseal.reports.json_report import results_from_data
 
-    def rejudge(report: Mapping[str, Any]) -> tuple[bool, str]:
-        verdict = judge(results_from_data(dict(report), "the attested scan report"), policy.policy)
+    # Every gate this policy switches on must have run in the attested run: evidence that was
+    # never collected (a scanner the release policy switched off) cannot pass a stricter policy.
+    # models-image is left out: it has nothing to compare without models.image_paths.
+    required = [g.name for g in all_gates() if g.name != "models-image" and g.enabled(policy)]
+
+    def rejudge(report: Any) -> tuple[bool, str]:
+        try:
+            results = results_from_data(report, "the attested scan report")
+        except Error as e:
+            return False, f"cannot be judged again: {e.diagnostics()}"
+        ran = {r.gate: r.status for r in results}
+        missing = [n for n in required if ran.get(n, Status.SKIPPED) is Status.SKIPPED]
+        if missing:
+            return False, (
+                f"{policy.source} requires gates the attested run did not run: {', '.join(missing)}"
+            )
+        verdict = judge(results, policy.policy)
         return verdict.exit_code == 0, f"{verdict.status.value} under {policy.source}"
 
     return rejudge

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import traceback
 import uuid
@@ -925,10 +926,11 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
             pass  # unreadable: the command line says so, in its words
 
     out_dir = Path(inputs.out_dir)
-    for stale in ("report.json", "publish.json"):
+    for stale in ("report.json", "publish.json", "provenance.intoto.json", "sbom.cdx.json"):
         # These describe the run that wrote them; an earlier run's must not pass for this one.
         with contextlib.suppress(FileNotFoundError):
             (out_dir / stale).unlink()
+    shutil.rmtree(out_dir / "bundles", ignore_errors=True)
     argv = run_argv(inputs)
     if env.get("RUNNER_DEBUG") == "1":
         argv = ["-v", *argv]

@@ -244,3 +244,15 @@ def test_skopeo_gets_credentials_by_file_not_argv(
             credentials=Credentials("user", "s3cr3t"))  # fmt: skip
     assert seen and not any("s3cr3t" in a for a in seen[0])
     assert not Path(seen[0][seen[0].index("--dest-authfile") + 1]).exists()  # removed after
+
+
+def test_explicit_credentials_can_be_scoped_to_one_registry() -> None:
+    from modelseal.publish.publisher import registry_credentials
+
+    env = {
+        "MODELSEAL_REGISTRY_USERNAME": "u",
+        "MODELSEAL_REGISTRY_PASSWORD": "p",
+        "MODELSEAL_REGISTRY_HOST": "registry.example.com",
+    }
+    assert registry_credentials("registry.example.com", env) is not None
+    assert registry_credentials("evil.example", env) is None

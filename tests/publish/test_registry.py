@@ -310,3 +310,11 @@ def test_plain_http_only_for_loopback() -> None:
     assert RegistryClient("reg.example", "r").base == "https://reg.example"
     assert RegistryClient("reg.example", "r", insecure=True).base == "http://reg.example"
     assert RegistryClient("127.0.0.1:5000", "r", insecure=False).base == "https://127.0.0.1:5000"
+
+
+def test_credentials_never_go_to_another_origin() -> None:
+    from modelseal.publish.registry import _same_origin
+
+    assert _same_origin("https://ghcr.io/v2/x/blobs/uploads/1?digest=d", "https://ghcr.io")
+    assert not _same_origin("https://storage.example.com/upload?sig=1", "https://ghcr.io")
+    assert not _same_origin("http://ghcr.io/v2/", "https://ghcr.io")

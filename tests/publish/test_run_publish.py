@@ -71,10 +71,24 @@ def test_run_push_then_verify(
 
     assert main(["verify", f"{image}:stable", "--key", str(keys[1])]) == 0
     assert "verified" in capsys.readouterr().out
-    assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(policy), "--format", "json"]) == 0  # fmt: skip
+    # Re-judged under a policy that wants gates this run skipped: not verified, and says why.
+    assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(policy), "--format", "json"]) == 1  # fmt: skip
     result = json.loads(capsys.readouterr().out)
-    assert result["verified"] and result["digest"] == digest
-    assert "PASSED under" in result["checks"][-1]["detail"]
+    assert not result["verified"] and result["digest"] == digest
+    assert "requires gates the attested run did not run: models, trivy, pip-audit" in result["checks"][-1]["detail"]  # fmt: skip
+    lenient = tmp_path / "deploy.yml"
+    lenient.write_text(
+        "version: 1\nmodels: {enabled: false}\ntrivy: {enabled: false}\n"
+        "pip_audit: {enabled: false}\nbuild: {require_pinned_base: true}\n"
+    )
+    assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(lenient), "--format", "json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["verified"] and "PASSED under" in result["checks"][-1]["detail"]
+    # a policy's verify section never overrides the signer the command line pinned
+    hijack = tmp_path / "hijack.yml"
+    hijack.write_text(f"version: 1\nverify:\n  public_key: {keys[1]}\n")
+    assert main(["verify", f"{image}:1.0", "--policy", str(hijack), "--certificate-oidc-issuer", "https://x.example", "--certificate-identity", "bot@x.example"]) == 1  # fmt: skip
+    assert "NOT verified" in capsys.readouterr().out
 
     _, stranger = generate_ephemeral_key(tmp_path / "stranger")
     assert main(["verify", f"{image}:1.0", "--key", str(stranger)]) == 1

@@ -304,3 +304,47 @@ def test_we_verify_an_image_cosign_signed_keyless(
     assert checks["signature"].ok, checks["signature"]
     assert checks["sbom"].ok and checks["scan-report"].ok, result.checks
     assert not checks["provenance"].ok  # cosign was not asked for one
+
+
+def test_hostile_referrers_are_ignored_not_fatal(
+    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+) -> None:
+    """Anyone who can push to the repository can add referrers: garbage among them must
+    neither crash verify nor stop it from finding the valid signatures."""
+    ref, _ = published
+
+    class Hostile(RegistryClient):
+        def referrers(self, digest: str, artifact_type: str | None = None) -> list[dict[str, Any]]:
+            real = super().referrers(digest, artifact_type)
+            junk: list[Any] = [
+                {"digest": "x\n::warning title=pwn::injected"},
+                {"digest": 42},
+                {"no": "digest"},
+            ]
+            return [*junk, *real]
+
+        def get_manifest(self, ref: str) -> tuple[str, bytes, str]:
+            media, body, got = super().get_manifest(ref)
+            doc = json.loads(body)
+            if doc.get("artifactType") == "application/vnd.dev.sigstore.bundle.v0.3+json":
+                doc["annotations"] = ["not", "a", "map"]  # malformed, yet signature-checked
+                body = json.dumps(doc).encode()
+            return media, body, got
+
+    result = verify_image(
+        ref,
+        VerifyOptions(_expected(sigstore_stack, trust_config_path), now=NOW),
+        client_factory=lambda host, repo: Hostile(host, repo),
+    )
+    assert result.checks[0].ok  # the cosign .sig still carries the valid signature
+    assert all("\n" not in c.detail for c in result.checks)
+
+
+def test_a_scan_report_from_the_future_is_not_fresh(
+    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+) -> None:
+    ref, _ = published
+    result = verify_image(
+        ref, VerifyOptions(_expected(sigstore_stack, trust_config_path), now=NOW - 86400)
+    )
+    assert not result.checks[-1].ok and "future" in result.checks[-1].detail

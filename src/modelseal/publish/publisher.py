@@ -99,7 +99,10 @@ def registry_credentials(host: str, env: Mapping[str, str] | None = None) -> Cre
     """Credentials for ``host``: explicit env, GitHub's token for ghcr.io, the docker config."""
     env = os.environ if env is None else env
     user, password = env.get("MODELSEAL_REGISTRY_USERNAME"), env.get("MODELSEAL_REGISTRY_PASSWORD")
-    if user and password:
+    scope = env.get("MODELSEAL_REGISTRY_HOST")
+    # With MODELSEAL_REGISTRY_HOST set, the explicit credentials go to that registry only (an
+    # image reference from elsewhere, e.g. a deploy input, must not collect them).
+    if user and password and (not scope or scope == host):
         return Credentials(user, password)
     if host == "ghcr.io" and env.get("GITHUB_TOKEN"):
         return Credentials(env.get("GITHUB_ACTOR") or "github-actions", env["GITHUB_TOKEN"])
@@ -190,6 +193,7 @@ def publish(
             bundles[name] = path
 
     client = client or RegistryClient(ref.host, ref.repository, auth=credentials)
+    moved: list[str] = []
     try:
         # 2. the image, by digest
         pushed_with = _push_image(ref, layout, digest, credentials, client)
@@ -210,8 +214,15 @@ def publish(
                 referrers.append(str(client.add_referrer(digest, body)["digest"]))
         # 4. tags, last
         for tag in tags:
-            client.tag(tag, digest)
+            client.tag(tag, digest, media_type)
+            moved.append(tag)
     except RegistryError as e:
+        if moved:
+            # Everything is signed and attached by now; only some of the tags moved.
+            raise PublishError(
+                f"publishing {ref.name}@{digest}: every signature and attestation is stored, "
+                f"but moving the tags failed after {', '.join(moved)}: {e.diagnostics()}"
+            ) from None
         raise PublishError(
             f"publishing {ref.name}@{digest} failed: {e.diagnostics()} No tag was moved"
             + (f" ({', '.join(tags)} still point where they did)." if tags else ".")

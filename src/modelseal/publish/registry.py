@@ -169,7 +169,9 @@ class RegistryClient:
                 req.add_header(k, v)
             if isinstance(body, Path):
                 req.add_header("Content-Length", str(body.stat().st_size))
-            if self._authorization:
+            # Only to the registry itself: an upload Location may point at another host
+            # (storage backends), which must not see the registry's credentials.
+            if self._authorization and _same_origin(url, self.base):
                 req.add_unredirected_header("Authorization", self._authorization)
             try:
                 with self._opener.open(req, timeout=60) as resp:
@@ -332,10 +334,11 @@ class RegistryClient:
         media = res.headers.get("Content-Type", "").split(";")[0].strip()
         return media, res.body, digest
 
-    def tag(self, tag: str, digest: str) -> None:
-        """Point ``tag`` at the manifest ``digest`` (re-PUT of the same bytes)."""
+    def tag(self, tag: str, digest: str, media_type: str | None = None) -> None:
+        """Point ``tag`` at the manifest ``digest`` (re-PUT of the same bytes); ``media_type``
+        when known (some registries answer without a Content-Type)."""
         media, body, _ = self.get_manifest(digest)
-        self.push_manifest(tag, body, media)
+        self.push_manifest(tag, body, media_type or media or OCI_MANIFEST)
 
     # -- referrers ------------------------------------------------------------------------------
 
@@ -418,6 +421,11 @@ class RegistryClient:
         for desc in [manifest["config"], *manifest.get("layers", [])]:
             self.push_blob(str(desc["digest"]), layout.blob(str(desc["digest"])))
         return self.push_manifest(manifest_digest, body, media)
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
 def _manifests_of(body: bytes) -> list[Any]:

@@ -64,7 +64,7 @@ class VerifyOptions:
     builder_id: str | None = None
     source_repository: str | None = None
     max_scan_age_days: int = 30
-    rejudge: Callable[[Mapping[str, Any]], tuple[bool, str]] | None = None
+    rejudge: Callable[[Any], tuple[bool, str]] | None = None
     """Judges a scan report's evidence again: ``(passed, verdict text)``."""
     now: float | None = None
 
@@ -138,17 +138,28 @@ def verify_image(
     statements: dict[str, list[Mapping[str, Any]]] = {}
 
     def note(where: str, e: Error) -> None:
-        problems.append(f"{where}: {e.diagnostics()}")
+        problems.append(_plain(f"{where}: {e.diagnostics()}"))
 
     # Sigstore bundle referrers: the image signature and attestations
     for desc in _referrers(client, digest, problems):
-        where = f"referrer {desc.get('digest')}"
+        ref_digest = desc.get("digest")
+        if not isinstance(ref_digest, str) or not _DIGEST.match(ref_digest):
+            problems.append("a referrer descriptor without a valid digest (ignored)")
+            continue
+        where = f"referrer {ref_digest}"
         try:
-            _, rbody, _ = client.get_manifest(str(desc["digest"]))
+            _, rbody, _ = client.get_manifest(ref_digest)
             manifest = json.loads(rbody)
-            layer = manifest["layers"][0]
-            bundle = client.get_blob(str(layer["digest"]))
-            content = (manifest.get("annotations") or {}).get(BUNDLE_CONTENT_ANNOTATION)
+            layer_digest = manifest["layers"][0]["digest"]
+            if not isinstance(layer_digest, str) or not _DIGEST.match(layer_digest):
+                raise CosignFormatError("the bundle layer has no valid digest")
+            bundle = client.get_blob(layer_digest)
+            annotations = manifest.get("annotations")
+            content = (
+                annotations.get(BUNDLE_CONTENT_ANNOTATION)
+                if isinstance(annotations, dict)
+                else None
+            )
             if content == "message-signature":
                 verified = verify_bundle(bundle, payload=body, expected=options.expected)
                 image_signed = True
@@ -156,7 +167,7 @@ def verify_image(
                 verified = verify_bundle(bundle, payload=None, expected=options.expected)
                 _collect(verified.statement, digest, statements)
             signers.append(_who(verified))
-        except (Error, KeyError, IndexError, TypeError, ValueError) as e:
+        except _MALFORMED as e:
             note(where, e if isinstance(e, Error) else CosignFormatError(f"malformed ({e})"))
 
     # cosign v2 .sig / .att
@@ -179,8 +190,8 @@ def verify_image(
                         )
                         image_signed = True
                         signers.append(_who(verified))
-                    except Error as e:
-                        note("cosign .sig layer", e)
+                    except _MALFORMED as e:
+                        note("cosign .sig layer", _as_error(e))
             else:
                 for layer in parse_att_manifest(sbody, client.get_blob):
                     try:
@@ -189,17 +200,19 @@ def verify_image(
                         )
                         _collect(verified.statement, digest, statements)
                         signers.append(_who(verified))
-                    except Error as e:
-                        note("cosign .att layer", e)
-        except Error as e:
-            note(f"cosign .{kind}", e)
+                    except _MALFORMED as e:
+                        note("cosign .att layer", _as_error(e))
+        except _MALFORMED as e:
+            note(f"cosign .{kind}", _as_error(e))
 
     why = f" ({'; '.join(problems[:3])})" if problems else ""
     checks = [
         Check(
             "signature",
             image_signed,
-            f"signed by {signers[0]}" if image_signed and signers else f"no valid signature{why}",
+            _plain(f"signed by {signers[0]}")
+            if image_signed and signers
+            else f"no valid signature{why}",
         ),
         _provenance_check(statements.get(SLSA_PROVENANCE_V1, []), options, why),
         Check(
@@ -218,6 +231,24 @@ def verify_image(
         signer=signers[0] if signers else None,
         statements={k: v[0] for k, v in statements.items() if v},
     )
+
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: What a hostile or broken registry answer can raise while it is taken apart: each is a
+#: reason to ignore that one signature or attestation, never to stop (or pass) the verify.
+_MALFORMED = (Error, KeyError, IndexError, TypeError, ValueError, AttributeError)
+#: A scan report may be this far in the future (clock skew) before it counts as forged.
+_SKEW_S = 600
+
+
+def _as_error(e: BaseException) -> Error:
+    return e if isinstance(e, Error) else CosignFormatError(f"malformed ({type(e).__name__})")
+
+
+def _plain(text: str) -> str:
+    """Text that came from a registry, safe to print: no control characters (a newline could
+    start a line a CI system reads as a command)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _client(host: str, repo: str) -> RegistryClient:
@@ -247,12 +278,17 @@ def _collect(
 ) -> None:
     if not isinstance(statement, Mapping):
         raise VerificationError("the envelope carries no in-toto statement.")
-    subjects = statement.get("subject") or []
+    subjects = statement.get("subject")
     want = digest.removeprefix("sha256:")
-    if not any(
-        isinstance(s, Mapping) and (s.get("digest") or {}).get("sha256") == want for s in subjects
+    if not isinstance(subjects, list) or not any(
+        isinstance(s, Mapping)
+        and isinstance(s.get("digest"), Mapping)
+        and s["digest"].get("sha256") == want
+        for s in subjects
     ):
         raise VerificationError(f"the statement's subject is not {digest}.")
+    if not isinstance(statement.get("predicate"), Mapping):
+        raise VerificationError("the statement has no predicate object.")
     out.setdefault(str(statement.get("predicateType")), []).append(statement)
 
 
@@ -261,23 +297,30 @@ def _provenance_check(found: list[Mapping[str, Any]], options: VerifyOptions, wh
         return Check("provenance", False, f"no SLSA v1 provenance by the expected signer{why}")
     problems = []
     for st in found:
-        pred = st.get("predicate") or {}
-        builder = ((pred.get("runDetails") or {}).get("builder") or {}).get("id")
-        source = (
-            ((pred.get("buildDefinition") or {}).get("externalParameters") or {}).get("source")
-            or {}
-        ).get("repository")
+        pred = st["predicate"]
+        builder = _dig(pred, "runDetails", "builder", "id")
+        source = _dig(pred, "buildDefinition", "externalParameters", "source", "repository")
         if options.builder_id is not None and builder != options.builder_id:
-            problems.append(f"builder {builder!r} is not {options.builder_id!r}")
+            problems.append(_plain(f"builder {builder!r} is not {options.builder_id!r}"))
             continue
         if options.source_repository is not None and (
             str(source or "").rstrip("/") != options.source_repository.rstrip("/")
         ):
-            problems.append(f"source repository {source!r} is not {options.source_repository!r}")
+            problems.append(
+                _plain(f"source repository {source!r} is not {options.source_repository!r}")
+            )
             continue
         where = source or "not stated (a build without a git remote)"
-        return Check("provenance", True, f"SLSA v1, builder {builder}, source {where}")
+        return Check("provenance", True, _plain(f"SLSA v1, builder {builder}, source {where}"))
     return Check("provenance", False, "; ".join(problems))
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _scan_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str) -> Check:
@@ -288,9 +331,9 @@ def _scan_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str
     now = options.now if options.now is not None else time.time()
     problems = []
     for st in found:
-        pred = st.get("predicate") or {}
+        pred = st["predicate"]
         if pred.get("verdict") != "PASSED":
-            problems.append(f"verdict {pred.get('verdict')}")
+            problems.append(_plain(f"verdict {pred.get('verdict')}"))
             continue
         try:
             finished = calendar.timegm(
@@ -300,13 +343,16 @@ def _scan_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str
             problems.append("no readable finished_at")
             continue
         age_days = (now - finished) / 86400
+        if finished > now + _SKEW_S:
+            problems.append("finished_at lies in the future")
+            continue
         if age_days > options.max_scan_age_days:
             problems.append(
                 f"scanned {age_days:.1f} days ago, more than {options.max_scan_age_days}"
             )
             continue
         if options.rejudge is not None:
-            passed, text = options.rejudge(pred.get("report") or {})
+            passed, text = options.rejudge(pred.get("report"))
             if not passed:
                 problems.append(f"judged again under the given policy: {text}")
                 continue

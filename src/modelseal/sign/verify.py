@@ -334,7 +334,8 @@ def _verify_key_bundle(
         )
     key = expected.public_key()
     want = key_hint(key)
-    hint = (material.get("publicKey") or {}).get("hint")
+    public_key = material.get("publicKey")
+    hint = public_key.get("hint") if isinstance(public_key, Mapping) else None
     # The hint is unauthenticated; it only gives a clearer message than a bad signature. cosign
     # writes it as base64 of the SPKI's SHA-256, some writers as hex: accept either.
     want_b64 = base64.b64encode(bytes.fromhex(want)).decode()
