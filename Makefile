@@ -20,7 +20,7 @@ help:
 
 TEST_CACHE ?= /var/tmp/modelseal-test-cache
 
-deps: system $(STAMP) wheels
+deps: system $(STAMP)
 
 # The wheels the tool image installs (tests/test_tool_image.py builds it offline from them):
 # downloaded here, with the other dependencies, so the tests themselves never reach the index.
@@ -50,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy src
 
-test: deps
+test: deps wheels
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
