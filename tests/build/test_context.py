@@ -78,9 +78,10 @@ def test_dockerignore_semantics(patterns: str, path: str, expected: bool) -> Non
 
 
 def test_dockerignore_patterns_are_cleaned_like_buildkit() -> None:
-    di = ignore("\ufeff# c\n/a/./b/\n!/c//d\n\n  e  \r\n")
-    assert di.patterns == ("a/b", "!c/d", "e")
-    assert di.has_exceptions
+    di = ignore("\ufeff# c\n/a/./b/\nc\n!/c//d\n\n  e  \r\n")
+    assert di.patterns == ("a/b", "c", "!c/d", "e")
+    # "!/c//d" is an exception: it takes c/d back out of the excluded directory c.
+    assert [di.excluded(p) for p in ("a/b", "c/x", "c/d", "e")] == [True, True, False, True]
 
 
 @pytest.mark.parametrize("bad", ["[", "!", "a[b", "x\\", "[]a]", "[a-]"])

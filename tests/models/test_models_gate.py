@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import pickle
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelseal._cli import main
+from modelseal.models.scan import scan_files
 
 
 def safetensors_bytes(values: list[float]) -> bytes:
@@ -85,6 +88,8 @@ def test_lock_then_run_passes_and_writes_ml_bom_data(
     code, gate = _run(ctx, policy, capsys)
     assert code == 0, gate
     assert gate["status"] == "PASSED" and _failing(gate) == []
+    lock_sha256 = hashlib.sha256((ctx / "models.lock").read_bytes()).hexdigest()
+    assert gate["facts"]["lock.sha256"] == lock_sha256
     models = json.loads(Path(gate["artifacts"]["models_json"]).read_text())["models"]
     assert models == [
         {
@@ -115,6 +120,40 @@ def test_one_changed_byte_fails_naming_both_digests(
     (changed,) = [x for x in gate["findings"] if x["id"] == "models.changed"]
     assert changed["evidence"]["pinned_sha256"] == before
     assert changed["evidence"]["actual_sha256"] != before
+
+
+@pytest.mark.parametrize("paths", ["", "  paths: [mdl/m]\n"])
+def test_a_lock_below_the_context_root_maps_paths_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], paths: str
+) -> None:
+    root = tmp_path / "ctx"
+    (root / "mdl" / "m").mkdir(parents=True)
+    (root / "mdl" / "m" / "w.safetensors").write_bytes(safetensors_bytes([1.0]))
+    monkeypatch.chdir(root)
+    lock = ["models", "lock", "mdl/m", "--lock", "mdl/models.lock", "--source-uri", "hf://a/b"]
+    assert main(lock) == 0
+    code, gate = _run(root, _policy(root, "models:\n  lock: mdl/models.lock\n" + paths), capsys)
+    assert code == 0, gate
+    models = json.loads(Path(gate["artifacts"]["models_json"]).read_text())["models"]
+    assert [(m["path"], m["source"]) for m in models] == [
+        ("mdl/m/w.safetensors", {"uri": "hf://a/b"})
+    ]
+
+
+def test_image_files_match_ignore_globs_by_their_build_context_path() -> None:
+    from modelseal.models.gate import _image_dirs, _local_paths
+    from modelseal.models.lock import is_ignored
+
+    image_paths = {"model": "/app/model", "one/w.bin": "/opt/w/", "./": "/srv"}
+    dirs = _image_dirs(image_paths, {"one/w.bin"})
+    assert dirs == [("app/model/", "model"), ("opt/w/", "one"), ("srv/", "")]
+    assert _local_paths("app/model/sub/n.md", dirs) == ["model/sub/n.md"]
+    assert _local_paths("opt/w/x.md", dirs) == ["one/x.md"]
+    assert _local_paths("srv/a/b", dirs) == ["a/b"]
+    # As on disk: the whole relative path or the file name.
+    assert is_ignored("model/sub/n.md", ["model/sub/*.md"])
+    assert is_ignored("model/sub/n.md", ["*.md"])
+    assert not is_ignored("model/sub/n.md", ["sub/*.md"])
 
 
 def test_pickle_disguised_as_safetensors_is_denied_by_default(
@@ -178,7 +217,8 @@ def test_nothing_to_check_is_an_error_not_a_pass(
 
 
 def test_rejudge_with_allowed_globals(ctx: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (ctx / "model" / "evil.pkl").write_bytes(pickle.dumps(Evil(), protocol=4))
+    # A harmless global that is not on the built-in list: the policy may admit it.
+    (ctx / "model" / "dates.pkl").write_bytes(pickle.dumps(datetime.date(2026, 1, 1), protocol=4))
     assert main(["models", "lock", "model", "--ignore", "*.md"]) == 0
     scan_policy = "models:\n  ignore: ['*.md']\n  pickle: scan\n  formats: [safetensors, pickle]\n"
     code, gate = _run(ctx, _policy(ctx, scan_policy), capsys)
@@ -186,15 +226,31 @@ def test_rejudge_with_allowed_globals(ctx: Path, capsys: pytest.CaptureFixture[s
     name = next(x for x in gate["findings"] if x["id"] == "models.unsafe-global")["evidence"][
         "global"
     ]
-    lax = _policy(ctx, scan_policy + f"  allowed_globals: ['{name}']\n")
-    assert main(["judge", str(ctx.parent / "out" / "report.json"), "--policy", lax]) == 0
+    assert name == "datetime.date"
+    report = str(ctx.parent / "out" / "report.json")
+    assert main(["judge", report, "--policy", _policy(ctx, scan_policy + "  allowed_globals: ['datetime.date']\n")]) == 0  # fmt: skip
+    assert main(["judge", report, "--policy", _policy(ctx, scan_policy + "  allowed_globals: ['datetime.*']\n")]) == 0  # fmt: skip
+    capsys.readouterr()
+    # What could run code is refused by the policy loader, not waved through by the judge.
+    for entry in ("posix.system", "builtins.*", "torch.*.__reduce__", "os.*"):
+        assert main(["judge", report, "--policy", _policy(ctx, scan_policy + f"  allowed_globals: ['{entry}']\n")]) == 2  # fmt: skip
+        assert "models.allowed_globals" in capsys.readouterr().err
 
 
-def test_scanning_many_files_uses_worker_processes(
+def test_worker_processes_give_the_serial_results(tmp_path: Path) -> None:
+    # Results (and their read-only mappings) must cross process boundaries intact.
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"ok{i}.pkl")
+        paths[-1].write_bytes(pickle.dumps({"i": i}, protocol=4))
+    paths.append(tmp_path / "evil.pkl")
+    paths[-1].write_bytes(pickle.dumps(Evil(), protocol=2))
+    assert scan_files(paths, workers=2) == scan_files(paths, workers=1)
+
+
+def test_scanning_a_directory_judges_every_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Enough files for the process pool: results (and their read-only mappings) must cross
-    # process boundaries intact.
     for i in range(12):
         (tmp_path / f"ok{i}.pkl").write_bytes(pickle.dumps({"i": i}, protocol=4))
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Evil(), protocol=2))

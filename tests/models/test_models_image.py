@@ -56,8 +56,16 @@ def test_image_matches_the_lock(
 def test_a_run_step_that_alters_a_model_is_caught(
     busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    step = "RUN echo tampered >> /app/model/a.safetensors && rm /app/model/b.safetensors && echo x > /app/model/c.bin\n"
-    code, gates = _run(_ctx(tmp_path, step), busybox_base, capsys)
+    step = (
+        "RUN echo tampered >> /app/model/a.safetensors && rm /app/model/b.safetensors"
+        " && echo x > /app/model/c.bin"
+        " && mkdir /app/model/sub && echo n > /app/model/sub/notes.md\n"
+    )
+    root = _ctx(tmp_path, step)
+    # Matched like on disk: against model/sub/notes.md (the build-context path), not only
+    # against the file name.
+    (root / "policy.yml").write_text(POLICY + "  ignore: ['model/sub/*.md']\n")
+    code, gates = _run(root, busybox_base, capsys)
     assert code == 1
     img = gates["models-image"]
     ids = sorted((f["id"], f["subject"]) for f in img["findings"])

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import require
 
 from modelseal.models.pickle_scan import Allowlist, PickleScan, scan_pickle
 
@@ -273,8 +274,7 @@ print(json.dumps({"kinds": sorted({i.kind for i in result.issues}), "end": resul
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
 )
 def test_hostile_sizes_are_bounded(name: str, data: bytes, kind: str, tmp_path: Path) -> None:
-    if not Path("/proc/self/status").exists():
-        pytest.skip("needs Linux /proc for the peak RSS")
+    require(Path("/proc/self/status").exists(), "Linux /proc (peak RSS)")
     # A child process, so its peak RSS measures this scan alone (and no tracing slows it down).
     path = tmp_path / "hostile.pkl"
     path.write_bytes(data)

@@ -22,9 +22,9 @@ from modelseal.errors import ConfigError
 
 __all__ = ["ContextSummary", "DockerIgnore", "normalize_context"]
 
-# Go's unicode.IsSpace, which strings.TrimSpace uses. Python's str.strip() also strips
-# \x1c-\x1f, which Go keeps, so the set is spelled out.
-_GO_SPACE = (
+# Go's unicode.IsSpace, which strings.TrimSpace (and BuildKit's Dockerfile parser) uses.
+# Python's str.strip() also strips \x1c-\x1f, which Go keeps, so the set is spelled out.
+GO_SPACE = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
@@ -236,7 +236,7 @@ class DockerIgnore:
     @staticmethod
     def _compile_one(pattern: str, source: str, line: int) -> _Pattern:
         # patternmatcher.New cleans again, '!' and all.
-        text = go_clean(pattern.strip(_GO_SPACE))
+        text = go_clean(pattern.strip(GO_SPACE))
         exclusion = text.startswith("!")
         if exclusion:
             if len(text) == 1:
@@ -268,12 +268,12 @@ class DockerIgnore:
                 line = line.removeprefix("\ufeff")
             if line.startswith("#"):
                 continue
-            line = line.strip(_GO_SPACE)
+            line = line.strip(GO_SPACE)
             if not line:
                 continue
             invert = line.startswith("!")
             if invert:
-                line = line[1:].strip(_GO_SPACE)
+                line = line[1:].strip(GO_SPACE)
             if line:
                 line = go_clean(line)
                 if len(line) > 1 and line.startswith("/"):
@@ -307,11 +307,6 @@ class DockerIgnore:
             text = data.decode("utf-8", errors="surrogateescape")
             return cls.from_lines(text.split("\n"), source=str(candidate))
         return cls()
-
-    @property
-    def has_exceptions(self) -> bool:
-        """Whether any ``!`` pattern exists."""
-        return any(p.exclusion for p in self._compiled)
 
     def match(self, path: str, parent: MatchInfo | None = None) -> tuple[bool, MatchInfo]:
         """patternmatcher's ``MatchesUsingParentResults``: whether the cleaned, slash-separated

@@ -18,7 +18,9 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Literal
 
+from modelseal.build.context import GO_SPACE
 from modelseal.errors import ConfigError
+from modelseal.oci import DIGEST_RE
 
 __all__ = [
     "BaseKind",
@@ -32,18 +34,12 @@ __all__ = [
     "parse_dockerfile",
 ]
 
-# Go's unicode.IsSpace (strings.TrimSpace, bytes.TrimLeftFunc in BuildKit's parser).
-_GO_SPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 _TOKEN_WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _DIRECTIVE = re.compile(r"^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z")
 _KNOWN_DIRECTIVES = frozenset({"syntax", "escape", "check"})
 _HEREDOC_WORD = re.compile(r"^([0-9]*)<<(-?)([^<]*)\Z")
 _HEREDOC_COMMANDS = frozenset({"run", "copy", "add"})
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*\Z")
-_DIGEST = re.compile(r"@sha256:[a-f0-9]{64}\Z")
 
 # Set by BuildKit from --platform and the builder, usable in FROM without an ARG. modelseal
 # cannot know their values, so references to them are left as written.
@@ -139,7 +135,7 @@ _Env = Mapping[str, "str | _Keep"]
 
 
 def _strip_go(text: str) -> str:
-    return text.strip(_GO_SPACE)
+    return text.strip(GO_SPACE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,7 +351,7 @@ _CONTINUATION = {e: _continuation_regex(e) for e in ("\\", "`")}
 
 
 def _is_comment(line: str) -> bool:
-    return line.lstrip(_GO_SPACE).startswith("#")
+    return line.lstrip(GO_SPACE).startswith("#")
 
 
 def _split_flags(rest: str) -> tuple[list[str], str]:
@@ -371,7 +367,7 @@ def _split_flags(rest: str) -> tuple[list[str], str]:
         if not in_word and not in_quote:
             if pos == n:
                 break
-            if ch in _GO_SPACE:
+            if ch in GO_SPACE:
                 pos += 1
                 continue
             if ch != "-" or pos + 1 == n or rest[pos + 1] != "-":
@@ -391,7 +387,7 @@ def _split_flags(rest: str) -> tuple[list[str], str]:
                 word.append(ch)
             pos += 1
             continue
-        if ch in _GO_SPACE:
+        if ch in GO_SPACE:
             in_word = False
             if "".join(word) == "--":
                 return words, rest[pos:]
@@ -439,7 +435,7 @@ def _parse_words(rest: str, escape: str) -> list[str]:
         if phase == "spaces":
             if pos == n:
                 break
-            if ch in _GO_SPACE:
+            if ch in GO_SPACE:
                 pos += 1
                 continue
             phase = "word"
@@ -448,7 +444,7 @@ def _parse_words(rest: str, escape: str) -> list[str]:
                 words.append(word)
             break
         if phase == "word":
-            if ch in _GO_SPACE:
+            if ch in GO_SPACE:
                 phase = "spaces"
                 if blank_ok or word:
                     words.append(word)
@@ -483,7 +479,7 @@ def _parse_words(rest: str, escape: str) -> list[str]:
 
 
 def _is_json_array(args: str) -> bool:
-    text = args.lstrip(_GO_SPACE)
+    text = args.lstrip(GO_SPACE)
     if not text.startswith("["):
         return False
     try:
@@ -523,7 +519,7 @@ def _raw_words(line: str) -> list[str]:
             in_word = True
             i += 2
             continue
-        if ch in _GO_SPACE:
+        if ch in GO_SPACE:
             if in_word:
                 words.append("".join(word))
                 word, in_word = [], False
@@ -545,7 +541,7 @@ def _heredoc_name(rest: str) -> str | None:
         pending = False
         while lexer.pos < len(rest):
             ch = lexer.peek()
-            if ch in _GO_SPACE:
+            if ch in GO_SPACE:
                 lexer.pos += 1
                 if pending:
                     names.append("".join(current))
@@ -604,7 +600,7 @@ class _Directives:
         if not line.startswith("#"):
             self.done = True
             return
-        match = _DIRECTIVE.match(line[1:].lstrip(_GO_SPACE))
+        match = _DIRECTIVE.match(line[1:].lstrip(GO_SPACE))
         if match is None or match.group(1).lower() not in _KNOWN_DIRECTIVES:
             self.done = True
             return
@@ -631,7 +627,7 @@ def _logical_lines(text: str, name: str) -> tuple[list[_Logical], str]:
     out: list[_Logical] = []
     i, n = 0, len(lines)
     while i < n:
-        raw = lines[i].rstrip("\r\n").lstrip(_GO_SPACE)
+        raw = lines[i].rstrip("\r\n").lstrip(GO_SPACE)
         i += 1
         directives.feed(raw, i)
         continuation = _CONTINUATION[directives.escape]
@@ -645,7 +641,7 @@ def _logical_lines(text: str, name: str) -> tuple[list[_Logical], str]:
             raw = lines[i].rstrip("\r\n")
             i += 1
             directives.feed(raw, i)
-            if _is_comment(raw) or raw.lstrip(_GO_SPACE) == "":
+            if _is_comment(raw) or raw.lstrip(GO_SPACE) == "":
                 continue
             piece, ended = _trim_continuation(raw, continuation)
             parts.append(piece)
@@ -838,7 +834,8 @@ def _classify(fl: FromLine, stages: set[str], contexts: Mapping[str, str]) -> Ba
         key = contexts.get(familiar)
         if key is not None:
             return BaseRef(fl, "context", key)
-    if _DIGEST.search(fl.image):
+    _, at, digest = fl.image.rpartition("@")
+    if at and DIGEST_RE.fullmatch(digest):
         return BaseRef(fl, "digest", fl.image)
     return BaseRef(fl, "unpinned", fl.image)
 

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from modelseal.errors import ConfigError, ExitCode
 from modelseal.models.formats import detect_format
-from modelseal.models.lock import Source, collect_files, load_lock, make_lock, verify_lock
+from modelseal.models.lock import (
+    Source,
+    is_ignored,
+    load_lock,
+    make_lock,
+    verify_lock,
+    walk_files,
+)
 
 # `lock` needs only hashing and format detection; the judge, the gate and the scanner are
 # imported by the commands that use them (start-up is a large part of locking one big file).
@@ -88,9 +95,11 @@ def scan_command(
     for p in paths:
         if not p.exists():
             raise ConfigError(f"{p} does not exist.")
-    prefetch = PrefetchedScans(_scan_targets(paths, ()))
+    targets = _scan_targets(paths)
+    prefetch = PrefetchedScans([path for path, _ in targets])
     policy = load_policy()
-    files = _scan_targets(paths, policy.policy.models.ignore)
+    ignore = policy.policy.models.ignore
+    files = [path for path, rel in targets if rel is None or not is_ignored(rel, ignore)]
     scans = prefetch.take(files)
     findings: list[Finding] = []
     for path, scan in zip(files, scans, strict=True):
@@ -125,13 +134,15 @@ def scan_command(
     return int(ExitCode.BREACHED if verdict.status is Status.FAILED else ExitCode.PASSED)
 
 
-def _scan_targets(paths: Sequence[Path], ignore: Sequence[str]) -> list[Path]:
-    files: list[Path] = []
+def _scan_targets(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
+    """Every file to scan, with its path relative to the directory named on the command line
+    (``None`` for a path named itself, which ``ignore`` globs do not drop)."""
+    files: list[tuple[Path, str | None]] = []
     for p in paths:
         if p.is_dir() and not (p / "saved_model.pb").exists():
-            files += [p / rel for rel in collect_files(p, _top(p), ignore)]
+            files += [(p / rel, rel) for rel in walk_files(p, _top(p))]
         else:
-            files.append(p)
+            files.append((p, None))
     return files
 
 

@@ -568,15 +568,16 @@ def parse_npy_header(read: Callable[[int], bytes]) -> NpyHeader | None:
     return NpyHeader(
         version,
         data_offset,
-        descr=_short(repr(descr) if not isinstance(descr, str) else descr),
-        shape=_short(repr(shape)),
-        fortran_order=_short(repr(fortran)),
+        descr=short(repr(descr) if not isinstance(descr, str) else descr),
+        shape=short(repr(shape)),
+        fortran_order=short(repr(fortran)),
         object=_descr_object(descr),
         error=None if shape_ok and isinstance(fortran, bool) else "malformed shape/fortran_order",
     )
 
 
-def _short(text: str, limit: int = 200) -> str:
+def short(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (the last one an ellipsis) for an issue's detail."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -865,7 +866,7 @@ def _detect_zip(src: ByteSource) -> Detected:
     try:
         zf = zipfile.ZipFile(src.file)
     except ZIP_ERRORS as e:
-        return Detected(Format.UNKNOWN, {"container": "zip", "error": _short(str(e))})
+        return Detected(Format.UNKNOWN, {"container": "zip", "error": short(str(e))})
     with zf:
         # Not ZipInfo.is_dir(): it raises IndexError on an empty member name.
         infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
@@ -899,7 +900,7 @@ def _detect_zip(src: ByteSource) -> Detected:
     dups = sorted(n for n, count in Counter(names).items() if count > 1)
     if dups:
         # Readers disagree on which duplicate wins: the structure check reports it.
-        detail["duplicate_members"] = _short(",".join(dups))
+        detail["duplicate_members"] = short(",".join(dups))
     if unreadable:
         detail["unreadable_members"] = str(unreadable)
     if unchecked:

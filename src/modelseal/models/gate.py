@@ -12,15 +12,22 @@ Both collect evidence only; :mod:`modelseal.judge` applies ``models.*`` of the p
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.models.hashing import FileDigest, hash_files
-from modelseal.models.lock import LockEntry, ModelsLock, collect_files, load_lock, verify_lock
+from modelseal.models.lock import (
+    LockEntry,
+    ModelsLock,
+    collect_files,
+    is_ignored,
+    load_lock,
+    verify_lock,
+    walk_files,
+)
 from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.pickle_scan import Allowlist
 from modelseal.models.scan import FileScan, scan_files
@@ -52,7 +59,8 @@ class ModelsGate:
         lock: ModelsLock | None = None
         if lock_path.is_file():
             lock = load_lock(lock_path)
-            facts["lock.sha256"] = hashlib.sha256(lock_path.read_bytes()).hexdigest()
+            assert lock.sha256 is not None
+            facts["lock.sha256"] = lock.sha256
         else:
             findings.append(
                 Finding(
@@ -73,30 +81,39 @@ class ModelsGate:
             )
         ctx.progress(self.name, "hashing and checking the lock")
         digests: dict[str, FileDigest] = {}
+        files: list[str] | None = None
         if lock is not None:
-            mismatches, digests_rel = verify_lock(lock, ignore=pol.ignore)
             lock_base = lock.base
+            to_base = _rebase(lock_base, base)
+            # Without models.paths the roots are the lock's: walk them once for both checks.
+            walked = walk_files(lock_base, lock.roots) if lock.roots and not pol.paths else None
+            mismatches, digests_rel = verify_lock(lock, ignore=pol.ignore, walked=walked)
             for m in mismatches:
                 findings.append(mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path))
-            digests = {_rel(lock_base / p, base): d for p, d in digests_rel.items()}
-        files = collect_files(base, roots, pol.ignore)
-        missing = [base / f for f in files if f not in digests]
-        digests |= {_rel(p, base): d for p, d in hash_files(missing).items()}
+            digests = {to_base(p): d for p, d in digests_rel.items()}
+            if walked is not None:
+                files = [f for f in map(to_base, walked) if not is_ignored(f, pol.ignore)]
+        if files is None:
+            files = collect_files(base, roots, pol.ignore)
+        missing = [f for f in files if f not in digests]
+        hashed = hash_files([base / f for f in missing])
+        digests |= {f: hashed[base / f] for f in missing}
         ctx.progress(self.name, f"scanning {len(files)} model file(s)")
         scans = scan_files([base / f for f in files], Allowlist.default())
         pinned = lock.by_path() if lock else {}
+        to_lock = _rebase(base, lock.base) if lock else None
         records: list[dict[str, Any]] = []
         for rel, scan in zip(files, scans, strict=True):
             findings += scan_findings(rel, scan)
             d = digests[rel]
-            entry = pinned.get(_rel(base / rel, lock.base)) if lock else None
+            entry = pinned.get(to_lock(rel)) if to_lock else None
             records.append(
                 {
                     "path": rel,
                     "size": d.size,
                     "sha256": d.sha256,
                     "format": scan.format.value,
-                    "source": _source(entry),
+                    "source": entry.source.to_json() if entry and entry.source else None,
                 }
             )
         if pol.signature is not None:
@@ -117,7 +134,7 @@ def _roots(paths: list[str], lock: ModelsLock | None, base: Path) -> list[str]:
         return [_clean(p) for p in paths]
     if lock is None:
         return []
-    return [_rel(lock.base / r, base) for r in lock.roots]
+    return list(map(_rebase(lock.base, base), lock.roots))
 
 
 def _clean(p: str) -> str:
@@ -129,20 +146,25 @@ def _clean(p: str) -> str:
     return Path(p).as_posix()
 
 
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return path.resolve().relative_to(base.resolve()).as_posix()
-    except ValueError:
-        raise ConfigError(f"{path} is outside the build context {base}.") from None
+def _rebase(src: Path, dst: Path) -> Callable[[str], str]:
+    """A function taking a clean path relative to the directory ``src`` to the same path
+    relative to ``dst``; both are resolved, so nothing is resolved per path."""
+    src, dst = src.resolve(), dst.resolve()
+    if src.is_relative_to(dst):
+        prefix = src.relative_to(dst).as_posix() + "/"
+        if prefix == "./":
+            return lambda rel: rel
+        return lambda rel: prefix + rel
+    below = dst.relative_to(src).as_posix() + "/" if dst.is_relative_to(src) else None
 
+    def rebase(rel: str) -> str:
+        if below is not None and rel.startswith(below):
+            return rel[len(below) :]
+        if below is not None and rel + "/" == below:
+            return "."
+        raise ConfigError(f"{src / rel} is outside the build context {dst}.")
 
-def _source(entry: LockEntry | None) -> dict[str, str] | None:
-    if entry is None or entry.source is None:
-        return None
-    src = {"uri": entry.source.uri}
-    if entry.source.revision:
-        src["revision"] = entry.source.revision
-    return src
+    return rebase
 
 
 def mismatch_finding(
@@ -255,13 +277,18 @@ class ModelsImageGate:
         lock = load_lock(lock_path)
         build = ctx.result("build")
         layout_dir = build.artifacts.get("oci_layout")
-        manifests = {k.removeprefix("image.manifest."): v for k, v in build.facts.items()
-                     if k.startswith("image.manifest.")}  # fmt: skip
+        # Here, not at the top: `models scan` imports this module and must not load the build gate.
+        from modelseal.build.gate import platform_manifests
+
+        manifests = platform_manifests(build.facts)
         if layout_dir is None or not manifests:
             raise GateError("the build gate left no OCI layout to read the model files from.")
         layout = OciLayout(Path(layout_dir))
-        expected = _expected_in_image(lock, base, pol.image_paths)
-        prefixes = tuple(p.strip("/") + "/" for p in pol.image_paths.values())
+        to_base = _rebase(lock.base, base)
+        locked = [(to_base(e.path), e) for e in lock.entries]
+        expected = _expected_in_image(locked, pol.image_paths)
+        dirs = _image_dirs(pol.image_paths, {rel for rel, _ in locked})
+        prefixes = tuple(prefix for prefix, _ in dirs)
         findings: list[Finding] = []
         checked = 0
         for platform, digest in sorted(manifests.items()):
@@ -300,7 +327,7 @@ class ModelsImageGate:
                     )
                 checked += 1
             for name in sorted(found.keys() - expected.keys()):
-                if any(fnmatch.fnmatchcase(name.rsplit("/", 1)[-1], p) for p in pol.ignore):
+                if any(is_ignored(rel, pol.ignore) for rel in _local_paths(name, dirs)):
                     continue
                 findings.append(
                     _image_finding("image-extra", name, platform, None, found[name].sha256, None)
@@ -312,17 +339,41 @@ class ModelsImageGate:
 
 
 def _expected_in_image(
-    lock: ModelsLock, base: Path, image_paths: dict[str, str]
+    locked: list[tuple[str, LockEntry]], image_paths: dict[str, str]
 ) -> dict[str, LockEntry]:
+    """Image path → the lock entry that must be there; ``locked`` holds the entries with their
+    paths relative to the build context."""
     out: dict[str, LockEntry] = {}
     for local, image_dir in image_paths.items():
         local_rel = _clean(local).rstrip("/")
-        for entry in lock.entries:
-            rel = _rel(lock.base / entry.path, base)
+        for rel, entry in locked:
             if rel == local_rel or rel.startswith(local_rel + "/"):
                 rest = rel[len(local_rel) :].lstrip("/") or rel.rsplit("/", 1)[-1]
                 out[f"{image_dir.strip('/')}/{rest}"] = entry
     return out
+
+
+def _image_dirs(image_paths: dict[str, str], locked: set[str]) -> list[tuple[str, str]]:
+    """Per ``models.image_paths`` entry: the image directory (``/``-terminated, without the
+    leading ``/``) and the build-context directory whose files it holds (for a locked file
+    mapped by itself, the file's directory)."""
+    out = []
+    for local, image_dir in image_paths.items():
+        local_rel = _clean(local).rstrip("/")
+        if local_rel in locked:
+            local_rel = local_rel.rpartition("/")[0]
+        out.append((image_dir.strip("/") + "/", "" if local_rel == "." else local_rel))
+    return out
+
+
+def _local_paths(name: str, dirs: list[tuple[str, str]]) -> list[str]:
+    """The build-context paths the image file ``name`` stands for, one per image directory
+    holding it: what the ``ignore`` globs are matched against, as on disk."""
+    return [
+        f"{local}/{name[len(prefix) :]}" if local else name[len(prefix) :]
+        for prefix, local in dirs
+        if name.startswith(prefix)
+    ]
 
 
 def _image_finding(

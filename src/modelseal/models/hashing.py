@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,31 +51,16 @@ def hash_file(path: Path, *, chunk: int = CHUNK) -> FileDigest:
     return FileDigest(size, h.hexdigest())
 
 
-def hash_files(
-    paths: Iterable[Path],
-    *,
-    workers: int | None = None,
-    on_done: Callable[[Path, FileDigest], None] | None = None,
-) -> dict[Path, FileDigest]:
+def hash_files(paths: Iterable[Path], *, workers: int | None = None) -> dict[Path, FileDigest]:
     """Hash many files concurrently; returns path → digest."""
     todo = sorted(set(paths), key=lambda p: _size(p), reverse=True)
     if not todo:
         return {}
     n = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    out: dict[Path, FileDigest] = {}
-
-    def one(p: Path) -> tuple[Path, FileDigest]:
-        d = hash_file(p)
-        if on_done is not None:
-            on_done(p, d)
-        return p, d
-
     if n == 1:
-        return dict(one(p) for p in todo)
+        return {p: hash_file(p) for p in todo}
     with ThreadPoolExecutor(max_workers=n) as pool:
-        for p, d in pool.map(one, todo):
-            out[p] = d
-    return out
+        return dict(zip(todo, pool.map(hash_file, todo), strict=True))
 
 
 def _size(p: Path) -> int:

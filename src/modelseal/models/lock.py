@@ -8,7 +8,9 @@ without an entry is *extra*, and fails verification unless the policy ignores it
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import locale
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,13 @@ class Source:
 
     uri: str
     revision: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        """The source as stored."""
+        data = {"uri": self.uri}
+        if self.revision:
+            data["revision"] = self.revision
+        return data
 
 
 @dataclass(frozen=True)
@@ -48,9 +57,7 @@ class LockEntry:
             "format": self.format,
         }
         if self.source is not None:
-            data["source"] = {"uri": self.source.uri}
-            if self.source.revision:
-                data["source"]["revision"] = self.source.revision
+            data["source"] = self.source.to_json()
         return data
 
 
@@ -61,6 +68,8 @@ class ModelsLock:
     roots: tuple[str, ...]
     entries: tuple[LockEntry, ...]
     path: Path | None = None
+    #: SHA-256 of the file's bytes as :func:`load_lock` read them (``None`` when not read).
+    sha256: str | None = field(default=None, compare=False)
 
     @property
     def base(self) -> Path:
@@ -84,9 +93,12 @@ class ModelsLock:
 def load_lock(path: Path) -> ModelsLock:
     """Read and validate a lock file; every problem is a ConfigError naming the file."""
     try:
-        data = json.loads(path.read_text())
+        content = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}.") from None
+    try:
+        # Decoded as Path.read_text would: the lock is written with Path.write_text.
+        data = json.loads(content.decode(locale.getpreferredencoding(False)))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}.") from None
     if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
@@ -120,7 +132,8 @@ def load_lock(path: Path) -> ModelsLock:
             source = Source(src["uri"], str(rev) if rev is not None else None)
         entries.append(LockEntry(rel, size, digest, fmt, source))
     roots = tuple(_clean_rel(str(r), f"{path}: roots") for r in data.get("roots", []))
-    return ModelsLock(roots=roots, entries=tuple(entries), path=path)
+    sha256 = hashlib.sha256(content).hexdigest()
+    return ModelsLock(roots=roots, entries=tuple(entries), path=path, sha256=sha256)
 
 
 def _clean_rel(rel: str, where: str) -> str:
@@ -136,6 +149,11 @@ def collect_files(base: Path, roots: Sequence[str], ignore: Sequence[str] = ()) 
     """Every regular file under ``roots`` (relative to ``base``), as sorted relative paths,
     minus those matching an ``ignore`` glob. Symlinks are refused: a link can point outside
     what was reviewed."""
+    return [r for r in walk_files(base, roots) if not is_ignored(r, ignore)]
+
+
+def walk_files(base: Path, roots: Sequence[str]) -> list[str]:
+    """:func:`collect_files` without the ``ignore`` globs: every regular file under ``roots``."""
     out: set[str] = set()
     for root in roots:
         start = base / root
@@ -155,10 +173,12 @@ def collect_files(base: Path, roots: Sequence[str], ignore: Sequence[str] = ()) 
                     raise ConfigError(f"model path {rel} is a symlink; models must be real files.")
                 if full.is_file():
                     out.add(rel)
-    return sorted(r for r in out if not _ignored(r, ignore))
+    return sorted(out)
 
 
-def _ignored(rel: str, patterns: Iterable[str]) -> bool:
+def is_ignored(rel: str, patterns: Iterable[str]) -> bool:
+    """Whether the relative, ``/``-separated path ``rel`` matches one of the ``ignore`` globs,
+    as a whole or by its file name."""
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
@@ -201,12 +221,20 @@ class LockMismatch:
 
 
 def verify_lock(
-    lock: ModelsLock, *, ignore: Sequence[str] = (), digests: Mapping[str, FileDigest] | None = None
+    lock: ModelsLock,
+    *,
+    ignore: Sequence[str] = (),
+    digests: Mapping[str, FileDigest] | None = None,
+    walked: Sequence[str] | None = None,
 ) -> tuple[list[LockMismatch], dict[str, FileDigest]]:
     """Compare the files under the lock's roots with the lock. Returns the mismatches and the
-    digests computed (path → digest), so callers need not hash twice."""
+    digests computed (path → digest), so callers need not hash twice. ``walked`` is
+    ``walk_files(lock.base, lock.roots)`` when the caller already has it (so the roots are
+    walked once)."""
     base = lock.base
-    present = collect_files(base, lock.roots, ignore) if lock.roots else []
+    if walked is None:
+        walked = walk_files(base, lock.roots) if lock.roots else []
+    present = [r for r in walked if not is_ignored(r, ignore)]
     expected = lock.by_path()
     on_disk = set(present) | {p for p in expected if (base / p).is_file()}
     computed = dict(digests or {})

@@ -97,11 +97,6 @@ class PickleScan:
     pickles: int
     end: int
 
-    @property
-    def clean(self) -> bool:
-        """True when nothing at all was reported."""
-        return not self.issues
-
 
 # --------------------------------------------------------------------------------------------
 # The allowlist

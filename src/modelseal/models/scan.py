@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelseal.findings import Severity
-from modelseal.models.formats import Detected, decompress_prefix, detect_format
+from modelseal.models.formats import ZIP_ERRORS, Detected, decompress_prefix, detect_format
 from modelseal.models.issues import Format, ModelIssue
 from modelseal.models.pickle_scan import Allowlist, scan_pickle
 from modelseal.models.structure import check_structure
@@ -162,7 +162,7 @@ def _scan_zip_members(path: Path, detected: Detected, allow: Allowlist) -> tuple
                 data = zf.read(info)
                 start = detected.member_offsets.get(name, 0)
                 issues += scan_pickle(data, start=start, allow=allow, member=name).issues
-    except (zipfile.BadZipFile, KeyError, EOFError, OSError) as e:
+    except ZIP_ERRORS as e:
         issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken zip archive: {e}"))
     return tuple(issues)
 
@@ -205,11 +205,7 @@ def scan_files(
         return [scan_file(p, allow) for p in paths]
     with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
         chunk = max(1, len(paths) // (n * 4))
-        return list(pool.map(_scan_one, paths, [allow] * len(paths), chunksize=chunk))
-
-
-def _scan_one(path: Path, allow: Allowlist | None) -> FileScan:
-    return scan_file(path, allow)
+        return list(pool.map(scan_file, paths, [allow] * len(paths), chunksize=chunk))
 
 
 #: Below this many files a background scan is not worth a fork.

@@ -38,6 +38,7 @@ from modelseal.models.formats import (
     hdf5_offset,
     iter_proto_buffer,
     iter_proto_fields,
+    short,
 )
 from modelseal.models.issues import Format, ModelIssue
 
@@ -107,10 +108,6 @@ def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
             raise _DuplicateKey(key)
         out[key] = value
     return out
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 #: JSON values parsed per document at most (counted as ',' and ':' bytes, in C, before
@@ -207,8 +204,8 @@ def _safetensors(src: ByteSource, out: _Issues) -> None:
         return
     except _DuplicateKey as e:
         out.add(
-            BAD_HEADER, Severity.HIGH, f"the header repeats key {_short(e.key)!r}",
-            offset=8, tensor=_short(e.key),
+            BAD_HEADER, Severity.HIGH, f"the header repeats key {short(e.key)!r}",
+            offset=8, tensor=short(e.key),
         )  # fmt: skip
         return
     except (ValueError, RecursionError) as e:
@@ -243,8 +240,8 @@ def _safetensors(src: ByteSource, out: _Issues) -> None:
         problem, span = _safetensors_entry(info, data_len)
         if problem:
             out.add(
-                BAD_HEADER, Severity.HIGH, f"tensor {_short(name)!r}: {problem}",
-                offset=key_offset(name), tensor=_short(name),
+                BAD_HEADER, Severity.HIGH, f"tensor {short(name)!r}: {problem}",
+                offset=key_offset(name), tensor=short(name),
             )  # fmt: skip
         elif span is not None:
             spans.append((span[0], span[1], name))
@@ -254,14 +251,14 @@ def _safetensors(src: ByteSource, out: _Issues) -> None:
         if begin > expected:
             out.add(
                 BAD_HEADER, Severity.HIGH,
-                f"{begin - expected} unreferenced byte(s) before tensor {_short(name)!r}",
-                offset=data_start + expected, tensor=_short(name),
+                f"{begin - expected} unreferenced byte(s) before tensor {short(name)!r}",
+                offset=data_start + expected, tensor=short(name),
             )  # fmt: skip
         elif begin < expected:
             out.add(
                 BAD_HEADER, Severity.HIGH,
-                f"tensor {_short(name)!r} overlaps the tensor before it",
-                offset=data_start + begin, tensor=_short(name),
+                f"tensor {short(name)!r} overlaps the tensor before it",
+                offset=data_start + begin, tensor=short(name),
             )  # fmt: skip
         expected = max(expected, end)
     if expected < data_len:
@@ -278,11 +275,11 @@ def _safetensors_entry(info: object, data_len: int) -> tuple[str | None, tuple[i
         return "the entry is not an object", None
     if set(info) != {"dtype", "shape", "data_offsets"}:
         keys = ", ".join(sorted(map(str, info)))
-        return f"expected exactly dtype, shape, data_offsets (got {_short(keys)})", None
+        return f"expected exactly dtype, shape, data_offsets (got {short(keys)})", None
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     bits = SAFETENSORS_DTYPE_BITS.get(dtype) if isinstance(dtype, str) else None
     if bits is None:
-        return f"unknown dtype {_short(repr(dtype))}", None
+        return f"unknown dtype {short(repr(dtype))}", None
     # type() is exact: bool is an int subclass but not a valid dimension.
     if not (isinstance(shape, list) and set(map(type, shape)) <= {int} and min(shape or [0]) >= 0):
         return "shape must be a list of non-negative integers", None
@@ -507,7 +504,7 @@ def _gguf(src: ByteSource, out: _Issues) -> None:
 
 
 def _key(raw: bytes) -> str:
-    return _short(raw.decode("utf-8", "replace"))
+    return short(raw.decode("utf-8", "replace"))
 
 
 def _gguf_value(cur: _GgufCursor, vtype: int, at: int, depth: int) -> None:
@@ -551,7 +548,7 @@ def _chat_template(
         out.add(
             CUSTOM_CODE, Severity.HIGH,
             f"chat template {_key(key)!r} reaches Python internals ({', '.join(found[:5])})",
-            offset=value_at, key=_key(key), attributes=_short(",".join(found)),
+            offset=value_at, key=_key(key), attributes=short(",".join(found)),
         )  # fmt: skip
 
 
@@ -719,7 +716,7 @@ class _OnnxWalk:
                         loc_at = evalue
                 if key == b"location":
                     locations.append((loc, loc_at))
-        tensor = _short(name.decode("utf-8", "replace"))
+        tensor = short(name.decode("utf-8", "replace"))
         for raw, at in locations:
             if raw is None:
                 self.out.add(
@@ -735,8 +732,8 @@ class _OnnxWalk:
             if problem:
                 self.out.add(
                     PATH_ESCAPE, Severity.CRITICAL,
-                    f"tensor {tensor!r}: external data location {_short(repr(location))} {problem}",
-                    offset=at, tensor=tensor, location=_short(location),
+                    f"tensor {tensor!r}: external data location {short(repr(location))} {problem}",
+                    offset=at, tensor=tensor, location=short(location),
                 )  # fmt: skip
 
 
@@ -812,7 +809,7 @@ def _keras_zip(src: ByteSource, out: _Issues) -> None:
             with zf.open(infos[-1]) as fh:  # zipfile (and so Keras) reads the last one
                 raw = fh.read(MAX_KERAS_CONFIG + 1)
     except ZIP_ERRORS as e:
-        out.add(BAD_HEADER, Severity.HIGH, f"broken .keras archive: {_short(str(e))}")
+        out.add(BAD_HEADER, Severity.HIGH, f"broken .keras archive: {short(str(e))}")
         return
     if len(raw) > MAX_KERAS_CONFIG or _json_too_complex(raw):
         out.add(
@@ -824,7 +821,7 @@ def _keras_zip(src: ByteSource, out: _Issues) -> None:
         config = json.loads(raw)
     except (ValueError, RecursionError) as e:
         out.add(
-            BAD_HEADER, Severity.HIGH, f"config.json is not valid JSON: {_short(str(e))}",
+            BAD_HEADER, Severity.HIGH, f"config.json is not valid JSON: {short(str(e))}",
             member="config.json",
         )  # fmt: skip
         return
@@ -867,9 +864,9 @@ def _keras_object(
     """Check one ``{"class_name": …}`` object; returns whether its subtree is a Lambda's."""
     config = node.get("config")
     name = config.get("name") if isinstance(config, dict) else None
-    detail = {"class_name": _short(cls), "path": _short(where)}
+    detail = {"class_name": short(cls), "path": short(where)}
     if isinstance(name, str):
-        detail["layer"] = _short(name)
+        detail["layer"] = short(name)
     label = f"{cls} {name!r}" if isinstance(name, str) else cls
     if cls == "Lambda":
         out.add(
@@ -893,7 +890,7 @@ def _keras_object(
         out.add(
             CUSTOM_CODE, Severity.HIGH if risky else Severity.MEDIUM,
             f"{label} calls TensorFlow function {fn_name or '?'!r} by name on load",
-            member=member, offset=offset, function=_short(fn_name), **detail,
+            member=member, offset=offset, function=short(fn_name), **detail,
         )  # fmt: skip
         return in_lambda
     if cls.startswith("__") and cls.endswith("__"):
@@ -906,12 +903,12 @@ def _keras_object(
         elif not isinstance(module, str) or not (
             module in _KERAS_MODULES or module.startswith(tuple(m + "." for m in _KERAS_MODULES))
         ):
-            reasons.append(f"from module {_short(str(module))!r}")
-            detail["module"] = _short(str(module))
+            reasons.append(f"from module {short(str(module))!r}")
+            detail["module"] = short(str(module))
     registered = node.get("registered_name")
     if isinstance(registered, str) and ">" in registered and not registered.startswith("keras>"):
-        reasons.append(f"registered custom object {_short(registered)!r}")
-        detail["registered_name"] = _short(registered)
+        reasons.append(f"registered custom object {short(registered)!r}")
+        detail["registered_name"] = short(registered)
     if reasons:
         out.add(
             CUSTOM_CODE, Severity.HIGH,
@@ -1061,8 +1058,8 @@ def check_savedmodel(path: Path) -> tuple[ModelIssue, ...]:
                 rel = os.path.relpath(full, path).replace(os.sep, "/")
                 out.add(
                     PATH_ESCAPE, Severity.CRITICAL,
-                    f"{rel} is a symlink to {_short(os.readlink(full))}, outside the SavedModel",
-                    member=rel, target=_short(os.readlink(full)),
+                    f"{rel} is a symlink to {short(os.readlink(full))}, outside the SavedModel",
+                    member=rel, target=short(os.readlink(full)),
                 )  # fmt: skip
     for e in errors[:5]:
         out.add(
@@ -1081,7 +1078,7 @@ def check_torchscript(path: Path) -> tuple[ModelIssue, ...]:
             with zipfile.ZipFile(src.file) as zf:
                 names = [i.filename for i in zf.infolist() if not i.filename.endswith("/")]
         except ZIP_ERRORS as e:
-            out.add(BAD_HEADER, Severity.HIGH, f"broken TorchScript archive: {_short(str(e))}")
+            out.add(BAD_HEADER, Severity.HIGH, f"broken TorchScript archive: {short(str(e))}")
             return out.result()
     code = [n for n in names if n.count("/") >= 2 and n.split("/")[1] == "code"]
     if code:
@@ -1089,7 +1086,7 @@ def check_torchscript(path: Path) -> tuple[ModelIssue, ...]:
         out.add(
             CUSTOM_CODE, Severity.HIGH,
             f"TorchScript archive carries {len(code)} code file(s) compiled and run on load",
-            member=f"{root}/code/", count=str(len(code)), members=_short(", ".join(code), 1000),
+            member=f"{root}/code/", count=str(len(code)), members=short(", ".join(code), 1000),
         )  # fmt: skip
     return out.result()
 
@@ -1107,14 +1104,14 @@ def check_zip(path: Path) -> tuple[ModelIssue, ...]:
                     if n > 1:
                         out.add(
                             BAD_HEADER, Severity.HIGH,
-                            f"member {_short(name)!r} appears {n} times; readers disagree "
+                            f"member {short(name)!r} appears {n} times; readers disagree "
                             "on which one is used",
                             member=name,
                         )  # fmt: skip
                 for info in infos:
                     _zip_member(zf, info, out)
         except ZIP_ERRORS as e:
-            out.add(BAD_HEADER, Severity.HIGH, f"broken zip archive: {_short(str(e))}")
+            out.add(BAD_HEADER, Severity.HIGH, f"broken zip archive: {short(str(e))}")
     return out.result()
 
 
@@ -1127,12 +1124,12 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: _Issues) -> Non
     if posix.startswith("/") or _WINDOWS_DRIVE.match(posix) or ".." in parts:
         out.add(
             PATH_ESCAPE, Severity.HIGH,
-            f"member name {_short(name)!r} points outside the archive when extracted",
+            f"member name {short(name)!r} points outside the archive when extracted",
             member=name, offset=info.header_offset,
         )  # fmt: skip
     if info.flag_bits & 0x1:
         out.add(
-            BAD_HEADER, Severity.HIGH, f"member {_short(name)!r} is encrypted: not checkable",
+            BAD_HEADER, Severity.HIGH, f"member {short(name)!r} is encrypted: not checkable",
             member=name, offset=info.header_offset,
         )  # fmt: skip
         return
@@ -1141,7 +1138,7 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: _Issues) -> Non
             pass  # opening checks the local header against the central directory
     except ZIP_ERRORS as e:
         out.add(
-            BAD_HEADER, Severity.HIGH, f"member {_short(name)!r}: {_short(str(e))}",
+            BAD_HEADER, Severity.HIGH, f"member {short(name)!r}: {short(str(e))}",
             member=name, offset=info.header_offset,
         )  # fmt: skip
 

@@ -165,6 +165,21 @@ class ModelsPolicy(BaseModel):
         description='Extra pickle globals to allow beyond the built-in safe list, as "module.name" '
         'or "module.*".',
     )
+
+    @field_validator("allowed_globals")
+    @classmethod
+    def _globals_cannot_run_code(cls, value: list[str]) -> list[str]:
+        # The scanner's rules, so the policy cannot admit what the scanner would refuse
+        # (os.system, builtins.*, dunders …).
+        from modelseal.models.pickle_scan import Allowlist
+
+        for entry in value:
+            try:
+                Allowlist().extended([entry])
+            except ValueError as e:
+                raise PydanticCustomError("unsafe_global", str(e)) from None
+        return value
+
     image_paths: dict[str, ImagePath] = Field(
         default={},
         description="Where locked model directories live inside the image: local directory "
