@@ -34,31 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
-from _common import engine_and_base
-
-REPO = Path(__file__).resolve().parent.parent
-EPOCH = "1700000000"
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    found = BIN / name
-    return str(found) if found.exists() else (shutil.which(name) or name)
-
-
-def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode not in ok:
-        sys.exit(
-            f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n"
-            f"{proc.stderr[-2000:]}{proc.stdout[-1000:]}"
-        )
-    return elapsed
+from _common import EPOCH, REPO, engine_and_base, timed
 
 
 def make_context(ctx: Path) -> None:
@@ -84,115 +62,104 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     from examples.offline.osv_server import start_osv_server
 
+    from modelseal._tools import find_tool
+    from modelseal.build.gate import platform_manifests
     from modelseal.oci import OciLayout, image_files
+    from modelseal.sbom.gate import SYFT_ENV_OFFLINE
+    from modelseal.vuln.pip_audit import OsvEndpoint, pip_audit_argv
+    from modelseal.vuln.trivy import scan_argv
 
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-scan-"))
-    stack = ExitStack()
     try:
-        base = stack.enter_context(engine_and_base())
-        cache = work / "cache"
-        subprocess.run(
-            [sys.executable, str(REPO / "examples/offline/trivydb.py"), "--cache-dir", str(cache / "trivy")],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        ctx = work / "ctx"
-        make_context(ctx)
-        env = {**os.environ, "MODELSEAL_CACHE_DIR": str(cache), "SOURCE_DATE_EPOCH": EPOCH}
-        syft_env = {
-            **env,
-            "SYFT_CHECK_FOR_APP_UPDATE": "false",
-            "SYFT_GOLANG_SEARCH_REMOTE_LICENSES": "false",
-            "SYFT_JAVASCRIPT_SEARCH_REMOTE_LICENSES": "false",
-            "SYFT_JAVA_USE_NETWORK": "false",
-            "SYFT_PYTHON_SEARCH_REMOTE_LICENSES": "false",
-        }
-        with start_osv_server() as (osv, _stop):
-            osv_query = f"{osv.rstrip('/')}/v1/query"
-            policy = work / "policy.yml"
-            policy.write_text(
-                "version: 1\nbuild:\n  rebuild_check: false\ntrivy:\n  db:\n    mode: offline\n"
-                f"pip_audit:\n  osv_url: {osv}\nvulnerabilities:\n  fail_on: critical\n"
-            )
-
-            def seal(out: Path) -> tuple[float, float, dict[str, float]]:
-                argv = [
-                    tool("modelseal"), "run", str(ctx),
-                    "--gate", "build", "--gate", "sbom", "--gate", "trivy", "--gate", "pip-audit",
-                    "--policy", str(policy), "--build-context", f"base={base}",
-                    "--source-date-epoch", EPOCH, "-o", str(out),
-                ]  # fmt: skip
-                wall = timed(argv, env, ok=(0, 1))
-                report = json.loads((out / "report.json").read_text())
-                durations = {g["gate"]: float(g["duration_s"]) for g in report["gates"]}
-                return wall, durations["build"], durations
-
-            # Warm run: fills the build cache and gives the layout for the by-hand side.
-            warm = work / "warm"
-            seal(warm)
-            report = json.loads((warm / "report.json").read_text())
-            build_facts = next(g["facts"] for g in report["gates"] if g["gate"] == "build")
-            manifest = next(v for k, v in build_facts.items() if k.startswith("image.manifest."))
-            oci = warm / "oci"
-
-            def by_hand(i: int) -> dict[str, float]:
-                d = work / f"hand-{i}"
-                d.mkdir()
-                t: dict[str, float] = {}
-                t["syft"] = timed(
-                    [tool("syft"), "scan", f"oci-dir:{oci}", "-o",
-                     f"cyclonedx-json={d / 'sbom.json'}", "--quiet"],
-                    syft_env,
-                )  # fmt: skip
-                t["trivy"] = timed(
-                    [tool("trivy"), "image", "--input", str(oci), "--format", "json",
-                     "--scanners", "vuln", "--cache-dir", str(cache / "trivy"),
-                     "--cache-backend", "memory", "--skip-db-update", "--skip-java-db-update",
-                     "--skip-check-update", "--skip-version-check", "--offline-scan", "--quiet"],
-                    env,
-                )  # fmt: skip
-                t0 = time.perf_counter()
-                root = d / "rootfs"
-                root.mkdir()
-                image_files(
-                    OciLayout(oci), manifest,
-                    lambda n: "site-packages/" in n or "dist-packages/" in n, extract_to=root,
-                )  # fmt: skip
-                sites = sorted(
-                    {p.parent.parent for p in root.rglob("*.dist-info/METADATA")}
-                    | {p.parent.parent for p in root.rglob("*.egg-info/PKG-INFO")}
+        with engine_and_base() as base:
+            cache = work / "cache"
+            subprocess.run(
+                [sys.executable, str(REPO / "examples/offline/trivydb.py"), "--cache-dir", str(cache / "trivy")],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            ctx = work / "ctx"
+            make_context(ctx)
+            env = {**os.environ, "MODELSEAL_CACHE_DIR": str(cache), "SOURCE_DATE_EPOCH": EPOCH}
+            syft_env = {**env, **SYFT_ENV_OFFLINE}
+            with start_osv_server() as (osv, _stop):
+                endpoint = OsvEndpoint.from_policy(osv)
+                policy = work / "policy.yml"
+                policy.write_text(
+                    "version: 1\nbuild:\n  rebuild_check: false\ntrivy:\n  db:\n    mode: offline\n"
+                    f"pip_audit:\n  osv_url: {osv}\nvulnerabilities:\n  fail_on: critical\n"
                 )
-                for site in sites:
-                    timed(
-                        [tool("pip-audit"), "--path", str(site), "--strict", "-f", "json",
-                         "--progress-spinner", "off", "--cache-dir", str(d / "pa-cache"),
-                         "-s", "osv", "--osv-url", osv_query],
-                        {**env, "PIP_NO_INPUT": "1"}, ok=(0, 1),
-                    )  # fmt: skip
-                t["pip-audit (extract + audit)"] = time.perf_counter() - t0
-                t["sites"] = len(sites)
-                return t
 
-            rows: dict[str, list[float]] = {}
-            gates: dict[str, list[float]] = {"sbom": [], "trivy": [], "pip-audit": []}
-            phase: list[float] = []
-            outside: list[float] = []
-            sites = 0
-            for i in range(args.runs):
-                # Interleaved so drift on a shared machine hits both sides alike.
-                hand = by_hand(i)
-                sites = int(hand.pop("sites"))
-                for k, v in hand.items():
-                    rows.setdefault(k, []).append(v)
-                rows.setdefault("sequential sum", []).append(sum(hand.values()))
-                wall, build, durations = seal(work / f"seal-{i}")
-                phase.append(wall - build)
-                outside.append(wall - build - max(durations[g] for g in gates))
-                for g in gates:
-                    gates[g].append(durations[g])
+                def seal(out: Path) -> tuple[float, float, dict[str, float]]:
+                    argv = [
+                        find_tool("modelseal"), "run", str(ctx),
+                        "--gate", "build", "--gate", "sbom", "--gate", "trivy", "--gate", "pip-audit",
+                        "--policy", str(policy), "--build-context", f"base={base}",
+                        "--source-date-epoch", EPOCH, "-o", str(out),
+                    ]  # fmt: skip
+                    wall = timed(argv, env, ok=(0, 1))
+                    report = json.loads((out / "report.json").read_text())
+                    durations = {g["gate"]: float(g["duration_s"]) for g in report["gates"]}
+                    return wall, durations["build"], durations
+
+                # Warm run: fills the build cache and gives the layout for the by-hand side.
+                warm = work / "warm"
+                seal(warm)
+                report = json.loads((warm / "report.json").read_text())
+                build_facts = next(g["facts"] for g in report["gates"] if g["gate"] == "build")
+                manifest = next(iter(platform_manifests(build_facts).values()))
+                oci = warm / "oci"
+
+                def by_hand(i: int) -> dict[str, float]:
+                    d = work / f"hand-{i}"
+                    d.mkdir()
+                    t: dict[str, float] = {}
+                    t["syft"] = timed(
+                        [find_tool("syft"), "scan", f"oci-dir:{oci}", "-o",
+                         f"cyclonedx-json={d / 'sbom.json'}", "--quiet"],
+                        syft_env,
+                    )  # fmt: skip
+                    t["trivy"] = timed(scan_argv(find_tool("trivy"), oci, cache / "trivy"), env)
+                    t0 = time.perf_counter()
+                    root = d / "rootfs"
+                    root.mkdir()
+                    image_files(
+                        OciLayout(oci), manifest,
+                        lambda n: "site-packages/" in n or "dist-packages/" in n, extract_to=root,
+                    )  # fmt: skip
+                    sites = sorted(
+                        {p.parent.parent for p in root.rglob("*.dist-info/METADATA")}
+                        | {p.parent.parent for p in root.rglob("*.egg-info/PKG-INFO")}
+                    )
+                    for site in sites:
+                        timed(
+                            pip_audit_argv(find_tool("pip-audit"), site, endpoint, d / "pa-cache"),
+                            {**env, "PIP_NO_INPUT": "1"},
+                            ok=(0, 1),
+                        )
+                    t["pip-audit (extract + audit)"] = time.perf_counter() - t0
+                    t["sites"] = len(sites)
+                    return t
+
+                rows: dict[str, list[float]] = {}
+                gates: dict[str, list[float]] = {"sbom": [], "trivy": [], "pip-audit": []}
+                phase: list[float] = []
+                outside: list[float] = []
+                sites = 0
+                for i in range(args.runs):
+                    # Interleaved so drift on a shared machine hits both sides alike.
+                    hand = by_hand(i)
+                    sites = int(hand.pop("sites"))
+                    for k, v in hand.items():
+                        rows.setdefault(k, []).append(v)
+                    rows.setdefault("sequential sum", []).append(sum(hand.values()))
+                    wall, build, durations = seal(work / f"seal-{i}")
+                    phase.append(wall - build)
+                    outside.append(wall - build - max(durations[g] for g in gates))
+                    for g in gates:
+                        gates[g].append(durations[g])
 
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        stack.close()
 
     med = {k: statistics.median(v) for k, v in rows.items()}
     seq = med["sequential sum"]

@@ -10,7 +10,7 @@ import jsonschema
 
 from modelseal import __version__
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.judge import judge
+from modelseal.judge import Outcome, judge
 from modelseal.policy import load_policy_text
 from modelseal.reports import Report, write_reports
 from modelseal.vuln.findings import vuln_finding
@@ -103,3 +103,35 @@ def test_no_accepted_vulnerabilities_no_openvex(tmp_path: Path) -> None:
     )
     assert "openvex" not in paths and not (tmp_path / "modelseal.openvex.json").exists()
     jsonschema.Draft4Validator(SCHEMA).validate(json.loads(paths["sarif"].read_text()))
+
+
+def test_openvex_takes_only_live_ignore_entries(tmp_path: Path) -> None:
+    # An expired entry fails its finding; a duplicate is ignored without an entry: neither is
+    # an accepted risk, so neither is in the OpenVEX document.
+    def req(gate: str, id_: str, aliases: tuple[str, ...] = ()) -> Finding:
+        return vuln_finding(gate=gate, id=id_, package="requests", version="2.19.0", ecosystem="pypi",
+                            severity=Severity.HIGH, title="leak", fixed_in="2.20.0", location=None,
+                            aliases=aliases)  # fmt: skip
+
+    trivy = GateResult("trivy", Status.PASSED, findings=(req("trivy", "CVE-2018-18074"),))
+    pip_audit = GateResult(
+        "pip-audit",
+        Status.PASSED,
+        findings=(req("pip-audit", "PYSEC-2018-28", ("CVE-2018-18074",)),),
+    )
+    policy = load_policy_text(
+        "version: 1\nvulnerabilities:\n  ignore:\n"
+        "    - {id: CVE-2018-18074, reason: old, expires: 2026-01-01}\n",
+        "p.yml",
+    )
+    verdict = judge([trivy, pip_audit], policy.policy, today=date(2026, 11, 23))
+    (expired,) = verdict.gates[0].decisions
+    assert expired.outcome is Outcome.FAIL and expired.ignore is not None
+    (dup,) = verdict.gates[1].decisions
+    assert dup.outcome is Outcome.IGNORED and dup.ignore is None
+    paths = write_reports(
+        Report(verdict, policy.source, policy.sha256, 0.0, 1.0, __version__), tmp_path
+    )
+    assert "openvex" not in paths
+    report = json.loads(paths["json"].read_text())
+    assert all("ignore" not in f for g in report["gates"] for f in g["findings"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from modelseal.errors import ExitCode
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.policy import Policy
+from modelseal.policy.model import IgnoreEntry
 from modelseal.vuln.policy import (
     VULN_GATES,
     VexStatement,
@@ -21,7 +22,7 @@ from modelseal.vuln.policy import (
     ids_of,
     is_vuln,
     load_vex,
-    sources_of,
+    sources_by_finding,
 )
 
 
@@ -35,11 +36,13 @@ class Outcome(Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    """The policy's word on one finding, and why."""
+    """The policy's word on one finding, and why. ``ignore`` is the vulnerability ignore entry
+    that decided it: the accepted risk when the outcome is IGNORED, an expired one when FAIL."""
 
     finding: Finding
     outcome: Outcome
     reason: str
+    ignore: IgnoreEntry | None = None
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,12 @@ _PICKLE_KINDS = frozenset(
 
 
 def _global_allowed(policy: Policy, name: str) -> bool:
-    module, _, _attr = name.rpartition(".")
-    for allowed in policy.models.allowed_globals:
-        if allowed == name or (allowed.endswith(".*") and allowed[:-2] == module):
-            return True
-    return False
+    # The scanner's own allowlist rules (wildcards never admit dunders or never-allowed names);
+    # the policy loader already refused entries that could run code.
+    from modelseal.models.pickle_scan import Allowlist
+
+    module, _, attr = name.rpartition(".")
+    return Allowlist().extended(policy.models.allowed_globals).allows(module, attr)
 
 
 def _models_rule(policy: Policy, f: Finding) -> Decision:
@@ -152,12 +156,7 @@ def _vuln_context(
 ) -> _VulnContext:
     by_gate = {r.gate: r.findings for r in results}
     dups = find_duplicates(by_gate)
-    everything = [f for r in results for f in r.findings]
-    sources = {
-        id(f): tuple(sources_of(f, dups, everything))
-        for f in everything
-        if is_vuln(f) and id(f) not in dups
-    }
+    sources = sources_by_finding((f for r in results for f in r.findings), dups)
     vex = tuple(load_vex(policy.vulnerabilities.vex, base_dir or Path.cwd()))
     return _VulnContext(vex, today or date.today(), dups, sources)
 
@@ -170,7 +169,7 @@ def _judge_vuln(f: Finding, policy: Policy, vc: _VulnContext) -> Decision:
     if srcs and len(srcs) > 1:
         f = replace(f, evidence={**f.evidence, "sources": ",".join(srcs)})
     outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "ignored": Outcome.IGNORED}[d.outcome]
-    return Decision(f, outcome, d.reason)
+    return Decision(f, outcome, d.reason, d.ignore)
 
 
 def _expired_findings(

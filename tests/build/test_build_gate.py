@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import EPOCH, REPO, docker_cli
 
 from modelseal._cli import main
+from modelseal.build.dockerfile import classify_bases, parse_dockerfile
+from modelseal.build.gate import _unpinned_finding, platform_manifests
 from modelseal.engine import PrivateEngine
 
 pytestmark = pytest.mark.engine
@@ -202,3 +204,36 @@ def test_missing_build_context_is_a_usage_error(
     code = main(["build", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
     assert code == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_platform_manifests_reads_the_manifest_facts_sorted_by_platform() -> None:
+    facts = {
+        "image.digest": "sha256:top",
+        "image.manifest.linux/arm64": "sha256:b",
+        "base.0": "busybox sha256:c",
+        "image.manifest.linux/amd64": "sha256:a",
+    }
+    assert list(platform_manifests(facts).items()) == [
+        ("linux/amd64", "sha256:a"),
+        ("linux/arm64", "sha256:b"),
+    ]
+    assert platform_manifests({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "pinned"),
+    [
+        ("docker-image://busybox@sha256:" + "a" * 64, True),
+        ("docker-image://busybox@sha256:" + "a" * 63, False),
+        ("docker-image://busybox@sha256:latest", False),
+        ("docker-image://busybox:1.36", False),
+    ],
+)
+def test_a_docker_image_context_is_pinned_only_by_a_well_formed_digest(
+    value: str, pinned: bool
+) -> None:
+    contexts = {"base": value}
+    (base,) = classify_bases(parse_dockerfile("FROM base\n", "Dockerfile"), contexts)
+    assert base.kind == "context"
+    finding = _unpinned_finding(base, "Dockerfile", contexts)
+    assert (finding is None) is pinned

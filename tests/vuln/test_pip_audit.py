@@ -6,18 +6,21 @@ run the whole gate (through the pipeline, so errors become ERRORED) on real imag
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from examples.offline.osv_server import start_osv_server
+from examples.offline.registry import free_port
 from tests.conftest import EPOCH, docker_cli
 
 from modelseal.errors import GateError, ToolError
@@ -31,6 +34,7 @@ from modelseal.vuln.pip_audit import (
     OsvEndpoint,
     PipAuditGate,
     _AdvisoryLookup,
+    extract_packages,
     run_pip_audit,
     severity_of,
 )
@@ -53,12 +57,6 @@ def packages(site_image_path: str, pkgs: dict[str, str]) -> list[InstalledPackag
         InstalledPackage(n, v, site_image_path, f"{site_image_path}/{n}-{v}.dist-info")
         for n, v in pkgs.items()
     ]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +109,7 @@ def test_pip_audit_reads_dist_info_via_path(tmp_path: Path, osv: str) -> None:
 
 def test_service_down_errors(tmp_path: Path) -> None:
     with pytest.raises(GateError, match="could not be reached"):
-        audit(tmp_path, f"http://127.0.0.1:{closed_port()}", VULNERABLE)
+        audit(tmp_path, f"http://127.0.0.1:{free_port()}", VULNERABLE)
 
 
 def test_http_error_for_one_package_errors_naming_it(tmp_path: Path, osv: str) -> None:
@@ -378,3 +376,51 @@ def test_garbage_output_errors_the_gate(
     result = run_gate(tmp_path, vulnerable_image, osv)
     assert result.status is Status.ERRORED
     assert "without a JSON report" in (result.error or "")
+
+
+def _layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _layout(root: Path, layers: list[bytes]) -> tuple[OciLayout, str]:
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put(x), "size": len(x)}
+            for x in layers
+        ],
+    }).encode()  # fmt: skip
+    digest = put(manifest)
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": []}))
+    return OciLayout(root), digest
+
+
+def test_extraction_leaves_no_directory_of_a_deleted_package(tmp_path: Path) -> None:
+    meta = b"Metadata-Version: 2.1\nName: {}\nVersion: 1.0\n"
+    lower = _layer({
+        f"{SITE}/gone-1.0.dist-info/METADATA": meta.replace(b"{}", b"gone"),
+        f"{SITE}/gone-1.0.dist-info/licenses/LICENSE": b"MIT\n",
+        f"{SITE}/kept-1.0.dist-info/METADATA": meta.replace(b"{}", b"kept"),
+    })  # fmt: skip
+    upper = _layer({f"{SITE}/.wh.gone-1.0.dist-info": b""})
+    layout, digest = _layout(tmp_path / "oci", [lower, upper])
+    root = tmp_path / "root"
+    packages = extract_packages(layout, digest, root)
+    assert [(p.name, p.version) for p in packages] == [("kept", "1.0")]
+    assert sorted(p.name for p in (root / SITE).iterdir()) == ["kept-1.0.dist-info"]

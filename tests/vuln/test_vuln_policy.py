@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from modelseal.errors import ConfigError, ExitCode
-from modelseal.findings import GateResult, Severity, Status
+from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Outcome, judge
 from modelseal.policy import load_policy_text
 from modelseal.vuln.findings import vuln_finding
+from modelseal.vuln.policy import (
+    VULN_GATES,
+    find_duplicates,
+    ids_of,
+    is_vuln,
+    norm_package,
+    sources_by_finding,
+)
 
 TODAY = date(2026, 11, 23)
 
@@ -190,3 +199,65 @@ def test_bad_vex_is_a_config_error(tmp_path: Path) -> None:
     r = GateResult("trivy", Status.PASSED, findings=())
     with pytest.raises(ConfigError, match="not an OpenVEX document"):
         _judge("vulnerabilities:\n  vex: [v.json]\n", r, base=tmp_path)
+
+
+def _reference_duplicates(by_gate: dict[str, list[Finding]]) -> dict[int, Finding]:
+    """The plain pairwise definition of :func:`find_duplicates`."""
+    kept: list[Finding] = []
+    dups: dict[int, Finding] = {}
+    order = [g for g in VULN_GATES if g in by_gate] + [g for g in by_gate if g not in VULN_GATES]
+    for gate in order:
+        for f in by_gate[gate]:
+            if not is_vuln(f):
+                continue
+            key = (norm_package(f.evidence["package"]), f.evidence["version"])
+            for k in kept:
+                same = (norm_package(k.evidence["package"]), k.evidence["version"]) == key
+                if same and k.gate != f.gate and ids_of(k) & ids_of(f):
+                    dups[id(f)] = k
+                    break
+            else:
+                kept.append(f)
+    return dups
+
+
+def test_duplicates_and_sources_in_one_pass() -> None:
+    def v(gate: str, id_: str, *aliases: str, package: str = "requests") -> Finding:
+        return requests_vuln(gate, id_, aliases=aliases, package=package)
+
+    a, b, f = v("trivy", "CVE-1"), v("trivy", "CVE-2"), v("trivy", "CVE-1", package="Requests")
+    c, g = v("pip-audit", "PYSEC-1", "CVE-2", "CVE-1"), v("pip-audit", "PYSEC-2", "CVE-3")
+    d, e = v("other", "cve-2"), v("other", "GHSA-1", "CVE-1")
+    note = Finding("other", "other.note", Severity.LOW, "not a vulnerability", "x")
+    by_gate = {"other": [d, note, e], "pip-audit": [c, g], "trivy": [a, b, f]}
+    dups = find_duplicates(by_gate)
+    # Each repeats the earliest kept finding (trivy's first) with an id in common.
+    assert {k: x.id for k, x in dups.items()} == {id(c): "CVE-1", id(d): "CVE-2", id(e): "CVE-1"}
+    assert dups[id(c)] is a and dups[id(e)] is a and dups[id(d)] is b
+    everything = [x for fs in by_gate.values() for x in fs]
+    assert sources_by_finding(everything, dups) == {
+        id(a): ("trivy", "other", "pip-audit"),
+        id(b): ("trivy", "other"),
+        id(f): ("trivy",),
+        id(g): ("pip-audit",),
+    }
+
+
+def test_find_duplicates_matches_the_pairwise_definition() -> None:
+    rng = random.Random(7)
+    gates = ["pip-audit", "extra", "trivy"]
+    by_gate: dict[str, list[Finding]] = {g: [] for g in gates}
+    for _ in range(400):
+        gate = rng.choice(gates)
+        ids = [f"CVE-{rng.randrange(12)}" for _ in range(rng.randrange(1, 4))]
+        by_gate[gate].append(
+            requests_vuln(
+                gate,
+                ids[0],
+                aliases=tuple(ids[1:]),
+                package=rng.choice(["requests", "Requests", "urllib3", "zlib1g"]),
+                version=rng.choice(["1", "2"]),
+            )
+        )
+    got, want = find_duplicates(by_gate), _reference_duplicates(by_gate)
+    assert got.keys() == want.keys() and all(got[k] is want[k] for k in want)

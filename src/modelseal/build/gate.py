@@ -25,7 +25,7 @@ from modelseal.build.dockerfile import (
 from modelseal.engine import EngineInfo, docker_cli, probe_engine
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.oci import ImageDifference, OciLayout, diff_images
+from modelseal.oci import DIGEST_RE, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 
@@ -33,8 +33,18 @@ from modelseal.policy import LoadedPolicy
 BUILD_TIMEOUT = 3600.0
 #: How many differing paths a not-reproducible finding quotes.
 MAX_PATHS = 20
+#: Prefix of the facts naming each platform's image manifest: ``image.manifest.PLATFORM``.
+MANIFEST_FACT = "image.manifest."
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+def platform_manifests(facts: Mapping[str, str]) -> dict[str, str]:
+    """Platform → image manifest digest, from the build gate's ``image.manifest.*`` facts,
+    sorted by platform."""
+    return {
+        k.removeprefix(MANIFEST_FACT): v
+        for k, v in sorted(facts.items())
+        if k.startswith(MANIFEST_FACT)
+    }
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ class BuildGate:
             "buildkit.version": engine.buildkit_version,
         }
         for platform, digest in first.platform_manifests.items():
-            facts[f"image.manifest.{platform}"] = digest
+            facts[MANIFEST_FACT + platform] = digest
         for i, b in enumerate(bases):
             if b.kind in ("scratch", "stage"):
                 continue
@@ -198,7 +208,7 @@ def _pin_layout_context(name: str, value: str) -> str:
             f"--build-context {name}={value}: {path} is not an OCI image layout."
         ) from None
     if at:
-        if not _DIGEST.match(digest):
+        if not DIGEST_RE.match(digest):
             raise ConfigError(f"--build-context {name}={value}: {digest!r} is not a sha256 digest.")
         return f"oci-layout://{path}@{digest}"
     tops = layout.top_descriptors()
@@ -222,8 +232,9 @@ def _base_digest(b: BaseRef, contexts: Mapping[str, str]) -> str | None:
         value = contexts.get(b.ref, "")
         if value.startswith("oci-layout://") and "@" in value:
             return value.rpartition("@")[2]
-        if value.startswith("docker-image://") and "@sha256:" in value:
-            return value.rpartition("@")[2]
+        digest = value.rpartition("@")[2]
+        if value.startswith("docker-image://") and DIGEST_RE.match(digest):
+            return digest
     return None
 
 

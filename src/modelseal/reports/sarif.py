@@ -14,6 +14,7 @@ from typing import Any
 from modelseal.findings import Finding, Severity
 from modelseal.judge import Decision, Outcome
 from modelseal.reports.model import Report
+from modelseal.vuln.policy import is_vuln
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 #: GitHub accepts 25,000 results a run; far fewer keeps the file small and the UI usable.
@@ -38,12 +39,14 @@ def render_sarif(report: Report) -> dict[str, Any]:
         key=lambda d: (order[d.outcome], -int(d.finding.severity)),
     )[:MAX_RESULTS]
     rules: dict[str, dict[str, Any]] = {}
+    rule_index: dict[str, int] = {}
     results = []
     for d in decisions:
         rule_id = _rule_id(d.finding)
         if rule_id not in rules:
+            rule_index[rule_id] = len(rules)
             rules[rule_id] = _rule(rule_id, d.finding)
-        results.append(_result(d, rule_id, list(rules).index(rule_id), report))
+        results.append(_result(d, rule_id, rule_index[rule_id], report))
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -65,7 +68,7 @@ def render_sarif(report: Report) -> dict[str, Any]:
 
 
 def _rule_id(f: Finding) -> str:
-    return f.id if f.evidence.get("type") == "vulnerability" else f"{f.gate}/{f.id}"
+    return f.id if is_vuln(f) else f"{f.gate}/{f.id}"
 
 
 def _rule(rule_id: str, f: Finding) -> dict[str, Any]:

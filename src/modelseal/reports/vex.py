@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from modelseal.judge import Outcome
+from modelseal.oci import image_purl
 from modelseal.reports.model import Report
 
 
@@ -23,7 +24,7 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
     for g in report.verdict.gates:
         for d in g.decisions:
             f = d.finding
-            if d.outcome is not Outcome.IGNORED or not d.reason.startswith("ignored until"):
+            if d.outcome is not Outcome.IGNORED or d.ignore is None:
                 continue
             aliases = [a for a in f.evidence.get("aliases", "").split(",") if a]
             products: list[dict[str, Any]] = [
@@ -66,5 +67,5 @@ def _purl_type(ecosystem: str) -> str:
 def _image_purl(report: Report) -> str | None:
     for g in report.verdict.gates:
         if g.result.gate == "build" and "image.digest" in g.result.facts:
-            return "pkg:oci/image@" + g.result.facts["image.digest"].replace(":", "%3A")
+            return image_purl(g.result.facts["image.digest"], None, None)
     return None

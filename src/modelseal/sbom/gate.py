@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from cyclonedx.model.bom import Bom
 from cyclonedx.output.json import JsonV1Dot6
@@ -32,9 +31,11 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from modelseal import __version__
 from modelseal._tools import find_tool, run_tool, tail
+from modelseal.build.gate import platform_manifests
 from modelseal.errors import GateError, ToolError
 from modelseal.findings import GateResult, Status
 from modelseal.models.mlbom import read_models_json, to_components
+from modelseal.oci import image_purl, image_repository
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 
@@ -83,18 +84,12 @@ class SbomGate:
         digest = build.facts.get("image.digest", "")
         if layout is None or not Path(layout).is_dir():
             raise GateError("the build gate left no OCI layout to describe.")
-        platforms = {
-            k.removeprefix("image.manifest."): v
-            for k, v in build.facts.items()
-            if k.startswith("image.manifest.")
-        }
-        platform: str | None = None
-        if len(platforms) > 1:
-            # Several platforms: describe one, pinned (the first by name), not syft's choice.
-            platform = sorted(platforms)[0]
+        platforms = platform_manifests(build.facts)
+        # The first platform by name: with several, the one described is pinned, not syft's
+        # choice.
+        platform = min(platforms) if platforms else None
+        if platform is not None:
             digest = platforms[platform]
-        elif len(platforms) == 1:
-            platform, digest = next(iter(platforms.items()))
         if not _DIGEST.match(digest):
             raise GateError(f"the build gate reported no usable image digest ({digest!r}).")
 
@@ -134,7 +129,7 @@ def _models(ctx: Context) -> list[dict[str, Any]]:
     if path is None:
         return []
     try:
-        return [dict(c) for c in model_component_dicts(read_models_json(Path(path)))]
+        return model_component_dicts(read_models_json(Path(path)))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise GateError(f"cannot read the models gate's {path}: {e}") from None
 
@@ -194,39 +189,6 @@ def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[
     return data
 
 
-def image_purl(digest: str, image_name: str | None, platform: str | None) -> str:
-    """``pkg:oci/NAME@sha256%3AHEX?arch=…&repository_url=…&tag=…`` (purl-spec ``oci`` type)."""
-    qualifiers: dict[str, str] = {}
-    name = "image"
-    if image_name:
-        ref = image_name.split("@", 1)[0]
-        repo = _repository(image_name)
-        tag = ref[len(repo) + 1 :]
-        name = repo.rsplit("/", 1)[-1].lower()
-        if "/" in repo:
-            qualifiers["repository_url"] = repo.lower()
-        if tag:
-            qualifiers["tag"] = tag
-    if platform:
-        parts = platform.split("/")
-        if len(parts) >= 2:
-            qualifiers["arch"] = parts[1]
-    # Built by hand: packageurl-python leaves the ':' of the version unencoded, while the
-    # purl-spec ``oci`` type (and its examples) write the digest as ``sha256%3A<hex>``.
-    purl = f"pkg:oci/{quote(name, safe='')}@{quote(digest, safe='')}"
-    if qualifiers:
-        purl += "?" + "&".join(f"{k}={quote(v, safe='/:')}" for k, v in sorted(qualifiers.items()))
-    return purl
-
-
-def _repository(image_name: str) -> str:
-    """``REGISTRY/PATH`` of ``REGISTRY/PATH[:TAG][@DIGEST]``."""
-    ref = image_name.split("@", 1)[0]
-    if ":" in ref.rsplit("/", 1)[-1]:
-        ref = ref.rpartition(":")[0]
-    return ref
-
-
 def model_component_dicts(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The models' CycloneDX components, as JSON objects (cyclonedx-python-lib's serializer)."""
     if not records:
@@ -246,11 +208,14 @@ def enrich(
     models: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     """syft's document with the image as subject, modelseal as a tool, the models added, and
-    everything that varies between runs fixed."""
-    doc: dict[str, Any] = json.loads(json.dumps(raw))  # a deep copy
+    everything that varies between runs fixed.
+
+    Not a copy: the result shares (and changes) ``raw``'s nested objects, so pass a document
+    that is not used afterwards."""
+    doc: dict[str, Any] = dict(raw)
     meta: dict[str, Any] = dict(doc.get("metadata") or {})
     purl = image_purl(digest, image_name, platform)
-    name = _repository(image_name) if image_name else "image"
+    name = image_repository(image_name) if image_name else "image"
     old = meta.get("component") or {}
     old_ref = old.get("bom-ref") if isinstance(old, dict) else None
     meta["component"] = {

@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from modelseal._tools import find_tool, run_tool, tail
+from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import OciLayout, image_files
@@ -107,11 +108,7 @@ class PipAuditGate:
         could not be audited."""
         build = ctx.result("build")
         layout_dir = build.artifacts.get("oci_layout")
-        manifests = {
-            k.removeprefix("image.manifest."): v
-            for k, v in build.facts.items()
-            if k.startswith("image.manifest.")
-        }
+        manifests = platform_manifests(build.facts)
         if layout_dir is None or not manifests:
             raise GateError("the build gate left no OCI layout / image manifest to audit.")
         layout = OciLayout(Path(layout_dir))
@@ -128,7 +125,7 @@ class PipAuditGate:
         lookup = _AdvisoryLookup(endpoint)
         findings: dict[tuple[str, str, str], Finding] = {}
         total = 0
-        for index, (platform, digest) in enumerate(sorted(manifests.items())):
+        for index, (platform, digest) in enumerate(manifests.items()):
             ctx.progress(self.name, f"extracting Python package metadata ({platform})")
             root = ctx.work_dir / f"image-{index}"
             packages = extract_packages(layout, digest, root)
@@ -191,12 +188,9 @@ def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> lis
     """Extract the package metadata of one image into ``root`` (image paths kept) and read each
     distribution's name and version; unreadable metadata is an error naming the path."""
     root.mkdir(parents=True, exist_ok=True)
+    # image_files also removes what a later layer deleted, directories left empty included:
+    # pip would still list an empty NAME-VERSION.dist-info (it falls back to the directory name).
     merged = image_files(layout, manifest_digest, _wanted, extract_to=root)
-    # image_files prunes the files a later layer deleted but leaves their directories: pip
-    # would still list an empty NAME-VERSION.dist-info (it falls back to the directory name).
-    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()
     packages: list[InstalledPackage] = []
     meta_paths: set[str] = set()
     for path, info in merged.items():
@@ -237,6 +231,17 @@ def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> lis
 # --- running pip-audit --------------------------------------------------------------------------
 
 
+def pip_audit_argv(tool: str, site_dir: Path, endpoint: OsvEndpoint, cache_dir: Path) -> list[str]:
+    """The audit command for one extracted site-packages directory."""
+    argv = [
+        tool, "--path", str(site_dir), "--strict", "-f", "json", "--progress-spinner", "off",
+        "--cache-dir", str(cache_dir), "-s", "osv",
+    ]  # fmt: skip
+    if not endpoint.default:
+        argv += ["--osv-url", endpoint.query_url]
+    return argv
+
+
 def run_pip_audit(
     tool: str,
     site_dir: Path,
@@ -247,12 +252,7 @@ def run_pip_audit(
 ) -> list[dict[str, Any]]:
     """Run pip-audit on one extracted site-packages directory; returns its ``dependencies``,
     checked to cover every package of ``packages`` at the same version."""
-    argv = [
-        tool, "--path", str(site_dir), "--strict", "-f", "json", "--progress-spinner", "off",
-        "--cache-dir", str(cache_dir), "-s", "osv",
-    ]  # fmt: skip
-    if not endpoint.default:
-        argv += ["--osv-url", endpoint.query_url]
+    argv = pip_audit_argv(tool, site_dir, endpoint, cache_dir)
     result = run_tool(argv, timeout=PIP_AUDIT_TIMEOUT, check=False, env={"PIP_NO_INPUT": "1"})
     shown = " ".join(argv)
     deps = _parse_report(result.stdout) if result.returncode in (0, 1) else None

