@@ -84,7 +84,11 @@ def test_everything_set() -> None:
         ({"context": "-"}, "input context: must not start with '-'"),
         ({"dockerfile": "a\nb"}, "input dockerfile: must be a single line"),
         ({"out-dir": "out\x00"}, "input out-dir: contains a control character"),
-        ({"image": "ghcr.io/org/iris server"}, "input image: not an image reference"),
+        (
+            {"image": "ghcr.io/org/iris server"},
+            "input image: value 'ghcr.io/org/iris server': expected REGISTRY/REPOSITORY[:TAG]",
+        ),
+        ({"image": "ghcr.io/org/app@sha256:" + "0" * 64}, "not a digest"),
         ({"image": "-ghcr.io/x"}, "input image: must not start with '-'"),
         ({"push": "true"}, "input image: required when push is true"),
         ({"push": "true", "image": "r.io/x", "sign": "key"}, "input key-file: required when"),

@@ -216,3 +216,14 @@ def test_soft_dependencies_wait_but_do_not_block(tmp_path: Path) -> None:
     sbom4 = UsingGate("sbom", ("build",))
     _run([FakeGate("build"), sbom4], tmp_path)
     assert sbom4.seen == {"build": Status.PASSED}
+
+
+@pytest.mark.parametrize("off", [None, "models", "build", "sbom", "trivy", "pip_audit"])
+def test_gate_switches_match_each_gates_enabled(off: str | None) -> None:
+    """gates.SWITCHES (used without importing the gates) says what each gate's enabled() says."""
+    from modelseal.gates import all_gates, enabled_gates
+    from modelseal.policy import load_policy_text
+
+    text = "version: 1\n" + (f"{off}:\n  enabled: false\n" if off else "")
+    policy = load_policy_text(text, "p.yml")
+    assert enabled_gates(policy.policy) == [g.name for g in all_gates() if g.enabled(policy)]

@@ -607,14 +607,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
     from modelseal.findings import Status
-    from modelseal.gates import all_gates
+    from modelseal.gates import enabled_gates
     from modelseal.judge import judge
     from modelseal.reports.json_report import results_from_data
 
     # Every gate this policy switches on must have run in the attested run: evidence that was
     # never collected (a scanner the release policy switched off) cannot pass a stricter policy.
     # models-image is left out: it has nothing to compare without models.image_paths.
-    required = [g.name for g in all_gates() if g.name != "models-image" and g.enabled(policy)]
+    required = [n for n in enabled_gates(policy.policy) if n != "models-image"]
 
     def rejudge(report: Any) -> tuple[bool, str]:
         try:

@@ -128,7 +128,6 @@ MAX_CELL: Final = 300
 
 _BUILD_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
 _URL = re.compile(r"https?://[^\s]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _FILE_LINE = re.compile(
@@ -274,8 +273,14 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     policy = r.single("policy")
     dockerfile = r.single("dockerfile")
     image = r.single("image")
-    if image is not None and not _IMAGE.fullmatch(image):
-        r.problem("image", f"not an image reference: {_shown(image)}")
+    if image is not None:
+        # The very check `--push` makes, so a bad reference is reported before any build.
+        from modelseal.publish.publisher import ImageRef
+
+        try:
+            ImageRef.parse(image, what="value")
+        except ConfigError as e:
+            r.problem("image", str(e))
     push = r.boolean("push")
     sign = r.choice("sign", SIGN_MODES)
     key_file = r.single("key-file")

@@ -18,12 +18,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelseal._tools import ToolResult, find_tool, run_tool, tail
-from modelseal.errors import EngineError, ToolError
+from modelseal.errors import EngineError, Error, ToolError
 
 #: The builder created on engines whose image store cannot export OCI layouts.
 BUILDER_NAME = "modelseal"
@@ -292,3 +294,30 @@ def _log_tail(path: Path, lines: int = 8) -> str:
     except OSError:
         return "  (no log)"
     return "\n".join("  " + line for line in text.splitlines()[-lines:])
+
+
+@contextmanager
+def engine_session(state_dir: Path) -> Iterator[str]:
+    """An engine to build with, for scripts (the demo, the benchmarks): the one ``DOCKER_HOST``
+    (or the default socket) points at when it answers, else a :class:`PrivateEngine` under
+    ``state_dir``, stopped and removed on exit. ``DOCKER_HOST`` points at it meanwhile; yields
+    a line saying which engine it is."""
+    if os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists():
+        try:
+            info = probe_engine()
+        except Error:
+            pass  # not usable for builds: start our own
+        else:
+            yield f"using the engine at {info.docker_host} (Docker {info.server_version})"
+            return
+    saved = os.environ.get("DOCKER_HOST")
+    engine = PrivateEngine(state_dir).start()
+    os.environ["DOCKER_HOST"] = engine.docker_host
+    try:
+        yield f"started a private engine: DOCKER_HOST={engine.docker_host}"
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
+        engine.stop(remove=True)

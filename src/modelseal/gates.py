@@ -14,6 +14,7 @@ from modelseal.errors import ConfigError
 
 if TYPE_CHECKING:
     from modelseal.pipeline import Gate
+    from modelseal.policy import Policy
 
 #: name → (module, class), in pipeline order.
 GATES: dict[str, tuple[str, str]] = {
@@ -24,6 +25,24 @@ GATES: dict[str, tuple[str, str]] = {
     "trivy": ("modelseal.vuln.trivy", "TrivyGate"),
     "pip-audit": ("modelseal.vuln.pip_audit", "PipAuditGate"),
 }
+
+
+#: name → the policy section whose ``enabled`` switches the gate (what each gate's
+#: ``enabled()`` reads; tests/test_pipeline.py keeps the two in step). Lets the policy say which
+#: gates it wants without importing them.
+SWITCHES: dict[str, str] = {
+    "models": "models",
+    "build": "build",
+    "models-image": "models",
+    "sbom": "sbom",
+    "trivy": "trivy",
+    "pip-audit": "pip_audit",
+}
+
+
+def enabled_gates(policy: Policy) -> list[str]:
+    """The gates ``policy`` switches on, in pipeline order (no gate module is imported)."""
+    return [name for name in GATES if getattr(policy, SWITCHES[name]).enabled]
 
 
 def _load(name: str) -> Gate:

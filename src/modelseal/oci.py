@@ -1,7 +1,8 @@
 """Reading OCI image layouts on disk: index, manifests, configs and layers (streamed).
 
-Only what modelseal needs: resolving the per-platform manifests of a built image, and naming
-what differs between two builds that should have been identical.
+Only what modelseal needs: resolving the per-platform manifests of a built image, naming
+what differs between two builds that should have been identical, the merged files of an image,
+and an image's ``pkg:oci`` purl.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from modelseal.errors import GateError
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+"""A content digest as modelseal accepts it: ``sha256:`` and 64 lower-case hex digits."""
 
 INDEX_TYPES = frozenset(
     {
@@ -147,37 +153,50 @@ def _open_layer(path: Path, media_type: str) -> IO[bytes]:
     return raw
 
 
-def layer_entries(path: Path, media_type: str = "") -> Iterator[tuple[str, Entry]]:
-    """Stream a layer's members as ``(path, Entry)``, hashing file contents chunk by chunk."""
+def _layer_members(
+    path: Path, media_type: str
+) -> Iterator[tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
+    """Stream a layer's members as ``(name, member, tar)``; ``name`` has no leading ``./`` and
+    no trailing ``/``. A member's content can be read until the next one is asked for."""
     with _open_layer(path, media_type) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
-            digest = ""
-            if member.isfile():
-                f = tar.extractfile(member)
-                h = hashlib.sha256()
-                while f is not None and (chunk := f.read(1 << 20)):
-                    h.update(chunk)
-                digest = h.hexdigest()
-            name = member.name.removeprefix("./").rstrip("/") or "."
-            xattrs = tuple(
-                sorted(
-                    (k, v) for k, v in member.pax_headers.items() if k.startswith("SCHILY.xattr")
-                )
-            )
-            yield (
-                name,
-                Entry(
-                    kind=_kind(member),
-                    mode=member.mode,
-                    uid=member.uid,
-                    gid=member.gid,
-                    mtime=int(member.mtime),
-                    size=member.size,
-                    link=member.linkname,
-                    sha256=digest,
-                    xattrs=xattrs,
-                ),
-            )
+            yield member.name.removeprefix("./").rstrip("/"), member, tar
+
+
+def _hash_content(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, sink: IO[bytes] | None = None
+) -> str:
+    """The sha256 of a regular member's content, read 1 MiB at a time (and copied to ``sink``)."""
+    f = tar.extractfile(member)
+    h = hashlib.sha256()
+    while f is not None and (chunk := f.read(1 << 20)):
+        h.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return h.hexdigest()
+
+
+def layer_entries(path: Path, media_type: str = "") -> Iterator[tuple[str, Entry]]:
+    """Stream a layer's members as ``(path, Entry)``, hashing file contents chunk by chunk."""
+    for name, member, tar in _layer_members(path, media_type):
+        digest = _hash_content(tar, member) if member.isfile() else ""
+        xattrs = tuple(
+            sorted((k, v) for k, v in member.pax_headers.items() if k.startswith("SCHILY.xattr"))
+        )
+        yield (
+            name or ".",
+            Entry(
+                kind=_kind(member),
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=int(member.mtime),
+                size=member.size,
+                link=member.linkname,
+                sha256=digest,
+                xattrs=xattrs,
+            ),
+        )
 
 
 def _kind(m: tarfile.TarInfo) -> str:
@@ -281,7 +300,6 @@ class ImageFile:
     size: int
     sha256: str  # of the content; "" for non-files
     link: str
-    layer: int  # 1-based index of the layer that last wrote it
 
 
 def image_files(
@@ -297,58 +315,39 @@ def image_files(
     regular files of the final view are also written there (never outside it)."""
     manifest = layout.manifest(manifest_digest)
     merged: dict[str, ImageFile] = {}
-    for index, layer in enumerate(manifest.get("layers", []), start=1):
-        blob = layout.blob(layer["digest"])
+    for layer in manifest.get("layers", []):
         seen_here: set[str] = set()
-        with (
-            _open_layer(blob, layer.get("mediaType", "")) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
-        ):
-            for member in tar:
-                name = member.name.removeprefix("./").rstrip("/")
-                parent, _, base = name.rpartition("/")
-                if base == ".wh..wh..opq":
-                    prefix = f"{parent}/" if parent else ""
-                    for p in [p for p in merged if p.startswith(prefix) and p not in seen_here]:
-                        del merged[p]
-                    continue
-                if base.startswith(".wh."):
-                    gone = f"{parent}/{base[4:]}" if parent else base[4:]
-                    for p in [p for p in merged if p == gone or p.startswith(gone + "/")]:
-                        del merged[p]
-                    continue
-                if not wanted(name):
-                    continue
-                seen_here.add(name)
-                digest = ""
-                if member.isfile():
-                    f = tar.extractfile(member)
-                    h = hashlib.sha256()
-                    out = _extract_target(extract_to, name)
-                    with open(out, "wb") if out else _NullWriter() as sink:
-                        if f is not None:
-                            while chunk := f.read(1 << 20):
-                                h.update(chunk)
-                                sink.write(chunk)
-                    digest = h.hexdigest()
-                merged[name] = ImageFile(
-                    name, _kind(member), member.size if member.isfile() else 0, digest,
-                    member.linkname, index,
-                )  # fmt: skip
+        blob = layout.blob(layer["digest"])
+        for name, member, tar in _layer_members(blob, layer.get("mediaType", "")):
+            parent, _, base = name.rpartition("/")
+            if base == ".wh..wh..opq":
+                prefix = f"{parent}/" if parent else ""
+                for p in [p for p in merged if p.startswith(prefix) and p not in seen_here]:
+                    del merged[p]
+                continue
+            if base.startswith(".wh."):
+                gone = f"{parent}/{base[4:]}" if parent else base[4:]
+                for p in [p for p in merged if p == gone or p.startswith(gone + "/")]:
+                    del merged[p]
+                continue
+            if not wanted(name):
+                continue
+            seen_here.add(name)
+            digest = ""
+            if member.isfile():
+                out = _extract_target(extract_to, name)
+                if out is None:
+                    digest = _hash_content(tar, member)
+                else:
+                    with open(out, "wb") as sink:
+                        digest = _hash_content(tar, member, sink)
+            merged[name] = ImageFile(
+                name, _kind(member), member.size if member.isfile() else 0, digest,
+                member.linkname,
+            )  # fmt: skip
     if extract_to is not None:
         _prune_extracted(extract_to, merged)
     return merged
-
-
-class _NullWriter:
-    def __enter__(self) -> _NullWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def write(self, data: bytes) -> int:
-        return len(data)
 
 
 def _extract_target(root: Path | None, name: str) -> Path | None:
@@ -365,9 +364,48 @@ def _extract_target(root: Path | None, name: str) -> Path | None:
 
 
 def _prune_extracted(root: Path, merged: Mapping[str, ImageFile]) -> None:
-    """Remove extracted files that a later layer deleted or replaced by a non-file."""
+    """Remove extracted files that a later layer deleted or replaced by a non-file, and the
+    directories this leaves empty (pip would still list an empty ``NAME-VERSION.dist-info``)."""
     keep = {p for p, f in merged.items() if f.kind == "file"}
+    # Deepest first: a directory is looked at after everything under it.
     for path in sorted(root.rglob("*"), reverse=True):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and not path.is_symlink() and rel not in keep:
-            path.unlink()
+        if path.is_symlink():
+            continue
+        if path.is_file():
+            if path.relative_to(root).as_posix() not in keep:
+                path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def image_repository(image_name: str) -> str:
+    """``REGISTRY/PATH`` of ``REGISTRY/PATH[:TAG][@DIGEST]``."""
+    ref = image_name.split("@", 1)[0]
+    if ":" in ref.rsplit("/", 1)[-1]:
+        ref = ref.rpartition(":")[0]
+    return ref
+
+
+def image_purl(digest: str, image_name: str | None, platform: str | None) -> str:
+    """``pkg:oci/NAME@sha256%3AHEX?arch=…&repository_url=…&tag=…`` (purl-spec ``oci`` type)."""
+    qualifiers: dict[str, str] = {}
+    name = "image"
+    if image_name:
+        ref = image_name.split("@", 1)[0]
+        repo = image_repository(image_name)
+        tag = ref[len(repo) + 1 :]
+        name = repo.rsplit("/", 1)[-1].lower()
+        if "/" in repo:
+            qualifiers["repository_url"] = repo.lower()
+        if tag:
+            qualifiers["tag"] = tag
+    if platform:
+        parts = platform.split("/")
+        if len(parts) >= 2:
+            qualifiers["arch"] = parts[1]
+    # Built by hand: packageurl-python leaves the ':' of the version unencoded, while the
+    # purl-spec ``oci`` type (and its examples) write the digest as ``sha256%3A<hex>``.
+    purl = f"pkg:oci/{quote(name, safe='')}@{quote(digest, safe='')}"
+    if qualifiers:
+        purl += "?" + "&".join(f"{k}={quote(v, safe='/:')}" for k, v in sorted(qualifiers.items()))
+    return purl

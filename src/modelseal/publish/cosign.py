@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from modelseal.errors import GateError
+from modelseal.oci import DIGEST_RE
 from modelseal.publish.registry import OCI_MANIFEST, sha256_digest
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed
 
@@ -58,7 +58,6 @@ SIMPLE_SIGNING_TYPE = "cosign container image signature"
 
 # cosign's signature images carry Go's zero time.Time wherever a timestamp is due
 _ZERO_TIME = "0001-01-01T00:00:00Z"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class CosignFormatError(GateError):
@@ -79,7 +78,7 @@ def _json(data: Any) -> bytes:
 
 
 def _hex(digest: str) -> str:
-    if not _DIGEST.match(digest):
+    if not DIGEST_RE.match(digest):
         raise CosignFormatError(f"{digest!r} is not a sha256:<64 hex> digest.")
     return digest[len("sha256:") :]
 

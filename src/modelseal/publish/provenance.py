@@ -68,7 +68,7 @@ from typing import Any
 from modelseal import __version__
 from modelseal._tools import run_tool
 from modelseal.errors import ConfigError, ToolError
-from modelseal.models.lock import LockEntry
+from modelseal.oci import DIGEST_RE
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -82,7 +82,6 @@ SCAN_REPORT_PREDICATE = "https://modelseal.dev/attestations/scan-report/v1"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 """predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$")
@@ -135,15 +134,17 @@ class ModelFile:
             raise ConfigError(f"model {self.path}: negative size.")
 
     @classmethod
-    def from_lock_entry(cls, entry: LockEntry) -> ModelFile:
-        """The lock entry's path, digest, size, format and source."""
+    def from_record(cls, record: Mapping[str, Any]) -> ModelFile:
+        """A ``models.json`` record (what the models gate wrote: path, size, SHA-256, format
+        and the source from ``models.lock``)."""
+        source = record.get("source") or {}
         return cls(
-            path=entry.path,
-            sha256=entry.sha256,
-            size=entry.size,
-            format=entry.format,
-            source_uri=entry.source.uri if entry.source else None,
-            source_revision=entry.source.revision if entry.source else None,
+            path=str(record["path"]),
+            sha256=str(record["sha256"]),
+            size=int(record["size"]),
+            format=str(record.get("format") or "unknown"),
+            source_uri=source.get("uri"),
+            source_revision=source.get("revision"),
         )
 
 
@@ -198,7 +199,7 @@ class ProvenanceInput:
     def __post_init__(self) -> None:
         if not self.image_name or "@" in self.image_name:
             raise ConfigError(f"image name {self.image_name!r} must be a repository, no digest.")
-        if not _DIGEST.match(self.manifest_digest):
+        if not DIGEST_RE.match(self.manifest_digest):
             raise ConfigError(f"manifest digest {self.manifest_digest!r} is not sha256:<hex>.")
         for name in ("started_on", "finished_on"):
             if not _TIMESTAMP.match(getattr(self, name)):
@@ -223,7 +224,7 @@ class ProvenanceInput:
 
 def image_subject(image_name: str, manifest_digest: str) -> list[dict[str, Any]]:
     """The ``subject`` of every statement about the image."""
-    if not _DIGEST.match(manifest_digest):
+    if not DIGEST_RE.match(manifest_digest):
         raise ConfigError(f"manifest digest {manifest_digest!r} is not sha256:<hex>.")
     return [{"name": image_name, "digest": {"sha256": manifest_digest.removeprefix("sha256:")}}]
 

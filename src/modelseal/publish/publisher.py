@@ -20,8 +20,6 @@ them through a private auth file, never its argv.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
@@ -44,44 +42,53 @@ from modelseal.publish.cosign import (
     sig_manifest,
     simple_signing_payload,
 )
-from modelseal.publish.registry import OCI_MANIFEST, Credentials, RegistryClient, RegistryError
+from modelseal.publish.registry import (
+    OCI_MANIFEST,
+    Credentials,
+    RegistryClient,
+    RegistryError,
+    is_local_host,
+    sha256_digest,
+)
 from modelseal.sign.interface import Signed, Signer
 
 _REF = re.compile(
     r"^(?P<host>(?:[a-zA-Z0-9.-]+|\[[0-9a-fA-F:]+\])(?::[0-9]+)?)/"
     r"(?P<repo>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 _SKOPEO_TIMEOUT = 1800.0
 
 
 @dataclass(frozen=True)
 class ImageRef:
-    """Where to publish: ``HOST[:PORT]/REPOSITORY[:TAG]`` (no digest: the digest is the
-    build's)."""
+    """An image reference: ``HOST[:PORT]/REPOSITORY[:TAG][@sha256:…]``."""
 
     host: str
     repository: str
     tag: str | None = None
+    digest: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> ImageRef:
-        """Parse ``--push``'s value; a clear error names what is wrong."""
-        if "@" in text:
+    def parse(cls, text: str, *, what: str = "--push", allow_digest: bool = False) -> ImageRef:
+        """Parse ``text`` (named ``what`` in errors). ``--push`` takes no digest: the digest
+        is the one the build produced; ``modelseal verify`` takes one (and should)."""
+        if "@" in text and not allow_digest:
             raise ConfigError(
-                f"--push {text}: give a repository and optionally a tag, not a digest "
+                f"{what} {text}: give a repository and optionally a tag, not a digest "
                 "(the digest is the one the build produced)."
             )
         m = _REF.match(text)
         if m is None or (
             "." not in m["host"] and ":" not in m["host"] and m["host"] != "localhost"
         ):
+            shape = "REGISTRY/REPOSITORY[:TAG]" + ("[@sha256:…]" if allow_digest else "")
             raise ConfigError(
-                f"--push {text!r}: expected REGISTRY/REPOSITORY[:TAG] with a registry host, "
-                "e.g. ghcr.io/org/model-server:1.2 or 127.0.0.1:5000/seal/app (lower-case "
+                f"{what} {text!r}: expected {shape} with a registry host, e.g. "
+                "ghcr.io/org/model-server:1.2 or 127.0.0.1:5000/seal/app (lower-case "
                 "repository path)."
             )
-        return cls(m["host"], m["repo"], m["tag"])
+        return cls(m["host"], m["repo"], m["tag"], m["digest"])
 
     @property
     def name(self) -> str:
@@ -91,8 +98,7 @@ class ImageRef:
     @property
     def is_local(self) -> bool:
         """Loopback registries are spoken to over plain HTTP."""
-        hostname = self.host.rsplit(":", 1)[0] if not self.host.endswith("]") else self.host
-        return hostname in ("127.0.0.1", "localhost", "[::1]")
+        return is_local_host(self.host)
 
 
 def registry_credentials(host: str, env: Mapping[str, str] | None = None) -> Credentials | None:
@@ -149,7 +155,7 @@ class PublishResult:
 
 
 class PublishError(GateError):
-    """The publish stopped; no tag was moved."""
+    """The publish stopped; the message says which tags, if any, moved."""
 
 
 def publish(
@@ -167,7 +173,7 @@ def publish(
 ) -> PublishResult:
     """Sign, push ``digest`` of ``layout``, attach, then tag; see the module docstring."""
     manifest_bytes = layout.blob(digest).read_bytes()
-    if hashlib.sha256(manifest_bytes).hexdigest() != digest.removeprefix("sha256:"):
+    if sha256_digest(manifest_bytes) != digest:
         raise PublishError(f"{layout.path}: the manifest blob does not match {digest}.")
     media_type = str(json.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST)
     tags = list(dict.fromkeys([*([ref.tag] if ref.tag else []), *extra_tags]))
@@ -196,7 +202,7 @@ def publish(
     moved: list[str] = []
     try:
         # 2. the image, by digest
-        pushed_with = _push_image(ref, layout, digest, credentials, client)
+        pushed_with = _push_image(ref, layout, digest, media_type, credentials, client)
         # 3. signatures and attestations
         referrers: list[str] = []
         if image_sig is not None and cosign_sig is not None:
@@ -259,17 +265,20 @@ def _push_image(
     ref: ImageRef,
     layout: OciLayout,
     digest: str,
+    media_type: str,
     credentials: Credentials | None,
     client: RegistryClient,
 ) -> str:
     skopeo = shutil.which("skopeo")
     if skopeo is None:
-        media = json.loads(layout.blob(digest).read_bytes()).get("mediaType")
-        if media in INDEX_TYPES:
+        if media_type in INDEX_TYPES:
             raise PublishError("skopeo is needed to push a multi-platform image (install skopeo).")
         client.push_layout(layout, digest)
         return "modelseal"
-    with _single_image_view(layout, digest) as view, _auth_file(ref.host, credentials) as auth:
+    with (
+        _single_image_view(layout, digest, media_type) as view,
+        _auth_file(ref.host, credentials) as auth,
+    ):
         argv = [
             skopeo, "copy", "--quiet", "--preserve-digests", "--all", "--retry-times", "3",
             f"oci:{view}:modelseal", f"docker://{ref.name}@{digest}",
@@ -288,22 +297,20 @@ def _push_image(
 
 
 @contextmanager
-def _single_image_view(layout: OciLayout, digest: str) -> Iterator[Path]:
+def _single_image_view(layout: OciLayout, digest: str, media_type: str) -> Iterator[Path]:
     """A throwaway layout naming only ``digest`` (ref ``modelseal``), sharing the blobs: the
     skopeo in Debian 12 cannot select an image of a layout by digest."""
     with tempfile.TemporaryDirectory(prefix="modelseal-push-") as tmp:
         view = Path(tmp)
         (view / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
         (view / "blobs").symlink_to(layout.path.resolve() / "blobs")
-        manifest = layout.blob(digest).read_bytes()
-        media = json.loads(manifest).get("mediaType") or OCI_MANIFEST
         index = {
             "schemaVersion": 2,
             "manifests": [
                 {
-                    "mediaType": media,
+                    "mediaType": media_type,
                     "digest": digest,
-                    "size": len(manifest),
+                    "size": layout.blob(digest).stat().st_size,
                     "annotations": {"org.opencontainers.image.ref.name": "modelseal"},
                 }
             ],
@@ -319,9 +326,8 @@ def _auth_file(host: str, credentials: Credentials | None) -> Iterator[Path | No
         return
     fd, name = tempfile.mkstemp(prefix="modelseal-auth-", suffix=".json")
     try:
-        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode())
         with os.fdopen(fd, "w") as f:  # mkstemp: mode 0600
-            json.dump({"auths": {host: {"auth": token.decode()}}}, f)
+            json.dump({"auths": {host: {"auth": credentials.token()}}}, f)
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from modelseal.errors import GateError
-from modelseal.oci import INDEX_TYPES, OciLayout
+from modelseal.oci import DIGEST_RE, INDEX_TYPES, OciLayout
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -36,7 +36,6 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 
@@ -80,10 +79,19 @@ class Credentials:
             ) from None
         return cls(user, password) if sep else None
 
+    def token(self) -> str:
+        """base64 of ``user:password``: docker config's ``auth`` and HTTP Basic's value."""
+        return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
     def basic(self) -> str:
         """The value of a Basic ``Authorization`` header."""
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
+        return "Basic " + self.token()
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` (``name[:port]``) is a loopback registry, spoken to over plain HTTP."""
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return hostname in _LOCAL_HOSTS
 
 
 def sha256_digest(data: bytes) -> str:
@@ -119,8 +127,7 @@ class RegistryClient:
     ) -> None:
         self.host = host
         self.repository = repository
-        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        local = hostname in _LOCAL_HOSTS
+        local = is_local_host(host)
         plain = local if insecure is None else insecure
         self.base = f"{'http' if plain else 'https'}://{host}"
         self._auth = auth
@@ -263,7 +270,7 @@ class RegistryClient:
     def get_blob(self, digest: str, max_bytes: int = 64 << 20) -> bytes:
         """A blob's bytes, checked against ``digest`` (small blobs only: signatures, bundles,
         attestations — a larger one is refused rather than read into memory)."""
-        if not _DIGEST.match(digest):
+        if not DIGEST_RE.match(digest):
             raise RegistryError(f"{digest!r} is not a sha256 digest.")
         res = self._request("GET", f"/v2/{self.repository}/blobs/{digest}")
         if len(res.body) > max_bytes:
@@ -303,7 +310,7 @@ class RegistryClient:
     def _put_manifest(self, ref: str, body: bytes, media_type: str) -> tuple[str, str | None]:
         """The digest, and the ``OCI-Subject`` header (set by registries with the referrers API)."""
         digest = sha256_digest(body)
-        if _DIGEST.match(ref) and ref != digest:
+        if DIGEST_RE.match(ref) and ref != digest:
             raise GateError(f"manifest content has digest {digest}, not {ref}.")
         path = f"/v2/{self.repository}/manifests/{ref}"
         res = self._request(
@@ -324,7 +331,7 @@ class RegistryClient:
         path = f"/v2/{self.repository}/manifests/{ref}"
         res = self._request("GET", path, headers={"Accept": MANIFEST_ACCEPT})
         digest = sha256_digest(res.body)
-        if _DIGEST.match(ref) and digest != ref:
+        if DIGEST_RE.match(ref) and digest != ref:
             raise RegistryError(
                 f"registry GET {path} returned content with digest {digest}.",
                 method="GET",

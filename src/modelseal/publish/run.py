@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import GateResult
-from modelseal.models.hashing import hash_file
+from modelseal.models.mlbom import read_models_json
 from modelseal.oci import OciLayout
 from modelseal.publish.provenance import (
     BaseImage,
@@ -35,6 +35,7 @@ from modelseal.publish.publisher import (
     publish,
     registry_credentials,
 )
+from modelseal.publish.registry import sha256_digest
 from modelseal.sign.interface import Signer
 
 SignMode = Literal["keyless", "key", "none"]
@@ -48,7 +49,6 @@ class SignOptions:
     key_file: Path | None = None
     trust_config: Path | None = None
     attempts: int = 3
-    identity_token: str | None = None
 
 
 def make_signer(options: SignOptions) -> Signer | None:
@@ -67,11 +67,7 @@ def make_signer(options: SignOptions) -> Signer | None:
     from modelseal.sign.keyless import KeylessSigner
     from modelseal.sign.trust import load_trust_config
 
-    return KeylessSigner(
-        load_trust_config(options.trust_config),
-        identity_token=options.identity_token,
-        attempts=options.attempts,
-    )
+    return KeylessSigner(load_trust_config(options.trust_config), attempts=options.attempts)
 
 
 def _bases(facts: Mapping[str, str]) -> list[BaseImage]:
@@ -87,21 +83,7 @@ def _models(models: GateResult | None) -> list[ModelFile]:
     path = models.artifacts.get("models_json") if models else None
     if path is None or not Path(path).is_file():
         return []
-    data = json.loads(Path(path).read_text())
-    out = []
-    for rec in data.get("models", []):
-        source = rec.get("source") or {}
-        out.append(
-            ModelFile(
-                path=str(rec["path"]),
-                sha256=str(rec["sha256"]),
-                size=int(rec["size"]),
-                format=str(rec.get("format") or "unknown"),
-                source_uri=source.get("uri"),
-                source_revision=source.get("revision"),
-            )
-        )
-    return out
+    return [ModelFile.from_record(r) for r in read_models_json(Path(path))]
 
 
 def publish_run(
@@ -127,18 +109,18 @@ def publish_run(
     layout = OciLayout(Path(build.artifacts["oci_layout"]))
     digest = build.facts["image.digest"]
     facts = build.facts
+    epoch = int(facts["source_date_epoch"]) if "source_date_epoch" in facts else None
     sbom_result = results.get("sbom")
     sbom_path = sbom_result.artifacts.get("sbom") if sbom_result else None
-
-    byproducts = [
-        Byproduct("report.json", "sha256:" + hash_file(report_path).sha256, "application/json")
-    ]
+    # Each byproduct is read once: hashed for the provenance, parsed for its attestation.
+    report_bytes = report_path.read_bytes()
+    byproducts = [Byproduct("report.json", sha256_digest(report_bytes), "application/json")]
+    sbom_bytes = None
     if sbom_path is not None:
+        sbom_bytes = Path(sbom_path).read_bytes()
         byproducts.append(
             Byproduct(
-                Path(sbom_path).name,
-                "sha256:" + hash_file(Path(sbom_path)).sha256,
-                "application/vnd.cyclonedx+json",
+                Path(sbom_path).name, sha256_digest(sbom_bytes), "application/vnd.cyclonedx+json"
             )
         )
     provenance = provenance_statement(
@@ -146,7 +128,7 @@ def publish_run(
             ref.name,
             digest,
             dockerfile=facts.get("dockerfile", "Dockerfile"),
-            source_date_epoch=int(facts.get("source_date_epoch", "0")),
+            source_date_epoch=epoch or 0,
             started_on=rfc3339(started_at),
             finished_on=rfc3339(finished_at),
             build_args=dict(build_args),
@@ -164,14 +146,12 @@ def publish_run(
     (out_dir / "provenance.intoto.json").write_text(json.dumps(provenance, indent=2) + "\n")
     statements: dict[str, Mapping[str, Any]] = {"provenance": provenance}
     if "sbom" in attestations:
-        if sbom_path is None:
+        if sbom_bytes is None:
             raise GateError("the SBOM attestation is asked for but the sbom gate wrote none.")
-        statements["sbom"] = sbom_statement(
-            ref.name, digest, json.loads(Path(sbom_path).read_text())
-        )
+        statements["sbom"] = sbom_statement(ref.name, digest, json.loads(sbom_bytes))
     if "scan-report" in attestations:
         statements["scan-report"] = scan_report_statement(
-            ref.name, digest, json.loads(report_path.read_text())
+            ref.name, digest, json.loads(report_bytes)
         )
     chosen = [Attestation(n, s) for n, s in statements.items() if n in attestations]
     result = publish(
@@ -182,7 +162,7 @@ def publish_run(
         attestations=chosen,
         out_dir=out_dir,
         extra_tags=extra_tags,
-        created=int(facts["source_date_epoch"]) if "source_date_epoch" in facts else None,
+        created=epoch,
         credentials=registry_credentials(ref.host),
     )
     data = result.to_json()

@@ -19,15 +19,14 @@ counts when its signature verifies. Signatures by anyone else are ignored, not t
 from __future__ import annotations
 
 import calendar
-import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelseal.errors import ConfigError, Error, GateError
+from modelseal.errors import Error, GateError
+from modelseal.oci import DIGEST_RE
 from modelseal.publish.cosign import (
     BUNDLE_CONTENT_ANNOTATION,
     CosignFormatError,
@@ -41,18 +40,14 @@ from modelseal.publish.provenance import (
     SCAN_REPORT_PREDICATE,
     SLSA_PROVENANCE_V1,
 )
-from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.publish.publisher import ImageRef, registry_credentials
+from modelseal.publish.registry import RegistryClient, RegistryError, sha256_digest
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
 from modelseal.sign.verify import (
     ExpectedSigner,
     verify_bundle,
     verify_cosign_attestation,
     verify_cosign_signature,
-)
-
-_REF = re.compile(
-    r"^(?P<name>(?P<host>[^/]+)/(?P<repo>[a-z0-9._/-]+?))"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 
 
@@ -104,30 +99,20 @@ class VerifyResult:
         }
 
 
-def parse_image(text: str) -> tuple[str, str, str, str | None, str | None]:
-    """``(name, host, repository, tag, digest)`` of ``HOST/REPO[:TAG][@sha256:…]``."""
-    m = _REF.match(text)
-    if m is None or ("." not in m["host"] and ":" not in m["host"] and m["host"] != "localhost"):
-        raise ConfigError(
-            f"{text!r} is not an image reference: expected REGISTRY/REPOSITORY[:TAG][@sha256:…], "
-            "e.g. ghcr.io/org/app@sha256:… (a digest pins exactly what you deploy)."
-        )
-    return m["name"], m["host"], m["repo"], m["tag"], m["digest"]
-
-
 def verify_image(
     text: str,
     options: VerifyOptions,
     client_factory: Callable[[str, str], RegistryClient] | None = None,
 ) -> VerifyResult:
     """Run every check on the image ``text`` names; registry failures raise GateError."""
-    name, host, repo, tag, pinned = parse_image(text)
-    client = (client_factory or _client)(host, repo)
+    ref = ImageRef.parse(text, what="image", allow_digest=True)
+    pinned = ref.digest
+    client = (client_factory or _client)(ref.host, ref.repository)
     try:
-        _, body, digest = client.get_manifest(pinned or tag or "latest")
+        _, body, digest = client.get_manifest(pinned or ref.tag or "latest")
     except RegistryError as e:
         raise GateError(f"cannot read {text}: {e.diagnostics()}") from None
-    if "sha256:" + hashlib.sha256(body).hexdigest() != digest or (pinned and digest != pinned):
+    if sha256_digest(body) != digest or (pinned and digest != pinned):
         raise VerificationError(
             f"{text}: the registry's manifest does not match {pinned or digest} (tampered or "
             "wrong registry answer)."
@@ -143,7 +128,7 @@ def verify_image(
     # Sigstore bundle referrers: the image signature and attestations
     for desc in _referrers(client, digest, problems):
         ref_digest = desc.get("digest")
-        if not isinstance(ref_digest, str) or not _DIGEST.match(ref_digest):
+        if not isinstance(ref_digest, str) or not DIGEST_RE.match(ref_digest):
             problems.append("a referrer descriptor without a valid digest (ignored)")
             continue
         where = f"referrer {ref_digest}"
@@ -151,7 +136,7 @@ def verify_image(
             _, rbody, _ = client.get_manifest(ref_digest)
             manifest = json.loads(rbody)
             layer_digest = manifest["layers"][0]["digest"]
-            if not isinstance(layer_digest, str) or not _DIGEST.match(layer_digest):
+            if not isinstance(layer_digest, str) or not DIGEST_RE.match(layer_digest):
                 raise CosignFormatError("the bundle layer has no valid digest")
             bundle = client.get_blob(layer_digest)
             annotations = manifest.get("annotations")
@@ -225,7 +210,7 @@ def verify_image(
         _scan_check(statements.get(SCAN_REPORT_PREDICATE, []), options, why),
     ]
     return VerifyResult(
-        image=name,
+        image=ref.name,
         digest=digest,
         checks=tuple(checks),
         signer=signers[0] if signers else None,
@@ -233,7 +218,6 @@ def verify_image(
     )
 
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 #: What a hostile or broken registry answer can raise while it is taken apart: each is a
 #: reason to ignore that one signature or attestation, never to stop (or pass) the verify.
 _MALFORMED = (Error, KeyError, IndexError, TypeError, ValueError, AttributeError)
@@ -252,8 +236,6 @@ def _plain(text: str) -> str:
 
 
 def _client(host: str, repo: str) -> RegistryClient:
-    from modelseal.publish.publisher import registry_credentials
-
     return RegistryClient(host, repo, auth=registry_credentials(host))
 
 
