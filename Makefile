@@ -57,13 +57,8 @@ test: deps wheels
 demo: deps
 	$(BIN)/python examples/demo.py
 
+# benchmarks/models.py creates .venv-bench (picklescan, modelscan) itself when it is missing.
 bench: deps
-	@test -x .venv-bench/bin/picklescan -a -x .venv-bench/bin/modelscan || { \
-	  $(PYTHON) -m venv .venv-bench && \
-	  .venv-bench/bin/pip install -q --disable-pip-version-check -r benchmarks/requirements-bench.txt; \
-	} 2>&1 | grep -v 'is ignored: it is neither' || true
-	@$(BIN)/python -c "import torch" 2>/dev/null || \
-	  $(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v 'is ignored: it is neither' || true
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/scan.py

@@ -31,7 +31,7 @@ an estimate of the work itself. picklescan and modelscan live in their own venv,
 (created from benchmarks/requirements-bench.txt when missing); a peer that cannot be installed
 or run is reported as "not measured: why".
 
-    python benchmarks/models.py [--size-gb 2.2] [--runs 3] [--keep]
+    python benchmarks/models.py [--size-gb 2.2] [--runs 3] [--keep] [--modelseal PATH]
 """
 
 from __future__ import annotations
@@ -285,28 +285,13 @@ def find_modelseal(given: Path | None) -> Path:
     return Path(found)
 
 
-def wait_for_modelseal(modelseal: Path, minutes: float) -> None:
-    """Exit with the reason when the CLI cannot even start; retry import errors for a while."""
-    deadline = time.monotonic() + minutes * 60
-    while True:
-        proc = subprocess.run(
-            [str(modelseal), "models", "scan", "--help"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return
-        importing = "ImportError" in proc.stderr or "ModuleNotFoundError" in proc.stderr
-        if not importing or time.monotonic() >= deadline:
-            sys.exit(
-                f"`modelseal models scan --help` fails, nothing to measure:\n{proc.stderr[-2000:]}"
-            )
-        print(
-            "modelseal does not import yet (modules being written?); retrying in 60 s",
-            file=sys.stderr,
-        )
-        time.sleep(60)
+def check_modelseal(modelseal: Path) -> None:
+    """Exit with the reason when the CLI cannot even start: nothing to measure then."""
+    proc = subprocess.run(
+        [str(modelseal), "models", "scan", "--help"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.exit(f"`modelseal models scan --help` fails, nothing to measure:\n{proc.stderr[-2000:]}")
 
 
 def peer_venv() -> tuple[Path | None, str | None]:
@@ -759,15 +744,13 @@ def main() -> int:
     )
     ap.add_argument("--runs", type=int, default=3, help="timed runs per tool (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files and print where")
-    ap.add_argument("--wait-minutes", type=float, default=0, metavar="N",
-                    help="retry for up to N minutes while modelseal fails to import (default 0)")  # fmt: skip
     ap.add_argument("--modelseal", type=Path, metavar="PATH",
                     help="the modelseal CLI to measure (default: the one beside this python)")  # fmt: skip
     args = ap.parse_args()
     if args.runs < 1 or args.size_gb <= 0:
         ap.error("--runs must be ≥ 1 and --size-gb > 0")
     modelseal = find_modelseal(args.modelseal)
-    wait_for_modelseal(modelseal, args.wait_minutes)
+    check_modelseal(modelseal)
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-models-"))
     t0 = time.perf_counter()
     try:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -31,139 +32,120 @@ def say(text: str) -> None:
 
 
 def main() -> int:
-    from modelseal.engine import PrivateEngine, probe_engine
     from modelseal.errors import Error
 
-    engine: PrivateEngine | None = None
-    say("Docker engine")
+    sys.path.insert(0, str(REPO))  # examples.offline
     try:
-        if os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists():
-            try:
-                info = probe_engine()
-                print(f"using the engine at {info.docker_host} (Docker {info.server_version})")
-            except Error:
-                info = None
-        else:
-            info = None
-        if info is None:
-            engine = PrivateEngine(Path(tempfile.gettempdir()) / "modelseal-demo-engine").start()
-            os.environ["DOCKER_HOST"] = engine.docker_host
-            print(f"started a private engine: DOCKER_HOST={engine.docker_host}")
-    except Error as e:
-        print(f"modelseal demo: {e.diagnostics()}", file=sys.stderr)
+        with ExitStack() as stack:
+            return _demo(stack)
+    except (Error, DemoError) as e:
+        text = e.diagnostics() if isinstance(e, Error) else str(e)
+        print(f"modelseal demo: {text}", file=sys.stderr)
         return 3
+
+
+class DemoError(Exception):
+    """A demo step failed; the message says which."""
+
+
+def _script(path: Path, *args: str, what: str) -> str:
+    """Run one of the examples' scripts (its progress on stderr); its last stdout line."""
+    proc = subprocess.run(
+        [sys.executable, str(path), *args], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise DemoError(f"{what} failed (see above).")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _demo(stack: ExitStack) -> int:
+    from examples.offline.osv_server import start_osv_server
+    from examples.offline.registry import RegistryStartError, local_registry
+
+    from modelseal.engine import engine_session
+    from modelseal.sign.key import generate_ephemeral_key
+
+    say("Docker engine")
+    print(
+        stack.enter_context(engine_session(Path(tempfile.gettempdir()) / "modelseal-demo-engine"))
+    )
+
+    say("Base image (Debian bookworm python3, built locally into an OCI layout)")
+    base_ref = _script(HERE / "base" / "build_base.py", "--out", str(OUT / "base"),
+                       what="building the base image")  # fmt: skip
+    print(f"base: {base_ref}")
+
+    say("Vulnerability DB snapshot (generated locally: real advisories, no network)")
+    cache = OUT / "cache"
+    os.environ["MODELSEAL_CACHE_DIR"] = str(cache)
+    db = _script(HERE / "offline" / "trivydb.py", "--cache-dir", str(cache / "trivy"),
+                 what="writing the Trivy DB snapshot")  # fmt: skip
+    print(f"trivy DB: {db}")
+
+    say("Local OSV service (real advisory records from examples/offline, on 127.0.0.1:8765)")
     try:
-        say("Base image (Debian bookworm python3, built locally into an OCI layout)")
-        base = subprocess.run(
-            [sys.executable, str(HERE / "base" / "build_base.py"), "--out", str(OUT / "base")],
-            stdout=subprocess.PIPE, text=True, check=False,
-        )  # fmt: skip
-        if base.returncode != 0:
-            print("modelseal demo: the base image could not be built (see above).", file=sys.stderr)
-            return 3
-        base_ref = base.stdout.strip().splitlines()[-1]
-        print(f"base: {base_ref}")
+        osv_url, _ = stack.enter_context(start_osv_server(port=8765))
+    except OSError as e:
+        raise DemoError(f"cannot listen on 127.0.0.1:8765 ({e.strerror}).") from None
+    print(f"serving {osv_url}")
 
-        say("Vulnerability DB snapshot (generated locally: real advisories, no network)")
-        cache = OUT / "cache"
-        os.environ["MODELSEAL_CACHE_DIR"] = str(cache)
-        db = subprocess.run(
-            [sys.executable, str(HERE / "offline" / "trivydb.py"), "--cache-dir", str(cache / "trivy")],
-            stdout=subprocess.PIPE, text=True, check=False,
-        )  # fmt: skip
-        if db.returncode != 0:
-            print("modelseal demo: the Trivy DB snapshot could not be written.", file=sys.stderr)
-            return 3
-        print(f"trivy DB: {db.stdout.strip().splitlines()[-1]}")
+    say("Local OCI registry (Debian's docker-registry on 127.0.0.1) and a signing key")
+    try:
+        host = stack.enter_context(local_registry(OUT / "registry"))
+    except RegistryStartError as e:
+        raise DemoError(str(e)) from None
+    image = f"{host}/seal/example"
+    keyless = os.environ.get("GITHUB_ACTIONS") == "true" and bool(
+        os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
+    )
+    if keyless:
+        sign = ["--sign", "keyless"]
+        who = [
+            "--certificate-oidc-issuer", "https://token.actions.githubusercontent.com",
+            "--certificate-identity-regexp", "^https://github.com/.*$",
+        ]  # fmt: skip
+    else:
+        private, public = generate_ephemeral_key(OUT / "keys")
+        sign = ["--sign", "key", "--key", str(private)]
+        who = ["--key", str(public)]
+        print(f"registry {host}; ephemeral key {private.relative_to(REPO)} (0600)")
 
-        say("Local OSV service (real advisory records from examples/offline, on 127.0.0.1:8765)")
-        sys.path.insert(0, str(REPO))
-        import threading
+    say(f"modelseal run examples/app --push {image}:demo")
+    code = subprocess.run(
+        [
+            sys.executable, "-m", "modelseal", "run", str(HERE / "app"),
+            "--policy", str(HERE / "modelseal.yml"),
+            "--build-context", f"base={base_ref}",
+            "--out-dir", str(OUT / "seal"),
+            "--push", f"{image}:demo", *sign,
+        ],
+        check=False, cwd=REPO,
+    ).returncode  # fmt: skip
+    if code == 0:
+        say(f"modelseal verify {image}:demo")
+        code = subprocess.run(
+            [sys.executable, "-m", "modelseal", "verify", f"{image}:demo", *who],
+            check=False, cwd=REPO,
+        ).returncode  # fmt: skip
 
-        from examples.offline.osv_server import DEFAULT_RECORDS, make_server
-
-        try:
-            osv = make_server(DEFAULT_RECORDS, 8765)
-        except OSError as e:
-            print(
-                f"modelseal demo: cannot listen on 127.0.0.1:8765 ({e.strerror}).", file=sys.stderr
-            )
-            return 3
-        threading.Thread(target=osv.serve_forever, daemon=True).start()
-        print("serving http://127.0.0.1:8765")
-
-        say("Local OCI registry (Debian's docker-registry on 127.0.0.1) and a signing key")
-        from contextlib import ExitStack
-
-        from examples.offline.registry import RegistryStartError, local_registry
-
-        from modelseal.sign.key import generate_ephemeral_key
-
-        stack = ExitStack()
-        try:
-            host = stack.enter_context(local_registry(OUT / "registry"))
-        except RegistryStartError as e:
-            print(f"modelseal demo: {e}", file=sys.stderr)
-            return 3
-        image = f"{host}/seal/example"
-        keyless = os.environ.get("GITHUB_ACTIONS") == "true" and bool(
-            os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
-        )
-        sign = ["--sign", "keyless"] if keyless else []
-        public = None
-        if not keyless:
-            private, public = generate_ephemeral_key(OUT / "keys")
-            sign = ["--sign", "key", "--key", str(private)]
-            print(f"registry {host}; ephemeral key {private.relative_to(REPO)} (0600)")
-        with stack:
-            say(f"modelseal run examples/app --push {image}:demo")
-            code = subprocess.run(
-                [
-                    sys.executable, "-m", "modelseal", "run", str(HERE / "app"),
-                    "--policy", str(HERE / "modelseal.yml"),
-                    "--build-context", f"base={base_ref}",
-                    "--out-dir", str(OUT / "seal"),
-                    "--push", f"{image}:demo", *sign,
-                ],
-                check=False, cwd=REPO,
-            ).returncode  # fmt: skip
-            if code == 0:
-                say(f"modelseal verify {image}:demo")
-                who = (
-                    ["--key", str(public)]
-                    if public is not None
-                    else [
-                        "--certificate-oidc-issuer", "https://token.actions.githubusercontent.com",
-                        "--certificate-identity-regexp", "^https://github.com/.*$",
-                    ]
-                )  # fmt: skip
-                code = subprocess.run(
-                    [sys.executable, "-m", "modelseal", "verify", f"{image}:demo", *who],
-                    check=False,
-                    cwd=REPO,
-                ).returncode
-
-        say("Where everything is")
-        for label, rel in (
-            ("OCI image layout", "seal/oci"),
-            ("SBOM (CycloneDX 1.6)", "seal/sbom.cdx.json"),
-            ("model inventory", "seal/models.json"),
-            ("report (JSON)", "seal/report.json"),
-            ("job summary (Markdown)", "seal/summary.md"),
-            ("SARIF", "seal/modelseal.sarif"),
-            ("build log", "seal/build.log"),
-            ("SLSA provenance", "seal/provenance.intoto.json"),
-            ("signature bundles", "seal/bundles"),
-            ("publish record", "seal/publish.json"),
-        ):
-            path = OUT / rel
-            mark = "" if path.exists() else "  (not written)"
-            print(f"  {label:<24} {path.relative_to(REPO)}{mark}")
-        print(f"\nmodelseal exited with {code}.")
-        return code
-    finally:
-        if engine is not None:
-            engine.stop(remove=True)
+    say("Where everything is")
+    for label, rel in (
+        ("OCI image layout", "seal/oci"),
+        ("SBOM (CycloneDX 1.6)", "seal/sbom.cdx.json"),
+        ("model inventory", "seal/models.json"),
+        ("report (JSON)", "seal/report.json"),
+        ("job summary (Markdown)", "seal/summary.md"),
+        ("SARIF", "seal/modelseal.sarif"),
+        ("build log", "seal/build.log"),
+        ("SLSA provenance", "seal/provenance.intoto.json"),
+        ("signature bundles", "seal/bundles"),
+        ("publish record", "seal/publish.json"),
+    ):
+        path = OUT / rel
+        mark = "" if path.exists() else "  (not written)"
+        print(f"  {label:<24} {path.relative_to(REPO)}{mark}")
+    print(f"\nmodelseal exited with {code}.")
+    return code
 
 
 if __name__ == "__main__":

@@ -153,11 +153,12 @@ def make_server(records_dir: Path, port: int = 0) -> ThreadingHTTPServer:
 
 @contextmanager
 def start_osv_server(
-    records_dir: Path = DEFAULT_RECORDS,
+    records_dir: Path = DEFAULT_RECORDS, port: int = 0
 ) -> Iterator[tuple[str, Callable[[], None]]]:
-    """Serve ``records_dir`` in a background thread; yields ``(base_url, stop)``. ``stop`` may be
-    called early (to simulate the service going down); it is called again on exit, harmlessly."""
-    server = make_server(records_dir)
+    """Serve ``records_dir`` on 127.0.0.1:``port`` (0: an ephemeral port) in a background
+    thread; yields ``(base_url, stop)``. ``stop`` may be called early (to simulate the service
+    going down); it is called again on exit, harmlessly."""
+    server = make_server(records_dir, port)
     thread = threading.Thread(target=server.serve_forever, name="osv-server", daemon=True)
     thread.start()
     stopped = threading.Event()

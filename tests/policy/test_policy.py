@@ -24,7 +24,8 @@ from modelseal.policy import (
     load_policy_text,
     policy_json_schema,
 )
-from modelseal.policy.schema import render_reference_markdown, schema_text
+from modelseal.policy.reference import render_reference
+from modelseal.policy.schema import schema_text
 
 NAME = "modelseal.yml"
 
@@ -510,8 +511,7 @@ def test_every_field_has_a_description() -> None:
 
 
 def test_reference_markdown_has_a_table_per_section() -> None:
-    markdown = render_reference_markdown()
-    assert markdown.startswith("# modelseal policy reference\n")
+    markdown = render_reference(heading_level=2)
     assert markdown.endswith("|\n")
     assert "## Top level" in markdown
     assert "## `build`" in markdown
@@ -521,7 +521,7 @@ def test_reference_markdown_has_a_table_per_section() -> None:
     assert "| `build.platforms` | list of string matching" in markdown
     for key in BuildPolicy.model_fields:
         assert f"| `build.{key}` |" in markdown
-    assert render_reference_markdown() == markdown
+    assert render_reference(heading_level=2) == markdown
 
 
 def test_verify_identity_regexp_must_be_anchored(tmp_path: Path) -> None:

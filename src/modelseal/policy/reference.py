@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from modelseal.policy.schema import SCHEMA_ID, policy_json_schema
+from modelseal.policy.schema import policy_json_schema
 
 __all__ = [
     "END_MARKER",
     "START_MARKER",
     "ReferenceBlockError",
     "readme_block",
-    "render_document",
     "render_reference",
     "replace_block",
 ]
@@ -95,21 +94,6 @@ def render_reference(*, heading_level: int = 3, schema: Schema | None = None) ->
             lines.append("| " + " | ".join(_cell(cell) for cell in row) + " |")
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def render_document() -> str:
-    """A standalone reference page: title, introduction, then :func:`render_reference`."""
-    intro = [
-        "# modelseal policy reference",
-        "",
-        _GENERATED,
-        "",
-        f"JSON Schema: `{SCHEMA_ID}` (`modelseal policy schema`). Every key is optional unless "
-        "marked required; a key that is left out takes the default shown, and unknown keys are "
-        "errors.",
-        "",
-    ]
-    return "\n".join(intro) + "\n" + render_reference(heading_level=2)
 
 
 def readme_block() -> str:

@@ -16,7 +16,6 @@ __all__ = [
     "SCHEMA_DIALECT",
     "SCHEMA_ID",
     "policy_json_schema",
-    "render_reference_markdown",
     "schema_text",
 ]
 
@@ -39,12 +38,3 @@ def policy_json_schema() -> dict[str, Any]:
 def schema_text() -> str:
     """The exact text of the committed ``policy.schema.json``."""
     return json.dumps(policy_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def render_reference_markdown() -> str:
-    """The policy reference as a standalone Markdown page (one table per section); see
-    :mod:`modelseal.policy.reference`, which also keeps README.md's copy current."""
-    # Imported here: the reference module is built on this one.
-    from modelseal.policy.reference import render_document
-
-    return render_document()
