@@ -19,9 +19,12 @@ from typing import Any
 import pytest
 
 from modelseal.engine import PrivateEngine
+from modelseal.oci import OciLayout
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCH = 1700000000
+TEST_CACHE = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
+"""Kept across sessions (Makefile ``TEST_CACHE``): the example base, prefetched wheels."""
 
 
 def require(ok: bool, what: str) -> None:
@@ -98,11 +101,18 @@ def busybox_base(engine: PrivateEngine, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
+def busybox_layout(busybox_base: str) -> tuple[OciLayout, str]:
+    """:func:`busybox_base` as ``(OciLayout, manifest digest)``, for pushing it directly."""
+    path, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
+    return OciLayout(Path(path)), digest
+
+
+@pytest.fixture(scope="session")
 def example_base(engine: PrivateEngine) -> str:
     """The example app's Debian python3 base (mmdebstrap → OCI layout), built once and cached
     across sessions under /var/tmp (same inputs, same layout)."""
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap")
-    out = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache")) / "base"
+    out = TEST_CACHE / "base"
     proc = subprocess.run(
         [sys.executable, str(REPO / "examples/base/build_base.py"),
          "--out", str(out)],

@@ -26,8 +26,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import secrets
 import struct
+import subprocess
 import threading
 import time
 import urllib.request
@@ -931,6 +933,18 @@ class LocalSigstore:
             "HOME": str(home),
             "TUF_ROOT": str(home / "tuf"),
         }
+
+    def run_cosign(self, home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run ``cosign ARGS`` against this stack (:meth:`cosign_env` with ``home``; ``env``
+        on top, e.g. ``SIGSTORE_ID_TOKEN``); the caller checks the return code."""
+        return subprocess.run(
+            ["cosign", *args],
+            env={**os.environ, **self.cosign_env(home), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
 
 def _verifier_key(pem_b64: str) -> ec.EllipticCurvePublicKey:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import REPO
 
 from modelseal import __version__, _cli
 from modelseal._cli import main
@@ -15,8 +16,6 @@ from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import judge
 from modelseal.policy import load_policy_text
 from modelseal.reports import Report, write_reports
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,14 +25,13 @@ import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
 from ruamel.yaml import YAML
-from tests.conftest import EPOCH, REPO
+from tests.conftest import EPOCH, REPO, TEST_CACHE
 
 import modelseal
 from modelseal._cli import main
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-CACHE = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
 POLICY = REPO / "tests" / "data" / "tool-image-policy.yml"
 
 
@@ -48,7 +46,7 @@ def tool_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ctx / "notes.txt").write_text("not part of the image\n")
     proc = subprocess.run(
         [sys.executable, str(REPO / ".ci" / "wheelhouse.py"),
-         "--dest", str(ctx / "dist" / "wheelhouse"), "--cache", str(CACHE / "wheelhouse"),
+         "--dest", str(ctx / "dist" / "wheelhouse"), "--cache", str(TEST_CACHE / "wheelhouse"),
          "--offline"],
         capture_output=True, text=True, check=False, timeout=900,
     )  # fmt: skip

@@ -7,8 +7,7 @@ What it does, per step, in order:
   (``uses_outputs``, by step id);
 * a step whose id is in ``replace`` is not run either: the callable returns its outputs. The
   tests replace the ``install`` step (a real ``pip install --require-hashes`` from the package
-  index takes a minute) with the repository's own ``.venv``; ``MODELSEAL_ACTION_REAL_INSTALL=1``
-  runs it for real (see test_composite.py);
+  index takes a minute) with the repository's own ``.venv``;
 * ``run:`` steps run as ``bash --noprofile --norc -eo pipefail FILE`` (GitHub's ``shell: bash``)
   in the workspace, with the step's ``env:`` evaluated, a GitHub-like environment
   (``GITHUB_ACTIONS=true``, ``GITHUB_OUTPUT``/``GITHUB_STEP_SUMMARY``/``GITHUB_ENV``/``GITHUB_PATH``
@@ -61,7 +60,6 @@ class StepResult:
 
     id: str
     name: str
-    kind: str  # "run" | "uses" | "replaced"
     returncode: int
     log: str
     outputs: Mapping[str, str]
@@ -239,12 +237,12 @@ class Composite:
             ctx = _Context(values, runner_temp, workspace, self.action_dir, step_outputs)
             if "uses" in step:
                 outs = dict((uses_outputs or {}).get(sid, {}))
-                results.append(StepResult(sid, step.get("name", sid), "uses", 0, "", outs, ""))
+                results.append(StepResult(sid, step.get("name", sid), 0, "", outs, ""))
             elif replace and sid in replace:
                 step_env = {**base, **ctx.env(step.get("env") or {})}
                 sc = StepContext(step_env, workspace, runner_temp, self.action_dir)
                 outs = dict(replace[sid](sc))
-                results.append(StepResult(sid, step.get("name", sid), "replaced", 0, "", outs, ""))
+                results.append(StepResult(sid, step.get("name", sid), 0, "", outs, ""))
             else:
                 result = self._run_step(sid, step, ctx, base, workspace, runner_temp)
                 results.append(result)
@@ -305,7 +303,6 @@ class Composite:
         return StepResult(
             id=sid,
             name=str(step.get("name", sid)),
-            kind="run",
             returncode=proc.returncode,
             log=proc.stdout,
             outputs=parse_file_command(paths["GITHUB_OUTPUT"].read_text()),
@@ -418,9 +415,7 @@ def fake_jwt(claims: Mapping[str, Any]) -> str:
 
 
 @contextmanager
-def oidc_token_endpoint(
-    subject: str = "repo:example-org/iris-server:ref:refs/heads/main",
-) -> Iterator[OidcEndpoint]:
+def oidc_token_endpoint() -> Iterator[OidcEndpoint]:
     """Serve GitHub-like OIDC tokens on 127.0.0.1 for the duration of the block."""
     bearer = secrets.token_urlsafe(24)
     endpoint = OidcEndpoint(url="", token=bearer)
@@ -441,7 +436,7 @@ def oidc_token_endpoint(
             claims = {
                 "iss": "https://token.actions.githubusercontent.com",
                 "aud": audience,
-                "sub": subject,
+                "sub": "repo:example-org/iris-server:ref:refs/heads/main",
                 "iat": now,
                 "nbf": now,
                 "exp": now + 300,

@@ -9,7 +9,6 @@ same pinned packages from the index), except in one test that runs it for real f
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -28,7 +27,7 @@ from tests.action.harness import (
     StepContext,
     oidc_token_endpoint,
 )
-from tests.conftest import EPOCH, REPO, require
+from tests.conftest import EPOCH, REPO, TEST_CACHE, require
 from tests.vuln.test_trivy import REQUESTS_METADATA
 
 EXAMPLES = REPO / "examples"
@@ -140,8 +139,7 @@ def _wheel_cache() -> Path:
     wheelhouse = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(wheelhouse)
     key = wheelhouse.deps_key(wheelhouse.LOCK.read_text(), wheelhouse.machine_arch())
-    cache = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
-    return cache / "wheelhouse" / f"deps-{key[:16]}"
+    return TEST_CACHE / "wheelhouse" / f"deps-{key[:16]}"
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.publish.conftest import statements
 
 from modelseal.oci import OciLayout
 from modelseal.publish.cosign import (
@@ -39,15 +40,7 @@ from modelseal.publish.cosign import (
     sig_manifest,
     simple_signing_payload,
 )
-from modelseal.publish.provenance import (
-    LOCAL_BUILDER_ID,
-    SCAN_REPORT_PREDICATE,
-    ProvenanceInput,
-    provenance_statement,
-    rfc3339,
-    sbom_statement,
-    scan_report_statement,
-)
+from modelseal.publish.provenance import SCAN_REPORT_PREDICATE
 from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed
 from modelseal.sign.key import KeySigner, dsse_pae, generate_ephemeral_key
@@ -202,11 +195,11 @@ def test_keyless_annotations_and_parsing_checks() -> None:
 
 
 def _push_image(
-    registry: str, busybox_base: str, repository: str
+    registry: str, busybox_layout: tuple[OciLayout, str], repository: str
 ) -> tuple[RegistryClient, str, int]:
-    path, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
+    layout, digest = busybox_layout
     client = RegistryClient(registry, repository, backoff=0.01)
-    client.push_layout(OciLayout(Path(path)), digest)
+    client.push_layout(layout, digest)
     return client, digest, len(client.get_manifest(digest)[1])
 
 
@@ -223,39 +216,22 @@ def _fetch_blob(client: RegistryClient) -> Any:
     return fetch
 
 
-def _provenance(image: str, digest: str) -> dict[str, Any]:
-    return provenance_statement(
-        ProvenanceInput(
-            image_name=image, manifest_digest=digest, builder_id=LOCAL_BUILDER_ID,
-            invocation_id="urn:uuid:00000000-0000-4000-8000-000000000001",
-            started_on=rfc3339(1700000000), finished_on=rfc3339(1700000060),
-            source_date_epoch=1700000000, dockerfile="Dockerfile",
-        )
-    )  # fmt: skip
-
-
 VERIFY = ("--insecure-ignore-tlog=true", "--allow-http-registry")
 
 
 def test_cosign_verifies_what_we_push(
-    registry: str, busybox_base: str, cosign: Any, tmp_path: Path
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: Any, tmp_path: Path
 ) -> None:
     private, public = generate_ephemeral_key(tmp_path / "keys")
     signer = KeySigner.from_file(private)
     repo = "seal/ours"
-    client, digest, size = _push_image(registry, busybox_base, repo)
+    client, digest, size = _push_image(registry, busybox_layout, repo)
     image = f"{registry}/{repo}"
     ref = f"{image}@{digest}"
 
     sig = signer.sign_message(simple_signing_payload(image, digest))
     _push(client, cosign_tag(digest, "sig"), *sig_manifest([sig]))
-    att = signer.sign_statement(_provenance(image, digest))
-    sbom = signer.sign_statement(
-        sbom_statement(image, digest, {"bomFormat": "CycloneDX", "specVersion": "1.6"})
-    )
-    report = {"verdict": "PASSED", "exit_code": 0, "finished_at": "2023-11-14T22:14:20Z",
-              "policy": {"sha256": "ef" * 32}, "gates": []}  # fmt: skip
-    scan = signer.sign_statement(scan_report_statement(image, digest, report))
+    att, sbom, scan = (signer.sign_statement(a.statement) for a in statements(image, digest))
     _push(client, cosign_tag(digest, "att"), *att_manifest([att, sbom, scan]))
 
     proc = cosign("verify", "--key", str(public), *VERIFY, ref)
@@ -278,7 +254,7 @@ def test_cosign_verifies_what_we_push(
     # the Sigstore bundle as an OCI referrer, alone in its own repository, so that only the
     # --new-bundle-format path can find it (distribution 2.8: through the fallback tag)
     bundle_repo = "seal/bundle-only"
-    bundle_client, _, _ = _push_image(registry, busybox_base, bundle_repo)
+    bundle_client, _, _ = _push_image(registry, busybox_layout, bundle_repo)
     manifest, blobs = bundle_referrer_manifest(att, digest, size, OCI_MANIFEST, created=1700000060)
     for blob_digest, blob in blobs.items():
         bundle_client.push_blob(blob_digest, blob)
@@ -302,12 +278,12 @@ def test_cosign_verifies_what_we_push(
 
 
 def test_cosign_rejects_tampered_payloads(
-    registry: str, busybox_base: str, cosign: Any, tmp_path: Path
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: Any, tmp_path: Path
 ) -> None:
     private, public = generate_ephemeral_key(tmp_path / "keys")
     signer = KeySigner.from_file(private)
     repo = "seal/tampered"
-    client, digest, _ = _push_image(registry, busybox_base, repo)
+    client, digest, _ = _push_image(registry, busybox_layout, repo)
     image = f"{registry}/{repo}"
     ref = f"{image}@{digest}"
 
@@ -318,7 +294,7 @@ def test_cosign_rejects_tampered_payloads(
     assert proc.returncode != 0
     assert "invalid signature" in proc.stderr
 
-    att = signer.sign_statement(_provenance(image, digest))
+    att = signer.sign_statement(statements(image, digest)[0].statement)
     envelope = json.loads(att.dsse_envelope or b"")
     statement = json.loads(att.payload)
     statement["predicate"]["runDetails"]["builder"]["id"] = "https://evil.example/builder"
@@ -333,13 +309,13 @@ def test_cosign_rejects_tampered_payloads(
 
 
 def test_we_read_and_verify_what_cosign_pushes(
-    registry: str, busybox_base: str, cosign: Any
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: Any
 ) -> None:
     proc = cosign("generate-key-pair")
     assert proc.returncode == 0, proc.stderr
     pub = _cosign_pub(cosign.home / "cosign.pub")
     repo = "seal/theirs"
-    client, digest, _ = _push_image(registry, busybox_base, repo)
+    client, digest, _ = _push_image(registry, busybox_layout, repo)
     image = f"{registry}/{repo}"
     ref = f"{image}@{digest}"
     fetch = _fetch_blob(client)
@@ -355,7 +331,7 @@ def test_we_read_and_verify_what_cosign_pushes(
     assert not _ecdsa_ok(pub, layer.annotations[SIGNATURE_ANNOTATION], layer.content + b"\n")
 
     predicate = cosign.home / "predicate.json"
-    predicate.write_text(json.dumps(_provenance(image, digest)["predicate"]))
+    predicate.write_text(json.dumps(statements(image, digest)[0].statement["predicate"]))
     proc = cosign(
         "attest", "--key", "cosign.key", "--tlog-upload=false", "-y", "--allow-http-registry",
         "--type", "slsaprovenance1", "--predicate", str(predicate), ref,

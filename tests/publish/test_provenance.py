@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 from tests.conftest import require
 
 from modelseal.errors import ConfigError
-from modelseal.models.lock import LockEntry, Source
+from modelseal.models.mlbom import model_records
 from modelseal.publish.provenance import (
     BUILD_TYPE,
     CYCLONEDX_PREDICATE,
@@ -86,12 +86,19 @@ def _errors(name: str, instance: Any) -> list[str]:
 
 
 def _realistic_input(env: dict[str, str] | None = None, **over: Any) -> ProvenanceInput:
-    lock_entry = LockEntry(
-        path="models/bert/model.safetensors",
-        size=438_000_000,
-        sha256="cd" * 32,
-        format="safetensors",
-        source=Source("https://huggingface.co/google-bert/bert-base-uncased", "86b5e0934494bd15"),
+    (record,) = model_records(
+        [
+            {
+                "path": "models/bert/model.safetensors",
+                "size": 438_000_000,
+                "sha256": "cd" * 32,
+                "format": "safetensors",
+                "source": {
+                    "uri": "https://huggingface.co/google-bert/bert-base-uncased",
+                    "revision": "86b5e0934494bd15",
+                },
+            }
+        ]
     )
     fields: dict[str, Any] = {
         "dockerfile": "Dockerfile",
@@ -108,7 +115,7 @@ def _realistic_input(env: dict[str, str] | None = None, **over: Any) -> Provenan
             BaseImage("oci-layout:///var/cache/base@sha256:" + "02" * 32, "sha256:" + "02" * 32),
         ],
         "models": [
-            ModelFile.from_lock_entry(lock_entry),
+            ModelFile.from_record(record),
             ModelFile("models/bert/config json", "03" * 32, 570, "json"),
         ],
         "byproducts": [

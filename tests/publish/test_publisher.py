@@ -11,57 +11,15 @@ from typing import Any
 
 import pytest
 from tests.conftest import require
+from tests.publish.conftest import statements
 
 from modelseal.errors import ConfigError
 from modelseal.oci import OciLayout
 from modelseal.publish.cosign import cosign_tag
-from modelseal.publish.provenance import (
-    LOCAL_BUILDER_ID,
-    ProvenanceInput,
-    provenance_statement,
-    rfc3339,
-    sbom_statement,
-    scan_report_statement,
-)
-from modelseal.publish.publisher import Attestation, ImageRef, PublishError, publish
+from modelseal.publish.publisher import ImageRef, PublishError, publish
 from modelseal.publish.registry import RegistryClient, RegistryError
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed, Signer, SigningError
-from modelseal.sign.key import KeySigner, generate_ephemeral_key
-
-
-def _layout(busybox_base: str) -> tuple[OciLayout, str]:
-    path, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
-    return OciLayout(Path(path)), digest
-
-
-def statements(
-    image: str, digest: str, finished_at: str = "2026-11-23T10:00:00Z"
-) -> list[Attestation]:
-    provenance = provenance_statement(
-        ProvenanceInput(
-            image_name=image, manifest_digest=digest, builder_id=LOCAL_BUILDER_ID,
-            invocation_id="urn:uuid:00000000-0000-4000-8000-000000000001",
-            started_on=rfc3339(1700000000), finished_on=rfc3339(1700000060),
-            source_date_epoch=1700000000, dockerfile="Dockerfile",
-            repository="https://github.com/example/seal",
-        )
-    )  # fmt: skip
-    sbom = sbom_statement(image, digest, {"bomFormat": "CycloneDX", "specVersion": "1.6"})
-    report = {
-        "schema_version": 1, "verdict": "PASSED", "exit_code": 0, "finished_at": finished_at,
-        "policy": {"sha256": "ef" * 32}, "gates": [],
-    }  # fmt: skip
-    scan = scan_report_statement(image, digest, report)
-    return [
-        Attestation("provenance", provenance),
-        Attestation("sbom", sbom),
-        Attestation("scan-report", scan),
-    ]
-
-
-@pytest.fixture(scope="module")
-def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return generate_ephemeral_key(tmp_path_factory.mktemp("keys"))
+from modelseal.sign.key import KeySigner
 
 
 def test_image_ref_parsing() -> None:
@@ -79,14 +37,14 @@ def test_image_ref_parsing() -> None:
 
 
 def test_publish_signs_pushes_attaches_then_tags(
-    registry: str, busybox_base: str, key_pair: tuple[Path, Path], tmp_path: Path
+    registry: str, busybox_layout: tuple[OciLayout, str], keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     require(shutil.which("skopeo") is not None, "skopeo")
-    layout, digest = _layout(busybox_base)
+    layout, digest = busybox_layout
     ref = ImageRef.parse(f"{registry}/seal/published:1.0")
     result = publish(
         ref, layout, digest,
-        signer=KeySigner.from_file(key_pair[0]),
+        signer=KeySigner.from_file(keys[0]),
         attestations=statements(ref.name, digest),
         out_dir=tmp_path, extra_tags=("stable",), created=1700000000,
     )  # fmt: skip
@@ -123,7 +81,7 @@ def test_publish_signs_pushes_attaches_then_tags(
         assert bundle["mediaType"] == BUNDLE_MEDIA_TYPE
     # idempotent: a second publish of the same digest succeeds and moves nothing else
     again = publish(
-        ref, layout, digest, signer=KeySigner.from_file(key_pair[0]),
+        ref, layout, digest, signer=KeySigner.from_file(keys[0]),
         attestations=statements(ref.name, digest), out_dir=tmp_path / "again",
     )  # fmt: skip
     assert again.digest == digest
@@ -150,15 +108,15 @@ class _FailOn(RegistryClient):
 
 
 def test_registry_failing_mid_publish_moves_no_tag(
-    registry: str, busybox_base: str, key_pair: tuple[Path, Path], tmp_path: Path
+    registry: str, busybox_layout: tuple[OciLayout, str], keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    layout, digest = _layout(busybox_base)
+    layout, digest = busybox_layout
     ref = ImageRef.parse(f"{registry}/seal/halfway:1.0")
     client = _FailOn(registry, "seal/halfway", retries=0)
     client.fail_ref = cosign_tag(digest, "att")
     with pytest.raises(PublishError, match=r"No tag was moved \(1\.0 still point where they did\)"):
         publish(
-            ref, layout, digest, signer=KeySigner.from_file(key_pair[0]),
+            ref, layout, digest, signer=KeySigner.from_file(keys[0]),
             attestations=statements(ref.name, digest), out_dir=tmp_path, client=client,
         )  # fmt: skip
     probe = RegistryClient(registry, "seal/halfway")
@@ -178,8 +136,10 @@ class _Down(Signer):
         raise AssertionError("not reached")
 
 
-def test_signing_failure_pushes_nothing(registry: str, busybox_base: str, tmp_path: Path) -> None:
-    layout, digest = _layout(busybox_base)
+def test_signing_failure_pushes_nothing(
+    registry: str, busybox_layout: tuple[OciLayout, str], tmp_path: Path
+) -> None:
+    layout, digest = busybox_layout
     ref = ImageRef.parse(f"{registry}/seal/neverpushed:1.0")
     with pytest.raises(SigningError, match="unreachable"):
         publish(
@@ -202,7 +162,6 @@ def test_registry_credentials_precedence(tmp_path: Path, monkeypatch: pytest.Mon
         )  # docker:from-config
     )
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    assert registry_credentials("ghcr.io", {}) == registry_credentials("ghcr.io", {"X": "1"})
     creds = registry_credentials("ghcr.io", {})
     assert creds is not None and (creds.username, creds.password) == ("docker", "from-config")
     creds = registry_credentials("ghcr.io", {"GITHUB_TOKEN": "ghs_secret", "GITHUB_ACTOR": "bot"})
@@ -220,7 +179,10 @@ def test_registry_credentials_precedence(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_skopeo_gets_credentials_by_file_not_argv(
-    registry: str, busybox_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    registry: str,
+    busybox_layout: tuple[OciLayout, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     require(shutil.which("skopeo") is not None, "skopeo")
     import modelseal.publish.publisher as publisher
@@ -237,7 +199,7 @@ def test_skopeo_gets_credentials_by_file_not_argv(
         return real(argv, **kw)
 
     monkeypatch.setattr(publisher, "run_tool", spy)
-    layout, digest = _layout(busybox_base)
+    layout, digest = busybox_layout
     ref = ImageRef.parse(f"{registry}/seal/authfile")
     # distribution without auth ignores the credentials; what matters is how they travel
     publish(ref, layout, digest, signer=None, attestations=[], out_dir=tmp_path,
@@ -246,8 +208,12 @@ def test_skopeo_gets_credentials_by_file_not_argv(
     assert not Path(seen[0][seen[0].index("--dest-authfile") + 1]).exists()  # removed after
 
 
-def test_explicit_credentials_can_be_scoped_to_one_registry() -> None:
+def test_explicit_credentials_can_be_scoped_to_one_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelseal.publish.publisher import registry_credentials
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no config.json: nothing to fall back on
 
     env = {
         "MODELSEAL_REGISTRY_USERNAME": "u",

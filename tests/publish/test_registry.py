@@ -33,14 +33,10 @@ EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
-def _layout(busybox_base: str) -> tuple[OciLayout, str]:
-    ref = busybox_base.removeprefix("oci-layout://")
-    path, _, digest = ref.rpartition("@")
-    return OciLayout(Path(path)), digest
-
-
-def test_push_layout_by_digest_reads_back_identical(registry: str, busybox_base: str) -> None:
-    layout, digest = _layout(busybox_base)
+def test_push_layout_by_digest_reads_back_identical(
+    registry: str, busybox_layout: tuple[OciLayout, str]
+) -> None:
+    layout, digest = busybox_layout
     client = RegistryClient(registry, "seal/busybox", backoff=0.01)
     assert client.push_layout(layout, digest) == digest
     media, body, got = client.get_manifest(digest)
@@ -73,9 +69,9 @@ def test_push_layout_by_digest_reads_back_identical(registry: str, busybox_base:
     assert not tags.get("tags")
 
 
-def test_skopeo_sees_pushed_image(registry: str, busybox_base: str) -> None:
+def test_skopeo_sees_pushed_image(registry: str, busybox_layout: tuple[OciLayout, str]) -> None:
     require(shutil.which("skopeo") is not None, "skopeo")
-    layout, digest = _layout(busybox_base)
+    layout, digest = busybox_layout
     RegistryClient(registry, "seal/interop").push_layout(layout, digest)
     proc = subprocess.run(
         [
@@ -138,7 +134,17 @@ def test_push_blob_streams_a_file(registry: str, tmp_path: Path) -> None:
     assert not client.blob_exists(digest)
     client.push_blob(digest, path)
     assert client.blob_exists(digest)
-    client.push_blob(digest, path)  # already there: no-op
+    # already there: a no-op that uploads nothing
+    sent: list[str] = []
+    request = client._request
+
+    def spy(method: str, target: str, **kw: Any) -> Any:
+        sent.append(method)
+        return request(method, target, **kw)
+
+    client._request = spy  # type: ignore[method-assign]
+    client.push_blob(digest, path)
+    assert sent and "POST" not in sent and "PUT" not in sent
 
 
 def test_referrer_through_fallback_tag(registry: str) -> None:

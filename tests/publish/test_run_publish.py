@@ -23,11 +23,6 @@ publish:
 """
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return generate_ephemeral_key(tmp_path_factory.mktemp("keys"))
-
-
 def _context(root: Path, dockerfile: str) -> tuple[Path, Path]:
     ctx = root / "ctx"
     ctx.mkdir(parents=True)

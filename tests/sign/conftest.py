@@ -2,12 +2,18 @@
 
 The local Sigstore fixtures (``sigstore_stack``, ``trust_config_path``, ``trusted_root_path``,
 ``local_trust``, ``issuer_url``, ``oidc_token``, ``rekor_failing``, ``github_ambient``) live in
-``tests/conftest.py`` so the publish tests can sign keyless too.
+``tests/conftest.py`` so the publish tests can sign keyless too; here are the ones only the
+signing tests share: a keyless signer and the signer they expect.
 """
 
 from __future__ import annotations
 
 import pytest
+from tests.sigstore_local import DEFAULT_EMAIL, LocalSigstore
+
+from modelseal.sign.keyless import KeylessSigner
+from modelseal.sign.trust import TrustConfig
+from modelseal.sign.verify import ExpectedSigner
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +29,16 @@ def _no_public_network(monkeypatch: pytest.MonkeyPatch) -> None:
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def keyless_signer(sigstore_stack: LocalSigstore, local_trust: TrustConfig) -> KeylessSigner:
+    """A keyless signer on the local stack, with a token for ``DEFAULT_EMAIL``."""
+    return KeylessSigner(local_trust, identity_token=sigstore_stack.token())
+
+
+@pytest.fixture
+def expected(local_trust: TrustConfig, issuer_url: str) -> ExpectedSigner:
+    """The signer :func:`keyless_signer` (or any default token) makes: ``DEFAULT_EMAIL`` at the
+    local issuer, under the local trust."""
+    return ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)

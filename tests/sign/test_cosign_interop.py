@@ -14,9 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ from tests.sigstore_local import DEFAULT_EMAIL, LocalSigstore
 
 from modelseal.sign.interface import Signed
 from modelseal.sign.keyless import KeylessSigner
-from modelseal.sign.trust import TrustConfig
 from modelseal.sign.verify import (
     BUNDLE_ANNOTATION,
     CERTIFICATE_ANNOTATION,
@@ -41,31 +38,16 @@ from modelseal.sign.verify import (
 BLOB = b"model weights, for cosign\n"
 
 
-@pytest.fixture(scope="module")
-def cosign() -> str:
-    path = shutil.which("cosign")
-    require(path is not None, "cosign")
-    assert path is not None
-    return path
+@pytest.fixture(scope="module", autouse=True)
+def _cosign_installed() -> None:
+    """Every test here runs the real cosign (``LocalSigstore.run_cosign``)."""
+    require(shutil.which("cosign") is not None, "cosign")
 
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "blob").write_bytes(BLOB)
     return tmp_path
-
-
-def run_cosign(
-    cosign: str, args: list[str], stack: LocalSigstore, home: Path, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [cosign, *args],
-        env={**os.environ, **stack.cosign_env(home), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def slsa_statement() -> dict[str, Any]:
@@ -89,111 +71,95 @@ def old_bundle(signed: Signed, signature_b64: str) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def signer(sigstore_stack: LocalSigstore, local_trust: TrustConfig) -> KeylessSigner:
-    return KeylessSigner(local_trust, identity_token=sigstore_stack.token())
-
-
 def identity_flags(identity: str, issuer: str) -> list[str]:
     return ["--certificate-identity", identity, "--certificate-oidc-issuer", issuer]
 
 
 def test_cosign_verifies_our_bundle(
-    cosign: str,
-    signer: KeylessSigner,
+    keyless_signer: KeylessSigner,
     sigstore_stack: LocalSigstore,
     trusted_root_path: Path,
     workdir: Path,
 ) -> None:
-    signed = signer.sign_message(BLOB)
+    signed = keyless_signer.sign_message(BLOB)
     (workdir / "blob.sigstore.json").write_bytes(signed.bundle_json())
     args = ["verify-blob", "--bundle", str(workdir / "blob.sigstore.json"), "--new-bundle-format",
             "--trusted-root", str(trusted_root_path)]  # fmt: skip
-    ok = run_cosign(
-        cosign,
-        [*args, *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob")],
-        sigstore_stack,
+    ok = sigstore_stack.run_cosign(
         workdir,
+        *args,
+        *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url),
+        str(workdir / "blob"),
     )
     assert ok.returncode == 0, ok.stderr
-    wrong = run_cosign(
-        cosign,
-        [
-            *args,
-            *identity_flags("other@modelseal.test", sigstore_stack.issuer_url),
-            str(workdir / "blob"),
-        ],
-        sigstore_stack,
+    wrong = sigstore_stack.run_cosign(
         workdir,
+        *args,
+        *identity_flags("other@modelseal.test", sigstore_stack.issuer_url),
+        str(workdir / "blob"),
     )
     assert wrong.returncode != 0
     assert "other@modelseal.test" in wrong.stderr
 
 
 def test_cosign_verifies_our_attestation_bundle(
-    cosign: str,
-    signer: KeylessSigner,
+    keyless_signer: KeylessSigner,
     sigstore_stack: LocalSigstore,
     trusted_root_path: Path,
     workdir: Path,
 ) -> None:
-    signed = signer.sign_statement(slsa_statement())
+    signed = keyless_signer.sign_statement(slsa_statement())
     (workdir / "att.sigstore.json").write_bytes(signed.bundle_json())
-    result = run_cosign(
-        cosign,
-        ["verify-blob-attestation", "--bundle", str(workdir / "att.sigstore.json"), "--new-bundle-format",
-         "--trusted-root", str(trusted_root_path), "--type", "slsaprovenance1",
-         *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob")],
-        sigstore_stack, workdir,
+    result = sigstore_stack.run_cosign(
+        workdir,
+        "verify-blob-attestation", "--bundle", str(workdir / "att.sigstore.json"), "--new-bundle-format",
+        "--trusted-root", str(trusted_root_path), "--type", "slsaprovenance1",
+        *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
 def test_cosign_verifies_our_sig_layer_pieces(
-    cosign: str, signer: KeylessSigner, sigstore_stack: LocalSigstore, workdir: Path
+    keyless_signer: KeylessSigner, sigstore_stack: LocalSigstore, workdir: Path
 ) -> None:
-    signed = signer.sign_message(BLOB)
+    signed = keyless_signer.sign_message(BLOB)
     (workdir / "old.json").write_text(old_bundle(signed, signed.signature_b64))
-    result = run_cosign(
-        cosign,
-        ["verify-blob", "--bundle", str(workdir / "old.json"), "--offline",
-         *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob")],
-        sigstore_stack, workdir,
+    result = sigstore_stack.run_cosign(
+        workdir,
+        "verify-blob", "--bundle", str(workdir / "old.json"), "--offline",
+        *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url), str(workdir / "blob"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
 def test_cosign_verifies_our_att_layer_pieces(
-    cosign: str, signer: KeylessSigner, sigstore_stack: LocalSigstore, workdir: Path
+    keyless_signer: KeylessSigner, sigstore_stack: LocalSigstore, workdir: Path
 ) -> None:
-    signed = signer.sign_statement(slsa_statement())
+    signed = keyless_signer.sign_statement(slsa_statement())
     assert signed.dsse_envelope is not None
     # for an attestation the bundle's "signature" is the whole envelope: the .att layer itself
     (workdir / "old.json").write_text(
         old_bundle(signed, base64.b64encode(signed.dsse_envelope).decode())
     )
-    result = run_cosign(
-        cosign,
-        ["verify-blob-attestation", "--bundle", str(workdir / "old.json"), "--offline",
-         "--type", "slsaprovenance1", *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url),
-         str(workdir / "blob")],
-        sigstore_stack, workdir,
+    result = sigstore_stack.run_cosign(
+        workdir,
+        "verify-blob-attestation", "--bundle", str(workdir / "old.json"), "--offline",
+        "--type", "slsaprovenance1", *identity_flags(DEFAULT_EMAIL, sigstore_stack.issuer_url),
+        str(workdir / "blob"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture
-def cosign_keyless(
-    cosign: str, sigstore_stack: LocalSigstore, workdir: Path
-) -> Callable[[list[str]], None]:
+def cosign_keyless(sigstore_stack: LocalSigstore, workdir: Path) -> Callable[[list[str]], None]:
     """Run a cosign signing command against the local stack; the token goes by environment."""
 
     def run(args: list[str]) -> None:
-        result = run_cosign(
-            cosign,
-            [args[0], "--yes", "--fulcio-url", sigstore_stack.fulcio.url, "--rekor-url",
-             sigstore_stack.rekor.url, "--oidc-issuer", sigstore_stack.issuer_url, *args[1:]],
-            sigstore_stack, workdir, SIGSTORE_ID_TOKEN=sigstore_stack.token(),
+        result = sigstore_stack.run_cosign(
+            workdir,
+            args[0], "--yes", "--fulcio-url", sigstore_stack.fulcio.url, "--rekor-url",
+            sigstore_stack.rekor.url, "--oidc-issuer", sigstore_stack.issuer_url, *args[1:],
+            SIGSTORE_ID_TOKEN=sigstore_stack.token(),
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
 
@@ -203,7 +169,7 @@ def cosign_keyless(
 def test_we_verify_cosign_sign_blob(
     cosign_keyless: Callable[[list[str]], None],
     workdir: Path,
-    local_trust: TrustConfig,
+    expected: ExpectedSigner,
     issuer_url: str,
 ) -> None:
     cosign_keyless(["sign-blob", "--bundle", str(workdir / "old.json"), str(workdir / "blob")])
@@ -213,16 +179,12 @@ def test_we_verify_cosign_sign_blob(
         CERTIFICATE_ANNOTATION: base64.b64decode(old["cert"]).decode(),
         BUNDLE_ANNOTATION: json.dumps(old["rekorBundle"]),
     }
-    expected = ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
     verified = verify_cosign_signature(BLOB, annotations, expected)
     assert (verified.identity, verified.issuer) == (DEFAULT_EMAIL, issuer_url)
 
 
 def test_we_verify_cosign_new_bundle(
-    cosign_keyless: Callable[[list[str]], None],
-    workdir: Path,
-    local_trust: TrustConfig,
-    issuer_url: str,
+    cosign_keyless: Callable[[list[str]], None], workdir: Path, expected: ExpectedSigner
 ) -> None:
     cosign_keyless(
         [
@@ -233,16 +195,12 @@ def test_we_verify_cosign_new_bundle(
             str(workdir / "blob"),
         ]
     )
-    expected = ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
     verified = verify_bundle((workdir / "b.json").read_bytes(), payload=BLOB, expected=expected)
     assert verified.identity == DEFAULT_EMAIL
 
 
 def test_we_verify_cosign_attest_blob(
-    cosign_keyless: Callable[[list[str]], None],
-    workdir: Path,
-    local_trust: TrustConfig,
-    issuer_url: str,
+    cosign_keyless: Callable[[list[str]], None], workdir: Path, expected: ExpectedSigner
 ) -> None:
     predicate = {
         "buildDefinition": {"buildType": "https://modelseal.test/cosign", "externalParameters": {}},
@@ -258,7 +216,6 @@ def test_we_verify_cosign_attest_blob(
         CERTIFICATE_ANNOTATION: base64.b64decode(old["cert"]).decode(),
         BUNDLE_ANNOTATION: json.dumps(old["rekorBundle"]),
     }
-    expected = ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
     verified = verify_cosign_attestation(envelope, annotations, expected)
     st = verified.statement
     assert st is not None

@@ -67,9 +67,12 @@ def test_generate_ephemeral_key_files(keypair: tuple[Path, Path]) -> None:
     assert public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
     assert isinstance(_public(public).curve, ec.SECP256R1)
     # a second call replaces the pair (new key, same modes)
+    before = private.read_bytes()
     again = generate_ephemeral_key(private.parent)
     assert again == keypair
+    assert private.read_bytes() != before
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(public.stat().st_mode) == 0o644
 
 
 def test_message_signature_verifies(keypair: tuple[Path, Path]) -> None:

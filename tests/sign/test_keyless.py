@@ -45,11 +45,6 @@ def signer(local_trust: TrustConfig, oidc_token: Callable[..., str]) -> KeylessS
     return KeylessSigner(local_trust, identity_token=oidc_token(), sleep=no_sleep)
 
 
-@pytest.fixture
-def expected(local_trust: TrustConfig, issuer_url: str) -> ExpectedSigner:
-    return ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
-
-
 def test_message_roundtrip(
     signer: KeylessSigner, expected: ExpectedSigner, issuer_url: str
 ) -> None:

@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.sigstore_local import (
     DEFAULT_EMAIL,
     SIMPLE_SIGNING_PAYLOAD,
-    LocalSigstore,
     cosign_annotations,
     sample_statement,
 )
@@ -54,23 +53,13 @@ statement = sample_statement
 
 
 @pytest.fixture(scope="module")
-def keyless(sigstore_stack: LocalSigstore, local_trust: TrustConfig) -> KeylessSigner:
-    return KeylessSigner(local_trust, identity_token=sigstore_stack.token())
+def message(keyless_signer: KeylessSigner) -> Signed:
+    return keyless_signer.sign_message(PAYLOAD)
 
 
 @pytest.fixture(scope="module")
-def message(keyless: KeylessSigner) -> Signed:
-    return keyless.sign_message(PAYLOAD)
-
-
-@pytest.fixture(scope="module")
-def attestation(keyless: KeylessSigner) -> Signed:
-    return keyless.sign_statement(statement())
-
-
-@pytest.fixture
-def expected(local_trust: TrustConfig, issuer_url: str) -> ExpectedSigner:
-    return ExpectedSigner(issuer=issuer_url, identity=DEFAULT_EMAIL, trust_config=local_trust)
+def attestation(keyless_signer: KeylessSigner) -> Signed:
+    return keyless_signer.sign_statement(statement())
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +76,13 @@ def key_expected(signer: KeySigner) -> ExpectedSigner:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["https://github.com/org/", "^https://github.com/org/.*", ".*@refs/tags/v1$", r"^x\$"],
+    [
+        "https://github.com/org/",
+        "^https://github.com/org/.*",
+        ".*@refs/tags/v1$",
+        r"^x\$",
+        "release-bot",
+    ],
 )
 def test_unanchored_identity_regexp_is_refused(pattern: str) -> None:
     with pytest.raises(ConfigError, match="not anchored"):
@@ -359,10 +354,10 @@ def test_cosign_sig_forged_promise(message: Signed, expected: ExpectedSigner) ->
 
 
 def test_cosign_sig_with_another_signatures_log_entry(
-    message: Signed, keyless: KeylessSigner, expected: ExpectedSigner
+    message: Signed, keyless_signer: KeylessSigner, expected: ExpectedSigner
 ) -> None:
     # A valid promise, but for another signature (CVE-2022-36056): the entry must match.
-    other = keyless.sign_message(b"something else")
+    other = keyless_signer.sign_message(b"something else")
     annotations = cosign_annotations(message)
     annotations[BUNDLE_ANNOTATION] = json.dumps(other.rekor_bundle)
     with pytest.raises(VerificationError, match="does not describe this signature"):
