@@ -163,7 +163,8 @@ class ModelsPolicy(BaseModel):
     allowed_globals: list[PickleGlobal] = Field(
         default=[],
         description='Extra pickle globals to allow beyond the built-in safe list, as "module.name" '
-        'or "module.*".',
+        'or "module.*". Entries that can run code (os, subprocess, builtins.*, eval, operator, '
+        "importlib, dunder names …) are refused.",
     )
 
     @field_validator("allowed_globals")
