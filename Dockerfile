@@ -40,9 +40,9 @@ ARG SOURCE_DATE_EPOCH
 # The wheels are bind-mounted from the context, never copied: no layer carries them.
 # - pip runs from its own wheel (`python pip-….whl/pip`): the base needs no pip, only `venv`;
 # - every wheel is hash-checked against requirements.lock (scanners.txt holds the lock's own
-#   entries for syft and Trivy; modelseal.txt the hash of the modelseal wheel), and in the second
-#   step pip resolves the whole set, so a lock that misses a dependency fails the build instead
-#   of installing it unpinned;
+#   entries for syft and Trivy; modelseal.txt the hash of the modelseal wheel), installed exactly
+#   (`--no-deps`, `--no-index`: nothing is resolved), then `pip check` fails the build when the
+#   lock misses a dependency;
 # - PYTHONDONTWRITEBYTECODE: running pip must not leave timestamped .pyc files of the stdlib.
 #
 # Step 1, a layer of its own: the syft and Trivy binaries are ~210 MB of the image's ~320 MB and
@@ -68,11 +68,12 @@ RUN --mount=type=bind,source=requirements.lock,target=/mnt/modelseal/requirement
     export PYTHONDONTWRITEBYTECODE=1 PIP_CONFIG_FILE=/dev/null PIP_NO_INPUT=1; \
     set -- /mnt/modelseal/wheelhouse/pip-*.whl; \
     /opt/modelseal/bin/python "$1/pip" install \
-        --no-index --find-links /mnt/modelseal/wheelhouse --require-hashes \
+        --no-index --find-links /mnt/modelseal/wheelhouse --require-hashes --no-deps \
         --no-compile --no-cache-dir --disable-pip-version-check --progress-bar off \
         --root-user-action ignore \
         --requirement /mnt/modelseal/requirements.lock \
         --requirement /mnt/modelseal/wheelhouse/modelseal.txt; \
+    /opt/modelseal/bin/python "$1/pip" check --disable-pip-version-check; \
     PYTHONHASHSEED=0 /opt/modelseal/bin/python -m compileall -q -j 1 \
         --invalidation-mode checked-hash /opt/modelseal/lib; \
     /opt/modelseal/bin/modelseal --version; \

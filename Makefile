@@ -30,17 +30,30 @@ wheels: $(STAMP)
 system:
 	@bash .ci/install-system.sh
 
-PIP := $(BIN)/pip install -q --disable-pip-version-check
+# Every install is a complete, hash-locked set installed exactly: `--require-hashes --no-deps`
+# never asks an index which versions exist, so a release there tomorrow cannot change or break
+# it. The venv's stock pip only installs the lock (pip itself included, pinned); modelseal is
+# then installed from this checkout with the locked build backend, without build isolation.
+PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check --no-input
+LOCKED := --require-hashes --no-deps
+TORCH  := $(VENV)/.torch
 
-$(STAMP): requirements-dev.lock requirements-torch.txt pyproject.toml
+$(STAMP): requirements-dev.lock requirements-build.lock pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --require-hashes -r requirements-dev.lock 2>&1 | grep -v 'is ignored: it is neither' || true
-	$(PIP) --no-deps -e . 2>&1 | grep -v 'is ignored: it is neither' || true
-	$(PIP) -r requirements-torch.txt 2>&1 | grep -v 'is ignored: it is neither' || true
-	$(BIN)/python -c "import modelseal, pydantic, ruamel.yaml, rich, numpy, torch"
+	$(PIP) $(LOCKED) -r requirements-dev.lock -r requirements-build.lock
+	$(PIP) --no-deps --no-build-isolation --no-index -e .
+	$(BIN)/python -m pip check
+	$(BIN)/python -c "import modelseal, pydantic, ruamel.yaml, rich, numpy"
 	@# The machine may set PYTHONDONTWRITEBYTECODE; compile the editable sources once so every
 	@# `modelseal` start does not recompile them (stale files are simply recompiled in memory).
 	$(BIN)/python -m compileall -q src
+	touch $@
+
+# Test-only: real torch checkpoints for the scanner's benign corpus (make demo does not need it).
+$(TORCH): $(STAMP) requirements-torch.lock
+	$(PIP) $(LOCKED) -r requirements-torch.lock
+	$(BIN)/python -c "import torch"
 	touch $@
 
 dev: $(STAMP)
@@ -50,7 +63,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy src
 
-test: deps wheels
+test: deps $(TORCH) wheels
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -58,7 +71,7 @@ demo: deps
 	$(BIN)/python examples/demo.py
 
 # benchmarks/models.py creates .venv-bench (picklescan, modelscan) itself when it is missing.
-bench: deps
+bench: deps $(TORCH)
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/scan.py

@@ -59,7 +59,10 @@ COMPLETE = ".complete"
 #: The build backend the modelseal wheel is made with, pinned: its version is written into the
 #: wheel's metadata (WHEEL's Generator line, the Metadata-Version), which ends up in the image,
 #: so whatever setuptools the host happens to have would change the image digest.
-BUILD_BACKEND = ("setuptools==84.2.1", "wheel==0.48.0")
+BUILD_LOCK = REPO / "requirements-build.lock"
+BUILD_BACKEND = tuple(
+    line.split()[0] for line in BUILD_LOCK.read_text().splitlines() if "==" in line.split(" ")[0]
+)
 #: Where a download keeps the build backend's wheels (not part of the wheelhouse).
 BACKEND_DIR = "build-backend"
 #: Files of the checkout that make up the modelseal wheel.
@@ -101,6 +104,7 @@ def deps_key(lock_text: str, arch: str) -> str:
     doc = {
         "recipe": RECIPE_VERSION,
         "lock": lock_text,
+        "build-lock": BUILD_LOCK.read_text(),
         "python": PYTHON_VERSION,
         "abi": ABI,
         "platforms": platform_tags(arch),
@@ -155,7 +159,8 @@ def download_deps(dest: Path, arch: str) -> None:
     _run(
         [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--only-binary=:all:", "--dest", str(dest / BACKEND_DIR), *BUILD_BACKEND,
+            "--require-hashes", "--no-deps", "--only-binary=:all:",
+            "--dest", str(dest / BACKEND_DIR), "--requirement", str(BUILD_LOCK),
         ],
         what="pip download (build backend)",
     )  # fmt: skip
