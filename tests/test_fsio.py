@@ -130,9 +130,9 @@ def test_append_refuses_a_link_and_what_is_not_a_file(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     # Refused without blocking (no reader): opened non-blocking, then checked.
-    with pytest.raises(fsio.UnsafePathError, match="not a regular file|No such device"):
+    with pytest.raises(fsio.UnsafePathError, match=r"not a regular file|No such device"):
         fsio.append_text(fifo, "x")
-    with pytest.raises(fsio.UnsafePathError, match="not a regular file|Is a directory"):
+    with pytest.raises(fsio.UnsafePathError, match=r"not a regular file|Is a directory"):
         fsio.append_text(tmp_path, "x")
     real = tmp_path / "real"
     real.write_text("a\n")
