@@ -263,7 +263,8 @@ def _parser() -> argparse.ArgumentParser:
         e = eng_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         e.add_argument(
             "--root", type=Path, required=name != "status", metavar="DIR",
-            help="directory holding the engine's socket and data",
+            help="directory holding the engine's socket and data; yours alone (e.g. mktemp -d: "
+            "owned by you, mode 0700, no symbolic link on the way)",
         )  # fmt: skip
         if name == "stop":
             e.add_argument("--remove", action="store_true", help="also delete DIR")
