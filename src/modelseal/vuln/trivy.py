@@ -304,7 +304,7 @@ class TrivyGate:
                 )
         else:
             ctx.progress(self.name, "updating the vulnerability DB")
-            fsio.ensure_dir(cache_dir)
+            cache_dir.mkdir(parents=True, exist_ok=True)
             if db.repository:
                 facts["trivy.db.repository"] = db.repository
             run_tool(download_argv(trivy, cache_dir, db.repository), timeout=SCAN_TIMEOUT)
