@@ -184,9 +184,14 @@ def test_judge_writes_no_report_through_a_planted_link(
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("command", ["judge", "run"])
 @pytest.mark.parametrize("where", ["out-dir", "parent"])
 def test_an_out_dir_reached_through_a_link_is_refused(
-    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str,
+    where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     report = _stored_report(tmp_path)
     elsewhere = tmp_path / "elsewhere"
@@ -197,7 +202,15 @@ def test_an_out_dir_reached_through_a_link_is_refused(
     else:
         (tmp_path / "ws").symlink_to(elsewhere)
         out = tmp_path / "ws" / "reports"
-    assert main(["judge", str(report), "-o", str(out)]) == 2
+    if command == "judge":
+        argv = ["judge", str(report), "-o", str(out)]
+    else:
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "w.bin").write_bytes(WEIGHTS)
+        (tmp_path / "modelseal.yml").write_text(MODELS_ONLY)
+        monkeypatch.chdir(tmp_path)
+        argv = ["run", "--gate", "models", "-o", str(out), "."]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "is a symbolic link" in err and "realpath" in err
     assert list(elsewhere.iterdir()) == []
