@@ -78,6 +78,18 @@ def _refuse(path: Path, what: str) -> UnsafePathError:
     )
 
 
+def _not_a_dir(parent: int, name: str, full: Path) -> UnsafePathError:
+    """Why ``name`` could not be opened as a directory (O_NOFOLLOW says ELOOP or ENOTDIR for
+    a link, depending on the kernel and flags): a link, or something else."""
+    try:
+        st = os.lstat(name, dir_fd=parent)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        return _refuse(full, "is a symbolic link")
+    return UnsafePathError(f"{shown(full)} is not a directory; cannot write under it.")
+
+
 def _open_component(parent: int, name: str, create: bool, mode: int) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=parent)
@@ -103,13 +115,7 @@ def _open_dir(path: Path, *, create: bool, mode: int = 0o777) -> int:
                 nxt = _open_component(fd, name, create, mode)
             except OSError as e:
                 if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                    try:
-                        st = os.lstat(name, dir_fd=fd)
-                    except OSError:
-                        st = None
-                    if st is not None and stat.S_ISLNK(st.st_mode):
-                        raise _refuse(walked, "is a symbolic link") from None
-                    raise _refuse(walked, "is not a directory") from None
+                    raise _not_a_dir(fd, name, walked) from None
                 if isinstance(e, FileNotFoundError):
                     raise
                 raise UnsafePathError(
@@ -316,8 +322,8 @@ def ensure_private_dir(path: Path, *, create: bool = True) -> Path:
         except FileNotFoundError:
             raise
         except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise _refuse(full, "is a symbolic link or not a directory") from None
+            if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                raise _not_a_dir(pfd, full.name, full) from None
             raise UnsafePathError(
                 f"cannot use the directory {shown(full)}: {e.strerror}."
             ) from None
