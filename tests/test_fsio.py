@@ -157,6 +157,14 @@ def test_a_private_dir_is_ours_alone(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(made)
     with pytest.raises(fsio.UnsafePathError, match="symbolic link"):
         fsio.ensure_private_dir(tmp_path / "link")
+    # Inside a directory others may rename entries of, ours could be swapped for theirs.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(fsio.UnsafePathError, match="could be replaced by someone else"):
+        fsio.ensure_private_dir(shared / "root")
+    shared.chmod(0o1777)  # sticky, like /tmp: only the owner may rename
+    assert fsio.ensure_private_dir(shared / "root") == shared / "root"
 
 
 def test_shown_escapes_what_a_terminal_would_act_on() -> None:

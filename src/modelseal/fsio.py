@@ -307,12 +307,13 @@ def ensure_private_dir(path: Path, *, create: bool = True) -> Path:
     full = absolute(path)
     with directory(full.parent, create=create) as pfd:
         parent = os.fstat(pfd)
-        if parent.st_mode & 0o002 and not parent.st_mode & stat.S_ISVTX:
-            # Others may rename entries of a world-writable directory without the sticky bit:
-            # the directory checked below could be swapped for theirs.
+        # Whoever owns the parent, or may write to it without the sticky bit, can rename the
+        # directory checked below and put theirs in its place.
+        foreign = parent.st_uid not in (0, os.geteuid())
+        if foreign or (parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX):
             raise UnsafePathError(
-                f"{shown(full.parent)} is writable by everyone and not sticky; "
-                f"{shown(full.name)} in it could be replaced by another user."
+                f"{shown(full.parent)} belongs to another user or is writable by others (and "
+                f"not sticky); {shown(full.name)} in it could be replaced by someone else."
             )
         if create:
             with contextlib.suppress(FileExistsError):
