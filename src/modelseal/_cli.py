@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelseal import __version__
+from modelseal import __version__, fsio
 from modelseal.errors import ConfigError, Error, ExitCode
 from modelseal.gates import GATES
 
@@ -263,7 +263,8 @@ def _parser() -> argparse.ArgumentParser:
         e = eng_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         e.add_argument(
             "--root", type=Path, required=name != "status", metavar="DIR",
-            help="directory holding the engine's socket and data",
+            help="directory holding the engine's socket and data; yours alone (e.g. mktemp -d: "
+            "owned by you, mode 0700, no symbolic link on the way)",
         )  # fmt: skip
         if name == "stop":
             e.add_argument("--remove", action="store_true", help="also delete DIR")
@@ -433,7 +434,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         tool_version=__version__,
         command=args.command,
     )
-    paths = write_reports(report, args.out_dir.resolve())
+    paths = write_reports(report, fsio.absolute(args.out_dir))
     _print_outcome(verdict, paths)
     if getattr(args, "push", None) is None:
         return int(verdict.exit_code)
@@ -474,7 +475,7 @@ def _publish(
         report_path,
         ref=args.push,
         signer=signer,
-        out_dir=args.out_dir.resolve(),
+        out_dir=fsio.absolute(args.out_dir),
         started_at=result.started_at,
         finished_at=result.finished_at,
         build_args=dict(args.build_arg),
@@ -489,7 +490,7 @@ def _publish(
         print(f"  tag       {published.image}:{tag}")
     for name, path in sorted(published.bundles.items()):
         print(f"  bundle    {name}: {path}")
-    print(f"  details   {args.out_dir.resolve() / 'publish.json'}")
+    print(f"  details   {fsio.absolute(args.out_dir) / 'publish.json'}")
     return 0
 
 
@@ -527,7 +528,7 @@ def _judge(args: argparse.Namespace) -> int:
             started_at=ts("started_at"), finished_at=ts("finished_at"),
             tool_version=__version__, command="judge",
         )  # fmt: skip
-        paths = write_reports(report, args.out_dir.resolve())
+        paths = write_reports(report, fsio.absolute(args.out_dir))
     _print_outcome(verdict, paths)
     return int(verdict.exit_code)
 

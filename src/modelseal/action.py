@@ -26,7 +26,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sys
 import traceback
 import uuid
@@ -36,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TextIO
 
+from modelseal import fsio
 from modelseal.errors import ConfigError, ExitCode
 
 __all__ = [
@@ -728,7 +728,7 @@ def collect_outputs(
 ) -> dict[str, str]:
     """Every output, as absolute paths (later steps may run in another directory); empty
     strings for what this run did not produce."""
-    out_dir = Path(inputs.out_dir).resolve()
+    out_dir = fsio.absolute(inputs.out_dir)
     outputs = dict.fromkeys(OUTPUT_NAMES, "")
     outputs["exit-code"] = str(exit_code)
     outputs["out-dir"] = str(out_dir)
@@ -828,17 +828,17 @@ class _GitHub:
         self.stdout.flush()
 
     def write_outputs(self, outputs: Mapping[str, str]) -> None:
+        # Appended, as the runner expects, but never through a link (fsio.open_append).
         if self.output_file is None:
             return
-        with self.output_file.open("a", encoding="utf-8") as f:
-            for name, value in outputs.items():
-                f.write(format_output(name, value))
+        fsio.append_text(
+            self.output_file, "".join(format_output(name, v) for name, v in outputs.items())
+        )
 
     def write_summary(self, text: str) -> None:
         if self.summary_file is None:
             return
-        with self.summary_file.open("a", encoding="utf-8") as f:
-            f.write(text)
+        fsio.append_text(self.summary_file, text)
 
     @contextlib.contextmanager
     def commands_off(self) -> Iterator[None]:
@@ -931,11 +931,17 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
             pass  # unreadable: the command line says so, in its words
 
     out_dir = Path(inputs.out_dir)
-    for stale in ("report.json", "publish.json", "provenance.intoto.json", "sbom.cdx.json"):
+    for stale in (
+        "report.json", "publish.json", "provenance.intoto.json", "sbom.cdx.json", "bundles",
+    ):  # fmt: skip
         # These describe the run that wrote them; an earlier run's must not pass for this one.
-        with contextlib.suppress(FileNotFoundError):
-            (out_dir / stale).unlink()
-    shutil.rmtree(out_dir / "bundles", ignore_errors=True)
+        # Removed without following a link; an out-dir with a link on the way is refused here.
+        try:
+            fsio.remove(out_dir / stale)
+        except ConfigError as e:
+            print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+            gh.annotate([Annotation("error", e.message, title="modelseal: unsafe out-dir")])
+            return _finish(gh, inputs, None, None, int(ExitCode.USAGE), [e.message])
     argv = run_argv(inputs)
     if env.get("RUNNER_DEBUG") == "1":
         argv = ["-v", *argv]
@@ -989,8 +995,12 @@ def _finish(
     else:
         outputs = dict.fromkeys(OUTPUT_NAMES, "")
         outputs.update({"verdict": "ERRORED", "exit-code": str(code)})
-    gh.write_outputs(outputs)
-    gh.write_summary(render_summary(report, outputs, errors=problems))
+    try:
+        gh.write_outputs(outputs)
+        gh.write_summary(render_summary(report, outputs, errors=problems))
+    except ConfigError as e:  # e.g. a link where the runner's file should be: not followed
+        print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+        return code or int(ExitCode.USAGE)
     return code
 
 

@@ -12,10 +12,13 @@ Two ways to get one:
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelseal import fsio
 from modelseal._tools import ToolResult, find_tool, run_tool, tail
 from modelseal.errors import EngineError, Error, ToolError
 
@@ -150,11 +154,23 @@ def _buildkit_version(inspect_output: str) -> str:
     return "unknown"
 
 
+#: A pid file is a few digits; anything longer is not dockerd's.
+_MAX_PIDFILE = 32
+
+
 class PrivateEngine:
-    """A dockerd of modelseal's own, all of its state under ``root``."""
+    """A dockerd of modelseal's own, all of its state under ``root``.
+
+    ``start`` and ``stop`` act as whoever runs them (root, for dockerd), on what ``root``
+    holds, so ``root`` must be this user's alone: owned by the caller, not writable by group or
+    others, reached without a symbolic link (:func:`modelseal.fsio.ensure_private_dir`). Nothing
+    in it is followed through a link, and ``stop`` signals only the process that really is this
+    root's dockerd, whatever PID ``docker.pid`` names.
+    """
 
     def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+        # Not resolved: a link on the way is refused by start/stop, not silently followed.
+        self.root = fsio.absolute(root)
         self.socket = self.root / "docker.sock"
         self.pidfile = self.root / "docker.pid"
         self.log = self.root / "dockerd.log"
@@ -184,6 +200,7 @@ class PrivateEngine:
 
     def start(self, *, timeout: float = 60.0) -> PrivateEngine:
         """Start dockerd unless it already runs; return when it answers. Idempotent."""
+        fsio.ensure_private_dir(self.root)
         if self.running():
             return self
         dockerd = shutil.which("dockerd")
@@ -195,9 +212,11 @@ class PrivateEngine:
         if len(str(self.socket)) > 100:
             raise EngineError(f"the engine root {self.root} is too long for a unix socket path.")
         for sub in ("data", "exec"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            fsio.ensure_dir(self.root / sub)
         config = self.root / "daemon.json"
-        config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}) + "\n")
+        fsio.write_text_atomic(
+            config, json.dumps({"features": {"containerd-snapshotter": True}}) + "\n"
+        )
         argv = [
             dockerd,
             "--config-file", str(config),
@@ -209,13 +228,16 @@ class PrivateEngine:
             "--iptables=false",
             "--ip6tables=false",
         ]  # fmt: skip
-        with self.log.open("ab") as log:
+        log = fsio.open_append(self.log)
+        try:
             # A session of its own: the engine outlives `modelseal engine start`, and Ctrl-C on
             # the caller's terminal must not reach it.
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
+        finally:
+            os.close(log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -234,7 +256,12 @@ class PrivateEngine:
 
     def stop(self, *, remove: bool = False, timeout: float = 30.0) -> None:
         """Stop dockerd (and the containerd it manages), unmount what it left, optionally
-        remove the whole root. Safe to call when nothing runs."""
+        remove the whole root. Safe to call when nothing runs; a root that is not this user's
+        alone is refused before anything in it is read."""
+        try:
+            fsio.ensure_private_dir(self.root, create=False)
+        except FileNotFoundError:
+            return
         pid = self._pid()
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGTERM)
@@ -244,14 +271,50 @@ class PrivateEngine:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         _unmount_below(self.root)
-        if remove and self.root.exists():
-            shutil.rmtree(self.root, ignore_errors=True)
+        if remove:
+            # As before: what a lazy unmount has not let go of yet stays (the root is ours).
+            with contextlib.suppress(OSError):
+                fsio.remove(self.root)
 
     def _pid(self) -> int | None:
+        """The PID of this root's dockerd, or None: ``docker.pid`` must be a regular file of
+        ours (not a link), and the process it names must be dockerd running as us with this
+        root's data directory — a PID file can name any process, killing it is what is asked."""
         try:
-            return int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
+            fd = os.open(self.pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
             return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return None
+            raw = os.read(fd, _MAX_PIDFILE + 1)
+        finally:
+            os.close(fd)
+        text = raw.decode("ascii", "replace").strip()
+        if len(raw) > _MAX_PIDFILE or not text.isdigit() or int(text) <= 1:
+            return None
+        pid = int(text)
+        return pid if _is_our_dockerd(pid, self.root / "data") else None
+
+
+def _is_our_dockerd(pid: int, data_root: Path) -> bool:
+    """Whether ``pid`` is a dockerd of this user started with ``--data-root data_root``."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        if proc.stat().st_uid != os.geteuid():
+            return False
+        exe = os.readlink(proc / "exe")
+        with open(proc / "cmdline", "rb") as f:
+            argv = f.read(64 * 1024).split(b"\0")
+    except OSError:
+        return False
+    if os.path.basename(exe).removesuffix(" (deleted)") != "dockerd":
+        return False
+    want = os.fsencode(data_root)
+    return any(a == b"--data-root" and b == want for a, b in itertools.pairwise(argv)) or (
+        b"--data-root=" + want in argv
+    )
 
 
 def _alive(pid: int) -> bool:

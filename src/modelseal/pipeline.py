@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from modelseal import fsio
 from modelseal.errors import ConfigError, Error
 from modelseal.findings import GateResult, Status
 from modelseal.policy import LoadedPolicy
@@ -172,8 +173,8 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run ``gates`` as a DAG; every gate ends with a result, whatever happens."""
     ordered = order_gates(gates)
-    out_dir = options.out_dir.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Checked (no link on the way) and made before any gate runs; absolute, not resolved.
+    out_dir = fsio.ensure_dir(options.out_dir)
     started = time.time()
     results: dict[str, GateResult] = {}
     bug = threading.Event()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from modelseal import fsio
 from modelseal._tools import ToolResult, run_tool, tail
 from modelseal.build.context import DockerIgnore, normalize_context
 from modelseal.build.dockerfile import (
@@ -138,12 +138,22 @@ class BuildGate:
         injected = inject_source_date_epoch(df, text)
         df_dir = ctx.work_dir / "dockerfile"
         df_dir.mkdir()
-        (df_dir / "Dockerfile").write_text(injected.text)
+        fsio.write_text_atomic(df_dir / "Dockerfile", injected.text)
 
         layout_dir = ctx.out_dir / "oci"
-        _fresh_dir(layout_dir)
+        # An earlier run's layout must not pass for this one's (nor be left for a failed
+        # build); removed without following a link planted there.
+        fsio.remove(layout_dir)
+        # BuildKit writes by path: into a private directory of a random name that no one could
+        # plant anything in beforehand, renamed to oci/ once the layout is complete.
+        building = fsio.make_temp_dir(ctx.out_dir, "oci")
         ctx.progress(self.name, "building")
-        first = _build(engine, ctx, norm, df_dir, contexts, layout_dir, injected, cold=False)
+        try:
+            built = _build(engine, ctx, norm, df_dir, contexts, building, injected, cold=False)
+            fsio.replace_dir(building, layout_dir)
+        finally:
+            fsio.remove(building)
+        first = replace(built, layout=OciLayout(layout_dir))
         facts |= {
             "image.digest": _single_or_top(first),
             "image.top_digest": first.top_digest,
@@ -161,7 +171,7 @@ class BuildGate:
             if b.kind in ("scratch", "stage"):
                 continue
             facts[f"base.{i}"] = f"{b.from_line.image} {_base_digest(b, contexts) or 'unpinned'}"
-        (ctx.out_dir / "build.log").write_text(first.log)
+        fsio.write_text_atomic(ctx.out_dir / "build.log", first.log, errors="backslashreplace")
         artifacts |= {"oci_layout": layout_dir, "build_log": ctx.out_dir / "build.log"}
 
         if policy.rebuild_check:
@@ -181,11 +191,6 @@ def _display_path(p: Path) -> str:
         return str(p.relative_to(Path.cwd()))
     except ValueError:
         return str(p)
-
-
-def _fresh_dir(p: Path) -> None:
-    if p.exists():
-        shutil.rmtree(p)
 
 
 def _pin_layout_context(name: str, value: str) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import locale
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelseal import fsio
 from modelseal.errors import ConfigError, ExitCode
 from modelseal.models.formats import detect_format
 from modelseal.models.lock import (
@@ -34,8 +36,12 @@ def lock_command(
     uri: str | None,
     revision: str | None,
 ) -> int:
-    """Write (or refresh) a lock file for ``paths``."""
-    base = lock_path.resolve().parent
+    """Write (or refresh) a lock file for ``paths``. The lock is replaced atomically: a
+    failed run leaves the previous one whole, and a link at its name is replaced, not written
+    through (:mod:`modelseal.fsio`)."""
+    # The lock's directory is checked (no link on the way) rather than resolved: paths in the
+    # lock are relative to where the file really is.
+    base = fsio.ensure_dir(fsio.absolute(lock_path).parent)
     roots = []
     for p in paths:
         rel = os.path.relpath(p.resolve(), base)
@@ -50,7 +56,8 @@ def lock_command(
         base, roots, detect=lambda p: detect_format(p).format.value, ignore=ignore,
         previous=previous, source=source,
     )  # fmt: skip
-    lock_path.write_text(lock.to_text())
+    # In the encoding load_lock decodes with (Path.write_text's, before the writes were atomic).
+    fsio.write_text_atomic(lock_path, lock.to_text(), encoding=locale.getpreferredencoding(False))
     total = sum(e.size for e in lock.entries)
     print(f"{lock_path}: {len(lock.entries)} file(s), {total} bytes pinned")
     for e in lock.entries:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modelseal.errors import ConfigError
+from modelseal.fsio import shown
 from modelseal.models.hashing import FileDigest, hash_files
 
 LOCK_VERSION = 1
@@ -156,6 +157,7 @@ def walk_files(base: Path, roots: Sequence[str]) -> list[str]:
     """:func:`collect_files` without the ``ignore`` globs: every regular file under ``roots``."""
     out: set[str] = set()
     for root in roots:
+        _utf8_rel(root)
         start = base / root
         if start.is_symlink():
             raise ConfigError(f"model path {root} is a symlink; lock the file it points to.")
@@ -168,12 +170,25 @@ def walk_files(base: Path, roots: Sequence[str]) -> list[str]:
             dirnames.sort()
             for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
                 full = Path(dirpath) / name
-                rel = full.relative_to(base).as_posix()
+                rel = _utf8_rel(full.relative_to(base).as_posix())
                 if full.is_symlink():
                     raise ConfigError(f"model path {rel} is a symlink; models must be real files.")
                 if full.is_file():
                     out.add(rel)
     return sorted(out)
+
+
+def _utf8_rel(rel: str) -> str:
+    """``rel`` when it is UTF-8; a name that is not cannot be pinned, reported or matched
+    exactly (the lock, models.json and the reports are UTF-8), so it is refused."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"model path {shown(rel)} is not valid UTF-8; rename the file (model files are "
+            "pinned and reported by name)."
+        ) from None
+    return rel
 
 
 def is_ignored(rel: str, patterns: Iterable[str]) -> bool:

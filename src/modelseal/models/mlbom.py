@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelseal import fsio
+
 if TYPE_CHECKING:
     from cyclonedx.model.component import Component
 
@@ -37,7 +39,7 @@ def model_records(entries: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def write_models_json(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
     """Write ``models.json``."""
     data = {"version": MODELS_JSON_VERSION, "models": list(records)}
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    fsio.write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_models_json(path: Path) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from modelseal import fsio
 from modelseal.policy.schema import policy_json_schema
 
 __all__ = [
@@ -246,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     if updated != text:
-        path.write_text(updated, encoding="utf-8")
+        fsio.write_text_atomic(path, updated)
     return 0
 
 

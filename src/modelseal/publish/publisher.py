@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelseal import fsio
 from modelseal._tools import run_tool
 from modelseal.errors import ConfigError, GateError, ToolError
 from modelseal.oci import INDEX_TYPES, OciLayout
@@ -190,12 +191,13 @@ def publish(
         image_sig = signer.sign_message(manifest_bytes)
         cosign_sig = signer.sign_message(simple_signing_payload(ref.name, digest))
         signed_atts = [(a, signer.sign_statement(a.statement)) for a in attestations]
-        bundles_dir.mkdir(parents=True, exist_ok=True)
+        # Written before anything is pushed, so a bundles directory that cannot be written
+        # (a link planted there is refused) stops the publish while nothing has moved.
         for name, signed in [("image", image_sig), ("image-cosign", cosign_sig)] + [
             (a.name, s) for a, s in signed_atts
         ]:
             path = bundles_dir / f"{name}.sigstore.json"
-            path.write_bytes(signed.bundle_json() + b"\n")
+            fsio.write_bytes_atomic(path, signed.bundle_json() + b"\n")
             bundles[name] = path
 
     client = client or RegistryClient(ref.host, ref.repository, auth=credentials)
@@ -302,7 +304,7 @@ def _single_image_view(layout: OciLayout, digest: str, media_type: str) -> Itera
     skopeo in Debian 12 cannot select an image of a layout by digest."""
     with tempfile.TemporaryDirectory(prefix="modelseal-push-") as tmp:
         view = Path(tmp)
-        (view / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        fsio.write_text_atomic(view / "oci-layout", '{"imageLayoutVersion":"1.0.0"}')
         (view / "blobs").symlink_to(layout.path.resolve() / "blobs")
         index = {
             "schemaVersion": 2,
@@ -315,7 +317,7 @@ def _single_image_view(layout: OciLayout, digest: str, media_type: str) -> Itera
                 }
             ],
         }
-        (view / "index.json").write_text(json.dumps(index))
+        fsio.write_text_atomic(view / "index.json", json.dumps(index))
         yield view
 
 

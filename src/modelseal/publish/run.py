@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from modelseal import fsio
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import GateResult
 from modelseal.models.mlbom import read_models_json
@@ -142,8 +143,9 @@ def publish_run(
             repo_dir=repo_dir,
         )
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "provenance.intoto.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    fsio.write_text_atomic(
+        out_dir / "provenance.intoto.json", json.dumps(provenance, indent=2) + "\n"
+    )
     statements: dict[str, Mapping[str, Any]] = {"provenance": provenance}
     if "sbom" in attestations:
         if sbom_bytes is None:
@@ -167,5 +169,5 @@ def publish_run(
     )
     data = result.to_json()
     data["provenance"] = str(out_dir / "provenance.intoto.json")
-    (out_dir / "publish.json").write_text(json.dumps(data, indent=2) + "\n")
+    fsio.write_text_atomic(out_dir / "publish.json", json.dumps(data, indent=2) + "\n")
     return result

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modelseal import fsio
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.reports.model import Report
@@ -49,8 +50,11 @@ def report_to_json(report: Report) -> dict[str, Any]:
 
 
 def write_json_report(report: Report, path: Path) -> None:
-    """Write ``report.json`` (stable key order, trailing newline)."""
-    path.write_text(json.dumps(report_to_json(report), indent=2, ensure_ascii=False) + "\n")
+    """Write ``report.json`` (stable key order, trailing newline). A file name that was not
+    UTF-8 (a lone surrogate here) is written as its JSON escape, ``\\udcff``, which reads back
+    as the same string."""
+    text = json.dumps(report_to_json(report), indent=2, ensure_ascii=False) + "\n"
+    fsio.write_text_atomic(path, text, errors="backslashreplace")
 
 
 def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:

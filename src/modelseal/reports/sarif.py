@@ -100,7 +100,10 @@ def _result(d: Decision, rule_id: str, index: int, report: Report) -> dict[str, 
         "message": {"text": _clip(text, MAX_MESSAGE)},
         "locations": [_location(f, report)],
         "partialFingerprints": {
-            "modelseal/v1": hashlib.sha256(f"{f.gate}|{f.id}|{f.subject}".encode()).hexdigest()
+            # surrogateescape: a subject naming a file that is not UTF-8 hashes as its bytes.
+            "modelseal/v1": hashlib.sha256(
+                f"{f.gate}|{f.id}|{f.subject}".encode("utf-8", "surrogateescape")
+            ).hexdigest()
         },
         "properties": {"severity": f.severity.name, "subject": f.subject, "gate": f.gate},
     }

@@ -29,7 +29,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from modelseal import __version__
+from modelseal import __version__, fsio
 from modelseal._tools import find_tool, run_tool, tail
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import GateError, ToolError
@@ -109,7 +109,7 @@ class SbomGate:
         text = dump(doc)
         validate(text)
         out = ctx.out_dir / SBOM_FILE
-        out.write_text(text)
+        fsio.write_text_atomic(out, text)
         facts = {
             "sbom.components": str(len(doc.get("components", []))),
             "sbom.sha256": hashlib.sha256(text.encode()).hexdigest(),
@@ -155,7 +155,7 @@ def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[
     out.unlink(missing_ok=True)
     # An empty config file: the user's ~/.syft.yaml or ./.syft.yaml must not change the SBOM.
     config = work_dir / "syft.yaml"
-    config.write_text("{}\n")
+    fsio.write_text_atomic(config, "{}\n")
     argv = [
         syft, "scan", f"oci-dir:{layout}",
         "-o", f"cyclonedx-json@1.6={out}",

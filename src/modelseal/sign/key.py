@@ -26,7 +26,6 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from modelseal import fsio
 from modelseal.errors import ExitCode
 from modelseal.sign.interface import (
     BUNDLE_MEDIA_TYPE,
@@ -237,7 +237,6 @@ def generate_ephemeral_key(directory: Path) -> tuple[Path, Path]:
     """Create a fresh, unencrypted P-256 key pair for demos and tests: ``signing-key.pem``
     (PKCS#8, mode 0600) and ``signing-key.pub`` (PEM SubjectPublicKeyInfo, mode 0644) in
     ``directory``; returns ``(private_path, public_path)``. Existing files are replaced."""
-    directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -249,20 +248,8 @@ def generate_ephemeral_key(directory: Path) -> tuple[Path, Path]:
     )
     private_path = directory / "signing-key.pem"
     public_path = directory / "signing-key.pub"
-    _write_file(private_path, private, 0o600)
-    _write_file(public_path, public, 0o644)
+    # Each made with its final mode before any byte is written (under the umask), then
+    # renamed into place: the private key is never readable by others, not even for a moment.
+    fsio.write_bytes_atomic(private_path, private, mode=0o600)
+    fsio.write_bytes_atomic(public_path, public, mode=0o644)
     return private_path, public_path
-
-
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    # created with its final mode before any byte is written, then renamed into place, so
-    # the private key is never readable by others, not even for a moment
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -31,6 +31,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from modelseal import fsio
 from modelseal._tools import find_tool, run_tool, tail
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
@@ -187,7 +188,7 @@ def _wanted(path: str) -> bool:
 def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> list[InstalledPackage]:
     """Extract the package metadata of one image into ``root`` (image paths kept) and read each
     distribution's name and version; unreadable metadata is an error naming the path."""
-    root.mkdir(parents=True, exist_ok=True)
+    fsio.ensure_dir(root)
     # image_files also removes what a later layer deleted, directories left empty included:
     # pip would still list an empty NAME-VERSION.dist-info (it falls back to the directory name).
     merged = image_files(layout, manifest_digest, _wanted, extract_to=root)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from modelseal import fsio
 from modelseal._tools import find_tool, run_tool
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
@@ -123,14 +124,14 @@ def single_manifest_layout(layout: OciLayout, digest: str, dest: Path) -> Path:
         raise GateError(f"the OCI layout {layout.path} has no blob for manifest {digest}.")
     manifest = layout.manifest(digest)
     media = str(manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")
-    dest.mkdir(parents=True)
-    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    fsio.ensure_dir(dest)
+    fsio.write_text_atomic(dest / "oci-layout", '{"imageLayoutVersion":"1.0.0"}')
     index = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [{"mediaType": media, "digest": digest, "size": blob.stat().st_size}],
     }
-    (dest / "index.json").write_text(json.dumps(index))
+    fsio.write_text_atomic(dest / "index.json", json.dumps(index))
     (dest / "blobs").symlink_to((layout.path / "blobs").resolve(), target_is_directory=True)
     return dest
 
