@@ -88,7 +88,10 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
     for m in index["manifests"]:
         p = m["platform"]
         found[f"{p['os']}/{p['architecture']}"] = m["digest"]
-        assert found[f"{p['os']}/{p['architecture']}"] == build[f"image.manifest.{p['os']}/{p['architecture']}"]
+        assert (
+            found[f"{p['os']}/{p['architecture']}"]
+            == build[f"image.manifest.{p['os']}/{p['architecture']}"]
+        )
     assert sorted(found) == PLATFORMS
     for platform, manifest_digest in found.items():
         _, mbody, _ = client.get_manifest(manifest_digest)

@@ -63,7 +63,13 @@ def check_ref(ref: str, what: str = "--policy-ref") -> str:
 def repo_path(policy: Path, repo: Path) -> str:
     """The policy file's path inside the repository at ``repo`` (the form ``git show REF:PATH``
     takes); ConfigError for a path outside it."""
-    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip()).resolve()
+    found = _git(repo, "rev-parse", "--show-toplevel", check=False).strip()
+    if not found:
+        raise ConfigError(
+            f"--policy-ref reads the policy from the git repository at {repo}, but that is not "
+            "in a git repository (run modelseal in the checkout)."
+        )
+    top = Path(found).resolve()
     absolute = Path(os.path.normpath(policy if policy.is_absolute() else Path.cwd() / policy))
     # The directory is resolved (the checkout may sit under a symlink), the file name is not:
     # it names a file in the commit, not one on disk.
@@ -82,18 +88,15 @@ def repo_path(policy: Path, repo: Path) -> str:
 
 def load_policy_at_ref(policy: Path, ref: str, repo: Path | None = None) -> LoadedPolicy:
     """The policy file ``policy`` as committed at ``ref`` of the repository at ``repo``
-    (default: the one holding the policy's directory, or its nearest existing ancestor).
+    (default: the one holding the working directory — the checkout).
 
     Its ``source`` is the repository path, ``ref`` and ``commit`` say where it came from, and
     ``sha256`` is the digest of the committed bytes. A file absent at ``ref`` gives the
     built-in defaults (recorded with the same ref and commit).
     """
     check_ref(ref)
-    if repo is None:
-        repo = Path(os.path.normpath(Path.cwd() / policy)).parent
-        while not repo.is_dir() and repo != repo.parent:
-            repo = repo.parent
-    path = repo_path(policy, repo)
+    path = repo_path(policy, repo or Path.cwd())
+    repo = repo or Path.cwd()
     commit = _resolve(repo, ref)
     spec = f"{commit}:{path}"
     kind = _git(repo, "cat-file", "-t", spec, check=False).strip()
