@@ -58,7 +58,9 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
         "--platform", "linux/amd64,linux/arm64",
         "--label", "org.opencontainers.image.title=multi",
         "--label", "org.opencontainers.image.version=v1.2.0",
-        "--annotation", "org.opencontainers.image.description=two platforms",
+        "--annotation", "manifest:org.opencontainers.image.description=two platforms",
+        # as docker/metadata-action writes them with DOCKER_METADATA_ANNOTATIONS_LEVELS=index
+        "--annotation", "index:org.opencontainers.image.title=multi",
         "--push", f"{image}:v1.2.0", "--tag", f"{image}:latest", "--tag", "v1.2",
         "--sign", "key", "--key", str(keys[0]),
     ])  # fmt: skip
@@ -84,6 +86,7 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
     media_type, body, got = client.get_manifest("latest")
     assert got == digest and "index" in media_type
     index = json.loads(body)
+    assert index["annotations"]["org.opencontainers.image.title"] == "multi"
     found = {}
     for m in index["manifests"]:
         p = m["platform"]
@@ -109,7 +112,10 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
     ]["externalParameters"]
     assert params["platforms"] == PLATFORMS
     assert params["labels"]["org.opencontainers.image.title"] == "multi"
-    assert params["annotations"] == {"org.opencontainers.image.description": "two platforms"}
+    assert params["annotations"] == {
+        "index:org.opencontainers.image.title": "multi",
+        "manifest:org.opencontainers.image.description": "two platforms",
+    }
     assert params["tags"] == ["v1.2.0", "latest", "v1.2"]
     policy_hex = hashlib.sha256(policy.read_bytes()).hexdigest()
     assert params["policy"]["sha256"] == policy_hex
