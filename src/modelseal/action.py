@@ -5,12 +5,14 @@ into script text, so no input can turn into shell code. This module validates th
 pipeline in-process through the command line (``modelseal run …`` as an argument list, no
 shell) and turns what the run wrote into what GitHub shows:
 
-* ``$GITHUB_OUTPUT``: digest, image reference, verdict, exit code and the paths of the report,
-  SBOM, SARIF, provenance and Sigstore bundles (every output is always set, empty when it does
+* ``$GITHUB_OUTPUT``: digest, image reference, verdict, exit code, the policy's ref and digest,
+  and the paths of the report, SBOM, SARIF, provenance and Sigstore bundles (every output is always set, empty when it does
   not apply, so later steps can test it);
 * ``$GITHUB_STEP_SUMMARY``: the verdict table and a collapsible list of findings. Finding text
   comes from scanned images and advisory databases, so every piece of it is escaped;
-* ``::error``/``::warning`` workflow commands that point at the policy or Dockerfile line.
+* ``::error``/``::warning`` workflow commands that point at the policy or Dockerfile line —
+  and a warning when a pull request edits the policy that its base branch's copy judged
+  (``policy-ref``, by default the base branch on pull_request events).
 
 The exit code is the command line's: 0 passed, 1 policy breached, 2 bad input or policy file,
 3 a gate errored, 4 a bug. Nothing here reads or prints a secret: the signing key's password

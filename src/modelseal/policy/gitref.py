@@ -34,13 +34,15 @@ _FETCH_TIMEOUT: Final = 120.0
 # reflog syntax, no revision operators.
 _REF: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}")
 _COMMIT: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-#: git must never stop to ask for a password or a host key: a CI job would hang until killed.
-_NON_INTERACTIVE: Final = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_ASKPASS": "true",
-    "SSH_ASKPASS": "true",
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
-}
+
+
+def _non_interactive() -> dict[str, str]:
+    """git must never stop to ask for a password or a host key: a CI job would hang until
+    killed. An ssh command the user configured is kept (it may carry a deploy key)."""
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    if not os.environ.get("GIT_SSH_COMMAND") and not os.environ.get("GIT_SSH"):
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    return env
 
 
 def check_ref(ref: str, what: str = "--policy-ref") -> str:
@@ -140,7 +142,7 @@ def _resolve(repo: Path, ref: str) -> str:
         run_tool(
             ["git", "-C", str(repo), "fetch", "--quiet", "--no-tags", "--no-recurse-submodules",
              "--depth=1", "origin", ref],
-            timeout=_FETCH_TIMEOUT, env=_NON_INTERACTIVE,
+            timeout=_FETCH_TIMEOUT, env=_non_interactive(),
         )  # fmt: skip
     except ToolError as e:
         raise ConfigError(
@@ -156,7 +158,7 @@ def _resolve(repo: Path, ref: str) -> str:
 def _git(repo: Path, *args: str, check: bool = True) -> str:
     try:
         result = run_tool(
-            ["git", "-C", str(repo), *args], timeout=_GIT_TIMEOUT, env=_NON_INTERACTIVE,
+            ["git", "-C", str(repo), *args], timeout=_GIT_TIMEOUT, env=_non_interactive(),
             check=check,
         )  # fmt: skip
     except ToolError as e:
