@@ -710,6 +710,25 @@ def test_a_breach_fails_with_the_cli_code_and_annotations(
     assert summary.startswith("## modelseal: ❌ FAILED") and "CVE-2018-18074" in summary
 
 
+def test_findings_judged_by_the_base_policy_do_not_point_into_the_edited_copy(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "modelseal.yml").write_text(POLICY)  # the PR's edit; the base's digest is f…f
+    report = _report([{"findings": [_finding()]}])
+    report["policy"] |= {"ref": "main", "commit": "c" * 40}
+    fake = FakeCli(tmp_path / "modelseal-out", code=1, report=report)
+    env = {**gh, "GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "main"}
+    code, stdout = _run(env, fake, monkeypatch)
+    assert code == 1 and "--policy-ref=main" in fake.calls[0]
+    warning, error = parse_commands(stdout)
+    assert (warning.name, warning.props["title"]) == ("warning", "modelseal: policy changed")
+    assert "as of main (cccccccccccc, sha256:ffffffffffff…)" in warning.message
+    # line 7 of the edited copy is not where the judging policy's fail_on is
+    assert error.name == "error" and "file" not in error.props
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert (outputs["policy-ref"], outputs["policy-digest"]) == ("main", "sha256:" + "f" * 64)
+
+
 def test_a_stale_report_is_not_taken_for_this_run(
     gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,6 +22,7 @@ reaches the signer as ``MODELSEAL_KEY_PASSWORD`` without passing through this mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import io
 import json
@@ -1097,8 +1098,11 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
     problems: list[str] = []
     annotations: list[Annotation] = []
     if report is not None:
-        annotations += annotations_for_report(report, places)
         changed = _policy_changed(report, policy_file, places)
+        if changed is not None:
+            # The lines of the edited copy are not the lines of the policy that judged.
+            places = dataclasses.replace(places, policy=None, positions={})
+        annotations += annotations_for_report(report, places)
         if changed is not None:
             annotations.insert(0, changed)
     if code != 0 and not any(a.level == "error" for a in annotations):

@@ -107,6 +107,9 @@ def test_a_pull_request_cannot_loosen_the_policy_that_judges_it(
     (changed,) = [c for c in warnings if c.props.get("title") == "modelseal: policy changed"]
     assert changed.props["file"] == "modelseal.yml"
     assert f"as of main ({base_commit[:12]}, sha256:{base_digest[:12]}" in changed.message
+    # the failing finding is not pinned to a line of the edited copy (not the policy that judged)
+    errors = [c for c in parse_commands(stdout.getvalue()) if c.name == "error"]
+    assert errors and all(c.props.get("file") != "modelseal.yml" for c in errors), errors
     summary = (work / "summary.md").read_text()
     assert "<code>main</code>" in summary and base_digest[:12] in summary
     assert "judging under modelseal.yml as of main" in capsys.readouterr().err
