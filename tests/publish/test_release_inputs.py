@@ -58,7 +58,7 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
         "--platform", "linux/amd64,linux/arm64",
         "--label", "org.opencontainers.image.title=multi",
         "--label", "org.opencontainers.image.version=v1.2.0",
-        "--annotation", "manifest:org.opencontainers.image.description=two platforms",
+        "--annotation", "manifest:org.opencontainers.image.description=two platforms, one index",
         # as docker/metadata-action writes them with DOCKER_METADATA_ANNOTATIONS_LEVELS=index
         "--annotation", "index:org.opencontainers.image.title=multi",
         "--push", f"{image}:v1.2.0", "--tag", f"{image}:latest", "--tag", "v1.2",
@@ -99,7 +99,10 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
     for platform, manifest_digest in found.items():
         _, mbody, _ = client.get_manifest(manifest_digest)
         manifest = json.loads(mbody)
-        assert manifest["annotations"]["org.opencontainers.image.description"] == "two platforms"
+        assert (
+            manifest["annotations"]["org.opencontainers.image.description"]
+            == "two platforms, one index"
+        )
         config = json.loads(client.get_blob(manifest["config"]["digest"]))
         assert config["config"]["Labels"] == {
             "org.opencontainers.image.title": "multi",
@@ -114,7 +117,7 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
     assert params["labels"]["org.opencontainers.image.title"] == "multi"
     assert params["annotations"] == {
         "index:org.opencontainers.image.title": "multi",
-        "manifest:org.opencontainers.image.description": "two platforms",
+        "manifest:org.opencontainers.image.description": "two platforms, one index",
     }
     assert params["tags"] == ["v1.2.0", "latest", "v1.2"]
     policy_hex = hashlib.sha256(policy.read_bytes()).hexdigest()
