@@ -126,6 +126,116 @@ def test_every_problem_at_once() -> None:
     assert [name for name, _ in exc.value.problems] == ["policy", "push", "sign", "build-args"]
 
 
+def test_release_inputs() -> None:
+    got = parse_inputs(
+        env_of(
+            push="true",
+            # docker/metadata-action's outputs, as they come: full references, one per line
+            tags="ghcr.io/org/app:v1.2.0\nghcr.io/org/app:latest\n\nghcr.io/org/app:1.2, edge",
+            labels="org.opencontainers.image.title=app\norg.opencontainers.image.source=https://github.com/org/app\n",
+            annotations="manifest:org.opencontainers.image.title=app\n"
+            "index:org.opencontainers.image.description=a, b\n"
+            "manifest[linux/arm64]:note=x=y\n",
+            platforms="linux/amd64, linux/arm64\nlinux/arm/v7,linux/amd64",
+            policy_ref="refs/heads/main",
+        )
+    )
+    # no image input: the first full reference names it
+    assert got.image == "ghcr.io/org/app:v1.2.0"
+    assert got.tags == ("ghcr.io/org/app:latest", "ghcr.io/org/app:1.2", "edge")
+    assert got.labels == (
+        ("org.opencontainers.image.title", "app"),
+        ("org.opencontainers.image.source", "https://github.com/org/app"),
+    )
+    assert got.annotations == (
+        ("manifest:org.opencontainers.image.title", "app"),
+        ("index:org.opencontainers.image.description", "a, b"),
+        ("manifest[linux/arm64]:note", "x=y"),
+    )
+    assert got.platforms == ("linux/amd64", "linux/arm64", "linux/arm/v7")
+    assert got.policy_ref == "refs/heads/main"
+    argv = run_argv(got)
+    assert argv == [
+        "run", "--out-dir=modelseal-out", "--policy-ref=refs/heads/main",
+        "--label=org.opencontainers.image.title=app",
+        "--label=org.opencontainers.image.source=https://github.com/org/app",
+        "--annotation=manifest:org.opencontainers.image.title=app",
+        "--annotation=index:org.opencontainers.image.description=a, b",
+        "--annotation=manifest[linux/arm64]:note=x=y",
+        "--platform=linux/amd64", "--platform=linux/arm64", "--platform=linux/arm/v7",
+        "--push=ghcr.io/org/app:v1.2.0", "--tag=ghcr.io/org/app:latest",
+        "--tag=ghcr.io/org/app:1.2", "--tag=edge", "--", ".",
+    ]  # fmt: skip
+    args = _cli._parser().parse_args(argv)
+    assert args.tag == ["ghcr.io/org/app:latest", "ghcr.io/org/app:1.2", "edge"]
+    assert args.label[1] == ("org.opencontainers.image.source", "https://github.com/org/app")
+    assert args.annotation[2] == ("manifest[linux/arm64]:note", "x=y")
+    assert args.platform == [["linux/amd64"], ["linux/arm64"], ["linux/arm/v7"]]
+    assert args.policy_ref == "refs/heads/main"
+
+
+def test_tags_are_only_passed_when_pushing() -> None:
+    got = parse_inputs(env_of(tags="ghcr.io/org/app:pr-7", image="ghcr.io/org/app"))
+    assert not any(a.startswith("--tag") for a in run_argv(got))
+
+
+def test_the_github_token_never_reaches_argv_or_inputs() -> None:
+    token = "ghs_" + "x" * 36
+    got = parse_inputs(env_of(github_token=token, image="ghcr.io/org/app", push="true"))
+    assert token not in repr(got) and token not in " ".join(run_argv(got))
+    from modelseal.publish.publisher import registry_credentials
+
+    env = {"MODELSEAL_GITHUB_TOKEN": token, "GITHUB_ACTOR": "bot"}
+    creds = registry_credentials("ghcr.io", env)
+    assert creds is not None and (creds.username, creds.password) == ("bot", token)
+    # another registry never gets it
+    other = registry_credentials("registry.example.com", {**env, "DOCKER_CONFIG": "/nonexistent"})
+    assert other is None or other.password != token
+
+
+@pytest.mark.parametrize(
+    ("inputs", "problem"),
+    [
+        ({"tags": "v1 beta"}, "input tags: 'v1 beta' is neither a tag nor REGISTRY/REPOSITORY:TAG"),
+        ({"tags": "-v1"}, "input tags: must not start with '-'"),
+        ({"tags": "ghcr.io/org/app"}, "input tags: 'ghcr.io/org/app' names no tag"),
+        ({"tags": "ghcr.io/org/app@sha256:" + "0" * 64}, "not a digest"),
+        ({"tags": "ghcr.io/a/x:1\nghcr.io/b/x:1"}, "modelseal publishes to one repository"),
+        ({"tags": "ghcr.io/b/x:1", "image": "ghcr.io/a/x"}, "is not in ghcr.io/a/x"),
+        ({"tags": "v1\x00"}, "input tags: contains a control character"),
+        ({"labels": "a b=1"}, "input labels: line 1: expected KEY=VALUE"),
+        ({"labels": "=1"}, "input labels: line 1: expected KEY=VALUE"),
+        ({"labels": "k=\x1b[2J"}, "input labels: line 1: the value of k contains a control"),
+        ({"annotations": "foo:bar=1"}, "input annotations: line 1: expected KEY=VALUE"),
+        ({"annotations": "-x=1"}, "input annotations: line 1: expected KEY=VALUE"),
+        ({"platforms": "linux"}, "input platforms: expected os/arch or os/arch/variant"),
+        ({"platforms": "linux/AMD64"}, "input platforms: expected os/arch"),
+        ({"platforms": "--push"}, "input platforms: must not start with '-'"),
+        ({"github-token": "a\nb"}, "input github-token: must be one line"),
+        ({"policy-ref": "main..evil"}, "input policy-ref: value 'main..evil' is not a git ref"),
+        ({"policy-ref": "-c"}, "input policy-ref: must not start with '-'"),
+        ({"push": "true", "tags": "v1"}, "input image: required when push is true"),
+    ],
+)
+def test_bad_release_inputs(inputs: dict[str, str], problem: str) -> None:
+    env = {action.INPUT_ENV[k]: v for k, v in inputs.items()}
+    with pytest.raises(ActionInputError) as exc:
+        parse_inputs(env)
+    assert problem in str(exc.value)
+    assert "a\nb" not in str(exc.value)  # a token is never echoed
+
+
+def test_policy_ref_defaults_to_the_base_branch_on_pull_requests(tmp_path: Path) -> None:
+    assert parse_inputs({"GITHUB_EVENT_NAME": "push", "GITHUB_BASE_REF": "main"}).policy_ref is None
+    pr = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "release/1.x"}
+    assert parse_inputs(pr).policy_ref == "release/1.x"
+    assert parse_inputs({**pr, **env_of(policy_ref="main")}).policy_ref == "main"
+    hostile = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "--upload-pack=x"}
+    with pytest.raises(ActionInputError) as exc:
+        parse_inputs(hostile)
+    assert exc.value.problems[0][0] == "policy-ref"
+
+
 # --- command lines -------------------------------------------------------------------------
 
 
@@ -598,6 +708,25 @@ def test_a_breach_fails_with_the_cli_code_and_annotations(
     assert (error.props["file"], error.props["line"]) == ("modelseal.yml", "7")
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("## modelseal: ❌ FAILED") and "CVE-2018-18074" in summary
+
+
+def test_findings_judged_by_the_base_policy_do_not_point_into_the_edited_copy(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "modelseal.yml").write_text(POLICY)  # the PR's edit; the base's digest is f…f
+    report = _report([{"findings": [_finding()]}])
+    report["policy"] |= {"ref": "main", "commit": "c" * 40}
+    fake = FakeCli(tmp_path / "modelseal-out", code=1, report=report)
+    env = {**gh, "GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "main"}
+    code, stdout = _run(env, fake, monkeypatch)
+    assert code == 1 and "--policy-ref=main" in fake.calls[0]
+    warning, error = parse_commands(stdout)
+    assert (warning.name, warning.props["title"]) == ("warning", "modelseal: policy changed")
+    assert "as of main (cccccccccccc, sha256:ffffffffffff…)" in warning.message
+    # line 7 of the edited copy is not where the judging policy's fail_on is
+    assert error.name == "error" and "file" not in error.props
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert (outputs["policy-ref"], outputs["policy-digest"]) == ("main", "sha256:" + "f" * 64)
 
 
 def test_a_stale_report_is_not_taken_for_this_run(

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -66,6 +67,45 @@ def _image_ref(text: str) -> object:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _tag(text: str) -> str:
+    """``--tag``: a tag, or a full ``REGISTRY/REPOSITORY:TAG`` (docker/metadata-action's
+    ``tags`` output as it is); the repository is checked against ``--push`` later."""
+    from modelseal.policy.model import TAG_PATTERN
+    from modelseal.publish.publisher import ImageRef
+
+    if re.fullmatch(TAG_PATTERN, text):
+        return text
+    try:
+        ref = ImageRef.parse(text, what="--tag")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if ref.tag is None:
+        raise argparse.ArgumentTypeError(f"--tag {text!r}: expected TAG or REGISTRY/REPOSITORY:TAG")
+    return text
+
+
+def _platforms(text: str) -> list[str]:
+    """``--platform``: one platform or a comma-separated list."""
+    from modelseal.policy.model import PLATFORM_PATTERN
+
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    for p in items:
+        if not re.fullmatch(PLATFORM_PATTERN, p):
+            raise argparse.ArgumentTypeError(
+                f"--platform {p!r}: expected os/arch or os/arch/variant, e.g. linux/arm64"
+            )
+    if not items:
+        raise argparse.ArgumentTypeError("--platform: expected os/arch, e.g. linux/amd64")
+    return items
+
+
+def _policy_digest(text: str) -> str:
+    hex_part = text.removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", hex_part):
+        raise argparse.ArgumentTypeError(f"expected sha256:<64 lower-case hex>, got {text!r}")
+    return hex_part
+
+
 def _epoch(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected whole seconds since 1970, got {text!r}")
@@ -113,6 +153,24 @@ def _parser() -> argparse.ArgumentParser:
         help="named build context, e.g. base=oci-layout://DIR@sha256:… (repeatable)",
     )  # fmt: skip
     build_opts.add_argument(
+        "--label", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="image label (repeatable; recorded in the provenance)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--annotation", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="OCI annotation, as docker buildx --annotation takes it (repeatable; recorded in "
+        "the provenance)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--platform", type=_platforms, action="append", default=[], metavar="OS/ARCH",
+        help="platform to build (repeatable or comma-separated; replaces build.platforms)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--policy-ref", metavar="REF",
+        help="read the policy file from this git ref (e.g. the pull request's base branch), "
+        "not the working tree; fetched from origin if needed",
+    )  # fmt: skip
+    build_opts.add_argument(
         "--source-date-epoch", type=_epoch, metavar="SECONDS",
         help="timestamp for every file and the image (default: $SOURCE_DATE_EPOCH, else the "
         "commit time of HEAD)",
@@ -139,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
         "--push", metavar="IMAGE", type=_image_ref,
         help="push the image by digest to REGISTRY/REPOSITORY[:TAG], sign it, attach the "
         "provenance, SBOM and scan-report attestations, then move the tag(s)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--tag", type=_tag, action="append", default=[], metavar="TAG",
+        help="another tag to move, TAG or REGISTRY/REPOSITORY:TAG of the --push repository "
+        "(repeatable; must match the policy's publish.allowed_tags)",
     )  # fmt: skip
     pub.add_argument(
         "--sign", choices=("keyless", "key", "none"), default=None,
@@ -198,6 +261,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
     vf.add_argument("--max-scan-age-days", type=int, metavar="N",
                     help="the scan-report attestation may be at most N days old (default 30)")  # fmt: skip
+    vf.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
+                    help="the attested run must have been judged by the policy with this "
+                    "digest (e.g. the release branch's modelseal.yml: sha256sum)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
@@ -376,6 +442,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
     from modelseal.policy import default_policy, load_policy
 
+    if getattr(args, "policy_ref", None):
+        from modelseal.policy.gitref import load_policy_at_ref
+
+        return load_policy_at_ref(args.policy or DEFAULT_POLICY, args.policy_ref)
     if args.policy is not None:
         return load_policy(args.policy)
     if DEFAULT_POLICY.is_file():
@@ -396,11 +466,14 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
     if not context.is_dir():
         raise ConfigError(f"build context {context} is not a directory.")
     signer = None
+    if getattr(args, "tag", None) and getattr(args, "push", None) is None:
+        raise ConfigError("--tag needs --push IMAGE: tags are moved only when publishing.")
     if getattr(args, "push", None) is not None:
         from modelseal.publish.run import make_signer
 
         if gates and "build" not in gates:
             raise ConfigError("--push needs the build gate (drop --gate, or add --gate build).")
+        args.tag = _checked_tags(args.push, args.tag, policy)
         # Before the build: a missing key or trust config must not cost a whole run.
         signer = make_signer(_sign_options(args, policy))
     options = RunOptions(
@@ -411,11 +484,20 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         source_date_epoch=args.source_date_epoch,
         out_dir=args.out_dir,
         gates=gates,
+        labels=dict(args.label),
+        annotations=dict(args.annotation),
+        platforms=tuple(dict.fromkeys(p for group in args.platform for p in group)),
     )
     epoch = resolve_source_date_epoch(
         args.source_date_epoch, os.environ.get("SOURCE_DATE_EPOCH"), context.resolve()
     )
-    if policy.source == "<defaults>":
+    if policy.ref is not None:
+        what = policy.source if policy.source != "<defaults>" else "the built-in defaults"
+        console.print(
+            f"modelseal: judging under {what} as of {policy.ref} ({(policy.commit or '')[:12]}), "
+            f"sha256 {policy.sha256[:12]}."
+        )
+    elif policy.source == "<defaults>":
         console.print(f"modelseal: no {DEFAULT_POLICY} here; judging under the built-in defaults.")
     with Progress(console) as progress:
         result = run_pipeline(selected, policy, options, epoch, progress=progress)
@@ -429,6 +511,8 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         verdict=verdict,
         policy_source=policy.source,
         policy_sha256=policy.sha256,
+        policy_ref=policy.ref,
+        policy_commit=policy.commit,
         started_at=result.started_at,
         finished_at=result.finished_at,
         tool_version=__version__,
@@ -442,6 +526,35 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         console.print(f"modelseal: not published: the verdict is {verdict.status.value}.")
         return int(verdict.exit_code)
     return _publish(args, policy, signer, result, paths["json"], console)
+
+
+def _checked_tags(push: Any, tags: Sequence[str], policy: LoadedPolicy) -> list[str]:
+    """The bare tags of ``--tag`` (full references must name the ``--push`` repository), after
+    checking them and ``--push``'s own tag against ``publish.allowed_tags``."""
+    from fnmatch import fnmatchcase
+
+    from modelseal.publish.publisher import ImageRef
+
+    bare: list[str] = []
+    for text in tags:
+        if "/" in text:
+            ref = ImageRef.parse(text, what="--tag")
+            if ref.name != push.name:
+                raise ConfigError(
+                    f"--tag {text}: names {ref.name}, but the image is published to "
+                    f"{push.name}; modelseal publishes (and signs) in one repository — run it "
+                    "once per repository."
+                )
+            text = str(ref.tag)
+        bare.append(text)
+    allowed = policy.policy.publish.allowed_tags
+    for tag in [*([push.tag] if push.tag else []), *bare]:
+        if not any(fnmatchcase(tag, glob) for glob in allowed):
+            raise ConfigError(
+                f"tag {tag!r} is not allowed by {policy.source}: publish.allowed_tags is "
+                f"{list(allowed)}."
+            )
+    return list(dict.fromkeys(bare))
 
 
 def _sign_options(args: argparse.Namespace, policy: LoadedPolicy) -> SignOptions:
@@ -481,7 +594,10 @@ def _publish(
         build_args=dict(args.build_arg),
         policy_path=policy.source,
         policy_sha256=policy.sha256,
-        extra_tags=tuple(policy.policy.publish.tags),
+        policy_ref=policy.ref,
+        extra_tags=(*args.tag, *policy.policy.publish.tags),
+        labels=dict(args.label),
+        annotations=dict(args.annotation),
         attestations=tuple(policy.policy.publish.attestations),
         repo_dir=args.context.resolve(),
     )
@@ -594,6 +710,7 @@ def _verify(args: argparse.Namespace) -> int:
             args.max_scan_age_days if args.max_scan_age_days is not None else pv.max_scan_age_days
         ),
         rejudge=rejudge,
+        policy_sha256=args.policy_digest,
     )
     result = verify_image(args.image, options)
     if args.format == "json":

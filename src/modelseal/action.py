@@ -5,12 +5,14 @@ into script text, so no input can turn into shell code. This module validates th
 pipeline in-process through the command line (``modelseal run …`` as an argument list, no
 shell) and turns what the run wrote into what GitHub shows:
 
-* ``$GITHUB_OUTPUT``: digest, image reference, verdict, exit code and the paths of the report,
-  SBOM, SARIF, provenance and Sigstore bundles (every output is always set, empty when it does
+* ``$GITHUB_OUTPUT``: digest, image reference, verdict, exit code, the policy's ref and digest,
+  and the paths of the report, SBOM, SARIF, provenance and Sigstore bundles (every output is always set, empty when it does
   not apply, so later steps can test it);
 * ``$GITHUB_STEP_SUMMARY``: the verdict table and a collapsible list of findings. Finding text
   comes from scanned images and advisory databases, so every piece of it is escaped;
-* ``::error``/``::warning`` workflow commands that point at the policy or Dockerfile line.
+* ``::error``/``::warning`` workflow commands that point at the policy or Dockerfile line —
+  and a warning when a pull request edits the policy that its base branch's copy judged
+  (``policy-ref``, by default the base branch on pull_request events).
 
 The exit code is the command line's: 0 passed, 1 policy breached, 2 bad input or policy file,
 3 a gate errored, 4 a bug. Nothing here reads or prints a secret: the signing key's password
@@ -20,6 +22,7 @@ reaches the signer as ``MODELSEAL_KEY_PASSWORD`` without passing through this mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import io
 import json
@@ -37,6 +40,7 @@ from typing import Any, Final, TextIO
 
 from modelseal import fsio
 from modelseal.errors import ConfigError, ExitCode
+from modelseal.policy.model import PLATFORM_PATTERN, TAG_PATTERN
 
 __all__ = [
     "DEFAULTS",
@@ -63,10 +67,16 @@ __all__ = [
 INPUT_ENV: Final[Mapping[str, str]] = MappingProxyType(
     {
         "policy": "MODELSEAL_POLICY",
+        "policy-ref": "MODELSEAL_POLICY_REF",
         "context": "MODELSEAL_CONTEXT",
         "dockerfile": "MODELSEAL_DOCKERFILE",
         "image": "MODELSEAL_IMAGE",
+        "tags": "MODELSEAL_TAGS",
+        "labels": "MODELSEAL_LABELS",
+        "annotations": "MODELSEAL_ANNOTATIONS",
+        "platforms": "MODELSEAL_PLATFORMS",
         "push": "MODELSEAL_PUSH",
+        "github-token": "MODELSEAL_GITHUB_TOKEN",
         "sign": "MODELSEAL_SIGN",
         "key-file": "MODELSEAL_KEY_FILE",
         "trust-config": "MODELSEAL_TRUST_CONFIG",
@@ -88,6 +98,7 @@ DEFAULTS: Final[Mapping[str, str]] = MappingProxyType(
         "out-dir": "modelseal-out",
         "push": "false",
         "verify-issuer": GITHUB_OIDC_ISSUER,
+        "github-token": "${{ github.token }}",  # evaluated by the runner, never by modelseal
     }
 )
 """What an unset or empty input means (action.yml declares the same defaults; a test checks)."""
@@ -116,6 +127,8 @@ OUTPUT_NAMES: Final = (
     "sbom-path",
     "provenance-path",
     *(f"{kind}-bundle-path" for kind in BUNDLE_KINDS),
+    "policy-ref",
+    "policy-digest",
 )
 """Every output the adapter writes (action.yml maps each one; a test checks)."""
 
@@ -127,6 +140,19 @@ MAX_SUMMARY_FINDINGS: Final = 200
 MAX_CELL: Final = 300
 
 _BUILD_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
+#: buildx's --annotation key: optionally the level(s) it goes to (``index:``, ``manifest:``,
+#: ``manifest[linux/arm64]:`` … as docker/metadata-action writes them), then the key.
+_ANNOTATION_KEY = re.compile(
+    r"(?:(?:manifest|index|manifest-descriptor|index-descriptor)"
+    r"(?:\[[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?\])?"
+    r"(?:,(?:manifest|index|manifest-descriptor|index-descriptor))*:)?"
+    r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}"
+)
+#: Events whose checkout is (or may be) the pull request's own files.
+_PR_EVENTS: Final = ("pull_request", "pull_request_target")
+#: The event payload is read only for the base ref; GitHub caps it well below this.
+_MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _URL = re.compile(r"https?://[^\s]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -184,6 +210,13 @@ class ActionInputs:
     verify_identity: str | None = None
     verify_identity_regexp: str | None = None
     verify_issuer: str = GITHUB_OIDC_ISSUER
+    tags: tuple[str, ...] = ()
+    """Tags to move (bare, or full references of ``image``'s repository)."""
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    platforms: tuple[str, ...] = ()
+    policy_ref: str | None = None
+    """The git ref the policy is read from; on pull_request events the base branch."""
 
     @property
     def self_check(self) -> bool:
@@ -246,6 +279,22 @@ class _Reader:
             return None
         return value
 
+    def items(self, name: str) -> list[str]:
+        """A multi-line or comma-separated list (blank items skipped), each checked like a
+        single value."""
+        out: list[str] = []
+        for item in re.split(r"[,\n]", self.raw(name)):
+            item = item.strip()
+            if not item:
+                continue
+            if _CONTROL.search(item):
+                self.problem(name, "contains a control character")
+            elif item.startswith("-"):
+                self.problem(name, f"must not start with '-' (got {_shown(item)})")
+            else:
+                out.append(item)
+        return out
+
     def pairs(self, name: str, key: re.Pattern[str], what: str) -> tuple[tuple[str, str], ...]:
         """``NAME=VALUE`` lines (blank lines skipped)."""
         out: list[tuple[str, str]] = []
@@ -296,8 +345,30 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     if not _URL.fullmatch(issuer):
         r.problem("verify-issuer", f"expected an http(s) URL, got {_shown(issuer)}")
 
-    if push and image is None and not any(n == "image" for n, _ in r.problems):
-        r.problem("image", "required when push is true")
+    tags = _tags(r, image)
+    if image is None and push:
+        # docker/metadata-action's `tags` output names the image: its first full reference.
+        image = next((t for t in tags if "/" in t), None)
+        tags = tuple(t for t in tags if t != image)
+    labels = r.pairs("labels", _LABEL_KEY, "KEY")
+    annotations = r.pairs("annotations", _ANNOTATION_KEY, "KEY")
+    platforms = tuple(dict.fromkeys(r.items("platforms")))
+    for p in platforms:
+        if not re.fullmatch(PLATFORM_PATTERN, p):
+            r.problem("platforms", f"expected os/arch or os/arch/variant, got {_shown(p)}")
+    token = r.env.get(INPUT_ENV["github-token"], "")
+    if "\n" in token.strip() or _CONTROL.search(token):
+        r.problem("github-token", "must be one line without control characters")  # never shown
+    policy_ref = r.single("policy-ref") or _base_ref(r)
+    if policy_ref is not None:
+        from modelseal.policy.gitref import check_ref
+
+        try:
+            check_ref(policy_ref, what="value")
+        except ConfigError as e:
+            r.problem("policy-ref", str(e))
+    if push and image is None and not any(n in ("image", "tags") for n, _ in r.problems):
+        r.problem("image", "required when push is true (or give full references in tags)")
     if push and sign == "key" and key_file is None:
         r.problem("key-file", "required when sign is key")
     if key_file is not None and sign not in ("key", None):
@@ -330,7 +401,73 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         verify_identity=identity,
         verify_identity_regexp=identity_re,
         verify_issuer=issuer,
+        tags=tags,
+        labels=labels,
+        annotations=annotations,
+        platforms=platforms,
+        policy_ref=policy_ref,
     )
+
+
+def _tags(r: _Reader, image: str | None) -> tuple[str, ...]:
+    """The ``tags`` input: bare tags, or full ``REGISTRY/REPOSITORY:TAG`` references (as
+    docker/metadata-action writes them) all of one repository — ``image``'s when given."""
+    from modelseal.publish.publisher import ImageRef
+
+    out: list[str] = []
+    names: set[str] = set()
+    if image is not None:
+        with contextlib.suppress(ConfigError):
+            names.add(ImageRef.parse(image, what="value").name)
+    for item in r.items("tags"):
+        if "/" not in item:
+            if re.fullmatch(TAG_PATTERN, item):
+                out.append(item)
+            else:
+                r.problem("tags", f"{_shown(item)} is neither a tag nor REGISTRY/REPOSITORY:TAG")
+            continue
+        try:
+            ref = ImageRef.parse(item, what="value")
+        except ConfigError as e:
+            r.problem("tags", str(e))
+            continue
+        if ref.tag is None:
+            r.problem("tags", f"{_shown(item)} names no tag")
+        elif names and ref.name not in names:
+            r.problem(
+                "tags",
+                f"{_shown(item)} is not in {sorted(names)[0]}: modelseal publishes to one "
+                "repository (run it once per repository)",
+            )
+        else:
+            names.add(ref.name)
+            out.append(item)
+    return tuple(dict.fromkeys(out))
+
+
+def _base_ref(r: _Reader) -> str | None:
+    """The pull request's base branch on pull_request events (GITHUB_BASE_REF, else the event
+    payload); None otherwise. A PR must not be judged by the policy file it edits."""
+    env = r.env
+    if env.get("GITHUB_EVENT_NAME") not in _PR_EVENTS:
+        return None
+    if env.get("GITHUB_BASE_REF", "").strip():
+        return env["GITHUB_BASE_REF"].strip()
+    try:
+        with open(env.get("GITHUB_EVENT_PATH") or "", "rb") as f:
+            event = json.loads(f.read(_MAX_EVENT_BYTES))
+        ref = event["pull_request"]["base"]["ref"]
+    except (OSError, ValueError, KeyError, TypeError):
+        ref = None
+    if isinstance(ref, str) and ref:
+        return ref
+    # Refused rather than judged by the pull request's own policy file.
+    r.problem(
+        "policy-ref",
+        f"a {env.get('GITHUB_EVENT_NAME')} event without a base ref (GITHUB_BASE_REF, event "
+        "payload): set policy-ref to the branch whose policy judges pull requests",
+    )
+    return None
 
 
 def run_argv(inputs: ActionInputs) -> list[str]:
@@ -345,11 +482,17 @@ def run_argv(inputs: ActionInputs) -> list[str]:
     if inputs.dockerfile is not None:
         argv.append(f"--file={inputs.dockerfile}")
     argv.append(f"--out-dir={inputs.out_dir}")
+    if inputs.policy_ref is not None:
+        argv.append(f"--policy-ref={inputs.policy_ref}")
     argv += [f"--build-arg={k}={v}" for k, v in inputs.build_args]
     argv += [f"--build-context={k}={v}" for k, v in inputs.build_contexts]
+    argv += [f"--label={k}={v}" for k, v in inputs.labels]
+    argv += [f"--annotation={k}={v}" for k, v in inputs.annotations]
+    argv += [f"--platform={p}" for p in inputs.platforms]
     if inputs.push:
         assert inputs.image is not None  # parse_inputs requires it
         argv.append(f"--push={inputs.image}")
+        argv += [f"--tag={t}" for t in inputs.tags]
         if inputs.sign is not None:
             argv.append(f"--sign={inputs.sign}")
         if inputs.key_file is not None:
@@ -634,7 +777,10 @@ def render_summary(
     if report is not None:
         pol = report.get("policy") or {}
         sha = _code(str(pol.get("sha256") or "")[:12])
-        rows.append(("policy", f"{_code(str(pol.get('source')))} (sha256 {sha})"))
+        at = ""
+        if pol.get("ref"):
+            at = f" at {_code(str(pol['ref']))} {_code(str(pol.get('commit') or '')[:12])}"
+        rows.append(("policy", f"{_code(str(pol.get('source')))}{at} (sha256 {sha})"))
     out += ["| | |", "|---|---|"]
     out += [f"| {key} | {value} |" for key, value in rows]
     if errors:
@@ -761,6 +907,9 @@ def collect_outputs(
                     path = out_dir / path
                 outputs[f"{kind}-bundle-path"] = _existing(path.absolute())
     outputs["digest"] = digest
+    pol = (report or {}).get("policy") or {}
+    outputs["policy-ref"] = str(pol.get("ref") or "")
+    outputs["policy-digest"] = f"sha256:{pol['sha256']}" if pol.get("sha256") else ""
     return outputs
 
 
@@ -909,13 +1058,17 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         return _finish(gh, None, None, None, int(ExitCode.USAGE), [str(e)])
 
     policy_file = _default_policy(inputs)
+    if inputs.policy_ref is not None and policy_file is None:
+        from modelseal._cli import DEFAULT_POLICY
+
+        policy_file = DEFAULT_POLICY  # absent here; the ref's copy (if any) is the one used
     places = Places(
         workspace=gh.workspace,
         context=Path(inputs.context),
         policy=_relative(policy_file, gh.workspace) if policy_file else None,
         positions=policy_positions(policy_file) if policy_file else {},
     )
-    if policy_file is not None:
+    if policy_file is not None and inputs.policy_ref is None:
         # Checked here too, before the pipeline starts, for the problems as data: each one
         # names file:line:col, and becomes an annotation on that line.
         from modelseal.policy.loader import PolicyFileError, load_policy
@@ -951,7 +1104,13 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
     problems: list[str] = []
     annotations: list[Annotation] = []
     if report is not None:
+        changed = _policy_changed(report, policy_file, places)
+        if changed is not None:
+            # The lines of the edited copy are not the lines of the policy that judged.
+            places = dataclasses.replace(places, policy=None, positions={})
         annotations += annotations_for_report(report, places)
+        if changed is not None:
+            annotations.insert(0, changed)
     if code != 0 and not any(a.level == "error" for a in annotations):
         # No report (the run could not start), or a passing one and then publishing failed:
         # the command line's own error message is what explains it.
@@ -980,6 +1139,37 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
 
 
 _POLICY_TITLE: Final = "modelseal: invalid policy file"
+
+
+def _policy_changed(
+    report: Mapping[str, Any], policy_file: Path | None, places: Places
+) -> Annotation | None:
+    """A warning when the run was judged by the policy of a git ref (a pull request's base)
+    and the checked-out policy file differs from it: the change is not in force until merged."""
+    import hashlib
+
+    pol = report.get("policy") or {}
+    ref, judged = pol.get("ref"), str(pol.get("sha256") or "")
+    if not ref or policy_file is None:
+        return None
+    try:
+        here = hashlib.sha256(policy_file.read_bytes()).hexdigest()
+    except OSError:
+        here = None  # deleted (or never there): differs from a ref that has one
+        if pol.get("source") == "<defaults>":
+            return None
+    if here == judged:
+        return None
+    commit = str(pol.get("commit") or "")[:12]
+    return Annotation(
+        "warning",
+        f"This change edits the policy file; the run was judged by {places.policy or policy_file}"
+        f" as of {ref} ({commit}, sha256:{judged[:12]}…), not by the edited copy. The edit takes "
+        "effect once it is merged.",
+        title="modelseal: policy changed",
+        file=places.policy if here is not None else None,
+        line=1 if here is not None else None,
+    )
 
 
 def _finish(

@@ -39,6 +39,9 @@ class RunOptions:
     out_dir: Path = Path("modelseal-out")
     image_name: str | None = None
     gates: tuple[str, ...] = ()  # empty: every gate
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    platforms: tuple[str, ...] = ()  # empty: the policy's build.platforms
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ What it does, per step, in order:
   OIDC token request variables when an endpoint is given (:func:`oidc_token_endpoint`).
 
 Expressions: ``${{ inputs.NAME }}``, ``${{ runner.temp }}``, ``${{ runner.os }}``,
-``${{ github.action_path }}``, ``${{ github.workspace }}`` and
-``${{ steps.ID.outputs.NAME }}`` — anything else is an error, so action.yml cannot start using
+``${{ github.action_path }}``, ``${{ github.workspace }}``, ``${{ github.token }}`` (in input
+defaults; the ``github_token`` argument) and ``${{ steps.ID.outputs.NAME }}`` — anything else is an error, so action.yml cannot start using
 an expression this harness would silently get wrong. A ``run:`` script containing ``${{`` is
 refused: inputs reach scripts through ``env:`` only.
 
@@ -214,12 +214,16 @@ class Composite:
         replace: Mapping[str, Callable[[StepContext], Mapping[str, str]]] | None = None,
         uses_outputs: Mapping[str, Mapping[str, str]] | None = None,
         oidc: OidcEndpoint | None = None,
+        github_token: str = "",
     ) -> ActionRun:
         """Run the steps in order, stopping at the first that fails."""
         unknown = set(inputs) - set(self.input_defaults())
         if unknown:
             raise HarnessError(f"inputs not declared in action.yml: {sorted(unknown)}")
-        values = {**self.input_defaults(), **{k: _as_string(v) for k, v in inputs.items()}}
+        # The runner evaluates expressions in input defaults (`${{ github.token }}`).
+        at_start = _Context({}, runner_temp, workspace, self.action_dir, github_token=github_token)
+        defaults = {k: at_start.evaluate(v) for k, v in self.input_defaults().items()}
+        values = {**defaults, **{k: _as_string(v) for k, v in inputs.items()}}
         runner_temp.mkdir(parents=True, exist_ok=True)
         base = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
         base.update(_github_env(workspace, runner_temp, self.action_dir))
@@ -354,6 +358,7 @@ class _Context:
     workspace: Path
     action_path: Path
     steps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    github_token: str = ""
 
     def lookup(self, expr: str, *, strict_steps: bool = True) -> str:
         parts = expr.split(".")
@@ -369,6 +374,8 @@ class _Context:
             return str(self.action_path)
         if expr == "github.workspace":
             return str(self.workspace)
+        if expr == "github.token":
+            return self.github_token
         if parts[0] == "steps" and len(parts) == 4 and parts[2] == "outputs":
             if parts[1] not in self.steps:
                 if strict_steps:

@@ -8,6 +8,7 @@ same pinned packages from the index), except in one test that runs it for real f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -46,6 +47,7 @@ def run_action(
     env: Mapping[str, str] | None = None,
     real_install: bool = False,
     oidc: OidcEndpoint | None = None,
+    github_token: str = "",
 ) -> ActionRun:
     """Run action.yml from this repository in ``workspace``."""
     setup_python = shutil.which("python3.11") or shutil.which("python3") or sys.executable
@@ -57,6 +59,7 @@ def run_action(
         replace=None if real_install else {"install": _venv},
         uses_outputs={"python": {"python-path": setup_python}},
         oidc=oidc,
+        github_token=github_token,
     )
 
 
@@ -93,6 +96,61 @@ def test_bad_inputs_fail_the_step_with_annotations(tmp_path: Path) -> None:
     assert run.outputs["digest"] == "" and run.outputs["report-path"] == ""
     assert "## modelseal: ⚠️ ERRORED" in run.summary and "input push" in run.summary
     _assert_no_job_side_effects(run)
+
+
+def test_bad_release_inputs_fail_the_step_naming_each_input(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    token = "ghs_" + "t0ken" * 8
+    run = run_action(
+        ws,
+        {
+            "push": "true",
+            "tags": "ghcr.io/org/app:v1, ghcr.io/other/app:v1\n$(touch pwned)",
+            "labels": "org.opencontainers.image.title=app\n=novalue",
+            "annotations": "index:org.opencontainers.image.description=ok\nbad key=x",
+            "platforms": "linux/amd64,Linux/ARM64",
+            "policy-ref": "--upload-pack=touch pwned",
+        },
+        github_token=token,
+    )
+    assert run.returncode == 2
+    problems = sorted(e.message.split(":")[0] for e in run.annotations())
+    assert problems == [
+        "input annotations", "input labels", "input platforms", "input policy-ref",
+        "input tags", "input tags",
+    ]  # fmt: skip
+    assert not (ws / "pwned").exists()
+    assert token not in run.log and token not in run.summary
+    assert token not in "".join(run.outputs.values())
+
+
+def test_a_pull_request_is_judged_by_its_base_policy(tmp_path: Path) -> None:
+    """The composite end to end on a real shallow PR checkout: the base branch's policy is
+    fetched and judges; the PR's loosened copy only earns a warning."""
+    from tests.policy.test_gitref import LOOSE, STRICT, git
+
+    upstream = tmp_path / "upstream"
+    (upstream / "ctx").mkdir(parents=True)
+    git(upstream, "init", "-q", "-b", "main")
+    (upstream / "modelseal.yml").write_text(STRICT)
+    (upstream / "ctx" / "model.pkl").write_bytes(b"\x80\x04K\x01.")  # pickle protocol 4: 1
+    git(upstream, "add", "-A")
+    git(upstream, "commit", "-qm", "base")
+    git(upstream, "checkout", "-qb", "pr")
+    (upstream / "modelseal.yml").write_text(LOOSE)
+    git(upstream, "commit", "-qam", "loosen")
+    ws = tmp_path / "ws"
+    git(tmp_path, "clone", "-q", "--depth=1", "--branch", "pr", f"file://{upstream}", str(ws))
+    env = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "main"}
+    run = run_action(ws, {"context": "ctx"}, env=env)
+    assert run.returncode == 1, run.log
+    assert run.outputs["policy-ref"] == "main"
+    assert run.outputs["policy-digest"] == "sha256:" + hashlib.sha256(STRICT.encode()).hexdigest()
+    warnings = run.annotations("warning")
+    assert any(c.props.get("title") == "modelseal: policy changed" for c in warnings)
+    # the same checkout on a push: its own policy passes it
+    assert run_action(ws, {"context": "ctx"}, env={"GITHUB_EVENT_NAME": "push"}).returncode == 0
 
 
 def test_bad_policy_points_at_its_lines(tmp_path: Path) -> None:

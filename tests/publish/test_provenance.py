@@ -384,3 +384,26 @@ def test_sbom_statement() -> None:
     assert statement["subject"] == [{"name": IMAGE, "digest": {"sha256": "ab" * 32}}]
     with pytest.raises(ConfigError, match="CycloneDX"):
         sbom_statement(IMAGE, DIGEST, {"spdxVersion": "SPDX-2.3"})
+
+
+def test_release_inputs_are_external_parameters_only_when_given() -> None:
+    plain = provenance_statement(_realistic_input())["predicate"]["buildDefinition"]
+    params = plain["externalParameters"]
+    assert not {"platforms", "labels", "annotations", "tags"} & set(params)
+    assert params["policy"] == {"path": "modelseal.yml", "sha256": "ef" * 32}
+    given = _realistic_input(
+        policy_ref="main",
+        platforms=["linux/amd64", "linux/arm64"],
+        labels={"org.opencontainers.image.version": "1.2", "org.opencontainers.image.title": "t"},
+        annotations={"index:org.opencontainers.image.title": "t"},
+        tags=["1.2", "latest"],
+    )
+    params = provenance_statement(given)["predicate"]["buildDefinition"]["externalParameters"]
+    assert params["policy"] == {"path": "modelseal.yml", "sha256": "ef" * 32, "ref": "main"}
+    assert params["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert list(params["labels"]) == [
+        "org.opencontainers.image.title", "org.opencontainers.image.version",
+    ]  # fmt: skip
+    assert params["annotations"] == {"index:org.opencontainers.image.title": "t"}
+    assert params["tags"] == ["1.2", "latest"]
+    assert _errors("slsa-provenance-v1", provenance_statement(given)) == []

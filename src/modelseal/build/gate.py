@@ -47,6 +47,12 @@ def platform_manifests(facts: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def build_platforms(ctx: Context) -> tuple[str, ...]:
+    """The platforms to build: the run's (``--platform``, the action's ``platforms``), else
+    the policy's ``build.platforms``; empty means the engine's own."""
+    return tuple(ctx.options.platforms or ctx.policy.policy.build.platforms)
+
+
 @dataclass(frozen=True)
 class BuildOutput:
     """One finished build: its layout and digests."""
@@ -94,6 +100,8 @@ class BuildGate:
             "dockerfile.sha256": hashlib.sha256(text.encode()).hexdigest(),
             "network": "default" if policy.allow_network else "none",
         }
+        if build_platforms(ctx):
+            facts["platforms"] = ",".join(build_platforms(ctx))
         artifacts: dict[str, Path] = {}
         try:
             findings += self._build_and_check(ctx, text, df, contexts, bases, facts, artifacts)
@@ -293,8 +301,15 @@ def _build(
         argv += ["--build-arg", f"{k}={v}"]
     for k, v in sorted(contexts.items()):
         argv += ["--build-context", f"{k}={v}"]
-    if policy.platforms:
-        argv += ["--platform", ",".join(policy.platforms)]
+    # Labels land in the image config, annotations in the manifest(s): both are part of the
+    # bytes, so the same values give the same digest.
+    for k, v in sorted(ctx.options.labels.items()):
+        argv += ["--label", f"{k}={v}"]
+    for k, v in sorted(ctx.options.annotations.items()):
+        argv += ["--annotation", f"{k}={v}"]
+    platforms = build_platforms(ctx)
+    if platforms:
+        argv += ["--platform", ",".join(platforms)]
     argv.append(str(context_dir))
     try:
         result = run_tool(argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch})

@@ -87,6 +87,10 @@ class LoadedPolicy:
     """The policy file name as given, or ``"<defaults>"``."""
     sha256: str
     """Hex SHA-256 of the file's exact bytes (for the defaults: of their canonical JSON)."""
+    ref: str | None = None
+    """The git ref the file was read from (``--policy-ref``); None: the working tree."""
+    commit: str | None = None
+    """The commit ``ref`` resolved to."""
 
 
 class PolicyFileError(ConfigError):

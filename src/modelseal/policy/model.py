@@ -307,6 +307,15 @@ PATTERN_MESSAGES[TAG_PATTERN] = (
 
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 
+TAG_GLOB_PATTERN: Final = r"^[A-Za-z0-9_.*?\[\]!-]{1,128}$"
+"""A shell-style glob over tags (``*``, ``?``, ``[...]``)."""
+
+PATTERN_MESSAGES[TAG_GLOB_PATTERN] = (
+    'expected a tag glob: tag characters and "*", "?", "[...]", e.g. "v*" or "[0-9]*.[0-9]*"'
+)
+
+TagGlob = Annotated[str, StringConstraints(pattern=TAG_GLOB_PATTERN)]
+
 
 class SignPolicy(BaseModel):
     """How a published image and its attestations are signed."""
@@ -343,6 +352,13 @@ class PublishPolicy(BaseModel):
         default=[],
         description="Tags moved to the new digest, in addition to the tag of --push IMAGE:TAG, "
         "only after the signature and every attestation are stored.",
+    )
+    allowed_tags: list[TagGlob] = Field(
+        default=["*"],
+        description="Globs the tags given on the command line or as action inputs (--push "
+        'IMAGE:TAG, --tag) must match, e.g. ["v*", "latest"]; a tag outside them is a usage '
+        "error before anything is built. Empty: no such tag may be given. The tags above are "
+        "the policy's own and always allowed.",
     )
     attestations: list[Literal["provenance", "sbom", "scan-report"]] = Field(
         default=["provenance", "sbom", "scan-report"],

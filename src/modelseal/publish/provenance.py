@@ -18,7 +18,13 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
 * ``image`` — the image name the result was published under (no tag, no digest);
 * ``dockerfile`` — path of the Dockerfile, relative to the build context;
 * ``buildArgs`` — ``{name: value}`` of every ``--build-arg`` (sorted);
-* ``policy`` — ``{"path", "sha256"}`` of the policy file the gates were judged by.
+* ``policy`` — ``{"path", "sha256"[, "ref"]}`` of the policy file the gates were judged by
+  (``ref``: the git ref it was read from, with ``--policy-ref``);
+* ``platforms`` — the platforms built (``["linux/amd64", "linux/arm64"]``), when more than
+  one or when asked for;
+* ``labels``, ``annotations`` — ``{key: value}`` given with ``--label`` / ``--annotation``
+  (sorted; only when given);
+* ``tags`` — the tags moved to the image (when any).
 
 ``internalParameters`` (platform-controlled, informational): ``sourceDateEpoch`` (the
 SOURCE_DATE_EPOCH of the build, integer seconds), ``buildx`` and ``buildkit`` (versions, when
@@ -188,6 +194,11 @@ class ProvenanceInput:
     build_args: Mapping[str, str] = field(default_factory=dict)
     policy_path: str | None = None
     policy_sha256: str | None = None
+    policy_ref: str | None = None
+    platforms: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
     buildx_version: str | None = None
     buildkit_version: str | None = None
     modelseal_version: str = __version__
@@ -212,13 +223,13 @@ class ProvenanceInput:
             _sha256_hex(self.policy_sha256, "policy")
         if not self.builder_id or not self.invocation_id:
             raise ConfigError("builder id and invocation id are required.")
-        object.__setattr__(
-            self, "build_args", MappingProxyType(dict(sorted(self.build_args.items())))
-        )
+        for name in ("build_args", "labels", "annotations"):
+            value = dict(sorted(getattr(self, name).items()))
+            object.__setattr__(self, name, MappingProxyType(value))
         object.__setattr__(
             self, "internal_parameters", MappingProxyType(dict(self.internal_parameters))
         )
-        for name in ("base_images", "models", "byproducts"):
+        for name in ("base_images", "models", "byproducts", "platforms", "tags"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
@@ -299,8 +310,23 @@ def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
     params["buildArgs"] = dict(p.build_args)
     if p.policy_path or p.policy_sha256:
         params["policy"] = {
-            k: v for k, v in (("path", p.policy_path), ("sha256", p.policy_sha256)) if v
+            k: v
+            for k, v in (
+                ("path", p.policy_path),
+                ("sha256", p.policy_sha256),
+                ("ref", p.policy_ref),
+            )
+            if v
         }
+    # Only when set, so the provenance of a run that used none of them reads as before.
+    for key, value in (
+        ("platforms", list(p.platforms)),
+        ("labels", dict(p.labels)),
+        ("annotations", dict(p.annotations)),
+        ("tags", list(p.tags)),
+    ):
+        if value:
+            params[key] = value
     return params
 
 
@@ -545,6 +571,11 @@ def provenance_input_from_env(
     build_args: Mapping[str, str] | None = None,
     policy_path: str | None = None,
     policy_sha256: str | None = None,
+    policy_ref: str | None = None,
+    platforms: Sequence[str] = (),
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    tags: Sequence[str] = (),
     buildx_version: str | None = None,
     buildkit_version: str | None = None,
     base_images: Sequence[BaseImage] = (),
@@ -574,6 +605,11 @@ def provenance_input_from_env(
         build_args=dict(build_args or {}),
         policy_path=policy_path,
         policy_sha256=policy_sha256,
+        policy_ref=policy_ref,
+        platforms=tuple(platforms),
+        labels=dict(labels or {}),
+        annotations=dict(annotations or {}),
+        tags=tuple(tags),
         buildx_version=buildx_version,
         buildkit_version=buildkit_version,
         base_images=tuple(base_images),

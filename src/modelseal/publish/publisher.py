@@ -14,7 +14,8 @@ Order matters (fail closed):
    digest — an unsigned image is never reachable by tag.
 
 Credentials: ``MODELSEAL_REGISTRY_USERNAME`` / ``MODELSEAL_REGISTRY_PASSWORD``, else
-``GITHUB_TOKEN`` for ``ghcr.io`` (user ``GITHUB_ACTOR``), else the docker config. skopeo gets
+``MODELSEAL_GITHUB_TOKEN`` (the action's ``github-token``) or ``GITHUB_TOKEN`` for ``ghcr.io``
+only (user ``GITHUB_ACTOR``), else the docker config. skopeo gets
 them through a private auth file, never its argv.
 """
 
@@ -111,8 +112,9 @@ def registry_credentials(host: str, env: Mapping[str, str] | None = None) -> Cre
     # image reference from elsewhere, e.g. a deploy input, must not collect them).
     if user and password and (not scope or scope == host):
         return Credentials(user, password)
-    if host == "ghcr.io" and env.get("GITHUB_TOKEN"):
-        return Credentials(env.get("GITHUB_ACTOR") or "github-actions", env["GITHUB_TOKEN"])
+    token = (env.get("MODELSEAL_GITHUB_TOKEN") or "").strip() or env.get("GITHUB_TOKEN")
+    if host == "ghcr.io" and token:
+        return Credentials(env.get("GITHUB_ACTOR") or "github-actions", token)
     return Credentials.from_docker_config(host)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelseal import fsio
+from modelseal.build.gate import platform_manifests
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import GateResult
 from modelseal.models.mlbom import read_models_json
@@ -99,9 +100,12 @@ def publish_run(
     build_args: Mapping[str, str],
     policy_path: str,
     policy_sha256: str,
+    policy_ref: str | None = None,
     extra_tags: tuple[str, ...] = (),
     attestations: tuple[str, ...] = ("provenance", "sbom", "scan-report"),
     repo_dir: Path | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> PublishResult:
     """Attest, sign and publish the image a passing run built."""
     build = results.get("build")
@@ -111,6 +115,7 @@ def publish_run(
     digest = build.facts["image.digest"]
     facts = build.facts
     epoch = int(facts["source_date_epoch"]) if "source_date_epoch" in facts else None
+    platforms = platform_manifests(facts)
     sbom_result = results.get("sbom")
     sbom_path = sbom_result.artifacts.get("sbom") if sbom_result else None
     # Each byproduct is read once: hashed for the provenance, parsed for its attestation.
@@ -135,6 +140,11 @@ def publish_run(
             build_args=dict(build_args),
             policy_path=policy_path,
             policy_sha256=policy_sha256 if len(policy_sha256) == 64 else None,
+            policy_ref=policy_ref,
+            platforms=tuple(platforms) if "platforms" in facts or len(platforms) > 1 else (),
+            labels=labels,
+            annotations=annotations,
+            tags=tuple(dict.fromkeys([*([ref.tag] if ref.tag else []), *extra_tags])),
             buildx_version=facts.get("buildx.version"),
             buildkit_version=facts.get("buildkit.version"),
             base_images=_bases(facts),

@@ -10,7 +10,9 @@ One command instead of cosign + slsa-verifier + scripts. For the image's manifes
 * **sbom** — a CycloneDX SBOM attestation by the expected signer;
 * **scan-report** — modelseal's scan-report attestation: verdict PASSED, not older than
   ``max_scan_age_days``, and (when a policy is given) still PASSED when its evidence is judged
-  again under that policy.
+  again under that policy;
+* **policy** (with ``policy_sha256``) — the provenance and the scan report both name the
+  policy with that SHA-256 as the one the run was judged by.
 
 Attestations are read from both Sigstore bundle referrers and cosign ``.att``; a statement only
 counts when its signature verifies. Signatures by anyone else are ignored, not trusted.
@@ -62,6 +64,8 @@ class VerifyOptions:
     rejudge: Callable[[Any], tuple[bool, str]] | None = None
     """Judges a scan report's evidence again: ``(passed, verdict text)``."""
     now: float | None = None
+    policy_sha256: str | None = None
+    """Hex SHA-256 of the policy the attested run must have been judged by."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,8 @@ def verify_image(
         ),
         _scan_check(statements.get(SCAN_REPORT_PREDICATE, []), options, why),
     ]
+    if options.policy_sha256 is not None:
+        checks.append(_policy_check(statements, options.policy_sha256))
     return VerifyResult(
         image=ref.name,
         digest=digest,
@@ -341,3 +347,24 @@ def _scan_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str
             return Check("scan-report", True, f"PASSED, {age_days:.1f} days old; {text}")
         return Check("scan-report", True, f"PASSED, {age_days:.1f} days old")
     return Check("scan-report", False, "; ".join(problems))
+
+
+def _policy_check(statements: Mapping[str, list[Mapping[str, Any]]], want: str) -> Check:
+    """Both the provenance and the scan report must name the policy ``want`` (hex SHA-256):
+    the run was judged by that policy, not one a pull request wrote."""
+    seen: dict[str, set[str]] = {}
+    for kind, predicate, path in (
+        ("provenance", SLSA_PROVENANCE_V1, ("buildDefinition", "externalParameters", "policy")),
+        ("scan-report", SCAN_REPORT_PREDICATE, ("policy",)),
+    ):
+        for st in statements.get(predicate, []):
+            digest = _dig(st["predicate"], *path, "sha256")
+            seen.setdefault(kind, set()).add(str(digest) if digest else "none")
+    missing = [k for k in ("provenance", "scan-report") if k not in seen]
+    if missing:
+        return Check("policy", False, f"no {' or '.join(missing)} attestation names a policy")
+    wrong = sorted({d for ds in seen.values() for d in ds if d != want})
+    if wrong:
+        shown = ", ".join(f"sha256:{d}" if d != "none" else "none" for d in wrong)
+        return Check("policy", False, _plain(f"judged by another policy ({shown})"))
+    return Check("policy", True, f"judged by policy sha256:{want}")

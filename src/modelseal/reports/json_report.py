@@ -25,7 +25,12 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "modelseal", "version": report.tool_version},
         "command": report.command,
-        "policy": {"source": report.policy_source, "sha256": report.policy_sha256},
+        "policy": {
+            "source": report.policy_source,
+            "sha256": report.policy_sha256,
+            **({"ref": report.policy_ref} if report.policy_ref else {}),
+            **({"commit": report.policy_commit} if report.policy_commit else {}),
+        },
         "started_at": Report.iso(report.started_at),
         "finished_at": Report.iso(report.finished_at),
         "verdict": v.status.value,

@@ -19,6 +19,9 @@ class Report:
     finished_at: float
     tool_version: str
     command: str = "run"
+    policy_ref: str | None = None
+    """The git ref the policy was read from (``--policy-ref``), and its commit."""
+    policy_commit: str | None = None
 
     @staticmethod
     def iso(ts: float) -> str:
