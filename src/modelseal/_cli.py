@@ -45,7 +45,7 @@ exit codes:
   0  verified: every check passed
   1  not verified: a check failed (each failed check says why)
   2  usage error (no expected signer, bad reference, invalid policy)
-  3  the registry could not be read
+  3  the registry could not be read, or broke a limit (size, count, --timeout)
   4  internal error (a bug; rerun with -v for the traceback)
 """
 
@@ -64,6 +64,12 @@ def _image_ref(text: str) -> object:
         return ImageRef.parse(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 86400:
+        raise argparse.ArgumentTypeError(f"expected whole seconds from 1 to 86400, got {text!r}")
+    return int(text)
 
 
 def _epoch(text: str) -> int:
@@ -198,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
     vf.add_argument("--max-scan-age-days", type=int, metavar="N",
                     help="the scan-report attestation may be at most N days old (default 30)")  # fmt: skip
+    vf.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                    help="the whole verification must finish within SECONDS, or exit 3 "
+                    "(default: the policy's verify.timeout_seconds, 300)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
@@ -593,6 +602,7 @@ def _verify(args: argparse.Namespace) -> int:
             args.max_scan_age_days if args.max_scan_age_days is not None else pv.max_scan_age_days
         ),
         rejudge=rejudge,
+        timeout_s=args.timeout if args.timeout is not None else pv.timeout_seconds,
     )
     result = verify_image(args.image, options)
     if args.format == "json":

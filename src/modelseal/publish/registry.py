@@ -388,10 +388,9 @@ class RegistryClient:
                 if self._may_retry(attempt, method, shown):
                     attempt += 1
                     continue
-                reason = getattr(e, "reason", e)
                 raise RegistryUnavailable(
-                    f"registry {method} {shown} failed: cannot reach {self.host} ({reason})"
-                    f"{self._spent()}.",
+                    f"registry {method} {shown} failed{self._tries(attempt)}: "
+                    f"{_transport_failure(e, self.host)}.",
                     method=method,
                     path=shown,
                 ) from None
@@ -408,7 +407,7 @@ class RegistryClient:
                     continue
                 raise RegistryUnavailable(
                     f"registry {method} {shown} answered {status}{_error_code(result.body)}"
-                    f"{self._spent()}.",
+                    f"{self._tries(attempt)}.",
                     method=method,
                     path=shown,
                     status=status,
@@ -420,10 +419,11 @@ class RegistryClient:
                 status=status,
             )
 
-    def _spent(self) -> str:
+    def _tries(self, attempt: int) -> str:
+        said = f" after {attempt} retries" if attempt else ""
         if self._retries_left > 0:
-            return ""
-        return f" (the limit max_retries, {self.limits.max_retries} retries in all, is spent)"
+            return said
+        return f"{said} (the limit max_retries, {self.limits.max_retries} retries in all, is spent)"
 
     def _may_retry(self, attempt: int, method: str, shown: str) -> bool:
         """Whether to try again, after the backoff; never past the deadline."""
@@ -465,8 +465,8 @@ class RegistryClient:
             parts = urllib.parse.urlsplit(url)
             if parts.scheme not in ("http", "https"):
                 raise RegistryLimitError(
-                    f"registry {method} {shown}: refused to follow {parts.scheme}: URL "
-                    "(http and https only).",
+                    f"registry {method} {shown}: refused to follow a {_plain(parts.scheme)[:20]}: "
+                    "URL (limit: http(s) only).",
                     limit="http(s) only",
                     method=method,
                     path=shown,
@@ -496,7 +496,8 @@ class RegistryClient:
             target = urllib.parse.urljoin(url, location)
             if parts.scheme == "https" and urllib.parse.urlsplit(target).scheme != "https":
                 raise RegistryLimitError(
-                    f"registry {method} {shown}: refused a redirect from https to plain http.",
+                    f"registry {method} {shown}: refused a redirect from https to plain http "
+                    "(limit: no https downgrade).",
                     limit="no https downgrade",
                     method=method,
                     path=shown,
@@ -635,7 +636,7 @@ class RegistryClient:
         parts = urllib.parse.urlsplit(url)
         if _same_origin(url, self.base):
             return True
-        return parts.scheme == "https" and parts.netloc in self._token_hosts
+        return parts.scheme == "https" and parts.netloc.lower() in self._token_hosts
 
     # -- blobs ----------------------------------------------------------------------------------
 
@@ -829,8 +830,8 @@ def _read_capped(fp: Any, headers: Message, cap: tuple[int, str], shown: str) ->
         # Never asked for (http.client sends Accept-Encoding: identity); decoding it is how a
         # small answer becomes a gigabyte.
         raise RegistryLimitError(
-            f"registry {shown}: refused a {_plain(encoding)[:40]}-encoded answer (only identity "
-            "is accepted).",
+            f"registry {shown}: refused a {_plain(encoding)[:40]}-encoded answer (limit: identity "
+            "encoding only; modelseal never asks for a compressed one).",
             limit="identity encoding only",
         )
     declared = headers.get("Content-Length")
@@ -845,7 +846,11 @@ def _read_capped(fp: Any, headers: Message, cap: tuple[int, str], shown: str) ->
     while True:
         chunk = fp.read(min(_CHUNK, limit + 1 - total))
         if not chunk:
-            return b"".join(chunks)
+            body = b"".join(chunks)
+            if declared is not None and declared.strip().isdigit() and total < int(declared):
+                # read(amt) returns a short body without complaint: a truncated answer
+                raise http.client.IncompleteRead(body, int(declared) - total)
+            return body
         total += len(chunk)
         if total > limit:
             raise RegistryLimitError(
@@ -853,6 +858,14 @@ def _read_capped(fp: Any, headers: Message, cap: tuple[int, str], shown: str) ->
                 limit=name,
             )
         chunks.append(chunk)
+
+
+def _transport_failure(e: BaseException, host: str) -> str:
+    if isinstance(e, http.client.IncompleteRead):
+        return f"{host} sent a broken answer (it ended before its Content-Length)"
+    if isinstance(e, http.client.HTTPException) and not isinstance(e, ConnectionError):
+        return f"{host} sent a broken answer ({type(e).__name__})"
+    return f"cannot reach {host} ({_plain(str(getattr(e, 'reason', e)))[:200]})"
 
 
 def _plain(text: str) -> str:
