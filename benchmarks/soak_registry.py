@@ -10,6 +10,11 @@ bound; the script exits 1 when one does not.
     python benchmarks/soak_registry.py            # full sizes (1 GiB bodies, 20 s drip)
     python benchmarks/soak_registry.py --quick    # what tests/publish/test_hostile_registry.py runs
 
+Three more behaviours serve the tests only: ``slow-answers`` (every answer correct, each
+``drip`` seconds late: only a deadline across the whole command stops it), ``deep-json`` (referrers and ``.sig`` nested deeper
+than the JSON parser goes: malformed, so "NOT verified", never a crash) and
+``huge-upload-answer`` (an endless answer to an upload's POST: the publish path).
+
 The server's loops are bounded too (it stops after a fixed number of bytes or drips, and when
 the client hangs up), so a client without limits would be slow and large, not endless.
 """
@@ -102,7 +107,7 @@ class Scale:
 
 
 FULL = Scale(body=1 << 30, drip=20.0, drips=1000, descriptors=1_000_000, drip_timeout=60)
-QUICK = Scale(body=64 * _MiB, drip=1.0, drips=60, descriptors=100_000, drip_timeout=5)
+QUICK = Scale(body=64 * _MiB, drip=1.0, drips=60, descriptors=100_000, drip_timeout=3)
 
 
 class _Hostile(BaseHTTPRequestHandler):
@@ -118,6 +123,13 @@ class _Hostile(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._send(404, b"")
 
+    def do_POST(self) -> None:
+        type(self).requests.append(self.path)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if self.case == "huge-upload-answer":  # the publish path: an upload's answer
+                return self._stream(self.scale.body, length=False, status=202)
+            self._send(404, b"")
+
     def do_GET(self) -> None:
         type(self).requests.append(self.path)
         # the client hanging up is what a bounded client does
@@ -128,6 +140,9 @@ class _Hostile(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         case, path = self.case, self.path
+        if case == "slow-answers":  # each answer honest and in time, all of them too slow
+            time.sleep(self.scale.drip)
+            case = "honest"
         manifest_path = "/manifests/" in path
         if case == "server-errors":
             return self._send(500, b'{"errors":[{"code":"UNKNOWN"}]}')
@@ -148,6 +163,8 @@ class _Hostile(BaseHTTPRequestHandler):
             return None
         if case == "huge-error":
             return self._stream(self.scale.body, length=False, status=404)
+        if case == "deep-json" and ("/referrers/" in path or path.endswith(".sig")):
+            return self._send(200, b"[" * 100_000, OCI_INDEX)
         if manifest_path and path.endswith("/manifests/1.0"):
             return self._first_manifest(case)
         if case == "endless-referrers" and "/referrers/" in path:
