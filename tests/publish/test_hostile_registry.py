@@ -257,3 +257,78 @@ def test_limits_name_themselves() -> None:
     assert limits.cap("error") == (64 << 10, "error_bytes")
     with pytest.raises(RegistryError):
         RegistryClient("127.0.0.1:1", "r").get_blob("not-a-digest")
+
+
+# --- over TLS: the watchdog shuts the socket TLS took over -------------------------------------
+
+
+def _tls_cert(work: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: ``(cert PEM, key PEM)``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = work / "cert.pem", work / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_slow_drip_over_tls_is_cut_off_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    cert, key = _tls_cert(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with hostile_registry("slow-drip", TEST_SCALE) as (_, handler):
+        # the same double, behind TLS
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        tls = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        tls.socket = context.wrap_socket(tls.socket, server_side=True)
+        threading.Thread(target=tls.serve_forever, daemon=True).start()
+        try:
+            client = RegistryClient(
+                f"127.0.0.1:{tls.server_address[1]}", "hostile/app", insecure=False, backoff=0.01
+            )
+            assert client.base.startswith("https://")
+            with pytest.raises(RegistryError) as err:
+                client.get_manifest("missing")
+            assert err.value.status == 404  # an honest answer, read over TLS
+            client.set_deadline(1.5, "tls deadline")
+            t0 = time.monotonic()
+            with pytest.raises(RegistryLimitError, match="tls deadline"):
+                client.get_manifest("1.0")
+            assert time.monotonic() - t0 < 3
+        finally:
+            tls.shutdown()
+            tls.server_close()
