@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import REPO, TEST_CACHE, require
 
 #: Every file that installs or downloads Python packages for users, CI or the tool image.

@@ -46,7 +46,7 @@ exit codes:
   0  verified: every check passed
   1  not verified: a check failed (each failed check says why)
   2  usage error (no expected signer, bad reference, invalid policy)
-  3  the registry could not be read
+  3  the registry could not be read, or broke a limit (size, count, --timeout)
   4  internal error (a bug; rerun with -v for the traceback)
 """
 
@@ -104,6 +104,10 @@ def _policy_digest(text: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", hex_part):
         raise argparse.ArgumentTypeError(f"expected sha256:<64 lower-case hex>, got {text!r}")
     return hex_part
+def _seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 86400:
+        raise argparse.ArgumentTypeError(f"expected whole seconds from 1 to 86400, got {text!r}")
+    return int(text)
 
 
 def _epoch(text: str) -> int:
@@ -264,6 +268,9 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
                     help="the attested run must have been judged by the policy with this "
                     "digest (e.g. the release branch's modelseal.yml: sha256sum)")  # fmt: skip
+    vf.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                    help="the whole verification must finish within SECONDS, or exit 3 "
+                    "(default: the policy's verify.timeout_seconds, 300)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
@@ -711,6 +718,7 @@ def _verify(args: argparse.Namespace) -> int:
         ),
         rejudge=rejudge,
         policy_sha256=args.policy_digest,
+        timeout_s=args.timeout if args.timeout is not None else pv.timeout_seconds,
     )
     result = verify_image(args.image, options)
     if args.format == "json":

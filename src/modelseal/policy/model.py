@@ -404,6 +404,13 @@ class VerifyPolicy(BaseModel):
         ge=0,
         description="The scan-report attestation must be at most this old.",
     )
+    timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="`modelseal verify` must finish within this many seconds (every registry "
+        "request and check), else it stops with exit 3; `--timeout` overrides it.",
+    )
 
     @field_validator("identity_regexp")
     @classmethod

@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple
 
 from modelseal.errors import GateError
 from modelseal.oci import DIGEST_RE
-from modelseal.publish.registry import OCI_MANIFEST, sha256_digest
+from modelseal.publish.registry import OCI_MANIFEST, RegistryLimitError, sha256_digest
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -120,7 +120,7 @@ def parse_simple_signing_payload(payload: bytes) -> tuple[str, str]:
         reference = critical["identity"]["docker-reference"]
         digest = critical["image"]["docker-manifest-digest"]
         kind = critical["type"]
-    except (ValueError, LookupError, TypeError):
+    except (ValueError, LookupError, TypeError, RecursionError):
         raise CosignFormatError("not a cosign simple-signing payload.") from None
     if kind != SIMPLE_SIGNING_TYPE or not isinstance(reference, str):
         raise CosignFormatError(f"unexpected simple-signing type {kind!r}.")
@@ -198,7 +198,7 @@ def merge_signature_images(existing: bytes, new: bytes) -> tuple[bytes, dict[str
     try:
         old_layers = json.loads(existing)["layers"]
         new_layers = json.loads(new)["layers"]
-    except (ValueError, LookupError, TypeError):
+    except (ValueError, LookupError, TypeError, RecursionError):
         raise CosignFormatError("the existing signature manifest is not an OCI manifest.") from None
     if not isinstance(old_layers, list):
         raise CosignFormatError("the existing signature manifest has no layer list.")
@@ -228,7 +228,7 @@ def sig_manifest(signed_list: Sequence[Signed]) -> tuple[bytes, dict[str, bytes]
 def _statement_predicate_type(payload: bytes) -> str:
     try:
         value = json.loads(payload)["predicateType"]
-    except (ValueError, LookupError, TypeError):
+    except (ValueError, LookupError, TypeError, RecursionError):
         raise CosignFormatError("the signed statement has no predicateType.") from None
     if not isinstance(value, str) or not value:
         raise CosignFormatError("the signed statement has no predicateType.")
@@ -312,15 +312,26 @@ def bundle_referrer_manifest(
 
 
 def _layers(
-    manifest_bytes: bytes, media_type: str, fetch_blob: Callable[[str], bytes]
+    manifest_bytes: bytes,
+    media_type: str,
+    fetch_blob: Callable[[str], bytes],
+    max_layers: int | None,
 ) -> list[CosignLayer]:
     try:
         manifest = json.loads(manifest_bytes)
         layers = manifest["layers"]
-    except (ValueError, LookupError, TypeError):
+    except (ValueError, LookupError, TypeError, RecursionError):
         raise CosignFormatError("not an OCI image manifest (no layers).") from None
     if not isinstance(layers, list):
         raise CosignFormatError("not an OCI image manifest (layers is not a list).")
+    wanted = sum(1 for d in layers if isinstance(d, dict) and d.get("mediaType") == media_type)
+    if max_layers is not None and wanted > max_layers:
+        # each is one more blob to fetch and verify; anyone who may push can add them
+        raise RegistryLimitError(
+            f"the signature manifest has {wanted} {media_type} layers, more than the limit "
+            f"max_signature_layers ({max_layers}).",
+            limit="max_signature_layers",
+        )
     out = []
     for i, desc in enumerate(layers):
         if not isinstance(desc, dict) or desc.get("mediaType") != media_type:
@@ -341,20 +352,22 @@ def _layers(
 
 
 def parse_sig_manifest(
-    manifest_bytes: bytes, fetch_blob: Callable[[str], bytes]
+    manifest_bytes: bytes, fetch_blob: Callable[[str], bytes], max_layers: int | None = None
 ) -> list[CosignLayer]:
     """The signatures of a ``.sig`` manifest: ``(simple-signing payload, annotations)`` per
     simple-signing layer, blobs fetched with ``fetch_blob(digest)`` and checked against
-    their digests. Nothing is verified cryptographically here."""
-    return _layers(manifest_bytes, SIMPLE_SIGNING_MEDIA_TYPE, fetch_blob)
+    their digests. Nothing is verified cryptographically here. More than ``max_layers``
+    such layers raise :class:`RegistryLimitError` before any is fetched."""
+    return _layers(manifest_bytes, SIMPLE_SIGNING_MEDIA_TYPE, fetch_blob, max_layers)
 
 
 def parse_att_manifest(
-    manifest_bytes: bytes, fetch_blob: Callable[[str], bytes]
+    manifest_bytes: bytes, fetch_blob: Callable[[str], bytes], max_layers: int | None = None
 ) -> list[CosignLayer]:
     """The attestations of an ``.att`` manifest: ``(DSSE envelope JSON, annotations)`` per
-    envelope layer, blobs checked against their digests (signatures are not verified)."""
-    return _layers(manifest_bytes, DSSE_MEDIA_TYPE, fetch_blob)
+    envelope layer, blobs checked against their digests (signatures are not verified);
+    ``max_layers`` as for :func:`parse_sig_manifest`."""
+    return _layers(manifest_bytes, DSSE_MEDIA_TYPE, fetch_blob, max_layers)
 
 
 def decode_envelope(envelope: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
@@ -367,7 +380,7 @@ def decode_envelope(envelope: bytes) -> tuple[str, bytes, list[tuple[str, bytes]
             (str(s.get("keyid") or ""), base64.b64decode(s["sig"], validate=True))
             for s in data["signatures"]
         ]
-    except (ValueError, LookupError, TypeError, AttributeError):
+    except (ValueError, LookupError, TypeError, AttributeError, RecursionError):
         raise CosignFormatError("not a DSSE envelope.") from None
     if not isinstance(payload_type, str):
         raise CosignFormatError("not a DSSE envelope (payloadType).")

@@ -16,7 +16,9 @@ Order matters (fail closed):
 Credentials: ``MODELSEAL_REGISTRY_USERNAME`` / ``MODELSEAL_REGISTRY_PASSWORD``, else
 ``MODELSEAL_GITHUB_TOKEN`` (the action's ``github-token``) or ``GITHUB_TOKEN`` for ``ghcr.io``
 only (user ``GITHUB_ACTOR``), else the docker config. skopeo gets
-them through a private auth file, never its argv.
+them through a private auth file, never its argv. modelseal's own client sends them to the
+registry's origin, and to a Bearer token service only on that origin or on an HTTPS host named
+in ``MODELSEAL_REGISTRY_TOKEN_HOSTS``.
 """
 
 from __future__ import annotations
@@ -118,6 +120,15 @@ def registry_credentials(host: str, env: Mapping[str, str] | None = None) -> Cre
     return Credentials.from_docker_config(host)
 
 
+def registry_token_hosts(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``MODELSEAL_REGISTRY_TOKEN_HOSTS``: comma-separated ``host[:port]`` of token services
+    (Bearer realms) on another host than the registry that may receive its credentials, over
+    HTTPS only (e.g. ``gitlab.com`` for ``registry.gitlab.com``)."""
+    env = os.environ if env is None else env
+    raw = env.get("MODELSEAL_REGISTRY_TOKEN_HOSTS") or ""
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
 @dataclass(frozen=True)
 class Attestation:
     """One in-toto statement to sign and attach (``name`` names its bundle file)."""
@@ -202,7 +213,9 @@ def publish(
             fsio.write_bytes_atomic(path, signed.bundle_json() + b"\n")
             bundles[name] = path
 
-    client = client or RegistryClient(ref.host, ref.repository, auth=credentials)
+    client = client or RegistryClient(
+        ref.host, ref.repository, auth=credentials, token_hosts=registry_token_hosts()
+    )
     moved: list[str] = []
     try:
         # 2. the image, by digest

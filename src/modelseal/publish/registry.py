@@ -1,26 +1,41 @@
 """A small OCI distribution client on urllib: blobs, manifests, tags and referrers.
 
 Plain HTTP is used only for loopback hosts (or when asked to); everything else is HTTPS.
-Credentials and bearer tokens never appear in errors, logs or ``repr``.
+Credentials and bearer tokens never appear in errors, logs or ``repr``; they go to the registry's
+own origin and to a Bearer token service only when that is the registry's origin or an
+allowlisted HTTPS host (never over plain HTTP to another origin).
+
+Every answer is hostile until bounded (:class:`RegistryLimits`): each body has a size cap by
+what it is (manifest, index, signature, attestation, token, error), each request a wall-clock
+budget enforced by a watchdog that shuts its socket (a per-read socket timeout cannot stop a
+server that sends one byte every few seconds), the client an optional overall deadline, and
+redirects, retries and referrers a count. A breach raises :class:`RegistryLimitError`, naming
+the limit.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import http.client
 import json
 import os
 import re
+import socket
+import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, Literal
 
 from modelseal.errors import GateError
 from modelseal.oci import DIGEST_RE, INDEX_TYPES, OciLayout
@@ -47,6 +62,180 @@ class RegistryError(GateError):
         self.method = method
         self.path = path
         self.status = status
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not answer: unreachable, broken answers, or 5xx/429 after every
+    retry. A verification cannot run without it (exit 3), whatever else it found."""
+
+
+class RegistryLimitError(RegistryError):
+    """An answer broke a limit (too large, too slow, too many, an encoding never asked for);
+    ``limit`` names it. Never retried, never ignored: the command cannot run (exit 3)."""
+
+    def __init__(self, message: str, *, limit: str, method: str = "", path: str = "") -> None:
+        super().__init__(message, method=method, path=path)
+        self.limit = limit
+
+
+BodyKind = Literal["manifest", "index", "signature", "attestation", "token", "error"]
+"""What a response body is, which decides its size cap."""
+
+
+@dataclass(frozen=True)
+class RegistryLimits:
+    """How much a registry may send and how long it may take (README: "Registry limits").
+
+    The sizes leave room for what real registries hold: the OCI distribution spec asks
+    registries to accept manifests of at least 4 MiB, a cosign simple-signing payload is under
+    1 KiB, and a DSSE envelope with a large SBOM or scan report runs to a few MiB."""
+
+    manifest_bytes: int = 4 << 20
+    """An image manifest, or a ``.sig``/``.att``/referrer manifest."""
+    index_bytes: int = 4 << 20
+    """A referrers API answer or a fallback-tag index."""
+    signature_bytes: int = 1 << 20
+    """One ``.sig`` layer (a simple-signing payload)."""
+    attestation_bytes: int = 32 << 20
+    """One Sigstore bundle or ``.att`` DSSE envelope blob."""
+    token_bytes: int = 1 << 20
+    """A token service's answer."""
+    error_bytes: int = 64 << 10
+    """An error body, or the body of an answer to HEAD, POST or PUT."""
+    request_seconds: float = 120.0
+    """Wall clock for one request, connect to last byte (uploads get ``upload_rate`` more)."""
+    upload_rate: int = 1 << 20
+    """Bytes per second an upload is given on top of ``request_seconds``."""
+    max_redirects: int = 5
+    max_retries: int = 16
+    """Retries across the whole client (each request also stops after its own ``retries``)."""
+    max_referrers: int = 128
+    """Sigstore bundle referrers of one image that verify will fetch."""
+    max_signature_layers: int = 128
+    """Layers of one ``.sig`` or ``.att`` manifest that verify will fetch."""
+
+    def cap(self, kind: BodyKind) -> tuple[int, str]:
+        """``(bytes, limit name)`` for a body of ``kind``."""
+        name = f"{kind}_bytes"
+        value = getattr(self, name)
+        assert isinstance(value, int)
+        return value, name
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
+class _Watchdog:
+    """Shuts the sockets of one request down when its time is up. A per-read socket timeout
+    cannot stop a server that sends a byte every few seconds; this bounds the whole request
+    (connect, TLS handshake, headers, body) by the wall clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        """Called with each new connection's socket; a duplicate descriptor is kept so the
+        socket can still be shut down after TLS has taken the original over."""
+        with self._lock:
+            dup = sock.dup()
+            self._sockets.append(dup)
+            if self.fired:
+                _shutdown(dup)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Current:
+    """The watchdog of the request in flight (one client, one request at a time)."""
+
+    watchdog: _Watchdog | None = None
+
+    def watch(self, sock: socket.socket) -> socket.socket:
+        if self.watchdog is not None:
+            self.watchdog.watch(sock)
+        return sock
+
+
+def _watched(base: type[http.client.HTTPConnection], current: _Current) -> Callable[..., Any]:
+    """A connection class of ``base`` whose sockets the current watchdog can shut down."""
+
+    def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+        conn = base(*args, **kwargs)
+        create = conn._create_connection  # type: ignore[attr-defined]
+        conn._create_connection = lambda *a, **k: current.watch(create(*a, **k))  # type: ignore[attr-defined]
+        return conn
+
+    return make
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, current: _Current) -> None:
+        super().__init__()
+        self._current = current
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPConnection, self._current), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, current: _Current) -> None:
+        super().__init__()
+        self._current = current
+        self._ssl = ssl.create_default_context()
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        make = _watched(http.client.HTTPSConnection, self._current)
+        return self.do_open(functools.partial(make, context=self._ssl), req)
+
+
+def _opener(current: _Current, *, direct: bool) -> urllib.request.OpenerDirector:
+    """http(s) only (no file:, ftp: or data: URLs from a hostile realm or Location), no
+    automatic redirects (urllib reads a redirect's whole body, unbounded), and proxies from
+    the environment unless ``direct``."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler({} if direct else None),
+        urllib.request.UnknownHandler(),
+        _HTTPHandler(current),
+        _HTTPSHandler(current),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
 
 
 @dataclass(frozen=True)
@@ -124,6 +313,8 @@ class RegistryClient:
         auth: Credentials | None = None,
         retries: int = 4,
         backoff: float = 0.5,
+        limits: RegistryLimits | None = None,
+        token_hosts: Collection[str] = (),
     ) -> None:
         self.host = host
         self.repository = repository
@@ -134,13 +325,31 @@ class RegistryClient:
         self._authorization: str | None = None
         self.retries = max(0, retries)
         self.backoff = backoff
-        handlers: list[urllib.request.BaseHandler] = []
-        if local:
-            handlers.append(urllib.request.ProxyHandler({}))
-        self._opener = urllib.request.build_opener(*handlers)
+        self.limits = limits or RegistryLimits()
+        self._token_hosts = frozenset(token_hosts)
+        self._retries_left = self.limits.max_retries
+        self._deadline: float | None = None
+        self._deadline_name = ""
+        self._current = _Current()
+        self._opener = _opener(self._current, direct=local)
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base}/{self.repository})"
+
+    def set_deadline(self, seconds: float, name: str) -> None:
+        """Every request from now on must finish within ``seconds`` in all; ``name`` is the
+        limit named when it runs out (e.g. the flag that set it)."""
+        self._deadline = time.monotonic() + seconds
+        self._deadline_name = f"{name} ({seconds:g} s)"
+
+    def check_deadline(self, what: str = "") -> None:
+        """Raise :class:`RegistryLimitError` when the deadline has passed."""
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise RegistryLimitError(
+                f"{what or 'talking to ' + self.host}: out of time, the limit "
+                f"{self._deadline_name} ran out.",
+                limit=self._deadline_name,
+            )
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -156,49 +365,35 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200,),
         quiet: tuple[int, ...] = (),
+        kind: BodyKind = "error",
     ) -> _Response:
         """Send with retries (5xx, 429, connection errors) and auth; statuses in ``quiet``
-        are returned instead of raised."""
+        are returned instead of raised. A body of an ``ok`` answer is capped by ``kind``."""
         url = self._url(path)
         shown = urllib.parse.urlsplit(url).path
         authenticated = False
         attempt = 0
         while True:
-            stream: IO[bytes] | None = None
-            data: bytes | IO[bytes] | None
-            if isinstance(body, Path):
-                stream = body.open("rb")
-                data = stream
-            else:
-                data = body
-            req = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-            for k, v in (headers or {}).items():
-                req.add_header(k, v)
-            if isinstance(body, Path):
-                req.add_header("Content-Length", str(body.stat().st_size))
-            # Only to the registry itself: an upload Location may point at another host
-            # (storage backends), which must not see the registry's credentials.
-            if self._authorization and _same_origin(url, self.base):
-                req.add_unredirected_header("Authorization", self._authorization)
             try:
-                with self._opener.open(req, timeout=60) as resp:
-                    result = _Response(resp.status, resp.headers, resp.read())
-            except urllib.error.HTTPError as e:
-                result = _Response(e.code, e.headers, e.read() if e.fp else b"")
+                result = self._send(
+                    method,
+                    url,
+                    body=body,
+                    headers=headers or {},
+                    ok=ok,
+                    kind=kind,
+                    authorization=(self._authorization, self.base),
+                )
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                if attempt < self.retries:
-                    self._sleep(attempt)
+                if self._may_retry(attempt, method, shown):
                     attempt += 1
                     continue
-                reason = getattr(e, "reason", e)
-                raise RegistryError(
-                    f"registry {method} {shown} failed: cannot reach {self.host} ({reason}).",
+                raise RegistryUnavailable(
+                    f"registry {method} {shown} failed{self._tries(attempt)}: "
+                    f"{_transport_failure(e, self.host)}.",
                     method=method,
                     path=shown,
                 ) from None
-            finally:
-                if stream is not None:
-                    stream.close()
             status = result.status
             if status in ok or status in quiet:
                 return result
@@ -206,10 +401,17 @@ class RegistryClient:
                 authenticated = True
                 if self._authenticate(result.headers.get("WWW-Authenticate", "")):
                     continue
-            if (status >= 500 or status == 429) and attempt < self.retries:
-                self._sleep(attempt)
-                attempt += 1
-                continue
+            if status >= 500 or status == 429:
+                if self._may_retry(attempt, method, shown):
+                    attempt += 1
+                    continue
+                raise RegistryUnavailable(
+                    f"registry {method} {shown} answered {status}{_error_code(result.body)}"
+                    f"{self._tries(attempt)}.",
+                    method=method,
+                    path=shown,
+                    status=status,
+                )
             raise RegistryError(
                 f"registry {method} {shown} answered {status}{_error_code(result.body)}.",
                 method=method,
@@ -217,8 +419,165 @@ class RegistryClient:
                 status=status,
             )
 
+    def _tries(self, attempt: int) -> str:
+        said = f" after {attempt} retries" if attempt else ""
+        if self._retries_left > 0:
+            return said
+        return f"{said} (the limit max_retries, {self.limits.max_retries} retries in all, is spent)"
+
+    def _may_retry(self, attempt: int, method: str, shown: str) -> bool:
+        """Whether to try again, after the backoff; never past the deadline."""
+        if attempt >= self.retries or self._retries_left <= 0:
+            return False
+        self._retries_left -= 1
+        delay = self.backoff * (2**attempt)
+        if self._deadline is not None and time.monotonic() + delay >= self._deadline:
+            self.check_deadline(f"registry {method} {shown}")
+            raise RegistryLimitError(
+                f"registry {method} {shown}: no time left to retry, the limit "
+                f"{self._deadline_name} would run out.",
+                limit=self._deadline_name,
+                method=method,
+                path=shown,
+            )
+        self._sleep(attempt)
+        return True
+
     def _sleep(self, attempt: int) -> None:
         time.sleep(self.backoff * (2**attempt))
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | Path | None,
+        headers: Mapping[str, str],
+        ok: tuple[int, ...],
+        kind: BodyKind,
+        authorization: tuple[str | None, str],
+    ) -> _Response:
+        """One request, following at most ``max_redirects`` redirects (GET and HEAD only),
+        each hop under its watchdog; ``authorization`` (header value, origin) is sent only to
+        that origin. Raises :class:`RegistryLimitError` on any breach."""
+        shown = urllib.parse.urlsplit(url).path
+        for _hop in range(self.limits.max_redirects + 1):
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise RegistryLimitError(
+                    f"registry {method} {shown}: refused to follow a {_plain(parts.scheme)[:20]}: "
+                    "URL (limit: http(s) only).",
+                    limit="http(s) only",
+                    method=method,
+                    path=shown,
+                )
+            seconds, name = self._budget(body)
+            if seconds <= 0:
+                self.check_deadline(f"registry {method} {shown}")
+            with _Watchdog(seconds) as dog:
+                self._current.watchdog = dog
+                try:
+                    result = self._exchange(
+                        method, url, body, headers, ok, kind, authorization, min(seconds, 60)
+                    )
+                except (urllib.error.URLError, http.client.HTTPException, OSError):
+                    if dog.fired:
+                        raise self._timed_out(method, shown, name) from None
+                    raise
+                finally:
+                    self._current.watchdog = None
+                if dog.fired:
+                    raise self._timed_out(method, shown, name)
+            if result.status not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
+                return result
+            location = result.headers.get("Location")
+            if not location:
+                return result
+            target = urllib.parse.urljoin(url, location)
+            if parts.scheme == "https" and urllib.parse.urlsplit(target).scheme != "https":
+                raise RegistryLimitError(
+                    f"registry {method} {shown}: refused a redirect from https to plain http "
+                    "(limit: no https downgrade).",
+                    limit="no https downgrade",
+                    method=method,
+                    path=shown,
+                )
+            url = target
+        raise RegistryLimitError(
+            f"registry {method} {shown}: more than {self.limits.max_redirects} redirects "
+            "(the limit max_redirects).",
+            limit="max_redirects",
+            method=method,
+            path=shown,
+        )
+
+    def _budget(self, body: bytes | Path | None) -> tuple[float, str]:
+        """Seconds this request may take, and the limit that sets it."""
+        seconds = self.limits.request_seconds
+        if isinstance(body, Path):
+            seconds += body.stat().st_size / self.limits.upload_rate
+        elif body:
+            seconds += len(body) / self.limits.upload_rate
+        name = f"request_seconds ({seconds:g} s for one request)"
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left < seconds:
+                return left, self._deadline_name
+        return seconds, name
+
+    def _timed_out(self, method: str, shown: str, name: str) -> RegistryLimitError:
+        return RegistryLimitError(
+            f"registry {method} {shown}: the answer took too long, the limit {name} ran out "
+            "(a server sending slowly is cut off by the wall clock).",
+            limit=name,
+            method=method,
+            path=shown,
+        )
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        body: bytes | Path | None,
+        headers: Mapping[str, str],
+        ok: tuple[int, ...],
+        kind: BodyKind,
+        authorization: tuple[str | None, str],
+        timeout: float,
+    ) -> _Response:
+        stream: IO[bytes] | None = None
+        data: bytes | IO[bytes] | None
+        if isinstance(body, Path):
+            stream = body.open("rb")
+            data = stream
+        else:
+            data = body
+        try:
+            req = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+            for k, v in headers.items():
+                req.add_header(k, v)
+            if isinstance(body, Path):
+                req.add_header("Content-Length", str(body.stat().st_size))
+            # Only to the origin it is for: an upload Location or a redirect may point at
+            # another host (storage backends), which must not see the registry's credentials.
+            value, origin = authorization
+            if value and _same_origin(url, origin):
+                req.add_unredirected_header("Authorization", value)
+            shown = f"{method} {urllib.parse.urlsplit(url).path}"
+            try:
+                resp = self._opener.open(req, timeout=max(timeout, 0.001))
+            except urllib.error.HTTPError as e:
+                with e:
+                    cap = self.limits.cap(kind if e.code in ok else "error")
+                    return _Response(e.code, e.headers, _read_capped(e, e.headers, cap, shown))
+            with resp:
+                cap = self.limits.cap(kind if resp.status in ok else "error")
+                return _Response(
+                    resp.status, resp.headers, _read_capped(resp, resp.headers, cap, shown)
+                )
+        finally:
+            if stream is not None:
+                stream.close()
 
     def _authenticate(self, challenge: str) -> bool:
         scheme, params = _parse_challenge(challenge)
@@ -233,32 +592,51 @@ class RegistryClient:
         query["scope"] = params.get("scope") or f"repository:{self.repository}:pull,push"
         realm = params["realm"]
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
-        req = urllib.request.Request(url, method="GET")  # noqa: S310
-        if self._auth is not None:
-            req.add_unredirected_header("Authorization", self._auth.basic())
+        where = urllib.parse.urlsplit(realm)
+        # The credentials go to the token service only when it is the registry itself or an
+        # allowlisted host over HTTPS; anywhere else the token is asked for anonymously.
+        basic = (
+            self._auth.basic()
+            if self._auth is not None and self.may_send_credentials(realm)
+            else None
+        )
         try:
-            with self._opener.open(req, timeout=60) as resp:
-                data = json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            where = urllib.parse.urlsplit(realm)
-            raise RegistryError(
-                f"token request to {where.netloc}{where.path} answered {e.code}.",
-                method="GET",
-                path=where.path,
-                status=e.code,
-            ) from None
-        except (urllib.error.URLError, OSError, ValueError):
-            where = urllib.parse.urlsplit(realm)
-            raise RegistryError(
+            res = self._send(
+                "GET", url, body=None, headers={}, ok=(200,), kind="token",
+                authorization=(basic, f"{where.scheme}://{where.netloc}"),
+            )  # fmt: skip
+        except RegistryLimitError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError):
+            raise RegistryUnavailable(
                 f"token request to {where.netloc}{where.path} failed.",
                 method="GET",
                 path=where.path,
             ) from None
+        if res.status != 200:
+            raise RegistryError(
+                f"token request to {where.netloc}{where.path} answered {res.status}.",
+                method="GET",
+                path=where.path,
+                status=res.status,
+            )
+        try:
+            data = json.loads(res.body)
+        except (ValueError, RecursionError):
+            data = None
         token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             return False
         self._authorization = f"Bearer {token}"
         return True
+
+    def may_send_credentials(self, url: str) -> bool:
+        """Whether the registry's credentials may go to ``url`` (a Bearer realm): the
+        registry's own origin, or an HTTPS URL on an allowlisted ``host[:port]``."""
+        parts = urllib.parse.urlsplit(url)
+        if _same_origin(url, self.base):
+            return True
+        return parts.scheme == "https" and parts.netloc.lower() in self._token_hosts
 
     # -- blobs ----------------------------------------------------------------------------------
 
@@ -267,14 +645,14 @@ class RegistryClient:
         res = self._request("HEAD", f"/v2/{self.repository}/blobs/{digest}", quiet=(404,))
         return res.status == 200
 
-    def get_blob(self, digest: str, max_bytes: int = 64 << 20) -> bytes:
+    def get_blob(
+        self, digest: str, kind: Literal["signature", "attestation"] = "attestation"
+    ) -> bytes:
         """A blob's bytes, checked against ``digest`` (small blobs only: signatures, bundles,
-        attestations — a larger one is refused rather than read into memory)."""
+        attestations — one larger than the ``kind``'s limit is refused, not read into memory)."""
         if not DIGEST_RE.match(digest):
             raise RegistryError(f"{digest!r} is not a sha256 digest.")
-        res = self._request("GET", f"/v2/{self.repository}/blobs/{digest}")
-        if len(res.body) > max_bytes:
-            raise RegistryError(f"blob {digest} is larger than {max_bytes} bytes.")
+        res = self._request("GET", f"/v2/{self.repository}/blobs/{digest}", kind=kind)
         if sha256_digest(res.body) != digest:
             raise RegistryError(f"blob {digest}: the registry sent different content.")
         return res.body
@@ -329,7 +707,7 @@ class RegistryClient:
     def get_manifest(self, ref: str) -> tuple[str, bytes, str]:
         """``(media type, bytes, digest)`` of a manifest by tag or digest."""
         path = f"/v2/{self.repository}/manifests/{ref}"
-        res = self._request("GET", path, headers={"Accept": MANIFEST_ACCEPT})
+        res = self._request("GET", path, headers={"Accept": MANIFEST_ACCEPT}, kind="manifest")
         digest = sha256_digest(res.body)
         if DIGEST_RE.match(ref) and digest != ref:
             raise RegistryError(
@@ -355,17 +733,29 @@ class RegistryClient:
         path = f"/v2/{self.repository}/referrers/{digest}"
         if artifact_type:
             path += "?" + urllib.parse.urlencode({"artifactType": artifact_type})
-        res = self._request("GET", path, headers={"Accept": OCI_INDEX}, quiet=(404,))
+        res = self._request("GET", path, headers={"Accept": OCI_INDEX}, quiet=(404,), kind="index")
         if res.status == 200:
             manifests = _manifests_of(res.body)
         else:
             manifests = self._fallback_manifests(digest)
-        return [
+        found = [
             d
             for d in manifests
             if isinstance(d, dict)
             and (artifact_type is None or d.get("artifactType") == artifact_type)
         ]
+        cap = self.limits.max_referrers
+        if len(found) > cap:
+            # Each costs two more requests; anyone who may push to the repository can add them.
+            raise RegistryLimitError(
+                f"{digest} has {len(found)} referrers"
+                + (f" of type {artifact_type}" if artifact_type else "")
+                + f", more than the limit max_referrers ({cap}).",
+                limit="max_referrers",
+                method="GET",
+                path=urllib.parse.urlsplit(path).path,
+            )
+        return found
 
     def add_referrer(
         self, subject_digest: str, manifest: bytes, media_type: str = OCI_MANIFEST
@@ -398,7 +788,7 @@ class RegistryClient:
 
     def _fallback_manifests(self, subject: str) -> list[Any]:
         path = f"/v2/{self.repository}/manifests/{self._fallback_tag(subject)}"
-        res = self._request("GET", path, headers={"Accept": OCI_INDEX}, quiet=(404,))
+        res = self._request("GET", path, headers={"Accept": OCI_INDEX}, quiet=(404,), kind="index")
         return _manifests_of(res.body) if res.status == 200 else []
 
     def _tag_referrer(self, subject: str, descriptor: dict[str, Any]) -> None:
@@ -430,6 +820,58 @@ class RegistryClient:
         return self.push_manifest(manifest_digest, body, media)
 
 
+def _read_capped(fp: Any, headers: Message, cap: tuple[int, str], shown: str) -> bytes:
+    """The body, refused when it is (or says it is) larger than ``cap`` or is encoded."""
+    if shown.startswith("HEAD "):
+        return b""  # its Content-Length is the resource's; there is no body
+    limit, name = cap
+    encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        # Never asked for (http.client sends Accept-Encoding: identity); decoding it is how a
+        # small answer becomes a gigabyte.
+        raise RegistryLimitError(
+            f"registry {shown}: refused a {_plain(encoding)[:40]}-encoded answer (limit: identity "
+            "encoding only; modelseal never asks for a compressed one).",
+            limit="identity encoding only",
+        )
+    declared = headers.get("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise RegistryLimitError(
+            f"registry {shown}: the answer is {int(declared)} bytes, more than the limit "
+            f"{name} ({_size(limit)}).",
+            limit=name,
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = fp.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            body = b"".join(chunks)
+            if declared is not None and declared.strip().isdigit() and total < int(declared):
+                # read(amt) returns a short body without complaint: a truncated answer
+                raise http.client.IncompleteRead(body, int(declared) - total)
+            return body
+        total += len(chunk)
+        if total > limit:
+            raise RegistryLimitError(
+                f"registry {shown}: the answer is larger than the limit {name} ({_size(limit)}).",
+                limit=name,
+            )
+        chunks.append(chunk)
+
+
+def _transport_failure(e: BaseException, host: str) -> str:
+    if isinstance(e, http.client.IncompleteRead):
+        return f"{host} sent a broken answer (it ended before its Content-Length)"
+    if isinstance(e, http.client.HTTPException) and not isinstance(e, ConnectionError):
+        return f"{host} sent a broken answer ({type(e).__name__})"
+    return f"cannot reach {host} ({_plain(str(getattr(e, 'reason', e)))[:200]})"
+
+
+def _plain(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def _same_origin(url: str, base: str) -> bool:
     a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
@@ -438,7 +880,7 @@ def _same_origin(url: str, base: str) -> bool:
 def _manifests_of(body: bytes) -> list[Any]:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     manifests = data.get("manifests") if isinstance(data, dict) else None
     return manifests if isinstance(manifests, list) else []
@@ -448,6 +890,6 @@ def _error_code(body: bytes) -> str:
     try:
         errors = json.loads(body).get("errors")
         code = errors[0]["code"]
-    except (ValueError, AttributeError, LookupError, TypeError):
+    except (ValueError, AttributeError, LookupError, TypeError, RecursionError):
         return ""
     return f" ({code})" if isinstance(code, str) and code.isupper() else ""

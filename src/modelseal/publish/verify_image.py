@@ -16,6 +16,12 @@ One command instead of cosign + slsa-verifier + scripts. For the image's manifes
 
 Attestations are read from both Sigstore bundle referrers and cosign ``.att``; a statement only
 counts when its signature verifies. Signatures by anyone else are ignored, not trusted.
+
+The registry is hostile until bounded: the whole verification runs under one deadline
+(``--timeout`` / ``verify.timeout_seconds``), every answer under the client's size limits, and
+the referrers and ``.sig``/``.att`` layers it fetches under a count. Breaking a limit, or a
+registry that cannot answer, stops the verification (exit 3): it is never a pass, and never
+read as "no signature" either.
 """
 
 from __future__ import annotations
@@ -42,8 +48,14 @@ from modelseal.publish.provenance import (
     SCAN_REPORT_PREDICATE,
     SLSA_PROVENANCE_V1,
 )
-from modelseal.publish.publisher import ImageRef, registry_credentials
-from modelseal.publish.registry import RegistryClient, RegistryError, sha256_digest
+from modelseal.publish.publisher import ImageRef, registry_credentials, registry_token_hosts
+from modelseal.publish.registry import (
+    RegistryClient,
+    RegistryError,
+    RegistryLimitError,
+    RegistryUnavailable,
+    sha256_digest,
+)
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
 from modelseal.sign.verify import (
     ExpectedSigner,
@@ -66,6 +78,8 @@ class VerifyOptions:
     now: float | None = None
     policy_sha256: str | None = None
     """Hex SHA-256 of the policy the attested run must have been judged by."""
+    timeout_s: float = 300.0
+    """The whole verification's deadline (every registry request and check)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,8 @@ def verify_image(
     ref = ImageRef.parse(text, what="image", allow_digest=True)
     pinned = ref.digest
     client = (client_factory or _client)(ref.host, ref.repository)
+    client.set_deadline(options.timeout_s, "verify timeout (--timeout, verify.timeout_seconds)")
+    limits = client.limits
     try:
         _, body, digest = client.get_manifest(pinned or ref.tag or "latest")
     except RegistryError as e:
@@ -136,6 +152,7 @@ def verify_image(
             problems.append("a referrer descriptor without a valid digest (ignored)")
             continue
         where = f"referrer {ref_digest}"
+        client.check_deadline(f"verifying {where}")
         try:
             _, rbody, _ = client.get_manifest(ref_digest)
             manifest = json.loads(rbody)
@@ -156,6 +173,8 @@ def verify_image(
                 verified = verify_bundle(bundle, payload=None, expected=options.expected)
                 _collect(verified.statement, digest, statements)
             signers.append(_who(verified))
+        except _CANNOT_RUN:
+            raise
         except _MALFORMED as e:
             note(where, e if isinstance(e, Error) else CosignFormatError(f"malformed ({e})"))
 
@@ -163,13 +182,21 @@ def verify_image(
     for kind in ("sig", "att"):
         try:
             _, sbody, _ = client.get_manifest(cosign_tag(digest, kind))
+        except _CANNOT_RUN:
+            raise
         except RegistryError as e:
             if e.status != 404:
                 note(f"cosign .{kind}", e)
             continue
         try:
             if kind == "sig":
-                for layer in parse_sig_manifest(sbody, client.get_blob):
+                sig_layers = parse_sig_manifest(
+                    sbody,
+                    lambda d: client.get_blob(d, "signature"),
+                    limits.max_signature_layers,
+                )
+                for layer in sig_layers:
+                    client.check_deadline("verifying cosign .sig layers")
                     try:
                         _, named = parse_simple_signing_payload(layer.content)
                         if named != digest:
@@ -179,20 +206,29 @@ def verify_image(
                         )
                         image_signed = True
                         signers.append(_who(verified))
+                    except _CANNOT_RUN:
+                        raise
                     except _MALFORMED as e:
                         note("cosign .sig layer", _as_error(e))
             else:
-                for layer in parse_att_manifest(sbody, client.get_blob):
+                att_layers = parse_att_manifest(sbody, client.get_blob, limits.max_signature_layers)
+                for layer in att_layers:
+                    client.check_deadline("verifying cosign .att layers")
                     try:
                         verified = verify_cosign_attestation(
                             layer.content, layer.annotations, options.expected
                         )
                         _collect(verified.statement, digest, statements)
                         signers.append(_who(verified))
+                    except _CANNOT_RUN:
+                        raise
                     except _MALFORMED as e:
                         note("cosign .att layer", _as_error(e))
+        except _CANNOT_RUN:
+            raise
         except _MALFORMED as e:
             note(f"cosign .{kind}", _as_error(e))
+    client.check_deadline("verifying")
 
     why = f" ({'; '.join(problems[:3])})" if problems else ""
     checks = [
@@ -226,7 +262,12 @@ def verify_image(
 
 #: What a hostile or broken registry answer can raise while it is taken apart: each is a
 #: reason to ignore that one signature or attestation, never to stop (or pass) the verify.
-_MALFORMED = (Error, KeyError, IndexError, TypeError, ValueError, AttributeError)
+#: RecursionError: JSON nested deeper than the parser goes.
+_MALFORMED = (
+    Error, KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError,
+)  # fmt: skip
+#: A broken limit or a registry that cannot answer: the verification cannot run (exit 3).
+_CANNOT_RUN = (RegistryLimitError, RegistryUnavailable)
 #: A scan report may be this far in the future (clock skew) before it counts as forged.
 _SKEW_S = 600
 
@@ -242,12 +283,16 @@ def _plain(text: str) -> str:
 
 
 def _client(host: str, repo: str) -> RegistryClient:
-    return RegistryClient(host, repo, auth=registry_credentials(host))
+    return RegistryClient(
+        host, repo, auth=registry_credentials(host), token_hosts=registry_token_hosts()
+    )
 
 
 def _referrers(client: RegistryClient, digest: str, problems: list[str]) -> list[dict[str, Any]]:
     try:
         return client.referrers(digest, BUNDLE_MEDIA_TYPE)
+    except _CANNOT_RUN:
+        raise
     except RegistryError as e:
         problems.append(f"referrers: {e.diagnostics()}")
         return []

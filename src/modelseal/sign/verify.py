@@ -219,7 +219,7 @@ class VerifiedSignature:
             return None
         try:
             doc = json.loads(self.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if not isinstance(doc, dict) or not str(doc.get("_type", "")).startswith(
             "https://in-toto.io/Statement/"
@@ -615,7 +615,7 @@ class _Promise:
     def body(self) -> dict[str, Any]:
         try:
             doc = json.loads(base64.b64decode(self.body_b64, validate=True))
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, RecursionError):
             raise VerificationError("The Rekor entry body is not base64 JSON.") from None
         if not isinstance(doc, dict):
             raise VerificationError("The Rekor entry body is not a JSON object.")
@@ -825,7 +825,7 @@ def _annotation_promise(annotations: Mapping[str, str]) -> _Promise:
         )
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise VerificationError(f"The {BUNDLE_ANNOTATION} annotation is not JSON.") from None
     return _Promise.from_cosign(data)
 
@@ -835,7 +835,7 @@ def _as_json(data: bytes | str | Mapping[str, Any], what: str) -> Mapping[str, A
         return data
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise VerificationError(f"{what} is not JSON.") from None
     if not isinstance(doc, dict):
         raise VerificationError(f"{what} is not a JSON object.")
