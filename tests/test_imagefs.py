@@ -208,6 +208,10 @@ def test_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         view(tmp_path / "c", layer(M("x" * 256)))
     with pytest.raises(GateError, match="link target is too long"):
         view(tmp_path / "d", layer(M("l", "l", link="/a" * 2100)))
+    monkeypatch.setattr(imagefs, "MAX_HEADER", 512)
+    view(tmp_path / "e", layer(M("n" * 200)))  # a pax header under the limit
+    with pytest.raises(GateError, match="extended header"):
+        view(tmp_path / "f", layer(M("/".join(["n" * 200] * 5))))
 
 
 def test_a_corrupt_layer_is_a_gate_error(tmp_path: Path) -> None:

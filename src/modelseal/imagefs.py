@@ -43,6 +43,8 @@ MAX_MEMBERS = 1_000_000
 MAX_PATH = 4096
 #: Bytes of one path component (Linux NAME_MAX).
 MAX_NAME = 255
+#: Bytes of one pax or GNU long-name header.
+MAX_HEADER = 1 << 20
 #: Symlinks one lookup may follow (Linux MAXSYMLINKS).
 MAX_SYMLINK_HOPS = 40
 
@@ -170,14 +172,15 @@ class ImageFs:
             stream = open_layer(self.layout.blob(digest), media)
         with stream:
             with self._reading(layer):
-                tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (closed below)
+                tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)  # noqa: SIM115 (closed below)
             with tar:
-                members = iter(tar)
                 for ordinal in itertools.count():
                     with self._reading(layer):
-                        member = next(members, None)
+                        member = tar.next()
                     if member is None:
                         return
+                    # Stream mode would keep every TarInfo in memory (typeshed omits the list).
+                    tar.members.clear()  # type: ignore[attr-defined]
                     yield ordinal, member, tar
 
     @contextmanager
@@ -480,6 +483,24 @@ class ImageFs:
             finally:
                 for sink in sinks:
                     sink.close()
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses pax and GNU long-name headers larger than :data:`MAX_HEADER` before tarfile
+    reads them into memory whole."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _LONG_HEADERS and self.size > MAX_HEADER:
+            raise tarfile.SubsequentHeaderError(  # type: ignore[attr-defined]
+                f"a {self.size}-byte extended header (at most {MAX_HEADER} are read)"
+            )
+        return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
+
+
+_LONG_HEADERS = frozenset(
+    {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+     tarfile.SOLARIS_XHDTYPE}
+)  # fmt: skip
 
 
 def _entry(path: str, node: _Node) -> FsEntry:
