@@ -321,15 +321,16 @@ def _check_image(
     for path, r in resolved.items():
         for link, target in r.symlinks:
             links.setdefault(link, (target, []))[1].append(path)
-    # The model directories themselves: a symlinked one hides no unpinned file from the walk.
-    walked: list[tuple[str, str]] = []  # (image dir as named, where it leads)
+    # The model directories themselves. One reached through a symlink is a finding as such and
+    # is not walked (it may lead to / and would list the whole image as unpinned files).
+    walked: list[str] = []
     for prefix, _ in dirs:
         name = prefix.rstrip("/")
         r = fs.resolve(name)
         for link, target in r.symlinks:
             links.setdefault(link, (target, []))
-        if r.entry is not None and r.entry.kind == "dir":
-            walked.append((name, r.resolved))
+        if r.entry is not None and r.entry.kind == "dir" and not r.symlinks:
+            walked.append(name)
     for link, (target, behind) in sorted(links.items()):
         findings.append(_symlink_finding(link, target, platform, sorted(behind)))
     hashable = [r.resolved for r in resolved.values() if r.entry and r.entry.kind == "file"]
@@ -351,17 +352,16 @@ def _check_image(
                 _image_finding("image-changed", image_path, platform, entry.sha256,
                                digests[r.resolved], entry.path)
             )  # fmt: skip
-    extras: dict[str, FsEntry] = {}  # image path as named → the entry
-    for name, real in walked:
-        for e in fs.walk(real):
-            shown = name + e.path[len(real) :]
-            if e.kind == "dir" or shown in expected or shown in extras or shown in links:
+    extras: dict[str, FsEntry] = {}
+    for name in walked:
+        for e in fs.walk(name):
+            if e.kind == "dir" or e.path in expected or e.path in extras or e.path in links:
                 continue
             if e.kind == "file" and any(
-                is_ignored(rel, ignore) for rel in _local_paths(shown, dirs)
+                is_ignored(rel, ignore) for rel in _local_paths(e.path, dirs)
             ):
                 continue
-            extras[shown] = e
+            extras[e.path] = e
     extra_digests = fs.hash_files(e.path for e in extras.values() if e.kind == "file")
     for shown, e in sorted(extras.items()):
         if e.kind == "symlink":
