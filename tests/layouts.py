@@ -28,7 +28,9 @@ def layer(*members: M, gz: bool = False) -> bytes:
     buf = io.BytesIO()
     types = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE,
              "h": tarfile.LNKTYPE, "p": tarfile.FIFOTYPE, "c": tarfile.CHRTYPE}  # fmt: skip
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
         for m in members:
             info = tarfile.TarInfo(m.name)
             info.type = types[m.kind]

@@ -92,7 +92,7 @@ class FsEntry:
     def describe(self) -> str:
         """``file``, ``directory``, ``symlink to X``, ``fifo`` …: for messages."""
         if self.kind == "symlink":
-            return f"symlink to {self.link}"
+            return f"symlink to {printable(self.link)}"
         if self.kind == "special":
             return self.special
         return "directory" if self.kind == "dir" else "file"
@@ -172,7 +172,10 @@ class ImageFs:
             stream = open_layer(self.layout.blob(digest), media)
         with stream:
             with self._reading(layer):
-                tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo)  # noqa: SIM115 (closed below)
+                tar = tarfile.open(  # noqa: SIM115 (closed below)
+                    fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo, encoding="utf-8",
+                    errors="surrogateescape",
+                )  # fmt: skip
             with tar:
                 for ordinal in itertools.count():
                     with self._reading(layer):
@@ -306,7 +309,7 @@ class ImageFs:
             if child is None:
                 child = node.children[part] = _Node("dir", layer)
             elif child.kind != "dir":
-                at = "/" + "/".join(parts[: k + 1])
+                at = printable("/" + "/".join(parts[: k + 1]))
                 if child.kind == "symlink":
                     raise GateError(
                         f"{self._where(layer, member)} is written below {at}, a symlink to "
@@ -501,6 +504,13 @@ _LONG_HEADERS = frozenset(
     {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
      tarfile.SOLARIS_XHDTYPE}
 )  # fmt: skip
+
+
+def printable(path: str) -> str:
+    """An image path for reports and messages: layer names are bytes, decoded as UTF-8 with
+    the undecodable bytes kept as surrogates (so that paths compare exactly); here they are
+    written ``\\xNN``, which any report encoding accepts."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _entry(path: str, node: _Node) -> FsEntry:

@@ -85,3 +85,14 @@ def test_a_layer_digest_naming_a_host_file_errors_the_gate(tmp_path: Path, diges
     gate = _gate(tmp_path, [layer(M("app/model/a.safetensors", data=PINNED))], [digest])
     assert gate.status is Status.ERRORED
     assert "no valid sha256 digest" in (gate.error or "")
+
+
+def test_a_name_that_is_not_utf8_is_reported_printably(tmp_path: Path) -> None:
+    gate = _gate(
+        tmp_path,
+        [layer(M("app/model/a.safetensors", data=PINNED), M("app/model/\udcffx", data=b"x"))],
+    )
+    (extra,) = gate.findings
+    assert (extra.id, extra.subject) == ("models.image-extra", "/app/model/\\xffx")
+    # Reports are written as UTF-8: a lone surrogate would make writing them fail.
+    assert extra.title.encode("utf-8") and (extra.location or "").encode("utf-8")

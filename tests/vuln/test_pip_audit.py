@@ -472,3 +472,13 @@ def test_metadata_pip_would_not_read_is_a_gate_error(
     layout, digest = make_layout(tmp_path / "oci", [layer(*members)])
     with pytest.raises(GateError, match=f"no readable metadata file .*{reason}"):
         extract_packages(layout, digest, tmp_path / "root")
+
+
+def test_an_undecodable_metadata_path_is_named_printably(tmp_path: Path) -> None:
+    layout, digest = make_layout(
+        tmp_path / "oci", [layer(M(f"{SITE}/p\udcff-1.0.dist-info/METADATA", "p"))]
+    )
+    with pytest.raises(GateError) as e:
+        extract_packages(layout, digest, tmp_path / "root")
+    assert "p\\xff-1.0.dist-info" in e.value.message
+    e.value.message.encode("utf-8")  # reports are UTF-8

@@ -20,7 +20,7 @@ from typing import Any
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.imagefs import FsEntry, ImageFs
+from modelseal.imagefs import FsEntry, ImageFs, printable
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.lock import (
     LockEntry,
@@ -421,6 +421,7 @@ def _image_finding(
     local: str | None,
     what: str = "",
 ) -> Finding:
+    image_path = printable(image_path)
     because = f" ({what})" if what else ""
     titles = {
         "image-missing": f"/{image_path} is pinned ({local}) but not in the image{because}",
@@ -452,6 +453,7 @@ def _image_finding(
 def _symlink_finding(link: str, target: str, platform: str, behind: list[str]) -> Finding:
     """A symlink at or above a model path: the lock records files only, so whatever the link
     leads to was never verified (a RUN step can swap the weights this way)."""
+    link, target, behind = printable(link), printable(target), [printable(p) for p in behind]
     evidence = {"platform": platform, "target": target}
     if behind:
         shown = ", ".join(f"/{p}" for p in behind[:5]) + (" …" if len(behind) > 5 else "")

@@ -36,7 +36,7 @@ from modelseal._tools import find_tool, run_tool, tail
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.imagefs import ImageFs
+from modelseal.imagefs import ImageFs, printable
 from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
@@ -140,7 +140,9 @@ class PipAuditGate:
             for p in packages:
                 by_site.setdefault(p.site_dir, []).append(p)
             for site_dir, pkgs in sorted(by_site.items()):
-                ctx.progress(self.name, f"auditing /{site_dir} ({len(pkgs)} packages, {platform})")
+                ctx.progress(
+                    self.name, f"auditing /{printable(site_dir)} ({len(pkgs)} packages, {platform})"
+                )
                 report = run_pip_audit(
                     tool, root / site_dir, endpoint, ctx.work_dir / "cache", pkgs, lookup
                 )
@@ -214,7 +216,7 @@ def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> lis
         name, version = headers.get("Name"), headers.get("Version")
         if not name or not version:
             raise GateError(
-                f"/{local} in the image lacks a Name or Version header: the package cannot be "
+                f"/{printable(local)} in the image lacks a Name or Version header: the package cannot be "
                 "audited."
             )
         site_dir = meta.rpartition("/")[0]
@@ -240,12 +242,13 @@ def _metadata_file(fs: ImageFs, meta: str) -> tuple[str, str]:
             found.entry.describe() if found.entry else r.entry.describe() if r.entry else "missing"
         )
         raise GateError(
-            f"/{meta} in the image has no readable metadata file (/{found.resolved}: {what}): "
+            f"/{printable(meta)} in the image has no readable metadata file "
+            f"(/{printable(found.resolved)}: {what}): "
             "pip-audit would skip this package, so it cannot be audited."
         )
     if found.entry.size > MAX_METADATA_BYTES:
         raise GateError(
-            f"/{found.resolved} in the image is larger than {MAX_METADATA_BYTES} bytes; it is "
+            f"/{printable(found.resolved)} in the image is larger than {MAX_METADATA_BYTES} bytes; it is "
             "not read as package metadata."
         )
     return found.resolved, local
@@ -301,7 +304,7 @@ def run_pip_audit(
 
 
 def _image_path(site_dir: Path, packages: list[InstalledPackage]) -> str:
-    return packages[0].site_dir if packages else site_dir.name
+    return printable(packages[0].site_dir if packages else site_dir.name)
 
 
 def _parse_report(stdout: str) -> list[dict[str, Any]] | None:
@@ -343,7 +346,8 @@ def _explain_failure(
         m = _HTTP_ERROR.search(stderr)
         failing = lookup.failing_queries(packages)
         who = (
-            " for " + ", ".join(f"{p.name} {p.version} (/{p.meta_path})" for p in failing)
+            " for "
+            + ", ".join(f"{p.name} {p.version} (/{printable(p.meta_path)})" for p in failing)
             if failing
             else ""
         )
@@ -378,10 +382,12 @@ def _check_coverage(deps: list[dict[str, Any]], packages: list[InstalledPackage]
     for p in packages:
         got = audited.get(canonicalize_name(p.name))
         if got is None:
-            problems.append(f"{p.name} {p.version} (/{p.meta_path}) is missing from its report")
+            problems.append(
+                f"{p.name} {p.version} (/{printable(p.meta_path)}) is missing from its report"
+            )
         elif not _same_version(got, p.version):
             problems.append(
-                f"{p.name} (/{p.meta_path}) has version {p.version!r} but pip-audit audited {got!r}"
+                f"{p.name} (/{printable(p.meta_path)}) has version {p.version!r} but pip-audit audited {got!r}"
             )
     if problems:
         raise GateError("pip-audit did not audit every package: " + "; ".join(problems) + ".")
@@ -399,7 +405,11 @@ def _findings(
     meta = {canonicalize_name(p.name): p for p in packages}
     for d in deps:
         pkg = meta.get(canonicalize_name(d["name"]))
-        location = f"/{pkg.meta_path}" if pkg else f"/{site_dir}/{d['name']}-{d.get('version')}"
+        location = (
+            f"/{printable(pkg.meta_path)}"
+            if pkg
+            else f"/{printable(site_dir)}/{d['name']}-{d.get('version')}"
+        )
         for v in d.get("vulns", []):
             vid: str = v["id"]
             aliases = [str(a) for a in v.get("aliases", []) if a]
