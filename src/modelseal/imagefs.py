@@ -402,8 +402,9 @@ class ImageFs:
         return done()
 
     def walk(self, path: str = "") -> Iterator[FsEntry]:
-        """Every entry below the directory ``path`` (not following symlinks), sorted, parents
-        first; nothing when ``path`` is not a directory."""
+        """Every entry below the directory ``path`` (not following symlinks): each directory's
+        entries in name order, a directory before what is below it; nothing when ``path`` is not
+        a directory."""
         parts = [p for p in path.split("/") if p not in ("", ".")]
         top = self._lookup(parts)
         if top is None or top.kind != "dir":
