@@ -12,8 +12,8 @@ OSV server of examples/offline/osv_server.py.
     wall time minus the build gate's ``duration_s`` from report.json. It therefore includes
     modelseal's own costs (startup, policy, engine probe, reading the layout, judging, reports).
 (b) by hand, sequentially on OUT/oci of a modelseal run: ``syft scan oci-dir:…``, ``trivy image
-    --input …`` and the pip-audit pipeline (extracting site-/dist-packages from the image with
-    modelseal.oci.image_files, then ``pip-audit --path DIR`` per extracted site directory),
+    --input …`` and the pip-audit pipeline (extracting the package metadata from the image with
+    modelseal.vuln.pip_audit.extract_packages, then ``pip-audit --path DIR`` per site directory),
     with the same flags modelseal uses. Their sum is the sequential total.
 
 Median of N runs each (interleaved). Printed: each raw tool, the sequential sum, modelseal's phase,
@@ -64,9 +64,9 @@ def main() -> int:
 
     from modelseal._tools import find_tool
     from modelseal.build.gate import platform_manifests
-    from modelseal.oci import OciLayout, image_files
+    from modelseal.oci import OciLayout
     from modelseal.sbom.gate import SYFT_ENV_OFFLINE
-    from modelseal.vuln.pip_audit import OsvEndpoint, pip_audit_argv
+    from modelseal.vuln.pip_audit import OsvEndpoint, extract_packages, pip_audit_argv
     from modelseal.vuln.trivy import scan_argv
 
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-scan-"))
@@ -122,14 +122,8 @@ def main() -> int:
                     t0 = time.perf_counter()
                     root = d / "rootfs"
                     root.mkdir()
-                    image_files(
-                        OciLayout(oci), manifest,
-                        lambda n: "site-packages/" in n or "dist-packages/" in n, extract_to=root,
-                    )  # fmt: skip
-                    sites = sorted(
-                        {p.parent.parent for p in root.rglob("*.dist-info/METADATA")}
-                        | {p.parent.parent for p in root.rglob("*.egg-info/PKG-INFO")}
-                    )
+                    packages = extract_packages(OciLayout(oci), manifest, root)
+                    sites = sorted({root / p.site_dir for p in packages})
                     for site in sites:
                         timed(
                             pip_audit_argv(find_tool("pip-audit"), site, endpoint, d / "pa-cache"),

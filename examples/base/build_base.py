@@ -212,6 +212,8 @@ def make_rootfs(dest: Path, sources: Path) -> None:
 
 def layout_has(layout: Path, digest: str) -> bool:
     """Whether ``layout`` is an OCI layout whose index.json lists ``digest``, blob present."""
+    if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        return False  # never a path: a stamp could name sha256:/etc/passwd
     try:
         index = json.loads((layout / "index.json").read_text())
     except (OSError, ValueError):

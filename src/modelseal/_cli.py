@@ -104,6 +104,8 @@ def _policy_digest(text: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{64}", hex_part):
         raise argparse.ArgumentTypeError(f"expected sha256:<64 lower-case hex>, got {text!r}")
     return hex_part
+
+
 def _seconds(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 86400:
         raise argparse.ArgumentTypeError(f"expected whole seconds from 1 to 86400, got {text!r}")

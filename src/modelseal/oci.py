@@ -1,8 +1,8 @@
 """Reading OCI image layouts on disk: index, manifests, configs and layers (streamed).
 
 Only what modelseal needs: resolving the per-platform manifests of a built image, naming
-what differs between two builds that should have been identical, the merged files of an image,
-and an image's ``pkg:oci`` purl.
+what differs between two builds that should have been identical, and an image's ``pkg:oci``
+purl. An image's resolved filesystem is :mod:`modelseal.imagefs`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +22,8 @@ from modelseal.errors import GateError
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 """A content digest as modelseal accepts it: ``sha256:`` and 64 lower-case hex digits."""
+MAX_JSON_BYTES = 4 << 20
+"""Bytes of one JSON blob (index, manifest, config) read from a layout."""
 
 INDEX_TYPES = frozenset(
     {
@@ -56,10 +58,15 @@ class Descriptor:
             platform = "/".join(
                 str(p) for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
             )
+        digest, size = data.get("digest"), data.get("size", 0)
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise GateError(f"a descriptor names {str(digest)[:100]!r}, not a sha256 digest.")
+        if not isinstance(size, int) or size < 0:
+            raise GateError(f"the descriptor of {digest} has an invalid size {str(size)[:40]!r}.")
         return cls(
             media_type=str(data.get("mediaType", "")),
-            digest=str(data["digest"]),
-            size=int(data.get("size", 0)),
+            digest=digest,
+            size=size,
             platform=platform,
             annotations=dict(data.get("annotations") or {}),
         )
@@ -74,23 +81,40 @@ class OciLayout:
             raise GateError(f"{path} is not an OCI image layout (no oci-layout or index.json).")
 
     def blob(self, digest: str) -> Path:
-        """Path of a blob by digest."""
+        """Path of a blob by digest; a digest other than ``sha256:`` + 64 hex digits (one
+        naming ``sha256:/etc/passwd`` or ``sha256:../../x``) is refused before it is a path."""
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise GateError(f"{self.path}: {str(digest)[:100]!r} is not a sha256 digest.")
         algo, _, hexpart = digest.partition(":")
         return self.path / "blobs" / algo / hexpart
 
     def read_json(self, digest: str) -> dict[str, Any]:
-        """A JSON blob (manifest, index, config)."""
+        """A JSON blob (manifest, index, config), at most :data:`MAX_JSON_BYTES`."""
+        path = self.blob(digest)
         try:
-            data = json.loads(self.blob(digest).read_bytes())
-        except (OSError, json.JSONDecodeError) as e:
+            with path.open("rb") as f:
+                raw = f.read(MAX_JSON_BYTES + 1)
+            if len(raw) > MAX_JSON_BYTES:
+                raise GateError(
+                    f"{self.path}: blob {digest} is larger than {MAX_JSON_BYTES} bytes."
+                )
+            data = json.loads(raw)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise GateError(f"{self.path}: blob {digest} is missing or not JSON ({e}).") from None
         if not isinstance(data, dict):
             raise GateError(f"{self.path}: blob {digest} is not a JSON object.")
         return data
 
     def index(self) -> dict[str, Any]:
-        """The top-level ``index.json``."""
-        data = json.loads((self.path / "index.json").read_text())
+        """The top-level ``index.json``, at most :data:`MAX_JSON_BYTES`."""
+        try:
+            with (self.path / "index.json").open("rb") as f:
+                raw = f.read(MAX_JSON_BYTES + 1)
+            if len(raw) > MAX_JSON_BYTES:
+                raise GateError(f"{self.path}/index.json is larger than {MAX_JSON_BYTES} bytes.")
+            data = json.loads(raw)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise GateError(f"{self.path}/index.json is unreadable or not JSON ({e}).") from None
         if not isinstance(data, dict):
             raise GateError(f"{self.path}/index.json is not a JSON object.")
         return data
@@ -142,15 +166,30 @@ class Entry:
     xattrs: tuple[tuple[str, str], ...]
 
 
-def _open_layer(path: Path, media_type: str) -> IO[bytes]:
+def open_layer(path: Path, media_type: str) -> IO[bytes]:
+    """A layer blob's tar stream (gunzipped when gzip); closing it closes the file."""
     if "zstd" in media_type:
         raise GateError(f"layer {path.name} is zstd-compressed; modelseal reads gzip layers only.")
     raw = path.open("rb")
     head = raw.read(2)
     raw.seek(0)
     if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        return _Gunzip(raw)  # type: ignore[return-value]
     return raw
+
+
+class _Gunzip(gzip.GzipFile):
+    """A GzipFile that also closes the file it reads (GzipFile leaves a passed fileobj open)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def _layer_members(
@@ -158,7 +197,7 @@ def _layer_members(
 ) -> Iterator[tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
     """Stream a layer's members as ``(name, member, tar)``; ``name`` has no leading ``./`` and
     no trailing ``/``. A member's content can be read until the next one is asked for."""
-    with _open_layer(path, media_type) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+    with open_layer(path, media_type) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             yield member.name.removeprefix("./").rstrip("/"), member, tar
 
@@ -289,93 +328,6 @@ def _json_diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             keys += _json_diff_keys(x, y, f"{prefix}[{i}]")
         return keys
     return [] if a == b else [prefix or "."]
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    """A file as it ends up in the image's merged filesystem."""
-
-    path: str  # without leading "/"
-    kind: str  # "file", "symlink", "hardlink", "dir", "special"
-    size: int
-    sha256: str  # of the content; "" for non-files
-    link: str
-
-
-def image_files(
-    layout: OciLayout,
-    manifest_digest: str,
-    wanted: Callable[[str], bool],
-    *,
-    extract_to: Path | None = None,
-) -> dict[str, ImageFile]:
-    """The merged view of the paths ``wanted`` selects, applying the layers in order with their
-    whiteouts (``.wh.NAME`` deletes NAME, ``.wh..wh..opq`` hides what lower layers put in a
-    directory). File contents are hashed while streaming; with ``extract_to`` the selected
-    regular files of the final view are also written there (never outside it)."""
-    manifest = layout.manifest(manifest_digest)
-    merged: dict[str, ImageFile] = {}
-    for layer in manifest.get("layers", []):
-        seen_here: set[str] = set()
-        blob = layout.blob(layer["digest"])
-        for name, member, tar in _layer_members(blob, layer.get("mediaType", "")):
-            parent, _, base = name.rpartition("/")
-            if base == ".wh..wh..opq":
-                prefix = f"{parent}/" if parent else ""
-                for p in [p for p in merged if p.startswith(prefix) and p not in seen_here]:
-                    del merged[p]
-                continue
-            if base.startswith(".wh."):
-                gone = f"{parent}/{base[4:]}" if parent else base[4:]
-                for p in [p for p in merged if p == gone or p.startswith(gone + "/")]:
-                    del merged[p]
-                continue
-            if not wanted(name):
-                continue
-            seen_here.add(name)
-            digest = ""
-            if member.isfile():
-                out = _extract_target(extract_to, name)
-                if out is None:
-                    digest = _hash_content(tar, member)
-                else:
-                    with open(out, "wb") as sink:
-                        digest = _hash_content(tar, member, sink)
-            merged[name] = ImageFile(
-                name, _kind(member), member.size if member.isfile() else 0, digest,
-                member.linkname,
-            )  # fmt: skip
-    if extract_to is not None:
-        _prune_extracted(extract_to, merged)
-    return merged
-
-
-def _extract_target(root: Path | None, name: str) -> Path | None:
-    if root is None:
-        return None
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise GateError(f"a layer holds the path {name!r}, which escapes the image root.")
-    target = root.joinpath(*parts)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.is_dir():
-        raise GateError(f"cannot extract {name!r}: a link or directory is in the way.")
-    return target
-
-
-def _prune_extracted(root: Path, merged: Mapping[str, ImageFile]) -> None:
-    """Remove extracted files that a later layer deleted or replaced by a non-file, and the
-    directories this leaves empty (pip would still list an empty ``NAME-VERSION.dist-info``)."""
-    keep = {p for p, f in merged.items() if f.kind == "file"}
-    # Deepest first: a directory is looked at after everything under it.
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_symlink():
-            continue
-        if path.is_file():
-            if path.relative_to(root).as_posix() not in keep:
-                path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
 
 
 def image_repository(image_name: str) -> str:

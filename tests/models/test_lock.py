@@ -133,3 +133,63 @@ def test_symlinks_in_model_paths_are_refused(tmp_path: Path) -> None:
     (tmp_path / "model/link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ConfigError, match="symlink"):
         make_lock(tmp_path, ["model"], detect=lambda p: "x")
+
+
+@pytest.mark.parametrize(
+    ("root", "file", "swapped"),
+    [("model/w", "model/w", "model"), ("models/m", "models/m/w", "models")],  # file, dir root
+)
+def test_a_directory_above_a_locked_path_swapped_for_a_symlink_is_refused(
+    tmp_path: Path, root: str, file: str, swapped: str
+) -> None:
+    _tree(tmp_path, {file: b"w"})
+    lock = make_lock(tmp_path, [root], detect=lambda p: "x")
+    (tmp_path / "models.lock").write_text(lock.to_text())
+    lock = load_lock(tmp_path / "models.lock")
+    assert verify_lock(lock)[0] == []
+    # Same bytes, but read through a link to a directory nobody reviewed.
+    (tmp_path / swapped).rename(tmp_path / "elsewhere")
+    (tmp_path / swapped).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=f"model path {swapped} is a symlink"):
+        verify_lock(lock)
+    with pytest.raises(ConfigError, match=f"model path {swapped} is a symlink"):
+        make_lock(tmp_path, [root], detect=lambda p: "x")
+
+
+def test_fifos_under_model_paths_are_reported_not_skipped(tmp_path: Path) -> None:
+    _tree(tmp_path, {"model/a": b"a", "model/b": b"b"})
+    lock = _lock(tmp_path)
+    os.mkfifo(tmp_path / "model" / "pipe")
+    with pytest.raises(ConfigError, match="model path model/pipe is a fifo"):
+        make_lock(tmp_path, ["model"], detect=lambda p: "x")
+    with pytest.raises(ConfigError, match="model path model/pipe is a fifo"):
+        verify_lock(lock)
+    (tmp_path / "model" / "pipe").unlink()
+    (tmp_path / "model" / "b").unlink()
+    os.mkfifo(tmp_path / "model" / "b")  # a locked file replaced by a fifo
+    with pytest.raises(ConfigError, match="model path model/b is a fifo"):
+        verify_lock(lock)
+
+
+def test_hashing_a_fifo_fails_instead_of_blocking(tmp_path: Path) -> None:
+    import signal
+
+    fifo = tmp_path / "w"
+    os.mkfifo(fifo)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("hash_file blocked on a fifo")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(5)
+    try:
+        with pytest.raises(ConfigError, match="not a regular file"):
+            hash_file(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="cannot read model file"):
+        hash_file(link)

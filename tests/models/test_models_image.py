@@ -88,3 +88,71 @@ def test_no_image_paths_is_not_a_silent_pass(
     code, gates = _run(root, busybox_base, capsys)
     assert code == 1
     assert [f["id"] for f in gates["models-image"]["findings"]] == ["models.image-unchecked"]
+
+
+# A RUN step swapping the model for a symlink: BuildKit writes the new layer as a bare symlink
+# (no whiteout), so only the image's resolved filesystem shows what the container reads.
+_ALTERED = (
+    "RUN mkdir -p /srv/weights && cp /app/model/* /srv/weights/"
+    " && echo tampered >> /srv/weights/a.safetensors"
+)
+
+
+@pytest.mark.parametrize(
+    ("step", "link", "target"),
+    [
+        # the model directory itself
+        (f"{_ALTERED} && rm -rf /app/model && busybox ln -s /srv/weights /app/model\n",
+         "/app/model", "/srv/weights"),
+        # a parent directory, with a relative link
+        (f"{_ALTERED} && mkdir -p /opt/app && mv /srv/weights /opt/app/model"
+         " && rm -rf /app && busybox ln -s opt/app /app\n", "/app", "opt/app"),
+    ],
+)  # fmt: skip
+def test_a_run_step_that_swaps_the_model_for_a_symlink_is_caught(
+    busybox_base: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    step: str,
+    link: str,
+    target: str,
+) -> None:
+    code, gates = _run(_ctx(tmp_path, step), busybox_base, capsys)
+    assert code == 1
+    img = gates["models-image"]
+    assert img["status"] == "FAILED"
+    ids = sorted((f["id"], f["subject"]) for f in img["findings"])
+    assert ids == [
+        ("models.image-changed", "/app/model/a.safetensors"),
+        ("models.image-symlink", link),
+    ]
+    symlink = next(f for f in img["findings"] if f["id"] == "models.image-symlink")
+    assert symlink["evidence"]["target"] == target
+    assert symlink["decision"] == "fail"
+    assert gates["models"]["status"] == "PASSED"
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        # the same bytes, read through a link nobody reviewed
+        ("RUN mkdir /srv && mv /app/model /srv/model && busybox ln -s /srv/model /app/model\n",
+         [("models.image-symlink", "/app/model")]),
+        # a symlink and a fifo next to the pinned files
+        ("RUN busybox ln -s /etc/passwd /app/model/extra.json && busybox mkfifo /app/model/p\n",
+         [("models.image-extra", "/app/model/p"),
+          ("models.image-symlink", "/app/model/extra.json")]),
+    ],
+)  # fmt: skip
+def test_unchanged_models_with_symlinks_or_fifos_still_fail(
+    busybox_base: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    step: str,
+    expected: list[tuple[str, str]],
+) -> None:
+    code, gates = _run(_ctx(tmp_path, step), busybox_base, capsys)
+    assert code == 1
+    findings = gates["models-image"]["findings"]
+    assert sorted((f["id"], f["subject"]) for f in findings) == expected
+    assert all(f["decision"] == "fail" for f in findings)

@@ -22,6 +22,7 @@ import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.registry import free_port
 from tests.conftest import EPOCH, docker_cli
+from tests.layouts import M, layer, make_layout
 
 from modelseal.errors import GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
@@ -424,3 +425,60 @@ def test_extraction_leaves_no_directory_of_a_deleted_package(tmp_path: Path) -> 
     packages = extract_packages(layout, digest, root)
     assert [(p.name, p.version) for p in packages] == [("kept", "1.0")]
     assert sorted(p.name for p in (root / SITE).iterdir()) == ["kept-1.0.dist-info"]
+
+
+_META = b"Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n"
+
+
+def test_a_file_then_a_directory_in_a_layer_is_a_gate_error(tmp_path: Path) -> None:
+    # Runtimes refuse such a layer (mkdir below a file); extraction used to crash (exit 4).
+    bad = layer(M(f"{SITE}/pkg-1.0.dist-info"), M(f"{SITE}/pkg-1.0.dist-info/METADATA", data=_META))
+    layout, digest = make_layout(tmp_path / "oci", [bad])
+    with pytest.raises(GateError, match=r"pkg-1\.0\.dist-info, which is a file"):
+        extract_packages(layout, digest, tmp_path / "root")
+
+
+def test_metadata_behind_a_symlink_is_read_inside_the_image(tmp_path: Path) -> None:
+    # pip in the container follows the link; so does the extraction, inside the image root.
+    layout, digest = make_layout(
+        tmp_path / "oci",
+        [layer(M("opt/meta/pkg", data=_META),
+               M(f"{SITE}/pkg-1.0.dist-info/METADATA", "l", link="/opt/meta/pkg"),
+               M(f"{SITE}/alias-1.0.dist-info", "l", link="pkg-1.0.dist-info"))],
+    )  # fmt: skip
+    root = tmp_path / "root"
+    packages = extract_packages(layout, digest, root)
+    assert sorted((p.meta_path, p.name) for p in packages) == [
+        (f"{SITE}/alias-1.0.dist-info", "pkg"),
+        (f"{SITE}/pkg-1.0.dist-info", "pkg"),
+    ]
+    assert (root / SITE / "alias-1.0.dist-info" / "METADATA").read_bytes() == _META
+    assert not (root / SITE / "pkg-1.0.dist-info" / "METADATA").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        # an absolute link resolves inside the image root, never to the host's /etc/passwd
+        ((M(f"{SITE}/pkg-1.0.dist-info/METADATA", "l", link="/etc/passwd"),), "missing"),
+        ((M(f"{SITE}/pkg-1.0.dist-info", data=_META),), "file"),
+        ((M(f"{SITE}/pkg-1.0.dist-info/METADATA", "p"),), "fifo"),
+        ((M(f"{SITE}/pkg-1.0.dist-info", "l", link="pkg-1.0.dist-info"),), "too many symlinks"),
+    ],
+)
+def test_metadata_pip_would_not_read_is_a_gate_error(
+    tmp_path: Path, members: tuple[M, ...], reason: str
+) -> None:
+    layout, digest = make_layout(tmp_path / "oci", [layer(*members)])
+    with pytest.raises(GateError, match=f"no readable metadata file .*{reason}"):
+        extract_packages(layout, digest, tmp_path / "root")
+
+
+def test_an_undecodable_metadata_path_is_named_printably(tmp_path: Path) -> None:
+    layout, digest = make_layout(
+        tmp_path / "oci", [layer(M(f"{SITE}/p\udcff-1.0.dist-info/METADATA", "p"))]
+    )
+    with pytest.raises(GateError) as e:
+        extract_packages(layout, digest, tmp_path / "root")
+    assert "p\\xff-1.0.dist-info" in e.value.message
+    e.value.message.encode("utf-8")  # reports are UTF-8

@@ -4,8 +4,10 @@
 (missing, extra, changed), their formats from the bytes, every pickle they carry against the
 allowlist, their structure; optionally an OpenSSF model-signing signature.
 
-``models-image`` (after the build): the model files inside the built image's layers against
-models.lock — what was verified is what ships.
+``models-image`` (after the build): the model paths in the built image's resolved filesystem
+(:mod:`modelseal.imagefs`: layers applied as a runtime applies them, symlinks followed inside
+the image) against models.lock — what was verified is what ships, and no symlink swapped in by a
+``RUN`` step leads the server elsewhere.
 
 Both collect evidence only; :mod:`modelseal.judge` applies ``models.*`` of the policy.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.imagefs import FsEntry, ImageFs, printable
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.lock import (
     LockEntry,
@@ -31,7 +34,7 @@ from modelseal.models.lock import (
 from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.pickle_scan import Allowlist
 from modelseal.models.scan import FileScan, scan_files
-from modelseal.oci import OciLayout, image_files
+from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 
@@ -293,49 +296,82 @@ class ModelsImageGate:
         checked = 0
         for platform, digest in sorted(manifests.items()):
             ctx.progress(self.name, f"reading model files from the image ({platform})")
-            files = image_files(layout, digest, lambda n: n.startswith(prefixes))
-            found = {n: f for n, f in files.items() if f.kind != "dir"}
-            for image_path, entry in sorted(expected.items()):
-                f = found.get(image_path)
-                if f is None:
-                    findings.append(
-                        _image_finding(
-                            "image-missing", image_path, platform, entry.sha256, None, entry.path
-                        )
-                    )
-                elif f.kind != "file":
-                    findings.append(
-                        _image_finding(
-                            "image-not-a-file",
-                            image_path,
-                            platform,
-                            entry.sha256,
-                            f.kind,
-                            entry.path,
-                        )
-                    )
-                elif f.sha256 != entry.sha256:
-                    findings.append(
-                        _image_finding(
-                            "image-changed",
-                            image_path,
-                            platform,
-                            entry.sha256,
-                            f.sha256,
-                            entry.path,
-                        )
-                    )
-                checked += 1
-            for name in sorted(found.keys() - expected.keys()):
-                if any(is_ignored(rel, pol.ignore) for rel in _local_paths(name, dirs)):
-                    continue
-                findings.append(
-                    _image_finding("image-extra", name, platform, None, found[name].sha256, None)
-                )
+            fs = ImageFs.build(layout, digest, hash_paths=lambda n: n.startswith(prefixes))
+            findings += _check_image(fs, platform, expected, dirs, pol.ignore)
+            checked += len(expected)
         return GateResult(
             IMAGE_GATE, Status.PASSED, findings=tuple(findings),
             facts={"checked": str(checked), "platforms": ",".join(sorted(manifests))},
         )  # fmt: skip
+
+
+def _check_image(
+    fs: ImageFs,
+    platform: str,
+    expected: dict[str, LockEntry],
+    dirs: list[tuple[str, str]],
+    ignore: list[str],
+) -> list[Finding]:
+    """One platform image against the lock, on its resolved filesystem: every locked path must
+    lead to a regular file with the pinned digest without crossing a symlink (the lock records
+    none); every other file, symlink or special file under the model directories is reported."""
+    findings: list[Finding] = []
+    links: dict[str, tuple[str, list[str]]] = {}  # symlink path → (target, locked paths behind)
+    resolved = {path: fs.resolve(path) for path in expected}
+    for path, r in resolved.items():
+        for link, target in r.symlinks:
+            links.setdefault(link, (target, []))[1].append(path)
+    # The model directories themselves. One reached through a symlink is a finding as such and
+    # is not walked (it may lead to / and would list the whole image as unpinned files).
+    walked: list[str] = []
+    for prefix, _ in dirs:
+        name = prefix.rstrip("/")
+        r = fs.resolve(name)
+        for link, target in r.symlinks:
+            links.setdefault(link, (target, []))
+        if r.entry is not None and r.entry.kind == "dir" and not r.symlinks:
+            walked.append(name)
+    for link, (target, behind) in sorted(links.items()):
+        findings.append(_symlink_finding(link, target, platform, sorted(behind)))
+    hashable = [r.resolved for r in resolved.values() if r.entry and r.entry.kind == "file"]
+    digests = fs.hash_files(hashable)
+    for image_path, entry in sorted(expected.items()):
+        r = resolved[image_path]
+        if r.entry is None:
+            findings.append(
+                _image_finding("image-missing", image_path, platform, entry.sha256, None,
+                               entry.path, r.problem)
+            )  # fmt: skip
+        elif r.entry.kind != "file":
+            findings.append(
+                _image_finding("image-not-a-file", image_path, platform, entry.sha256,
+                               r.entry.describe(), entry.path)
+            )  # fmt: skip
+        elif digests[r.resolved] != entry.sha256:
+            findings.append(
+                _image_finding("image-changed", image_path, platform, entry.sha256,
+                               digests[r.resolved], entry.path)
+            )  # fmt: skip
+    extras: dict[str, FsEntry] = {}
+    for name in walked:
+        for e in fs.walk(name):
+            if e.kind == "dir" or e.path in expected or e.path in extras or e.path in links:
+                continue
+            if e.kind == "file" and any(
+                is_ignored(rel, ignore) for rel in _local_paths(e.path, dirs)
+            ):
+                continue
+            extras[e.path] = e
+    extra_digests = fs.hash_files(e.path for e in extras.values() if e.kind == "file")
+    for shown, e in sorted(extras.items()):
+        if e.kind == "symlink":
+            findings.append(_symlink_finding(shown, e.link, platform, []))
+        else:
+            findings.append(
+                _image_finding("image-extra", shown, platform, None, extra_digests.get(e.path),
+                               None, "" if e.kind == "file" else e.describe())
+            )  # fmt: skip
+    return findings
 
 
 def _expected_in_image(
@@ -383,18 +419,24 @@ def _image_finding(
     pinned: str | None,
     actual: str | None,
     local: str | None,
+    what: str = "",
 ) -> Finding:
+    image_path = printable(image_path)
+    because = f" ({what})" if what else ""
     titles = {
-        "image-missing": f"/{image_path} is pinned ({local}) but not in the image",
+        "image-missing": f"/{image_path} is pinned ({local}) but not in the image{because}",
         "image-not-a-file": f"/{image_path} in the image is a {actual}, not the pinned file {local}",
         "image-changed": f"/{image_path} in the image does not match {local}: sha256 {actual}, pinned {pinned}",
-        "image-extra": f"/{image_path} in the image is not pinned in models.lock",
+        "image-extra": f"/{image_path} in the image is not pinned in models.lock"
+        + (f": a {what}" if what else ""),
     }
     evidence = {"platform": platform}
     if pinned:
         evidence["pinned_sha256"] = pinned
     if actual and kind != "image-not-a-file":
         evidence["image_sha256"] = actual
+    if what:
+        evidence["kind" if kind == "image-extra" else "reason"] = what
     return Finding(
         gate=IMAGE_GATE,
         id=f"models.{kind}",
@@ -404,5 +446,25 @@ def _image_finding(
         title=titles[kind],
         subject=f"/{image_path}",
         location=f"/{image_path} ({platform})",
+        evidence=evidence,
+    )
+
+
+def _symlink_finding(link: str, target: str, platform: str, behind: list[str]) -> Finding:
+    """A symlink at or above a model path: the lock records files only, so whatever the link
+    leads to was never verified (a RUN step can swap the weights this way)."""
+    link, target, behind = printable(link), printable(target), [printable(p) for p in behind]
+    evidence = {"platform": platform, "target": target}
+    if behind:
+        shown = ", ".join(f"/{p}" for p in behind[:5]) + (" …" if len(behind) > 5 else "")
+        evidence["pinned_paths"] = shown
+    return Finding(
+        gate=IMAGE_GATE,
+        id="models.image-symlink",
+        severity=Severity.CRITICAL,
+        title=f"/{link} in the image is a symlink to {target}, which models.lock does not record"
+        + (f"; {len(behind)} pinned file(s) are read through it" if behind else ""),
+        subject=f"/{link}",
+        location=f"/{link} ({platform})",
         evidence=evidence,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,10 +36,13 @@ def hash_file(path: Path, *, chunk: int = CHUNK) -> FileDigest:
     view = memoryview(buf)
     size = 0
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Not through a final symlink, and never blocking on a fifo swapped in after the walk.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
         raise ConfigError(f"cannot read model file {path}: {e.strerror}.") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"model file {path} is not a regular file.")
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         while n := os.readv(fd, [view]):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import locale
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -154,27 +155,29 @@ def collect_files(base: Path, roots: Sequence[str], ignore: Sequence[str] = ()) 
 
 
 def walk_files(base: Path, roots: Sequence[str]) -> list[str]:
-    """:func:`collect_files` without the ``ignore`` globs: every regular file under ``roots``."""
+    """:func:`collect_files` without the ``ignore`` globs: every regular file under ``roots``.
+    A symlink at or above a model path (every component below ``base`` is checked), a fifo,
+    socket or device under one is a ConfigError naming it: models must be regular files."""
     out: set[str] = set()
     for root in roots:
         _utf8_rel(root)
-        start = base / root
-        if start.is_symlink():
-            raise ConfigError(f"model path {root} is a symlink; lock the file it points to.")
-        if start.is_file():
+        kind = path_kind(base, root)
+        if kind == "file":
             out.add(root)
             continue
-        if not start.is_dir():
+        if kind == "missing":
             raise ConfigError(f"model path {root} does not exist under {base}.")
+        start = base / root
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
-            for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
+            for name in sorted(filenames + dirnames):
                 full = Path(dirpath) / name
                 rel = _utf8_rel(full.relative_to(base).as_posix())
-                if full.is_symlink():
-                    raise ConfigError(f"model path {rel} is a symlink; models must be real files.")
-                if full.is_file():
+                kind = _kind(full.lstat().st_mode)
+                if kind == "file":
                     out.add(rel)
+                elif kind != "dir":
+                    _refuse(rel, kind)
     return sorted(out)
 
 
@@ -189,6 +192,52 @@ def _utf8_rel(rel: str) -> str:
             "pinned and reported by name)."
         ) from None
     return rel
+
+
+def path_kind(base: Path, rel: str) -> str:
+    """``file``, ``dir`` or ``missing`` for ``base/rel``, checking every component below
+    ``base`` without following links: a symlink on the way, or a special file, is a
+    ConfigError naming it (a lock pins files, never what a link leads to)."""
+    here = base
+    parts = PurePosixPath(rel).parts
+    for i, part in enumerate(parts):
+        here = here / part
+        try:
+            mode = here.lstat().st_mode
+        except FileNotFoundError:
+            return "missing"
+        except OSError as e:
+            raise ConfigError(f"cannot read model path {rel}: {e.strerror}.") from None
+        kind = _kind(mode)
+        if kind == "dir" or (kind == "file" and i == len(parts) - 1):
+            continue
+        if kind == "file":
+            return "missing"  # a file where a directory should be: the path does not exist
+        _refuse("/".join(parts[: i + 1]), kind)
+    return "dir" if rel in ("", ".") else _kind(here.lstat().st_mode)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+
+
+def _refuse(rel: str, kind: str) -> None:
+    if kind == "symlink":
+        raise ConfigError(
+            f"model path {rel} is a symlink; models must be real files (lock the file it "
+            "points to)."
+        )
+    raise ConfigError(f"model path {rel} is a {kind}; models must be regular files.")
 
 
 def is_ignored(rel: str, patterns: Iterable[str]) -> bool:
@@ -251,7 +300,7 @@ def verify_lock(
         walked = walk_files(base, lock.roots) if lock.roots else []
     present = [r for r in walked if not is_ignored(r, ignore)]
     expected = lock.by_path()
-    on_disk = set(present) | {p for p in expected if (base / p).is_file()}
+    on_disk = set(present) | {p for p in expected if path_kind(base, p) == "file"}
     computed = dict(digests or {})
     todo = [base / p for p in sorted(on_disk) if p not in computed]
     for path, d in hash_files(todo).items():

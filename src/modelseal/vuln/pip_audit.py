@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,7 +37,8 @@ from modelseal._tools import find_tool, run_tool, tail
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.oci import OciLayout, image_files
+from modelseal.imagefs import ImageFs, printable
+from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 from modelseal.vuln.cvss import CvssError, base_score, severity_from_score
@@ -51,6 +53,9 @@ PIP_AUDIT_TIMEOUT = 900.0
 HTTP_TIMEOUT = 30.0
 #: Environment variable naming another pip-audit executable.
 PIP_AUDIT_ENV = "MODELSEAL_PIP_AUDIT"
+
+#: Bytes of one METADATA / PKG-INFO file read from an image.
+MAX_METADATA_BYTES = 16 << 20
 
 _SITE_DIRS = ("site-packages", "dist-packages")
 _META_SUFFIXES = (".dist-info", ".egg-info")
@@ -136,7 +141,9 @@ class PipAuditGate:
             for p in packages:
                 by_site.setdefault(p.site_dir, []).append(p)
             for site_dir, pkgs in sorted(by_site.items()):
-                ctx.progress(self.name, f"auditing /{site_dir} ({len(pkgs)} packages, {platform})")
+                ctx.progress(
+                    self.name, f"auditing /{printable(site_dir)} ({len(pkgs)} packages, {platform})"
+                )
                 report = run_pip_audit(
                     tool, root / site_dir, endpoint, ctx.work_dir / "cache", pkgs, lookup
                 )
@@ -181,52 +188,71 @@ def _meta_index(parts: list[str]) -> int | None:
     return None
 
 
-def _wanted(path: str) -> bool:
-    return _meta_index(path.split("/")) is not None
-
-
 def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> list[InstalledPackage]:
     """Extract the package metadata of one image into ``root`` (image paths kept) and read each
-    distribution's name and version; unreadable metadata is an error naming the path."""
+    distribution's name and version; unreadable metadata is an error naming the path.
+
+    The image is read as a container sees it (:class:`ImageFs`): what a later layer deleted is
+    gone, and a metadata path that is a symlink is followed inside the image, as pip would."""
     fsio.ensure_dir(root)
-    # image_files also removes what a later layer deleted, directories left empty included:
-    # pip would still list an empty NAME-VERSION.dist-info (it falls back to the directory name).
-    merged = image_files(layout, manifest_digest, _wanted, extract_to=root)
-    packages: list[InstalledPackage] = []
-    meta_paths: set[str] = set()
-    for path, info in merged.items():
-        parts = path.split("/")
-        i = _meta_index(parts)
-        if i is None:
+    fs = ImageFs.build(layout, manifest_digest)
+    copies: dict[str, list[str]] = {}  # metadata file in the image → its paths under root
+    metas: list[tuple[str, str]] = []  # (metadata dir/file, its metadata file), image paths
+    for e in fs.walk():
+        parts = e.path.split("/")
+        if _meta_index(parts) != len(parts) - 1:
             continue
-        meta = "/".join(parts[: i + 1])
-        single_file_egg = info.kind == "file" and meta.endswith(".egg-info")  # distutils
-        if len(parts) == i + 2 or (len(parts) == i + 1 and (info.kind == "dir" or single_file_egg)):
-            meta_paths.add(meta)
-    for meta in sorted(meta_paths):
-        local = root / meta
-        if local.is_file():
-            meta_file = local
-        elif meta.endswith(".dist-info"):
-            meta_file = local / "METADATA"
-        else:
-            meta_file = local / "PKG-INFO"
-        try:
-            headers = HeaderParser().parsestr(meta_file.read_text(errors="replace"))
-        except OSError:
-            raise GateError(
-                f"/{meta} in the image has no readable {meta_file.name}: pip-audit would skip "
-                "this package, so it cannot be audited."
-            ) from None
+        meta_file, local = _metadata_file(fs, e.path)
+        copies.setdefault(meta_file, []).append(local)
+        metas.append((e.path, local))
+    fs.extract({image: root / locals_[0] for image, locals_ in copies.items()})
+    for locals_ in copies.values():
+        for other in locals_[1:]:
+            (root / other).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / locals_[0], root / other, follow_symlinks=False)
+    packages: list[InstalledPackage] = []
+    for meta, local in sorted(metas):
+        text = (root / local).read_text(errors="replace")
+        headers = HeaderParser().parsestr(text)
         name, version = headers.get("Name"), headers.get("Version")
         if not name or not version:
             raise GateError(
-                f"/{meta}/{meta_file.name} in the image lacks a Name or Version header: the "
-                "package cannot be audited."
+                f"/{printable(local)} in the image lacks a Name or Version header: the package cannot be "
+                "audited."
             )
         site_dir = meta.rpartition("/")[0]
         packages.append(InstalledPackage(name.strip(), version.strip(), site_dir, meta))
     return packages
+
+
+def _metadata_file(fs: ImageFs, meta: str) -> tuple[str, str]:
+    """Where the metadata of a ``*.dist-info`` / ``*.egg-info`` entry is: the file's image path
+    (symlinks followed inside the image, as pip would) and its path as extracted; a GateError
+    when pip would find none (it would skip the package, so it could not be audited)."""
+    r = fs.resolve(meta)
+    kind = r.entry.kind if r.entry is not None else None
+    if kind == "file" and meta.endswith(".egg-info"):
+        found, local = r, meta  # distutils' single-file PKG-INFO
+    elif kind == "dir":
+        name = "METADATA" if meta.endswith(".dist-info") else "PKG-INFO"
+        found, local = fs.resolve(f"{r.resolved}/{name}"), f"{meta}/{name}"
+    else:  # a .dist-info that is not a directory, a dangling or looping symlink …
+        found, local = dataclasses.replace(r, entry=None), meta
+    if found.entry is None or found.entry.kind != "file":
+        what = found.problem or (
+            found.entry.describe() if found.entry else r.entry.describe() if r.entry else "missing"
+        )
+        raise GateError(
+            f"/{printable(meta)} in the image has no readable metadata file "
+            f"(/{printable(found.resolved)}: {what}): "
+            "pip-audit would skip this package, so it cannot be audited."
+        )
+    if found.entry.size > MAX_METADATA_BYTES:
+        raise GateError(
+            f"/{printable(found.resolved)} in the image is larger than {MAX_METADATA_BYTES} bytes; it is "
+            "not read as package metadata."
+        )
+    return found.resolved, local
 
 
 # --- running pip-audit --------------------------------------------------------------------------
@@ -279,7 +305,7 @@ def run_pip_audit(
 
 
 def _image_path(site_dir: Path, packages: list[InstalledPackage]) -> str:
-    return packages[0].site_dir if packages else site_dir.name
+    return printable(packages[0].site_dir if packages else site_dir.name)
 
 
 def _parse_report(stdout: str) -> list[dict[str, Any]] | None:
@@ -321,7 +347,8 @@ def _explain_failure(
         m = _HTTP_ERROR.search(stderr)
         failing = lookup.failing_queries(packages)
         who = (
-            " for " + ", ".join(f"{p.name} {p.version} (/{p.meta_path})" for p in failing)
+            " for "
+            + ", ".join(f"{p.name} {p.version} (/{printable(p.meta_path)})" for p in failing)
             if failing
             else ""
         )
@@ -356,10 +383,12 @@ def _check_coverage(deps: list[dict[str, Any]], packages: list[InstalledPackage]
     for p in packages:
         got = audited.get(canonicalize_name(p.name))
         if got is None:
-            problems.append(f"{p.name} {p.version} (/{p.meta_path}) is missing from its report")
+            problems.append(
+                f"{p.name} {p.version} (/{printable(p.meta_path)}) is missing from its report"
+            )
         elif not _same_version(got, p.version):
             problems.append(
-                f"{p.name} (/{p.meta_path}) has version {p.version!r} but pip-audit audited {got!r}"
+                f"{p.name} (/{printable(p.meta_path)}) has version {p.version!r} but pip-audit audited {got!r}"
             )
     if problems:
         raise GateError("pip-audit did not audit every package: " + "; ".join(problems) + ".")
@@ -377,7 +406,11 @@ def _findings(
     meta = {canonicalize_name(p.name): p for p in packages}
     for d in deps:
         pkg = meta.get(canonicalize_name(d["name"]))
-        location = f"/{pkg.meta_path}" if pkg else f"/{site_dir}/{d['name']}-{d.get('version')}"
+        location = (
+            f"/{printable(pkg.meta_path)}"
+            if pkg
+            else f"/{printable(site_dir)}/{d['name']}-{d.get('version')}"
+        )
         for v in d.get("vulns", []):
             vid: str = v["id"]
             aliases = [str(a) for a in v.get("aliases", []) if a]
