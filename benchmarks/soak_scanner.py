@@ -8,7 +8,7 @@ bz2, xz, lzma, lz4) and the pre-0.10 ``ZF`` zlib; a tar-era torch checkpoint wit
 ``pickle`` member of 1 GiB (holes cost no bytes); a ``.tar.gz`` of one; a ``.pt`` carrying a
 zip bomb as a member; a ``.pt`` with 80 members of 15 MiB each (each under the ratio grace,
 together over the per-file budget); a pickle that is slow to walk (``max_seconds``); and two
-files that must still pass — a high-ratio member under the ratio grace and a 40 MiB benign
+files that must still pass — a high-ratio member under the ratio grace and a 20 MiB benign
 compressed pickle. Every bomb payload is a valid pickle of one-step opcodes (``NONE POP`` …),
 so nothing but the limits can stop its scan early.
 
@@ -332,7 +332,8 @@ def cases(inflate: int = GB, pattern: bytes = OPS, names: tuple[str, str] = ("ar
         return _write(d / "bomb.tar.gz", gzip_repeat(inner, bytes(MB), n, bytes(1024)))
 
     def nested_zip(d: Path) -> Path:
-        inner = zip_bytes([deflated(f"{i}.pkl", HEAD, chunk, n, END) for i in range(4)])
+        bomb = deflated("0.pkl", HEAD, chunk, n, END)
+        inner = zip_bytes([(f"{i}.pkl", *bomb[1:]) for i in range(4)])
         return _write(d / "nested.pt", zip_bytes([
             stored(data_pkl, HEAD + b"}."), stored(f"{root}/extra/inner.zip", inner),
         ]))  # fmt: skip
@@ -352,29 +353,38 @@ def cases(inflate: int = GB, pattern: bytes = OPS, names: tuple[str, str] = ("ar
         return _write(d / "slow.pkl", HEAD + _chunk(pattern, 64 * MB) + END)
 
     def high_ratio_ok(d: Path) -> Path:
-        # 12 MiB at about 1000:1: over max_ratio, under the grace: accepted.
+        # 12 MiB at about 1000:1: over max_ratio, under the grace: accepted. Made of 255-byte
+        # SHORT_BINBYTES, so that its scan is quick.
+        blobs = _chunk(b"C\xff" + bytes(255) + b"0", MB)
         return _write(d / "small-high-ratio.pt", zip_bytes([
-            deflated(data_pkl, HEAD, chunk, 12, END), stored(f"{root}/version", b"3\n"),
+            deflated(data_pkl, HEAD, blobs, 12, END), stored(f"{root}/version", b"3\n"),
         ]))  # fmt: skip
 
     def benign_large(d: Path) -> Path:
-        return _write(d / "benign.joblib", zlib.compress(benign_pickle(4 * MB), 1))
+        return _write(d / "benign.joblib", zlib.compress(benign_pickle(2 * MB), 1))
 
     slow_policy = POLICY + "  limits:\n    max_seconds: 2\n"
+
+    def declared(size: int) -> str:
+        # A member whose declared size is over the budget is refused before it is read;
+        # otherwise its declared (and then its real) ratio is.
+        return "max_inflated_bytes" if size > MAX_INFLATED else "max_ratio"
+
     return [
-        Case("torch .pt, deflated data.pkl", torch_zip, "max_ratio", data_pkl),
-        Case(".npz, object-array member", npz, "max_ratio", f"{arr}.npy"),
+        Case("torch .pt, deflated data.pkl", torch_zip, declared(inflate + 4), data_pkl),
+        Case(".npz, object-array member", npz, declared(inflate + 132), f"{arr}.npy"),
         *(
             Case(f"joblib {codec}", joblib(codec), "max_ratio", f"({codec}-decompressed)")
             for codec in ("zlib", "gzip", "zlib-zf", "bz2", "xz", "lzma", "lz4")
         ),
-        Case("tar-era torch, sparse pickle member", sparse_tar, "max_ratio", "pickle"),
+        # The four small members before it count too.
+        Case("tar-era torch, sparse pickle member", sparse_tar, declared(inflate + 16), "pickle"),
         Case(".tar.gz of a torch tar", tar_gz, None, finding="models.unknown-format"),
         Case("zip bomb nested in a .pt", nested_zip, None),
         Case("80 members of 15 MiB", many_members, "max_inflated_bytes"),
         Case("slow pickle (max_seconds: 2)", slow_pickle, "max_seconds", policy=slow_policy),
         Case("high ratio under the grace", high_ratio_ok, None),
-        Case("benign 40 MiB compressed pickle", benign_large, None),
+        Case("benign 20 MiB compressed pickle", benign_large, None),
     ]
 
 
