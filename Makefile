@@ -75,6 +75,7 @@ bench: deps $(TORCH)
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/scan.py
+	$(BIN)/python benchmarks/soak_scanner.py --rounds 3
 
 # Both are generated from the pydantic policy models; the tests fail when either is stale.
 docs: $(STAMP)

@@ -97,6 +97,7 @@ def scan_command(
     from modelseal.findings import GateResult, Status
     from modelseal.judge import Outcome, judge_gate
     from modelseal.models.gate import GATE, scan_findings
+    from modelseal.models.limits import scan_limits
     from modelseal.models.scan import PrefetchedScans
 
     for p in paths:
@@ -107,7 +108,7 @@ def scan_command(
     policy = load_policy()
     ignore = policy.policy.models.ignore
     files = [path for path, rel in targets if rel is None or not is_ignored(rel, ignore)]
-    scans = prefetch.take(files)
+    scans = prefetch.take(files, scan_limits(policy.policy.models.limits))
     findings: list[Finding] = []
     for path, scan in zip(files, scans, strict=True):
         findings += scan_findings(str(path), scan)

@@ -54,6 +54,10 @@ MAX_ZIP_CENTRAL_DIRECTORY: Final = 64 << 20
 ZIP_SNIFF_BUDGET: Final = 64 << 20
 #: liblzma allocates the dictionary the header asks for; a hostile header may ask for 4 GiB.
 LZMA_MEMLIMIT: Final = 256 << 20
+#: Zip methods whose members zipfile inflates in bounded steps. For bz2 and lzma members it
+#: decompresses every compressed byte of a read at once: a 4 KiB read of a bz2 member can
+#: inflate to gigabytes. No model writer uses them; such members are never read.
+INFLATABLE_ZIP_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 #: torch.save(_use_new_zipfile_serialization=False) starts with this integer, pickled.
 TORCH_LEGACY_MAGIC: Final = 0x1950A86A20F9469CFC6C
@@ -617,29 +621,49 @@ def decompress_prefix(path: Path, codec: str, limit: int) -> bytes:
 
 
 def _decompress_prefix(src: ByteSource, codec: str, limit: int) -> bytes:
+    out = bytearray()
+    for chunk, _ in iter_decompressed(src, codec, min(limit, _READ_CHUNK)):
+        out += chunk[: limit - len(out)]
+        if len(out) >= limit:
+            break
+    return bytes(out)
+
+
+def iter_decompressed(
+    src: ByteSource, codec: str, chunk: int = _READ_CHUNK
+) -> Iterator[tuple[bytes, int]]:
+    """The decompressed content of ``src`` piece by piece, with the compressed bytes consumed
+    so far: each piece is at most ``chunk`` bytes (an LZ4 block: at most its frame's block
+    size), so memory stays flat whatever the ratio. The caller decides when to stop.
+
+    Raises :class:`ValueError` when the stream is corrupt (:class:`ConfigError` when the file
+    cannot be read).
+    """
     try:
         if codec == "lz4":
-            return _lz4_prefix(src, limit)
-        return _stdlib_prefix(src, codec, limit)
+            yield from _lz4_pieces(src)
+        else:
+            yield from _stdlib_pieces(src, codec, chunk)
     except (zlib.error, lzma.LZMAError, OSError, EOFError, MemoryError) as e:
         raise ValueError(f"corrupt {codec} stream: {e}") from None
 
 
-def _stdlib_prefix(src: ByteSource, codec: str, limit: int) -> bytes:
-    out = bytearray()
+def _stdlib_pieces(src: ByteSource, codec: str, chunk: int) -> Iterator[tuple[bytes, int]]:
     pos = 21 if codec == "zlib-zf" else 0
     if codec in ("zlib", "zlib-zf", "gzip"):
         z = zlib.decompressobj(31 if codec == "gzip" else 15)
         tail = b""
-        while len(out) < limit and not z.eof:
+        while not z.eof:
             data = tail or src.read(pos, _READ_CHUNK)
             if not tail:
                 if not data:
-                    break
+                    return
                 pos += len(data)
-            out += z.decompress(data, limit - len(out))
+            out = z.decompress(data, chunk)
             tail = z.unconsumed_tail
-        return bytes(out)
+            if out:
+                yield out, pos - len(tail)
+        return
     d: bz2.BZ2Decompressor | lzma.LZMADecompressor
     if codec == "bz2":
         d = bz2.BZ2Decompressor()
@@ -648,22 +672,28 @@ def _stdlib_prefix(src: ByteSource, codec: str, limit: int) -> bytes:
         d = lzma.LZMADecompressor(format=form, memlimit=LZMA_MEMLIMIT)
     else:
         raise ValueError(f"unknown codec {codec!r}")
-    while len(out) < limit and not d.eof:
+    while not d.eof:
         data = b""
         if d.needs_input:
-            data = src.read(pos, _READ_CHUNK)
+            # Small reads: bz2 buffers its unconsumed input, and the consumed count is only
+            # as exact as the read size.
+            data = src.read(pos, 64 << 10)
             if not data:
-                break
+                return
             pos += len(data)
-        out += d.decompress(data, limit - len(out))
-    return bytes(out)
+        out = d.decompress(data, chunk)
+        if out:
+            yield out, pos
 
 
 _LZ4_BLOCK_MAX: Final = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
+#: LZ4 matches reach at most this far back.
+_LZ4_WINDOW: Final = 64 << 10
 
 
-def _lz4_prefix(src: ByteSource, limit: int) -> bytes:
-    """A minimal LZ4 *frame* decoder (joblib's lz4), stopping after ``limit`` bytes."""
+def _lz4_pieces(src: ByteSource) -> Iterator[tuple[bytes, int]]:
+    """A minimal LZ4 *frame* decoder (joblib's lz4): one piece per block, each at most the
+    frame's block size; only the 64 KiB that later matches can refer to are kept."""
     head = src.read(0, 19)
     if len(head) < 7 or head[:4] != b"\x04\x22\x4d\x18":
         raise ValueError("not an LZ4 frame")
@@ -675,29 +705,36 @@ def _lz4_prefix(src: ByteSource, limit: int) -> bytes:
         raise ValueError("invalid LZ4 block size")
     pos = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
     out = bytearray()
-    while len(out) < limit:
+    while True:
         raw = src.read(pos, 4)
         if len(raw) < 4:
-            break
+            return
         size = int.from_bytes(raw, "little")
         if size == 0:
-            break  # end mark
+            return  # end mark
         stored, size = bool(size & 0x80000000), size & 0x7FFFFFFF
         if size > block_max:
             raise ValueError("LZ4 block larger than the frame allows")
         block = src.read(pos + 4, size)
         pos += 4 + size + (4 if flg & 0x10 else 0)
+        if len(out) > _LZ4_WINDOW:
+            del out[: len(out) - _LZ4_WINDOW]
+        start = len(out)
         if stored:
             out += block
         else:
-            _lz4_block(block, out, limit)
+            _lz4_block(block, out, start + block_max + 1)
+        if len(out) - start > block_max:
+            raise ValueError("LZ4 block inflates past the frame's block size")
+        if len(out) > start:
+            yield bytes(out[start:]), min(pos, src.size)
         if len(block) < size:
-            break
-    return bytes(out[:limit])
+            return
 
 
 def _lz4_block(src: bytes, out: bytearray, limit: int) -> None:
-    """Decode one LZ4 block onto ``out`` (which holds the history linked blocks refer to)."""
+    """Decode one LZ4 block onto ``out`` (which holds the history linked blocks refer to),
+    stopping once ``out`` holds ``limit`` bytes."""
     i, n = 0, len(src)
 
     def length(base: int) -> int:
@@ -878,7 +915,7 @@ def _detect_zip(src: ByteSource) -> Detected:
         for info in infos:
             if info.filename.startswith(layout.raw_prefixes):
                 continue  # torch reads these as raw storage bytes, never as pickles
-            if budget <= 0:
+            if budget <= 0 or info.compress_type not in INFLATABLE_ZIP_METHODS:
                 unchecked += 1
                 members.setdefault(info.filename, 0)
                 continue

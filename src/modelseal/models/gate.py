@@ -22,6 +22,7 @@ from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.imagefs import FsEntry, ImageFs, printable
 from modelseal.models.hashing import FileDigest, hash_files
+from modelseal.models.limits import scan_limits
 from modelseal.models.lock import (
     LockEntry,
     ModelsLock,
@@ -102,7 +103,9 @@ class ModelsGate:
         hashed = hash_files([base / f for f in missing])
         digests |= {f: hashed[base / f] for f in missing}
         ctx.progress(self.name, f"scanning {len(files)} model file(s)")
-        scans = scan_files([base / f for f in files], Allowlist.default())
+        scans = scan_files(
+            [base / f for f in files], Allowlist.default(), limits=scan_limits(pol.limits)
+        )
         pinned = lock.by_path() if lock else {}
         to_lock = _rebase(base, lock.base) if lock else None
         records: list[dict[str, Any]] = []

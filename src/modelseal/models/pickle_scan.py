@@ -22,7 +22,10 @@ every global the real loader would import:
 
 Anything the scanner cannot follow to a STOP is reported (``unparsable``; ``trailing-data``
 after a complete pickle; ``scan-limit`` when a resource cap is hit): it fails closed. The buffer
-(``bytes``, ``memoryview`` or ``mmap``) is never copied; only opcode arguments are sliced.
+(``bytes``, ``memoryview`` or ``mmap``) is never copied; only opcode arguments are sliced. An
+``mmap`` is released behind the scan as it goes, so a multi-gigabyte stream never becomes
+resident all at once, and a :class:`~modelseal.models.limits.Budget`'s deadline is checked every
+MiB (:class:`~modelseal.models.limits.ScanLimitExceeded` when it is up).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import TypeAlias
 
 from modelseal.findings import Severity
 from modelseal.models.issues import ModelIssue
+from modelseal.models.limits import Budget
 
 __all__ = ["Allowlist", "GlobalRef", "PickleScan", "scan_pickle"]
 
@@ -592,8 +596,11 @@ class _Scanner:
         end: int,
         allow: Allowlist,
         member: str | None,
+        budget: Budget | None = None,
     ) -> None:
         self.buf = buf
+        self.budget = budget
+        self._released = 0
         self.start = start
         self.end = end
         self.allow = allow
@@ -746,6 +753,18 @@ class _Scanner:
             raise _Fail(op_offset, f"string is not valid UTF-8 ({e.reason})") from None
         return _OPAQUE
 
+    def checkpoint(self, pos: int) -> None:
+        """Every MiB or so: is the time up? And an mmap'ed stream gives back the pages the
+        scan has left behind (re-reading one later only faults it in again)."""
+        if self.budget is not None:
+            self.budget.check_time(self.member)
+        buf = self.buf
+        if isinstance(buf, mmap.mmap):
+            done = (pos - _CHECK_EVERY) & ~(mmap.PAGESIZE - 1)
+            if done - self._released >= _CHECK_EVERY:
+                buf.madvise(mmap.MADV_DONTNEED, self._released, done - self._released)
+                self._released = done
+
     # -- one pickle --------------------------------------------------------------------------
 
     def run(self, pos: int, memo: _Memo) -> int:
@@ -773,6 +792,7 @@ class _Scanner:
                     raise _Fail(pos, f"stack deeper than {MAX_STACK}", limit=True)
                 if len(marks) > MAX_MARKS:
                     raise _Fail(pos, f"more than {MAX_MARKS} open MARKs", limit=True)
+                self.checkpoint(pos)
                 checkpoint = min(end, pos + _CHECK_EVERY)
             at = pos
             code = buf[pos]
@@ -1090,6 +1110,7 @@ def scan_pickle(
     allow: Allowlist,
     member: str | None = None,
     max_pickles: int | None = None,
+    budget: Budget | None = None,
 ) -> PickleScan:
     """Scan the pickle stream in ``buf[start:end]`` statically; never loads anything.
 
@@ -1097,7 +1118,8 @@ def scan_pickle(
     last STOP that do not form a pickle are a ``trailing-data`` issue. Give ``end`` when the
     pickle region is shorter than the buffer, or ``max_pickles`` to stop after that many
     pickles (legacy ``torch.save``: five pickles, then raw storage bytes). Offsets in issues and
-    globals are absolute in ``buf``; ``member`` is copied into every issue.
+    globals are absolute in ``buf``; ``member`` is copied into every issue. With a ``budget``,
+    its deadline stops the scan (:class:`~modelseal.models.limits.ScanLimitExceeded`).
     """
     if isinstance(buf, memoryview) and (buf.ndim != 1 or buf.format != "B"):
         buf = buf.cast("B")
@@ -1108,13 +1130,15 @@ def scan_pickle(
     if max_pickles is not None and max_pickles < 1:
         raise ValueError("max_pickles must be at least 1")
 
-    scanner = _Scanner(buf, start, stop, allow, member)
+    scanner = _Scanner(buf, start, stop, allow, member, budget)
     pos = start
     pickles = 0
     if start == stop:
         scanner.issue("unparsable", Severity.HIGH, "no pickle data", start, {"reason": "empty"})
     limit = MAX_PICKLES if max_pickles is None else min(max_pickles, MAX_PICKLES)
     while pos < stop and pickles < limit:
+        if pickles & 0x3FF == 0x3FF:
+            scanner.checkpoint(pos)  # a million tiny pickles never reach run()'s checkpoints
         # Each pickle is what one pickle.load() reads, with a new Unpickler and so an empty
         # memo (pickle.load, torch.load, joblib and numpy all do this). A stream that only loads
         # with one Unpickler reused across load() calls (its memo carries over) reads a key its

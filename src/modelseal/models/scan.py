@@ -2,30 +2,45 @@
 (plain, inside zip or tar members, after a numpy header), and check its structure.
 
 Nothing here imports, loads or executes model content. Files are memory-mapped, so scanning a
-checkpoint reads its pickle parts and headers, never its tensor data.
+checkpoint reads its pickle parts and headers, never its tensor data. Compressed streams and
+archive members are inflated piece by piece into a bounded spool (memory up to
+:data:`SPOOL_IN_MEMORY`, then an unlinked temporary file scanned through ``mmap``), and every
+byte inflated and every second spent is charged to the file's
+:class:`~modelseal.models.limits.Budget`: a decompression bomb ends in a ``scan-limit`` issue
+naming the member and the limit, never in gigabytes of memory or minutes of work.
 """
 
 from __future__ import annotations
 
 import mmap
 import tarfile
+import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Final
 
 from modelseal.findings import Severity
-from modelseal.models.formats import ZIP_ERRORS, Detected, decompress_prefix, detect_format
+from modelseal.models.formats import (
+    INFLATABLE_ZIP_METHODS,
+    ZIP_ERRORS,
+    ByteSource,
+    Detected,
+    detect_format,
+    iter_decompressed,
+)
 from modelseal.models.issues import Format, ModelIssue
+from modelseal.models.limits import DEFAULT_LIMITS, Budget, ScanLimitExceeded, ScanLimits
 from modelseal.models.pickle_scan import Allowlist, scan_pickle
 from modelseal.models.structure import check_structure
 
-#: A pickle member larger than this is not read into memory; it is reported instead.
-MAX_MEMBER_BYTES = 1 << 30
-#: A compressed (joblib) file is decompressed this far at most; a longer stream is cut there and
-#: so reported unparsable.
-MAX_DECOMPRESSED_BYTES = 256 << 20
+#: An inflated member or stream up to this size is scanned from memory; a larger one is spooled
+#: to an unlinked temporary file and scanned through mmap, released as the scan goes.
+SPOOL_IN_MEMORY: Final = 8 << 20
+#: Bytes pulled from a member per read: the most an inflating read holds in memory at once.
+_PIECE: Final = 1 << 20
 #: Legacy torch.save: magic number, protocol, sys_info, the object, the storage keys.
 LEGACY_TORCH_PICKLES = 5
 
@@ -54,26 +69,39 @@ class FileScan:
 
 
 def scan_file(
-    path: Path, allow: Allowlist | None = None, *, model_dir: Path | None = None
+    path: Path,
+    allow: Allowlist | None = None,
+    *,
+    model_dir: Path | None = None,
+    limits: ScanLimits = DEFAULT_LIMITS,
 ) -> FileScan:
-    """Detect, scan and check one file (or a SavedModel directory)."""
+    """Detect, scan and check one file (or a SavedModel directory) within ``limits``."""
     allow = allow or Allowlist.default()
+    budget = Budget(limits)
     detected = detect_format(path)
     fmt = detected.format
     issues: list[ModelIssue] = []
     try:
-        if fmt is Format.JOBLIB and detected.detail.get("compressed"):
-            issues += _scan_compressed(path, detected.detail["compressed"], allow)
-        elif fmt in (Format.PICKLE, Format.JOBLIB):
-            issues += _scan_mapped(path, allow, start=0)
-        elif fmt is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar":
-            issues += _scan_tar_members(path, detected, allow)
-        elif fmt is Format.TORCH_LEGACY:
-            issues += _scan_mapped(path, allow, start=0, max_pickles=LEGACY_TORCH_PICKLES)
-        elif fmt is Format.NUMPY and detected.pickle_offset is not None:
-            issues += _scan_mapped(path, allow, start=detected.pickle_offset)
-        elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
-            issues += _scan_zip_members(path, detected, allow)
+        try:
+            if fmt is Format.JOBLIB and detected.detail.get("compressed"):
+                issues += _scan_compressed(path, detected.detail["compressed"], allow, budget)
+            elif fmt in (Format.PICKLE, Format.JOBLIB):
+                issues += _scan_mapped(path, allow, budget, start=0)
+            elif fmt is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar":
+                issues += _scan_tar_members(path, detected, allow, budget)
+            elif fmt is Format.TORCH_LEGACY:
+                issues += _scan_mapped(
+                    path, allow, budget, start=0, max_pickles=LEGACY_TORCH_PICKLES
+                )
+            elif fmt is Format.NUMPY and detected.pickle_offset is not None:
+                issues += _scan_mapped(path, allow, budget, start=detected.pickle_offset)
+            elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
+                issues += _scan_zip_members(path, detected, allow, budget)
+        except ScanLimitExceeded as e:
+            issues.append(_limit_issue(e))
+            if e.limit == "max_seconds":
+                # The deadline stops the work: the structure checks are skipped too.
+                return FileScan(path, detected, tuple(issues))
         issues += check_structure(path, detected, model_dir or path.parent)
     except OSError as e:
         issues.append(
@@ -106,10 +134,90 @@ def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
 
 
 def _scan_mapped(
-    path: Path, allow: Allowlist, *, start: int, max_pickles: int | None = None
+    path: Path, allow: Allowlist, budget: Budget, *, start: int, max_pickles: int | None = None
 ) -> tuple[ModelIssue, ...]:
     with _mapped(path) as buf:
-        return scan_pickle(buf, start=start, allow=allow, max_pickles=max_pickles).issues
+        return scan_pickle(
+            buf, start=start, allow=allow, max_pickles=max_pickles, budget=budget
+        ).issues
+
+
+def _limit_issue(e: ScanLimitExceeded) -> ModelIssue:
+    what = f"member {e.member!r}" if e.member else "the file"
+    return ModelIssue(
+        "scan-limit",
+        Severity.HIGH,
+        f"{what} {e.message}; the rest is not scanned",
+        member=e.member,
+        detail={"limit": f"models.limits.{e.limit}", "value": e.value},
+    )
+
+
+class _Spool:
+    """Inflated bytes of one member or stream: in memory while small, then in an unlinked
+    temporary file (created fresh by the OS, never through a name)."""
+
+    def __init__(self) -> None:
+        self._mem = bytearray()
+        self._file: IO[bytes] | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        self.size += len(data)
+        if self._file is None and len(self._mem) + len(data) <= SPOOL_IN_MEMORY:
+            self._mem += data
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+            self._file.write(self._mem)
+            self._mem = bytearray()
+        self._file.write(data)
+
+    @contextmanager
+    def view(self) -> Iterator[bytes | mmap.mmap]:
+        """The spooled bytes, as bytes or a read-only mmap."""
+        if self._file is None:
+            yield bytes(self._mem)
+            return
+        self._file.flush()
+        if self.size == 0:
+            yield b""
+            return
+        m = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            yield m
+        finally:
+            m.close()
+
+    def close(self) -> None:
+        """Drop the bytes (and the temporary file)."""
+        self._mem = bytearray()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _spool(
+    pieces: Iterable[tuple[bytes, int]], budget: Budget, member: str, *, ratio_base: int = 0
+) -> _Spool:
+    """Pull ``(piece, compressed bytes consumed so far)`` into a spool, charging ``budget``;
+    ``ratio_base``, when given, is the member's compressed size (for readers that do not say
+    how much they consumed)."""
+    spool = _Spool()
+    try:
+        for piece, consumed in pieces:
+            budget.charge(member, len(piece), spool.size + len(piece), ratio_base or consumed)
+            spool.write(piece)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _read_pieces(fh: IO[bytes]) -> Iterator[tuple[bytes, int]]:
+    while piece := fh.read(_PIECE):
+        yield piece, 0
 
 
 #: Tar-era torch members that hold one pickle followed by raw records whose length only the
@@ -117,72 +225,113 @@ def _scan_mapped(
 _TAR_RECORD_MEMBERS = frozenset({"tensors", "storages"})
 
 
-def _scan_tar_members(path: Path, detected: Detected, allow: Allowlist) -> tuple[ModelIssue, ...]:
+def _scan_tar_members(
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget
+) -> tuple[ModelIssue, ...]:
     issues: list[ModelIssue] = []
     wanted = set(detected.zip_pickle_members)
     try:
-        with tarfile.open(path, mode="r:*") as tar:
+        with tarfile.open(path, mode="r:") as tar:
             for member in tar:
+                budget.check_time(member.name)
                 if not member.isfile() or member.name not in wanted:
                     continue
-                if member.size > MAX_MEMBER_BYTES:
-                    issues.append(_too_large(member.name, member.size))
-                    continue
+                # A sparse member stores only its data runs: the holes are inflated zeros.
+                stored = 0
+                if member.issparse():
+                    # typeshed says bytes; tarfile stores (offset, size) pairs.
+                    runs: list[tuple[int, int]] = member.sparse  # type: ignore[assignment]
+                    stored = max(1, sum(n for _, n in runs))
+                budget.precheck(member.name, member.size, stored)
                 f = tar.extractfile(member)
-                data = f.read() if f is not None else b""
-                if member.name in _TAR_RECORD_MEMBERS:
-                    issues += scan_pickle(
-                        data, allow=allow, member=member.name, max_pickles=1
-                    ).issues
-                    issues.append(
-                        ModelIssue(
-                            "unverifiable",
-                            Severity.MEDIUM,
-                            f"tar-era torch {member.name}: the records after the first pickle "
-                            "are not scanned",
-                            member=member.name,
-                        )
-                    )
+                if f is None:
                     continue
-                issues += scan_pickle(data, allow=allow, member=member.name).issues
+                spool = _spool(_read_pieces(f), budget, member.name, ratio_base=stored)
+                try:
+                    issues += _scan_tar_member(spool, member.name, allow, budget)
+                finally:
+                    spool.close()
     except (tarfile.TarError, EOFError) as e:
         issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken tar archive: {e}"))
     return tuple(issues)
 
 
-def _scan_zip_members(path: Path, detected: Detected, allow: Allowlist) -> tuple[ModelIssue, ...]:
+def _scan_tar_member(
+    spool: _Spool, name: str, allow: Allowlist, budget: Budget
+) -> tuple[ModelIssue, ...]:
+    with spool.view() as data:
+        if name not in _TAR_RECORD_MEMBERS:
+            return scan_pickle(data, allow=allow, member=name, budget=budget).issues
+        issues = scan_pickle(data, allow=allow, member=name, max_pickles=1, budget=budget).issues
+    return (
+        *issues,
+        ModelIssue(
+            "unverifiable",
+            Severity.MEDIUM,
+            f"tar-era torch {name}: the records after the first pickle are not scanned",
+            member=name,
+        ),
+    )
+
+
+def _scan_zip_members(
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget
+) -> tuple[ModelIssue, ...]:
     issues: list[ModelIssue] = []
     try:
-        with zipfile.ZipFile(path) as zf:
+        with ByteSource(path) as src, zipfile.ZipFile(src.file) as zf:
             for name in detected.zip_pickle_members:
+                budget.check_time(name)
                 info = zf.getinfo(name)
-                if info.file_size > MAX_MEMBER_BYTES:
-                    issues.append(_too_large(name, info.file_size))
+                if info.compress_type not in INFLATABLE_ZIP_METHODS:
+                    issues.append(_not_inflatable(name, info.compress_type))
                     continue
-                data = zf.read(info)
-                start = detected.member_offsets.get(name, 0)
-                issues += scan_pickle(data, start=start, allow=allow, member=name).issues
+                # What the directory declares is checked before reading anything (the reads
+                # below check what the stream really does: the sizes may lie).
+                compressed = min(info.compress_size, src.size)
+                ratio_base = compressed if info.compress_type != zipfile.ZIP_STORED else 0
+                budget.precheck(name, info.file_size, ratio_base)
+                with zf.open(info) as fh:
+                    spool = _spool(_read_pieces(fh), budget, name, ratio_base=ratio_base)
+                try:
+                    with spool.view() as data:
+                        start = detected.member_offsets.get(name, 0)
+                        issues += scan_pickle(
+                            data, start=start, allow=allow, member=name, budget=budget
+                        ).issues
+                finally:
+                    spool.close()
     except ZIP_ERRORS as e:
         issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken zip archive: {e}"))
     return tuple(issues)
 
 
-def _scan_compressed(path: Path, codec: str, allow: Allowlist) -> tuple[ModelIssue, ...]:
-    try:
-        data = decompress_prefix(path, codec, MAX_DECOMPRESSED_BYTES)
-    except ValueError as e:
-        return (ModelIssue("unparsable", Severity.HIGH, f"corrupt {codec} stream: {e}"),)
-    issues = scan_pickle(data, allow=allow, member=f"({codec}-decompressed)").issues
-    return issues
-
-
-def _too_large(member: str, size: int) -> ModelIssue:
+def _not_inflatable(member: str, method: int) -> ModelIssue:
     return ModelIssue(
         "unparsable",
         Severity.HIGH,
-        f"pickle member of {size} bytes is larger than modelseal scans ({MAX_MEMBER_BYTES})",
+        f"member {member!r} uses zip compression method {method}; modelseal inflates only "
+        "stored and deflated members (a bz2 or lzma member cannot be inflated in bounded steps "
+        "by zipfile), so it is not scanned",
         member=member,
+        detail={"compression": str(method)},
     )
+
+
+def _scan_compressed(
+    path: Path, codec: str, allow: Allowlist, budget: Budget
+) -> tuple[ModelIssue, ...]:
+    member = f"({codec}-decompressed)"
+    try:
+        with ByteSource(path) as src:
+            spool = _spool(iter_decompressed(src, codec), budget, member)
+    except ValueError as e:
+        return (ModelIssue("unparsable", Severity.HIGH, f"corrupt {codec} stream: {e}"),)
+    try:
+        with spool.view() as data:
+            return scan_pickle(data, allow=allow, member=member, budget=budget).issues
+    finally:
+        spool.close()
 
 
 #: Below this many files one process scans faster than a pool: forking and sending results
@@ -192,20 +341,30 @@ POOL_MIN_FILES = 1000
 
 
 def scan_files(
-    paths: list[Path], allow: Allowlist | None = None, *, workers: int | None = None
+    paths: list[Path],
+    allow: Allowlist | None = None,
+    *,
+    workers: int | None = None,
+    limits: ScanLimits = DEFAULT_LIMITS,
 ) -> list[FileScan]:
-    """Scan many files; in parallel processes when there are very many (the scanner is pure
-    Python, so threads would queue on the GIL). Results come back in ``paths`` order."""
+    """Scan many files, each within ``limits``; in parallel processes when there are very many
+    (the scanner is pure Python, so threads would queue on the GIL). Results come back in
+    ``paths`` order."""
     import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     n = max(1, min(workers or os.cpu_count() or 1, len(paths)))
     if n == 1 or (workers is None and len(paths) < POOL_MIN_FILES):
-        return [scan_file(p, allow) for p in paths]
+        return [scan_file(p, allow, limits=limits) for p in paths]
     with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
         chunk = max(1, len(paths) // (n * 4))
-        return list(pool.map(scan_file, paths, [allow] * len(paths), chunksize=chunk))
+        return list(pool.map(_scan_limited, paths, [allow] * len(paths), [limits] * len(paths),
+                             chunksize=chunk))  # fmt: skip
+
+
+def _scan_limited(path: Path, allow: Allowlist | None, limits: ScanLimits) -> FileScan:
+    return scan_file(path, allow, limits=limits)
 
 
 #: Below this many files a background scan is not worth a fork.
@@ -220,6 +379,8 @@ class PrefetchedScans:
     policy's extra globals are applied when judging). On a machine with a second core the
     child scans meanwhile. Anything that goes wrong in the child (no ``fork``, a crash, a
     signal) only means :meth:`take` scans in this process instead: same results, just later.
+    The child scans within the default limits; :meth:`take` with other limits (the policy's
+    ``models.limits``) stops it and scans again.
     """
 
     def __init__(self, paths: list[Path]) -> None:
@@ -245,12 +406,19 @@ class PrefetchedScans:
         os.close(write_fd)
         self._pid, self._fd = pid, read_fd
 
-    def take(self, paths: list[Path]) -> list[FileScan]:
-        """Scans of ``paths`` under the built-in allowlist, in order (paths that were not
-        prefetched are scanned now)."""
+    def take(self, paths: list[Path], limits: ScanLimits = DEFAULT_LIMITS) -> list[FileScan]:
+        """Scans of ``paths`` under the built-in allowlist within ``limits``, in order (paths
+        that were not prefetched are scanned now)."""
         import os
+        import signal
 
         done: dict[Path, FileScan] = {}
+        if self._pid and limits != DEFAULT_LIMITS:
+            # Scanned within other limits: its results would not count. Stop our own child.
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            os.close(self._fd)
+            self._pid = 0
         if self._pid:
             with os.fdopen(self._fd, "rb") as src:
                 data = src.read()
@@ -258,7 +426,7 @@ class PrefetchedScans:
             self._pid = 0
             if status == 0:
                 done = dict(zip(self._paths, _load_scans(data), strict=True))
-        return [done[p] if p in done else scan_file(p) for p in paths]
+        return [done[p] if p in done else scan_file(p, limits=limits) for p in paths]
 
 
 def _dump_scans(scans: list[FileScan]) -> bytes:

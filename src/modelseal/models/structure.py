@@ -28,6 +28,7 @@ from typing import Final
 from modelseal.errors import ConfigError
 from modelseal.findings import Severity
 from modelseal.models.formats import (
+    INFLATABLE_ZIP_METHODS,
     SAFETENSORS_MAX_HEADER,
     WIRE_LEN,
     ZIP_ERRORS,
@@ -806,6 +807,13 @@ def _keras_zip(src: ByteSource, out: _Issues) -> None:
                     BAD_HEADER, Severity.HIGH, "config.json appears more than once",
                     member="config.json",
                 )  # fmt: skip
+            if infos[-1].compress_type not in INFLATABLE_ZIP_METHODS:
+                out.add(
+                    BAD_HEADER, Severity.HIGH,
+                    "config.json is bz2- or lzma-compressed: modelseal does not inflate it",
+                    member="config.json",
+                )  # fmt: skip
+                return
             with zf.open(infos[-1]) as fh:  # zipfile (and so Keras) reads the last one
                 raw = fh.read(MAX_KERAS_CONFIG + 1)
     except ZIP_ERRORS as e:

@@ -123,6 +123,35 @@ class ModelSignaturePolicy(BaseModel):
     )
 
 
+class ModelScanLimitsPolicy(BaseModel):
+    """Per-file limits on scanning model files (decompression bombs, slow inputs). A file that
+    hits one fails with a models.scan-limit finding naming the member and the limit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    max_inflated_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 20,
+        le=64 << 30,
+        description="Bytes the scanner may decompress or extract from one file's compressed "
+        "streams and archive members, all members and nested streams together (default 1 GiB).",
+    )
+    max_ratio: int = Field(
+        default=200,
+        ge=10,
+        le=100_000,
+        description="Largest compression ratio (inflated bytes per compressed byte) of one "
+        "member or stream, judged once it has inflated 16 MiB (smaller ones may compress "
+        "better).",
+    )
+    max_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="Wall-clock seconds the scanner may spend on one file.",
+    )
+
+
 class ModelsPolicy(BaseModel):
     """The model-artifact gate: hash pins, allowed formats, pickle scanning, structure checks."""
 
@@ -190,6 +219,10 @@ class ModelsPolicy(BaseModel):
     signature: ModelSignaturePolicy | None = Field(
         default=None,
         description="Optionally verify an OpenSSF model-signing signature over the model.",
+    )
+    limits: ModelScanLimitsPolicy = Field(
+        default=ModelScanLimitsPolicy(),
+        description="Per-file scan limits against decompression bombs and slow inputs.",
     )
 
 
