@@ -561,10 +561,12 @@ def _capped(annotations: Sequence[Annotation], level: str, what: str) -> list[An
 def annotations_for_report(report: Mapping[str, Any], places: Places) -> list[Annotation]:
     """Errors for errored gates and failing findings, warnings for findings the policy lets
     through with a warning."""
+    from modelseal.reports.json_report import gate_summary
+
     errors: list[Annotation] = []
     warnings: list[Annotation] = []
     failing: list[Mapping[str, Any]] = []
-    for g in report.get("gates", []):
+    for g in map(gate_summary, report.get("gates", [])):
         error = str(g.get("error") or "")
         # A gate not run because the one it needs errored adds nothing to that one's error.
         if g.get("status") == "ERRORED" and error and not error.startswith("not run:"):
@@ -646,7 +648,9 @@ def render_summary(
 
 
 def _summary_gates(report: Mapping[str, Any]) -> list[str]:
-    gates = list(report.get("gates", []))
+    from modelseal.reports.json_report import gate_summary
+
+    gates = [gate_summary(g) for g in report.get("gates", [])]
     out = ["", "| gate | status | findings | time | note |", "|---|---|---|---|---|"]
     for g in gates:
         findings = list(g.get("findings", []))
