@@ -213,6 +213,17 @@ def test_judge_rejects_what_is_not_a_report(
     assert "schema_version 1 or 2" in capsys.readouterr().err
 
 
+def test_judge_refuses_an_oversized_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelseal.reports import json_report
+
+    report = _stored_report(tmp_path)
+    monkeypatch.setattr(json_report, "MAX_REPORT_BYTES", report.stat().st_size - 1)
+    assert main(["judge", str(report)]) == 2
+    assert "larger than" in capsys.readouterr().err
+
+
 def test_markdown_summary_lists_errors_and_findings(tmp_path: Path) -> None:
     report = _stored_report(tmp_path)
     text = (report.parent / "summary.md").read_text()
