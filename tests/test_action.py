@@ -521,6 +521,19 @@ def test_collect_outputs_after_publishing(tmp_path: Path) -> None:
     assert got["verdict"] == "PASSED" and got["exit-code"] == "0"
 
 
+def test_collect_outputs_without_publishing_reads_the_build_evidence(tmp_path: Path) -> None:
+    sbom = tmp_path / "elsewhere.cdx.json"
+    sbom.write_text("{}")
+    gates = [
+        {"gate": "build", "status": "PASSED", "facts": {"image.digest": DIGEST}},
+        {"gate": "sbom", "status": "PASSED", "artifacts": {"sbom": str(sbom)}},
+    ]
+    inputs = ActionInputs(context=".", out_dir=str(tmp_path))
+    for report in (_report(gates, "PASSED"), _report_v1(gates, "PASSED")):
+        got = collect_outputs(inputs, report, None, 0)
+        assert got["digest"] == DIGEST and got["sbom-path"] == str(sbom), report["schema_version"]
+
+
 def test_a_passing_report_with_a_failing_exit_is_not_passed(tmp_path: Path) -> None:
     got = collect_outputs(
         ActionInputs(context=".", out_dir=str(tmp_path)), _report([], "PASSED"), None, 3

@@ -742,9 +742,11 @@ def collect_outputs(
     outputs["report-path"] = _existing(out_dir / "report.json")
     outputs["summary-path"] = _existing(out_dir / "summary.md")
     outputs["sarif-path"] = _existing(out_dir / "modelseal.sarif")
+    from modelseal.reports.json_report import gate_summary
+
     sbom: Path | None = out_dir / "sbom.cdx.json"
     digest = ""
-    for g in (report or {}).get("gates", []):
+    for g in map(gate_summary, (report or {}).get("gates", [])):
         if g.get("gate") == "sbom" and (g.get("artifacts") or {}).get("sbom"):
             sbom = Path(g["artifacts"]["sbom"])
         if g.get("gate") == "build":
