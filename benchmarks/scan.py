@@ -98,14 +98,18 @@ def main() -> int:
                     ]  # fmt: skip
                     wall = timed(argv, env, ok=(0, 1))
                     report = json.loads((out / "report.json").read_text())
-                    durations = {g["gate"]: float(g["duration_s"]) for g in report["gates"]}
+                    durations = {
+                        g["gate"]: float(g["evidence"]["duration_s"]) for g in report["gates"]
+                    }
                     return wall, durations["build"], durations
 
                 # Warm run: fills the build cache and gives the layout for the by-hand side.
                 warm = work / "warm"
                 seal(warm)
                 report = json.loads((warm / "report.json").read_text())
-                build_facts = next(g["facts"] for g in report["gates"] if g["gate"] == "build")
+                build_facts = next(
+                    g["evidence"]["facts"] for g in report["gates"] if g["gate"] == "build"
+                )
                 manifest = next(iter(platform_manifests(build_facts).values()))
                 oci = warm / "oci"
 

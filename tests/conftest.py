@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -25,6 +25,28 @@ REPO = Path(__file__).resolve().parent.parent
 EPOCH = 1700000000
 TEST_CACHE = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
 """Kept across sessions (Makefile ``TEST_CACHE``): the example base, prefetched wheels."""
+
+
+REPORT_SCHEMA = REPO / "src" / "modelseal" / "reports" / "report.schema.json"
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A ``report.json`` the code under test wrote, validated against the committed JSON Schema
+    (so every report the tests read is a valid one)."""
+    import jsonschema
+
+    data = json.loads(path.read_text())
+    schema = json.loads(REPORT_SCHEMA.read_text())
+    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+    return cast(dict[str, Any], data)
+
+
+def report_gates(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """gate name → the gate's flat view (status, collected, error, facts, findings with their
+    decisions), as the Action reads it."""
+    from modelseal.reports.json_report import gate_summary
+
+    return {str(g["gate"]): gate_summary(g) for g in report["gates"]}
 
 
 def require(ok: bool, what: str) -> None:

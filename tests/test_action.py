@@ -379,6 +379,34 @@ def _finding(**kw: Any) -> dict[str, Any]:
 
 
 def _report(gates: Sequence[Mapping[str, Any]], verdict: str = "FAILED") -> dict[str, Any]:
+    """A report.json as the command line writes it (schema_version 2): each gate's findings
+    (``_finding``, decision included) split into evidence and decision."""
+    v1 = _report_v1(gates, verdict)
+    return {**v1, "schema_version": 2, "gates": [_v2_gate(g) for g in v1["gates"]]}
+
+
+def _v2_gate(g: Mapping[str, Any]) -> dict[str, Any]:
+    decided = ("decision", "reason")
+    return {
+        "gate": g["gate"],
+        "evidence": {
+            "status": "ERRORED" if g["status"] == "ERRORED" else "PASSED",
+            "error": g["error"], "duration_s": g["duration_s"], "facts": g["facts"],
+            "artifacts": g["artifacts"],
+            "findings": [{k: v for k, v in f.items() if k not in decided} for f in g["findings"]],
+        },
+        "decision": {
+            "status": g["status"],
+            "findings": [],
+            "outcomes": [
+                {"from": "evidence", "index": i, "decision": f["decision"], "reason": f["reason"]}
+                for i, f in enumerate(g["findings"])
+            ],
+        },
+    }  # fmt: skip
+
+
+def _report_v1(gates: Sequence[Mapping[str, Any]], verdict: str = "FAILED") -> dict[str, Any]:
     return {
         "schema_version": 1,
         "verdict": verdict,
@@ -548,6 +576,25 @@ def test_annotations_are_capped(places: Any) -> None:
     assert got[-1].message.startswith("… and 6 more errors")
 
 
+def test_a_version_1_report_is_shown_the_same(places: Any) -> None:
+    gates = [
+        {"gate": "build", "status": "ERRORED", "error": "app/Dockerfile:1: FROM needs arguments"},
+        {"findings": [_finding(), _finding(id="CVE-2", decision="warn", reason="LOW is below")]},
+    ]
+    v1, v2 = _report_v1(gates), _report(gates)
+    assert v2["gates"][1]["evidence"]["findings"][0].keys().isdisjoint({"decision", "reason"})
+    assert action.annotations_for_report(v1, places) == action.annotations_for_report(v2, places)
+    got = action.annotations_for_report(v2, places)
+    assert [(a.level, a.title) for a in got] == [
+        ("error", "modelseal: gate build errored"),
+        ("error", "modelseal trivy: CVE-2018-18074 (HIGH) requests@2.19.0"),
+        ("warning", "modelseal trivy: CVE-2 (HIGH) requests@2.19.0"),
+    ]
+    outputs = {"verdict": "FAILED", "exit-code": "1"}
+    assert render_summary(v1, outputs) == render_summary(v2, outputs)
+    assert "<details><summary>2 finding(s), 1 failing</summary>" in render_summary(v2, outputs)
+
+
 def test_findings_under_the_default_policy_have_no_file(tmp_path: Path) -> None:
     places = action.Places(workspace=tmp_path, context=tmp_path, policy=None)
     (a,) = action.annotations_for_report(_report([{"findings": [_finding()]}]), places)
@@ -582,6 +629,19 @@ def test_collect_outputs_after_publishing(tmp_path: Path) -> None:
     assert got["provenance-path"] == str(out / "provenance.intoto.json")
     assert got["sbom-path"] == str(out / "sbom.cdx.json")
     assert got["verdict"] == "PASSED" and got["exit-code"] == "0"
+
+
+def test_collect_outputs_without_publishing_reads_the_build_evidence(tmp_path: Path) -> None:
+    sbom = tmp_path / "elsewhere.cdx.json"
+    sbom.write_text("{}")
+    gates = [
+        {"gate": "build", "status": "PASSED", "facts": {"image.digest": DIGEST}},
+        {"gate": "sbom", "status": "PASSED", "artifacts": {"sbom": str(sbom)}},
+    ]
+    inputs = ActionInputs(context=".", out_dir=str(tmp_path))
+    for report in (_report(gates, "PASSED"), _report_v1(gates, "PASSED")):
+        got = collect_outputs(inputs, report, None, 0)
+        assert got["digest"] == DIGEST and got["sbom-path"] == str(sbom), report["schema_version"]
 
 
 def test_a_passing_report_with_a_failing_exit_is_not_passed(tmp_path: Path) -> None:

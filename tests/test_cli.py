@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO
+from tests.conftest import REPO, read_report
 
 from modelseal import __version__, _cli
 from modelseal._cli import main
@@ -185,15 +185,16 @@ def _stored_report(tmp_path: Path) -> Path:
 
 def test_judge_rejudges_stored_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = _stored_report(tmp_path)
-    data = json.loads(report.read_text())
-    assert data["schema_version"] == 1 and data["verdict"] == "FAILED" and data["exit_code"] == 1
-    assert data["gates"][0]["findings"][0]["decision"] == "fail"
+    data = read_report(report)
+    assert data["schema_version"] == 2 and data["verdict"] == "FAILED" and data["exit_code"] == 1
+    assert data["gates"][0]["decision"]["outcomes"][0]["decision"] == "fail"
 
     lax = _write(tmp_path, "lax.yml", "version: 1\nbuild:\n  require_pinned_base: false\n")
     assert main(["judge", str(report), "--policy", str(lax), "-o", str(tmp_path / "re")]) == 0
-    again = json.loads((tmp_path / "re" / "report.json").read_text())
+    again = read_report(tmp_path / "re" / "report.json")
     assert again["verdict"] == "PASSED" and again["command"] == "judge"
-    assert again["gates"][0]["findings"][0]["decision"] == "warn"
+    assert again["gates"][0]["decision"]["outcomes"][0]["decision"] == "warn"
+    assert again["gates"][0]["evidence"] == data["gates"][0]["evidence"]
     assert again["started_at"] == data["started_at"]
     summary = (tmp_path / "re" / "summary.md").read_text()
     assert "PASSED" in summary and "build.unpinned-base" in summary
@@ -209,7 +210,18 @@ def test_judge_rejects_what_is_not_a_report(
 ) -> None:
     bogus = _write(tmp_path, "r.json", '{"schema_version": 99}')
     assert main(["judge", str(bogus)]) == 2
-    assert "schema_version 1" in capsys.readouterr().err
+    assert "schema_version 1 or 2" in capsys.readouterr().err
+
+
+def test_judge_refuses_an_oversized_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelseal.reports import json_report
+
+    report = _stored_report(tmp_path)
+    monkeypatch.setattr(json_report, "MAX_REPORT_BYTES", report.stat().st_size - 1)
+    assert main(["judge", str(report)]) == 2
+    assert "larger than" in capsys.readouterr().err
 
 
 def test_markdown_summary_lists_errors_and_findings(tmp_path: Path) -> None:
@@ -228,6 +240,6 @@ def test_reports_validate_against_the_report_schema(tmp_path: Path) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     report = json.loads(_stored_report(tmp_path).read_text())
     jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)
-    report["schema_version"] = 2
+    report["schema_version"] = 3
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)

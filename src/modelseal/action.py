@@ -704,10 +704,12 @@ def _capped(annotations: Sequence[Annotation], level: str, what: str) -> list[An
 def annotations_for_report(report: Mapping[str, Any], places: Places) -> list[Annotation]:
     """Errors for errored gates and failing findings, warnings for findings the policy lets
     through with a warning."""
+    from modelseal.reports.json_report import gate_summary
+
     errors: list[Annotation] = []
     warnings: list[Annotation] = []
     failing: list[Mapping[str, Any]] = []
-    for g in report.get("gates", []):
+    for g in map(gate_summary, report.get("gates", [])):
         error = str(g.get("error") or "")
         # A gate not run because the one it needs errored adds nothing to that one's error.
         if g.get("status") == "ERRORED" and error and not error.startswith("not run:"):
@@ -792,7 +794,9 @@ def render_summary(
 
 
 def _summary_gates(report: Mapping[str, Any]) -> list[str]:
-    gates = list(report.get("gates", []))
+    from modelseal.reports.json_report import gate_summary
+
+    gates = [gate_summary(g) for g in report.get("gates", [])]
     out = ["", "| gate | status | findings | time | note |", "|---|---|---|---|---|"]
     for g in gates:
         findings = list(g.get("findings", []))
@@ -884,9 +888,11 @@ def collect_outputs(
     outputs["report-path"] = _existing(out_dir / "report.json")
     outputs["summary-path"] = _existing(out_dir / "summary.md")
     outputs["sarif-path"] = _existing(out_dir / "modelseal.sarif")
+    from modelseal.reports.json_report import gate_summary
+
     sbom: Path | None = out_dir / "sbom.cdx.json"
     digest = ""
-    for g in (report or {}).get("gates", []):
+    for g in map(gate_summary, (report or {}).get("gates", [])):
         if g.get("gate") == "sbom" and (g.get("artifacts") or {}).get("sbom"):
             sbom = Path(g["artifacts"]["sbom"])
         if g.get("gate") == "build":

@@ -93,10 +93,14 @@ class Finding(PicklableFrozen):
             severity=Severity.parse(str(data["severity"])),
             title=str(data["title"]),
             subject=str(data["subject"]),
-            fixed_in=data.get("fixed_in"),
-            location=data.get("location"),
+            fixed_in=_str_or_none(data.get("fixed_in")),
+            location=_str_or_none(data.get("location")),
             evidence={str(k): str(v) for k, v in (data.get("evidence") or {}).items()},
         )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ the same findings can be re-judged under another policy."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -34,20 +34,34 @@ class Outcome(Enum):
     IGNORED = "ignored"  # explicitly accepted (e.g. an ignore entry)
 
 
+#: Ids of the findings the judge makes itself (never a gate). They are part of a decision, not
+#: evidence: re-judging recomputes them, so a reader of an old report drops them.
+JUDGE_MADE_IDS = frozenset({"vulnerabilities.expired-ignore"})
+
+
 @dataclass(frozen=True)
 class Decision:
     """The policy's word on one finding, and why. ``ignore`` is the vulnerability ignore entry
-    that decided it: the accepted risk when the outcome is IGNORED, an expired one when FAIL."""
+    that decided it: the accepted risk when the outcome is IGNORED, an expired one when FAIL.
+
+    ``finding`` is the collected finding itself, unchanged, unless ``made`` says the judge made
+    it (an expired ignore entry that matched nothing). ``sources`` names every scanner that
+    reported the advisory, when more than one did (the others' findings are ignored as
+    duplicates of this one)."""
 
     finding: Finding
     outcome: Outcome
     reason: str
     ignore: IgnoreEntry | None = None
+    made: bool = False
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """A gate's collected result and its judged status."""
+    """A gate's collected evidence (``result``, exactly as collected) and the judge's decision:
+    the status, and one decision per finding — first the collected findings, in order, then the
+    ones the judge made."""
 
     result: GateResult
     status: Status
@@ -57,6 +71,11 @@ class GateVerdict:
     def failing(self) -> tuple[Decision, ...]:
         """The decisions that breach the policy."""
         return tuple(d for d in self.decisions if d.outcome is Outcome.FAIL)
+
+    @property
+    def made(self) -> tuple[Finding, ...]:
+        """The findings the judge made for this gate (not evidence)."""
+        return tuple(d.finding for d in self.decisions if d.made)
 
 
 @dataclass(frozen=True)
@@ -165,18 +184,16 @@ def _judge_vuln(f: Finding, policy: Policy, vc: _VulnContext) -> Decision:
     d = decide(
         f, policy.vulnerabilities, vex=vc.vex, today=vc.today, duplicate_of=vc.duplicates.get(id(f))
     )
-    srcs = vc.sources.get(id(f))
-    if srcs and len(srcs) > 1:
-        f = replace(f, evidence={**f.evidence, "sources": ",".join(srcs)})
+    srcs = vc.sources.get(id(f), ())
     outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "ignored": Outcome.IGNORED}[d.outcome]
-    return Decision(f, outcome, d.reason, d.ignore)
+    return Decision(f, outcome, d.reason, d.ignore, sources=srcs if len(srcs) > 1 else ())
 
 
-def _expired_findings(
+def _expired_decisions(
     results: Sequence[GateResult], policy: Policy, today: date
-) -> dict[str, list[Finding]]:
-    """Expired ignore entries that matched no finding still fail: the first vulnerability gate
-    that collected evidence carries them."""
+) -> dict[str, list[Decision]]:
+    """Expired ignore entries that matched no finding still fail: the judge makes a finding for
+    each, carried by the first vulnerability gate that collected evidence."""
     expired = expired_entries(policy.vulnerabilities, today)
     if not expired:
         return {}
@@ -194,14 +211,21 @@ def _expired_findings(
     if carrier is None:
         return {}
     out = [
-        Finding(
-            gate=carrier,
-            id="vulnerabilities.expired-ignore",
-            severity=Severity.HIGH,
-            title=f"the ignore entry for {e.id} expired on {e.expires.isoformat()}",
-            subject=e.id,
-            location="vulnerabilities.ignore",
-            evidence={"reason": e.reason, "expires": e.expires.isoformat()},
+        Decision(
+            Finding(
+                gate=carrier,
+                id="vulnerabilities.expired-ignore",
+                severity=Severity.HIGH,
+                title=f"the ignore entry for {e.id} expired on {e.expires.isoformat()}",
+                subject=e.id,
+                location="vulnerabilities.ignore",
+                evidence={"reason": e.reason, "expires": e.expires.isoformat()},
+            ),
+            Outcome.FAIL,
+            f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches no "
+            "finding: renew or remove it",
+            e,
+            made=True,
         )
         for e in expired
         if e.id.upper() not in matched
@@ -210,14 +234,19 @@ def _expired_findings(
 
 
 def judge_gate(
-    result: GateResult, policy: Policy, *, vuln: _VulnContext | None = None
+    result: GateResult,
+    policy: Policy,
+    *,
+    vuln: _VulnContext | None = None,
+    made: Sequence[Decision] = (),
 ) -> GateVerdict:
-    """Judge one gate's evidence."""
+    """Judge one gate's evidence; ``made`` are the judge's own decisions on findings it made
+    for this gate (they follow the evidence's)."""
     rule = RULES.get(result.gate, _default_rule)
     vc = vuln or _VulnContext((), date.today(), {}, {})
     decisions = tuple(
         _judge_vuln(f, policy, vc) if is_vuln(f) else rule(policy, f) for f in result.findings
-    )
+    ) + tuple(made)
     if result.status in (Status.ERRORED, Status.SKIPPED):
         return GateVerdict(result, result.status, decisions)
     failed = any(d.outcome is Outcome.FAIL for d in decisions)
@@ -241,12 +270,10 @@ def judge(
     breached. Both fail the run.
     """
     vc = _vuln_context(results, policy, base_dir, today)
-    extra = _expired_findings(results, policy, vc.today)
-    results = [
-        replace(r, findings=(*r.findings, *extra[r.gate])) if r.gate in extra else r
-        for r in results
-    ]
-    gates = tuple(judge_gate(r, policy, vuln=vc) for r in results)
+    # The judge's own findings go into the decision, never into the evidence: the evidence a
+    # report stores must be what was collected, so that re-judging it recomputes them.
+    made = _expired_decisions(results, policy, vc.today)
+    gates = tuple(judge_gate(r, policy, vuln=vc, made=made.get(r.gate, ())) for r in results)
     statuses = {g.status for g in gates}
     if internal_error:
         return Verdict(gates, Status.ERRORED, ExitCode.BUG)

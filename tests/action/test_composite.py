@@ -28,7 +28,7 @@ from tests.action.harness import (
     StepContext,
     oidc_token_endpoint,
 )
-from tests.conftest import EPOCH, REPO, TEST_CACHE, require
+from tests.conftest import EPOCH, REPO, TEST_CACHE, read_report, report_gates, require
 from tests.vuln.test_trivy import REQUESTS_METADATA
 
 EXAMPLES = REPO / "examples"
@@ -298,9 +298,9 @@ def test_the_example_passes(
     assert out["out-dir"] == str(ws / "modelseal-out")
     for name in ("report-path", "summary-path", "sarif-path", "sbom-path"):
         assert Path(out[name]).is_absolute() and Path(out[name]).is_file(), name
-    report = json.loads(Path(out["report-path"]).read_text())
+    report = read_report(Path(out["report-path"]))
     assert report["verdict"] == "PASSED"
-    build = next(g for g in report["gates"] if g["gate"] == "build")
+    build = report_gates(report)["build"]
     assert build["facts"]["image.digest"] == out["digest"]
     assert json.loads(Path(out["sbom-path"]).read_text())["bomFormat"] == "CycloneDX"
     assert json.loads(Path(out["sarif-path"]).read_text())["version"] == "2.1.0"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tests.conftest import EPOCH, REPO, docker_cli
+from tests.conftest import EPOCH, REPO, docker_cli, report_gates
 
 from modelseal._cli import main
 from modelseal.build.dockerfile import classify_bases, parse_dockerfile
@@ -37,7 +37,7 @@ def _build(
 
 
 def _gate(report: dict) -> dict:
-    (gate,) = report["gates"]
+    (gate,) = report_gates(report).values()
     return gate
 
 

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from tests.conftest import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.models.scan import scan_files
@@ -53,8 +54,9 @@ def _run(root: Path, policy: str, capsys: pytest.CaptureFixture[str]) -> tuple[i
         ["run", str(root), "--gate", "models", "--policy", policy, "-o", str(root.parent / "out")]
     )
     capsys.readouterr()
-    report = json.loads((root.parent / "out" / "report.json").read_text())
-    return code, report["gates"][0]
+    report = read_report(root.parent / "out" / "report.json")
+    (gate,) = report_gates(report).values()
+    return code, gate
 
 
 def _failing(gate: dict) -> list[str]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import EPOCH
+from tests.conftest import EPOCH, read_report, report_gates
 from tests.models.test_models_gate import safetensors_bytes
 
 from modelseal._cli import main
@@ -39,8 +38,7 @@ def _run(root: Path, base: str, capsys: pytest.CaptureFixture[str]) -> tuple[int
                  "--gate", "models", "--gate", "build", "--gate", "models-image",
                  "--build-context", f"base={base}", "--source-date-epoch", str(EPOCH)])  # fmt: skip
     capsys.readouterr()
-    report = json.loads((out / "report.json").read_text())
-    return code, {g["gate"]: g for g in report["gates"]}
+    return code, report_gates(read_report(out / "report.json"))
 
 
 def test_image_matches_the_lock(

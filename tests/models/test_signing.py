@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from tests.conftest import read_report, report_gates
 from tests.models.test_models_gate import safetensors_bytes
 
 from modelseal._cli import main
@@ -97,5 +97,5 @@ def test_gate_fails_on_a_bad_signature(
     assert main(["models", "lock", "model"]) == 0  # re-pinned: only the signature can object now
     assert main(args) == 1
     capsys.readouterr()
-    gate = json.loads((out / "report.json").read_text())["gates"][0]
+    (gate,) = report_gates(read_report(out / "report.json")).values()
     assert [f["id"] for f in gate["findings"] if f["decision"] == "fail"] == ["models.signature"]

@@ -27,10 +27,13 @@ from modelseal.sign.key import generate_ephemeral_key
 
 
 def statements(
-    image: str, digest: str, finished_at: str = "2026-11-23T10:00:00Z"
+    image: str,
+    digest: str,
+    finished_at: str = "2026-11-23T10:00:00Z",
+    report: dict[str, Any] | None = None,
 ) -> list[Attestation]:
     """Provenance, SBOM and scan-report statements about ``image@digest``, as a local run makes
-    them (the report PASSED, finished at ``finished_at``)."""
+    them (the report PASSED, finished at ``finished_at``; ``report`` replaces the minimal one)."""
     provenance = provenance_statement(
         ProvenanceInput(
             image_name=image, manifest_digest=digest, builder_id=LOCAL_BUILDER_ID,
@@ -41,10 +44,11 @@ def statements(
         )
     )  # fmt: skip
     sbom = sbom_statement(image, digest, {"bomFormat": "CycloneDX", "specVersion": "1.6"})
-    report = {
-        "schema_version": 1, "verdict": "PASSED", "exit_code": 0, "finished_at": finished_at,
-        "policy": {"sha256": "ef" * 32}, "gates": [],
-    }  # fmt: skip
+    if report is None:
+        report = {
+            "schema_version": 2, "verdict": "PASSED", "exit_code": 0, "finished_at": finished_at,
+            "policy": {"sha256": "ef" * 32}, "gates": [],
+        }  # fmt: skip
     scan = scan_report_statement(image, digest, report)
     return [
         Attestation("provenance", provenance),

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 import subprocess
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
 from referencing import Registry, Resource
-from tests.conftest import require
+from tests.conftest import REPO, require
 
 from modelseal.errors import ConfigError
+from modelseal.judge import judge
 from modelseal.models.mlbom import model_records
+from modelseal.policy import load_policy_text
 from modelseal.publish.provenance import (
     BUILD_TYPE,
     CYCLONEDX_PREDICATE,
@@ -41,6 +44,8 @@ from modelseal.publish.provenance import (
     scan_report_statement,
     statement_bytes,
 )
+from modelseal.reports import Report
+from modelseal.reports.json_report import report_to_json, results_from_data
 from modelseal.sign.key import statement_json
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -373,6 +378,28 @@ def test_scan_report_statement() -> None:
     Statement.copy_from_pb(pb).validate()
     with pytest.raises(ConfigError, match="report"):
         scan_report_statement(IMAGE, DIGEST, {"gates": []})
+
+
+def test_scan_report_statement_summarises_a_version_2_report() -> None:
+    # What `modelseal run` writes now: the judged status and the findings decided (collected
+    # and judge-made) are under each gate's decision.
+    v1 = json.loads((REPO / "tests" / "data" / "report-v1.json").read_text())
+    policy = load_policy_text(
+        (REPO / "tests" / "data" / "report-v1.policy.yml").read_text(), "modelseal.yml"
+    )
+    verdict = judge(results_from_data(v1, "v1"), policy.policy, today=date(2026, 11, 23))
+    report = report_to_json(Report(verdict, policy.source, policy.sha256, 0.0, 1.0, "0.2.0"))
+    predicate = scan_report_statement(IMAGE, DIGEST, report)["predicate"]
+    assert predicate["gates"] == [
+        {"gate": "build", "status": "FAILED", "findings": 1},
+        {"gate": "models", "status": "ERRORED", "findings": 0},
+        {"gate": "sbom", "status": "SKIPPED", "findings": 0},
+        {"gate": "trivy", "status": "FAILED", "findings": 4},
+        {"gate": "pip-audit", "status": "PASSED", "findings": 1},
+    ]
+    assert predicate["report"] == report
+    with pytest.raises(ConfigError, match="report"):
+        scan_report_statement(IMAGE, DIGEST, {**report, "gates": [{"gate": "x", "decision": {}}]})
 
 
 def test_sbom_statement() -> None:

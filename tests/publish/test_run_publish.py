@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.publish.registry import RegistryClient, RegistryError
@@ -56,8 +57,7 @@ def test_run_push_then_verify(
     assert record["tags"] == ["1.0", "stable"]
     assert set(record["bundles"]) == {"image", "image-cosign", "provenance", "sbom", "scan-report"}
     assert f"published {image}@{digest}" in printed
-    report = json.loads((out / "report.json").read_text())
-    build = next(g for g in report["gates"] if g["gate"] == "build")
+    build = report_gates(read_report(out / "report.json"))["build"]
     assert build["facts"]["image.digest"] == digest  # what was judged is what shipped
     provenance = json.loads((out / "provenance.intoto.json").read_text())
     assert provenance["subject"][0]["digest"]["sha256"] == digest.removeprefix("sha256:")

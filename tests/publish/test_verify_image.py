@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import build_layout, require
+from tests.conftest import REPO, build_layout, require
+from tests.data.make_report_v1 import PASSED_POLICY, passed
 from tests.publish.conftest import statements
 from tests.sigstore_local import DEFAULT_EMAIL
 
+from modelseal._cli import _rejudger
+from modelseal.judge import judge
 from modelseal.oci import OciLayout
+from modelseal.policy import load_policy_text
 from modelseal.publish.publisher import ImageRef, publish
 from modelseal.publish.registry import RegistryClient, RegistryError
 from modelseal.publish.verify_image import VerifyOptions, VerifyResult, verify_image
+from modelseal.reports import Report
+from modelseal.reports.json_report import report_to_json
 from modelseal.sign.interface import SigningError, VerificationError
 from modelseal.sign.key import KeySigner, generate_ephemeral_key
 from modelseal.sign.keyless import KeylessSigner
@@ -191,6 +197,37 @@ def test_missing_attestations_fail(
     _, stranger = generate_ephemeral_key(tmp_path / "stranger")
     result = _verify(f"{ref.name}:1.0", ExpectedSigner(public_key_pem=stranger.read_bytes()))
     assert not any(c.ok for c in result.checks)
+
+
+def test_verify_rejudges_version_2_and_version_1_scan_reports(
+    registry: str, busybox_layout: tuple[OciLayout, str], tmp_path: Path
+) -> None:
+    # The scan-report attestation carries the whole report.json: this version's (2), and an
+    # older release's (1, written by modelseal before version 2), are both judged again.
+    layout, digest = busybox_layout
+    private, public = generate_ephemeral_key(tmp_path / "keys")
+    signer = KeySigner.from_file(private)
+    accepted = load_policy_text(PASSED_POLICY, "release.yml")
+    verdict = judge(passed(), accepted.policy)
+    v2 = report_to_json(Report(verdict, accepted.source, accepted.sha256, 0.0, 1.0, "0.2.0"))
+    v1 = json.loads((REPO / "tests" / "data" / "report-v1-passed.json").read_text())
+    strict = load_policy_text("version: 1\n", "strict.yml")
+    expected = ExpectedSigner(public_key_pem=public.read_bytes())
+    for version, report in ((2, v2), (1, v1)):
+        assert report["schema_version"] == version and report["verdict"] == "PASSED"
+        report = {**report, "finished_at": FINISHED}
+        ref = ImageRef.parse(f"{registry}/seal/report-v{version}:1.0")
+        publish(
+            ref, layout, digest, signer=signer, out_dir=tmp_path / f"v{version}",
+            attestations=statements(ref.name, digest, FINISHED, report),
+        )  # fmt: skip
+        ok = _verify(f"{ref.name}:1.0", expected, rejudge=_rejudger(accepted))
+        assert ok.ok and ok.checks[-1].detail.endswith("PASSED under release.yml"), ok.checks
+        # Without the ignore entry the accepted advisory fails: the evidence was re-read.
+        bad = _verify(f"{ref.name}:1.0", expected, rejudge=_rejudger(strict))
+        assert not bad.ok and "judged again under the given policy: FAILED under strict.yml" in (
+            bad.checks[-1].detail
+        )
 
 
 def test_rekor_down_fails_closed_and_pushes_nothing(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.conftest import EPOCH
+from tests.conftest import EPOCH, read_report, report_gates
 from tests.vuln.test_trivy import _rootfs
 
 from modelseal._cli import main
@@ -48,13 +48,13 @@ def test_both_scanners_one_verdict(
             "--source-date-epoch", str(EPOCH), "-o", str(out)]  # fmt: skip
     code = main([*args, "--policy", str(_policy(tmp_path, osv_url))])
     capsys.readouterr()
-    report = json.loads((out / "report.json").read_text())
+    report = read_report(out / "report.json")
     assert code == 1, report
-    gates = {g["gate"]: g for g in report["gates"]}
+    gates = report_gates(report)
     assert gates["trivy"]["status"] == "FAILED" and gates["pip-audit"]["status"] == "PASSED"
     failing = sorted(
-        (f["gate"], f["id"], f["evidence"].get("sources", ""))
-        for g in report["gates"]
+        (f["gate"], f["id"], ",".join(f["sources"]))
+        for g in gates.values()
         for f in g["findings"]
         if f["decision"] == "fail"
     )

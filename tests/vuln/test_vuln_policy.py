@@ -147,7 +147,8 @@ def test_same_advisory_from_both_scanners_is_one_finding_with_two_sources() -> N
     assert len(failing) == 1
     assert (
         failing[0].finding.gate == "trivy"
-        and failing[0].finding.evidence["sources"] == "trivy,pip-audit"
+        and failing[0].sources == ("trivy", "pip-audit")
+        and "sources" not in failing[0].finding.evidence
     )
     dup = next(d for d in v.gates[0].decisions)
     assert dup.outcome is Outcome.IGNORED and "reported by trivy" in dup.reason

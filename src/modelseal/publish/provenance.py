@@ -427,14 +427,7 @@ def scan_report_statement(
     ``finished_at``, ``policy`` {sha256}, a per-gate summary, and the whole ``report.json``
     object under ``report``."""
     try:
-        gates = [
-            {
-                "gate": str(g["gate"]),
-                "status": str(g["status"]),
-                "findings": len(g.get("findings") or ()),
-            }
-            for g in report.get("gates") or ()
-        ]
+        gates = [_gate_summary(g) for g in report.get("gates") or ()]
         predicate = {
             "verdict": report["verdict"],
             "exit_code": report["exit_code"],
@@ -448,6 +441,23 @@ def scan_report_statement(
             f"not a modelseal report.json object ({type(e).__name__}: {e})."
         ) from None
     return _statement(image_name, manifest_digest, SCAN_REPORT_PREDICATE, predicate)
+
+
+def _gate_summary(g: Mapping[str, Any]) -> dict[str, Any]:
+    """``{gate, status, findings}`` of one gate of a report: schema_version 2 keeps the judged
+    status and one outcome per finding under ``decision``; version 1 had them on the gate."""
+    if "decision" in g:
+        decision = g["decision"]
+        return {
+            "gate": str(g["gate"]),
+            "status": str(decision["status"]),
+            "findings": len(decision.get("outcomes") or ()),
+        }
+    return {
+        "gate": str(g["gate"]),
+        "status": str(g["status"]),
+        "findings": len(g.get("findings") or ()),
+    }
 
 
 def sbom_statement(

@@ -107,6 +107,8 @@ def _result(d: Decision, rule_id: str, index: int, report: Report) -> dict[str, 
         },
         "properties": {"severity": f.severity.name, "subject": f.subject, "gate": f.gate},
     }
+    if d.sources:
+        result["properties"]["sources"] = list(d.sources)
     if d.outcome is Outcome.IGNORED:
         result["suppressions"] = [{"kind": "external", "justification": _clip(d.reason, 500)}]
     return result
