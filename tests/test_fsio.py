@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.action.harness import parse_file_command
+from tests.conftest import read_report, report_gates
 from tests.test_cli import _stored_report
 
 from modelseal import fsio
@@ -291,8 +292,7 @@ def test_a_run_over_a_name_that_is_not_utf8_still_writes_its_report(
     code = main(["run", "--gate", "models", "-o", "out", "."])
     capsys.readouterr()
     assert code == 3  # the models gate could not check that file: ERRORED
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    (gate,) = report["gates"]
+    (gate,) = report_gates(read_report(tmp_path / "out" / "report.json")).values()
     assert gate["status"] == "ERRORED" and "m/\\xff.bin is not valid UTF-8" in gate["error"]
 
 

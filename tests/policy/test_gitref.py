@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.action.harness import parse_commands, parse_file_command
+from tests.conftest import read_report
 
 from modelseal import action
 from modelseal._cli import main
@@ -95,7 +96,7 @@ def test_a_pull_request_cannot_loosen_the_policy_that_judges_it(
     assert code == 1  # judged by main's policy: the pickle is refused
     base_commit = git(upstream, "rev-parse", "main")
     base_digest = hashlib.sha256(STRICT.encode()).hexdigest()
-    report = json.loads((work / "modelseal-out" / "report.json").read_text())
+    report = read_report(work / "modelseal-out" / "report.json")
     assert report["policy"] == {
         "source": "modelseal.yml", "sha256": base_digest, "ref": "main", "commit": base_commit,
     }  # fmt: skip

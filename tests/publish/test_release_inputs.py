@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from examples.offline.trivydb import write_trivy_db
-from tests.conftest import EPOCH
+from tests.conftest import EPOCH, read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.publish.registry import RegistryClient, RegistryError
@@ -66,8 +66,7 @@ def test_multi_platform_release_with_labels_annotations_and_tags(
     ])  # fmt: skip
     printed = capsys.readouterr()
     assert code == 0, printed.out + printed.err
-    report = json.loads((out / "report.json").read_text())
-    gates = {g["gate"]: g for g in report["gates"]}
+    gates = report_gates(read_report(out / "report.json"))
     build, trivy = gates["build"]["facts"], gates["trivy"]["facts"]
     # reproducible across both platforms, labels and annotations included
     assert build["rebuild.reproducible"] == "yes", build
