@@ -383,7 +383,7 @@ def test_missing_file_names_the_file_and_the_reason(tmp_path: Path) -> None:
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^cannot read policy file .*: Is a directory$"):
+    with pytest.raises(ConfigError, match=r"^policy file .* is a directory, not a regular file\.$"):
         load_policy(tmp_path)
 
 
