@@ -107,6 +107,14 @@ def test_everything_set() -> None:
         ({"verify-identity": "a"}, "the self-check verifies the pushed image: set push: true"),
         ({"verify-identity-regexp": "https://x/.*"}, "verify-identity-regexp: must be anchored"),
         (
+            {"verify-identity-regexp": "^a|.*$"},
+            "input verify-identity-regexp: is not anchored as a whole",
+        ),
+        (
+            {"verify-identity-regexp": "^(a+)+$"},
+            "input verify-identity-regexp: is unsafe: a repeated group contains",
+        ),
+        (
             {"verify-identity-regexp": "^a$", "push": "true", "image": "r.io/x", "sign": "none"},
             "input verify-identity-regexp: only keyless signatures are verified by identity",
         ),

@@ -72,6 +72,14 @@ def _epoch(text: str) -> int:
     return int(text)
 
 
+def _days(text: str) -> int:
+    from modelseal.policy.model import MAX_AGE_DAYS
+
+    if not text.isdigit() or int(text) > MAX_AGE_DAYS:
+        raise argparse.ArgumentTypeError(f"expected whole days from 0 to {MAX_AGE_DAYS}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(
@@ -196,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
     vf.add_argument("--source-repository", metavar="URL",
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
-    vf.add_argument("--max-scan-age-days", type=int, metavar="N",
+    vf.add_argument("--max-scan-age-days", type=_days, metavar="N",
                     help="the scan-report attestation may be at most N days old (default 30)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -558,11 +566,15 @@ def _verify(args: argparse.Namespace) -> int:
         )
     if identity is not None and regexp is not None:
         raise ConfigError("give --certificate-identity or --certificate-identity-regexp, not both.")
-    if regexp is not None and not (regexp.startswith("^") and regexp.endswith("$")):
-        raise ConfigError(
-            f"--certificate-identity-regexp {regexp!r} must be anchored (^…$): an unanchored "
-            "pattern also matches identities it was not meant for."
-        )
+    if regexp is not None:
+        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
+        from modelseal.untrusted import untrusted
+
+        try:
+            compile_identity_regexp(regexp)
+        except IdentityRegexpError as e:
+            shown = untrusted(regexp, markup=False, limit=200)
+            raise ConfigError(f"--certificate-identity-regexp {shown} is {e}.") from None
     if key is None and (issuer is None or (identity is None and regexp is None)):
         raise ConfigError(
             "verify needs an expected signer: --key PUB.pem, or --certificate-oidc-issuer with "

@@ -305,6 +305,13 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     if identity_re and not (identity_re.startswith("^") and identity_re.endswith("$")):
         # An unanchored pattern also matches identities it was not meant for.
         r.problem("verify-identity-regexp", "must be anchored: ^…$")
+    elif identity_re:
+        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
+
+        try:
+            compile_identity_regexp(identity_re)
+        except IdentityRegexpError as e:
+            r.problem("verify-identity-regexp", f"is {e}")
     if identity and identity_re:
         r.problem("verify-identity", "give verify-identity or verify-identity-regexp, not both")
     if identity or identity_re:

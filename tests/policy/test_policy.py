@@ -530,7 +530,8 @@ def test_verify_identity_regexp_must_be_anchored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_policy(path)
     assert (
-        "modelseal.yml:3:20: verify.identity_regexp: the identity regexp must be anchored"
+        "modelseal.yml:3:20: verify.identity_regexp: the identity regexp is not anchored: it must "
+        "be anchored"
         in str(err.value)
     )
     path.write_text("version: 1\nverify:\n  identity_regexp: '^https://github.com/org/.*$'\n")

@@ -136,3 +136,39 @@ def test_problems_quote_only_a_bounded_excerpt_and_a_bounded_number(tmp_path: Pa
     assert problems[-1].endswith("… and 452 more problems")
     assert long_key not in str(info.value)
     assert max(len(p) for p in problems) < 400
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ("trivy:\n  db:\n    max_age_days: 1000000000\n", "trivy.db.max_age_days"),
+        ("verify:\n  max_scan_age_days: 1000000000\n", "verify.max_scan_age_days"),
+        ("sign:\n  attempts: 1000000\n", "sign.attempts"),
+        ("vulnerabilities:\n  max_cvss: 1e308\n", "vulnerabilities.max_cvss"),
+    ],
+)
+def test_out_of_range_numbers_are_refused_at_validation(
+    tmp_path: Path, body: str, where: str
+) -> None:
+    (tmp_path / "modelseal.yml").write_text("version: 1\n" + body)
+    proc = _validate("modelseal.yml", tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{where}: Input should be less than or equal to" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("^a|.*$", "do not anchor the whole pattern"),
+        ("^(a+)+$", "repeated group contains another repetition"),
+        ("^(a$", "invalid"),
+    ],
+)
+def test_identity_regexp_is_compiled_and_checked_at_validation(
+    tmp_path: Path, pattern: str, why: str
+) -> None:
+    (tmp_path / "modelseal.yml").write_text(f"version: 1\nverify:\n  identity_regexp: '{pattern}'\n")
+    proc = _validate("modelseal.yml", tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "verify.identity_regexp: the identity regexp is" in proc.stderr
+    assert why in proc.stderr
