@@ -585,10 +585,10 @@ def _verify(args: argparse.Namespace) -> int:
     if trust is None and policy.policy.sign.trust_config is not None:
         trust = base / policy.policy.sign.trust_config
     if key is not None:
-        try:
-            key_pem = key.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read public key {key}: {e.strerror}.") from None
+        from modelseal.bounded import read_input
+        from modelseal.sign.key import MAX_KEY_BYTES
+
+        key_pem = read_input(key, what="public key", limit=MAX_KEY_BYTES)
         expected = ExpectedSigner(public_key_pem=key_pem)
     else:
         expected = ExpectedSigner(

@@ -442,9 +442,13 @@ def policy_positions(path: Path) -> dict[str, tuple[int, int]]:
     from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import YAMLError
 
+    from modelseal.bounded import read_input_text
+    from modelseal.policy.loader import MAX_POLICY_BYTES
+
     try:
-        data = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, YAMLError, ValueError, TypeError):
+        text = read_input_text(path, what="policy file", limit=MAX_POLICY_BYTES)
+        data = YAML(typ="rt").load(text)
+    except (ConfigError, YAMLError, ValueError, TypeError, RecursionError):
         return {}
     out: dict[str, tuple[int, int]] = {}
 
@@ -716,9 +720,12 @@ def _summary_gates(report: Mapping[str, Any]) -> list[str]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    from modelseal.bounded import read_input_text
+    from modelseal.reports.json_report import MAX_REPORT_BYTES
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_input_text(path, what="file", limit=MAX_REPORT_BYTES))
+    except (ConfigError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelseal._tools import ToolResult, run_tool, tail
+from modelseal.bounded import read_input_text
 from modelseal.build.context import DockerIgnore, normalize_context
 from modelseal.build.dockerfile import (
     BaseRef,
@@ -75,12 +76,10 @@ class BuildGate:
         context_dir = opts.context.resolve()
         if not context_dir.is_dir():
             raise ConfigError(f"build context {opts.context} is not a directory.")
-        dockerfile = (opts.dockerfile or context_dir / "Dockerfile").resolve()
-        try:
-            text = dockerfile.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise ConfigError(f"cannot read Dockerfile {dockerfile}: {reason}.") from None
+        named = opts.dockerfile or opts.context / "Dockerfile"
+        dockerfile = named.resolve()
+        # The name as given: a symlink out of the repository is refused, not resolved first.
+        text = read_input_text(named, what="Dockerfile")
         shown = _display_path(dockerfile)
         df = parse_dockerfile(text, shown, build_args=opts.build_args)
         contexts = {k: _pin_layout_context(k, v) for k, v in opts.build_contexts.items()}

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.reports.model import Report
@@ -53,12 +54,17 @@ def write_json_report(report: Report, path: Path) -> None:
     path.write_text(json.dumps(report_to_json(report), indent=2, ensure_ascii=False) + "\n")
 
 
+MAX_REPORT_BYTES = 256 * MIB
+"""``modelseal judge`` refuses a larger report.json (exit 2)."""
+
+
 def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:
     """Load the collected gate results back from a report, to judge them again."""
+    text = read_input_text(path, what="report", limit=MAX_REPORT_BYTES)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read report {path}: {e}.") from None
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"cannot read report {shown_path(path)}: {e}.") from None
     return results_from_data(data, str(path)), data
 
 
