@@ -315,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_EscapingFormatter("%(message)s"))
     try:
         return int(_dispatch(parser, args))
     except Error as e:
@@ -322,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]modelseal:[/] {_escape(e.diagnostics())}", highlight=False)
         return int(e.exit_code)
     except KeyboardInterrupt:
-        _console().print("modelseal: interrupted")
+        _console().print("modelseal: interrupted", highlight=False)
         return 130
     except Exception as e:
         if verbose:
@@ -336,10 +338,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _escape(text: str) -> str:
-    """Messages quote file names, tool output and registry answers: never Rich markup."""
-    from rich.markup import escape
+    """Messages quote file names, tool output and registry answers: escaped for the terminal
+    and the CI log, line by line (a message may span lines; a quoted name may not)."""
+    from modelseal.untrusted import untrusted
 
-    return escape(text)
+    return untrusted(text, multiline=True)
+
+
+def _plain(text: object) -> str:
+    """Untrusted text for a plain ``print`` (no Rich markup to escape)."""
+    from modelseal.untrusted import untrusted
+
+    return untrusted(text, markup=False)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Log records quote tool output and registry answers too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from modelseal.untrusted import untrusted
+
+        return untrusted(super().format(record), markup=False, multiline=True)
 
 
 def _console() -> Console:
@@ -366,7 +385,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.policy_command == "validate":
             path = args.file or args.policy or DEFAULT_POLICY
             loaded = load_policy(path)
-            print(f"{path}: valid (version {loaded.policy.version}, sha256 {loaded.sha256[:12]})")
+            print(
+                f"{_plain(path)}: valid (version {loaded.policy.version}, "
+                f"sha256 {loaded.sha256[:12]})"
+            )
             return 0
     if args.command == "models" and args.models_command:
         return _models(args)
@@ -476,7 +498,9 @@ def _publish(
     from modelseal.publish.run import publish_run
 
     mode = signer.mode if signer is not None else "none (unsigned)"
-    console.print(f"modelseal: publishing {args.push.name} (signing: {mode}) …")
+    console.print(
+        f"modelseal: publishing {_escape(args.push.name)} (signing: {mode}) …", highlight=False
+    )
     published = publish_run(
         {r.gate: r for r in result.results},
         report_path,
@@ -492,12 +516,12 @@ def _publish(
         attestations=tuple(policy.policy.publish.attestations),
         repo_dir=args.context.resolve(),
     )
-    print(f"published {published.reference}")
+    print(f"published {_plain(published.reference)}")
     for tag in published.tags:
-        print(f"  tag       {published.image}:{tag}")
+        print(f"  tag       {_plain(f'{published.image}:{tag}')}")
     for name, path in sorted(published.bundles.items()):
-        print(f"  bundle    {name}: {path}")
-    print(f"  details   {args.out_dir.resolve() / 'publish.json'}")
+        print(f"  bundle    {_plain(name)}: {_plain(path)}")
+    print(f"  details   {_plain(args.out_dir.resolve() / 'publish.json')}")
     return 0
 
 
@@ -506,7 +530,7 @@ def _print_outcome(verdict: Verdict, paths: dict[str, Path]) -> None:
 
     from modelseal.ui import print_verdict
 
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=_width())
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=_width(), emoji=False)
     print_verdict(verdict, paths, out)
 
 
@@ -610,9 +634,9 @@ def _verify(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"{result.image}@{result.digest}")
+        print(_plain(f"{result.image}@{result.digest}"))
         for c in result.checks:
-            print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {c.detail}")
+            print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {_plain(c.detail)}")
         print("verified" if result.ok else "NOT verified")
     return int(ExitCode.PASSED if result.ok else ExitCode.BREACHED)
 

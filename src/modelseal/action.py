@@ -129,7 +129,7 @@ MAX_CELL: Final = 300
 _BUILD_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _URL = re.compile(r"https?://[^\s]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0, DEL and C1 (\x9b is CSI)
 _FILE_LINE = re.compile(
     r"^(?P<path>[^\s:][^:]*?):(?P<line>\d+)(?::(?P<col>\d+))?(?::\s*(?P<msg>.*))?$"
 )
@@ -412,15 +412,32 @@ class Annotation:
         """The workflow command line."""
         props = []
         if self.file:
-            props.append(f"file={escape_property(self.file)}")
+            props.append(f"file={escape_property(_inert(self.file))}")
             if self.line:
                 props.append(f"line={self.line}")
                 if self.col:
                     props.append(f"col={self.col}")
         if self.title:
-            props.append(f"title={escape_property(self.title)}")
+            props.append(f"title={escape_property(_inert(self.title))}")
         head = f"::{self.level} {','.join(props)}" if props else f"::{self.level}"
-        return f"{head}::{escape_data(self.message)}"
+        return f"{head}::{escape_data(_inert(self.message))}"
+
+
+def _inert(text: str) -> str:
+    """Annotation text without terminal controls (line breaks stay: escape_data encodes them)."""
+    from modelseal.untrusted import untrusted
+
+    return untrusted(text, markup=False, multiline=True)
+
+
+def _log_error(gh: _GitHub, text: str) -> None:
+    """An error for the log, printed inside the stop-commands window and escaped: it quotes
+    inputs and file names, and a line of it starting with ``::`` must not run."""
+    from modelseal.untrusted import untrusted
+
+    with gh.commands_off():
+        print(f"modelseal: {untrusted(text, markup=False, multiline=True)}", file=sys.stderr)
+        sys.stderr.flush()
 
 
 def format_output(name: str, value: str) -> str:
@@ -919,7 +936,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
                 for name, message in e.problems
             ][:MAX_ANNOTATIONS]
         )
-        print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+        _log_error(gh, e.diagnostics())
         return _finish(gh, None, None, None, int(ExitCode.USAGE), [str(e)])
 
     policy_file = _default_policy(inputs)
@@ -937,7 +954,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         try:
             load_policy(policy_file)
         except PolicyFileError as e:
-            print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+            _log_error(gh, e.diagnostics())
             found = [a for p in e.problems for a in _text_annotations(p, _POLICY_TITLE, places)]
             gh.annotate(_capped(found, "error", "policy problems"))
             return _finish(gh, inputs, None, None, int(ExitCode.USAGE), list(e.problems))

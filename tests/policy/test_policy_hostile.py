@@ -167,7 +167,9 @@ def test_out_of_range_numbers_are_refused_at_validation(
 def test_identity_regexp_is_compiled_and_checked_at_validation(
     tmp_path: Path, pattern: str, why: str
 ) -> None:
-    (tmp_path / "modelseal.yml").write_text(f"version: 1\nverify:\n  identity_regexp: '{pattern}'\n")
+    (tmp_path / "modelseal.yml").write_text(
+        f"version: 1\nverify:\n  identity_regexp: '{pattern}'\n"
+    )
     proc = _validate("modelseal.yml", tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "verify.identity_regexp: the identity regexp is" in proc.stderr
