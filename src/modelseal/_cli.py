@@ -432,6 +432,10 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
             raise ConfigError("--push needs the build gate (drop --gate, or add --gate build).")
         # Before the build: a missing key or trust config must not cost a whole run.
         signer = make_signer(_sign_options(args, policy))
+    if args.build_context and (not gates or "build" in gates):
+        from modelseal.build.gate import check_build_contexts
+
+        check_build_contexts(dict(args.build_context))
     options = RunOptions(
         context=context,
         dockerfile=args.dockerfile,

@@ -741,7 +741,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     from modelseal.reports.json_report import MAX_REPORT_BYTES
 
     try:
-        data = json.loads(read_input_text(path, what="file", limit=MAX_REPORT_BYTES))
+        data = json.loads(
+            read_input_text(path, what="file", limit=MAX_REPORT_BYTES, contained=False)
+        )
     except (ConfigError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

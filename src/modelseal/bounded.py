@@ -83,12 +83,17 @@ def _check_containment(path: Path, what: str) -> str:
     return real
 
 
-def read_input(path: Path, *, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+def read_input(
+    path: Path, *, what: str, limit: int = MAX_INPUT_BYTES, contained: bool = True
+) -> bytes:
     """The bytes of the user-supplied file ``path`` (``what`` names it in messages, e.g.
     ``"policy file"``): a regular file of at most ``limit`` bytes, resolving inside the working
-    directory when named inside it. Raises :class:`ConfigError` otherwise."""
+    directory when named inside it. Raises :class:`ConfigError` otherwise.
+
+    ``contained=False`` drops the last condition, for files whose content no message quotes
+    (modelseal's own outputs, OCI layouts), which may well sit behind a symlinked directory."""
     name = shown_path(path)
-    real = _check_containment(path, what)
+    real = _check_containment(path, what) if contained else os.path.realpath(path)
     try:
         # O_NONBLOCK: opening a FIFO for reading would wait for a writer; O_NOCTTY: a terminal
         # device must not become our controlling terminal. The resolved path is opened, so a
@@ -120,10 +125,12 @@ def read_input(path: Path, *, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     return data
 
 
-def read_input_text(path: Path, *, what: str, limit: int = MAX_INPUT_BYTES) -> str:
+def read_input_text(
+    path: Path, *, what: str, limit: int = MAX_INPUT_BYTES, contained: bool = True
+) -> str:
     """:func:`read_input`, decoded as UTF-8 (an undecodable file is a ConfigError naming the
     byte's offset)."""
-    data = read_input(path, what=what, limit=limit)
+    data = read_input(path, what=what, limit=limit, contained=contained)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -187,6 +187,13 @@ def _fresh_dir(p: Path) -> None:
         shutil.rmtree(p)
 
 
+def check_build_contexts(contexts: Mapping[str, str]) -> None:
+    """Raise :class:`ConfigError` (exit 2) for a ``--build-context`` whose OCI layout cannot be
+    used; run before the pipeline, where the build gate's own error would be an ERRORED gate."""
+    for name, value in contexts.items():
+        _pin_layout_context(name, value)
+
+
 def _pin_layout_context(name: str, value: str) -> str:
     """Resolve ``oci-layout://DIR[:tag]`` to ``oci-layout://ABSDIR@sha256:…`` so that the digest
     recorded is the one BuildKit uses."""
@@ -210,7 +217,10 @@ def _pin_layout_context(name: str, value: str) -> str:
         if not DIGEST_RE.match(digest):
             raise ConfigError(f"--build-context {name}={value}: {digest!r} is not a sha256 digest.")
         return f"oci-layout://{path}@{digest}"
-    tops = layout.top_descriptors()
+    try:
+        tops = layout.top_descriptors()
+    except GateError as e:
+        raise ConfigError(f"--build-context {name}={value}: unusable OCI layout: {e}") from None
     chosen = [
         d for d in tops
         if tag is None or (d.annotations or {}).get("org.opencontainers.image.ref.name") == tag

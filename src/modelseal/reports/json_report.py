@@ -60,7 +60,7 @@ MAX_REPORT_BYTES = 256 * MIB
 
 def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:
     """Load the collected gate results back from a report, to judge them again."""
-    text = read_input_text(path, what="report", limit=MAX_REPORT_BYTES)
+    text = read_input_text(path, what="report", limit=MAX_REPORT_BYTES, contained=False)
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
