@@ -4,6 +4,7 @@ directory must not lead outside it. One test per reader, each with the same host
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -37,14 +38,15 @@ def unblock_fifos() -> Iterator[list[Path]]:
     done = threading.Event()
 
     def release() -> None:
-        if done.wait(15):
-            return
-        for fifo in fifos:
-            try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                continue
-            os.close(fd)
+        wait = 15.0
+        while not done.wait(wait):  # a reader may open the same FIFO again: keep releasing
+            wait = 0.5
+            for fifo in fifos:
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                os.close(fd)
 
     thread = threading.Thread(target=release, daemon=True)
     thread.start()
@@ -208,3 +210,43 @@ def test_dockerfile_that_is_a_fifo_fails_the_build_gate_at_once(
     code = _cli.main(["build", str(context), "-o", str(tmp_path / "out")])
     assert code == ExitCode.ERRORED  # a gate that cannot run: fail closed
     assert "Dockerfile is a FIFO (named pipe), not a regular file" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_default_policy_that_is_no_regular_file_is_refused_not_replaced_by_defaults(
+    tmp_path: Path,
+    kind: str,
+    unblock_fifos: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _hostile(tmp_path, kind, "modelseal.yml", unblock_fifos)
+    monkeypatch.chdir(tmp_path)
+    argv = ["verify", "127.0.0.1:1/x:1", "--certificate-oidc-issuer", "https://issuer.example",
+            "--certificate-identity", "a@b.example"]  # fmt: skip
+    assert _cli.main(argv) == 2  # under the defaults it would go on to the registry: exit 3
+    assert "modelseal.yml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_an_ignore_file_that_is_no_regular_file_is_refused_not_skipped(
+    tmp_path: Path, kind: str, unblock_fifos: list[Path]
+) -> None:
+    _hostile(tmp_path, kind, ".dockerignore", unblock_fifos)
+    with pytest.raises(ConfigError, match=re.escape(KINDS[kind])):
+        DockerIgnore.load(tmp_path, None)
+
+
+def test_the_action_refuses_a_policy_fifo_without_hanging(
+    tmp_path: Path,
+    unblock_fifos: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modelseal.action import INPUT_ENV, run_action
+
+    monkeypatch.chdir(tmp_path)
+    _hostile(tmp_path, "fifo", "policy.yml", unblock_fifos)
+    env = {INPUT_ENV["policy"]: "policy.yml", "GITHUB_WORKSPACE": str(tmp_path)}
+    assert run_action(env, stdout=io.StringIO()) == 2
+    assert KINDS["fifo"] in capsys.readouterr().err

@@ -407,7 +407,9 @@ def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
 
     if args.policy is not None:
         return load_policy(args.policy)
-    if DEFAULT_POLICY.is_file():
+    if DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink():
+        # Not is_file(): a modelseal.yml that is a FIFO, a device or a dangling link is refused,
+        # never quietly replaced by the defaults.
         return load_policy(DEFAULT_POLICY)
     return default_policy()
 

@@ -922,7 +922,8 @@ def _default_policy(inputs: ActionInputs) -> Path | None:
 
     if inputs.policy is not None:
         return Path(inputs.policy)
-    return DEFAULT_POLICY if DEFAULT_POLICY.is_file() else None
+    present = DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink()
+    return DEFAULT_POLICY if present else None
 
 
 def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:

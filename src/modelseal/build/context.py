@@ -299,8 +299,8 @@ class DockerIgnore:
             dockerfile.parent / (dockerfile.name + ".dockerignore"),
             context_dir / ".dockerignore",
         ):
-            if not candidate.is_file():
-                continue
+            if not (candidate.exists() or candidate.is_symlink()):
+                continue  # absent; one that is there but no regular file is refused below
             data = read_input(candidate, what="ignore file")
             # Go reads bytes; undecodable ones must survive to match undecodable file names.
             text = data.decode("utf-8", errors="surrogateescape")
