@@ -152,3 +152,22 @@ def test_summary_markdown_keeps_hostile_text_inert(tmp_path: Path) -> None:
     assert "\x1b" not in summary and "\x9b" not in summary
     assert "```" not in summary  # an error cannot close a fence it is not in
     assert "add-mask::x" in summary  # shown, inside <pre>, escaped
+
+
+def test_source_date_epoch_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    argv = ["build", str(context), "-o", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--source-date-epoch", "99999999999999999999"])
+    assert exc.value.code == 2
+    assert "at most 253402300799 (the year 9999)" in capsys.readouterr().err
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "99999999999999999999")
+    assert main(argv) == 2
+    assert "SOURCE_DATE_EPOCH=99999999999999999999 is after the year 9999" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()

@@ -67,8 +67,13 @@ def _image_ref(text: str) -> object:
 
 
 def _epoch(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected whole seconds since 1970, got {text!r}")
+    from modelseal.pipeline import MAX_EPOCH
+
+    if not text.isdigit() or len(text) > 12 or int(text) > MAX_EPOCH:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise argparse.ArgumentTypeError(
+            f"expected whole seconds since 1970, at most {MAX_EPOCH} (the year 9999), got {shown!r}"
+        )
     return int(text)
 
 
@@ -205,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--source-repository", metavar="URL",
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
     vf.add_argument("--max-scan-age-days", type=_days, metavar="N",
-                    help="the scan-report attestation may be at most N days old (default 30)")  # fmt: skip
+                    help="the scan-report attestation may be at most N days old (default 30, "
+                    "at most 3650)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
