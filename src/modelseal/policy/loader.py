@@ -17,6 +17,7 @@ The YAML is parsed in two passes with ruamel.yaml's round-trip loader:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import hashlib
@@ -137,7 +138,10 @@ def load_policy(path: Path) -> LoadedPolicy:
         byte = data[exc.start]
         problem = f"{name}:{line}:{col}: invalid YAML: not UTF-8 text (byte 0x{byte:02x})"
         raise PolicyFileError(name, [problem]) from None
-    return _load(text, name, hashlib.sha256(data).hexdigest())
+    loaded = _load(text, name, hashlib.sha256(data).hexdigest())
+    # Messages show the escaped, clipped name; the source stays the real path (relative paths
+    # in the policy are resolved against it, and reports record it).
+    return dataclasses.replace(loaded, source=str(path))
 
 
 def load_policy_text(text: str, name: str) -> LoadedPolicy:
