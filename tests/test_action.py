@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,14 @@ def test_everything_set() -> None:
         ),
         ({"verify-identity": "a"}, "the self-check verifies the pushed image: set push: true"),
         ({"verify-identity-regexp": "https://x/.*"}, "verify-identity-regexp: must be anchored"),
+        (
+            {"verify-identity-regexp": "^a|.*$"},
+            "input verify-identity-regexp: is not anchored as a whole",
+        ),
+        (
+            {"verify-identity-regexp": "^(a+)+$"},
+            "input verify-identity-regexp: is unsafe: a repeated group contains",
+        ),
         (
             {"verify-identity-regexp": "^a$", "push": "true", "image": "r.io/x", "sign": "none"},
             "input verify-identity-regexp: only keyless signatures are verified by identity",
@@ -838,3 +847,29 @@ def test_outside_github_nothing_is_written(tmp_path: Path, monkeypatch: pytest.M
     code, stdout = _run({}, fake, monkeypatch)
     assert code == 0 and "::stop-commands::" not in stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["modelseal-out"]
+
+
+def test_a_policy_input_starting_with_colons_prints_nothing_outside_the_window(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runner reads stdout and stderr as one log: both go to one buffer, in order.
+    name = "::notice::pwned.yml"
+    (tmp_path / name).write_text("version: 1\nbogus: 1\n")
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    assert run_action({**gh, **env_of(policy=name)}, stdout=log) == 2
+    text = log.getvalue()
+    assert [c.name for c in parse_commands(text)] == ["error"]  # the annotation, nothing else
+    window = False
+    for line in text.splitlines():
+        if line.startswith("::stop-commands::"):
+            window = True
+        elif window and re.fullmatch(r"::[0-9a-f]{32}::", line):
+            window = False
+        elif not window:
+            assert line.startswith("::error "), (
+                f"printed outside the stop-commands window: {line!r}"
+            )
+        else:
+            assert not line.lstrip().startswith("::"), line
+    assert "invalid policy file" in text

@@ -113,8 +113,21 @@ def _seconds(text: str) -> int:
 
 
 def _epoch(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected whole seconds since 1970, got {text!r}")
+    from modelseal.pipeline import MAX_EPOCH
+
+    if not text.isdigit() or len(text) > 12 or int(text) > MAX_EPOCH:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise argparse.ArgumentTypeError(
+            f"expected whole seconds since 1970, at most {MAX_EPOCH} (the year 9999), got {shown!r}"
+        )
+    return int(text)
+
+
+def _days(text: str) -> int:
+    from modelseal.policy.model import MAX_AGE_DAYS
+
+    if not text.isdigit() or int(text) > MAX_AGE_DAYS:
+        raise argparse.ArgumentTypeError(f"expected whole days from 0 to {MAX_AGE_DAYS}")
     return int(text)
 
 
@@ -265,8 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
     vf.add_argument("--source-repository", metavar="URL",
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
-    vf.add_argument("--max-scan-age-days", type=int, metavar="N",
-                    help="the scan-report attestation may be at most N days old (default 30)")  # fmt: skip
+    vf.add_argument("--max-scan-age-days", type=_days, metavar="N",
+                    help="the scan-report attestation may be at most N days old (default 30, "
+                    "at most 3650)")  # fmt: skip
     vf.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
                     help="the attested run must have been judged by the policy with this "
                     "digest (e.g. the release branch's modelseal.yml: sha256sum)")  # fmt: skip
@@ -383,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_EscapingFormatter("%(message)s"))
     try:
         return int(_dispatch(parser, args))
     except Error as e:
@@ -390,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]modelseal:[/] {_escape(e.diagnostics())}", highlight=False)
         return int(e.exit_code)
     except KeyboardInterrupt:
-        _console().print("modelseal: interrupted")
+        _console().print("modelseal: interrupted", highlight=False)
         return 130
     except Exception as e:
         if verbose:
@@ -404,10 +420,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _escape(text: str) -> str:
-    """Messages quote file names, tool output and registry answers: never Rich markup."""
-    from rich.markup import escape
+    """Messages quote file names, tool output and registry answers: escaped for the terminal
+    and the CI log, line by line (a message may span lines; a quoted name may not)."""
+    from modelseal.untrusted import untrusted
 
-    return escape(text)
+    return untrusted(text, multiline=True)
+
+
+def _plain(text: object) -> str:
+    """Untrusted text for a plain ``print`` (no Rich markup to escape)."""
+    from modelseal.untrusted import untrusted
+
+    return untrusted(text, markup=False)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Log records quote tool output and registry answers too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from modelseal.untrusted import untrusted
+
+        return untrusted(super().format(record), markup=False, multiline=True)
 
 
 def _console() -> Console:
@@ -434,7 +467,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.policy_command == "validate":
             path = args.file or args.policy or DEFAULT_POLICY
             loaded = load_policy(path)
-            print(f"{path}: valid (version {loaded.policy.version}, sha256 {loaded.sha256[:12]})")
+            print(
+                f"{_plain(path)}: valid (version {loaded.policy.version}, "
+                f"sha256 {loaded.sha256[:12]})"
+            )
             return 0
     if args.command == "models" and args.models_command:
         return _models(args)
@@ -457,7 +493,9 @@ def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
         return load_policy_at_ref(args.policy or DEFAULT_POLICY, args.policy_ref)
     if args.policy is not None:
         return load_policy(args.policy)
-    if DEFAULT_POLICY.is_file():
+    if DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink():
+        # Not is_file(): a modelseal.yml that is a FIFO, a device or a dangling link is refused,
+        # never quietly replaced by the defaults.
         return load_policy(DEFAULT_POLICY)
     return default_policy()
 
@@ -485,6 +523,10 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         args.tag = _checked_tags(args.push, args.tag, policy)
         # Before the build: a missing key or trust config must not cost a whole run.
         signer = make_signer(_sign_options(args, policy))
+    if args.build_context and (not gates or "build" in gates):
+        from modelseal.build.gate import check_build_contexts
+
+        check_build_contexts(dict(args.build_context))
     options = RunOptions(
         context=context,
         dockerfile=args.dockerfile,
@@ -591,7 +633,9 @@ def _publish(
     from modelseal.publish.run import publish_run
 
     mode = signer.mode if signer is not None else "none (unsigned)"
-    console.print(f"modelseal: publishing {args.push.name} (signing: {mode}) …")
+    console.print(
+        f"modelseal: publishing {_escape(args.push.name)} (signing: {mode}) …", highlight=False
+    )
     published = publish_run(
         {r.gate: r for r in result.results},
         report_path,
@@ -610,12 +654,12 @@ def _publish(
         attestations=tuple(policy.policy.publish.attestations),
         repo_dir=args.context.resolve(),
     )
-    print(f"published {published.reference}")
+    print(f"published {_plain(published.reference)}")
     for tag in published.tags:
-        print(f"  tag       {published.image}:{tag}")
+        print(f"  tag       {_plain(f'{published.image}:{tag}')}")
     for name, path in sorted(published.bundles.items()):
-        print(f"  bundle    {name}: {path}")
-    print(f"  details   {fsio.absolute(args.out_dir) / 'publish.json'}")
+        print(f"  bundle    {_plain(name)}: {_plain(path)}")
+    print(f"  details   {_plain(fsio.absolute(args.out_dir) / 'publish.json')}")
     return 0
 
 
@@ -624,7 +668,7 @@ def _print_outcome(verdict: Verdict, paths: dict[str, Path]) -> None:
 
     from modelseal.ui import print_verdict
 
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=_width())
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=_width(), emoji=False)
     print_verdict(verdict, paths, out)
 
 
@@ -684,11 +728,15 @@ def _verify(args: argparse.Namespace) -> int:
         )
     if identity is not None and regexp is not None:
         raise ConfigError("give --certificate-identity or --certificate-identity-regexp, not both.")
-    if regexp is not None and not (regexp.startswith("^") and regexp.endswith("$")):
-        raise ConfigError(
-            f"--certificate-identity-regexp {regexp!r} must be anchored (^…$): an unanchored "
-            "pattern also matches identities it was not meant for."
-        )
+    if regexp is not None:
+        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
+        from modelseal.untrusted import untrusted
+
+        try:
+            compile_identity_regexp(regexp)
+        except IdentityRegexpError as e:
+            shown = untrusted(regexp, markup=False, limit=200)
+            raise ConfigError(f"--certificate-identity-regexp {shown} is {e}.") from None
     if key is None and (issuer is None or (identity is None and regexp is None)):
         raise ConfigError(
             "verify needs an expected signer: --key PUB.pem, or --certificate-oidc-issuer with "
@@ -699,10 +747,10 @@ def _verify(args: argparse.Namespace) -> int:
     if trust is None and policy.policy.sign.trust_config is not None:
         trust = base / policy.policy.sign.trust_config
     if key is not None:
-        try:
-            key_pem = key.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read public key {key}: {e.strerror}.") from None
+        from modelseal.bounded import read_input
+        from modelseal.sign.key import MAX_KEY_BYTES
+
+        key_pem = read_input(key, what="public key", limit=MAX_KEY_BYTES)
         expected = ExpectedSigner(public_key_pem=key_pem)
     else:
         expected = ExpectedSigner(
@@ -726,9 +774,9 @@ def _verify(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(f"{result.image}@{result.digest}")
+        print(_plain(f"{result.image}@{result.digest}"))
         for c in result.checks:
-            print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {c.detail}")
+            print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {_plain(c.detail)}")
         print("verified" if result.ok else "NOT verified")
     return int(ExitCode.PASSED if result.ok else ExitCode.BREACHED)
 

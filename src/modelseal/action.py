@@ -155,7 +155,7 @@ _PR_EVENTS: Final = ("pull_request", "pull_request_target")
 _MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _URL = re.compile(r"https?://[^\s]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0, DEL and C1 (\x9b is CSI)
 _FILE_LINE = re.compile(
     r"^(?P<path>[^\s:][^:]*?):(?P<line>\d+)(?::(?P<col>\d+))?(?::\s*(?P<msg>.*))?$"
 )
@@ -376,6 +376,13 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     if identity_re and not (identity_re.startswith("^") and identity_re.endswith("$")):
         # An unanchored pattern also matches identities it was not meant for.
         r.problem("verify-identity-regexp", "must be anchored: ^…$")
+    elif identity_re:
+        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
+
+        try:
+            compile_identity_regexp(identity_re)
+        except IdentityRegexpError as e:
+            r.problem("verify-identity-regexp", f"is {e}")
     if identity and identity_re:
         r.problem("verify-identity", "give verify-identity or verify-identity-regexp, not both")
     if identity or identity_re:
@@ -548,15 +555,32 @@ class Annotation:
         """The workflow command line."""
         props = []
         if self.file:
-            props.append(f"file={escape_property(self.file)}")
+            props.append(f"file={escape_property(_inert(self.file))}")
             if self.line:
                 props.append(f"line={self.line}")
                 if self.col:
                     props.append(f"col={self.col}")
         if self.title:
-            props.append(f"title={escape_property(self.title)}")
+            props.append(f"title={escape_property(_inert(self.title))}")
         head = f"::{self.level} {','.join(props)}" if props else f"::{self.level}"
-        return f"{head}::{escape_data(self.message)}"
+        return f"{head}::{escape_data(_inert(self.message))}"
+
+
+def _inert(text: str) -> str:
+    """Annotation text without terminal controls (line breaks stay: escape_data encodes them)."""
+    from modelseal.untrusted import untrusted
+
+    return untrusted(text, markup=False, multiline=True)
+
+
+def _log_error(gh: _GitHub, text: str) -> None:
+    """An error for the log, printed inside the stop-commands window and escaped: it quotes
+    inputs and file names, and a line of it starting with ``::`` must not run."""
+    from modelseal.untrusted import untrusted
+
+    with gh.commands_off():
+        print(f"modelseal: {untrusted(text, markup=False, multiline=True)}", file=sys.stderr)
+        sys.stderr.flush()
 
 
 def format_output(name: str, value: str) -> str:
@@ -578,9 +602,13 @@ def policy_positions(path: Path) -> dict[str, tuple[int, int]]:
     from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import YAMLError
 
+    from modelseal.bounded import read_input_text
+    from modelseal.policy.loader import MAX_POLICY_BYTES
+
     try:
-        data = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, YAMLError, ValueError, TypeError):
+        text = read_input_text(path, what="policy file", limit=MAX_POLICY_BYTES)
+        data = YAML(typ="rt").load(text)
+    except (ConfigError, YAMLError, ValueError, TypeError, RecursionError):
         return {}
     out: dict[str, tuple[int, int]] = {}
 
@@ -859,9 +887,14 @@ def _summary_gates(report: Mapping[str, Any]) -> list[str]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    from modelseal.bounded import read_input_text
+    from modelseal.reports.json_report import MAX_REPORT_BYTES
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(
+            read_input_text(path, what="file", limit=MAX_REPORT_BYTES, contained=False)
+        )
+    except (ConfigError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -1044,7 +1077,8 @@ def _default_policy(inputs: ActionInputs) -> Path | None:
 
     if inputs.policy is not None:
         return Path(inputs.policy)
-    return DEFAULT_POLICY if DEFAULT_POLICY.is_file() else None
+    present = DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink()
+    return DEFAULT_POLICY if present else None
 
 
 def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
@@ -1060,7 +1094,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
                 for name, message in e.problems
             ][:MAX_ANNOTATIONS]
         )
-        print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+        _log_error(gh, e.diagnostics())
         return _finish(gh, None, None, None, int(ExitCode.USAGE), [str(e)])
 
     policy_file = _default_policy(inputs)
@@ -1082,7 +1116,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         try:
             load_policy(policy_file)
         except PolicyFileError as e:
-            print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+            _log_error(gh, e.diagnostics())
             found = [a for p in e.problems for a in _text_annotations(p, _POLICY_TITLE, places)]
             gh.annotate(_capped(found, "error", "policy problems"))
             return _finish(gh, inputs, None, None, int(ExitCode.USAGE), list(e.problems))

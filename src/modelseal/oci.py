@@ -106,22 +106,35 @@ class OciLayout:
         return data
 
     def index(self) -> dict[str, Any]:
-        """The top-level ``index.json``, at most :data:`MAX_JSON_BYTES`."""
+        """The top-level ``index.json`` (read bounded: a layout may be the user's)."""
+        from modelseal.bounded import MIB, read_input
+        from modelseal.errors import ConfigError
+
+        path = self.path / "index.json"
         try:
-            with (self.path / "index.json").open("rb") as f:
-                raw = f.read(MAX_JSON_BYTES + 1)
-            if len(raw) > MAX_JSON_BYTES:
-                raise GateError(f"{self.path}/index.json is larger than {MAX_JSON_BYTES} bytes.")
-            data = json.loads(raw)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise GateError(f"{self.path}/index.json is unreadable or not JSON ({e}).") from None
+            data = json.loads(
+                read_input(path, what="OCI layout index", limit=16 * MIB, contained=False)
+            )
+        except ConfigError as e:
+            raise GateError(e.message) from None
+        except (ValueError, RecursionError) as e:
+            raise GateError(f"{path} is not valid JSON ({e}).") from None
         if not isinstance(data, dict):
             raise GateError(f"{self.path}/index.json is not a JSON object.")
         return data
 
     def top_descriptors(self) -> list[Descriptor]:
         """The descriptors ``index.json`` lists."""
-        return [Descriptor.from_json(m) for m in self.index().get("manifests", [])]
+        manifests = self.index().get("manifests", [])
+        if not isinstance(manifests, list):
+            raise GateError(f"{self.path}/index.json: manifests is not a list.")
+        try:
+            return [Descriptor.from_json(m) for m in manifests]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise GateError(
+                f"{self.path}/index.json: a manifest descriptor is malformed "
+                f"({type(e).__name__}: {e})."
+            ) from None
 
     def platform_manifests(self, digest: str | None = None) -> list[Descriptor]:
         """Per-platform image manifests under ``digest`` (or under every top descriptor).

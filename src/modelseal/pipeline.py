@@ -52,6 +52,10 @@ class SourceDateEpoch:
     source: str  # "option", "environment", "git HEAD", "default"
 
 
+MAX_EPOCH = 253_402_300_799
+"""9999-12-31T23:59:59Z: the last timestamp files, images and reports can carry."""
+
+
 def resolve_source_date_epoch(
     explicit: int | None, env_value: str | None, repo_dir: Path
 ) -> SourceDateEpoch:
@@ -68,6 +72,10 @@ def resolve_source_date_epoch(
             ) from None
         if value < 0:
             raise ConfigError(f"SOURCE_DATE_EPOCH={env_value} is negative.")
+        if value > MAX_EPOCH:
+            raise ConfigError(
+                f"SOURCE_DATE_EPOCH={env_value} is after the year 9999 (at most {MAX_EPOCH})."
+            )
         return SourceDateEpoch(value, "environment")
     try:
         proc = subprocess.run(

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelseal.findings import Status
+from modelseal.untrusted import untrusted
 
 if TYPE_CHECKING:
     from modelseal.judge import Verdict
@@ -49,6 +50,7 @@ class Progress:
 
     def __call__(self, gate: str, message: str) -> None:
         with self._lock:
+            gate, message = untrusted(gate), untrusted(message)  # messages name image paths
             if message in ("done", "errored"):
                 self._state.pop(gate, None)
             else:
@@ -63,11 +65,14 @@ class Progress:
 
 def stderr_console() -> Console:
     """The console for progress and errors."""
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_verdict(verdict: Verdict, reports: dict[str, Path], console: Console) -> None:
-    """The verdict table, the findings that fail, and where the reports are."""
+    """The verdict table, the findings that fail, and where the reports are.
+
+    Gate errors, finding ids, titles and locations come from scanned files, images and advisory
+    databases: every piece of them goes through :func:`untrusted`."""
     table = Table(title=None, show_lines=False, header_style="bold")
     table.add_column("gate")
     table.add_column("status")
@@ -81,26 +86,30 @@ def print_verdict(verdict: Verdict, reports: dict[str, Path], console: Console) 
         if not note and "image.digest" in g.result.facts:
             note = g.result.facts["image.digest"]
         table.add_row(
-            g.result.gate,
+            untrusted(g.result.gate),
             f"[{STYLES[g.status]}]{g.status.value}[/]",
             findings,
             f"{g.result.duration_s:.1f}s",
-            note,
+            untrusted(note),
         )
     console.print(table)
     for g in verdict.gates:
         for d in g.failing:
             f = d.finding
-            where = f" at {f.location}" if f.location else ""
+            where = f" at {untrusted(f.location)}" if f.location else ""
             console.print(
-                f"[red]✗[/] {g.result.gate}: [bold]{f.id}[/] ({f.severity.name}){where}: {f.title}",
+                f"[red]✗[/] {untrusted(g.result.gate)}: [bold]{untrusted(f.id)}[/] "
+                f"({f.severity.name}){where}: {untrusted(f.title)}",
                 highlight=False,
             )
         if g.status is Status.ERRORED and g.result.error:
-            console.print(f"[yellow]![/] {g.result.gate} errored:", highlight=False)
+            console.print(f"[yellow]![/] {untrusted(g.result.gate)} errored:", highlight=False)
             for line in g.result.error.splitlines():
-                console.print(f"    {line}", highlight=False, markup=False)
+                console.print(f"    {untrusted(line)}", highlight=False)
     style = STYLES[verdict.status]
-    console.print(f"verdict: [{style}]{verdict.status.value}[/] (exit {int(verdict.exit_code)})")
+    console.print(
+        f"verdict: [{style}]{verdict.status.value}[/] (exit {int(verdict.exit_code)})",
+        highlight=False,
+    )
     for name, path in reports.items():
-        console.print(f"  {name} report: {path}", highlight=False)
+        console.print(f"  {untrusted(name)} report: {untrusted(path)}", highlight=False)

@@ -353,14 +353,14 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.M
     src = tmp_path / "src"
     make_tree(src, ["secret"])
     # Root reads a mode-0 file anyway, so the read failure is made by hand.
-    real_open = Path.open
+    real_open = os.open
 
-    def refusing_open(self: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        if self.name == "secret" and self.parent == src:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+    def refusing_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if Path(str(path)) == src / "secret":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(ConfigError, match=r"cannot read .*secret.*Permission denied"):
         normalize_context(src, tmp_path / "out", epoch=EPOCH, ignore=DockerIgnore())
 

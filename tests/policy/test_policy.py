@@ -383,7 +383,7 @@ def test_missing_file_names_the_file_and_the_reason(tmp_path: Path) -> None:
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^cannot read policy file .*: Is a directory$"):
+    with pytest.raises(ConfigError, match=r"^policy file .* is a directory, not a regular file\.$"):
         load_policy(tmp_path)
 
 
@@ -530,7 +530,8 @@ def test_verify_identity_regexp_must_be_anchored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_policy(path)
     assert (
-        "modelseal.yml:3:20: verify.identity_regexp: the identity regexp must be anchored"
+        "modelseal.yml:3:20: verify.identity_regexp: the identity regexp is not anchored: it must "
+        "be anchored"
         in str(err.value)
     )
     path.write_text("version: 1\nverify:\n  identity_regexp: '^https://github.com/org/.*$'\n")

@@ -8,6 +8,7 @@ does (moby/patternmatcher semantics, tonistiigi/fsutil walk), and pins modes and
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from modelseal.bounded import read_input
 from modelseal.errors import ConfigError
 
 __all__ = ["ContextSummary", "DockerIgnore", "normalize_context"]
@@ -297,12 +299,9 @@ class DockerIgnore:
             dockerfile.parent / (dockerfile.name + ".dockerignore"),
             context_dir / ".dockerignore",
         ):
-            if not candidate.is_file():
-                continue
-            try:
-                data = candidate.read_bytes()
-            except OSError as e:
-                raise ConfigError(f"cannot read {candidate}: {e.strerror or e}.") from None
+            if not (candidate.exists() or candidate.is_symlink()):
+                continue  # absent; one that is there but no regular file is refused below
+            data = read_input(candidate, what="ignore file")
             # Go reads bytes; undecodable ones must survive to match undecodable file names.
             text = data.decode("utf-8", errors="surrogateescape")
             return cls.from_lines(text.split("\n"), source=str(candidate))
@@ -496,7 +495,13 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, int]:
     """
     h = hashlib.sha256()
     size = 0
-    with src.open("rb") as fin, dst.open("xb") as fout:
+    # The walk saw a regular file; what is opened must still be one (not a FIFO or a symlink
+    # swapped in since, which would hang the copy or read outside the context).
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "no longer a regular file")
+    with os.fdopen(fd, "rb") as fin, dst.open("xb") as fout:
         while chunk := fin.read(_CHUNK):
             h.update(chunk)
             fout.write(chunk)

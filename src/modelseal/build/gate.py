@@ -13,6 +13,7 @@ from pathlib import Path
 
 from modelseal import fsio
 from modelseal._tools import ToolResult, run_tool, tail
+from modelseal.bounded import read_input_text
 from modelseal.build.context import DockerIgnore, normalize_context
 from modelseal.build.dockerfile import (
     BaseRef,
@@ -81,12 +82,10 @@ class BuildGate:
         context_dir = opts.context.resolve()
         if not context_dir.is_dir():
             raise ConfigError(f"build context {opts.context} is not a directory.")
-        dockerfile = (opts.dockerfile or context_dir / "Dockerfile").resolve()
-        try:
-            text = dockerfile.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise ConfigError(f"cannot read Dockerfile {dockerfile}: {reason}.") from None
+        named = opts.dockerfile or opts.context / "Dockerfile"
+        dockerfile = named.resolve()
+        # The name as given: a symlink out of the repository is refused, not resolved first.
+        text = read_input_text(named, what="Dockerfile")
         shown = _display_path(dockerfile)
         df = parse_dockerfile(text, shown, build_args=opts.build_args)
         contexts = {k: _pin_layout_context(k, v) for k, v in opts.build_contexts.items()}
@@ -201,6 +200,13 @@ def _display_path(p: Path) -> str:
         return str(p)
 
 
+def check_build_contexts(contexts: Mapping[str, str]) -> None:
+    """Raise :class:`ConfigError` (exit 2) for a ``--build-context`` whose OCI layout cannot be
+    used; run before the pipeline, where the build gate's own error would be an ERRORED gate."""
+    for name, value in contexts.items():
+        _pin_layout_context(name, value)
+
+
 def _pin_layout_context(name: str, value: str) -> str:
     """Resolve ``oci-layout://DIR[:tag]`` to ``oci-layout://ABSDIR@sha256:…`` so that the digest
     recorded is the one BuildKit uses."""
@@ -224,7 +230,10 @@ def _pin_layout_context(name: str, value: str) -> str:
         if not DIGEST_RE.match(digest):
             raise ConfigError(f"--build-context {name}={value}: {digest!r} is not a sha256 digest.")
         return f"oci-layout://{path}@{digest}"
-    tops = layout.top_descriptors()
+    try:
+        tops = layout.top_descriptors()
+    except GateError as e:
+        raise ConfigError(f"--build-context {name}={value}: unusable OCI layout: {e}") from None
     chosen = [
         d for d in tops
         if tag is None or (d.annotations or {}).get("org.opencontainers.image.ref.name") == tag

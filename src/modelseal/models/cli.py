@@ -21,6 +21,7 @@ from modelseal.models.lock import (
     verify_lock,
     walk_files,
 )
+from modelseal.untrusted import untrusted
 
 # `lock` needs only hashing and format detection; the judge, the gate and the scanner are
 # imported by the commands that use them (start-up is a large part of locking one big file).
@@ -59,9 +60,11 @@ def lock_command(
     # In the encoding load_lock decodes with (Path.write_text's, before the writes were atomic).
     fsio.write_text_atomic(lock_path, lock.to_text(), encoding=locale.getpreferredencoding(False))
     total = sum(e.size for e in lock.entries)
-    print(f"{lock_path}: {len(lock.entries)} file(s), {total} bytes pinned")
+    print(
+        f"{untrusted(lock_path, markup=False)}: {len(lock.entries)} file(s), {total} bytes pinned"
+    )
     for e in lock.entries:
-        print(f"  {e.sha256[:16]}  {e.format:<13} {e.path}")
+        print(f"  {e.sha256[:16]}  {e.format:<13} {untrusted(e.path, markup=False)}")
     return 0
 
 
@@ -79,9 +82,10 @@ def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
                           "mismatches": [f.to_json() for f in findings]}, indent=2))  # fmt: skip
     else:
         for f in findings:
-            print(f"✗ {f.id}: {f.title}")
+            print(f"✗ {untrusted(f.id, markup=False)}: {untrusted(f.title, markup=False)}")
         state = "matches" if not findings else f"has {len(findings)} mismatch(es)"
-        print(f"{lock_path}: {len(lock.entries)} pinned file(s); the tree {state}")
+        shown = untrusted(lock_path, markup=False)
+        print(f"{shown}: {len(lock.entries)} pinned file(s); the tree {state}")
     return int(ExitCode.BREACHED if findings else ExitCode.PASSED)
 
 
@@ -130,14 +134,14 @@ def scan_command(
         sys.stdout.write(json.dumps(out, indent=indent) + "\n")
     else:
         for path, scan in zip(files, scans, strict=True):
-            print(f"{scan.format.value:<13} {path}")
+            print(f"{scan.format.value:<13} {untrusted(path, markup=False)}")
         for d in verdict.decisions:
             if d.outcome is Outcome.IGNORED:
                 continue
             mark = "✗" if d.outcome is Outcome.FAIL else "!"
-            print(
-                f"{mark} {d.finding.id} [{d.finding.severity.name}] {d.finding.title} — {d.reason}"
-            )
+            f = d.finding
+            text = untrusted(f"{f.id} [{f.severity.name}] {f.title} — {d.reason}", markup=False)
+            print(f"{mark} {text}")
         print(f"{len(files)} file(s) scanned: {verdict.status.value}")
     return int(ExitCode.BREACHED if verdict.status is Status.FAILED else ExitCode.PASSED)
 

@@ -61,6 +61,7 @@ class ModelsGate:
         findings: list[Finding] = []
         facts: dict[str, str] = {"lock": pol.lock}
         lock: ModelsLock | None = None
+        _refuse_unreadable_lock(base / pol.lock)
         if lock_path.is_file():
             lock = load_lock(lock_path)
             assert lock.sha256 is not None
@@ -227,6 +228,15 @@ def scan_findings(rel: str, scan: FileScan) -> list[Finding]:
     return out
 
 
+def _refuse_unreadable_lock(named: Path) -> None:
+    """A lock that is there but is no regular file inside the repository (a FIFO, a device, a
+    link out of it) is refused, not taken for a missing lock."""
+    if (named.exists() or named.is_symlink()) and not (
+        named.is_file() and named.resolve().is_relative_to(named.parent.resolve())
+    ):
+        load_lock(named)  # raises the reason (read_input's checks)
+
+
 def _verify_signature(ctx: Context, base: Path) -> list[Finding]:
     sig = ctx.policy.policy.models.signature
     assert sig is not None
@@ -278,6 +288,7 @@ class ModelsImageGate:
             )  # fmt: skip
             return GateResult(IMAGE_GATE, Status.PASSED, findings=(finding,))
         lock_path = (base / pol.lock).resolve()
+        _refuse_unreadable_lock(base / pol.lock)
         if not lock_path.is_file():
             raise GateError(f"{pol.lock} does not exist; the image cannot be compared with it.")
         lock = load_lock(lock_path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from modelseal.bounded import MIB, read_input
 from modelseal.errors import ConfigError
 from modelseal.fsio import shown
 from modelseal.models.hashing import FileDigest, hash_files
@@ -92,12 +93,13 @@ class ModelsLock:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+MAX_LOCK_BYTES = 64 * MIB
+"""A lock entry is ~250 bytes: this is room for a quarter of a million files."""
+
+
 def load_lock(path: Path) -> ModelsLock:
     """Read and validate a lock file; every problem is a ConfigError naming the file."""
-    try:
-        content = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}.") from None
+    content = read_input(path, what="lock file", limit=MAX_LOCK_BYTES)
     try:
         # Decoded as Path.read_text would: the lock is written with Path.write_text.
         data = json.loads(content.decode(locale.getpreferredencoding(False)))

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelseal.bounded import MIB, read_input
 from modelseal.errors import ConfigError
+
+MAX_MODEL_SIGNATURE_BYTES = 64 * MIB
+"""A model signature bundle (its manifest lists every file's digest) larger than this is
+refused."""
 
 
 def verify_model_signature(
@@ -24,6 +29,13 @@ def verify_model_signature(
     for p, what in ((model_dir, "model_dir"), (signature, "path")):
         if not p.exists():
             raise ConfigError(f"models.signature.{what}: {p} does not exist.")
+    # The library reads both files whole: check first that they are regular, bounded and
+    # inside the repository (a FIFO would hang it, /dev/zero exhaust memory).
+    read_input(signature, what="models.signature.path", limit=MAX_MODEL_SIGNATURE_BYTES)
+    if public_key is not None and public_key.exists():
+        from modelseal.sign.key import MAX_KEY_BYTES
+
+        read_input(public_key, what="models.signature.public_key", limit=MAX_KEY_BYTES)
     from model_signing import verifying  # heavy import (sigstore, grpc-free but large)
 
     config = verifying.Config()  # type: ignore[no-untyped-call]

@@ -17,6 +17,7 @@ The YAML is parsed in two passes with ruamel.yaml's round-trip loader:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import hashlib
@@ -36,11 +37,13 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from modelseal.bounded import MAX_INPUT_BYTES, read_input, shown_path
 from modelseal.errors import ConfigError
 from modelseal.policy.model import PATTERN_MESSAGES, POLICY_VERSION, Policy
 
 __all__ = [
     "DEFAULTS_SOURCE",
+    "MAX_POLICY_BYTES",
     "LoadedPolicy",
     "PolicyFileError",
     "default_policy",
@@ -49,6 +52,13 @@ __all__ = [
 ]
 
 DEFAULTS_SOURCE: Final = "<defaults>"
+MAX_POLICY_BYTES: Final = MAX_INPUT_BYTES
+"""A larger policy file is refused (exit 2) before it is parsed."""
+MAX_PROBLEMS: Final = 50
+"""At most this many problems are listed; the last line counts the rest."""
+_MAX_QUOTED: Final = 64
+"""Quoted keys and values are clipped to this many characters: a message shows where the problem
+is, not the file's content (which, from a symlink or a wrong path, may be someone's secret)."""
 """``LoadedPolicy.source`` when no policy file was given."""
 
 FieldPath = tuple[str | int, ...]
@@ -98,7 +108,11 @@ class PolicyFileError(ConfigError):
 
     def __init__(self, source: str, problems: Iterable[str]) -> None:
         self.source = source
-        self.problems = tuple(problems)
+        listed = list(problems)
+        if len(listed) > MAX_PROBLEMS:
+            more = len(listed) - (MAX_PROBLEMS - 1)
+            listed = [*listed[: MAX_PROBLEMS - 1], f"{source}: … and {more} more problems"]
+        self.problems = tuple(listed)
         super().__init__(f"invalid policy file {source}:\n" + "\n".join(self.problems))
 
 
@@ -118,12 +132,8 @@ def load_policy(path: Path) -> LoadedPolicy:
     Raises :class:`~modelseal.errors.ConfigError` if the file cannot be read, and
     :class:`PolicyFileError` (a ``ConfigError``) listing every problem if it is invalid.
     """
-    name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConfigError(f"cannot read policy file {name}: {reason}") from None
+    name = shown_path(path)
+    data = read_input(path, what="policy file", limit=MAX_POLICY_BYTES)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -132,7 +142,10 @@ def load_policy(path: Path) -> LoadedPolicy:
         byte = data[exc.start]
         problem = f"{name}:{line}:{col}: invalid YAML: not UTF-8 text (byte 0x{byte:02x})"
         raise PolicyFileError(name, [problem]) from None
-    return _load(text, name, hashlib.sha256(data).hexdigest())
+    loaded = _load(text, name, hashlib.sha256(data).hexdigest())
+    # Messages show the escaped, clipped name; the source stays the real path (relative paths
+    # in the policy are resolved against it, and reports record it).
+    return dataclasses.replace(loaded, source=str(path))
 
 
 def load_policy_text(text: str, name: str) -> LoadedPolicy:
@@ -509,13 +522,17 @@ def _dotted(path: FieldPath) -> str:
         if isinstance(segment, int):
             text += f"[{segment}]"
             continue
-        key = segment if _PLAIN_KEY.fullmatch(segment) else _quote(segment)
+        plain = _PLAIN_KEY.fullmatch(segment) and len(segment) <= _MAX_QUOTED
+        key = segment if plain else _quote(segment)
         text += f".{key}" if text else key
     return text or "top level"
 
 
 def _quote(text: str) -> str:
-    """``text`` in double quotes, with ``"``, ``\\`` and unprintable characters escaped."""
+    """``text`` in double quotes, with ``"``, ``\\`` and unprintable characters escaped, clipped
+    to :data:`_MAX_QUOTED` characters."""
+    if len(text) > _MAX_QUOTED:
+        text = text[: _MAX_QUOTED - 1] + "…"
     return '"' + _printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 

@@ -19,6 +19,9 @@ from pydantic_core import PydanticCustomError
 POLICY_VERSION: Final = 1
 """The only policy file version this modelseal reads."""
 
+MAX_AGE_DAYS: Final = 3650
+"""Upper bound of the policy's day counts (ten years): larger ones overflow date arithmetic."""
+
 PLATFORM_PATTERN: Final = r"^[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?$"
 """An OCI platform, ``os/arch`` or ``os/arch/variant`` (``linux/amd64``, ``linux/arm/v7``)."""
 
@@ -306,6 +309,7 @@ class TrivyDbPolicy(BaseModel):
     max_age_days: int = Field(
         default=3,
         ge=0,
+        le=MAX_AGE_DAYS,
         description="A DB older than this (by its UpdatedAt) makes the gate ERRORED.",
     )
 
@@ -417,8 +421,10 @@ class VerifyPolicy(BaseModel):
     )
     identity_regexp: str | None = Field(
         default=None,
-        description="Expected signer identity as a regular expression; must be anchored "
-        "(start with ^ and end with $).",
+        description="Expected signer identity as a regular expression, matched against the "
+        "whole identity; must start with ^ and end with $, with no top-level | (write "
+        "^(?:a|b)$), no repetition inside a repetition ((a+)+) and at most 3 open-ended "
+        "repetitions (*, +, {n,}).",
     )
     public_key: str | None = Field(
         default=None,
@@ -435,6 +441,7 @@ class VerifyPolicy(BaseModel):
     max_scan_age_days: int = Field(
         default=30,
         ge=0,
+        le=MAX_AGE_DAYS,
         description="The scan-report attestation must be at most this old.",
     )
     timeout_seconds: int = Field(
@@ -448,12 +455,17 @@ class VerifyPolicy(BaseModel):
     @field_validator("identity_regexp")
     @classmethod
     def _anchored(cls, value: str | None) -> str | None:
-        if value is not None and not (value.startswith("^") and value.endswith("$")):
-            raise PydanticCustomError(
-                "unanchored_regexp",
-                "the identity regexp must be anchored: start with ^ and end with $ "
-                "(an unanchored pattern matches identities it was not meant for)",
-            )
+        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
+
+        if value is not None:
+            try:
+                compile_identity_regexp(value)
+            except IdentityRegexpError as e:
+                # The message names the pattern's fault only: an unanchored pattern matches
+                # identities it was not meant for, a catastrophic one stalls verification.
+                raise PydanticCustomError(
+                    "unsafe_regexp", "the identity regexp is {why}", {"why": str(e)}
+                ) from None
         return value
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from modelseal import fsio
+from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.judge import JUDGE_MADE_IDS, GateVerdict
@@ -37,8 +38,6 @@ SCHEMA_VERSION = 2
 SCHEMA_ID = "https://modelseal.dev/schemas/report-v2.json"
 #: Versions :func:`results_from_data` reads.
 READABLE_VERSIONS = (1, 2)
-#: A report larger than this is not one modelseal wrote (a report of 100k findings is ~60 MiB).
-MAX_REPORT_BYTES = 256 << 20
 #: The evidence key the version 1 judge added to vulnerability findings.
 _V1_JUDGE_EVIDENCE = "sources"
 
@@ -107,16 +106,18 @@ def write_json_report(report: Report, path: Path) -> None:
     fsio.write_text_atomic(path, text, errors="backslashreplace")
 
 
+MAX_REPORT_BYTES = 256 * MIB
+"""``modelseal judge`` refuses a larger report.json (exit 2): not one modelseal wrote (a report
+of 100k findings is ~60 MiB)."""
+
+
 def read_results(path: Path) -> tuple[list[GateResult], Mapping[str, Any]]:
     """Load the collected gate results back from a report, to judge them again."""
+    text = read_input_text(path, what="report", limit=MAX_REPORT_BYTES, contained=False)
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_REPORT_BYTES + 1)
-        if len(raw) > MAX_REPORT_BYTES:
-            raise ConfigError(f"report {path} is larger than {MAX_REPORT_BYTES} bytes.")
-        data = json.loads(raw)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read report {path}: {e}.") from None
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"cannot read report {shown_path(path)}: {e}.") from None
     return results_from_data(data, str(path)), data
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 
 from modelseal.findings import Status
 from modelseal.judge import Outcome
 from modelseal.reports.model import Report
+from modelseal.untrusted import untrusted
 
 ICONS = {
     Status.PASSED: "✅",
@@ -19,7 +21,16 @@ MAX_FINDINGS = 200
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
+    """Report text (from scanned images and advisory databases) as one inert table cell: no
+    HTML, links, emphasis, table breaks or control characters (the Action's escaping)."""
+    from modelseal.action import md_escape
+
+    return md_escape(text)
+
+
+def _pre(text: str) -> str:
+    """A preformatted block that no content can close (a ``` fence could be)."""
+    return f"<pre>{html.escape(untrusted(text, markup=False, multiline=True), quote=True)}</pre>"
 
 
 def render_markdown(report: Report) -> str:
@@ -42,7 +53,7 @@ def render_markdown(report: Report) -> str:
         )
     errored = [g for g in v.gates if g.result.error and g.status is Status.ERRORED]
     for g in errored:
-        out += ["", f"### {g.result.gate}: why it errored", "", "```", g.result.error or "", "```"]
+        out += ["", f"### {_cell(g.result.gate)}: why it errored", "", _pre(g.result.error or "")]
     decisions = [d for g in v.gates for d in g.decisions]
     if decisions:
         out += [
@@ -65,7 +76,7 @@ def render_markdown(report: Report) -> str:
         out += ["", "</details>"]
     out += [
         "",
-        f"Policy `{report.policy_source}` (sha256 `{report.policy_sha256[:12]}`), "
+        f"Policy <code>{_cell(report.policy_source)}</code> (sha256 `{report.policy_sha256[:12]}`), "
         f"modelseal {report.tool_version}, {Report.iso(report.finished_at)}.",
         "",
     ]

@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from modelseal import fsio
-from modelseal.errors import ExitCode
+from modelseal.bounded import KIB, read_input
+from modelseal.errors import ConfigError, ExitCode
 from modelseal.sign.interface import (
     BUNDLE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
@@ -81,6 +82,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+MAX_KEY_BYTES = 64 * KIB
+"""A PEM key is a few hundred bytes; a larger file is refused (exit 2)."""
+
+
 class SigningKeyError(SigningError):
     """The key file is unusable (missing, not P-256, wrong password): bad input, exit 2."""
 
@@ -93,9 +98,9 @@ def load_private_key(
     """Read an ECDSA P-256 private key; every failure is a :class:`SigningError` that names
     the file (and the variable), never its content."""
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SigningKeyError(f"cannot read the signing key {path}: {e.strerror}.") from None
+        data = read_input(path, what="signing key", limit=MAX_KEY_BYTES)
+    except ConfigError as e:
+        raise SigningKeyError(e.message) from None
     if any(f"-----BEGIN {label}-----".encode() in data for label in _COSIGN_LABELS):
         raise SigningKeyError(
             f"{path} is in cosign's own encrypted key format, which modelseal cannot read.",

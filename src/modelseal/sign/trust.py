@@ -23,8 +23,12 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.models import ClientTrustConfig, SigningConfig, TrustedRoot
 from sigstore_models.trustroot import v1 as trustroot_v1
 
+from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.sign.interface import SigningError
+
+MAX_TRUST_CONFIG_BYTES = 4 * MIB
+"""A ClientTrustConfig or trusted root is tens of KiB; a larger file is refused (exit 2)."""
 
 PRODUCTION = "the public Sigstore instance (trust root shipped with sigstore-python)"
 """How :func:`production_trust` names its source in messages."""
@@ -110,12 +114,9 @@ def load_trust_config(
     if path is None:
         return production_trust(refresh=refresh)
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"Sigstore trust file {file} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Sigstore trust file {file} cannot be read: {e}") from None
+    if not file.exists() and not file.is_symlink():
+        raise ConfigError(f"Sigstore trust file {shown_path(file)} does not exist.")
+    text = read_input_text(file, what="Sigstore trust file", limit=MAX_TRUST_CONFIG_BYTES)
     try:
         doc: Any = json.loads(text)
     except json.JSONDecodeError as e:

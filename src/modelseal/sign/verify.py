@@ -56,8 +56,10 @@ from sigstore.models import Bundle
 from sigstore.verify import Verifier
 
 from modelseal.errors import ConfigError
+from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp, identity_matches
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, VerificationError
 from modelseal.sign.trust import TrustConfig, load_trust_config, production_trust
+from modelseal.untrusted import untrusted
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -121,19 +123,14 @@ class ExpectedSigner:
             raise ConfigError("The expected signer identity is empty.")
         if self.identity_regexp is not None:
             pattern = self.identity_regexp
-            if not (
-                pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$")
-            ):
+            try:
+                object.__setattr__(self, "_pattern", compile_identity_regexp(pattern))
+            except IdentityRegexpError as e:
                 raise ConfigError(
-                    f"The identity regexp {pattern!r} is not anchored: write it as ^…$ so it must "
-                    "match the whole certificate identity.",
+                    f"The identity regexp {untrusted(pattern, markup=False, limit=200)} is {e}.",
                     hint="For a GitHub workflow: "
                     r"^https://github\.com/ORG/REPO/\.github/workflows/release\.yml@refs/tags/v.*$",
-                )
-            try:
-                object.__setattr__(self, "_pattern", re.compile(pattern))
-            except re.error as e:
-                raise ConfigError(f"The identity regexp {pattern!r} is invalid: {e}.") from None
+                ) from None
 
     @property
     def mode(self) -> Literal["key", "keyless"]:
@@ -183,7 +180,7 @@ class ExpectedSigner:
             wanted = f"identity {self.identity}"
         else:
             assert self._pattern is not None
-            ok = any(self._pattern.fullmatch(s) for s in sans)
+            ok = any(identity_matches(self._pattern, s) for s in sans)
             wanted = f"identity regexp {self.identity_regexp}"
         if not ok:
             shown = ", ".join(sans) or "(none)"

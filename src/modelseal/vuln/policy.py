@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, Severity
 from modelseal.policy.model import IgnoreEntry, VulnerabilitiesPolicy
@@ -53,17 +54,24 @@ class VexStatement:
     source: str
 
 
+MAX_VEX_BYTES = 16 * MIB
+"""An OpenVEX document larger than this is refused (exit 2)."""
+
+
 def load_vex(paths: Sequence[str], base: Path) -> list[VexStatement]:
     """Read OpenVEX documents (JSON); bad documents are ConfigErrors naming the file."""
     out: list[VexStatement] = []
     for rel in paths:
         path = base / rel
+        text = read_input_text(path, what="vulnerabilities.vex document", limit=MAX_VEX_BYTES)
         try:
-            doc = json.loads(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"vulnerabilities.vex: cannot read {path}: {e.strerror}.") from None
+            doc = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}.") from None
+            raise ConfigError(
+                f"{shown_path(path)}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}."
+            ) from None
+        except RecursionError:
+            raise ConfigError(f"{shown_path(path)}: JSON nested too deeply.") from None
         if not isinstance(doc, dict) or not str(doc.get("@context", "")).startswith(
             "https://openvex.dev/ns"
         ):
