@@ -26,10 +26,14 @@ MALFORMED = {
     "a list": ("[]", "is not a JSON object"),
     "manifests not a list": ('{"manifests": 5}', "manifests is not a list"),
     "a descriptor not an object": ('{"manifests": [1]}', "a manifest descriptor is malformed"),
-    "a descriptor without digest": ('{"manifests": [{"size": 1}]}', "descriptor is malformed"),
+    "a descriptor without digest": ('{"manifests": [{"size": 1}]}', "not a sha256 digest"),
+    "a digest that names a path": (
+        '{"manifests": [{"digest": "sha256:/etc/passwd", "size": 1}]}',
+        "not a sha256 digest",
+    ),
     "a size that is not a number": (
-        '{"manifests": [{"digest": "sha256:x", "size": "big"}]}',
-        "a manifest descriptor is malformed",
+        '{"manifests": [{"digest": "sha256:' + "0" * 64 + '", "size": "big"}]}',
+        "malformed",
     ),
     "nested too deeply": ('{"manifests": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid"),
 }
