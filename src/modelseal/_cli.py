@@ -6,11 +6,12 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelseal import __version__
 from modelseal.errors import ConfigError, Error, ExitCode
@@ -64,6 +65,33 @@ def _image_ref(text: str) -> object:
         return ImageRef.parse(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _pattern(name: str) -> Callable[[str], str]:
+    """An argument type: ``text`` must match the policy pattern ``name`` of
+    :mod:`modelseal.policy.model` (same rule, same message; imported when used)."""
+
+    def check(text: str) -> str:
+        from modelseal.policy import model
+
+        pattern = getattr(model, name)
+        if re.fullmatch(pattern, text) is None:
+            raise argparse.ArgumentTypeError(f"{model.PATTERN_MESSAGES[pattern]}, got {text!r}")
+        return text
+
+    return check
+
+
+def _cache(direction: Literal["from", "to"]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        from modelseal.policy.model import cache_spec_problem
+
+        problem = cache_spec_problem(text, direction)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+        return text
+
+    return check
 
 
 def _epoch(text: str) -> int:
@@ -120,6 +148,25 @@ def _parser() -> argparse.ArgumentParser:
     build_opts.add_argument(
         "-o", "--out-dir", type=Path, default=Path("modelseal-out"), metavar="DIR",
         help="where the OCI layout and the reports go (default: modelseal-out)",
+    )  # fmt: skip
+    bk = build_opts.add_argument_group("builder and cache (default: the policy's build.*)")
+    bk.add_argument(
+        "--builder", type=_pattern("BUILDER_PATTERN"), metavar="NAME",
+        help="build with this existing buildx builder (its driver and BuildKit are recorded)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--buildkit-image", type=_pattern("BUILDKIT_IMAGE_PATTERN"), metavar="IMAGE@sha256:…",
+        help="BuildKit image, pinned by digest, of the builder modelseal creates on a classic "
+        "image store (e.g. a mirror of moby/buildkit)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--cache-from", type=_cache("from"), action="append", default=[], metavar="SPEC",
+        help="cache source for the first build: type=gha|registry|local,… (repeatable; the "
+        "rebuild check never reads a cache)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--cache-to", type=_cache("to"), action="append", default=[], metavar="SPEC",
+        help="cache destination of the first build: type=gha|registry|local,… (repeatable)",
     )  # fmt: skip
 
     run = sub.add_parser(
@@ -410,6 +457,11 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         source_date_epoch=args.source_date_epoch,
         out_dir=args.out_dir,
         gates=gates,
+        builder=args.builder,
+        buildkit_image=args.buildkit_image,
+        cache_from=tuple(args.cache_from),
+        cache_to=tuple(args.cache_to),
+        publish=getattr(args, "push", None) is not None,
     )
     epoch = resolve_source_date_epoch(
         args.source_date_epoch, os.environ.get("SOURCE_DATE_EPOCH"), context.resolve()

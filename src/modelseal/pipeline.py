@@ -38,6 +38,12 @@ class RunOptions:
     out_dir: Path = Path("modelseal-out")
     image_name: str | None = None
     gates: tuple[str, ...] = ()  # empty: every gate
+    # The builder and its cache (CLI flags or action inputs; empty: the policy's build.*).
+    builder: str | None = None
+    buildkit_image: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    publish: bool = False  # the run publishes on a pass (build.rebuild_check: publish)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from modelseal.build.dockerfile import (
     inject_source_date_epoch,
     parse_dockerfile,
 )
-from modelseal.engine import EngineInfo, docker_cli, probe_engine
+from modelseal.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import DIGEST_RE, ImageDifference, OciLayout, diff_images
@@ -126,7 +126,11 @@ class BuildGate:
         ctx.progress(self.name, "checking the engine, normalizing the build context")
         # The engine probe waits on docker CLI round trips; the copy waits on the disk.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            probe = pool.submit(probe_engine)
+            probe = pool.submit(
+                probe_engine,
+                builder=opts.builder or policy.builder,
+                buildkit_image=opts.buildkit_image or policy.buildkit_image or BUILDKIT_IMAGE,
+            )
             summary = normalize_context(
                 context_dir,
                 ctx.work_dir / "context",
@@ -142,8 +146,19 @@ class BuildGate:
 
         layout_dir = ctx.out_dir / "oci"
         _fresh_dir(layout_dir)
+        facts |= _builder_facts(engine)
+        cache_from = opts.cache_from or tuple(policy.cache_from)
+        cache_to = opts.cache_to or tuple(policy.cache_to)
+        if cache_from:
+            facts["cache.from"] = " ".join(cache_from)
+        if cache_to:
+            facts["cache.to"] = " ".join(cache_to)
         ctx.progress(self.name, "building")
-        first = _build(engine, ctx, norm, df_dir, contexts, layout_dir, injected, cold=False)
+        cache = [a for c in cache_from for a in ("--cache-from", c)]
+        cache += [a for c in cache_to for a in ("--cache-to", c)]
+        first = _build(
+            engine, ctx, norm, df_dir, contexts, layout_dir, injected, cold=False, cache=cache
+        )
         facts |= {
             "image.digest": _single_or_top(first),
             "image.top_digest": first.top_digest,
@@ -164,7 +179,11 @@ class BuildGate:
         (ctx.out_dir / "build.log").write_text(first.log)
         artifacts |= {"oci_layout": layout_dir, "build_log": ctx.out_dir / "build.log"}
 
-        if policy.rebuild_check:
+        rebuild = policy.rebuild_check == "always" or (
+            policy.rebuild_check == "publish" and opts.publish
+        )
+        facts["rebuild.check"] = policy.rebuild_check + ("" if rebuild else " (skipped)")
+        if rebuild:
             ctx.progress(self.name, "rebuilding from a cold cache")
             second_dir = ctx.work_dir / "rebuild-oci"
             second = _build(engine, ctx, norm, df_dir, contexts, second_dir, injected, cold=True)
@@ -174,6 +193,18 @@ class BuildGate:
                 "yes" if facts["rebuild.digest"] == facts["image.digest"] else "no"
             )
         return findings
+
+
+def _builder_facts(engine: EngineInfo) -> dict[str, str]:
+    """The builder, for the report and the provenance: its BuildKit image pinned by digest, or
+    the engine's version when the engine's own BuildKit builds."""
+    facts = {
+        "builder.name": engine.builder or "default",
+        "builder.driver": engine.builder_driver,
+    }
+    if engine.builder_image:
+        facts["builder.image"] = engine.builder_image
+    return facts
 
 
 def _display_path(p: Path) -> str:
@@ -268,6 +299,7 @@ def _build(
     injected: Injected,
     *,
     cold: bool,
+    cache: Sequence[str] = (),
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -283,7 +315,10 @@ def _build(
         "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
     ]  # fmt: skip
     if cold:
+        # The proof of reproducibility reads no cache of any kind.
         argv.append("--no-cache")
+    else:
+        argv += cache
     for k, v in sorted(ctx.options.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
     for k, v in sorted(contexts.items()):

@@ -86,6 +86,14 @@ def _models(models: GateResult | None) -> list[ModelFile]:
     return [ModelFile.from_record(r) for r in read_models_json(Path(path))]
 
 
+def _builder(facts: Mapping[str, str]) -> dict[str, str]:
+    """The build gate's ``builder.*`` facts and the engine's version, for the provenance."""
+    out = {k.removeprefix("builder."): v for k, v in facts.items() if k.startswith("builder.")}
+    if "engine.version" in facts:
+        out["engine"] = facts["engine.version"]
+    return out
+
+
 def publish_run(
     results: Mapping[str, GateResult],
     report_path: Path,
@@ -136,6 +144,7 @@ def publish_run(
             policy_sha256=policy_sha256 if len(policy_sha256) == 64 else None,
             buildx_version=facts.get("buildx.version"),
             buildkit_version=facts.get("buildkit.version"),
+            builder=_builder(facts),
             base_images=_bases(facts),
             models=_models(results.get("models")),
             byproducts=byproducts,
