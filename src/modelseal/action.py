@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TextIO
+from typing import Any, Final, Literal, TextIO
 
 from modelseal.errors import ConfigError, ExitCode
 
@@ -72,6 +72,10 @@ INPUT_ENV: Final[Mapping[str, str]] = MappingProxyType(
         "trust-config": "MODELSEAL_TRUST_CONFIG",
         "build-args": "MODELSEAL_BUILD_ARGS",
         "build-contexts": "MODELSEAL_BUILD_CONTEXTS",
+        "builder": "MODELSEAL_BUILDER",
+        "buildkit-image": "MODELSEAL_BUILDKIT_IMAGE",
+        "cache-from": "MODELSEAL_CACHE_FROM",
+        "cache-to": "MODELSEAL_CACHE_TO",
         "out-dir": "MODELSEAL_OUT_DIR",
         "verify-identity": "MODELSEAL_VERIFY_IDENTITY",
         "verify-identity-regexp": "MODELSEAL_VERIFY_IDENTITY_REGEXP",
@@ -181,6 +185,10 @@ class ActionInputs:
     trust_config: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
     build_contexts: tuple[tuple[str, str], ...] = ()
+    builder: str | None = None
+    buildkit_image: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
     verify_identity: str | None = None
     verify_identity_regexp: str | None = None
     verify_issuer: str = GITHUB_OIDC_ISSUER
@@ -246,6 +254,32 @@ class _Reader:
             return None
         return value
 
+    def matching(self, name: str, pattern: str) -> str | None:
+        """A single-line value matching a policy pattern; None when empty."""
+        from modelseal.policy import model
+
+        value = self.single(name)
+        if value is not None and re.fullmatch(pattern, value) is None:
+            self.problem(name, f"{model.PATTERN_MESSAGES[pattern]}, got {_shown(value)}")
+            return None
+        return value
+
+    def caches(self, name: str, direction: Literal["from", "to"]) -> tuple[str, ...]:
+        """Cache specs, one per line (blank lines skipped)."""
+        from modelseal.policy.model import cache_spec_problem
+
+        out: list[str] = []
+        for number, line in enumerate(self.raw(name).splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            problem = cache_spec_problem(line, direction)
+            if problem:
+                self.problem(name, f"line {number}: {problem}")
+            else:
+                out.append(line)
+        return tuple(out)
+
     def pairs(self, name: str, key: re.Pattern[str], what: str) -> tuple[tuple[str, str], ...]:
         """``NAME=VALUE`` lines (blank lines skipped)."""
         out: list[tuple[str, str]] = []
@@ -290,6 +324,12 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     for name, value in contexts:
         if not value.strip() or value.startswith("-"):
             r.problem("build-contexts", f"the value of {name} must be a path or URL")
+    from modelseal.policy.model import BUILDER_PATTERN, BUILDKIT_IMAGE_PATTERN
+
+    builder = r.matching("builder", BUILDER_PATTERN)
+    buildkit_image = r.matching("buildkit-image", BUILDKIT_IMAGE_PATTERN)
+    cache_from = r.caches("cache-from", "from")
+    cache_to = r.caches("cache-to", "to")
     identity = r.single("verify-identity")
     identity_re = r.single("verify-identity-regexp")
     issuer = r.single("verify-issuer") or GITHUB_OIDC_ISSUER
@@ -327,6 +367,10 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         trust_config=trust_config,
         build_args=build_args,
         build_contexts=contexts,
+        builder=builder,
+        buildkit_image=buildkit_image,
+        cache_from=cache_from,
+        cache_to=cache_to,
         verify_identity=identity,
         verify_identity_regexp=identity_re,
         verify_issuer=issuer,
@@ -347,6 +391,12 @@ def run_argv(inputs: ActionInputs) -> list[str]:
     argv.append(f"--out-dir={inputs.out_dir}")
     argv += [f"--build-arg={k}={v}" for k, v in inputs.build_args]
     argv += [f"--build-context={k}={v}" for k, v in inputs.build_contexts]
+    if inputs.builder is not None:
+        argv.append(f"--builder={inputs.builder}")
+    if inputs.buildkit_image is not None:
+        argv.append(f"--buildkit-image={inputs.buildkit_image}")
+    argv += [f"--cache-from={c}" for c in inputs.cache_from]
+    argv += [f"--cache-to={c}" for c in inputs.cache_to]
     if inputs.push:
         assert inputs.image is not None  # parse_inputs requires it
         argv.append(f"--push={inputs.image}")
