@@ -203,6 +203,18 @@ def test_run_argv_builder_and_cache() -> None:
     assert args.cache_to == ["type=gha,mode=max,scope=seal"]
 
 
+def test_the_action_cache_dir_unless_the_job_chose_one() -> None:
+    target: dict[str, str] = {}
+    action.use_action_cache_dir({"MODELSEAL_ACTION_CACHE_DIR": "/rt/modelseal-cache"}, target)
+    assert target == {"MODELSEAL_CACHE_DIR": "/rt/modelseal-cache"}
+    target = {}
+    both = {"MODELSEAL_ACTION_CACHE_DIR": "/rt/c", "MODELSEAL_CACHE_DIR": "/job/c"}
+    action.use_action_cache_dir(both, target)
+    assert target == {}  # the job's own wins (it is already in the environment)
+    action.use_action_cache_dir({}, target)
+    assert target == {}
+
+
 def test_verify_argv() -> None:
     inputs = parse_inputs(
         env_of(

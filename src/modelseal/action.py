@@ -30,7 +30,7 @@ import shutil
 import sys
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -942,6 +942,14 @@ def _default_policy(inputs: ActionInputs) -> Path | None:
     return DEFAULT_POLICY if DEFAULT_POLICY.is_file() else None
 
 
+def use_action_cache_dir(env: Mapping[str, str], target: MutableMapping[str, str]) -> None:
+    """Point ``MODELSEAL_CACHE_DIR`` at the directory action.yml's ``actions/cache`` step
+    restores (``MODELSEAL_ACTION_CACHE_DIR``) — unless the job set its own, which wins."""
+    cache = env.get("MODELSEAL_ACTION_CACHE_DIR")
+    if cache and not env.get("MODELSEAL_CACHE_DIR"):
+        target["MODELSEAL_CACHE_DIR"] = cache
+
+
 def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
     """Run the action: validate inputs, run (and publish), verify, report. Returns the exit
     code."""
@@ -957,6 +965,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         )
         print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
         return _finish(gh, None, None, None, int(ExitCode.USAGE), [str(e)])
+    use_action_cache_dir(env, os.environ)
 
     policy_file = _default_policy(inputs)
     places = Places(

@@ -47,7 +47,7 @@ def test_every_input_arrives_as_an_environment_variable() -> None:
     step = next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == "modelseal")
     expected = {env: f"${{{{ inputs.{name} }}}}" for name, env in action.INPUT_ENV.items()}
     expected["MODELSEAL_PYTHON"] = "${{ steps.install.outputs.python }}"
-    expected["MODELSEAL_CACHE_DIR"] = "${{ runner.temp }}/modelseal-cache"
+    expected["MODELSEAL_ACTION_CACHE_DIR"] = "${{ runner.temp }}/modelseal-cache"
     runtime = {
         "ACTIONS_RUNTIME_TOKEN": "token",
         "ACTIONS_CACHE_URL": "cache-url",
@@ -89,7 +89,7 @@ def test_trivy_db_is_cached_by_day_outside_the_workspace() -> None:
     run = next(s for s in steps if s.get("id") == "modelseal")
     # The path actions/cache saves is the one modelseal's Trivy gate uses (CACHE_DIR/trivy),
     # under the runner's temp directory: a pull request's files cannot pre-seed a DB.
-    assert cache["with"]["path"] == run["env"]["MODELSEAL_CACHE_DIR"] + "/trivy"
+    assert cache["with"]["path"] == run["env"]["MODELSEAL_ACTION_CACHE_DIR"] + "/trivy"
     assert cache["with"]["path"].startswith("${{ runner.temp }}/")
     assert cache["with"]["key"] == "modelseal-trivy-db-${{ steps.cache-key.outputs.date }}"
     assert cache["with"]["restore-keys"] == "modelseal-trivy-db-"

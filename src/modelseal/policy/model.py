@@ -94,7 +94,10 @@ def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | Non
         if key in attrs:
             return f"{key} is given twice"
         if key in _CACHE_SECRET_KEYS:
-            return f"{key}= would put a credential on the command line; buildx reads it from the environment"
+            return (
+                f"{key}= would put a credential on the command line; buildx reads it from "
+                "the environment"
+            )
         attrs[key] = value
     kind = attrs.get("type")
     if kind not in CACHE_TYPES:
