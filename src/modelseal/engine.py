@@ -53,8 +53,8 @@ BOOTSTRAP_TIMEOUT: Final = 300.0
 _MIRROR_HINT = (
     "If Docker Hub is unreachable or rate-limited here, point modelseal at a mirror of the same "
     "image, pinned by digest: policy build.buildkit_image, the --buildkit-image flag or the "
-    "Action's buildkit-image input (e.g. REGISTRY/moby/buildkit:v0.31.2@sha256:…); or give an "
-    "existing builder with --builder / build.builder."
+    f"Action's buildkit-image input (e.g. REGISTRY/{BUILDKIT_IMAGE.partition('@')[0]}@sha256:…); "
+    "or give an existing builder with --builder / build.builder."
 )
 
 _ENGINE_HINT = (

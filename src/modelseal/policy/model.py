@@ -65,7 +65,7 @@ BUILDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 PATTERN_MESSAGES[BUILDKIT_IMAGE_PATTERN] = (
     "expected a BuildKit image pinned by digest, [REGISTRY/]REPOSITORY[:TAG]@sha256:<64 hex>, "
-    'e.g. "mirror.example/moby/buildkit:v0.31.2@sha256:2f5a…" (a tag alone is refused)'
+    'e.g. "mirror.example/moby/buildkit:vX.Y.Z@sha256:…" (a tag alone is refused)'
 )
 PATTERN_MESSAGES[BUILDER_PATTERN] = 'expected a buildx builder name, e.g. "ci-builder"'
 
