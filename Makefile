@@ -73,6 +73,7 @@ demo: deps
 # benchmarks/models.py creates .venv-bench (picklescan, modelscan) itself when it is missing.
 bench: deps $(TORCH)
 	$(BIN)/python benchmarks/build.py
+	$(BIN)/python benchmarks/cached_build.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/scan.py
 	$(BIN)/python benchmarks/soak_scanner.py --rounds 3

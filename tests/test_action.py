@@ -101,6 +101,17 @@ def test_everything_set() -> None:
         ({"build-contexts": "base="}, "input build-contexts: the value of base must be"),
         ({"build-contexts": "base=--x"}, "input build-contexts: the value of base must be"),
         ({"verify-issuer": "token.actions"}, "input verify-issuer: expected an http(s) URL"),
+        ({"builder": "my builder"}, "input builder: expected a buildx builder name"),
+        ({"builder": "-x"}, "input builder: must not start with '-'"),
+        (
+            {"buildkit-image": "moby/buildkit:v0.31.2"},
+            "input buildkit-image: expected a BuildKit image pinned by digest",
+        ),
+        ({"cache-from": "type=gha\ntype=s3,bucket=x"}, "input cache-from: line 2: type must be"),
+        ({"cache-from": "type=local,dest=d"}, "input cache-from: line 1: type=local needs src="),
+        ({"cache-to": "type=registry"}, "input cache-to: line 1: type=registry needs ref="),
+        ({"cache-to": "type=gha,token=s3cr3t"}, "token= would put a credential on the command"),
+        ({"cache-to": "user/app:cache"}, "input cache-to: line 1: 'user/app:cache' is not KEY"),
         (
             {"verify-identity": "a", "verify-identity-regexp": "b"},
             "input verify-identity: give verify-identity or verify-identity-regexp, not both",
@@ -288,6 +299,39 @@ def test_a_context_that_looks_like_an_option_stays_a_path() -> None:
     inputs = ActionInputs(context="--help", out_dir="o")
     args = _cli._parser().parse_args(run_argv(inputs))
     assert args.context == Path("--help")
+
+
+def test_run_argv_builder_and_cache() -> None:
+    image = "127.0.0.1:5000/mirror/buildkit:v0.31.2@sha256:" + "ab" * 32
+    inputs = parse_inputs(
+        env_of(
+            builder="ci-builder", buildkit_image=image,
+            cache_from="type=gha,scope=seal\n\ntype=registry,ref=r.io/c:cache",
+            cache_to="type=gha,mode=max,scope=seal",
+        )
+    )  # fmt: skip
+    argv = run_argv(inputs)
+    assert argv == [
+        "run", "--out-dir=modelseal-out", "--builder=ci-builder", f"--buildkit-image={image}",
+        "--cache-from=type=gha,scope=seal", "--cache-from=type=registry,ref=r.io/c:cache",
+        "--cache-to=type=gha,mode=max,scope=seal", "--", ".",
+    ]  # fmt: skip
+    args = _cli._parser().parse_args(argv)
+    assert (args.builder, args.buildkit_image) == ("ci-builder", image)
+    assert args.cache_from == ["type=gha,scope=seal", "type=registry,ref=r.io/c:cache"]
+    assert args.cache_to == ["type=gha,mode=max,scope=seal"]
+
+
+def test_the_action_cache_dir_unless_the_job_chose_one() -> None:
+    target: dict[str, str] = {}
+    action.use_action_cache_dir({"MODELSEAL_ACTION_CACHE_DIR": "/rt/modelseal-cache"}, target)
+    assert target == {"MODELSEAL_CACHE_DIR": "/rt/modelseal-cache"}
+    target = {}
+    both = {"MODELSEAL_ACTION_CACHE_DIR": "/rt/c", "MODELSEAL_CACHE_DIR": "/job/c"}
+    action.use_action_cache_dir(both, target)
+    assert target == {}  # the job's own wins (it is already in the environment)
+    action.use_action_cache_dir({}, target)
+    assert target == {}
 
 
 def test_verify_argv() -> None:

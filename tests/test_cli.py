@@ -88,7 +88,8 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
         ),
         (
             "version: 1\nbuild:\n  rebuild_check: maybe\n",
-            "modelseal.yml:3:18: build.rebuild_check: expected a boolean (true or false)",
+            "modelseal.yml:3:18: build.rebuild_check: expected always, publish or never (true "
+            "and false still mean always and never)",
         ),
         ("version: 1\nbuild: [\n", "modelseal.yml:3:1: invalid YAML"),
         (

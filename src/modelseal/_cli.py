@@ -11,7 +11,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelseal import __version__, fsio
 from modelseal.errors import ConfigError, Error, ExitCode
@@ -112,6 +112,33 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
+def _pattern(name: str) -> Callable[[str], str]:
+    """An argument type: ``text`` must match the policy pattern ``name`` of
+    :mod:`modelseal.policy.model` (same rule, same message; imported when used)."""
+
+    def check(text: str) -> str:
+        from modelseal.policy import model
+
+        pattern = getattr(model, name)
+        if re.fullmatch(pattern, text) is None:
+            raise argparse.ArgumentTypeError(f"{model.PATTERN_MESSAGES[pattern]}, got {text!r}")
+        return text
+
+    return check
+
+
+def _cache(direction: Literal["from", "to"]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        from modelseal.policy.model import cache_spec_problem
+
+        problem = cache_spec_problem(text, direction)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+        return text
+
+    return check
+
+
 def _epoch(text: str) -> int:
     from modelseal.pipeline import MAX_EPOCH
 
@@ -197,6 +224,25 @@ def _parser() -> argparse.ArgumentParser:
     build_opts.add_argument(
         "-o", "--out-dir", type=Path, default=Path("modelseal-out"), metavar="DIR",
         help="where the OCI layout and the reports go (default: modelseal-out)",
+    )  # fmt: skip
+    bk = build_opts.add_argument_group("builder and cache (default: the policy's build.*)")
+    bk.add_argument(
+        "--builder", type=_pattern("BUILDER_PATTERN"), metavar="NAME",
+        help="build with this existing buildx builder (its driver and BuildKit are recorded)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--buildkit-image", type=_pattern("BUILDKIT_IMAGE_PATTERN"), metavar="IMAGE@sha256:…",
+        help="BuildKit image, pinned by digest, of the builder modelseal creates on a classic "
+        "image store (e.g. a mirror of moby/buildkit)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--cache-from", type=_cache("from"), action="append", default=[], metavar="SPEC",
+        help="cache source for the first build: type=gha|registry|local,… (repeatable; the "
+        "rebuild check never reads a cache)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--cache-to", type=_cache("to"), action="append", default=[], metavar="SPEC",
+        help="cache destination of the first build: type=gha|registry|local,… (repeatable)",
     )  # fmt: skip
 
     run = sub.add_parser(
@@ -538,6 +584,11 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         labels=dict(args.label),
         annotations=dict(args.annotation),
         platforms=tuple(dict.fromkeys(p for group in args.platform for p in group)),
+        builder=args.builder,
+        buildkit_image=args.buildkit_image,
+        cache_from=tuple(args.cache_from),
+        cache_to=tuple(args.cache_to),
+        publish=getattr(args, "push", None) is not None,
     )
     epoch = resolve_source_date_epoch(
         args.source_date_epoch, os.environ.get("SOURCE_DATE_EPOCH"), context.resolve()

@@ -32,11 +32,11 @@ import secrets
 import sys
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TextIO
+from typing import Any, Final, Literal, TextIO
 
 from modelseal import fsio
 from modelseal.errors import ConfigError, ExitCode
@@ -82,6 +82,10 @@ INPUT_ENV: Final[Mapping[str, str]] = MappingProxyType(
         "trust-config": "MODELSEAL_TRUST_CONFIG",
         "build-args": "MODELSEAL_BUILD_ARGS",
         "build-contexts": "MODELSEAL_BUILD_CONTEXTS",
+        "builder": "MODELSEAL_BUILDER",
+        "buildkit-image": "MODELSEAL_BUILDKIT_IMAGE",
+        "cache-from": "MODELSEAL_CACHE_FROM",
+        "cache-to": "MODELSEAL_CACHE_TO",
         "out-dir": "MODELSEAL_OUT_DIR",
         "verify-identity": "MODELSEAL_VERIFY_IDENTITY",
         "verify-identity-regexp": "MODELSEAL_VERIFY_IDENTITY_REGEXP",
@@ -207,6 +211,10 @@ class ActionInputs:
     trust_config: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
     build_contexts: tuple[tuple[str, str], ...] = ()
+    builder: str | None = None
+    buildkit_image: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
     verify_identity: str | None = None
     verify_identity_regexp: str | None = None
     verify_issuer: str = GITHUB_OIDC_ISSUER
@@ -295,6 +303,32 @@ class _Reader:
                 out.append(item)
         return out
 
+    def matching(self, name: str, pattern: str) -> str | None:
+        """A single-line value matching a policy pattern; None when empty."""
+        from modelseal.policy import model
+
+        value = self.single(name)
+        if value is not None and re.fullmatch(pattern, value) is None:
+            self.problem(name, f"{model.PATTERN_MESSAGES[pattern]}, got {_shown(value)}")
+            return None
+        return value
+
+    def caches(self, name: str, direction: Literal["from", "to"]) -> tuple[str, ...]:
+        """Cache specs, one per line (blank lines skipped)."""
+        from modelseal.policy.model import cache_spec_problem
+
+        out: list[str] = []
+        for number, line in enumerate(self.raw(name).splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            problem = cache_spec_problem(line, direction)
+            if problem:
+                self.problem(name, f"line {number}: {problem}")
+            else:
+                out.append(line)
+        return tuple(out)
+
     def pairs(self, name: str, key: re.Pattern[str], what: str) -> tuple[tuple[str, str], ...]:
         """``NAME=VALUE`` lines (blank lines skipped)."""
         out: list[tuple[str, str]] = []
@@ -339,6 +373,12 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     for name, value in contexts:
         if not value.strip() or value.startswith("-"):
             r.problem("build-contexts", f"the value of {name} must be a path or URL")
+    from modelseal.policy.model import BUILDER_PATTERN, BUILDKIT_IMAGE_PATTERN
+
+    builder = r.matching("builder", BUILDER_PATTERN)
+    buildkit_image = r.matching("buildkit-image", BUILDKIT_IMAGE_PATTERN)
+    cache_from = r.caches("cache-from", "from")
+    cache_to = r.caches("cache-to", "to")
     identity = r.single("verify-identity")
     identity_re = r.single("verify-identity-regexp")
     issuer = r.single("verify-issuer") or GITHUB_OIDC_ISSUER
@@ -405,6 +445,10 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         trust_config=trust_config,
         build_args=build_args,
         build_contexts=contexts,
+        builder=builder,
+        buildkit_image=buildkit_image,
+        cache_from=cache_from,
+        cache_to=cache_to,
         verify_identity=identity,
         verify_identity_regexp=identity_re,
         verify_issuer=issuer,
@@ -496,6 +540,12 @@ def run_argv(inputs: ActionInputs) -> list[str]:
     argv += [f"--label={k}={v}" for k, v in inputs.labels]
     argv += [f"--annotation={k}={v}" for k, v in inputs.annotations]
     argv += [f"--platform={p}" for p in inputs.platforms]
+    if inputs.builder is not None:
+        argv.append(f"--builder={inputs.builder}")
+    if inputs.buildkit_image is not None:
+        argv.append(f"--buildkit-image={inputs.buildkit_image}")
+    argv += [f"--cache-from={c}" for c in inputs.cache_from]
+    argv += [f"--cache-to={c}" for c in inputs.cache_to]
     if inputs.push:
         assert inputs.image is not None  # parse_inputs requires it
         argv.append(f"--push={inputs.image}")
@@ -1081,6 +1131,14 @@ def _default_policy(inputs: ActionInputs) -> Path | None:
     return DEFAULT_POLICY if present else None
 
 
+def use_action_cache_dir(env: Mapping[str, str], target: MutableMapping[str, str]) -> None:
+    """Point ``MODELSEAL_CACHE_DIR`` at the directory action.yml's ``actions/cache`` step
+    restores (``MODELSEAL_ACTION_CACHE_DIR``) — unless the job set its own, which wins."""
+    cache = env.get("MODELSEAL_ACTION_CACHE_DIR")
+    if cache and not env.get("MODELSEAL_CACHE_DIR"):
+        target["MODELSEAL_CACHE_DIR"] = cache
+
+
 def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
     """Run the action: validate inputs, run (and publish), verify, report. Returns the exit
     code."""
@@ -1096,6 +1154,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         )
         _log_error(gh, e.diagnostics())
         return _finish(gh, None, None, None, int(ExitCode.USAGE), [str(e)])
+    use_action_cache_dir(env, os.environ)
 
     policy_file = _default_policy(inputs)
     if inputs.policy_ref is not None and policy_file is None:

@@ -3,11 +3,13 @@
 Two ways to get one:
 
 * an engine that already runs (a GitHub runner, a developer's Docker): used as it is when its
-  image store is containerd's; otherwise a ``docker-container`` buildx builder named
-  ``modelseal`` is created on it, since the classic store refuses the OCI exporter;
+  image store is containerd's; otherwise (the classic store refuses the OCI exporter) a
+  ``docker-container`` buildx builder running :data:`BUILDKIT_IMAGE`, pinned by digest, named
+  after that digest; or any existing builder the user names (``--builder``);
 * :class:`PrivateEngine`: a dockerd that modelseal starts itself (the demo and the tests), with
-  the containerd snapshotter, no bridge, no iptables, and every socket and byte of state under
-  one directory so that it can be stopped and removed without a trace.
+  the containerd snapshotter (or, for tests of the builder path, the classic store), no bridge,
+  no iptables, and every socket and byte of state under one directory so that it can be
+  stopped and removed without a trace.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -26,13 +29,37 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from modelseal import fsio
 from modelseal._tools import ToolResult, find_tool, run_tool, tail
 from modelseal.errors import EngineError, Error, ToolError
 
-#: The builder created on engines whose image store cannot export OCI layouts.
-BUILDER_NAME = "modelseal"
+#: The BuildKit image of the ``docker-container`` builder modelseal creates on engines whose image
+#: store cannot export OCI layouts (GitHub's ubuntu-24.04 runners: Docker 28, classic store).
+#: Without it buildx would pull the floating ``moby/buildkit:buildx-stable-1``. Bump it by changing
+#: this one line; the tag is there for readers, the digest (the multi-platform index) is what is
+#: pulled and recorded. v0.31.2 is the release Docker's own reusable workflow pins
+#: (docker/github-builder, .github/workflows/build.yml, ``BUILDKIT_IMAGE``, whose Sigstore
+#: attestation it verifies before use); the index digest is the one public release workflows pin
+#: for that tag (e.g. ``image=moby/buildkit:v0.31.2@sha256:2f5a…`` with setup-buildx-action). It
+#: could not be re-checked against Docker Hub from the offline development machine: check it with
+#: ``docker buildx imagetools inspect moby/buildkit:v0.31.2`` when bumping.
+BUILDKIT_IMAGE: Final = (
+    "moby/buildkit:v0.31.2@sha256:2f5adac4ecd194d9f8c10b7b5d7bceb5186853db1b26e5abd3a657af0b7e26ec"
+)
+#: Prefix of the builders modelseal creates; the name ends in the image digest's first 16 hex
+#: digits, so a builder made from another image is never picked up by name.
+BUILDER_PREFIX: Final = "modelseal-buildkit-"
+#: Seconds to create and start a builder (the first start pulls the BuildKit image).
+BOOTSTRAP_TIMEOUT: Final = 300.0
+
+_MIRROR_HINT = (
+    "If Docker Hub is unreachable or rate-limited here, point modelseal at a mirror of the same "
+    "image, pinned by digest: policy build.buildkit_image, the --buildkit-image flag or the "
+    f"Action's buildkit-image input (e.g. REGISTRY/{BUILDKIT_IMAGE.partition('@')[0]}@sha256:…); "
+    "or give an existing builder with --builder / build.builder."
+)
 
 _ENGINE_HINT = (
     "modelseal builds with BuildKit through the docker CLI. Point DOCKER_HOST at a running "
@@ -59,14 +86,27 @@ class EngineInfo:
     buildx_version: str
     buildkit_version: str
     builder: str | None  # None: the engine's own BuildKit ("default" builder)
+    builder_driver: str = "docker"  # buildx driver: docker, docker-container, remote, kubernetes
+    builder_image: str | None = None  # the builder's BuildKit image, when it runs one
 
     def buildx_args(self) -> list[str]:
         """Arguments that select the builder for ``docker buildx build``."""
         return ["--builder", self.builder] if self.builder else []
 
 
-def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> EngineInfo:
+def probe_engine(
+    *,
+    timeout: float = 30.0,
+    create_builder: bool = True,
+    builder: str | None = None,
+    buildkit_image: str = BUILDKIT_IMAGE,
+) -> EngineInfo:
     """Check that an engine answers and can export OCI; raise :class:`EngineError` otherwise.
+
+    ``builder``: an existing buildx builder to use as it is (its driver and BuildKit version
+    are recorded). Otherwise the engine's own BuildKit when its image store is containerd's,
+    else a ``docker-container`` builder running ``buildkit_image`` (pinned by digest), created
+    when ``create_builder`` is true.
 
     The docker CLI calls run concurrently: each costs a process start and a round trip, and a
     build waits for all of them.
@@ -78,8 +118,11 @@ def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> Engin
             run_tool, [docker, "info", "--format", "{{json .}}"], timeout=timeout, check=False
         )
         bx_f = pool.submit(run_tool, [docker, "buildx", "version"], timeout=timeout, check=False)
+        inspect_argv = [docker, "buildx", "inspect", "--bootstrap", builder] if builder else [
+            docker, "buildx", "inspect"
+        ]  # fmt: skip
         inspect_f = pool.submit(
-            run_tool, [docker, "buildx", "inspect"], timeout=timeout, check=False
+            run_tool, inspect_argv, timeout=BOOTSTRAP_TIMEOUT if builder else timeout, check=False
         )
         info, bx, inspect = info_f.result(), bx_f.result(), inspect_f.result()
     server_version, containerd_store = _parse_info(info, host)
@@ -90,27 +133,125 @@ def probe_engine(*, timeout: float = 30.0, create_builder: bool = True) -> Engin
         )
     words = bx.stdout.split()
     buildx_version = words[1] if len(words) > 1 else bx.stdout.strip()
-    builder: str | None = None
-    buildkit_version = _buildkit_version(inspect.stdout)
-    if not containerd_store:
-        if not create_builder:
-            raise EngineError(
-                f"the Docker engine at {host} uses the classic image store, whose BuildKit "
-                "cannot export OCI layouts.",
-                hint="Enable the containerd image store, or let modelseal create its own builder.",
-            )
-        builder = _ensure_container_builder(docker, timeout)
-        buildkit_version = _buildkit_version(
-            run_tool([docker, "buildx", "inspect", builder], timeout=timeout, check=False).stdout
+    if builder is not None:
+        return _named_builder(builder, inspect, host, server_version, containerd_store,
+                              buildx_version)  # fmt: skip
+    if containerd_store:
+        return EngineInfo(
+            docker_host=host,
+            server_version=server_version,
+            containerd_store=True,
+            buildx_version=buildx_version,
+            buildkit_version=_inspect_field(inspect.stdout, "BuildKit version", "Buildkit"),
+            builder=None,
         )
+    if not create_builder:
+        raise EngineError(
+            f"the Docker engine at {host} uses the classic image store, whose BuildKit "
+            "cannot export OCI layouts.",
+            hint="Enable the containerd image store, or let modelseal create its own builder.",
+        )
+    name, out = _ensure_pinned_builder(docker, buildkit_image, timeout)
+    return EngineInfo(
+        docker_host=host,
+        server_version=server_version,
+        containerd_store=False,
+        buildx_version=buildx_version,
+        buildkit_version=_inspect_field(out, "BuildKit version", "Buildkit"),
+        builder=name,
+        builder_driver="docker-container",
+        builder_image=buildkit_image,
+    )
+
+
+def builder_name(image: str) -> str:
+    """The name of the builder modelseal creates for ``image`` (``…@sha256:HEX``)."""
+    return BUILDER_PREFIX + image.rpartition("@sha256:")[2][:16]
+
+
+def _named_builder(
+    name: str,
+    inspect: ToolResult,
+    host: str,
+    server_version: str,
+    containerd_store: bool,
+    buildx_version: str,
+) -> EngineInfo:
+    """An existing builder the user chose, as ``docker buildx inspect --bootstrap`` shows it."""
+    if inspect.returncode != 0:
+        reason = tail(inspect.stderr, 2).strip() or f"exit code {inspect.returncode}"
+        raise EngineError(
+            f"the buildx builder {name!r} cannot be used: {reason}",
+            hint="`docker buildx ls` lists the builders; create one with `docker buildx create "
+            "--name NAME --driver docker-container --driver-opt image=IMAGE@sha256:…`.",
+        )
+    driver = _inspect_field(inspect.stdout, "Driver")
+    if driver == "docker" and not containerd_store:
+        raise EngineError(
+            f"the buildx builder {name!r} is the engine's own (driver docker), and the engine at "
+            f"{host} uses the classic image store, which cannot export OCI layouts.",
+            hint="Give a docker-container builder, or enable the containerd image store.",
+        )
+    image = _driver_image(inspect.stdout)
     return EngineInfo(
         docker_host=host,
         server_version=server_version,
         containerd_store=containerd_store,
         buildx_version=buildx_version,
-        buildkit_version=buildkit_version,
-        builder=builder,
+        buildkit_version=_inspect_field(inspect.stdout, "BuildKit version", "Buildkit"),
+        builder=name,
+        builder_driver=driver,
+        builder_image=image,
     )
+
+
+def _ensure_pinned_builder(docker: str, image: str, timeout: float) -> tuple[str, str]:
+    """The docker-container builder for ``image``: reused when one of that name runs exactly
+    that digest, refused when it runs anything else, created otherwise; started. Returns its
+    name and ``docker buildx inspect`` output."""
+    name = builder_name(image)
+    probe = run_tool([docker, "buildx", "inspect", name], timeout=timeout, check=False)
+    if probe.returncode == 0:
+        existing = _driver_image(probe.stdout)
+        driver = _inspect_field(probe.stdout, "Driver")
+        # The digest decides, not the spelling: a mirror's copy of the same index is the same
+        # image. Anything else under this name was not made by modelseal for this image.
+        if driver != "docker-container" or existing is None or _digest(existing) != _digest(image):
+            raise EngineError(
+                f"a buildx builder named {name} exists but runs "
+                f"{existing or 'no pinned image'} (driver {driver}), not {image}: it is not "
+                "trusted.",
+                hint=f"Remove it (`docker buildx rm {name}`) and run again.",
+            )
+    else:
+        run_tool(
+            [docker, "buildx", "create", "--name", name, "--driver", "docker-container",
+             "--driver-opt", f"image={image}"],
+            timeout=timeout,
+        )  # fmt: skip
+    boot = run_tool(
+        [docker, "buildx", "inspect", "--bootstrap", name], timeout=BOOTSTRAP_TIMEOUT, check=False
+    )
+    if boot.returncode != 0:
+        errors = [ln.strip() for ln in boot.stderr.splitlines() if "ERROR" in ln or "error" in ln]
+        reason = errors[-1] if errors else tail(boot.stderr, 2).strip()
+        raise EngineError(
+            f"the BuildKit builder {name} could not start: pulling its pinned image {image} "
+            f"failed ({reason or f'exit code {boot.returncode}'}). modelseal does not fall back "
+            "to an unpinned image.",
+            hint=_MIRROR_HINT,
+        )
+    return name, boot.stdout
+
+
+def _digest(image: str) -> str:
+    return image.rpartition("@")[2]
+
+
+def _driver_image(inspect_output: str) -> str | None:
+    """The ``image=`` driver option ``docker buildx inspect`` lists, if any."""
+    m = re.search(r'^Driver Options:.*?\bimage="?([^"\s]+)"?', inspect_output, re.MULTILINE)
+    return m.group(1) if m else None
 
 
 def _parse_info(info: ToolResult, host: str) -> tuple[str, bool]:
@@ -135,21 +276,11 @@ def _parse_info(info: ToolResult, host: str) -> tuple[str, bool]:
     return str(data["ServerVersion"]), store
 
 
-def _ensure_container_builder(docker: str, timeout: float) -> str:
-    probe = run_tool([docker, "buildx", "inspect", BUILDER_NAME], timeout=timeout, check=False)
-    if probe.returncode != 0:
-        run_tool(
-            [docker, "buildx", "create", "--name", BUILDER_NAME, "--driver", "docker-container"],
-            timeout=timeout,
-        )
-    run_tool([docker, "buildx", "inspect", "--bootstrap", BUILDER_NAME], timeout=max(timeout, 180))
-    return BUILDER_NAME
-
-
-def _buildkit_version(inspect_output: str) -> str:
+def _inspect_field(inspect_output: str, *keys: str) -> str:
+    """The first ``KEY: value`` line of ``docker buildx inspect`` with one of ``keys``."""
     for line in inspect_output.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("BuildKit version", "Buildkit"):
+        if key.strip() in keys:
             return value.strip()
     return "unknown"
 
@@ -168,9 +299,12 @@ class PrivateEngine:
     root's dockerd, whatever PID ``docker.pid`` names.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, containerd_store: bool = True) -> None:
         # Not resolved: a link on the way is refused by start/stop, not silently followed.
         self.root = fsio.absolute(root)
+        # False: the classic image store, as on GitHub's ubuntu-24.04 runners (Docker 28 with
+        # no daemon.json): what the docker-container builder path is tested against.
+        self.containerd_store = containerd_store
         self.socket = self.root / "docker.sock"
         self.pidfile = self.root / "docker.pid"
         self.log = self.root / "dockerd.log"
@@ -214,9 +348,8 @@ class PrivateEngine:
         for sub in ("data", "exec"):
             fsio.ensure_dir(self.root / sub)
         config = self.root / "daemon.json"
-        fsio.write_text_atomic(
-            config, json.dumps({"features": {"containerd-snapshotter": True}}) + "\n"
-        )
+        features = {"containerd-snapshotter": self.containerd_store}
+        fsio.write_text_atomic(config, json.dumps({"features": features}) + "\n")
         argv = [
             dockerd,
             "--config-file", str(config),

@@ -42,6 +42,12 @@ class RunOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     platforms: tuple[str, ...] = ()  # empty: the policy's build.platforms
+    # The builder and its cache (CLI flags or action inputs; empty: the policy's build.*).
+    builder: str | None = None
+    buildkit_image: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    publish: bool = False  # the run publishes on a pass (build.rebuild_check: publish)
 
 
 @dataclass(frozen=True)

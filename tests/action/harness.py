@@ -236,7 +236,8 @@ class Composite:
         code = 0
         for index, step in enumerate(self.steps):
             sid = str(step.get("id") or f"__step{index}")
-            if "if" in step:
+            if "if" in step and "uses" not in step:
+                # `uses:` steps are not run here, so their condition does not matter.
                 raise HarnessError(f"step {sid}: `if:` is not emulated")
             ctx = _Context(values, runner_temp, workspace, self.action_dir, step_outputs)
             if "uses" in step:

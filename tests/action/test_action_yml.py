@@ -47,6 +47,15 @@ def test_every_input_arrives_as_an_environment_variable() -> None:
     step = next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == "modelseal")
     expected = {env: f"${{{{ inputs.{name} }}}}" for name, env in action.INPUT_ENV.items()}
     expected["MODELSEAL_PYTHON"] = "${{ steps.install.outputs.python }}"
+    expected["MODELSEAL_ACTION_CACHE_DIR"] = "${{ runner.temp }}/modelseal-cache"
+    runtime = {
+        "ACTIONS_RUNTIME_TOKEN": "token",
+        "ACTIONS_CACHE_URL": "cache-url",
+        "ACTIONS_RESULTS_URL": "results-url",
+        "ACTIONS_CACHE_SERVICE_V2": "cache-service-v2",
+    }
+    for var, output in runtime.items():
+        expected[var] = f"${{{{ steps.gha-runtime.outputs.{output} }}}}"
     assert step["env"] == expected
     assert step["run"].strip() == 'exec "$MODELSEAL_PYTHON" -I -m modelseal action'
 
@@ -72,6 +81,31 @@ def test_install_is_hash_pinned_and_private() -> None:
     assert install["env"]["MODELSEAL_VENV"] == "${{ runner.temp }}/modelseal-venv"
     setup = next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == "python")
     assert setup["with"]["update-environment"] is False
+
+
+def test_trivy_db_is_cached_by_day_outside_the_workspace() -> None:
+    steps = load(ACTION)["runs"]["steps"]
+    cache = next(s for s in steps if str(s.get("uses", "")).startswith("actions/cache@"))
+    run = next(s for s in steps if s.get("id") == "modelseal")
+    # The path actions/cache saves is the one modelseal's Trivy gate uses (CACHE_DIR/trivy),
+    # under the runner's temp directory: a pull request's files cannot pre-seed a DB.
+    assert cache["with"]["path"] == run["env"]["MODELSEAL_ACTION_CACHE_DIR"] + "/trivy"
+    assert cache["with"]["path"].startswith("${{ runner.temp }}/")
+    assert cache["with"]["key"] == "modelseal-trivy-db-${{ steps.cache-key.outputs.date }}"
+    assert cache["with"]["restore-keys"] == "modelseal-trivy-db-"
+    key_step = next(s for s in steps if s.get("id") == "cache-key")
+    assert "date -u +%Y-%m-%d" in key_step["run"]
+    assert steps.index(key_step) < steps.index(cache) < steps.index(run)
+
+
+def test_the_runtime_token_is_fetched_only_for_a_gha_cache() -> None:
+    steps = load(ACTION)["runs"]["steps"]
+    runtime = next(s for s in steps if s.get("id") == "gha-runtime")
+    assert runtime["if"] == (
+        "contains(inputs.cache-from, 'type=gha') || contains(inputs.cache-to, 'type=gha')"
+    )
+    script = runtime["with"]["script"]
+    assert "core.setSecret(value)" in script and "exportVariable" not in script
 
 
 # --- pins and permissions everywhere -------------------------------------------------------

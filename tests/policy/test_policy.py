@@ -73,7 +73,7 @@ def test_minimal_file_gives_the_fail_closed_defaults() -> None:
     build = loaded.policy.build
     assert build == BuildPolicy()
     assert build.enabled is True
-    assert build.rebuild_check is True
+    assert build.rebuild_check == "always"
     assert build.require_pinned_base is True
     assert build.allow_network is False
     assert build.platforms == []
@@ -84,7 +84,7 @@ def test_full_file() -> None:
     assert policy.version == 1
     assert policy.build == BuildPolicy(
         enabled=True,
-        rebuild_check=False,
+        rebuild_check="never",
         require_pinned_base=True,
         allow_network=True,
         platforms=["linux/amd64", "linux/arm64", "linux/arm/v7"],
@@ -159,18 +159,70 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     assert problem("version: 1\nmystery:\n  allow: []\n") == (
         "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)"
     )
-    assert problem("version: 1\nbuild:\n  cache: false\n") == (
-        "modelseal.yml:3:3: build.cache: unknown key (allowed keys: enabled, rebuild_check, "
-        "require_pinned_base, allow_network, platforms)"
+    assert problem("version: 1\nbuild:\n  mystery: false\n") == (
+        "modelseal.yml:3:3: build.mystery: unknown key (allowed keys: enabled, rebuild_check, "
+        "require_pinned_base, allow_network, platforms, builder, buildkit_image, cache_from, "
+        "cache_to)"
     )
 
 
 @pytest.mark.parametrize("value", ['"yes"', "yes", "1", "on", "'true'", "null"])
 def test_boolean_is_strict_and_the_error_points_at_the_value(value: str) -> None:
+    text = f"version: 1\nbuild:\n  allow_network: {value}\n"
+    assert problem(text) == (
+        "modelseal.yml:3:18: build.allow_network: expected a boolean (true or false)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"), [("true", "always"), ("false", "never"), ("always", "always"),
+                        ("publish", "publish"), ("never", "never")],
+)  # fmt: skip
+def test_rebuild_check_modes_and_the_old_booleans(value: str, mode: str) -> None:
+    text = f"version: 1\nbuild:\n  rebuild_check: {value}\n"
+    assert load_policy_text(text, NAME).policy.build.rebuild_check == mode
+
+
+@pytest.mark.parametrize("value", ["sometimes", '"true"', "1", "null", "[always]"])
+def test_rebuild_check_refuses_anything_else(value: str) -> None:
     text = f"version: 1\nbuild:\n  rebuild_check: {value}\n"
     assert problem(text) == (
-        "modelseal.yml:3:18: build.rebuild_check: expected a boolean (true or false)"
+        "modelseal.yml:3:18: build.rebuild_check: expected always, publish or never "
+        "(true and false still mean always and never)"
     )
+
+
+def test_builder_keys() -> None:
+    image = "mirror.example:5000/moby/buildkit:v0.31.2@sha256:" + "2f" * 32
+    build = load_policy_text(
+        "version: 1\nbuild:\n  builder: ci-builder\n"
+        f"  buildkit_image: {image}\n"
+        "  cache_from: [\"type=gha,scope=a\", \"type=local,src=/c\"]\n"
+        "  cache_to:\n    - type=registry,ref=r.example/c:cache,mode=max\n",
+        NAME,
+    ).policy.build
+    assert (build.builder, build.buildkit_image) == ("ci-builder", image)
+    assert build.cache_from == ["type=gha,scope=a", "type=local,src=/c"]
+    assert build.cache_to == ["type=registry,ref=r.example/c:cache,mode=max"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("buildkit_image: moby/buildkit:v0.31.2", "expected a BuildKit image pinned by digest"),
+        ("buildkit_image: moby/buildkit@sha256:abc", "expected a BuildKit image pinned by digest"),
+        ("builder: '-x'", "expected a buildx builder name"),
+        ("cache_from: [type=s3]", "type=s3: type must be one of gha, registry, local"),
+        ("cache_from: ['type=local,dest=/x']", "type=local needs src="),
+        ("cache_to: ['type=gha,token=t']", "token= would put a credential on the command line"),
+        ("cache_to: ['type=gha, mode=max']", "without spaces or quotes"),
+        ("cache_to: ['type=gha,mode']", "'mode' is not KEY=VALUE"),
+        ("cache_to: ['ref=r.example/c,type=registry,ref=x']", "ref is given twice"),
+    ],
+)
+def test_bad_builder_keys(line: str, message: str) -> None:
+    (got,) = problems(f"version: 1\nbuild:\n  {line}\n")
+    assert got.startswith("modelseal.yml:3:") and message in got, got
 
 
 def test_wrong_types() -> None:

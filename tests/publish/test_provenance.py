@@ -174,6 +174,35 @@ def test_full_statement_is_valid_against_the_spec_schemas() -> None:
     assert [b["digest"]["sha256"] for b in run["byproducts"]] == ["04" * 32, "05" * 32]
 
 
+def test_a_pinned_buildkit_image_is_a_resolved_dependency() -> None:
+    image = "moby/buildkit:v0.31.2@sha256:" + "2f" * 32
+    builder = {"name": "modelseal-buildkit-2f2f", "driver": "docker-container",
+               "image": image, "engine": "28.0.4"}  # fmt: skip
+    statement = provenance_statement(_realistic_input(builder=builder))
+    assert _errors("slsa-provenance-v1", statement) == []
+    definition = statement["predicate"]["buildDefinition"]
+    (dep,) = [d for d in definition["resolvedDependencies"] if d.get("name") == "buildkit"]
+    assert dep == {
+        "name": "buildkit",
+        "uri": "pkg:oci/buildkit@sha256%3A" + "2f" * 32
+        + "?repository_url=docker.io/moby/buildkit&tag=v0.31.2",
+        "digest": {"sha256": "2f" * 32},
+        "annotations": {"builder": "modelseal-buildkit-2f2f", "driver": "docker-container",
+                        "version": "v0.13.2"},
+    }  # fmt: skip
+    assert "builder" not in definition["internalParameters"]
+
+
+def test_the_engines_own_buildkit_is_an_internal_parameter() -> None:
+    builder = {"name": "default", "driver": "docker", "engine": "26.1.5"}
+    statement = provenance_statement(_realistic_input(builder=builder))
+    assert _errors("slsa-provenance-v1", statement) == []
+    definition = statement["predicate"]["buildDefinition"]
+    assert definition["internalParameters"]["builder"] == builder
+    assert definition["internalParameters"]["buildkit"] == "v0.13.2"
+    assert not any(d.get("name") == "buildkit" for d in definition["resolvedDependencies"])
+
+
 def test_schemas_are_not_vacuous() -> None:
     good = provenance_statement(_realistic_input())
 

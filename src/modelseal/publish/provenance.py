@@ -28,7 +28,8 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
 
 ``internalParameters`` (platform-controlled, informational): ``sourceDateEpoch`` (the
 SOURCE_DATE_EPOCH of the build, integer seconds), ``buildx`` and ``buildkit`` (versions, when
-known), and for GitHub Actions ``{"github": {"event_name", "repository_id",
+known), ``builder`` ``{"name", "driver", "engine"}`` when the engine's own BuildKit built (no
+image to pin: its version is the engine's), and for GitHub Actions ``{"github": {"event_name", "repository_id",
 "repository_owner_id", "runner_environment"}}`` (those that are set).
 
 ``resolvedDependencies``:
@@ -38,6 +39,9 @@ known), and for GitHub Actions ``{"github": {"event_name", "repository_id",
 * each base image: ``name`` = the reference as given, ``uri`` = a ``pkg:oci/…`` package URL
   for registry references (the reference itself for ``oci-layout://`` and other local
   ones), ``digest`` ``{"sha256"}`` of the manifest that was used;
+* the BuildKit image, when the builder runs one (a ``docker-container`` builder): ``name``
+  ``buildkit``, ``uri`` its ``pkg:oci`` URL, ``digest`` ``{"sha256"}`` of the pinned index,
+  ``annotations`` ``{"builder", "driver", "version"}``;
 * each model file: ``name`` = its path in the models lock, ``uri`` = its source URI from
   ``models.lock`` (``file:<path>`` when it has none), ``digest`` ``{"sha256"}``,
   ``annotations`` ``{"size", "format"[, "revision"]}``.
@@ -201,6 +205,9 @@ class ProvenanceInput:
     tags: tuple[str, ...] = ()
     buildx_version: str | None = None
     buildkit_version: str | None = None
+    builder: Mapping[str, str] = field(default_factory=dict)
+    """The buildx builder: ``name``, ``driver``, ``image`` (its BuildKit image pinned by
+    digest, when it runs one), ``engine`` (the engine's version)."""
     modelseal_version: str = __version__
     base_images: tuple[BaseImage, ...] = ()
     models: tuple[ModelFile, ...] = ()
@@ -229,6 +236,7 @@ class ProvenanceInput:
         object.__setattr__(
             self, "internal_parameters", MappingProxyType(dict(self.internal_parameters))
         )
+        object.__setattr__(self, "builder", MappingProxyType(dict(self.builder)))
         for name in ("base_images", "models", "byproducts", "platforms", "tags"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
@@ -338,6 +346,9 @@ def _internal_parameters(p: ProvenanceInput) -> dict[str, Any]:
         params["buildx"] = p.buildx_version
     if p.buildkit_version:
         params["buildkit"] = p.buildkit_version
+    if p.builder and not _builder_image(p):
+        # The engine's own BuildKit: nothing to pin, its version is the engine's.
+        params["builder"] = dict(sorted(p.builder.items()))
     params.update(p.internal_parameters)
     return params
 
@@ -366,6 +377,23 @@ def _dependencies(p: ProvenanceInput) -> list[dict[str, Any]]:
                 "digest": {"sha256": _sha256_hex(base.digest, base.ref)},
             }
         )
+    image = _builder_image(p)
+    if image:
+        builder: dict[str, Any] = {
+            "name": "buildkit",
+            "uri": oci_purl(image, image.rpartition("@")[2]) or image,
+            "digest": {"sha256": _sha256_hex(image.rpartition("@")[2], image)},
+            "annotations": {
+                k: v
+                for k, v in (
+                    ("builder", p.builder.get("name")),
+                    ("driver", p.builder.get("driver")),
+                    ("version", p.buildkit_version),
+                )
+                if v
+            },
+        }
+        deps.append(builder)
     for model in sorted(p.models, key=lambda m: m.path):
         annotations: dict[str, Any] = {"size": model.size, "format": model.format}
         if model.source_revision:
@@ -379,6 +407,11 @@ def _dependencies(p: ProvenanceInput) -> list[dict[str, Any]]:
             }
         )
     return deps
+
+
+def _builder_image(p: ProvenanceInput) -> str | None:
+    image = p.builder.get("image")
+    return image if image and DIGEST_RE.match(image.rpartition("@")[2]) else None
 
 
 def provenance_statement(p: ProvenanceInput) -> dict[str, Any]:
@@ -588,6 +621,7 @@ def provenance_input_from_env(
     tags: Sequence[str] = (),
     buildx_version: str | None = None,
     buildkit_version: str | None = None,
+    builder: Mapping[str, str] | None = None,
     base_images: Sequence[BaseImage] = (),
     models: Sequence[ModelFile] = (),
     byproducts: Sequence[Byproduct] = (),
@@ -622,6 +656,7 @@ def provenance_input_from_env(
         tags=tuple(tags),
         buildx_version=buildx_version,
         buildkit_version=buildkit_version,
+        builder=dict(builder or {}),
         base_images=tuple(base_images),
         models=tuple(models),
         byproducts=tuple(byproducts),

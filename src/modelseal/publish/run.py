@@ -88,6 +88,14 @@ def _models(models: GateResult | None) -> list[ModelFile]:
     return [ModelFile.from_record(r) for r in read_models_json(Path(path))]
 
 
+def _builder(facts: Mapping[str, str]) -> dict[str, str]:
+    """The build gate's ``builder.*`` facts and the engine's version, for the provenance."""
+    out = {k.removeprefix("builder."): v for k, v in facts.items() if k.startswith("builder.")}
+    if "engine.version" in facts:
+        out["engine"] = facts["engine.version"]
+    return out
+
+
 def publish_run(
     results: Mapping[str, GateResult],
     report_path: Path,
@@ -147,6 +155,7 @@ def publish_run(
             tags=tuple(dict.fromkeys([*([ref.tag] if ref.tag else []), *extra_tags])),
             buildx_version=facts.get("buildx.version"),
             buildkit_version=facts.get("buildkit.version"),
+            builder=_builder(facts),
             base_images=_bases(facts),
             models=_models(results.get("models")),
             byproducts=byproducts,

@@ -164,6 +164,45 @@ def download_argv(trivy: str, cache_dir: Path, repository: str | None) -> list[s
     return argv
 
 
+def db_repositories(policy: TrivyDbPolicy) -> tuple[str | None, ...]:
+    """The DB sources to try, in order: the policy's mirrors, or Trivy's default (None)."""
+    if policy.repository is None:
+        return (None,)
+    if isinstance(policy.repository, str):
+        return (policy.repository,)
+    return tuple(policy.repository) or (None,)
+
+
+def _download_db(
+    trivy: str, cache_dir: Path, repositories: tuple[str | None, ...], facts: dict[str, str]
+) -> None:
+    """Download or refresh the DB from the first repository that answers; the one used is
+    recorded. Every failure is kept: if none works the error names each mirror and why."""
+    failures: list[str] = []
+    for repository in repositories:
+        try:
+            run_tool(download_argv(trivy, cache_dir, repository), timeout=SCAN_TIMEOUT)
+        except ToolError as e:
+            if len(repositories) == 1:
+                if repository:
+                    facts["trivy.db.repository"] = repository
+                raise
+            reason = (e.stderr_tail.strip().splitlines() or [e.message])[-1].strip(" \t*")
+            failures.append(f"{repository or 'the default repository'}: {reason}")
+            continue
+        if repository:
+            facts["trivy.db.repository"] = repository
+        if failures:
+            facts["trivy.db.repository_failures"] = "; ".join(failures)
+        return
+    raise GateError(
+        "trivy image --download-db-only failed from every DB mirror, tried in order:\n"
+        + "\n".join(failures),
+        hint="Check the mirrors (trivy.db.repository), or use mode: offline with a DB copied "
+        "into cache_dir.",
+    )
+
+
 def parse_report(text: str, *, platform: str) -> list[Finding]:
     """Findings from Trivy's JSON report; anything unexpected is a :class:`ToolError`."""
     try:
@@ -305,9 +344,7 @@ class TrivyGate:
         else:
             ctx.progress(self.name, "updating the vulnerability DB")
             cache_dir.mkdir(parents=True, exist_ok=True)
-            if db.repository:
-                facts["trivy.db.repository"] = db.repository
-            run_tool(download_argv(trivy, cache_dir, db.repository), timeout=SCAN_TIMEOUT)
+            _download_db(trivy, cache_dir, db_repositories(db), facts)
         meta = read_db_metadata(cache_dir)
         facts["trivy.db.version"] = str(meta.version)
         facts["trivy.db.updated_at"] = _stamp(meta.updated_at)
