@@ -29,6 +29,9 @@ WORKFLOW = r"^https://github\.com/org/repo/\.github/workflows/release\.yml@refs/
         ("^(a|aa)*$", "repeated group contains another repetition or an alternation"),
         ("^([a-z]*)*@x$", "repeated group contains another repetition"),
         ("^.*.*.*.*b$", "more than 3 open-ended repetitions"),
+        ("^" + "[ab]{0,16}" * 8 + "x$", "too many variable-width repetitions"),
+        ("^.*.*" + "a?" * 12 + "b$", "too many variable-width repetitions"),
+        ("^" + "a?" * 40 + "b$", "too many variable-width repetitions"),
         ("^(a$", "invalid"),
         ("^" + "a" * 2000 + "$", "longer than 1024"),
     ],
@@ -68,3 +71,33 @@ def test_matching_time_is_bounded() -> None:
     assert not identity_matches(pattern, "a" * MAX_MATCHED_IDENTITY)
     assert not identity_matches(pattern, "a" * (MAX_MATCHED_IDENTITY * 100) + "b")
     assert time.monotonic() - started < 10
+
+
+def test_a_pattern_within_the_checks_is_still_held_to_the_match_time() -> None:
+    """The structural checks are an estimate: this one passes them (1024² × 2¹⁰ choices) yet
+    backtracks for tens of seconds on a crafted identity; the match is cut off and fails."""
+    from modelseal.sign.identity import MATCH_SECONDS
+
+    pattern = compile_identity_regexp("^.*.*" + "a?" * 10 + "b$")
+    started = time.monotonic()
+    assert not identity_matches(pattern, "a" * MAX_MATCHED_IDENTITY)
+    assert time.monotonic() - started < MATCH_SECONDS + 2
+    # an identity that matches quickly still does
+    assert identity_matches(pattern, "xb")
+
+
+def test_an_outer_timer_survives_a_match() -> None:
+    """A timer already running (pytest-timeout's, say) is re-armed with what was left."""
+    import signal
+
+    fired: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.5)
+        identity_matches(compile_identity_regexp(WORKFLOW), "x")
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 1.5
+        time.sleep(1.7)
+        assert fired == [1]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
