@@ -840,8 +840,11 @@ def _rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
 
     # Every gate this policy switches on must have run in the attested run: evidence that was
     # never collected (a scanner the release policy switched off) cannot pass a stricter policy.
-    # models-image is left out: it has nothing to compare without models.image_paths.
-    required = [n for n in enabled_gates(policy.policy) if n != "models-image"]
+    # models-image only when this policy maps model paths into the image: without
+    # models.image_paths it has nothing to compare; with them, an attested run that skipped it
+    # never checked that the image serves the locked weights.
+    maps_models = bool(policy.policy.models.image_paths)
+    required = [n for n in enabled_gates(policy.policy) if n != "models-image" or maps_models]
 
     def rejudge(report: Any) -> tuple[bool, str]:
         try:

@@ -85,6 +85,16 @@ def test_run_push_then_verify(
     assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(lenient), "--format", "json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert result["verified"] and "PASSED under" in result["checks"][-1]["detail"]
+    # A deployer whose policy maps model paths into the image needs the models-image check: a
+    # run that skipped it (models were switched off, so was models-image) never compared them.
+    mapped = tmp_path / "deploy-mapped.yml"
+    mapped.write_text(lenient.read_text().replace(
+        "models: {enabled: false}", "models: {enabled: true, require_lock: false, "
+        "image_paths: {model: /srv/model}}"
+    ))  # fmt: skip
+    assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(mapped), "--format", "json"]) == 1  # fmt: skip
+    detail = json.loads(capsys.readouterr().out)["checks"][-1]["detail"]
+    assert "did not run: models, models-image" in detail, detail
     # a policy's verify section never overrides the signer the command line pinned
     hijack = tmp_path / "hijack.yml"
     hijack.write_text(f"version: 1\nverify:\n  public_key: {keys[1]}\n")
