@@ -4,6 +4,8 @@ image as a local OCI layout."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,51 @@ def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> f
             f"{proc.stderr[-2000:]}{proc.stdout[-1000:]}"
         )
     return elapsed
+
+
+# A fresh, small process that runs the measured command as its child and writes the child's
+# ru_maxrss. Linux folds the resident memory a process had when it called exec into its peak
+# (ru_maxrss is a high-water mark kept across exec), so a command started straight from a big
+# process (pytest at 500 MiB, say) would be charged that process's memory.
+_LAUNCHER = """
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_peak(
+    argv: list[str], *, timeout: float, env: dict[str, str] | None = None, stdout: object = None,
+    stderr: object = None,
+) -> tuple[int, float, float]:
+    """Run ``argv``; its exit code (negative: the signal), wall seconds and peak RSS in MiB —
+    its own, measured from a small launcher so this process's memory is not counted. Killed
+    (with its launcher's process group) after ``timeout`` seconds."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", _LAUNCHER, rss.name, *argv],
+            env=env, stdout=stdout, stderr=stderr, start_new_session=True,  # type: ignore[arg-type]
+        )  # fmt: skip
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+        seconds = time.monotonic() - t0
+        text = rss.read().strip()
+    return code, seconds, (int(text) / 1024 if text else 0.0)
 
 
 @contextmanager

@@ -40,6 +40,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+try:
+    from benchmarks._common import run_peak  # imported as a package (the tests)
+except ImportError:
+    from _common import run_peak  # run as a script
+
 REPO = Path(__file__).resolve().parent.parent
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -337,7 +342,7 @@ def public_key(work: Path) -> Path:
 
 
 def run_case(case: Case, scale: Scale, key: Path, python: str = sys.executable) -> Outcome:
-    """``modelseal verify`` against the double, as a subprocess; peak RSS from ``wait4``."""
+    """``modelseal verify`` against the double, as a subprocess; its own peak RSS."""
     env = {
         **os.environ,
         "NO_PROXY": "127.0.0.1,localhost",
@@ -352,20 +357,14 @@ def run_case(case: Case, scale: Scale, key: Path, python: str = sys.executable) 
             "--key", str(key), "--timeout", str(case.timeout(scale)),
         ]  # fmt: skip
         with tempfile.TemporaryFile() as out:
-            t0 = time.monotonic()
-            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
             # Past any sane bound: stop it (and report it as failed) rather than hang the soak.
-            killer = threading.Timer(case.timeout(scale) + 120, proc.kill)
-            killer.start()
-            _, status, usage = os.wait4(proc.pid, 0)
-            killer.cancel()
-            seconds = time.monotonic() - t0
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            code, seconds, peak = run_peak(
+                argv, timeout=case.timeout(scale) + 120, env=env, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
             out.seek(0)
             text = out.read().decode(errors="replace")
-        return Outcome(
-            case, proc.returncode, seconds, usage.ru_maxrss / 1024, len(handler.requests), text
-        )
+        return Outcome(case, code, seconds, peak, len(handler.requests), text)
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ computed over the repeated content), so a 1 GiB bomb costs a few KiB to write.
 
 ``--rounds N`` fuzzes: each round varies the payload pattern, sizes and member names and may
 truncate the compressed bytes at a random point; every case must still finish within the
-limits. Each scan runs under a wall-clock timeout; its peak RSS comes from ``os.wait4``.
+limits. Each scan runs under a wall-clock timeout; its own peak RSS is measured (``run_peak``).
 
     python benchmarks/soak_scanner.py [--quick] [--rounds N] [--seed S] [--modelseal PATH]
 
@@ -36,15 +36,17 @@ import os
 import random
 import resource
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    from benchmarks._common import run_peak  # imported as a package (the tests)
+except ImportError:
+    from _common import run_peak  # run as a script
 
 MB = 1 << 20
 GB = 1 << 30
@@ -409,18 +411,10 @@ def scan(modelseal: list[str], case: Case, work: Path, timeout: float) -> Result
     policy.write_text(case.policy)
     argv = [*modelseal, "models", "scan", str(path), "--policy", str(policy), "--format", "json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        killer.cancel()
-        proc.returncode = rc = os.waitstatus_to_exitcode(status)
+        rc, seconds, rss = run_peak(argv, timeout=timeout, stdout=out, stderr=err)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
-    rss = usage.ru_maxrss / 1024
     size = path.stat().st_size
     path.unlink()
     ok, why = _judge(case, rc, stdout, stderr)
@@ -539,8 +533,7 @@ def main() -> int:
             print(f"{result.case[:46]:<46} {_size(result.size):>9} {result.seconds:6.2f}s "
                   f"{result.rss_mb:6.0f} MB  {mark} {result.why}", flush=True)  # fmt: skip
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{len(todo)} case(s), {bad} bad; this process's own peak RSS (a floor under every "
-          f"child's figure): {floor:.0f} MB")  # fmt: skip
+    print(f"{len(todo)} case(s), {bad} bad; this process's own peak RSS: {floor:.0f} MB")
     return 1 if bad else 0
 
 
