@@ -26,7 +26,7 @@ from modelseal.build.dockerfile import (
 from modelseal.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.oci import DIGEST_RE, ImageDifference, OciLayout, diff_images
+from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 
@@ -34,18 +34,6 @@ from modelseal.policy import LoadedPolicy
 BUILD_TIMEOUT = 3600.0
 #: How many differing paths a not-reproducible finding quotes.
 MAX_PATHS = 20
-#: Prefix of the facts naming each platform's image manifest: ``image.manifest.PLATFORM``.
-MANIFEST_FACT = "image.manifest."
-
-
-def platform_manifests(facts: Mapping[str, str]) -> dict[str, str]:
-    """Platform → image manifest digest, from the build gate's ``image.manifest.*`` facts,
-    sorted by platform."""
-    return {
-        k.removeprefix(MANIFEST_FACT): v
-        for k, v in sorted(facts.items())
-        if k.startswith(MANIFEST_FACT)
-    }
 
 
 def build_platforms(ctx: Context) -> tuple[str, ...]:

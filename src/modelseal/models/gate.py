@@ -35,7 +35,7 @@ from modelseal.models.lock import (
 from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.pickle_scan import Allowlist
 from modelseal.models.scan import FileScan, scan_files
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 
@@ -294,9 +294,6 @@ class ModelsImageGate:
         lock = load_lock(lock_path)
         build = ctx.result("build")
         layout_dir = build.artifacts.get("oci_layout")
-        # Here, not at the top: `models scan` imports this module and must not load the build gate.
-        from modelseal.build.gate import platform_manifests
-
         manifests = platform_manifests(build.facts)
         if layout_dir is None or not manifests:
             raise GateError("the build gate left no OCI layout to read the model files from.")

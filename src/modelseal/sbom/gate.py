@@ -31,11 +31,10 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from modelseal import __version__, fsio
 from modelseal._tools import find_tool, run_tool, tail
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import GateError, ToolError
 from modelseal.findings import GateResult, Status
 from modelseal.models.mlbom import read_models_json, to_components
-from modelseal.oci import image_purl, image_repository
+from modelseal.oci import image_purl, image_repository, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 

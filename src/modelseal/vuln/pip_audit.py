@@ -34,11 +34,10 @@ from packaging.version import InvalidVersion, Version
 
 from modelseal import fsio
 from modelseal._tools import find_tool, run_tool, tail
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.imagefs import ImageFs, printable
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 from modelseal.vuln.cvss import CvssError, base_score, severity_from_score

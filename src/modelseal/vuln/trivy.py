@@ -20,10 +20,9 @@ from typing import Any
 
 from modelseal import fsio
 from modelseal._tools import find_tool, run_tool
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.policy import LoadedPolicy
 from modelseal.policy.model import TrivyDbPolicy
