@@ -3,7 +3,8 @@
 Everything else about a gate is derived from its spec: the registry (:data:`GATES`), the policy
 switches (:data:`SWITCHES`, also the section the Action points a finding at), the gate's
 ``requires``/``uses``/``enabled()`` (:class:`RegisteredGate`), the rules the judge applies to its
-findings (:func:`modelseal.judge.rules_of`) and the policy model that validates its section (:func:`policy_model`).
+findings (:func:`modelseal.judge.rules_of`) and the policy model that validates its section
+(:func:`modelseal.policy.sections.policy_model`).
 
 Gate modules are imported only when selected: `modelseal build` should not pay for syft's,
 Trivy's and pip-audit's machinery (cyclonedx's schema validator alone costs a tenth of a
@@ -13,20 +14,19 @@ and this module imports none of them up front.
 
 from __future__ import annotations
 
-import functools
 import importlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from modelseal.errors import ConfigError
 
 if TYPE_CHECKING:
+    # Types only, and none of the policy package: the policy loader reads this module.
     from pydantic import BaseModel
 
     from modelseal.pipeline import Gate
-    from modelseal.policy import LoadedPolicy, Policy
 
 
 @dataclass(frozen=True)
@@ -126,18 +126,30 @@ class _Sections(Mapping[str, str]):
 SWITCHES: Mapping[str, str] = _Sections()
 
 
+#: Sections added to the policy model by :func:`register`, by gate.
+_ADDED_SECTIONS: dict[str, str] = {}
+
+
 def register(spec: GateSpec) -> None:
-    """Add a gate after the known ones (a gate in its own folder declares itself here)."""
+    """Add a gate after the known ones (a gate in its own folder declares itself here). Its
+    policy section, unless the policy model declares it, is added to the model the policy
+    loader validates with (:func:`modelseal.policy.sections.policy_model`)."""
+    from modelseal.policy.sections import add_section
+
     if spec.name in _SPECS:
         raise ValueError(f"gate {spec.name} is registered already")
     _SPECS[spec.name] = spec
-    policy_model.cache_clear()
+    if add_section(spec.section, section_model(spec.name), f"Settings of the {spec.name} gate."):
+        _ADDED_SECTIONS[spec.name] = spec.section
 
 
 def unregister(name: str) -> None:
-    """Remove a gate :func:`register` added (tests; the built-in gates stay)."""
+    """Remove a gate :func:`register` added, and the section it added (tests)."""
+    from modelseal.policy.sections import remove_section
+
     del _SPECS[name]
-    policy_model.cache_clear()
+    if name in _ADDED_SECTIONS:
+        remove_section(_ADDED_SECTIONS.pop(name))
 
 
 def resolve(ref: str) -> object:
@@ -146,12 +158,12 @@ def resolve(ref: str) -> object:
     return getattr(importlib.import_module(module), attr)
 
 
-def enabled_gates(policy: Policy) -> list[str]:
+def enabled_gates(policy: BaseModel) -> list[str]:
     """The gates ``policy`` switches on, in pipeline order (no gate module is imported)."""
     return [name for name in _SPECS if switched_on(policy, name)]
 
 
-def switched_on(policy: Policy, name: str) -> bool:
+def switched_on(policy: BaseModel, name: str) -> bool:
     """Whether ``policy`` switches the gate on: its section's ``enabled``."""
     return bool(getattr(policy, _SPECS[name].section).enabled)
 
@@ -159,26 +171,6 @@ def switched_on(policy: Policy, name: str) -> bool:
 def section_model(name: str) -> type[BaseModel]:
     """The pydantic model of a gate's policy section."""
     return cast("type[BaseModel]", resolve(_SPECS[name].section_model))
-
-
-@functools.cache
-def policy_model() -> type[Policy]:
-    """The policy model: :class:`modelseal.policy.Policy`, with a field for the section of each
-    registered gate it does not declare itself (the built-in gates' sections are declared there,
-    so the JSON Schema and the README reference show them)."""
-    from pydantic import Field, create_model
-
-    from modelseal.policy.model import Policy
-
-    extra: dict[str, object] = {}
-    for name, spec in _SPECS.items():
-        if spec.section in Policy.model_fields or spec.section in extra:
-            continue
-        model = section_model(name)
-        extra[spec.section] = (model, Field(default=model(), description=f"Settings of {name}."))
-    if not extra:
-        return Policy
-    return cast("type[Policy]", create_model("Policy", __base__=Policy, **extra))  # type: ignore[call-overload]
 
 
 def _load(name: str) -> Gate:
@@ -200,6 +192,15 @@ def select_gates(names: tuple[str, ...]) -> list[Gate]:
     return [_load(n) for n in _SPECS if n in names]
 
 
+class _Loaded(Protocol):
+    """What a gate's switch reads of a :class:`modelseal.policy.LoadedPolicy`."""
+
+    @property
+    def policy(self) -> BaseModel:
+        """The validated policy."""
+        ...
+
+
 class RegisteredGate:
     """Base of a registered gate: a subclass names itself and implements ``run``; what it
     requires and uses, and whether the policy switches it on, come from its :class:`GateSpec`."""
@@ -216,6 +217,6 @@ class RegisteredGate:
         """The spec's ``uses``."""
         return _SPECS[self.name].uses
 
-    def enabled(self, policy: LoadedPolicy) -> bool:
+    def enabled(self, policy: _Loaded) -> bool:
         """Switched by the ``enabled`` of the spec's policy section."""
         return switched_on(policy.policy, self.name)

@@ -39,8 +39,8 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from modelseal.bounded import MAX_INPUT_BYTES, read_input, shown_path
 from modelseal.errors import ConfigError
-from modelseal.gates import policy_model
 from modelseal.policy.model import PATTERN_MESSAGES, POLICY_VERSION, Policy
+from modelseal.policy.sections import policy_model
 
 __all__ = [
     "DEFAULTS_SOURCE",
