@@ -138,9 +138,10 @@ def register(spec: GateSpec) -> None:
 
     if spec.name in _SPECS:
         raise ValueError(f"gate {spec.name} is registered already")
-    _SPECS[spec.name] = spec
-    if add_section(spec.section, section_model(spec.name), f"Settings of the {spec.name} gate."):
+    model = cast("type[BaseModel]", resolve(spec.section_model))  # before anything changes
+    if add_section(spec.section, model, f"Settings of the {spec.name} gate."):
         _ADDED_SECTIONS[spec.name] = spec.section
+    _SPECS[spec.name] = spec
 
 
 def unregister(name: str) -> None:
