@@ -103,10 +103,12 @@ class Rules(Protocol):
     also when several gates share them (the vulnerability scanners do: one finding repeating
     another's is judged as its duplicate)."""
 
-    #: Ids of the findings these rules make themselves (never a gate). They are part of a
-    #: decision, not evidence: re-judging recomputes them, so a reader of an old report drops
-    #: them.
-    made_ids: frozenset[str]
+    @property
+    def made_ids(self) -> frozenset[str]:
+        """Ids of the findings these rules make themselves (never a gate). They are part of a
+        decision, not evidence: re-judging recomputes them, so a reader of an old report drops
+        them."""
+        ...
 
     def prepare(self, run: Judging) -> Prepared:
         """The rules for this run."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelseal.findings import Finding
-from modelseal.judge import Decision, FindingRules, Outcome
+from modelseal.judge import Decision, FindingRules, Outcome, Rules
 from modelseal.policy import Policy
 
 
@@ -20,4 +20,4 @@ def build_rule(policy: Policy, f: Finding) -> Decision:
 
 
 #: The build gate's rules (:attr:`modelseal.gates.GateSpec.rules`).
-RULES = FindingRules(build_rule)
+RULES: Rules = FindingRules(build_rule)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelseal.findings import Finding
-from modelseal.judge import Decision, FindingRules, Outcome
+from modelseal.judge import Decision, FindingRules, Outcome, Rules
 from modelseal.policy import Policy
 
 #: Scanner findings about what a pickle would do when loaded.
@@ -57,4 +57,4 @@ def models_rule(policy: Policy, f: Finding) -> Decision:
 
 
 #: The rules of the models and models-image gates (:attr:`modelseal.gates.GateSpec.rules`).
-RULES = FindingRules(models_rule)
+RULES: Rules = FindingRules(models_rule)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.judge import Decision, Judging, Outcome, Prepared, default_rule
+from modelseal.judge import Decision, Judging, Outcome, Prepared, Rules, default_rule
 from modelseal.policy import Policy
 from modelseal.vuln.policy import (
     VULN_GATES,
@@ -114,4 +114,4 @@ class VulnRules:
 
 
 #: The trivy and pip-audit gates' rules (:attr:`modelseal.gates.GateSpec.rules`).
-RULES = VulnRules()
+RULES: Rules = VulnRules()
