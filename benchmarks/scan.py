@@ -63,8 +63,7 @@ def main() -> int:
     from examples.offline.osv_server import start_osv_server
 
     from modelseal._tools import find_tool
-    from modelseal.build.gate import platform_manifests
-    from modelseal.oci import OciLayout
+    from modelseal.oci import OciLayout, platform_manifests
     from modelseal.sbom.gate import SYFT_ENV_OFFLINE
     from modelseal.vuln.pip_audit import OsvEndpoint, extract_packages, pip_audit_argv
     from modelseal.vuln.trivy import scan_argv

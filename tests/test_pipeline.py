@@ -32,6 +32,7 @@ class FakeGate:
 
     name: str
     requires: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
     sleep: float = 0.0
     findings: tuple[Finding, ...] = ()
     raises: Exception | None = None

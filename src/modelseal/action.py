@@ -38,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TextIO
 
-from modelseal import fsio
+from modelseal import fsio, gates
 from modelseal.errors import ConfigError, ExitCode
 from modelseal.policy.model import PLATFORM_PATTERN, TAG_PATTERN
 
@@ -166,17 +166,8 @@ _FILE_LINE = re.compile(
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)+")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 #: The policy section each gate's settings live in (where a finding without a better place
-#: is pointed at).
-_GATE_SECTION: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "build": "build",
-        "models": "models",
-        "models-image": "models",
-        "sbom": "sbom",
-        "trivy": "trivy",
-        "pip-audit": "pip_audit",
-    }
-)
+#: is pointed at), from the gates' specs.
+_GATE_SECTION: Final[Mapping[str, str]] = gates.SWITCHES
 _ICONS: Final[Mapping[str, str]] = MappingProxyType(
     {"PASSED": "✅", "FAILED": "❌", "ERRORED": "⚠️", "SKIPPED": "⏭️"}
 )

@@ -4,26 +4,17 @@ the same findings can be re-judged under another policy."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
 from pathlib import Path
+from typing import Protocol, cast
 
+from modelseal import gates
 from modelseal.errors import ExitCode
-from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.findings import Finding, GateResult, Status
 from modelseal.policy import Policy
 from modelseal.policy.model import IgnoreEntry
-from modelseal.vuln.policy import (
-    VULN_GATES,
-    VexStatement,
-    decide,
-    expired_entries,
-    find_duplicates,
-    ids_of,
-    is_vuln,
-    load_vex,
-    sources_by_finding,
-)
 
 
 class Outcome(Enum):
@@ -32,11 +23,6 @@ class Outcome(Enum):
     FAIL = "fail"  # breaches the policy
     WARN = "warn"  # reported, allowed by the policy
     IGNORED = "ignored"  # explicitly accepted (e.g. an ignore entry)
-
-
-#: Ids of the findings the judge makes itself (never a gate). They are part of a decision, not
-#: evidence: re-judging recomputes them, so a reader of an old report drops them.
-JUDGE_MADE_IDS = frozenset({"vulnerabilities.expired-ignore"})
 
 
 @dataclass(frozen=True)
@@ -88,165 +74,110 @@ class Verdict:
 
 
 Rule = Callable[[Policy, Finding], Decision]
-
-
-def _build_rule(policy: Policy, f: Finding) -> Decision:
-    if f.id == "build.unpinned-base" and not policy.build.require_pinned_base:
-        return Decision(f, Outcome.WARN, "build.require_pinned_base is false")
-    if f.id == "build.unpinned-base":
-        return Decision(f, Outcome.FAIL, "build.require_pinned_base is true")
-    if f.id == "build.not-reproducible":
-        return Decision(f, Outcome.FAIL, "build.rebuild_check: the rebuild differs")
-    return Decision(f, Outcome.FAIL, "every build finding fails unless the policy allows it")
-
-
-#: Scanner findings about what a pickle would do when loaded.
-_PICKLE_KINDS = frozenset(
-    {
-        "models.unsafe-global",
-        "models.dynamic-global",
-        "models.pickle-extension",
-        "models.indirect-call",
-        "models.global-mutation",
-    }
-)
-
-
-def _global_allowed(policy: Policy, name: str) -> bool:
-    # The scanner's own allowlist rules (wildcards never admit dunders or never-allowed names);
-    # the policy loader already refused entries that could run code.
-    from modelseal.models.pickle_scan import Allowlist
-
-    module, _, attr = name.rpartition(".")
-    return Allowlist().extended(policy.models.allowed_globals).allows(module, attr)
-
-
-def _models_rule(policy: Policy, f: Finding) -> Decision:
-    pol = policy.models
-    if f.id == "models.format":
-        fmt = f.evidence.get("format", "unknown")
-        if fmt not in pol.formats:
-            allowed = ", ".join(pol.formats) or "none"
-            return Decision(f, Outcome.FAIL, f"format {fmt} is not in models.formats ({allowed})")
-        if f.evidence.get("pickle") == "yes" and pol.pickle == "deny":
-            return Decision(f, Outcome.FAIL, "it carries pickle data and models.pickle is deny")
-        return Decision(f, Outcome.IGNORED, f"format {fmt} is allowed by models.formats")
-    if f.id == "models.no-lock":
-        if pol.require_lock:
-            return Decision(f, Outcome.FAIL, "models.require_lock is true")
-        return Decision(f, Outcome.WARN, "models.require_lock is false")
-    if f.id in _PICKLE_KINDS:
-        name = f.evidence.get("global", "")
-        if f.id == "models.unsafe-global" and name and _global_allowed(policy, name):
-            return Decision(f, Outcome.IGNORED, f"{name} is in models.allowed_globals")
-        if pol.pickle == "allow":
-            return Decision(f, Outcome.WARN, "models.pickle is allow")
-        return Decision(f, Outcome.FAIL, "loading this pickle could run code")
-    if f.id in ("models.unparsable", "models.trailing-data") and pol.pickle == "allow":
-        return Decision(f, Outcome.WARN, "models.pickle is allow")
-    return Decision(f, Outcome.FAIL, "model files must match the lock and be well-formed")
-
-
-def _default_rule(policy: Policy, f: Finding) -> Decision:
-    return Decision(f, Outcome.FAIL, "no policy rule allows this finding")
-
-
-#: One judging rule per gate; gates without one fail on any finding (fail closed).
-RULES: dict[str, Rule] = {
-    "build": _build_rule,
-    "models": _models_rule,
-    "models-image": _models_rule,
-}
+"""The policy's word on one finding, on that finding alone."""
 
 
 @dataclass(frozen=True)
-class _VulnContext:
-    """What judging vulnerabilities needs beyond one finding: VEX statements, today's date,
-    and which findings repeat one from another scanner."""
+class Judging:
+    """What one run's judging knows beyond each finding: every gate's collected results, the
+    policy, where the policy's relative paths are read from, and the day (which decides the
+    expired ignore entries)."""
 
-    vex: tuple[VexStatement, ...]
+    results: Sequence[GateResult]
+    policy: Policy
+    base_dir: Path
     today: date
-    duplicates: Mapping[int, Finding]
-    sources: Mapping[int, tuple[str, ...]]
 
 
-def _vuln_context(
-    results: Sequence[GateResult], policy: Policy, base_dir: Path | None, today: date | None
-) -> _VulnContext:
-    by_gate = {r.gate: r.findings for r in results}
-    dups = find_duplicates(by_gate)
-    sources = sources_by_finding((f for r in results for f in r.findings), dups)
-    vex = tuple(load_vex(policy.vulnerabilities.vex, base_dir or Path.cwd()))
-    return _VulnContext(vex, today or date.today(), dups, sources)
+@dataclass(frozen=True)
+class Prepared:
+    """A gate's rules, prepared for one run: ``decide`` judges one finding, ``made`` holds the
+    decisions on findings the rules made themselves (not evidence), by the gate carrying them."""
+
+    decide: Callable[[Finding], Decision]
+    made: Mapping[str, tuple[Decision, ...]] = field(default_factory=dict)
 
 
-def _judge_vuln(f: Finding, policy: Policy, vc: _VulnContext) -> Decision:
-    d = decide(
-        f, policy.vulnerabilities, vex=vc.vex, today=vc.today, duplicate_of=vc.duplicates.get(id(f))
+class Rules(Protocol):
+    """A gate's judging rules (:attr:`modelseal.gates.GateSpec.rules`). Prepared once per run,
+    also when several gates share them (the vulnerability scanners do: one finding repeating
+    another's is judged as its duplicate)."""
+
+    @property
+    def made_ids(self) -> frozenset[str]:
+        """Ids of the findings these rules make themselves (never a gate). They are part of a
+        decision, not evidence: re-judging recomputes them, so a reader of an old report drops
+        them."""
+        ...
+
+    def prepare(self, run: Judging) -> Prepared:
+        """The rules for this run."""
+        ...
+
+
+def default_rule(policy: Policy, f: Finding) -> Decision:
+    """What a finding no rule allows gets: it fails (fail closed)."""
+    return Decision(f, Outcome.FAIL, "no policy rule allows this finding")
+
+
+@dataclass(frozen=True)
+class FindingRules:
+    """Rules that judge each finding alone, with one :data:`Rule`."""
+
+    rule: Rule
+    made_ids: frozenset[str] = frozenset()
+
+    def prepare(self, run: Judging) -> Prepared:
+        """Nothing to prepare: each finding is judged by ``rule``."""
+        rule, policy = self.rule, run.policy
+        return Prepared(lambda f: rule(policy, f))
+
+
+_DEFAULT = FindingRules(default_rule)
+
+
+def rules_of(gate: str) -> Rules | None:
+    """The judging rules a gate's spec names (None for a gate without rules or one not
+    registered, such as a gate named in an old report: each of its findings fails)."""
+    spec = gates.GATES.get(gate)
+    if spec is None or spec.rules is None:
+        return None
+    return cast("Rules", gates.resolve(spec.rules))
+
+
+def judge_made_ids() -> frozenset[str]:
+    """Ids of the findings the rules of every registered gate make themselves."""
+    return frozenset().union(
+        *(r.made_ids for name in gates.GATES if (r := rules_of(name)) is not None)
     )
-    srcs = vc.sources.get(id(f), ())
-    outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "ignored": Outcome.IGNORED}[d.outcome]
-    return Decision(f, outcome, d.reason, d.ignore, sources=srcs if len(srcs) > 1 else ())
 
 
-def _expired_decisions(
-    results: Sequence[GateResult], policy: Policy, today: date
-) -> dict[str, list[Decision]]:
-    """Expired ignore entries that matched no finding still fail: the judge makes a finding for
-    each, carried by the first vulnerability gate that collected evidence."""
-    expired = expired_entries(policy.vulnerabilities, today)
-    if not expired:
-        return {}
-    matched = {
-        e.id.upper()
-        for r in results
-        for f in r.findings
-        if is_vuln(f)
-        for e in expired
-        if e.id.upper() in ids_of(f)
-    }
-    carrier = next(
-        (r.gate for r in results if r.gate in VULN_GATES and r.status is Status.PASSED), None
-    )
-    if carrier is None:
-        return {}
-    out = [
-        Decision(
-            Finding(
-                gate=carrier,
-                id="vulnerabilities.expired-ignore",
-                severity=Severity.HIGH,
-                title=f"the ignore entry for {e.id} expired on {e.expires.isoformat()}",
-                subject=e.id,
-                location="vulnerabilities.ignore",
-                evidence={"reason": e.reason, "expires": e.expires.isoformat()},
-            ),
-            Outcome.FAIL,
-            f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches no "
-            "finding: renew or remove it",
-            e,
-            made=True,
-        )
-        for e in expired
-        if e.id.upper() not in matched
-    ]
-    return {carrier: out} if out else {}
+def _prepare(names: Sequence[str], run: Judging) -> dict[str, Prepared]:
+    """Each named gate's prepared rules; rules shared by several gates are prepared once."""
+    by_rules: dict[int, Prepared] = {}
+    out: dict[str, Prepared] = {}
+    for name in names:
+        rules = rules_of(name) or _DEFAULT
+        if id(rules) not in by_rules:
+            by_rules[id(rules)] = rules.prepare(run)
+        out[name] = by_rules[id(rules)]
+    return out
 
 
 def judge_gate(
     result: GateResult,
     policy: Policy,
     *,
-    vuln: _VulnContext | None = None,
+    prepared: Prepared | None = None,
     made: Sequence[Decision] = (),
 ) -> GateVerdict:
-    """Judge one gate's evidence; ``made`` are the judge's own decisions on findings it made
-    for this gate (they follow the evidence's)."""
-    rule = RULES.get(result.gate, _default_rule)
-    vc = vuln or _VulnContext((), date.today(), {}, {})
-    decisions = tuple(
-        _judge_vuln(f, policy, vc) if is_vuln(f) else rule(policy, f) for f in result.findings
-    ) + tuple(made)
+    """Judge one gate's evidence by its rules (``prepared`` for this run, else prepared for
+    this result alone); ``made`` are the judge's own decisions on findings it made for this gate
+    (they follow the evidence's)."""
+    if prepared is None:
+        run = Judging((result,), policy, Path.cwd(), date.today())
+        prepared = _prepare([result.gate], run)[result.gate]
+    decisions = tuple(prepared.decide(f) for f in result.findings) + tuple(made)
     if result.status in (Status.ERRORED, Status.SKIPPED):
         return GateVerdict(result, result.status, decisions)
     failed = any(d.outcome is Outcome.FAIL for d in decisions)
@@ -269,18 +200,27 @@ def judge(
     A breach (FAILED) outranks an errored gate in the exit code: the policy was certainly
     breached. Both fail the run.
     """
-    vc = _vuln_context(results, policy, base_dir, today)
-    # The judge's own findings go into the decision, never into the evidence: the evidence a
+    run = Judging(tuple(results), policy, base_dir or Path.cwd(), today or date.today())
+    # Every registered gate's rules are prepared, not only those of the gates that ran: a
+    # policy whose rules cannot be prepared (an unreadable VEX document) is refused whatever
+    # was collected.
+    prepared = _prepare([*gates.GATES, *(r.gate for r in results)], run)
+    # The rules' own findings go into the decision, never into the evidence: the evidence a
     # report stores must be what was collected, so that re-judging it recomputes them.
-    made = _expired_decisions(results, policy, vc.today)
-    gates = tuple(judge_gate(r, policy, vuln=vc, made=made.get(r.gate, ())) for r in results)
-    statuses = {g.status for g in gates}
+    made: dict[str, list[Decision]] = {}
+    for p in {id(p): p for p in prepared.values()}.values():
+        for gate, decisions in p.made.items():
+            made.setdefault(gate, []).extend(decisions)
+    verdicts = tuple(
+        judge_gate(r, policy, prepared=prepared[r.gate], made=made.get(r.gate, ())) for r in results
+    )
+    statuses = {g.status for g in verdicts}
     if internal_error:
-        return Verdict(gates, Status.ERRORED, ExitCode.BUG)
+        return Verdict(verdicts, Status.ERRORED, ExitCode.BUG)
     if Status.FAILED in statuses:
-        return Verdict(gates, Status.FAILED, ExitCode.BREACHED)
+        return Verdict(verdicts, Status.FAILED, ExitCode.BREACHED)
     if Status.ERRORED in statuses:
-        return Verdict(gates, Status.ERRORED, ExitCode.ERRORED)
-    if not gates:
-        return Verdict(gates, Status.ERRORED, ExitCode.ERRORED)
-    return Verdict(gates, Status.PASSED, ExitCode.PASSED)
+        return Verdict(verdicts, Status.ERRORED, ExitCode.ERRORED)
+    if not verdicts:
+        return Verdict(verdicts, Status.ERRORED, ExitCode.ERRORED)
+    return Verdict(verdicts, Status.PASSED, ExitCode.PASSED)

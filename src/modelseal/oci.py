@@ -24,6 +24,9 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 """A content digest as modelseal accepts it: ``sha256:`` and 64 lower-case hex digits."""
 MAX_JSON_BYTES = 4 << 20
 """Bytes of one JSON blob (index, manifest, config) read from a layout."""
+MANIFEST_FACT = "image.manifest."
+"""Prefix of the build gate's facts naming each platform's image manifest:
+``image.manifest.PLATFORM``."""
 
 INDEX_TYPES = frozenset(
     {
@@ -37,6 +40,16 @@ MANIFEST_TYPES = frozenset(
         "application/vnd.docker.distribution.manifest.v2+json",
     }
 )
+
+
+def platform_manifests(facts: Mapping[str, str]) -> dict[str, str]:
+    """Platform → image manifest digest, from the build gate's ``image.manifest.*`` facts,
+    sorted by platform (what every gate and the publisher reading the built image start from)."""
+    return {
+        k.removeprefix(MANIFEST_FACT): v
+        for k, v in sorted(facts.items())
+        if k.startswith(MANIFEST_FACT)
+    }
 
 
 @dataclass(frozen=True)

@@ -117,13 +117,26 @@ class Gate(Protocol):
     """A step that collects evidence. It never judges: the policy does.
 
     ``requires``: gates whose results it cannot do without (if one errors or is skipped, this
-    gate does not run). A gate may also declare ``uses``: gates it waits for when they are
-    selected and reads when they collected evidence, but runs without (the SBOM adds the
-    models when the models gate ran).
+    gate does not run). ``uses``: gates it waits for when they are selected and reads when they
+    collected evidence, but runs without (the SBOM adds the models when the models gate ran).
+    A registered gate gets all three and ``enabled`` from its spec
+    (:class:`modelseal.gates.RegisteredGate`).
     """
 
-    name: str
-    requires: tuple[str, ...]
+    @property
+    def name(self) -> str:
+        """The gate's name (its results and findings carry it)."""
+        ...
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Gates it cannot run without."""
+        ...
+
+    @property
+    def uses(self) -> tuple[str, ...]:
+        """Gates it reads when they ran."""
+        ...
 
     def enabled(self, policy: LoadedPolicy) -> bool:
         """Whether the policy switches this gate on."""
@@ -145,7 +158,7 @@ class PipelineResult:
 
 
 def _uses(g: Gate, selected: Mapping[str, Gate]) -> tuple[str, ...]:
-    return tuple(u for u in getattr(g, "uses", ()) if u in selected)
+    return tuple(u for u in g.uses if u in selected)
 
 
 def _deps(g: Gate, selected: Mapping[str, Gate]) -> tuple[str, ...]:

@@ -14,8 +14,9 @@ from tests.conftest import EPOCH, REPO, docker_cli, report_gates
 
 from modelseal._cli import main
 from modelseal.build.dockerfile import classify_bases, parse_dockerfile
-from modelseal.build.gate import _unpinned_finding, platform_manifests
+from modelseal.build.gate import _unpinned_finding
 from modelseal.engine import PrivateEngine
+from modelseal.oci import platform_manifests
 
 pytestmark = pytest.mark.engine
 

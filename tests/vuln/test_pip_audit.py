@@ -230,6 +230,7 @@ class StubBuild:
 
     name = "build"
     requires: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
 
     def __init__(self, layout: Path, manifest: str) -> None:
         self.layout, self.manifest = layout, manifest

@@ -90,6 +90,7 @@ class _FakeBuild:
 
     name = "build"
     requires: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
 
     def __init__(self, layout_dir: Path) -> None:
         self.layout_dir = layout_dir

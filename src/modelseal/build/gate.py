@@ -26,26 +26,14 @@ from modelseal.build.dockerfile import (
 from modelseal.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.oci import DIGEST_RE, ImageDifference, OciLayout, diff_images
+from modelseal.gates import RegisteredGate
+from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
-from modelseal.policy import LoadedPolicy
 
 #: Seconds one `docker buildx build` may take.
 BUILD_TIMEOUT = 3600.0
 #: How many differing paths a not-reproducible finding quotes.
 MAX_PATHS = 20
-#: Prefix of the facts naming each platform's image manifest: ``image.manifest.PLATFORM``.
-MANIFEST_FACT = "image.manifest."
-
-
-def platform_manifests(facts: Mapping[str, str]) -> dict[str, str]:
-    """Platform → image manifest digest, from the build gate's ``image.manifest.*`` facts,
-    sorted by platform."""
-    return {
-        k.removeprefix(MANIFEST_FACT): v
-        for k, v in sorted(facts.items())
-        if k.startswith(MANIFEST_FACT)
-    }
 
 
 def build_platforms(ctx: Context) -> tuple[str, ...]:
@@ -65,15 +53,10 @@ class BuildOutput:
     log: str
 
 
-class BuildGate:
+class BuildGate(RegisteredGate):
     """Gate ``build``: collects the built image, its digests, and reproducibility evidence."""
 
     name = "build"
-    requires: tuple[str, ...] = ()
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        """Switched by ``build.enabled``."""
-        return policy.policy.build.enabled
 
     def run(self, ctx: Context) -> GateResult:
         """Normalize, build (twice with ``rebuild_check``), and describe the result."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.gates import RegisteredGate
 from modelseal.imagefs import FsEntry, ImageFs, printable
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.limits import scan_limits
@@ -35,23 +36,17 @@ from modelseal.models.lock import (
 from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.pickle_scan import Allowlist
 from modelseal.models.scan import FileScan, scan_files
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
-from modelseal.policy import LoadedPolicy
 
 GATE = "models"
 IMAGE_GATE = "models-image"
 
 
-class ModelsGate:
+class ModelsGate(RegisteredGate):
     """Gate ``models``: pins, formats, pickles, structure of the model files in the context."""
 
     name = GATE
-    requires: tuple[str, ...] = ()
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        """Switched by ``models.enabled``."""
-        return policy.policy.models.enabled
 
     def run(self, ctx: Context) -> GateResult:
         """Verify the lock, then scan every model file."""
@@ -263,15 +258,10 @@ def _verify_signature(ctx: Context, base: Path) -> list[Finding]:
     ]
 
 
-class ModelsImageGate:
+class ModelsImageGate(RegisteredGate):
     """Gate ``models-image``: the model files inside the built image against models.lock."""
 
     name = IMAGE_GATE
-    requires: tuple[str, ...] = ("build",)
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        """On whenever the models gate is."""
-        return policy.policy.models.enabled
 
     def run(self, ctx: Context) -> GateResult:
         """Read the model paths out of the image's layers and compare them with the lock."""
@@ -294,9 +284,6 @@ class ModelsImageGate:
         lock = load_lock(lock_path)
         build = ctx.result("build")
         layout_dir = build.artifacts.get("oci_layout")
-        # Here, not at the top: `models scan` imports this module and must not load the build gate.
-        from modelseal.build.gate import platform_manifests
-
         manifests = platform_manifests(build.facts)
         if layout_dir is None or not manifests:
             raise GateError("the build gate left no OCI layout to read the model files from.")

@@ -40,6 +40,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from modelseal.bounded import MAX_INPUT_BYTES, read_input, shown_path
 from modelseal.errors import ConfigError
 from modelseal.policy.model import PATTERN_MESSAGES, POLICY_VERSION, Policy
+from modelseal.policy.sections import policy_model
 
 __all__ = [
     "DEFAULTS_SOURCE",
@@ -192,7 +193,7 @@ def _load(text: str, name: str, digest: str) -> LoadedPolicy:
         problem = f"{name}:1:1: invalid YAML: values are nested too deeply"
         raise PolicyFileError(name, [problem]) from None
     try:
-        policy = Policy.model_validate(data)
+        policy = policy_model().model_validate(data)
     except ValidationError as exc:
         raise PolicyFileError(name, _describe_all(exc.errors(), positions, name)) from None
     return LoadedPolicy(policy=policy, source=name, sha256=digest)
@@ -476,7 +477,7 @@ def _value_message(
 
 def _model_at(path: FieldPath) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``path`` (None if not a model)."""
-    model: type[BaseModel] = Policy
+    model: type[BaseModel] = policy_model()
     for segment in path:
         if not isinstance(segment, str) or segment not in model.model_fields:
             return None

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelseal import fsio
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import GateResult
 from modelseal.models.mlbom import read_models_json
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.publish.provenance import (
     BaseImage,
     Byproduct,

@@ -14,7 +14,7 @@ Re-judging (``modelseal judge``, ``modelseal verify --policy``) reads only the e
 
 Version 1 (one ``findings`` list per gate mixing evidence and decisions) is still read: its
 decisions are dropped, and so is what the judge wrote into it — the findings it made (ids in
-:data:`~modelseal.judge.JUDGE_MADE_IDS`) and the ``sources`` it added to vulnerability
+:func:`~modelseal.judge.judge_made_ids`) and the ``sources`` it added to vulnerability
 findings' evidence — because judging recomputes them.
 """
 
@@ -30,7 +30,7 @@ from modelseal import fsio
 from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Status
-from modelseal.judge import JUDGE_MADE_IDS, GateVerdict
+from modelseal.judge import GateVerdict, judge_made_ids
 from modelseal.reports.model import Report
 from modelseal.vuln.policy import is_vuln
 
@@ -146,9 +146,10 @@ def _evidence_v2(g: Mapping[str, Any]) -> GateResult:
 
 def _evidence_v1(g: Mapping[str, Any]) -> GateResult:
     findings = []
+    made_ids = judge_made_ids()
     for f in g["findings"]:
         finding = Finding.from_json(f)
-        if finding.id in JUDGE_MADE_IDS:
+        if finding.id in made_ids:
             continue
         if is_vuln(finding) and _V1_JUDGE_EVIDENCE in finding.evidence:
             evidence = {k: v for k, v in finding.evidence.items() if k != _V1_JUDGE_EVIDENCE}
@@ -186,10 +187,11 @@ def decided_findings(gate: Mapping[str, Any]) -> list[dict[str, Any]]:
     decision = gate.get("decision")
     if not isinstance(decision, Mapping):  # version 1: already flat
         out = []
+        made_ids = judge_made_ids()
         for f in gate.get("findings") or ():
             sources = str((f.get("evidence") or {}).get(_V1_JUDGE_EVIDENCE) or "")
             row = {**f, "sources": [s for s in sources.split(",") if s]}
-            out.append(row | {"made": str(f.get("id")) in JUDGE_MADE_IDS})
+            out.append(row | {"made": str(f.get("id")) in made_ids})
         return out
     lists = {
         "evidence": list((gate.get("evidence") or {}).get("findings") or ()),

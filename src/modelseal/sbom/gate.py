@@ -31,13 +31,12 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from modelseal import __version__, fsio
 from modelseal._tools import find_tool, run_tool, tail
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import GateError, ToolError
 from modelseal.findings import GateResult, Status
+from modelseal.gates import RegisteredGate
 from modelseal.models.mlbom import read_models_json, to_components
-from modelseal.oci import image_purl, image_repository
+from modelseal.oci import image_purl, image_repository, platform_manifests
 from modelseal.pipeline import Context
-from modelseal.policy import LoadedPolicy
 
 #: Seconds one syft scan may take.
 SYFT_TIMEOUT = 1800.0
@@ -64,18 +63,10 @@ _HINT = (
 )
 
 
-class SbomGate:
+class SbomGate(RegisteredGate):
     """Gate ``sbom``: the image's CycloneDX 1.6 SBOM (syft + models), as evidence."""
 
     name = "sbom"
-    requires: tuple[str, ...] = ("build",)
-    # The models are added when the models gate ran; switched off or errored, the SBOM is
-    # still written (without them).
-    uses: tuple[str, ...] = ("models",)
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        """Switched by ``sbom.enabled``."""
-        return policy.policy.sbom.enabled
 
     def run(self, ctx: Context) -> GateResult:
         """Scan the built OCI layout with syft, enrich, normalize, validate, write."""

@@ -34,13 +34,12 @@ from packaging.version import InvalidVersion, Version
 
 from modelseal import fsio
 from modelseal._tools import find_tool, run_tool, tail
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.gates import RegisteredGate
 from modelseal.imagefs import ImageFs, printable
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
-from modelseal.policy import LoadedPolicy
 from modelseal.vuln.cvss import CvssError, base_score, severity_from_score
 from modelseal.vuln.findings import vuln_finding
 
@@ -99,15 +98,10 @@ class InstalledPackage:
     meta_path: str  # the .dist-info / .egg-info path in the image, no leading "/"
 
 
-class PipAuditGate:
+class PipAuditGate(RegisteredGate):
     """Gate ``pip-audit``: known vulnerabilities of the image's Python packages."""
 
     name = GATE
-    requires: tuple[str, ...] = ("build",)
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        """Switched by ``pip_audit.enabled``."""
-        return policy.policy.pip_audit.enabled
 
     def run(self, ctx: Context) -> GateResult:
         """Extract, audit, and look up severities; raises :class:`GateError` when any package

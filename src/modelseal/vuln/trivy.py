@@ -20,12 +20,11 @@ from typing import Any
 
 from modelseal import fsio
 from modelseal._tools import find_tool, run_tool
-from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.oci import OciLayout
+from modelseal.gates import RegisteredGate
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
-from modelseal.policy import LoadedPolicy
 from modelseal.policy.model import TrivyDbPolicy
 from modelseal.vuln.findings import vuln_finding
 
@@ -296,15 +295,10 @@ def _lowest_fixed(text: str) -> str | None:
     return min(parts, key=key)
 
 
-class TrivyGate:
+class TrivyGate(RegisteredGate):
     """Gate ``trivy``: Trivy's vulnerability findings for every platform image the build made."""
 
     name = GATE
-    requires: tuple[str, ...] = ("build",)
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        """Switched by ``trivy.enabled``."""
-        return policy.policy.trivy.enabled
 
     def run(self, ctx: Context) -> GateResult:
         """Check the DB, then scan each platform manifest."""
