@@ -378,3 +378,20 @@ def test_the_action_refuses_a_linked_out_dir_and_runner_files(
     assert run_action(env, stdout=io.StringIO()) == 2
     assert "output is a symbolic link" in capsys.readouterr().err
     assert target.read_text() == PRECIOUS
+
+
+def test_an_unsafe_out_dir_is_reported_inside_the_stop_commands_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal quotes the out-dir input: a name holding a workflow command must not run."""
+    monkeypatch.chdir(tmp_path)
+    env = {**_action_env(tmp_path), "MODELSEAL_OUT_DIR": "::error::pwned"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "::error::pwned").symlink_to(elsewhere)
+    stdout = io.StringIO()
+    assert run_action(env, stdout=stdout) == 2
+    err = capsys.readouterr().err
+    assert "is a symbolic link" in err
+    assert not any(line.startswith("::error::pwned") for line in err.splitlines())
+    assert "::stop-commands::" in stdout.getvalue()

@@ -1182,7 +1182,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         try:
             fsio.remove(out_dir / stale)
         except ConfigError as e:
-            print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+            _log_error(gh, e.diagnostics())
             gh.annotate([Annotation("error", e.message, title="modelseal: unsafe out-dir")])
             return _finish(gh, inputs, None, None, int(ExitCode.USAGE), [e.message])
     argv = run_argv(inputs)
@@ -1279,7 +1279,7 @@ def _finish(
         gh.write_outputs(outputs)
         gh.write_summary(render_summary(report, outputs, errors=problems))
     except ConfigError as e:  # e.g. a link where the runner's file should be: not followed
-        print(f"modelseal: {e.diagnostics()}", file=sys.stderr)
+        _log_error(gh, e.diagnostics())
         return code or int(ExitCode.USAGE)
     return code
 
