@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.action.harness import parse_file_command
-from tests.conftest import read_report, report_gates
+from tests.conftest import REPO, read_report, report_gates
 from tests.test_cli import _stored_report
 
 from modelseal import fsio
@@ -395,3 +395,30 @@ def test_an_unsafe_out_dir_is_reported_inside_the_stop_commands_window(
     assert "is a symbolic link" in err
     assert not any(line.startswith("::error::pwned") for line in err.splitlines())
     assert "::stop-commands::" in stdout.getvalue()
+
+
+def test_a_system_temp_dir_reached_through_a_link_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TMPDIR (or /tmp) being a link is the machine's choice, not a planted one: modelseal's own
+    private working directory below it (the pipeline's and the publisher's, where the syft
+    config, the push view and other working files are written) is reached by its real path, so
+    those writes are not refused as going through a link."""
+    import tempfile
+
+    from modelseal import fsio
+
+    real = tmp_path / "real-tmp"
+    real.mkdir()
+    (tmp_path / "tmp-link").symlink_to(real)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp-link"))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    with tempfile.TemporaryDirectory() as plain, pytest.raises(ConfigError, match="link"):
+        fsio.write_text_atomic(Path(plain) / "syft.yaml", "{}\n")  # what the gates did
+    with fsio.private_temp_dir("modelseal-") as tmp:
+        assert Path(tmp).parent == real
+        fsio.write_text_atomic(Path(tmp) / "syft.yaml", "{}\n")
+        assert (Path(tmp) / "syft.yaml").read_text() == "{}\n"
+    pipeline = (REPO / "src/modelseal/pipeline.py").read_text()
+    publisher = (REPO / "src/modelseal/publish/publisher.py").read_text()
+    assert "tempfile.TemporaryDirectory(" not in pipeline + publisher

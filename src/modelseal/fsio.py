@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "ensure_private_dir",
     "make_temp_dir",
     "open_append",
+    "private_temp_dir",
     "remove",
     "replace_dir",
     "shown",
@@ -255,6 +257,15 @@ def remove(path: Path) -> None:
             os.unlink(name, dir_fd=dfd)
     finally:
         os.close(dfd)
+
+
+def private_temp_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A new private (0700, ``mkdtemp``) working directory under the system's temporary
+    directory, reached by that directory's real path: a link above it (``TMPDIR`` or ``/tmp``
+    being one on some systems) is the machine's own, and would otherwise make every write
+    modelseal makes inside the directory refused. Nothing can be planted in the new directory
+    itself: modelseal makes it, with a random name, only for itself."""
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=os.path.realpath(tempfile.gettempdir()))
 
 
 def make_temp_dir(parent: Path, prefix: str) -> Path:

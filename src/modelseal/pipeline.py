@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import subprocess
-import tempfile
 import threading
 import time
 import traceback
@@ -209,7 +208,7 @@ def run_pipeline(
     results: dict[str, GateResult] = {}
     bug = threading.Event()
     lock = threading.Lock()
-    with tempfile.TemporaryDirectory(prefix="modelseal-") as tmp:
+    with fsio.private_temp_dir("modelseal-") as tmp:
         ctx_base = Path(tmp)
 
         selected = {g.name: g for g in ordered}

@@ -317,7 +317,7 @@ def _push_image(
 def _single_image_view(layout: OciLayout, digest: str, media_type: str) -> Iterator[Path]:
     """A throwaway layout naming only ``digest`` (ref ``modelseal``), sharing the blobs: the
     skopeo in Debian 12 cannot select an image of a layout by digest."""
-    with tempfile.TemporaryDirectory(prefix="modelseal-push-") as tmp:
+    with fsio.private_temp_dir("modelseal-push-") as tmp:
         view = Path(tmp)
         fsio.write_text_atomic(view / "oci-layout", '{"imageLayoutVersion":"1.0.0"}')
         (view / "blobs").symlink_to(layout.path.resolve() / "blobs")
