@@ -28,7 +28,7 @@ median (and min) of --runs runs after one untimed warm-up run per tool. Children
 under the work dir (PYTHONDONTWRITEBYTECODE is dropped for them), the same for every tool.
 ``modelseal --version`` is timed too; rows "minus CLI start-up" subtract it from modelseal's time,
 an estimate of the work itself. picklescan and modelscan live in their own venv, .venv-bench
-(created from benchmarks/requirements-bench.txt when missing); a peer that cannot be installed
+(created from benchmarks/requirements-bench.lock when missing); a peer that cannot be installed
 or run is reported as "not measured: why".
 
     python benchmarks/models.py [--size-gb 2.2] [--runs 3] [--keep] [--modelseal PATH]
@@ -59,7 +59,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BENCH_VENV = REPO / ".venv-bench"
-BENCH_REQS = REPO / "benchmarks" / "requirements-bench.txt"
+BENCH_REQS = REPO / "benchmarks" / "requirements-bench.lock"
 GB = 1e9
 MB = 1e6
 POLICY = (
@@ -295,7 +295,7 @@ def check_modelseal(modelseal: Path) -> None:
 
 
 def peer_venv() -> tuple[Path | None, str | None]:
-    """.venv-bench's bin directory, created from requirements-bench.txt when missing."""
+    """.venv-bench's bin directory, created from requirements-bench.lock when missing."""
     bindir = BENCH_VENV / "bin"
     if (bindir / "picklescan").exists() and (bindir / "modelscan").exists():
         return bindir, None
@@ -307,6 +307,8 @@ def peer_venv() -> tuple[Path | None, str | None]:
             "install",
             "-q",
             "--disable-pip-version-check",
+            "--require-hashes",
+            "--no-deps",
             "-r",
             str(BENCH_REQS),
         ],

@@ -21,13 +21,22 @@ import pytest
 from tests.conftest import REPO, TEST_CACHE, require
 
 #: Every file that installs or downloads Python packages for users, CI or the tool image.
-INSTALL_SITES = ("Makefile", "action.yml", "Dockerfile", ".ci/wheelhouse.py")
+INSTALL_SITES = (
+    "Makefile",
+    "action.yml",
+    "Dockerfile",
+    ".ci/wheelhouse.py",
+    "benchmarks/models.py",
+)
+#: Installed together into .venv (they must agree on shared packages).
 LOCKS = (
     "requirements.lock",
     "requirements-dev.lock",
     "requirements-build.lock",
     "requirements-torch.lock",
 )
+#: Installed into a venv of its own (.venv-bench, the peer tools of benchmarks/models.py).
+OTHER_LOCKS = ("benchmarks/requirements-bench.lock",)
 _ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*\\?$")
 
 
@@ -80,7 +89,7 @@ def test_makefile_installs_only_locks() -> None:
             assert all(req.endswith(".lock") for req in re.findall(r"-r (\S+)", cmd)), cmd
 
 
-@pytest.mark.parametrize("lock", LOCKS)
+@pytest.mark.parametrize("lock", LOCKS + OTHER_LOCKS)
 def test_locks_pin_every_entry_with_hashes(lock: str) -> None:
     """Each entry is `name==version` followed by at least one sha256; no index or find-links
     line sends pip elsewhere."""
