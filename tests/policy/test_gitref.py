@@ -432,3 +432,25 @@ def test_a_merge_group_is_judged_by_its_base_branch(
     with pytest.raises(action.ActionInputError) as e:
         action.parse_inputs(env)
     assert e.value.problems[0][0] == "policy-ref"
+
+
+def test_a_trusted_file_the_ref_does_not_have_cannot_come_from_the_checkout(
+    trusting: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELSEAL_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = _policy_at_main(trusting, "version: 1\nvulnerabilities: {vex: [added.json]}\n")
+    # In neither: nothing to compare (the judge reports the missing document).
+    assert check_trust_inputs(loaded, Path("ctx"))[0].sha256 == ""
+    (trusting / "ctx" / "added.json").write_text(json.dumps(VEX))
+    with pytest.raises(ConfigError) as e:
+        check_trust_inputs(loaded, Path("ctx"))
+    assert "ctx/added.json" in str(e.value) and "is not there; the checkout has its own" in str(
+        e.value
+    )
+    # Outside the repository: it cannot be checked against the commit, so it is refused.
+    outside = tmp_path / "vex.json"
+    outside.write_text(json.dumps(VEX))
+    loaded = _policy_at_main(trusting, f"version: 1\nvulnerabilities: {{vex: ['{outside}']}}\n")
+    with pytest.raises(ConfigError) as e:
+        check_trust_inputs(loaded, Path("ctx"))
+    assert "is outside the git repository" in str(e.value)

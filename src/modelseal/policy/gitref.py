@@ -227,10 +227,12 @@ def _check_input(key: str, path: Path, loaded: LoadedPolicy, repo: Path, top: Pa
         what = "not there" if entry is None else (
             "a symbolic link" if entry.mode == _SYMLINK_MODE else f"a {entry.kind}"
         )  # fmt: skip
+        if here:
+            what += "; the checkout has its own"
         raise ConfigError(
             f"{key} {shown}: {name} at {at}, the commit whose policy judges this run, is "
-            f"{what}{'; the checkout has its own' if here else ''}. Refusing to judge by a file the checkout "
-            "supplies: a change to a file the policy trusts takes effect once it is merged."
+            f"{what}. Refusing to judge by a file the checkout supplies: a change to a file "
+            "the policy trusts takes effect once it is merged."
         )
     if not here:
         raise ConfigError(
