@@ -654,6 +654,33 @@ def test_findings_under_the_default_policy_have_no_file(tmp_path: Path) -> None:
     assert _where(a) == (None, None, None)
 
 
+def test_a_policy_file_that_never_ends_is_read_bounded_and_flagged(tmp_path: Path) -> None:
+    # A pull request may commit modelseal.yml -> /dev/zero (or a huge file): the check that it
+    # differs from the ref's policy reads at most a policy's worth, and warns.
+    import resource
+
+    link = tmp_path / "modelseal.yml"
+    link.symlink_to("/dev/zero")
+    report = {"policy": {"source": "modelseal.yml", "sha256": "0" * 64, "ref": "main",
+                         "commit": "1" * 40}}  # fmt: skip
+    places = action.Places(workspace=tmp_path, context=tmp_path, policy="modelseal.yml")
+    # An unbounded read would take all the memory there is: capped, it fails fast instead.
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    size = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), hard))
+    try:
+        changed = action._policy_changed(report, link, places)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert changed is not None and changed.level == "warning"
+    assert changed.title == "modelseal: policy changed" and "as of main" in changed.message
+    big = tmp_path / "big.yml"
+    with big.open("wb") as f:
+        f.truncate(64 << 20)  # sparse: 64 MiB of zeros
+    changed = action._policy_changed(report, big, places)
+    assert changed is not None and changed.level == "warning"
+
+
 # --- outputs -------------------------------------------------------------------------------
 
 

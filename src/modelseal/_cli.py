@@ -550,6 +550,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
     from modelseal.gates import select_gates
     from modelseal.judge import judge
     from modelseal.pipeline import RunOptions, resolve_source_date_epoch, run_pipeline
+    from modelseal.policy.gitref import check_trust_inputs
     from modelseal.reports import Report, write_reports
     from modelseal.ui import Progress
 
@@ -558,6 +559,9 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
     context: Path = args.context
     if not context.is_dir():
         raise ConfigError(f"build context {context} is not a directory.")
+    # Before anything reads them: under --policy-ref the files the policy trusts (VEX, keys,
+    # trust config) must be the ones committed with it, or a PR could loosen them instead.
+    trusted = check_trust_inputs(policy, context)
     signer = None
     if getattr(args, "tag", None) and getattr(args, "push", None) is None:
         raise ConfigError("--tag needs --push IMAGE: tags are moved only when publishing.")
@@ -596,9 +600,13 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
     if policy.ref is not None:
         what = policy.source if policy.source != "<defaults>" else "the built-in defaults"
         console.print(
-            f"modelseal: judging under {what} as of {policy.ref} ({(policy.commit or '')[:12]}), "
-            f"sha256 {policy.sha256[:12]}."
+            f"modelseal: judging under {_escape(what)} as of {_escape(policy.ref)} "
+            f"({(policy.commit or '')[:12]}), sha256 {policy.sha256[:12]}.",
+            highlight=False,
         )
+        for t in trusted:
+            digest = f"sha256 {t.sha256[:12]}" if t.sha256 else "absent"
+            console.print(f"  {t.key} {_escape(t.path)}: as committed ({digest}).", highlight=False)
     elif policy.source == "<defaults>":
         console.print(f"modelseal: no {DEFAULT_POLICY} here; judging under the built-in defaults.")
     with Progress(console) as progress:
@@ -615,6 +623,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         policy_sha256=policy.sha256,
         policy_ref=policy.ref,
         policy_commit=policy.commit,
+        policy_inputs=tuple((t.path, t.sha256) for t in trusted),
         started_at=result.started_at,
         finished_at=result.finished_at,
         tool_version=__version__,

@@ -153,8 +153,8 @@ _ANNOTATION_KEY = re.compile(
     r"(?:,(?:manifest|index|manifest-descriptor|index-descriptor))*:)?"
     r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}"
 )
-#: Events whose checkout is (or may be) the pull request's own files.
-_PR_EVENTS: Final = ("pull_request", "pull_request_target")
+#: Events whose base ref is known: the policy of that ref judges the run (``_base_ref``).
+_PR_EVENTS: Final = ("pull_request", "pull_request_target", "merge_group")
 #: The event payload is read only for the base ref; GitHub caps it well below this.
 _MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
 _CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -488,17 +488,23 @@ def _tags(r: _Reader, image: str | None) -> tuple[str, ...]:
 
 
 def _base_ref(r: _Reader) -> str | None:
-    """The pull request's base branch on pull_request events (GITHUB_BASE_REF, else the event
-    payload); None otherwise. A PR must not be judged by the policy file it edits."""
+    """The base branch on pull_request, pull_request_target (GITHUB_BASE_REF, else the event
+    payload) and merge_group events (the payload's ``merge_group.base_ref``); None otherwise.
+    A PR must not be judged by the policy file it edits. Other events that may check out a
+    PR's code (issue_comment, workflow_run) carry no base ref: set policy-ref there."""
     env = r.env
-    if env.get("GITHUB_EVENT_NAME") not in _PR_EVENTS:
+    event_name = env.get("GITHUB_EVENT_NAME")
+    if event_name not in _PR_EVENTS:
         return None
-    if env.get("GITHUB_BASE_REF", "").strip():
+    if event_name != "merge_group" and env.get("GITHUB_BASE_REF", "").strip():
         return env["GITHUB_BASE_REF"].strip()
     try:
         with open(env.get("GITHUB_EVENT_PATH") or "", "rb") as f:
             event = json.loads(f.read(_MAX_EVENT_BYTES))
-        ref = event["pull_request"]["base"]["ref"]
+        if event_name == "merge_group":
+            ref = event["merge_group"]["base_ref"]
+        else:
+            ref = event["pull_request"]["base"]["ref"]
     except (OSError, ValueError, KeyError, TypeError):
         ref = None
     if isinstance(ref, str) and ref:
@@ -506,8 +512,8 @@ def _base_ref(r: _Reader) -> str | None:
     # Refused rather than judged by the pull request's own policy file.
     r.problem(
         "policy-ref",
-        f"a {env.get('GITHUB_EVENT_NAME')} event without a base ref (GITHUB_BASE_REF, event "
-        "payload): set policy-ref to the branch whose policy judges pull requests",
+        f"a {event_name} event without a base ref (GITHUB_BASE_REF, event payload): set "
+        "policy-ref to the branch whose policy judges pull requests",
     )
     return None
 
@@ -1238,16 +1244,25 @@ def _policy_changed(
     and the checked-out policy file differs from it: the change is not in force until merged."""
     import hashlib
 
+    from modelseal.bounded import read_input
+    from modelseal.policy.loader import MAX_POLICY_BYTES
+
     pol = report.get("policy") or {}
     ref, judged = pol.get("ref"), str(pol.get("sha256") or "")
     if not ref or policy_file is None:
         return None
-    try:
-        here = hashlib.sha256(policy_file.read_bytes()).hexdigest()
-    except OSError:
+    here: str | None
+    if not (policy_file.exists() or policy_file.is_symlink()):
         here = None  # deleted (or never there): differs from a ref that has one
         if pol.get("source") == "<defaults>":
             return None
+    else:
+        try:
+            # Bounded: the PR's copy may be a link to /dev/zero or a huge file.
+            data = read_input(policy_file, what="policy file", limit=MAX_POLICY_BYTES)
+            here = hashlib.sha256(data).hexdigest()
+        except ConfigError:
+            here = "unreadable"  # a FIFO, a device, too large: it differs, and is warned of
     if here == judged:
         return None
     commit = str(pol.get("commit") or "")[:12]

@@ -79,6 +79,7 @@ from modelseal import __version__
 from modelseal._tools import run_tool
 from modelseal.errors import ConfigError, ToolError
 from modelseal.oci import DIGEST_RE
+from modelseal.policy.gitref import COMMIT_RE
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -93,7 +94,6 @@ CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 """predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$")
 _GIT_TIMEOUT = 30.0
 
@@ -224,7 +224,7 @@ class ProvenanceInput:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not UTC RFC 3339 (…Z).")
         if self.source_date_epoch < 0:
             raise ConfigError("SOURCE_DATE_EPOCH must not be negative.")
-        if self.commit is not None and not _COMMIT.match(self.commit):
+        if self.commit is not None and not COMMIT_RE.fullmatch(self.commit):
             raise ConfigError(f"commit {self.commit!r} is not a git SHA (40 or 64 hex).")
         if self.policy_sha256 is not None:
             _sha256_hex(self.policy_sha256, "policy")
@@ -558,7 +558,7 @@ def _github(env: Mapping[str, str]) -> BuildEnvironment:
         invocation_id=f"{server}/{repo}/actions/runs/{run_id}/attempts/{attempt}",
         repository=f"{server}/{repo}",
         ref=env.get("GITHUB_REF") or None,
-        commit=commit if commit and _COMMIT.match(commit) else None,
+        commit=commit if commit and COMMIT_RE.fullmatch(commit) else None,
         workflow_ref=workflow_ref,
         workflow_path=workflow_path,
         internal_parameters={"github": github} if github else {},
@@ -599,7 +599,7 @@ def _local(repo_dir: Path) -> BuildEnvironment:
         invocation_id=f"urn:uuid:{uuid.uuid4()}",
         repository=public_repository_url(remote) if remote else None,
         ref=_git(repo_dir, "symbolic-ref", "-q", "HEAD"),
-        commit=commit if commit and _COMMIT.match(commit) else None,
+        commit=commit if commit and COMMIT_RE.fullmatch(commit) else None,
     )
 
 

@@ -55,6 +55,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
             "sha256": report.policy_sha256,
             **({"ref": report.policy_ref} if report.policy_ref else {}),
             **({"commit": report.policy_commit} if report.policy_commit else {}),
+            **({"inputs": dict(report.policy_inputs)} if report.policy_inputs else {}),
         },
         "started_at": Report.iso(report.started_at),
         "finished_at": Report.iso(report.finished_at),

@@ -22,6 +22,9 @@ class Report:
     policy_ref: str | None = None
     """The git ref the policy was read from (``--policy-ref``), and its commit."""
     policy_commit: str | None = None
+    policy_inputs: tuple[tuple[str, str], ...] = ()
+    """Under a policy ref: (repository path, SHA-256) of each file the policy trusts, checked
+    to be the one committed at the ref."""
 
     @staticmethod
     def iso(ts: float) -> str:
