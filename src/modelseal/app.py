@@ -46,6 +46,7 @@ __all__ = [
     "expected_signer",
     "judge",
     "load_policy",
+    "rejudger",
     "run",
     "sign_options",
     "verify",
@@ -248,8 +249,6 @@ class RunRequest:
     sign: SignMode | None = None
     key_file: Path | None = None
     trust_config: Path | None = None
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    """Where ``SOURCE_DATE_EPOCH`` is read from."""
 
 
 @dataclass(frozen=True)
@@ -327,7 +326,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
     )
     epoch = resolve_source_date_epoch(
         request.source_date_epoch,
-        request.environ.get("SOURCE_DATE_EPOCH"),
+        os.environ.get("SOURCE_DATE_EPOCH"),
         request.context.resolve(),
     )
     notice = policy_notice(policy)
@@ -529,14 +528,15 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
             if request.max_scan_age_days is not None
             else pv.max_scan_age_days
         ),
-        rejudge=_rejudger(policy) if request.rejudge else None,
+        rejudge=rejudger(policy) if request.rejudge else None,
         policy_sha256=request.policy_digest,
         timeout_s=request.timeout_s if request.timeout_s is not None else pv.timeout_seconds,
     )
     return VerifyOutcome(verify_image(request.image, options))
 
 
-def _rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
+def rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
+    """The check that judges an attested scan report again under ``policy``: (passed, why)."""
     from modelseal.findings import Status
     from modelseal.gates import enabled_gates
     from modelseal.judge import judge as judge_results

@@ -151,6 +151,7 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
     hooks: _Hooks | None = None
     outcome: app.RunOutcome | None = None
     failure = ""
+    policy_problems: tuple[str, ...] = ()
     with gh.commands_off():
         try:
             policy = app.load_policy(
@@ -164,12 +165,15 @@ def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
         except PolicyFileError as e:
             code, failure = _print_error(e, debug)
             if inputs.policy_ref is None:
-                # Each problem names file:line:col, and becomes an annotation on that line.
-                found = [a for p in e.problems for a in text_annotations(p, POLICY_TITLE, places)]
-                gh.annotate(capped(found, "error", "policy problems"))
-                return _finish(gh, inputs, None, None, code, list(e.problems))
+                policy_problems = e.problems
         except (Exception, KeyboardInterrupt) as e:
             code, failure = _print_error(e, debug)
+    if policy_problems:
+        # Each problem names file:line:col, and becomes an annotation on that line (outside
+        # the stop-commands window, or the runner would not act on it).
+        found = [a for p in policy_problems for a in text_annotations(p, POLICY_TITLE, places)]
+        gh.annotate(capped(found, "error", "policy problems"))
+        return _finish(gh, inputs, None, None, code, list(policy_problems))
     judged = hooks.judged_run if hooks is not None else None
     published = outcome.published if outcome is not None else None
     problems: list[str] = []
