@@ -1,4 +1,6 @@
-"""The command line. The only place errors become exit codes and messages."""
+"""The command line: arguments become a request to the application (:mod:`modelseal.app`), its
+outcome is printed (:mod:`modelseal.ui`). With the Action adapter, the only place errors become
+exit codes and messages."""
 
 from __future__ import annotations
 

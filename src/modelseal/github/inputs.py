@@ -11,7 +11,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 from modelseal import app
 from modelseal.errors import ConfigError
@@ -116,7 +116,7 @@ class ActionInputs:
     dockerfile: str | None = None
     image: str | None = None
     push: bool = False
-    sign: str | None = None
+    sign: app.SignMode | None = None
     """keyless, key or none; None: the policy's ``sign.mode`` (keyless unless set)."""
     key_file: str | None = None
     trust_config: str | None = None
@@ -276,7 +276,7 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         except ConfigError as e:
             r.problem("image", str(e))
     push = r.boolean("push")
-    sign = r.choice("sign", SIGN_MODES)
+    sign = cast("app.SignMode | None", r.choice("sign", SIGN_MODES))
     key_file = r.single("key-file")
     trust_config = r.single("trust-config")
     build_args = r.pairs("build-args", _BUILD_ARG, "NAME")
@@ -469,7 +469,7 @@ def run_request(inputs: ActionInputs, policy: LoadedPolicy) -> app.RunRequest:
         cache_to=inputs.cache_to,
         push=push,
         tags=inputs.tags if inputs.push else (),
-        sign=inputs.sign if inputs.push else None,  # type: ignore[arg-type]
+        sign=inputs.sign if inputs.push else None,
         key_file=_path(inputs.key_file) if inputs.push else None,
         trust_config=_path(inputs.trust_config) if inputs.push else None,
     )
