@@ -444,8 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_dispatch(parser, args))
     except Error as e:
-        console = _console()
-        console.print(f"[bold red]modelseal:[/] {_escape(e.diagnostics())}", highlight=False)
+        from modelseal.ui import print_error
+
+        print_error(_console(), e.diagnostics())
         return int(e.exit_code)
     except KeyboardInterrupt:
         _console().print("modelseal: interrupted", highlight=False)
@@ -453,20 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if verbose:
             raise
-        _console().print(
-            f"[bold red]modelseal: internal error (a bug):[/] {type(e).__name__}: {_escape(str(e))}\n"
-            "Rerun with -v for the traceback, and please report it.",
-            highlight=False,
-        )
+        from modelseal.ui import print_error
+
+        console = _console()
+        print_error(console, f"{type(e).__name__}: {e}", bug=True)
+        console.print("Rerun with -v for the traceback, and please report it.", highlight=False)
         return int(ExitCode.BUG)
-
-
-def _escape(text: str) -> str:
-    """Messages quote file names, tool output and registry answers: escaped for the terminal
-    and the CI log, line by line (a message may span lines; a quoted name may not)."""
-    from modelseal.untrusted import untrusted
-
-    return untrusted(text, multiline=True)
 
 
 def _plain(text: object) -> str:

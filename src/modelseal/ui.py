@@ -92,6 +92,12 @@ def message(text: str) -> str:
     return untrusted(text, multiline=True)
 
 
+def print_error(console: Console, text: str, *, bug: bool = False) -> None:
+    """``modelseal: <text>`` in bold red on ``console``, escaped (:func:`message`)."""
+    head = "modelseal: internal error (a bug):" if bug else "modelseal:"
+    console.print(f"[bold red]{head}[/] {message(text)}", highlight=False)
+
+
 class ConsoleHooks(RunHooks):
     """A run as a person watches it: notices and progress on ``console`` (stderr), the
     verdict table on stdout."""

@@ -54,7 +54,13 @@ from modelseal.github.inputs import (
 )
 from modelseal.github.outputs import OUTPUT_NAMES, Judged, collect_outputs
 from modelseal.github.summary import render_summary
-from modelseal.ui import ConsoleHooks, print_published, print_verification, stderr_console
+from modelseal.ui import (
+    ConsoleHooks,
+    print_error,
+    print_published,
+    print_verification,
+    stderr_console,
+)
 
 if TYPE_CHECKING:
     from modelseal.judge import Verdict
@@ -85,25 +91,19 @@ def _print_error(e: BaseException, debug: bool) -> tuple[int, str]:
     message."""
     console = stderr_console()
     if isinstance(e, Error):
-        from modelseal.untrusted import untrusted
-
-        text = e.diagnostics()
-        console.print(f"[bold red]modelseal:[/] {untrusted(text, multiline=True)}", highlight=False)
-        return int(e.exit_code), text
+        print_error(console, e.diagnostics())
+        return int(e.exit_code), e.diagnostics()
     if isinstance(e, KeyboardInterrupt):
         console.print("modelseal: interrupted", highlight=False)
         return 130, "interrupted"
     if debug:
         traceback.print_exc()
-    text = f"internal error (a bug): {type(e).__name__}: {e}"
-    from modelseal.untrusted import untrusted
-
+    print_error(console, f"{type(e).__name__}: {e}", bug=True)
     console.print(
-        f"[bold red]modelseal:[/] {untrusted(text, multiline=True)}\n"
         "Rerun with debug logging (RUNNER_DEBUG) for the traceback, and please report it.",
         highlight=False,
     )
-    return int(ExitCode.BUG), text
+    return int(ExitCode.BUG), f"internal error (a bug): {type(e).__name__}: {e}"
 
 
 def run_action(env: Mapping[str, str], stdout: TextIO | None = None) -> int:
