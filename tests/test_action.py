@@ -407,6 +407,15 @@ def test_md_escape_neutralizes_markup() -> None:
     assert "\n" not in out
 
 
+def test_md_escape_uses_the_projects_escaping_for_what_is_not_markup() -> None:
+    # A bidi override reorders what a reviewer reads in a PR comment; an escape sequence and a
+    # line that is a workflow command are shown, not acted on.
+    out = md_escape("evil\u202etxt.pt\x1b]8;;x\x07 \x9b\n::add-mask::x")
+    assert "\u202e" not in out and "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+    assert "\\\\u202e" in out  # shown as the text \u202e (its backslash escaped for Markdown)
+    assert "<br>\\\\x3a:add-mask::x" in out
+
+
 def test_md_escape_clips() -> None:
     assert md_escape("x" * 1000, limit=10) == "x" * 9 + "…"
 
@@ -868,11 +877,13 @@ def test_a_stale_report_is_not_taken_for_this_run(
     out.mkdir()
     (out / "report.json").write_text("{}")
     (out / "publish.json").write_text("{}")
+    (out / "summary.md").write_text("## modelseal: ✅ PASSED")
     fake = FakeApp(out, error=EngineError("the engine at unix:///x does not answer."))
     code, stdout = _run(gh, fake, monkeypatch)
     assert code == 3
     outputs = parse_file_command((tmp_path / "out.txt").read_text())
     assert outputs["verdict"] == "ERRORED" and outputs["report-path"] == ""
+    assert outputs["summary-path"] == ""  # an earlier run's summary is not this run's
     assert not (out / "report.json").exists()
     (error,) = parse_commands(stdout)
     assert error.message == "the engine at unix:///x does not answer."
