@@ -1,10 +1,10 @@
-"""The GitHub Action adapter (modelseal.action): inputs, the command lines it builds, workflow
-commands, outputs, the job summary, annotations — and run_action with a stand-in command line."""
+"""The GitHub Action adapter (modelseal.github): inputs, the requests it builds, workflow
+commands, outputs, the job summary, annotations — and run_action with a stand-in application."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,29 +14,34 @@ from typing import Any
 import pytest
 from tests.action.harness import parse_commands, parse_file_command
 
-from modelseal import _cli, action
-from modelseal.action import (
+from modelseal import _cli, app
+from modelseal.errors import EngineError, ExitCode
+from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.github import annotations as action
+from modelseal.github import run_action
+from modelseal.github.commands import Annotation, escape_data, escape_property, format_output
+from modelseal.github.inputs import (
+    INPUT_ENV,
     ActionInputError,
     ActionInputs,
-    Annotation,
-    collect_outputs,
-    escape_data,
-    escape_property,
-    format_output,
-    md_escape,
     parse_inputs,
-    render_summary,
-    run_action,
-    run_argv,
-    verify_argv,
+    run_request,
+    use_action_cache_dir,
+    verify_request,
 )
+from modelseal.github.outputs import OUTPUT_NAMES, Judged, collect_outputs
+from modelseal.github.summary import render_summary
+from modelseal.judge import Decision, GateVerdict, Outcome, Verdict
+from modelseal.policy import LoadedPolicy, default_policy
+from modelseal.publish.publisher import PublishResult
+from modelseal.reports.markdown import MAX_FINDINGS, md_escape
 
 DIGEST = "sha256:" + "ab" * 32
 
 
 def env_of(**inputs: str) -> dict[str, str]:
     """MODELSEAL_* variables from input names written with underscores."""
-    return {action.INPUT_ENV[k.replace("_", "-")]: v for k, v in inputs.items()}
+    return {INPUT_ENV[k.replace("_", "-")]: v for k, v in inputs.items()}
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -133,7 +138,7 @@ def test_everything_set() -> None:
     ],
 )
 def test_bad_inputs(inputs: dict[str, str], problem: str) -> None:
-    env = {action.INPUT_ENV[k]: v for k, v in inputs.items()}
+    env = {INPUT_ENV[k]: v for k, v in inputs.items()}
     with pytest.raises(ActionInputError) as exc:
         parse_inputs(env)
     assert problem in str(exc.value)
@@ -174,35 +179,26 @@ def test_release_inputs() -> None:
     )
     assert got.platforms == ("linux/amd64", "linux/arm64", "linux/arm/v7")
     assert got.policy_ref == "refs/heads/main"
-    argv = run_argv(got)
-    assert argv == [
-        "run", "--out-dir=modelseal-out", "--policy-ref=refs/heads/main",
-        "--label=org.opencontainers.image.title=app",
-        "--label=org.opencontainers.image.source=https://github.com/org/app",
-        "--annotation=manifest:org.opencontainers.image.title=app",
-        "--annotation=index:org.opencontainers.image.description=a, b",
-        "--annotation=manifest[linux/arm64]:note=x=y",
-        "--platform=linux/amd64", "--platform=linux/arm64", "--platform=linux/arm/v7",
-        "--push=ghcr.io/org/app:v1.2.0", "--tag=ghcr.io/org/app:latest",
-        "--tag=ghcr.io/org/app:1.2", "--tag=edge", "--", ".",
-    ]  # fmt: skip
-    args = _cli._parser().parse_args(argv)
-    assert args.tag == ["ghcr.io/org/app:latest", "ghcr.io/org/app:1.2", "edge"]
-    assert args.label[1] == ("org.opencontainers.image.source", "https://github.com/org/app")
-    assert args.annotation[2] == ("manifest[linux/arm64]:note", "x=y")
-    assert args.platform == [["linux/amd64"], ["linux/arm64"], ["linux/arm/v7"]]
-    assert args.policy_ref == "refs/heads/main"
+    request = run_request(got, POLICY_DEFAULTS)
+    assert request.push is not None
+    assert (request.push.name, request.push.tag) == ("ghcr.io/org/app", "v1.2.0")
+    assert request.tags == ("ghcr.io/org/app:latest", "ghcr.io/org/app:1.2", "edge")
+    assert request.labels[1] == ("org.opencontainers.image.source", "https://github.com/org/app")
+    assert request.annotations[2] == ("manifest[linux/arm64]:note", "x=y")
+    assert request.platforms == ("linux/amd64", "linux/arm64", "linux/arm/v7")
+    assert request.context == Path(".") and request.out_dir == Path("modelseal-out")
 
 
 def test_tags_are_only_passed_when_pushing() -> None:
     got = parse_inputs(env_of(tags="ghcr.io/org/app:pr-7", image="ghcr.io/org/app"))
-    assert not any(a.startswith("--tag") for a in run_argv(got))
+    request = run_request(got, POLICY_DEFAULTS)
+    assert request.tags == () and request.push is None
 
 
 def test_the_github_token_never_reaches_argv_or_inputs() -> None:
     token = "ghs_" + "x" * 36
     got = parse_inputs(env_of(github_token=token, image="ghcr.io/org/app", push="true"))
-    assert token not in repr(got) and token not in " ".join(run_argv(got))
+    assert token not in repr(got) and token not in repr(run_request(got, POLICY_DEFAULTS))
     from modelseal.publish.publisher import registry_credentials
 
     env = {"MODELSEAL_GITHUB_TOKEN": token, "GITHUB_ACTOR": "bot"}
@@ -238,7 +234,7 @@ def test_the_github_token_never_reaches_argv_or_inputs() -> None:
     ],
 )
 def test_bad_release_inputs(inputs: dict[str, str], problem: str) -> None:
-    env = {action.INPUT_ENV[k]: v for k, v in inputs.items()}
+    env = {INPUT_ENV[k]: v for k, v in inputs.items()}
     with pytest.raises(ActionInputError) as exc:
         parse_inputs(env)
     assert problem in str(exc.value)
@@ -256,52 +252,46 @@ def test_policy_ref_defaults_to_the_base_branch_on_pull_requests(tmp_path: Path)
     assert exc.value.problems[0][0] == "policy-ref"
 
 
-# --- command lines -------------------------------------------------------------------------
+# --- requests ------------------------------------------------------------------------------
+
+POLICY_DEFAULTS = default_policy()
 
 
-def test_run_argv_scan_only() -> None:
+def test_run_request_scan_only() -> None:
     inputs = parse_inputs(env_of(context="app", build_args="A=1", build_contexts="b=dir"))
-    argv = run_argv(inputs)
-    assert argv == [
-        "run", "--out-dir=modelseal-out", "--build-arg=A=1", "--build-context=b=dir", "--", "app",
-    ]  # fmt: skip
-    args = _cli._parser().parse_args(argv)
-    assert args.command == "run" and args.context == Path("app")
-    assert args.build_arg == [("A", "1")] and args.push is None
+    request = run_request(inputs, POLICY_DEFAULTS)
+    assert request.context == Path("app") and request.policy is POLICY_DEFAULTS
+    assert request.build_args == (("A", "1"),) and request.build_contexts == (("b", "dir"),)
+    assert request.push is None and request.gates == ()
 
 
-def test_run_argv_publish() -> None:
+def test_run_request_publish() -> None:
     inputs = parse_inputs(
         env_of(
             policy="p.yml", dockerfile="D", image="ghcr.io/org/iris:v1", push="true", sign="key",
             key_file="k.pem", trust_config="t.json", out_dir="o",
         )
     )  # fmt: skip
-    argv = run_argv(inputs)
-    assert argv == [
-        "run", "--policy=p.yml", "--file=D", "--out-dir=o", "--push=ghcr.io/org/iris:v1",
-        "--sign=key", "--key=k.pem", "--trust-config=t.json", "--", ".",
-    ]  # fmt: skip
-    args = _cli._parser().parse_args(argv)
-    assert (args.policy, args.dockerfile, args.sign, args.key) == (
-        Path("p.yml"), Path("D"), "key", Path("k.pem"),
+    request = run_request(inputs, POLICY_DEFAULTS)
+    assert (request.dockerfile, request.sign, request.key_file, request.trust_config) == (
+        Path("D"), "key", Path("k.pem"), Path("t.json"),
     )  # fmt: skip
-    assert args.push.name == "ghcr.io/org/iris"
+    assert request.push is not None and request.push.name == "ghcr.io/org/iris"
+    assert request.out_dir == Path("o")
 
 
-def test_run_argv_leaves_sign_to_the_policy() -> None:
+def test_run_request_leaves_sign_to_the_policy() -> None:
     inputs = parse_inputs(env_of(image="r.example/x", push="true"))
-    assert not any(a.startswith("--sign") for a in run_argv(inputs))
+    assert run_request(inputs, POLICY_DEFAULTS).sign is None
 
 
 def test_a_context_that_looks_like_an_option_stays_a_path() -> None:
-    # Rejected by parse_inputs, and harmless even if it were not: it comes after "--".
+    # Rejected by parse_inputs, and harmless even if it were not: no command line is built.
     inputs = ActionInputs(context="--help", out_dir="o")
-    args = _cli._parser().parse_args(run_argv(inputs))
-    assert args.context == Path("--help")
+    assert run_request(inputs, POLICY_DEFAULTS).context == Path("--help")
 
 
-def test_run_argv_builder_and_cache() -> None:
+def test_run_request_builder_and_cache() -> None:
     image = "127.0.0.1:5000/mirror/buildkit:v0.31.2@sha256:" + "ab" * 32
     inputs = parse_inputs(
         env_of(
@@ -310,43 +300,43 @@ def test_run_argv_builder_and_cache() -> None:
             cache_to="type=gha,mode=max,scope=seal",
         )
     )  # fmt: skip
-    argv = run_argv(inputs)
-    assert argv == [
-        "run", "--out-dir=modelseal-out", "--builder=ci-builder", f"--buildkit-image={image}",
-        "--cache-from=type=gha,scope=seal", "--cache-from=type=registry,ref=r.io/c:cache",
-        "--cache-to=type=gha,mode=max,scope=seal", "--", ".",
-    ]  # fmt: skip
-    args = _cli._parser().parse_args(argv)
-    assert (args.builder, args.buildkit_image) == ("ci-builder", image)
-    assert args.cache_from == ["type=gha,scope=seal", "type=registry,ref=r.io/c:cache"]
-    assert args.cache_to == ["type=gha,mode=max,scope=seal"]
+    request = run_request(inputs, POLICY_DEFAULTS)
+    assert (request.builder, request.buildkit_image) == ("ci-builder", image)
+    assert request.cache_from == ("type=gha,scope=seal", "type=registry,ref=r.io/c:cache")
+    assert request.cache_to == ("type=gha,mode=max,scope=seal",)
 
 
 def test_the_action_cache_dir_unless_the_job_chose_one() -> None:
     target: dict[str, str] = {}
-    action.use_action_cache_dir({"MODELSEAL_ACTION_CACHE_DIR": "/rt/modelseal-cache"}, target)
+    use_action_cache_dir({"MODELSEAL_ACTION_CACHE_DIR": "/rt/modelseal-cache"}, target)
     assert target == {"MODELSEAL_CACHE_DIR": "/rt/modelseal-cache"}
     target = {}
     both = {"MODELSEAL_ACTION_CACHE_DIR": "/rt/c", "MODELSEAL_CACHE_DIR": "/job/c"}
-    action.use_action_cache_dir(both, target)
+    use_action_cache_dir(both, target)
     assert target == {}  # the job's own wins (it is already in the environment)
-    action.use_action_cache_dir({}, target)
+    use_action_cache_dir({}, target)
     assert target == {}
 
 
-def test_verify_argv() -> None:
+def test_verify_request() -> None:
     inputs = parse_inputs(
         env_of(
             policy="p.yml", image="r.example/x", push="true", trust_config="t.json",
             verify_identity_regexp="^https://github.com/org/.*$",
         )
     )  # fmt: skip
-    argv = verify_argv(inputs, f"r.example/x@{DIGEST}")
-    args = _cli._parser().parse_args(argv)
-    assert args.command == "verify" and args.image == f"r.example/x@{DIGEST}"
-    assert args.certificate_identity_regexp == "^https://github.com/org/.*$"
-    assert args.certificate_oidc_issuer == "https://token.actions.githubusercontent.com"
-    assert args.trust_config == Path("t.json") and args.policy == Path("p.yml")
+    request = verify_request(inputs, POLICY_DEFAULTS, f"r.example/x@{DIGEST}")
+    assert request.image == f"r.example/x@{DIGEST}" and request.rejudge
+    assert request.signer == app.SignerFlags(
+        identity_regexp="^https://github.com/org/.*$",
+        issuer="https://token.actions.githubusercontent.com",
+        trust_config=Path("t.json"),
+    )
+    # the one resolution of the expected signer takes it as the command line's flags
+    expected = app.expected_signer(
+        dataclasses.replace(request.signer, trust_config=None), POLICY_DEFAULTS
+    )
+    assert expected.identity_regexp == "^https://github.com/org/.*$"
 
 
 def test_the_action_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -417,6 +407,15 @@ def test_md_escape_neutralizes_markup() -> None:
     assert "\n" not in out
 
 
+def test_md_escape_uses_the_projects_escaping_for_what_is_not_markup() -> None:
+    # A bidi override reorders what a reviewer reads in a PR comment; an escape sequence and a
+    # line that is a workflow command are shown, not acted on.
+    out = md_escape("evil\u202etxt.pt\x1b]8;;x\x07 \x9b\n::add-mask::x")
+    assert "\u202e" not in out and "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+    assert "\\\\u202e" in out  # shown as the text \u202e (its backslash escaped for Markdown)
+    assert "<br>\\\\x3a:add-mask::x" in out
+
+
 def test_md_escape_clips() -> None:
     assert md_escape("x" * 1000, limit=10) == "x" * 9 + "…"
 
@@ -431,54 +430,43 @@ def _finding(**kw: Any) -> dict[str, Any]:
     return {**base, **kw}
 
 
-def _report(gates: Sequence[Mapping[str, Any]], verdict: str = "FAILED") -> dict[str, Any]:
-    """A report.json as the command line writes it (schema_version 2): each gate's findings
-    (``_finding``, decision included) split into evidence and decision."""
-    v1 = _report_v1(gates, verdict)
-    return {**v1, "schema_version": 2, "gates": [_v2_gate(g) for g in v1["gates"]]}
+def _decision(f: Mapping[str, Any]) -> Decision:
+    finding = Finding(
+        gate=f["gate"], id=f["id"], severity=Severity[f["severity"]], title=f["title"],
+        subject=f["subject"], fixed_in=f.get("fixed_in"), location=f.get("location"),
+        evidence=f.get("evidence") or {},
+    )  # fmt: skip
+    return Decision(finding, Outcome(f["decision"]), f["reason"])
 
 
-def _v2_gate(g: Mapping[str, Any]) -> dict[str, Any]:
-    decided = ("decision", "reason")
-    return {
-        "gate": g["gate"],
-        "evidence": {
-            "status": "ERRORED" if g["status"] == "ERRORED" else "PASSED",
-            "error": g["error"], "duration_s": g["duration_s"], "facts": g["facts"],
-            "artifacts": g["artifacts"],
-            "findings": [{k: v for k, v in f.items() if k not in decided} for f in g["findings"]],
-        },
-        "decision": {
-            "status": g["status"],
-            "findings": [],
-            "outcomes": [
-                {"from": "evidence", "index": i, "decision": f["decision"], "reason": f["reason"]}
-                for i, f in enumerate(g["findings"])
-            ],
-        },
-    }  # fmt: skip
+def _report(gates: Sequence[Mapping[str, Any]], verdict: str = "FAILED") -> Verdict:
+    """A typed verdict as the judge makes it: each gate's findings (``_finding``, decision
+    included) as the collected evidence and the decisions on it."""
+    out = []
+    for g in gates:
+        status = Status(g.get("status", "FAILED"))
+        decisions = tuple(_decision(f) for f in g.get("findings", []))
+        result = GateResult(
+            gate=g.get("gate", "trivy"),
+            status=Status.ERRORED if status is Status.ERRORED else Status.PASSED,
+            findings=tuple(d.finding for d in decisions),
+            artifacts={k: Path(v) for k, v in g.get("artifacts", {}).items()},
+            facts=g.get("facts", {}),
+            error=g.get("error"),
+            duration_s=1.5,
+        )
+        out.append(GateVerdict(result, status, decisions))
+    codes = {"PASSED": 0, "FAILED": 1, "ERRORED": 3}
+    return Verdict(tuple(out), Status(verdict), ExitCode(codes[verdict]))
 
 
-def _report_v1(gates: Sequence[Mapping[str, Any]], verdict: str = "FAILED") -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "verdict": verdict,
-        "policy": {"source": "modelseal.yml", "sha256": "f" * 64},
-        "gates": [
-            {
-                "gate": g.get("gate", "trivy"), "status": g.get("status", "FAILED"),
-                "error": g.get("error"), "duration_s": 1.5, "facts": g.get("facts", {}),
-                "artifacts": g.get("artifacts", {}), "findings": g.get("findings", []),
-            }
-            for g in gates
-        ],
-    }  # fmt: skip
+POLICY_FILE = LoadedPolicy(policy=POLICY_DEFAULTS.policy, source="modelseal.yml", sha256="f" * 64)
 
 
 def test_summary_escapes_finding_text() -> None:
     report = _report([{"findings": [_finding(title=HOSTILE, subject="x|y<script>")]}])
     outputs = {"verdict": "FAILED", "exit-code": "1", "digest": DIGEST, "image-ref": ""}
-    text = render_summary(report, outputs)
+    text = render_summary(report, POLICY_FILE, outputs)
     assert "<img" not in text and "<script>" not in text
     assert not re.search(r"(?<!\\)\]\(https://evil", text)  # no live link or image
     row = next(line for line in text.splitlines() if "CVE-2018-18074" in line)
@@ -490,14 +478,14 @@ def test_summary_escapes_finding_text() -> None:
 
 def test_summary_shows_why_a_gate_errored() -> None:
     report = _report([{"gate": "trivy", "status": "ERRORED", "error": "DB too old\n<b>x</b>"}])
-    text = render_summary(report, {"verdict": "ERRORED", "exit-code": "3"})
+    text = render_summary(report, None, {"verdict": "ERRORED", "exit-code": "3"})
     assert "| trivy | ⚠️ ERRORED | 0 | 1.5s | DB too old |" in text
     assert "<pre>DB too old\n&lt;b&gt;x&lt;/b&gt;</pre>" in text
 
 
 def test_summary_caps_the_finding_list() -> None:
-    many = [_finding(id=f"CVE-{i}") for i in range(action.MAX_SUMMARY_FINDINGS + 5)]
-    text = render_summary(_report([{"findings": many}]), {"verdict": "FAILED"})
+    many = [_finding(id=f"CVE-{i}") for i in range(MAX_FINDINGS + 5)]
+    text = render_summary(_report([{"findings": many}]), None, {"verdict": "FAILED"})
     assert "… and 5 more in report.json." in text
 
 
@@ -560,7 +548,7 @@ def test_findings_point_at_the_dockerfile_or_the_breached_rule(places: Any) -> N
         ),
         _finding(gate="sbom", id="sbom.x", location=None, evidence={}, reason="no rule"),
     ]  # fmt: skip
-    got = action.annotations_for_report(_report([{"findings": findings}]), places)
+    got = action.annotations_for_verdict(_report([{"findings": findings}]), places)
     assert [_where(a) for a in got] == [
         ("app/Dockerfile", 1, None),
         ("modelseal.yml", 7, 3),
@@ -578,13 +566,13 @@ def test_a_model_file_in_the_context_is_annotated(places: Any, tmp_path: Path) -
     (tmp_path / "app" / "model" / "m.pt").write_bytes(b"x")
     f = _finding(gate="models", id="models.unsafe-global", location="model/m.pt (data.pkl)",
                  evidence={}, reason="loading this pickle could run code")  # fmt: skip
-    (a,) = action.annotations_for_report(_report([{"findings": [f]}]), places)
+    (a,) = action.annotations_for_verdict(_report([{"findings": [f]}]), places)
     assert _where(a) == ("app/model/m.pt", None, None)
 
 
 def test_warnings_and_ignored(places: Any) -> None:
     findings = [_finding(decision="warn", reason="LOW is below"), _finding(decision="ignored")]
-    got = action.annotations_for_report(_report([{"findings": findings}]), places)
+    got = action.annotations_for_verdict(_report([{"findings": findings}]), places)
     assert [a.level for a in got] == ["warning"]
 
 
@@ -593,64 +581,54 @@ def test_gates_not_run_because_of_another_are_not_annotated(places: Any) -> None
         {"gate": "build", "status": "ERRORED", "error": "docker buildx build failed"},
         {"gate": "sbom", "status": "ERRORED", "error": "not run: it needs build, which errored"},
     ]
-    (a,) = action.annotations_for_report(_report(gates), places)
+    (a,) = action.annotations_for_verdict(_report(gates), places)
     assert a.title == "modelseal: gate build errored"
-
-
-def test_a_bug_under_runner_debug_still_writes_outputs(
-    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def crash(argv: Sequence[str]) -> int:
-        assert argv[0] == "-v"
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(_cli, "main", crash)
-    assert run_action({**gh, "RUNNER_DEBUG": "1"}, stdout=io.StringIO()) == 4
-    outputs = parse_file_command((tmp_path / "out.txt").read_text())
-    assert outputs["exit-code"] == "4" and outputs["verdict"] == "ERRORED"
 
 
 def test_errored_gate_names_the_dockerfile_line(places: Any) -> None:
     error = "app/Dockerfile:1: FROM requires either one or three arguments"
     gates = [{"gate": "build", "status": "ERRORED", "error": error}]
-    (a,) = action.annotations_for_report(_report(gates), places)
+    (a,) = action.annotations_for_verdict(_report(gates), places)
     assert _where(a) == ("app/Dockerfile", 1, None)
     assert a.message == "FROM requires either one or three arguments"
     assert a.title == "modelseal: gate build errored"
     other = [{"gate": "trivy", "status": "ERRORED", "error": "the DB is 9 days old"}]
-    (b,) = action.annotations_for_report(_report(other), places)
+    (b,) = action.annotations_for_verdict(_report(other), places)
     assert _where(b) == (None, None, None) and b.message == "the DB is 9 days old"
 
 
 def test_annotations_are_capped(places: Any) -> None:
     many = [_finding(id=f"CVE-{i}") for i in range(15)]
-    got = action.annotations_for_report(_report([{"findings": many}]), places)
+    got = action.annotations_for_verdict(_report([{"findings": many}]), places)
     assert len(got) == action.MAX_ANNOTATIONS
     assert got[-1].message.startswith("… and 6 more errors")
 
 
-def test_a_version_1_report_is_shown_the_same(places: Any) -> None:
+def test_summary_md_and_the_job_summary_show_a_verdict_alike(places: Any) -> None:
+    from modelseal.reports import Report, render_markdown
+
     gates = [
         {"gate": "build", "status": "ERRORED", "error": "app/Dockerfile:1: FROM needs arguments"},
         {"findings": [_finding(), _finding(id="CVE-2", decision="warn", reason="LOW is below")]},
     ]
-    v1, v2 = _report_v1(gates), _report(gates)
-    assert v2["gates"][1]["evidence"]["findings"][0].keys().isdisjoint({"decision", "reason"})
-    assert action.annotations_for_report(v1, places) == action.annotations_for_report(v2, places)
-    got = action.annotations_for_report(v2, places)
+    verdict = _report(gates)
+    got = action.annotations_for_verdict(verdict, places)
     assert [(a.level, a.title) for a in got] == [
         ("error", "modelseal: gate build errored"),
         ("error", "modelseal trivy: CVE-2018-18074 (HIGH) requests@2.19.0"),
         ("warning", "modelseal trivy: CVE-2 (HIGH) requests@2.19.0"),
     ]
-    outputs = {"verdict": "FAILED", "exit-code": "1"}
-    assert render_summary(v1, outputs) == render_summary(v2, outputs)
-    assert "<details><summary>2 finding(s), 1 failing</summary>" in render_summary(v2, outputs)
+    job = render_summary(verdict, POLICY_FILE, {"verdict": "FAILED", "exit-code": "1"})
+    report = Report(verdict, "modelseal.yml", "f" * 64, 0.0, 0.0, "0")
+    md = render_markdown(report)
+    assert "<details><summary>2 finding(s), 1 failing</summary>" in job
+    body = job[job.index("| gate | status |") :].rstrip("\n")
+    assert body in md  # one renderer: summary.md carries the same tables
 
 
 def test_findings_under_the_default_policy_have_no_file(tmp_path: Path) -> None:
     places = action.Places(workspace=tmp_path, context=tmp_path, policy=None)
-    (a,) = action.annotations_for_report(_report([{"findings": [_finding()]}]), places)
+    (a,) = action.annotations_for_verdict(_report([{"findings": [_finding()]}]), places)
     assert _where(a) == (None, None, None)
 
 
@@ -661,15 +639,17 @@ def test_a_policy_file_that_never_ends_is_read_bounded_and_flagged(tmp_path: Pat
 
     link = tmp_path / "modelseal.yml"
     link.symlink_to("/dev/zero")
-    report = {"policy": {"source": "modelseal.yml", "sha256": "0" * 64, "ref": "main",
-                         "commit": "1" * 40}}  # fmt: skip
+    from modelseal.policy.loader import LoadedPolicy
+    from modelseal.policy.model import Policy
+
+    judged = LoadedPolicy(Policy(version=1), "modelseal.yml", "0" * 64, ref="main", commit="1" * 40)
     places = action.Places(workspace=tmp_path, context=tmp_path, policy="modelseal.yml")
     # An unbounded read would take all the memory there is: capped, it fails fast instead.
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     size = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
     resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), hard))
     try:
-        changed = action._policy_changed(report, link, places)
+        changed = action.policy_changed(judged, link, places)
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     assert changed is not None and changed.level == "warning"
@@ -677,7 +657,7 @@ def test_a_policy_file_that_never_ends_is_read_bounded_and_flagged(tmp_path: Pat
     big = tmp_path / "big.yml"
     with big.open("wb") as f:
         f.truncate(64 << 20)  # sparse: 64 MiB of zeros
-    changed = action._policy_changed(report, big, places)
+    changed = action.policy_changed(judged, big, places)
     assert changed is not None and changed.level == "warning"
 
 
@@ -690,25 +670,28 @@ def test_collect_outputs_after_publishing(tmp_path: Path) -> None:
     for name in ("report.json", "summary.md", "modelseal.sarif", "sbom.cdx.json",
                  "provenance.intoto.json", "bundles/signature.sigstore.json"):  # fmt: skip
         (out / name).write_text("{}")
-    report = _report(
+    verdict = _report(
         [{"gate": "build", "status": "PASSED", "facts": {"image.digest": "sha256:" + "1" * 64}}],
         verdict="PASSED",
     )
-    publish = {
-        "image": "r.example/x", "digest": DIGEST, "reference": f"r.example/x@{DIGEST}",
-        "provenance": str(out / "provenance.intoto.json"),
-        "bundles": {"image": str(out / "bundles/signature.sigstore.json"),
-                    "image-cosign": str(out / "bundles/signature.sigstore.json"),
-                    "sbom": "bundles/missing.json"},
-    }  # fmt: skip
-    got = collect_outputs(ActionInputs(context=".", out_dir=str(out)), report, publish, 0)
-    assert set(got) == set(action.OUTPUT_NAMES)
+    paths = {"json": out / "report.json", "markdown": out / "summary.md",
+             "sarif": out / "modelseal.sarif"}  # fmt: skip
+    published = PublishResult(
+        image="r.example/x", digest=DIGEST, tags=(), signed=True,
+        bundles={"image": out / "bundles/signature.sigstore.json",
+                 "image-cosign": out / "bundles/signature.sigstore.json",
+                 "sbom": Path("bundles/missing.json")},
+    )  # fmt: skip
+    got = collect_outputs(out, Judged(verdict, POLICY_FILE, paths), published, 0)
+    assert set(got) == set(OUTPUT_NAMES)
     assert got["digest"] == DIGEST and got["image-ref"] == f"r.example/x@{DIGEST}"
     assert got["signature-bundle-path"] == str(out / "bundles/signature.sigstore.json")
     assert got["sbom-bundle-path"] == "" and got["provenance-bundle-path"] == ""
     assert got["provenance-path"] == str(out / "provenance.intoto.json")
     assert got["sbom-path"] == str(out / "sbom.cdx.json")
+    assert got["report-path"] == str(out / "report.json")
     assert got["verdict"] == "PASSED" and got["exit-code"] == "0"
+    assert got["policy-digest"] == "sha256:" + "f" * 64 and got["policy-ref"] == ""
 
 
 def test_collect_outputs_without_publishing_reads_the_build_evidence(tmp_path: Path) -> None:
@@ -718,59 +701,88 @@ def test_collect_outputs_without_publishing_reads_the_build_evidence(tmp_path: P
         {"gate": "build", "status": "PASSED", "facts": {"image.digest": DIGEST}},
         {"gate": "sbom", "status": "PASSED", "artifacts": {"sbom": str(sbom)}},
     ]
-    inputs = ActionInputs(context=".", out_dir=str(tmp_path))
-    for report in (_report(gates, "PASSED"), _report_v1(gates, "PASSED")):
-        got = collect_outputs(inputs, report, None, 0)
-        assert got["digest"] == DIGEST and got["sbom-path"] == str(sbom), report["schema_version"]
+    got = collect_outputs(tmp_path, Judged(_report(gates, "PASSED"), POLICY_FILE), None, 0)
+    assert got["digest"] == DIGEST and got["sbom-path"] == str(sbom)
+    assert got["report-path"] == ""  # no reports were written by this run
 
 
 def test_a_passing_report_with_a_failing_exit_is_not_passed(tmp_path: Path) -> None:
-    got = collect_outputs(
-        ActionInputs(context=".", out_dir=str(tmp_path)), _report([], "PASSED"), None, 3
-    )
+    got = collect_outputs(tmp_path, Judged(_report([], "PASSED"), POLICY_FILE), None, 3)
     assert got["verdict"] == "ERRORED"
 
 
-# --- run_action with a stand-in command line -----------------------------------------------
+# --- run_action with a stand-in application ------------------------------------------------
 
 
-class FakeCli:
-    """Replaces modelseal._cli.main: records argv, writes what a run would, prints hostile
-    lines (a build log may contain anything)."""
+class FakeApp:
+    """Replaces modelseal.app's run and verify (and, given ``policy``, load_policy): records
+    the requests, writes what a run would, judges, prints hostile lines (a build log may
+    contain anything), raises ``error`` (after judging when there is a verdict)."""
 
     def __init__(
         self,
         out_dir: Path,
         *,
-        code: int = 0,
-        report: dict[str, Any] | None = None,
-        publish: dict[str, Any] | None = None,
-        verify_code: int = 0,
-        stderr: str = "",
+        verdict: Verdict | None = None,
+        published: PublishResult | None = None,
+        error: BaseException | None = None,
+        verified: bool = True,
+        policy: LoadedPolicy | None = None,
     ) -> None:
         self.out_dir = out_dir
-        self.code, self.report, self.publish = code, report, publish
-        self.verify_code, self.stderr = verify_code, stderr
-        self.calls: list[list[str]] = []
+        self.verdict, self.published, self.error = verdict, published, error
+        self.verified, self.policy = verified, policy
+        self.runs: list[app.RunRequest] = []
+        self.verifies: list[app.VerifyRequest] = []
+        self.loads: list[tuple[Path | None, str | None]] = []
 
-    def __call__(self, argv: Sequence[str]) -> int:
-        import sys
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real_load = app.load_policy
 
-        self.calls.append(list(argv))
-        if argv[0] == "verify":
-            if self.verify_code:
-                print("modelseal: no signature by the expected identity", file=sys.stderr)
-            return self.verify_code
+        def load(path: Path | None = None, ref: str | None = None) -> LoadedPolicy:
+            self.loads.append((path, ref))
+            return self.policy if self.policy is not None else real_load(path, ref)
+
+        monkeypatch.setattr(app, "load_policy", load)
+        monkeypatch.setattr(app, "run", self.run)
+        monkeypatch.setattr(app, "verify", self.verify)
+
+    def run(self, request: app.RunRequest, hooks: app.RunHooks | None = None) -> app.RunOutcome:
+        from modelseal.pipeline import PipelineResult
+        from modelseal.reports import Report
+
+        assert hooks is not None
+        self.runs.append(request)
         print("::error::injected by a RUN step")
         print("::add-mask::nothing")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.report is not None:
-            (self.out_dir / "report.json").write_text(json.dumps(self.report))
-        if self.publish is not None:
-            (self.out_dir / "publish.json").write_text(json.dumps(self.publish))
-        if self.stderr:
-            print(self.stderr, file=sys.stderr)
-        return self.code
+        if self.verdict is None:
+            assert self.error is not None
+            raise self.error
+        paths = {"json": self.out_dir / "report.json"}
+        paths["json"].write_text("{}")
+        hooks.judged(self.verdict, paths)
+        if self.error is not None:
+            raise self.error
+        report = Report(self.verdict, request.policy.source, request.policy.sha256, 0, 0, "0")
+        return app.RunOutcome(
+            policy=request.policy, verdict=self.verdict, report=report,
+            pipeline=PipelineResult((), False, 0.0, 0.0), paths=paths, out_dir=self.out_dir,
+            published=self.published,
+        )  # fmt: skip
+
+    def verify(self, request: app.VerifyRequest) -> app.VerifyOutcome:
+        from modelseal.publish.verify_image import Check, VerifyResult
+
+        self.verifies.append(request)
+        detail = "verified" if self.verified else "no signature by the expected identity"
+        check = Check("signature", self.verified, detail)
+        return app.VerifyOutcome(VerifyResult("r.example/x", DIGEST, (check,)))
+
+
+def _published(**kw: Any) -> PublishResult:
+    return PublishResult(**{"image": "r.example/x", "digest": DIGEST, "tags": (), "signed": True,
+                            **kw})  # fmt: skip
 
 
 @pytest.fixture
@@ -788,8 +800,8 @@ def gh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     }
 
 
-def _run(env: Mapping[str, str], fake: FakeCli, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
-    monkeypatch.setattr(_cli, "main", fake)
+def _run(env: Mapping[str, str], fake: FakeApp, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    fake.install(monkeypatch)
     stdout = io.StringIO()
     code = run_action(env, stdout=stdout)
     return code, stdout.getvalue()
@@ -799,18 +811,18 @@ def test_run_action_publishes_and_self_checks(
     gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "modelseal-out"
-    publish = {"image": "r.example/x", "digest": DIGEST, "reference": f"r.example/x@{DIGEST}",
-               "bundles": {}}  # fmt: skip
-    fake = FakeCli(out, report=_report([], "PASSED"), publish=publish)
+    fake = FakeApp(out, verdict=_report([], "PASSED"), published=_published())
     env = {**gh, **env_of(image="r.example/x:1", push="true", verify_identity="https://id")}
     code, stdout = _run(env, fake, monkeypatch)
     assert code == 0
-    assert fake.calls[0][0] == "run" and "--push=r.example/x:1" in fake.calls[0]
-    assert fake.calls[1] == [
-        "verify", "--certificate-identity=https://id",
-        "--certificate-oidc-issuer=https://token.actions.githubusercontent.com",
-        "--", f"r.example/x@{DIGEST}",
-    ]  # fmt: skip
+    (run,) = fake.runs
+    assert run.push is not None and (run.push.name, run.push.tag) == ("r.example/x", "1")
+    (check,) = fake.verifies
+    assert check.image == f"r.example/x@{DIGEST}" and check.policy is run.policy
+    assert check.signer == app.SignerFlags(
+        identity="https://id", issuer="https://token.actions.githubusercontent.com"
+    )
+    assert fake.loads == [(None, None)]  # the policy is loaded once, for the run and the check
     # What the pipeline printed was not taken for workflow commands.
     assert parse_commands(stdout) == []
     assert stdout.count("::stop-commands::") == 2
@@ -823,9 +835,8 @@ def test_run_action_publishes_and_self_checks(
 def test_a_failed_self_check_fails_the_step(
     gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    publish = {"image": "r.example/x", "digest": DIGEST, "reference": f"r.example/x@{DIGEST}"}
-    fake = FakeCli(tmp_path / "modelseal-out", report=_report([], "PASSED"), publish=publish,
-                   verify_code=1)  # fmt: skip
+    fake = FakeApp(tmp_path / "modelseal-out", verdict=_report([], "PASSED"),
+                   published=_published(), verified=False)  # fmt: skip
     env = {**gh, **env_of(image="r.example/x", push="true", verify_identity_regexp="^x$")}
     code, stdout = _run(env, fake, monkeypatch)
     assert code == 1
@@ -836,14 +847,33 @@ def test_a_failed_self_check_fails_the_step(
     assert outputs["verdict"] == "ERRORED" and outputs["exit-code"] == "1"
 
 
-def test_a_breach_fails_with_the_cli_code_and_annotations(
+def test_a_self_check_that_cannot_run_fails_the_step(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeApp(tmp_path / "modelseal-out", verdict=_report([], "PASSED"),
+                   published=_published())  # fmt: skip
+
+    def unreachable(request: app.VerifyRequest) -> app.VerifyOutcome:
+        raise EngineError("the registry at r.example does not answer.")
+
+    env = {**gh, **env_of(image="r.example/x", push="true", verify_identity="https://id")}
+    fake.install(monkeypatch)
+    monkeypatch.setattr(app, "verify", unreachable)
+    stdout = io.StringIO()
+    assert run_action(env, stdout=stdout) == 3
+    (error,) = parse_commands(stdout.getvalue())
+    assert "did not verify: the registry at r.example does not answer." in error.message
+
+
+def test_a_breach_fails_with_the_verdict_code_and_annotations(
     gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "modelseal.yml").write_text(POLICY)
-    fake = FakeCli(tmp_path / "modelseal-out", code=1, report=_report([{"findings": [_finding()]}]))
+    fake = FakeApp(tmp_path / "modelseal-out", verdict=_report([{"findings": [_finding()]}]))
     code, stdout = _run({**gh, **env_of(push="false")}, fake, monkeypatch)
     assert code == 1
-    assert "--policy=modelseal.yml" not in fake.calls[0]  # the CLI finds modelseal.yml itself
+    assert fake.loads == [(None, None)]  # app.load_policy finds modelseal.yml itself
+    assert fake.runs[0].policy.source == "modelseal.yml"
     (error,) = parse_commands(stdout)
     assert (error.props["file"], error.props["line"]) == ("modelseal.yml", "7")
     summary = (tmp_path / "summary.md").read_text()
@@ -854,12 +884,12 @@ def test_findings_judged_by_the_base_policy_do_not_point_into_the_edited_copy(
     gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "modelseal.yml").write_text(POLICY)  # the PR's edit; the base's digest is f…f
-    report = _report([{"findings": [_finding()]}])
-    report["policy"] |= {"ref": "main", "commit": "c" * 40}
-    fake = FakeCli(tmp_path / "modelseal-out", code=1, report=report)
+    base = dataclasses.replace(POLICY_FILE, ref="main", commit="c" * 40)
+    fake = FakeApp(tmp_path / "modelseal-out", verdict=_report([{"findings": [_finding()]}]),
+                   policy=base)  # fmt: skip
     env = {**gh, "GITHUB_EVENT_NAME": "pull_request", "GITHUB_BASE_REF": "main"}
     code, stdout = _run(env, fake, monkeypatch)
-    assert code == 1 and "--policy-ref=main" in fake.calls[0]
+    assert code == 1 and fake.loads == [(None, "main")]
     warning, error = parse_commands(stdout)
     assert (warning.name, warning.props["title"]) == ("warning", "modelseal: policy changed")
     assert "as of main (cccccccccccc, sha256:ffffffffffff…)" in warning.message
@@ -874,23 +904,29 @@ def test_a_stale_report_is_not_taken_for_this_run(
 ) -> None:
     out = tmp_path / "modelseal-out"
     out.mkdir()
-    (out / "report.json").write_text(json.dumps(_report([], "PASSED")))
+    (out / "report.json").write_text("{}")
     (out / "publish.json").write_text("{}")
-    fake = FakeCli(out, code=3, stderr="modelseal: the engine at unix:///x does not answer.")
+    (out / "summary.md").write_text("## modelseal: ✅ PASSED")
+    fake = FakeApp(out, error=EngineError("the engine at unix:///x does not answer."))
     code, stdout = _run(gh, fake, monkeypatch)
     assert code == 3
     outputs = parse_file_command((tmp_path / "out.txt").read_text())
     assert outputs["verdict"] == "ERRORED" and outputs["report-path"] == ""
+    assert outputs["summary-path"] == ""  # an earlier run's summary is not this run's
+    assert not (out / "report.json").exists()
     (error,) = parse_commands(stdout)
     assert error.message == "the engine at unix:///x does not answer."
+    assert error.props["title"] == "modelseal: the run could not start"
 
 
 def test_a_failed_publish_is_annotated(
     gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = FakeCli(
-        tmp_path / "modelseal-out", code=3, report=_report([], "PASSED"),
-        stderr="modelseal: PUT /v2/x/manifests/sha256:… answered 401: authentication required",
+    from modelseal.publish.publisher import PublishError
+
+    fake = FakeApp(
+        tmp_path / "modelseal-out", verdict=_report([], "PASSED"),
+        error=PublishError("PUT /v2/x/manifests/sha256:… answered 401: authentication required"),
     )  # fmt: skip
     code, stdout = _run({**gh, **env_of(image="r.example/x", push="true")}, fake, monkeypatch)
     assert code == 3
@@ -902,19 +938,31 @@ def test_a_failed_publish_is_annotated(
     assert "answered 401" in (tmp_path / "summary.md").read_text()
 
 
-def test_argparse_refusals_become_exit_codes(
-    gh: dict[str, str], monkeypatch: pytest.MonkeyPatch
+def test_bad_input_the_application_refuses_becomes_exit_2(
+    gh: dict[str, str], tmp_path: Path
 ) -> None:
-    def refuse(argv: Sequence[str]) -> int:
-        raise SystemExit(2)
+    stdout = io.StringIO()
+    assert run_action({**gh, **env_of(context="missing")}, stdout=stdout) == 2
+    (error,) = parse_commands(stdout.getvalue())
+    assert error.props["title"] == "modelseal: the run could not start"
+    assert error.message == "build context missing is not a directory."
 
-    monkeypatch.setattr(_cli, "main", refuse)
-    assert run_action(gh, stdout=io.StringIO()) == 2
+
+def test_a_bug_under_runner_debug_still_writes_outputs(
+    gh: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    fake = FakeApp(tmp_path / "modelseal-out", error=RuntimeError("boom"))
+    code, _ = _run({**gh, "RUNNER_DEBUG": "1"}, fake, monkeypatch)
+    assert code == 4
+    outputs = parse_file_command((tmp_path / "out.txt").read_text())
+    assert outputs["exit-code"] == "4" and outputs["verdict"] == "ERRORED"
+    assert "Traceback" in capsys.readouterr().err  # RUNNER_DEBUG shows where
 
 
 def test_outside_github_nothing_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    fake = FakeCli(tmp_path / "modelseal-out", report=_report([], "PASSED"))
+    fake = FakeApp(tmp_path / "modelseal-out", verdict=_report([], "PASSED"))
     code, stdout = _run({}, fake, monkeypatch)
     assert code == 0 and "::stop-commands::" not in stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["modelseal-out"]

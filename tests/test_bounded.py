@@ -243,7 +243,8 @@ def test_the_action_refuses_a_policy_fifo_without_hanging(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from modelseal.action import INPUT_ENV, run_action
+    from modelseal.github import run_action
+    from modelseal.github.inputs import INPUT_ENV
 
     monkeypatch.chdir(tmp_path)
     _hostile(tmp_path, "fifo", "policy.yml", unblock_fifos)

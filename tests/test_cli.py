@@ -230,7 +230,7 @@ def test_markdown_summary_lists_errors_and_findings(tmp_path: Path) -> None:
     text = (report.parent / "summary.md").read_text()
     assert text.startswith("## modelseal: ❌ FAILED")
     assert "| build | ❌ FAILED | 1 failing / 1 |" in text
-    assert "<details><summary>1 finding(s)</summary>" in text
+    assert "<details><summary>1 finding(s), 1 failing</summary>" in text  # as the job summary
     assert "| fail | HIGH | build.unpinned-base | python:3.11 | Dockerfile:1 |" in text
 
 

@@ -18,8 +18,8 @@ from tests.test_cli import _stored_report
 
 from modelseal import fsio
 from modelseal._cli import main
-from modelseal.action import run_action
 from modelseal.errors import ConfigError
+from modelseal.github import run_action
 
 PRECIOUS = "precious: must stay as it is\n"
 #: A valid safetensors file (one F32 tensor), so that the models gate passes.

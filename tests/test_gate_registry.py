@@ -122,9 +122,9 @@ def test_a_toy_gate_in_one_folder_runs_is_judged_switched_and_validated(
     # Registry, switches and the Action's section map.
     assert list(gates.GATES)[-1] == "toy"
     assert gates.SWITCHES["toy"] == "toy"
-    from modelseal import action  # the Action points a toy finding at the toy section
+    from modelseal.github.annotations import gate_section  # where the Action points findings
 
-    assert action._GATE_SECTION["toy"] == "toy"
+    assert gate_section("toy") == "toy"
     # Its policy section validates, with positions, like any other.
     policy = load_policy_text("version: 1\ntoy:\n  max_widgets: 1\n", "modelseal.yml")
     assert policy.policy.toy.max_widgets == 1  # type: ignore[attr-defined]
@@ -192,9 +192,11 @@ def test_the_built_in_sections_need_no_derived_policy_model() -> None:
     it): the model the loader validates with is Policy itself."""
     assert policy_model() is Policy
     assert set(gates.SWITCHES) == set(gates.GATES)
-    from modelseal import action
+    from modelseal.github.annotations import gate_section
 
-    assert dict(action._GATE_SECTION) == {n: s.section for n, s in gates.GATES.items()}
+    assert {n: gate_section(n) for n in gates.GATES} == {
+        n: s.section for n, s in gates.GATES.items()
+    }
 
 
 def test_the_judge_knows_the_findings_rules_make_from_the_rules() -> None:

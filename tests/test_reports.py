@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import REPORT_SCHEMA, read_report
 
 from modelseal import __version__
-from modelseal._cli import _rejudger, main
+from modelseal._cli import main
+from modelseal.app import rejudger
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Outcome, judge
@@ -212,8 +213,8 @@ def test_rejudging_a_report_recomputes_what_the_judge_made(
     # The same through both commands that re-judge a report: `judge` and `verify --policy`.
     assert main(["judge", str(path), "--policy", str(renewed_file)]) == 0
     assert "PASSED" in capsys.readouterr().out
-    assert _rejudger(renewed)(data) == (True, f"PASSED under {renewed_file}")
-    assert _rejudger(expired)(data) == (False, "FAILED under expired.yml")
+    assert rejudger(renewed)(data) == (True, f"PASSED under {renewed_file}")
+    assert rejudger(expired)(data) == (False, "FAILED under expired.yml")
 
 
 def _all_kinds_of_evidence() -> list[GateResult]:

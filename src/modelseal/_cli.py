@@ -1,4 +1,6 @@
-"""The command line. The only place errors become exit codes and messages."""
+"""The command line: arguments become a request to the application (:mod:`modelseal.app`), its
+outcome is printed (:mod:`modelseal.ui`). With the Action adapter, the only place errors become
+exit codes and messages."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from modelseal import __version__, fsio
+from modelseal import __version__
+from modelseal.app import DEFAULT_POLICY
 from modelseal.errors import ConfigError, Error, ExitCode
 from modelseal.gates import GATES
 
@@ -23,13 +25,7 @@ from modelseal.gates import GATES
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from modelseal.judge import Verdict
-    from modelseal.pipeline import PipelineResult
     from modelseal.policy import LoadedPolicy
-    from modelseal.publish.run import SignOptions
-    from modelseal.sign.interface import Signer
-
-DEFAULT_POLICY = Path("modelseal.yml")
 
 EPILOG = """\
 exit codes:
@@ -448,8 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_dispatch(parser, args))
     except Error as e:
-        console = _console()
-        console.print(f"[bold red]modelseal:[/] {_escape(e.diagnostics())}", highlight=False)
+        from modelseal.ui import print_error
+
+        print_error(_console(), e.diagnostics())
         return int(e.exit_code)
     except KeyboardInterrupt:
         _console().print("modelseal: interrupted", highlight=False)
@@ -457,20 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if verbose:
             raise
-        _console().print(
-            f"[bold red]modelseal: internal error (a bug):[/] {type(e).__name__}: {_escape(str(e))}\n"
-            "Rerun with -v for the traceback, and please report it.",
-            highlight=False,
-        )
+        from modelseal.ui import print_error
+
+        console = _console()
+        print_error(console, f"{type(e).__name__}: {e}", bug=True)
+        console.print("Rerun with -v for the traceback, and please report it.", highlight=False)
         return int(ExitCode.BUG)
-
-
-def _escape(text: str) -> str:
-    """Messages quote file names, tool output and registry answers: escaped for the terminal
-    and the CI log, line by line (a message may span lines; a quoted name may not)."""
-    from modelseal.untrusted import untrusted
-
-    return untrusted(text, multiline=True)
 
 
 def _plain(text: object) -> str:
@@ -523,7 +512,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "engine" and args.engine_command:
         return _engine(args)
     if args.command == "action":
-        from modelseal.action import run_action
+        from modelseal.github import run_action
 
         return run_action(os.environ)
     parser.print_help(sys.stderr)
@@ -531,345 +520,80 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
-    from modelseal.policy import default_policy, load_policy
+    from modelseal import app
 
-    if getattr(args, "policy_ref", None):
-        from modelseal.policy.gitref import load_policy_at_ref
-
-        return load_policy_at_ref(args.policy or DEFAULT_POLICY, args.policy_ref)
-    if args.policy is not None:
-        return load_policy(args.policy)
-    if DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink():
-        # Not is_file(): a modelseal.yml that is a FIFO, a device or a dangling link is refused,
-        # never quietly replaced by the defaults.
-        return load_policy(DEFAULT_POLICY)
-    return default_policy()
+    return app.load_policy(args.policy, getattr(args, "policy_ref", None))
 
 
 def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> int:
-    from modelseal.gates import select_gates
-    from modelseal.judge import judge
-    from modelseal.pipeline import RunOptions, resolve_source_date_epoch, run_pipeline
-    from modelseal.policy.gitref import check_trust_inputs
-    from modelseal.reports import Report, write_reports
-    from modelseal.ui import Progress
+    from modelseal import app
+    from modelseal.ui import ConsoleHooks, print_published
 
-    policy = _load_policy(args)
-    selected = select_gates(gates)
-    context: Path = args.context
-    if not context.is_dir():
-        raise ConfigError(f"build context {context} is not a directory.")
-    # Before anything reads them: under --policy-ref the files the policy trusts (VEX, keys,
-    # trust config) must be the ones committed with it, or a PR could loosen them instead.
-    trusted = check_trust_inputs(policy, context)
-    signer = None
-    if getattr(args, "tag", None) and getattr(args, "push", None) is None:
-        raise ConfigError("--tag needs --push IMAGE: tags are moved only when publishing.")
-    if getattr(args, "push", None) is not None:
-        from modelseal.publish.run import make_signer
-
-        if gates and "build" not in gates:
-            raise ConfigError("--push needs the build gate (drop --gate, or add --gate build).")
-        args.tag = _checked_tags(args.push, args.tag, policy)
-        # Before the build: a missing key or trust config must not cost a whole run.
-        signer = make_signer(_sign_options(args, policy))
-    if args.build_context and (not gates or "build" in gates):
-        from modelseal.build.gate import check_build_contexts
-
-        check_build_contexts(dict(args.build_context))
-    options = RunOptions(
-        context=context,
-        dockerfile=args.dockerfile,
-        build_args=dict(args.build_arg),
-        build_contexts=dict(args.build_context),
-        source_date_epoch=args.source_date_epoch,
+    request = app.RunRequest(
+        policy=_load_policy(args),
+        context=args.context,
         out_dir=args.out_dir,
+        command=args.command,
         gates=gates,
-        labels=dict(args.label),
-        annotations=dict(args.annotation),
-        platforms=tuple(dict.fromkeys(p for group in args.platform for p in group)),
+        dockerfile=args.dockerfile,
+        build_args=tuple(args.build_arg),
+        build_contexts=tuple(args.build_context),
+        labels=tuple(args.label),
+        annotations=tuple(args.annotation),
+        platforms=tuple(p for group in args.platform for p in group),
+        source_date_epoch=args.source_date_epoch,
         builder=args.builder,
         buildkit_image=args.buildkit_image,
         cache_from=tuple(args.cache_from),
         cache_to=tuple(args.cache_to),
-        publish=getattr(args, "push", None) is not None,
+        push=getattr(args, "push", None),
+        tags=tuple(getattr(args, "tag", ())),
+        sign=getattr(args, "sign", None),
+        key_file=getattr(args, "key", None),
+        trust_config=getattr(args, "trust_config", None),
     )
-    epoch = resolve_source_date_epoch(
-        args.source_date_epoch, os.environ.get("SOURCE_DATE_EPOCH"), context.resolve()
-    )
-    if policy.ref is not None:
-        what = policy.source if policy.source != "<defaults>" else "the built-in defaults"
-        console.print(
-            f"modelseal: judging under {_escape(what)} as of {_escape(policy.ref)} "
-            f"({(policy.commit or '')[:12]}), sha256 {policy.sha256[:12]}.",
-            highlight=False,
-        )
-        for t in trusted:
-            digest = f"sha256 {t.sha256[:12]}" if t.sha256 else "absent"
-            console.print(f"  {t.key} {_escape(t.path)}: as committed ({digest}).", highlight=False)
-    elif policy.source == "<defaults>":
-        console.print(f"modelseal: no {DEFAULT_POLICY} here; judging under the built-in defaults.")
-    with Progress(console) as progress:
-        result = run_pipeline(selected, policy, options, epoch, progress=progress)
-    verdict = judge(
-        result.results,
-        policy.policy,
-        internal_error=result.internal_error,
-        base_dir=context.resolve(),
-    )
-    report = Report(
-        verdict=verdict,
-        policy_source=policy.source,
-        policy_sha256=policy.sha256,
-        policy_ref=policy.ref,
-        policy_commit=policy.commit,
-        policy_inputs=tuple((t.path, t.sha256) for t in trusted),
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        tool_version=__version__,
-        command=args.command,
-    )
-    paths = write_reports(report, fsio.absolute(args.out_dir))
-    _print_outcome(verdict, paths)
-    if getattr(args, "push", None) is None:
-        return int(verdict.exit_code)
-    if verdict.exit_code != 0:
-        console.print(f"modelseal: not published: the verdict is {verdict.status.value}.")
-        return int(verdict.exit_code)
-    return _publish(args, policy, signer, result, paths["json"], console)
-
-
-def _checked_tags(push: Any, tags: Sequence[str], policy: LoadedPolicy) -> list[str]:
-    """The bare tags of ``--tag`` (full references must name the ``--push`` repository), after
-    checking them and ``--push``'s own tag against ``publish.allowed_tags``."""
-    from fnmatch import fnmatchcase
-
-    from modelseal.publish.publisher import ImageRef
-
-    bare: list[str] = []
-    for text in tags:
-        if "/" in text:
-            ref = ImageRef.parse(text, what="--tag")
-            if ref.name != push.name:
-                raise ConfigError(
-                    f"--tag {text}: names {ref.name}, but the image is published to "
-                    f"{push.name}; modelseal publishes (and signs) in one repository — run it "
-                    "once per repository."
-                )
-            text = str(ref.tag)
-        bare.append(text)
-    allowed = policy.policy.publish.allowed_tags
-    for tag in [*([push.tag] if push.tag else []), *bare]:
-        if not any(fnmatchcase(tag, glob) for glob in allowed):
-            raise ConfigError(
-                f"tag {tag!r} is not allowed by {policy.source}: publish.allowed_tags is "
-                f"{list(allowed)}."
-            )
-    return list(dict.fromkeys(bare))
-
-
-def _sign_options(args: argparse.Namespace, policy: LoadedPolicy) -> SignOptions:
-    from modelseal.publish.run import SignOptions
-
-    trust = args.trust_config
-    if trust is None and policy.policy.sign.trust_config is not None:
-        trust = Path(policy.source).parent / policy.policy.sign.trust_config
-    return SignOptions(
-        mode=args.sign or policy.policy.sign.mode,
-        key_file=args.key,
-        trust_config=trust,
-        attempts=policy.policy.sign.attempts,
-    )
-
-
-def _publish(
-    args: argparse.Namespace,
-    policy: LoadedPolicy,
-    signer: Signer | None,
-    result: PipelineResult,
-    report_path: Path,
-    console: Console,
-) -> int:
-    from modelseal.publish.run import publish_run
-
-    mode = signer.mode if signer is not None else "none (unsigned)"
-    console.print(
-        f"modelseal: publishing {_escape(args.push.name)} (signing: {mode}) …", highlight=False
-    )
-    published = publish_run(
-        {r.gate: r for r in result.results},
-        report_path,
-        ref=args.push,
-        signer=signer,
-        out_dir=fsio.absolute(args.out_dir),
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        build_args=dict(args.build_arg),
-        policy_path=policy.source,
-        policy_sha256=policy.sha256,
-        policy_ref=policy.ref,
-        extra_tags=(*args.tag, *policy.policy.publish.tags),
-        labels=dict(args.label),
-        annotations=dict(args.annotation),
-        attestations=tuple(policy.policy.publish.attestations),
-        repo_dir=args.context.resolve(),
-    )
-    print(f"published {_plain(published.reference)}")
-    for tag in published.tags:
-        print(f"  tag       {_plain(f'{published.image}:{tag}')}")
-    for name, path in sorted(published.bundles.items()):
-        print(f"  bundle    {_plain(name)}: {_plain(path)}")
-    print(f"  details   {_plain(fsio.absolute(args.out_dir) / 'publish.json')}")
-    return 0
-
-
-def _print_outcome(verdict: Verdict, paths: dict[str, Path]) -> None:
-    from rich.console import Console
-
-    from modelseal.ui import print_verdict
-
-    out = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=_width(), emoji=False)
-    print_verdict(verdict, paths, out)
-
-
-def _width() -> int:
-    return max(100, shutil.get_terminal_size((120, 24)).columns)
+    outcome = app.run(request, ConsoleHooks(console))
+    if outcome.published is not None:
+        print_published(outcome.published, outcome.out_dir)
+    return int(outcome.exit_code)
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from modelseal.judge import judge
-    from modelseal.reports import Report, write_reports
-    from modelseal.reports.json_report import read_results
+    from modelseal import app
+    from modelseal.ui import print_verdict, stdout_console
 
-    policy = _load_policy(args)
-    results, data = read_results(args.report)
-    verdict = judge(results, policy.policy)
-    paths: dict[str, Path] = {}
-    if args.out_dir is not None:
-        import calendar
-        import time
-
-        def ts(key: str) -> float:
-            return float(calendar.timegm(time.strptime(str(data[key]), "%Y-%m-%dT%H:%M:%SZ")))
-
-        report = Report(
-            verdict=verdict, policy_source=policy.source, policy_sha256=policy.sha256,
-            started_at=ts("started_at"), finished_at=ts("finished_at"),
-            tool_version=__version__, command="judge",
-        )  # fmt: skip
-        paths = write_reports(report, fsio.absolute(args.out_dir))
-    _print_outcome(verdict, paths)
-    return int(verdict.exit_code)
+    outcome = app.judge(app.JudgeRequest(args.report, _load_policy(args), args.out_dir))
+    print_verdict(outcome.verdict, outcome.paths, stdout_console())
+    return int(outcome.exit_code)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from modelseal.publish.verify_image import VerifyOptions, verify_image
-    from modelseal.sign.verify import ExpectedSigner
+    from modelseal import app
+    from modelseal.ui import print_verification
 
-    policy = _load_policy(args)
-    pv = policy.policy.verify
-    base = Path(policy.source).parent if policy.source != "<defaults>" else Path(".")
-    flags = (
-        args.key, args.certificate_identity, args.certificate_identity_regexp,
-        args.certificate_oidc_issuer,
-    )  # fmt: skip
-    # The expected signer comes from the command line or from the policy, never a mix: a
-    # policy (e.g. the checked-out repository's) must not swap the signer the command pinned.
-    if any(f is not None for f in flags):
-        key = args.key
-        identity, regexp = args.certificate_identity, args.certificate_identity_regexp
-        issuer = args.certificate_oidc_issuer
-    else:
-        key = base / pv.public_key if pv.public_key else None
-        identity, regexp, issuer = pv.identity, pv.identity_regexp, pv.issuer
-    if key is not None and any(v is not None for v in (identity, regexp, issuer)):
-        raise ConfigError(
-            "verify takes one expected signer: a key, or an issuer with an identity — not both."
-        )
-    if identity is not None and regexp is not None:
-        raise ConfigError("give --certificate-identity or --certificate-identity-regexp, not both.")
-    if regexp is not None:
-        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
-        from modelseal.untrusted import untrusted
-
-        try:
-            compile_identity_regexp(regexp)
-        except IdentityRegexpError as e:
-            shown = untrusted(regexp, markup=False, limit=200)
-            raise ConfigError(f"--certificate-identity-regexp {shown} is {e}.") from None
-    if key is None and (issuer is None or (identity is None and regexp is None)):
-        raise ConfigError(
-            "verify needs an expected signer: --key PUB.pem, or --certificate-oidc-issuer with "
-            "--certificate-identity or --certificate-identity-regexp (or the policy's verify "
-            "section)."
-        )
-    trust = args.trust_config
-    if trust is None and policy.policy.sign.trust_config is not None:
-        trust = base / policy.policy.sign.trust_config
-    if key is not None:
-        from modelseal.bounded import read_input
-        from modelseal.sign.key import MAX_KEY_BYTES
-
-        key_pem = read_input(key, what="public key", limit=MAX_KEY_BYTES)
-        expected = ExpectedSigner(public_key_pem=key_pem)
-    else:
-        expected = ExpectedSigner(
-            issuer=issuer, identity=identity, identity_regexp=regexp, trust_config=trust
-        )
-    rejudge = None
-    if args.policy is not None:
-        rejudge = _rejudger(policy)
-    options = VerifyOptions(
-        expected=expected,
-        builder_id=args.builder_id or pv.builder_id,
-        source_repository=args.source_repository or pv.source_repository,
-        max_scan_age_days=(
-            args.max_scan_age_days if args.max_scan_age_days is not None else pv.max_scan_age_days
+    request = app.VerifyRequest(
+        image=args.image,
+        policy=_load_policy(args),
+        signer=app.SignerFlags(
+            key=args.key,
+            identity=args.certificate_identity,
+            identity_regexp=args.certificate_identity_regexp,
+            issuer=args.certificate_oidc_issuer,
+            trust_config=args.trust_config,
         ),
-        rejudge=rejudge,
-        policy_sha256=args.policy_digest,
-        timeout_s=args.timeout if args.timeout is not None else pv.timeout_seconds,
+        builder_id=args.builder_id,
+        source_repository=args.source_repository,
+        max_scan_age_days=args.max_scan_age_days,
+        policy_digest=args.policy_digest,
+        timeout_s=args.timeout,
+        rejudge=args.policy is not None,
     )
-    result = verify_image(args.image, options)
+    outcome = app.verify(request)
     if args.format == "json":
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(outcome.result.to_json(), indent=2))
     else:
-        print(_plain(f"{result.image}@{result.digest}"))
-        for c in result.checks:
-            print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {_plain(c.detail)}")
-        print("verified" if result.ok else "NOT verified")
-    return int(ExitCode.PASSED if result.ok else ExitCode.BREACHED)
-
-
-def _rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
-    from modelseal.findings import Status
-    from modelseal.gates import enabled_gates
-    from modelseal.judge import judge
-    from modelseal.reports.json_report import results_from_data
-
-    # Every gate this policy switches on must have run in the attested run: evidence that was
-    # never collected (a scanner the release policy switched off) cannot pass a stricter policy.
-    # models-image only when this policy maps model paths into the image: without
-    # models.image_paths it has nothing to compare; with them, an attested run that skipped it
-    # never checked that the image serves the locked weights.
-    maps_models = bool(policy.policy.models.image_paths)
-    required = [n for n in enabled_gates(policy.policy) if n != "models-image" or maps_models]
-
-    def rejudge(report: Any) -> tuple[bool, str]:
-        try:
-            results = results_from_data(report, "the attested scan report")
-        except Error as e:
-            return False, f"cannot be judged again: {e.diagnostics()}"
-        ran = {r.gate: r.status for r in results}
-        missing = [n for n in required if ran.get(n, Status.SKIPPED) is Status.SKIPPED]
-        if missing:
-            return False, (
-                f"{policy.source} requires gates the attested run did not run: {', '.join(missing)}"
-            )
-        verdict = judge(results, policy.policy)
-        return verdict.exit_code == 0, f"{verdict.status.value} under {policy.source}"
-
-    return rejudge
+        print_verification(outcome.result)
+    return int(outcome.exit_code)
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -12,11 +15,15 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from modelseal.app import RunHooks
 from modelseal.findings import Status
 from modelseal.untrusted import untrusted
 
 if TYPE_CHECKING:
     from modelseal.judge import Verdict
+    from modelseal.pipeline import ProgressFn
+    from modelseal.publish.publisher import PublishResult
+    from modelseal.publish.verify_image import VerifyResult
 
 STYLES = {
     Status.PASSED: "bold green",
@@ -68,7 +75,75 @@ def stderr_console() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
-def print_verdict(verdict: Verdict, reports: dict[str, Path], console: Console) -> None:
+def stdout_console() -> Console:
+    """The console for results (the verdict table), as wide as the terminal, at least 100."""
+    width = max(100, shutil.get_terminal_size((120, 24)).columns)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width, emoji=False)
+
+
+def plain(text: object) -> str:
+    """Untrusted text for a plain ``print`` (no Rich markup to escape)."""
+    return untrusted(text, markup=False)
+
+
+def message(text: str) -> str:
+    """A message for a Rich console: it quotes file names, tool output and registry answers,
+    so it is escaped line by line (a message may span lines; a quoted name may not)."""
+    return untrusted(text, multiline=True)
+
+
+def print_error(console: Console, text: str, *, bug: bool = False) -> None:
+    """``modelseal: <text>`` in bold red on ``console``, escaped (:func:`message`)."""
+    head = "modelseal: internal error (a bug):" if bug else "modelseal:"
+    console.print(f"[bold red]{head}[/] {message(text)}", highlight=False)
+
+
+class ConsoleHooks(RunHooks):
+    """A run as a person watches it: notices and progress on ``console`` (stderr), the
+    verdict table on stdout."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def notice(self, text: str) -> None:
+        self.console.print(message(text), highlight=False)
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[ProgressFn | None]:
+        with Progress(self.console) as progress:
+            yield progress
+
+    def judged(self, verdict: Verdict, paths: Mapping[str, Path]) -> None:
+        print_verdict(verdict, paths, stdout_console())
+
+    def publishing(self, image: str, signing: str) -> None:
+        self.console.print(
+            f"modelseal: publishing {message(image)} (signing: {signing}) …", highlight=False
+        )
+
+    def not_published(self, verdict: Verdict) -> None:
+        self.console.print(f"modelseal: not published: the verdict is {verdict.status.value}.")
+
+
+def print_published(published: PublishResult, out_dir: Path) -> None:
+    """What was published, on stdout."""
+    print(f"published {plain(published.reference)}")
+    for tag in published.tags:
+        print(f"  tag       {plain(f'{published.image}:{tag}')}")
+    for name, path in sorted(published.bundles.items()):
+        print(f"  bundle    {plain(name)}: {plain(path)}")
+    print(f"  details   {plain(out_dir / 'publish.json')}")
+
+
+def print_verification(result: VerifyResult) -> None:
+    """A verification's checks, on stdout."""
+    print(plain(f"{result.image}@{result.digest}"))
+    for c in result.checks:
+        print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {plain(c.detail)}")
+    print("verified" if result.ok else "NOT verified")
+
+
+def print_verdict(verdict: Verdict, reports: Mapping[str, Path], console: Console) -> None:
     """The verdict table, the findings that fail, and where the reports are.
 
     Gate errors, finding ids, titles and locations come from scanned files, images and advisory

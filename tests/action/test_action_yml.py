@@ -13,7 +13,8 @@ import pytest
 from ruamel.yaml import YAML
 from tests.conftest import REPO
 
-from modelseal import action
+from modelseal.github import inputs as action
+from modelseal.github.outputs import OUTPUT_NAMES
 
 ACTION = REPO / "action.yml"
 EXAMPLES = REPO / "workflows-examples"
@@ -62,7 +63,7 @@ def test_every_input_arrives_as_an_environment_variable() -> None:
 
 def test_outputs_match_the_adapter() -> None:
     outputs = load(ACTION)["outputs"]
-    assert list(outputs) == list(action.OUTPUT_NAMES)
+    assert list(outputs) == list(OUTPUT_NAMES)
     for name, item in outputs.items():
         assert item["value"] == f"${{{{ steps.modelseal.outputs.{name} }}}}"
         assert item["description"]

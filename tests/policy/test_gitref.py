@@ -16,9 +16,10 @@ import pytest
 from tests.action.harness import parse_commands, parse_file_command
 from tests.conftest import read_report
 
-from modelseal import action
+from modelseal import github
 from modelseal._cli import main
 from modelseal.errors import ConfigError, ToolError
+from modelseal.github import inputs as action
 from modelseal.policy.gitref import check_ref, check_trust_inputs, load_policy_at_ref
 from modelseal.policy.loader import LoadedPolicy, load_policy_text
 
@@ -94,7 +95,7 @@ def test_a_pull_request_cannot_loosen_the_policy_that_judges_it(
 
     env = _gh(work, GITHUB_EVENT_NAME="pull_request", GITHUB_BASE_REF="main")
     stdout = io.StringIO()
-    code = action.run_action(env, stdout=stdout)
+    code = github.run_action(env, stdout=stdout)
     assert code == 1  # judged by main's policy: the pickle is refused
     base_commit = git(upstream, "rev-parse", "main")
     base_digest = hashlib.sha256(STRICT.encode()).hexdigest()
@@ -120,7 +121,7 @@ def test_a_pull_request_cannot_loosen_the_policy_that_judges_it(
     # On a push event the checkout's policy judges (no ref, no warning).
     push = _gh(work, GITHUB_EVENT_NAME="push")
     stdout = io.StringIO()
-    assert action.run_action(push, stdout=stdout) == 0
+    assert github.run_action(push, stdout=stdout) == 0
     assert "policy changed" not in stdout.getvalue()
     assert parse_file_command((work / "out.txt").read_text())["policy-ref"] == ""
 
@@ -132,7 +133,7 @@ def test_the_base_ref_comes_from_the_event_payload(
     event.write_text(json.dumps({"pull_request": {"base": {"ref": "main"}}}))
     env = _gh(pr_checkout, GITHUB_EVENT_NAME="pull_request", GITHUB_EVENT_PATH=str(event))
     assert action.parse_inputs(env).policy_ref == "main"
-    assert action.run_action(env, stdout=io.StringIO()) == 1
+    assert github.run_action(env, stdout=io.StringIO()) == 1
     # No base ref at all on a pull_request event: refused, not judged by the PR's policy.
     env = _gh(pr_checkout, GITHUB_EVENT_NAME="pull_request_target")
     with pytest.raises(action.ActionInputError) as e:
@@ -144,7 +145,7 @@ def test_an_unchanged_policy_is_not_flagged(upstream: Path, pr_checkout: Path) -
     (pr_checkout / "modelseal.yml").write_text(STRICT)
     stdout = io.StringIO()
     env = _gh(pr_checkout, GITHUB_EVENT_NAME="pull_request", GITHUB_BASE_REF="main")
-    assert action.run_action(env, stdout=stdout) == 1
+    assert github.run_action(env, stdout=stdout) == 1
     assert "policy changed" not in stdout.getvalue()
 
 
@@ -424,7 +425,7 @@ def test_a_merge_group_is_judged_by_its_base_branch(
                                                  "head_ref": "refs/heads/gh-readonly-queue/main/pr-1"}}))  # fmt: skip
     env = _gh(pr_checkout, GITHUB_EVENT_NAME="merge_group", GITHUB_EVENT_PATH=str(event))
     assert action.parse_inputs(env).policy_ref == "refs/heads/main"
-    assert action.run_action(env, stdout=io.StringIO()) == 1  # main's policy refuses the pickle
+    assert github.run_action(env, stdout=io.StringIO()) == 1  # main's policy refuses the pickle
     report = read_report(pr_checkout / "modelseal-out" / "report.json")
     assert report["policy"]["ref"] == "refs/heads/main"
     # A merge_group event without its base ref is refused, not judged by the checkout's policy.

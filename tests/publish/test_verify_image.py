@@ -19,7 +19,7 @@ from tests.data.make_report_v1 import PASSED_POLICY, passed
 from tests.publish.conftest import statements
 from tests.sigstore_local import DEFAULT_EMAIL
 
-from modelseal._cli import _rejudger
+from modelseal.app import rejudger
 from modelseal.judge import judge
 from modelseal.oci import OciLayout
 from modelseal.policy import load_policy_text
@@ -221,10 +221,10 @@ def test_verify_rejudges_version_2_and_version_1_scan_reports(
             ref, layout, digest, signer=signer, out_dir=tmp_path / f"v{version}",
             attestations=statements(ref.name, digest, FINISHED, report),
         )  # fmt: skip
-        ok = _verify(f"{ref.name}:1.0", expected, rejudge=_rejudger(accepted))
+        ok = _verify(f"{ref.name}:1.0", expected, rejudge=rejudger(accepted))
         assert ok.ok and ok.checks[-1].detail.endswith("PASSED under release.yml"), ok.checks
         # Without the ignore entry the accepted advisory fails: the evidence was re-read.
-        bad = _verify(f"{ref.name}:1.0", expected, rejudge=_rejudger(strict))
+        bad = _verify(f"{ref.name}:1.0", expected, rejudge=rejudger(strict))
         assert not bad.ok and "judged again under the given policy: FAILED under strict.yml" in (
             bad.checks[-1].detail
         )

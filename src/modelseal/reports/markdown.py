@@ -1,82 +1,128 @@
-"""``summary.md``: the verdict table and findings, as a GitHub job summary would show them."""
+"""The one Markdown renderer: ``summary.md`` and the GitHub job summary (which adds what was
+published on top, :mod:`modelseal.github.summary`) show a verdict the same way.
+
+Every piece of report text comes from scanned images, model files and advisory databases and
+may be posted to a pull request (the Action's ``summary-path`` output): each table cell goes
+through :func:`md_escape`, each block through :func:`pre`.
+"""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
+from typing import Final
 
 from modelseal.findings import Status
-from modelseal.judge import Outcome
+from modelseal.judge import Outcome, Verdict
 from modelseal.reports.model import Report
 from modelseal.untrusted import untrusted
 
-ICONS = {
+__all__ = ["ICONS", "MAX_CELL", "MAX_FINDINGS", "md_escape", "pre", "render_markdown"]
+
+ICONS: Final[Mapping[Status, str]] = {
     Status.PASSED: "✅",
     Status.FAILED: "❌",
     Status.ERRORED: "⚠️",
     Status.SKIPPED: "⏭️",
 }
 #: GitHub caps a job summary at 1 MiB; keep well below.
-MAX_FINDINGS = 200
+MAX_FINDINGS: Final = 200
+MAX_CELL: Final = 300
+
+#: Markdown punctuation that can open a link or image (``[``), emphasis, a code span or a table
+#: cell, anywhere in a line (a cell never starts a line, so list and heading markers are inert).
+#: ``<``, ``>`` and ``&`` are left to html.escape: a backslash before an entity would show it.
+_MD_SPECIAL: Final = re.compile(r"([\\`*_\[\]|~])")
+_ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def _cell(text: str) -> str:
-    """Report text (from scanned images and advisory databases) as one inert table cell: no
-    HTML, links, emphasis, table breaks or control characters (the Action's escaping)."""
-    from modelseal.action import md_escape
+def md_escape(text: str, limit: int = MAX_CELL) -> str:
+    """Text from a report as inert Markdown for one table cell: no HTML, links, images,
+    emphasis, table breaks or terminal controls (:func:`~modelseal.untrusted.untrusted`);
+    line breaks become ``<br>``."""
+    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = untrusted(text, markup=False, multiline=True)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return html.escape(text, quote=False).replace("\n", "<br>")
 
-    return md_escape(text)
+
+def code(text: str | None) -> str:
+    """Monospace, escaped (a Markdown code span cannot hold every string safely)."""
+    return f"<code>{md_escape(text)}</code>" if text else ""
 
 
-def _pre(text: str) -> str:
-    """A preformatted block that no content can close (a ``` fence could be)."""
-    return f"<pre>{html.escape(untrusted(text, markup=False, multiline=True), quote=True)}</pre>"
+def pre(text: str) -> str:
+    """A preformatted block that no content can close (a ``` fence could be) or turn into
+    HTML or Markdown."""
+    inert = untrusted(_ANSI.sub("", text).strip(), markup=False, multiline=True)
+    return f"<pre>{html.escape(inert, quote=True)}</pre>"
+
+
+def heading(status: str) -> str:
+    """``## modelseal: ✅ PASSED``."""
+    icon = next((i for s, i in ICONS.items() if s.value == status), "")
+    return f"## modelseal: {icon} {md_escape(status)}"
+
+
+def verdict_sections(verdict: Verdict) -> list[str]:
+    """The gate table, why each errored gate errored, and the findings (failing first, then
+    by severity), as lines."""
+    out = ["", "| gate | status | findings | time | note |", "|---|---|---|---|---|"]
+    for g in verdict.gates:
+        total = len(g.decisions)
+        counts = f"{len(g.failing)} failing / {total}" if total else "0"
+        error = (g.result.error or "").strip()
+        note = error.splitlines()[0] if error else _key_fact(g.result.facts)
+        out.append(
+            f"| {md_escape(g.result.gate)} | {ICONS[g.status]} {g.status.value} | {counts} | "
+            f"{g.result.duration_s:.1f}s | {md_escape(note)} |"
+        )
+    for g in verdict.gates:
+        if g.status is Status.ERRORED and g.result.error:
+            out += [
+                "",
+                f"<details><summary>{md_escape(g.result.gate)}: why it errored</summary>",
+                "",
+                pre(g.result.error),
+                "",
+                "</details>",
+            ]
+    decisions = [d for g in verdict.gates for d in g.decisions]
+    if decisions:
+        order = {Outcome.FAIL: 0, Outcome.WARN: 1, Outcome.IGNORED: 2}
+        ranked = sorted(decisions, key=lambda d: (order[d.outcome], -d.finding.severity))
+        failing = sum(1 for d in decisions if d.outcome is Outcome.FAIL)
+        out += [
+            "",
+            f"<details><summary>{len(decisions)} finding(s), {failing} failing</summary>",
+            "",
+            "| decision | severity | id | subject | where | title | why |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for d in ranked[:MAX_FINDINGS]:
+            f = d.finding
+            cells = (f.id, f.subject, f.location or "", f.title, d.reason)
+            out.append(
+                f"| {d.outcome.value} | {f.severity.name} | "
+                + " | ".join(md_escape(c) for c in cells)
+                + " |"
+            )
+        if len(ranked) > MAX_FINDINGS:
+            out += ["", f"… and {len(ranked) - MAX_FINDINGS} more in report.json."]
+        out += ["", "</details>"]
+    return out
 
 
 def render_markdown(report: Report) -> str:
-    """Render the summary."""
+    """``summary.md``: the heading, :func:`verdict_sections`, and the policy that judged."""
     v = report.verdict
-    out = [
-        f"## modelseal: {ICONS[v.status]} {v.status.value}",
-        "",
-        "| gate | status | findings | time | note |",
-        "|---|---|---|---|---|",
-    ]
-    for g in v.gates:
-        failing = len(g.failing)
-        total = len(g.decisions)
-        counts = f"{failing} failing / {total}" if total else "0"
-        note = g.result.error.splitlines()[0] if g.result.error else _key_fact(g.result.facts)
-        out.append(
-            f"| {g.result.gate} | {ICONS[g.status]} {g.status.value} | {counts} | "
-            f"{g.result.duration_s:.1f}s | {_cell(note)} |"
-        )
-    errored = [g for g in v.gates if g.result.error and g.status is Status.ERRORED]
-    for g in errored:
-        out += ["", f"### {_cell(g.result.gate)}: why it errored", "", _pre(g.result.error or "")]
-    decisions = [d for g in v.gates for d in g.decisions]
-    if decisions:
-        out += [
-            "",
-            f"<details><summary>{len(decisions)} finding(s)</summary>",
-            "",
-            "| decision | severity | id | subject | where | title |",
-            "|---|---|---|---|---|---|",
-        ]
-        order = {Outcome.FAIL: 0, Outcome.WARN: 1, Outcome.IGNORED: 2}
-        ranked = sorted(decisions, key=lambda d: (order[d.outcome], -d.finding.severity))
-        for d in ranked[:MAX_FINDINGS]:
-            f = d.finding
-            out.append(
-                f"| {d.outcome.value} | {f.severity.name} | {_cell(f.id)} | {_cell(f.subject)} | "
-                f"{_cell(f.location or '')} | {_cell(f.title)} |"
-            )
-        if len(ranked) > MAX_FINDINGS:
-            out.append(f"\n… and {len(ranked) - MAX_FINDINGS} more in report.json.")
-        out += ["", "</details>"]
+    out = [heading(v.status.value), *verdict_sections(v)]
     out += [
         "",
-        f"Policy <code>{_cell(report.policy_source)}</code> (sha256 `{report.policy_sha256[:12]}`), "
+        f"Policy {code(report.policy_source)} (sha256 `{report.policy_sha256[:12]}`), "
         f"modelseal {report.tool_version}, {Report.iso(report.finished_at)}.",
         "",
     ]

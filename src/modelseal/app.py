@@ -1,0 +1,575 @@
+"""The application: what ``modelseal run``, ``judge`` and ``verify`` do, as typed calls.
+
+The command line (:mod:`modelseal._cli`) and the GitHub Action (:mod:`modelseal.github`) both
+turn their inputs into a request, call :func:`run`, :func:`judge` or :func:`verify`, and show
+the typed outcome. Nothing here prints or exits: problems are raised as the one error hierarchy
+(:mod:`modelseal.errors`), and what a person should see while a run goes on (the policy in
+force, gate progress, the verdict before publishing starts) reaches the caller through
+:class:`RunHooks`.
+
+The signer of a run (:func:`sign_options`) and the signer a verification expects
+(:func:`expected_signer`) are resolved here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from modelseal import __version__, fsio
+from modelseal.errors import ConfigError, Error, ExitCode
+
+if TYPE_CHECKING:
+    from modelseal.judge import Verdict
+    from modelseal.pipeline import PipelineResult, ProgressFn
+    from modelseal.policy import LoadedPolicy
+    from modelseal.publish.publisher import ImageRef, PublishResult
+    from modelseal.publish.run import SignOptions
+    from modelseal.publish.verify_image import VerifyResult
+    from modelseal.reports import Report
+    from modelseal.sign.verify import ExpectedSigner
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "JudgeOutcome",
+    "JudgeRequest",
+    "RunHooks",
+    "RunOutcome",
+    "RunRequest",
+    "SignerFlags",
+    "VerifyOutcome",
+    "VerifyRequest",
+    "expected_signer",
+    "judge",
+    "load_policy",
+    "rejudger",
+    "run",
+    "sign_options",
+    "verify",
+]
+
+DEFAULT_POLICY = Path("modelseal.yml")
+
+SignMode = Literal["keyless", "key", "none"]
+
+
+# --- the policy ----------------------------------------------------------------------------
+
+
+def policy_file(path: Path | None) -> Path | None:
+    """The policy file a run reads: ``path``, else ``modelseal.yml`` when one is here (a
+    FIFO, device or dangling link of that name too: refused when read, never quietly replaced
+    by the defaults), else None (the built-in defaults)."""
+    if path is not None:
+        return path
+    if DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink():
+        return DEFAULT_POLICY
+    return None
+
+
+def load_policy(path: Path | None = None, ref: str | None = None) -> LoadedPolicy:
+    """The policy: ``path`` (default ``modelseal.yml``) as of the git ``ref`` when given, else
+    the file, else the built-in defaults when there is none."""
+    from modelseal.policy import default_policy
+    from modelseal.policy import load_policy as load_file
+
+    if ref:
+        from modelseal.policy.gitref import load_policy_at_ref
+
+        return load_policy_at_ref(path or DEFAULT_POLICY, ref)
+    found = policy_file(path)
+    return load_file(found) if found is not None else default_policy()
+
+
+def _policy_dir(policy: LoadedPolicy) -> Path:
+    """Where paths in the policy (keys, trust configs) are relative to."""
+    return Path(policy.source).parent if policy.source != "<defaults>" else Path(".")
+
+
+def policy_notice(policy: LoadedPolicy) -> str | None:
+    """The line saying which policy judges, when it is not simply the file named."""
+    if policy.ref is not None:
+        what = policy.source if policy.source != "<defaults>" else "the built-in defaults"
+        return (
+            f"modelseal: judging under {what} as of {policy.ref} ({(policy.commit or '')[:12]}), "
+            f"sha256 {policy.sha256[:12]}."
+        )
+    if policy.source == "<defaults>":
+        return f"modelseal: no {DEFAULT_POLICY} here; judging under the built-in defaults."
+    return None
+
+
+# --- signers -------------------------------------------------------------------------------
+
+
+def sign_options(
+    policy: LoadedPolicy,
+    *,
+    mode: SignMode | None = None,
+    key_file: Path | None = None,
+    trust_config: Path | None = None,
+) -> SignOptions:
+    """How a run signs: the given mode, else the policy's ``sign.mode``; the given trust
+    config, else the policy's ``sign.trust_config`` (relative to the policy file)."""
+    from modelseal.publish.run import SignOptions
+
+    trust = trust_config
+    if trust is None and policy.policy.sign.trust_config is not None:
+        trust = Path(policy.source).parent / policy.policy.sign.trust_config
+    return SignOptions(
+        mode=mode or policy.policy.sign.mode,
+        key_file=key_file,
+        trust_config=trust,
+        attempts=policy.policy.sign.attempts,
+    )
+
+
+@dataclass(frozen=True)
+class SignerFlags:
+    """The expected signer as a caller gave it (all None: take the policy's ``verify``)."""
+
+    key: Path | None = None
+    identity: str | None = None
+    identity_regexp: str | None = None
+    issuer: str | None = None
+    trust_config: Path | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether any part of a signer was given (the trust config is not one)."""
+        return any(
+            v is not None for v in (self.key, self.identity, self.identity_regexp, self.issuer)
+        )
+
+
+def expected_signer(flags: SignerFlags, policy: LoadedPolicy) -> ExpectedSigner:
+    """The one signer a verification accepts: from ``flags``, or from the policy's ``verify``
+    section — never a mix, so a policy (e.g. the checked-out repository's) cannot swap the
+    signer the caller pinned. ConfigError when there is none, or more than one."""
+    from modelseal.sign.verify import ExpectedSigner
+
+    pv = policy.policy.verify
+    base = _policy_dir(policy)
+    if flags.given:
+        key, identity, regexp = flags.key, flags.identity, flags.identity_regexp
+        issuer = flags.issuer
+    else:
+        key = base / pv.public_key if pv.public_key else None
+        identity, regexp, issuer = pv.identity, pv.identity_regexp, pv.issuer
+    if key is not None and any(v is not None for v in (identity, regexp, issuer)):
+        raise ConfigError(
+            "verify takes one expected signer: a key, or an issuer with an identity — not both."
+        )
+    if identity is not None and regexp is not None:
+        raise ConfigError("give --certificate-identity or --certificate-identity-regexp, not both.")
+    if regexp is not None:
+        from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
+        from modelseal.untrusted import untrusted
+
+        try:
+            compile_identity_regexp(regexp)
+        except IdentityRegexpError as e:
+            shown = untrusted(regexp, markup=False, limit=200)
+            raise ConfigError(f"--certificate-identity-regexp {shown} is {e}.") from None
+    if key is None and (issuer is None or (identity is None and regexp is None)):
+        raise ConfigError(
+            "verify needs an expected signer: --key PUB.pem, or --certificate-oidc-issuer with "
+            "--certificate-identity or --certificate-identity-regexp (or the policy's verify "
+            "section)."
+        )
+    if key is not None:
+        from modelseal.bounded import read_input
+        from modelseal.sign.key import MAX_KEY_BYTES
+
+        return ExpectedSigner(
+            public_key_pem=read_input(key, what="public key", limit=MAX_KEY_BYTES)
+        )
+    trust = flags.trust_config
+    if trust is None and policy.policy.sign.trust_config is not None:
+        trust = base / policy.policy.sign.trust_config
+    return ExpectedSigner(
+        issuer=issuer, identity=identity, identity_regexp=regexp, trust_config=trust
+    )
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+class RunHooks:
+    """What a caller sees of a run while it goes on. The defaults show nothing; the command
+    line and the Action print (:class:`modelseal.ui.ConsoleHooks`)."""
+
+    def notice(self, text: str) -> None:
+        """A line about the run (e.g. which policy judges)."""
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[ProgressFn | None]:
+        """Per-gate progress while the pipeline runs."""
+        yield None
+
+    def judged(self, verdict: Verdict, paths: Mapping[str, Path]) -> None:
+        """The verdict, once the reports are written (before any publishing)."""
+
+    def publishing(self, image: str, signing: str) -> None:
+        """Publishing starts (only after a passing verdict)."""
+
+    def not_published(self, verdict: Verdict) -> None:
+        """A run asked to publish, but the verdict did not pass."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run: the build context and its options, and what to publish where."""
+
+    policy: LoadedPolicy
+    context: Path
+    out_dir: Path = Path("modelseal-out")
+    command: str = "run"
+    gates: tuple[str, ...] = ()
+    """Only these gates (empty: every gate)."""
+    dockerfile: Path | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    build_contexts: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    platforms: tuple[str, ...] = ()
+    source_date_epoch: int | None = None
+    builder: str | None = None
+    buildkit_image: str | None = None
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    push: ImageRef | None = None
+    """Publish here on a pass (None: do not publish)."""
+    tags: tuple[str, ...] = ()
+    """More tags to move: bare, or full references of ``push``'s repository."""
+    sign: SignMode | None = None
+    key_file: Path | None = None
+    trust_config: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run did: the verdict, the reports, and what was published."""
+
+    policy: LoadedPolicy
+    verdict: Verdict
+    report: Report
+    pipeline: PipelineResult
+    paths: Mapping[str, Path]
+    """Report format → the file written."""
+    out_dir: Path
+    published: PublishResult | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The run's exit code (the verdict's; publishing raises when it fails)."""
+        return self.verdict.exit_code
+
+
+def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
+    """Run the gates, judge the evidence, write the reports and — on a pass, if asked —
+    publish. Raises :class:`~modelseal.errors.Error` for bad input, a run that cannot start
+    and a publish that fails (``hooks.judged`` has seen the verdict by then)."""
+    from modelseal.gates import select_gates
+    from modelseal.judge import judge as judge_results
+    from modelseal.pipeline import RunOptions, resolve_source_date_epoch, run_pipeline
+    from modelseal.policy.gitref import check_trust_inputs
+    from modelseal.reports import Report, write_reports
+
+    hooks = hooks or RunHooks()
+    policy, gates = request.policy, request.gates
+    selected = select_gates(gates)
+    if not request.context.is_dir():
+        raise ConfigError(f"build context {request.context} is not a directory.")
+    # Before anything reads them: under a policy ref the files the policy trusts (VEX, keys,
+    # trust config) must be the ones committed with it, or a PR could loosen them instead.
+    trusted = check_trust_inputs(policy, request.context)
+    signer = None
+    tags: tuple[str, ...] = ()
+    if request.tags and request.push is None:
+        raise ConfigError("--tag needs --push IMAGE: tags are moved only when publishing.")
+    if request.push is not None:
+        from modelseal.publish.run import make_signer
+
+        if gates and "build" not in gates:
+            raise ConfigError("--push needs the build gate (drop --gate, or add --gate build).")
+        tags = checked_tags(request.push, request.tags, policy)
+        # Before the build: a missing key or trust config must not cost a whole run.
+        signer = make_signer(
+            sign_options(
+                policy,
+                mode=request.sign,
+                key_file=request.key_file,
+                trust_config=request.trust_config,
+            )
+        )
+    if request.build_contexts and (not gates or "build" in gates):
+        from modelseal.build.gate import check_build_contexts
+
+        check_build_contexts(dict(request.build_contexts))
+    options = RunOptions(
+        context=request.context,
+        dockerfile=request.dockerfile,
+        build_args=dict(request.build_args),
+        build_contexts=dict(request.build_contexts),
+        source_date_epoch=request.source_date_epoch,
+        out_dir=request.out_dir,
+        gates=gates,
+        labels=dict(request.labels),
+        annotations=dict(request.annotations),
+        platforms=tuple(dict.fromkeys(request.platforms)),
+        builder=request.builder,
+        buildkit_image=request.buildkit_image,
+        cache_from=request.cache_from,
+        cache_to=request.cache_to,
+        publish=request.push is not None,
+    )
+    epoch = resolve_source_date_epoch(
+        request.source_date_epoch,
+        os.environ.get("SOURCE_DATE_EPOCH"),
+        request.context.resolve(),
+    )
+    notice = policy_notice(policy)
+    if notice is not None:
+        hooks.notice(notice)
+    for t in trusted:
+        digest = f"sha256 {t.sha256[:12]}" if t.sha256 else "absent"
+        hooks.notice(f"  {t.key} {t.path}: as committed ({digest}).")
+    with hooks.progress() as progress:
+        result = run_pipeline(selected, policy, options, epoch, progress=progress)
+    verdict = judge_results(
+        result.results,
+        policy.policy,
+        internal_error=result.internal_error,
+        base_dir=request.context.resolve(),
+    )
+    report = Report(
+        verdict=verdict,
+        policy_source=policy.source,
+        policy_sha256=policy.sha256,
+        policy_ref=policy.ref,
+        policy_commit=policy.commit,
+        policy_inputs=tuple((t.path, t.sha256) for t in trusted),
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        tool_version=__version__,
+        command=request.command,
+    )
+    out_dir = fsio.absolute(request.out_dir)
+    paths = write_reports(report, out_dir)
+    hooks.judged(verdict, paths)
+    outcome = RunOutcome(
+        policy=policy, verdict=verdict, report=report, pipeline=result, paths=paths,
+        out_dir=out_dir,
+    )  # fmt: skip
+    if request.push is None:
+        return outcome
+    if verdict.exit_code != 0:
+        hooks.not_published(verdict)
+        return outcome
+    from modelseal.publish.run import publish_run
+
+    hooks.publishing(request.push.name, signer.mode if signer is not None else "none (unsigned)")
+    published = publish_run(
+        {r.gate: r for r in result.results},
+        paths["json"],
+        ref=request.push,
+        signer=signer,
+        out_dir=out_dir,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        build_args=dict(request.build_args),
+        policy_path=policy.source,
+        policy_sha256=policy.sha256,
+        policy_ref=policy.ref,
+        extra_tags=(*tags, *policy.policy.publish.tags),
+        labels=dict(request.labels),
+        annotations=dict(request.annotations),
+        attestations=tuple(policy.policy.publish.attestations),
+        repo_dir=request.context.resolve(),
+    )
+    return RunOutcome(
+        policy=policy, verdict=verdict, report=report, pipeline=result, paths=paths,
+        out_dir=out_dir, published=published,
+    )  # fmt: skip
+
+
+def checked_tags(push: ImageRef, tags: Sequence[str], policy: LoadedPolicy) -> tuple[str, ...]:
+    """The bare tags of ``tags`` (full references must name ``push``'s repository), after
+    checking them and ``push``'s own tag against ``publish.allowed_tags``."""
+    from fnmatch import fnmatchcase
+
+    from modelseal.publish.publisher import ImageRef
+
+    bare: list[str] = []
+    for text in tags:
+        if "/" in text:
+            ref = ImageRef.parse(text, what="--tag")
+            if ref.name != push.name:
+                raise ConfigError(
+                    f"--tag {text}: names {ref.name}, but the image is published to "
+                    f"{push.name}; modelseal publishes (and signs) in one repository — run it "
+                    "once per repository."
+                )
+            text = str(ref.tag)
+        bare.append(text)
+    allowed = policy.policy.publish.allowed_tags
+    for tag in [*([push.tag] if push.tag else []), *bare]:
+        if not any(fnmatchcase(tag, glob) for glob in allowed):
+            raise ConfigError(
+                f"tag {tag!r} is not allowed by {policy.source}: publish.allowed_tags is "
+                f"{list(allowed)}."
+            )
+    return tuple(dict.fromkeys(bare))
+
+
+# --- judge ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """Judge a stored report.json again under ``policy``; write the reports to ``out_dir``
+    (None: write nothing)."""
+
+    report: Path
+    policy: LoadedPolicy
+    out_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class JudgeOutcome:
+    """The new verdict, and the reports written (empty without ``out_dir``)."""
+
+    verdict: Verdict
+    paths: Mapping[str, Path] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The verdict's exit code."""
+        return self.verdict.exit_code
+
+
+def judge(request: JudgeRequest) -> JudgeOutcome:
+    """Judge the evidence of a stored report again, without collecting anything."""
+    from modelseal.judge import judge as judge_results
+    from modelseal.reports import Report, write_reports
+    from modelseal.reports.json_report import read_results
+
+    policy = request.policy
+    results, data = read_results(request.report)
+    verdict = judge_results(results, policy.policy)
+    if request.out_dir is None:
+        return JudgeOutcome(verdict)
+    import calendar
+    import time
+
+    def ts(key: str) -> float:
+        return float(calendar.timegm(time.strptime(str(data[key]), "%Y-%m-%dT%H:%M:%SZ")))
+
+    report = Report(
+        verdict=verdict, policy_source=policy.source, policy_sha256=policy.sha256,
+        started_at=ts("started_at"), finished_at=ts("finished_at"),
+        tool_version=__version__, command="judge",
+    )  # fmt: skip
+    return JudgeOutcome(verdict, write_reports(report, fsio.absolute(request.out_dir)))
+
+
+# --- verify --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """Verify a published image: the expected signer (:func:`expected_signer`), the
+    provenance and scan expectations (unset: the policy's ``verify`` section), and with
+    ``rejudge`` the attested evidence judged again under ``policy``."""
+
+    image: str
+    policy: LoadedPolicy
+    signer: SignerFlags = SignerFlags()
+    builder_id: str | None = None
+    source_repository: str | None = None
+    max_scan_age_days: int | None = None
+    policy_digest: str | None = None
+    """The attested run must have been judged by a policy of this sha256 (hex)."""
+    timeout_s: int | None = None
+    rejudge: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    """The checks and their results."""
+
+    result: VerifyResult
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return bool(self.result.ok)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 verified, 1 not."""
+        return ExitCode.PASSED if self.ok else ExitCode.BREACHED
+
+    def failures(self) -> list[str]:
+        """``name: detail`` of each failed check."""
+        return [f"{c.name}: {c.detail}" for c in self.result.checks if not c.ok]
+
+
+def verify(request: VerifyRequest) -> VerifyOutcome:
+    """Verify a published image before it is deployed."""
+    from modelseal.publish.verify_image import VerifyOptions, verify_image
+
+    policy = request.policy
+    pv = policy.policy.verify
+    expected = expected_signer(request.signer, policy)
+    options = VerifyOptions(
+        expected=expected,
+        builder_id=request.builder_id or pv.builder_id,
+        source_repository=request.source_repository or pv.source_repository,
+        max_scan_age_days=(
+            request.max_scan_age_days
+            if request.max_scan_age_days is not None
+            else pv.max_scan_age_days
+        ),
+        rejudge=rejudger(policy) if request.rejudge else None,
+        policy_sha256=request.policy_digest,
+        timeout_s=request.timeout_s if request.timeout_s is not None else pv.timeout_seconds,
+    )
+    return VerifyOutcome(verify_image(request.image, options))
+
+
+def rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
+    """The check that judges an attested scan report again under ``policy``: (passed, why)."""
+    from modelseal.findings import Status
+    from modelseal.gates import enabled_gates
+    from modelseal.judge import judge as judge_results
+    from modelseal.reports.json_report import results_from_data
+
+    # Every gate this policy switches on must have run in the attested run: evidence that was
+    # never collected (a scanner the release policy switched off) cannot pass a stricter policy.
+    # models-image only when this policy maps model paths into the image: without
+    # models.image_paths it has nothing to compare; with them, an attested run that skipped it
+    # never checked that the image serves the locked weights.
+    maps_models = bool(policy.policy.models.image_paths)
+    required = [n for n in enabled_gates(policy.policy) if n != "models-image" or maps_models]
+
+    def rejudge(report: Any) -> tuple[bool, str]:
+        try:
+            results = results_from_data(report, "the attested scan report")
+        except Error as e:
+            return False, f"cannot be judged again: {e.diagnostics()}"
+        ran = {r.gate: r.status for r in results}
+        missing = [n for n in required if ran.get(n, Status.SKIPPED) is Status.SKIPPED]
+        if missing:
+            return False, (
+                f"{policy.source} requires gates the attested run did not run: {', '.join(missing)}"
+            )
+        verdict = judge_results(results, policy.policy)
+        return verdict.exit_code == 0, f"{verdict.status.value} under {policy.source}"
+
+    return rejudge
