@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import IO, Final
 
 from modelseal.findings import Severity
+from modelseal.models.bytesource import ByteSource
+from modelseal.models.decompress import iter_decompressed
 from modelseal.models.formats import (
     INFLATABLE_ZIP_METHODS,
     ZIP_ERRORS,
-    ByteSource,
     Detected,
     detect_format,
-    iter_decompressed,
 )
 from modelseal.models.issues import Format, ModelIssue
 from modelseal.models.limits import DEFAULT_LIMITS, Budget, ScanLimitExceeded, ScanLimits
