@@ -32,9 +32,9 @@ from sigstore.oidc import IdentityToken, detect_credential
 from sigstore.sign import Signer as SigstoreSigner
 from sigstore.sign import SigningContext
 
+from modelseal.sign.expected import certificate_identity, certificate_issuer
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed, Signer, SigningError
 from modelseal.sign.trust import TrustConfig, production_trust
-from modelseal.sign.verify import certificate_identity, certificate_issuer
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
