@@ -21,6 +21,7 @@ from typing import Any
 from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.imagefs import FsEntry, ImageFs, printable
+from modelseal.models.allowlist import Allowlist
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.limits import scan_limits
 from modelseal.models.lock import (
@@ -33,7 +34,6 @@ from modelseal.models.lock import (
     walk_files,
 )
 from modelseal.models.mlbom import model_records, write_models_json
-from modelseal.models.pickle_scan import Allowlist
 from modelseal.models.scan import FileScan, scan_files
 from modelseal.oci import OciLayout
 from modelseal.pipeline import Context

@@ -340,7 +340,7 @@ class ModelsPolicy(BaseModel):
     def _globals_cannot_run_code(cls, value: list[str]) -> list[str]:
         # The scanner's rules, so the policy cannot admit what the scanner would refuse
         # (os.system, builtins.*, dunders …).
-        from modelseal.models.pickle_scan import Allowlist
+        from modelseal.models.allowlist import Allowlist
 
         for entry in value:
             try:
