@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from cryptography import x509
-from sigstore._internal.trust import KeyringPurpose
 from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.models import Bundle
 from sigstore.verify import Verifier
 
+from modelseal.sign._sigstore_internal import verify_inclusion_proof
 from modelseal.sign.dsse import (
     as_json_object,
     b64field,
@@ -138,7 +138,7 @@ def _verify_keyless_bundle(
             if (kind.get("kind"), kind.get("version")) == ("intoto", "0.0.2"):
                 # sigstore-python 4.5 rejects these (npm and older GitHub attestations): check the
                 # inclusion proof with it, and the rest the way the cosign path does.
-                parsed.log_entry._verify(trust.trusted_root.rekor_keyring(KeyringPurpose.VERIFY))
+                verify_inclusion_proof(parsed.log_entry, trust.trusted_root)
                 body, ptype = dsse_parts(envelope)
                 verify_logged_signature(
                     cert=cert,

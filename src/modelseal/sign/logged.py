@@ -31,14 +31,9 @@ from cryptography.x509.verification import (
     Store,
 )
 from cryptography.x509.verification import VerificationError as X509VerificationError
-
-# sigstore-python is pinned exactly (pyproject); these internals are its reference SCT check
-# and its typed keyrings, used for the cosign path that its public Verifier cannot take.
-from sigstore._internal.sct import verify_sct
-from sigstore._internal.trust import KeyringPurpose
-from sigstore._utils import KeyID
 from sigstore.errors import Error as SigstoreError
 
+from modelseal.sign._sigstore_internal import verify_rekor_signature, verify_sct
 from modelseal.sign.dsse import verify_ecdsa
 from modelseal.sign.expected import (
     ExpectedSigner,
@@ -152,7 +147,7 @@ def verify_logged_signature(
     chain = _fulcio_chain(cert, at, trust)
     # 3. Its SCT: the certificate was publicly logged by the CT log.
     try:
-        verify_sct(cert, chain, trust.trusted_root.ct_keyring(KeyringPurpose.VERIFY))
+        verify_sct(cert, chain, trust.trusted_root)
     except SigstoreError as e:
         raise VerificationError(
             f"The signing certificate's SCT does not verify against the CT log keys of "
@@ -181,8 +176,11 @@ def verify_promise(promise: Promise, trust: TrustConfig) -> None:
         }
     )
     try:
-        trust.trusted_root.rekor_keyring(KeyringPurpose.VERIFY).verify(
-            key_id=KeyID(promise.log_id), signature=promise.signed_entry_timestamp, data=canonical
+        verify_rekor_signature(
+            trust.trusted_root,
+            key_id=promise.log_id,
+            signature=promise.signed_entry_timestamp,
+            data=canonical,
         )
     except SigstoreError:
         raise VerificationError(
