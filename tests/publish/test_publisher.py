@@ -13,10 +13,10 @@ import pytest
 from tests.conftest import require
 from tests.publish.conftest import statements
 
-from modelseal.errors import ConfigError
+from modelseal.errors import ConfigError, PublishError
 from modelseal.oci import OciLayout
 from modelseal.publish.cosign import cosign_tag
-from modelseal.publish.publisher import ImageRef, PublishError, publish
+from modelseal.publish.publisher import ImageRef, publish
 from modelseal.publish.registry import RegistryClient, RegistryError
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed, Signer, SigningError
 from modelseal.sign.key import KeySigner

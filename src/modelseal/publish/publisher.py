@@ -36,7 +36,7 @@ from typing import Any
 
 from modelseal import fsio
 from modelseal._tools import run_tool
-from modelseal.errors import ConfigError, GateError, ToolError
+from modelseal.errors import ConfigError, PublishError, ToolError
 from modelseal.oci import INDEX_TYPES, OciLayout
 from modelseal.publish.cosign import (
     att_manifest,
@@ -166,10 +166,6 @@ class PublishResult:
             "referrers": list(self.referrers),
             "pushed_with": self.pushed_with,
         }
-
-
-class PublishError(GateError):
-    """The publish stopped; the message says which tags, if any, moved."""
 
 
 def publish(

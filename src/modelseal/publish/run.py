@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from modelseal import fsio
 from modelseal.build.gate import platform_manifests
-from modelseal.errors import ConfigError, GateError
+from modelseal.errors import ConfigError, PublishError
 from modelseal.findings import GateResult
 from modelseal.models.mlbom import read_models_json
 from modelseal.oci import OciLayout
@@ -118,7 +118,7 @@ def publish_run(
     """Attest, sign and publish the image a passing run built."""
     build = results.get("build")
     if build is None or "oci_layout" not in build.artifacts or "image.digest" not in build.facts:
-        raise GateError("nothing to publish: the build gate did not produce an image.")
+        raise PublishError("nothing to publish: the build gate did not produce an image.")
     layout = OciLayout(Path(build.artifacts["oci_layout"]))
     digest = build.facts["image.digest"]
     facts = build.facts
@@ -168,7 +168,7 @@ def publish_run(
     statements: dict[str, Mapping[str, Any]] = {"provenance": provenance}
     if "sbom" in attestations:
         if sbom_bytes is None:
-            raise GateError("the SBOM attestation is asked for but the sbom gate wrote none.")
+            raise PublishError("the SBOM attestation is asked for but the sbom gate wrote none.")
         statements["sbom"] = sbom_statement(ref.name, digest, json.loads(sbom_bytes))
     if "scan-report" in attestations:
         statements["scan-report"] = scan_report_statement(
