@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from modelseal import fsio
-from modelseal._tools import run_tool
+from modelseal._tools import run_tool, which
 from modelseal.errors import ConfigError, PublishError, ToolError
 from modelseal.oci import INDEX_TYPES, OciLayout
 from modelseal.publish.cosign import (
@@ -282,7 +281,7 @@ def _push_image(
     credentials: Credentials | None,
     client: RegistryClient,
 ) -> str:
-    skopeo = shutil.which("skopeo")
+    skopeo = which("skopeo")
     if skopeo is None:
         if media_type in INDEX_TYPES:
             raise PublishError("skopeo is needed to push a multi-platform image (install skopeo).")
