@@ -703,6 +703,7 @@ def _publish(
         labels=dict(args.label),
         annotations=dict(args.annotation),
         attestations=tuple(policy.policy.publish.attestations),
+        pusher=policy.policy.publish.pusher,
         repo_dir=args.context.resolve(),
     )
     print(f"published {_plain(published.reference)}")

@@ -540,6 +540,12 @@ class PublishPolicy(BaseModel):
         description="Attestations attached to the image (as Sigstore bundle referrers and "
         "cosign .att).",
     )
+    pusher: Literal["skopeo", "builtin"] = Field(
+        default="skopeo",
+        description="What pushes the image: skopeo (the documented path; without skopeo on PATH "
+        "the publish is ERRORED, exit 3, before anything is signed) or builtin (modelseal's own "
+        "OCI registry client, for runners without skopeo; single-platform images only).",
+    )
 
 
 class VerifyPolicy(BaseModel):

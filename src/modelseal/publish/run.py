@@ -34,6 +34,7 @@ from modelseal.publish.publisher import (
     Attestation,
     ImageRef,
     PublishResult,
+    Pusher,
     publish,
     registry_credentials,
 )
@@ -111,6 +112,7 @@ def publish_run(
     policy_ref: str | None = None,
     extra_tags: tuple[str, ...] = (),
     attestations: tuple[str, ...] = ("provenance", "sbom", "scan-report"),
+    pusher: Pusher = "skopeo",
     repo_dir: Path | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -185,6 +187,7 @@ def publish_run(
         extra_tags=extra_tags,
         created=epoch,
         credentials=registry_credentials(ref.host),
+        pusher=pusher,
     )
     data = result.to_json()
     data["provenance"] = str(out_dir / "provenance.intoto.json")
