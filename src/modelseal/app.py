@@ -390,6 +390,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         labels=dict(request.labels),
         annotations=dict(request.annotations),
         attestations=tuple(policy.policy.publish.attestations),
+        pusher=policy.policy.publish.pusher,
         repo_dir=request.context.resolve(),
     )
     return RunOutcome(

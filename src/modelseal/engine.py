@@ -19,10 +19,8 @@ import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from modelseal import fsio
-from modelseal._tools import ToolResult, find_tool, run_tool, tail
+from modelseal._tools import ToolResult, find_tool, run_tool, spawn, tail, which
 from modelseal.errors import EngineError, Error, ToolError
 
 #: The BuildKit image of the ``docker-container`` builder modelseal creates on engines whose image
@@ -287,6 +285,8 @@ def _inspect_field(inspect_output: str, *keys: str) -> str:
 
 #: A pid file is a few digits; anything longer is not dockerd's.
 _MAX_PIDFILE = 32
+#: A lazy unmount returns at once; this only bounds a hung umount.
+_UMOUNT_TIMEOUT = 30
 
 
 class PrivateEngine:
@@ -337,7 +337,7 @@ class PrivateEngine:
         fsio.ensure_private_dir(self.root)
         if self.running():
             return self
-        dockerd = shutil.which("dockerd")
+        dockerd = which("dockerd")
         if dockerd is None:
             raise EngineError(
                 "dockerd was not found on PATH, so no private engine can be started.",
@@ -363,12 +363,8 @@ class PrivateEngine:
         ]  # fmt: skip
         log = fsio.open_append(self.log)
         try:
-            # A session of its own: the engine outlives `modelseal engine start`, and Ctrl-C on
-            # the caller's terminal must not reach it.
-            proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
+            # spawn: a session of its own, so the engine outlives `modelseal engine start`.
+            proc = spawn(argv, output=log)
         finally:
             os.close(log)
         deadline = time.monotonic() + timeout
@@ -481,7 +477,9 @@ def _unmount_below(root: Path) -> None:
             if point.startswith(prefix):
                 points.append(point)
     for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        # Best effort: what stays mounted stays (the next stop tries again).
+        with contextlib.suppress(ToolError):
+            run_tool(["umount", "-l", point], timeout=_UMOUNT_TIMEOUT, check=False)
 
 
 def _log_tail(path: Path, lines: int = 8) -> str:

@@ -48,6 +48,19 @@ class GateError(Error):
     exit_code = ExitCode.ERRORED
 
 
+class PublishError(Error):
+    """Signing, a registry, or a publish (or the verification of what was published) could not
+    complete (exit 3). Not a gate's evidence: the verdict is already decided when these run.
+
+    Below it: :class:`~modelseal.sign.interface.SigningError`,
+    :class:`~modelseal.sign.interface.VerificationError`,
+    :class:`~modelseal.publish.registry.RegistryError` (and its unavailable / limit kinds) and
+    :class:`~modelseal.publish.cosign.CosignFormatError`.
+    """
+
+    exit_code = ExitCode.ERRORED
+
+
 class ToolError(GateError):
     """An external tool was missing, crashed, timed out, or printed something unparsable."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import subprocess
 import threading
 import time
 import traceback
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from modelseal import fsio
-from modelseal.errors import ConfigError, Error
+from modelseal._tools import run_tool
+from modelseal.errors import ConfigError, Error, ToolError
 from modelseal.findings import GateResult, Status
 from modelseal.policy import LoadedPolicy
 
@@ -83,11 +83,10 @@ def resolve_source_date_epoch(
             )
         return SourceDateEpoch(value, "environment")
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo_dir), "log", "-1", "--format=%ct"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
+        proc = run_tool(
+            ["git", "-C", str(repo_dir), "log", "-1", "--format=%ct"], timeout=30, check=False
+        )
+    except ToolError:  # no git, or it hung: the default epoch, as for a directory outside git
         proc = None
     if proc is not None and proc.returncode == 0 and proc.stdout.strip().isdigit():
         return SourceDateEpoch(int(proc.stdout.strip()), "git HEAD")

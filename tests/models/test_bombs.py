@@ -20,7 +20,7 @@ import pydantic
 import pytest
 
 from modelseal._cli import main
-from modelseal.models.formats import decompress_prefix
+from modelseal.models.decompress import decompress_prefix
 from modelseal.models.issues import ModelIssue
 from modelseal.models.limits import ScanLimits
 from modelseal.models.scan import PREFETCH_MIN_FILES, SPOOL_IN_MEMORY, PrefetchedScans, scan_file

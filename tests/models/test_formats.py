@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from modelseal.errors import ConfigError
+from modelseal.models.decompress import decompress_prefix
 from modelseal.models.formats import (
     TORCH_LEGACY_MAGIC,
     Detected,
-    decompress_prefix,
     detect_format,
     looks_like_pickle,
 )

@@ -27,7 +27,8 @@ import pytest
 from tests.conftest import require
 
 from modelseal.findings import Severity
-from modelseal.models.pickle_scan import Allowlist, GlobalRef, PickleScan, scan_pickle
+from modelseal.models.allowlist import Allowlist
+from modelseal.models.pickle_scan import GlobalRef, PickleScan, scan_pickle
 
 ALLOW = Allowlist.default()
 

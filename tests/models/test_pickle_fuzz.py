@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import require
 
-from modelseal.models.pickle_scan import Allowlist, PickleScan, scan_pickle
+from modelseal.models.allowlist import Allowlist
+from modelseal.models.pickle_scan import PickleScan, scan_pickle
 
 ALLOW = Allowlist.default()
 FAILURE_KINDS = {"unparsable", "trailing-data", "scan-limit"}
@@ -220,7 +221,8 @@ MB = 1 << 20
 _CHILD = """
 import json, re, sys, time
 from pathlib import Path
-from modelseal.models.pickle_scan import Allowlist, scan_pickle
+from modelseal.models.allowlist import Allowlist
+from modelseal.models.pickle_scan import scan_pickle
 def peak_kib():
     return int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1])
 data = Path(sys.argv[1]).read_bytes()

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from tests.conftest import require
 
-from modelseal.models.pickle_scan import Allowlist, scan_pickle
+from modelseal.models.allowlist import Allowlist
+from modelseal.models.pickle_scan import scan_pickle
 
 ALLOW = Allowlist.default()
 LEGACY_PICKLES = 5  # magic number, protocol version, sys_info, the object, storage keys

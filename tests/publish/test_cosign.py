@@ -42,8 +42,9 @@ from modelseal.publish.cosign import (
 )
 from modelseal.publish.provenance import SCAN_REPORT_PREDICATE
 from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
+from modelseal.sign.dsse import dsse_pae
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed
-from modelseal.sign.key import KeySigner, dsse_pae, generate_ephemeral_key
+from modelseal.sign.key import KeySigner, generate_ephemeral_key
 
 GOLDEN = Path(__file__).resolve().parent.parent / "data" / "cosign-2.5"
 GOLDEN_IMAGE = "sha256:8f456fe77c8faa7caacae58d654356559b98f4c22c6807a75b9c2544757d335c"

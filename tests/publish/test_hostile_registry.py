@@ -27,7 +27,7 @@ from benchmarks.soak_registry import (
     run_case,
 )
 
-from modelseal.errors import GateError
+from modelseal.errors import PublishError
 from modelseal.publish.publisher import registry_token_hosts
 from modelseal.publish.registry import (
     Credentials,
@@ -62,7 +62,7 @@ def test_every_hostile_case_stops_naming_its_limit(case: Case, expected: Expecte
         tracemalloc.start()
         t0 = time.monotonic()
         try:
-            with pytest.raises(GateError) as err:
+            with pytest.raises(PublishError) as err:
                 verify_image(
                     f"{host}/hostile/app:1.0",
                     VerifyOptions(expected, timeout_s=timeout),

@@ -3,6 +3,7 @@ docker-registry on 127.0.0.1, with a key signer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -13,10 +14,11 @@ import pytest
 from tests.conftest import require
 from tests.publish.conftest import statements
 
-from modelseal.errors import ConfigError
+from modelseal.errors import ConfigError, ExitCode, PublishError
 from modelseal.oci import OciLayout
+from modelseal.policy import PolicyFileError, default_policy, load_policy_text
 from modelseal.publish.cosign import cosign_tag
-from modelseal.publish.publisher import ImageRef, PublishError, publish
+from modelseal.publish.publisher import ImageRef, publish
 from modelseal.publish.registry import RegistryClient, RegistryError
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed, Signer, SigningError
 from modelseal.sign.key import KeySigner
@@ -222,3 +224,85 @@ def test_explicit_credentials_can_be_scoped_to_one_registry(
     }
     assert registry_credentials("registry.example.com", env) is not None
     assert registry_credentials("evil.example", env) is None
+
+
+class _MustNotSign(Signer):
+    mode = "key"
+
+    def sign_message(self, payload: bytes) -> Signed:
+        raise AssertionError("signed although the image cannot be pushed")
+
+    def sign_statement(self, statement: Mapping[str, Any]) -> Signed:
+        raise AssertionError("signed although the image cannot be pushed")
+
+
+def _tiny_layout(root: Path, media_type: str) -> tuple[OciLayout, str]:
+    """An OCI layout whose one top-level blob has ``media_type`` (enough for publish() to
+    decide how to push; nothing here reaches a registry)."""
+    body = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": []}).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "blobs" / "sha256" / digest.removeprefix("sha256:")).write_bytes(body)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    index = {"schemaVersion": 2, "manifests": [
+        {"mediaType": media_type, "digest": digest, "size": len(body)}
+    ]}  # fmt: skip
+    (root / "index.json").write_text(json.dumps(index))
+    return OciLayout(root), digest
+
+
+def test_missing_skopeo_without_the_opt_in_is_errored_before_signing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No silent fallback: skopeo is the pusher unless the policy says publish.pusher: builtin."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    layout, digest = _tiny_layout(tmp_path / "layout", "application/vnd.oci.image.manifest.v1+json")
+    ref = ImageRef.parse("127.0.0.1:9/seal/noskopeo:1.0")
+    with pytest.raises(PublishError) as e:
+        publish(
+            ref, layout, digest, signer=_MustNotSign(), attestations=[], out_dir=tmp_path / "out",
+        )  # fmt: skip
+    assert e.value.exit_code is ExitCode.ERRORED
+    assert "skopeo was not found on PATH" in e.value.message
+    assert "publish: {pusher: builtin}" in e.value.diagnostics()  # names the fix
+    assert not (tmp_path / "out" / "bundles").exists()  # nothing signed, nothing written
+
+
+def test_the_builtin_pusher_refuses_a_multi_platform_index(tmp_path: Path) -> None:
+    layout, digest = _tiny_layout(tmp_path / "layout", "application/vnd.oci.image.index.v1+json")
+    ref = ImageRef.parse("127.0.0.1:9/seal/index:1.0")
+    with pytest.raises(PublishError, match="not a multi-platform index") as e:
+        publish(
+            ref, layout, digest, signer=_MustNotSign(), attestations=[], out_dir=tmp_path,
+            pusher="builtin",
+        )  # fmt: skip
+    assert e.value.exit_code is ExitCode.ERRORED
+
+
+def test_the_builtin_pusher_publishes_without_skopeo_when_opted_in(
+    registry: str,
+    busybox_layout: tuple[OciLayout, str],
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    layout, digest = busybox_layout
+    ref = ImageRef.parse(f"{registry}/seal/builtin:1.0")
+    result = publish(
+        ref, layout, digest, signer=KeySigner.from_file(keys[0]),
+        attestations=statements(ref.name, digest), out_dir=tmp_path, pusher="builtin",
+    )  # fmt: skip
+    assert result.pushed_with == "modelseal"
+    client = RegistryClient(registry, "seal/builtin")
+    assert client.get_manifest("1.0")[2] == digest
+    assert client.get_manifest(digest)[1] == layout.blob(digest).read_bytes()
+    assert client.get_manifest(cosign_tag(digest, "sig"))[0]
+
+
+def test_the_policy_key_takes_skopeo_or_builtin_only() -> None:
+    assert default_policy().policy.publish.pusher == "skopeo"
+    loaded = load_policy_text("version: 1\npublish:\n  pusher: builtin\n", "modelseal.yml")
+    assert loaded.policy.publish.pusher == "builtin"
+    with pytest.raises(PolicyFileError, match=r"publish\.pusher"):
+        load_policy_text("version: 1\npublish:\n  pusher: crane\n", "modelseal.yml")

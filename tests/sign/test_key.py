@@ -14,10 +14,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from modelseal.sign.dsse import dsse_pae
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE, SigningError
 from modelseal.sign.key import (
     KeySigner,
-    dsse_pae,
     generate_ephemeral_key,
     load_private_key,
     public_key_hint,

@@ -6,14 +6,13 @@ bounded prefix of a compressed stream. Nothing is ever imported, unpickled, or e
 tensor data is read, so memory stays flat whatever the file size and a malformed file can only
 ever make detection answer :attr:`Format.UNKNOWN` (or a more cautious format), never crash.
 
-The primitives the structure checks share (:class:`ByteSource`, the protobuf wire-format reader)
-live here too.
+The readers it builds on live beside it: :mod:`~modelseal.models.bytesource` (bounded reads),
+:mod:`~modelseal.models.protobuf` (the wire format), :mod:`~modelseal.models.npy` (numpy
+headers) and :mod:`~modelseal.models.decompress` (joblib's codecs).
 """
 
 from __future__ import annotations
 
-import ast
-import bz2
 import io
 import lzma
 import os
@@ -24,15 +23,19 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-from typing import IO, BinaryIO, Final, Literal
+from types import MappingProxyType
+from typing import IO, Final
 
 from modelseal.errors import ConfigError
 from modelseal.findings import PicklableFrozen
-from modelseal.models.issues import Format
+from modelseal.models.bytesource import ByteSource
+from modelseal.models.decompress import Codec, decompress_source_prefix, sniff_codec
+from modelseal.models.issues import Format, short
+from modelseal.models.npy import NPY_MAGIC, parse_npy_header
+from modelseal.models.protobuf import WIRE_LEN, WIRE_VARINT, ProtoError, iter_proto_fields
 
 #: Bytes read at the start of every file to decide its format.
 HEAD_BYTES: Final = 4096
@@ -44,16 +47,12 @@ JOBLIB_MARKER_WINDOW: Final = 4 << 20
 DECOMPRESS_PREFIX: Final = 64 << 10
 #: The safetensors library's own bound on the JSON header.
 SAFETENSORS_MAX_HEADER: Final = 100_000_000
-#: numpy itself refuses headers over 10 000 bytes by default; older numpy had no bound.
-NPY_MAX_HEADER: Final = 64 << 10
 #: zipfile builds one object per member from the central directory: bound both.
 MAX_ZIP_MEMBERS: Final = 200_000
 MAX_ZIP_CENTRAL_DIRECTORY: Final = 64 << 20
 #: Member bytes (decompressed) read in all to sniff zip members; members past it are listed
 #: as possible pickles unchecked (fail closed) rather than read.
 ZIP_SNIFF_BUDGET: Final = 64 << 20
-#: liblzma allocates the dictionary the header asks for; a hostile header may ask for 4 GiB.
-LZMA_MEMLIMIT: Final = 256 << 20
 #: Zip methods whose members zipfile inflates in bounded steps. For bz2 and lzma members it
 #: decompresses every compressed byte of a read at once: a 4 KiB read of a bz2 member can
 #: inflate to gigabytes. No model writer uses them; such members are never read.
@@ -65,10 +64,8 @@ TORCH_LEGACY_MAGIC: Final = 0x1950A86A20F9469CFC6C
 JOBLIB_MARKER: Final = b"joblib.numpy_pickle"
 
 _HDF5_SIGNATURE: Final = b"\x89HDF\r\n\x1a\n"
-_NPY_MAGIC: Final = b"\x93NUMPY"
 _ZIP_LOCAL: Final = b"PK\x03\x04"
 _ZIP_EMPTY: Final = b"PK\x05\x06"
-_READ_CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class Detected(PicklableFrozen):
     torch streams; the data offset of an object-dtype ``.npy``; ``None`` when the file holds no
     pickle at a raw offset). A *compressed* joblib file has ``pickle_offset=None`` and
     ``detail["compressed"]`` naming the codec: its pickle starts at offset 0 of the
-    decompressed stream (:func:`decompress_prefix`).
+    decompressed stream (:func:`~modelseal.models.decompress.decompress_prefix`).
 
     ``zip_pickle_members``: for zip (and the legacy torch tar) containers, every member that is
     or may be a pickle: names ending ``.pkl``, members whose first bytes are a pickle opcode
@@ -97,244 +94,6 @@ class Detected(PicklableFrozen):
     def __post_init__(self) -> None:
         object.__setattr__(self, "detail", MappingProxyType(dict(self.detail)))
         object.__setattr__(self, "member_offsets", MappingProxyType(dict(self.member_offsets)))
-
-
-# --------------------------------------------------------------------------------------------
-# Bounded random-access reads
-
-
-class ByteSource:
-    """A regular file opened for bounded random-access reads.
-
-    Opening refuses anything but a regular file *before* reading (a FIFO would block forever),
-    and turns OS errors into :class:`ConfigError`. :meth:`read` keeps one small block cached,
-    so walking a header field by field costs one system call per block, not per field.
-    """
-
-    BLOCK: Final = 64 << 10
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError as e:
-            raise ConfigError(f"cannot read model file {path}: {e.strerror}.") from None
-        try:
-            st = os.fstat(fd)
-        except OSError as e:
-            os.close(fd)
-            raise ConfigError(f"cannot read model file {path}: {e.strerror}.") from None
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise ConfigError(f"model file {path} is not a regular file.")
-        self.file: BinaryIO = os.fdopen(fd, "rb", buffering=0)
-        self.size: int = st.st_size
-        self._cache_start = 0
-        self._cache = b""
-
-    def __enter__(self) -> ByteSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the file."""
-        self.file.close()
-
-    def read(self, offset: int, n: int) -> bytes:
-        """Up to ``n`` bytes at ``offset``; fewer at the end of the file, empty past it.
-
-        Callers bound ``n``; nothing here ever reads the whole file.
-        """
-        if offset < 0 or n <= 0 or offset >= self.size:
-            return b""
-        n = min(n, self.size - offset)
-        start = self._cache_start
-        if start <= offset and offset + n <= start + len(self._cache):
-            return self._cache[offset - start : offset - start + n]
-        if n <= self.BLOCK:
-            self._cache = self._pread(offset, self.BLOCK)
-            self._cache_start = offset
-            return self._cache[:n]
-        return self._pread(offset, n)
-
-    def _pread(self, offset: int, n: int) -> bytes:
-        parts: list[bytes] = []
-        try:
-            self.file.seek(offset)
-            while n > 0:
-                chunk = self.file.read(n)
-                if not chunk:
-                    break  # the file shrank under us: a short read, which callers handle
-                parts.append(chunk)
-                n -= len(chunk)
-        except OSError as e:
-            raise ConfigError(f"cannot read model file {self.path}: {e.strerror}.") from None
-        return b"".join(parts)
-
-    def find(self, needle: bytes, start: int, end: int) -> int:
-        """Offset of the first ``needle`` in ``[start, end)``, or -1; reads chunk by chunk."""
-        end = min(end, self.size)
-        overlap = max(len(needle) - 1, 0)
-        pos = start
-        while pos < end:
-            chunk = self.read(pos, min(_READ_CHUNK, end - pos))
-            if not chunk:
-                return -1
-            i = chunk.find(needle)
-            if i >= 0 and pos + i + len(needle) <= end:
-                return pos + i
-            if pos + len(chunk) >= end:
-                return -1
-            pos += max(len(chunk) - overlap, 1)
-        return -1
-
-
-# --------------------------------------------------------------------------------------------
-# Protobuf wire format (ONNX), bounds-checked
-
-
-class ProtoError(ValueError):
-    """Malformed protobuf wire data at ``offset``."""
-
-    def __init__(self, offset: int, message: str) -> None:
-        super().__init__(message)
-        self.offset = offset
-
-
-@dataclass(frozen=True, slots=True)
-class ProtoField:
-    """One field: number, wire type, where its tag is, and its value.
-
-    ``value`` is the integer for varint/fixed fields and the payload offset for
-    length-delimited ones (whose payload is ``[value, value + length)``).
-    """
-
-    number: int
-    wire_type: int
-    offset: int
-    value: int
-    length: int = 0
-
-
-WIRE_VARINT: Final = 0
-WIRE_FIXED64: Final = 1
-WIRE_LEN: Final = 2
-WIRE_FIXED32: Final = 5
-
-
-def decode_varint(buf: bytes, i: int, base: int = 0) -> tuple[int, int]:
-    """Decode a varint of at most 10 bytes at ``buf[i]``; returns (value, next index).
-
-    ``base`` is the file offset of ``buf[0]``, for the error message.
-    """
-    result = 0
-    shift = 0
-    start = i
-    while True:
-        if i >= len(buf):
-            raise ProtoError(base + start, "truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-        if shift >= 70:
-            raise ProtoError(base + start, "varint longer than 10 bytes")
-
-
-def iter_proto_fields(src: ByteSource, start: int, end: int) -> Iterator[ProtoField]:
-    """The fields of the message stored in ``[start, end)`` of ``src``, in file order.
-
-    Length-delimited payloads are skipped by offset, never read. Raises :class:`ProtoError` on
-    a malformed tag, a truncated value, a payload running past ``end``, or a (deprecated)
-    group, which no format modelseal reads uses.
-    """
-    end = min(end, src.size)
-    pos = start
-    while pos < end:
-        buf = src.read(pos, min(20, end - pos))
-        tag, i = decode_varint(buf, 0, pos)
-        number, wire = tag >> 3, tag & 7
-        if number == 0 or number >= 1 << 29:
-            raise ProtoError(pos, f"invalid field number {number}")
-        if wire == WIRE_VARINT:
-            value, j = decode_varint(buf, i, pos)
-            yield ProtoField(number, wire, pos, value)
-            pos += j
-        elif wire in (WIRE_FIXED64, WIRE_FIXED32):
-            width = 8 if wire == WIRE_FIXED64 else 4
-            if pos + i + width > end:
-                raise ProtoError(pos, f"field {number}: truncated fixed{width * 8} value")
-            value = int.from_bytes(src.read(pos + i, width), "little")
-            yield ProtoField(number, wire, pos, value)
-            pos += i + width
-        elif wire == WIRE_LEN:
-            length, j = decode_varint(buf, i, pos)
-            data = pos + j
-            if data + length > end:
-                raise ProtoError(pos, f"field {number}: {length}-byte payload runs past its end")
-            yield ProtoField(number, wire, pos, data, length)
-            pos = data + length
-        else:
-            raise ProtoError(pos, f"field {number}: unsupported wire type {wire}")
-
-
-#: (number, wire type, tag offset, value or payload offset, payload length)
-FieldTuple = tuple[int, int, int, int, int]
-
-
-def iter_proto_buffer(
-    buf: bytes, base: int = 0, lo: int = 0, hi: int | None = None
-) -> Iterator[FieldTuple]:
-    """The fields of the message in ``buf[lo:hi]`` (``buf[0]`` is at file offset ``base``),
-    as tuples; offsets in them are file offsets. The in-memory twin of
-    :func:`iter_proto_fields`, for small messages, where per-field speed matters."""
-    n = len(buf) if hi is None else min(hi, len(buf))
-    i = lo
-    while i < n:
-        start = i
-        b = buf[i]
-        if b < 0x80:
-            tag, i = b, i + 1
-        else:
-            tag, i = decode_varint(buf, i, base)
-        number, wire = tag >> 3, tag & 7
-        if number == 0 or number >= 1 << 29:
-            raise ProtoError(base + start, f"invalid field number {number}")
-        if wire in (WIRE_LEN, WIRE_VARINT):
-            if i >= n:
-                raise ProtoError(base + start, f"field {number}: truncated value")
-            b = buf[i]
-            if b < 0x80:
-                value, i = b, i + 1
-            else:
-                value, i = decode_varint(buf, i, base)
-            if wire == WIRE_VARINT:
-                yield number, wire, base + start, value, 0
-                continue
-            if i + value > n:
-                raise ProtoError(
-                    base + start, f"field {number}: {value}-byte payload runs past its end"
-                )
-            yield number, wire, base + start, base + i, value
-            i += value
-        elif wire in (WIRE_FIXED64, WIRE_FIXED32):
-            width = 8 if wire == WIRE_FIXED64 else 4
-            if i + width > n:
-                raise ProtoError(base + start, f"field {number}: truncated fixed{width * 8} value")
-            yield number, wire, base + start, int.from_bytes(buf[i : i + width], "little"), 0
-            i += width
-        else:
-            raise ProtoError(base + start, f"field {number}: unsupported wire type {wire}")
 
 
 #: ModelProto fields and their wire types (onnx.proto); unknown numbers are tolerated.
@@ -355,8 +114,6 @@ _ONNX_MODEL_FIELDS: Final = {
 
 
 # --------------------------------------------------------------------------------------------
-# Pickle recognition (no unpickling: pickletools only parses opcodes and their arguments)
-
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 #: Opcodes a real pickle can start with: they push a value without needing anything below.
 _FIRST_OPS: Final = frozenset(
@@ -469,311 +226,6 @@ def _pickle_protocol(data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# numpy .npy headers
-
-_SAFE_DESCR: Final = re.compile(
-    r"[<>|=]?(?:[?bBhHiIlLqQpPefdgFDGuc]\d*|[SUVa]\d*|[mM]8(?:\[\d*[A-Za-z]+\])?)"
-)
-_OBJECT_DESCR: Final = re.compile(r"[<>|=]?O\d*")
-
-ObjectAnswer = Literal["yes", "no", "unknown"]
-
-
-@dataclass(frozen=True)
-class NpyHeader:
-    """A parsed ``.npy`` header (``error`` set when it is malformed).
-
-    ``object`` is ``"yes"`` when the dtype holds Python objects (the data is then a pickle
-    starting at ``data_offset``), ``"unknown"`` when the header cannot be understood.
-    """
-
-    version: str
-    data_offset: int | None
-    descr: str = ""
-    shape: str = ""
-    fortran_order: str = ""
-    object: ObjectAnswer = "unknown"
-    error: str | None = None
-
-    def detail(self) -> dict[str, str]:
-        """The header as ``Detected.detail`` strings."""
-        d = {"version": self.version, "object": self.object}
-        if self.descr:
-            d["dtype"] = self.descr
-        if self.shape:
-            d["shape"] = self.shape
-        if self.fortran_order:
-            d["fortran_order"] = self.fortran_order
-        if self.error:
-            d["error"] = self.error
-        return d
-
-
-def _descr_object(descr: object, depth: int = 0) -> ObjectAnswer:
-    """Whether a numpy ``descr`` (as numpy's header writer emits it) contains objects."""
-    if depth > 32:
-        return "unknown"
-    if isinstance(descr, str):
-        if _OBJECT_DESCR.fullmatch(descr):
-            return "yes"
-        # Anything but the canonical codes numpy writes is hand-made; do not guess.
-        return "no" if _SAFE_DESCR.fullmatch(descr) else "unknown"
-    if isinstance(descr, tuple) and len(descr) == 2:  # (base, subarray shape)
-        return _descr_object(descr[0], depth + 1)
-    if isinstance(descr, list) and descr:
-        answers: set[ObjectAnswer] = set()
-        for item in descr:
-            if not (isinstance(item, tuple) and len(item) in (2, 3)):
-                return "unknown"
-            answers.add(_descr_object(item[1], depth + 1))
-        for answer in ("yes", "unknown"):
-            if answer in answers:
-                return answer
-        return "no"
-    return "unknown"
-
-
-def parse_npy_header(read: Callable[[int], bytes]) -> NpyHeader | None:
-    """Parse a ``.npy`` header through ``read(n)`` (sequential, from the magic on).
-
-    Returns ``None`` when the bytes are not ``.npy`` at all. The header dict is parsed with
-    :func:`ast.literal_eval` on at most :data:`NPY_MAX_HEADER` bytes; nothing is evaluated.
-    """
-    prefix = read(8)
-    if len(prefix) < 8 or prefix[:6] != _NPY_MAGIC:
-        return None
-    major, minor = prefix[6], prefix[7]
-    version = f"{major}.{minor}"
-    if major == 1:
-        raw, start, fmt = read(2), 10, "<H"
-    elif major in (2, 3):
-        raw, start, fmt = read(4), 12, "<I"
-    else:
-        return NpyHeader(version, None, error=f"unsupported .npy version {version}")
-    if len(raw) < struct.calcsize(fmt):
-        return NpyHeader(version, None, error="truncated .npy header")
-    (hlen,) = struct.unpack(fmt, raw)
-    data_offset = start + hlen
-    if hlen > NPY_MAX_HEADER:
-        return NpyHeader(version, data_offset, error=f"{hlen}-byte .npy header is too large")
-    text = read(hlen)
-    if len(text) < hlen:
-        return NpyHeader(version, None, error="truncated .npy header")
-    try:
-        header = ast.literal_eval(text.decode("utf-8" if major == 3 else "latin-1"))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeError):
-        return NpyHeader(version, data_offset, error="unparsable .npy header")
-    if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}):
-        return NpyHeader(version, data_offset, error="the .npy header is not the expected dict")
-    descr, shape, fortran = header["descr"], header["shape"], header["fortran_order"]
-    shape_ok = isinstance(shape, tuple) and all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    )
-    return NpyHeader(
-        version,
-        data_offset,
-        descr=short(repr(descr) if not isinstance(descr, str) else descr),
-        shape=short(repr(shape)),
-        fortran_order=short(repr(fortran)),
-        object=_descr_object(descr),
-        error=None if shape_ok and isinstance(fortran, bool) else "malformed shape/fortran_order",
-    )
-
-
-def short(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters (the last one an ellipsis) for an issue's detail."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --------------------------------------------------------------------------------------------
-# Compressed streams (joblib)
-
-Codec = Literal["zlib", "zlib-zf", "gzip", "bz2", "xz", "lzma", "lz4"]
-
-
-def _compression(head: bytes) -> Codec | None:
-    """The compression joblib may have used, from the magic bytes."""
-    if head.startswith(b"\x1f\x8b\x08"):
-        return "gzip"
-    if head.startswith(b"BZh") and head[3:4].isdigit() and head[4:10] == b"1AY&SY":
-        return "bz2"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "xz"
-    if head.startswith(b"\x04\x22\x4d\x18"):
-        return "lz4"
-    if head.startswith(b"ZF0x"):
-        return "zlib-zf"  # joblib < 0.10: b"ZF" + hex length padded to 19 bytes + zlib
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] << 8 | head[1]) % 31 == 0:
-        return "zlib"
-    if head[:1] == b"\x5d" and head[1:3] == b"\x00\x00":
-        return "lzma"  # joblib's "lzma": FORMAT_ALONE, lc=3 lp=0 pb=2
-    return None
-
-
-def decompress_prefix(path: Path, codec: str, limit: int) -> bytes:
-    """The first ``limit`` bytes of the decompressed content of a compressed file.
-
-    Raises :class:`ValueError` when the stream is corrupt (and :class:`ConfigError` when the
-    file cannot be read). Only as much input as needed is read; memory is ``O(limit)``.
-    """
-    with ByteSource(path) as src:
-        return _decompress_prefix(src, codec, limit)
-
-
-def _decompress_prefix(src: ByteSource, codec: str, limit: int) -> bytes:
-    out = bytearray()
-    for chunk, _ in iter_decompressed(src, codec, min(limit, _READ_CHUNK)):
-        out += chunk[: limit - len(out)]
-        if len(out) >= limit:
-            break
-    return bytes(out)
-
-
-def iter_decompressed(
-    src: ByteSource, codec: str, chunk: int = _READ_CHUNK
-) -> Iterator[tuple[bytes, int]]:
-    """The decompressed content of ``src`` piece by piece, with the compressed bytes consumed
-    so far: each piece is at most ``chunk`` bytes (an LZ4 block: at most its frame's block
-    size), so memory stays flat whatever the ratio. The caller decides when to stop.
-
-    Raises :class:`ValueError` when the stream is corrupt (:class:`ConfigError` when the file
-    cannot be read).
-    """
-    try:
-        if codec == "lz4":
-            yield from _lz4_pieces(src)
-        else:
-            yield from _stdlib_pieces(src, codec, chunk)
-    except (zlib.error, lzma.LZMAError, OSError, EOFError, MemoryError) as e:
-        raise ValueError(f"corrupt {codec} stream: {e}") from None
-
-
-def _stdlib_pieces(src: ByteSource, codec: str, chunk: int) -> Iterator[tuple[bytes, int]]:
-    pos = 21 if codec == "zlib-zf" else 0
-    if codec in ("zlib", "zlib-zf", "gzip"):
-        z = zlib.decompressobj(31 if codec == "gzip" else 15)
-        tail = b""
-        while not z.eof:
-            data = tail or src.read(pos, _READ_CHUNK)
-            if not tail:
-                if not data:
-                    return
-                pos += len(data)
-            out = z.decompress(data, chunk)
-            tail = z.unconsumed_tail
-            if out:
-                yield out, pos - len(tail)
-        return
-    d: bz2.BZ2Decompressor | lzma.LZMADecompressor
-    if codec == "bz2":
-        d = bz2.BZ2Decompressor()
-    elif codec in ("xz", "lzma"):
-        form = lzma.FORMAT_XZ if codec == "xz" else lzma.FORMAT_ALONE
-        d = lzma.LZMADecompressor(format=form, memlimit=LZMA_MEMLIMIT)
-    else:
-        raise ValueError(f"unknown codec {codec!r}")
-    while not d.eof:
-        data = b""
-        if d.needs_input:
-            # Small reads: bz2 buffers its unconsumed input, and the consumed count is only
-            # as exact as the read size.
-            data = src.read(pos, 64 << 10)
-            if not data:
-                return
-            pos += len(data)
-        out = d.decompress(data, chunk)
-        if out:
-            yield out, pos
-
-
-_LZ4_BLOCK_MAX: Final = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
-#: LZ4 matches reach at most this far back.
-_LZ4_WINDOW: Final = 64 << 10
-
-
-def _lz4_pieces(src: ByteSource) -> Iterator[tuple[bytes, int]]:
-    """A minimal LZ4 *frame* decoder (joblib's lz4): one piece per block, each at most the
-    frame's block size; only the 64 KiB that later matches can refer to are kept."""
-    head = src.read(0, 19)
-    if len(head) < 7 or head[:4] != b"\x04\x22\x4d\x18":
-        raise ValueError("not an LZ4 frame")
-    flg, bd = head[4], head[5]
-    if flg >> 6 != 1:
-        raise ValueError("unsupported LZ4 frame version")
-    block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
-    if block_max is None:
-        raise ValueError("invalid LZ4 block size")
-    pos = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
-    out = bytearray()
-    while True:
-        raw = src.read(pos, 4)
-        if len(raw) < 4:
-            return
-        size = int.from_bytes(raw, "little")
-        if size == 0:
-            return  # end mark
-        stored, size = bool(size & 0x80000000), size & 0x7FFFFFFF
-        if size > block_max:
-            raise ValueError("LZ4 block larger than the frame allows")
-        block = src.read(pos + 4, size)
-        pos += 4 + size + (4 if flg & 0x10 else 0)
-        if len(out) > _LZ4_WINDOW:
-            del out[: len(out) - _LZ4_WINDOW]
-        start = len(out)
-        if stored:
-            out += block
-        else:
-            _lz4_block(block, out, start + block_max + 1)
-        if len(out) - start > block_max:
-            raise ValueError("LZ4 block inflates past the frame's block size")
-        if len(out) > start:
-            yield bytes(out[start:]), min(pos, src.size)
-        if len(block) < size:
-            return
-
-
-def _lz4_block(src: bytes, out: bytearray, limit: int) -> None:
-    """Decode one LZ4 block onto ``out`` (which holds the history linked blocks refer to),
-    stopping once ``out`` holds ``limit`` bytes."""
-    i, n = 0, len(src)
-
-    def length(base: int) -> int:
-        nonlocal i
-        if base != 15:
-            return base
-        while True:
-            if i >= n:
-                raise ValueError("truncated LZ4 length")
-            b = src[i]
-            i += 1
-            base += b
-            if b != 255:
-                return base
-
-    while i < n and len(out) < limit:
-        token = src[i]
-        i += 1
-        literals = length(token >> 4)
-        out += src[i : i + literals]
-        i += literals
-        if i >= n:
-            return  # the last sequence has literals only
-        if i + 2 > n:
-            raise ValueError("truncated LZ4 offset")
-        offset = src[i] | src[i + 1] << 8
-        i += 2
-        if offset == 0 or offset > len(out):
-            raise ValueError("LZ4 match offset outside the history")
-        match = min(length(token & 15) + 4, max(limit - len(out), 0))
-        start = len(out) - offset
-        if offset >= match:
-            out += out[start : start + match]
-        else:  # overlapping copy: the pattern repeats
-            pattern = bytes(out[start:])
-            out += (pattern * (match // offset + 1))[:match]
-
-
-# --------------------------------------------------------------------------------------------
 # Containers: zip, tar
 
 
@@ -875,7 +327,7 @@ def _sniff_member(fh: IO[bytes], name: str) -> tuple[int | None, bool]:
     head = fh.read(2)
     if len(head) == 2 and head[0] == 0x80 and head[1] <= 5:
         return 0, False
-    if head == _NPY_MAGIC[:2]:
+    if head == NPY_MAGIC[:2]:
         buf = io.BytesIO(head)
 
         def read(n: int) -> bytes:
@@ -1026,7 +478,7 @@ def _detect_file(src: ByteSource) -> Detected:
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= min(SAFETENSORS_MAX_HEADER, size - 8):
             return Detected(Format.SAFETENSORS, {"header_len": str(n)})
-    if head.startswith(_NPY_MAGIC):
+    if head.startswith(NPY_MAGIC):
         return _detect_npy(src)
     if head.startswith(b"GGUF") and len(head) >= 8:
         for endian, order in (("little", "<I"), ("big", ">I")):
@@ -1051,7 +503,7 @@ def _detect_file(src: ByteSource) -> Detected:
                 member_offsets=dict.fromkeys(found, 0),
             )
         return Detected(Format.UNKNOWN, {"container": "tar"})
-    codec = _compression(head)
+    codec = sniff_codec(head)
     if codec is not None:
         detected = _detect_compressed(src, codec)
         if detected is not None:
@@ -1089,7 +541,7 @@ def _classify_pickle(src: ByteSource, walk: _PickleWalk, protocol: str) -> Detec
 def _detect_compressed(src: ByteSource, codec: Codec) -> Detected | None:
     """A compressed file whose decompressed start is a pickle: joblib's compressed dump."""
     try:
-        prefix = _decompress_prefix(src, codec, DECOMPRESS_PREFIX)
+        prefix = decompress_source_prefix(src, codec, DECOMPRESS_PREFIX)
     except ValueError:
         return None
     if not prefix or not looks_like_pickle(prefix, complete=len(prefix) < DECOMPRESS_PREFIX):

@@ -22,6 +22,7 @@ from modelseal.errors import ConfigError, GateError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagefs import FsEntry, ImageFs, printable
+from modelseal.models.allowlist import Allowlist
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.limits import scan_limits
 from modelseal.models.lock import (
@@ -34,7 +35,6 @@ from modelseal.models.lock import (
     walk_files,
 )
 from modelseal.models.mlbom import model_records, write_models_json
-from modelseal.models.pickle_scan import Allowlist
 from modelseal.models.scan import FileScan, scan_files
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context

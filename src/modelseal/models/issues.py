@@ -74,3 +74,8 @@ class ModelIssue(PicklableFrozen):
         if self.offset is not None:
             parts.append(f"offset {self.offset}")
         return ", ".join(parts)
+
+
+def short(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (the last one an ellipsis) for an issue's detail."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

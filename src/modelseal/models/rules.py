@@ -21,7 +21,7 @@ _PICKLE_KINDS = frozenset(
 def _global_allowed(policy: Policy, name: str) -> bool:
     # The scanner's own allowlist rules (wildcards never admit dunders or never-allowed names);
     # the policy loader already refused entries that could run code.
-    from modelseal.models.pickle_scan import Allowlist
+    from modelseal.models.allowlist import Allowlist
 
     module, _, attr = name.rpartition(".")
     return Allowlist().extended(policy.models.allowed_globals).allows(module, attr)

@@ -23,17 +23,18 @@ from pathlib import Path
 from typing import IO, Final
 
 from modelseal.findings import Severity
+from modelseal.models.allowlist import Allowlist
+from modelseal.models.bytesource import ByteSource
+from modelseal.models.decompress import iter_decompressed
 from modelseal.models.formats import (
     INFLATABLE_ZIP_METHODS,
     ZIP_ERRORS,
-    ByteSource,
     Detected,
     detect_format,
-    iter_decompressed,
 )
 from modelseal.models.issues import Format, ModelIssue
 from modelseal.models.limits import DEFAULT_LIMITS, Budget, ScanLimitExceeded, ScanLimits
-from modelseal.models.pickle_scan import Allowlist, scan_pickle
+from modelseal.models.pickle_scan import scan_pickle
 from modelseal.models.structure import check_structure
 
 #: An inflated member or stream up to this size is scanned from memory; a larger one is spooled

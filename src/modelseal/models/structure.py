@@ -27,21 +27,22 @@ from typing import Final
 
 from modelseal.errors import ConfigError
 from modelseal.findings import Severity
+from modelseal.models.bytesource import ByteSource
 from modelseal.models.formats import (
     INFLATABLE_ZIP_METHODS,
     SAFETENSORS_MAX_HEADER,
-    WIRE_LEN,
     ZIP_ERRORS,
-    ByteSource,
     Detected,
+    hdf5_offset,
+)
+from modelseal.models.issues import Format, ModelIssue, short
+from modelseal.models.protobuf import (
+    WIRE_LEN,
     FieldTuple,
     ProtoError,
-    hdf5_offset,
     iter_proto_buffer,
     iter_proto_fields,
-    short,
 )
-from modelseal.models.issues import Format, ModelIssue
 
 #: Issues listed per file; the rest are counted in one closing issue.
 MAX_ISSUES: Final = 100

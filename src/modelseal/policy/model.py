@@ -340,7 +340,7 @@ class ModelsPolicy(BaseModel):
     def _globals_cannot_run_code(cls, value: list[str]) -> list[str]:
         # The scanner's rules, so the policy cannot admit what the scanner would refuse
         # (os.system, builtins.*, dunders …).
-        from modelseal.models.pickle_scan import Allowlist
+        from modelseal.models.allowlist import Allowlist
 
         for entry in value:
             try:
@@ -539,6 +539,12 @@ class PublishPolicy(BaseModel):
         default=["provenance", "sbom", "scan-report"],
         description="Attestations attached to the image (as Sigstore bundle referrers and "
         "cosign .att).",
+    )
+    pusher: Literal["skopeo", "builtin"] = Field(
+        default="skopeo",
+        description="What pushes the image: skopeo (the documented path; without skopeo on PATH "
+        "the publish is ERRORED, exit 3, before anything is signed) or builtin (modelseal's own "
+        "OCI registry client, for runners without skopeo; single-platform images only).",
     )
 
 

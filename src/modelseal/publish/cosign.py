@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from modelseal.errors import GateError
+from modelseal.errors import PublishError
 from modelseal.oci import DIGEST_RE
 from modelseal.publish.registry import OCI_MANIFEST, RegistryLimitError, sha256_digest
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed
@@ -60,7 +60,7 @@ SIMPLE_SIGNING_TYPE = "cosign container image signature"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-class CosignFormatError(GateError):
+class CosignFormatError(PublishError):
     """A registry artifact is not in the shape cosign writes (or a blob does not match)."""
 
 

@@ -5,8 +5,9 @@ Order matters (fail closed):
 1. everything is **signed first** — the image signature and every attestation; a Sigstore
    outage stops the publish before anything reaches the registry;
 2. the image is pushed **by digest** with skopeo (``--preserve-digests``: the digest the gates
-   judged is the digest that ships), falling back to modelseal's own OCI client when skopeo is
-   not installed;
+   judged is the digest that ships), or with modelseal's own OCI client when the policy opts in
+   (``publish.pusher: builtin``); a missing skopeo without that opt-in stops the publish before
+   anything is signed;
 3. the signatures and attestations are stored: cosign v2 ``sha256-<hex>.sig`` / ``.att`` and
    Sigstore bundles as OCI referrers (or the fallback tag where the registry has no referrers
    API);
@@ -26,17 +27,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from modelseal import fsio
-from modelseal._tools import run_tool
-from modelseal.errors import ConfigError, GateError, ToolError
+from modelseal._tools import run_tool, which
+from modelseal.errors import ConfigError, PublishError, ToolError
 from modelseal.oci import INDEX_TYPES, OciLayout
 from modelseal.publish.cosign import (
     att_manifest,
@@ -137,6 +137,10 @@ class Attestation:
     statement: Mapping[str, Any]
 
 
+#: What pushes the image (``publish.pusher``).
+Pusher = Literal["skopeo", "builtin"]
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """What was published (written as ``publish.json``)."""
@@ -168,10 +172,6 @@ class PublishResult:
         }
 
 
-class PublishError(GateError):
-    """The publish stopped; the message says which tags, if any, moved."""
-
-
 def publish(
     ref: ImageRef,
     layout: OciLayout,
@@ -184,12 +184,18 @@ def publish(
     created: int | None = None,
     credentials: Credentials | None = None,
     client: RegistryClient | None = None,
+    pusher: Pusher = "skopeo",
 ) -> PublishResult:
-    """Sign, push ``digest`` of ``layout``, attach, then tag; see the module docstring."""
+    """Sign, push ``digest`` of ``layout``, attach, then tag; see the module docstring.
+
+    ``pusher`` (``publish.pusher``): ``skopeo``, or ``builtin`` for modelseal's own client.
+    """
     manifest_bytes = layout.blob(digest).read_bytes()
     if sha256_digest(manifest_bytes) != digest:
         raise PublishError(f"{layout.path}: the manifest blob does not match {digest}.")
     media_type = str(json.loads(manifest_bytes).get("mediaType") or OCI_MANIFEST)
+    # Before signing: a keyless signature is logged in Rekor for good, even if nothing is pushed.
+    skopeo = _skopeo_for(pusher, media_type)
     tags = list(dict.fromkeys([*([ref.tag] if ref.tag else []), *extra_tags]))
 
     # 1. sign everything before the registry sees anything
@@ -219,7 +225,7 @@ def publish(
     moved: list[str] = []
     try:
         # 2. the image, by digest
-        pushed_with = _push_image(ref, layout, digest, media_type, credentials, client)
+        pushed_with = _push_image(ref, layout, digest, media_type, credentials, client, skopeo)
         # 3. signatures and attestations
         referrers: list[str] = []
         if image_sig is not None and cosign_sig is not None:
@@ -261,6 +267,28 @@ def publish(
     )
 
 
+def _skopeo_for(pusher: Pusher, media_type: str) -> str | None:
+    """The skopeo to push with, or None for the builtin client; raises :class:`PublishError`
+    (exit 3) when the chosen pusher cannot push this image."""
+    if pusher == "builtin":
+        if media_type in INDEX_TYPES:
+            raise PublishError(
+                "publish.pusher: builtin pushes one image manifest, not a multi-platform index.",
+                hint="Install skopeo and set publish.pusher: skopeo (the default).",
+            )
+        return None
+    skopeo = which("skopeo")
+    if skopeo is None:
+        raise PublishError(
+            "skopeo was not found on PATH; it pushes the image (publish.pusher: skopeo). "
+            "Nothing was signed or pushed.",
+            hint="Install skopeo (Debian/Ubuntu: apt-get install skopeo), or opt in to "
+            "modelseal's own registry client with `publish: {pusher: builtin}` in the policy "
+            "(single-platform images only).",
+        )
+    return skopeo
+
+
 def _push_tagged(client: RegistryClient, tag: str, body: bytes, blobs: dict[str, bytes]) -> None:
     """Store a cosign ``.sig``/``.att`` image; signatures already under the tag (an earlier
     run's, or someone else's) are kept, as cosign keeps them."""
@@ -285,11 +313,10 @@ def _push_image(
     media_type: str,
     credentials: Credentials | None,
     client: RegistryClient,
+    skopeo: str | None,
 ) -> str:
-    skopeo = shutil.which("skopeo")
+    """Push with ``skopeo`` (its path), or with ``client`` when it is None (builtin)."""
     if skopeo is None:
-        if media_type in INDEX_TYPES:
-            raise PublishError("skopeo is needed to push a multi-platform image (install skopeo).")
         client.push_layout(layout, digest)
         return "modelseal"
     with (

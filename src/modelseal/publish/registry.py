@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
-from modelseal.errors import GateError
+from modelseal.errors import PublishError
 from modelseal.oci import DIGEST_RE, INDEX_TYPES, OciLayout
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -54,7 +54,7 @@ _LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _CHUNK = 1 << 20
 
 
-class RegistryError(GateError):
+class RegistryError(PublishError):
     """A registry refused a request or could not be reached; names method, path and status."""
 
     def __init__(self, message: str, *, method: str = "", path: str = "", status: int = 0) -> None:
@@ -263,7 +263,7 @@ class Credentials:
         try:
             user, sep, password = base64.b64decode(encoded).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            raise GateError(
+            raise RegistryError(
                 f"{path}: the auth entry for {host} is not base64 user:password."
             ) from None
         return cls(user, password) if sep else None
@@ -689,7 +689,7 @@ class RegistryClient:
         """The digest, and the ``OCI-Subject`` header (set by registries with the referrers API)."""
         digest = sha256_digest(body)
         if DIGEST_RE.match(ref) and ref != digest:
-            raise GateError(f"manifest content has digest {digest}, not {ref}.")
+            raise RegistryError(f"manifest content has digest {digest}, not {ref}.")
         path = f"/v2/{self.repository}/manifests/{ref}"
         res = self._request(
             "PUT", path, body=body, headers={"Content-Type": media_type}, ok=(201, 200)
@@ -766,7 +766,7 @@ class RegistryClient:
         data = json.loads(manifest)
         subject = data.get("subject") if isinstance(data, dict) else None
         if not isinstance(subject, dict) or subject.get("digest") != subject_digest:
-            raise GateError(f"the referrer manifest's subject is not {subject_digest}.")
+            raise RegistryError(f"the referrer manifest's subject is not {subject_digest}.")
         digest, acknowledged = self._put_manifest(sha256_digest(manifest), manifest, media_type)
         descriptor: dict[str, Any] = {
             "mediaType": media_type,
@@ -808,13 +808,13 @@ class RegistryClient:
         try:
             body = path.read_bytes()
         except OSError:
-            raise GateError(f"{layout.path}: manifest {manifest_digest} is missing.") from None
+            raise PublishError(f"{layout.path}: manifest {manifest_digest} is missing.") from None
         if sha256_digest(body) != manifest_digest:
-            raise GateError(f"{layout.path}: blob {manifest_digest} does not match its digest.")
+            raise PublishError(f"{layout.path}: blob {manifest_digest} does not match its digest.")
         manifest = json.loads(body)
         media = str(manifest.get("mediaType") or OCI_MANIFEST)
         if media in INDEX_TYPES:
-            raise GateError(f"{manifest_digest} is an index; push one image manifest at a time.")
+            raise PublishError(f"{manifest_digest} is an index; push one image manifest at a time.")
         for desc in [manifest["config"], *manifest.get("layers", [])]:
             self.push_blob(str(desc["digest"]), layout.blob(str(desc["digest"])))
         return self.push_manifest(manifest_digest, body, media)

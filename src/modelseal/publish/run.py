@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelseal import fsio
-from modelseal.errors import ConfigError, GateError
+from modelseal.errors import ConfigError, PublishError
 from modelseal.findings import GateResult
 from modelseal.models.mlbom import read_models_json
 from modelseal.oci import OciLayout, platform_manifests
@@ -33,6 +33,7 @@ from modelseal.publish.publisher import (
     Attestation,
     ImageRef,
     PublishResult,
+    Pusher,
     publish,
     registry_credentials,
 )
@@ -110,6 +111,7 @@ def publish_run(
     policy_ref: str | None = None,
     extra_tags: tuple[str, ...] = (),
     attestations: tuple[str, ...] = ("provenance", "sbom", "scan-report"),
+    pusher: Pusher = "skopeo",
     repo_dir: Path | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -117,7 +119,7 @@ def publish_run(
     """Attest, sign and publish the image a passing run built."""
     build = results.get("build")
     if build is None or "oci_layout" not in build.artifacts or "image.digest" not in build.facts:
-        raise GateError("nothing to publish: the build gate did not produce an image.")
+        raise PublishError("nothing to publish: the build gate did not produce an image.")
     layout = OciLayout(Path(build.artifacts["oci_layout"]))
     digest = build.facts["image.digest"]
     facts = build.facts
@@ -167,7 +169,7 @@ def publish_run(
     statements: dict[str, Mapping[str, Any]] = {"provenance": provenance}
     if "sbom" in attestations:
         if sbom_bytes is None:
-            raise GateError("the SBOM attestation is asked for but the sbom gate wrote none.")
+            raise PublishError("the SBOM attestation is asked for but the sbom gate wrote none.")
         statements["sbom"] = sbom_statement(ref.name, digest, json.loads(sbom_bytes))
     if "scan-report" in attestations:
         statements["scan-report"] = scan_report_statement(
@@ -184,6 +186,7 @@ def publish_run(
         extra_tags=extra_tags,
         created=epoch,
         credentials=registry_credentials(ref.host),
+        pusher=pusher,
     )
     data = result.to_json()
     data["provenance"] = str(out_dir / "provenance.intoto.json")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelseal.errors import Error, GateError
+from modelseal.errors import Error
 from modelseal.oci import DIGEST_RE
 from modelseal.publish.cosign import (
     BUNDLE_CONTENT_ANNOTATION,
@@ -122,7 +122,7 @@ def verify_image(
     options: VerifyOptions,
     client_factory: Callable[[str, str], RegistryClient] | None = None,
 ) -> VerifyResult:
-    """Run every check on the image ``text`` names; registry failures raise GateError."""
+    """Run every check on the image ``text`` names; registry failures raise :class:`RegistryError`."""
     ref = ImageRef.parse(text, what="image", allow_digest=True)
     pinned = ref.digest
     client = (client_factory or _client)(ref.host, ref.repository)
@@ -131,7 +131,9 @@ def verify_image(
     try:
         _, body, digest = client.get_manifest(pinned or ref.tag or "latest")
     except RegistryError as e:
-        raise GateError(f"cannot read {text}: {e.diagnostics()}") from None
+        raise RegistryError(
+            f"cannot read {text}: {e.diagnostics()}", method=e.method, path=e.path, status=e.status
+        ) from None
     if sha256_digest(body) != digest or (pinned and digest != pinned):
         raise VerificationError(
             f"{text}: the registry's manifest does not match {pinned or digest} (tampered or "

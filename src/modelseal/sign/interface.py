@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelseal.errors import GateError
+from modelseal.errors import PublishError
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 """DSSE payload type of an in-toto Statement."""
@@ -22,11 +22,11 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 """Media type (and OCI artifactType) of a Sigstore bundle v0.3."""
 
 
-class SigningError(GateError):
+class SigningError(PublishError):
     """Signing could not complete (OIDC, Fulcio, Rekor, key file); the publish stops."""
 
 
-class VerificationError(GateError):
+class VerificationError(PublishError):
     """A signature, certificate, identity or transparency-log proof did not verify."""
 
 

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from modelseal import fsio
 from modelseal.bounded import KIB, read_input
 from modelseal.errors import ConfigError, ExitCode
+from modelseal.sign.dsse import dsse_pae, spki_sha256
 from modelseal.sign.interface import (
     BUNDLE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
@@ -60,16 +61,7 @@ _CONVERT_HINT = (
 def public_key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
     """The bundle's ``publicKey.hint``: base64 SHA-256 of the DER SubjectPublicKeyInfo (as
     cosign writes it), so a verifier can tell which key a bundle expects."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
-
-
-def dsse_pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 pre-authentication encoding: what a DSSE signature is computed over."""
-    kind = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+    return base64.b64encode(spki_sha256(public_key)).decode()
 
 
 def statement_json(statement: Mapping[str, Any]) -> bytes:

@@ -32,9 +32,16 @@ from sigstore.oidc import IdentityToken, detect_credential
 from sigstore.sign import Signer as SigstoreSigner
 from sigstore.sign import SigningContext
 
+from modelseal.sign._sigstore_internal import (
+    fulcio_client,
+    logged_dsse_envelope,
+    rekor_client,
+    rekor_session,
+    signing_certificate,
+)
+from modelseal.sign.expected import certificate_identity, certificate_issuer
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed, Signer, SigningError
 from modelseal.sign.trust import TrustConfig, production_trust
-from modelseal.sign.verify import certificate_identity, certificate_issuer
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,7 +141,7 @@ class KeylessSigner(Signer):
 
     def _sign(self, sign: Callable[[SigstoreSigner], Bundle]) -> Bundle:
         signer = self._certificate()
-        self._bound_http(getattr(self._context._rekor, "_session", None))
+        self._bound_http(rekor_session(self._context))
         return self._retry(
             f"Recording the signature in Rekor ({self._tlog_url()})",
             lambda: sign(signer),
@@ -146,14 +153,14 @@ class KeylessSigner(Signer):
         if self._signer is not None and now < self._renew_at:
             return self._signer
         token = self._identity()
-        self._bound_http(getattr(self._context._fulcio, "session", None))
+        self._bound_http(getattr(fulcio_client(self._context), "session", None))
         signer = self._retry(
             f"Getting a signing certificate from Fulcio ({self._fulcio_url()})",
             lambda: SigstoreSigner(token, self._context, cache=True),
         )
         # The certificate is cached inside the signer; renew a little before it expires so a
         # signature is never logged after the certificate's validity.
-        cert = signer._signing_cert()
+        cert = signing_certificate(signer)
         self._renew_at = cert.not_valid_after_utc - timedelta(seconds=60)
         self._signer = signer
         return signer
@@ -198,10 +205,10 @@ class KeylessSigner(Signer):
         return text.replace(token, "[token]") if token else text
 
     def _fulcio_url(self) -> str:
-        return str(getattr(self._context._fulcio, "url", "Fulcio"))
+        return str(getattr(fulcio_client(self._context), "url", "Fulcio"))
 
     def _tlog_url(self) -> str:
-        return str(getattr(self._context._rekor, "url", "Rekor"))
+        return str(getattr(rekor_client(self._context), "url", "Rekor"))
 
     # --- turning a bundle into a Signed -------------------------------------------------
 
@@ -261,7 +268,7 @@ class KeylessSigner(Signer):
         so the layer must be these bytes, not a re-serialization (which is why the signature
         carries no empty ``keyid``: sigstore-python did not submit one).
         """
-        inner = bundle._inner.dsse_envelope
+        inner = logged_dsse_envelope(bundle)
         if inner is None:  # pragma: no cover - sign_dsse always makes one
             raise SigningError("sigstore returned a DSSE bundle without an envelope")
         data = inner.to_json().encode()

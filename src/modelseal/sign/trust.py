@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sigstore._internal.tuf import DEFAULT_TUF_URL
-from sigstore._utils import read_embedded
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import ClientTrustConfig, SigningConfig, TrustedRoot
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
+from modelseal.sign._sigstore_internal import embedded_production_root
 from modelseal.sign.interface import SigningError
 
 MAX_TRUST_CONFIG_BYTES = 4 * MIB
@@ -86,11 +85,9 @@ def production_trust(*, refresh: bool = False) -> TrustConfig:
             ) from None
         return TrustConfig(PRODUCTION, config.trusted_root, config)
     try:
-        root = trustroot_v1.TrustedRoot.from_json(
-            read_embedded("trusted_root.json", DEFAULT_TUF_URL)
-        )
+        root = trustroot_v1.TrustedRoot.from_json(embedded_production_root("trusted_root.json"))
         signing = trustroot_v1.SigningConfig.from_json(
-            read_embedded("signing_config.v0.2.json", DEFAULT_TUF_URL)
+            embedded_production_root("signing_config.v0.2.json")
         )
     except (OSError, ValueError) as e:  # a broken sigstore installation, not user input
         raise ConfigError(
