@@ -1,12 +1,9 @@
-"""Session-wide fixtures: a private Docker engine, small base images as OCI layouts.
-
-Tests that need a real tool use :func:`require`: it skips on a developer machine without the
-tool, and FAILS when ``CI`` is set, so a green CI can never hide a skipped real-tool test.
+"""Session-wide fixtures: a private Docker engine, small base images as OCI layouts, a local
+registry and a local Sigstore. Helpers the tests import live in :mod:`tests.support`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,53 +11,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from tests.support import REPO, TEST_CACHE
+from tests.support.tools import build_layout, require
 
 from modelseal.engine import PrivateEngine
 from modelseal.oci import OciLayout
-
-REPO = Path(__file__).resolve().parent.parent
-EPOCH = 1700000000
-TEST_CACHE = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
-"""Kept across sessions (Makefile ``TEST_CACHE``): the example base, prefetched wheels."""
-
-
-REPORT_SCHEMA = REPO / "src" / "modelseal" / "reports" / "report.schema.json"
-
-
-def read_report(path: Path) -> dict[str, Any]:
-    """A ``report.json`` the code under test wrote, validated against the committed JSON Schema
-    (so every report the tests read is a valid one)."""
-    import jsonschema
-
-    data = json.loads(path.read_text())
-    schema = json.loads(REPORT_SCHEMA.read_text())
-    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
-    return cast(dict[str, Any], data)
-
-
-def report_gates(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """gate name → the gate's flat view (status, collected, error, facts, findings with their
-    decisions), as the Action reads it."""
-    from modelseal.reports.json_report import gate_summary
-
-    return {str(g["gate"]): gate_summary(g) for g in report["gates"]}
-
-
-def require(ok: bool, what: str) -> None:
-    """Skip (developer machine) or fail (CI) when a real tool is missing."""
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI (run `make deps`)", pytrace=False)
-    pytest.skip(f"{what} not available")
-
-
-def docker_cli() -> str:
-    """The docker CLI the tests drive directly."""
-    return shutil.which("docker") or "docker"
 
 
 @pytest.fixture(scope="session")
@@ -86,21 +44,6 @@ def engine() -> Iterator[PrivateEngine]:
         else:
             os.environ["DOCKER_HOST"] = saved
         eng.stop(remove=True)
-
-
-def build_layout(context: Path, dest: Path) -> str:
-    """Build ``context`` (FROM scratch …) into an OCI layout; returns the manifest digest."""
-    meta = dest.with_suffix(".json")
-    subprocess.run(
-        [
-            docker_cli(), "buildx", "build", "--pull=false", "--provenance=false",
-            "--sbom=false", "--network", "none", "--no-cache",
-            "--output", f"type=oci,dest={dest},tar=false,rewrite-timestamp=true",
-            "--metadata-file", str(meta), str(context),
-        ],
-        check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
-    )  # fmt: skip
-    return str(json.loads(meta.read_text())["containerimage.digest"])
 
 
 @pytest.fixture(scope="session")
@@ -157,15 +100,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(str(e))
 
 
-# --- a local Sigstore deployment (tests/sigstore_local.py) ---------------------------------
+# --- a local Sigstore deployment (tests/support/sigstore_local.py) ------------------------
 # Session-wide: OIDC issuer + Fulcio + Rekor v1 on 127.0.0.1, keys made once. The module is
 # imported inside the fixtures so sessions that never sign do not pay for it.
 
 
 @pytest.fixture(scope="session")
 def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The running :class:`tests.sigstore_local.LocalSigstore` (its files already written)."""
-    from tests.sigstore_local import LocalSigstore
+    """The running :class:`tests.support.sigstore_local.LocalSigstore` (its files written)."""
+    from tests.support.sigstore_local import LocalSigstore
 
     stack = LocalSigstore()
     stack.write_files(tmp_path_factory.mktemp("sigstore"))
@@ -205,7 +148,7 @@ def issuer_url(sigstore_stack: Any) -> str:
 @pytest.fixture
 def oidc_token(sigstore_stack: Any) -> Any:
     """Factory: ``oidc_token(**claims)`` → an ES256 ID token (aud=sigstore, an e-mail identity
-    ``tests.sigstore_local.DEFAULT_EMAIL`` unless overridden; ``None`` drops a claim)."""
+    ``tests.support.sigstore_local.DEFAULT_EMAIL`` unless overridden; ``None`` drops a claim)."""
     return sigstore_stack.token
 
 

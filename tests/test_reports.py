@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.conftest import REPORT_SCHEMA, read_report
+from tests.support.reports import REPORT_SCHEMA, read_report
 
 from modelseal import __version__
 from modelseal._cli import _rejudger, main

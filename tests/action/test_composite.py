@@ -1,4 +1,4 @@
-"""action.yml, run step by step as a runner would (tests/action/harness.py), against the example
+"""action.yml, run step by step as a runner would (tests/support/github_runner.py), against the example
 model server: the outputs, the job summary and the annotations a workflow would see.
 
 The ``install`` step is replaced by the repository's own virtualenv (the step would install the
@@ -21,14 +21,16 @@ from typing import Any
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.action.harness import (
+from tests.support import EPOCH, REPO, TEST_CACHE
+from tests.support.github_runner import (
     ActionRun,
     Composite,
     OidcEndpoint,
     StepContext,
     oidc_token_endpoint,
 )
-from tests.conftest import EPOCH, REPO, TEST_CACHE, read_report, report_gates, require
+from tests.support.reports import read_report, report_gates
+from tests.support.tools import require
 from tests.vuln.test_trivy import REQUESTS_METADATA
 
 EXAMPLES = REPO / "examples"
@@ -362,7 +364,7 @@ def test_a_release_publishes_signs_and_self_checks(
 ) -> None:
     """release.yml's job: push to a registry, keyless-sign with the job's OIDC token (the local
     Sigstore's GitHub-like token endpoint), attach the attestations, verify the signer."""
-    from tests.sigstore_local import github_identity
+    from tests.support.sigstore_local import github_identity
 
     ws = example_workspace(tmp_path, osv_url)
     identity = github_identity(sigstore_stack.github_claims)

@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from tests.conftest import read_report, report_gates
+from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.models.scan import scan_files

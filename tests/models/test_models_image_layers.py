@@ -7,9 +7,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from tests.conftest import EPOCH
-from tests.layouts import M, layer, make_layout
 from tests.models.test_models_gate import safetensors_bytes
+from tests.support import EPOCH
+from tests.support.layouts import M, layer, make_layout
 from tests.vuln.test_pip_audit import StubBuild
 
 from modelseal._cli import main

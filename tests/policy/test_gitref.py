@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.action.harness import parse_commands, parse_file_command
-from tests.conftest import read_report
+from tests.support.github_runner import parse_commands, parse_file_command
+from tests.support.reports import read_report
 
 from modelseal import action
 from modelseal._cli import main

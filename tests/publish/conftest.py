@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal.publish.provenance import (
     LOCAL_BUILDER_ID,

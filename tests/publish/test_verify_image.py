@@ -1,5 +1,5 @@
 """`modelseal verify` on images in a real registry: published keyless against the local test
-Sigstore (Fulcio/Rekor/OIDC from tests/sigstore_local.py), checked by us and by cosign 2.5,
+Sigstore (Fulcio/Rekor/OIDC from tests/support/sigstore_local.py), checked by us and by cosign 2.5,
 and images signed by cosign checked by us. Negative cases: wrong identity, a tag moved to an
 unsigned image, a tampered manifest, a missing attestation, a stale scan, Rekor down."""
 
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import REPO, build_layout, require
 from tests.data.make_report_v1 import PASSED_POLICY, passed
 from tests.publish.conftest import statements
-from tests.sigstore_local import DEFAULT_EMAIL
+from tests.support import REPO
+from tests.support.sigstore_local import DEFAULT_EMAIL
+from tests.support.tools import build_layout, require
 
 from modelseal._cli import _rejudger
 from modelseal.judge import judge

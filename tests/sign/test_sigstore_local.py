@@ -10,7 +10,7 @@ from typing import Any
 
 from sigstore._internal.merkle import _chain_border_right, _chain_inner, _decomp_inclusion_proof
 from sigstore._internal.rekor.client import RekorClient
-from tests.sigstore_local import LocalSigstore, inclusion_path, leaf_hash, merkle_root
+from tests.support.sigstore_local import LocalSigstore, inclusion_path, leaf_hash, merkle_root
 
 
 def test_inclusion_proofs_verify_for_every_leaf_and_size() -> None:

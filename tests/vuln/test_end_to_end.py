@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.conftest import EPOCH, read_report, report_gates
+from tests.support import EPOCH
+from tests.support.reports import read_report, report_gates
 from tests.vuln.test_trivy import _rootfs
 
 from modelseal._cli import main

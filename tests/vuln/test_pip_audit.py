@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.registry import free_port
-from tests.conftest import EPOCH, docker_cli
-from tests.layouts import M, layer, make_layout
+from tests.support import EPOCH
+from tests.support.layouts import M, layer, make_layout
+from tests.support.tools import docker_cli
 
 from modelseal.errors import GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status

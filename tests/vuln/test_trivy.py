@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from examples.offline.trivydb import DEFAULT, PIP_BUCKET, Advisory, write_trivy_db
-from tests.conftest import EPOCH, build_layout, require
+from tests.support import EPOCH
+from tests.support.tools import build_layout, require
 
 from modelseal.engine import PrivateEngine
 from modelseal.findings import GateResult, Severity, Status
