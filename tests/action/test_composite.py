@@ -30,8 +30,8 @@ from tests.support.github_runner import (
     oidc_token_endpoint,
 )
 from tests.support.reports import read_report, report_gates
+from tests.support.rootfs import REQUESTS_METADATA
 from tests.support.tools import require
-from tests.vuln.test_trivy import REQUESTS_METADATA
 
 EXAMPLES = REPO / "examples"
 VENV_PYTHON = Path(sys.executable)
@@ -130,7 +130,7 @@ def test_bad_release_inputs_fail_the_step_naming_each_input(tmp_path: Path) -> N
 def test_a_pull_request_is_judged_by_its_base_policy(tmp_path: Path) -> None:
     """The composite end to end on a real shallow PR checkout: the base branch's policy is
     fetched and judges; the PR's loosened copy only earns a warning."""
-    from tests.policy.test_gitref import LOOSE, STRICT, git
+    from tests.support.gitrepo import LOOSE, STRICT, git
 
     upstream = tmp_path / "upstream"
     (upstream / "ctx").mkdir(parents=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.github_runner import parse_commands, parse_file_command
+from tests.support.gitrepo import LOOSE, STRICT, git
 from tests.support.reports import read_report
 
 from modelseal import action
@@ -20,22 +21,8 @@ from modelseal._cli import main
 from modelseal.errors import ConfigError
 from modelseal.policy.gitref import check_ref, load_policy_at_ref
 
+
 # Only the models gate (no engine needed): the pickle is refused unless the policy allows it.
-STRICT = (
-    "version: 1\nbuild: {enabled: false}\nsbom: {enabled: false}\ntrivy: {enabled: false}\n"
-    "pip_audit: {enabled: false}\nmodels:\n  paths: [model.pkl]\n  require_lock: false\n"
-)
-LOOSE = STRICT + "  pickle: allow\n  formats: [pickle]\n"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
-         "-c", "commit.gpgsign=false", *args],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
-
-
 @pytest.fixture
 def upstream(tmp_path: Path) -> Path:
     """main: the strict policy and a pickle it refuses; pr: the same with the policy loosened."""

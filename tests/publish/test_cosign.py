@@ -13,7 +13,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.publish.conftest import statements
+from tests.support.statements import statements
 
 from modelseal.oci import OciLayout
 from modelseal.publish.cosign import (

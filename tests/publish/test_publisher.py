@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.publish.conftest import statements
+from tests.support.statements import statements
 from tests.support.tools import require
 
 from modelseal.errors import ConfigError

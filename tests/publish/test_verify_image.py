@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from tests.data.make_report_v1 import PASSED_POLICY, passed
-from tests.publish.conftest import statements
 from tests.support import REPO
 from tests.support.sigstore_local import DEFAULT_EMAIL
+from tests.support.statements import statements
 from tests.support.tools import build_layout, require
 
 from modelseal._cli import _rejudger
