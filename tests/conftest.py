@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from tests.support import REPO, TEST_CACHE
@@ -19,6 +19,11 @@ from tests.support.tools import build_layout, require
 
 from modelseal.engine import PrivateEngine
 from modelseal.oci import OciLayout
+
+if TYPE_CHECKING:
+    from tests.support.sigstore_local import LocalSigstore, Service
+
+    from modelseal.sign.trust import TrustConfig
 
 
 @pytest.fixture(scope="session")
@@ -102,11 +107,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 # --- a local Sigstore deployment (tests/support/sigstore_local.py) ------------------------
 # Session-wide: OIDC issuer + Fulcio + Rekor v1 on 127.0.0.1, keys made once. The module is
-# imported inside the fixtures so sessions that never sign do not pay for it.
+# imported inside the fixtures (the types only for type checkers) so sessions that never sign do
+# not pay for it.
 
 
 @pytest.fixture(scope="session")
-def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSigstore]:
     """The running :class:`tests.support.sigstore_local.LocalSigstore` (its files written)."""
     from tests.support.sigstore_local import LocalSigstore
 
@@ -119,20 +125,22 @@ def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def trust_config_path(sigstore_stack: Any) -> Path:
+def trust_config_path(sigstore_stack: LocalSigstore) -> Path:
     """The stack's ClientTrustConfig JSON (trusted root + signing config v0.2, Rekor v1):
     what ``--trust-config`` / ``KeylessSigner(load_trust_config(path))`` take."""
-    return Path(sigstore_stack.trust_config_path)
+    assert sigstore_stack.trust_config_path is not None  # written by sigstore_stack
+    return sigstore_stack.trust_config_path
 
 
 @pytest.fixture(scope="session")
-def trusted_root_path(sigstore_stack: Any) -> Path:
+def trusted_root_path(sigstore_stack: LocalSigstore) -> Path:
     """The stack's trusted_root.json: ``cosign --trusted-root`` and verify-only trust."""
-    return Path(sigstore_stack.trusted_root_path)
+    assert sigstore_stack.trusted_root_path is not None  # written by sigstore_stack
+    return sigstore_stack.trusted_root_path
 
 
 @pytest.fixture(scope="session")
-def local_trust(trust_config_path: Path) -> Any:
+def local_trust(trust_config_path: Path) -> TrustConfig:
     """The stack's trust loaded as a :class:`modelseal.sign.trust.TrustConfig`."""
     from modelseal.sign.trust import load_trust_config
 
@@ -140,27 +148,29 @@ def local_trust(trust_config_path: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def issuer_url(sigstore_stack: Any) -> str:
+def issuer_url(sigstore_stack: LocalSigstore) -> str:
     """The local OIDC issuer URL (what the certificates name as OIDC issuer)."""
-    return str(sigstore_stack.issuer_url)
+    return sigstore_stack.issuer_url
 
 
 @pytest.fixture
-def oidc_token(sigstore_stack: Any) -> Any:
+def oidc_token(sigstore_stack: LocalSigstore) -> Callable[..., str]:
     """Factory: ``oidc_token(**claims)`` → an ES256 ID token (aud=sigstore, an e-mail identity
     ``tests.support.sigstore_local.DEFAULT_EMAIL`` unless overridden; ``None`` drops a claim)."""
     return sigstore_stack.token
 
 
 @pytest.fixture
-def rekor_failing(sigstore_stack: Any) -> Iterator[Any]:
+def rekor_failing(sigstore_stack: LocalSigstore) -> Iterator[Service]:
     """Rekor answers HTTP 500 to every POST during the test; ``.calls`` counts the attempts."""
     with sigstore_stack.rekor.failing(500) as rekor:
         yield rekor
 
 
 @pytest.fixture
-def github_ambient(sigstore_stack: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def github_ambient(
+    sigstore_stack: LocalSigstore, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     """A GitHub Actions job with ``id-token: write`` whose token endpoint is the local issuer
     (GITHUB_ACTIONS, ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN set); returns the claims of its tokens."""
     for name, value in sigstore_stack.github_env().items():

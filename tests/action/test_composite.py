@@ -374,9 +374,7 @@ def test_a_release_publishes_signs_and_self_checks(
         "verify-issuer": sigstore_stack.issuer_url,
     }
     asked = len(sigstore_stack.github_token_requests)
-    run = run_action(
-        ws, inputs, env={"MODELSEAL_CACHE_DIR": str(cache_dir)}, oidc=sigstore_stack
-    )
+    run = run_action(ws, inputs, env={"MODELSEAL_CACHE_DIR": str(cache_dir)}, oidc=sigstore_stack)
     assert run.returncode == 0, run.log
     assert sigstore_stack.github_token_requests[asked:][:1] == ["sigstore"]
     out = run.outputs

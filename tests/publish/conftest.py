@@ -1,18 +1,15 @@
-"""Fixtures for the publish tests: the real cosign 2.5 offline, a key pair, and the three
-statements a run attaches (:func:`statements`, importable from ``tests.publish.conftest``)."""
+"""Fixtures for the publish tests: the real cosign 2.5 offline and a key pair (the statements a
+run attaches are :func:`tests.support.statements.statements`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.support.tools import require
+from tests.support.tools import CosignRunner, require
 
 from modelseal.sign.key import generate_ephemeral_key
 
@@ -24,7 +21,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def cosign(tmp_path: Path) -> Iterator[Any]:
+def cosign(tmp_path: Path) -> CosignRunner:
     """Runs cosign 2.5 offline: proxies point nowhere except for the loopback registry, HOME is
     private, and a trusted root with no authorities stands in for the TUF download."""
     require(shutil.which("cosign") is not None, "cosign")
@@ -47,12 +44,4 @@ def cosign(tmp_path: Path) -> Iterator[Any]:
         "NO_PROXY": "127.0.0.1,localhost",
         "COSIGN_PASSWORD": "interop-test-pw",
     }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["cosign", *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False
-        )  # fmt: skip
-
-    run.home = home  # type: ignore[attr-defined]
-    run.trusted_root = trusted_root  # type: ignore[attr-defined]
-    yield run
+    return CosignRunner(home, trusted_root, env)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from tests.support.reports import read_report, report_gates
+from tests.support.sigstore_local import LocalSigstore
 
 from modelseal._cli import main
 from modelseal.publish.registry import RegistryClient, RegistryError
@@ -141,7 +142,7 @@ def test_run_push_keyless_in_a_github_job_then_verify_identity(
     registry: str,
     busybox_base: str,
     github_ambient: dict[str, Any],
-    sigstore_stack: Any,
+    sigstore_stack: LocalSigstore,
     trust_config_path: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,21 @@ def build_layout(context: Path, dest: Path) -> str:
         check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
     )  # fmt: skip
     return str(json.loads(meta.read_text())["containerimage.digest"])
+
+
+@dataclass(frozen=True)
+class CosignRunner:
+    """The real cosign, run offline in a private ``home`` (``tests/publish/conftest.py``
+    ``cosign`` fixture): ``runner("verify", …)`` → the completed process."""
+
+    home: Path
+    trusted_root: Path
+    """A trusted root with no authorities: stands in for the TUF download."""
+    env: Mapping[str, str]
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``cosign ARGS`` in ``home``, its output captured, never raising on failure."""
+        return subprocess.run(
+            ["cosign", *args], capture_output=True, text=True, env=dict(self.env), cwd=self.home,
+            timeout=120, check=False,
+        )  # fmt: skip

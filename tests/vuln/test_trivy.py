@@ -27,6 +27,7 @@ from modelseal.vuln.trivy import TrivyGate, parse_report, read_db_metadata, reso
 
 TRIVY = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).parents[2] / ".venv")) / "bin" / "trivy"
 
+
 def _policy(cache_dir: Path, *, mode: str = "offline", max_age_days: int = 3) -> LoadedPolicy:
     text = (
         "version: 1\n"
