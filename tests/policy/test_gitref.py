@@ -22,7 +22,6 @@ from modelseal.errors import ConfigError
 from modelseal.policy.gitref import check_ref, load_policy_at_ref
 
 
-# Only the models gate (no engine needed): the pickle is refused unless the policy allows it.
 @pytest.fixture
 def upstream(tmp_path: Path) -> Path:
     """main: the strict policy and a pickle it refuses; pr: the same with the policy loosened."""

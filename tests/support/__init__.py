@@ -9,7 +9,10 @@ or a conftest.
 * :mod:`tests.support.sigstore_local` — a local Sigstore (OIDC issuer with a GitHub-style token
   endpoint, Fulcio, Rekor v1): the one OIDC stub of the suite;
 * :mod:`tests.support.github_runner` — action.yml's composite steps run the way a runner would;
-* :mod:`tests.support.statements` — in-toto statements read back from a registry.
+* :mod:`tests.support.statements` — the in-toto statements a run attaches;
+* :mod:`tests.support.rootfs` — a Debian root filesystem with one vulnerable Python package;
+* :mod:`tests.support.gitrepo` — ``git`` without user configuration, two policies to commit;
+* :mod:`tests.support.gates` — stand-in gates for pipeline tests.
 
 The constants below are what several folders need.
 """
