@@ -1,66 +1,29 @@
-"""Session-wide fixtures: a private Docker engine, small base images as OCI layouts.
-
-Tests that need a real tool use :func:`require`: it skips on a developer machine without the
-tool, and FAILS when ``CI`` is set, so a green CI can never hide a skipped real-tool test.
+"""Session-wide fixtures: a private Docker engine, small base images as OCI layouts, a local
+registry and a local Sigstore. Helpers the tests import live in :mod:`tests.support`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.support import REPO, TEST_CACHE
+from tests.support.tools import build_layout, require
 
 from modelseal.engine import PrivateEngine
 from modelseal.oci import OciLayout
 
-REPO = Path(__file__).resolve().parent.parent
-EPOCH = 1700000000
-TEST_CACHE = Path(os.environ.get("MODELSEAL_TEST_CACHE", "/var/tmp/modelseal-test-cache"))
-"""Kept across sessions (Makefile ``TEST_CACHE``): the example base, prefetched wheels."""
+if TYPE_CHECKING:
+    from tests.support.sigstore_local import LocalSigstore, Service
 
-
-REPORT_SCHEMA = REPO / "src" / "modelseal" / "reports" / "report.schema.json"
-
-
-def read_report(path: Path) -> dict[str, Any]:
-    """A ``report.json`` the code under test wrote, validated against the committed JSON Schema
-    (so every report the tests read is a valid one)."""
-    import jsonschema
-
-    data = json.loads(path.read_text())
-    schema = json.loads(REPORT_SCHEMA.read_text())
-    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
-    return cast(dict[str, Any], data)
-
-
-def report_gates(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """gate name → the gate's flat view (status, collected, error, facts, findings with their
-    decisions), as the Action reads it."""
-    from modelseal.reports.json_report import gate_summary
-
-    return {str(g["gate"]): gate_summary(g) for g in report["gates"]}
-
-
-def require(ok: bool, what: str) -> None:
-    """Skip (developer machine) or fail (CI) when a real tool is missing."""
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI (run `make deps`)", pytrace=False)
-    pytest.skip(f"{what} not available")
-
-
-def docker_cli() -> str:
-    """The docker CLI the tests drive directly."""
-    return shutil.which("docker") or "docker"
+    from modelseal.sign.trust import TrustConfig
 
 
 @pytest.fixture(scope="session")
@@ -86,21 +49,6 @@ def engine() -> Iterator[PrivateEngine]:
         else:
             os.environ["DOCKER_HOST"] = saved
         eng.stop(remove=True)
-
-
-def build_layout(context: Path, dest: Path) -> str:
-    """Build ``context`` (FROM scratch …) into an OCI layout; returns the manifest digest."""
-    meta = dest.with_suffix(".json")
-    subprocess.run(
-        [
-            docker_cli(), "buildx", "build", "--pull=false", "--provenance=false",
-            "--sbom=false", "--network", "none", "--no-cache",
-            "--output", f"type=oci,dest={dest},tar=false,rewrite-timestamp=true",
-            "--metadata-file", str(meta), str(context),
-        ],
-        check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
-    )  # fmt: skip
-    return str(json.loads(meta.read_text())["containerimage.digest"])
 
 
 @pytest.fixture(scope="session")
@@ -157,15 +105,16 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail(str(e))
 
 
-# --- a local Sigstore deployment (tests/sigstore_local.py) ---------------------------------
+# --- a local Sigstore deployment (tests/support/sigstore_local.py) ------------------------
 # Session-wide: OIDC issuer + Fulcio + Rekor v1 on 127.0.0.1, keys made once. The module is
-# imported inside the fixtures so sessions that never sign do not pay for it.
+# imported inside the fixtures (the types only for type checkers) so sessions that never sign do
+# not pay for it.
 
 
 @pytest.fixture(scope="session")
-def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The running :class:`tests.sigstore_local.LocalSigstore` (its files already written)."""
-    from tests.sigstore_local import LocalSigstore
+def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSigstore]:
+    """The running :class:`tests.support.sigstore_local.LocalSigstore` (its files written)."""
+    from tests.support.sigstore_local import LocalSigstore
 
     stack = LocalSigstore()
     stack.write_files(tmp_path_factory.mktemp("sigstore"))
@@ -176,20 +125,22 @@ def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def trust_config_path(sigstore_stack: Any) -> Path:
+def trust_config_path(sigstore_stack: LocalSigstore) -> Path:
     """The stack's ClientTrustConfig JSON (trusted root + signing config v0.2, Rekor v1):
     what ``--trust-config`` / ``KeylessSigner(load_trust_config(path))`` take."""
-    return Path(sigstore_stack.trust_config_path)
+    assert sigstore_stack.trust_config_path is not None  # written by sigstore_stack
+    return sigstore_stack.trust_config_path
 
 
 @pytest.fixture(scope="session")
-def trusted_root_path(sigstore_stack: Any) -> Path:
+def trusted_root_path(sigstore_stack: LocalSigstore) -> Path:
     """The stack's trusted_root.json: ``cosign --trusted-root`` and verify-only trust."""
-    return Path(sigstore_stack.trusted_root_path)
+    assert sigstore_stack.trusted_root_path is not None  # written by sigstore_stack
+    return sigstore_stack.trusted_root_path
 
 
 @pytest.fixture(scope="session")
-def local_trust(trust_config_path: Path) -> Any:
+def local_trust(trust_config_path: Path) -> TrustConfig:
     """The stack's trust loaded as a :class:`modelseal.sign.trust.TrustConfig`."""
     from modelseal.sign.trust import load_trust_config
 
@@ -197,27 +148,29 @@ def local_trust(trust_config_path: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def issuer_url(sigstore_stack: Any) -> str:
+def issuer_url(sigstore_stack: LocalSigstore) -> str:
     """The local OIDC issuer URL (what the certificates name as OIDC issuer)."""
-    return str(sigstore_stack.issuer_url)
+    return sigstore_stack.issuer_url
 
 
 @pytest.fixture
-def oidc_token(sigstore_stack: Any) -> Any:
+def oidc_token(sigstore_stack: LocalSigstore) -> Callable[..., str]:
     """Factory: ``oidc_token(**claims)`` → an ES256 ID token (aud=sigstore, an e-mail identity
-    ``tests.sigstore_local.DEFAULT_EMAIL`` unless overridden; ``None`` drops a claim)."""
+    ``tests.support.sigstore_local.DEFAULT_EMAIL`` unless overridden; ``None`` drops a claim)."""
     return sigstore_stack.token
 
 
 @pytest.fixture
-def rekor_failing(sigstore_stack: Any) -> Iterator[Any]:
+def rekor_failing(sigstore_stack: LocalSigstore) -> Iterator[Service]:
     """Rekor answers HTTP 500 to every POST during the test; ``.calls`` counts the attempts."""
     with sigstore_stack.rekor.failing(500) as rekor:
         yield rekor
 
 
 @pytest.fixture
-def github_ambient(sigstore_stack: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def github_ambient(
+    sigstore_stack: LocalSigstore, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     """A GitHub Actions job with ``id-token: write`` whose token endpoint is the local issuer
     (GITHUB_ACTIONS, ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN set); returns the claims of its tokens."""
     for name, value in sigstore_stack.github_env().items():

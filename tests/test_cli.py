@@ -8,14 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO, read_report
+from tests.support import REPO
+from tests.support.reports import read_report, stored_report
 
 from modelseal import __version__, _cli
 from modelseal._cli import main
-from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.judge import judge
-from modelseal.policy import load_policy_text
-from modelseal.reports import Report, write_reports
 
 
 @pytest.mark.parametrize(
@@ -162,30 +159,8 @@ def test_internal_error_exits_4_without_traceback_unless_verbose(
         main(["-v", "policy", "schema"])
 
 
-def _stored_report(tmp_path: Path) -> Path:
-    finding = Finding(
-        gate="build",
-        id="build.unpinned-base",
-        severity=Severity.HIGH,
-        title="base image python:3.11 is not pinned by digest",
-        subject="python:3.11",
-        location="Dockerfile:1",
-    )
-    results = [GateResult("build", Status.PASSED, findings=(finding,), facts={"image.digest": "x"})]
-    strict = load_policy_text("version: 1\n", "strict.yml")
-    report = Report(
-        verdict=judge(results, strict.policy),
-        policy_source=strict.source,
-        policy_sha256=strict.sha256,
-        started_at=1700000000.0,
-        finished_at=1700000060.0,
-        tool_version=__version__,
-    )
-    return write_reports(report, tmp_path / "out")["json"]
-
-
 def test_judge_rejudges_stored_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    report = _stored_report(tmp_path)
+    report = stored_report(tmp_path)
     data = read_report(report)
     assert data["schema_version"] == 2 and data["verdict"] == "FAILED" and data["exit_code"] == 1
     assert data["gates"][0]["decision"]["outcomes"][0]["decision"] == "fail"
@@ -219,14 +194,14 @@ def test_judge_refuses_an_oversized_report(
 ) -> None:
     from modelseal.reports import json_report
 
-    report = _stored_report(tmp_path)
+    report = stored_report(tmp_path)
     monkeypatch.setattr(json_report, "MAX_REPORT_BYTES", report.stat().st_size - 1)
     assert main(["judge", str(report)]) == 2
     assert "larger than" in capsys.readouterr().err
 
 
 def test_markdown_summary_lists_errors_and_findings(tmp_path: Path) -> None:
-    report = _stored_report(tmp_path)
+    report = stored_report(tmp_path)
     text = (report.parent / "summary.md").read_text()
     assert text.startswith("## modelseal: ❌ FAILED")
     assert "| build | ❌ FAILED | 1 failing / 1 |" in text
@@ -239,7 +214,7 @@ def test_reports_validate_against_the_report_schema(tmp_path: Path) -> None:
 
     schema = json.loads((REPO / "src" / "modelseal" / "reports" / "report.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    report = json.loads(_stored_report(tmp_path).read_text())
+    report = json.loads(stored_report(tmp_path).read_text())
     jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)
     report["schema_version"] = 3
     with pytest.raises(jsonschema.ValidationError):

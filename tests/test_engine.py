@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal._cli import main
 from modelseal.engine import PrivateEngine, probe_engine

@@ -12,9 +12,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.action.harness import parse_file_command
-from tests.conftest import REPO, read_report, report_gates
-from tests.test_cli import _stored_report
+from tests.support import REPO
+from tests.support.github_runner import parse_file_command
+from tests.support.reports import read_report, report_gates, stored_report
 
 from modelseal import fsio
 from modelseal._cli import main
@@ -180,7 +180,7 @@ def test_shown_escapes_what_a_terminal_would_act_on() -> None:
 def test_judge_writes_no_report_through_a_planted_link(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = _stored_report(tmp_path)
+    report = stored_report(tmp_path)
     out = tmp_path / "re"
     planted = _plant(out, REPORT_NAMES, tmp_path)
     assert main(["judge", str(report), "-o", str(out)]) == 1
@@ -202,7 +202,7 @@ def test_an_out_dir_reached_through_a_link_is_refused(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    report = _stored_report(tmp_path)
+    report = stored_report(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     if where == "out-dir":

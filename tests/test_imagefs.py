@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.layouts import M, layer, make_layout
+from tests.support.layouts import M, layer, make_layout
 
 from modelseal import imagefs
 from modelseal.errors import GateError

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO, TEST_CACHE, require
+from tests.support import REPO, TEST_CACHE
+from tests.support.tools import require
 
 #: Every file that installs or downloads Python packages for users, CI or the tool image.
 INSTALL_SITES = (

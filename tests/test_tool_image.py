@@ -25,7 +25,8 @@ import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
 from ruamel.yaml import YAML
-from tests.conftest import EPOCH, REPO, TEST_CACHE, read_report, report_gates
+from tests.support import EPOCH, REPO, TEST_CACHE
+from tests.support.reports import read_report, report_gates
 
 import modelseal
 from modelseal._cli import main

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tests.conftest import EPOCH, REPO, docker_cli, report_gates
+from tests.support import EPOCH, REPO
+from tests.support.reports import report_gates
+from tests.support.tools import docker_cli
 
 from modelseal._cli import main
 from modelseal.build.dockerfile import classify_bases, parse_dockerfile

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import EPOCH, read_report, report_gates
+from tests.support import EPOCH
+from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.engine import PrivateEngine

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import EPOCH, REPO, require
+from tests.support import EPOCH, REPO
+from tests.support.tools import require
 
 from modelseal._cli import main
 from modelseal.build.gate import BuildGate

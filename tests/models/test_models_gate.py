@@ -7,26 +7,14 @@ import hashlib
 import json
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import pytest
-from tests.conftest import read_report, report_gates
+from tests.support.model_files import safetensors_bytes
+from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.models.scan import scan_files
-
-
-def safetensors_bytes(values: list[float]) -> bytes:
-    """A valid one-tensor safetensors file, written by hand."""
-    data = struct.pack(f"<{len(values)}f", *values)
-    header = {
-        "__metadata__": {"format": "pt"},
-        "w": {"dtype": "F32", "shape": [len(values)], "data_offsets": [0, len(data)]},
-    }
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data
 
 
 class Evil:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import EPOCH, read_report, report_gates
-from tests.models.test_models_gate import safetensors_bytes
+from tests.support import EPOCH
+from tests.support.model_files import safetensors_bytes
+from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
 

@@ -7,10 +7,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from tests.conftest import EPOCH
-from tests.layouts import M, layer, make_layout
-from tests.models.test_models_gate import safetensors_bytes
-from tests.vuln.test_pip_audit import StubBuild
+from tests.support import EPOCH
+from tests.support.gates import StubBuild
+from tests.support.layouts import M, layer, make_layout
+from tests.support.model_files import safetensors_bytes
 
 from modelseal._cli import main
 from modelseal.findings import GateResult, Status

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal.findings import Severity
 from modelseal.models.allowlist import Allowlist

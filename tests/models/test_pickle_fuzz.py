@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal.models.allowlist import Allowlist
 from modelseal.models.pickle_scan import PickleScan, scan_pickle

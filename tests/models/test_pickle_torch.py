@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal.models.allowlist import Allowlist
 from modelseal.models.pickle_scan import scan_pickle

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.conftest import read_report, report_gates
-from tests.models.test_models_gate import safetensors_bytes
+from tests.support.model_files import safetensors_bytes
+from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.errors import ConfigError

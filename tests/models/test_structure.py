@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.models.test_formats import (
+from tests.support.model_files import (
     GGML_F16,
     GGML_F32,
     GGML_Q4_0,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.models.test_formats import (
+from tests.support.model_files import (
     GGML_F32,
     KERAS_DENSE,
     KERAS_LAMBDA,

@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.action.harness import parse_commands, parse_file_command
-from tests.conftest import read_report
+from tests.support.github_runner import parse_commands, parse_file_command
+from tests.support.gitrepo import LOOSE, STRICT, git
+from tests.support.reports import read_report
 
 from modelseal import github
 from modelseal._cli import main
@@ -22,21 +23,6 @@ from modelseal.errors import ConfigError, ToolError
 from modelseal.github import inputs as action
 from modelseal.policy.gitref import check_ref, check_trust_inputs, load_policy_at_ref
 from modelseal.policy.loader import LoadedPolicy, load_policy_text
-
-# Only the models gate (no engine needed): the pickle is refused unless the policy allows it.
-STRICT = (
-    "version: 1\nbuild: {enabled: false}\nsbom: {enabled: false}\ntrivy: {enabled: false}\n"
-    "pip_audit: {enabled: false}\nmodels:\n  paths: [model.pkl]\n  require_lock: false\n"
-)
-LOOSE = STRICT + "  pickle: allow\n  formats: [pickle]\n"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
-         "-c", "commit.gpgsign=false", *args],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
 
 
 @pytest.fixture

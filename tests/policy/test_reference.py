@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from tests.conftest import REPO
+from tests.support import REPO
 
 from modelseal.policy.model import Policy
 from modelseal.policy.reference import (

@@ -13,7 +13,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.publish.conftest import statements
+from tests.support.statements import statements
+from tests.support.tools import CosignRunner
 
 from modelseal.oci import OciLayout
 from modelseal.publish.cosign import (
@@ -221,7 +222,7 @@ VERIFY = ("--insecure-ignore-tlog=true", "--allow-http-registry")
 
 
 def test_cosign_verifies_what_we_push(
-    registry: str, busybox_layout: tuple[OciLayout, str], cosign: Any, tmp_path: Path
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: CosignRunner, tmp_path: Path
 ) -> None:
     private, public = generate_ephemeral_key(tmp_path / "keys")
     signer = KeySigner.from_file(private)
@@ -279,7 +280,7 @@ def test_cosign_verifies_what_we_push(
 
 
 def test_cosign_rejects_tampered_payloads(
-    registry: str, busybox_layout: tuple[OciLayout, str], cosign: Any, tmp_path: Path
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: CosignRunner, tmp_path: Path
 ) -> None:
     private, public = generate_ephemeral_key(tmp_path / "keys")
     signer = KeySigner.from_file(private)
@@ -310,7 +311,7 @@ def test_cosign_rejects_tampered_payloads(
 
 
 def test_we_read_and_verify_what_cosign_pushes(
-    registry: str, busybox_layout: tuple[OciLayout, str], cosign: Any
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: CosignRunner
 ) -> None:
     proc = cosign("generate-key-pair")
     assert proc.returncode == 0, proc.stderr

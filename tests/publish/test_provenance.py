@@ -18,7 +18,8 @@ from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
 from referencing import Registry, Resource
-from tests.conftest import REPO, require
+from tests.support import REPO
+from tests.support.tools import require
 
 from modelseal.errors import ConfigError
 from modelseal.judge import judge

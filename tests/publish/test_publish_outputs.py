@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal.findings import GateResult, Status
 from modelseal.fsio import UnsafePathError

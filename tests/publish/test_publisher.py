@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require
-from tests.publish.conftest import statements
+from tests.support.statements import statements
+from tests.support.tools import require
 
 from modelseal.errors import ConfigError, ExitCode, PublishError
 from modelseal.oci import OciLayout

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from examples.offline.registry import free_port
-from tests.conftest import require
+from tests.support.tools import require
 
 from modelseal.oci import OciLayout
 from modelseal.publish.registry import (

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from examples.offline.trivydb import write_trivy_db
-from tests.conftest import EPOCH, read_report, report_gates
+from tests.support import EPOCH
+from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
 from modelseal.publish.registry import RegistryClient, RegistryError

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import read_report, report_gates
+from tests.support.reports import read_report, report_gates
+from tests.support.sigstore_local import LocalSigstore
 
 from modelseal._cli import main
 from modelseal.publish.registry import RegistryClient, RegistryError
@@ -151,7 +152,7 @@ def test_run_push_keyless_in_a_github_job_then_verify_identity(
     registry: str,
     busybox_base: str,
     github_ambient: dict[str, Any],
-    sigstore_stack: Any,
+    sigstore_stack: LocalSigstore,
     trust_config_path: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -159,7 +160,7 @@ def test_run_push_keyless_in_a_github_job_then_verify_identity(
 ) -> None:
     """GitHub's ambient OIDC (a local token endpoint) → local Fulcio/Rekor → registry; then
     verify by the workflow identity, the GitHub builder id and the source repository."""
-    from tests.sigstore_local import github_identity
+    from tests.support.sigstore_local import github_identity
 
     monkeypatch.setenv("GITHUB_REPOSITORY", github_ambient["repository"])
     monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")

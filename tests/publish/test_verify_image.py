@@ -1,5 +1,5 @@
 """`modelseal verify` on images in a real registry: published keyless against the local test
-Sigstore (Fulcio/Rekor/OIDC from tests/sigstore_local.py), checked by us and by cosign 2.5,
+Sigstore (Fulcio/Rekor/OIDC from tests/support/sigstore_local.py), checked by us and by cosign 2.5,
 and images signed by cosign checked by us. Negative cases: wrong identity, a tag moved to an
 unsigned image, a tampered manifest, a missing attestation, a stale scan, Rekor down."""
 
@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import REPO, build_layout, require
 from tests.data.make_report_v1 import PASSED_POLICY, passed
-from tests.publish.conftest import statements
-from tests.sigstore_local import DEFAULT_EMAIL
+from tests.support import REPO
+from tests.support.sigstore_local import DEFAULT_EMAIL, LocalSigstore, Service
+from tests.support.statements import statements
+from tests.support.tools import build_layout, require
 
 from modelseal.app import rejudger
+from modelseal.engine import PrivateEngine
 from modelseal.judge import judge
 from modelseal.oci import OciLayout
 from modelseal.policy import load_policy_text
@@ -31,6 +33,7 @@ from modelseal.reports.json_report import report_to_json
 from modelseal.sign.interface import SigningError, VerificationError
 from modelseal.sign.key import KeySigner, generate_ephemeral_key
 from modelseal.sign.keyless import KeylessSigner
+from modelseal.sign.trust import TrustConfig
 from modelseal.sign.verify import ExpectedSigner
 
 FINISHED = "2026-11-23T10:00:00Z"
@@ -41,8 +44,8 @@ NOW = calendar.timegm(time.strptime(FINISHED, "%Y-%m-%dT%H:%M:%SZ")) + 3600
 def published(
     registry: str,
     busybox_layout: tuple[OciLayout, str],
-    local_trust: Any,
-    sigstore_stack: Any,
+    local_trust: TrustConfig,
+    sigstore_stack: LocalSigstore,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[str, str]:
     """busybox published keyless to REGISTRY/seal/keyless:1.0; yields (ref, digest)."""
@@ -58,7 +61,9 @@ def published(
 
 
 @pytest.fixture(scope="module")
-def example_layout(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[OciLayout, str]:
+def example_layout(
+    engine: PrivateEngine, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[OciLayout, str]:
     """A second, unrelated one-file image."""
     work = tmp_path_factory.mktemp("other-image")
     ctx = work / "ctx"
@@ -86,7 +91,7 @@ def _verify(
 
 
 def test_keyless_image_verifies(
-    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+    published: tuple[str, str], sigstore_stack: LocalSigstore, trust_config_path: Path
 ) -> None:
     ref, digest = published
     result = _verify(
@@ -110,7 +115,7 @@ def test_keyless_image_verifies(
 
 
 def test_wrong_identity_and_issuer_are_refused(
-    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+    published: tuple[str, str], sigstore_stack: LocalSigstore, trust_config_path: Path
 ) -> None:
     ref, _ = published
     for kw in ({"identity": "mallory@example.com"}, {"issuer": "https://accounts.example.com"}):
@@ -121,7 +126,7 @@ def test_wrong_identity_and_issuer_are_refused(
 
 
 def test_stale_scan_and_builder_mismatch_fail_their_checks(
-    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+    published: tuple[str, str], sigstore_stack: LocalSigstore, trust_config_path: Path
 ) -> None:
     ref, _ = published
     result = _verify(
@@ -145,7 +150,7 @@ def test_stale_scan_and_builder_mismatch_fail_their_checks(
 
 def test_tag_moved_to_an_unsigned_image_is_refused(
     registry: str, busybox_layout: tuple[OciLayout, str], example_layout: tuple[OciLayout, str],
-    sigstore_stack: Any, trust_config_path: Path,
+    sigstore_stack: LocalSigstore, trust_config_path: Path,
 ) -> None:  # fmt: skip
     # An attacker with push rights points the tag at another image: no signature covers it.
     _, digest = busybox_layout
@@ -159,7 +164,10 @@ def test_tag_moved_to_an_unsigned_image_is_refused(
 
 
 def test_tampered_manifest_is_refused(
-    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path, registry: str
+    published: tuple[str, str],
+    sigstore_stack: LocalSigstore,
+    trust_config_path: Path,
+    registry: str,
 ) -> None:
     ref, digest = published
 
@@ -231,8 +239,8 @@ def test_verify_rejudges_version_2_and_version_1_scan_reports(
 
 
 def test_rekor_down_fails_closed_and_pushes_nothing(
-    registry: str, busybox_layout: tuple[OciLayout, str], local_trust: Any, sigstore_stack: Any,
-    rekor_failing: Any, tmp_path: Path,
+    registry: str, busybox_layout: tuple[OciLayout, str], local_trust: TrustConfig, sigstore_stack: LocalSigstore,
+    rekor_failing: Service, tmp_path: Path,
 ) -> None:  # fmt: skip
     layout, digest = busybox_layout
     ref = ImageRef.parse(f"{registry}/seal/rekor-down:1.0")
@@ -255,7 +263,7 @@ def test_rekor_down_fails_closed_and_pushes_nothing(
 
 
 def test_cosign_verifies_our_keyless_image(
-    published: tuple[str, str], sigstore_stack: Any, tmp_path: Path
+    published: tuple[str, str], sigstore_stack: LocalSigstore, tmp_path: Path
 ) -> None:
     require(shutil.which("cosign") is not None, "cosign")
     ref, digest = published
@@ -283,7 +291,7 @@ def test_cosign_verifies_our_keyless_image(
 
 
 def test_we_verify_an_image_cosign_signed_keyless(
-    registry: str, busybox_layout: tuple[OciLayout, str], sigstore_stack: Any,
+    registry: str, busybox_layout: tuple[OciLayout, str], sigstore_stack: LocalSigstore,
     trust_config_path: Path, tmp_path: Path,
 ) -> None:  # fmt: skip
     require(shutil.which("cosign") is not None, "cosign")
@@ -313,7 +321,7 @@ def test_we_verify_an_image_cosign_signed_keyless(
 
 
 def test_hostile_referrers_are_ignored_not_fatal(
-    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+    published: tuple[str, str], sigstore_stack: LocalSigstore, trust_config_path: Path
 ) -> None:
     """Anyone who can push to the repository can add referrers: garbage among them must
     neither crash verify nor stop it from finding the valid signatures."""
@@ -347,7 +355,7 @@ def test_hostile_referrers_are_ignored_not_fatal(
 
 
 def test_a_scan_report_from_the_future_is_not_fresh(
-    published: tuple[str, str], sigstore_stack: Any, trust_config_path: Path
+    published: tuple[str, str], sigstore_stack: LocalSigstore, trust_config_path: Path
 ) -> None:
     ref, _ = published
     result = _verify(ref, _expected(sigstore_stack, trust_config_path), now=NOW - 86400)

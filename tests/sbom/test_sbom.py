@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from tests.conftest import EPOCH
-from tests.models.test_models_gate import safetensors_bytes
+from tests.support import EPOCH
+from tests.support.model_files import safetensors_bytes
 
 from modelseal._cli import main
 from modelseal.build.gate import BuildGate

@@ -9,7 +9,7 @@ signing tests share: a keyless signer and the signer they expect.
 from __future__ import annotations
 
 import pytest
-from tests.sigstore_local import DEFAULT_EMAIL, LocalSigstore
+from tests.support.sigstore_local import DEFAULT_EMAIL, LocalSigstore
 
 from modelseal.sign.keyless import KeylessSigner
 from modelseal.sign.trust import TrustConfig

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require
-from tests.sigstore_local import DEFAULT_EMAIL, LocalSigstore
+from tests.support.sigstore_local import DEFAULT_EMAIL, LocalSigstore
+from tests.support.tools import require
 
 from modelseal.sign.interface import Signed
 from modelseal.sign.keyless import KeylessSigner

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from tests.sigstore_local import (
+from tests.support.sigstore_local import (
     DEFAULT_EMAIL,
     SIMPLE_SIGNING_PAYLOAD,
     LocalSigstore,

@@ -6,11 +6,13 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
 
 from sigstore._internal.merkle import _chain_border_right, _chain_inner, _decomp_inclusion_proof
 from sigstore._internal.rekor.client import RekorClient
-from tests.sigstore_local import LocalSigstore, inclusion_path, leaf_hash, merkle_root
+from tests.support.sigstore_local import LocalSigstore, inclusion_path, leaf_hash, merkle_root
+
+from modelseal.sign.trust import TrustConfig
 
 
 def test_inclusion_proofs_verify_for_every_leaf_and_size() -> None:
@@ -26,7 +28,9 @@ def test_inclusion_proofs_verify_for_every_leaf_and_size() -> None:
             assert _chain_border_right(seed, proof[inner:]) == root
 
 
-def test_rekor_read_api(sigstore_stack: LocalSigstore, oidc_token: Any, local_trust: Any) -> None:
+def test_rekor_read_api(
+    sigstore_stack: LocalSigstore, oidc_token: Callable[..., str], local_trust: TrustConfig
+) -> None:
     from modelseal.sign.keyless import KeylessSigner
 
     signed = KeylessSigner(local_trust, identity_token=oidc_token()).sign_message(b"read me")

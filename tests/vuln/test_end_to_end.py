@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.conftest import EPOCH, read_report, report_gates
-from tests.vuln.test_trivy import _rootfs
+from tests.support import EPOCH
+from tests.support.reports import read_report, report_gates
+from tests.support.rootfs import debian_rootfs
 
 from modelseal._cli import main
 
@@ -41,7 +42,7 @@ def test_both_scanners_one_verdict(
     engine: object, tmp_path: Path, osv_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ctx = tmp_path / "ctx"
-    _rootfs(ctx / "rootfs")
+    debian_rootfs(ctx / "rootfs")
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\n")
     out = tmp_path / "out"
     args = ["run", str(ctx), "--gate", "build", "--gate", "trivy", "--gate", "pip-audit",

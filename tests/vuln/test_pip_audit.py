@@ -21,14 +21,16 @@ from pathlib import Path
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.registry import free_port
-from tests.conftest import EPOCH, docker_cli
-from tests.layouts import M, layer, make_layout
+from tests.support import EPOCH
+from tests.support.gates import StubBuild
+from tests.support.layouts import M, layer, make_layout
+from tests.support.tools import docker_cli
 
 from modelseal.errors import GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import OciLayout
-from modelseal.pipeline import Context, RunOptions, SourceDateEpoch, run_pipeline
-from modelseal.policy import LoadedPolicy, load_policy_text
+from modelseal.pipeline import RunOptions, SourceDateEpoch, run_pipeline
+from modelseal.policy import load_policy_text
 from modelseal.vuln.pip_audit import (
     PIP_AUDIT_ENV,
     InstalledPackage,
@@ -223,26 +225,6 @@ def build_image(ctx: Path, dest: Path, base: str) -> tuple[Path, str]:
     layout = OciLayout(dest)
     (manifest,) = layout.platform_manifests(json.loads(meta.read_text())["containerimage.digest"])
     return dest, manifest.digest
-
-
-class StubBuild:
-    """Stands in for the build gate: hands over an already built layout."""
-
-    name = "build"
-    requires: tuple[str, ...] = ()
-    uses: tuple[str, ...] = ()
-
-    def __init__(self, layout: Path, manifest: str) -> None:
-        self.layout, self.manifest = layout, manifest
-
-    def enabled(self, policy: LoadedPolicy) -> bool:
-        return True
-
-    def run(self, ctx: Context) -> GateResult:
-        return GateResult(
-            "build", Status.PASSED, artifacts={"oci_layout": self.layout},
-            facts={"image.manifest.linux/amd64": self.manifest},
-        )  # fmt: skip
 
 
 def run_gate(tmp_path: Path, image: tuple[Path, str], osv_url: str) -> GateResult:

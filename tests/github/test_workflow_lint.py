@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from tests.conftest import REPO, require
+from tests.support import REPO
+from tests.support.tools import require
 
 ACTION = REPO / "action.yml"
 WORKFLOWS = sorted(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.action.harness import parse_commands, parse_file_command
+from tests.support.github_runner import parse_commands, parse_file_command
 
 from modelseal import _cli, app
 from modelseal.errors import EngineError, ExitCode

@@ -12,7 +12,8 @@ What it does, per step, in order:
   in the workspace, with the step's ``env:`` evaluated, a GitHub-like environment
   (``GITHUB_ACTIONS=true``, ``GITHUB_OUTPUT``/``GITHUB_STEP_SUMMARY``/``GITHUB_ENV``/``GITHUB_PATH``
   files fresh for each step, ``GITHUB_ACTION_PATH``, ``RUNNER_TEMP``, ``RUNNER_OS`` …) and the
-  OIDC token request variables when an endpoint is given (:func:`oidc_token_endpoint`).
+  OIDC token request variables when a :class:`~tests.support.sigstore_local.LocalSigstore` is
+  given (its GitHub-style token endpoint: the one OIDC stub of the test suite).
 
 Expressions: ``${{ inputs.NAME }}``, ``${{ runner.temp }}``, ``${{ runner.os }}``,
 ``${{ github.action_path }}``, ``${{ github.workspace }}``, ``${{ github.token }}`` (in input
@@ -26,23 +27,19 @@ Workflow commands in the log are parsed the way the runner does, ``::stop-comman
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import secrets
 import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlparse
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
+
+if TYPE_CHECKING:
+    from tests.support.sigstore_local import LocalSigstore
 
 _EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 #: Variables a step inherits from the test process (nothing else leaks in).
@@ -213,7 +210,7 @@ class Composite:
         env: Mapping[str, str] | None = None,
         replace: Mapping[str, Callable[[StepContext], Mapping[str, str]]] | None = None,
         uses_outputs: Mapping[str, Mapping[str, str]] | None = None,
-        oidc: OidcEndpoint | None = None,
+        oidc: LocalSigstore | None = None,
         github_token: str = "",
     ) -> ActionRun:
         """Run the steps in order, stopping at the first that fails."""
@@ -228,8 +225,7 @@ class Composite:
         base = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
         base.update(_github_env(workspace, runner_temp, self.action_dir))
         if oidc is not None:
-            base["ACTIONS_ID_TOKEN_REQUEST_URL"] = oidc.url
-            base["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = oidc.token
+            base.update(oidc.github_env())
         base.update(env or {})
         step_outputs: dict[str, Mapping[str, str]] = {}
         results: list[StepResult] = []
@@ -390,83 +386,3 @@ class _Context:
 
     def env(self, spec: Mapping[str, Any]) -> dict[str, str]:
         return {str(k): self.evaluate(_as_string(v)) for k, v in spec.items()}
-
-
-# --- a stand-in for GitHub's OIDC token endpoint -------------------------------------------
-
-
-@dataclass
-class OidcEndpoint:
-    """A local ``ACTIONS_ID_TOKEN_REQUEST_URL``: answers ``{"value": JWT}`` to a request with
-    the right bearer token. The JWT's claims look like GitHub's; its signature is not real (a
-    local Fulcio that trusts this endpoint's key comes with the local Sigstore stack)."""
-
-    url: str
-    token: str
-    requests: list[dict[str, str]] = field(default_factory=list)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def fake_jwt(claims: Mapping[str, Any]) -> str:
-    """A JWT-shaped token (header.claims.signature) with an unverifiable signature."""
-    header = {"alg": "RS256", "typ": "JWT", "kid": "modelseal-test"}
-    return ".".join(
-        [
-            _b64(json.dumps(header).encode()),
-            _b64(json.dumps(dict(claims)).encode()),
-            _b64(secrets.token_bytes(64)),
-        ]
-    )
-
-
-@contextmanager
-def oidc_token_endpoint() -> Iterator[OidcEndpoint]:
-    """Serve GitHub-like OIDC tokens on 127.0.0.1 for the duration of the block."""
-    bearer = secrets.token_urlsafe(24)
-    endpoint = OidcEndpoint(url="", token=bearer)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            query = parse_qs(urlparse(self.path).query)
-            audience = (query.get("audience") or ["sigstore"])[0]
-            endpoint.requests.append({"path": self.path, "audience": audience})
-            if self.headers.get("Authorization") != f"bearer {bearer}":
-                self.send_response(401)
-                self.end_headers()
-                return
-            now = int(time.time())
-            claims = {
-                "iss": "https://token.actions.githubusercontent.com",
-                "aud": audience,
-                "sub": "repo:example-org/iris-server:ref:refs/heads/main",
-                "iat": now,
-                "nbf": now,
-                "exp": now + 300,
-                "job_workflow_ref": "example-org/iris-server/.github/workflows/release.yml@refs/heads/main",
-                "repository": "example-org/iris-server",
-                "ref": "refs/heads/main",
-            }
-            body = json.dumps({"value": fake_jwt(claims)}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="oidc-stub", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    endpoint.url = f"http://{host!s}:{port}/token?api-version=2.0"
-    try:
-        yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)

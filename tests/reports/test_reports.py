@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.conftest import REPORT_SCHEMA, read_report
+from tests.support.reports import REPORT_SCHEMA, read_report
 
 from modelseal import __version__
 from modelseal._cli import main
@@ -30,7 +30,7 @@ from modelseal.reports.json_report import (
 )
 from modelseal.vuln.findings import vuln_finding
 
-SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "sarif-schema-2.1.0.json").read_text())
 POLICY = """version: 1
 vulnerabilities:
   ignore:
@@ -156,7 +156,7 @@ def test_openvex_takes_only_live_ignore_entries(tmp_path: Path) -> None:
 
 # --- report.json: evidence apart from decisions ------------------------------------------------
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 EXPIRED = """version: 1
 vulnerabilities:
   ignore:
