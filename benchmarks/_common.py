@@ -82,7 +82,7 @@ def engine_and_base() -> Iterator[str]:
     """Yield the ``oci-layout://…@sha256:…`` value of the example base, with an engine up;
     a private engine started here is stopped on exit."""
     sys.path.insert(0, str(REPO / "src"))
-    from modelseal.engine import engine_session
+    from modelseal.imagebuild.engine import engine_session
 
     with engine_session(Path(tempfile.gettempdir()) / "modelseal-bench-engine"):
         base = subprocess.run(

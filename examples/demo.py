@@ -62,7 +62,7 @@ def _demo(stack: ExitStack) -> int:
     from examples.offline.osv_server import start_osv_server
     from examples.offline.registry import RegistryStartError, local_registry
 
-    from modelseal.engine import engine_session
+    from modelseal.imagebuild.engine import engine_session
     from modelseal.sign.key import generate_ephemeral_key
 
     say("Docker engine")

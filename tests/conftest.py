@@ -17,7 +17,7 @@ import pytest
 from tests.support import REPO, TEST_CACHE
 from tests.support.tools import build_layout, require
 
-from modelseal.engine import PrivateEngine
+from modelseal.imagebuild.engine import PrivateEngine
 from modelseal.oci import OciLayout
 
 if TYPE_CHECKING:

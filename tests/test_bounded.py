@@ -15,8 +15,8 @@ import pytest
 
 from modelseal import _cli, bounded
 from modelseal.bounded import read_input
-from modelseal.build.context import DockerIgnore
 from modelseal.errors import ConfigError, Error, ExitCode
+from modelseal.imagebuild.context import DockerIgnore
 from modelseal.models import lock as lock_module
 from modelseal.models.lock import load_lock
 from modelseal.reports import json_report

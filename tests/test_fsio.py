@@ -1,7 +1,7 @@
 """Hostile output directories: links planted at every name modelseal writes, and at the
 directories on the way, never make it write outside (modelseal.fsio, issue 11). Real runs of
 the command line and the Action adapter; the build and publish cases live beside their gates
-(tests/build/test_build_outputs.py, tests/publish/test_publish_outputs.py)."""
+(tests/imagebuild/test_build_outputs.py, tests/publish/test_publish_outputs.py)."""
 
 from __future__ import annotations
 

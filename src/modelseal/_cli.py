@@ -609,7 +609,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from modelseal.engine import PrivateEngine, probe_engine
+    from modelseal.imagebuild.engine import PrivateEngine, probe_engine
 
     if args.engine_command == "start":
         engine = PrivateEngine(args.root).start()

@@ -308,7 +308,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
             )
         )
     if request.build_contexts and (not gates or "build" in gates):
-        from modelseal.build.gate import check_build_contexts
+        from modelseal.imagebuild.gate import check_build_contexts
 
         check_build_contexts(dict(request.build_contexts))
     options = RunOptions(

@@ -63,10 +63,10 @@ _SPECS: dict[str, GateSpec] = {
         ),
         GateSpec(
             "build",
-            gate="modelseal.build.gate:BuildGate",
+            gate="modelseal.imagebuild.gate:BuildGate",
             section="build",
             section_model="modelseal.policy.model:BuildPolicy",
-            rules="modelseal.build.rules:RULES",
+            rules="modelseal.imagebuild.rules:RULES",
         ),
         GateSpec(
             "models-image",

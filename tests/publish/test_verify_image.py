@@ -21,7 +21,7 @@ from tests.support.statements import statements
 from tests.support.tools import build_layout, require
 
 from modelseal.app import rejudger
-from modelseal.engine import PrivateEngine
+from modelseal.imagebuild.engine import PrivateEngine
 from modelseal.judge import judge
 from modelseal.oci import OciLayout
 from modelseal.policy import load_policy_text

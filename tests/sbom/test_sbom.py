@@ -19,9 +19,9 @@ from tests.support import EPOCH
 from tests.support.model_files import safetensors_bytes
 
 from modelseal._cli import main
-from modelseal.build.gate import BuildGate
 from modelseal.errors import GateError
 from modelseal.findings import GateResult, Status
+from modelseal.imagebuild.gate import BuildGate
 from modelseal.models.gate import ModelsGate
 from modelseal.pipeline import Context, RunOptions, SourceDateEpoch, run_pipeline
 from modelseal.policy.loader import default_policy

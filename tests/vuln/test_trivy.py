@@ -18,8 +18,8 @@ from tests.support import EPOCH
 from tests.support.rootfs import DIST_INFO, debian_rootfs
 from tests.support.tools import build_layout, require
 
-from modelseal.engine import PrivateEngine
 from modelseal.findings import GateResult, Severity, Status
+from modelseal.imagebuild.engine import PrivateEngine
 from modelseal.oci import OciLayout
 from modelseal.pipeline import Context, RunOptions, SourceDateEpoch, run_pipeline
 from modelseal.policy import LoadedPolicy, load_policy_text

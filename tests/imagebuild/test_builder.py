@@ -23,10 +23,10 @@ from tests.support import EPOCH, REPO
 from tests.support.tools import require
 
 from modelseal._cli import main
-from modelseal.build.gate import BuildGate
-from modelseal.engine import BUILDKIT_IMAGE, PrivateEngine, builder_name, probe_engine
 from modelseal.errors import EngineError
 from modelseal.findings import Status
+from modelseal.imagebuild.engine import BUILDKIT_IMAGE, PrivateEngine, builder_name, probe_engine
+from modelseal.imagebuild.gate import BuildGate
 from modelseal.pipeline import Context, RunOptions, SourceDateEpoch
 from modelseal.policy import load_policy_text
 

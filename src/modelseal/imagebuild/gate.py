@@ -14,8 +14,11 @@ from pathlib import Path
 from modelseal import fsio
 from modelseal._tools import ToolResult, run_tool, tail
 from modelseal.bounded import read_input_text
-from modelseal.build.context import DockerIgnore, normalize_context
-from modelseal.build.dockerfile import (
+from modelseal.errors import ConfigError, Error, GateError, ToolError
+from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.gates import RegisteredGate
+from modelseal.imagebuild.context import DockerIgnore, normalize_context
+from modelseal.imagebuild.dockerfile import (
     BaseRef,
     Dockerfile,
     Injected,
@@ -23,10 +26,7 @@ from modelseal.build.dockerfile import (
     inject_source_date_epoch,
     parse_dockerfile,
 )
-from modelseal.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
-from modelseal.errors import ConfigError, Error, GateError, ToolError
-from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.gates import RegisteredGate
+from modelseal.imagebuild.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
 

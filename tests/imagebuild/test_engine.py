@@ -13,8 +13,8 @@ import pytest
 from tests.support.tools import require
 
 from modelseal._cli import main
-from modelseal.engine import PrivateEngine, probe_engine
 from modelseal.errors import EngineError
+from modelseal.imagebuild.engine import PrivateEngine, probe_engine
 
 pytestmark = pytest.mark.engine
 

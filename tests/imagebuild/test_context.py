@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from modelseal.build import context as context_module
-from modelseal.build.context import ContextSummary, DockerIgnore, go_clean, normalize_context
 from modelseal.errors import ConfigError
+from modelseal.imagebuild import context as context_module
+from modelseal.imagebuild.context import ContextSummary, DockerIgnore, go_clean, normalize_context
 
 EPOCH = 1_700_000_000
 EPOCH_NS = EPOCH * 1_000_000_000

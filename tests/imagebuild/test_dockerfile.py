@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelseal.build.dockerfile import (
+from modelseal.errors import ConfigError
+from modelseal.imagebuild.dockerfile import (
     BaseRef,
     Dockerfile,
     FromLine,
@@ -21,7 +22,6 @@ from modelseal.build.dockerfile import (
     inject_source_date_epoch,
     parse_dockerfile,
 )
-from modelseal.errors import ConfigError
 
 DIGEST = "sha256:" + "ab" * 32
 

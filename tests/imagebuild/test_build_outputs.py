@@ -12,7 +12,7 @@ from tests.support import EPOCH
 from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
-from modelseal.engine import PrivateEngine
+from modelseal.imagebuild.engine import PrivateEngine
 
 pytestmark = pytest.mark.engine
 

@@ -18,8 +18,8 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Literal
 
-from modelseal.build.context import GO_SPACE
 from modelseal.errors import ConfigError
+from modelseal.imagebuild.context import GO_SPACE
 from modelseal.oci import DIGEST_RE
 
 __all__ = [
