@@ -372,3 +372,80 @@ def test_the_readme_documents_the_builder_keys() -> None:
     readme = (REPO / "README.md").read_text()
     for key in ("--builder", "--cache-from", "--cache-to", "buildkit_image", "rebuild_check"):
         assert key in readme, key
+
+
+# --- cache specs cannot send the runner's token elsewhere nor write through links ---------
+
+
+@pytest.mark.parametrize(
+    ("spec", "direction", "key"),
+    [
+        ("type=gha,url=https://evil.example/", "from", "url"),
+        ("type=gha,url_v2=https://evil.example/,mode=max", "to", "url_v2"),
+        ("type=gha,repository=evil/repo", "to", "repository"),
+        ("type=gha,token=abc", "from", "token"),
+        ("type=registry,ref=r.example/c,ghtoken=x", "to", "ghtoken"),
+        ("type=registry,ref=r.example/c,registry.insecure=true", "from", "registry.insecure"),
+        ("type=local,src=/tmp/c,dest=/tmp/d", "from", "dest"),
+    ],
+)
+def test_cache_attributes_outside_the_allowlist_are_refused(
+    tmp_path: Path, spec: str, direction: str, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelseal.errors import ConfigError
+
+    field = "cache_from" if direction == "from" else "cache_to"
+    with pytest.raises(ConfigError, match=f"{key}"):
+        load_policy_text(f'version: 1\nbuild:\n  {field}: ["{spec}"]\n', "t.yml")
+    with pytest.raises(SystemExit) as exc:
+        main(["build", str(tmp_path), f"--cache-{direction}", spec])
+    assert exc.value.code == 2
+    assert key in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("spec", "direction"),
+    [
+        ("type=gha,scope=pr-1,timeout=5m", "from"),
+        ("type=gha,scope=main,mode=max,ignore-error=true,timeout=10m", "to"),
+        ("type=registry,ref=r.example/cache:main", "from"),
+        ("type=registry,ref=r.example/c,mode=max,image-manifest=true,oci-mediatypes=true,"
+         "compression=zstd,compression-level=3,force-compression=true,ignore-error=true", "to"),
+        ("type=local,src=/tmp/c,tag=main", "from"),
+        ("type=local,dest=/tmp/c,mode=max,compression=gzip", "to"),
+    ],
+)  # fmt: skip
+def test_documented_cache_attributes_are_accepted(spec: str, direction: str) -> None:
+    from modelseal.policy.model import cache_spec_problem
+
+    assert cache_spec_problem(spec, direction) is None  # type: ignore[arg-type]
+
+
+def test_a_local_cache_dest_through_a_symlink_errors_the_gate(
+    stand_in: StandIn, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    dest = tmp_path / "link" / "cache"
+    ctx = _ctx(tmp_path, "version: 1\n", cache_to=(f"type=local,dest={dest}",))
+    r = BuildGate().run(ctx)
+    assert r.status is Status.ERRORED
+    assert "symbolic link" in (r.error or "") and "dest=" in (r.error or "")
+    assert not (elsewhere / "cache").exists()
+    assert stand_in.buildx("build") == []
+
+
+@pytest.mark.parametrize("where", ["workspace", "context"])
+def test_a_local_cache_in_the_workspace_or_build_context_errors_the_gate(
+    stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    monkeypatch.chdir(workspace)
+    inside = workspace / ".cache" if where == "workspace" else tmp_path / "app" / "cache"
+    ctx = _ctx(tmp_path, "version: 1\n", cache_from=(f"type=local,src={inside}",))
+    r = BuildGate().run(ctx)
+    assert r.status is Status.ERRORED
+    assert "inside the working directory or the build context" in (r.error or "")
+    assert stand_in.buildx("build") == []

@@ -78,15 +78,40 @@ _CACHE_REQUIRED: Final = {
     ("registry", "from"): "ref", ("registry", "to"): "ref",
     ("local", "from"): "src", ("local", "to"): "dest",
 }  # fmt: skip
-#: Keys that carry a credential: they would land in argv (and process listings); buildx reads
-#: them from the environment instead (ACTIONS_RUNTIME_TOKEN, the Docker config).
-_CACHE_SECRET_KEYS: Final = ("token", "ghtoken")
+#: The attributes modelseal passes to buildx, per cache type and direction (buildx's cache
+#: backend documentation); anything else is refused. Left out on purpose: gha's url, url_v2
+#: and repository (buildx fills ``token`` from ACTIONS_RUNTIME_TOKEN whenever the spec has
+#: none, even when the spec names its own server: a url= would send the runner's token to any
+#: host) and every credential key (token, ghtoken: argv is visible in process listings;
+#: buildx reads them from the environment).
+_CACHE_COMMON_TO: Final = (
+    "mode", "ignore-error", "oci-mediatypes", "image-manifest", "compression",
+    "compression-level", "force-compression",
+)  # fmt: skip
+CACHE_KEYS: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("gha", "from"): frozenset({"type", "scope", "timeout", "version"}),
+    ("gha", "to"): frozenset({"type", "scope", "timeout", "version", "mode", "ignore-error"}),
+    ("registry", "from"): frozenset({"type", "ref"}),
+    ("registry", "to"): frozenset({"type", "ref", *_CACHE_COMMON_TO}),
+    ("local", "from"): frozenset({"type", "src", "digest", "tag"}),
+    ("local", "to"): frozenset({"type", "dest", "tag", *_CACHE_COMMON_TO}),
+}
+"""Cache attributes modelseal passes to buildx, by (type, direction)."""
+_CACHE_REFUSED_WHY: Final = {
+    "token": "would put a credential on the command line; buildx reads it from the environment",
+    "ghtoken": "would put a credential on the command line; buildx reads it from the environment",
+    "url": "would send the runner's ACTIONS_RUNTIME_TOKEN to that server; buildx finds the "
+    "cache service in the environment",
+    "url_v2": "would send the runner's ACTIONS_RUNTIME_TOKEN to that server; buildx finds the "
+    "cache service in the environment",
+}
 
 
 def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | None:
     """Why ``spec`` is not a cache source (``from``) or destination (``to``) modelseal passes to
     buildx, or None when it is one: comma-separated ``key=value`` attributes, ``type=`` one of
-    :data:`CACHE_TYPES`, the type's location key present, no credentials, no quoting."""
+    :data:`CACHE_TYPES`, the type's location key present, only the attributes of
+    :data:`CACHE_KEYS` (no credentials, no server URL), no quoting."""
     if not spec or any(c in spec for c in "\"'\n\r\t ") or not spec.isprintable():
         return "expected type=gha|registry|local,KEY=VALUE,… without spaces or quotes"
     attrs: dict[str, str] = {}
@@ -96,15 +121,19 @@ def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | Non
             return f"{part!r} is not KEY=VALUE"
         if key in attrs:
             return f"{key} is given twice"
-        if key in _CACHE_SECRET_KEYS:
-            return (
-                f"{key}= would put a credential on the command line; buildx reads it from "
-                "the environment"
-            )
+        if key in _CACHE_REFUSED_WHY:
+            return f"{key}= {_CACHE_REFUSED_WHY[key]}"
         attrs[key] = value
     kind = attrs.get("type")
     if kind not in CACHE_TYPES:
         return f"type must be one of {', '.join(CACHE_TYPES)} (got {kind!r})"
+    allowed = CACHE_KEYS[(kind, direction)]
+    unknown = sorted(set(attrs) - allowed)
+    if unknown:
+        return (
+            f"{unknown[0]}= is not an attribute modelseal passes for type={kind} in "
+            f"cache-{direction} (allowed: {', '.join(sorted(allowed - {'type'}))})"
+        )
     need = _CACHE_REQUIRED.get((kind, direction))
     if need and need not in attrs:
         return f"type={kind} needs {need}="
@@ -194,7 +223,11 @@ class BuildPolicy(BaseModel):
             "BuildKit cache sources for the first build (--cache-from), each "
             '"type=gha[,scope=…]", "type=registry,ref=IMAGE" or "type=local,src=DIR". '
             "The rebuild check never reads a cache. The --cache-from flag and the Action's "
-            "cache-from input replace this list."
+            "cache-from input replace this list. Only buildx's documented attributes are "
+            "passed (gha: scope, timeout, version; local: src, digest, tag); url=, url_v2=, "
+            "repository= and credentials are refused (buildx would hand the runner's "
+            "ACTIONS_RUNTIME_TOKEN to that server), and a local src must lie outside the "
+            "working directory and the build context, reached without a symbolic link."
         ),
     )
     cache_to: list[str] = Field(
@@ -203,7 +236,9 @@ class BuildPolicy(BaseModel):
             'Cache destinations of the first build (--cache-to): "type=gha[,mode=max]", '
             '"type=registry,ref=IMAGE[,mode=max]" or "type=local,dest=DIR[,mode=max]". Needs '
             "a builder that exports caches (the containerd image store or a docker-container "
-            "builder)."
+            "builder). Attributes as for cache_from (plus mode, ignore-error, compression…, "
+            "image-manifest, oci-mediatypes); a local dest must lie outside the working "
+            "directory and the build context and is made without following a symbolic link."
         ),
     )
 
