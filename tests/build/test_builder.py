@@ -47,6 +47,8 @@ def save():
 
 def inspect(name, boot):
     b = state.get(name)
+    if b is None and name == os.environ.get("STANDIN_CONTEXT", "default"):
+        b = {{"driver": "docker", "image": "", "version": "v0.20.2"}}
     if b is None:
         print(f'ERROR: no builder "{{name}}" found', file=sys.stderr)
         sys.exit(1)
@@ -59,18 +61,25 @@ def inspect(name, boot):
     print(f"Name:          {{name}}\nDriver:        {{b['driver']}}\n\nNodes:\nName: {{name}}0")
     if b.get("image"):
         print(f'Driver Options:        image="{{b["image"]}}"')
+    boot = boot or b["driver"] == "docker"  # the engine's own BuildKit always runs
     print("Status:                running" if boot else "Status:                inactive")
     if boot:
         print(f"BuildKit version:      {{b.get('version', 'v0.31.2')}}")
 
 if argv[:1] == ["info"]:
-    print(json.dumps({{"ServerVersion": "28.0.4",
-                      "DriverStatus": [["Backing Filesystem", "extfs"]]}}))
+    store = ([["driver-type", "io.containerd.snapshotter.v1"]]
+             if os.environ.get("STANDIN_CONTAINERD") else [["Backing Filesystem", "extfs"]])
+    print(json.dumps({{"ServerVersion": "28.0.4", "DriverStatus": store}}))
+elif argv[:2] == ["context", "show"]:
+    print(os.environ.get("STANDIN_CONTEXT", "default"))
 elif argv[:2] == ["buildx", "version"]:
     print("github.com/docker/buildx v0.26.1 1a8287f")
 elif argv[:2] == ["buildx", "inspect"]:
     rest = [a for a in argv[2:] if a != "--bootstrap"]
-    if not rest:
+    current = os.environ.get("BUILDX_BUILDER") or state.get("__current__")
+    if not rest and current:
+        inspect(current, "--bootstrap" in argv)
+    elif not rest:
         print("Name:   default\nDriver: docker\nBuildKit version: v0.20.2")
     else:
         inspect(rest[0], "--bootstrap" in argv)
@@ -106,9 +115,11 @@ class StandIn:
     def buildx(self, verb: str) -> list[list[str]]:
         return [c for c in self.calls() if c[:2] == ["buildx", verb]]
 
-    def seed(self, name: str, driver: str, image: str | None) -> None:
+    def seed(self, name: str, driver: str, image: str | None, *, current: bool = False) -> None:
         builders = json.loads(self.state.read_text()) if self.state.exists() else {}
         builders[name] = {"driver": driver, "image": image or ""}
+        if current:  # as `docker buildx use NAME` (setup-buildx-action) leaves it
+            builders["__current__"] = name
         self.state.write_text(json.dumps(builders))
 
 
@@ -123,7 +134,8 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandI
     monkeypatch.setenv("MODELSEAL_DOCKER", str(docker))
     monkeypatch.setenv("STANDIN_RECORD", str(s.record))
     monkeypatch.setenv("STANDIN_STATE", str(s.state))
-    monkeypatch.delenv("STANDIN_PULL_FAIL", raising=False)
+    for var in ("STANDIN_PULL_FAIL", "STANDIN_CONTAINERD", "STANDIN_CONTEXT", "BUILDX_BUILDER"):
+        monkeypatch.delenv(var, raising=False)
     yield s
 
 
@@ -221,6 +233,34 @@ def test_a_missing_named_builder_is_an_engine_error(stand_in: StandIn) -> None:
         probe_engine(builder="nope")
     assert "'nope' cannot be used" in exc.value.message and 'no builder "nope"' in exc.value.message
     assert "docker buildx ls" in (exc.value.hint or "")
+
+
+@pytest.mark.parametrize("how", ["buildx use", "BUILDX_BUILDER"])
+def test_on_a_containerd_store_the_engines_own_builder_builds_not_the_current_one(
+    stand_in: StandIn, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # setup-buildx-action ran first: its floating docker-container builder is current.
+    monkeypatch.setenv("STANDIN_CONTAINERD", "1")
+    stand_in.seed("builder-3f2a", "docker-container", "moby/buildkit:buildx-stable-1",
+                  current=how == "buildx use")  # fmt: skip
+    if how == "BUILDX_BUILDER":
+        monkeypatch.setenv("BUILDX_BUILDER", "builder-3f2a")
+    info = probe_engine()
+    assert info.containerd_store and info.builder is None
+    assert info.builder_driver == "docker" and info.builder_image is None
+    assert info.buildkit_version == "v0.20.2"
+    # The builder recorded is the one named on the build's command line.
+    assert info.buildx_args() == ["--builder", "default"]
+
+
+def test_the_engines_own_builder_follows_the_docker_context(
+    stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_CONTAINERD", "1")
+    monkeypatch.setenv("STANDIN_CONTEXT", "desktop-linux")
+    info = probe_engine()
+    assert info.buildx_args() == ["--builder", "desktop-linux"]
+    assert ["buildx", "inspect", "desktop-linux"] in stand_in.calls()
 
 
 def test_the_engines_own_builder_on_a_classic_store_is_refused(stand_in: StandIn) -> None:

@@ -220,7 +220,7 @@ def _builder_facts(engine: EngineInfo) -> dict[str, str]:
     """The builder, for the report and the provenance: its BuildKit image pinned by digest, or
     the engine's version when the engine's own BuildKit builds."""
     facts = {
-        "builder.name": engine.builder or "default",
+        "builder.name": engine.builder or engine.docker_context,
         "builder.driver": engine.builder_driver,
     }
     if engine.builder_image:
