@@ -70,6 +70,16 @@ PATTERN_MESSAGES[BUILDKIT_IMAGE_PATTERN] = (
     "expected a BuildKit image pinned by digest, [REGISTRY/]REPOSITORY[:TAG]@sha256:<64 hex>, "
     'e.g. "mirror.example/moby/buildkit:vX.Y.Z@sha256:…" (a tag alone is refused)'
 )
+OCI_REPOSITORY_PATTERN: Final = (
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+"""An OCI repository reference: ``REGISTRY/REPOSITORY[:TAG][@sha256:…]``."""
+MAX_DB_REPOSITORIES: Final = 8
+"""Trivy DB mirrors tried at most, in order."""
+PATTERN_MESSAGES[OCI_REPOSITORY_PATTERN] = (
+    'expected an OCI repository REGISTRY/REPOSITORY[:TAG], e.g. "mirror.example/aquasec/trivy-db:2"'
+)
 PATTERN_MESSAGES[BUILDER_PATTERN] = 'expected a buildx builder name, e.g. "ci-builder"'
 
 CACHE_TYPES: Final = ("gha", "registry", "local")
@@ -127,6 +137,9 @@ def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | Non
     kind = attrs.get("type")
     if kind not in CACHE_TYPES:
         return f"type must be one of {', '.join(CACHE_TYPES)} (got {kind!r})"
+    need = _CACHE_REQUIRED.get((kind, direction))
+    if need and need not in attrs:
+        return f"type={kind} needs {need}="
     allowed = CACHE_KEYS[(kind, direction)]
     unknown = sorted(set(attrs) - allowed)
     if unknown:
@@ -134,9 +147,6 @@ def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | Non
             f"{unknown[0]}= is not an attribute modelseal passes for type={kind} in "
             f"cache-{direction} (allowed: {', '.join(sorted(allowed - {'type'}))})"
         )
-    need = _CACHE_REQUIRED.get((kind, direction))
-    if need and need not in attrs:
-        return f"type={kind} needs {need}="
     return None
 
 
@@ -471,13 +481,24 @@ class TrivyDbPolicy(BaseModel):
     )
     cache_dir: str | None = Field(
         default=None,
-        description="Trivy's cache directory (holding db/trivy.db and db/metadata.json). "
-        "Default: modelseal's cache directory.",
+        description="Trivy's cache directory (holding db/trivy.db and db/metadata.json), "
+        "relative to the build context. Default: modelseal's cache directory. A path with a "
+        "symbolic link on the way (to it, or its db, fanal or java-db directory) makes the "
+        "gate ERRORED: Trivy writes there by path.",
     )
-    repository: str | list[str] | None = Field(
+    repository: (
+        Annotated[str, StringConstraints(pattern=OCI_REPOSITORY_PATTERN, max_length=255)]
+        | Annotated[
+            list[Annotated[str, StringConstraints(pattern=OCI_REPOSITORY_PATTERN, max_length=255)]],
+            Field(min_length=1, max_length=MAX_DB_REPOSITORIES),
+        ]
+        | None
+    ) = Field(
         default=None,
-        description="An OCI repository mirroring the Trivy DB (--db-repository), or a list of "
-        "them tried in order until one download succeeds (online mode).",
+        description="An OCI repository mirroring the Trivy DB (--db-repository), e.g. "
+        '"mirror.example/aquasec/trivy-db:2", or a list of at most '
+        f"{MAX_DB_REPOSITORIES} of them tried in order until one download succeeds (online "
+        "mode). Leave it out for Trivy's default repository (an empty list is refused).",
     )
     max_age_days: int = Field(
         default=3,
