@@ -517,3 +517,14 @@ def test_buildx_gets_the_runtime_token_only_for_a_gha_cache(
         assert ("ACTIONS_RESULTS_URL" in seen) is gha
         assert not {"ACTIONS_ID_TOKEN_REQUEST_TOKEN", "MODELSEAL_GITHUB_TOKEN",
                     "MODELSEAL_REGISTRY_PASSWORD"} & set(seen)  # fmt: skip
+
+
+def test_a_gha_cache_in_the_policy_only_is_documented_to_get_no_token() -> None:
+    from ruamel.yaml import YAML
+
+    readme = (REPO / "README.md").read_text()
+    assert "A `type=gha` cache written only in the policy" in readme
+    inputs = YAML(typ="safe").load((REPO / "action.yml").read_text())["inputs"]
+    for name in ("cache-from", "cache-to"):
+        assert "type=gha cache" in inputs[name]["description"], name
+        assert "only when" in inputs[name]["description"], name
