@@ -34,6 +34,7 @@ from typing import IO, Any, Literal
 from modelseal._http import _Current, _opener, _Watchdog
 from modelseal.errors import GateError
 from modelseal.oci import DIGEST_RE, INDEX_TYPES, OciLayout
+from modelseal.untrusted import untrusted
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -755,7 +756,8 @@ def _transport_failure(e: BaseException, host: str) -> str:
 
 
 def _plain(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    # Registry text inside a message: printed escaped, markup escaping left to the printer.
+    return untrusted(text, markup=False)
 
 
 def _same_origin(url: str, base: str) -> bool:
