@@ -170,7 +170,9 @@ def test_a_private_dir_is_ours_alone(tmp_path: Path) -> None:
 
 def test_shown_escapes_what_a_terminal_would_act_on() -> None:
     assert fsio.shown("m/\udcff.bin") == "m/\\xff.bin"
-    assert fsio.shown("a\x1b[2Jb\nc") == "a\\x1b[2Jb\\nc"
+    # The one escaping (modelseal.untrusted): \n is \x0a, a workflow command is neutralised.
+    assert fsio.shown("a\x1b[2Jb\nc") == "a\\x1b[2Jb\\x0ac"
+    assert fsio.shown("::error::x\u202e") == "\\x3a:error::x\\u202e"
     assert fsio.shown("modèle.safetensors") == "modèle.safetensors"
 
 
@@ -314,7 +316,8 @@ def test_a_report_holding_a_name_that_is_not_utf8_reads_back(tmp_path: Path) -> 
     paths = write_reports(report, tmp_path / "out")
     (back,), _ = read_results(paths["json"])
     assert back.findings[0].subject == "/srv/\udcff.bin"
-    assert "\\udcff" in paths["markdown"].read_text()
+    # the byte shown escaped (\xff, its backslash escaped for Markdown)
+    assert "/srv/\\\\xff.bin" in paths["markdown"].read_text()
 
 
 # --- the Action adapter ------------------------------------------------------------------------

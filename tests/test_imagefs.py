@@ -235,3 +235,43 @@ def test_extract_writes_fresh_files_only(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         fs.extract({"app/w": out / "evil"})
     assert not (tmp_path / "victim").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "oversized"])
+def test_a_json_blob_is_read_bounded_and_never_from_a_fifo(tmp_path: Path, kind: str) -> None:
+    import os
+    import threading
+
+    from modelseal.oci import MAX_JSON_BYTES
+
+    layout, manifest = make_layout(tmp_path / "oci", [layer(M("a"))])
+    blob = layout.blob(manifest)
+    blob.unlink()
+    if kind == "fifo":
+        os.mkfifo(blob)
+    else:
+        blob.write_bytes(b" " * (MAX_JSON_BYTES + 1))
+    caught: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            layout.read_json(manifest)
+        except BaseException as e:
+            caught.append(e)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(10)
+    hung = t.is_alive()
+    if hung:  # a writer end releases the reader blocked in open()
+        os.close(os.open(blob, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(10)
+    assert not hung, "reading a FIFO blob hung"
+    assert len(caught) == 1 and isinstance(caught[0], GateError)
+    assert ("FIFO" if kind == "fifo" else "limit") in caught[0].message
+
+
+def test_the_index_limit_is_a_named_constant() -> None:
+    from modelseal import oci
+
+    assert oci.MAX_INDEX_BYTES == 16 << 20 and oci.MAX_INDEX_BYTES > oci.MAX_JSON_BYTES

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from modelseal._tools import find_tool, run_tool, spawn, which
+from modelseal._tools import GHA_CACHE_ENV, find_tool, run_tool, spawn, which
 from modelseal.errors import ToolError
 
 
@@ -78,6 +79,20 @@ def test_spawn_starts_a_detached_process_writing_to_the_given_fd(tmp_path: Path)
     assert log.read_text().split() == ["True", "True"]
 
 
+def test_spawn_gives_a_daemon_no_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    log = tmp_path / "env.json"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        proc = spawn([sys.executable, "-c", DUMP_ENV], output=fd)
+    finally:
+        os.close(fd)
+    assert proc.wait(timeout=30) == 0
+    seen = json.loads(log.read_text())
+    assert not set(SECRETS) & set(seen), sorted(set(SECRETS) & set(seen))
+
+
 def test_spawn_of_a_missing_program_is_a_tool_error(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="was not found"):
         spawn(["/nonexistent/daemon"], output=2)
@@ -112,3 +127,40 @@ def test_no_module_runs_programs_around_tools() -> None:
             ):
                 offenders.append(f"{where} uses {node.value.id}.{node.attr}")
     assert offenders == []
+
+
+SECRETS = {
+    "MODELSEAL_GITHUB_TOKEN": "ghs_modelseal", "GITHUB_TOKEN": "ghs_github",
+    "ACTIONS_RUNTIME_TOKEN": "runtime", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc",
+    "ACTIONS_ID_TOKEN_REQUEST_URL": "https://oidc.example/", "MODELSEAL_KEY_PASSWORD": "pw",
+    "MODELSEAL_REGISTRY_PASSWORD": "reg", "MODELSEAL_REGISTRY_USERNAME": "me",
+    "ACTIONS_CACHE_URL": "https://cache.example/", "SOME_VENDOR_SECRET": "s",
+    "npm_config__auth_token": "t", "MY_DB_PASSWORD": "p",
+}  # fmt: skip
+DUMP_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
+
+
+def test_tools_get_a_scrubbed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A stand-in tool (as syft, Trivy, pip-audit or git would be) that dumps its environment.
+    tool = tmp_path / "dump-env"
+    tool.write_text(f"#!{sys.executable}\n{DUMP_ENV}\n")
+    tool.chmod(0o755)
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/x.sock")
+    seen = json.loads(run_tool([str(tool)], timeout=30, env={"EXTRA": "1"}).stdout)
+    assert not set(SECRETS) & set(seen), sorted(set(SECRETS) & set(seen))
+    assert not set(SECRETS.values()) & set(seen.values())
+    assert seen["DOCKER_HOST"] == "unix:///tmp/x.sock" and seen["EXTRA"] == "1"
+    assert "PATH" in seen
+
+
+def test_a_tool_gets_only_the_secrets_its_call_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    seen = json.loads(
+        run_tool([sys.executable, "-c", DUMP_ENV], timeout=30, pass_env=GHA_CACHE_ENV).stdout
+    )
+    assert seen["ACTIONS_RUNTIME_TOKEN"] == "runtime"
+    assert seen["ACTIONS_CACHE_URL"] == "https://cache.example/"
+    assert {k for k in SECRETS if k in seen} == {"ACTIONS_RUNTIME_TOKEN", "ACTIONS_CACHE_URL"}

@@ -43,3 +43,21 @@ def test_markup_is_escaped_and_prints_as_written() -> None:
 
 def test_limit_clips() -> None:
     assert untrusted("a" * 50, markup=False, limit=10) == "a" * 9 + "…"
+
+
+def test_bytes_that_were_not_utf8_are_shown_as_bytes() -> None:
+    # File names from the file system keep undecodable bytes as surrogates (surrogateescape).
+    assert untrusted("m/\udcff\udc80.bin", markup=False) == "m/\\xff\\x80.bin"
+
+
+@pytest.mark.parametrize("text", ["::error::pwned", "a\nb", "\x1b]8;;x\x07", "x\u202ey"])
+def test_every_escaping_helper_is_the_one_escaping(text: str) -> None:
+    from modelseal import fsio
+    from modelseal.policy import loader
+    from modelseal.publish import registry, verify_image
+
+    expected = untrusted(text, markup=False)
+    assert fsio.shown(text) == expected
+    assert registry._plain(text) == expected
+    assert verify_image._plain(text) == expected
+    assert loader._printable(text) == expected

@@ -18,11 +18,46 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from modelseal.errors import ToolError
 
 #: How much of a failing tool's output is quoted back to the user.
 STDERR_TAIL_LINES = 15
+
+#: Variables no external program gets unless its call names them in ``pass_env``: modelseal's
+#: and the runner's credentials (the OIDC request token mints Sigstore and cloud identities,
+#: the runtime token writes the Actions cache). Any name ending in ``_TOKEN``, ``_PASSWORD``,
+#: ``_SECRET`` or ``_PASSPHRASE`` is dropped as well (:func:`tool_env`).
+SECRET_ENV: Final = frozenset({
+    "MODELSEAL_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "MODELSEAL_KEY_PASSWORD",
+    "MODELSEAL_REGISTRY_USERNAME", "MODELSEAL_REGISTRY_PASSWORD", "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_CACHE_URL",
+    "ACTIONS_RESULTS_URL", "SIGSTORE_ID_TOKEN", "COSIGN_PASSWORD", "COSIGN_KEY",
+})  # fmt: skip
+_SECRET_SUFFIXES: Final = ("_TOKEN", "_PASSWORD", "_SECRET", "_PASSPHRASE")
+
+#: What buildx needs to reach the GitHub Actions cache (``type=gha``), and nothing else does.
+GHA_CACHE_ENV: Final = ("ACTIONS_RUNTIME_TOKEN", "ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL")
+
+
+def is_secret_env(name: str) -> bool:
+    """True for a variable :func:`tool_env` keeps from external programs."""
+    upper = name.upper()
+    return upper in SECRET_ENV or upper.endswith(_SECRET_SUFFIXES)
+
+
+def tool_env(
+    extra: Mapping[str, str] | None = None, pass_env: Sequence[str] = ()
+) -> dict[str, str]:
+    """The environment of an external program: this process's, without its secrets
+    (:func:`is_secret_env`) except those named in ``pass_env``, plus ``extra``. syft, Trivy,
+    pip-audit and git need none of modelseal's credentials; a tool that is compromised, or
+    that logs its environment, must not get them."""
+    env = {k: v for k, v in os.environ.items() if k in pass_env or not is_secret_env(k)}
+    if extra:
+        env.update(extra)
+    return env
 
 
 @dataclass(frozen=True)
@@ -67,14 +102,16 @@ def spawn(argv: Sequence[str], *, output: int) -> subprocess.Popen[bytes]:
 
     Its stdout and stderr go to the file descriptor ``output`` (the caller closes its copy), its
     stdin is ``/dev/null``, and it runs in a session of its own: it outlives the caller, and
-    Ctrl-C on the caller's terminal does not reach it. A missing or unstartable executable is a
-    :class:`ToolError`; the caller watches the process (``poll()``) for an early exit.
+    Ctrl-C on the caller's terminal does not reach it. Like every tool it gets no secrets
+    (:func:`tool_env`): a daemon outlives the run whose tokens it would otherwise hold. A missing
+    or unstartable executable is a :class:`ToolError`; the caller watches the process
+    (``poll()``) for an early exit.
     """
     args = tuple(str(a) for a in argv)
     try:
         return subprocess.Popen(
             args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, env=tool_env(),
         )  # fmt: skip
     except FileNotFoundError:
         raise ToolError(
@@ -101,18 +138,18 @@ def run_tool(
     check: bool = True,
     ok_codes: Sequence[int] = (0,),
     stdin_data: str | None = None,
+    pass_env: Sequence[str] = (),
 ) -> ToolResult:
     """Run ``argv`` and return its output.
 
-    ``env`` entries are added to (not substituted for) this process's environment. With
+    ``env`` entries are added to this process's environment, from which secrets are dropped
+    except those named in ``pass_env`` (:func:`tool_env`). With
     ``check``, an exit code outside ``ok_codes`` raises :class:`ToolError`; so do a missing
     executable and a timeout, always.
     """
     args = tuple(str(a) for a in argv)
     name = Path(args[0]).name
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    full_env = tool_env(env, pass_env)
     started = time.monotonic()
     try:
         proc = subprocess.run(

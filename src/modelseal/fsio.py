@@ -53,17 +53,10 @@ class UnsafePathError(ConfigError):
 
 def shown(path: Path | str) -> str:
     """A path for a message: file names are hostile too, so control characters and bytes
-    that are not UTF-8 are shown escaped."""
-    text = os.fspath(path)
-    out = []
-    for ch in text:
-        if "\udc80" <= ch <= "\udcff":  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        elif ch.isprintable() and ch != "\\":
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
-    return "".join(out)
+    that are not UTF-8 are shown escaped (:func:`modelseal.untrusted.untrusted`)."""
+    from modelseal.untrusted import untrusted
+
+    return untrusted(os.fspath(path), markup=False)
 
 
 def absolute(path: Path | str) -> Path:

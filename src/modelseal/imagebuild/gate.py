@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelseal import fsio
-from modelseal._tools import ToolResult, run_tool, tail
+from modelseal._tools import GHA_CACHE_ENV, ToolResult, run_tool, tail
 from modelseal.bounded import read_input_text
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
@@ -145,6 +145,10 @@ class BuildGate(RegisteredGate):
             facts["cache.from"] = " ".join(cache_from)
         if cache_to:
             facts["cache.to"] = " ".join(cache_to)
+        for c in cache_from:
+            _check_local_cache(c, "src", context_dir)
+        for c in cache_to:
+            _check_local_cache(c, "dest", context_dir)
         cache = [a for c in cache_from for a in ("--cache-from", c)]
         cache += [a for c in cache_to for a in ("--cache-to", c)]
         # BuildKit writes by path: into a private directory of a random name that no one could
@@ -199,7 +203,7 @@ def _builder_facts(engine: EngineInfo) -> dict[str, str]:
     """The builder, for the report and the provenance: its BuildKit image pinned by digest, or
     the engine's version when the engine's own BuildKit builds."""
     facts = {
-        "builder.name": engine.builder or "default",
+        "builder.name": engine.builder or engine.docker_context,
         "builder.driver": engine.builder_driver,
     }
     if engine.builder_image:
@@ -259,6 +263,38 @@ def _pin_layout_context(name: str, value: str) -> str:
             f"(it lists {len(tops)}); name the image with @sha256:…"
         )
     return f"oci-layout://{path}@{chosen[0].digest}"
+
+
+def _check_local_cache(spec: str, key: str, context_dir: Path) -> None:
+    """Refuse a ``type=local`` cache directory a pull request could steer: buildx reads ``src``
+    and writes ``dest`` by path, following any symbolic link on the way, so a directory inside
+    the working directory (the checked-out repository) or the build context, or one reached
+    through a link, could send the cache's files anywhere (or read them from anywhere). A
+    ``dest`` is made here, without following a link, before buildx writes into it."""
+    attrs = dict(part.partition("=")[::2] for part in spec.split(","))
+    if attrs.get("type") != "local" or key not in attrs:
+        return
+    path = fsio.absolute(attrs[key])
+    cwd, ctx_dir = fsio.absolute(Path.cwd()), fsio.absolute(context_dir)
+    for root in {cwd, ctx_dir, cwd.resolve(), ctx_dir.resolve()}:
+        for candidate in (path, path.resolve()):
+            if candidate == root or root in candidate.parents:
+                raise GateError(
+                    f"the local cache directory {fsio.shown(path)} ({key}= of {spec!r}) is "
+                    f"inside the working directory or the build context "
+                    f"({fsio.shown(root)}): a checked-out repository could plant links there.",
+                    hint="Keep the BuildKit cache outside the repository, e.g. under $RUNNER_TEMP.",
+                )
+    try:
+        if key == "dest":
+            fsio.ensure_dir(path)
+        else:
+            with fsio.directory(path, create=False):
+                pass
+    except FileNotFoundError:
+        return  # no cache to import yet: buildx says so and builds without one
+    except ConfigError as e:
+        raise GateError(f"local cache {key}= of {spec!r}: {e.message}", hint=e.hint) from None
 
 
 def _base_digest(b: BaseRef, contexts: Mapping[str, str]) -> str | None:
@@ -339,7 +375,12 @@ def _build(
         argv += ["--platform", ",".join(platforms)]
     argv.append(str(context_dir))
     try:
-        result = run_tool(argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch})
+        # The runner's cache token goes to buildx only when a gha cache is asked for.
+        gha = any(c.startswith("type=gha") or ",type=gha" in c for c in cache)
+        result = run_tool(
+            argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch},
+            pass_env=GHA_CACHE_ENV if gha else (),
+        )  # fmt: skip
     except ToolError as e:
         raise GateError(_explain_build_failure(e, injected, ctx.options.dockerfile)) from None
     return _read_output(dest, meta, result)

@@ -41,6 +41,7 @@ from modelseal.bounded import MAX_INPUT_BYTES, read_input, shown_path
 from modelseal.errors import ConfigError
 from modelseal.policy.model import PATTERN_MESSAGES, POLICY_VERSION, Policy
 from modelseal.policy.sections import policy_model
+from modelseal.untrusted import untrusted
 
 __all__ = [
     "DEFAULTS_SOURCE",
@@ -538,16 +539,6 @@ def _quote(text: str) -> str:
 
 
 def _printable(text: str) -> str:
-    """Escape what is not printable (line breaks, controls, U+2028 ...): one problem, one line."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else _escape(char) for char in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    """One problem, one line: what is not printable escaped (:func:`modelseal.untrusted.untrusted`,
+    without Rich markup escaping: the CLI escapes markup where it prints)."""
+    return untrusted(text, markup=False)

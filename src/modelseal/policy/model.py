@@ -70,6 +70,16 @@ PATTERN_MESSAGES[BUILDKIT_IMAGE_PATTERN] = (
     "expected a BuildKit image pinned by digest, [REGISTRY/]REPOSITORY[:TAG]@sha256:<64 hex>, "
     'e.g. "mirror.example/moby/buildkit:vX.Y.Z@sha256:…" (a tag alone is refused)'
 )
+OCI_REPOSITORY_PATTERN: Final = (
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+"""An OCI repository reference: ``REGISTRY/REPOSITORY[:TAG][@sha256:…]``."""
+MAX_DB_REPOSITORIES: Final = 8
+"""Trivy DB mirrors tried at most, in order."""
+PATTERN_MESSAGES[OCI_REPOSITORY_PATTERN] = (
+    'expected an OCI repository REGISTRY/REPOSITORY[:TAG], e.g. "mirror.example/aquasec/trivy-db:2"'
+)
 PATTERN_MESSAGES[BUILDER_PATTERN] = 'expected a buildx builder name, e.g. "ci-builder"'
 
 CACHE_TYPES: Final = ("gha", "registry", "local")
@@ -78,15 +88,40 @@ _CACHE_REQUIRED: Final = {
     ("registry", "from"): "ref", ("registry", "to"): "ref",
     ("local", "from"): "src", ("local", "to"): "dest",
 }  # fmt: skip
-#: Keys that carry a credential: they would land in argv (and process listings); buildx reads
-#: them from the environment instead (ACTIONS_RUNTIME_TOKEN, the Docker config).
-_CACHE_SECRET_KEYS: Final = ("token", "ghtoken")
+#: The attributes modelseal passes to buildx, per cache type and direction (buildx's cache
+#: backend documentation); anything else is refused. Left out on purpose: gha's url, url_v2
+#: and repository (buildx fills ``token`` from ACTIONS_RUNTIME_TOKEN whenever the spec has
+#: none, even when the spec names its own server: a url= would send the runner's token to any
+#: host) and every credential key (token, ghtoken: argv is visible in process listings;
+#: buildx reads them from the environment).
+_CACHE_COMMON_TO: Final = (
+    "mode", "ignore-error", "oci-mediatypes", "image-manifest", "compression",
+    "compression-level", "force-compression",
+)  # fmt: skip
+CACHE_KEYS: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("gha", "from"): frozenset({"type", "scope", "timeout", "version"}),
+    ("gha", "to"): frozenset({"type", "scope", "timeout", "version", "mode", "ignore-error"}),
+    ("registry", "from"): frozenset({"type", "ref"}),
+    ("registry", "to"): frozenset({"type", "ref", *_CACHE_COMMON_TO}),
+    ("local", "from"): frozenset({"type", "src", "digest", "tag"}),
+    ("local", "to"): frozenset({"type", "dest", "tag", *_CACHE_COMMON_TO}),
+}
+"""Cache attributes modelseal passes to buildx, by (type, direction)."""
+_CACHE_REFUSED_WHY: Final = {
+    "token": "would put a credential on the command line; buildx reads it from the environment",
+    "ghtoken": "would put a credential on the command line; buildx reads it from the environment",
+    "url": "would send the runner's ACTIONS_RUNTIME_TOKEN to that server; buildx finds the "
+    "cache service in the environment",
+    "url_v2": "would send the runner's ACTIONS_RUNTIME_TOKEN to that server; buildx finds the "
+    "cache service in the environment",
+}
 
 
 def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | None:
     """Why ``spec`` is not a cache source (``from``) or destination (``to``) modelseal passes to
     buildx, or None when it is one: comma-separated ``key=value`` attributes, ``type=`` one of
-    :data:`CACHE_TYPES`, the type's location key present, no credentials, no quoting."""
+    :data:`CACHE_TYPES`, the type's location key present, only the attributes of
+    :data:`CACHE_KEYS` (no credentials, no server URL), no quoting."""
     if not spec or any(c in spec for c in "\"'\n\r\t ") or not spec.isprintable():
         return "expected type=gha|registry|local,KEY=VALUE,… without spaces or quotes"
     attrs: dict[str, str] = {}
@@ -96,11 +131,8 @@ def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | Non
             return f"{part!r} is not KEY=VALUE"
         if key in attrs:
             return f"{key} is given twice"
-        if key in _CACHE_SECRET_KEYS:
-            return (
-                f"{key}= would put a credential on the command line; buildx reads it from "
-                "the environment"
-            )
+        if key in _CACHE_REFUSED_WHY:
+            return f"{key}= {_CACHE_REFUSED_WHY[key]}"
         attrs[key] = value
     kind = attrs.get("type")
     if kind not in CACHE_TYPES:
@@ -108,6 +140,13 @@ def cache_spec_problem(spec: str, direction: Literal["from", "to"]) -> str | Non
     need = _CACHE_REQUIRED.get((kind, direction))
     if need and need not in attrs:
         return f"type={kind} needs {need}="
+    allowed = CACHE_KEYS[(kind, direction)]
+    unknown = sorted(set(attrs) - allowed)
+    if unknown:
+        return (
+            f"{unknown[0]}= is not an attribute modelseal passes for type={kind} in "
+            f"cache-{direction} (allowed: {', '.join(sorted(allowed - {'type'}))})"
+        )
     return None
 
 
@@ -194,7 +233,11 @@ class BuildPolicy(BaseModel):
             "BuildKit cache sources for the first build (--cache-from), each "
             '"type=gha[,scope=…]", "type=registry,ref=IMAGE" or "type=local,src=DIR". '
             "The rebuild check never reads a cache. The --cache-from flag and the Action's "
-            "cache-from input replace this list."
+            "cache-from input replace this list. Only buildx's documented attributes are "
+            "passed (gha: scope, timeout, version; local: src, digest, tag); url=, url_v2=, "
+            "repository= and credentials are refused (buildx would hand the runner's "
+            "ACTIONS_RUNTIME_TOKEN to that server), and a local src must lie outside the "
+            "working directory and the build context, reached without a symbolic link."
         ),
     )
     cache_to: list[str] = Field(
@@ -203,7 +246,9 @@ class BuildPolicy(BaseModel):
             'Cache destinations of the first build (--cache-to): "type=gha[,mode=max]", '
             '"type=registry,ref=IMAGE[,mode=max]" or "type=local,dest=DIR[,mode=max]". Needs '
             "a builder that exports caches (the containerd image store or a docker-container "
-            "builder)."
+            "builder). Attributes as for cache_from (plus mode, ignore-error, compression…, "
+            "image-manifest, oci-mediatypes); a local dest must lie outside the working "
+            "directory and the build context and is made without following a symbolic link."
         ),
     )
 
@@ -436,13 +481,24 @@ class TrivyDbPolicy(BaseModel):
     )
     cache_dir: str | None = Field(
         default=None,
-        description="Trivy's cache directory (holding db/trivy.db and db/metadata.json). "
-        "Default: modelseal's cache directory.",
+        description="Trivy's cache directory (holding db/trivy.db and db/metadata.json), "
+        "relative to the build context. Default: modelseal's cache directory. A path with a "
+        "symbolic link on the way (to it, or its db, fanal or java-db directory) makes the "
+        "gate ERRORED: Trivy writes there by path.",
     )
-    repository: str | list[str] | None = Field(
+    repository: (
+        Annotated[str, StringConstraints(pattern=OCI_REPOSITORY_PATTERN, max_length=255)]
+        | Annotated[
+            list[Annotated[str, StringConstraints(pattern=OCI_REPOSITORY_PATTERN, max_length=255)]],
+            Field(min_length=1, max_length=MAX_DB_REPOSITORIES),
+        ]
+        | None
+    ) = Field(
         default=None,
-        description="An OCI repository mirroring the Trivy DB (--db-repository), or a list of "
-        "them tried in order until one download succeeds (online mode).",
+        description="An OCI repository mirroring the Trivy DB (--db-repository), e.g. "
+        '"mirror.example/aquasec/trivy-db:2", or a list of at most '
+        f"{MAX_DB_REPOSITORIES} of them tried in order until one download succeeds (online "
+        "mode). Leave it out for Trivy's default repository (an empty list is refused).",
     )
     max_age_days: int = Field(
         default=3,

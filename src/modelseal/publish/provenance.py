@@ -93,8 +93,9 @@ SCAN_REPORT_PREDICATE = "https://modelseal.dev/attestations/scan-report/v1"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 """predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$")
+# \Z, not $: "$" also matches before a trailing newline.
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\Z")
 _GIT_TIMEOUT = 30.0
 
 
@@ -111,7 +112,7 @@ def rfc3339(moment: float | datetime) -> str:
 def _sha256_hex(value: str, what: str) -> str:
     """Accept ``sha256:<hex>`` or bare hex; return the hex."""
     hex_part = value.removeprefix("sha256:")
-    if not _HEX64.match(hex_part):
+    if not DIGEST_RE.match("sha256:" + hex_part):
         raise ConfigError(f"{what}: {value!r} is not a SHA-256 digest (64 lower-case hex).")
     return hex_part
 

@@ -16,29 +16,25 @@ the limit.
 from __future__ import annotations
 
 import base64
-import contextlib
-import functools
 import hashlib
 import http.client
 import json
 import os
 import re
-import socket
-import ssl
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal
 
+from modelseal._http import _Current, _opener, _Watchdog
 from modelseal.errors import PublishError
 from modelseal.oci import DIGEST_RE, INDEX_TYPES, OciLayout
+from modelseal.untrusted import untrusted
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -127,115 +123,6 @@ def _size(n: int) -> str:
         if n >= 1 << shift and n % (1 << shift) == 0:
             return f"{n >> shift} {unit}"
     return f"{n} bytes"
-
-
-class _Watchdog:
-    """Shuts the sockets of one request down when its time is up. A per-read socket timeout
-    cannot stop a server that sends a byte every few seconds; this bounds the whole request
-    (connect, TLS handshake, headers, body) by the wall clock."""
-
-    def __init__(self, seconds: float) -> None:
-        self.fired = False
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
-
-    def watch(self, sock: socket.socket) -> None:
-        """Called with each new connection's socket; a duplicate descriptor is kept so the
-        socket can still be shut down after TLS has taken the original over."""
-        with self._lock:
-            dup = sock.dup()
-            self._sockets.append(dup)
-            if self.fired:
-                _shutdown(dup)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            for sock in self._sockets:
-                _shutdown(sock)
-
-    def __enter__(self) -> _Watchdog:
-        self._timer.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._timer.cancel()
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-            self._sockets.clear()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Current:
-    """The watchdog of the request in flight (one client, one request at a time)."""
-
-    watchdog: _Watchdog | None = None
-
-    def watch(self, sock: socket.socket) -> socket.socket:
-        if self.watchdog is not None:
-            self.watchdog.watch(sock)
-        return sock
-
-
-def _watched(base: type[http.client.HTTPConnection], current: _Current) -> Callable[..., Any]:
-    """A connection class of ``base`` whose sockets the current watchdog can shut down."""
-
-    def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
-        conn = base(*args, **kwargs)
-        create = conn._create_connection  # type: ignore[attr-defined]
-        conn._create_connection = lambda *a, **k: current.watch(create(*a, **k))  # type: ignore[attr-defined]
-        return conn
-
-    return make
-
-
-class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, current: _Current) -> None:
-        super().__init__()
-        self._current = current
-
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_watched(http.client.HTTPConnection, self._current), req)
-
-
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, current: _Current) -> None:
-        super().__init__()
-        self._current = current
-        self._ssl = ssl.create_default_context()
-
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        make = _watched(http.client.HTTPSConnection, self._current)
-        return self.do_open(functools.partial(make, context=self._ssl), req)
-
-
-def _opener(current: _Current, *, direct: bool) -> urllib.request.OpenerDirector:
-    """http(s) only (no file:, ftp: or data: URLs from a hostile realm or Location), no
-    automatic redirects (urllib reads a redirect's whole body, unbounded), and proxies from
-    the environment unless ``direct``."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler({} if direct else None),
-        urllib.request.UnknownHandler(),
-        _HTTPHandler(current),
-        _HTTPSHandler(current),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
 
 
 @dataclass(frozen=True)
@@ -869,7 +756,8 @@ def _transport_failure(e: BaseException, host: str) -> str:
 
 
 def _plain(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    # Registry text inside a message: printed escaped, markup escaping left to the printer.
+    return untrusted(text, markup=False)
 
 
 def _same_origin(url: str, base: str) -> bool:

