@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelseal import __version__, fsio
 from modelseal.errors import ConfigError, Error, ExitCode
+from modelseal.evcache import default_dir as evcache_dir
 from modelseal.gates import GATES
 
 # Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
@@ -243,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument(
         "--cache-to", type=_cache("to"), action="append", default=[], metavar="SPEC",
         help="cache destination of the first build: type=gha|registry|local,… (repeatable)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--no-evidence-cache", action="store_true",
+        help="scan afresh: neither read nor write the evidence cache ($MODELSEAL_CACHE_DIR/"
+        "evidence: the SBOM, Trivy and package-extraction outputs of an image, by digest)",
     )  # fmt: skip
 
     run = sub.add_parser(
@@ -589,6 +595,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         cache_from=tuple(args.cache_from),
         cache_to=tuple(args.cache_to),
         publish=getattr(args, "push", None) is not None,
+        evidence_cache=None if args.no_evidence_cache else evcache_dir(),
     )
     epoch = resolve_source_date_epoch(
         args.source_date_epoch, os.environ.get("SOURCE_DATE_EPOCH"), context.resolve()

@@ -33,6 +33,7 @@ from modelseal import __version__, fsio
 from modelseal._tools import find_tool, run_tool, tail
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import GateError, ToolError
+from modelseal.evcache import file_identity
 from modelseal.findings import GateResult, Status
 from modelseal.models.mlbom import read_models_json, to_components
 from modelseal.oci import image_purl, image_repository
@@ -96,7 +97,18 @@ class SbomGate:
         syft = find_tool("syft", env_var=SYFT_ENV, hint=_HINT)
         version = syft_version(syft)
         ctx.progress(self.name, "scanning the image with syft")
-        raw = scan(syft, Path(layout), ctx.work_dir, platform if len(platforms) > 1 else None)
+        platform_arg = platform if len(platforms) > 1 else None
+        cached: dict[str, str] = {}
+        # syft's document is a function of the image and syft alone (enrich() below fixes what
+        # varies run to run), so an earlier scan of the same manifest is reused.
+        key = ctx.cache.key(
+            "syft-cdx", syft=file_identity(syft), version=version, platform=platform_arg or "",
+            image=build.facts.get("image.digest", ""), manifest=digest,
+        )  # fmt: skip
+        raw = ctx.cache.through(
+            key, lambda: scan(syft, Path(layout), ctx.work_dir, platform_arg),
+            dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",
+        )  # fmt: skip
         models = _models(ctx)
         doc = enrich(
             raw,
@@ -118,6 +130,7 @@ class SbomGate:
         }
         if platform:
             facts["sbom.platform"] = platform
+        facts |= cached
         return GateResult(self.name, Status.PASSED, artifacts={"sbom": out}, facts=facts)
 
 
@@ -175,17 +188,25 @@ def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[
             command=" ".join(argv),
             stderr_tail=tail(res.stderr or res.stdout),
         ) from None
+    try:
+        return _checked_cdx(data)
+    except ValueError:
+        raise ToolError(
+            "syft's output is not a CycloneDX JSON document.",
+            command=" ".join(argv),
+            stderr_tail=tail(res.stderr or res.stdout),
+        ) from None
+
+
+def _checked_cdx(data: Any) -> dict[str, Any]:
+    """``data`` if it has the shape of a CycloneDX JSON document, else ValueError."""
     if (
         not isinstance(data, dict)
         or data.get("bomFormat") != "CycloneDX"
         or not isinstance(data.get("components", []), list)
         or not isinstance(data.get("metadata", {}), dict)
     ):
-        raise ToolError(
-            "syft's output is not a CycloneDX JSON document.",
-            command=" ".join(argv),
-            stderr_tail=tail(res.stderr or res.stdout),
-        )
+        raise ValueError("not a CycloneDX JSON document")
     return data
 
 
