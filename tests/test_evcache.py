@@ -251,7 +251,9 @@ def _models_setup(tmp_path: Path) -> tuple[Path, tuple[Path, str]]:
     (ctx / "model").mkdir(parents=True)
     (ctx / "model" / "a.safetensors").write_bytes(PINNED)
     assert main(["models", "lock", str(ctx / "model"), "--lock", str(ctx / "models.lock")]) == 0
-    layers = [layer(M("app/model/a.safetensors", data=ALTERED), M("app/model/extra.bin", data=b"x"))]
+    layers = [
+        layer(M("app/model/a.safetensors", data=ALTERED), M("app/model/extra.bin", data=b"x"))
+    ]
     layout, manifest = make_layout(tmp_path / "oci", layers)
     return ctx, (layout.path, manifest)
 
