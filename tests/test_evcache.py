@@ -418,3 +418,34 @@ def test_sbom_hit_writes_the_same_sbom(tmp_path: Path, caplog: pytest.LogCapture
     assert _cache_fact(again).startswith("miss ") and _evidence(again) == _evidence(fresh)
     assert "ignored" in caplog.text
     assert json.loads(entry.read_text())["payload"]["bomFormat"] == "CycloneDX"
+
+
+# --- start-up waste cut on the way -------------------------------------------------------------
+
+
+def test_pip_audit_version_read_in_process_is_what_pip_audit_prints(tmp_path: Path) -> None:
+    from modelseal._tools import run_tool
+    from modelseal.vuln.pip_audit import _runs_this_python, _tool_version
+
+    tool = str(BIN / "pip-audit")
+    require(Path(tool).exists(), "pip-audit")
+    assert _runs_this_python(tool)  # the venv's script: no subprocess
+    printed = run_tool([tool, "--version"], timeout=60).stdout.strip()
+    assert printed == f"pip-audit {_tool_version(tool)}"
+    other = tmp_path / "pip-audit"
+    other.write_text("#!/bin/sh\necho 'pip-audit 9.9.9'\n")
+    other.chmod(0o755)
+    assert not _runs_this_python(str(other))
+    assert _tool_version(str(other)) == "9.9.9"
+
+
+def test_loading_the_sbom_gate_does_not_import_cyclonedx() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import modelseal.sbom.gate; "
+        "print(sorted(m for m in sys.modules if m.startswith('cyclonedx')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -19,10 +19,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import importlib.metadata
 import json
 import os
 import re
 import shutil
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -176,6 +178,14 @@ class PipAuditGate:
 
 
 def _tool_version(tool: str) -> str:
+    # pip-audit installed beside modelseal (its script runs this very interpreter) is the
+    # distribution this process sees: asking the script costs a Python start-up that imports
+    # pip-audit (a third of a second, on the path of every run).
+    if _runs_this_python(tool):
+        try:
+            return importlib.metadata.version("pip-audit")
+        except importlib.metadata.PackageNotFoundError:
+            pass
     result = run_tool([tool, "--version"], timeout=60.0)
     text = result.stdout.strip()
     if not text.startswith("pip-audit "):
@@ -185,6 +195,16 @@ def _tool_version(tool: str) -> str:
             stderr_tail=tail(result.stderr),
         )
     return text.removeprefix("pip-audit ").strip()
+
+
+def _runs_this_python(tool: str) -> bool:
+    """Whether ``tool`` is a script whose ``#!`` line names this interpreter."""
+    try:
+        with open(tool, "rb") as f:
+            first = f.readline(4096)
+    except OSError:
+        return False
+    return first.rstrip(b"\r\n") == b"#!" + os.fsencode(sys.executable)
 
 
 # --- extraction ---------------------------------------------------------------------------------
