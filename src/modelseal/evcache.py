@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +85,15 @@ def file_digest(path: str | os.PathLike[str], limit: int = 16 * MIB) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def tool_settings(prefix: str, ours: Iterable[str] = ()) -> list[str]:
+    """The environment variables named ``PREFIX…`` (other than ``ours``, which modelseal sets
+    itself): a tool configured from the environment (``TRIVY_*``, ``SYFT_*``) may print
+    something else, and the values may be secrets that must not go into a key shown in reports,
+    so the step is then not cached (:meth:`EvidenceCache.unless`)."""
+    skip = set(ours)
+    return sorted(k for k in os.environ if k.startswith(prefix) and k not in skip)
+
+
 @dataclass(frozen=True)
 class EvidenceCache:
     """A cache directory, or none (``root`` None: every lookup misses, nothing is stored)."""
@@ -102,6 +111,14 @@ class EvidenceCache:
         except (OSError, Error) as e:
             log.warning("evidence cache %s not used: %s", fsio.shown(root), e)
             return cls(None)
+
+    def unless(self, reasons: list[str], facts: dict[str, str], label: str) -> EvidenceCache:
+        """This cache, or none when ``reasons`` (environment variable names) is not empty; the
+        fact ``label`` then says so."""
+        if not reasons or self.root is None:
+            return self
+        _note(facts, label, "off: " + ", ".join(reasons) + " set")
+        return EvidenceCache(None)
 
     @property
     def enabled(self) -> bool:

@@ -28,7 +28,7 @@ from modelseal import __version__, fsio
 from modelseal._tools import find_tool, run_tool, tail
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import GateError, ToolError
-from modelseal.evcache import file_identity
+from modelseal.evcache import file_identity, tool_settings
 from modelseal.findings import GateResult, Status
 from modelseal.models.mlbom import read_models_json, to_components
 from modelseal.oci import image_purl, image_repository
@@ -104,7 +104,8 @@ class SbomGate:
             "syft-cdx", syft=file_identity(syft), version=version, platform=platform_arg or "",
             image=build.facts.get("image.digest", ""), manifest=digest,
         )  # fmt: skip
-        raw = ctx.cache.through(
+        cache = ctx.cache.unless(tool_settings("SYFT_", SYFT_ENV_OFFLINE), cached, "sbom.cache")
+        raw = cache.through(
             key, lambda: scan(syft, Path(layout), ctx.work_dir, platform_arg),
             dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",
         )  # fmt: skip

@@ -23,7 +23,7 @@ from modelseal import fsio
 from modelseal._tools import find_tool, run_tool
 from modelseal.build.gate import platform_manifests
 from modelseal.errors import Error, GateError, ToolError
-from modelseal.evcache import file_digest, file_identity
+from modelseal.evcache import file_digest, file_identity, tool_settings
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
@@ -382,7 +382,8 @@ class TrivyGate:
                 db_meta=file_digest(cache_dir / "db" / "metadata.json"),
                 db=file_identity(cache_dir / "db" / "trivy.db"),
             )  # fmt: skip
-            found = ctx.cache.through(
+            cache = ctx.cache.unless(tool_settings("TRIVY_"), facts, "trivy.cache")
+            found = cache.through(
                 key,
                 functools.partial(_scan_one, argv, ctx.work_dir, platform),
                 dump=lambda fs: [f.to_json() for f in fs],
