@@ -464,3 +464,16 @@ def test_a_tool_configured_from_the_environment_is_not_cached(
         assert r.status is Status.PASSED, r.error
         assert r.facts["trivy.cache"] == "off: TRIVY_TIMEOUT set"
     assert _entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_no_evidence_cache_flag_neither_reads_nor_makes_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    ctx, _ = _models_setup(tmp_path)
+    (tmp_path / "p.yml").write_text(MODELS_POLICY)
+    monkeypatch.setenv("MODELSEAL_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["run", str(ctx), "--gate", "models", "--policy", str(tmp_path / "p.yml")]
+    argv += ["-o", str(tmp_path / "out"), "--source-date-epoch", str(EPOCH)]
+    assert main(argv + (["--no-evidence-cache"] if flag else [])) == 0
+    assert (tmp_path / "cache" / "evidence").is_dir() is not flag
