@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from modelseal import __version__
 from modelseal.app import DEFAULT_POLICY
 from modelseal.errors import ConfigError, Error, ExitCode
+from modelseal.evcache import default_dir as evcache_dir
 from modelseal.gates import GATES
 
 # Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
@@ -239,6 +240,11 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument(
         "--cache-to", type=_cache("to"), action="append", default=[], metavar="SPEC",
         help="cache destination of the first build: type=gha|registry|local,… (repeatable)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--no-evidence-cache", action="store_true",
+        help="scan afresh: neither read nor write the evidence cache ($MODELSEAL_CACHE_DIR/"
+        "evidence: the SBOM, Trivy and package-extraction outputs of an image, by digest)",
     )  # fmt: skip
 
     run = sub.add_parser(
@@ -551,6 +557,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         sign=getattr(args, "sign", None),
         key_file=getattr(args, "key", None),
         trust_config=getattr(args, "trust_config", None),
+        evidence_cache=None if args.no_evidence_cache else evcache_dir(),
     )
     outcome = app.run(request, ConsoleHooks(console))
     if outcome.published is not None:

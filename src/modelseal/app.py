@@ -249,6 +249,8 @@ class RunRequest:
     sign: SignMode | None = None
     key_file: Path | None = None
     trust_config: Path | None = None
+    evidence_cache: Path | None = None
+    """The evidence cache's directory (:mod:`modelseal.evcache`); None: no cache."""
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         cache_from=request.cache_from,
         cache_to=request.cache_to,
         publish=request.push is not None,
+        evidence_cache=request.evidence_cache,
     )
     epoch = resolve_source_date_epoch(
         request.source_date_epoch,

@@ -17,6 +17,7 @@ from typing import Protocol
 from modelseal import fsio
 from modelseal._tools import run_tool
 from modelseal.errors import ConfigError, Error, ToolError
+from modelseal.evcache import EvidenceCache
 from modelseal.findings import GateResult, Status
 from modelseal.policy import LoadedPolicy
 
@@ -47,6 +48,8 @@ class RunOptions:
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
     publish: bool = False  # the run publishes on a pass (build.rebuild_check: publish)
+    # The evidence cache's directory (modelseal.evcache); None: no cache (--no-evidence-cache).
+    evidence_cache: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ class Context:
     out_dir: Path
     results: dict[str, GateResult] = field(default_factory=dict)
     progress: ProgressFn = lambda gate, message: None
+    cache: EvidenceCache = field(
+        default_factory=EvidenceCache
+    )  # where gates keep tool outputs by content
 
     def result(self, gate: str) -> GateResult:
         """The result of a gate this one requires (the pipeline guarantees it ran)."""
@@ -207,6 +213,7 @@ def run_pipeline(
     results: dict[str, GateResult] = {}
     bug = threading.Event()
     lock = threading.Lock()
+    cache = EvidenceCache.open(options.evidence_cache)
     with fsio.private_temp_dir("modelseal-") as tmp:
         ctx_base = Path(tmp)
 
@@ -224,7 +231,7 @@ def run_pipeline(
             work.mkdir()
             ctx = Context(
                 policy=policy, options=options, epoch=epoch, work_dir=work, out_dir=out_dir,
-                results=upstream, progress=progress or (lambda gate, message: None),
+                results=upstream, progress=progress or (lambda gate, message: None), cache=cache,
             )  # fmt: skip
             return _run_one(g, ctx, bug)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal, cast
 
-from modelseal import app
+from modelseal import app, evcache
 from modelseal.errors import ConfigError
 from modelseal.policy.model import PLATFORM_PATTERN, TAG_PATTERN
 
@@ -479,6 +479,9 @@ def run_request(inputs: ActionInputs, policy: LoadedPolicy) -> app.RunRequest:
         sign=inputs.sign if inputs.push else None,
         key_file=_path(inputs.key_file) if inputs.push else None,
         trust_config=_path(inputs.trust_config) if inputs.push else None,
+        # Within the job (MODELSEAL_CACHE_DIR, set before this is built): action.yml's cache
+        # step keeps only the Trivy DB between runs, never evidence.
+        evidence_cache=evcache.default_dir(),
     )
 
 

@@ -14,11 +14,13 @@ Both collect evidence only; :mod:`modelseal.judge` applies ``models.*`` of the p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelseal.errors import ConfigError, GateError
+from modelseal.evcache import file_digest
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagefs import FsEntry, ImageFs, printable
@@ -293,17 +295,31 @@ class ModelsImageGate(RegisteredGate):
         expected = _expected_in_image(locked, pol.image_paths)
         dirs = _image_dirs(pol.image_paths, {rel for rel, _ in locked})
         prefixes = tuple(prefix for prefix, _ in dirs)
-        findings: list[Finding] = []
-        checked = 0
-        for platform, digest in sorted(manifests.items()):
-            ctx.progress(self.name, f"reading model files from the image ({platform})")
-            fs = ImageFs.build(layout, digest, hash_paths=lambda n: n.startswith(prefixes))
-            findings += _check_image(fs, platform, expected, dirs, pol.ignore)
-            checked += len(expected)
-        return GateResult(
-            IMAGE_GATE, Status.PASSED, findings=tuple(findings),
-            facts={"checked": str(checked), "platforms": ",".join(sorted(manifests))},
+
+        def check() -> list[Finding]:
+            findings: list[Finding] = []
+            for platform, digest in sorted(manifests.items()):
+                ctx.progress(self.name, f"reading model files from the image ({platform})")
+                fs = ImageFs.build(layout, digest, hash_paths=lambda n: n.startswith(prefixes))
+                findings += _check_image(fs, platform, expected, dirs, pol.ignore)
+            return findings
+
+        facts = {
+            "checked": str(len(expected) * len(manifests)),
+            "platforms": ",".join(sorted(manifests)),
+        }
+        # The comparison is a function of the images, the lock (and where it sits) and the
+        # models policy: an earlier identical comparison is reused.
+        key = ctx.cache.key(
+            "models-image", manifests=json.dumps(sorted(manifests.items())),
+            lock=file_digest(lock_path), context=str(base), policy=pol.model_dump_json(),
         )  # fmt: skip
+        findings = ctx.cache.through(
+            key, check, dump=lambda fs: [f.to_json() for f in fs],
+            load=lambda data: [Finding.from_json(f) for f in data], facts=facts,
+            label="models-image.cache",
+        )  # fmt: skip
+        return GateResult(IMAGE_GATE, Status.PASSED, findings=tuple(findings), facts=facts)
 
 
 def _check_image(

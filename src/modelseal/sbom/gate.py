@@ -23,14 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cyclonedx.model.bom import Bom
-from cyclonedx.output.json import JsonV1Dot6
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-
 from modelseal import __version__, fsio
 from modelseal._tools import find_tool, run_tool, tail
 from modelseal.errors import GateError, ToolError
+from modelseal.evcache import file_identity, tool_settings
 from modelseal.findings import GateResult, Status
 from modelseal.gates import RegisteredGate
 from modelseal.models.mlbom import read_models_json, to_components
@@ -62,7 +58,11 @@ _HINT = (
 
 
 class SbomGate(RegisteredGate):
-    """Gate ``sbom``: the image's CycloneDX 1.6 SBOM (syft + models), as evidence."""
+    """Gate ``sbom``: the image's CycloneDX 1.6 SBOM (syft + models), as evidence.
+
+    cyclonedx-python-lib is imported when the gate runs, not with the module: the import takes
+    about half a second (jsonschema's format checkers), which a run then spends after the build,
+    beside the other scanners, instead of before the build starts."""
 
     name = "sbom"
 
@@ -85,7 +85,19 @@ class SbomGate(RegisteredGate):
         syft = find_tool("syft", env_var=SYFT_ENV, hint=_HINT)
         version = syft_version(syft)
         ctx.progress(self.name, "scanning the image with syft")
-        raw = scan(syft, Path(layout), ctx.work_dir, platform if len(platforms) > 1 else None)
+        platform_arg = platform if len(platforms) > 1 else None
+        cached: dict[str, str] = {}
+        # syft's document is a function of the image and syft alone (enrich() below fixes what
+        # varies run to run), so an earlier scan of the same manifest is reused.
+        key = ctx.cache.key(
+            "syft-cdx", syft=file_identity(syft), version=version, platform=platform_arg or "",
+            image=build.facts.get("image.digest", ""), manifest=digest,
+        )  # fmt: skip
+        cache = ctx.cache.unless(tool_settings("SYFT_", SYFT_ENV_OFFLINE), cached, "sbom.cache")
+        raw = cache.through(
+            key, lambda: scan(syft, Path(layout), ctx.work_dir, platform_arg),
+            dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",
+        )  # fmt: skip
         models = _models(ctx)
         doc = enrich(
             raw,
@@ -107,6 +119,7 @@ class SbomGate(RegisteredGate):
         }
         if platform:
             facts["sbom.platform"] = platform
+        facts |= cached
         return GateResult(self.name, Status.PASSED, artifacts={"sbom": out}, facts=facts)
 
 
@@ -164,17 +177,25 @@ def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[
             command=" ".join(argv),
             stderr_tail=tail(res.stderr or res.stdout),
         ) from None
+    try:
+        return _checked_cdx(data)
+    except ValueError:
+        raise ToolError(
+            "syft's output is not a CycloneDX JSON document.",
+            command=" ".join(argv),
+            stderr_tail=tail(res.stderr or res.stdout),
+        ) from None
+
+
+def _checked_cdx(data: Any) -> dict[str, Any]:
+    """``data`` if it has the shape of a CycloneDX JSON document, else ValueError."""
     if (
         not isinstance(data, dict)
         or data.get("bomFormat") != "CycloneDX"
         or not isinstance(data.get("components", []), list)
         or not isinstance(data.get("metadata", {}), dict)
     ):
-        raise ToolError(
-            "syft's output is not a CycloneDX JSON document.",
-            command=" ".join(argv),
-            stderr_tail=tail(res.stderr or res.stdout),
-        )
+        raise ValueError("not a CycloneDX JSON document")
     return data
 
 
@@ -182,6 +203,9 @@ def model_component_dicts(records: Sequence[Mapping[str, Any]]) -> list[dict[str
     """The models' CycloneDX components, as JSON objects (cyclonedx-python-lib's serializer)."""
     if not records:
         return []
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.output.json import JsonV1Dot6
+
     bom = Bom(components=to_components(records))
     data = json.loads(JsonV1Dot6(bom).output_as_string())
     return list(data.get("components", []))
@@ -286,6 +310,9 @@ def dump(doc: Mapping[str, Any]) -> str:
 
 def validate(text: str) -> None:
     """Raise :class:`GateError` unless ``text`` is a valid CycloneDX 1.6 JSON document."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
     err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if err is None:
         return

@@ -10,6 +10,7 @@ ERRORED — a scan that did not happen never reads as "no vulnerabilities".
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Any
 from modelseal import fsio
 from modelseal._tools import find_tool, run_tool
 from modelseal.errors import Error, GateError, ToolError
+from modelseal.evcache import file_digest, file_identity, tool_settings
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.oci import OciLayout, platform_manifests
@@ -228,6 +230,10 @@ def _download_db(
     )
 
 
+def _scan_one(argv: list[str], cwd: Path, platform: str) -> list[Finding]:
+    return parse_report(run_tool(argv, timeout=SCAN_TIMEOUT, cwd=cwd).stdout, platform=platform)
+
+
 def parse_report(text: str, *, platform: str) -> list[Finding]:
     """Findings from Trivy's JSON report; anything unexpected is a :class:`ToolError`."""
     try:
@@ -385,8 +391,25 @@ class TrivyGate(RegisteredGate):
         for i, (platform, digest) in enumerate(manifests.items()):
             ctx.progress(self.name, f"scanning {platform}")
             single = single_manifest_layout(layout, digest, ctx.work_dir / f"input-{i}")
-            result = run_tool(scan_argv(trivy, single, cache_dir), timeout=SCAN_TIMEOUT)
-            found = parse_report(result.stdout, platform=platform)
+            # Named relative to the work directory: Trivy puts the name in its report (the OS
+            # target), which is then the same run to run, and so can be cached.
+            argv = scan_argv(trivy, Path(single.name), cache_dir)
+            # Trivy's report is a function of the image, Trivy and the DB (metadata and file).
+            key = ctx.cache.key(
+                "trivy-json", trivy=file_identity(trivy), version=facts["trivy.version"],
+                manifest=digest, platform=platform,
+                argv="\0".join(argv[1:]).replace(str(cache_dir), "CACHE"),
+                db_meta=file_digest(cache_dir / "db" / "metadata.json"),
+                db=file_identity(cache_dir / "db" / "trivy.db"),
+            )  # fmt: skip
+            cache = ctx.cache.unless(tool_settings("TRIVY_"), facts, "trivy.cache")
+            found = cache.through(
+                key,
+                functools.partial(_scan_one, argv, ctx.work_dir, platform),
+                dump=lambda fs: [f.to_json() for f in fs],
+                load=lambda data: [Finding.from_json(f) for f in data],
+                facts=facts, label="trivy.cache",
+            )  # fmt: skip
             facts[f"trivy.findings.{platform}"] = str(len(found))
             findings += found
         findings.sort(key=lambda f: (f.id, f.subject, f.location or "", f.evidence["platform"]))
