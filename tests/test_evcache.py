@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.layouts import M, layer, make_layout
 from tests.models.test_models_gate import safetensors_bytes
 from tests.support import EPOCH
 from tests.support.gates import StubBuild as _Build
+from tests.support.layouts import M, layer, make_layout
 from tests.support.tools import require
 
 from modelseal import evcache

@@ -25,5 +25,5 @@ class StubBuild:
     def run(self, ctx: Context) -> GateResult:
         return GateResult(
             "build", Status.PASSED, artifacts={"oci_layout": self.layout},
-            facts={"image.manifest.linux/amd64": self.manifest},
+            facts={"image.digest": self.manifest, "image.manifest.linux/amd64": self.manifest},
         )  # fmt: skip
