@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from modelseal.errors import GateError
+from modelseal.untrusted import untrusted
 
 __all__ = ["HttpLimitError", "bounded_request"]
 
@@ -157,19 +158,26 @@ def _opener(current: _Current, *, direct: bool) -> urllib.request.OpenerDirector
     return opener
 
 
-def _read_body(fp: Any, headers: Message, max_bytes: int, what: str, limit: str) -> bytes:
+def read_body(fp: Any, headers: Message, max_bytes: int, what: str, limit: str) -> bytes:
+    """The body of one answer (the registry client's and OSV's alike): refused with an
+    :class:`HttpLimitError` naming ``limit`` when it is, or says it is, larger than
+    ``max_bytes``, or is encoded (never asked for: decoding is how a small answer becomes a
+    gigabyte); an answer shorter than its Content-Length is an ``IncompleteRead`` (``read(amt)``
+    returns a truncated body without complaint)."""
+    from modelseal.bounded import size_text
+
     encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding != "identity":
         raise HttpLimitError(
-            f"{what}: refused an encoded answer ({encoding[:40]!r}; limit: identity encoding "
-            "only, modelseal never asks for a compressed one).",
+            f"{what}: refused a {untrusted(encoding, markup=False)[:40]}-encoded answer (limit: "
+            "identity encoding only; modelseal never asks for a compressed one).",
             limit="identity encoding only",
         )
     declared = (headers.get("Content-Length") or "").strip()
     if declared.isdigit() and int(declared) > max_bytes:
         raise HttpLimitError(
             f"{what}: the answer is {int(declared)} bytes, more than the limit {limit} "
-            f"({max_bytes} bytes).",
+            f"({size_text(max_bytes)}).",
             limit=limit,
         )
     chunks: list[bytes] = []
@@ -177,11 +185,14 @@ def _read_body(fp: Any, headers: Message, max_bytes: int, what: str, limit: str)
     while True:
         chunk = fp.read(min(_CHUNK, max_bytes + 1 - total))
         if not chunk:
-            return b"".join(chunks)
+            body = b"".join(chunks)
+            if declared.isdigit() and total < int(declared):
+                raise http.client.IncompleteRead(body, int(declared) - total)
+            return body
         total += len(chunk)
         if total > max_bytes:
             raise HttpLimitError(
-                f"{what}: the answer is larger than the limit {limit} ({max_bytes} bytes).",
+                f"{what}: the answer is larger than the limit {limit} ({size_text(max_bytes)}).",
                 limit=limit,
             )
         chunks.append(chunk)
@@ -209,14 +220,14 @@ def bounded_request(
             except urllib.error.HTTPError as e:
                 with e:
                     answer = BoundedResponse(
-                        e.code, e.headers, _read_body(e, e.headers, max_bytes, what, size_limit)
+                        e.code, e.headers, read_body(e, e.headers, max_bytes, what, size_limit)
                     )
             else:
                 with resp:
                     answer = BoundedResponse(
                         resp.status,
                         resp.headers,
-                        _read_body(resp, resp.headers, max_bytes, what, size_limit),
+                        read_body(resp, resp.headers, max_bytes, what, size_limit),
                     )
         except (urllib.error.URLError, http.client.HTTPException, OSError):
             if dog.fired:

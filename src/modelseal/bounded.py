@@ -27,6 +27,7 @@ __all__ = ["KIB", "MAX_INPUT_BYTES", "MIB", "read_input", "read_input_text", "sh
 
 KIB: Final = 1 << 10
 MIB: Final = 1 << 20
+GIB: Final = 1 << 30
 MAX_INPUT_BYTES: Final = 1 * MIB
 """The default limit: a policy, key, trust config or Dockerfile is a few KiB."""
 
@@ -41,7 +42,10 @@ def shown_path(path: str | os.PathLike[str]) -> str:
     return untrusted(os.fspath(path), limit=_NAME_LIMIT, markup=False)
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """``n`` bytes as a limit is written: "4 MiB", "64 KiB", else "N bytes"."""
+    if n >= GIB and n % GIB == 0:
+        return f"{n // GIB} GiB"
     if n >= MIB and n % MIB == 0:
         return f"{n // MIB} MiB"
     if n >= KIB and n % KIB == 0:
@@ -142,4 +146,6 @@ def read_input_text(
 
 def _too_large(what: str, name: str, limit: int, size: int | None) -> str:
     actual = f" ({size} bytes)" if size is not None else ""
-    return f"{what} {name} is larger than the {_size(limit)} limit{actual}; refusing to read it."
+    return (
+        f"{what} {name} is larger than the {size_text(limit)} limit{actual}; refusing to read it."
+    )

@@ -31,7 +31,7 @@ from email.message import Message
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from modelseal._http import _Current, _opener, _Watchdog
+from modelseal._http import HttpLimitError, _Current, _opener, _Watchdog, read_body
 from modelseal.errors import PublishError
 from modelseal.oci import DIGEST_RE, INDEX_TYPES, OciLayout
 from modelseal.untrusted import untrusted
@@ -116,13 +116,6 @@ class RegistryLimits:
         value = getattr(self, name)
         assert isinstance(value, int)
         return value, name
-
-
-def _size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n} bytes"
 
 
 @dataclass(frozen=True)
@@ -712,39 +705,10 @@ def _read_capped(fp: Any, headers: Message, cap: tuple[int, str], shown: str) ->
     if shown.startswith("HEAD "):
         return b""  # its Content-Length is the resource's; there is no body
     limit, name = cap
-    encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
-    if encoding != "identity":
-        # Never asked for (http.client sends Accept-Encoding: identity); decoding it is how a
-        # small answer becomes a gigabyte.
-        raise RegistryLimitError(
-            f"registry {shown}: refused a {_plain(encoding)[:40]}-encoded answer (limit: identity "
-            "encoding only; modelseal never asks for a compressed one).",
-            limit="identity encoding only",
-        )
-    declared = headers.get("Content-Length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise RegistryLimitError(
-            f"registry {shown}: the answer is {int(declared)} bytes, more than the limit "
-            f"{name} ({_size(limit)}).",
-            limit=name,
-        )
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = fp.read(min(_CHUNK, limit + 1 - total))
-        if not chunk:
-            body = b"".join(chunks)
-            if declared is not None and declared.strip().isdigit() and total < int(declared):
-                # read(amt) returns a short body without complaint: a truncated answer
-                raise http.client.IncompleteRead(body, int(declared) - total)
-            return body
-        total += len(chunk)
-        if total > limit:
-            raise RegistryLimitError(
-                f"registry {shown}: the answer is larger than the limit {name} ({_size(limit)}).",
-                limit=name,
-            )
-        chunks.append(chunk)
+    try:
+        return read_body(fp, headers, limit, f"registry {shown}", name)
+    except HttpLimitError as e:
+        raise RegistryLimitError(e.message, limit=e.limit) from None
 
 
 def _transport_failure(e: BaseException, host: str) -> str:
