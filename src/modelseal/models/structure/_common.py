@@ -37,6 +37,7 @@ class Issues:
         offset: int | None = None,
         **detail: str,
     ) -> None:
+        """Record one issue, or only count it once :data:`MAX_ISSUES` are listed."""
         if len(self.items) < MAX_ISSUES:
             self.items.append(ModelIssue(kind, severity, title, member, offset, detail))
         else:
@@ -44,6 +45,7 @@ class Issues:
             self._dropped_severity = max(self._dropped_severity, severity)
 
     def result(self) -> tuple[ModelIssue, ...]:
+        """The issues in the order added, plus one closing issue counting those dropped."""
         items = list(self.items)
         if self._dropped:
             items.append(
@@ -63,6 +65,7 @@ MAX_JSON_TOKENS: Final = 2_000_000
 
 
 def json_too_complex(raw: bytes) -> bool:
+    """Whether ``raw`` may hold more than :data:`MAX_JSON_TOKENS` values (checked unparsed)."""
     return raw.count(b",") + raw.count(b":") > MAX_JSON_TOKENS
 
 
