@@ -46,7 +46,7 @@ def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return out
 
 
-#: Bits per element of every safetensors dtype (sub-byte dtypes pack; see _tensor_bytes).
+#: Bits per element of every safetensors dtype (sub-byte dtypes pack; see _safetensors_entry).
 SAFETENSORS_DTYPE_BITS: Final = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
     "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
