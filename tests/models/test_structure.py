@@ -295,10 +295,10 @@ def test_gguf_huge_array(tmp_path: Path) -> None:
 def test_gguf_string_array_larger_than_the_budget_is_unverifiable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelseal.models import structure
+    from modelseal.models.structure import gguf
 
     kv = gguf_kv("k", GGUF_ARRAY, struct.pack("<IQ", GGUF_STRING, 3) + gguf_str("a") * 3)
-    monkeypatch.setattr(structure, "GGUF_WORK_BUDGET", 2)
+    monkeypatch.setattr(gguf, "GGUF_WORK_BUDGET", 2)
     (issue,) = gg_check(tmp_path, gguf_file([kv], [], b""))
     assert issue.kind == "unverifiable" and issue.severity is Severity.MEDIUM
 
