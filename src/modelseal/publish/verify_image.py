@@ -49,13 +49,8 @@ from modelseal.publish.provenance import (
     SLSA_PROVENANCE_V1,
 )
 from modelseal.publish.publisher import ImageRef, registry_credentials, registry_token_hosts
-from modelseal.publish.registry import (
-    RegistryClient,
-    RegistryError,
-    RegistryLimitError,
-    RegistryUnavailable,
-    sha256_digest,
-)
+from modelseal.publish.registry import RegistryClient, sha256_digest
+from modelseal.publish.registry_limits import RegistryError, RegistryLimitError, RegistryUnavailable
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
 from modelseal.sign.verify import (
     ExpectedSigner,
