@@ -54,10 +54,10 @@ def test_bytes_that_were_not_utf8_are_shown_as_bytes() -> None:
 def test_every_escaping_helper_is_the_one_escaping(text: str) -> None:
     from modelseal import fsio
     from modelseal.policy import loader
-    from modelseal.publish import registry, verify_image
+    from modelseal.publish import registry_http, verify_image
 
     expected = untrusted(text, markup=False)
     assert fsio.shown(text) == expected
-    assert registry._plain(text) == expected
+    assert registry_http._plain(text) == expected
     assert verify_image._plain(text) == expected
     assert loader._printable(text) == expected

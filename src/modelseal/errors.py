@@ -54,8 +54,8 @@ class PublishError(Error):
 
     Below it: :class:`~modelseal.sign.interface.SigningError`,
     :class:`~modelseal.sign.interface.VerificationError`,
-    :class:`~modelseal.publish.registry.RegistryError` (and its unavailable / limit kinds) and
-    :class:`~modelseal.publish.cosign.CosignFormatError`.
+    :class:`~modelseal.publish.registry_limits.RegistryError` (and its unavailable / limit
+    kinds) and :class:`~modelseal.publish.cosign.CosignFormatError`.
     """
 
     exit_code = ExitCode.ERRORED

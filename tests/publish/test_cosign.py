@@ -41,8 +41,8 @@ from modelseal.publish.cosign import (
     sig_manifest,
     simple_signing_payload,
 )
-from modelseal.publish.provenance import SCAN_REPORT_PREDICATE
 from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
+from modelseal.publish.statements import SCAN_REPORT_PREDICATE
 from modelseal.sign.dsse import dsse_pae
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed
 from modelseal.sign.key import KeySigner, generate_ephemeral_key

@@ -6,7 +6,7 @@ import pytest
 
 from modelseal.errors import Error, ExitCode, GateError, PublishError
 from modelseal.publish.cosign import CosignFormatError
-from modelseal.publish.registry import RegistryError, RegistryLimitError, RegistryUnavailable
+from modelseal.publish.registry_limits import RegistryError, RegistryLimitError, RegistryUnavailable
 from modelseal.sign.interface import SigningError, VerificationError
 from modelseal.sign.key import SigningKeyError
 

@@ -29,13 +29,9 @@ from benchmarks.soak_registry import (
 
 from modelseal.errors import PublishError
 from modelseal.publish.publisher import registry_token_hosts
-from modelseal.publish.registry import (
-    Credentials,
-    RegistryClient,
-    RegistryError,
-    RegistryLimitError,
-    RegistryLimits,
-)
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.registry_auth import Credentials
+from modelseal.publish.registry_limits import RegistryError, RegistryLimitError, RegistryLimits
 from modelseal.publish.verify_image import VerifyOptions, verify_image
 from modelseal.sign.verify import ExpectedSigner
 

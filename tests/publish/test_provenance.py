@@ -25,22 +25,26 @@ from modelseal.errors import ConfigError
 from modelseal.judge import judge
 from modelseal.models.mlbom import model_records
 from modelseal.policy import load_policy_text
+from modelseal.publish.build_environment import (
+    LOCAL_BUILDER_ID,
+    detect_build_environment,
+    public_repository_url,
+)
 from modelseal.publish.provenance import (
     BUILD_TYPE,
-    CYCLONEDX_PREDICATE,
-    LOCAL_BUILDER_ID,
-    SCAN_REPORT_PREDICATE,
     SLSA_PROVENANCE_V1,
     BaseImage,
     Byproduct,
     ModelFile,
     ProvenanceInput,
-    detect_build_environment,
     oci_purl,
     provenance_input_from_env,
     provenance_statement,
-    public_repository_url,
     rfc3339,
+)
+from modelseal.publish.statements import (
+    CYCLONEDX_PREDICATE,
+    SCAN_REPORT_PREDICATE,
     sbom_statement,
     scan_report_statement,
     statement_bytes,

@@ -15,7 +15,8 @@ from modelseal.findings import GateResult, Status
 from modelseal.fsio import UnsafePathError
 from modelseal.oci import OciLayout
 from modelseal.publish.publisher import ImageRef
-from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.registry_limits import RegistryError
 from modelseal.publish.run import publish_run
 from modelseal.sign.key import KeySigner
 

@@ -19,7 +19,8 @@ from modelseal.oci import OciLayout
 from modelseal.policy import PolicyFileError, default_policy, load_policy_text
 from modelseal.publish.cosign import cosign_tag
 from modelseal.publish.publisher import ImageRef, publish
-from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.registry_limits import RegistryError
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed, Signer, SigningError
 from modelseal.sign.key import KeySigner
 
@@ -188,7 +189,7 @@ def test_skopeo_gets_credentials_by_file_not_argv(
 ) -> None:
     require(shutil.which("skopeo") is not None, "skopeo")
     import modelseal.publish.publisher as publisher
-    from modelseal.publish.registry import Credentials
+    from modelseal.publish.registry_auth import Credentials
 
     seen: list[list[str]] = []
     real = publisher.run_tool

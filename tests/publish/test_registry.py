@@ -20,13 +20,9 @@ from examples.offline.registry import free_port
 from tests.support.tools import require
 
 from modelseal.oci import OciLayout
-from modelseal.publish.registry import (
-    OCI_MANIFEST,
-    Credentials,
-    RegistryClient,
-    RegistryError,
-    sha256_digest,
-)
+from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
+from modelseal.publish.registry_auth import Credentials
+from modelseal.publish.registry_limits import RegistryError
 
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
@@ -319,8 +315,8 @@ def test_plain_http_only_for_loopback() -> None:
 
 
 def test_credentials_never_go_to_another_origin() -> None:
-    from modelseal.publish.registry import _same_origin
+    from modelseal.publish.registry_auth import same_origin
 
-    assert _same_origin("https://ghcr.io/v2/x/blobs/uploads/1?digest=d", "https://ghcr.io")
-    assert not _same_origin("https://storage.example.com/upload?sig=1", "https://ghcr.io")
-    assert not _same_origin("http://ghcr.io/v2/", "https://ghcr.io")
+    assert same_origin("https://ghcr.io/v2/x/blobs/uploads/1?digest=d", "https://ghcr.io")
+    assert not same_origin("https://storage.example.com/upload?sig=1", "https://ghcr.io")
+    assert not same_origin("http://ghcr.io/v2/", "https://ghcr.io")

@@ -16,7 +16,8 @@ from tests.support import EPOCH
 from tests.support.reports import read_report, report_gates
 
 from modelseal._cli import main
-from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.registry_limits import RegistryError
 
 pytestmark = pytest.mark.engine
 

@@ -12,7 +12,8 @@ from tests.support.reports import read_report, report_gates
 from tests.support.sigstore_local import LocalSigstore
 
 from modelseal._cli import main
-from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.registry_limits import RegistryError
 from modelseal.sign.key import generate_ephemeral_key
 
 POLICY = """\

@@ -26,7 +26,8 @@ from modelseal.judge import judge
 from modelseal.oci import OciLayout
 from modelseal.policy import load_policy_text
 from modelseal.publish.publisher import ImageRef, publish
-from modelseal.publish.registry import RegistryClient, RegistryError
+from modelseal.publish.registry import RegistryClient
+from modelseal.publish.registry_limits import RegistryError
 from modelseal.publish.verify_image import VerifyOptions, VerifyResult, verify_image
 from modelseal.reports import Report
 from modelseal.reports.json_report import report_to_json

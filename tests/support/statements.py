@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelseal.publish.provenance import (
-    LOCAL_BUILDER_ID,
-    ProvenanceInput,
-    provenance_statement,
-    rfc3339,
-    sbom_statement,
-    scan_report_statement,
-)
+from modelseal.publish.build_environment import LOCAL_BUILDER_ID
+from modelseal.publish.provenance import ProvenanceInput, provenance_statement, rfc3339
 from modelseal.publish.publisher import Attestation
+from modelseal.publish.statements import sbom_statement, scan_report_statement
 
 
 def statements(

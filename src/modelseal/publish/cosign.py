@@ -31,7 +31,8 @@ from typing import Any, Literal, NamedTuple
 
 from modelseal.errors import PublishError
 from modelseal.oci import DIGEST_RE
-from modelseal.publish.registry import OCI_MANIFEST, RegistryLimitError, sha256_digest
+from modelseal.publish.registry import OCI_MANIFEST, sha256_digest
+from modelseal.publish.registry_limits import RegistryLimitError
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, Signed
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"

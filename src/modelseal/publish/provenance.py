@@ -1,8 +1,8 @@
-"""in-toto Statements about a sealed image: SLSA v1 provenance, the scan report, the SBOM.
+"""The SLSA v1 provenance Statement about a sealed image, and what it is built from.
 
-Every statement has one subject, the image: ``{"name": <image name>, "digest": {"sha256":
-<manifest hex>}}``. Statements are plain dicts (key order fixed by this module); the bytes
-that get signed come from :func:`statement_bytes` (sorted keys, no whitespace, UTF-8).
+Its subject, envelope and canonical bytes are those of every statement
+(:mod:`~modelseal.publish.statements`); the builder id and invocation come from where the
+build ran (:mod:`~modelseal.publish.build_environment`, which documents the builder ids).
 
 Build type ``https://modelseal.dev/buildtypes/oci-image/v1``
 -----------------------------------------------------------
@@ -49,25 +49,12 @@ image to pin: its version is the engine's), and for GitHub Actions ``{"github": 
 ``runDetails.builder.version``: ``{"modelseal", "buildx", "buildkit"}`` versions (those
 known). ``runDetails.byproducts``: the SBOM, the report and other files written next to the
 image, each with ``name``, ``digest`` ``{"sha256"}`` and ``mediaType``.
-
-Builder ids
------------
-* GitHub Actions: ``https://github.com/actions/runner/<RUNNER_ENVIRONMENT>``
-  (``github-hosted`` or ``self-hosted``, the latter when unknown) — the convention of
-  GitHub's own build-provenance attestations; the invocation id is
-  ``<server>/<owner>/<repo>/actions/runs/<run id>/attempts/<attempt>``.
-* Anywhere else: :data:`LOCAL_BUILDER_ID`, ``https://modelseal.dev/builders/local/v1`` — a
-  developer machine or an unrecognized CI, trusted no further than whoever ran it; the
-  invocation id is a random ``urn:uuid:``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import urllib.parse
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,27 +63,19 @@ from types import MappingProxyType
 from typing import Any
 
 from modelseal import __version__
-from modelseal._tools import run_tool
-from modelseal.errors import ConfigError, ToolError
+from modelseal.errors import ConfigError
 from modelseal.oci import DIGEST_RE
 from modelseal.policy.gitref import COMMIT_RE
+from modelseal.publish.build_environment import detect_build_environment
+from modelseal.publish.statements import image_statement
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://modelseal.dev/buildtypes/oci-image/v1"
 """This module's build type (parameters documented in the module docstring)."""
-LOCAL_BUILDER_ID = "https://modelseal.dev/builders/local/v1"
-"""Builder id outside GitHub Actions: whoever ran modelseal, trusted as such."""
-GITHUB_BUILDER_ID_PREFIX = "https://github.com/actions/runner/"
-SCAN_REPORT_PREDICATE = "https://modelseal.dev/attestations/scan-report/v1"
-"""predicateType of modelseal's scan-report statement."""
-CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
-"""predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
 
 # \Z, not $: "$" also matches before a trailing newline.
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\Z")
-_GIT_TIMEOUT = 30.0
 
 
 def rfc3339(moment: float | datetime) -> str:
@@ -240,30 +219,6 @@ class ProvenanceInput:
         object.__setattr__(self, "builder", MappingProxyType(dict(self.builder)))
         for name in ("base_images", "models", "byproducts", "platforms", "tags"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-
-
-def image_subject(image_name: str, manifest_digest: str) -> list[dict[str, Any]]:
-    """The ``subject`` of every statement about the image."""
-    if not DIGEST_RE.match(manifest_digest):
-        raise ConfigError(f"manifest digest {manifest_digest!r} is not sha256:<hex>.")
-    return [{"name": image_name, "digest": {"sha256": manifest_digest.removeprefix("sha256:")}}]
-
-
-def _statement(
-    image_name: str, manifest_digest: str, predicate_type: str, predicate: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": image_subject(image_name, manifest_digest),
-        "predicateType": predicate_type,
-        "predicate": dict(predicate),
-    }
-
-
-def statement_bytes(statement: Mapping[str, Any]) -> bytes:
-    """Canonical JSON of a statement: sorted keys, no whitespace, UTF-8 — the bytes that
-    are signed (and the same for the same statement on every run)."""
-    return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def oci_purl(ref: str, digest: str) -> str | None:
@@ -451,157 +406,7 @@ def provenance_statement(p: ProvenanceInput) -> dict[str, Any]:
             for b in p.byproducts
         ]
     predicate = {"buildDefinition": definition, "runDetails": run}
-    return _statement(p.image_name, p.manifest_digest, SLSA_PROVENANCE_V1, predicate)
-
-
-def scan_report_statement(
-    image_name: str, manifest_digest: str, report: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A statement of modelseal's verdict on the image: ``verdict``, ``exit_code``,
-    ``finished_at``, ``policy`` {sha256}, a per-gate summary, and the whole ``report.json``
-    object under ``report``."""
-    try:
-        gates = [_gate_summary(g) for g in report.get("gates") or ()]
-        predicate = {
-            "verdict": report["verdict"],
-            "exit_code": report["exit_code"],
-            "finished_at": report["finished_at"],
-            "policy": {"sha256": (report.get("policy") or {}).get("sha256")},
-            "gates": gates,
-            "report": dict(report),
-        }
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(
-            f"not a modelseal report.json object ({type(e).__name__}: {e})."
-        ) from None
-    return _statement(image_name, manifest_digest, SCAN_REPORT_PREDICATE, predicate)
-
-
-def _gate_summary(g: Mapping[str, Any]) -> dict[str, Any]:
-    """``{gate, status, findings}`` of one gate of a report: schema_version 2 keeps the judged
-    status and one outcome per finding under ``decision``; version 1 had them on the gate."""
-    if "decision" in g:
-        decision = g["decision"]
-        return {
-            "gate": str(g["gate"]),
-            "status": str(decision["status"]),
-            "findings": len(decision.get("outcomes") or ()),
-        }
-    return {
-        "gate": str(g["gate"]),
-        "status": str(g["status"]),
-        "findings": len(g.get("findings") or ()),
-    }
-
-
-def sbom_statement(
-    image_name: str, manifest_digest: str, sbom: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A statement carrying the image's CycloneDX JSON SBOM as its predicate."""
-    if sbom.get("bomFormat") != "CycloneDX":
-        raise ConfigError("the SBOM is not CycloneDX JSON (bomFormat).")
-    return _statement(image_name, manifest_digest, CYCLONEDX_PREDICATE, sbom)
-
-
-# -- where the build ran ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuildEnvironment:
-    """Who built, from what source: detected from GitHub Actions or a local git checkout."""
-
-    builder_id: str
-    invocation_id: str
-    repository: str | None = None
-    ref: str | None = None
-    commit: str | None = None
-    workflow_ref: str | None = None
-    workflow_path: str | None = None
-    internal_parameters: Mapping[str, Any] = field(default_factory=dict)
-
-
-def detect_build_environment(
-    env: Mapping[str, str] | None = None, repo_dir: Path | None = None
-) -> BuildEnvironment:
-    """GitHub Actions (``GITHUB_ACTIONS=true`` with ``GITHUB_REPOSITORY``) from its
-    environment; otherwise the local builder with the git checkout at ``repo_dir`` (the
-    current directory by default), as far as git can tell."""
-    env = os.environ if env is None else env
-    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_REPOSITORY"):
-        return _github(env)
-    return _local(repo_dir or Path.cwd())
-
-
-def _github(env: Mapping[str, str]) -> BuildEnvironment:
-    server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
-    repo = env["GITHUB_REPOSITORY"]
-    runner = env.get("RUNNER_ENVIRONMENT") or "self-hosted"
-    run_id = env.get("GITHUB_RUN_ID") or "unknown"
-    attempt = env.get("GITHUB_RUN_ATTEMPT") or "1"
-    workflow_ref = env.get("GITHUB_WORKFLOW_REF") or None
-    workflow_path = None
-    if workflow_ref:
-        # "OWNER/REPO/.github/workflows/seal.yml@refs/heads/main" → ".github/workflows/seal.yml"
-        workflow_path = workflow_ref.split("@", 1)[0].removeprefix(f"{repo}/")
-    github = {
-        key.lower(): env[name]
-        for key, name in (
-            ("event_name", "GITHUB_EVENT_NAME"),
-            ("repository_id", "GITHUB_REPOSITORY_ID"),
-            ("repository_owner_id", "GITHUB_REPOSITORY_OWNER_ID"),
-            ("runner_environment", "RUNNER_ENVIRONMENT"),
-        )
-        if env.get(name)
-    }
-    commit = env.get("GITHUB_SHA") or None
-    return BuildEnvironment(
-        builder_id=GITHUB_BUILDER_ID_PREFIX + runner,
-        invocation_id=f"{server}/{repo}/actions/runs/{run_id}/attempts/{attempt}",
-        repository=f"{server}/{repo}",
-        ref=env.get("GITHUB_REF") or None,
-        commit=commit if commit and COMMIT_RE.fullmatch(commit) else None,
-        workflow_ref=workflow_ref,
-        workflow_path=workflow_path,
-        internal_parameters={"github": github} if github else {},
-    )
-
-
-def _git(repo_dir: Path, *args: str) -> str | None:
-    try:
-        result = run_tool(["git", "-C", str(repo_dir), *args], timeout=_GIT_TIMEOUT, check=False)
-    except ToolError:
-        return None  # no git: a local build without source identity
-    out = result.stdout.strip()
-    return out if result.returncode == 0 and out else None
-
-
-def public_repository_url(remote: str) -> str | None:
-    """A remote URL fit for provenance: credentials and ``.git`` stripped; scp-style
-    ``git@host:owner/repo`` becomes ``https://host/owner/repo``; local paths give None."""
-    remote = remote.strip()
-    scp = re.match(r"^[\w.-]+@([\w.-]+):(?!//)(.+)$", remote)
-    if scp:
-        host, path = scp.groups()
-        return f"https://{host}/{path.removesuffix('.git').strip('/')}"
-    parts = urllib.parse.urlsplit(remote)
-    if parts.scheme not in ("https", "http", "ssh", "git") or not parts.hostname:
-        return None
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    path = parts.path.removesuffix(".git").rstrip("/")
-    scheme = "https" if parts.scheme in ("ssh", "git") else parts.scheme
-    return f"{scheme}://{host}{path}"
-
-
-def _local(repo_dir: Path) -> BuildEnvironment:
-    commit = _git(repo_dir, "rev-parse", "HEAD")
-    remote = _git(repo_dir, "config", "--get", "remote.origin.url")
-    return BuildEnvironment(
-        builder_id=LOCAL_BUILDER_ID,
-        invocation_id=f"urn:uuid:{uuid.uuid4()}",
-        repository=public_repository_url(remote) if remote else None,
-        ref=_git(repo_dir, "symbolic-ref", "-q", "HEAD"),
-        commit=commit if commit and COMMIT_RE.fullmatch(commit) else None,
-    )
+    return image_statement(p.image_name, p.manifest_digest, SLSA_PROVENANCE_V1, predicate)
 
 
 def provenance_input_from_env(

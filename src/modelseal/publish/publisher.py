@@ -46,14 +46,10 @@ from modelseal.publish.cosign import (
     sig_manifest,
     simple_signing_payload,
 )
-from modelseal.publish.registry import (
-    OCI_MANIFEST,
-    Credentials,
-    RegistryClient,
-    RegistryError,
-    is_local_host,
-    sha256_digest,
-)
+from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
+from modelseal.publish.registry_auth import Credentials
+from modelseal.publish.registry_http import is_local_host
+from modelseal.publish.registry_limits import RegistryError
 from modelseal.sign.interface import Signed, Signer
 
 _REF = re.compile(

@@ -26,8 +26,6 @@ from modelseal.publish.provenance import (
     provenance_input_from_env,
     provenance_statement,
     rfc3339,
-    sbom_statement,
-    scan_report_statement,
 )
 from modelseal.publish.publisher import (
     Attestation,
@@ -38,6 +36,7 @@ from modelseal.publish.publisher import (
     registry_credentials,
 )
 from modelseal.publish.registry import sha256_digest
+from modelseal.publish.statements import sbom_statement, scan_report_statement
 from modelseal.sign.interface import Signer
 
 SignMode = Literal["keyless", "key", "none"]

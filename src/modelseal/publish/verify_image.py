@@ -43,19 +43,11 @@ from modelseal.publish.cosign import (
     parse_sig_manifest,
     parse_simple_signing_payload,
 )
-from modelseal.publish.provenance import (
-    CYCLONEDX_PREDICATE,
-    SCAN_REPORT_PREDICATE,
-    SLSA_PROVENANCE_V1,
-)
+from modelseal.publish.provenance import SLSA_PROVENANCE_V1
 from modelseal.publish.publisher import ImageRef, registry_credentials, registry_token_hosts
-from modelseal.publish.registry import (
-    RegistryClient,
-    RegistryError,
-    RegistryLimitError,
-    RegistryUnavailable,
-    sha256_digest,
-)
+from modelseal.publish.registry import RegistryClient, sha256_digest
+from modelseal.publish.registry_limits import RegistryError, RegistryLimitError, RegistryUnavailable
+from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
 from modelseal.sign.verify import (
     ExpectedSigner,

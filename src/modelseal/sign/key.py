@@ -66,7 +66,7 @@ def public_key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
 
 def statement_json(statement: Mapping[str, Any]) -> bytes:
     """The bytes signed for a statement: sorted keys, no whitespace, UTF-8 (the same
-    serialization as :func:`modelseal.publish.provenance.statement_bytes`)."""
+    serialization as :func:`modelseal.publish.statements.statement_bytes`)."""
     return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -1,0 +1,97 @@
+"""in-toto Statements about a sealed image: the shared envelope, the scan report, the SBOM.
+
+Every statement has one subject, the image: ``{"name": <image name>, "digest": {"sha256":
+<manifest hex>}}``. Statements are plain dicts (key order fixed by this module); the bytes
+that get signed come from :func:`statement_bytes` (sorted keys, no whitespace, UTF-8). The SLSA
+provenance statement is built in :mod:`~modelseal.publish.provenance`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from modelseal.errors import ConfigError
+from modelseal.oci import DIGEST_RE
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+SCAN_REPORT_PREDICATE = "https://modelseal.dev/attestations/scan-report/v1"
+"""predicateType of modelseal's scan-report statement."""
+CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
+"""predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
+
+
+def image_subject(image_name: str, manifest_digest: str) -> list[dict[str, Any]]:
+    """The ``subject`` of every statement about the image."""
+    if not DIGEST_RE.match(manifest_digest):
+        raise ConfigError(f"manifest digest {manifest_digest!r} is not sha256:<hex>.")
+    return [{"name": image_name, "digest": {"sha256": manifest_digest.removeprefix("sha256:")}}]
+
+
+def image_statement(
+    image_name: str, manifest_digest: str, predicate_type: str, predicate: Mapping[str, Any]
+) -> dict[str, Any]:
+    """An in-toto Statement about the image: its one subject, the predicate type and the
+    predicate (a copy)."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": image_subject(image_name, manifest_digest),
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }
+
+
+def statement_bytes(statement: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of a statement: sorted keys, no whitespace, UTF-8 — the bytes that
+    are signed (and the same for the same statement on every run)."""
+    return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def scan_report_statement(
+    image_name: str, manifest_digest: str, report: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A statement of modelseal's verdict on the image: ``verdict``, ``exit_code``,
+    ``finished_at``, ``policy`` {sha256}, a per-gate summary, and the whole ``report.json``
+    object under ``report``."""
+    try:
+        gates = [_gate_summary(g) for g in report.get("gates") or ()]
+        predicate = {
+            "verdict": report["verdict"],
+            "exit_code": report["exit_code"],
+            "finished_at": report["finished_at"],
+            "policy": {"sha256": (report.get("policy") or {}).get("sha256")},
+            "gates": gates,
+            "report": dict(report),
+        }
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(
+            f"not a modelseal report.json object ({type(e).__name__}: {e})."
+        ) from None
+    return image_statement(image_name, manifest_digest, SCAN_REPORT_PREDICATE, predicate)
+
+
+def _gate_summary(g: Mapping[str, Any]) -> dict[str, Any]:
+    """``{gate, status, findings}`` of one gate of a report: schema_version 2 keeps the judged
+    status and one outcome per finding under ``decision``; version 1 had them on the gate."""
+    if "decision" in g:
+        decision = g["decision"]
+        return {
+            "gate": str(g["gate"]),
+            "status": str(decision["status"]),
+            "findings": len(decision.get("outcomes") or ()),
+        }
+    return {
+        "gate": str(g["gate"]),
+        "status": str(g["status"]),
+        "findings": len(g.get("findings") or ()),
+    }
+
+
+def sbom_statement(
+    image_name: str, manifest_digest: str, sbom: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A statement carrying the image's CycloneDX JSON SBOM as its predicate."""
+    if sbom.get("bomFormat") != "CycloneDX":
+        raise ConfigError("the SBOM is not CycloneDX JSON (bomFormat).")
+    return image_statement(image_name, manifest_digest, CYCLONEDX_PREDICATE, sbom)
