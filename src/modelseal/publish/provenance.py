@@ -74,7 +74,6 @@ BUILD_TYPE = "https://modelseal.dev/buildtypes/oci-image/v1"
 """This module's build type (parameters documented in the module docstring)."""
 
 # \Z, not $: "$" also matches before a trailing newline.
-_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z\Z")
 
 
