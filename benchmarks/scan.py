@@ -13,7 +13,7 @@ OSV server of examples/offline/osv_server.py.
     modelseal's own costs (startup, policy, engine probe, reading the layout, judging, reports).
 (b) by hand, sequentially on OUT/oci of a modelseal run: ``syft scan oci-dir:…``, ``trivy image
     --input …`` and the pip-audit pipeline (extracting the package metadata from the image with
-    modelseal.vuln.pip_audit.extract_packages, then ``pip-audit --path DIR`` per site directory),
+    modelseal.vuln.site_packages.extract_packages, then ``pip-audit --path DIR`` per site directory),
     with the same flags modelseal uses. Their sum is the sequential total.
 
 Median of N runs each (interleaved). Printed: each raw tool, the sequential sum, modelseal's phase,
@@ -65,7 +65,9 @@ def main() -> int:
     from modelseal._tools import find_tool
     from modelseal.oci import OciLayout, platform_manifests
     from modelseal.sbom.gate import SYFT_ENV_OFFLINE
-    from modelseal.vuln.pip_audit import OsvEndpoint, extract_packages, pip_audit_argv
+    from modelseal.vuln.osv import OsvEndpoint
+    from modelseal.vuln.pip_audit import pip_audit_argv
+    from modelseal.vuln.site_packages import extract_packages
     from modelseal.vuln.trivy import scan_argv
 
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-scan-"))

@@ -15,7 +15,8 @@ from tests.support.reports import report_gates
 from tests.support.tools import docker_cli
 
 from modelseal._cli import main
-from modelseal.imagebuild.dockerfile import classify_bases, parse_dockerfile
+from modelseal.imagebuild.bases import classify_bases
+from modelseal.imagebuild.dockerfile import parse_dockerfile
 from modelseal.imagebuild.engine import PrivateEngine
 from modelseal.imagebuild.gate import _unpinned_finding
 from modelseal.oci import platform_manifests

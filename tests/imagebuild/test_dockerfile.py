@@ -13,15 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelseal.errors import ConfigError
-from modelseal.imagebuild.dockerfile import (
-    BaseRef,
-    Dockerfile,
-    FromLine,
-    Instruction,
-    classify_bases,
-    inject_source_date_epoch,
-    parse_dockerfile,
-)
+from modelseal.imagebuild.bases import BaseRef, classify_bases
+from modelseal.imagebuild.dockerfile import Dockerfile, FromLine, Instruction, parse_dockerfile
+from modelseal.imagebuild.source_date_epoch import inject_source_date_epoch
 
 DIGEST = "sha256:" + "ab" * 32
 

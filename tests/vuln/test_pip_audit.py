@@ -35,16 +35,9 @@ from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.oci import OciLayout
 from modelseal.pipeline import RunOptions, SourceDateEpoch, run_pipeline
 from modelseal.policy import load_policy_text
-from modelseal.vuln.pip_audit import (
-    PIP_AUDIT_ENV,
-    InstalledPackage,
-    OsvEndpoint,
-    PipAuditGate,
-    _AdvisoryLookup,
-    extract_packages,
-    run_pip_audit,
-    severity_of,
-)
+from modelseal.vuln.osv import AdvisoryLookup, OsvEndpoint, severity_of
+from modelseal.vuln.pip_audit import PIP_AUDIT_ENV, PipAuditGate, run_pip_audit
+from modelseal.vuln.site_packages import InstalledPackage, extract_packages
 
 SITE = "usr/lib/python3.11/site-packages"
 VULNERABLE = {"requests": "2.19.0", "urllib3": "1.26.4", "six": "1.16.0"}
@@ -79,7 +72,7 @@ def audit(tmp_path: Path, url: str, pkgs: dict[str, str], tool: str | None = Non
     endpoint = OsvEndpoint.from_policy(f"{url}/v1/query")
     exe = tool or str(Path(sys.executable).parent / "pip-audit")
     return run_pip_audit(
-        exe, site, endpoint, tmp_path / "cache", packages(SITE, pkgs), _AdvisoryLookup(endpoint)
+        exe, site, endpoint, tmp_path / "cache", packages(SITE, pkgs), AdvisoryLookup(endpoint)
     )
 
 
@@ -136,7 +129,7 @@ def test_package_pip_audit_skips_errors_naming_it(tmp_path: Path, osv: str) -> N
     with pytest.raises(GateError, match=r"could not audit every package: weird: .*invalid version"):
         run_pip_audit(
             str(Path(sys.executable).parent / "pip-audit"), site, endpoint, tmp_path / "c", pkgs,
-            _AdvisoryLookup(endpoint),
+            AdvisoryLookup(endpoint),
         )  # fmt: skip
 
 
@@ -148,7 +141,7 @@ def test_package_missing_from_the_report_errors(tmp_path: Path, osv: str) -> Non
     with pytest.raises(GateError, match=r"ghost 1\.0 .* is missing from its report"):
         run_pip_audit(
             str(Path(sys.executable).parent / "pip-audit"), site, endpoint, tmp_path / "c", pkgs,
-            _AdvisoryLookup(endpoint),
+            AdvisoryLookup(endpoint),
         )  # fmt: skip
 
 
@@ -521,12 +514,12 @@ def _hostile_osv(mode: str) -> Iterator[str]:
 def test_a_hostile_osv_answer_errors_naming_the_limit(
     monkeypatch: pytest.MonkeyPatch, mode: str, limit: str
 ) -> None:
-    from modelseal.vuln import pip_audit
+    from modelseal.vuln import osv
 
-    monkeypatch.setattr(pip_audit, "OSV_REQUEST_SECONDS", 1.5)
-    monkeypatch.setattr(pip_audit, "OSV_MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(osv, "OSV_REQUEST_SECONDS", 1.5)
+    monkeypatch.setattr(osv, "OSV_MAX_BYTES", 1 << 20)
     with _hostile_osv(mode) as url:
-        lookup = _AdvisoryLookup(OsvEndpoint.from_policy(f"{url}/v1/query"))
+        lookup = AdvisoryLookup(OsvEndpoint.from_policy(f"{url}/v1/query"))
         started = time.monotonic()
         with pytest.raises(GateError) as exc:
             lookup.record("CVE-2021-33503")

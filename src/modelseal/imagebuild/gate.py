@@ -17,16 +17,11 @@ from modelseal.bounded import read_input_text
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
+from modelseal.imagebuild.bases import BaseRef, classify_bases
 from modelseal.imagebuild.context import DockerIgnore, normalize_context
-from modelseal.imagebuild.dockerfile import (
-    BaseRef,
-    Dockerfile,
-    Injected,
-    classify_bases,
-    inject_source_date_epoch,
-    parse_dockerfile,
-)
+from modelseal.imagebuild.dockerfile import Dockerfile, parse_dockerfile
 from modelseal.imagebuild.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
+from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
 

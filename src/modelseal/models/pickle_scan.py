@@ -26,6 +26,15 @@ after a complete pickle; ``scan-limit`` when a resource cap is hit): it fails cl
 ``mmap`` is released behind the scan as it goes, so a multi-gigabyte stream never becomes
 resident all at once, and a :class:`~modelseal.models.limits.Budget`'s deadline is checked every
 MiB (:class:`~modelseal.models.limits.ScanLimitExceeded` when it is up).
+
+Why this is one module, over the ~600-line rule of thumb: it is one parser and the one state
+machine it drives. The symbolic values, the memo, the opcode table and its dispatch kinds, the
+name resolution and the scanner's loop are read together on every opcode, and have to be read
+together to check that they mirror the C unpickler (every resource cap is enforced inside that
+loop). Split, these private parts would become cross-module API with no second user, and a
+reviewer would follow one opcode through several files. What has other users already lives
+elsewhere: the allowlist (:mod:`~modelseal.models.allowlist`), issues
+(:mod:`~modelseal.models.issues`) and limits (:mod:`~modelseal.models.limits`).
 """
 
 from __future__ import annotations

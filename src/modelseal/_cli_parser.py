@@ -1,0 +1,404 @@
+"""The command line's grammar: the ``modelseal`` argument parser, its help texts and the argument
+types that check each value as it is parsed. :mod:`modelseal._cli` runs what it parses."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from modelseal import __version__
+from modelseal.app import DEFAULT_POLICY
+from modelseal.errors import ConfigError
+from modelseal.gates import GATES
+
+EPILOG = """\
+exit codes:
+  0  every gate passed (or was switched off by the policy)
+  1  the policy was breached
+  2  usage error, or an invalid policy file or input
+  3  a gate could not run (tool missing or crashed, engine unreachable, ...)
+  4  internal error (a bug; rerun with -v for the traceback)
+"""
+
+
+VERIFY_EPILOG = """\
+exit codes:
+  0  verified: every check passed
+  1  not verified: a check failed (each failed check says why)
+  2  usage error (no expected signer, bad reference, invalid policy)
+  3  the registry could not be read, or broke a limit (size, count, --timeout)
+  4  internal error (a bug; rerun with -v for the traceback)
+"""
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return key, value
+
+
+def _image_ref(text: str) -> object:
+    from modelseal.publish.publisher import ImageRef
+
+    try:
+        return ImageRef.parse(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _tag(text: str) -> str:
+    """``--tag``: a tag, or a full ``REGISTRY/REPOSITORY:TAG`` (docker/metadata-action's
+    ``tags`` output as it is); the repository is checked against ``--push`` later."""
+    from modelseal.policy.model import TAG_PATTERN
+    from modelseal.publish.publisher import ImageRef
+
+    if re.fullmatch(TAG_PATTERN, text):
+        return text
+    try:
+        ref = ImageRef.parse(text, what="--tag")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if ref.tag is None:
+        raise argparse.ArgumentTypeError(f"--tag {text!r}: expected TAG or REGISTRY/REPOSITORY:TAG")
+    return text
+
+
+def _platforms(text: str) -> list[str]:
+    """``--platform``: one platform or a comma-separated list."""
+    from modelseal.policy.model import PLATFORM_PATTERN
+
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    for p in items:
+        if not re.fullmatch(PLATFORM_PATTERN, p):
+            raise argparse.ArgumentTypeError(
+                f"--platform {p!r}: expected os/arch or os/arch/variant, e.g. linux/arm64"
+            )
+    if not items:
+        raise argparse.ArgumentTypeError("--platform: expected os/arch, e.g. linux/amd64")
+    return items
+
+
+def _policy_digest(text: str) -> str:
+    hex_part = text.removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", hex_part):
+        raise argparse.ArgumentTypeError(f"expected sha256:<64 lower-case hex>, got {text!r}")
+    return hex_part
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 86400:
+        raise argparse.ArgumentTypeError(f"expected whole seconds from 1 to 86400, got {text!r}")
+    return int(text)
+
+
+def _pattern(name: str) -> Callable[[str], str]:
+    """An argument type: ``text`` must match the policy pattern ``name`` of
+    :mod:`modelseal.policy.model` (same rule, same message; imported when used)."""
+
+    def check(text: str) -> str:
+        from modelseal.policy import model
+
+        pattern = getattr(model, name)
+        if re.fullmatch(pattern, text) is None:
+            raise argparse.ArgumentTypeError(f"{model.PATTERN_MESSAGES[pattern]}, got {text!r}")
+        return text
+
+    return check
+
+
+def _cache(direction: Literal["from", "to"]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        from modelseal.policy.model import cache_spec_problem
+
+        problem = cache_spec_problem(text, direction)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+        return text
+
+    return check
+
+
+def _epoch(text: str) -> int:
+    from modelseal.pipeline import MAX_EPOCH
+
+    if not text.isdigit() or len(text) > 12 or int(text) > MAX_EPOCH:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise argparse.ArgumentTypeError(
+            f"expected whole seconds since 1970, at most {MAX_EPOCH} (the year 9999), got {shown!r}"
+        )
+    return int(text)
+
+
+def _days(text: str) -> int:
+    from modelseal.policy.model import MAX_AGE_DAYS
+
+    if not text.isdigit() or int(text) > MAX_AGE_DAYS:
+        raise argparse.ArgumentTypeError(f"expected whole days from 0 to {MAX_AGE_DAYS}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``modelseal`` argument parser: every command, option and help text."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="modelseal",
+        description="Seal ML model-serving container images: verify, build reproducibly, "
+        "scan, attest, sign — and fail when the policy is breached.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    p.add_argument("--version", action="version", version=f"modelseal {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    common.add_argument(
+        "--policy", type=Path, metavar="FILE",
+        help=f"policy file (default: {DEFAULT_POLICY} if present, else the built-in safe defaults)",
+    )  # fmt: skip
+
+    build_opts = argparse.ArgumentParser(add_help=False)
+    build_opts.add_argument(
+        "context",
+        nargs="?",
+        type=Path,
+        default=Path("."),
+        help="build context directory (default: .)",
+    )
+    build_opts.add_argument(
+        "-f", "--file", type=Path, dest="dockerfile", metavar="DOCKERFILE",
+        help="Dockerfile (default: CONTEXT/Dockerfile)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--build-arg", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+        help="build argument (repeatable)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--build-context", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+        help="named build context, e.g. base=oci-layout://DIR@sha256:… (repeatable)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--label", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="image label (repeatable; recorded in the provenance)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--annotation", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="OCI annotation, as docker buildx --annotation takes it (repeatable; recorded in "
+        "the provenance)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--platform", type=_platforms, action="append", default=[], metavar="OS/ARCH",
+        help="platform to build (repeatable or comma-separated; replaces build.platforms)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--policy-ref", metavar="REF",
+        help="read the policy file from this git ref (e.g. the pull request's base branch), "
+        "not the working tree; fetched from origin if needed",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "--source-date-epoch", type=_epoch, metavar="SECONDS",
+        help="timestamp for every file and the image (default: $SOURCE_DATE_EPOCH, else the "
+        "commit time of HEAD)",
+    )  # fmt: skip
+    build_opts.add_argument(
+        "-o", "--out-dir", type=Path, default=Path("modelseal-out"), metavar="DIR",
+        help="where the OCI layout and the reports go (default: modelseal-out)",
+    )  # fmt: skip
+    bk = build_opts.add_argument_group("builder and cache (default: the policy's build.*)")
+    bk.add_argument(
+        "--builder", type=_pattern("BUILDER_PATTERN"), metavar="NAME",
+        help="build with this existing buildx builder (its driver and BuildKit are recorded)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--buildkit-image", type=_pattern("BUILDKIT_IMAGE_PATTERN"), metavar="IMAGE@sha256:…",
+        help="BuildKit image, pinned by digest, of the builder modelseal creates on a classic "
+        "image store (e.g. a mirror of moby/buildkit)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--cache-from", type=_cache("from"), action="append", default=[], metavar="SPEC",
+        help="cache source for the first build: type=gha|registry|local,… (repeatable; the "
+        "rebuild check never reads a cache)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--cache-to", type=_cache("to"), action="append", default=[], metavar="SPEC",
+        help="cache destination of the first build: type=gha|registry|local,… (repeatable)",
+    )  # fmt: skip
+    bk.add_argument(
+        "--no-evidence-cache", action="store_true",
+        help="scan afresh: neither read nor write the evidence cache ($MODELSEAL_CACHE_DIR/"
+        "evidence: the SBOM, Trivy and package-extraction outputs of an image, by digest)",
+    )  # fmt: skip
+
+    run = sub.add_parser(
+        "run", parents=[common, build_opts], formatter_class=fmt, epilog=EPILOG,
+        help="run every gate on a build context and judge the evidence",
+        description="Run the gates (as a DAG, independent ones concurrently), judge their "
+        "evidence under the policy, write the reports, and exit with the verdict.",
+    )  # fmt: skip
+    run.add_argument(
+        "--gate", action="append", default=[], metavar="NAME",
+        help=f"run only this gate (repeatable; default: all): {', '.join(GATES)}",
+    )  # fmt: skip
+    pub = run.add_argument_group(
+        "publish (only after a passing verdict; tags move last, after every signature)"
+    )
+    pub.add_argument(
+        "--push", metavar="IMAGE", type=_image_ref,
+        help="push the image by digest to REGISTRY/REPOSITORY[:TAG], sign it, attach the "
+        "provenance, SBOM and scan-report attestations, then move the tag(s)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--tag", type=_tag, action="append", default=[], metavar="TAG",
+        help="another tag to move, TAG or REGISTRY/REPOSITORY:TAG of the --push repository "
+        "(repeatable; must match the policy's publish.allowed_tags)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--sign", choices=("keyless", "key", "none"), default=None,
+        help="signing mode (default: the policy's sign.mode, keyless unless set)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--key", type=Path, metavar="FILE",
+        help="ECDSA P-256 PEM private key for --sign key (password in MODELSEAL_KEY_PASSWORD)",
+    )  # fmt: skip
+    pub.add_argument(
+        "--trust-config", type=Path, metavar="FILE",
+        help="Sigstore ClientTrustConfig JSON for a private Sigstore (default: the policy's "
+        "sign.trust_config, else the public instance)",
+    )  # fmt: skip
+    sub.add_parser(
+        "build", parents=[common, build_opts], formatter_class=fmt, epilog=EPILOG,
+        help="only the reproducible build gate",
+        description="Build the context reproducibly into an OCI layout (OUT_DIR/oci) and judge "
+        "the build gate: pinned bases, and with build.rebuild_check a second cold build that "
+        "must give the same manifest digest.",
+    )  # fmt: skip
+
+    jd = sub.add_parser(
+        "judge", parents=[common], formatter_class=fmt, epilog=EPILOG,
+        help="judge a stored report again under a (different) policy",
+        description="Re-judge the evidence in a report.json under another policy, without "
+        "collecting anything again.",
+    )  # fmt: skip
+    jd.add_argument("report", type=Path, help="a report.json written by `modelseal run`")
+    jd.add_argument(
+        "-o", "--out-dir", type=Path, default=None, metavar="DIR",
+        help="write the re-judged reports here (default: print the table only)",
+    )  # fmt: skip
+
+    vf = sub.add_parser(
+        "verify", parents=[common], formatter_class=fmt, epilog=VERIFY_EPILOG,
+        help="check a published image before deploying it",
+        description="Verify IMAGE in its registry: a signature by the expected signer, SLSA "
+        "provenance (builder, source repository), an SBOM attestation, and a passing, recent "
+        "scan-report attestation — all bound to the image's digest. With --policy, the "
+        "attested scan evidence is judged again under that policy. The expected signer comes "
+        "from the flags, else from the policy's verify section.",
+    )  # fmt: skip
+    vf.add_argument("image", metavar="IMAGE", help="REGISTRY/REPOSITORY[:TAG][@sha256:…]")
+    who = vf.add_argument_group("expected signer (one of: a key, or an identity and issuer)")
+    who.add_argument("--key", type=Path, metavar="FILE", help="PEM public key (key signing)")
+    who.add_argument("--certificate-identity", metavar="ID",
+                     help="exact signer identity (keyless), e.g. a workflow ref URI")  # fmt: skip
+    who.add_argument("--certificate-identity-regexp", metavar="RE",
+                     help="signer identity regexp, anchored with ^…$")  # fmt: skip
+    who.add_argument("--certificate-oidc-issuer", metavar="URL",
+                     help="OIDC issuer, e.g. https://token.actions.githubusercontent.com")  # fmt: skip
+    who.add_argument("--trust-config", type=Path, metavar="FILE",
+                     help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore)")  # fmt: skip
+    vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
+    vf.add_argument("--source-repository", metavar="URL",
+                    help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
+    vf.add_argument("--max-scan-age-days", type=_days, metavar="N",
+                    help="the scan-report attestation may be at most N days old (default 30, "
+                    "at most 3650)")  # fmt: skip
+    vf.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
+                    help="the attested run must have been judged by the policy with this "
+                    "digest (e.g. the release branch's modelseal.yml: sha256sum)")  # fmt: skip
+    vf.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                    help="the whole verification must finish within SECONDS, or exit 3 "
+                    "(default: the policy's verify.timeout_seconds, 300)")  # fmt: skip
+    vf.add_argument("--format", choices=("text", "json"), default="text")
+
+    pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    pv = pol_sub.add_parser(
+        "validate", parents=[common], help="check a policy file; errors name file:line:column",
+        description="Check a policy file against the schema. Exit 0 if valid, 2 if not.",
+    )  # fmt: skip
+    pv.add_argument("file", nargs="?", type=Path, help=f"policy file (default: {DEFAULT_POLICY})")
+    pol_sub.add_parser(
+        "schema", help="print the policy's JSON Schema",
+        description="Print the JSON Schema of modelseal.yml (for editors and CI checks).",
+    )  # fmt: skip
+
+    mdl = sub.add_parser(
+        "models", help="pin, verify and scan model files (the models gate, on its own)",
+        description="The models gate's checks, usable alone: pin files in models.lock, verify "
+        "a tree against it, scan files for unsafe pickles, disallowed formats and broken "
+        "structure. Formats come from the bytes, never the file name.",
+    )  # fmt: skip
+    mdl_sub = mdl.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    ml = mdl_sub.add_parser(
+        "lock", parents=[common], help="hash model files and write models.lock",
+        description="Hash every file under PATH… and record path, size, SHA-256 and format in "
+        "the lock file (paths relative to the lock's directory). Sources of unchanged files "
+        "are kept from an existing lock.",
+    )  # fmt: skip
+    ml.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="model file or directory")
+    ml.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE",
+                    help="lock file to write (default: models.lock)")  # fmt: skip
+    ml.add_argument("--ignore", action="append", default=[], metavar="GLOB",
+                    help="skip files matching this pattern (repeatable)")  # fmt: skip
+    ml.add_argument("--source-uri", metavar="URI",
+                    help="where the files came from, e.g. hf://org/model")  # fmt: skip
+    ml.add_argument("--source-revision", metavar="REV", help="the source's revision (commit)")
+    mv = mdl_sub.add_parser(
+        "verify", parents=[common], help="check model files against models.lock",
+        description="Exit 0 when every pinned file is present and unchanged and nothing "
+        "unpinned sits under the locked paths; 1 otherwise (each mismatch names both digests).",
+    )  # fmt: skip
+    mv.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE")
+    mv.add_argument("--format", choices=("text", "json"), default="text")
+    ms = mdl_sub.add_parser(
+        "scan", parents=[common], help="scan model files: formats, pickles, structure",
+        description="Detect each file's format from its bytes, scan every pickle it carries "
+        "against the allowlist (nothing is loaded or executed), check its structure, and judge "
+        "the result under the policy's models section. Exit 1 when it fails.",
+    )  # fmt: skip
+    ms.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or directory")
+    ms.add_argument("--format", choices=("text", "json"), default="text")
+
+    eng = sub.add_parser(
+        "engine", help="start or stop a private Docker engine for builds",
+        description="A private dockerd (containerd image store, no bridge, no iptables) whose "
+        "socket and state live under one directory. Needs dockerd installed and root.",
+    )  # fmt: skip
+    eng_sub = eng.add_subparsers(dest="engine_command", metavar="SUBCOMMAND")
+    for name, text in (
+        ("start", "start the engine (idempotent) and print its DOCKER_HOST"),
+        ("stop", "stop the engine and unmount what it left"),
+        ("status", "check the engine that DOCKER_HOST (or --root) points at"),
+    ):
+        e = eng_sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        e.add_argument(
+            "--root", type=Path, required=name != "status", metavar="DIR",
+            help="directory holding the engine's socket and data; yours alone (e.g. mktemp -d: "
+            "owned by you, mode 0700, no symbolic link on the way)",
+        )  # fmt: skip
+        if name == "stop":
+            e.add_argument("--remove", action="store_true", help="also delete DIR")
+
+    act = sub.add_parser(
+        "action", formatter_class=fmt, epilog=EPILOG,
+        help="what action.yml runs: inputs from MODELSEAL_* environment variables",
+        description="The GitHub Action's entry point: read the inputs from MODELSEAL_* "
+        "environment variables, run (and publish), then write GITHUB_OUTPUT, the job summary "
+        "and annotations. Exits with the run's code. See action.yml.",
+    )  # fmt: skip
+    act.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    return p
