@@ -53,18 +53,35 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What ``st_mode`` says a directory entry is: ``file``, ``dir``, ``symlink``, ``fifo``,
+    ``socket``, ``device`` or ``special file``."""
+    if stat.S_ISREG(mode):
+        return "file"
     if stat.S_ISDIR(mode):
-        return "a directory"
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
     if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
+        return "fifo"
     if stat.S_ISSOCK(mode):
-        return "a socket"
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+
+
+_KIND_PHRASES: Final = {
+    "dir": "a directory",
+    "fifo": "a FIFO (named pipe)",
+    "socket": "a socket",
+}
+
+
+def _kind(mode: int) -> str:
     if stat.S_ISCHR(mode):
         return "a character device"
     if stat.S_ISBLK(mode):
         return "a block device"
-    return "not a regular file"
+    return _KIND_PHRASES.get(file_kind(mode), "not a regular file")
 
 
 def _inside(path: str, root: str) -> bool:

@@ -12,13 +12,12 @@ import hashlib
 import json
 import locale
 import os
-import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modelseal.bounded import MIB, read_input
+from modelseal.bounded import MIB, file_kind, read_input
 from modelseal.errors import ConfigError
 from modelseal.fsio import shown
 from modelseal.models.hashing import FileDigest, hash_files
@@ -175,7 +174,7 @@ def walk_files(base: Path, roots: Sequence[str]) -> list[str]:
             for name in sorted(filenames + dirnames):
                 full = Path(dirpath) / name
                 rel = _utf8_rel(full.relative_to(base).as_posix())
-                kind = _kind(full.lstat().st_mode)
+                kind = file_kind(full.lstat().st_mode)
                 if kind == "file":
                     out.add(rel)
                 elif kind != "dir":
@@ -210,27 +209,13 @@ def path_kind(base: Path, rel: str) -> str:
             return "missing"
         except OSError as e:
             raise ConfigError(f"cannot read model path {rel}: {e.strerror}.") from None
-        kind = _kind(mode)
+        kind = file_kind(mode)
         if kind == "dir" or (kind == "file" and i == len(parts) - 1):
             continue
         if kind == "file":
             return "missing"  # a file where a directory should be: the path does not exist
         _refuse("/".join(parts[: i + 1]), kind)
-    return "dir" if rel in ("", ".") else _kind(here.lstat().st_mode)
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+    return "dir" if rel in ("", ".") else file_kind(here.lstat().st_mode)
 
 
 def _refuse(rel: str, kind: str) -> None:
