@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.reports import judged_report
 
-from modelseal import __version__
 from modelseal._cli import main
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.judge import judge
-from modelseal.policy import load_policy_text
-from modelseal.reports import Report, write_reports
 
 REF = "127.0.0.1:1/nothing/here:1"  # nothing listens: reaching the registry would be exit 3
 
@@ -126,16 +123,7 @@ def _hostile_report(tmp_path: Path) -> Path:
         GateResult("models", Status.PASSED, findings=(finding,)),
         GateResult("sbom", Status.ERRORED, error="syft said:\n  ::add-mask::x\n\x1b[31m[bold]"),
     ]
-    policy = load_policy_text("version: 1\n", "modelseal.yml")
-    report = Report(
-        verdict=judge(results, policy.policy),
-        policy_source=policy.source,
-        policy_sha256=policy.sha256,
-        started_at=1700000000.0,
-        finished_at=1700000060.0,
-        tool_version=__version__,
-    )
-    return write_reports(report, tmp_path / "out")["json"]
+    return judged_report(tmp_path, results, "modelseal.yml")
 
 
 def test_judge_verdict_print_survives_markup_and_escapes(tmp_path: Path) -> None:

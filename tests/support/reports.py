@@ -49,11 +49,17 @@ def stored_report(tmp_path: Path) -> Path:
         location="Dockerfile:1",
     )
     results = [GateResult("build", Status.PASSED, findings=(finding,), facts={"image.digest": "x"})]
-    strict = load_policy_text("version: 1\n", "strict.yml")
+    return judged_report(tmp_path, results, "strict.yml")
+
+
+def judged_report(tmp_path: Path, results: list[GateResult], policy_name: str) -> Path:
+    """``results`` judged under the default policy (read as ``policy_name``) and written as
+    report.json under ``tmp_path/out``; its path."""
+    policy = load_policy_text("version: 1\n", policy_name)
     report = Report(
-        verdict=judge(results, strict.policy),
-        policy_source=strict.source,
-        policy_sha256=strict.sha256,
+        verdict=judge(results, policy.policy),
+        policy_source=policy.source,
+        policy_sha256=policy.sha256,
         started_at=1700000000.0,
         finished_at=1700000060.0,
         tool_version=__version__,
