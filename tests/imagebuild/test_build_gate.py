@@ -16,6 +16,7 @@ from tests.support.tools import docker_cli
 
 from modelseal._cli import main
 from modelseal.imagebuild.bases import classify_bases
+from modelseal.imagebuild.context import NORMALIZATION_VERSION
 from modelseal.imagebuild.dockerfile import parse_dockerfile
 from modelseal.imagebuild.engine import PrivateEngine
 from modelseal.imagebuild.gate import _unpinned_finding
@@ -135,6 +136,30 @@ def test_run_steps_see_source_date_epoch(
         member = tar.extractfile("stamp")
         assert member is not None
         assert member.read() == f"built at {EPOCH}\n".encode()
+
+
+def test_facts_name_what_a_rebuild_needs(
+    busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Built from a sub-directory of a git work tree: the context and Dockerfile are recorded as
+    # the repository's paths, the layout base by its manifest digest, with the normalization
+    # version — not the host's directories.
+    repo = tmp_path / "repo"
+    (repo / "svc").mkdir(parents=True)
+    (repo / "svc" / "Dockerfile").write_text("FROM base\nCOPY model.bin /m/model.bin\n")
+    (repo / "svc" / "model.bin").write_bytes(b"\x00weights")
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True, env=env)
+    code, report, out = _build(
+        repo / "svc", tmp_path / "o", "version: 1\n", "--build-context", f"base={busybox_base}",
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, out
+    facts = _gate(report)["facts"]
+    assert facts["source.context"] == "svc"
+    assert facts["source.dockerfile"] == "svc/Dockerfile"
+    assert facts["build_context.base"] == "oci-layout " + busybox_base.rpartition("@")[2]
+    assert facts["context.normalization"] == str(NORMALIZATION_VERSION)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ in-toto and SLSA specs (tests/data) and against in-toto-attestation's own valida
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -22,12 +23,16 @@ from tests.support import REPO
 from tests.support.tools import require
 
 from modelseal.errors import ConfigError
+from modelseal.imagebuild import context as context_module
+from modelseal.imagebuild.context import NORMALIZATION_VERSION
+from modelseal.imagebuild.gate import _source_facts
 from modelseal.judge import judge
 from modelseal.models.mlbom import model_records
 from modelseal.policy import load_policy_text
 from modelseal.publish.build_environment import (
     LOCAL_BUILDER_ID,
     detect_build_environment,
+    path_in_repository,
     public_repository_url,
 )
 from modelseal.publish.provenance import (
@@ -42,6 +47,8 @@ from modelseal.publish.provenance import (
     provenance_statement,
     rfc3339,
 )
+from modelseal.publish.run import _bases as run_bases
+from modelseal.publish.run import rebuild_inputs
 from modelseal.publish.statements import (
     CYCLONEDX_PREDICATE,
     SCAN_REPORT_PREDICATE,
@@ -479,3 +486,126 @@ def test_a_digest_with_a_trailing_newline_is_refused(value: str) -> None:
         BaseImage("base", value)
     with pytest.raises(ConfigError, match="not a SHA-256 digest"):
         ModelFile("model.bin", value, 1)
+
+
+# --- what a rebuild needs (issue 13 §1) ---------------------------------------------------
+
+#: NORMALIZATION_VERSION and the SHA-256 of the module that defines the normalization, as of
+#: that version. Change the module and this test fails until both are looked at.
+PINNED_NORMALIZATION = (1, "cf72034cd11d0d9c2805586f30a24cea45e633221d1425ad4e6cda691fc1a7a2")
+
+
+def _normalization_source_sha256() -> str:
+    # The whole file except the line that sets the version (so that bumping it is one edit of
+    # the module and one of PINNED_NORMALIZATION).
+    text = Path(context_module.__file__ or "").read_text(encoding="utf-8")
+    kept = [ln for ln in text.splitlines() if not ln.startswith("NORMALIZATION_VERSION =")]
+    return hashlib.sha256("\n".join(kept).encode()).hexdigest()
+
+
+def test_the_normalization_version_is_bumped_with_the_normalization() -> None:
+    version, digest = PINNED_NORMALIZATION
+    actual = _normalization_source_sha256()
+    assert (NORMALIZATION_VERSION, actual) == (version, digest), (
+        "src/modelseal/imagebuild/context.py changed. If the change can change the normalized "
+        "build context (what is copied, its names, modes, times, or the .dockerignore "
+        "semantics), bump NORMALIZATION_VERSION there; then, in any case, set "
+        f"PINNED_NORMALIZATION in {Path(__file__).name} to ({NORMALIZATION_VERSION}, "
+        f'"{actual}").'
+    )
+
+
+def _repository(tmp_path: Path) -> Path:
+    require(shutil.which("git") is not None, "git")
+    repo = tmp_path / "checkout"
+    (repo / "services" / "api" / "docker").mkdir(parents=True)
+    (repo / "vendor" / "assets").mkdir(parents=True)
+    (repo / "services" / "api" / "docker" / "Dockerfile").write_text("FROM base\n")
+    (repo / "vendor" / "assets" / "a.txt").write_text("a\n")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    return repo
+
+
+def test_context_and_dockerfile_are_recorded_inside_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repository(tmp_path)
+    # The checkout reached through a symbolic link, and run from a directory below its top:
+    # the paths are still the repository's, never the host's.
+    link = tmp_path / "link"
+    link.symlink_to(repo)
+    monkeypatch.chdir(link / "services")
+    facts = _source_facts(Path("api"), Path("api/docker/Dockerfile"), {})
+    assert facts == {
+        "source.context": "services/api",
+        "source.dockerfile": "services/api/docker/Dockerfile",
+    }
+    assert path_in_repository(link) == "."
+    assert path_in_repository(tmp_path) is None  # not in a work tree: nothing claimed
+    p = _realistic_input(env={"PATH": "/usr/bin"}, repo_dir=repo, **rebuild_inputs(facts))
+    statement = provenance_statement(p)
+    source = statement["predicate"]["buildDefinition"]["externalParameters"]["source"]
+    assert source == {
+        "ref": "refs/heads/main",
+        "context": "services/api",
+        "dockerfile": "services/api/docker/Dockerfile",
+    }
+    assert str(tmp_path) not in statement_bytes(statement).decode()
+    assert _errors("slsa-provenance-v1", statement) == []
+    with pytest.raises(ConfigError, match="inside the repository"):
+        _realistic_input(context_path="/abs/path")
+    with pytest.raises(ConfigError, match="inside the repository"):
+        _realistic_input(dockerfile_path="../Dockerfile")
+
+
+def test_named_build_contexts_are_recorded_by_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repository(tmp_path)
+    monkeypatch.chdir(repo)
+    layout_digest = "sha256:" + "0d" * 32
+    pinned_image = "127.0.0.1:5000/seal/base@sha256:" + "0e" * 32
+    contexts = {
+        "base": f"oci-layout://{tmp_path}/layouts/base@{layout_digest}",
+        "tools": f"docker-image://{pinned_image}",
+        "assets": "vendor/assets",
+        "outside": str(tmp_path),
+    }
+    facts = _source_facts(Path("services/api"), Path("services/api/docker/Dockerfile"), contexts)
+    assert facts["build_context.base"] == f"oci-layout {layout_digest}"
+    facts["base.0"] = f"base {layout_digest}"
+    facts["base.1"] = f"tools {pinned_image.rpartition('@')[2]}"
+    p = _realistic_input(base_images=run_bases(facts), **rebuild_inputs(facts))
+    definition = provenance_statement(p)["predicate"]["buildDefinition"]
+    assert definition["externalParameters"]["buildContexts"] == {
+        "assets": {"type": "local", "path": "vendor/assets"},
+        "base": {"type": "oci-layout", "digest": layout_digest},
+        "outside": {"type": "host", "path": str(tmp_path)},
+        "tools": {"type": "docker-image", "ref": pinned_image, "digest": "sha256:" + "0e" * 32},
+    }
+    by_name = {d.get("name"): d for d in definition["resolvedDependencies"]}
+    # The layout's base: its manifest digest, no host path and no made-up registry purl.
+    assert by_name["base"] == {
+        "name": "base",
+        "digest": {"sha256": "0d" * 32},
+        "annotations": {"buildContext": "oci-layout"},
+    }
+    assert by_name["tools"]["uri"] == (
+        "pkg:oci/base@sha256%3A" + "0e" * 32 + "?repository_url=127.0.0.1:5000/seal/base"
+    )
+    assert _errors("slsa-provenance-v1", provenance_statement(p)) == []
+    with pytest.raises(ConfigError, match="build context base"):
+        _realistic_input(build_contexts={"base": "oci-layout sha256:short"})
+
+
+def test_the_normalization_version_is_an_internal_parameter() -> None:
+    facts = {"context.normalization": str(NORMALIZATION_VERSION)}
+    p = _realistic_input(**rebuild_inputs(facts))
+    internal = provenance_statement(p)["predicate"]["buildDefinition"]["internalParameters"]
+    assert internal["contextNormalization"] == NORMALIZATION_VERSION
+    assert internal["sourceDateEpoch"] == 1700000000
+    # Absent from an older run's facts: absent from the provenance, not made up.
+    internal = provenance_statement(_realistic_input())["predicate"]["buildDefinition"]
+    assert "contextNormalization" not in internal["internalParameters"]

@@ -22,7 +22,14 @@ from pathlib import Path
 from modelseal.bounded import read_input
 from modelseal.errors import ConfigError
 
-__all__ = ["ContextSummary", "DockerIgnore", "normalize_context"]
+__all__ = ["NORMALIZATION_VERSION", "ContextSummary", "DockerIgnore", "normalize_context"]
+
+#: The version of the normalization rules in this module (what is copied, with which modes and
+#: times). It is part of the build definition: recorded in the report's build facts and in the
+#: provenance, so a rebuild can tell it normalizes the same way. Bump it with ANY change that
+#: could change the normalized context (tests/publish/test_provenance.py pins a hash of this
+#: file beside it and fails until both are updated).
+NORMALIZATION_VERSION = 1
 
 # Go's unicode.IsSpace, which strings.TrimSpace (and BuildKit's Dockerfile parser) uses.
 # Python's str.strip() also strips \x1c-\x1f, which Go keeps, so the set is spelled out.

@@ -18,12 +18,13 @@ from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagebuild.bases import BaseRef, classify_bases
-from modelseal.imagebuild.context import DockerIgnore, normalize_context
+from modelseal.imagebuild.context import NORMALIZATION_VERSION, DockerIgnore, normalize_context
 from modelseal.imagebuild.dockerfile import Dockerfile, parse_dockerfile
 from modelseal.imagebuild.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
+from modelseal.publish.build_environment import path_in_repository
 
 #: Seconds one `docker buildx build` may take.
 BUILD_TIMEOUT = 3600.0
@@ -76,7 +77,9 @@ class BuildGate(RegisteredGate):
             "dockerfile": shown,
             "dockerfile.sha256": hashlib.sha256(text.encode()).hexdigest(),
             "network": "default" if policy.allow_network else "none",
+            "context.normalization": str(NORMALIZATION_VERSION),
         }
+        facts |= _source_facts(opts.context, named, contexts)
         if build_platforms(ctx):
             facts["platforms"] = ",".join(build_platforms(ctx))
         artifacts: dict[str, Path] = {}
@@ -203,6 +206,30 @@ def _builder_facts(engine: EngineInfo) -> dict[str, str]:
     }
     if engine.builder_image:
         facts["builder.image"] = engine.builder_image
+    return facts
+
+
+def _source_facts(context: Path, dockerfile: Path, contexts: Mapping[str, str]) -> dict[str, str]:
+    """Where the build's inputs are, in terms a rebuild on another machine can resolve: the
+    context and Dockerfile as paths inside the git work tree (relative to its top, never host
+    paths), and each named build context by what pins it (``build_context.NAME``:
+    ``oci-layout sha256:…`` for an OCI layout — its directory is this host's —, ``local PATH``
+    for a directory inside the work tree, ``host PATH`` for one outside it — not resolvable
+    elsewhere —, otherwise the URL as given)."""
+    facts: dict[str, str] = {}
+    for key, path in (("source.context", context), ("source.dockerfile", dockerfile)):
+        inside = path_in_repository(path)
+        if inside is not None:
+            facts[key] = inside
+    for name, value in sorted(contexts.items()):
+        if value.startswith("oci-layout://"):
+            recorded = "oci-layout " + value.rpartition("@")[2]
+        elif "://" in value:
+            recorded = value
+        else:
+            inside = path_in_repository(Path(value))
+            recorded = f"local {inside}" if inside is not None else f"host {value}"
+        facts[f"build_context.{name}"] = recorded
     return facts
 
 

@@ -17,6 +17,7 @@ Builder ids
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import urllib.parse
 import uuid
@@ -103,6 +104,25 @@ def _git(repo_dir: Path, *args: str) -> str | None:
         return None  # no git: a local build without source identity
     out = result.stdout.strip()
     return out if result.returncode == 0 and out else None
+
+
+def path_in_repository(path: Path) -> str | None:
+    """``path``'s name inside the git work tree holding it, relative to the tree's top (POSIX,
+    ``.`` for the top itself), or None when it is in no work tree (or git is missing).
+
+    Only the directories down to the top are resolved (the checkout may sit under a symlink);
+    below it the path is taken as written, as :func:`modelseal.policy.gitref.repo_path` does.
+    """
+    literal = Path(os.path.normpath(os.path.abspath(path)))
+    start = literal if literal.is_dir() else literal.parent
+    top = _git(start, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None
+    top_path = Path(top).resolve()
+    for ancestor in (*reversed(literal.parents), literal):  # the shallowest first
+        if Path(os.path.realpath(ancestor)) == top_path:
+            return posixpath.normpath(literal.relative_to(ancestor).as_posix())
+    return None
 
 
 def public_repository_url(remote: str) -> str | None:

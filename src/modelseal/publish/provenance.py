@@ -11,13 +11,24 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
 
 ``externalParameters`` (user-controlled; verifiers should reject fields they do not know):
 
-* ``source`` — ``{"repository": URL, "ref": "refs/…"}``: the checkout that was built (either
-  key may be absent for a local build without a remote or branch);
+* ``source`` — ``{"repository": URL, "ref": "refs/…", "context": PATH, "dockerfile": PATH}``:
+  the checkout that was built (any key may be absent: a local build without a remote or
+  branch, or outside a git work tree); ``context`` and ``dockerfile`` are the build context
+  directory and the Dockerfile as paths inside the repository, relative to the git top-level
+  (POSIX, ``.`` for the top) — never host paths;
 * ``workflow`` — GitHub Actions only: ``{"repository", "ref", "path"}`` of the workflow file
   that ran (as in GitHub's own workflow build type);
 * ``image`` — the image name the result was published under (no tag, no digest);
-* ``dockerfile`` — path of the Dockerfile, relative to the build context;
-* ``buildArgs`` — ``{name: value}`` of every ``--build-arg`` (sorted);
+* ``dockerfile`` — the Dockerfile as shown in the report (relative to the working directory,
+  or absolute outside it); ``source.dockerfile`` is the one to rebuild from;
+* ``buildArgs`` — ``{name: value}`` of every ``--build-arg`` (sorted; ``SOURCE_DATE_EPOCH``,
+  which modelseal passes itself, is in ``internalParameters``);
+* ``buildContexts`` — ``{name: {...}}`` of every ``--build-context`` (only when given), each
+  pinned the way it was used: ``{"type": "oci-layout", "digest": "sha256:…"}`` (the manifest
+  digest used from the layout; its directory was the builder's), ``{"type": "docker-image",
+  "ref", "digest"?}``, ``{"type": "local", "path"}`` (a directory inside the repository,
+  relative to its top), ``{"type": "host", "path"}`` (a directory outside it: not
+  resolvable elsewhere), ``{"type": "url", "uri"}`` (a git or HTTP context);
 * ``policy`` — ``{"path", "sha256"[, "ref"]}`` of the policy file the gates were judged by
   (``ref``: the git ref it was read from, with ``--policy-ref``);
 * ``platforms`` — the platforms built (``["linux/amd64", "linux/arm64"]``), when more than
@@ -26,8 +37,12 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
   (sorted; only when given);
 * ``tags`` — the tags moved to the image (when any).
 
-``internalParameters`` (platform-controlled, informational): ``sourceDateEpoch`` (the
-SOURCE_DATE_EPOCH of the build, integer seconds), ``buildx`` and ``buildkit`` (versions, when
+``internalParameters`` (platform-controlled): ``sourceDateEpoch`` (the SOURCE_DATE_EPOCH of
+the build, integer seconds), ``contextNormalization`` (the version of the context
+normalization rules, :data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`: an integer
+that changes whenever the normalization could give different bytes — internal because the
+user does not choose it, modelseal's code does; a rebuild must still match it), ``buildx``
+and ``buildkit`` (versions, when
 known), ``builder`` ``{"name", "driver", "engine"}`` when the engine's own BuildKit built (no
 image to pin: its version is the engine's), and for GitHub Actions ``{"github": {"event_name", "repository_id",
 "repository_owner_id", "runner_environment"}}`` (those that are set).
@@ -38,7 +53,9 @@ image to pin: its version is the engine's), and for GitHub Actions ``{"github": 
 * the policy file: ``name`` ``policy``, ``uri`` ``file:<path>``, ``digest`` ``{"sha256"}``;
 * each base image: ``name`` = the reference as given, ``uri`` = a ``pkg:oci/…`` package URL
   for registry references (the reference itself for ``oci-layout://`` and other local
-  ones), ``digest`` ``{"sha256"}`` of the manifest that was used;
+  ones), ``digest`` ``{"sha256"}`` of the manifest that was used; a ``FROM`` served by a
+  named build context has ``annotations`` ``{"buildContext": TYPE}``, the ``pkg:oci`` URL of
+  a ``docker-image`` context's image, and no ``uri`` for an ``oci-layout`` one;
 * the BuildKit image, when the builder runs one (a ``docker-container`` builder): ``name``
   ``buildkit``, ``uri`` its ``pkg:oci`` URL, ``digest`` ``{"sha256"}`` of the pinned index,
   ``annotations`` ``{"builder", "driver", "version"}``;
@@ -49,6 +66,22 @@ image to pin: its version is the engine's), and for GitHub Actions ``{"github": 
 ``runDetails.builder.version``: ``{"modelseal", "buildx", "buildkit"}`` versions (those
 known). ``runDetails.byproducts``: the SBOM, the report and other files written next to the
 image, each with ``name``, ``digest`` ``{"sha256"}`` and ``mediaType``.
+
+Rebuilding by hand
+------------------
+1. Clone ``source.repository`` and check out the ``gitCommit`` of the source dependency.
+2. Make each ``buildContexts`` entry available: an ``oci-layout`` one as an OCI layout holding
+   the manifest of that digest (``--build-context NAME=oci-layout://DIR@sha256:…``), a
+   ``docker-image`` one by its ``ref``, a ``local`` one from the checkout.
+3. Use the same modelseal (``runDetails.builder.version.modelseal``) — its context
+   normalization must be ``internalParameters.contextNormalization`` — and a builder with the
+   same BuildKit (the ``buildkit`` dependency's digest, or ``internalParameters.builder``).
+4. Run ``modelseal build <source.context> --file <source.dockerfile> --policy <policy.path>
+   --source-date-epoch <sourceDateEpoch>`` from the checkout's top, with a ``--build-arg`` per
+   ``buildArgs``, a ``--build-context`` per ``buildContexts``, ``--platform`` from
+   ``platforms``, and ``--label`` / ``--annotation`` per ``labels`` / ``annotations``. The
+   models (``resolvedDependencies`` with ``size`` / ``format``) must be in the checkout with
+   those digests. The built image's digest must be the statement's subject.
 """
 
 from __future__ import annotations
@@ -192,6 +225,17 @@ class ProvenanceInput:
     models: tuple[ModelFile, ...] = ()
     byproducts: tuple[Byproduct, ...] = ()
     internal_parameters: Mapping[str, Any] = field(default_factory=dict)
+    context_path: str | None = None
+    """The build context's path inside the repository (relative to the git top-level, ``.``
+    for the top)."""
+    dockerfile_path: str | None = None
+    """The Dockerfile's path inside the repository (relative to the git top-level)."""
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    """``--build-context`` name → how it is pinned, as the build gate records it
+    (``build_context.NAME`` facts: ``oci-layout sha256:…``, ``local PATH``, ``host PATH`` or
+    the URL given)."""
+    normalization_version: int | None = None
+    """:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION` of the build."""
 
     def __post_init__(self) -> None:
         if not self.image_name or "@" in self.image_name:
@@ -209,7 +253,14 @@ class ProvenanceInput:
             _sha256_hex(self.policy_sha256, "policy")
         if not self.builder_id or not self.invocation_id:
             raise ConfigError("builder id and invocation id are required.")
-        for name in ("build_args", "labels", "annotations"):
+        for path in (self.context_path, self.dockerfile_path):
+            if path is not None and (
+                not path or path.startswith("/") or path == ".." or path.startswith("../")
+            ):
+                raise ConfigError(f"{path!r} is not a path inside the repository.")
+        for context, recorded in self.build_contexts.items():
+            _build_context(context, recorded)  # refuses what it cannot state
+        for name in ("build_args", "labels", "annotations", "build_contexts"):
             value = dict(sorted(getattr(self, name).items()))
             object.__setattr__(self, name, MappingProxyType(value))
         object.__setattr__(
@@ -248,6 +299,30 @@ def oci_purl(ref: str, digest: str) -> str | None:
     return f"pkg:oci/{urllib.parse.quote(parts[-1].lower())}@{version}?{query}"
 
 
+def _build_context(name: str, recorded: str) -> dict[str, str]:
+    """A named build context as ``externalParameters.buildContexts`` states it."""
+    kind, _, rest = recorded.partition(" ")
+    if kind == "oci-layout":
+        return {
+            "type": "oci-layout",
+            "digest": "sha256:" + _sha256_hex(rest, f"build context {name}"),
+        }
+    if kind == "local" and rest:
+        return {"type": "local", "path": rest}
+    if kind == "host" and rest:
+        return {"type": "host", "path": rest}
+    if recorded.startswith("docker-image://"):
+        ref = recorded.removeprefix("docker-image://")
+        out = {"type": "docker-image", "ref": ref}
+        digest = ref.rpartition("@")[2]
+        if DIGEST_RE.match(digest):
+            out["digest"] = digest
+        return out
+    if "://" in recorded and " " not in recorded:
+        return {"type": "url", "uri": recorded}
+    raise ConfigError(f"build context {name}: cannot state {recorded!r} in the provenance.")
+
+
 def _file_uri(path: str) -> str:
     # a relative path as a URI reference: percent-encoded so spaces etc. stay a valid URI
     return "file:" + urllib.parse.quote(path, safe="/")
@@ -255,7 +330,16 @@ def _file_uri(path: str) -> str:
 
 def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    source = {k: v for k, v in (("repository", p.repository), ("ref", p.ref)) if v}
+    source = {
+        k: v
+        for k, v in (
+            ("repository", p.repository),
+            ("ref", p.ref),
+            ("context", p.context_path),
+            ("dockerfile", p.dockerfile_path),
+        )
+        if v
+    }
     if source:
         params["source"] = source
     if p.workflow_ref:
@@ -271,6 +355,8 @@ def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
     params["image"] = p.image_name
     params["dockerfile"] = p.dockerfile
     params["buildArgs"] = dict(p.build_args)
+    if p.build_contexts:
+        params["buildContexts"] = {k: _build_context(k, v) for k, v in p.build_contexts.items()}
     if p.policy_path or p.policy_sha256:
         params["policy"] = {
             k: v
@@ -297,6 +383,9 @@ def _internal_parameters(p: ProvenanceInput) -> dict[str, Any]:
     # What the builder fixed rather than the user chose: the timestamp every file and the image
     # carry, and the BuildKit front end that produced the bytes.
     params: dict[str, Any] = {"sourceDateEpoch": p.source_date_epoch}
+    if p.normalization_version is not None:
+        # Fixed by modelseal's code, not chosen by the user, yet part of what a rebuild must do.
+        params["contextNormalization"] = p.normalization_version
     if p.buildx_version:
         params["buildx"] = p.buildx_version
     if p.buildkit_version:
@@ -325,13 +414,19 @@ def _dependencies(p: ProvenanceInput) -> list[dict[str, Any]]:
         policy["digest"] = {"sha256": _sha256_hex(p.policy_sha256, "policy")}
         deps.append(policy)
     for base in p.base_images:
-        deps.append(
-            {
-                "name": base.ref,
-                "uri": oci_purl(base.ref, base.digest) or base.ref,
-                "digest": {"sha256": _sha256_hex(base.digest, base.ref)},
-            }
-        )
+        dep: dict[str, Any] = {"name": base.ref}
+        named = p.build_contexts.get(base.ref)
+        if named is None:
+            dep["uri"] = oci_purl(base.ref, base.digest) or base.ref
+        elif named.startswith("docker-image://"):
+            served = named.removeprefix("docker-image://")
+            dep["uri"] = oci_purl(served, base.digest) or served
+        # A FROM served by an OCI layout context: the name is the context's, not a registry
+        # image's; the digest says what it was (no host path as its URI).
+        dep["digest"] = {"sha256": _sha256_hex(base.digest, base.ref)}
+        if named is not None:
+            dep["annotations"] = {"buildContext": _build_context(base.ref, named)["type"]}
+        deps.append(dep)
     image = _builder_image(p)
     if image:
         builder: dict[str, Any] = {
@@ -433,6 +528,10 @@ def provenance_input_from_env(
     env: Mapping[str, str] | None = None,
     repo_dir: Path | None = None,
     invocation_id: str | None = None,
+    context_path: str | None = None,
+    dockerfile_path: str | None = None,
+    build_contexts: Mapping[str, str] | None = None,
+    normalization_version: int | None = None,
 ) -> ProvenanceInput:
     """A :class:`ProvenanceInput` whose source, workflow, builder and invocation come from
     :func:`detect_build_environment`; ``invocation_id`` overrides the detected one."""
@@ -466,4 +565,8 @@ def provenance_input_from_env(
         models=tuple(models),
         byproducts=tuple(byproducts),
         internal_parameters=where.internal_parameters,
+        context_path=context_path,
+        dockerfile_path=dockerfile_path,
+        build_contexts=dict(build_contexts or {}),
+        normalization_version=normalization_version,
     )

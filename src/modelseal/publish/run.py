@@ -95,6 +95,23 @@ def _builder(facts: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
+    """The build gate's facts a rebuild needs beyond the usual ones, as keyword arguments of
+    :func:`~modelseal.publish.provenance.provenance_input_from_env`: the context and Dockerfile
+    paths inside the repository, the named build contexts, the normalization version."""
+    version = facts.get("context.normalization")
+    return {
+        "context_path": facts.get("source.context"),
+        "dockerfile_path": facts.get("source.dockerfile"),
+        "build_contexts": {
+            k.removeprefix("build_context."): v
+            for k, v in sorted(facts.items())
+            if k.startswith("build_context.")
+        },
+        "normalization_version": int(version) if version and version.isdigit() else None,
+    }
+
+
 def publish_run(
     results: Mapping[str, GateResult],
     report_path: Path,
@@ -160,6 +177,7 @@ def publish_run(
             models=_models(results.get("models")),
             byproducts=byproducts,
             repo_dir=repo_dir,
+            **rebuild_inputs(facts),
         )
     )
     fsio.write_text_atomic(
