@@ -609,3 +609,36 @@ def test_the_normalization_version_is_an_internal_parameter() -> None:
     # Absent from an older run's facts: absent from the provenance, not made up.
     internal = provenance_statement(_realistic_input())["predicate"]["buildDefinition"]
     assert "contextNormalization" not in internal["internalParameters"]
+
+
+def test_a_url_build_context_is_recorded_without_its_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token in a build-context URL (user info or query) reaches neither report.json's facts
+    nor the signed provenance; the repository and ref stay."""
+    repo = _repository(tmp_path)
+    monkeypatch.chdir(repo)
+    contexts = {
+        "src": "https://x-access-token:ghs_SECRET@github.com/o/r.git?token=QSECRET#main",
+        "tools": "docker-image://127.0.0.1:5000/seal/base@sha256:" + "0e" * 32,
+    }
+    facts = _source_facts(Path("services/api"), Path("services/api/docker/Dockerfile"), contexts)
+    assert facts["build_context.src"] == "https://github.com/o/r.git#main"
+    assert facts["build_context.tools"] == contexts["tools"]
+    statement = provenance_statement(_realistic_input(**rebuild_inputs(facts)))
+    text = statement_bytes(statement).decode()
+    assert "SECRET" not in text and "github.com/o/r.git#main" in text
+
+
+def test_a_context_reached_through_a_link_out_of_the_repository_is_not_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sub/link/..` is, for the build, the directory above the link's target, outside the
+    work tree: nothing is recorded, rather than `sub`."""
+    repo = _repository(tmp_path)
+    (tmp_path / "other" / "ctx").mkdir(parents=True)
+    (repo / "vendor" / "link").symlink_to(tmp_path / "other" / "ctx")
+    monkeypatch.chdir(repo)
+    assert path_in_repository(Path("vendor/link/..")) is None
+    assert path_in_repository(Path("vendor/link")) is None
+    assert path_in_repository(Path("vendor/assets/..")) == "vendor"

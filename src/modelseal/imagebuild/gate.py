@@ -24,7 +24,7 @@ from modelseal.imagebuild.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, 
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
-from modelseal.publish.build_environment import path_in_repository
+from modelseal.publish.build_environment import path_in_repository, public_context_url
 
 #: Seconds one `docker buildx build` may take.
 BUILD_TIMEOUT = 3600.0
@@ -225,7 +225,7 @@ def _source_facts(context: Path, dockerfile: Path, contexts: Mapping[str, str]) 
         if value.startswith("oci-layout://"):
             recorded = "oci-layout " + value.rpartition("@")[2]
         elif "://" in value:
-            recorded = value
+            recorded = public_context_url(value)
         else:
             inside = path_in_repository(Path(value))
             recorded = f"local {inside}" if inside is not None else f"host {value}"

@@ -110,19 +110,29 @@ def path_in_repository(path: Path) -> str | None:
     """``path``'s name inside the git work tree holding it, relative to the tree's top (POSIX,
     ``.`` for the top itself), or None when it is in no work tree (or git is missing).
 
-    Only the directories down to the top are resolved (the checkout may sit under a symlink);
-    below it the path is taken as written, as :func:`modelseal.policy.gitref.repo_path` does.
-    """
-    literal = Path(os.path.normpath(os.path.abspath(path)))
-    start = literal if literal.is_dir() else literal.parent
+    The path is resolved as the build resolves it (links followed, then ``..``): what is
+    recorded is the directory that was built from, and a link leading out of the work tree
+    records nothing rather than a path a rebuild would take from elsewhere."""
+    real = Path(os.path.realpath(path))
+    start = real if real.is_dir() else real.parent
     top = _git(start, "rev-parse", "--show-toplevel")
     if top is None:
         return None
-    top_path = Path(top).resolve()
-    for ancestor in (*reversed(literal.parents), literal):  # the shallowest first
-        if Path(os.path.realpath(ancestor)) == top_path:
-            return posixpath.normpath(literal.relative_to(ancestor).as_posix())
-    return None
+    try:
+        return posixpath.normpath(real.relative_to(Path(top).resolve()).as_posix())
+    except ValueError:
+        return None
+
+
+def public_context_url(url: str) -> str:
+    """A build-context URL fit for a report and a signed provenance: user name, password and
+    query dropped (``https://x-access-token:TOKEN@host/…``, ``?token=…``); a ``docker-image://``
+    reference or anything not an http(s)/git/ssh URL as given."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http", "git", "ssh") or not parts.hostname:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", parts.fragment))
 
 
 def public_repository_url(remote: str) -> str | None:
