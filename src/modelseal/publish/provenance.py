@@ -328,54 +328,41 @@ def _file_uri(path: str) -> str:
     return "file:" + urllib.parse.quote(path, safe="/")
 
 
+def _given(*pairs: tuple[str, Any]) -> dict[str, Any]:
+    """The pairs whose value is set (a field left out reads as before it existed)."""
+    return {k: v for k, v in pairs if v}
+
+
 def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    source = {
-        k: v
-        for k, v in (
-            ("repository", p.repository),
-            ("ref", p.ref),
-            ("context", p.context_path),
-            ("dockerfile", p.dockerfile_path),
-        )
-        if v
-    }
+    source = _given(
+        ("repository", p.repository),
+        ("ref", p.ref),
+        ("context", p.context_path),
+        ("dockerfile", p.dockerfile_path),
+    )
     if source:
         params["source"] = source
     if p.workflow_ref:
-        params["workflow"] = {
-            k: v
-            for k, v in (
-                ("repository", p.repository),
-                ("ref", p.ref),
-                ("path", p.workflow_path),
-            )
-            if v
-        }
+        params["workflow"] = _given(
+            ("repository", p.repository), ("ref", p.ref), ("path", p.workflow_path)
+        )
     params["image"] = p.image_name
     params["dockerfile"] = p.dockerfile
     params["buildArgs"] = dict(p.build_args)
     if p.build_contexts:
         params["buildContexts"] = {k: _build_context(k, v) for k, v in p.build_contexts.items()}
     if p.policy_path or p.policy_sha256:
-        params["policy"] = {
-            k: v
-            for k, v in (
-                ("path", p.policy_path),
-                ("sha256", p.policy_sha256),
-                ("ref", p.policy_ref),
-            )
-            if v
-        }
+        params["policy"] = _given(
+            ("path", p.policy_path), ("sha256", p.policy_sha256), ("ref", p.policy_ref)
+        )
     # Only when set, so the provenance of a run that used none of them reads as before.
-    for key, value in (
+    params |= _given(
         ("platforms", list(p.platforms)),
         ("labels", dict(p.labels)),
         ("annotations", dict(p.annotations)),
         ("tags", list(p.tags)),
-    ):
-        if value:
-            params[key] = value
+    )
     return params
 
 
@@ -433,15 +420,11 @@ def _dependencies(p: ProvenanceInput) -> list[dict[str, Any]]:
             "name": "buildkit",
             "uri": oci_purl(image, image.rpartition("@")[2]) or image,
             "digest": {"sha256": _sha256_hex(image.rpartition("@")[2], image)},
-            "annotations": {
-                k: v
-                for k, v in (
-                    ("builder", p.builder.get("name")),
-                    ("driver", p.builder.get("driver")),
-                    ("version", p.buildkit_version),
-                )
-                if v
-            },
+            "annotations": _given(
+                ("builder", p.builder.get("name")),
+                ("driver", p.builder.get("driver")),
+                ("version", p.buildkit_version),
+            ),
         }
         deps.append(builder)
     for model in sorted(p.models, key=lambda m: m.path):
@@ -472,15 +455,11 @@ def provenance_statement(p: ProvenanceInput) -> dict[str, Any]:
     }
     definition["internalParameters"] = _internal_parameters(p)
     definition["resolvedDependencies"] = _dependencies(p)
-    versions = {
-        k: v
-        for k, v in (
-            ("modelseal", p.modelseal_version),
-            ("buildx", p.buildx_version),
-            ("buildkit", p.buildkit_version),
-        )
-        if v
-    }
+    versions = _given(
+        ("modelseal", p.modelseal_version),
+        ("buildx", p.buildx_version),
+        ("buildkit", p.buildkit_version),
+    )
     run: dict[str, Any] = {
         "builder": {"id": p.builder_id, "version": versions},
         "metadata": {
