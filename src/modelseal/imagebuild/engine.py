@@ -96,6 +96,10 @@ class EngineInfo:
         """Arguments that select the builder for ``docker buildx build``: always explicit."""
         return ["--builder", self.builder or self.docker_context]
 
+    def env(self) -> dict[str, str]:
+        """Environment entries that make the docker CLI talk to this engine."""
+        return {"DOCKER_HOST": self.docker_host}
+
 
 def probe_engine(
     *,
@@ -103,8 +107,12 @@ def probe_engine(
     create_builder: bool = True,
     builder: str | None = None,
     buildkit_image: str = BUILDKIT_IMAGE,
+    docker_host: str | None = None,
 ) -> EngineInfo:
     """Check that an engine answers and can export OCI; raise :class:`EngineError` otherwise.
+
+    ``docker_host``: the engine to probe (default ``$DOCKER_HOST``, else the default socket);
+    every docker CLI call about it, and every build on it (:meth:`EngineInfo.env`), names it.
 
     ``builder``: an existing buildx builder to use as it is (its driver and BuildKit version
     are recorded). Otherwise the engine's own BuildKit when its image store is containerd's,
@@ -115,19 +123,26 @@ def probe_engine(
     build waits for all of them.
     """
     docker = docker_cli()
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    host = docker_host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    env = {"DOCKER_HOST": host}
     with ThreadPoolExecutor(max_workers=4) as pool:
         info_f = pool.submit(
-            run_tool, [docker, "info", "--format", "{{json .}}"], timeout=timeout, check=False
+            run_tool, [docker, "info", "--format", "{{json .}}"], timeout=timeout, check=False,
+            env=env,
+        )  # fmt: skip
+        bx_f = pool.submit(
+            run_tool, [docker, "buildx", "version"], timeout=timeout, check=False, env=env
         )
-        bx_f = pool.submit(run_tool, [docker, "buildx", "version"], timeout=timeout, check=False)
-        ctx_f = pool.submit(run_tool, [docker, "context", "show"], timeout=timeout, check=False)
+        ctx_f = pool.submit(
+            run_tool, [docker, "context", "show"], timeout=timeout, check=False, env=env
+        )
         inspect_argv = [docker, "buildx", "inspect", "--bootstrap", builder] if builder else [
             docker, "buildx", "inspect"
         ]  # fmt: skip
         inspect_f = pool.submit(
-            run_tool, inspect_argv, timeout=BOOTSTRAP_TIMEOUT if builder else timeout, check=False
-        )
+            run_tool, inspect_argv, timeout=BOOTSTRAP_TIMEOUT if builder else timeout,
+            check=False, env=env,
+        )  # fmt: skip
         info, bx, inspect = info_f.result(), bx_f.result(), inspect_f.result()
         context = ctx_f.result()
     server_version, containerd_store = _parse_info(info, host)
@@ -151,7 +166,9 @@ def probe_engine(
                 f"answered {own[:60]!r}), so not which builder is the engine's own BuildKit."
             )
         if _inspect_field(inspect.stdout, "Name") != own:
-            inspect = run_tool([docker, "buildx", "inspect", own], timeout=timeout, check=False)
+            inspect = run_tool(
+                [docker, "buildx", "inspect", own], timeout=timeout, check=False, env=env
+            )
         driver = _inspect_field(inspect.stdout, "Driver")
         if inspect.returncode != 0 or driver != "docker":
             raise EngineError(
@@ -174,7 +191,7 @@ def probe_engine(
             "cannot export OCI layouts.",
             hint="Enable the containerd image store, or let modelseal create its own builder.",
         )
-    name, out = _ensure_pinned_builder(docker, buildkit_image, timeout)
+    name, out = _ensure_pinned_builder(docker, buildkit_image, timeout, env)
     return EngineInfo(
         docker_host=host,
         server_version=server_version,
@@ -228,12 +245,14 @@ def _named_builder(
     )
 
 
-def _ensure_pinned_builder(docker: str, image: str, timeout: float) -> tuple[str, str]:
+def _ensure_pinned_builder(
+    docker: str, image: str, timeout: float, env: dict[str, str]
+) -> tuple[str, str]:
     """The docker-container builder for ``image``: reused when one of that name runs exactly
     that digest, refused when it runs anything else, created otherwise; started. Returns its
     name and ``docker buildx inspect`` output."""
     name = builder_name(image)
-    probe = run_tool([docker, "buildx", "inspect", name], timeout=timeout, check=False)
+    probe = run_tool([docker, "buildx", "inspect", name], timeout=timeout, check=False, env=env)
     if probe.returncode == 0:
         existing = _driver_image(probe.stdout)
         driver = _inspect_field(probe.stdout, "Driver")
@@ -250,11 +269,12 @@ def _ensure_pinned_builder(docker: str, image: str, timeout: float) -> tuple[str
         run_tool(
             [docker, "buildx", "create", "--name", name, "--driver", "docker-container",
              "--driver-opt", f"image={image}"],
-            timeout=timeout,
+            timeout=timeout, env=env,
         )  # fmt: skip
     boot = run_tool(
-        [docker, "buildx", "inspect", "--bootstrap", name], timeout=BOOTSTRAP_TIMEOUT, check=False
-    )
+        [docker, "buildx", "inspect", "--bootstrap", name], timeout=BOOTSTRAP_TIMEOUT,
+        check=False, env=env,
+    )  # fmt: skip
     if boot.returncode != 0:
         errors = [ln.strip() for ln in boot.stderr.splitlines() if "ERROR" in ln or "error" in ln]
         reason = errors[-1] if errors else tail(boot.stderr, 2).strip()

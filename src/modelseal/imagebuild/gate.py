@@ -400,7 +400,7 @@ def _build(
         # The runner's cache token goes to buildx only when a gha cache is asked for.
         gha = any(c.startswith("type=gha") or ",type=gha" in c for c in cache)
         result = run_tool(
-            argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch},
+            argv, timeout=BUILD_TIMEOUT, env={"SOURCE_DATE_EPOCH": epoch, **engine.env()},
             pass_env=GHA_CACHE_ENV if gha else (),
         )  # fmt: skip
     except ToolError as e:

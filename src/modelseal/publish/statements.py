@@ -20,6 +20,31 @@ SCAN_REPORT_PREDICATE = "https://modelseal.dev/attestations/scan-report/v1"
 """predicateType of modelseal's scan-report statement."""
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 """predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
+REBUILD_PREDICATE = "https://modelseal.dev/rebuild/v1"
+"""predicateType of a rebuild attestation (``modelseal rebuild --attest``): someone other than
+the builder rebuilt the image from its provenance and the source, and says what they got.
+
+The statement's one subject is the image (name and manifest digest, the provenance's subject).
+Its predicate (keys in this order; every digest ``sha256:<hex>``):
+
+* ``verdict`` — ``"reproduced"`` (the rebuilt digest is the subject's) or ``"differs"``;
+* ``rebuiltDigest`` — the digest the rebuild gave (a manifest, or for several platforms the
+  index);
+* ``platforms`` — ``{platform: {"expected": digest, "rebuilt": digest | null}}`` per platform
+  (``null``: the rebuild gave no manifest for it);
+* ``provenance`` — ``{"digest": {"sha256": hex}, "builderId": id}``: the SLSA provenance
+  statement the rebuild followed (the hex SHA-256 of its canonical bytes,
+  :func:`statement_bytes`) and the builder it named;
+* ``source`` — ``{"repository"?, "commit"}`` the rebuild checked out;
+* ``rebuilder`` — ``{"modelseal", "builder": {"name", "driver", "image"?}, "engine"?,
+  "buildx"?, "buildkit"?}``: the tool and the builder that rebuilt it;
+* ``rebuiltOn`` — UTC RFC 3339 (``…Z``) when the rebuild finished;
+* ``differences`` — only with ``differs``: ``[{"platform", "part", "detail"}]`` (at most 50),
+  the layers, config keys and file paths that differ.
+
+A verifier counts a rebuild only when its signature is by a rebuilder it trusts, its subject is
+the image's digest, ``verdict`` is ``reproduced`` and ``rebuiltDigest`` equals the subject.
+"""
 
 
 def image_subject(image_name: str, manifest_digest: str) -> list[dict[str, Any]]:
@@ -86,6 +111,18 @@ def _gate_summary(g: Mapping[str, Any]) -> dict[str, Any]:
         "status": str(g["status"]),
         "findings": len(g.get("findings") or ()),
     }
+
+
+def rebuild_statement(
+    image_name: str, manifest_digest: str, predicate: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A rebuild attestation's statement (:data:`REBUILD_PREDICATE`; the predicate as
+    :mod:`modelseal.rebuild` builds it)."""
+    if predicate.get("verdict") not in ("reproduced", "differs"):
+        raise ConfigError("a rebuild attestation's verdict is reproduced or differs.")
+    if not DIGEST_RE.match(str(predicate.get("rebuiltDigest", ""))):
+        raise ConfigError("a rebuild attestation's rebuiltDigest is not sha256:<hex>.")
+    return image_statement(image_name, manifest_digest, REBUILD_PREDICATE, predicate)
 
 
 def sbom_statement(
