@@ -10,7 +10,11 @@
 5. `modelseal run` on examples/app under examples/modelseal.yml, publishing to that registry
    (push by digest, signature, SLSA provenance + SBOM + scan-report attestations, then the tag);
 6. `modelseal verify` on the published image, as a deployer would;
-7. where every output is.
+7. `modelseal rebuild`: a third party (its own key) rebuilds the published image on a fresh
+   private engine from a clean clone of this repository and the image's signed provenance, gets
+   the same digest and attaches a signed rebuild attestation; `modelseal verify
+   --require-rebuild-by` then passes only because that rebuild agrees;
+8. where every output is.
 """
 
 from __future__ import annotations
@@ -127,6 +131,8 @@ def _demo(stack: ExitStack) -> int:
             [sys.executable, "-m", "modelseal", "verify", f"{image}:demo", *who],
             check=False, cwd=REPO,
         ).returncode  # fmt: skip
+    if code == 0:
+        code = _rebuild(f"{image}:demo", base_ref, who, keyless)
 
     say("Where everything is")
     for label, rel in (
@@ -140,12 +146,70 @@ def _demo(stack: ExitStack) -> int:
         ("SLSA provenance", "seal/provenance.intoto.json"),
         ("signature bundles", "seal/bundles"),
         ("publish record", "seal/publish.json"),
+        ("rebuild report", "rebuild/rebuild.json"),
+        ("rebuild attestation", "rebuild/rebuild.sigstore.json"),
     ):
         path = OUT / rel
         mark = "" if path.exists() else "  (not written)"
         print(f"  {label:<24} {path.relative_to(REPO)}{mark}")
     print(f"\nmodelseal exited with {code}.")
     return code
+
+
+def _rebuild(image: str, base_ref: str, who: list[str], keyless: bool) -> int:
+    """Step 7: an independent rebuild of the published image, attested, then required."""
+    from modelseal.sign.key import generate_ephemeral_key
+
+    source = OUT / "rebuild-source"
+    say("A third party rebuilds it: a clean clone of this repository at the recorded commit")
+    if not (REPO / ".git").exists():
+        raise DemoError(
+            f"{REPO} is not a git checkout, so the image's provenance names no commit to "
+            "rebuild from; clone the repository (git clone) and run `make demo` there."
+        )
+    subprocess.run(["rm", "-rf", "--", str(source)], check=True)
+    clone = subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(source)],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if clone.returncode != 0:
+        raise DemoError(f"git clone {REPO} failed: {clone.stderr.strip()[-300:]}")
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "examples/app"],
+        check=False, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    if dirty:
+        print("note: examples/app has uncommitted changes; the image was built from them, the "
+              "rebuild from the commit, so their digests will differ.")  # fmt: skip
+    if keyless:
+        workflow_ref = os.environ.get("GITHUB_WORKFLOW_REF", "")
+        sign = ["--sign", "keyless"]
+        rebuilder = [f"https://github.com/{workflow_ref}"]
+    else:
+        private, public = generate_ephemeral_key(OUT / "rebuilder-keys")
+        sign = ["--sign", "key", "--signing-key", str(private)]
+        rebuilder = [f"key:{public}"]
+        print(f"the rebuilder's own ephemeral key: {private.relative_to(REPO)}")
+    say(f"modelseal rebuild {image} --source {source.relative_to(REPO)} (fresh private engine)")
+    code = subprocess.run(
+        [
+            sys.executable, "-m", "modelseal", "rebuild", image,
+            "--source", str(source), "--build-context", f"base={base_ref}",
+            *who, "-o", str(OUT / "rebuild"), "--attest", "--push", *sign,
+        ],
+        check=False, cwd=REPO,
+    ).returncode  # fmt: skip
+    if code != 0:
+        return code
+    say(f"modelseal verify {image} --require-rebuild-by {rebuilder[0]}")
+    issuer = (
+        ["--rebuild-oidc-issuer", "https://token.actions.githubusercontent.com"] if keyless else []
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "modelseal", "verify", image, *who,
+         "--require-rebuild-by", rebuilder[0], *issuer],
+        check=False, cwd=REPO,
+    ).returncode  # fmt: skip
 
 
 if __name__ == "__main__":
