@@ -74,6 +74,7 @@ demo: deps
 bench: deps $(TORCH)
 	$(BIN)/python benchmarks/build.py
 	$(BIN)/python benchmarks/cached_build.py
+	$(BIN)/python benchmarks/rebuild.py
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/scan.py
 	$(BIN)/python benchmarks/soak_scanner.py --rounds 3
