@@ -215,8 +215,8 @@ def test_attestations_that_do_not_count(
     image.attest(keys.signer("d"), subject=OTHER_DIGEST)  # about another image
     image.attest(keys.signer("x"), verdict="probably", rebuilt=image.digest)
     cases = {
-        "a": f"key:a.pub (conflicting: it attested both reproduced and differs for this digest "
-        f"(its rebuild differs (rebuilt {OTHER_DIGEST})))",
+        "a": f"key:a.pub (conflicting: it attested both reproduced and differs (rebuilt "
+        f"{OTHER_DIGEST}) for this digest)",
         "b": f"key:b.pub (its rebuild differs (rebuilt {OTHER_DIGEST}))",
         "c": f"key:c.pub (it says reproduced but rebuilt {OTHER_DIGEST}, not the image digest)",
         "d": f"key:d.pub (its rebuild attestation is about another image (subject {OTHER_DIGEST}))",

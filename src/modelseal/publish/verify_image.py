@@ -490,6 +490,7 @@ class _RebuildTally:
         self.check_deadline = check_deadline
         self.reproduced: dict[str, int] = {r.name: 0 for r in rebuilders}
         self.differs: dict[str, list[str]] = {r.name: [] for r in rebuilders}
+        """Per rebuilder: the digests its ``differs`` attestations say it rebuilt."""
         self.other: dict[str, list[str]] = {r.name: [] for r in rebuilders}
         self.ignored = 0
         """Rebuild-annotated attestations that no required rebuilder signed."""
@@ -532,11 +533,11 @@ class _RebuildTally:
             if differs and reproduced:
                 vote = RebuildVote(
                     r.name, False,
-                    f"conflicting: it attested both reproduced and differs for this digest "
-                    f"({differs[0]})",
+                    f"conflicting: it attested both reproduced and differs (rebuilt {differs[0]}) "
+                    "for this digest",
                 )  # fmt: skip
             elif differs:
-                vote = RebuildVote(r.name, False, differs[0])
+                vote = RebuildVote(r.name, False, f"its rebuild differs (rebuilt {differs[0]})")
             elif reproduced:
                 vote = RebuildVote(r.name, True, "reproduced the digest")
             elif other:
@@ -558,8 +559,9 @@ def _att_verifier(
 
 
 def _rebuild_claim(statement: Any, digest: str) -> tuple[str, str]:
-    """What a verified statement says about rebuilding ``digest``: ``reproduced``, ``differs``,
-    ``wrong`` (a rebuild attestation that does not count) or ``not-a-rebuild``, and why."""
+    """What a verified statement says about rebuilding ``digest``: ``reproduced``, ``differs``
+    (with the digest it rebuilt), ``wrong`` (a rebuild attestation that does not count) or
+    ``not-a-rebuild``, and why."""
     if not isinstance(statement, Mapping):
         return "not-a-rebuild", "its signed envelope carries no in-toto statement"
     predicate_type = statement.get("predicateType")
@@ -579,7 +581,7 @@ def _rebuild_claim(statement: Any, digest: str) -> tuple[str, str]:
         return "wrong", "its rebuild attestation has no predicate object"
     verdict, rebuilt = predicate.get("verdict"), predicate.get("rebuiltDigest")
     if verdict == "differs":
-        return "differs", f"its rebuild differs (rebuilt {_clip(rebuilt)})"
+        return "differs", _clip(rebuilt)
     if verdict != "reproduced":
         return "wrong", f"its rebuild attestation's verdict is {_clip(verdict)}"
     if rebuilt != digest:
