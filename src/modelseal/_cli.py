@@ -204,6 +204,11 @@ def _verify(args: argparse.Namespace) -> int:
         policy_digest=args.policy_digest,
         timeout_s=args.timeout,
         rejudge=args.policy is not None,
+        rebuild=app.RebuildFlags(
+            rebuilders=tuple(args.require_rebuild_by),
+            min_rebuilds=args.min_rebuilds,
+            issuer=args.rebuild_oidc_issuer,
+        ),
     )
     outcome = app.verify(request)
     if args.format == "json":

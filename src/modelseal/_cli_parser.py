@@ -133,6 +133,17 @@ def _epoch(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    from modelseal.policy.model import MAX_REBUILDERS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_REBUILDERS:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_REBUILDERS}, got {shown!r}"
+        )
+    return int(text)
+
+
 def _days(text: str) -> int:
     from modelseal.policy.model import MAX_AGE_DAYS
 
@@ -296,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Verify IMAGE in its registry: a signature by the expected signer, SLSA "
         "provenance (builder, source repository), an SBOM attestation, and a passing, recent "
         "scan-report attestation — all bound to the image's digest. With --policy, the "
-        "attested scan evidence is judged again under that policy. The expected signer comes "
-        "from the flags, else from the policy's verify section.",
+        "attested scan evidence is judged again under that policy. With --require-rebuild-by, "
+        "independent rebuilders must have reproduced the digest. The expected signer and the "
+        "rebuilders come from the flags, else from the policy's verify section.",
     )  # fmt: skip
     vf.add_argument("image", metavar="IMAGE", help="REGISTRY/REPOSITORY[:TAG][@sha256:…]")
     who = vf.add_argument_group("expected signer (one of: a key, or an identity and issuer)")
@@ -322,6 +334,19 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                     help="the whole verification must finish within SECONDS, or exit 3 "
                     "(default: the policy's verify.timeout_seconds, 300)")  # fmt: skip
+    rb = vf.add_argument_group(
+        "independent rebuilds (each a signed `modelseal rebuild --attest` that reproduced the "
+        "image digest)"
+    )
+    rb.add_argument("--require-rebuild-by", action="append", default=[], metavar="REBUILDER",
+                    help="a rebuilder that must have reproduced the digest: key:FILE (PEM "
+                    "public key) or a keyless identity, exactly; repeatable, at most 16 "
+                    "(default: the policy's verify.require_rebuild_by)")  # fmt: skip
+    rb.add_argument("--rebuild-oidc-issuer", metavar="URL",
+                    help="OIDC issuer of the keyless rebuilders (default: "
+                    "--certificate-oidc-issuer)")  # fmt: skip
+    rb.add_argument("--min-rebuilds", type=_count, metavar="N",
+                    help="how many of the rebuilders must agree (default: all)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")

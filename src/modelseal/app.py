@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from modelseal.policy import LoadedPolicy
     from modelseal.publish.publisher import ImageRef, PublishResult
     from modelseal.publish.run import SignOptions
-    from modelseal.publish.verify_image import VerifyResult
+    from modelseal.publish.verify_image import Rebuilder, VerifyResult
     from modelseal.reports import Report
     from modelseal.sign.verify import ExpectedSigner
 
@@ -37,12 +37,14 @@ __all__ = [
     "DEFAULT_POLICY",
     "JudgeOutcome",
     "JudgeRequest",
+    "RebuildFlags",
     "RunHooks",
     "RunOutcome",
     "RunRequest",
     "SignerFlags",
     "VerifyOutcome",
     "VerifyRequest",
+    "expected_rebuilders",
     "expected_signer",
     "judge",
     "load_policy",
@@ -188,12 +190,131 @@ def expected_signer(flags: SignerFlags, policy: LoadedPolicy) -> ExpectedSigner:
         return ExpectedSigner(
             public_key_pem=read_input(key, what="public key", limit=MAX_KEY_BYTES)
         )
-    trust = flags.trust_config
-    if trust is None and policy.policy.sign.trust_config is not None:
-        trust = base / policy.policy.sign.trust_config
     return ExpectedSigner(
-        issuer=issuer, identity=identity, identity_regexp=regexp, trust_config=trust
+        issuer=issuer,
+        identity=identity,
+        identity_regexp=regexp,
+        trust_config=_verify_trust(flags, policy),
     )
+
+
+def _verify_trust(flags: SignerFlags, policy: LoadedPolicy) -> Path | None:
+    """The Sigstore trust keyless signatures are verified against: ``--trust-config``, else
+    the policy's ``sign.trust_config`` (relative to the policy file), else the public one."""
+    if flags.trust_config is not None:
+        return flags.trust_config
+    if policy.policy.sign.trust_config is not None:
+        return _policy_dir(policy) / policy.policy.sign.trust_config
+    return None
+
+
+@dataclass(frozen=True)
+class RebuildFlags:
+    """The rebuilders a verification requires, as a caller gave them (empty: the policy's
+    ``verify.require_rebuild_by``)."""
+
+    rebuilders: tuple[str, ...] = ()
+    """``key:FILE`` (a PEM public key) or a keyless identity, exactly."""
+    min_rebuilds: int | None = None
+    issuer: str | None = None
+    """OIDC issuer of the keyless rebuilders (default: the expected signer's flag)."""
+
+
+def expected_rebuilders(
+    flags: RebuildFlags, signer: SignerFlags, policy: LoadedPolicy
+) -> tuple[tuple[Rebuilder, ...], int | None]:
+    """The rebuilders whose rebuild attestations count and how many must agree (None: all):
+    from ``flags``, or from the policy's ``verify`` section — never a mix, as for the signer.
+    Keyless rebuilders are checked against the expected signer's Sigstore trust. ConfigError
+    for a bad list: too long, a rebuilder twice, a keyless one without an issuer, a key that
+    cannot be read, ``min_rebuilds`` out of range."""
+    from modelseal.policy.model import MAX_REBUILDERS
+
+    pv = policy.policy.verify
+    # (name, key file, identity, issuer) per rebuilder
+    listed: list[tuple[str, Path | None, str | None, str | None]] = []
+    if flags.rebuilders:
+        if len(flags.rebuilders) > MAX_REBUILDERS:
+            raise ConfigError(
+                f"--require-rebuild-by is given {len(flags.rebuilders)} times; at most "
+                f"{MAX_REBUILDERS} rebuilders can be required."
+            )
+        issuer = flags.issuer or signer.issuer
+        for text in flags.rebuilders:
+            if text.startswith("key:"):
+                if not text.removeprefix("key:"):
+                    raise ConfigError("--require-rebuild-by key: needs a file, key:FILE.")
+                listed.append((text, Path(text.removeprefix("key:")), None, None))
+                continue
+            if not text.strip():
+                raise ConfigError("--require-rebuild-by needs key:FILE or an identity, not ''.")
+            if issuer is None:
+                raise ConfigError(
+                    f"--require-rebuild-by {text}: a keyless rebuilder needs its OIDC issuer: "
+                    "--rebuild-oidc-issuer URL (or --certificate-oidc-issuer)."
+                )
+            listed.append((text, None, text, issuer))
+        minimum, what = flags.min_rebuilds, "--min-rebuilds"
+    else:
+        if flags.min_rebuilds is not None or flags.issuer is not None:
+            raise ConfigError(
+                "--min-rebuilds and --rebuild-oidc-issuer go with --require-rebuild-by (the "
+                "policy's verify.require_rebuild_by is used whole, or not at all)."
+            )
+        base = _policy_dir(policy)
+        for entry in pv.require_rebuild_by:
+            if entry.key is not None:
+                listed.append((f"key:{entry.key}", base / entry.key, None, None))
+                continue
+            issuer = entry.issuer or pv.issuer
+            if issuer is None:
+                raise ConfigError(
+                    f"{policy.source}: verify.require_rebuild_by identity {entry.identity}: "
+                    "needs an issuer (on the entry, or verify.issuer)."
+                )
+            listed.append((str(entry.identity), None, entry.identity, issuer))
+        minimum, what = pv.min_rebuilds, "verify.min_rebuilds"
+    if minimum is not None and not 1 <= minimum <= len(listed):
+        raise ConfigError(
+            f"{what} {minimum}: must be from 1 to the number of rebuilders required "
+            f"({len(listed)}; --require-rebuild-by or verify.require_rebuild_by)."
+        )
+    return _rebuilders(listed, _verify_trust(signer, policy)), minimum
+
+
+def _rebuilders(
+    listed: Sequence[tuple[str, Path | None, str | None, str | None]], trust_path: Path | None
+) -> tuple[Rebuilder, ...]:
+    from modelseal.bounded import read_input
+    from modelseal.publish.verify_image import Rebuilder
+    from modelseal.sign.key import MAX_KEY_BYTES
+    from modelseal.sign.trust import TrustConfig, load_trust_config
+    from modelseal.sign.verify import ExpectedSigner
+
+    trust: TrustConfig | None = None
+    if trust_path is not None and any(key is None for _, key, _, _ in listed):
+        trust = load_trust_config(trust_path)  # once, not once per rebuilder
+    out: list[Rebuilder] = []
+    seen: dict[tuple[str | None, ...], str] = {}
+    for name, key, identity, issuer in listed:
+        try:
+            if key is not None:
+                pem = read_input(key, what="rebuilder public key", limit=MAX_KEY_BYTES)
+                expected = ExpectedSigner(public_key_pem=pem)
+            else:
+                expected = ExpectedSigner(issuer=issuer, identity=identity, trust_config=trust)
+        except ConfigError as e:
+            raise ConfigError(f"rebuilder {name}: {e.message}", hint=e.hint) from None
+        # The same rebuilder twice would count one rebuild as two independent ones.
+        same = (expected.key_hint,) if key is not None else (identity, issuer)
+        if same in seen:
+            raise ConfigError(
+                f"rebuilder {name} is the same rebuilder as {seen[same]}: each must be "
+                "listed once (rebuilds are counted per rebuilder)."
+            )
+        seen[same] = name
+        out.append(Rebuilder(name, expected))
+    return tuple(out)
 
 
 # --- run -----------------------------------------------------------------------------------
@@ -501,6 +622,8 @@ class VerifyRequest:
     """The attested run must have been judged by a policy of this sha256 (hex)."""
     timeout_s: int | None = None
     rejudge: bool = False
+    rebuild: RebuildFlags = RebuildFlags()
+    """The rebuilders that must agree (:func:`expected_rebuilders`)."""
 
 
 @dataclass(frozen=True)
@@ -531,6 +654,7 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
     policy = request.policy
     pv = policy.policy.verify
     expected = expected_signer(request.signer, policy)
+    rebuilders, min_rebuilds = expected_rebuilders(request.rebuild, request.signer, policy)
     options = VerifyOptions(
         expected=expected,
         builder_id=request.builder_id or pv.builder_id,
@@ -543,6 +667,8 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
         rejudge=rejudger(policy) if request.rejudge else None,
         policy_sha256=request.policy_digest,
         timeout_s=request.timeout_s if request.timeout_s is not None else pv.timeout_seconds,
+        rebuilders=rebuilders,
+        min_rebuilds=min_rebuilds,
     )
     return VerifyOutcome(verify_image(request.image, options))
 

@@ -140,6 +140,11 @@ def print_verification(result: VerifyResult) -> None:
     print(plain(f"{result.image}@{result.digest}"))
     for c in result.checks:
         print(f"  {'✓' if c.ok else '✗'} {c.name:<12} {plain(c.detail)}")
+        if c.name == "rebuild":
+            for vote in result.rebuilds:
+                print(
+                    f"      {'✓' if vote.agrees else '✗'} {plain(vote.rebuilder)}: {plain(vote.why)}"
+                )
     print("verified" if result.ok else "NOT verified")
 
 

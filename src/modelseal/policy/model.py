@@ -30,6 +30,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -38,6 +39,9 @@ POLICY_VERSION: Final = 1
 
 MAX_AGE_DAYS: Final = 3650
 """Upper bound of the policy's day counts (ten years): larger ones overflow date arithmetic."""
+
+MAX_REBUILDERS: Final = 16
+"""Rebuilders ``verify.require_rebuild_by`` (and ``--require-rebuild-by``) may list."""
 
 PLATFORM_PATTERN: Final = r"^[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?$"
 """An OCI platform, ``os/arch`` or ``os/arch/variant`` (``linux/amd64``, ``linux/arm/v7``)."""
@@ -612,6 +616,38 @@ class PublishPolicy(BaseModel):
     )
 
 
+class RebuilderPolicy(BaseModel):
+    """A rebuilder whose rebuild attestations count: a public key, or a keyless identity."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    key: str | None = Field(
+        default=None,
+        description="The rebuilder's PEM public key file (relative to the policy file).",
+    )
+    identity: str | None = Field(
+        default=None,
+        description="The rebuilder's keyless signer identity, exactly (a workflow ref URI, an "
+        "e-mail).",
+        min_length=1,
+    )
+    issuer: str | None = Field(
+        default=None,
+        description="OIDC issuer of the rebuilder's certificate (only with identity; default: "
+        "verify.issuer).",
+    )
+
+    @model_validator(mode="after")
+    def _one_signer(self) -> RebuilderPolicy:
+        if (self.key is None) == (self.identity is None):
+            raise PydanticCustomError(
+                "rebuilder", "a rebuilder is either a key or an identity (with its issuer)"
+            )
+        if self.key is not None and self.issuer is not None:
+            raise PydanticCustomError("rebuilder", "issuer goes with identity, not with key")
+        return self
+
+
 class VerifyPolicy(BaseModel):
     """What `modelseal verify IMAGE` demands of a published image (the deployer's side)."""
 
@@ -659,6 +695,32 @@ class VerifyPolicy(BaseModel):
         description="`modelseal verify` must finish within this many seconds (every registry "
         "request and check), else it stops with exit 3; `--timeout` overrides it.",
     )
+    require_rebuild_by: list[RebuilderPolicy] = Field(
+        default=[],
+        max_length=MAX_REBUILDERS,
+        description="Independent rebuilders that must have rebuilt the image from its provenance "
+        "and got its digest: each a signed rebuild attestation (`modelseal rebuild --attest`) "
+        "saying reproduced, whose subject and rebuiltDigest are the image digest. "
+        "`--require-rebuild-by` replaces the list (and min_rebuilds).",
+    )
+    min_rebuilds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REBUILDERS,
+        description="How many of require_rebuild_by must agree (default: all of them).",
+    )
+
+    @field_validator("min_rebuilds")
+    @classmethod
+    def _at_most_listed(cls, value: int | None, info: ValidationInfo) -> int | None:
+        listed = info.data.get("require_rebuild_by")
+        if value is not None and listed is not None and value > len(listed):
+            raise PydanticCustomError(
+                "min_rebuilds",
+                "min_rebuilds is {value}, more than the {n} rebuilders require_rebuild_by lists",
+                {"value": value, "n": len(listed)},
+            )
+        return value
 
     @field_validator("identity_regexp")
     @classmethod

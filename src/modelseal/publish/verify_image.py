@@ -12,7 +12,16 @@ One command instead of cosign + slsa-verifier + scripts. For the image's manifes
   ``max_scan_age_days``, and (when a policy is given) still PASSED when its evidence is judged
   again under that policy;
 * **policy** (with ``policy_sha256``) — the provenance and the scan report both name the
-  policy with that SHA-256 as the one the run was judged by.
+  policy with that SHA-256 as the one the run was judged by;
+* **rebuild** (with ``rebuilders``) — at least ``min_rebuilds`` of the listed rebuilders
+  attest that they rebuilt the image and got its digest (:func:`_rebuild_check`).
+
+A rebuilder is an :class:`ExpectedSigner` of its own. It is tried only on the attestations
+whose annotations say :data:`~modelseal.publish.statements.REBUILD_PREDICATE` (a hint anyone
+who may push can write: it only saves work, the verified statement decides). A rebuilder
+agrees when one of its attestations verifies and says ``reproduced`` with the image digest
+as both subject and ``rebuiltDigest``; one that also signed ``differs`` for the digest does
+not agree (conflicting: fail closed).
 
 Attestations are read from both Sigstore bundle referrers and cosign ``.att``; a statement only
 counts when its signature verifies. Signatures by anyone else are ignored, not trusted.
@@ -33,10 +42,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelseal.errors import Error
+from modelseal.errors import ConfigError, Error
 from modelseal.oci import DIGEST_RE
+from modelseal.policy.model import MAX_REBUILDERS
 from modelseal.publish.cosign import (
     BUNDLE_CONTENT_ANNOTATION,
+    BUNDLE_PREDICATE_TYPE_ANNOTATION,
+    PREDICATE_TYPE_ANNOTATION,
     CosignFormatError,
     cosign_tag,
     parse_att_manifest,
@@ -47,15 +59,39 @@ from modelseal.publish.provenance import SLSA_PROVENANCE_V1
 from modelseal.publish.publisher import ImageRef, registry_credentials, registry_token_hosts
 from modelseal.publish.registry import RegistryClient, sha256_digest
 from modelseal.publish.registry_limits import RegistryError, RegistryLimitError, RegistryUnavailable
-from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
+from modelseal.publish.statements import (
+    CYCLONEDX_PREDICATE,
+    REBUILD_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+)
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
 from modelseal.sign.verify import (
     ExpectedSigner,
+    VerifiedSignature,
     verify_bundle,
     verify_cosign_attestation,
     verify_cosign_signature,
 )
 from modelseal.untrusted import untrusted
+
+
+@dataclass(frozen=True)
+class Rebuilder:
+    """A rebuilder whose rebuild attestations count: its name as the user gave it
+    (``key:FILE`` or the identity) and the signer it must be."""
+
+    name: str
+    expected: ExpectedSigner
+
+
+@dataclass(frozen=True)
+class RebuildVote:
+    """What one required rebuilder attested about the image."""
+
+    rebuilder: str
+    agrees: bool
+    why: str
+    """How it agreed, or why it does not count."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +109,19 @@ class VerifyOptions:
     """Hex SHA-256 of the policy the attested run must have been judged by."""
     timeout_s: float = 300.0
     """The whole verification's deadline (every registry request and check)."""
+    rebuilders: tuple[Rebuilder, ...] = ()
+    """Rebuilders whose rebuild attestations count (empty: no rebuild check)."""
+    min_rebuilds: int | None = None
+    """How many of ``rebuilders`` must agree (None: all of them)."""
+
+    def __post_init__(self) -> None:
+        if len(self.rebuilders) > MAX_REBUILDERS:
+            raise ConfigError(f"at most {MAX_REBUILDERS} rebuilders can be required.")
+        if self.min_rebuilds is not None and not 1 <= self.min_rebuilds <= len(self.rebuilders):
+            raise ConfigError(
+                f"min_rebuilds is {self.min_rebuilds}; it must be from 1 to the number of "
+                f"rebuilders listed ({len(self.rebuilders)})."
+            )
 
 
 @dataclass(frozen=True)
@@ -93,6 +142,8 @@ class VerifyResult:
     checks: tuple[Check, ...]
     signer: str | None = None
     statements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    rebuilds: tuple[RebuildVote, ...] = ()
+    """Each required rebuilder's vote (empty: no rebuilders were required)."""
 
     @property
     def ok(self) -> bool:
@@ -101,13 +152,18 @@ class VerifyResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON summary (``--format json``)."""
-        return {
+        out: dict[str, Any] = {
             "image": self.image,
             "digest": self.digest,
             "verified": self.ok,
             "signer": self.signer,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
         }
+        if self.rebuilds:
+            out["rebuilds"] = [
+                {"rebuilder": v.rebuilder, "agrees": v.agrees, "why": v.why} for v in self.rebuilds
+            ]
+        return out
 
 
 def verify_image(
@@ -136,6 +192,7 @@ def verify_image(
     problems: list[str] = []
     image_signed = False
     statements: dict[str, list[Mapping[str, Any]]] = {}
+    rebuilds = _RebuildTally(options.rebuilders, digest, client.check_deadline)
 
     def note(where: str, e: Error) -> None:
         problems.append(_plain(f"{where}: {e.diagnostics()}"))
@@ -156,15 +213,17 @@ def verify_image(
                 raise CosignFormatError("the bundle layer has no valid digest")
             bundle = client.get_blob(layer_digest)
             annotations = manifest.get("annotations")
-            content = (
-                annotations.get(BUNDLE_CONTENT_ANNOTATION)
-                if isinstance(annotations, dict)
-                else None
-            )
+            if not isinstance(annotations, dict):
+                annotations = {}
+            content = annotations.get(BUNDLE_CONTENT_ANNOTATION)
             if content == "message-signature":
                 verified = verify_bundle(bundle, payload=body, expected=options.expected)
                 image_signed = True
             else:
+                if annotations.get(BUNDLE_PREDICATE_TYPE_ANNOTATION) == REBUILD_PREDICATE and (
+                    rebuilds.consider(_bundle_verifier(bundle), where)
+                ):
+                    continue
                 verified = verify_bundle(bundle, payload=None, expected=options.expected)
                 _collect(verified.statement, digest, statements)
             signers.append(_who(verified))
@@ -209,6 +268,12 @@ def verify_image(
                 att_layers = parse_att_manifest(sbody, client.get_blob, limits.max_signature_layers)
                 for layer in att_layers:
                     client.check_deadline("verifying cosign .att layers")
+                    hint = layer.annotations.get(PREDICATE_TYPE_ANNOTATION)
+                    if hint == REBUILD_PREDICATE and rebuilds.consider(
+                        _att_verifier(layer.content, layer.annotations),
+                        "cosign .att layer",
+                    ):
+                        continue
                     try:
                         verified = verify_cosign_attestation(
                             layer.content, layer.annotations, options.expected
@@ -246,12 +311,16 @@ def verify_image(
     ]
     if options.policy_sha256 is not None:
         checks.append(_policy_check(statements, options.policy_sha256))
+    votes = rebuilds.votes()
+    if options.rebuilders:
+        checks.append(_rebuild_check(votes, options, rebuilds.ignored))
     return VerifyResult(
         image=ref.name,
         digest=digest,
         checks=tuple(checks),
         signer=signers[0] if signers else None,
         statements={k: v[0] for k, v in statements.items() if v},
+        rebuilds=votes,
     )
 
 
@@ -408,3 +477,137 @@ def _policy_check(statements: Mapping[str, list[Mapping[str, Any]]], want: str) 
         shown = ", ".join(f"sha256:{d}" if d != "none" else "none" for d in wrong)
         return Check("policy", False, _plain(f"judged by another policy ({shown})"))
     return Check("policy", True, f"judged by policy sha256:{want}")
+
+
+class _RebuildTally:
+    """What each required rebuilder attested, from the attestations that verify as theirs."""
+
+    def __init__(
+        self, rebuilders: tuple[Rebuilder, ...], digest: str, check_deadline: Callable[[str], None]
+    ) -> None:
+        self.rebuilders = rebuilders
+        self.digest = digest
+        self.check_deadline = check_deadline
+        self.reproduced: dict[str, int] = {r.name: 0 for r in rebuilders}
+        self.differs: dict[str, list[str]] = {r.name: [] for r in rebuilders}
+        """Per rebuilder: the digests its ``differs`` attestations say it rebuilt."""
+        self.other: dict[str, list[str]] = {r.name: [] for r in rebuilders}
+        self.ignored = 0
+        """Rebuild-annotated attestations that no required rebuilder signed."""
+
+    def consider(self, verify: Callable[[ExpectedSigner], VerifiedSignature], where: str) -> bool:
+        """Try each rebuilder on one attestation; True when one signed it and it is a rebuild
+        statement (nothing left for the image's signer to read in it)."""
+        if not self.rebuilders:
+            return False
+        for rebuilder in self.rebuilders:
+            self.check_deadline(f"verifying {where}")
+            try:
+                verified = verify(rebuilder.expected)
+            except _CANNOT_RUN:
+                raise
+            except _MALFORMED:
+                continue  # not this rebuilder's (or not a signature at all)
+            # One signature has one signer: keys are distinct and a Fulcio certificate names
+            # one identity, so no other listed rebuilder can have signed it too.
+            kind, text = _rebuild_claim(verified.statement, self.digest)
+            if kind == "reproduced":
+                self.reproduced[rebuilder.name] += 1
+            elif kind == "differs":
+                self.differs[rebuilder.name].append(text)
+            else:
+                self.other[rebuilder.name].append(text)
+            return kind != "not-a-rebuild"
+        self.ignored += 1
+        return False
+
+    def votes(self) -> tuple[RebuildVote, ...]:
+        """Each rebuilder's vote, in the order they were listed."""
+        out = []
+        for r in self.rebuilders:
+            differs, reproduced, other = (
+                self.differs[r.name],
+                self.reproduced[r.name],
+                self.other[r.name],
+            )
+            if differs and reproduced:
+                vote = RebuildVote(
+                    r.name, False,
+                    f"conflicting: it attested both reproduced and differs (rebuilt {differs[0]}) "
+                    "for this digest",
+                )  # fmt: skip
+            elif differs:
+                vote = RebuildVote(r.name, False, f"its rebuild differs (rebuilt {differs[0]})")
+            elif reproduced:
+                vote = RebuildVote(r.name, True, "reproduced the digest")
+            elif other:
+                vote = RebuildVote(r.name, False, "; ".join(dict.fromkeys(other[:3])))
+            else:
+                vote = RebuildVote(r.name, False, "no rebuild attestation by it verifies")
+            out.append(vote)
+        return tuple(out)
+
+
+def _bundle_verifier(bundle: bytes) -> Callable[[ExpectedSigner], VerifiedSignature]:
+    return lambda expected: verify_bundle(bundle, payload=None, expected=expected)
+
+
+def _att_verifier(
+    envelope: bytes, annotations: Mapping[str, str]
+) -> Callable[[ExpectedSigner], VerifiedSignature]:
+    return lambda expected: verify_cosign_attestation(envelope, annotations, expected)
+
+
+def _rebuild_claim(statement: Any, digest: str) -> tuple[str, str]:
+    """What a verified statement says about rebuilding ``digest``: ``reproduced``, ``differs``
+    (with the digest it rebuilt), ``wrong`` (a rebuild attestation that does not count) or
+    ``not-a-rebuild``, and why."""
+    if not isinstance(statement, Mapping):
+        return "not-a-rebuild", "its signed envelope carries no in-toto statement"
+    predicate_type = statement.get("predicateType")
+    if predicate_type != REBUILD_PREDICATE:
+        return "not-a-rebuild", f"not a rebuild attestation (predicateType {_clip(predicate_type)})"
+    subjects = statement.get("subject")
+    named = [
+        s["digest"].get("sha256")
+        for s in (subjects if isinstance(subjects, list) else [])
+        if isinstance(s, Mapping) and isinstance(s.get("digest"), Mapping)
+    ]
+    if digest.removeprefix("sha256:") not in named:
+        shown = f"sha256:{_clip(named[0])}" if named else "none"
+        return "wrong", f"its rebuild attestation is about another image (subject {shown})"
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, Mapping):
+        return "wrong", "its rebuild attestation has no predicate object"
+    verdict, rebuilt = predicate.get("verdict"), predicate.get("rebuiltDigest")
+    if verdict == "differs":
+        return "differs", _clip(rebuilt)
+    if verdict != "reproduced":
+        return "wrong", f"its rebuild attestation's verdict is {_clip(verdict)}"
+    if rebuilt != digest:
+        return "wrong", f"it says reproduced but rebuilt {_clip(rebuilt)}, not the image digest"
+    return "reproduced", "reproduced the digest"
+
+
+def _clip(value: Any) -> str:
+    """A value from a statement, short and safe to print."""
+    return untrusted(value if isinstance(value, str) else repr(value), markup=False, limit=80)
+
+
+def _rebuild_check(votes: tuple[RebuildVote, ...], options: VerifyOptions, ignored: int) -> Check:
+    """ok when at least ``min_rebuilds`` (default: every) required rebuilder agrees."""
+    need = options.min_rebuilds if options.min_rebuilds is not None else len(votes)
+    agreed = [v.rebuilder for v in votes if v.agrees]
+    missing = [f"{v.rebuilder} ({v.why})" for v in votes if not v.agrees]
+    ok = len(agreed) >= need
+    text = (
+        f"{'' if ok else 'only '}{len(agreed)} of {len(votes)} rebuilders reproduced the digest "
+        f"(need {need})"
+    )
+    if agreed:
+        text += f"; agreed: {', '.join(agreed)}"
+    if missing:
+        text += f"; not: {', '.join(missing)}"
+    if ignored:
+        text += f"; {ignored} rebuild attestation(s) signed by none of them ignored"
+    return Check("rebuild", ok, _plain(text))
