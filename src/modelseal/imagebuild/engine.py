@@ -154,6 +154,17 @@ def probe_engine(
     words = bx.stdout.split()
     buildx_version = words[1] if len(words) > 1 else bx.stdout.strip()
     if builder is not None:
+        own = context.stdout.strip() if context.returncode == 0 else ""
+        other = None
+        if _inspect_field(inspect.stdout, "Driver") == "docker" and builder != own:
+            # Another docker context's own BuildKit: that context's engine builds, so its
+            # version and image store are the ones that count (and are recorded).
+            other = _context_host(docker, builder, timeout, env)
+        if other is not None and other != host:
+            host = other
+            info = run_tool([docker, "info", "--format", "{{json .}}"], timeout=timeout,
+                            check=False, env={"DOCKER_HOST": host})  # fmt: skip
+            server_version, containerd_store = _parse_info(info, host)
         return _named_builder(builder, inspect, host, server_version, containerd_store,
                               buildx_version)  # fmt: skip
     if containerd_store:
@@ -243,6 +254,24 @@ def _named_builder(
         builder_driver=driver,
         builder_image=image,
     )
+
+
+def _context_host(docker: str, name: str, timeout: float, env: dict[str, str]) -> str | None:
+    """The Docker endpoint of the docker context ``name``, or None when there is no such
+    context (or it names no unix, tcp or ssh endpoint)."""
+    out = run_tool(
+        [docker, "context", "inspect", name, "--format", "{{json .Endpoints.docker.Host}}"],
+        timeout=timeout, check=False, env=env,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return None
+    try:
+        value = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://\S{1,4096}", value):
+        return None
+    return value
 
 
 def _ensure_pinned_builder(
