@@ -168,6 +168,28 @@ def test_rebuild_on_the_first_builds_own_builder_is_refused(
 
 
 @pytest.mark.engine
+def test_a_builder_that_is_the_first_engines_own_under_another_name_is_refused(
+    engine: PrivateEngine,
+    busybox_base: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A docker context of another name for the very engine the first build runs on.
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    subprocess.run(
+        [docker_cli(), "context", "create", "alias", "--docker", f"host={engine.docker_host}"],
+        check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    code, gate, out = _build(tmp_path, "  rebuild_on: alias\n", busybox_base, capsys=capsys)
+    assert code == 3, out
+    error = str(gate["error"])
+    assert "'alias' is the own BuildKit of the engine at " + engine.docker_host in error
+    assert "would not be independent" in error
+
+
+@pytest.mark.engine
 def test_fresh_without_dockerd_errors_the_gate_with_the_hint(
     engine: PrivateEngine,
     busybox_base: str,
