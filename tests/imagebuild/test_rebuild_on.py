@@ -33,10 +33,11 @@ def _build(
     *extra: str,
     capsys: pytest.CaptureFixture[str],
     check: str = "always",
+    dockerfile: str = DOCKERFILE,
 ) -> tuple[int, dict[str, object], str]:
     ctx = tmp_path / "ctx"
     ctx.mkdir(exist_ok=True)
-    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "Dockerfile").write_text(dockerfile)
     (ctx / "model.bin").write_bytes(b"\x00weights\x01" * 100)
     (tmp_path / "policy.yml").write_text(f"version: 1\nbuild:\n  rebuild_check: {check}\n{policy}")
     out = tmp_path / "out"
@@ -125,6 +126,28 @@ def test_rebuild_on_fresh_starts_and_removes_its_own_engine(
     assert not root.exists(), "the fresh engine's root is removed"
     mounts = Path("/proc/self/mountinfo").read_text()
     assert f" {root}/" not in mounts
+
+
+@pytest.mark.engine
+def test_the_fresh_engine_is_removed_when_the_build_fails(
+    engine: PrivateEngine,
+    busybox_base: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    require(os.geteuid() == 0, "root (to start dockerd)")
+    require(shutil.which("dockerd") is not None, "dockerd")
+    code, gate, out = _build(
+        tmp_path, "  rebuild_on: fresh\n", busybox_base, capsys=capsys,
+        dockerfile="FROM base\nRUN false\n",
+    )  # fmt: skip
+    assert code == 3, out
+    assert gate["status"] == "ERRORED" and "docker buildx build failed" in str(gate["error"])
+    facts = gate["facts"]
+    assert isinstance(facts, dict)
+    root = Path(facts["rebuild.engine.root"])
+    assert not root.exists(), "the fresh engine started for the rebuild is removed"
+    assert f" {root}/" not in Path("/proc/self/mountinfo").read_text()
 
 
 @pytest.mark.engine

@@ -169,8 +169,9 @@ def probe_engine(
         if other is not None:
             # Through the context itself (its TLS material too), as the build will reach it.
             host = other
+            by_context = {"DOCKER_HOST": "", "DOCKER_CONTEXT": builder}
             info = run_tool([docker, "info", "--format", "{{json .}}"], timeout=timeout,
-                            check=False, env={"DOCKER_HOST": "", "DOCKER_CONTEXT": builder})  # fmt: skip
+                            check=False, env=by_context)  # fmt: skip
             server_version, containerd_store = _parse_info(info, host)
         named = _named_builder(builder, inspect, host, server_version, containerd_store,
                                buildx_version)  # fmt: skip
@@ -265,8 +266,8 @@ def _named_builder(
 
 
 def _context_host(docker: str, name: str, timeout: float, env: dict[str, str]) -> str | None:
-    """The Docker endpoint of the docker context ``name``, or None when there is no such
-    context (or it names no unix, tcp or ssh endpoint)."""
+    """The Docker endpoint of the docker context ``name`` (``docker context NAME`` when it
+    names no unix, tcp, ssh or npipe endpoint), or None when there is no such context."""
     out = run_tool(
         [docker, "context", "inspect", name, "--format", "{{json .Endpoints.docker.Host}}"],
         timeout=timeout, check=False, env=env,
@@ -276,9 +277,9 @@ def _context_host(docker: str, name: str, timeout: float, env: dict[str, str]) -
     try:
         value = json.loads(out.stdout)
     except json.JSONDecodeError:
-        return None
+        value = None
     if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://\S{1,4096}", value):
-        return None
+        return f"docker context {name}"
     return value
 
 
