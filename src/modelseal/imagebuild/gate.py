@@ -318,7 +318,9 @@ def _rebuild_engine_facts(engine: EngineInfo) -> dict[str, str]:
     """Which builder the rebuild check ran on, as :func:`_builder_facts` says it for the first
     build (``rebuild.``-prefixed: the provenance records only the first build's)."""
     facts = {"rebuild." + k: v for k, v in _builder_facts(engine).items()}
-    facts["rebuild.engine.version"] = engine.server_version
+    if engine.builder_driver in ("docker", "docker-container"):
+        # A remote or kubernetes BuildKit runs on no engine of ours: no version to record.
+        facts["rebuild.engine.version"] = engine.server_version
     facts["rebuild.buildkit.version"] = engine.buildkit_version
     return facts
 
