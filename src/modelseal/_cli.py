@@ -160,6 +160,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         source_date_epoch=args.source_date_epoch,
         builder=args.builder,
         buildkit_image=args.buildkit_image,
+        rebuild_on=args.rebuild_on,
         cache_from=tuple(args.cache_from),
         cache_to=tuple(args.cache_to),
         push=getattr(args, "push", None),

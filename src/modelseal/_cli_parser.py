@@ -231,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
         "image store (e.g. a mirror of moby/buildkit)",
     )  # fmt: skip
     bk.add_argument(
+        "--rebuild-on", type=_pattern("REBUILD_ON_PATTERN"), metavar="same|fresh|BUILDER",
+        help="where the rebuild check builds: the first build's builder, a fresh private "
+        "engine (needs root and dockerd), or another buildx builder",
+    )  # fmt: skip
+    bk.add_argument(
         "--cache-from", type=_cache("from"), action="append", default=[], metavar="SPEC",
         help="cache source for the first build: type=gha|registry|local,… (repeatable; the "
         "rebuild check never reads a cache)",

@@ -361,6 +361,8 @@ class RunRequest:
     source_date_epoch: int | None = None
     builder: str | None = None
     buildkit_image: str | None = None
+    rebuild_on: str | None = None
+    """Where the rebuild check builds (None: the policy's ``build.rebuild_on``)."""
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
     push: ImageRef | None = None
@@ -447,6 +449,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         platforms=tuple(dict.fromkeys(request.platforms)),
         builder=request.builder,
         buildkit_image=request.buildkit_image,
+        rebuild_on=request.rebuild_on,
         cache_from=request.cache_from,
         cache_to=request.cache_to,
         publish=request.push is not None,

@@ -45,6 +45,7 @@ class RunOptions:
     # The builder and its cache (CLI flags or action inputs; empty: the policy's build.*).
     builder: str | None = None
     buildkit_image: str | None = None
+    rebuild_on: str | None = None  # same | fresh | BUILDER; None: the policy's build.rebuild_on
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
     publish: bool = False  # the run publishes on a pass (build.rebuild_check: publish)

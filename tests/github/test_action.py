@@ -108,6 +108,7 @@ def test_everything_set() -> None:
         ({"verify-issuer": "token.actions"}, "input verify-issuer: expected an http(s) URL"),
         ({"builder": "my builder"}, "input builder: expected a buildx builder name"),
         ({"builder": "-x"}, "input builder: must not start with '-'"),
+        ({"rebuild-on": "a builder"}, "input rebuild-on: expected same, fresh or a buildx"),
         (
             {"buildkit-image": "moby/buildkit:v0.31.2"},
             "input buildkit-image: expected a BuildKit image pinned by digest",
@@ -295,13 +296,14 @@ def test_run_request_builder_and_cache() -> None:
     image = "127.0.0.1:5000/mirror/buildkit:v0.31.2@sha256:" + "ab" * 32
     inputs = parse_inputs(
         env_of(
-            builder="ci-builder", buildkit_image=image,
+            builder="ci-builder", buildkit_image=image, rebuild_on="ci-remote",
             cache_from="type=gha,scope=seal\n\ntype=registry,ref=r.io/c:cache",
             cache_to="type=gha,mode=max,scope=seal",
         )
     )  # fmt: skip
     request = run_request(inputs, POLICY_DEFAULTS)
     assert (request.builder, request.buildkit_image) == ("ci-builder", image)
+    assert request.rebuild_on == "ci-remote"
     assert request.cache_from == ("type=gha,scope=seal", "type=registry,ref=r.io/c:cache")
     assert request.cache_to == ("type=gha,mode=max,scope=seal",)
 

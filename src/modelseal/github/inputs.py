@@ -52,6 +52,7 @@ INPUT_ENV: Final[Mapping[str, str]] = MappingProxyType(
         "build-contexts": "MODELSEAL_BUILD_CONTEXTS",
         "builder": "MODELSEAL_BUILDER",
         "buildkit-image": "MODELSEAL_BUILDKIT_IMAGE",
+        "rebuild-on": "MODELSEAL_REBUILD_ON",
         "cache-from": "MODELSEAL_CACHE_FROM",
         "cache-to": "MODELSEAL_CACHE_TO",
         "out-dir": "MODELSEAL_OUT_DIR",
@@ -125,6 +126,7 @@ class ActionInputs:
     build_contexts: tuple[tuple[str, str], ...] = ()
     builder: str | None = None
     buildkit_image: str | None = None
+    rebuild_on: str | None = None
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
     verify_identity: str | None = None
@@ -285,10 +287,11 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     for name, value in contexts:
         if not value.strip() or value.startswith("-"):
             r.problem("build-contexts", f"the value of {name} must be a path or URL")
-    from modelseal.policy.model import BUILDER_PATTERN, BUILDKIT_IMAGE_PATTERN
+    from modelseal.policy.model import BUILDER_PATTERN, BUILDKIT_IMAGE_PATTERN, REBUILD_ON_PATTERN
 
     builder = r.matching("builder", BUILDER_PATTERN)
     buildkit_image = r.matching("buildkit-image", BUILDKIT_IMAGE_PATTERN)
+    rebuild_on = r.matching("rebuild-on", REBUILD_ON_PATTERN)
     cache_from = r.caches("cache-from", "from")
     cache_to = r.caches("cache-to", "to")
     identity = r.single("verify-identity")
@@ -359,6 +362,7 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         build_contexts=contexts,
         builder=builder,
         buildkit_image=buildkit_image,
+        rebuild_on=rebuild_on,
         cache_from=cache_from,
         cache_to=cache_to,
         verify_identity=identity,
@@ -472,6 +476,7 @@ def run_request(inputs: ActionInputs, policy: LoadedPolicy) -> app.RunRequest:
         platforms=inputs.platforms,
         builder=inputs.builder,
         buildkit_image=inputs.buildkit_image,
+        rebuild_on=inputs.rebuild_on,
         cache_from=inputs.cache_from,
         cache_to=inputs.cache_to,
         push=push,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -91,6 +91,9 @@ class EngineInfo:
     #: builder (``docker buildx use``, BUILDX_BUILDER, setup-buildx-action's) never builds
     #: while the provenance says the engine's own BuildKit did.
     docker_context: str = "default"
+    #: The builder is the own BuildKit of another docker context (named ``builder``): buildx
+    #: builds with such a builder only while that context is the current one.
+    context_builder: bool = False
 
     def buildx_args(self) -> list[str]:
         """Arguments that select the builder for ``docker buildx build``: always explicit."""
@@ -98,6 +101,9 @@ class EngineInfo:
 
     def env(self) -> dict[str, str]:
         """Environment entries that make the docker CLI talk to this engine."""
+        if self.context_builder and self.builder:
+            # An empty DOCKER_HOST is no DOCKER_HOST: the context decides.
+            return {"DOCKER_HOST": "", "DOCKER_CONTEXT": self.builder}
         return {"DOCKER_HOST": self.docker_host}
 
 
@@ -154,8 +160,22 @@ def probe_engine(
     words = bx.stdout.split()
     buildx_version = words[1] if len(words) > 1 else bx.stdout.strip()
     if builder is not None:
-        return _named_builder(builder, inspect, host, server_version, containerd_store,
-                              buildx_version)  # fmt: skip
+        own = context.stdout.strip() if context.returncode == 0 else ""
+        other = None
+        if _inspect_field(inspect.stdout, "Driver") == "docker" and builder != own:
+            # Another docker context's own BuildKit: that context's engine builds, so its
+            # version and image store are the ones that count (and are recorded).
+            other = _context_host(docker, builder, timeout, env)
+        if other is not None:
+            # Through the context itself (its TLS material too), as the build will reach it.
+            host = other
+            by_context = {"DOCKER_HOST": "", "DOCKER_CONTEXT": builder}
+            info = run_tool([docker, "info", "--format", "{{json .}}"], timeout=timeout,
+                            check=False, env=by_context)  # fmt: skip
+            server_version, containerd_store = _parse_info(info, host)
+        named = _named_builder(builder, inspect, host, server_version, containerd_store,
+                               buildx_version)  # fmt: skip
+        return replace(named, context_builder=other is not None)
     if containerd_store:
         # The engine's own BuildKit is the docker-driver builder named after the docker
         # context, not whatever builder buildx has made current.
@@ -243,6 +263,24 @@ def _named_builder(
         builder_driver=driver,
         builder_image=image,
     )
+
+
+def _context_host(docker: str, name: str, timeout: float, env: dict[str, str]) -> str | None:
+    """The Docker endpoint of the docker context ``name`` (``docker context NAME`` when it
+    names no unix, tcp, ssh or npipe endpoint), or None when there is no such context."""
+    out = run_tool(
+        [docker, "context", "inspect", name, "--format", "{{json .Endpoints.docker.Host}}"],
+        timeout=timeout, check=False, env=env,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return None
+    try:
+        value = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://\S{1,4096}", value):
+        return f"docker context {name}"
+    return value
 
 
 def _ensure_pinned_builder(

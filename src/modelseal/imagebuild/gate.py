@@ -3,16 +3,19 @@ optionally built twice to prove it, with the base images' pinning and digests re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelseal import fsio
-from modelseal._tools import GHA_CACHE_ENV, ToolResult, run_tool, tail
+from modelseal._tools import GHA_CACHE_ENV, ToolResult, run_tool, tail, which
 from modelseal.bounded import read_input_text
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
@@ -20,7 +23,13 @@ from modelseal.gates import RegisteredGate
 from modelseal.imagebuild.bases import BaseRef, classify_bases
 from modelseal.imagebuild.context import NORMALIZATION_VERSION, DockerIgnore, normalize_context
 from modelseal.imagebuild.dockerfile import Dockerfile, parse_dockerfile
-from modelseal.imagebuild.engine import BUILDKIT_IMAGE, EngineInfo, docker_cli, probe_engine
+from modelseal.imagebuild.engine import (
+    BUILDKIT_IMAGE,
+    EngineInfo,
+    PrivateEngine,
+    docker_cli,
+    probe_engine,
+)
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
 from modelseal.pipeline import Context
@@ -84,7 +93,12 @@ class BuildGate(RegisteredGate):
             facts["platforms"] = ",".join(build_platforms(ctx))
         artifacts: dict[str, Path] = {}
         try:
-            findings += self._build_and_check(ctx, text, df, contexts, bases, facts, artifacts)
+            # Whatever the rebuild starts (a fresh engine) is stopped and removed on the way
+            # out, also when a build fails.
+            with contextlib.ExitStack() as cleanup:
+                findings += self._build_and_check(
+                    ctx, text, df, contexts, bases, facts, artifacts, cleanup
+                )
         except Error as e:
             # Evidence collected before the failure (e.g. an unpinned base that could not be
             # pulled) is kept: the report shows both.
@@ -105,6 +119,7 @@ class BuildGate(RegisteredGate):
         bases: tuple[BaseRef, ...],
         facts: dict[str, str],
         artifacts: dict[str, Path],
+        cleanup: contextlib.ExitStack,
     ) -> list[Finding]:
         policy = ctx.policy.policy.build
         opts = ctx.options
@@ -149,6 +164,14 @@ class BuildGate(RegisteredGate):
             _check_local_cache(c, "dest", context_dir)
         cache = [a for c in cache_from for a in ("--cache-from", c)]
         cache += [a for c in cache_to for a in ("--cache-to", c)]
+        rebuild = policy.rebuild_check == "always" or (
+            policy.rebuild_check == "publish" and opts.publish
+        )
+        on = opts.rebuild_on or policy.rebuild_on
+        facts["rebuild.check"] = policy.rebuild_check + ("" if rebuild else " (skipped)")
+        facts["rebuild.on"] = _rebuild_on(on) + ("" if rebuild else " (skipped: no rebuild)")
+        # The second engine or builder gets ready while the first build runs.
+        second_engine = _second_engine(on, engine, facts, cleanup) if rebuild else None
         # BuildKit writes by path: into a private directory of a random name that no one could
         # plant anything in beforehand, renamed to oci/ once the layout is complete.
         building = fsio.make_temp_dir(ctx.out_dir, "oci")
@@ -181,20 +204,125 @@ class BuildGate(RegisteredGate):
         fsio.write_text_atomic(ctx.out_dir / "build.log", first.log, errors="backslashreplace")
         artifacts |= {"oci_layout": layout_dir, "build_log": ctx.out_dir / "build.log"}
 
-        rebuild = policy.rebuild_check == "always" or (
-            policy.rebuild_check == "publish" and opts.publish
-        )
-        facts["rebuild.check"] = policy.rebuild_check + ("" if rebuild else " (skipped)")
-        if rebuild:
-            ctx.progress(self.name, "rebuilding from a cold cache")
+        if second_engine is not None:
+            where = _rebuild_on(on)
+            ctx.progress(self.name, f"rebuilding from a cold cache ({where})")
+            engine2 = second_engine.result()
+            facts |= _rebuild_engine_facts(engine2)
             second_dir = ctx.work_dir / "rebuild-oci"
-            second = _build(engine, ctx, norm, df_dir, contexts, second_dir, injected, cold=True)
+            # Another builder builds the first build's platforms, whatever its own are.
+            built_for = tuple(first.platform_manifests)
+            platforms = () if on == "same" or "unknown" in built_for else built_for
+            second = _build(engine2, ctx, norm, df_dir, contexts, second_dir, injected,
+                            cold=True, platforms=platforms)  # fmt: skip
             facts["rebuild.digest"] = _single_or_top(second)
-            findings += _compare(first, second)
+            findings += _compare(first, second, where)
             facts["rebuild.reproducible"] = (
                 "yes" if facts["rebuild.digest"] == facts["image.digest"] else "no"
             )
         return findings
+
+
+def _rebuild_on(on: str) -> str:
+    """``build.rebuild_on`` as the report says it: same, fresh or ``builder NAME``."""
+    return on if on in ("same", "fresh") else f"builder {on}"
+
+
+class _Ready:
+    """An engine that is already known (``same``): the same interface as a future."""
+
+    def __init__(self, engine: EngineInfo) -> None:
+        self._engine = engine
+
+    def result(self) -> EngineInfo:
+        return self._engine
+
+
+def _second_engine(
+    on: str, first: EngineInfo, facts: dict[str, str], cleanup: contextlib.ExitStack
+) -> Future[EngineInfo] | _Ready:
+    """The engine the rebuild check builds on, being made ready in the background: the first
+    build's (``same``), a private dockerd with an empty data root started for it (``fresh``,
+    stopped and its root removed when ``cleanup`` closes) or an existing buildx builder,
+    probed. Its ``result()`` raises :class:`GateError` naming what could not be used."""
+    if on == "same":
+        return _Ready(first)
+    if on != "fresh" and on == (first.builder or first.docker_context):
+        raise GateError(
+            f"build.rebuild_on names the builder {on!r}, which is the one the first build runs "
+            "on: the rebuild would not be independent of it.",
+            hint="Name another builder, use rebuild_on: fresh for a second private engine, or "
+            "rebuild_on: same to rebuild on the first build's builder.",
+        )
+    if on != "fresh":
+        pool = cleanup.enter_context(ThreadPoolExecutor(max_workers=1))
+        return pool.submit(_probe_rebuild_builder, on, first)
+    # Checked before the first build, not after it.
+    if os.geteuid() != 0:
+        raise GateError(_FRESH_FAILED + "it starts a dockerd, which needs root.", hint=_FRESH_HINT)
+    if which("dockerd") is None:
+        raise GateError(_FRESH_FAILED + "dockerd is not on PATH.", hint=_FRESH_HINT)
+    # A short path: the engine's unix socket lives under it (at most 100 characters).
+    # mkdtemp: a new 0700 directory of a random name, wherever it is made.
+    base = os.path.realpath(tempfile.gettempdir())
+    short = base if len(base) < 40 else "/tmp"  # noqa: S108
+    root = Path(tempfile.mkdtemp(prefix="ms-rb-", dir=short))
+    facts["rebuild.engine.root"] = str(root)
+    fresh = PrivateEngine(root)
+    cleanup.callback(fresh.stop, remove=True)
+    # Entered after the callback, so left before it: the start is waited for, then stopped.
+    pool = cleanup.enter_context(ThreadPoolExecutor(max_workers=1))
+    return pool.submit(_start_fresh, fresh)
+
+
+_FRESH_FAILED = "build.rebuild_on: fresh could not start a second private engine: "
+_FRESH_HINT = (
+    "rebuild_on: fresh starts a dockerd of its own with an empty data root: it needs root and "
+    "dockerd (Docker >= 26) on PATH, as on the demo machine or a self-hosted runner. On a "
+    "hosted runner name a buildx builder elsewhere instead (build.rebuild_on: NAME, "
+    "--rebuild-on NAME): a remote BuildKit, a kubernetes builder or another engine's docker "
+    "context."
+)
+
+
+def _start_fresh(fresh: PrivateEngine) -> EngineInfo:
+    try:
+        fresh.start()
+        # Its own BuildKit (the containerd image store): nothing to pull, no builder made.
+        return probe_engine(docker_host=fresh.docker_host, create_builder=False)
+    except Error as e:
+        raise GateError(_FRESH_FAILED + e.diagnostics(), hint=_FRESH_HINT) from None
+
+
+def _probe_rebuild_builder(name: str, first: EngineInfo) -> EngineInfo:
+    try:
+        info = probe_engine(builder=name)
+    except Error as e:
+        raise GateError(
+            f"build.rebuild_on: the builder {name!r} for the rebuild check cannot be used: "
+            + e.diagnostics()
+        ) from None
+    if (info.builder_driver, info.docker_host) == ("docker", first.docker_host) and (
+        first.builder_driver == "docker"
+    ):
+        raise GateError(
+            f"build.rebuild_on: the builder {name!r} is the own BuildKit of the engine at "
+            f"{info.docker_host}, which the first build runs on: the rebuild would not be "
+            "independent of it.",
+            hint="Name a builder of another engine or machine, or use rebuild_on: fresh.",
+        )
+    return info
+
+
+def _rebuild_engine_facts(engine: EngineInfo) -> dict[str, str]:
+    """Which builder the rebuild check ran on, as :func:`_builder_facts` says it for the first
+    build (``rebuild.``-prefixed: the provenance records only the first build's)."""
+    facts = {"rebuild." + k: v for k, v in _builder_facts(engine).items()}
+    if engine.builder_driver in ("docker", "docker-container"):
+        # A remote or kubernetes BuildKit runs on no engine of ours: no version to record.
+        facts["rebuild.engine.version"] = engine.server_version
+    facts["rebuild.buildkit.version"] = engine.buildkit_version
+    return facts
 
 
 def _builder_facts(engine: EngineInfo) -> dict[str, str]:
@@ -363,6 +491,7 @@ def _build(
     *,
     cold: bool,
     cache: Sequence[str] = (),
+    platforms: Sequence[str] = (),
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -392,7 +521,7 @@ def _build(
         argv += ["--label", f"{k}={v}"]
     for k, v in sorted(ctx.options.annotations.items()):
         argv += ["--annotation", f"{k}={v}"]
-    platforms = build_platforms(ctx)
+    platforms = tuple(platforms) or build_platforms(ctx)
     if platforms:
         argv += ["--platform", ",".join(platforms)]
     argv.append(str(context_dir))
@@ -441,7 +570,9 @@ def _single_or_top(out: BuildOutput) -> str:
     return out.top_digest
 
 
-def _compare(first: BuildOutput, second: BuildOutput) -> list[Finding]:
+def _compare(first: BuildOutput, second: BuildOutput, where: str = "same") -> list[Finding]:
+    """A not-reproducible finding per platform whose manifests differ; ``where`` is the
+    engine or builder the second build ran on (``build.rebuild_on`` as reported)."""
     findings = []
     for platform, digest in first.platform_manifests.items():
         other = second.platform_manifests.get(platform)
@@ -451,14 +582,20 @@ def _compare(first: BuildOutput, second: BuildOutput) -> list[Finding]:
             diffs = [ImageDifference("platforms", platform, "missing")]
         else:
             diffs = diff_images(first.layout, digest, second.layout, other)
-        findings.append(_not_reproducible(platform, digest, other or "missing", diffs))
+        findings.append(_not_reproducible(platform, digest, other or "missing", diffs, where))
     return findings
 
 
+_REBUILT_ON = {
+    "same": "on the same builder",
+    "fresh": "on a fresh private engine (empty data root)",
+}
+
+
 def _not_reproducible(
-    platform: str, first: str, second: str, diffs: list[ImageDifference]
+    platform: str, first: str, second: str, diffs: list[ImageDifference], rebuilt_on: str = "same"
 ) -> Finding:
-    evidence: dict[str, str] = {"first": first, "second": second}
+    evidence: dict[str, str] = {"first": first, "second": second, "rebuilt_on": rebuilt_on}
     summary: list[str] = []
     for d in diffs:
         if d.paths:
@@ -481,8 +618,8 @@ def _not_reproducible(
         gate="build",
         id="build.not-reproducible",
         severity=Severity.HIGH,
-        title="the rebuild from a cold cache gave a different image"
-        + (f" — {'; '.join(summary)}" if summary else ""),
+        title=f"the rebuild from a cold cache {_REBUILT_ON.get(rebuilt_on, 'on the ' + rebuilt_on)} "
+        "gave a different image" + (f" — {'; '.join(summary)}" if summary else ""),
         subject=f"image {platform}",
         location=where,
         evidence=evidence,

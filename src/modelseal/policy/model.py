@@ -93,6 +93,11 @@ PATTERN_MESSAGES[OCI_REPOSITORY_PATTERN] = (
     'expected an OCI repository REGISTRY/REPOSITORY[:TAG], e.g. "mirror.example/aquasec/trivy-db:2"'
 )
 PATTERN_MESSAGES[BUILDER_PATTERN] = 'expected a buildx builder name, e.g. "ci-builder"'
+REBUILD_ON_PATTERN: Final = r"^(same|fresh|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$"
+"""Where the rebuild check builds: ``same``, ``fresh`` or a buildx builder name."""
+PATTERN_MESSAGES[REBUILD_ON_PATTERN] = (
+    'expected same, fresh or a buildx builder name, e.g. "ci-builder"'
+)
 
 CACHE_TYPES: Final = ("gha", "registry", "local")
 """Cache backends passed through to buildx (``--cache-from`` / ``--cache-to``)."""
@@ -196,6 +201,20 @@ class BuildPolicy(BaseModel):
             "change that breaks reproducibility fails on the pull request that makes it, not "
             "at the release that cannot publish. true and false (older policies) mean always "
             "and never."
+        ),
+    )
+    rebuild_on: Annotated[str, StringConstraints(pattern=REBUILD_ON_PATTERN)] = Field(
+        default="same",
+        description=(
+            "Where the rebuild check builds the second time. same: the first build's engine or "
+            "builder (with no cache). fresh: a second private dockerd that modelseal starts "
+            "with an empty data root (what a third party would have), removed afterwards; it "
+            "needs root and dockerd (the demo, tests, self-hosted runners). A builder name: an "
+            "existing buildx builder elsewhere (a remote BuildKit, a kubernetes builder, "
+            "another engine's docker context), which must export OCI layouts and must not be "
+            "the first build's builder. A second engine or builder that cannot start or be "
+            "probed makes the build gate ERRORED. The --rebuild-on flag and the Action's "
+            "rebuild-on input override it; without a rebuild (rebuild_check) it is not used."
         ),
     )
     require_pinned_base: bool = Field(
