@@ -71,7 +71,19 @@ def prepare_source(source: Path, commit: str, work_dir: Path) -> Checkout:
     root = Path(top.stdout.strip())
     head = _git(root, "rev-parse", "--verify", "HEAD", check=False)
     if head == commit:
-        modified = _git(root, "status", "--porcelain=v1", "--untracked-files=no", "-z")
+        modified = run_tool(
+            [
+                "git",
+                "-C",
+                str(root),
+                *_SAFE_GIT,
+                "status",
+                "--porcelain=v1",
+                "--untracked-files=no",
+                "-z",
+            ],
+            timeout=GIT_TIMEOUT,
+        ).stdout  # not stripped: each entry starts with its two status columns
         names = [entry[3:] for entry in modified.split("\0") if len(entry) > 3]
         if names:
             listed = ", ".join(untrusted(n, markup=False, limit=200) for n in names[:MAX_NAMED])
