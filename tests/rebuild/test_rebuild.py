@@ -188,20 +188,23 @@ def test_rebuild_of_the_image_reproduces_it_and_attests(
         )
 
 
-def test_rebuild_from_the_bundle_clones_the_recorded_commit(
-    published: Published, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_rebuild_from_the_bundle_clones_the_recorded_commit_on_a_named_builder(
+    published: Published, tmp_path: Path, engine_starts: list[Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
     p = published
     out = tmp_path / "out"
+    # --builder: the session engine's own BuildKit ($DOCKER_HOST), no private engine started
     code = main([
         "rebuild", str(p.out / "bundles" / "provenance.sigstore.json"), "--source", str(p.moved),
         "--key", str(p.keys[1]), "-o", str(out), "--build-context", f"base={p.base}",
-        "--format", "json",
+        "--format", "json", "--builder", "default",
     ])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert report["verdict"] == "reproduced"
+    assert engine_starts == [] and report["rebuilder"]["engine_kind"] == "builder default"
     assert report["source"]["checkout"] == "clone"
     assert "not the recorded" in report["notes"][0]
     assert git(p.moved, "rev-parse", "HEAD") == p.commit2  # the user's checkout is left alone
@@ -311,7 +314,7 @@ def test_what_makes_a_rebuild_impossible_exits_3_before_building(
 
 
 def _differs(p: Published, tmp_path: Path, bundle: Path, *, source: Path | None = None,
-             base: str | None = None) -> dict[str, Any]:  # fmt: skip
+             base: str | None = None, expected: str | None = None) -> dict[str, Any]:  # fmt: skip
     out = tmp_path / "out"
     code = main([
         "rebuild", str(bundle), "--source", str(source or p.repo), "--key", str(p.keys[1]),
@@ -319,8 +322,8 @@ def _differs(p: Published, tmp_path: Path, bundle: Path, *, source: Path | None 
     ])  # fmt: skip
     report = json.loads((out / "rebuild.json").read_text())
     assert code == 1, report
-    assert report["verdict"] == "differs" and report["expected_digest"] == p.digest
-    assert report["rebuilt_digest"] != p.digest
+    assert report["verdict"] == "differs" and report["expected_digest"] == (expected or p.digest)
+    assert report["rebuilt_digest"] != report["expected_digest"]
     return report
 
 
@@ -344,13 +347,55 @@ def test_a_lying_commit_names_the_model_file(
 ) -> None:
     p = published
 
+    v1 = hashlib.sha256(b"weights v1\n").hexdigest()
+
     def lie(st: dict[str, Any]) -> None:
-        for dep in st["predicate"]["buildDefinition"]["resolvedDependencies"]:
+        deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        for dep in deps:
             if "gitCommit" in dep.get("digest", {}):
                 dep["digest"]["gitCommit"] = p.commit2
+        # the model pinned as the models gate records it (what was really built: v1)
+        deps.append({
+            "name": "model.bin", "uri": "file:model.bin", "digest": {"sha256": v1},
+            "annotations": {"size": 11, "format": "unknown"},
+        })  # fmt: skip
 
     report = _differs(p, tmp_path, _signed_copy(p, tmp_path, lie), source=p.moved)
     assert report["source"]["checkout"] == "in place"
+    assert "/srv/model.bin (" in _details(report)
+    assert any(n.startswith("model model.bin: sha256 ") and v1 in n for n in report["notes"])
+
+
+def test_an_image_built_from_an_uncommitted_model_change_differs(
+    published: Published, tmp_path: Path
+) -> None:
+    """The builder's tree had model.bin modified but not committed: its provenance names
+    commit1, and a rebuild of commit1 names the model file."""
+    p = published
+    dirty = tmp_path / "dirty"
+    git(tmp_path, "clone", "-q", str(p.repo), str(dirty))
+    git(dirty, "checkout", "-q", p.commit1)
+    (dirty / "model.bin").write_bytes(b"weights swapped in\n")
+    policy = tmp_path / "modelseal.yml"
+    policy.write_text(POLICY)
+    code = main([
+        "run", str(dirty), "--policy", str(policy), "--build-context", f"base={p.base}",
+        "--build-arg", "GREETING=hello", "-o", str(tmp_path / "built"), "--gate", "build",
+        "--push", f"{p.image}:dirty", "--sign", "key", "--key", str(p.keys[0]),
+        "--no-evidence-cache",
+    ])  # fmt: skip
+    assert code == 0
+    provenance = json.loads((tmp_path / "built" / "provenance.intoto.json").read_text())
+    commits = [
+        d["digest"]["gitCommit"]
+        for d in provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+        if "gitCommit" in d.get("digest", {})
+    ]
+    assert commits == [p.commit1]
+    report = _differs(
+        p, tmp_path, tmp_path / "built" / "bundles" / "provenance.sigstore.json",
+        expected=json.loads((tmp_path / "built" / "publish.json").read_text())["digest"],
+    )  # fmt: skip
     assert "/srv/model.bin (" in _details(report)
 
 
