@@ -685,7 +685,6 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
         f"is signed by {signed.signer}."
     )
     verified_s = time.monotonic() - t0
-    out_dir = fsio.ensure_dir(fsio.absolute(request.out_dir))
     with fsio.private_temp_dir("modelseal-rebuild-") as tmp:
         work = Path(tmp)
         checkout = source.prepare_source(request.source, rebuild_plan.commit, work)
@@ -693,6 +692,15 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
             rebuild_plan, dict(request.build_contexts), checkout.root
         )
         context_dir = source.inside(checkout.root, rebuild_plan.context, "source.context")
+        real_out, real_context = fsio.absolute(request.out_dir).resolve(), context_dir.resolve()
+        if real_out == real_context or real_context in real_out.parents:
+            # Its files (an earlier rebuild's layout) would be built into the image.
+            raise ConfigError(
+                f"--out-dir {request.out_dir} is inside the build context {context_dir}: what "
+                "the rebuild writes there would become part of the next build's context.",
+                hint="Give an --out-dir outside the source checkout.",
+            )
+        out_dir = fsio.ensure_dir(fsio.absolute(request.out_dir))
         notes = [n for n in (checkout.note,) if n]
         notes += source.check_models(context_dir, rebuild_plan.models)
         if checkout.note:

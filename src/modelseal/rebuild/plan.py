@@ -257,6 +257,12 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
         )
     internal = _mapping(definition.get("internalParameters") or {}, "internalParameters")
     normalization = internal.get("contextNormalization")
+    if normalization is None:
+        raise CannotRebuild(
+            "the provenance records no internalParameters.contextNormalization (written by a "
+            f"modelseal before it was recorded), so this modelseal's normalization (version "
+            f"{NORMALIZATION_VERSION}) may give other bytes. Use {use}."
+        )
     if normalization != NORMALIZATION_VERSION:
         raise CannotRebuild(
             f"the image was built with context normalization "

@@ -15,8 +15,9 @@
 * ``provenance`` — ``{"sha256": hex of the statement's canonical bytes, "signer", "source",
   "builder_id", "recorded_builder": {…}}``;
 * ``source`` — ``{"repository"?, "commit", "checkout": "in place" | "clone", "path"}``;
-* ``rebuilder`` — ``{"modelseal", "engine": "fresh private engine" | "builder NAME",
-  "builder": {"name", "driver", "image"?}, "engine_version"?, "buildx"?, "buildkit"?}``;
+* ``rebuilder`` — ``{"modelseal", "builder": {"name", "driver", "image"?}, "engine"?,
+  "buildx"?, "buildkit"?, "engine_kind"}``: as in the attestation (``engine``: the engine's
+  version), and ``engine_kind`` ``"fresh private engine"`` or ``"builder NAME"``;
 * ``notes`` — lines a reader should know (a model file that differs or is missing, the clone,
   a comparison that could not run);
 * ``timings`` — ``{"verify_s", "build_s", "compare_s", "total_s"}``;
