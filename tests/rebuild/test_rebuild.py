@@ -421,3 +421,32 @@ def test_a_lying_base_digest_is_named(published: Published, tmp_path: Path) -> N
 
     report = _differs(p, tmp_path, _signed_copy(p, tmp_path, lie), base=layout)
     assert "/etc/planted (added)" in _details(report)
+
+
+def test_provenances_by_the_signer_that_disagree_are_refused(
+    published: Published, tmp_path: Path, engine_starts: list[Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The same image in another repository, with two provenance referrers by the builder's
+    key that describe different builds: neither is rebuilt from."""
+    from modelseal.oci import OciLayout
+    from modelseal.publish.cosign import bundle_referrer_manifest
+
+    p = published
+    host = p.image.split("/", 1)[0]
+    client = RegistryClient(host, "seal/disagree")
+    client.push_layout(OciLayout(p.out / "oci"), p.digest)
+    media, body, _ = client.get_manifest(p.digest)
+    lie = copy.deepcopy(p.provenance)
+    _external(lie)["buildArgs"]["GREETING"] = "evil"
+    signer = KeySigner.from_file(p.keys[0])
+    for statement in (p.provenance, lie):
+        manifest, blobs = bundle_referrer_manifest(
+            signer.sign_statement(statement), p.digest, len(body), media
+        )
+        for digest, blob in blobs.items():
+            client.push_blob(digest, blob)
+        client.add_referrer(p.digest, manifest)
+    assert _rebuild(p, f"{host}/seal/disagree@{p.digest}", tmp_path / "out") == 2
+    assert "describe different builds" in capsys.readouterr().err
+    assert engine_starts == []
