@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from modelseal.pipeline import PipelineResult, ProgressFn
     from modelseal.policy import LoadedPolicy
     from modelseal.publish.publisher import ImageRef, PublishResult
+    from modelseal.publish.registry import RegistryClient
     from modelseal.publish.run import SignOptions
     from modelseal.publish.verify_image import VerifyResult
     from modelseal.rebuild.report import RebuildReport
@@ -668,9 +669,7 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
                 f"TARGET {request.target!r} is neither a file (a provenance bundle) nor an image "
                 "reference (REGISTRY/REPOSITORY[:TAG][@sha256:…])."
             ) from None
-        from modelseal.publish.verify_image import _client
-
-        client = _client(ref.host, ref.repository)
+        client = _registry_client(ref.host, ref.repository)
         client.set_deadline(request.timeout_s, "rebuild timeout (--timeout)")
         try:
             signed, _, _, _ = plan.provenance_from_image(client, ref, expected)
@@ -702,6 +701,12 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
             )
         out_dir = fsio.ensure_dir(fsio.absolute(request.out_dir))
         notes = [n for n in (checkout.note,) if n]
+        notes += [
+            f"build context {c.name} is the image {c.ref} without a digest: what it names "
+            "today may not be what was built"
+            for c in rebuild_plan.build_contexts
+            if c.type == "docker-image" and c.digest is None
+        ]
         notes += source.check_models(context_dir, rebuild_plan.models)
         if checkout.note:
             hooks.notice(f"modelseal: {checkout.note}.")
@@ -749,9 +754,7 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
         if request.push:
             image = ImageRef.parse(rebuild_plan.image_name, what="subject", allow_digest=True)
             if client is None or client.repository != image.repository:
-                from modelseal.publish.verify_image import _client
-
-                client = _client(image.host, image.repository)
+                client = _registry_client(image.host, image.repository)
             client.set_deadline(request.timeout_s, "rebuild timeout (--timeout)")
             referrer = attest.push_attestation(client, rebuild_plan.expected_digest, signed_att)
         from dataclasses import replace
@@ -759,3 +762,13 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
         result = replace(result, attestation={"bundle": str(bundle), "referrer": referrer})
         runner.write_json(path, result.to_json())
     return RebuildOutcome(result, path)
+
+
+def _registry_client(host: str, repository: str) -> RegistryClient:
+    """A registry client with the credentials for ``host`` (as ``verify`` and ``run`` use)."""
+    from modelseal.publish.publisher import registry_credentials, registry_token_hosts
+    from modelseal.publish.registry import RegistryClient
+
+    return RegistryClient(
+        host, repository, auth=registry_credentials(host), token_hosts=registry_token_hosts()
+    )

@@ -450,3 +450,27 @@ def test_provenances_by_the_signer_that_disagree_are_refused(
     assert _rebuild(p, f"{host}/seal/disagree@{p.digest}", tmp_path / "out") == 2
     assert "describe different builds" in capsys.readouterr().err
     assert engine_starts == []
+
+
+def test_a_registry_that_cannot_be_read_for_the_diff_still_exits_1(
+    published: Published, tmp_path: Path
+) -> None:
+    """The provenance names an image on a registry that does not answer, and a digest the
+    rebuild does not give: still "differs" (exit 1), with both digests and a note."""
+    p = published
+    other = "sha256:" + "e" * 64
+
+    def lie(st: dict[str, Any]) -> None:
+        st["subject"] = [{"name": "127.0.0.1:9/seal/gone", "digest": {"sha256": "e" * 64}}]
+
+    out = tmp_path / "out"
+    code = main([
+        "rebuild", str(_signed_copy(p, tmp_path, lie)), "--source", str(p.repo),
+        "--key", str(p.keys[1]), "-o", str(out), "--build-context", f"base={p.base}",
+        "--timeout", "30",
+    ])  # fmt: skip
+    report = json.loads((out / "rebuild.json").read_text())
+    assert code == 1
+    assert report["verdict"] == "differs" and report["expected_digest"] == other
+    assert report["rebuilt_digest"] == p.digest and report["differences"] == []
+    assert any("could not be fetched" in n for n in report["notes"]), report["notes"]

@@ -130,7 +130,7 @@ def _pinned_value(name: str, value: str, digest: str) -> str:
         try:
             layout = OciLayout(path)
             layout.read_json(digest)
-            held = fsio_sha256(layout.blob(digest))
+            held = blob_digest(layout.blob(digest))
         except (GateError, OSError):
             raise CannotRebuild(
                 f"--build-context {name}: the OCI layout at "
@@ -154,7 +154,7 @@ def _pinned_value(name: str, value: str, digest: str) -> str:
     )
 
 
-def fsio_sha256(path: Path) -> str:
+def blob_digest(path: Path) -> str:
     """``sha256:<hex>`` of a layout blob (a manifest or index: small, read bounded)."""
     from modelseal.bounded import read_input
     from modelseal.oci import MAX_JSON_BYTES
@@ -365,7 +365,7 @@ def skopeo_fetch(
                 raise GateError(f"skopeo could not fetch {name}@{digest}: {e.message}") from None
         layout = OciLayout(dest)
         tops = [d.digest for d in layout.top_descriptors()]
-        if tops != [digest] or fsio_sha256(layout.blob(digest)) != digest:
+        if tops != [digest] or blob_digest(layout.blob(digest)) != digest:
             raise GateError(f"the fetched layout does not hold exactly {digest}.")
         return layout
 
