@@ -22,6 +22,7 @@ from modelseal._cli import main
         ["run"],
         ["build"],
         ["judge"],
+        ["rebuild"],
         ["policy"],
         ["policy", "validate"],
         ["policy", "schema"],
@@ -50,6 +51,15 @@ def test_run_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     for code in ("0  every gate passed", "1  the policy was breached", "3  a gate could not run"):
         assert code in out
+
+
+def test_rebuild_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["rebuild", "--help"])
+    out = capsys.readouterr().out
+    for text in ("0  reproduced", "1  differs", "2  usage error, a TARGET that is not a provenance",
+                 "3  the rebuild could not run", "https://modelseal.dev/rebuild/v1"):  # fmt: skip
+        assert text in out
 
 
 def test_version_and_module_entry_point() -> None:

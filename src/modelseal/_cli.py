@@ -108,6 +108,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _judge(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "rebuild":
+        return _rebuild(args)
     if args.command == "policy":
         from modelseal.policy import load_policy
         from modelseal.policy.schema import schema_text
@@ -216,6 +218,41 @@ def _verify(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.result.to_json(), indent=2))
     else:
         print_verification(outcome.result)
+    return int(outcome.exit_code)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from modelseal import app
+    from modelseal.rebuild.report import summary_lines
+    from modelseal.ui import ConsoleHooks
+
+    request = app.RebuildRequest(
+        target=args.target,
+        source=args.source,
+        policy=_load_policy(args),
+        signer=app.SignerFlags(
+            key=args.key,
+            identity=args.certificate_identity,
+            identity_regexp=args.certificate_identity_regexp,
+            issuer=args.certificate_oidc_issuer,
+            trust_config=args.trust_config,
+        ),
+        build_contexts=tuple(args.build_context),
+        builder=args.builder,
+        out_dir=args.out_dir,
+        timeout_s=args.timeout,
+        attest=args.attest,
+        push=args.push,
+        sign=args.sign,
+        signing_key=args.signing_key,
+    )
+    outcome = app.rebuild(request, ConsoleHooks(_console()))
+    if args.format == "json":
+        print(json.dumps(outcome.report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        for line in summary_lines(outcome.report):
+            print(_plain(line))
+        print(_plain(f"report: {outcome.path}"))
     return int(outcome.exit_code)
 
 

@@ -34,6 +34,25 @@ exit codes:
 """
 
 
+REBUILD_EPILOG = """\
+exit codes:
+  0  reproduced: the rebuild gave the image's digest
+  1  differs: the rebuild gave another image (rebuild.json names the layers and files)
+  2  usage error, a TARGET that is not a provenance signed by the expected signer (unsigned,
+     tampered, another signer), or tracked files modified in --source
+  3  the rebuild could not run: the registry could not answer, a base image or commit is
+     missing, another context normalization version, the engine or the build failed
+  4  internal error (a bug; rerun with -v for the traceback)
+"""
+
+
+def _wrapped(text: str) -> str:
+    """A description for the raw formatter (which keeps the epilog's layout), wrapped."""
+    import textwrap
+
+    return textwrap.fill(text, width=88)
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, eq, value = text.partition("=")
     if not eq or not key:
@@ -339,20 +358,93 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                     help="the whole verification must finish within SECONDS, or exit 3 "
                     "(default: the policy's verify.timeout_seconds, 300)")  # fmt: skip
-    rb = vf.add_argument_group(
+    rbv = vf.add_argument_group(
         "independent rebuilds (each a signed `modelseal rebuild --attest` that reproduced the "
         "image digest)"
     )
-    rb.add_argument("--require-rebuild-by", action="append", default=[], metavar="REBUILDER",
+    rbv.add_argument("--require-rebuild-by", action="append", default=[], metavar="REBUILDER",
                     help="a rebuilder that must have reproduced the digest: key:FILE (PEM "
                     "public key) or a keyless identity, exactly; repeatable, at most 16 "
                     "(default: the policy's verify.require_rebuild_by)")  # fmt: skip
-    rb.add_argument("--rebuild-oidc-issuer", metavar="URL",
+    rbv.add_argument("--rebuild-oidc-issuer", metavar="URL",
                     help="OIDC issuer of the keyless rebuilders (default: "
                     "--certificate-oidc-issuer)")  # fmt: skip
-    rb.add_argument("--min-rebuilds", type=_count, metavar="N",
+    rbv.add_argument("--min-rebuilds", type=_count, metavar="N",
                     help="how many of the rebuilders must agree (default: all)")  # fmt: skip
     vf.add_argument("--format", choices=("text", "json"), default="text")
+
+    rb = sub.add_parser(
+        "rebuild", parents=[common], formatter_class=fmt, epilog=REBUILD_EPILOG,
+        help="rebuild a sealed image from its signed provenance and compare the digests",
+        description=_wrapped(
+        "Rebuild TARGET from its signed SLSA provenance and the source, on a fresh "
+        "private engine (empty data root) or --builder, and compare the digest with the "
+        "provenance's subject. The provenance signature is verified first (same signer flags as "
+        "verify); nothing is built from an unsigned or mismatched one. --source must be a git "
+        "work tree: at the recorded commit with no tracked file modified it is built in place "
+        "(untracked files such as model weights are used), at another commit it is cloned and "
+        "the recorded commit checked out. On a mismatch the published image is fetched and "
+        "rebuild.json names the layers and file paths that differ. Writes OUT/rebuild.json; "
+        "--attest signs a rebuild attestation (predicate https://modelseal.dev/rebuild/v1) to "
+        "OUT/rebuild.sigstore.json, --push attaches it to the image."),
+    )  # fmt: skip
+    rb.add_argument(
+        "target", metavar="TARGET",
+        help="REGISTRY/REPOSITORY[:TAG][@sha256:…], or a Sigstore bundle file of the provenance "
+        "(OUT/bundles/provenance.sigstore.json of `run --push`)",
+    )  # fmt: skip
+    rb.add_argument(
+        "--source", type=Path, required=True, metavar="DIR",
+        help="a git work tree of the source repository",
+    )  # fmt: skip
+    rb.add_argument(
+        "--build-context", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
+        help="where a recorded oci-layout build context is: NAME=oci-layout://DIR[@sha256:…] or "
+        "NAME=docker-image://REF@sha256:… (the recorded digest; repeatable)",
+    )  # fmt: skip
+    rb.add_argument(
+        "--builder", type=_pattern("BUILDER_PATTERN"), metavar="NAME",
+        help="build with this existing buildx builder on $DOCKER_HOST (default: a fresh private "
+        "engine, started and removed for this rebuild)",
+    )  # fmt: skip
+    rb.add_argument(
+        "-o", "--out-dir", type=Path, default=Path("modelseal-rebuild"), metavar="DIR",
+        help="where rebuild.json, the rebuilt OCI layout and the attestation go "
+        "(default: modelseal-rebuild)",
+    )  # fmt: skip
+    rb.add_argument(
+        "--timeout", type=_seconds, default=600, metavar="SECONDS",
+        help="registry reads and the fetch of the published image must finish within SECONDS "
+        "(default 600; the build has its own limit)",
+    )  # fmt: skip
+    rb.add_argument("--format", choices=("text", "json"), default="text")
+    rwho = rb.add_argument_group(
+        "expected signer of the provenance (one of: a key, or an identity and issuer)"
+    )
+    rwho.add_argument("--key", type=Path, metavar="FILE", help="PEM public key (key signing)")
+    rwho.add_argument("--certificate-identity", metavar="ID",
+                      help="exact signer identity (keyless), e.g. a workflow ref URI")  # fmt: skip
+    rwho.add_argument("--certificate-identity-regexp", metavar="RE",
+                      help="signer identity regexp, anchored with ^…$")  # fmt: skip
+    rwho.add_argument("--certificate-oidc-issuer", metavar="URL",
+                      help="OIDC issuer, e.g. https://token.actions.githubusercontent.com")  # fmt: skip
+    rwho.add_argument("--trust-config", type=Path, metavar="FILE",
+                      help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore; "
+                      "also for --sign keyless)")  # fmt: skip
+    ratt = rb.add_argument_group("attestation (the rebuilder's own signature)")
+    ratt.add_argument(
+        "--attest", action="store_true",
+        help="sign a rebuild attestation (either verdict) to OUT/rebuild.sigstore.json",
+    )  # fmt: skip
+    ratt.add_argument(
+        "--push", action="store_true",
+        help="attach the attestation to the image as a Sigstore bundle referrer (needs --attest)",
+    )  # fmt: skip
+    ratt.add_argument("--sign", choices=("key", "keyless"), help="how to sign the attestation")
+    ratt.add_argument(
+        "--signing-key", type=Path, metavar="FILE",
+        help="ECDSA P-256 PEM private key for --sign key (password in MODELSEAL_KEY_PASSWORD)",
+    )  # fmt: skip
 
     pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")

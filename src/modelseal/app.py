@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from modelseal.pipeline import PipelineResult, ProgressFn
     from modelseal.policy import LoadedPolicy
     from modelseal.publish.publisher import ImageRef, PublishResult
+    from modelseal.publish.registry import RegistryClient
     from modelseal.publish.run import SignOptions
     from modelseal.publish.verify_image import Rebuilder, VerifyResult
+    from modelseal.rebuild.report import RebuildReport
     from modelseal.reports import Report
     from modelseal.sign.verify import ExpectedSigner
 
@@ -38,6 +40,8 @@ __all__ = [
     "JudgeOutcome",
     "JudgeRequest",
     "RebuildFlags",
+    "RebuildOutcome",
+    "RebuildRequest",
     "RunHooks",
     "RunOutcome",
     "RunRequest",
@@ -48,6 +52,7 @@ __all__ = [
     "expected_signer",
     "judge",
     "load_policy",
+    "rebuild",
     "rejudger",
     "run",
     "sign_options",
@@ -706,3 +711,193 @@ def rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:
         return verdict.exit_code == 0, f"{verdict.status.value} under {policy.source}"
 
     return rejudge
+
+
+# --- rebuild -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RebuildRequest:
+    """Rebuild a sealed image from its signed provenance and the source
+    (:mod:`modelseal.rebuild`): ``target`` is an image reference or a provenance bundle file;
+    the provenance must be signed by the expected signer (:func:`expected_signer`)."""
+
+    target: str
+    source: Path
+    policy: LoadedPolicy
+    signer: SignerFlags = SignerFlags()
+    build_contexts: tuple[tuple[str, str], ...] = ()
+    builder: str | None = None
+    """An existing buildx builder on $DOCKER_HOST; None: a fresh private engine."""
+    out_dir: Path = Path("modelseal-rebuild")
+    timeout_s: int = 600
+    """Registry reads and the fetch of the published image (not the build)."""
+    attest: bool = False
+    push: bool = False
+    sign: Literal["key", "keyless"] | None = None
+    signing_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class RebuildOutcome:
+    """The rebuild's report and where it was written."""
+
+    report: RebuildReport
+    path: Path
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 reproduced, 1 the rebuild differs."""
+        return ExitCode.PASSED if self.report.reproduced else ExitCode.BREACHED
+
+
+def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOutcome:
+    """Verify the provenance, check out the source, build on a fresh engine (or the named
+    builder), compare with the published image, write ``rebuild.json`` and — with ``attest``
+    — sign (and with ``push`` attach) the rebuild attestation. Refusals come before any build."""
+    import time
+
+    from modelseal.publish.provenance import rfc3339
+    from modelseal.publish.publisher import ImageRef, registry_credentials
+    from modelseal.publish.registry_limits import RegistryError
+    from modelseal.rebuild import attest, plan, report, runner, source
+
+    hooks = hooks or RunHooks()
+    if request.push and not request.attest:
+        raise ConfigError("--push needs --attest: it pushes the rebuild attestation.")
+    names = [n for n, _ in request.build_contexts]
+    if len(set(names)) != len(names):
+        raise ConfigError("--build-context: each NAME once.")
+    expected = expected_signer(request.signer, request.policy)
+    signer = None
+    if request.attest:
+        from modelseal.publish.run import SignOptions, make_signer
+
+        if request.sign is None:
+            raise ConfigError("--attest needs --sign key (with --signing-key FILE) or keyless.")
+        signer = make_signer(
+            SignOptions(
+                mode=request.sign,
+                key_file=request.signing_key,
+                trust_config=request.signer.trust_config,
+                attempts=request.policy.policy.sign.attempts,
+            )
+        )
+    started = time.time()
+    t0 = time.monotonic()
+    deadline = t0 + request.timeout_s
+    target = Path(request.target)
+    client = None
+    if target.exists() or target.is_symlink():
+        signed = plan.provenance_from_bundle(target, expected)
+    else:
+        try:
+            ref = ImageRef.parse(request.target, what="TARGET", allow_digest=True)
+        except ConfigError:
+            raise ConfigError(
+                f"TARGET {request.target!r} is neither a file (a provenance bundle) nor an image "
+                "reference (REGISTRY/REPOSITORY[:TAG][@sha256:…])."
+            ) from None
+        client = _registry_client(ref.host, ref.repository)
+        client.set_deadline(request.timeout_s, "rebuild timeout (--timeout)")
+        try:
+            signed, _, _, _ = plan.provenance_from_image(client, ref, expected)
+        except RegistryError as e:
+            raise RegistryError(
+                f"cannot read the provenance of {request.target}: {e.diagnostics()}",
+                method=e.method, path=e.path, status=e.status,
+            ) from None  # fmt: skip
+    rebuild_plan = plan.plan_from_statement(signed.statement)
+    hooks.notice(
+        f"modelseal: the provenance of {rebuild_plan.image_name}@{rebuild_plan.expected_digest} "
+        f"is signed by {signed.signer}."
+    )
+    verified_s = time.monotonic() - t0
+    with fsio.private_temp_dir("modelseal-rebuild-") as tmp:
+        work = Path(tmp)
+        checkout = source.prepare_source(request.source, rebuild_plan.commit, work)
+        contexts = runner.resolve_contexts(
+            rebuild_plan, dict(request.build_contexts), checkout.root
+        )
+        context_dir = source.inside(checkout.root, rebuild_plan.context, "source.context")
+        real_out, real_context = fsio.absolute(request.out_dir).resolve(), context_dir.resolve()
+        if real_out == real_context or real_context in real_out.parents:
+            # Its files (an earlier rebuild's layout) would be built into the image.
+            raise ConfigError(
+                f"--out-dir {request.out_dir} is inside the build context {context_dir}: what "
+                "the rebuild writes there would become part of the next build's context.",
+                hint="Give an --out-dir outside the source checkout.",
+            )
+        out_dir = fsio.ensure_dir(fsio.absolute(request.out_dir))
+        notes = [n for n in (checkout.note,) if n]
+        notes += [
+            f"build context {c.name} is the image {c.ref} without a digest: what it names "
+            "today may not be what was built"
+            for c in rebuild_plan.build_contexts
+            if c.type == "docker-image" and c.digest is None
+        ]
+        notes += source.check_models(context_dir, rebuild_plan.models)
+        if checkout.note:
+            hooks.notice(f"modelseal: {checkout.note}.")
+        t1 = time.monotonic()
+        with hooks.progress() as progress:
+            built = runner.build(
+                rebuild_plan, checkout, contexts, out_dir,
+                builder=request.builder, progress=progress,
+            )  # fmt: skip
+        t2 = time.monotonic()
+        fetch = None
+        if built.digest != rebuild_plan.expected_digest:
+            try:
+                image = ImageRef.parse(rebuild_plan.image_name, what="subject", allow_digest=True)
+            except ConfigError:
+                image = None
+            if image is not None:
+                fetch = runner.skopeo_fetch(
+                    image.name, rebuild_plan.expected_digest, local=image.is_local,
+                    deadline=deadline, credentials=registry_credentials(image.host),
+                )  # fmt: skip
+        comparison = runner.compare(rebuild_plan, built, work, deadline=deadline, fetch=fetch)
+        t3 = time.monotonic()
+    result = report.RebuildReport(
+        target=request.target,
+        plan=rebuild_plan,
+        built=built,
+        comparison=comparison,
+        signer=signed.signer,
+        provenance_source=signed.source,
+        checkout={"checkout": checkout.how, "path": str(checkout.root)},
+        notes=tuple(notes) + comparison.notes,
+        timings={
+            "verify_s": verified_s, "build_s": t2 - t1, "compare_s": t3 - t2,
+            "total_s": t3 - t0,
+        },
+        started_at=rfc3339(started),
+        finished_at=rfc3339(time.time()),
+    )  # fmt: skip
+    path = out_dir / "rebuild.json"
+    runner.write_json(path, result.to_json())
+    if signer is not None:
+        signed_att, bundle = attest.sign_report(result, signer, out_dir)
+        referrer = None
+        if request.push:
+            image = ImageRef.parse(rebuild_plan.image_name, what="subject", allow_digest=True)
+            if client is None or client.repository != image.repository:
+                client = _registry_client(image.host, image.repository)
+            client.set_deadline(request.timeout_s, "rebuild timeout (--timeout)")
+            referrer = attest.push_attestation(client, rebuild_plan.expected_digest, signed_att)
+        from dataclasses import replace
+
+        result = replace(result, attestation={"bundle": str(bundle), "referrer": referrer})
+        runner.write_json(path, result.to_json())
+    return RebuildOutcome(result, path)
+
+
+def _registry_client(host: str, repository: str) -> RegistryClient:
+    """A registry client with the credentials for ``host`` (as ``verify`` and ``run`` use)."""
+    from modelseal.publish.publisher import registry_credentials, registry_token_hosts
+    from modelseal.publish.registry import RegistryClient
+
+    return RegistryClient(
+        host, repository, auth=registry_credentials(host), token_hosts=registry_token_hosts()
+    )

@@ -48,6 +48,7 @@ class RunOptions:
     rebuild_on: str | None = None  # same | fresh | BUILDER; None: the policy's build.rebuild_on
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
+    docker_host: str | None = None  # the engine to build on; None: $DOCKER_HOST
     publish: bool = False  # the run publishes on a pass (build.rebuild_check: publish)
     # The evidence cache's directory (modelseal.evcache); None: no cache (--no-evidence-cache).
     evidence_cache: Path | None = None

@@ -21,6 +21,7 @@ from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagebuild.bases import BaseRef, classify_bases
+from modelseal.imagebuild.compare import compare_platforms, describe_differences
 from modelseal.imagebuild.context import NORMALIZATION_VERSION, DockerIgnore, normalize_context
 from modelseal.imagebuild.dockerfile import Dockerfile, parse_dockerfile
 from modelseal.imagebuild.engine import (
@@ -31,14 +32,12 @@ from modelseal.imagebuild.engine import (
     probe_engine,
 )
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
-from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout, diff_images
+from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout
 from modelseal.pipeline import Context
 from modelseal.publish.build_environment import path_in_repository, public_context_url
 
 #: Seconds one `docker buildx build` may take.
 BUILD_TIMEOUT = 3600.0
-#: How many differing paths a not-reproducible finding quotes.
-MAX_PATHS = 20
 
 
 def build_platforms(ctx: Context) -> tuple[str, ...]:
@@ -131,6 +130,7 @@ class BuildGate(RegisteredGate):
         with ThreadPoolExecutor(max_workers=1) as pool:
             probe = pool.submit(
                 probe_engine,
+                docker_host=opts.docker_host,
                 builder=opts.builder or policy.builder,
                 buildkit_image=opts.buildkit_image or policy.buildkit_image or BUILDKIT_IMAGE,
             )
@@ -573,17 +573,14 @@ def _single_or_top(out: BuildOutput) -> str:
 def _compare(first: BuildOutput, second: BuildOutput, where: str = "same") -> list[Finding]:
     """A not-reproducible finding per platform whose manifests differ; ``where`` is the
     engine or builder the second build ran on (``build.rebuild_on`` as reported)."""
-    findings = []
-    for platform, digest in first.platform_manifests.items():
-        other = second.platform_manifests.get(platform)
-        if other == digest:
-            continue
-        if other is None:
-            diffs = [ImageDifference("platforms", platform, "missing")]
-        else:
-            diffs = diff_images(first.layout, digest, second.layout, other)
-        findings.append(_not_reproducible(platform, digest, other or "missing", diffs, where))
-    return findings
+    return [
+        _not_reproducible(
+            m.platform, m.expected or "missing", m.actual or "missing", m.differences, where
+        )
+        for m in compare_platforms(
+            first.layout, first.platform_manifests, second.layout, second.platform_manifests
+        )
+    ]
 
 
 _REBUILT_ON = {
@@ -593,26 +590,14 @@ _REBUILT_ON = {
 
 
 def _not_reproducible(
-    platform: str, first: str, second: str, diffs: list[ImageDifference], rebuilt_on: str = "same"
+    platform: str,
+    first: str,
+    second: str,
+    diffs: Sequence[ImageDifference],
+    rebuilt_on: str = "same",
 ) -> Finding:
-    evidence: dict[str, str] = {"first": first, "second": second, "rebuilt_on": rebuilt_on}
-    summary: list[str] = []
-    for d in diffs:
-        if d.paths:
-            shown = [f"/{p.path} ({p.what})" for p in d.paths[:MAX_PATHS]]
-            more = len(d.paths) - MAX_PATHS
-            evidence[d.part] = (
-                f"{d.left} ≠ {d.right}: "
-                + ", ".join(shown)
-                + (f" (+{more} more)" if more > 0 else "")
-            )
-            summary.append(f"{d.part}: " + ", ".join(f"/{p.path}" for p in d.paths[:3]))
-        elif d.config_keys:
-            evidence[d.part] = f"{d.left} ≠ {d.right}: keys " + ", ".join(d.config_keys[:MAX_PATHS])
-            summary.append(f"config: {', '.join(d.config_keys[:3])}")
-        else:
-            evidence[d.part] = f"{d.left} ≠ {d.right}"
-            summary.append(d.part)
+    details, summary = describe_differences(diffs)
+    evidence = {"first": first, "second": second, "rebuilt_on": rebuilt_on} | details
     where = next((d.part for d in diffs if d.part.startswith("layer")), None)
     return Finding(
         gate="build",

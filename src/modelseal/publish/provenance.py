@@ -31,6 +31,8 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
   resolvable elsewhere), ``{"type": "url", "uri"}`` (a git or HTTP context);
 * ``policy`` — ``{"path", "sha256"[, "ref"]}`` of the policy file the gates were judged by
   (``ref``: the git ref it was read from, with ``--policy-ref``);
+* ``network`` — ``"none"`` or ``"default"``: the ``--network`` of the build's ``RUN`` steps
+  (``build.allow_network``); absent in older provenance, which means ``"none"``;
 * ``platforms`` — the platforms built (``["linux/amd64", "linux/arm64"]``), when more than
   one or when asked for;
 * ``labels``, ``annotations`` — ``{key: value}`` given with ``--label`` / ``--annotation``
@@ -236,6 +238,9 @@ class ProvenanceInput:
     the URL given)."""
     normalization_version: int | None = None
     """:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION` of the build."""
+    network: str | None = None
+    """The build's ``--network`` (``none`` or ``default``, the build gate's ``network``
+    fact); None: not stated."""
 
     def __post_init__(self) -> None:
         if not self.image_name or "@" in self.image_name:
@@ -258,6 +263,8 @@ class ProvenanceInput:
                 not path or path.startswith("/") or path == ".." or path.startswith("../")
             ):
                 raise ConfigError(f"{path!r} is not a path inside the repository.")
+        if self.network not in (None, "none", "default"):
+            raise ConfigError(f"network {self.network!r} is not none or default.")
         for context, recorded in self.build_contexts.items():
             _build_context(context, recorded)  # refuses what it cannot state
         for name in ("build_args", "labels", "annotations", "build_contexts"):
@@ -356,6 +363,8 @@ def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
         params["policy"] = _given(
             ("path", p.policy_path), ("sha256", p.policy_sha256), ("ref", p.policy_ref)
         )
+    if p.network:
+        params["network"] = p.network
     # Only when set, so the provenance of a run that used none of them reads as before.
     params |= _given(
         ("platforms", list(p.platforms)),
@@ -511,6 +520,7 @@ def provenance_input_from_env(
     dockerfile_path: str | None = None,
     build_contexts: Mapping[str, str] | None = None,
     normalization_version: int | None = None,
+    network: str | None = None,
 ) -> ProvenanceInput:
     """A :class:`ProvenanceInput` whose source, workflow, builder and invocation come from
     :func:`detect_build_environment`; ``invocation_id`` overrides the detected one."""
@@ -548,4 +558,5 @@ def provenance_input_from_env(
         dockerfile_path=dockerfile_path,
         build_contexts=dict(build_contexts or {}),
         normalization_version=normalization_version,
+        network=network,
     )

@@ -98,7 +98,8 @@ def _builder(facts: Mapping[str, str]) -> dict[str, str]:
 def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
     """The build gate's facts a rebuild needs beyond the usual ones, as keyword arguments of
     :func:`~modelseal.publish.provenance.provenance_input_from_env`: the context and Dockerfile
-    paths inside the repository, the named build contexts, the normalization version."""
+    paths inside the repository, the named build contexts, the normalization version, the
+    network of the ``RUN`` steps."""
     version = facts.get("context.normalization")
     return {
         "context_path": facts.get("source.context"),
@@ -109,6 +110,7 @@ def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
             if k.startswith("build_context.")
         },
         "normalization_version": int(version) if version and version.isdigit() else None,
+        "network": facts.get("network"),
     }
 
 

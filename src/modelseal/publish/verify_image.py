@@ -176,7 +176,6 @@ def verify_image(
     pinned = ref.digest
     client = (client_factory or _client)(ref.host, ref.repository)
     client.set_deadline(options.timeout_s, "verify timeout (--timeout, verify.timeout_seconds)")
-    limits = client.limits
     try:
         _, body, digest = client.get_manifest(pinned or ref.tag or "latest")
     except RegistryError as e:
@@ -188,107 +187,10 @@ def verify_image(
             f"{text}: the registry's manifest does not match {pinned or digest} (tampered or "
             "wrong registry answer)."
         )
-    signers: list[str] = []
-    problems: list[str] = []
-    image_signed = False
-    statements: dict[str, list[Mapping[str, Any]]] = {}
     rebuilds = _RebuildTally(options.rebuilders, digest, client.check_deadline)
-
-    def note(where: str, e: Error) -> None:
-        problems.append(_plain(f"{where}: {e.diagnostics()}"))
-
-    # Sigstore bundle referrers: the image signature and attestations
-    for desc in _referrers(client, digest, problems):
-        ref_digest = desc.get("digest")
-        if not isinstance(ref_digest, str) or not DIGEST_RE.match(ref_digest):
-            problems.append("a referrer descriptor without a valid digest (ignored)")
-            continue
-        where = f"referrer {ref_digest}"
-        client.check_deadline(f"verifying {where}")
-        try:
-            _, rbody, _ = client.get_manifest(ref_digest)
-            manifest = json.loads(rbody)
-            layer_digest = manifest["layers"][0]["digest"]
-            if not isinstance(layer_digest, str) or not DIGEST_RE.match(layer_digest):
-                raise CosignFormatError("the bundle layer has no valid digest")
-            bundle = client.get_blob(layer_digest)
-            annotations = manifest.get("annotations")
-            if not isinstance(annotations, dict):
-                annotations = {}
-            content = annotations.get(BUNDLE_CONTENT_ANNOTATION)
-            if content == "message-signature":
-                verified = verify_bundle(bundle, payload=body, expected=options.expected)
-                image_signed = True
-            else:
-                if annotations.get(BUNDLE_PREDICATE_TYPE_ANNOTATION) == REBUILD_PREDICATE and (
-                    rebuilds.consider(_bundle_verifier(bundle), where)
-                ):
-                    continue
-                verified = verify_bundle(bundle, payload=None, expected=options.expected)
-                _collect(verified.statement, digest, statements)
-            signers.append(_who(verified))
-        except _CANNOT_RUN:
-            raise
-        except _MALFORMED as e:
-            note(where, e if isinstance(e, Error) else CosignFormatError(f"malformed ({e})"))
-
-    # cosign v2 .sig / .att
-    for kind in ("sig", "att"):
-        try:
-            _, sbody, _ = client.get_manifest(cosign_tag(digest, kind))
-        except _CANNOT_RUN:
-            raise
-        except RegistryError as e:
-            if e.status != 404:
-                note(f"cosign .{kind}", e)
-            continue
-        try:
-            if kind == "sig":
-                sig_layers = parse_sig_manifest(
-                    sbody,
-                    lambda d: client.get_blob(d, "signature"),
-                    limits.max_signature_layers,
-                )
-                for layer in sig_layers:
-                    client.check_deadline("verifying cosign .sig layers")
-                    try:
-                        _, named = parse_simple_signing_payload(layer.content)
-                        if named != digest:
-                            raise VerificationError(f"the payload names {named}, not {digest}")
-                        verified = verify_cosign_signature(
-                            layer.content, layer.annotations, options.expected
-                        )
-                        image_signed = True
-                        signers.append(_who(verified))
-                    except _CANNOT_RUN:
-                        raise
-                    except _MALFORMED as e:
-                        note("cosign .sig layer", _as_error(e))
-            else:
-                att_layers = parse_att_manifest(sbody, client.get_blob, limits.max_signature_layers)
-                for layer in att_layers:
-                    client.check_deadline("verifying cosign .att layers")
-                    hint = layer.annotations.get(PREDICATE_TYPE_ANNOTATION)
-                    if hint == REBUILD_PREDICATE and rebuilds.consider(
-                        _att_verifier(layer.content, layer.annotations),
-                        "cosign .att layer",
-                    ):
-                        continue
-                    try:
-                        verified = verify_cosign_attestation(
-                            layer.content, layer.annotations, options.expected
-                        )
-                        _collect(verified.statement, digest, statements)
-                        signers.append(_who(verified))
-                    except _CANNOT_RUN:
-                        raise
-                    except _MALFORMED as e:
-                        note("cosign .att layer", _as_error(e))
-        except _CANNOT_RUN:
-            raise
-        except _MALFORMED as e:
-            note(f"cosign .{kind}", _as_error(e))
-    client.check_deadline("verifying")
+    found = gather_signed(client, digest, body, options.expected, rebuilds)
+    signers, problems, image_signed = found.signers, found.problems, found.image_signed
+    statements = found.statements
 
     why = f" ({'; '.join(problems[:3])})" if problems else ""
     checks = [
@@ -322,6 +224,135 @@ def verify_image(
         statements={k: v[0] for k, v in statements.items() if v},
         rebuilds=votes,
     )
+
+
+@dataclass
+class Gathered:
+    """What :func:`gather_signed` found signed by the expected signer for one image digest."""
+
+    image_signed: bool = False
+    """A signature of the image itself (bundle referrer or cosign ``.sig``)."""
+    signers: list[str] = field(default_factory=list)
+    """Who signed each verified signature or attestation, in the order found."""
+    problems: list[str] = field(default_factory=list)
+    """Why a signature or attestation did not count (printable text)."""
+    statements: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    """predicateType → the verified in-toto statements whose subject is the digest."""
+
+
+def gather_signed(
+    client: RegistryClient,
+    digest: str,
+    image_manifest: bytes,
+    expected: ExpectedSigner,
+    rebuilds: _RebuildTally | None = None,
+) -> Gathered:
+    """Every signature and attestation of ``digest`` (whose manifest bytes are ``image_manifest``)
+    that verifies as ``expected``'s: Sigstore bundle referrers, cosign v2 ``.sig`` and
+    ``.att``. Anything else is a problem noted, never trusted; a registry that cannot answer,
+    or breaks a limit, raises (:class:`RegistryUnavailable`, :class:`RegistryLimitError`).
+    ``rebuilds``: the required rebuilders, tried on the attestations annotated as rebuilds
+    (one a rebuilder signed is theirs, not the image signer's)."""
+    found = Gathered()
+    rebuilds = rebuilds or _RebuildTally((), digest, client.check_deadline)
+
+    def note(where: str, e: Error) -> None:
+        found.problems.append(_plain(f"{where}: {e.diagnostics()}"))
+
+    # Sigstore bundle referrers: the image signature and attestations
+    for desc in _referrers(client, digest, found.problems):
+        ref_digest = desc.get("digest")
+        if not isinstance(ref_digest, str) or not DIGEST_RE.match(ref_digest):
+            found.problems.append("a referrer descriptor without a valid digest (ignored)")
+            continue
+        where = f"referrer {ref_digest}"
+        client.check_deadline(f"verifying {where}")
+        try:
+            _, rbody, _ = client.get_manifest(ref_digest)
+            manifest = json.loads(rbody)
+            layer_digest = manifest["layers"][0]["digest"]
+            if not isinstance(layer_digest, str) or not DIGEST_RE.match(layer_digest):
+                raise CosignFormatError("the bundle layer has no valid digest")
+            bundle = client.get_blob(layer_digest)
+            annotations = manifest.get("annotations")
+            if not isinstance(annotations, dict):
+                annotations = {}
+            content = annotations.get(BUNDLE_CONTENT_ANNOTATION)
+            if content == "message-signature":
+                verified = verify_bundle(bundle, payload=image_manifest, expected=expected)
+                found.image_signed = True
+            else:
+                if annotations.get(BUNDLE_PREDICATE_TYPE_ANNOTATION) == REBUILD_PREDICATE and (
+                    rebuilds.consider(_bundle_verifier(bundle), where)
+                ):
+                    continue
+                verified = verify_bundle(bundle, payload=None, expected=expected)
+                _collect(verified.statement, digest, found.statements)
+            found.signers.append(_who(verified))
+        except _CANNOT_RUN:
+            raise
+        except _MALFORMED as e:
+            note(where, e if isinstance(e, Error) else CosignFormatError(f"malformed ({e})"))
+
+    # cosign v2 .sig / .att
+    for kind in ("sig", "att"):
+        try:
+            _, sbody, _ = client.get_manifest(cosign_tag(digest, kind))
+        except _CANNOT_RUN:
+            raise
+        except RegistryError as e:
+            if e.status != 404:
+                note(f"cosign .{kind}", e)
+            continue
+        try:
+            if kind == "sig":
+                sig_layers = parse_sig_manifest(
+                    sbody,
+                    lambda d: client.get_blob(d, "signature"),
+                    client.limits.max_signature_layers,
+                )
+                for layer in sig_layers:
+                    client.check_deadline("verifying cosign .sig layers")
+                    try:
+                        _, named = parse_simple_signing_payload(layer.content)
+                        if named != digest:
+                            raise VerificationError(f"the payload names {named}, not {digest}")
+                        verified = verify_cosign_signature(
+                            layer.content, layer.annotations, expected
+                        )
+                        found.image_signed = True
+                        found.signers.append(_who(verified))
+                    except _CANNOT_RUN:
+                        raise
+                    except _MALFORMED as e:
+                        note("cosign .sig layer", _as_error(e))
+            else:
+                att_layers = parse_att_manifest(
+                    sbody, client.get_blob, client.limits.max_signature_layers
+                )
+                for layer in att_layers:
+                    client.check_deadline("verifying cosign .att layers")
+                    hint = layer.annotations.get(PREDICATE_TYPE_ANNOTATION)
+                    if hint == REBUILD_PREDICATE and rebuilds.consider(
+                        _att_verifier(layer.content, layer.annotations), "cosign .att layer"
+                    ):
+                        continue
+                    try:
+                        verified = verify_cosign_attestation(
+                            layer.content, layer.annotations, expected
+                        )
+                        _collect(verified.statement, digest, found.statements)
+                        found.signers.append(_who(verified))
+                    except _CANNOT_RUN:
+                        raise
+                    except _MALFORMED as e:
+                        note("cosign .att layer", _as_error(e))
+        except _CANNOT_RUN:
+            raise
+        except _MALFORMED as e:
+            note(f"cosign .{kind}", _as_error(e))
+    client.check_deadline("verifying")
+    return found
 
 
 #: What a hostile or broken registry answer can raise while it is taken apart: each is a
