@@ -28,6 +28,7 @@ INSTALL_SITES = (
     "Dockerfile",
     ".ci/wheelhouse.py",
     "benchmarks/models.py",
+    "workflows-examples/rebuild.yml",
 )
 #: Installed together into .venv (they must agree on shared packages).
 LOCKS = (

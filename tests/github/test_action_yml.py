@@ -28,7 +28,7 @@ def load(path: Path) -> Any:
 
 def test_examples_are_all_there() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.yml")) == [
-        "gitlab-ci.yml", "matrix.yml", "pull-request.yml", "release.yml",
+        "gitlab-ci.yml", "matrix.yml", "pull-request.yml", "rebuild.yml", "release.yml",
         "verify-before-deploy.yml",
     ]  # fmt: skip
 
@@ -147,6 +147,10 @@ def test_least_permissions(path: Path) -> None:
             "modelseal@" in s.get("uses", "")
             and str(s.get("with", {}).get("push")).lower() == "true"
             and s.get("with", {}).get("sign", "keyless") == "keyless"
+            # a rebuilder signs its rebuild attestation keyless
+            or "modelseal rebuild"
+            in s.get("run", "").replace('"', "").replace("$RUNNER_TEMP/modelseal/bin/", "")
+            and "--sign keyless" in s.get("run", "")
             for s in _steps(job)
         )
         assert (perms.get("id-token") == "write") == signs, f"{name}: id-token only to sign"
