@@ -117,6 +117,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.policy_command == "schema":
             sys.stdout.write(schema_text())
             return 0
+        if args.policy_command == "export":
+            return _export(args)
         if args.policy_command == "validate":
             path = args.file or args.policy or DEFAULT_POLICY
             loaded = load_policy(path)
@@ -254,6 +256,25 @@ def _rebuild(args: argparse.Namespace) -> int:
             print(_plain(line))
         print(_plain(f"report: {outcome.path}"))
     return int(outcome.exit_code)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from modelseal import fsio
+    from modelseal.admission import export_yaml, spec_from_policy
+
+    spec = spec_from_policy(
+        _load_policy(args),
+        image_patterns=tuple(args.image_pattern),
+        name=args.name,
+        require_sbom=args.require_sbom,
+        policy_sha256=args.policy_digest,
+    )
+    text = export_yaml(spec, args.export_format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        fsio.write_text_atomic(args.output, text)
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from modelseal import __version__
+from modelseal.admission import FORMATS
 from modelseal.app import DEFAULT_POLICY
 from modelseal.errors import ConfigError
 from modelseal.gates import GATES
@@ -112,6 +113,16 @@ def _seconds(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 86400:
         raise argparse.ArgumentTypeError(f"expected whole seconds from 1 to 86400, got {text!r}")
     return int(text)
+
+
+def _dns_name(text: str) -> str:
+    """A Kubernetes resource name (DNS-1123 subdomain, at most 253 characters)."""
+    label = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+    if len(text) > 253 or re.fullmatch(rf"{label}(\.{label})*", text) is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a Kubernetes name (lower-case letters, digits, '-' and '.'), got {text!r}"
+        )
+    return text
 
 
 def _pattern(name: str) -> Callable[[str], str]:
@@ -457,6 +468,29 @@ def build_parser() -> argparse.ArgumentParser:
         "schema", help="print the policy's JSON Schema",
         description="Print the JSON Schema of modelseal.yml (for editors and CI checks).",
     )  # fmt: skip
+    pe = pol_sub.add_parser(
+        "export", parents=[common], formatter_class=fmt,
+        help="write an admission policy that enforces the policy's verify section",
+        description="Write a ready-to-apply admission policy that enforces at deploy time what "
+        "`modelseal verify` enforces, from the policy's verify section: the signer, the SLSA "
+        "provenance's builder id and source repository, a PASSED scan report no older than "
+        "verify.max_scan_age_days, and optionally the SBOM attestation. Formats: kyverno "
+        "(ClusterPolicy, JMESPath), kyverno-ivp (ImageValidatingPolicy, CEL), "
+        "policy-controller (Sigstore ClusterImagePolicy, Rego).",
+    )  # fmt: skip
+    pe.add_argument("--format", required=True, choices=FORMATS, dest="export_format",
+                    help="the admission controller's resource")  # fmt: skip
+    pe.add_argument("--image-pattern", action="append", default=[], metavar="GLOB",
+                    help="images the policy applies to, e.g. 'ghcr.io/org/*' (repeatable)")  # fmt: skip
+    pe.add_argument("--name", type=_dns_name, metavar="NAME",
+                    help="the resource's metadata.name (default: modelseal- and the policy "
+                    "file's SHA-256 prefix)")  # fmt: skip
+    pe.add_argument("--require-sbom", action="store_true",
+                    help="also require the CycloneDX SBOM attestation")  # fmt: skip
+    pe.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
+                    help="the scan report must name the policy with this digest")  # fmt: skip
+    pe.add_argument("-o", "--output", type=Path, metavar="FILE",
+                    help="write here (created fresh; default: standard output)")  # fmt: skip
 
     mdl = sub.add_parser(
         "models", help="pin, verify and scan model files (the models gate, on its own)",
