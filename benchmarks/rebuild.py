@@ -88,7 +88,9 @@ def main() -> int:
             app = repo / "app"
             private, public = generate_ephemeral_key(work / "keys")
             policy = work / "policy.yml"
-            policy.write_text("version: 1\nbuild:\n  rebuild_check: never\n")
+            policy.write_text(
+                "version: 1\nbuild:\n  rebuild_check: never\npublish:\n  attestations: [provenance]\n"
+            )
             env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
             env.pop("MODELSEAL_KEY_PASSWORD", None)
             image = f"{host}/bench/rebuild:1"
