@@ -239,7 +239,7 @@ def test_run_push_submits_the_signed_attestations(
     for name, ident in record["github_attestations"].items():
         stored = next(s for s in api.stored if s.id == ident)
         assert stored.bundle == json.loads((out / "bundles" / f"{name}.sigstore.json").read_text())
-    assert RegistryClient(registry, "seal/gh-att").get_manifest("stable")[0] == digest
+    assert RegistryClient(registry, "seal/gh-att").get_manifest("stable")[2] == digest
     # The token reached the Authorization header only.
     for text in (printed.out, printed.err, _all_text(out)):
         assert api.token not in text
