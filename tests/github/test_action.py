@@ -714,7 +714,9 @@ def test_the_github_attestation_ids_are_an_output_and_in_the_summary(tmp_path: P
     assert got["github-attestation-ids"] == '{"provenance":11,"sbom":12}'
     summary = render_summary(None, None, got)
     assert '| GitHub attestations | <code>{"provenance":11,"sbom":12}</code> |' in summary
-    assert "GitHub attestations" not in render_summary(None, None, {**got, "github-attestation-ids": ""})
+    assert "GitHub attestations" not in render_summary(
+        None, None, {**got, "github-attestation-ids": ""}
+    )
 
 
 def test_github_attestations_reach_the_run_only_when_pushing() -> None:
