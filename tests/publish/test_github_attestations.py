@@ -240,6 +240,7 @@ def test_run_push_submits_the_signed_attestations(
         stored = next(s for s in api.stored if s.id == ident)
         assert stored.bundle == json.loads((out / "bundles" / f"{name}.sigstore.json").read_text())
     assert RegistryClient(registry, "seal/gh-att").get_manifest("stable")[2] == digest
+    assert "  github    provenance: attestation 1000" in printed.out
     # The token reached the Authorization header only.
     for text in (printed.out, printed.err, _all_text(out)):
         assert api.token not in text
