@@ -132,6 +132,7 @@ def sign_options(
         key_file=key_file,
         trust_config=trust,
         attempts=policy.policy.sign.attempts,
+        public_transparency_log=policy.policy.sign.public_transparency_log,
     )
 
 
@@ -379,6 +380,9 @@ class RunRequest:
     trust_config: Path | None = None
     evidence_cache: Path | None = None
     """The evidence cache's directory (:mod:`modelseal.evcache`); None: no cache."""
+    github_attestations: bool = False
+    """Also submit the signed attestations to GitHub's attestation store (on top of the
+    policy's ``publish.github_attestations``)."""
 
 
 @dataclass(frozen=True)
@@ -419,6 +423,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
     # trust config) must be the ones committed with it, or a PR could loosen them instead.
     trusted = check_trust_inputs(policy, request.context)
     signer = None
+    github = None
     tags: tuple[str, ...] = ()
     if request.tags and request.push is None:
         raise ConfigError("--tag needs --push IMAGE: tags are moved only when publishing.")
@@ -437,6 +442,20 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
                 trust_config=request.trust_config,
             )
         )
+        if request.github_attestations or policy.policy.publish.github_attestations:
+            from modelseal.publish.github_attestations import github_target
+
+            if signer is None:
+                raise ConfigError(
+                    "publish.github_attestations (github-attestations) submits the signed "
+                    "attestations to GitHub, but sign mode is none: sign keyless or with a key."
+                )
+            if not policy.policy.publish.attestations:
+                raise ConfigError(
+                    "publish.github_attestations: publish.attestations is empty, so there is "
+                    "no attestation to submit."
+                )
+            github = github_target()
     if request.build_contexts and (not gates or "build" in gates):
         from modelseal.imagebuild.gate import check_build_contexts
 
@@ -524,6 +543,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         attestations=tuple(policy.policy.publish.attestations),
         pusher=policy.policy.publish.pusher,
         repo_dir=request.context.resolve(),
+        github=github,
     )
     return RunOutcome(
         policy=policy, verdict=verdict, report=report, pipeline=result, paths=paths,
@@ -781,6 +801,7 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
                 key_file=request.signing_key,
                 trust_config=request.signer.trust_config,
                 attempts=request.policy.policy.sign.attempts,
+                public_transparency_log=request.policy.policy.sign.public_transparency_log,
             )
         )
     started = time.time()

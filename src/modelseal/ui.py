@@ -132,6 +132,8 @@ def print_published(published: PublishResult, out_dir: Path) -> None:
         print(f"  tag       {plain(f'{published.image}:{tag}')}")
     for name, path in sorted(published.bundles.items()):
         print(f"  bundle    {plain(name)}: {plain(path)}")
+    for name, ident in sorted(published.github_attestations.items()):
+        print(f"  github    {plain(name)}: attestation {ident}")
     print(f"  details   {plain(out_dir / 'publish.json')}")
 
 

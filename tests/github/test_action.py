@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -99,6 +100,12 @@ def test_everything_set() -> None:
         ({"push": "true"}, "input image: required when push is true"),
         ({"push": "true", "image": "r.io/x", "sign": "key"}, "input key-file: required when"),
         ({"key-file": "k.pem", "sign": "keyless"}, "input key-file: only used with sign: key"),
+        ({"github-attestations": "yes"}, "input github-attestations: expected true or false"),
+        ({"github-attestations": "true"}, "input github-attestations: submits what is published"),
+        (
+            {"github-attestations": "true", "push": "true", "image": "r.io/x", "sign": "none"},
+            "input github-attestations: submits signed attestations: sign is none",
+        ),
         ({"build-args": "-X=1"}, "input build-args: line 1: expected NAME=VALUE"),
         ({"build-args": "NOVALUE"}, "input build-args: line 1: expected NAME=VALUE"),
         ({"build-args": "A=1\nB C=2"}, "input build-args: line 2: expected NAME=VALUE"),
@@ -694,6 +701,28 @@ def test_collect_outputs_after_publishing(tmp_path: Path) -> None:
     assert got["report-path"] == str(out / "report.json")
     assert got["verdict"] == "PASSED" and got["exit-code"] == "0"
     assert got["policy-digest"] == "sha256:" + "f" * 64 and got["policy-ref"] == ""
+    assert got["github-attestation-ids"] == ""
+
+
+def test_the_github_attestation_ids_are_an_output_and_in_the_summary(tmp_path: Path) -> None:
+    published = PublishResult(
+        image="r.example/x", digest=DIGEST, tags=(), signed=True,
+        github_attestations={"sbom": 12, "provenance": 11},
+    )  # fmt: skip
+    got = collect_outputs(tmp_path, None, published, 0)
+    assert json.loads(got["github-attestation-ids"]) == {"provenance": 11, "sbom": 12}
+    assert got["github-attestation-ids"] == '{"provenance":11,"sbom":12}'
+    summary = render_summary(None, None, got)
+    assert '| GitHub attestations | <code>{"provenance":11,"sbom":12}</code> |' in summary
+    assert "GitHub attestations" not in render_summary(
+        None, None, {**got, "github-attestation-ids": ""}
+    )
+
+
+def test_github_attestations_reach_the_run_only_when_pushing() -> None:
+    on = parse_inputs(env_of(push="true", image="r.io/x", github_attestations="true"))
+    assert on.github_attestations and run_request(on, POLICY_DEFAULTS).github_attestations
+    assert not run_request(parse_inputs({}), POLICY_DEFAULTS).github_attestations
 
 
 def test_collect_outputs_without_publishing_reads_the_build_evidence(tmp_path: Path) -> None:

@@ -154,6 +154,12 @@ def test_least_permissions(path: Path) -> None:
             for s in _steps(job)
         )
         assert (perms.get("id-token") == "write") == signs, f"{name}: id-token only to sign"
+        stores = any(
+            "modelseal@" in s.get("uses", "")
+            and str(s.get("with", {}).get("github-attestations")).lower() == "true"
+            for s in _steps(job)
+        )
+        assert (perms.get("attestations") == "write") == stores, f"{name}: attestations"
         uploads = any("upload-sarif" in s.get("uses", "") for s in _steps(job))
         assert (perms.get("security-events") == "write") == uploads, name
         assert "timeout-minutes" in job, name

@@ -45,6 +45,7 @@ INPUT_ENV: Final[Mapping[str, str]] = MappingProxyType(
         "platforms": "MODELSEAL_PLATFORMS",
         "push": "MODELSEAL_PUSH",
         "github-token": "MODELSEAL_GITHUB_TOKEN",
+        "github-attestations": "MODELSEAL_GITHUB_ATTESTATIONS",
         "sign": "MODELSEAL_SIGN",
         "key-file": "MODELSEAL_KEY_FILE",
         "trust-config": "MODELSEAL_TRUST_CONFIG",
@@ -70,6 +71,7 @@ DEFAULTS: Final[Mapping[str, str]] = MappingProxyType(
         "context": ".",
         "out-dir": "modelseal-out",
         "push": "false",
+        "github-attestations": "false",
         "verify-issuer": GITHUB_OIDC_ISSUER,
         "github-token": "${{ github.token }}",  # evaluated by the runner, never by modelseal
     }
@@ -122,6 +124,8 @@ class ActionInputs:
     """keyless, key or none; None: the policy's ``sign.mode`` (keyless unless set)."""
     key_file: str | None = None
     trust_config: str | None = None
+    github_attestations: bool = False
+    """Submit the signed attestations to GitHub's attestation store (with push)."""
     build_args: tuple[tuple[str, str], ...] = ()
     build_contexts: tuple[tuple[str, str], ...] = ()
     builder: str | None = None
@@ -279,6 +283,7 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         except ConfigError as e:
             r.problem("image", str(e))
     push = r.boolean("push")
+    github_attestations = r.boolean("github-attestations")
     sign = cast("app.SignMode | None", r.choice("sign", SIGN_MODES))
     key_file = r.single("key-file")
     trust_config = r.single("trust-config")
@@ -324,6 +329,10 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
             r.problem("policy-ref", str(e))
     if push and image is None and not any(n in ("image", "tags") for n, _ in r.problems):
         r.problem("image", "required when push is true (or give full references in tags)")
+    if github_attestations and not push:
+        r.problem("github-attestations", "submits what is published: set push: true")
+    elif github_attestations and sign == "none":
+        r.problem("github-attestations", "submits signed attestations: sign is none")
     if push and sign == "key" and key_file is None:
         r.problem("key-file", "required when sign is key")
     if key_file is not None and sign not in ("key", None):
@@ -358,6 +367,7 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         sign=sign,
         key_file=key_file,
         trust_config=trust_config,
+        github_attestations=github_attestations,
         build_args=build_args,
         build_contexts=contexts,
         builder=builder,
@@ -484,6 +494,7 @@ def run_request(inputs: ActionInputs, policy: LoadedPolicy) -> app.RunRequest:
         sign=inputs.sign if inputs.push else None,
         key_file=_path(inputs.key_file) if inputs.push else None,
         trust_config=_path(inputs.trust_config) if inputs.push else None,
+        github_attestations=inputs.github_attestations and inputs.push,
         # Within the job (MODELSEAL_CACHE_DIR, set before this is built): action.yml's cache
         # step keeps only the Trivy DB between runs, never evidence.
         evidence_cache=evcache.default_dir(),

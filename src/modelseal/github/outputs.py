@@ -3,6 +3,7 @@ apply, so later steps can test it; paths absolute (later steps may run elsewhere
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ OUTPUT_NAMES: Final = (
     "sbom-path",
     "provenance-path",
     *(f"{kind}-bundle-path" for kind in BUNDLE_KINDS),
+    "github-attestation-ids",
     "policy-ref",
     "policy-digest",
 )
@@ -101,6 +103,11 @@ def collect_outputs(
                 if not found.is_absolute() and (out_dir / found).exists():
                     found = out_dir / found
                 outputs[f"{kind}-bundle-path"] = _existing(found.absolute())
+        if published.github_attestations:
+            # A JSON object (attestation name → id), for fromJSON() in later steps.
+            outputs["github-attestation-ids"] = json.dumps(
+                dict(sorted(published.github_attestations.items())), separators=(",", ":")
+            )
     outputs["digest"] = digest
     if judged is not None:
         outputs["policy-ref"] = judged.policy.ref or ""

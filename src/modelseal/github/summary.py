@@ -31,6 +31,8 @@ def render_summary(
         ("digest", code(outputs.get("digest")) or "—"),
         ("exit code", code(outputs.get("exit-code")) or "—"),
     ]
+    if outputs.get("github-attestation-ids"):
+        rows.append(("GitHub attestations", code(outputs["github-attestation-ids"])))
     if policy is not None:
         at = ""
         if policy.ref:

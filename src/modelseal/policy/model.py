@@ -603,6 +603,13 @@ class SignPolicy(BaseModel):
         le=10,
         description="Tries per Fulcio/Rekor request before the publish fails (with backoff).",
     )
+    public_transparency_log: bool = Field(
+        default=False,
+        description="Allow keyless signing with the public Sigstore (its Rekor log is public and "
+        "names the repository and workflow) in a private or internal GitHub repository's "
+        "Actions job. Off: such a run is a usage error before the build; use GitHub's private "
+        "Sigstore instance through trust_config, or a key.",
+    )
 
 
 class PublishPolicy(BaseModel):
@@ -632,6 +639,14 @@ class PublishPolicy(BaseModel):
         description="What pushes the image: skopeo (the documented path; without skopeo on PATH "
         "the publish is ERRORED, exit 3, before anything is signed) or builtin (modelseal's own "
         "OCI registry client, for runners without skopeo; single-platform images only).",
+    )
+    github_attestations: bool = Field(
+        default=False,
+        description="Also submit the signed attestations (those listed above) to the GitHub "
+        "repository's attestation store, for `gh attestation verify oci://IMAGE --owner ORG`: "
+        "after the image and its referrers are pushed, before the tags move. Needs a GitHub "
+        "Actions job with `attestations: write` and its token (GITHUB_TOKEN, or the Action's "
+        "github-token); elsewhere a usage error before the build.",
     )
 
 

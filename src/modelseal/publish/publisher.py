@@ -11,7 +11,12 @@ Order matters (fail closed):
 3. the signatures and attestations are stored: cosign v2 ``sha256-<hex>.sig`` / ``.att`` and
    Sigstore bundles as OCI referrers (or the fallback tag where the registry has no referrers
    API);
-4. the **tags are moved last**. Any failure before that leaves no tag pointing at the new
+4. with ``publish.github_attestations``, the signed attestation bundles are submitted to
+   GitHub's attestation store (:mod:`~modelseal.publish.github_attestations`) — after the
+   registry holds the image and everything attached, so an id GitHub returns always names a
+   digest that can be pulled and verified, and before any tag moves, so a refused submission
+   leaves the tags where they were;
+5. the **tags are moved last**. Any failure before that leaves no tag pointing at the new
    digest — an unsigned image is never reachable by tag.
 
 Credentials: ``MODELSEAL_REGISTRY_USERNAME`` / ``MODELSEAL_REGISTRY_PASSWORD``, else
@@ -46,6 +51,7 @@ from modelseal.publish.cosign import (
     sig_manifest,
     simple_signing_payload,
 )
+from modelseal.publish.github_attestations import GitHubTarget, submit_attestations
 from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
 from modelseal.publish.registry_auth import Credentials
 from modelseal.publish.registry_http import is_local_host
@@ -148,6 +154,8 @@ class PublishResult:
     bundles: Mapping[str, Path] = field(default_factory=dict)
     referrers: tuple[str, ...] = ()
     pushed_with: str = "skopeo"
+    github_attestations: Mapping[str, int] = field(default_factory=dict)
+    """Attestation name → the id GitHub's attestation store gave it (empty: not submitted)."""
 
     @property
     def reference(self) -> str:
@@ -165,6 +173,7 @@ class PublishResult:
             "bundles": {k: str(v) for k, v in sorted(self.bundles.items())},
             "referrers": list(self.referrers),
             "pushed_with": self.pushed_with,
+            "github_attestations": dict(sorted(self.github_attestations.items())),
         }
 
 
@@ -181,11 +190,17 @@ def publish(
     credentials: Credentials | None = None,
     client: RegistryClient | None = None,
     pusher: Pusher = "skopeo",
+    github: GitHubTarget | None = None,
 ) -> PublishResult:
     """Sign, push ``digest`` of ``layout``, attach, then tag; see the module docstring.
 
     ``pusher`` (``publish.pusher``): ``skopeo``, or ``builtin`` for modelseal's own client.
+    ``github``: submit the signed attestations to that repository's attestation store too.
     """
+    if github is not None and signer is None:
+        raise ConfigError(
+            "publish.github_attestations submits signed attestations, but sign mode is none."
+        )
     manifest_bytes = layout.blob(digest).read_bytes()
     if sha256_digest(manifest_bytes) != digest:
         raise PublishError(f"{layout.path}: the manifest blob does not match {digest}.")
@@ -219,6 +234,7 @@ def publish(
         ref.host, ref.repository, auth=credentials, token_hosts=registry_token_hosts()
     )
     moved: list[str] = []
+    github_ids: dict[str, int] = {}
     try:
         # 2. the image, by digest
         pushed_with = _push_image(ref, layout, digest, media_type, credentials, client, skopeo)
@@ -237,7 +253,22 @@ def publish(
                 for blob_digest, blob in blobs.items():
                     client.push_blob(blob_digest, blob)
                 referrers.append(str(client.add_referrer(digest, body)["digest"]))
-        # 4. tags, last
+        # 4. GitHub's attestation store, before any tag moves
+        if github is not None and signed_atts:
+            try:
+                github_ids = submit_attestations(
+                    github, [(a.name, s.bundle_json()) for a, s in signed_atts]
+                )
+            except PublishError as e:
+                raise PublishError(
+                    f"{ref.name}@{digest} is pushed with its signature and attestations "
+                    f"({len(referrers)} referrers), but submitting the attestations to GitHub's "
+                    f"attestation store of {github.repository} failed: {e.message} No tag was "
+                    "moved"
+                    + (f" ({', '.join(tags)} still point where they did)." if tags else "."),
+                    hint=e.hint,
+                ) from None
+        # 5. tags, last
         for tag in tags:
             client.tag(tag, digest, media_type)
             moved.append(tag)
@@ -260,6 +291,7 @@ def publish(
         bundles=bundles,
         referrers=tuple(referrers),
         pushed_with=pushed_with,
+        github_attestations=github_ids,
     )
 
 

@@ -19,6 +19,7 @@ from modelseal.errors import ConfigError, PublishError
 from modelseal.findings import GateResult
 from modelseal.models.mlbom import read_models_json
 from modelseal.oci import OciLayout, platform_manifests
+from modelseal.publish.github_attestations import GitHubTarget
 from modelseal.publish.provenance import (
     BaseImage,
     Byproduct,
@@ -50,6 +51,9 @@ class SignOptions:
     key_file: Path | None = None
     trust_config: Path | None = None
     attempts: int = 3
+    public_transparency_log: bool = False
+    """``sign.public_transparency_log``: keyless signing with the public Sigstore is allowed
+    in a private repository's GitHub Actions job."""
 
 
 def make_signer(options: SignOptions) -> Signer | None:
@@ -68,6 +72,10 @@ def make_signer(options: SignOptions) -> Signer | None:
     from modelseal.sign.keyless import KeylessSigner
     from modelseal.sign.trust import load_trust_config
 
+    if options.trust_config is None:
+        from modelseal.publish.github_attestations import check_public_log
+
+        check_public_log(public_transparency_log=options.public_transparency_log)
     return KeylessSigner(load_trust_config(options.trust_config), attempts=options.attempts)
 
 
@@ -133,8 +141,10 @@ def publish_run(
     repo_dir: Path | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    github: GitHubTarget | None = None,
 ) -> PublishResult:
-    """Attest, sign and publish the image a passing run built."""
+    """Attest, sign and publish the image a passing run built (and, with ``github``, submit
+    the signed attestations to that GitHub repository's attestation store)."""
     build = results.get("build")
     if build is None or "oci_layout" not in build.artifacts or "image.digest" not in build.facts:
         raise PublishError("nothing to publish: the build gate did not produce an image.")
@@ -206,6 +216,7 @@ def publish_run(
         created=epoch,
         credentials=registry_credentials(ref.host),
         pusher=pusher,
+        github=github,
     )
     data = result.to_json()
     data["provenance"] = str(out_dir / "provenance.intoto.json")
