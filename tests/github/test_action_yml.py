@@ -135,6 +135,18 @@ def _steps(job: dict[str, Any]) -> list[dict[str, Any]]:
     return list(job.get("steps") or [])
 
 
+def _signs_keyless(step: dict[str, Any]) -> bool:
+    """Whether a step signs keyless: the Action publishing with ``sign: keyless`` (its
+    default), or a rebuilder's ``modelseal rebuild … --sign keyless``."""
+    with_ = step.get("with", {})
+    if "modelseal@" in step.get("uses", ""):
+        return (
+            str(with_.get("push")).lower() == "true" and with_.get("sign", "keyless") == "keyless"
+        )
+    script = step.get("run", "").replace('"', "").replace("$RUNNER_TEMP/modelseal/bin/", "")
+    return "modelseal rebuild" in script and "--sign keyless" in script
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_least_permissions(path: Path) -> None:
     wf = load(path)
@@ -143,16 +155,7 @@ def test_least_permissions(path: Path) -> None:
         perms = job.get("permissions")
         assert isinstance(perms, dict), f"{name}: no permissions block"
         assert "write-all" not in str(perms)
-        signs = any(
-            "modelseal@" in s.get("uses", "")
-            and str(s.get("with", {}).get("push")).lower() == "true"
-            and s.get("with", {}).get("sign", "keyless") == "keyless"
-            # a rebuilder signs its rebuild attestation keyless
-            or "modelseal rebuild"
-            in s.get("run", "").replace('"', "").replace("$RUNNER_TEMP/modelseal/bin/", "")
-            and "--sign keyless" in s.get("run", "")
-            for s in _steps(job)
-        )
+        signs = any(_signs_keyless(s) for s in _steps(job))
         assert (perms.get("id-token") == "write") == signs, f"{name}: id-token only to sign"
         stores = any(
             "modelseal@" in s.get("uses", "")
