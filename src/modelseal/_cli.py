@@ -260,7 +260,8 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from modelseal import fsio
-    from modelseal.admission import export_yaml, spec_from_policy
+    from modelseal.admission import spec_from_policy
+    from modelseal.admission.export import export_yaml
 
     spec = spec_from_policy(
         _load_policy(args),

@@ -19,7 +19,8 @@ from ruamel.yaml import YAML
 from tests.admission.conftest import SCHEMAS, SOURCE_REPOSITORY, Sealed
 
 from modelseal._cli import main
-from modelseal.admission import ExportSpec, export_yaml
+from modelseal.admission import ExportSpec
+from modelseal.admission.export import export_yaml
 from modelseal.admission.policy_controller import (
     ATTESTATION_AUTHORITY,
     PROVENANCE,

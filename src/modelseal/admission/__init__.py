@@ -58,10 +58,6 @@ class ExportSpec:
     """Hex SHA-256 the scan report's ``policy.sha256`` must equal (``--policy-digest``)."""
 
 
-#: One renderer per format: the spec → the resource (a mapping dumped as YAML).
-Renderer = Callable[[ExportSpec], Mapping[str, Any]]
-
-
 def default_name(policy_sha256: str) -> str:
     """``modelseal-`` and the first 12 hex digits of the policy file's SHA-256."""
     return "modelseal-" + policy_sha256[:12]
@@ -114,29 +110,3 @@ def spec_from_policy(
         require_sbom=require_sbom,
         policy_sha256=policy_sha256,
     )
-
-
-def renderer(fmt: ExportFormat) -> Renderer:
-    """The renderer of ``fmt``."""
-    if fmt == "kyverno":
-        from modelseal.admission.kyverno import render
-    elif fmt == "kyverno-ivp":
-        from modelseal.admission.kyverno_ivp import render
-    elif fmt == "policy-controller":
-        from modelseal.admission.policy_controller import render
-    else:
-        raise ConfigError(f"unknown export format {fmt!r} (one of {', '.join(FORMATS)}).")
-    return render
-
-
-def export_yaml(spec: ExportSpec, fmt: ExportFormat) -> str:
-    """The exported resource of ``fmt`` as one YAML document, keys in the renderer's order."""
-    import io
-
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")
-    yaml.default_flow_style = False
-    out = io.StringIO()
-    yaml.dump(dict(renderer(fmt)(spec)), out)
-    return out.getvalue()
