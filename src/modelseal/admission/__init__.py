@@ -20,9 +20,8 @@ most ``max_scan_age_days`` old, and (``require_sbom``) a CycloneDX SBOM attestat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from modelseal.errors import ConfigError
 
