@@ -622,10 +622,12 @@ class PublishPolicy(BaseModel):
         "error before anything is built. Empty: no such tag may be given. The tags above are "
         "the policy's own and always allowed.",
     )
-    attestations: list[Literal["provenance", "sbom", "scan-report"]] = Field(
+    attestations: list[Literal["provenance", "sbom", "scan-report", "openvex"]] = Field(
         default=["provenance", "sbom", "scan-report"],
         description="Attestations attached to the image (as Sigstore bundle referrers and "
-        "cosign .att).",
+        "cosign .att). openvex: the run's OpenVEX document of accepted risks (predicateType "
+        "https://openvex.dev/ns, as cosign attest --type openvex), left out with a notice "
+        "when the verdict accepted none.",
     )
     pusher: Literal["skopeo", "builtin"] = Field(
         default="skopeo",

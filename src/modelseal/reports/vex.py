@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from modelseal.judge import Outcome
@@ -69,3 +70,19 @@ def _image_purl(report: Report) -> str | None:
         if g.result.gate == "build" and "image.digest" in g.result.facts:
             return image_purl(g.result.facts["image.digest"], None, None)
     return None
+
+
+def name_image(vex: Mapping[str, Any], digest: str, image_name: str) -> dict[str, Any]:
+    """``vex`` with its image product named where it is published: the nameless
+    ``pkg:oci/image@DIGEST`` the run wrote becomes ``pkg:oci/NAME@DIGEST?repository_url=…``,
+    the purl a scanner derives from the registry image (Trivy's ``--vex oci`` matches the
+    product by it). Other products are kept as they are."""
+    nameless, named = image_purl(digest, None, None), image_purl(digest, image_name, None)
+    statements = []
+    for st in vex.get("statements") or ():
+        products = [
+            {**p, "@id": named} if isinstance(p, Mapping) and p.get("@id") == nameless else p
+            for p in (st.get("products") or ())
+        ]
+        statements.append({**st, "products": products} if "products" in st else dict(st))
+    return {**vex, "statements": statements}
