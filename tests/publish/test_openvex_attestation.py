@@ -33,7 +33,8 @@ pytestmark = pytest.mark.engine
 ACCEPTED = (
     "vulnerabilities:\n  ignore:\n"
     "    - {id: CVE-2018-18074, package: requests, reason: no http redirects, expires: 2099-01-01}\n"
-    "    - {id: CVE-2023-45853, reason: minizip not shipped, expires: 2099-01-01}\n"
+    "    - {id: CVE-2023-45853, reason: minizip not shipped, expires: 2099-01-01,\n"
+    "       justification: vulnerable_code_not_present}\n"
 )
 VERIFY = ("--insecure-ignore-tlog=true", "--allow-http-registry")
 
@@ -126,10 +127,21 @@ def test_accepted_risks_are_published_as_a_signed_openvex_attestation(
         "CVE-2018-18074",
         "CVE-2023-45853",
     ]
-    for st in vex["statements"]:
+    by_id = {s["vulnerability"]["name"]: s for s in vex["statements"]}
+    for st in by_id.values():
         (product,) = st["products"]
         assert product["@id"] == named
-        assert st["status"] == "affected" and "Accepted by the modelseal policy" in st["action_statement"]  # fmt: skip
+    # accepted: affected, the reason as the action; accepted with a justification: not_affected
+    accepted, justified = by_id["CVE-2018-18074"], by_id["CVE-2023-45853"]
+    assert accepted["status"] == "affected" and "no http redirects" in accepted["action_statement"]
+    assert justified["status"] == "not_affected"
+    # the Debian package's epoch is a qualifier, as Trivy writes it (in the version, it never
+    # matches)
+    assert justified["products"][0]["subcomponents"] == [
+        {"@id": "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?epoch=1"}
+    ]
+    assert justified["justification"] == "vulnerable_code_not_present"
+    assert "minizip not shipped" in justified["status_notes"] and "action_statement" not in justified  # fmt: skip
 
     # cosign 2.5: the .att (its default) and the bundle referrer (--new-bundle-format)
     ref = f"{image}@{digest}"
@@ -153,14 +165,20 @@ def test_accepted_risks_are_published_as_a_signed_openvex_attestation(
     # Trivy --vex oci finds the attestation in the registry and reads its statements
     trivy = _trivy_vex_oci(ref, cache, tmp_path)
     assert "VEX attestation found" in trivy.stderr, trivy.stderr
-    ids = {
-        v["VulnerabilityID"]
-        for r in json.loads(trivy.stdout).get("Results") or ()
-        for v in r.get("Vulnerabilities") or ()
+    results = json.loads(trivy.stdout).get("Results") or ()
+    reported = {v["VulnerabilityID"] for r in results for v in r.get("Vulnerabilities") or ()}
+    suppressed = {
+        (m["Finding"]["VulnerabilityID"], m["Status"], m["Source"])
+        for r in results
+        for m in r.get("ExperimentalModifiedFindings") or ()
     }
-    # status affected (an accepted risk is not "not affected"): Trivy suppresses only
-    # not_affected and fixed, so both stay reported
-    assert {"CVE-2018-18074", "CVE-2023-45853"} <= ids
+    # Trivy suppresses not_affected (and fixed) statements only: the accepted risk stays
+    # reported, the justified one is suppressed, citing the attestation
+    assert "CVE-2018-18074" in reported and "CVE-2023-45853" not in reported
+    trivy_purl = f"pkg:oci/vex@{digest}?arch=amd64&repository_url={registry}%2Fseal%2Fvex"
+    assert suppressed == {
+        ("CVE-2023-45853", "not_affected", f"VEX attestation in OCI registry ({trivy_purl})")
+    }
 
 
 def _trivy_vex_oci(ref: str, cache: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -172,38 +190,14 @@ def _trivy_vex_oci(ref: str, cache: Path, tmp_path: Path) -> subprocess.Complete
         "HTTP_PROXY": "http://127.0.0.1:9",
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    return subprocess.run(
-        [
-            trivy,
-            "image",
-            "--debug",
-            "--image-src",
-            "remote",
-            "--insecure",
-            "--cache-dir",
-            str(cache),
-            "--cache-backend",
-            "memory",
-            "--skip-db-update",
-            "--skip-java-db-update",
-            "--skip-check-update",
-            "--skip-version-check",
-            "--offline-scan",
-            "--scanners",
-            "vuln",
-            "--vex",
-            "oci",
-            "--show-suppressed",
-            "--format",
-            "json",
-            ref,
-        ],  # fmt: skip
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    argv = [
+        trivy, "image", "--debug", "--image-src", "remote", "--insecure",
+        "--cache-dir", str(cache), "--cache-backend", "memory",
+        "--skip-db-update", "--skip-java-db-update", "--skip-check-update",
+        "--skip-version-check", "--offline-scan", "--scanners", "vuln",
+        "--vex", "oci", "--show-suppressed", "--format", "json", ref,
+    ]  # fmt: skip
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_openvex_without_accepted_risks_is_left_out_with_a_notice(

@@ -459,6 +459,22 @@ class IgnoreEntry(BaseModel):
         "fails the gate and says so.",
         strict=False,
     )
+    justification: (
+        Literal[
+            "component_not_present",
+            "vulnerable_code_not_present",
+            "vulnerable_code_not_in_execute_path",
+            "vulnerable_code_cannot_be_controlled_by_adversary",
+            "inline_mitigations_already_exist",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="An OpenVEX justification: the image is not affected, for this reason. "
+        "The VEX statement then says not_affected (which consumers such as Trivy's --vex oci "
+        "suppress) instead of affected with the reason as its action statement. The verdict "
+        "is the same either way.",
+    )
 
 
 class VulnerabilitiesPolicy(BaseModel):

@@ -3,7 +3,9 @@ accepted through an ``ignore`` entry.
 
 Accepting a risk is not the same as not being affected, so the statements say ``affected`` and
 carry the policy's reason and expiry as the action statement: honest for auditors, and a record
-that travels with the image.
+that travels with the image. Only an ignore entry that gives an OpenVEX ``justification`` (the
+team states the image is not affected, and why) makes its statement ``not_affected``, with the
+reason and expiry as ``status_notes``.
 """
 
 from __future__ import annotations
@@ -28,19 +30,26 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
             if d.outcome is not Outcome.IGNORED or d.ignore is None:
                 continue
             aliases = [a for a in f.evidence.get("aliases", "").split(",") if a]
-            products: list[dict[str, Any]] = [
-                {
-                    "@id": f"pkg:{_purl_type(f.evidence.get('ecosystem', ''))}/{f.evidence.get('package')}@{f.evidence.get('version')}"
-                }
-            ]
+            products: list[dict[str, Any]] = [{"@id": _package_purl(f.evidence)}]
             if image:
                 products = [{"@id": image, "subcomponents": products}]
+            said = f"Accepted by the modelseal policy ({report.policy_source}): {d.reason}"
+            # OpenVEX: not_affected takes a justification (or an impact statement, not both),
+            # affected an action statement
+            status: dict[str, str] = (
+                {"status": "affected", "action_statement": said}
+                if d.ignore.justification is None
+                else {
+                    "status": "not_affected",
+                    "justification": d.ignore.justification,
+                    "status_notes": said,
+                }
+            )
             statements.append(
                 {
                     "vulnerability": {"name": f.id, **({"aliases": aliases} if aliases else {})},
                     "products": products,
-                    "status": "affected",
-                    "action_statement": f"Accepted by the modelseal policy ({report.policy_source}): {d.reason}",
+                    **status,
                     "timestamp": Report.iso(report.finished_at),
                 }
             )
@@ -57,6 +66,18 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
         "tooling": f"modelseal {report.tool_version}",
         "statements": statements,
     }
+
+
+def _package_purl(evidence: Mapping[str, str]) -> str:
+    """The purl of the finding's package. A Debian or RPM version's epoch (``1:1.2.13-1``) is
+    the ``epoch`` qualifier, not part of the version, as scanners write it: with the epoch in
+    the version, Trivy's ``--vex`` never matches the statement to the package."""
+    kind = _purl_type(evidence.get("ecosystem", ""))
+    version = evidence.get("version") or ""
+    epoch, colon, rest = version.partition(":")
+    if kind.split("/")[0] in ("deb", "rpm") and colon and epoch.isdigit():
+        return f"pkg:{kind}/{evidence.get('package')}@{rest}?epoch={epoch}"
+    return f"pkg:{kind}/{evidence.get('package')}@{version}"
 
 
 def _purl_type(ecosystem: str) -> str:
