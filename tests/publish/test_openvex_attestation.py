@@ -24,7 +24,7 @@ from modelseal._cli import main
 from modelseal._tools import find_tool
 from modelseal.oci import image_purl
 from modelseal.publish.registry import RegistryClient
-from modelseal.publish.statements import OPENVEX_PREDICATE
+from modelseal.publish.statements import OPENVEX_PREDICATE, SCAN_REPORT_PREDICATE
 from modelseal.publish.verify_image import gather_signed
 from modelseal.sign.expected import ExpectedSigner
 
@@ -153,14 +153,11 @@ def test_accepted_risks_are_published_as_a_signed_openvex_attestation(
         "--key", str(keys[1]), *VERIFY, "--type", "openvex", ref,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    # the image signature, both ways, with the same key
-    proc = cosign("verify", "--key", str(keys[1]), *VERIFY, ref)
-    assert proc.returncode == 0, proc.stderr
-    proc = cosign(
-        "verify", "--new-bundle-format", "--trusted-root", str(cosign.trusted_root),
-        "--key", str(keys[1]), *VERIFY, ref,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    # the image signature (.sig) and the other attestations of the run, as the README says
+    assert cosign("verify", "--key", str(keys[1]), *VERIFY, ref).returncode == 0
+    for kind in ("slsaprovenance1", SCAN_REPORT_PREDICATE):
+        proc = cosign("verify-attestation", "--key", str(keys[1]), *VERIFY, "--type", kind, ref)
+        assert proc.returncode == 0, (kind, proc.stderr)
 
     # Trivy --vex oci finds the attestation in the registry and reads its statements
     trivy = _trivy_vex_oci(ref, cache, tmp_path)
