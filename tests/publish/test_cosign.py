@@ -42,7 +42,12 @@ from modelseal.publish.cosign import (
     simple_signing_payload,
 )
 from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
-from modelseal.publish.statements import SCAN_REPORT_PREDICATE, openvex_statement
+from modelseal.publish.statements import (
+    REBUILD_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+    openvex_statement,
+    rebuild_statement,
+)
 from modelseal.sign.dsse import dsse_pae
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed
 from modelseal.sign.key import KeySigner, generate_ephemeral_key
@@ -384,9 +389,12 @@ def test_cosign_verifies_our_bundle_referrers_alone(
             "products": [{"@id": f"pkg:oci/referrers-only@{digest}"}],
         }],
     }  # fmt: skip
-    signed = [signer.sign_message(client.get_manifest(digest)[1])] + [
-        signer.sign_statement(a.statement) for a in statements(image, digest)
-    ] + [signer.sign_statement(openvex_statement(image, digest, vex))]  # fmt: skip
+    rebuild = rebuild_statement(image, digest, {"verdict": "reproduced", "rebuiltDigest": digest})
+    atts = [signer.sign_statement(a.statement) for a in statements(image, digest)] + [
+        signer.sign_statement(openvex_statement(image, digest, vex)),
+        signer.sign_statement(rebuild),
+    ]  # fmt: skip
+    signed = [signer.sign_message(client.get_manifest(digest)[1]), *atts]
     for s in signed:
         manifest, blobs = bundle_referrer_manifest(s, digest, size, OCI_MANIFEST)
         for blob_digest, blob in blobs.items():
@@ -399,11 +407,18 @@ def test_cosign_verifies_our_bundle_referrers_alone(
     proc = cosign("verify", *bundle, "--key", str(public), *VERIFY, ref)
     assert proc.returncode != 0 and "no signatures found" in proc.stderr
     assert cosign("verify", "--key", str(public), *VERIFY, ref).returncode != 0  # no .sig
-    for kind in ("slsaprovenance1", "cyclonedx", SCAN_REPORT_PREDICATE, "openvex"):
+    kinds = ("slsaprovenance1", "cyclonedx", SCAN_REPORT_PREDICATE, "openvex", REBUILD_PREDICATE)
+    for kind in kinds:
         proc = cosign("verify-attestation", *bundle, "--key", str(public), *VERIFY, "--type", kind, ref)  # fmt: skip
         assert proc.returncode == 0, (kind, proc.stderr)
         proc = cosign("verify-attestation", "--key", str(public), *VERIFY, "--type", kind, ref)
         assert proc.returncode != 0, kind  # no .att
+    # and each from the cosign .att, cosign's default
+    _push(client, cosign_tag(digest, "att"), *att_manifest(atts))
+    for kind, att in zip(kinds, atts, strict=True):
+        proc = cosign("verify-attestation", "--key", str(public), *VERIFY, "--type", kind, ref)
+        assert proc.returncode == 0, (kind, proc.stderr)
+        assert [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in proc.stdout.splitlines()] == [json.loads(att.payload)], kind  # fmt: skip
     # another key verifies none of them
     _, stranger = generate_ephemeral_key(tmp_path / "stranger")
     proc = cosign("verify-attestation", *bundle, "--key", str(stranger), *VERIFY, "--type", "openvex", ref)  # fmt: skip
