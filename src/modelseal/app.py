@@ -525,6 +525,11 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
     from modelseal.publish.run import publish_run
 
     hooks.publishing(request.push.name, signer.mode if signer is not None else "none (unsigned)")
+    if "openvex" in policy.policy.publish.attestations and "openvex" not in paths:
+        hooks.notice(
+            "publish.attestations lists openvex, but the verdict accepted no risk: no OpenVEX "
+            "attestation is published (an OpenVEX document needs at least one statement)."
+        )
     published = publish_run(
         {r.gate: r for r in result.results},
         paths["json"],
@@ -544,6 +549,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         pusher=policy.policy.publish.pusher,
         repo_dir=request.context.resolve(),
         github=github,
+        openvex_path=paths.get("openvex"),
     )
     return RunOutcome(
         policy=policy, verdict=verdict, report=report, pipeline=result, paths=paths,

@@ -42,7 +42,12 @@ from modelseal.publish.cosign import (
     simple_signing_payload,
 )
 from modelseal.publish.registry import OCI_MANIFEST, RegistryClient, sha256_digest
-from modelseal.publish.statements import SCAN_REPORT_PREDICATE
+from modelseal.publish.statements import (
+    REBUILD_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+    openvex_statement,
+    rebuild_statement,
+)
 from modelseal.sign.dsse import dsse_pae
 from modelseal.sign.interface import IN_TOTO_PAYLOAD_TYPE, Signed
 from modelseal.sign.key import KeySigner, generate_ephemeral_key
@@ -361,3 +366,60 @@ def test_we_read_and_verify_what_cosign_pushes(
     assert json.loads(client.get_manifest(cosign_tag(digest, "sig"))[1])["layers"][0][
         "mediaType"
     ] == (SIMPLE_SIGNING_MEDIA_TYPE)
+
+
+def test_cosign_verifies_our_bundle_referrers_alone(
+    registry: str, busybox_layout: tuple[OciLayout, str], cosign: CosignRunner, tmp_path: Path
+) -> None:
+    """The README's cosign 2.5 commands for the bundle referrers, on a repository holding only
+    those (no .sig/.att): every attestation kind, including OpenVEX, verifies with
+    --new-bundle-format; the image signature does not (cosign 2.5 reads it from .sig only)."""
+    private, public = generate_ephemeral_key(tmp_path / "keys")
+    signer = KeySigner.from_file(private)
+    repo = "seal/referrers-only"
+    client, digest, size = _push_image(registry, busybox_layout, repo)
+    image = f"{registry}/{repo}"
+    ref = f"{image}@{digest}"
+    vex = {
+        "@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://modelseal.dev/vex/1",
+        "author": "modelseal", "timestamp": "2026-11-23T10:00:00Z", "version": 1,
+        "statements": [{
+            "vulnerability": {"name": "CVE-2023-45853"}, "status": "not_affected",
+            "justification": "vulnerable_code_not_present",
+            "products": [{"@id": f"pkg:oci/referrers-only@{digest}"}],
+        }],
+    }  # fmt: skip
+    rebuild = rebuild_statement(image, digest, {"verdict": "reproduced", "rebuiltDigest": digest})
+    atts = [signer.sign_statement(a.statement) for a in statements(image, digest)] + [
+        signer.sign_statement(openvex_statement(image, digest, vex)),
+        signer.sign_statement(rebuild),
+    ]  # fmt: skip
+    signed = [signer.sign_message(client.get_manifest(digest)[1]), *atts]
+    for s in signed:
+        manifest, blobs = bundle_referrer_manifest(s, digest, size, OCI_MANIFEST)
+        for blob_digest, blob in blobs.items():
+            client.push_blob(blob_digest, blob)
+        client.add_referrer(digest, manifest)
+    bundle = ("--new-bundle-format", "--trusted-root", str(cosign.trusted_root))
+
+    # cosign 2.5 reads no image signature from a bundle referrer, with or without
+    # --new-bundle-format (the README says so: it verifies the image by the cosign .sig)
+    proc = cosign("verify", *bundle, "--key", str(public), *VERIFY, ref)
+    assert proc.returncode != 0 and "no signatures found" in proc.stderr
+    assert cosign("verify", "--key", str(public), *VERIFY, ref).returncode != 0  # no .sig
+    kinds = ("slsaprovenance1", "cyclonedx", SCAN_REPORT_PREDICATE, "openvex", REBUILD_PREDICATE)
+    for kind in kinds:
+        proc = cosign("verify-attestation", *bundle, "--key", str(public), *VERIFY, "--type", kind, ref)  # fmt: skip
+        assert proc.returncode == 0, (kind, proc.stderr)
+        proc = cosign("verify-attestation", "--key", str(public), *VERIFY, "--type", kind, ref)
+        assert proc.returncode != 0, kind  # no .att
+    # and each from the cosign .att, cosign's default
+    _push(client, cosign_tag(digest, "att"), *att_manifest(atts))
+    for kind, att in zip(kinds, atts, strict=True):
+        proc = cosign("verify-attestation", "--key", str(public), *VERIFY, "--type", kind, ref)
+        assert proc.returncode == 0, (kind, proc.stderr)
+        assert [json.loads(base64.b64decode(json.loads(line)["payload"])) for line in proc.stdout.splitlines()] == [json.loads(att.payload)], kind  # fmt: skip
+    # another key verifies none of them
+    _, stranger = generate_ephemeral_key(tmp_path / "stranger")
+    proc = cosign("verify-attestation", *bundle, "--key", str(stranger), *VERIFY, "--type", "openvex", ref)  # fmt: skip
+    assert proc.returncode != 0

@@ -459,6 +459,22 @@ class IgnoreEntry(BaseModel):
         "fails the gate and says so.",
         strict=False,
     )
+    justification: (
+        Literal[
+            "component_not_present",
+            "vulnerable_code_not_present",
+            "vulnerable_code_not_in_execute_path",
+            "vulnerable_code_cannot_be_controlled_by_adversary",
+            "inline_mitigations_already_exist",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="An OpenVEX justification: the image is not affected, for this reason. "
+        "The VEX statement then says not_affected (which consumers such as Trivy's --vex oci "
+        "suppress) instead of affected with the reason as its action statement. The verdict "
+        "is the same either way.",
+    )
 
 
 class VulnerabilitiesPolicy(BaseModel):
@@ -629,10 +645,12 @@ class PublishPolicy(BaseModel):
         "error before anything is built. Empty: no such tag may be given. The tags above are "
         "the policy's own and always allowed.",
     )
-    attestations: list[Literal["provenance", "sbom", "scan-report"]] = Field(
+    attestations: list[Literal["provenance", "sbom", "scan-report", "openvex"]] = Field(
         default=["provenance", "sbom", "scan-report"],
         description="Attestations attached to the image (as Sigstore bundle referrers and "
-        "cosign .att).",
+        "cosign .att). openvex: the run's OpenVEX document of accepted risks (predicateType "
+        "https://openvex.dev/ns, as cosign attest --type openvex), left out with a notice "
+        "when the verdict accepted none.",
     )
     pusher: Literal["skopeo", "builtin"] = Field(
         default="skopeo",

@@ -1,7 +1,8 @@
 """From a passing run to a published image: the statements a run attests, and the signer.
 
 Reads the gates' evidence (build facts and layout, the SBOM, the models record, the written
-report), builds the SLSA provenance, SBOM and scan-report statements, and hands them to
+report and OpenVEX document), builds the SLSA provenance, SBOM, scan-report and OpenVEX
+statements, and hands them to
 :func:`modelseal.publish.publisher.publish`. ``provenance.intoto.json`` and ``publish.json``
 are written next to the other reports.
 """
@@ -37,7 +38,12 @@ from modelseal.publish.publisher import (
     registry_credentials,
 )
 from modelseal.publish.registry import sha256_digest
-from modelseal.publish.statements import sbom_statement, scan_report_statement
+from modelseal.publish.statements import (
+    openvex_statement,
+    sbom_statement,
+    scan_report_statement,
+)
+from modelseal.reports.vex import name_image
 from modelseal.sign.interface import Signer
 
 SignMode = Literal["keyless", "key", "none"]
@@ -142,9 +148,15 @@ def publish_run(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     github: GitHubTarget | None = None,
+    openvex_path: Path | None = None,
 ) -> PublishResult:
     """Attest, sign and publish the image a passing run built (and, with ``github``, submit
-    the signed attestations to that GitHub repository's attestation store)."""
+    the signed attestations to that GitHub repository's attestation store).
+
+    ``openvex`` in ``attestations`` publishes the run's OpenVEX document (``openvex_path``,
+    written only when the verdict accepted a risk) with the image named in its product; with
+    no document there is nothing to attest (OpenVEX needs at least one statement) and the
+    attestation is left out — the caller says so."""
     build = results.get("build")
     if build is None or "oci_layout" not in build.artifacts or "image.digest" not in build.facts:
         raise PublishError("nothing to publish: the build gate did not produce an image.")
@@ -204,6 +216,9 @@ def publish_run(
         statements["scan-report"] = scan_report_statement(
             ref.name, digest, json.loads(report_bytes)
         )
+    if "openvex" in attestations and openvex_path is not None:
+        vex = name_image(json.loads(openvex_path.read_bytes()), digest, ref.name)
+        statements["openvex"] = openvex_statement(ref.name, digest, vex)
     chosen = [Attestation(n, s) for n, s in statements.items() if n in attestations]
     result = publish(
         ref,

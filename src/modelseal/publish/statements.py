@@ -1,4 +1,5 @@
-"""in-toto Statements about a sealed image: the shared envelope, the scan report, the SBOM.
+"""in-toto Statements about a sealed image: the shared envelope, the scan report, the SBOM,
+the OpenVEX document.
 
 Every statement has one subject, the image: ``{"name": <image name>, "digest": {"sha256":
 <manifest hex>}}``. Statements are plain dicts (key order fixed by this module); the bytes
@@ -20,6 +21,10 @@ SCAN_REPORT_PREDICATE = "https://modelseal.dev/attestations/scan-report/v1"
 """predicateType of modelseal's scan-report statement."""
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 """predicateType of a CycloneDX SBOM statement (cosign ``--type cyclonedx``)."""
+OPENVEX_PREDICATE = "https://openvex.dev/ns"
+"""predicateType of an OpenVEX statement: what ``cosign attest --type openvex`` writes and
+``cosign verify-attestation --type openvex`` looks for, and what Trivy's ``--vex oci`` takes
+(it also accepts the versioned ``https://openvex.dev/ns/v…``)."""
 REBUILD_PREDICATE = "https://modelseal.dev/rebuild/v1"
 """predicateType of a rebuild attestation (``modelseal rebuild --attest``): someone other than
 the builder rebuilt the image from its provenance and the source, and says what they got.
@@ -132,3 +137,18 @@ def sbom_statement(
     if sbom.get("bomFormat") != "CycloneDX":
         raise ConfigError("the SBOM is not CycloneDX JSON (bomFormat).")
     return image_statement(image_name, manifest_digest, CYCLONEDX_PREDICATE, sbom)
+
+
+def openvex_statement(
+    image_name: str, manifest_digest: str, vex: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A statement carrying an OpenVEX document (``@context`` ``https://openvex.dev/ns…``, at
+    least one statement, as the OpenVEX JSON schema requires) as its predicate."""
+    context = vex.get("@context")
+    if not isinstance(context, str) or not (
+        context == OPENVEX_PREDICATE or context.startswith(OPENVEX_PREDICATE + "/")
+    ):
+        raise ConfigError("not an OpenVEX document (@context).")
+    if not isinstance(vex.get("statements"), list) or not vex["statements"]:
+        raise ConfigError("an OpenVEX document needs at least one statement.")
+    return image_statement(image_name, manifest_digest, OPENVEX_PREDICATE, vex)

@@ -3,13 +3,16 @@ accepted through an ``ignore`` entry.
 
 Accepting a risk is not the same as not being affected, so the statements say ``affected`` and
 carry the policy's reason and expiry as the action statement: honest for auditors, and a record
-that travels with the image.
+that travels with the image. Only an ignore entry that gives an OpenVEX ``justification`` (the
+team states the image is not affected, and why) makes its statement ``not_affected``, with the
+reason and expiry as ``status_notes``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from modelseal.judge import Outcome
@@ -27,19 +30,26 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
             if d.outcome is not Outcome.IGNORED or d.ignore is None:
                 continue
             aliases = [a for a in f.evidence.get("aliases", "").split(",") if a]
-            products: list[dict[str, Any]] = [
-                {
-                    "@id": f"pkg:{_purl_type(f.evidence.get('ecosystem', ''))}/{f.evidence.get('package')}@{f.evidence.get('version')}"
-                }
-            ]
+            products: list[dict[str, Any]] = [{"@id": _package_purl(f.evidence)}]
             if image:
                 products = [{"@id": image, "subcomponents": products}]
+            said = f"Accepted by the modelseal policy ({report.policy_source}): {d.reason}"
+            # OpenVEX: not_affected takes a justification (or an impact statement, not both),
+            # affected an action statement
+            status: dict[str, str] = (
+                {"status": "affected", "action_statement": said}
+                if d.ignore.justification is None
+                else {
+                    "status": "not_affected",
+                    "justification": d.ignore.justification,
+                    "status_notes": said,
+                }
+            )
             statements.append(
                 {
                     "vulnerability": {"name": f.id, **({"aliases": aliases} if aliases else {})},
                     "products": products,
-                    "status": "affected",
-                    "action_statement": f"Accepted by the modelseal policy ({report.policy_source}): {d.reason}",
+                    **status,
                     "timestamp": Report.iso(report.finished_at),
                 }
             )
@@ -58,6 +68,18 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
     }
 
 
+def _package_purl(evidence: Mapping[str, str]) -> str:
+    """The purl of the finding's package. A Debian or RPM version's epoch (``1:1.2.13-1``) is
+    the ``epoch`` qualifier, not part of the version, as scanners write it: with the epoch in
+    the version, Trivy's ``--vex`` never matches the statement to the package."""
+    kind = _purl_type(evidence.get("ecosystem", ""))
+    version = evidence.get("version") or ""
+    epoch, colon, rest = version.partition(":")
+    if kind.split("/")[0] in ("deb", "rpm") and colon and epoch.isdigit():
+        return f"pkg:{kind}/{evidence.get('package')}@{rest}?epoch={epoch}"
+    return f"pkg:{kind}/{evidence.get('package')}@{version}"
+
+
 def _purl_type(ecosystem: str) -> str:
     return {"pypi": "pypi", "debian": "deb/debian", "alpine": "apk/alpine", "npm": "npm"}.get(
         ecosystem, ecosystem or "generic"
@@ -69,3 +91,19 @@ def _image_purl(report: Report) -> str | None:
         if g.result.gate == "build" and "image.digest" in g.result.facts:
             return image_purl(g.result.facts["image.digest"], None, None)
     return None
+
+
+def name_image(vex: Mapping[str, Any], digest: str, image_name: str) -> dict[str, Any]:
+    """``vex`` with its image product named where it is published: the nameless
+    ``pkg:oci/image@DIGEST`` the run wrote becomes ``pkg:oci/NAME@DIGEST?repository_url=…``,
+    the purl a scanner derives from the registry image (Trivy's ``--vex oci`` matches the
+    product by it). Other products are kept as they are."""
+    nameless, named = image_purl(digest, None, None), image_purl(digest, image_name, None)
+    statements = []
+    for st in vex.get("statements") or ():
+        products = [
+            {**p, "@id": named} if isinstance(p, Mapping) and p.get("@id") == nameless else p
+            for p in (st.get("products") or ())
+        ]
+        statements.append({**st, "products": products} if "products" in st else dict(st))
+    return {**vex, "statements": statements}
