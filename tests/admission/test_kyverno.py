@@ -24,7 +24,8 @@ from tests.support.k8s_schema import crd_schema, validation_errors
 from tests.support.kyverno_jmespath import _VARIABLE, admits, query
 
 from modelseal._cli import main
-from modelseal.admission import ExportSpec, export_yaml, quote_jmespath, quote_re2
+from modelseal.admission import ExportSpec, export_yaml
+from modelseal.admission.embed import quote_jmespath, quote_re2
 from modelseal.admission.kyverno import render
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1

@@ -32,7 +32,8 @@ from tests.support.k8s_schema import crd_schema, validation_errors
 from tests.support.kyverno_cel import Pod, admits, evaluate
 
 from modelseal._cli import main
-from modelseal.admission import ExportSpec, export_yaml, quote_cel
+from modelseal.admission import ExportSpec, export_yaml
+from modelseal.admission.embed import quote_cel
 from modelseal.admission.kyverno_ivp import render
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1

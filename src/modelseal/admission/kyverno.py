@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from modelseal.admission import (
-    ExportSpec,
+from modelseal.admission.embed import (
     check_image_pattern,
     check_public_key_pem,
     check_text,
@@ -41,6 +40,9 @@ from modelseal.admission import (
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
 from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
+
+if TYPE_CHECKING:
+    from modelseal.admission import ExportSpec
 
 API_VERSION: Final = "kyverno.io/v1"
 #: The public Sigstore transparency log (Kyverno's default for keyless).

@@ -22,10 +22,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from modelseal.admission import (
-    ExportSpec,
+from modelseal.admission.embed import (
     check_image_pattern,
     check_public_key_pem,
     check_text,
@@ -38,6 +37,9 @@ from modelseal.admission.kyverno import PUBLIC_REKOR, SKEW_S, WEBHOOK_TIMEOUT_S
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
 from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
+
+if TYPE_CHECKING:
+    from modelseal.admission import ExportSpec
 
 API_VERSION: Final = "policies.kyverno.io/v1"
 _ALL_IMAGES: Final = (
