@@ -25,7 +25,7 @@ from tests.support.kyverno_jmespath import _VARIABLE, admits, query
 
 from modelseal._cli import main
 from modelseal.admission import ExportSpec, export_yaml
-from modelseal.admission.embed import quote_jmespath, quote_re2
+from modelseal.admission.embed import glob_re2, quote_jmespath, quote_re2, re2_problem
 from modelseal.admission.kyverno import render
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
@@ -341,3 +341,26 @@ def test_the_command_needs_an_image_pattern(
     assert code == 2
     assert "--image-pattern" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_export_is_deterministic(sealed: Sealed) -> None:
+    for fmt in ("kyverno", "kyverno-ivp"):
+        spec = _spec(sealed)
+        assert export_yaml(spec, fmt) == export_yaml(_spec(sealed), fmt)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "a.b*c?d[e](f)|g^h$i+j{k}"])
+def test_quoted_regexps_match_exactly_the_literal(value: str) -> None:
+    pattern = f"^{quote_re2(value)}$"
+    assert re.fullmatch(pattern, value)
+    assert not re.fullmatch(pattern, value + "x")
+    other = ("y" if value[0] == "x" else "x") + value[1:]
+    assert not re.fullmatch(pattern, other)
+    assert re2_problem(pattern) is None
+
+
+def test_image_globs_read_as_kyverno_reads_them() -> None:
+    pattern = glob_re2("ghcr.io/org/model-?/*")
+    assert re.fullmatch(pattern, "ghcr.io/org/model-a/server:1.0@sha256:ab")
+    assert not re.fullmatch(pattern, "ghcr.io/org/model-ab/server:1.0")
+    assert not re.fullmatch(pattern, "ghcrxio/org/model-a/server")
