@@ -349,7 +349,7 @@ def test_the_export_is_deterministic(sealed: Sealed) -> None:
         assert export_yaml(spec, fmt) == export_yaml(_spec(sealed), fmt)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", [*HOSTILE, "a.b*c?d[e](f)|g^h$i+j{k}"])
+@pytest.mark.parametrize("value", [*HOSTILE, "a.b*c?d[e](f)|g^h$i+j{k}", "_#%&~=!<>,;`\"'"])
 def test_quoted_regexps_match_exactly_the_literal(value: str) -> None:
     pattern = f"^{quote_re2(value)}$"
     assert re.fullmatch(pattern, value)
