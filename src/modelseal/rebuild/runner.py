@@ -94,6 +94,8 @@ def resolve_contexts(plan: RebuildPlan, given: Mapping[str, str], root: Path) ->
         elif pin.type == "docker-image":
             if value is not None and pin.digest is not None:
                 out[pin.name] = _pinned_value(pin.name, value, pin.digest)
+            elif value is None and pin.digest is not None:
+                out[pin.name] = f"docker-image://{_by_digest(pin.name, str(pin.ref), pin.digest)}"
             else:
                 out[pin.name] = value or f"docker-image://{pin.ref}"
         elif pin.type == "local":
@@ -113,6 +115,20 @@ def resolve_contexts(plan: RebuildPlan, given: Mapping[str, str], root: Path) ->
         else:
             out[pin.name] = value or str(pin.uri)
     return out
+
+
+def _by_digest(name: str, ref: str, digest: str) -> str:
+    """``ref`` pinned to the recorded ``digest``: as it is when it ends in ``@digest``, else
+    its name (the tag dropped) ``@digest``; a ref pinned to another digest is refused."""
+    if "@" in ref:
+        if ref.rpartition("@")[2] != digest:
+            raise CannotRebuild(
+                f"build context {name}: the image {untrusted(ref, markup=False, limit=200)} is "
+                f"pinned to another digest than the recorded {digest}."
+            )
+        return ref
+    head, slash, last = ref.rpartition("/")
+    return head + slash + last.partition(":")[0] + "@" + digest
 
 
 def _pinned_value(name: str, value: str, digest: str) -> str:
@@ -185,6 +201,19 @@ def fresh_engine() -> Iterator[str]:
         yield engine.docker_host
     finally:
         engine.stop(remove=True)
+
+
+def engine_notes(plan: RebuildPlan, builder: str | None) -> list[str]:
+    """What the report should say about where the rebuild runs: the fresh private engine has
+    no network (its dockerd runs with ``--bridge=none``), so a build recorded with
+    ``network: default`` whose RUN steps download cannot be rebuilt the same there."""
+    if plan.network == "default" and builder is None:
+        return [
+            "the provenance records network: default, but the fresh private engine has no "
+            "network (dockerd --bridge=none): a RUN step that downloads fails or gives other "
+            "bytes there; rebuild with --builder NAME (a builder whose engine has network)"
+        ]
+    return []
 
 
 def build(
@@ -339,7 +368,7 @@ def skopeo_fetch(
     """A fetcher of ``name@digest`` into an OCI layout at the path it is given: ``skopeo copy
     --preserve-digests`` (every platform of an index), the layout's top digest and blob
     checked against ``digest``."""
-    from modelseal.publish.publisher import _auth_file
+    from modelseal.publish.publisher import auth_file
 
     host = name.split("/", 1)[0]
 
@@ -350,7 +379,7 @@ def skopeo_fetch(
         left = min(FETCH_TIMEOUT, deadline - time.monotonic())
         if left <= 0:
             raise GateError("the --timeout passed before the published image could be fetched.")
-        with _auth_file(host, credentials) as auth:
+        with auth_file(host, credentials) as auth:
             argv = [
                 skopeo, "copy", "--quiet", "--preserve-digests", "--all", "--retry-times", "2",
                 f"docker://{name}@{digest}", f"oci:{dest}:published",
