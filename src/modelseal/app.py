@@ -728,7 +728,8 @@ class RebuildRequest:
     signer: SignerFlags = SignerFlags()
     build_contexts: tuple[tuple[str, str], ...] = ()
     builder: str | None = None
-    """An existing buildx builder on $DOCKER_HOST; None: a fresh private engine."""
+    """An existing buildx builder ($DOCKER_HOST's, else the current docker context's); None:
+    a fresh private engine."""
     out_dir: Path = Path("modelseal-rebuild")
     timeout_s: int = 600
     """Registry reads and the fetch of the published image (not the build)."""

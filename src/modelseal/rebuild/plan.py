@@ -8,14 +8,20 @@ is not signed by that signer.
 
 The statement is signed but still bounded input: the build type must be modelseal's
 (:data:`modelseal.publish.provenance.BUILD_TYPE`), ``externalParameters`` may hold only the
-keys that build type documents, paths must be relative and stay inside the checkout, and
-``internalParameters.contextNormalization`` must be this modelseal's
-(:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`).
+keys that build type documents, paths must be relative, stay inside the checkout and not
+enter its ``.git`` directory, ``internalParameters.contextNormalization`` must be this
+modelseal's (:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`), and nothing recorded
+may make buildx read the rebuilder's host or change how it builds: a ``url`` build context
+must be what :func:`~modelseal.publish.build_environment.public_context_url` records for a
+remote one (an https, http, git or ssh URL with a host name, no user info or query — buildx
+reads an ``oci-layout://`` or an unknown scheme from its own disk), no ``BUILDKIT_*`` build
+arg, platforms as the policy's ``build.platforms`` pattern.
 
 Errors: :class:`NotSignedProvenance` (exit 2) for a target that is not a provenance signed by
 the expected signer, or is malformed; :class:`CannotRebuild` (exit 3) for a valid provenance
-from which no rebuild is possible here (no commit, a context outside the repository, another
-normalization version, a build context on the builder's host).
+from which no rebuild is possible here (no commit, a context outside the repository or in
+``.git``, another normalization version, a build context on the builder's host or one that
+would read this host, a ``BUILDKIT_*`` build arg).
 """
 
 from __future__ import annotations

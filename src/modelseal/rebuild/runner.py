@@ -3,8 +3,9 @@ named builder) through the build gate, and the comparison with the published ima
 
 The engine: by default a :class:`~modelseal.imagebuild.engine.PrivateEngine` with an empty
 data root under a new private directory (what a third party starts from: no cache, no image),
-stopped and removed afterwards whatever happens; with ``--builder NAME`` an existing buildx
-builder on ``$DOCKER_HOST``. The build is the build gate's (the pipeline with only that gate),
+stopped and removed afterwards whatever happens (its dockerd runs with ``--bridge=none``: a
+build recorded with ``network: default`` gets a note, :func:`engine_notes`); with ``--builder
+NAME`` an existing buildx builder (``$DOCKER_HOST``'s, else the current docker context's). The build is the build gate's (the pipeline with only that gate),
 under the default policy with ``rebuild_check: never``, no cache, the provenance's network, and
 the provenance's parameters as the run's options.
 
@@ -68,7 +69,10 @@ class Comparison:
 
 
 def resolve_contexts(plan: RebuildPlan, given: Mapping[str, str], root: Path) -> dict[str, str]:
-    """The ``--build-context`` values for the rebuild, from the plan and what was ``given``."""
+    """The ``--build-context`` values for the rebuild, from the plan and what was ``given``:
+    an ``oci-layout`` one must be given (holding the recorded digest); a ``docker-image`` one
+    with a recorded digest is pulled by that digest; a ``local`` one is the checkout's; a
+    ``url`` one (validated by the plan: a remote URL) is passed on."""
     known = {c.name for c in plan.build_contexts}
     extra = sorted(set(given) - known)
     if extra:
