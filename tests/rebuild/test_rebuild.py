@@ -467,3 +467,39 @@ def test_a_registry_that_cannot_be_read_for_the_diff_still_exits_1(
     assert report["verdict"] == "differs" and report["expected_digest"] == other
     assert report["rebuilt_digest"] == p.digest and report["differences"] == []
     assert any("could not be fetched" in n for n in report["notes"]), report["notes"]
+
+
+def test_the_attestation_goes_to_the_registry_of_the_provenances_subject(
+    published: Published, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target's registry client is reused for the attestation only when the subject names
+    the same registry and repository: here the image is read from the local registry, but its
+    provenance's subject is the same repository on another (dead) registry — the attestation
+    goes there (and fails: exit 3), not to the target's registry."""
+    from modelseal.oci import OciLayout
+    from modelseal.publish.cosign import bundle_referrer_manifest
+
+    p = published
+    host = p.image.split("/", 1)[0]
+    client = RegistryClient(host, "seal/elsewhere")
+    client.push_layout(OciLayout(p.out / "oci"), p.digest)
+    media, body, _ = client.get_manifest(p.digest)
+    statement = copy.deepcopy(p.provenance)
+    statement["subject"][0]["name"] = "127.0.0.1:9/seal/elsewhere"
+    manifest, blobs = bundle_referrer_manifest(
+        KeySigner.from_file(p.keys[0]).sign_statement(statement), p.digest, len(body), media
+    )
+    for digest, blob in blobs.items():
+        client.push_blob(digest, blob)
+    client.add_referrer(p.digest, manifest)
+    before = client.referrers(p.digest, BUNDLE_MEDIA_TYPE)
+    rebuilder_key, _ = generate_ephemeral_key(tmp_path / "rebuilder")
+    out = tmp_path / "out"
+    code = _rebuild(
+        p, f"{host}/seal/elsewhere@{p.digest}", out, "--timeout", "20",
+        "--attest", "--push", "--sign", "key", "--signing-key", str(rebuilder_key),
+    )  # fmt: skip
+    assert code == 3, capsys.readouterr()
+    assert "attaching the rebuild attestation" in capsys.readouterr().err
+    assert client.referrers(p.digest, BUNDLE_MEDIA_TYPE) == before
+    assert json.loads((out / "rebuild.json").read_text())["verdict"] == "reproduced"
