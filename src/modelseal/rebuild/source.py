@@ -55,7 +55,6 @@ class Checkout:
     source: Path
     """The top of the ``--source`` work tree it was cloned from."""
     how: str = "clean clone"
-    notes: tuple[str, ...] = ()
 
 
 def _git(repo: Path, *args: str) -> None:
