@@ -39,8 +39,8 @@ REBUILD_EPILOG = """\
 exit codes:
   0  reproduced: the rebuild gave the image's digest
   1  differs: the rebuild gave another image (rebuild.json names the layers and files)
-  2  usage error, or a TARGET that is not a provenance signed by the expected signer
-     (unsigned, tampered, another signer)
+  2  usage error, a TARGET that is not a provenance signed by the expected signer
+     (unsigned, tampered, another signer), an --out-dir inside what the rebuild reads
   3  the rebuild could not run: the registry could not answer, a base image or commit is
      missing, another context normalization version, a recorded input that would read this
      host (a url context that is not a remote URL, a .git path, a BUILDKIT_* build arg),
