@@ -13,7 +13,10 @@
 7. `modelseal rebuild`: a third party (its own key) rebuilds the published image on a fresh
    private engine from a clean clone of this repository and the image's signed provenance, gets
    the same digest and attaches a signed rebuild attestation; `modelseal verify
-   --require-rebuild-by` then passes only because that rebuild agrees;
+   --require-rebuild-by` then passes only because that rebuild agrees. In keyless mode (GitHub
+   Actions) the "rebuilder" signs with the same workflow identity as the image signer: that
+   shows the mechanics, not independence — a real third party is another workflow or identity
+   (workflows-examples/rebuild.yml);
 8. where every output is.
 """
 
@@ -185,6 +188,12 @@ def _rebuild(image: str, base_ref: str, who: list[str], keyless: bool) -> int:
         workflow_ref = os.environ.get("GITHUB_WORKFLOW_REF", "")
         sign = ["--sign", "keyless"]
         rebuilder = [f"https://github.com/{workflow_ref}"]
+        print(
+            "note: keyless mode: this rebuild signs as the same workflow identity that signed "
+            "the image, so it is not independent of it — it shows the mechanics only. A real "
+            "third party rebuilds under another workflow or identity "
+            "(workflows-examples/rebuild.yml), and verify requires that identity."
+        )
     else:
         private, public = generate_ephemeral_key(OUT / "rebuilder-keys")
         sign = ["--sign", "key", "--signing-key", str(private)]

@@ -250,7 +250,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     )
     outcome = app.rebuild(request, ConsoleHooks(_console()))
     if args.format == "json":
-        print(json.dumps(outcome.report.to_json(), indent=2, ensure_ascii=False))
+        # ASCII: the report carries untrusted text (names, notes); escaped, no control or
+        # bidi character reaches the terminal raw.
+        print(json.dumps(outcome.report.to_json(), indent=2, ensure_ascii=True))
     else:
         for line in summary_lines(outcome.report):
             print(_plain(line))

@@ -39,10 +39,12 @@ REBUILD_EPILOG = """\
 exit codes:
   0  reproduced: the rebuild gave the image's digest
   1  differs: the rebuild gave another image (rebuild.json names the layers and files)
-  2  usage error, a TARGET that is not a provenance signed by the expected signer (unsigned,
-     tampered, another signer), or tracked files modified in --source
+  2  usage error, a TARGET that is not a provenance signed by the expected signer
+     (unsigned, tampered, another signer), an --out-dir inside what the rebuild reads
   3  the rebuild could not run: the registry could not answer, a base image or commit is
-     missing, another context normalization version, the engine or the build failed
+     missing, another context normalization version, a recorded input that would read this
+     host (a url context that is not a remote URL, a .git path, a BUILDKIT_* build arg),
+     the engine or the build failed
   4  internal error (a bug; rerun with -v for the traceback)
 """
 
@@ -392,9 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
         "private engine (empty data root) or --builder, and compare the digest with the "
         "provenance's subject. The provenance signature is verified first (same signer flags as "
         "verify); nothing is built from an unsigned or mismatched one. --source must be a git "
-        "work tree: at the recorded commit with no tracked file modified it is built in place "
-        "(untracked files such as model weights are used), at another commit it is cloned and "
-        "the recorded commit checked out. On a mismatch the published image is fetched and "
+        "work tree holding the recorded commit: the build is always from a clean clone of it at "
+        "that commit (modified or untracked files of --source are not used), and model files "
+        "the provenance pins that are not in git are copied from --source only when their "
+        "SHA-256 is the recorded one. On a mismatch the published image is fetched and "
         "rebuild.json names the layers and file paths that differ. Writes OUT/rebuild.json; "
         "--attest signs a rebuild attestation (predicate https://modelseal.dev/rebuild/v1) to "
         "OUT/rebuild.sigstore.json, --push attaches it to the image."),
@@ -406,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rb.add_argument(
         "--source", type=Path, required=True, metavar="DIR",
-        help="a git work tree of the source repository",
+        help="a git work tree of the source repository, holding the recorded commit (cloned, "
+        "never built in place)",
     )  # fmt: skip
     rb.add_argument(
         "--build-context", type=_key_value, action="append", default=[], metavar="NAME=VALUE",
@@ -415,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rb.add_argument(
         "--builder", type=_pattern("BUILDER_PATTERN"), metavar="NAME",
-        help="build with this existing buildx builder on $DOCKER_HOST (default: a fresh private "
-        "engine, started and removed for this rebuild)",
+        help="build with this existing buildx builder (of $DOCKER_HOST, else the current docker "
+        "context; default: a fresh private engine, started and removed for this rebuild, "
+        "without network)",
     )  # fmt: skip
     rb.add_argument(
         "-o", "--out-dir", type=Path, default=Path("modelseal-rebuild"), metavar="DIR",

@@ -754,7 +754,8 @@ class RebuildRequest:
     signer: SignerFlags = SignerFlags()
     build_contexts: tuple[tuple[str, str], ...] = ()
     builder: str | None = None
-    """An existing buildx builder on $DOCKER_HOST; None: a fresh private engine."""
+    """An existing buildx builder ($DOCKER_HOST's, else the current docker context's); None:
+    a fresh private engine."""
     out_dir: Path = Path("modelseal-rebuild")
     timeout_s: int = 600
     """Registry reads and the fetch of the published image (not the build)."""
@@ -847,16 +848,9 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
             rebuild_plan, dict(request.build_contexts), checkout.root
         )
         context_dir = source.inside(checkout.root, rebuild_plan.context, "source.context")
-        real_out, real_context = fsio.absolute(request.out_dir).resolve(), context_dir.resolve()
-        if real_out == real_context or real_context in real_out.parents:
-            # Its files (an earlier rebuild's layout) would be built into the image.
-            raise ConfigError(
-                f"--out-dir {request.out_dir} is inside the build context {context_dir}: what "
-                "the rebuild writes there would become part of the next build's context.",
-                hint="Give an --out-dir outside the source checkout.",
-            )
+        source.refuse_out_dir_inside(request.out_dir, checkout, rebuild_plan)
         out_dir = fsio.ensure_dir(fsio.absolute(request.out_dir))
-        notes = [n for n in (checkout.note,) if n]
+        notes = list(source.fill_models(checkout, rebuild_plan.context, rebuild_plan.models))
         notes += [
             f"build context {c.name} is the image {c.ref} without a digest: what it names "
             "today may not be what was built"
@@ -864,8 +858,11 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
             if c.type == "docker-image" and c.digest is None
         ]
         notes += source.check_models(context_dir, rebuild_plan.models)
-        if checkout.note:
-            hooks.notice(f"modelseal: {checkout.note}.")
+        notes += runner.engine_notes(rebuild_plan, request.builder)
+        hooks.notice(
+            f"modelseal: building from a clean clone of {rebuild_plan.commit} (modified or "
+            "untracked files of --source are not used)."
+        )
         t1 = time.monotonic()
         with hooks.progress() as progress:
             built = runner.build(
@@ -893,7 +890,7 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
         comparison=comparison,
         signer=signed.signer,
         provenance_source=signed.source,
-        checkout={"checkout": checkout.how, "path": str(checkout.root)},
+        checkout={"checkout": checkout.how, "path": str(checkout.source)},
         notes=tuple(notes) + comparison.notes,
         timings={
             "verify_s": verified_s, "build_s": t2 - t1, "compare_s": t3 - t2,
@@ -909,7 +906,8 @@ def rebuild(request: RebuildRequest, hooks: RunHooks | None = None) -> RebuildOu
         referrer = None
         if request.push:
             image = ImageRef.parse(rebuild_plan.image_name, what="subject", allow_digest=True)
-            if client is None or client.repository != image.repository:
+            # The target's client only for the very same registry and repository.
+            if client is None or (client.host, client.repository) != (image.host, image.repository):
                 client = _registry_client(image.host, image.repository)
             client.set_deadline(request.timeout_s, "rebuild timeout (--timeout)")
             referrer = attest.push_attestation(client, rebuild_plan.expected_digest, signed_att)

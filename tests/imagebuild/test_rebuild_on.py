@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,14 @@ from tests.support.reports import report_gates
 from tests.support.tools import docker_cli, require
 
 from modelseal._cli import main
-from modelseal.imagebuild.engine import PrivateEngine
-from modelseal.imagebuild.gate import _not_reproducible
+from modelseal.imagebuild.engine import (
+    BUILDKIT_IMAGE,
+    EngineInfo,
+    PrivateEngine,
+    _builder_endpoint,
+    probe_engine,
+)
+from modelseal.imagebuild.gate import _not_reproducible, same_engine
 from modelseal.oci import ImageDifference
 from modelseal.policy import load_policy_text
 
@@ -101,6 +108,76 @@ def test_rebuild_on_a_builder_of_a_second_engine_gives_the_same_digest(
         check=True, capture_output=True, text=True, env=env,
     ).stdout  # fmt: skip
     assert "touch /m/ready" in du, du
+
+
+@pytest.mark.engine
+def test_without_docker_host_the_current_docker_context_is_the_engine(
+    engine: PrivateEngine,
+    second_engine: PrivateEngine,
+    busybox_base: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Docker Desktop, rootless, colima, `docker context use remote`: the engine is reached
+    through the current docker context, DOCKER_HOST is unset, and neither the probe nor the
+    build may send the docker CLI to the default socket instead."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    for argv in (
+        ["context", "create", "other", "--docker", f"host={second_engine.docker_host}"],
+        ["context", "use", "other"],
+    ):
+        subprocess.run([docker_cli(), *argv], check=True, capture_output=True)
+    info = probe_engine(create_builder=False)
+    assert info.docker_host == second_engine.docker_host  # for reports: the context's endpoint
+    assert info.docker_context == "other" and info.env() == {}
+    assert info.buildx_args() == ["--builder", "other"]
+    code, gate, out = _build(tmp_path, "", busybox_base, capsys=capsys, check="never")
+    assert code == 0, out
+    facts = gate["facts"]
+    assert isinstance(facts, dict)
+    assert facts["builder.name"] == "other" and facts["builder.driver"] == "docker"
+    # The second engine's BuildKit holds the build's records: it did build.
+    du = subprocess.run(
+        [docker_cli(), "buildx", "du", "--verbose"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "touch /m/ready" in du, du
+
+
+@pytest.mark.engine
+def test_a_container_builder_on_the_first_engine_is_not_independent(
+    engine: PrivateEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A docker-container builder whose container runs on the first build's engine shares
+    that engine (and whatever compromised it): not an independent rebuild."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    docker = docker_cli()
+    # Created, not started (nothing is pulled): its endpoint is what counts.
+    subprocess.run(
+        [docker, "buildx", "create", "--name", "on-first", "--driver", "docker-container",
+         "--driver-opt", f"image={BUILDKIT_IMAGE}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    inspect = subprocess.run(
+        [docker, "buildx", "inspect", "on-first"], check=True, capture_output=True, text=True
+    ).stdout
+    env = {"DOCKER_HOST": engine.docker_host}
+    endpoint = _builder_endpoint(docker, inspect, engine.docker_host, 30.0, env)
+    assert endpoint == engine.docker_host, inspect
+    first = EngineInfo(
+        docker_host=engine.docker_host, server_version="26", containerd_store=True,
+        buildx_version="v0", buildkit_version="v0", builder=None,
+        host_env=engine.docker_host, endpoint=engine.docker_host,
+    )  # fmt: skip
+    container = replace(
+        first, builder="on-first", builder_driver="docker-container", endpoint=endpoint
+    )
+    assert same_engine(first, container) == engine.docker_host
+    assert same_engine(first, replace(container, endpoint="unix:///elsewhere.sock")) is None
+    # a remote BuildKit runs on no engine modelseal can name: not compared
+    assert same_engine(first, replace(container, builder_driver="remote", endpoint=None)) is None
 
 
 @pytest.mark.engine

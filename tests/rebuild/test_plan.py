@@ -125,3 +125,93 @@ def test_a_symbolic_link_cannot_take_the_build_out_of_the_checkout(tmp_path: Pat
         inside(checkout, "app", "source.context")
     with pytest.raises(CannotRebuild, match="is not in the checkout"):
         inside(checkout, "missing", "source.context")
+
+
+def _with_contexts(contexts: dict[str, Any]) -> dict[str, Any]:
+    st = _statement(build_contexts={})
+    _ext(st)["buildContexts"] = contexts
+    return st
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "x://../../../../../../root",  # buildx: an unknown scheme is a local dir, from its cwd
+        "oci-layout:///var/lib/some-layout",  # a layout on the rebuilder's host
+        "docker-image://r.example/base:1",  # an image, but recorded as a url
+        "file:///etc",
+        "https://user:secret@example.com/ctx.git",  # public_context_url drops user info
+        "https://example.com/ctx.tar.gz?token=x",  # ... and the query
+        "https:///no-host",
+        "https://example.com:notaport/x",
+    ],
+)
+def test_a_url_context_is_only_a_remote_url(tmp_path: Path, uri: str) -> None:
+    """A signed provenance's url context must not read the rebuilder's disk: only what
+    public_context_url records (http(s)/git/ssh with a host, no user info or query)."""
+    st = _with_contexts({"h": {"type": "url", "uri": uri}})
+    with pytest.raises(CannotRebuild, match=r"buildContexts\.h: .*not a remote build context"):
+        resolve_contexts(plan_from_statement(st), {}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://example.com/ctx.git#main:sub", "git://example.com/r.git", "ssh://example.com/r"],
+)
+def test_a_remote_url_context_is_passed_on(tmp_path: Path, uri: str) -> None:
+    plan = plan_from_statement(_with_contexts({"h": {"type": "url", "uri": uri}}))
+    assert resolve_contexts(plan, {}, tmp_path) == {"h": uri}
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        (lambda st: _ext(st)["source"].update(context=".git"), "source.context .git"),
+        (lambda st: _ext(st)["source"].update(context="app/.git/x"), "source.context app/.git"),
+        (lambda st: _ext(st)["source"].update(dockerfile=".git/config"), "source.dockerfile"),
+        (lambda st: _ext(st)["buildContexts"]["assets"].update(path=".git"),
+         "buildContexts.assets.path .git"),
+        (lambda st: _ext(st)["buildContexts"]["assets"].update(path="sub/.GIT"), r"\.GIT"),
+    ],
+)  # fmt: skip
+def test_the_git_directory_is_never_build_input(change: Any, text: str) -> None:
+    st = _statement()
+    change(st)
+    with pytest.raises(CannotRebuild, match=text + ".*the repository's .git directory"):
+        plan_from_statement(st)
+
+
+def test_a_link_to_the_git_directory_is_not_build_input(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "creds").symlink_to(".git")
+    with pytest.raises(CannotRebuild, match=r"build context c creds .*\.git"):
+        inside(tmp_path, "creds", "build context c")
+
+
+@pytest.mark.parametrize("arg", ["BUILDKIT_SYNTAX", "BUILDKIT_CONTEXT_KEEP_GIT_DIR", "buildkit_x"])
+def test_buildkit_build_args_are_refused(arg: str) -> None:
+    st = _statement(build_args={"GREETING": "hi", arg: "1"})
+    with pytest.raises(CannotRebuild, match=f"buildArgs {arg}: BUILDKIT_"):
+        plan_from_statement(st)
+
+
+@pytest.mark.parametrize("platform", ["linux/amd64 --push", "../x", "linux", "Linux/AMD64"])
+def test_recorded_platforms_are_validated(platform: str) -> None:
+    st = _statement()
+    _ext(st)["platforms"] = [platform]
+    with pytest.raises(NotSignedProvenance, match="is not a platform"):
+        plan_from_statement(st)
+
+
+def test_a_docker_image_context_is_rebuilt_from_its_recorded_digest(tmp_path: Path) -> None:
+    def resolved(ref: str) -> str:
+        entry = {"type": "docker-image", "ref": ref, "digest": BASE}
+        return resolve_contexts(plan_from_statement(_with_contexts({"b": entry})), {}, tmp_path)[
+            "b"
+        ]
+
+    assert resolved("python:3.12") == f"docker-image://python@{BASE}"
+    assert resolved("127.0.0.1:5000/lib/py:3") == f"docker-image://127.0.0.1:5000/lib/py@{BASE}"
+    assert resolved(f"python:3.12@{BASE}") == f"docker-image://python:3.12@{BASE}"
+    with pytest.raises(CannotRebuild, match="pinned to another digest"):
+        resolved(f"python@{DIGEST}")

@@ -154,8 +154,9 @@ def test_rebuild_of_the_image_reproduces_it_and_attests(
     report = json.loads((out / "rebuild.json").read_text())
     assert report["verdict"] == "reproduced" and report["exit_code"] == 0
     assert report["expected_digest"] == report["rebuilt_digest"] == p.digest
-    assert report["source"]["checkout"] == "in place"
+    assert report["source"]["checkout"] == "clean clone"
     assert report["source"]["commit"] == p.commit1
+    assert f"built from a clean clone of {p.commit1}" in printed
     assert report["differences"] == [] and report["notes"] == []
     provenance_hex = hashlib.sha256(statement_bytes(p.provenance)).hexdigest()
     assert report["provenance"]["sha256"] == provenance_hex
@@ -194,19 +195,24 @@ def test_rebuild_from_the_bundle_clones_the_recorded_commit_on_a_named_builder(
 ) -> None:  # fmt: skip
     p = published
     out = tmp_path / "out"
+    # A bundle whose name holds a C1 control and a bidi override: --format json is ASCII.
+    bundle = tmp_path / "prov\u202e\x9b[31m.json"
+    shutil.copyfile(p.out / "bundles" / "provenance.sigstore.json", bundle)
     # --builder: the session engine's own BuildKit ($DOCKER_HOST), no private engine started
     code = main([
-        "rebuild", str(p.out / "bundles" / "provenance.sigstore.json"), "--source", str(p.moved),
+        "rebuild", str(bundle), "--source", str(p.moved),
         "--key", str(p.keys[1]), "-o", str(out), "--build-context", f"base={p.base}",
         "--format", "json", "--builder", "default",
     ])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert captured.out.isascii() and "\\u202e\\u009b[31m" in captured.out
     report = json.loads(captured.out)
+    assert report["target"] == str(bundle)
     assert report["verdict"] == "reproduced"
     assert engine_starts == [] and report["rebuilder"]["engine_kind"] == "builder default"
-    assert report["source"]["checkout"] == "clone"
-    assert "not the recorded" in report["notes"][0]
+    assert report["source"]["checkout"] == "clean clone"
+    assert report["source"]["path"] == str(p.moved.resolve())
     assert git(p.moved, "rev-parse", "HEAD") == p.commit2  # the user's checkout is left alone
 
 
@@ -297,22 +303,9 @@ def test_what_makes_a_rebuild_impossible_exits_3_before_building(
     assert _rebuild(p, str(_signed_copy(p, tmp_path, unknown_commit)), out) == 3
     assert "0" * 40 + " is not in" in capsys.readouterr().err
 
-    # tracked files modified in --source: exit 2, naming them
-    dirty = tmp_path / "dirty"
-    git(tmp_path, "clone", "-q", str(p.repo), str(dirty))
-    git(dirty, "checkout", "-q", p.commit1)
-    (dirty / "app.txt").write_text("changed\n")
-    (dirty / "weights-fetched-later.bin").write_text("untracked is fine\n")
-    code = main([
-        "rebuild", bundle, "--source", str(dirty), "--key", str(p.keys[1]), "-o", str(out),
-        "--build-context", f"base={p.base}",
-    ])  # fmt: skip
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "app.txt" in err and "weights-fetched-later" not in err
-    # an --out-dir inside the checkout's build context would be built into the next rebuild
+    # an --out-dir inside the build context of --source (model weights are copied from there)
     assert _rebuild(p, bundle, p.repo / "rebuilt") == 2
-    assert "is inside the build context" in capsys.readouterr().err
+    assert "a directory the rebuild reads" in capsys.readouterr().err
     assert not (p.repo / "rebuilt").exists()
     assert engine_starts == []
 
@@ -363,7 +356,7 @@ def test_a_lying_commit_names_the_model_file(published: Published, tmp_path: Pat
         })  # fmt: skip
 
     report = _differs(p, tmp_path, _signed_copy(p, tmp_path, lie), source=p.moved)
-    assert report["source"]["checkout"] == "in place"
+    assert report["source"]["checkout"] == "clean clone"
     assert "/srv/model.bin (" in _details(report)
     assert any(n.startswith("model model.bin: sha256 ") and v1 in n for n in report["notes"])
 
@@ -474,3 +467,39 @@ def test_a_registry_that_cannot_be_read_for_the_diff_still_exits_1(
     assert report["verdict"] == "differs" and report["expected_digest"] == other
     assert report["rebuilt_digest"] == p.digest and report["differences"] == []
     assert any("could not be fetched" in n for n in report["notes"]), report["notes"]
+
+
+def test_the_attestation_goes_to_the_registry_of_the_provenances_subject(
+    published: Published, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target's registry client is reused for the attestation only when the subject names
+    the same registry and repository: here the image is read from the local registry, but its
+    provenance's subject is the same repository on another (dead) registry — the attestation
+    goes there (and fails: exit 3), not to the target's registry."""
+    from modelseal.oci import OciLayout
+    from modelseal.publish.cosign import bundle_referrer_manifest
+
+    p = published
+    host = p.image.split("/", 1)[0]
+    client = RegistryClient(host, "seal/elsewhere")
+    client.push_layout(OciLayout(p.out / "oci"), p.digest)
+    media, body, _ = client.get_manifest(p.digest)
+    statement = copy.deepcopy(p.provenance)
+    statement["subject"][0]["name"] = "127.0.0.1:9/seal/elsewhere"
+    manifest, blobs = bundle_referrer_manifest(
+        KeySigner.from_file(p.keys[0]).sign_statement(statement), p.digest, len(body), media
+    )
+    for digest, blob in blobs.items():
+        client.push_blob(digest, blob)
+    client.add_referrer(p.digest, manifest)
+    before = client.referrers(p.digest, BUNDLE_MEDIA_TYPE)
+    rebuilder_key, _ = generate_ephemeral_key(tmp_path / "rebuilder")
+    out = tmp_path / "out"
+    code = _rebuild(
+        p, f"{host}/seal/elsewhere@{p.digest}", out, "--timeout", "20",
+        "--attest", "--push", "--sign", "key", "--signing-key", str(rebuilder_key),
+    )  # fmt: skip
+    assert code == 3, capsys.readouterr()
+    assert "attaching the rebuild attestation" in capsys.readouterr().err
+    assert client.referrers(p.digest, BUNDLE_MEDIA_TYPE) == before
+    assert json.loads((out / "rebuild.json").read_text())["verdict"] == "reproduced"

@@ -79,6 +79,9 @@ class EngineInfo:
     """What modelseal learned about the engine it will build on."""
 
     docker_host: str
+    """Which engine, for reports and comparisons: ``$DOCKER_HOST`` (or the one asked for),
+    else the current docker context's endpoint (``docker context NAME`` when it names no
+    URL)."""
     server_version: str
     containerd_store: bool
     buildx_version: str
@@ -94,6 +97,14 @@ class EngineInfo:
     #: The builder is the own BuildKit of another docker context (named ``builder``): buildx
     #: builds with such a builder only while that context is the current one.
     context_builder: bool = False
+    #: The ``DOCKER_HOST`` to set for the docker CLI: the one asked for or ``$DOCKER_HOST``;
+    #: None when neither is (the current docker context decides: Docker Desktop, rootless,
+    #: colima, ``docker context use``).
+    host_env: str | None = None
+    #: The engine whose containers run the build (the docker endpoint of a ``docker`` or
+    #: ``docker-container`` builder), as :attr:`docker_host` says it; None when the builder
+    #: runs on no engine modelseal can name (remote, kubernetes).
+    endpoint: str | None = None
 
     def buildx_args(self) -> list[str]:
         """Arguments that select the builder for ``docker buildx build``: always explicit."""
@@ -104,7 +115,7 @@ class EngineInfo:
         if self.context_builder and self.builder:
             # An empty DOCKER_HOST is no DOCKER_HOST: the context decides.
             return {"DOCKER_HOST": "", "DOCKER_CONTEXT": self.builder}
-        return {"DOCKER_HOST": self.docker_host}
+        return {"DOCKER_HOST": self.host_env} if self.host_env else {}
 
 
 def probe_engine(
@@ -117,8 +128,9 @@ def probe_engine(
 ) -> EngineInfo:
     """Check that an engine answers and can export OCI; raise :class:`EngineError` otherwise.
 
-    ``docker_host``: the engine to probe (default ``$DOCKER_HOST``, else the default socket);
-    every docker CLI call about it, and every build on it (:meth:`EngineInfo.env`), names it.
+    ``docker_host``: the engine to probe (default ``$DOCKER_HOST``); every docker CLI call
+    about it, and every build on it (:meth:`EngineInfo.env`), names it. Without either, no
+    ``DOCKER_HOST`` is set: the current docker context decides, as for ``docker`` itself.
 
     ``builder``: an existing buildx builder to use as it is (its driver and BuildKit version
     are recorded). Otherwise the engine's own BuildKit when its image store is containerd's,
@@ -129,9 +141,11 @@ def probe_engine(
     build waits for all of them.
     """
     docker = docker_cli()
-    host = docker_host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    env = {"DOCKER_HOST": host}
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    host_env = docker_host or os.environ.get("DOCKER_HOST") or None
+    env = {"DOCKER_HOST": host_env} if host_env else {}
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        # Without DOCKER_HOST, the current context's endpoint names the engine in reports.
+        where_f = None if host_env else pool.submit(_context_host, docker, None, timeout, env)
         info_f = pool.submit(
             run_tool, [docker, "info", "--format", "{{json .}}"], timeout=timeout, check=False,
             env=env,
@@ -151,6 +165,7 @@ def probe_engine(
         )  # fmt: skip
         info, bx, inspect = info_f.result(), bx_f.result(), inspect_f.result()
         context = ctx_f.result()
+        host = host_env or (where_f.result() if where_f else None) or "the current docker context"
     server_version, containerd_store = _parse_info(info, host)
     if bx.returncode != 0:
         raise EngineError(
@@ -175,7 +190,14 @@ def probe_engine(
             server_version, containerd_store = _parse_info(info, host)
         named = _named_builder(builder, inspect, host, server_version, containerd_store,
                                buildx_version)  # fmt: skip
-        return replace(named, context_builder=other is not None)
+        endpoint: str | None = None
+        if named.builder_driver == "docker":
+            endpoint = host
+        elif named.builder_driver == "docker-container":
+            endpoint = _builder_endpoint(docker, inspect.stdout, host, timeout, env)
+        return replace(
+            named, context_builder=other is not None, host_env=host_env, endpoint=endpoint
+        )
     if containerd_store:
         # The engine's own BuildKit is the docker-driver builder named after the docker
         # context, not whatever builder buildx has made current.
@@ -204,6 +226,8 @@ def probe_engine(
             buildkit_version=_inspect_field(inspect.stdout, "BuildKit version", "Buildkit"),
             builder=None,
             docker_context=own,
+            host_env=host_env,
+            endpoint=host,
         )
     if not create_builder:
         raise EngineError(
@@ -221,6 +245,8 @@ def probe_engine(
         builder=name,
         builder_driver="docker-container",
         builder_image=buildkit_image,
+        host_env=host_env,
+        endpoint=host,
     )
 
 
@@ -265,11 +291,29 @@ def _named_builder(
     )
 
 
-def _context_host(docker: str, name: str, timeout: float, env: dict[str, str]) -> str | None:
-    """The Docker endpoint of the docker context ``name`` (``docker context NAME`` when it
-    names no unix, tcp, ssh or npipe endpoint), or None when there is no such context."""
+def _builder_endpoint(
+    docker: str, inspect_output: str, host: str, timeout: float, env: dict[str, str]
+) -> str | None:
+    """The engine a ``docker-container`` builder's container runs on, as ``docker_host`` is
+    said: its node's ``Endpoint`` (a URL, or a docker context resolved to its endpoint)."""
+    value = _inspect_field(inspect_output, "Endpoint")
+    if re.fullmatch(r"(unix|tcp|ssh|npipe)://\S{1,4096}", value):
+        return value
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}", value):
+        return None
+    # "default" is the engine DOCKER_HOST names when it is set.
+    if value == "default" and env.get("DOCKER_HOST"):
+        return host
+    return _context_host(docker, value, timeout, env)
+
+
+def _context_host(docker: str, name: str | None, timeout: float, env: dict[str, str]) -> str | None:
+    """The Docker endpoint of the docker context ``name`` (None: the current one; ``docker
+    context NAME`` when it names no unix, tcp, ssh or npipe endpoint), or None when there is
+    no such context."""
+    argv = [docker, "context", "inspect", *([name] if name else [])]
     out = run_tool(
-        [docker, "context", "inspect", name, "--format", "{{json .Endpoints.docker.Host}}"],
+        [*argv, "--format", "{{json .Endpoints.docker.Host}}"],
         timeout=timeout, check=False, env=env,
     )  # fmt: skip
     if out.returncode != 0:
@@ -279,7 +323,7 @@ def _context_host(docker: str, name: str, timeout: float, env: dict[str, str]) -
     except json.JSONDecodeError:
         value = None
     if not isinstance(value, str) or not re.fullmatch(r"(unix|tcp|ssh|npipe)://\S{1,4096}", value):
-        return f"docker context {name}"
+        return f"docker context {name}" if name else "the current docker context"
     return value
 
 

@@ -302,16 +302,26 @@ def _probe_rebuild_builder(name: str, first: EngineInfo) -> EngineInfo:
             f"build.rebuild_on: the builder {name!r} for the rebuild check cannot be used: "
             + e.diagnostics()
         ) from None
-    if (info.builder_driver, info.docker_host) == ("docker", first.docker_host) and (
-        first.builder_driver == "docker"
-    ):
+    same = same_engine(first, info)
+    if same is not None:
+        what = "the own BuildKit of" if info.builder_driver == "docker" else "a container on"
         raise GateError(
-            f"build.rebuild_on: the builder {name!r} is the own BuildKit of the engine at "
-            f"{info.docker_host}, which the first build runs on: the rebuild would not be "
-            "independent of it.",
+            f"build.rebuild_on: the builder {name!r} is {what} the engine at {same}, which "
+            "the first build runs on: the rebuild would not be independent of it.",
             hint="Name a builder of another engine or machine, or use rebuild_on: fresh.",
         )
     return info
+
+
+def same_engine(first: EngineInfo, second: EngineInfo) -> str | None:
+    """The engine both builds would run on, when modelseal can tell (a ``docker`` or
+    ``docker-container`` builder's endpoint, each as its docker context or ``DOCKER_HOST``
+    names it); None otherwise. Endpoints are compared as strings: two names of one engine (a
+    TCP address and its unix socket, an ssh host) are not seen as the same — a builder that
+    must be independent has to run on another engine or machine."""
+    if first.endpoint is not None and first.endpoint == second.endpoint:
+        return first.endpoint
+    return None
 
 
 def _rebuild_engine_facts(engine: EngineInfo) -> dict[str, str]:

@@ -349,7 +349,7 @@ def _push_image(
         return "modelseal"
     with (
         _single_image_view(layout, digest, media_type) as view,
-        _auth_file(ref.host, credentials) as auth,
+        auth_file(ref.host, credentials) as auth,
     ):
         argv = [
             skopeo, "copy", "--quiet", "--preserve-digests", "--all", "--retry-times", "3",
@@ -392,7 +392,9 @@ def _single_image_view(layout: OciLayout, digest: str, media_type: str) -> Itera
 
 
 @contextmanager
-def _auth_file(host: str, credentials: Credentials | None) -> Iterator[Path | None]:
+def auth_file(host: str, credentials: Credentials | None) -> Iterator[Path | None]:
+    """A private (0600) temporary Docker auth file holding ``credentials`` for ``host``, for
+    skopeo's ``--authfile``/``--src-authfile``; removed on exit. None without credentials."""
     if credentials is None:
         yield None
         return

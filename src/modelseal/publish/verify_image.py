@@ -238,6 +238,12 @@ class Gathered:
     """Why a signature or attestation did not count (printable text)."""
     statements: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     """predicateType → the verified in-toto statements whose subject is the digest."""
+    statement_signers: list[tuple[Mapping[str, Any], str]] = field(default_factory=list)
+    """Each statement of :attr:`statements` with who signed it."""
+
+    def signer_of(self, statement: Mapping[str, Any]) -> str | None:
+        """Who signed ``statement`` (one of :attr:`statements`, by identity)."""
+        return next((who for st, who in self.statement_signers if st is statement), None)
 
 
 def gather_signed(
@@ -287,7 +293,8 @@ def gather_signed(
                 ):
                     continue
                 verified = verify_bundle(bundle, payload=None, expected=expected)
-                _collect(verified.statement, digest, found.statements)
+                statement = _collect(verified.statement, digest, found.statements)
+                found.statement_signers.append((statement, _who(verified)))
             found.signers.append(_who(verified))
         except _CANNOT_RUN:
             raise
@@ -341,7 +348,8 @@ def gather_signed(
                         verified = verify_cosign_attestation(
                             layer.content, layer.annotations, expected
                         )
-                        _collect(verified.statement, digest, found.statements)
+                        statement = _collect(verified.statement, digest, found.statements)
+                        found.statement_signers.append((statement, _who(verified)))
                         found.signers.append(_who(verified))
                     except _CANNOT_RUN:
                         raise
@@ -403,7 +411,7 @@ def _who(verified: Any) -> str:
 
 def _collect(
     statement: Mapping[str, Any] | None, digest: str, out: dict[str, list[Mapping[str, Any]]]
-) -> None:
+) -> Mapping[str, Any]:
     if not isinstance(statement, Mapping):
         raise VerificationError("the envelope carries no in-toto statement.")
     subjects = statement.get("subject")
@@ -418,6 +426,7 @@ def _collect(
     if not isinstance(statement.get("predicate"), Mapping):
         raise VerificationError("the statement has no predicate object.")
     out.setdefault(str(statement.get("predicateType")), []).append(statement)
+    return statement
 
 
 def _provenance_check(found: list[Mapping[str, Any]], options: VerifyOptions, why: str) -> Check:

@@ -8,14 +8,20 @@ is not signed by that signer.
 
 The statement is signed but still bounded input: the build type must be modelseal's
 (:data:`modelseal.publish.provenance.BUILD_TYPE`), ``externalParameters`` may hold only the
-keys that build type documents, paths must be relative and stay inside the checkout, and
-``internalParameters.contextNormalization`` must be this modelseal's
-(:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`).
+keys that build type documents, paths must be relative, stay inside the checkout and not
+enter its ``.git`` directory, ``internalParameters.contextNormalization`` must be this
+modelseal's (:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`), and nothing recorded
+may make buildx read the rebuilder's host or change how it builds: a ``url`` build context
+must be what :func:`~modelseal.publish.build_environment.public_context_url` records for a
+remote one (an https, http, git or ssh URL with a host name, no user info or query — buildx
+reads an ``oci-layout://`` or an unknown scheme from its own disk), no ``BUILDKIT_*`` build
+arg, platforms as the policy's ``build.platforms`` pattern.
 
 Errors: :class:`NotSignedProvenance` (exit 2) for a target that is not a provenance signed by
 the expected signer, or is malformed; :class:`CannotRebuild` (exit 3) for a valid provenance
-from which no rebuild is possible here (no commit, a context outside the repository, another
-normalization version, a build context on the builder's host).
+from which no rebuild is possible here (no commit, a context outside the repository or in
+``.git``, another normalization version, a build context on the builder's host or one that
+would read this host, a ``BUILDKIT_*`` build arg).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,6 +40,8 @@ from modelseal.bounded import MIB, read_input
 from modelseal.errors import ConfigError, GateError
 from modelseal.oci import DIGEST_RE
 from modelseal.policy.gitref import COMMIT_RE
+from modelseal.policy.model import PLATFORM_PATTERN
+from modelseal.publish.build_environment import public_context_url
 from modelseal.publish.provenance import BUILD_TYPE, SLSA_PROVENANCE_V1
 from modelseal.publish.statements import statement_bytes
 from modelseal.untrusted import untrusted
@@ -211,7 +220,9 @@ def provenance_from_image(
             f"{shown}@{digest} has {len(definitions)} SLSA provenances by the expected signer "
             "that describe different builds; not rebuilding from either."
         )
-    signer = next(iter(found.signers), expected.describe())
+    # Who signed this statement (the image signature may be someone else's the signer flags
+    # also match, e.g. another identity under --certificate-identity-regexp).
+    signer = found.signer_of(provenances[0]) or expected.describe()
     return SignedProvenance(provenances[0], signer, f"image {text}"), digest, body, media
 
 
@@ -305,6 +316,23 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
             "none or default."
         )
     platforms = _strings(external.get("platforms") or [], "externalParameters.platforms")
+    for platform in platforms:
+        # The build section's own check (a model_copy with the plan's platforms skips it).
+        if not re.match(PLATFORM_PATTERN, platform):
+            raise NotSignedProvenance(
+                f"externalParameters.platforms: {untrusted(platform, markup=False, limit=80)} "
+                "is not a platform (os/arch[/variant])."
+            )
+    build_args = _string_map(external.get("buildArgs") or {}, "externalParameters.buildArgs")
+    buildkit = sorted(k for k in build_args if k.upper().startswith("BUILDKIT_"))
+    if buildkit:
+        raise CannotRebuild(
+            "externalParameters.buildArgs "
+            + untrusted(", ".join(buildkit), markup=False, limit=200)
+            + ": BUILDKIT_* build args are BuildKit's own switches, not the Dockerfile's (they "
+            "can swap the frontend, BUILDKIT_SYNTAX, or change how the context is read, "
+            "BUILDKIT_CONTEXT_KEEP_GIT_DIR); a rebuild does not pass them on."
+        )
     recorded = {
         k: str(v)
         for k, v in _mapping(internal.get("builder") or {}, "internalParameters.builder").items()
@@ -321,7 +349,7 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
         source_date_epoch=epoch,
         network=str(network),
         repository=source.get("repository") if isinstance(source.get("repository"), str) else None,
-        build_args=_string_map(external.get("buildArgs") or {}, "externalParameters.buildArgs"),
+        build_args=build_args,
         build_contexts=_contexts(external.get("buildContexts") or {}),
         platforms=tuple(platforms),
         labels=_string_map(external.get("labels") or {}, "externalParameters.labels"),
@@ -407,11 +435,7 @@ def _contexts(raw: Any) -> tuple[BuildContextPin, ...]:
             out.append(BuildContextPin(name, kind, path=path))
         elif kind == "url":
             uri = _string(entry.get("uri"), f"{where}.uri")
-            if "://" not in uri or any(c.isspace() for c in uri):
-                raise NotSignedProvenance(
-                    f"{where}: {untrusted(uri, markup=False, limit=120)} is not a URL."
-                )
-            out.append(BuildContextPin(name, kind, uri=uri))
+            out.append(BuildContextPin(name, kind, uri=_public_url(uri, where)))
         else:
             raise CannotRebuild(
                 f"{where}: type {untrusted(kind, markup=False, limit=40)} is not one this "
@@ -420,8 +444,46 @@ def _contexts(raw: Any) -> tuple[BuildContextPin, ...]:
     return tuple(out)
 
 
+#: Schemes of a ``url`` build context that :func:`public_context_url` records as URLs (what
+#: else buildx takes, an ``oci-layout://`` or an unknown scheme — read as a local directory
+#: relative to its working directory —, reads this host).
+URL_SCHEMES = frozenset({"https", "http", "git", "ssh"})
+
+
+def _public_url(uri: str, where: str) -> str:
+    """``uri`` when it is what :func:`public_context_url` records for a remote context: an
+    http(s), git or ssh URL with a host name, no user info and no query; refused otherwise
+    (exit 3), since buildx would read anything else from the rebuilder's own disk."""
+    shown = untrusted(uri, markup=False, limit=120)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        host = parts.hostname
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts, host = None, None
+    if (
+        parts is None
+        or parts.scheme not in URL_SCHEMES
+        or not host
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in uri)
+        or public_context_url(uri) != uri
+    ):
+        raise CannotRebuild(
+            f"{where}: {shown} is not a remote build context modelseal records (an https, "
+            "http, git or ssh URL with a host name, no user info or query); buildx would read "
+            "it from this host (an oci-layout:// directory, or an unknown scheme as a local "
+            "path), so it is not passed on."
+        )
+    return uri
+
+
 def _inside_path(value: Any, what: str) -> str:
-    """A relative POSIX path that stays inside the repository (no ``..``, not absolute)."""
+    """A relative POSIX path that stays inside the repository (no ``..``, not absolute) and
+    not into git's own directory (no ``.git`` component: the checkout's objects and config are
+    not build input)."""
     if not isinstance(value, str) or not value or "\x00" in value or "\\" in value:
         raise NotSignedProvenance(
             f"{what}: {untrusted(value, markup=False, limit=120)} is not a path."
@@ -431,6 +493,11 @@ def _inside_path(value: Any, what: str) -> str:
         raise CannotRebuild(
             f"{what} {untrusted(value, markup=False, limit=200)} is not a path inside the "
             "repository (absolute, or with ..)."
+        )
+    if any(part.lower() == ".git" for part in path.parts):
+        raise CannotRebuild(
+            f"{what} {untrusted(value, markup=False, limit=200)} is in the repository's .git "
+            "directory, which is never build input."
         )
     return str(path)
 

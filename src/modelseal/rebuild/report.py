@@ -14,12 +14,13 @@
   could not be fetched: a note says so);
 * ``provenance`` — ``{"sha256": hex of the statement's canonical bytes, "signer", "source",
   "builder_id", "recorded_builder": {…}}``;
-* ``source`` — ``{"repository"?, "commit", "checkout": "in place" | "clone", "path"}``;
+* ``source`` — ``{"repository"?, "commit", "checkout": "clean clone", "path"}`` (``path``: the
+  ``--source`` work tree the clone was made from);
 * ``rebuilder`` — ``{"modelseal", "builder": {"name", "driver", "image"?}, "engine"?,
   "buildx"?, "buildkit"?, "engine_kind"}``: as in the attestation (``engine``: the engine's
   version), and ``engine_kind`` ``"fresh private engine"`` or ``"builder NAME"``;
-* ``notes`` — lines a reader should know (a model file that differs or is missing, the clone,
-  a comparison that could not run);
+* ``notes`` — lines a reader should know (a model file copied from ``--source``, missing or
+  different; a fresh engine without the recorded network; a comparison that could not run);
 * ``timings`` — ``{"verify_s", "build_s", "compare_s", "total_s"}``;
 * ``started_at``, ``finished_at`` — UTC RFC 3339;
 * ``attestation`` — with ``--attest``: ``{"bundle": path, "referrer": digest | null}``.
@@ -152,7 +153,7 @@ def summary_lines(report: RebuildReport, *, limit: int = 10) -> Sequence[str]:
         f"  rebuilt {report.built.digest} on a {report.built.engine}"
         if report.built.engine.startswith("fresh")
         else f"  rebuilt {report.built.digest} with {report.built.engine}",
-        f"  from commit {report.plan.commit[:12]} ({report.checkout.get('checkout', '')})",
+        f"  built from a {report.checkout.get('checkout', 'clean clone')} of {report.plan.commit}",
     ]
     if report.reproduced:
         lines.append("reproduced: the same digest")

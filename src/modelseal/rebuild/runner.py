@@ -3,8 +3,9 @@ named builder) through the build gate, and the comparison with the published ima
 
 The engine: by default a :class:`~modelseal.imagebuild.engine.PrivateEngine` with an empty
 data root under a new private directory (what a third party starts from: no cache, no image),
-stopped and removed afterwards whatever happens; with ``--builder NAME`` an existing buildx
-builder on ``$DOCKER_HOST``. The build is the build gate's (the pipeline with only that gate),
+stopped and removed afterwards whatever happens (its dockerd runs with ``--bridge=none``: a
+build recorded with ``network: default`` gets a note, :func:`engine_notes`); with ``--builder
+NAME`` an existing buildx builder (``$DOCKER_HOST``'s, else the current docker context's). The build is the build gate's (the pipeline with only that gate),
 under the default policy with ``rebuild_check: never``, no cache, the provenance's network, and
 the provenance's parameters as the run's options.
 
@@ -68,7 +69,10 @@ class Comparison:
 
 
 def resolve_contexts(plan: RebuildPlan, given: Mapping[str, str], root: Path) -> dict[str, str]:
-    """The ``--build-context`` values for the rebuild, from the plan and what was ``given``."""
+    """The ``--build-context`` values for the rebuild, from the plan and what was ``given``:
+    an ``oci-layout`` one must be given (holding the recorded digest); a ``docker-image`` one
+    with a recorded digest is pulled by that digest; a ``local`` one is the checkout's; a
+    ``url`` one (validated by the plan: a remote URL) is passed on."""
     known = {c.name for c in plan.build_contexts}
     extra = sorted(set(given) - known)
     if extra:
@@ -94,6 +98,8 @@ def resolve_contexts(plan: RebuildPlan, given: Mapping[str, str], root: Path) ->
         elif pin.type == "docker-image":
             if value is not None and pin.digest is not None:
                 out[pin.name] = _pinned_value(pin.name, value, pin.digest)
+            elif value is None and pin.digest is not None:
+                out[pin.name] = f"docker-image://{_by_digest(pin.name, str(pin.ref), pin.digest)}"
             else:
                 out[pin.name] = value or f"docker-image://{pin.ref}"
         elif pin.type == "local":
@@ -113,6 +119,20 @@ def resolve_contexts(plan: RebuildPlan, given: Mapping[str, str], root: Path) ->
         else:
             out[pin.name] = value or str(pin.uri)
     return out
+
+
+def _by_digest(name: str, ref: str, digest: str) -> str:
+    """``ref`` pinned to the recorded ``digest``: as it is when it ends in ``@digest``, else
+    its name (the tag dropped) ``@digest``; a ref pinned to another digest is refused."""
+    if "@" in ref:
+        if ref.rpartition("@")[2] != digest:
+            raise CannotRebuild(
+                f"build context {name}: the image {untrusted(ref, markup=False, limit=200)} is "
+                f"pinned to another digest than the recorded {digest}."
+            )
+        return ref
+    head, slash, last = ref.rpartition("/")
+    return head + slash + last.partition(":")[0] + "@" + digest
 
 
 def _pinned_value(name: str, value: str, digest: str) -> str:
@@ -185,6 +205,19 @@ def fresh_engine() -> Iterator[str]:
         yield engine.docker_host
     finally:
         engine.stop(remove=True)
+
+
+def engine_notes(plan: RebuildPlan, builder: str | None) -> list[str]:
+    """What the report should say about where the rebuild runs: the fresh private engine has
+    no network (its dockerd runs with ``--bridge=none``), so a build recorded with
+    ``network: default`` whose RUN steps download cannot be rebuilt the same there."""
+    if plan.network == "default" and builder is None:
+        return [
+            "the provenance records network: default, but the fresh private engine has no "
+            "network (dockerd --bridge=none): a RUN step that downloads fails or gives other "
+            "bytes there; rebuild with --builder NAME (a builder whose engine has network)"
+        ]
+    return []
 
 
 def build(
@@ -339,7 +372,7 @@ def skopeo_fetch(
     """A fetcher of ``name@digest`` into an OCI layout at the path it is given: ``skopeo copy
     --preserve-digests`` (every platform of an index), the layout's top digest and blob
     checked against ``digest``."""
-    from modelseal.publish.publisher import _auth_file
+    from modelseal.publish.publisher import auth_file
 
     host = name.split("/", 1)[0]
 
@@ -350,7 +383,7 @@ def skopeo_fetch(
         left = min(FETCH_TIMEOUT, deadline - time.monotonic())
         if left <= 0:
             raise GateError("the --timeout passed before the published image could be fetched.")
-        with _auth_file(host, credentials) as auth:
+        with auth_file(host, credentials) as auth:
             argv = [
                 skopeo, "copy", "--quiet", "--preserve-digests", "--all", "--retry-times", "2",
                 f"docker://{name}@{digest}", f"oci:{dest}:published",
