@@ -6,6 +6,7 @@ byte-identical run to run; hostile cards and configs → nothing recorded, a not
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,20 @@ def test_dataset_references_follow_a_renamed_dataset_component() -> None:
     assert data["bom-ref"] == "modelseal:dataset:wikitext#2"
     params = _model(text, "m.gguf")["modelCard"]["modelParameters"]
     assert params["datasets"] == [{"ref": "modelseal:dataset:wikitext#2"}]
+
+
+def test_a_card_swapped_for_a_symlink_or_fifo_after_the_walk_is_not_read(tmp_path: Path) -> None:
+    # The gate's walk refuses links and fifos; a card replaced by one afterwards is refused on
+    # open (O_NOFOLLOW, O_NONBLOCK), not followed to another file nor waited on.
+    (tmp_path / "secret.md").write_text(CARD)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "README.md").symlink_to(tmp_path / "secret.md")
+    os.mkfifo(model / "config.json")
+    card = read_model_card(model, frozenset({"README.md", "config.json"}))
+    assert card.licenses == () and card.datasets == () and card.model_type is None
+    assert card.notes == (
+        "README.md: not read (not a regular file, or unreadable); its license and datasets "
+        "are not recorded",
+        "config.json: not read (not a regular file); the architecture is not recorded",
+    )

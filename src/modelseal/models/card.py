@@ -14,14 +14,15 @@ judges.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from modelseal.bounded import KIB, MIB, read_input, size_text
-from modelseal.errors import ConfigError
+from modelseal.bounded import KIB, MIB, size_text
 
 __all__ = [
     "CARD_FILE",
@@ -108,12 +109,12 @@ def read_model_card(directory: Path, present: frozenset[str]) -> ModelCard:
     notes: list[str] = []
     if CARD_FILE in present:
         try:
-            card = parse_card(_read(directory / CARD_FILE, "model card", MAX_CARD_BYTES))
+            card = parse_card(_read(directory / CARD_FILE, MAX_CARD_BYTES))
         except _Unreadable as e:
             notes.append(f"{CARD_FILE}: {e}; its license and datasets are not recorded")
     if CONFIG_FILE in present:
         try:
-            config = parse_config(_read(directory / CONFIG_FILE, "model config", MAX_CONFIG_BYTES))
+            config = parse_config(_read(directory / CONFIG_FILE, MAX_CONFIG_BYTES))
         except _Unreadable as e:
             notes.append(f"{CONFIG_FILE}: {e}; the architecture is not recorded")
     licenses = _strings(card.get("license"), _LICENSE_RE, MAX_LICENSES, "license", notes)
@@ -137,14 +138,35 @@ def read_model_card(directory: Path, present: frozenset[str]) -> ModelCard:
     )
 
 
-def _read(path: Path, what: str, limit: int) -> bytes:
+def _read(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path``, opened without following a link
+    (the models gate's walk refused links above it; this refuses one swapped in since)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        # Not "contained": the models gate's walk has refused links under the model paths.
-        return read_input(path, what=what, limit=limit, contained=False)
-    except ConfigError:
-        raise _Unreadable(
-            f"not read (larger than {size_text(limit)}, or not a regular file)"
-        ) from None
+        fd = os.open(path, flags)
+    except OSError:
+        raise _Unreadable("not read (not a regular file, or unreadable)") from None
+    chunks: list[bytes] = []
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Unreadable("not read (not a regular file)")
+        if st.st_size > limit:
+            raise _Unreadable(f"not read (larger than {size_text(limit)})")
+        left = limit + 1  # one byte more than allowed tells "at the limit" from "over"
+        while left > 0:
+            chunk = os.read(fd, min(left, MIB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:
+        raise _Unreadable("not read (unreadable)") from None
+    finally:
+        os.close(fd)
+    if left <= 0:  # st_size can lie (a file that grows while read)
+        raise _Unreadable(f"not read (larger than {size_text(limit)})")
+    return b"".join(chunks)
 
 
 def _text(data: bytes) -> str:
