@@ -35,6 +35,9 @@ REQUESTS_METADATA = (
     "Summary: Python HTTP for Humans.\nLicense: Apache 2.0\n\n"
 )
 
+HF_COMMIT = "4f1c2e3d5a6b7c8d9e0f4f1c2e3d5a6b7c8d9e0f"
+MODEL_CARD = "---\nlicense: apache-2.0\ndatasets:\n- acme/corpus\n---\n# tiny\n"
+
 
 @dataclass
 class Sealed:
@@ -48,6 +51,10 @@ def _app(root: Path) -> Path:
     ctx = root / "ctx"
     (ctx / "model").mkdir(parents=True)
     (ctx / "model" / "w.safetensors").write_bytes(safetensors_bytes([0.5, -1.0, 2.0]))
+    (ctx / "model" / "README.md").write_text(MODEL_CARD)
+    (ctx / "model" / "config.json").write_text(
+        '{"model_type": "bert", "architectures": ["BertModel"]}'
+    )
     (ctx / "METADATA").write_text(REQUESTS_METADATA)
     (ctx / "Dockerfile").write_text(
         "FROM base\n"
@@ -57,7 +64,8 @@ def _app(root: Path) -> Path:
     saved = Path.cwd()
     os.chdir(ctx)
     try:
-        assert main(["models", "lock", "model", "--source-uri", "hf://acme/tiny"]) == 0
+        argv = ["models", "lock", "model", "--source-uri", "hf://acme/tiny"]
+        assert main([*argv, "--source-revision", HF_COMMIT]) == 0
     finally:
         os.chdir(saved)
     return ctx
@@ -125,15 +133,27 @@ def test_python_package_found_by_syft(doc: dict) -> None:
 
 def test_model_component_with_sha256(sealed: Sealed, doc: dict) -> None:
     models = [c for c in doc["components"] if c["type"] == "machine-learning-model"]
-    assert len(models) == 1
-    (m,) = models
-    assert m["name"] == "w.safetensors"
+    assert sorted(c["name"] for c in models) == ["README.md", "config.json", "w.safetensors"]
+    (m,) = [c for c in models if c["name"] == "w.safetensors"]
     lock = json.loads((sealed.ctx / "models.lock").read_text())
     text = json.dumps(lock)
     (sha,) = [h["content"] for h in m["hashes"] if h["alg"] == "SHA-256"]
     assert sha in text
     refs = [c["bom-ref"] for c in doc["components"]] + [doc["metadata"]["component"]["bom-ref"]]
     assert len(refs) == len(set(refs))
+
+
+def test_model_component_says_what_the_model_is(doc: dict) -> None:
+    (m,) = [c for c in doc["components"] if c["name"] == "w.safetensors"]
+    assert m["purl"] == f"pkg:huggingface/acme/tiny@{HF_COMMIT}"
+    assert m["licenses"] == [{"license": {"id": "Apache-2.0", "acknowledgement": "declared"}}]
+    assert m["modelCard"]["modelParameters"] == {
+        "architectureFamily": "bert",
+        "modelArchitecture": "BertModel",
+        "datasets": [{"ref": "modelseal:dataset:acme/corpus"}],
+    }
+    (data,) = [c for c in doc["components"] if c["type"] == "data"]
+    assert data["bom-ref"] == "modelseal:dataset:acme/corpus"
 
 
 def test_tools_timestamp_and_facts(sealed: Sealed, doc: dict) -> None:

@@ -25,7 +25,9 @@ from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagefs import FsEntry, ImageFs, printable
 from modelseal.models.allowlist import Allowlist
+from modelseal.models.card import ModelCard, read_model_card
 from modelseal.models.hashing import FileDigest, hash_files
+from modelseal.models.issues import Format
 from modelseal.models.limits import scan_limits
 from modelseal.models.lock import (
     LockEntry,
@@ -107,10 +109,12 @@ class ModelsGate(RegisteredGate):
         pinned = lock.by_path() if lock else {}
         to_lock = _rebase(base, lock.base) if lock else None
         records: list[dict[str, Any]] = []
+        cards = _cards(base, files, scans)
         for rel, scan in zip(files, scans, strict=True):
             findings += scan_findings(rel, scan)
             d = digests[rel]
             entry = pinned.get(to_lock(rel)) if to_lock else None
+            card = cards.get(rel)
             records.append(
                 {
                     "path": rel,
@@ -118,8 +122,13 @@ class ModelsGate(RegisteredGate):
                     "sha256": d.sha256,
                     "format": scan.format.value,
                     "source": entry.source.to_json() if entry and entry.source else None,
+                    "card": card.to_json() if card else None,
                 }
             )
+        described = [c for c in cards.values() if c]
+        if described:
+            facts["models.cards"] = str(len(described))
+            facts["models.card_notes"] = str(sum(len(c.notes) for c in described))
         if pol.signature is not None:
             ctx.progress(self.name, "verifying the model signature")
             findings += _verify_signature(ctx, base)
@@ -131,6 +140,26 @@ class ModelsGate(RegisteredGate):
             GATE, Status.PASSED, findings=tuple(findings), facts=facts,
             artifacts={"models_json": models_json},
         )  # fmt: skip
+
+
+def _cards(base: Path, files: list[str], scans: list[FileScan]) -> dict[str, ModelCard]:
+    """The model card facts for each file in a model format, from the ``README.md`` and
+    ``config.json`` in its directory — read only when the gate checked them too, so what the
+    ML-BOM says comes from verified files. One read per directory."""
+    by_dir: dict[str, set[str]] = {}
+    for rel in files:
+        parent, _, name = rel.rpartition("/")
+        by_dir.setdefault(parent, set()).add(name)
+    read: dict[str, ModelCard] = {}
+    out: dict[str, ModelCard] = {}
+    for rel, scan in zip(files, scans, strict=True):
+        if scan.format is Format.UNKNOWN:
+            continue
+        parent = rel.rpartition("/")[0]
+        if parent not in read:
+            read[parent] = read_model_card(base / parent, frozenset(by_dir[parent]))
+        out[rel] = read[parent]
+    return out
 
 
 def _roots(paths: list[str], lock: ModelsLock | None, base: Path) -> list[str]:

@@ -29,7 +29,12 @@ from modelseal.errors import GateError, ToolError
 from modelseal.evcache import file_identity, tool_settings
 from modelseal.findings import GateResult, Status
 from modelseal.gates import RegisteredGate
-from modelseal.models.mlbom import read_models_json, to_components
+from modelseal.models.mlbom import (
+    dataset_components,
+    model_cards,
+    read_models_json,
+    to_components,
+)
 from modelseal.oci import DIGEST_RE, image_purl, image_repository, platform_manifests
 from modelseal.pipeline import Context
 
@@ -208,7 +213,14 @@ def model_component_dicts(records: Sequence[Mapping[str, Any]]) -> list[dict[str
 
     bom = Bom(components=to_components(records))
     data = json.loads(JsonV1Dot6(bom).output_as_string())
-    return list(data.get("components", []))
+    components: list[dict[str, Any]] = list(data.get("components", []))
+    # cyclonedx-python-lib has no modelCard yet: added to its JSON, checked by validate().
+    cards = model_cards(records)
+    for c in components:
+        card = cards.get(str(c.get("bom-ref")))
+        if card is not None:
+            c["modelCard"] = card
+    return components + dataset_components(records)
 
 
 def enrich(
@@ -259,6 +271,8 @@ def enrich(
     components: list[dict[str, Any]] = list(doc.get("components") or [])
     refs = {c["bom-ref"] for c in components if isinstance(c, dict) and "bom-ref" in c}
     refs.add(purl)
+    renamed: dict[str, str] = {}
+    added: list[dict[str, Any]] = []
     for m in models:
         comp = dict(m)
         ref = str(comp.get("bom-ref", f"model:{comp.get('name')}"))
@@ -268,7 +282,12 @@ def enrich(
             unique = f"{ref}#{n}"
         comp["bom-ref"] = unique
         refs.add(unique)
-        components.append(comp)
+        if unique != ref:
+            renamed[ref] = unique
+        added.append(comp)
+    for comp in added:
+        _rename_dataset_refs(comp, renamed)
+    components += added
     doc["components"] = sorted(
         components,
         key=lambda c: (str(c.get("type")), str(c.get("name")), str(c.get("version")),
@@ -286,6 +305,22 @@ def enrich(
     doc["version"] = 1
     doc["serialNumber"] = f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, digest)}"
     return doc
+
+
+def _rename_dataset_refs(comp: dict[str, Any], renamed: Mapping[str, str]) -> None:
+    """Point a model's modelCard dataset references at the renamed dataset components."""
+    card = comp.get("modelCard")
+    if not renamed or not isinstance(card, dict):
+        return
+    params = dict(card.get("modelParameters") or {})
+    datasets = params.get("datasets")
+    if not isinstance(datasets, list):
+        return
+    params["datasets"] = [
+        {"ref": renamed.get(str(d.get("ref")), d.get("ref"))} if isinstance(d, dict) else d
+        for d in datasets
+    ]
+    comp["modelCard"] = {**card, "modelParameters": params}
 
 
 def _rename_ref(node: Any, old: str, new: str) -> None:
