@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ class FakeRepo:
     def listing(self, commit: str) -> list[dict[str, Any]]:
         """The recursive tree at ``commit``: directories, then files, as the Hub lists."""
         files = self.commits[commit]
-        dirs = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
+        dirs = sorted(
+            {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+        )
         out: list[dict[str, Any]] = [
             {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
             for d in dirs
@@ -108,6 +111,8 @@ class FakeHub:
         self.hub = ThreadingHTTPServer(("127.0.0.1", 0), self._handler("hub"))
         self.cdn = ThreadingHTTPServer(("127.0.0.1", 0), self._handler("cdn"))
         self._blobs: dict[str, bytes] = {}
+        #: seconds the CDN waits between two bytes of a file (a server that dribbles).
+        self.cdn_trickle = 0.0
 
     @property
     def endpoint(self) -> str:
@@ -185,6 +190,8 @@ class FakeHub:
             data = self._blobs.get(url.path.rsplit("/", 1)[-1])
             if data is None or method != "GET":
                 return _send(h, 404, b"", {})
+            if self.cdn_trickle:
+                return _dribble(h, data, self.cdn_trickle)
             return _send(h, 200, data, {"Content-Type": "application/octet-stream"})
         if parts[:2] == ["api", "models"] and len(parts) >= 6:
             repo_id, action, rev = f"{parts[2]}/{parts[3]}", parts[4], parts[5]
@@ -195,7 +202,9 @@ class FakeHub:
         self.violate(f"hub: unexpected request {method} {h.path}")
         _send(h, 404, b"", {})
 
-    def _find(self, h: BaseHTTPRequestHandler, repo_id: str, rev: str, *, pinned: bool) -> tuple[FakeRepo, str] | None:
+    def _find(
+        self, h: BaseHTTPRequestHandler, repo_id: str, rev: str, *, pinned: bool
+    ) -> tuple[FakeRepo, str] | None:
         repo = self.repos.get(repo_id)
         if repo is None:
             _send(h, 404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
@@ -247,7 +256,9 @@ class FakeHub:
         self.violate(f"hub: unexpected API call {method} {h.path}")
         _send(h, 404, b"", {})
 
-    def _resolve(self, h: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str, path: str) -> None:
+    def _resolve(
+        self, h: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str, path: str
+    ) -> None:
         found = self._find(h, repo_id, rev, pinned=True)
         if found is None:
             return
@@ -278,7 +289,12 @@ class FakeHub:
 
 
 def _send(
-    h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str], *, head: bool = False
+    h: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    head: bool = False,
 ) -> None:
     h.send_response(status)
     for k, v in headers.items():
@@ -287,3 +303,16 @@ def _send(
     h.end_headers()
     if not head and h.command != "HEAD":
         h.wfile.write(body)
+
+
+def _dribble(h: BaseHTTPRequestHandler, body: bytes, pause: float) -> None:
+    h.send_response(200)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    try:
+        for i in range(len(body)):
+            h.wfile.write(body[i : i + 1])
+            h.wfile.flush()
+            time.sleep(pause)
+    except OSError:
+        pass  # the client gave up: what the test wants

@@ -328,8 +328,8 @@ class HubSession:
     def __enter__(self) -> HubSession:
         import httpx2
         from huggingface_hub import constants, get_token, set_client_factory
-        from huggingface_hub.utils.tqdm import disable_progress_bars
         from huggingface_hub.utils._http import hf_request_event_hook
+        from huggingface_hub.utils.tqdm import disable_progress_bars
 
         # HF_TOKEN (or the token `hf auth login` stored): read here, sent only to the endpoint,
         # never printed (messages are scrubbed of it).

@@ -368,7 +368,7 @@ class ModelScanLimitsPolicy(BaseModel):
 
 
 class ModelFetchPolicy(BaseModel):
-    """``modelseal models fetch``: what a download from the Hugging Face Hub may be."""
+    """`modelseal models fetch`: what a download from the Hugging Face Hub may be."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
