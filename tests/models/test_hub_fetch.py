@@ -107,6 +107,24 @@ def test_include_selects_files_and_pagination_is_followed(
     assert sorted(p.name for p in Path("m").rglob("*") if p.is_file()) == ["weights.bin"]
 
 
+def test_the_token_does_not_follow_a_link_to_another_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # huggingface_hub follows the listing's `Link: rel="next"` with the same headers, token
+    # included, wherever it points; modelseal's transport drops the token off the endpoint.
+    with FakeHub(token=TOKEN, page_size=1) as hub:
+        hub.link_origin = hub.cdn_origin
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.chdir(tmp_path)
+        _, commit = _repo(hub)
+        assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) in (2, 3)
+        assert any(s == "cdn" and "/tree/" in p for s, _, p in hub.requests)
+        assert hub.violations == []
+    assert not Path("models").exists()
+
+
 @pytest.mark.parametrize("revision", ["main", "v1.0", None])
 def test_a_branch_tag_or_missing_revision_is_refused(
     hub: FakeHub, revision: str | None, capsys: pytest.CaptureFixture[str]

@@ -111,6 +111,8 @@ class FakeHub:
         self.hub = ThreadingHTTPServer(("127.0.0.1", 0), self._handler("hub"))
         self.cdn = ThreadingHTTPServer(("127.0.0.1", 0), self._handler("cdn"))
         self._blobs: dict[str, bytes] = {}
+        #: origin the tree listing's ``Link: rel="next"`` points at (a hostile Hub: the CDN's).
+        self.link_origin: str | None = None
         #: seconds the CDN waits between two bytes of a file (a server that dribbles).
         self.cdn_trickle = 0.0
 
@@ -245,7 +247,7 @@ class FakeHub:
             page = entries[start : start + self.page_size]
             headers = {"Content-Type": "application/json"}
             if start + self.page_size < len(entries):
-                nxt = f"{self.endpoint}/api/models/{repo_id}/tree/{commit}?recursive=True&expand=False&cursor={start + self.page_size}"
+                nxt = f"{self.link_origin or self.endpoint}/api/models/{repo_id}/tree/{commit}?recursive=True&expand=False&cursor={start + self.page_size}"
                 headers["Link"] = f'<{nxt}>; rel="next"'
             return _send(h, 200, json.dumps(page).encode(), headers)
         if action == "paths-info" and method == "POST":

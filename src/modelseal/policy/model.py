@@ -382,7 +382,8 @@ class ModelFetchPolicy(BaseModel):
         default=10_000,
         ge=1,
         le=1_000_000,
-        description="Most files one fetch may select (the Hub's listing is refused beyond it).",
+        description="Most files (and, apart, directories) the Hub may list for the repository "
+        "at the commit, and so one fetch select; a longer listing is refused.",
     )
     max_bytes: int = Field(
         default=256 << 30,
