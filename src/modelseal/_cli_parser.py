@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--include", action="append", default=[], metavar="GLOB",
                     help="fetch only files matching this pattern, by path or name (repeatable)")  # fmt: skip
     mf.add_argument("--dest", type=Path, metavar="DIR",
-                    help="where the files go (default: models/NAME), below the lock's directory")  # fmt: skip
+                    help="where the files go, below the lock's directory (default: models/NAME there)")  # fmt: skip
     mf.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE",
                     help="lock file to check against and update (default: models.lock)")  # fmt: skip
     mf.add_argument("--allow-ref", action="store_true",

@@ -287,6 +287,28 @@ def test_a_server_that_dribbles_meets_the_deadline(
     assert not Path("models/tiny").exists() and _leftovers() == []
 
 
+def test_a_token_is_never_sent_over_plain_http_off_the_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0.0.0.0 is not a loopback name to the check, but is this machine should it regress.
+    monkeypatch.setenv("HF_ENDPOINT", "http://0.0.0.0:9")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["models", "fetch", "hf://org/tiny@" + "a" * 40]) == 2
+    err = capsys.readouterr().err
+    assert "clear text" in err and TOKEN not in err
+
+
+def test_the_default_destination_is_beside_the_lock(hub: FakeHub) -> None:
+    _, commit = _repo(hub)
+    Path("sub").mkdir()
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}", "--lock", "sub/models.lock"]) == 0
+    assert Path("sub/models/tiny/model.safetensors").read_bytes() == FILES["model.safetensors"]
+    lock = json.loads(Path("sub/models.lock").read_text())
+    assert lock["roots"] == ["models/tiny"]
+
+
 def test_a_missing_repository_or_commit_is_exit_2(hub: FakeHub) -> None:
     _repo(hub)
     assert main(["models", "fetch", "hf://org/other@" + "a" * 40]) == 2

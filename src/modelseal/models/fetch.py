@@ -75,7 +75,8 @@ def fetch_command(
         )
     limits = limits_of(policy)
     base = fsio.ensure_dir(fsio.absolute(lock_path).parent)
-    dest = fsio.absolute(dest if dest is not None else Path("models") / ref.repo_id.split("/")[1])
+    name = ref.repo_id.split("/")[1]
+    dest = fsio.absolute(dest) if dest is not None else base / "models" / name
     dest_rel = Path(os.path.relpath(dest, base)).as_posix()
     if dest_rel == "." or dest_rel.startswith("../") or dest_rel == "..":
         raise ConfigError(

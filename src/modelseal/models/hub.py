@@ -71,6 +71,7 @@ MAX_COMPONENT_BYTES: Final = 255
 #: huggingface_hub keeps its download state under this directory of ``local_dir``.
 _RESERVED = (".cache", "huggingface")
 _RETRY_AFTER_CAP: Final = 5
+_LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
 _TIMEOUTS: Final = {"connect": 30.0, "read": 120.0, "write": 120.0, "pool": 120.0}
 
 
@@ -334,6 +335,12 @@ class HubSession:
         # HF_TOKEN (or the token `hf auth login` stored): read here, sent only to the endpoint,
         # never printed (messages are scrubbed of it).
         self._token = get_token()
+        parts = urlsplit(self.endpoint)
+        if self._token and parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise ConfigError(
+                f"HF_ENDPOINT {self.scrub(self.endpoint)} is plain http and HF_TOKEN is set: the "
+                "token would cross the network in clear text; use https."
+            )
         self._previous = (constants.HF_HUB_DISABLE_XET, constants.HF_HUB_DISABLE_TELEMETRY)
         constants.HF_HUB_DISABLE_XET = True
         # Telemetry builds the user agent from a registry it fetches from the *default*
