@@ -309,6 +309,24 @@ def test_the_default_destination_is_beside_the_lock(hub: FakeHub) -> None:
     assert lock["roots"] == ["models/tiny"]
 
 
+def test_a_body_announced_beyond_the_listed_sizes_is_refused_before_it_is_read(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, commit = _repo(hub)
+    hub.cdn_content_length = 1 << 40  # a terabyte for a 300-byte file
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 3
+    assert "the Hub announced more than" in capsys.readouterr().err
+    assert not Path("models/tiny").exists() and _leftovers() == []
+
+
+def test_a_compressed_answer_is_refused(hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
+    _, commit = _repo(hub)
+    hub.content_encoding = "gzip"  # huggingface_hub would inflate it, unbounded
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 3
+    assert "compressed (gzip) though asked not to" in capsys.readouterr().err
+    assert not Path("models/tiny").exists() and _leftovers() == []
+
+
 def test_a_missing_repository_or_commit_is_exit_2(hub: FakeHub) -> None:
     _repo(hub)
     assert main(["models", "fetch", "hf://org/other@" + "a" * 40]) == 2
@@ -412,3 +430,26 @@ def test_the_token_never_needs_the_command_line() -> None:
     flags = {f for a in fetch._actions for f in a.option_strings}
     assert not any("token" in f for f in flags)
     assert os.environ.get("HF_TOKEN") != TOKEN  # the fixtures set it only for a test
+
+
+def test_huggingface_hubs_own_log_lines_are_escaped_and_scrubbed(
+    hub: FakeHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import huggingface_hub.utils.logging  # noqa: F401  (installs its stderr handler)
+
+    from modelseal.models.hub import FetchLimits, HubSession
+
+    lib = logging.getLogger("huggingface_hub")
+    handlers = list(lib.handlers)
+    assert handlers
+    with HubSession.from_env(FetchLimits()):
+        # Its raw stderr handler is off while modelseal fetches; modelseal's scrubs and escapes.
+        assert [type(h).__name__ for h in lib.handlers] == ["_ScrubbingHandler"]
+        logging.getLogger("huggingface_hub.file_download").warning(
+            "Error while downloading from %s", f"http://x/\x1b[2J{TOKEN}"
+        )
+    assert lib.handlers == handlers
+    text = caplog.records[-1].getMessage()
+    assert "\x1b" not in text and TOKEN not in text and "[HF_TOKEN]" in text

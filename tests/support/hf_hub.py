@@ -113,6 +113,10 @@ class FakeHub:
         self._blobs: dict[str, bytes] = {}
         #: origin the tree listing's ``Link: rel="next"`` points at (a hostile Hub: the CDN's).
         self.link_origin: str | None = None
+        #: a Content-Length the CDN announces instead of the real one (then it hangs up).
+        self.cdn_content_length: int | None = None
+        #: Content-Encoding the Hub puts on small files it serves, asked or not.
+        self.content_encoding: str | None = None
         #: seconds the CDN waits between two bytes of a file (a server that dribbles).
         self.cdn_trickle = 0.0
 
@@ -192,6 +196,12 @@ class FakeHub:
             data = self._blobs.get(url.path.rsplit("/", 1)[-1])
             if data is None or method != "GET":
                 return _send(h, 404, b"", {})
+            if self.cdn_content_length is not None:
+                h.send_response(200)
+                h.send_header("Content-Length", str(self.cdn_content_length))
+                h.end_headers()
+                h.close_connection = True
+                return None
             if self.cdn_trickle:
                 return _dribble(h, data, self.cdn_trickle)
             return _send(h, 200, data, {"Content-Type": "application/octet-stream"})
@@ -281,6 +291,8 @@ class FakeHub:
             }  # fmt: skip
             return _send(h, 302, b"", headers, head=method == "HEAD")
         headers = {"X-Repo-Commit": commit, "ETag": f'"{entry["oid"]}"'}
+        if self.content_encoding and method == "GET":
+            headers["Content-Encoding"] = self.content_encoding
         _send(h, 200, served, headers, head=method == "HEAD")
 
     # -- blobs --------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final
@@ -240,15 +241,19 @@ class _Guard:
         with self._lock:
             self.budget += n
 
-    def take(self, n: int) -> None:
+    def take(self, n: int, *, declared: bool = False) -> None:
+        """Count ``n`` bytes received; with ``declared``, only check that a body of ``n`` bytes
+        (a ``Content-Length``) would still fit, before any of it is read."""
         self.check()
         with self._lock:
-            self.received += n
-            if self.received > self.budget:
+            if self.received + n > self.budget:
                 raise HubError(
-                    f"the Hub sent more than {size_text(self.budget)}: the files' listed sizes "
-                    f"plus {size_text(METADATA_BYTES)} for its answers; nothing was written."
+                    f"the Hub {'announced' if declared else 'sent'} more than "
+                    f"{size_text(self.budget)}: the files' listed sizes plus "
+                    f"{size_text(METADATA_BYTES)} for its answers; nothing was written."
                 )
+            if not declared:
+                self.received += n
 
 
 def _transport(guard: _Guard) -> httpx2.BaseTransport:
@@ -283,6 +288,13 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
                 k: min(float(given.get(k) or cap), cap) for k, cap in _TIMEOUTS.items()
             }
             response = self.inner.handle_request(request)
+            length = response.headers.get("content-length", "")
+            if length.isdigit():
+                try:
+                    guard.take(int(length), declared=True)
+                except HubError:
+                    response.close()
+                    raise
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 response.close()
@@ -304,6 +316,21 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
     return GuardedTransport()
 
 
+class _ScrubbingHandler(logging.Handler):
+    """huggingface_hub's records, scrubbed of the token and escaped, handed to the root
+    logger's handlers (modelseal's, or a test's)."""
+
+    def __init__(self, scrub: Callable[[object], str]) -> None:
+        super().__init__()
+        self._scrub = scrub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        clean = logging.makeLogRecord(record.__dict__)
+        clean.msg, clean.args = self._scrub(record.getMessage()), None
+        clean.exc_info = clean.exc_text = None
+        logging.getLogger().handle(clean)
+
+
 class HubSession:
     """The fetch's huggingface_hub client: endpoint, token, fences (see the module)."""
 
@@ -319,6 +346,8 @@ class HubSession:
         self._token: str | None = None
         self._timer: threading.Timer | None = None
         self._previous: tuple[bool, bool] | None = None
+        self._logging: tuple[list[logging.Handler], bool] | None = None
+        self._log_handler = _ScrubbingHandler(self.scrub)
 
     @classmethod
     def from_env(cls, limits: FetchLimits, env: Mapping[str, str] | None = None) -> HubSession:
@@ -359,6 +388,15 @@ class HubSession:
             )
 
         set_client_factory(factory)
+        # huggingface_hub prints its warnings through a handler of its own, raw: the Hub's file
+        # names and URLs would reach the terminal unescaped. Its records go to modelseal's
+        # handlers instead, escaped and without the token.
+        hf_logger = logging.getLogger("huggingface_hub")
+        self._logging = (list(hf_logger.handlers), hf_logger.propagate)
+        for handler in self._logging[0]:
+            hf_logger.removeHandler(handler)
+        hf_logger.propagate = False
+        hf_logger.addHandler(self._log_handler)
 
         def expire() -> None:
             # A server that holds a request open past the deadline: close the sockets under it.
@@ -377,6 +415,12 @@ class HubSession:
         if self._timer is not None:
             self._timer.cancel()
         set_client_factory(default_client_factory)
+        hf_logger = logging.getLogger("huggingface_hub")
+        hf_logger.removeHandler(self._log_handler)
+        if self._logging is not None:
+            for handler in self._logging[0]:
+                hf_logger.addHandler(handler)
+            hf_logger.propagate = self._logging[1]
         if self._previous is not None:
             constants.HF_HUB_DISABLE_XET, constants.HF_HUB_DISABLE_TELEMETRY = self._previous
 
