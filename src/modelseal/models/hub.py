@@ -299,7 +299,8 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
             if encoding not in ("", "identity"):
                 response.close()
                 raise HubError(
-                    f"the Hub answered {request.url.path!r} compressed "
+                    f"the Hub answered {untrusted(request.url.path, limit=200, markup=False)} "
+                    "compressed "
                     f"({untrusted(encoding, limit=40, markup=False)}) though asked not to; refused."
                 )
             for key in ("ratelimit", "ratelimit-policy"):
