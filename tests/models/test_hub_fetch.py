@@ -400,6 +400,7 @@ def test_old_locks_without_a_source_path_stay_readable(tmp_path: Path) -> None:
         ("hf://org/name@" + "a" * 40, HubRef("org/name", "a" * 40)),
         ("hf://Org-1/na.me_2@main", HubRef("Org-1/na.me_2", "main")),
         ("hf://org/name", HubRef("org/name", None)),
+        ("hf://org/name@" + "AB" * 20, HubRef("org/name", "ab" * 20)),
     ],
 )
 def test_parse_hf_uri(text: str, ref: HubRef) -> None:

@@ -129,6 +129,8 @@ def parse_hf_uri(text: str, *, where: str = "source") -> HubRef:
             f"{where}: revision {untrusted(revision, limit=80, markup=False)!r} is neither a "
             "commit (40 hex digits) nor a branch or tag name."
         )
+    if at and re.fullmatch(r"[0-9a-fA-F]{40}", revision):
+        revision = revision.lower()  # the Hub's commit ids are lower-case
     return HubRef(repo, revision if at else None)
 
 
