@@ -288,7 +288,16 @@ def _models(args: argparse.Namespace) -> int:
             args.paths, args.lock, args.ignore, args.source_uri, args.source_revision
         )
     if args.models_command == "verify":
-        return cli.verify_command(args.lock, _load_policy(args), args.format == "json")
+        return cli.verify_command(
+            args.lock, _load_policy(args), args.format == "json", check_source=args.check_source
+        )
+    if args.models_command == "fetch":
+        from modelseal.models.fetch import fetch_command
+
+        return fetch_command(
+            args.uri, includes=args.include, dest=args.dest, lock_path=args.lock,
+            allow_ref=args.allow_ref, replace=args.replace, policy=_load_policy(args),
+        )  # fmt: skip
     return cli.scan_command(args.paths, lambda: _load_policy(args), args.format == "json")
 
 

@@ -525,6 +525,30 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     mv.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE")
     mv.add_argument("--format", choices=("text", "json"), default="text")
+    mv.add_argument(
+        "--check-source", action="store_true",
+        help="also ask the Hub (HF_ENDPOINT) whether each hf:// source revision still has the "
+        "file with the pinned digest (network; without it, only unpinned revisions are reported)",
+    )  # fmt: skip
+    mf = mdl_sub.add_parser(
+        "fetch", parents=[common], help="download a Hugging Face Hub model pinned to a commit",
+        description="Download hf://ORG/NAME@COMMIT with huggingface_hub into DIR, check every "
+        "file against the Hub's own digest (LFS SHA-256, or the git blob SHA-1 of a small file) "
+        "and against the lock when it pins the file, then pin the files in the lock with their "
+        "source. A branch or tag is refused unless --allow-ref. Exit 1, nothing written, on a "
+        "mismatch. HF_TOKEN and HF_ENDPOINT are read from the environment.",
+    )  # fmt: skip
+    mf.add_argument("uri", metavar="hf://ORG/NAME@COMMIT", help="the repository and commit")
+    mf.add_argument("--include", action="append", default=[], metavar="GLOB",
+                    help="fetch only files matching this pattern, by path or name (repeatable)")  # fmt: skip
+    mf.add_argument("--dest", type=Path, metavar="DIR",
+                    help="where the files go, below the lock's directory (default: models/NAME there)")  # fmt: skip
+    mf.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE",
+                    help="lock file to check against and update (default: models.lock)")  # fmt: skip
+    mf.add_argument("--allow-ref", action="store_true",
+                    help="accept a branch or tag: resolve it to its commit, record that, warn")  # fmt: skip
+    mf.add_argument("--replace", action="store_true",
+                    help="replace DIR when it exists and is not empty")  # fmt: skip
     ms = mdl_sub.add_parser(
         "scan", parents=[common], help="scan model files: formats, pickles, structure",
         description="Detect each file's format from its bytes, scan every pickle it carries "

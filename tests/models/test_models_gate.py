@@ -65,7 +65,7 @@ def test_lock_then_run_passes_and_writes_ml_bom_data(
                 "--source-uri",
                 "hf://acme/tiny",
                 "--source-revision",
-                "0123abc",
+                "0123abc" + "0" * 33,  # a full commit: `models verify` reports anything less
             ]
         )
         == 0
@@ -87,7 +87,7 @@ def test_lock_then_run_passes_and_writes_ml_bom_data(
             "size": (ctx / "model/w.safetensors").stat().st_size,
             "sha256": lock["files"][0]["sha256"],
             "format": "safetensors",
-            "source": {"uri": "hf://acme/tiny", "revision": "0123abc"},
+            "source": {"uri": "hf://acme/tiny", "revision": "0123abc" + "0" * 33},
         }
     ]
 

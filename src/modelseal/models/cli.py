@@ -68,8 +68,12 @@ def lock_command(
     return 0
 
 
-def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
-    """Check the files against the lock."""
+def verify_command(
+    lock_path: Path, policy: LoadedPolicy, as_json: bool, *, check_source: bool = False
+) -> int:
+    """Check the files against the lock, and the lock's hf:// sources: a revision that is not
+    a full commit always, whether the Hub still has each file there with ``check_source``."""
+    from modelseal.models.fetch import limits_of, source_findings
     from modelseal.models.gate import mismatch_finding
 
     lock = load_lock(lock_path)
@@ -77,6 +81,7 @@ def verify_command(lock_path: Path, policy: LoadedPolicy, as_json: bool) -> int:
     findings = [
         mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path) for m in mismatches
     ]
+    findings += source_findings(lock, check_source=check_source, limits=limits_of(policy))
     if as_json:
         print(json.dumps({"lock": str(lock_path), "files": len(lock.entries),
                           "mismatches": [f.to_json() for f in findings]}, indent=2))  # fmt: skip

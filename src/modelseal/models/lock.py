@@ -27,16 +27,20 @@ LOCK_VERSION = 1
 
 @dataclass(frozen=True)
 class Source:
-    """Where a model file came from (e.g. a hub repository at a commit)."""
+    """Where a model file came from (e.g. a hub repository at a commit). ``path`` is the
+    file's path inside that repository (``models fetch`` records it; older locks lack it)."""
 
     uri: str
     revision: str | None = None
+    path: str | None = None
 
     def to_json(self) -> dict[str, str]:
         """The source as stored."""
         data = {"uri": self.uri}
         if self.revision:
             data["revision"] = self.revision
+        if self.path:
+            data["path"] = self.path
         return data
 
 
@@ -130,9 +134,11 @@ def load_lock(path: Path) -> ModelsLock:
         source = None
         if src is not None:
             if not isinstance(src, dict) or not isinstance(src.get("uri"), str):
-                raise ConfigError(f"{where}.source: expected {{uri, revision?}}.")
-            rev = src.get("revision")
-            source = Source(src["uri"], str(rev) if rev is not None else None)
+                raise ConfigError(f"{where}.source: expected {{uri, revision?, path?}}.")
+            rev, in_repo = src.get("revision"), src.get("path")
+            if in_repo is not None and not isinstance(in_repo, str):
+                raise ConfigError(f"{where}.source.path: expected a string.")
+            source = Source(src["uri"], str(rev) if rev is not None else None, in_repo)
         entries.append(LockEntry(rel, size, digest, fmt, source))
     roots = tuple(_clean_rel(str(r), f"{path}: roots") for r in data.get("roots", []))
     sha256 = hashlib.sha256(content).hexdigest()

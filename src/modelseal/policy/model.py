@@ -367,6 +367,39 @@ class ModelScanLimitsPolicy(BaseModel):
     )
 
 
+class ModelFetchPolicy(BaseModel):
+    """`modelseal models fetch`: what a download from the Hugging Face Hub may be."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    allow_refs: bool = Field(
+        default=False,
+        description="Accept a branch or tag (hf://ORG/NAME@main) and resolve it to the commit it "
+        "points at, with a warning (same as --allow-ref). Off: only a full 40-hex commit is "
+        "fetched.",
+    )
+    max_files: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most files (and, apart, directories) the Hub may list for the repository "
+        "at the commit, and so one fetch select; a longer listing is refused.",
+    )
+    max_bytes: int = Field(
+        default=256 << 30,
+        ge=1,
+        le=64 << 40,
+        description="Most bytes the selected files may hold together, as the Hub lists them "
+        "(default 256 GiB); the download itself is held to that sum.",
+    )
+    max_seconds: int = Field(
+        default=6 * 3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Wall-clock seconds one fetch may take, listing and downloads together.",
+    )
+
+
 class ModelsPolicy(BaseModel):
     """The model-artifact gate: hash pins, allowed formats, pickle scanning, structure checks."""
 
@@ -438,6 +471,10 @@ class ModelsPolicy(BaseModel):
     limits: ModelScanLimitsPolicy = Field(
         default=ModelScanLimitsPolicy(),
         description="Per-file scan limits against decompression bombs and slow inputs.",
+    )
+    fetch: ModelFetchPolicy = Field(
+        default=ModelFetchPolicy(),
+        description="`modelseal models fetch`: refs, and limits on what one download may be.",
     )
 
 
