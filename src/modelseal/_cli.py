@@ -289,6 +289,12 @@ def _models(args: argparse.Namespace) -> int:
         )
     if args.models_command == "verify":
         return cli.verify_command(args.lock, _load_policy(args), args.format == "json")
+    if args.models_command == "sign":
+        return cli.sign_command(
+            args.model_dir, args.lock, args.signature, key=args.key, keyless=args.keyless,
+            trust_config=args.trust_config, policy=_load_policy(args),
+            as_json=args.format == "json",
+        )  # fmt: skip
     return cli.scan_command(args.paths, lambda: _load_policy(args), args.format == "json")
 
 
