@@ -34,6 +34,7 @@ from modelseal._cli import main
         ["models", "lock"],
         ["models", "verify"],
         ["models", "scan"],
+        ["models", "sign"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

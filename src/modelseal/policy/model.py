@@ -336,6 +336,13 @@ class ModelSignaturePolicy(BaseModel):
         default=None,
         description="The OIDC issuer of the keyless signer; required with identity.",
     )
+    trust_config: str | None = Field(
+        default=None,
+        description="The Sigstore deployment a keyless signature is checked against: a "
+        "ClientTrustConfig or trusted_root.json file, relative to the build context. Default: "
+        "sign.trust_config (the run's own signer), else the public instance's root shipped "
+        "with sigstore-python (no network).",
+    )
 
 
 class ModelScanLimitsPolicy(BaseModel):
