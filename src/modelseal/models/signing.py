@@ -175,7 +175,9 @@ def model_dir_in_lock(lock: ModelsLock, model_dir: Path | None) -> str:
             )
         rel = lock.roots[0]
     else:
-        full = fsio.absolute(model_dir)
+        # The parents resolved (a link above the context is the machine's), the last
+        # component not: a link there is refused below.
+        full = fsio.absolute(model_dir.parent).resolve() / model_dir.name
         try:
             rel = full.relative_to(base).as_posix()
         except ValueError:

@@ -673,6 +673,15 @@ class PublishPolicy(BaseModel):
         "Actions job with `attestations: write` and its token (GITHUB_TOKEN, or the Action's "
         "github-token); elsewhere a usage error before the build.",
     )
+    sign_models: bool = Field(
+        default=False,
+        description="After a passing verdict, sign the locked model files (models."
+        "signature.model_dir, else the lock's only root directory) with the run's signer "
+        "(OpenSSF model-signing, as `modelseal models sign`), verify that signature, write it "
+        "to the output directory as model.sig and record it in the provenance (a "
+        "runDetails.byproducts entry with its sha256 and the model digest). Needs a sign mode "
+        "other than none.",
+    )
 
 
 class RebuilderPolicy(BaseModel):
