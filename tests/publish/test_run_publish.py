@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.model_files import safetensors_bytes
 from tests.support.reports import read_report, report_gates
 from tests.support.sigstore_local import LocalSigstore
 
@@ -192,3 +193,76 @@ def test_run_push_keyless_in_a_github_job_then_verify_identity(
     assert github_identity(github_ambient) in out
     wrong = [*who[:2], "--certificate-identity-regexp", r"^https://github\.com/someone-else/.*$", *who[4:]]  # fmt: skip
     assert main(["verify", f"{image}:1.0", *wrong]) == 1
+
+
+def _model_context(root: Path, extra_policy: str) -> tuple[Path, Path]:
+    """A context with a locked model directory and a policy with ``extra_policy`` added."""
+    ctx, policy = _context(root, "FROM base\nCOPY hello.txt /srv/\n")
+    (ctx / "model").mkdir()
+    (ctx / "model" / "a.safetensors").write_bytes(safetensors_bytes([1.0, 2.0]))
+    (ctx / "model" / "b.safetensors").write_bytes(safetensors_bytes([3.0]))
+    assert main(["models", "lock", str(ctx / "model"), "--lock", str(ctx / "models.lock")]) == 0
+    policy.write_text(POLICY + extra_policy)
+    return ctx, policy
+
+
+def test_run_push_signs_the_models_and_records_the_signature(
+    registry: str,
+    busybox_base: str,
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """publish.sign_models: the locked model files are signed with the run's key before the
+    publish, the signature verifies with model-signing, and the provenance records it."""
+    import hashlib
+
+    from modelseal.models.signing import verify_model_signature
+
+    ctx, policy = _model_context(tmp_path, "  sign_models: true\n")
+    out = tmp_path / "out"
+    image = f"{registry}/seal/signed-models"
+    code = main([
+        "run", str(ctx), "--policy", str(policy), "--build-context", f"base={busybox_base}",
+        "-o", str(out), "--gate", "build", "--gate", "sbom", "--gate", "models",
+        "--push", f"{image}:1.0", "--sign", "key", "--key", str(keys[0]),
+    ])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err
+    signature = out / "model.sig"
+    assert not (ctx / "model.sig").exists()  # the build context is left as it was
+    assert (
+        verify_model_signature(model_dir=ctx / "model", signature=signature, public_key=keys[1])
+        is None
+    )
+    provenance = json.loads((out / "provenance.intoto.json").read_text())
+    byproducts = {b["name"]: b for b in provenance["predicate"]["runDetails"]["byproducts"]}
+    recorded = byproducts["model.sig"]
+    assert recorded["digest"] == {"sha256": hashlib.sha256(signature.read_bytes()).hexdigest()}
+    assert recorded["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+    notes = recorded["annotations"]
+    assert notes["modelDir"] == "model" and notes["files"] == "2" and notes["signer"] == "key"
+    assert notes["predicateType"] == "https://model_signing/signature/v1.0"
+    bundle = json.loads(signature.read_text())
+    import base64
+
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    assert notes["modelDigest"] == "sha256:" + statement["subject"][0]["digest"]["sha256"]
+    record = json.loads((out / "publish.json").read_text())
+    assert record["model_signature"]["sha256"] == recorded["digest"]["sha256"]
+    # The provenance (and with it the signature's digest) is what `verify` checks.
+    assert main(["verify", f"{image}:1.0", "--key", str(keys[1])]) == 0
+
+
+def test_sign_models_usage_errors_come_before_the_build(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx, policy = _model_context(tmp_path, "  sign_models: true\n")
+    base = ["run", str(ctx), "--policy", str(policy), "-o", str(tmp_path / "out")]
+    push = ["--push", "127.0.0.1:5000/seal/x:1"]
+    assert main([*base, *push, "--sign", "none"]) == 2
+    assert "publish.sign_models" in capsys.readouterr().err
+    (ctx / "models.lock").unlink()
+    assert main([*base, *push, "--sign", "key", "--key", str(keys[0])]) == 2
+    assert "models.lock" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
