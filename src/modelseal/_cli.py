@@ -214,6 +214,8 @@ def _verify(args: argparse.Namespace) -> int:
             min_rebuilds=args.min_rebuilds,
             issuer=args.rebuild_oidc_issuer,
         ),
+        model_signature=args.model_signature,
+        model_dir=args.model_dir,
     )
     outcome = app.verify(request)
     if args.format == "json":

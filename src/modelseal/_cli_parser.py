@@ -360,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--trust-config", type=Path, metavar="FILE",
                      help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore)")  # fmt: skip
     vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
+    vf.add_argument("--model-signature", type=Path, metavar="FILE",
+                    help="a model signature (publish.sign_models' model.sig): the provenance "
+                    "must record it, the same signer must have made it, and the model files "
+                    "must match it")  # fmt: skip
+    vf.add_argument("--model-dir", type=Path, metavar="DIR",
+                    help="the model files to check against --model-signature (default: the "
+                    "directory the provenance names, relative to the current directory)")  # fmt: skip
     vf.add_argument("--source-repository", metavar="URL",
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
     vf.add_argument("--max-scan-age-days", type=_days, metavar="N",

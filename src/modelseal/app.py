@@ -717,6 +717,10 @@ class VerifyRequest:
     rejudge: bool = False
     rebuild: RebuildFlags = RebuildFlags()
     """The rebuilders that must agree (:func:`expected_rebuilders`)."""
+    model_signature: Path | None = None
+    """A model signature file (``publish.sign_models``' model.sig) the provenance must
+    record, checked over ``model_dir`` (default: the directory the provenance names)."""
+    model_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -746,6 +750,8 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
 
     policy = request.policy
     pv = policy.policy.verify
+    if request.model_dir is not None and request.model_signature is None:
+        raise ConfigError("--model-dir goes with --model-signature (the model files it signs).")
     expected = expected_signer(request.signer, policy)
     rebuilders, min_rebuilds = expected_rebuilders(request.rebuild, request.signer, policy)
     options = VerifyOptions(
@@ -763,7 +769,30 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
         rebuilders=rebuilders,
         min_rebuilds=min_rebuilds,
     )
-    return VerifyOutcome(verify_image(request.image, options))
+    result = verify_image(request.image, options)
+    if request.model_signature is not None:
+        result = _with_model_signature(result, request, expected)
+    return VerifyOutcome(result)
+
+
+def _with_model_signature(
+    result: VerifyResult, request: VerifyRequest, expected: ExpectedSigner
+) -> VerifyResult:
+    """``result`` with a ``model-signature`` check: the model signature file is one the
+    verified provenance records, by the same signer, and the model files match it."""
+    import dataclasses
+
+    from modelseal.models.signing import check_recorded_model_signature
+    from modelseal.publish.provenance import SLSA_PROVENANCE_V1
+    from modelseal.publish.verify_image import Check
+
+    assert request.model_signature is not None
+    ok, why = check_recorded_model_signature(
+        request.model_signature, request.model_dir, expected=expected,
+        provenance=result.statements.get(SLSA_PROVENANCE_V1),
+    )  # fmt: skip
+    check = Check("model-signature", ok, why)
+    return dataclasses.replace(result, checks=(*result.checks, check))
 
 
 def rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:

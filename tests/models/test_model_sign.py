@@ -5,6 +5,7 @@ made with a key or keyless against the local Sigstore stack, and checked by the 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -18,7 +19,13 @@ from tests.support.reports import read_report, report_gates
 from tests.support.sigstore_local import DEFAULT_EMAIL
 
 from modelseal._cli import main
-from modelseal.models.signing import verify_model_signature
+from modelseal.models.signing import (
+    PREDICATE_TYPE,
+    check_recorded_model_signature,
+    verify_model_signature,
+)
+from modelseal.sign.expected import ExpectedSigner
+from modelseal.sign.trust import load_trust_config
 
 
 def _write_key(path: Path, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
@@ -129,8 +136,6 @@ def test_keyless_round_trip_with_the_local_sigstore(
     assert made["identity"] == DEFAULT_EMAIL and made["issuer"] == issuer_url
     # The signature carries the certificate, never the identity token.
     assert token.split(".")[2] not in (repo / "keyless.sig").read_text()
-    from modelseal.sign.trust import load_trust_config
-
     trust = load_trust_config(trust_config_path)
     assert (
         verify_model_signature(
@@ -266,3 +271,52 @@ def test_keyless_without_an_identity_cannot_sign(
     assert code == 3
     assert "No OIDC identity token" in capsys.readouterr().err
     assert not (repo / "model.sig").exists()
+
+
+def test_a_recorded_keyless_model_signature_is_held_to_the_expected_signer(
+    repo: Path,
+    oidc_token: Callable[..., str],
+    trust_config_path: Path,
+    issuer_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`verify --model-signature`: recorded by the provenance (by digest) is not enough — its
+    certificate must pass the expected signer's rules, and the files must match."""
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", oidc_token())
+    args = ["models", "sign", "--keyless", "--trust-config", str(trust_config_path)]
+    assert main(args) == 0
+    sig = repo / "model.sig"
+    provenance = {
+        "predicate": {
+            "runDetails": {
+                "byproducts": [
+                    {
+                        "name": "model.sig",
+                        "digest": {"sha256": hashlib.sha256(sig.read_bytes()).hexdigest()},
+                        "annotations": {"predicateType": PREDICATE_TYPE, "modelDir": "model"},
+                    }
+                ]
+            }
+        }
+    }
+
+    def check(**who: str) -> tuple[bool, str]:
+        expected = ExpectedSigner(issuer=issuer_url, trust_config=trust_config_path, **who)
+        return check_recorded_model_signature(sig, None, expected=expected, provenance=provenance)
+
+    ok, why = check(identity=DEFAULT_EMAIL)
+    assert ok, why
+    ok, why = check(identity_regexp=r"^release-bot@modelseal\.test$")
+    assert ok, why
+    ok, why = check(identity="someone-else@modelseal.test")
+    assert not ok and "does not match the expected identity" in why
+    ok, why = check_recorded_model_signature(
+        sig, None, expected=ExpectedSigner(identity=DEFAULT_EMAIL, issuer=issuer_url,
+                                           trust_config=trust_config_path),
+        provenance={"predicate": {"runDetails": {"byproducts": []}}},
+    )  # fmt: skip
+    assert not ok and "it records none" in why
+    (repo / "model" / "w.safetensors").write_bytes(safetensors_bytes([0.0]))
+    ok, why = check(identity=DEFAULT_EMAIL)
+    assert not ok and "w.safetensors" in why

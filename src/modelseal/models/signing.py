@@ -27,6 +27,7 @@ from modelseal.errors import ConfigError, GateError
 
 if TYPE_CHECKING:
     from modelseal.models.lock import ModelsLock
+    from modelseal.sign.expected import ExpectedSigner
     from modelseal.sign.interface import Signer
     from modelseal.sign.trust import TrustConfig
 
@@ -330,3 +331,102 @@ def sign_model_directory(
         identity=signed.identity,
         issuer=signed.issuer,
     )
+
+
+# --- checking a published image's model signature -------------------------------------------
+
+
+def recorded_model_signatures(provenance: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The model signatures a SLSA provenance records (``publish.sign_models`` byproducts)."""
+    run = (provenance or {}).get("predicate", {}).get("runDetails", {})
+    found = run.get("byproducts", []) if isinstance(run, Mapping) else []
+    return [
+        b
+        for b in found if isinstance(b, Mapping)
+        and isinstance(b.get("annotations"), Mapping)
+        and b["annotations"].get("predicateType") == PREDICATE_TYPE
+    ]  # fmt: skip
+
+
+def check_recorded_model_signature(
+    signature: Path,
+    model_dir: Path | None,
+    *,
+    expected: ExpectedSigner,
+    provenance: Mapping[str, Any] | None,
+) -> tuple[bool, str]:
+    """``modelseal verify --model-signature``: ``(ok, why)``.
+
+    The registry holds no model files, so this checks a checkout (or a download) of them: the
+    signature file must be byte for byte one the image's verified provenance records (its
+    sha256), be signed by the expected signer — the image's key, or a certificate whose
+    identity and issuer pass the same rules (``identity``/``identity_regexp``, trust config) —
+    and the model directory (default: the recorded ``modelDir``, relative to the current
+    directory) must match it."""
+    from modelseal.sign.interface import VerificationError
+
+    data = read_input(signature, what="--model-signature", limit=MAX_MODEL_SIGNATURE_BYTES)
+    digest = hashlib.sha256(data).hexdigest()
+    recorded = recorded_model_signatures(provenance)
+    match = [b for b in recorded if b.get("digest", {}).get("sha256") == digest]
+    if not match:
+        listed = ", ".join(str(b.get("digest", {}).get("sha256", "?"))[:16] for b in recorded)
+        return False, (
+            f"{fsio.shown(signature)} (sha256 {digest[:16]}…) is not a model signature the "
+            f"provenance records ({listed or 'it records none'})"
+        )
+    notes = match[0]["annotations"]
+    directory = model_dir if model_dir is not None else Path(str(notes.get("modelDir", "")))
+    if not directory.is_dir():
+        return False, f"model directory {fsio.shown(directory)} is not there to check"
+    with fsio.private_temp_dir("modelseal-msig-") as tmp:
+        if expected.mode == "key":
+            key = Path(tmp) / "key.pub"
+            key.write_bytes(_pem(expected))
+            problem = verify_model_signature(
+                model_dir=directory, signature=signature, public_key=key
+            )
+            who = f"key {expected.key_hint}"
+        else:
+            try:
+                identity, issuer = _certificate_signer(data, expected)
+            except VerificationError as e:
+                return False, f"model signature: {e.message}"
+            problem = verify_model_signature(
+                model_dir=directory, signature=signature, identity=identity, issuer=issuer,
+                trust=expected.trust(),
+            )  # fmt: skip
+            who = f"{identity} ({issuer})"
+    if problem is not None:
+        return False, f"model signature does not verify over {fsio.shown(directory)}: {problem}"
+    return True, (
+        f"{notes.get('files', '?')} model file(s) in {fsio.shown(directory)} match the "
+        f"signature the provenance records, signed by {who}"
+    )
+
+
+def _pem(expected: ExpectedSigner) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return expected.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _certificate_signer(data: bytes, expected: ExpectedSigner) -> tuple[str, str]:
+    """The identity and issuer of a keyless model signature's certificate, after checking
+    them against ``expected`` (the image's signer rules)."""
+    from sigstore.models import Bundle
+
+    from modelseal.sign.expected import certificate_identity, certificate_issuer
+    from modelseal.sign.interface import VerificationError
+
+    try:
+        cert = Bundle.from_json(data).signing_certificate
+    except Exception as e:  # sigstore raises its own errors and ValueError alike
+        raise VerificationError(f"not a keyless Sigstore bundle ({type(e).__name__})") from None
+    expected.check_certificate(cert)
+    identity, issuer = certificate_identity(cert), certificate_issuer(cert)
+    if identity is None or issuer is None:
+        raise VerificationError("the certificate names no identity or issuer")
+    return identity, issuer
