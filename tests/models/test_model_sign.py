@@ -320,3 +320,14 @@ def test_a_recorded_keyless_model_signature_is_held_to_the_expected_signer(
     (repo / "model" / "w.safetensors").write_bytes(safetensors_bytes([0.0]))
     ok, why = check(identity=DEFAULT_EMAIL)
     assert not ok and "w.safetensors" in why
+
+
+def test_the_signature_never_replaces_a_pinned_file(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = repo / "model" / "w.safetensors"
+    before = weights.read_bytes()
+    args = ["models", "sign", "--key", str(tmp_path / "key.pem"), "--signature", str(weights)]
+    assert main(args) == 2
+    assert "the lock pins" in capsys.readouterr().err
+    assert weights.read_bytes() == before

@@ -284,6 +284,12 @@ def sign_model_directory(
     on_disk = [r[len(prefix) :] for r in walk_files(base, [model_dir])]
     ignore = {r for r in on_disk if r not in files}
     target = fsio.absolute(signature)
+    where = target.parent.resolve() / target.name
+    if where.is_relative_to(base) and where.relative_to(base).as_posix() in lock.by_path():
+        raise ConfigError(
+            f"--signature {fsio.shown(signature)} is a model file the lock pins; the signature "
+            "would replace it. Write it elsewhere (default: model.sig beside the directory)."
+        )
     if target.parent.resolve().is_relative_to((base / model_dir).resolve()):
         # A signature kept inside the directory it signs is left out of what it signs.
         ignore.add(target.resolve().relative_to((base / model_dir).resolve()).as_posix())
