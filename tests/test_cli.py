@@ -35,6 +35,7 @@ from modelseal._cli import main
         ["models", "verify"],
         ["models", "scan"],
         ["models", "fetch"],
+        ["models", "sign"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -214,6 +214,8 @@ def _verify(args: argparse.Namespace) -> int:
             min_rebuilds=args.min_rebuilds,
             issuer=args.rebuild_oidc_issuer,
         ),
+        model_signature=args.model_signature,
+        model_dir=args.model_dir,
     )
     outcome = app.verify(request)
     if args.format == "json":
@@ -297,6 +299,12 @@ def _models(args: argparse.Namespace) -> int:
         return fetch_command(
             args.uri, includes=args.include, dest=args.dest, lock_path=args.lock,
             allow_ref=args.allow_ref, replace=args.replace, policy=_load_policy(args),
+        )  # fmt: skip
+    if args.models_command == "sign":
+        return cli.sign_command(
+            args.model_dir, args.lock, args.signature, key=args.key, keyless=args.keyless,
+            trust_config=args.trust_config, policy=_load_policy(args),
+            as_json=args.format == "json",
         )  # fmt: skip
     return cli.scan_command(args.paths, lambda: _load_policy(args), args.format == "json")
 

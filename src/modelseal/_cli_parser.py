@@ -360,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--trust-config", type=Path, metavar="FILE",
                      help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore)")  # fmt: skip
     vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
+    vf.add_argument("--model-signature", type=Path, metavar="FILE",
+                    help="a model signature (publish.sign_models' model.sig): the provenance "
+                    "must record it, the same signer must have made it, and the model files "
+                    "must match it")  # fmt: skip
+    vf.add_argument("--model-dir", type=Path, metavar="DIR",
+                    help="the model files to check against --model-signature (default: the "
+                    "directory the provenance names, relative to the current directory)")  # fmt: skip
     vf.add_argument("--source-repository", metavar="URL",
                     help="expected source repository, e.g. https://github.com/org/repo")  # fmt: skip
     vf.add_argument("--max-scan-age-days", type=_days, metavar="N",
@@ -557,6 +564,28 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ms.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or directory")
     ms.add_argument("--format", choices=("text", "json"), default="text")
+    mg = mdl_sub.add_parser(
+        "sign", parents=[common], help="sign the locked model files (OpenSSF model-signing)",
+        description="Check the files under DIR against the lock (a mismatch: exit 1, nothing "
+        "signed), sign the pinned ones with model-signing — a key, or keyless with the CI's "
+        "OIDC identity or $SIGSTORE_ID_TOKEN — and verify the signature made. Files the lock "
+        "does not pin are left out (recorded as ignored, so a verifier skips exactly them). "
+        "The signature is a new file; a link at its name is refused.",
+    )  # fmt: skip
+    mg.add_argument("model_dir", nargs="?", type=Path, metavar="DIR",
+                    help="the model directory (default: the lock's only root)")  # fmt: skip
+    mg.add_argument("--lock", type=Path, default=Path("models.lock"), metavar="FILE")
+    mg.add_argument("--signature", type=Path, metavar="OUT",
+                    help="where the signature goes (default: model.sig beside DIR)")  # fmt: skip
+    mgk = mg.add_mutually_exclusive_group(required=True)
+    mgk.add_argument("--key", type=Path, metavar="PRIVATE.pem",
+                     help="ECDSA P-256 PEM private key (password in MODELSEAL_KEY_PASSWORD)")  # fmt: skip
+    mgk.add_argument("--keyless", action="store_true",
+                     help="Sigstore keyless: the CI's OIDC identity, or $SIGSTORE_ID_TOKEN")  # fmt: skip
+    mg.add_argument("--trust-config", type=Path, metavar="FILE",
+                    help="Sigstore ClientTrustConfig of a private deployment (default: the "
+                    "policy's sign.trust_config, else the public instance)")  # fmt: skip
+    mg.add_argument("--format", choices=("text", "json"), default="text")
 
     eng = sub.add_parser(
         "engine", help="start or stop a private Docker engine for builds",

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from modelseal.publish.verify_image import Rebuilder, VerifyResult
     from modelseal.rebuild.report import RebuildReport
     from modelseal.reports import Report
+    from modelseal.sign.interface import Signer
+    from modelseal.sign.trust import TrustConfig
     from modelseal.sign.verify import ExpectedSigner
 
 __all__ = [
@@ -294,7 +296,7 @@ def _rebuilders(
     from modelseal.bounded import read_input
     from modelseal.publish.verify_image import Rebuilder
     from modelseal.sign.key import MAX_KEY_BYTES
-    from modelseal.sign.trust import TrustConfig, load_trust_config
+    from modelseal.sign.trust import load_trust_config
     from modelseal.sign.verify import ExpectedSigner
 
     trust: TrustConfig | None = None
@@ -424,6 +426,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
     trusted = check_trust_inputs(policy, request.context)
     signer = None
     github = None
+    models_target: ModelSigningTarget | None = None
     tags: tuple[str, ...] = ()
     if request.tags and request.push is None:
         raise ConfigError("--tag needs --push IMAGE: tags are moved only when publishing.")
@@ -434,14 +437,13 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
             raise ConfigError("--push needs the build gate (drop --gate, or add --gate build).")
         tags = checked_tags(request.push, request.tags, policy)
         # Before the build: a missing key or trust config must not cost a whole run.
-        signer = make_signer(
-            sign_options(
-                policy,
-                mode=request.sign,
-                key_file=request.key_file,
-                trust_config=request.trust_config,
-            )
-        )
+        signing = sign_options(
+            policy, mode=request.sign, key_file=request.key_file,
+            trust_config=request.trust_config,
+        )  # fmt: skip
+        signer = make_signer(signing)
+        if policy.policy.publish.sign_models:
+            models_target = model_signing_target(policy, request.context, signing, signer)
         if request.github_attestations or policy.policy.publish.github_attestations:
             from modelseal.publish.github_attestations import github_target
 
@@ -524,6 +526,19 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         return outcome
     from modelseal.publish.run import publish_run
 
+    model_signature = None
+    if models_target is not None:
+        from modelseal.models.lock import load_lock
+        from modelseal.models.signing import sign_model_directory
+
+        assert signer is not None
+        hooks.notice(
+            f"publish.sign_models: signing the model files under {models_target.model_dir}"
+        )
+        model_signature = sign_model_directory(
+            load_lock(models_target.lock), models_target.model_dir,
+            signature=out_dir / "model.sig", signer=signer, trust=models_target.trust,
+        )  # fmt: skip
     hooks.publishing(request.push.name, signer.mode if signer is not None else "none (unsigned)")
     if "openvex" in policy.policy.publish.attestations and "openvex" not in paths:
         hooks.notice(
@@ -550,11 +565,55 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         repo_dir=request.context.resolve(),
         github=github,
         openvex_path=paths.get("openvex"),
+        model_signature=model_signature,
     )
     return RunOutcome(
         policy=policy, verdict=verdict, report=report, pipeline=result, paths=paths,
         out_dir=out_dir, published=published,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelSigningTarget:
+    """What ``publish.sign_models`` signs: the lock, the directory (relative to the lock's
+    directory) and the Sigstore deployment a keyless signature is verified against."""
+
+    lock: Path
+    model_dir: str
+    trust: TrustConfig | None
+
+
+def model_signing_target(
+    policy: LoadedPolicy, context: Path, signing: SignOptions, signer: Signer | None
+) -> ModelSigningTarget:
+    """Check, before the build, that ``publish.sign_models`` can sign: a signer, a lock, and
+    one model directory (``models.signature.model_dir``, else the lock's only root)."""
+    from modelseal.bounded import shown_path
+    from modelseal.models.lock import load_lock
+    from modelseal.models.signing import model_dir_in_lock
+
+    if signer is None:
+        raise ConfigError(
+            "publish.sign_models signs the model files with the run's signer, but sign mode "
+            "is none: sign keyless or with a key."
+        )
+    pol = policy.policy.models
+    lock_path = context / pol.lock
+    if not lock_path.is_file():
+        raise ConfigError(
+            f"publish.sign_models signs the files {pol.lock} pins, but {shown_path(lock_path)} "
+            "does not exist: run `modelseal models lock PATH…` and commit the lock."
+        )
+    lock = load_lock(lock_path)
+    named = None
+    if pol.signature is not None:
+        named = fsio.absolute(context).resolve() / pol.signature.model_dir
+    trust = None
+    if signing.mode == "keyless":
+        from modelseal.sign.trust import load_trust_config
+
+        trust = load_trust_config(signing.trust_config)
+    return ModelSigningTarget(lock_path, model_dir_in_lock(lock, named), trust)
 
 
 def checked_tags(push: ImageRef, tags: Sequence[str], policy: LoadedPolicy) -> tuple[str, ...]:
@@ -658,6 +717,10 @@ class VerifyRequest:
     rejudge: bool = False
     rebuild: RebuildFlags = RebuildFlags()
     """The rebuilders that must agree (:func:`expected_rebuilders`)."""
+    model_signature: Path | None = None
+    """A model signature file (``publish.sign_models``' model.sig) the provenance must
+    record, checked over ``model_dir`` (default: the directory the provenance names)."""
+    model_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -687,6 +750,8 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
 
     policy = request.policy
     pv = policy.policy.verify
+    if request.model_dir is not None and request.model_signature is None:
+        raise ConfigError("--model-dir goes with --model-signature (the model files it signs).")
     expected = expected_signer(request.signer, policy)
     rebuilders, min_rebuilds = expected_rebuilders(request.rebuild, request.signer, policy)
     options = VerifyOptions(
@@ -704,7 +769,30 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
         rebuilders=rebuilders,
         min_rebuilds=min_rebuilds,
     )
-    return VerifyOutcome(verify_image(request.image, options))
+    result = verify_image(request.image, options)
+    if request.model_signature is not None:
+        result = _with_model_signature(result, request, expected)
+    return VerifyOutcome(result)
+
+
+def _with_model_signature(
+    result: VerifyResult, request: VerifyRequest, expected: ExpectedSigner
+) -> VerifyResult:
+    """``result`` with a ``model-signature`` check: the model signature file is one the
+    verified provenance records, by the same signer, and the model files match it."""
+    import dataclasses
+
+    from modelseal.models.signing import check_recorded_model_signature
+    from modelseal.publish.provenance import SLSA_PROVENANCE_V1
+    from modelseal.publish.verify_image import Check
+
+    assert request.model_signature is not None
+    ok, why = check_recorded_model_signature(
+        request.model_signature, request.model_dir, expected=expected,
+        provenance=result.statements.get(SLSA_PROVENANCE_V1),
+    )  # fmt: skip
+    check = Check("model-signature", ok, why)
+    return dataclasses.replace(result, checks=(*result.checks, check))
 
 
 def rejudger(policy: LoadedPolicy) -> Callable[[Any], tuple[bool, str]]:

@@ -197,7 +197,7 @@ def test_builder_keys() -> None:
     build = load_policy_text(
         "version: 1\nbuild:\n  builder: ci-builder\n"
         f"  buildkit_image: {image}\n"
-        "  cache_from: [\"type=gha,scope=a\", \"type=local,src=/c\"]\n"
+        '  cache_from: ["type=gha,scope=a", "type=local,src=/c"]\n'
         "  cache_to:\n    - type=registry,ref=r.example/c:cache,mode=max\n",
         NAME,
     ).policy.build
@@ -583,8 +583,7 @@ def test_verify_identity_regexp_must_be_anchored(tmp_path: Path) -> None:
         load_policy(path)
     assert (
         "modelseal.yml:3:20: verify.identity_regexp: the identity regexp is not anchored: it must "
-        "be anchored"
-        in str(err.value)
+        "be anchored" in str(err.value)
     )
     path.write_text("version: 1\nverify:\n  identity_regexp: '^https://github.com/org/.*$'\n")
     assert load_policy(path).policy.verify.identity_regexp == "^https://github.com/org/.*$"

@@ -1,4 +1,4 @@
-"""``modelseal models lock | verify | scan``: the model gate's checks, usable on their own."""
+"""``modelseal models lock | verify | scan | sign``: the model gate's checks, usable on their own."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from modelseal.untrusted import untrusted
 if TYPE_CHECKING:
     from modelseal.findings import Finding
     from modelseal.policy import LoadedPolicy
+    from modelseal.sign.interface import Signer
+    from modelseal.sign.trust import TrustConfig
 
 
 def lock_command(
@@ -165,3 +167,96 @@ def _scan_targets(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
 
 def _top(p: Path) -> list[str]:
     return sorted(c.name for c in p.iterdir())
+
+
+def sign_command(
+    model_dir: Path | None,
+    lock_path: Path,
+    signature: Path | None,
+    *,
+    key: Path | None,
+    keyless: bool,
+    trust_config: Path | None,
+    policy: LoadedPolicy,
+    as_json: bool,
+) -> int:
+    """Sign the files ``lock_path`` pins under ``model_dir`` with model-signing (a key, or
+    keyless with the ambient CI identity or ``$SIGSTORE_ID_TOKEN``), after checking them
+    against the lock (a mismatch: exit 1, nothing signed), and verify the signature made."""
+    from modelseal.models.gate import mismatch_finding
+    from modelseal.models.signing import (
+        DEFAULT_SIGNATURE_NAME,
+        check_signature_path,
+        model_dir_in_lock,
+        sign_model_directory,
+    )
+
+    if (key is None) == (not keyless):
+        raise ConfigError("models sign: give exactly one of --key FILE and --keyless.")
+    if trust_config is not None and not keyless:
+        raise ConfigError("models sign: --trust-config goes with --keyless.")
+    lock = load_lock(lock_path)
+    rel = model_dir_in_lock(lock, model_dir)
+    out = signature if signature is not None else (lock.base / rel).parent / DEFAULT_SIGNATURE_NAME
+    out = fsio.absolute(out)
+    check_signature_path(out)
+    signer, trust = _model_signer(policy, key=key, trust_config=trust_config)
+    mismatches, _ = verify_lock(lock, ignore=policy.policy.models.ignore)
+    prefix = rel + "/"
+    findings = [
+        mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path)
+        for m in mismatches
+        if m.path.startswith(prefix)
+    ]
+    if findings:
+        for f in findings:
+            print(f"✗ {untrusted(f.id, markup=False)}: {untrusted(f.title, markup=False)}")
+        print(f"{untrusted(rel, markup=False)} does not match the lock: nothing was signed")
+        return int(ExitCode.BREACHED)
+    made = sign_model_directory(lock, rel, signature=out, signer=signer, trust=trust)
+    if as_json:
+        print(json.dumps(made.to_json(), indent=2))
+    else:
+        who = f" as {made.identity} ({made.issuer})" if made.identity else " with the key"
+        print(
+            f"{untrusted(made.path, markup=False)}: {made.files} pinned file(s) of "
+            f"{untrusted(rel, markup=False)} signed{untrusted(who, markup=False)} and verified "
+            f"(model digest sha256:{made.model_digest})"
+        )
+    return 0
+
+
+def _model_signer(
+    policy: LoadedPolicy, *, key: Path | None, trust_config: Path | None
+) -> tuple[Signer, TrustConfig | None]:
+    """The signer ``models sign`` uses, by the run's rules (:func:`modelseal.app.sign_options`:
+    the policy's ``sign.trust_config`` unless ``--trust-config``), and the trust to verify
+    with. Keyless takes ``$SIGSTORE_ID_TOKEN`` when set, else the CI's ambient identity."""
+    from modelseal.app import sign_options
+    from modelseal.publish.run import make_signer
+
+    options = sign_options(
+        policy, mode="key" if key is not None else "keyless", key_file=key,
+        trust_config=trust_config,
+    )  # fmt: skip
+    if options.mode == "key":
+        signer = make_signer(options)
+        assert signer is not None
+        return signer, None
+    from modelseal.sign.keyless import KeylessSigner
+    from modelseal.sign.trust import load_trust_config
+
+    token = os.environ.get("SIGSTORE_ID_TOKEN") or None
+    if token is None:
+        signer = make_signer(options)  # the ambient identity (and the public-log check)
+        assert signer is not None
+    else:
+        if options.trust_config is None:
+            from modelseal.publish.github_attestations import check_public_log
+
+            check_public_log(public_transparency_log=options.public_transparency_log)
+        signer = KeylessSigner(
+            load_trust_config(options.trust_config), identity_token=token,
+            attempts=options.attempts,
+        )  # fmt: skip
+    return signer, load_trust_config(options.trust_config)

@@ -268,12 +268,22 @@ def _verify_signature(ctx: Context, base: Path) -> list[Finding]:
     assert sig is not None
     from modelseal.models.signing import verify_model_signature
 
+    trust = None
+    if sig.identity is not None:
+        from modelseal.sign.trust import load_trust_config
+
+        sign_trust = ctx.policy.policy.sign.trust_config
+        if sig.trust_config is not None:
+            trust = load_trust_config(base / sig.trust_config)
+        elif sign_trust is not None:
+            trust = load_trust_config(Path(ctx.policy.source).parent / sign_trust)
     problem = verify_model_signature(
         model_dir=base / sig.model_dir,
         signature=base / sig.path,
         public_key=base / sig.public_key if sig.public_key else None,
         identity=sig.identity,
         issuer=sig.issuer,
+        trust=trust,
     )
     if problem is None:
         return []

@@ -184,8 +184,8 @@ def check_trust_inputs(
     checkout. Returns the files checked. Without a ref (the working tree's policy) there is
     nothing to check: ``()``.
 
-    The files: ``vulnerabilities.vex`` and ``models.signature.public_key`` (relative to the
-    build context ``context``), ``sign.trust_config`` (relative to the policy file). A pull
+    The files: ``vulnerabilities.vex``, ``models.signature.public_key`` and
+    ``models.signature.trust_config`` (relative to the build context ``context``), ``sign.trust_config`` (relative to the policy file). A pull
     request that changes one of them is refused (exit 2), as it would otherwise be judged by
     the VEX statements or the key it wrote; the change takes effect once merged. The model
     signature, the lock and the model files themselves are what the run checks, not what it
@@ -203,6 +203,8 @@ def check_trust_inputs(
     sig = policy.models.signature
     if sig is not None and sig.public_key is not None:
         named.append(("models.signature.public_key", context / sig.public_key))
+    if sig is not None and sig.trust_config is not None:
+        named.append(("models.signature.trust_config", context / sig.trust_config))
     if policy.sign.trust_config is not None:
         named.append(("sign.trust_config", Path(loaded.source).parent / policy.sign.trust_config))
     return tuple(_check_input(key, path, loaded, repo, top) for key, path in named)

@@ -336,6 +336,13 @@ class ModelSignaturePolicy(BaseModel):
         default=None,
         description="The OIDC issuer of the keyless signer; required with identity.",
     )
+    trust_config: str | None = Field(
+        default=None,
+        description="The Sigstore deployment a keyless signature is checked against: a "
+        "ClientTrustConfig or trusted_root.json file, relative to the build context. Default: "
+        "sign.trust_config (the run's own signer), else the public instance's root shipped "
+        "with sigstore-python (no network).",
+    )
 
 
 class ModelScanLimitsPolicy(BaseModel):
@@ -702,6 +709,15 @@ class PublishPolicy(BaseModel):
         "after the image and its referrers are pushed, before the tags move. Needs a GitHub "
         "Actions job with `attestations: write` and its token (GITHUB_TOKEN, or the Action's "
         "github-token); elsewhere a usage error before the build.",
+    )
+    sign_models: bool = Field(
+        default=False,
+        description="After a passing verdict, sign the locked model files (models."
+        "signature.model_dir, else the lock's only root directory) with the run's signer "
+        "(OpenSSF model-signing, as `modelseal models sign`), verify that signature, write it "
+        "to the output directory as model.sig and record it in the provenance (a "
+        "runDetails.byproducts entry with its sha256 and the model digest). Needs a sign mode "
+        "other than none.",
     )
 
 

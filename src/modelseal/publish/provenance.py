@@ -67,7 +67,10 @@ image to pin: its version is the engine's), and for GitHub Actions ``{"github": 
 
 ``runDetails.builder.version``: ``{"modelseal", "buildx", "buildkit"}`` versions (those
 known). ``runDetails.byproducts``: the SBOM, the report and other files written next to the
-image, each with ``name``, ``digest`` ``{"sha256"}`` and ``mediaType``.
+image, each with ``name``, ``digest`` ``{"sha256"}`` and ``mediaType``; with
+``publish.sign_models`` also ``model.sig``, the OpenSSF model-signing signature over the locked
+model files (mediaType the Sigstore bundle's, ``annotations`` ``{"predicateType", "modelDir",
+"modelDigest", "files", "signer"[, "identity", "issuer"]}``).
 
 Rebuilding by hand
 ------------------
@@ -180,6 +183,8 @@ class Byproduct:
     digest: str
     media_type: str
     uri: str | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+    """Extra facts, e.g. what a model signature covers (``publish.sign_models``)."""
 
     def __post_init__(self) -> None:
         _sha256_hex(self.digest, f"byproduct {self.name}")
@@ -484,6 +489,7 @@ def provenance_statement(p: ProvenanceInput) -> dict[str, Any]:
                 **({"uri": b.uri} if b.uri else {}),
                 "digest": {"sha256": _sha256_hex(b.digest, b.name)},
                 "mediaType": b.media_type,
+                **({"annotations": dict(b.annotations)} if b.annotations else {}),
             }
             for b in p.byproducts
         ]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelseal import fsio
 from modelseal.errors import ConfigError, PublishError
@@ -45,6 +45,9 @@ from modelseal.publish.statements import (
 )
 from modelseal.reports.vex import name_image
 from modelseal.sign.interface import Signer
+
+if TYPE_CHECKING:
+    from modelseal.models.signing import ModelSignature
 
 SignMode = Literal["keyless", "key", "none"]
 
@@ -83,6 +86,25 @@ def make_signer(options: SignOptions) -> Signer | None:
 
         check_public_log(public_transparency_log=options.public_transparency_log)
     return KeylessSigner(load_trust_config(options.trust_config), attempts=options.attempts)
+
+
+def model_signature_byproduct(sig: ModelSignature) -> Byproduct:
+    """The provenance byproduct recording a model signature the run made: the signature
+    file's digest, and what it covers (the model digest is model-signing's payload subject)."""
+    from modelseal.models.signing import PREDICATE_TYPE, SIGNATURE_MEDIA_TYPE
+
+    notes = {
+        "predicateType": PREDICATE_TYPE,
+        "modelDir": sig.model_dir,
+        "modelDigest": f"sha256:{sig.model_digest}",
+        "files": str(sig.files),
+        "signer": sig.mode,
+    }
+    if sig.identity is not None:
+        notes |= {"identity": sig.identity, "issuer": str(sig.issuer)}
+    return Byproduct(
+        sig.path.name, sig.sha256, SIGNATURE_MEDIA_TYPE, annotations=tuple(notes.items())
+    )
 
 
 def _bases(facts: Mapping[str, str]) -> list[BaseImage]:
@@ -149,6 +171,7 @@ def publish_run(
     annotations: Mapping[str, str] | None = None,
     github: GitHubTarget | None = None,
     openvex_path: Path | None = None,
+    model_signature: ModelSignature | None = None,
 ) -> PublishResult:
     """Attest, sign and publish the image a passing run built (and, with ``github``, submit
     the signed attestations to that GitHub repository's attestation store).
@@ -156,7 +179,8 @@ def publish_run(
     ``openvex`` in ``attestations`` publishes the run's OpenVEX document (``openvex_path``,
     written only when the verdict accepted a risk) with the image named in its product; with
     no document there is nothing to attest (OpenVEX needs at least one statement) and the
-    attestation is left out — the caller says so."""
+    attestation is left out — the caller says so. ``model_signature`` (``publish.sign_models``)
+    is recorded as a provenance byproduct and in ``publish.json``."""
     build = results.get("build")
     if build is None or "oci_layout" not in build.artifacts or "image.digest" not in build.facts:
         raise PublishError("nothing to publish: the build gate did not produce an image.")
@@ -178,6 +202,8 @@ def publish_run(
                 Path(sbom_path).name, sha256_digest(sbom_bytes), "application/vnd.cyclonedx+json"
             )
         )
+    if model_signature is not None:
+        byproducts.append(model_signature_byproduct(model_signature))
     provenance = provenance_statement(
         provenance_input_from_env(
             ref.name,
@@ -235,5 +261,7 @@ def publish_run(
     )
     data = result.to_json()
     data["provenance"] = str(out_dir / "provenance.intoto.json")
+    if model_signature is not None:
+        data["model_signature"] = model_signature.to_json()
     fsio.write_text_atomic(out_dir / "publish.json", json.dumps(data, indent=2) + "\n")
     return result
