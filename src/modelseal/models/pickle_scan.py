@@ -157,8 +157,6 @@ _WRAPPER_PARAMS = ("subclass", "shape", "order", "dtype", "allow_mmap",
 _JOBLIB_MAX_PADDING = 16
 #: Bytes a scan may re-read as plain pickle after unaligned joblib arrays (see _shadow).
 _SHADOW_MAX = 64 << 20
-#: Descents into nested payloads (torch.storage._load_from_bytes), one inside another.
-MAX_NESTING = 4
 
 
 class _Blob:
