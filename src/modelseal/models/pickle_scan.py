@@ -433,11 +433,11 @@ _BYTESTRING_OPS = frozenset({_CODES["SHORT_BINSTRING"], _CODES["BINSTRING"], _CO
 _BYTES_OPS = frozenset({_CODES["SHORT_BINBYTES"], _CODES["BINBYTES"], _CODES["BINBYTES8"]})
 (_NONE, _NEWTRUE, _NEWFALSE, _EMPTY_TUPLE, _EMPTY_DICT, _BININT, _BININT1, _BININT2, _LONG1,
  _TUPLE, _DICT, _BUILD, _SETITEM, _SETITEMS, _REDUCE, _NEWOBJ, _INT, _LONG, _TUPLE1,
- _TUPLE3) = (
+ _TUPLE3, _BINPERSID) = (
     _CODES[name] for name in (
         "NONE", "NEWTRUE", "NEWFALSE", "EMPTY_TUPLE", "EMPTY_DICT", "BININT", "BININT1",
         "BININT2", "LONG1", "TUPLE", "DICT", "BUILD", "SETITEM", "SETITEMS", "REDUCE", "NEWOBJ",
-        "INT", "LONG", "TUPLE1", "TUPLE3",
+        "INT", "LONG", "TUPLE1", "TUPLE3", "BINPERSID",
     )
 )  # fmt: skip
 
@@ -888,7 +888,21 @@ class _Scanner:
                 if len(stack) - fence < n:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
                 if code < _TUPLE1 or code > _TUPLE3:
-                    stack[-1] = opaque  # BINPERSID, READONLY_BUFFER
+                    # BINPERSID, READONLY_BUFFER. Legacy torch.save records a whole module's
+                    # class as the persistent id ("module", cls, file, source), and its
+                    # persistent_load returns cls: that call is a call of cls (itself a global,
+                    # checked where it was imported). No other loader resolves persistent ids.
+                    pid = stack[-1]
+                    if (
+                        code == _BINPERSID
+                        and type(pid) is tuple
+                        and len(pid) == 4
+                        and pid[0] == "module"
+                        and type(pid[1]) is _Ref
+                    ):
+                        stack[-1] = pid[1]
+                    else:
+                        stack[-1] = opaque
                 else:
                     value = tuple(stack[-n:])
                     del stack[-n:]
