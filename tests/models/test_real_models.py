@@ -473,7 +473,7 @@ def _sklearn_models(np: Any) -> dict[str, Any]:
         "columns": Pipeline(
             [("c", ColumnTransformer([("oh", OneHotEncoder(), [0])], remainder="passthrough")),
              ("m", RandomForestClassifier(n_estimators=2, random_state=0))]
-        ),  # fmt: skip
+        ),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
