@@ -640,3 +640,17 @@ def test_benign_corpus_through_the_cli(tmp_path: Path, np: Any, joblib: Any, tor
     )  # fmt: skip
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
 
+
+
+def test_memoized_values_never_crowd_out_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Known values kept for joblib arrays (tuples, ints …) have their own memo cap: past it
+    they are forgotten, and never make the string/global cap fail a benign pickle."""
+    from modelseal.models import pickle_scan
+
+    monkeypatch.setattr(pickle_scan, "MAX_KNOWN_VALUES", 4)
+    monkeypatch.setattr(pickle_scan, "MAX_EXTRA_VALUES", 4)
+    data = pickle.dumps([(i, i) for i in range(10)] + [f"s{i}" for i in range(4)], protocol=4)
+    assert pickle_scan.scan_pickle(data, allow=Allowlist.default()).issues == ()
+    data = pickle.dumps([f"s{i}" for i in range(9)], protocol=4)  # past both caps
+    (issue,) = pickle_scan.scan_pickle(data, allow=Allowlist.default()).issues
+    assert issue.kind == "scan-limit"

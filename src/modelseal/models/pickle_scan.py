@@ -66,6 +66,7 @@ HIGHEST_PROTOCOL = 5
 MAX_STACK = 1 << 23  # symbolic stack slots (8 bytes each)
 MAX_MARKS = 1 << 20  # open MARKs
 MAX_KNOWN_VALUES = 1 << 20  # memo entries holding a string or global reference
+MAX_EXTRA_VALUES = 1 << 20  # memo entries holding other known values (ints, tuples, dtypes …)
 MAX_BIG_MEMO_KEYS = 1 << 16  # memo keys beyond the bitmap (pickle numbers keys 0, 1, 2, …)
 MAX_PICKLES = 1 << 20  # pickles in one stream
 MAX_ISSUES = 1000  # distinct issues recorded per scan
@@ -234,13 +235,14 @@ class _Memo:
     only the string / global values (everything else is opaque), so a stream of ten million
     MEMOIZE opcodes costs megabytes, not gigabytes."""
 
-    __slots__ = ("big", "bits", "count", "values")
+    __slots__ = ("big", "bits", "count", "extra", "values")
 
     def __init__(self) -> None:
         self.bits = bytearray()
         self.big: set[int] = set()
         self.values: dict[int, _Value] = {}
         self.count = 0  # distinct keys: MEMOIZE stores at this key
+        self.extra = 0  # other known values stored so far (never decremented: a cap, not a size)
 
     def put(self, key: int, value: _Value) -> str | None:
         """Store; returns a scan-limit reason instead when a cap is hit."""
@@ -263,14 +265,19 @@ class _Memo:
         if isinstance(value, _Opaque):
             if values:
                 values.pop(key, None)
-        elif len(values) >= MAX_KNOWN_VALUES and key not in values:
-            if type(value) is str or type(value) is _Ref:
+        elif type(value) is str or type(value) is _Ref:
+            # other values take at most MAX_EXTRA_VALUES of the dict: past this size, at least
+            # MAX_KNOWN_VALUES strings and globals are memoized
+            if len(values) >= MAX_KNOWN_VALUES + MAX_EXTRA_VALUES and key not in values:
                 return f"more than {MAX_KNOWN_VALUES} memoized strings and globals"
+            values[key] = value
+        elif self.extra < MAX_EXTRA_VALUES:
+            self.extra += 1
+            values[key] = value
+        elif values:
             # other known values only help to size joblib arrays: beyond the cap they are
             # forgotten (a wrapper that needs one then fails closed)
             values.pop(key, None)
-        else:
-            values[key] = value
         return None
 
     def get(self, key: int) -> _Value | _Missing:

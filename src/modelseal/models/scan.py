@@ -50,6 +50,8 @@ SPOOL_IN_MEMORY: Final = 8 << 20
 _PIECE: Final = 1 << 20
 #: Legacy torch.save: magic number, protocol, sys_info, the object, the storage keys.
 LEGACY_TORCH_PICKLES = 5
+#: The first of them: torch's MAGIC_NUMBER (0x1950a86a20f9469cfc6c) pickled at protocol 2.
+_LEGACY_MAGIC: Final = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,19 @@ def _nested(buf: bytes | mmap.mmap, allow: Allowlist, budget: Budget, depth: int
                 ),
             )
         member = f"_load_from_bytes@{at}"
+        if buf[start : start + len(_LEGACY_MAGIC)] == _LEGACY_MAGIC:
+            # What torch writes here (Storage.__reduce__ saves in the legacy format): its
+            # pickles are scanned where they are, without copying the storage bytes after them.
+            budget.check_time(member)
+            return scan_pickle(
+                buf,
+                start=start,
+                end=start + size,
+                allow=allow,
+                max_pickles=LEGACY_TORCH_PICKLES,
+                budget=budget,
+                nested=_nested(buf, allow, budget, depth + 1),
+            ).issues
         budget.charge(member, size, 0, 0)
         with tempfile.TemporaryDirectory(prefix="modelseal-nested-") as tmp:
             inner = Path(tmp) / "payload"
