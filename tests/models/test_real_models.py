@@ -654,3 +654,34 @@ def test_memoized_values_never_crowd_out_strings(monkeypatch: pytest.MonkeyPatch
     data = pickle.dumps([f"s{i}" for i in range(9)], protocol=4)  # past both caps
     (issue,) = pickle_scan.scan_pickle(data, allow=Allowlist.default()).issues
     assert issue.kind == "scan-limit"
+
+
+def _g(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+_WRAPPER = _g("joblib.numpy_pickle", "NumpyArrayWrapper")
+DESYNC = {
+    # an allowed function that returns its argument (numpy's scalar() of an object dtype does)
+    "wrapper passed through a call": _g("numpy.core.multiarray", "scalar") + b"N" + _WRAPPER
+    + b")\x81\x86R}b.",
+    # sklearn's newObj(cls) is cls.__new__(cls): a wrapper the scanner would not see
+    "wrapper class handed to newObj": _g("sklearn.metrics._dist_metrics", "newObj") + _WRAPPER
+    + b"\x85R}b.",
+    # calling the class runs __init__, whose alignment default depends on joblib's version
+    "wrapper built by calling the class": _WRAPPER + b")R}b.",
+    "wrapper built by INST": b"(ijoblib.numpy_pickle\nNumpyArrayWrapper\n}b.",
+    "wrapper in a list": b"]" + _WRAPPER + b")\x81a.",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DESYNC)
+def test_joblib_wrappers_the_scanner_cannot_follow_fail_closed(tmp_path: Path, name: str) -> None:
+    """joblib.load reads raw bytes after the BUILD of anything that *is* a NumpyArrayWrapper:
+    a wrapper reaching a BUILD by a path the scanner does not follow would make it parse those
+    bytes as opcodes (and miss what joblib runs after them). Every such path fails closed."""
+    path = tmp_path / "x.joblib"
+    path.write_bytes(b"\x80\x04" + DESYNC[name])
+    issues = scan(path, *ALL_PROFILES)
+    assert [i.kind for i in issues] == ["unparsable"], shown(issues)
+    assert "joblib array wrapper" in issues[0].title

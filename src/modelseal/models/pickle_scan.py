@@ -66,7 +66,7 @@ HIGHEST_PROTOCOL = 5
 MAX_STACK = 1 << 23  # symbolic stack slots (8 bytes each)
 MAX_MARKS = 1 << 20  # open MARKs
 MAX_KNOWN_VALUES = 1 << 20  # memo entries holding a string or global reference
-MAX_EXTRA_VALUES = 1 << 20  # memo entries holding other known values (ints, tuples, dtypes …)
+MAX_EXTRA_VALUES = 1 << 18  # memo entries holding other known values (tuples, dtypes …)
 MAX_BIG_MEMO_KEYS = 1 << 16  # memo keys beyond the bitmap (pickle numbers keys 0, 1, 2, …)
 MAX_PICKLES = 1 << 20  # pickles in one stream
 MAX_ISSUES = 1000  # distinct issues recorded per scan
@@ -149,9 +149,6 @@ _SPECIAL: dict[str, int] = {
     # torch.load of nested bytes: only as safe as those bytes, which are scanned in turn.
     "torch.storage._load_from_bytes": _S_LOAD_FROM_BYTES,
 }
-#: The NumpyArrayWrapper.__init__ parameters, for a wrapper built by calling the class.
-_WRAPPER_PARAMS = ("subclass", "shape", "order", "dtype", "allow_mmap",
-                   "numpy_array_alignment_bytes")  # fmt: skip
 #: joblib writes at most this many alignment padding bytes (NUMPY_ARRAY_ALIGNMENT_BYTES), and
 #: the padding-length byte is then 1..16: never a pickle opcode (the lowest is 0x28), so
 #: pickle.load (rather than joblib.load) of the file stops there without running anything.
@@ -211,8 +208,8 @@ class _Wrapper:
 
     __slots__ = ("attrs",)
 
-    def __init__(self) -> None:
-        self.attrs: dict[object, _Value] | None = {}
+    def __init__(self, attrs: dict[object, _Value] | None = None, *, known: bool = True) -> None:
+        self.attrs: dict[object, _Value] | None = {} if known and attrs is None else attrs
 
 
 class _Missing:
@@ -223,6 +220,8 @@ class _Missing:
 
 _OPAQUE = _Opaque()
 _MISSING = _Missing()
+#: Memo values that are never forgotten (see _Memo.put).
+_ESSENTIAL: frozenset[type] = frozenset({str, _Ref, _Wrapper})
 #: Known tuples and dicts hold at most this many items (a shape, a dtype or wrapper state).
 _SMALL = 64
 _Value: TypeAlias = (
@@ -235,13 +234,14 @@ class _Memo:
     only the string / global values (everything else is opaque), so a stream of ten million
     MEMOIZE opcodes costs megabytes, not gigabytes."""
 
-    __slots__ = ("big", "bits", "count", "extra", "values")
+    __slots__ = ("big", "bits", "count", "essential", "extra", "values")
 
     def __init__(self) -> None:
         self.bits = bytearray()
         self.big: set[int] = set()
         self.values: dict[int, _Value] = {}
         self.count = 0  # distinct keys: MEMOIZE stores at this key
+        self.essential = 0  # strings, globals and joblib wrappers held
         self.extra = 0  # other known values stored so far (never decremented: a cap, not a size)
 
     def put(self, key: int, value: _Value) -> str | None:
@@ -262,14 +262,19 @@ class _Memo:
             self.big.add(key)
             self.count += 1
         values = self.values
-        if isinstance(value, _Opaque):
+        old = values.get(key, _OPAQUE) if values else _OPAQUE
+        if type(old) in _ESSENTIAL:
+            self.essential -= 1
+        kind = type(value)
+        if kind is _Opaque:
             if values:
                 values.pop(key, None)
-        elif type(value) is str or type(value) is _Ref:
-            # other values take at most MAX_EXTRA_VALUES of the dict: past this size, at least
-            # MAX_KNOWN_VALUES strings and globals are memoized
-            if len(values) >= MAX_KNOWN_VALUES + MAX_EXTRA_VALUES and key not in values:
+        elif kind in _ESSENTIAL:
+            # strings and globals decide what is imported, and a joblib wrapper where raw
+            # bytes follow: forgetting one would change the scan, so a full memo fails
+            if self.essential >= MAX_KNOWN_VALUES:
                 return f"more than {MAX_KNOWN_VALUES} memoized strings and globals"
+            self.essential += 1
             values[key] = value
         elif self.extra < MAX_EXTRA_VALUES:
             self.extra += 1
@@ -469,6 +474,21 @@ def _line_int(line: bytes, code: int) -> _Value:
         return _OPAQUE
 
 
+def _carries_wrapper(value: _Value, depth: int = 0) -> bool:
+    """Whether ``value`` is, or is a tuple holding, a joblib wrapper class or instance (tuples
+    nested too deeply to look into count as holding one)."""
+    kind = type(value)
+    if kind is _Wrapper:
+        return True
+    if kind is _Ref:
+        return value.special == _S_WRAPPER  # type: ignore[union-attr]
+    if kind is tuple:
+        if depth > 16:
+            return True
+        return any(_carries_wrapper(v, depth + 1) for v in value)  # type: ignore[union-attr]
+    return False
+
+
 def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
     """(itemsize, holds Python objects) of a pickled numpy dtype, or why it cannot be known.
 
@@ -603,6 +623,7 @@ class _Scanner:
         self.shadow = shadow  # a plain-pickle re-read of joblib array bytes (see _shadow)
         self.shadow_bytes = 0
         self.pending_loads = 0  # _load_from_bytes references not yet called on literal bytes
+        self.wrappers = False  # a joblib wrapper class was imported: see guard_wrappers
         self.budget = budget
         self._released = 0
         self.start = start
@@ -692,6 +713,8 @@ class _Scanner:
                 self._refs[label] = ref
         if ref.special == _S_LOAD_FROM_BYTES:
             self.pending_loads += 1
+        elif ref.special == _S_WRAPPER:
+            self.wrappers = True
         return ref
 
     # -- buffer access -----------------------------------------------------------------------
@@ -900,6 +923,8 @@ class _Scanner:
                     # persistent_load returns cls: that call is a call of cls (itself a global,
                     # checked where it was imported). No other loader resolves persistent ids.
                     pid = stack[-1]
+                    if self.wrappers:
+                        self.guard_wrappers(stack[-1:], at)
                     if (
                         code == _BINPERSID
                         and type(pid) is tuple
@@ -923,6 +948,8 @@ class _Scanner:
                 if args[code] == 2 and items % 2:
                     raise _Fail(at, f"{_NAMES[code]} with an odd number of items")
                 value = opaque
+                if self.wrappers and not (code == _TUPLE and items <= _SMALL):
+                    self.guard_wrappers(stack[mark:], at)
                 if code == _TUPLE and items <= _SMALL:
                     value = tuple(stack[mark:])
                 elif code == _DICT and items <= 2 * _SMALL:
@@ -950,6 +977,10 @@ class _Scanner:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
                 fn = stack[-n]
                 self.check_callable(fn, code, at)
+                if self.wrappers and not (
+                    type(fn) is _Ref and fn.special in (_S_WRAPPER, _S_RECONSTRUCTOR)
+                ):
+                    self.guard_wrappers(stack[-n + 1 :], at)
                 result: _Value = opaque
                 if type(fn) is _Ref and fn.special:
                     result = self.call_special(fn, stack[-n + 1], code, at)
@@ -961,6 +992,8 @@ class _Scanner:
                 if len(stack) - fence < n + 1:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
                 target = stack[-n - 1]
+                if self.wrappers:
+                    self.guard_wrappers(stack[-n:], at)
                 if isinstance(target, _Wrapper) and code == _BUILD and not shadow:
                     state = stack.pop()
                     if joblib:
@@ -1020,9 +1053,12 @@ class _Scanner:
                     # INST: instantiate the class with the items above the MARK
                     if not marks:
                         raise _Fail(at, "INST without a MARK")
+                    if self.wrappers:
+                        self.guard_wrappers(stack[marks[-1] :], at)
                     del stack[marks.pop() :]
                     fence = marks[-1] if marks else 0
-                    push(opaque)
+                    # an instance joblib would treat as an array wrapper: its BUILD fails closed
+                    push(_Wrapper(None, known=False) if ref.special == _S_WRAPPER else opaque)
 
             elif kind == K_STOP:
                 if len(stack) <= fence:
@@ -1078,10 +1114,14 @@ class _Scanner:
                 mark = marks.pop()
                 if len(stack) - mark < 1:
                     raise _Fail(at, "OBJ without a class")
-                self.check_callable(stack[mark], code, at)
+                cls = stack[mark]
+                self.check_callable(cls, code, at)
+                if self.wrappers:
+                    self.guard_wrappers(stack[mark + 1 :], at)
                 del stack[mark:]
                 fence = marks[-1] if marks else 0
-                push(opaque)
+                wrapper = type(cls) is _Ref and cls.special == _S_WRAPPER
+                push(_Wrapper(None, known=False) if wrapper else opaque)
 
             elif kind == K_PUSH_LINE:
                 line, pos = self.line(pos, at)
@@ -1195,32 +1235,26 @@ class _Scanner:
         REDUCE, the class's argument tuple of NEWOBJ)."""
         special = fn.special
         if special == _S_WRAPPER:
-            wrapper = _Wrapper()
-            if code == _REDUCE:
-                # NumpyArrayWrapper(*args) sets its attributes from the arguments
-                if type(arg) is tuple and len(arg) <= len(_WRAPPER_PARAMS):
-                    assert wrapper.attrs is not None
-                    wrapper.attrs.update(zip(_WRAPPER_PARAMS, arg, strict=False))
-                else:
-                    wrapper.attrs = None
-            elif code != _NEWOBJ:
-                wrapper.attrs = None  # NEWOBJ_EX: class.__new__ with keywords: not followed
-            return wrapper
+            # joblib writes NEWOBJ (__new__ only: the BUILD state is all its attributes).
+            # Calling the class runs __init__, whose defaults differ between joblib versions
+            # (numpy_array_alignment_bytes: absent before 1.2, 16 since): a BUILD on such a
+            # wrapper cannot be sized for every loader, so it fails closed.
+            return _Wrapper() if code == _NEWOBJ else _Wrapper(None, known=False)
         if special == _S_DTYPE:
             if type(arg) is tuple and arg and type(arg[0]) is str:
                 return _DType(arg[0])
             return _OPAQUE
         if special == _S_RECONSTRUCTOR:
             # protocol 0/1 instances: copyreg._reconstructor(cls, object, None)
-            if (
-                code == _REDUCE
-                and type(arg) is tuple
-                and len(arg) == 3
-                and type(arg[0]) is _Ref
-                and arg[0].special == _S_WRAPPER
-                and arg[2] is None
-            ):
-                return _Wrapper()
+            if type(arg) is tuple and len(arg) == 3 and _carries_wrapper(arg):
+                # base.__new__(cls, state): a wrapper whenever the class is; its attributes
+                # are known only in the (cls, object, None) form pickle writes
+                plain = code == _REDUCE and type(arg[0]) is _Ref and arg[2] is None
+                if self.wrappers and not plain:
+                    self.guard_wrappers(arg[1:], at)
+                return _Wrapper() if plain else _Wrapper(None, known=False)
+            if self.wrappers:
+                self.guard_wrappers([arg], at)
             return _OPAQUE
         # _S_LOAD_FROM_BYTES
         if self.nested is None or self.shadow:
@@ -1231,6 +1265,16 @@ class _Scanner:
         else:
             self.pending_loads += 1  # not a call on literal bytes: reported at STOP
         return _OPAQUE
+
+    def guard_wrappers(self, values: list[_Value] | tuple[_Value, ...], at: int) -> None:
+        """A joblib wrapper (class or instance) is only ever built and then BUILT by what
+        joblib writes. Handed to anything else (an argument, a container, a state) it could
+        come back as a value the scanner no longer recognizes, whose BUILD joblib.load would
+        follow with raw bytes the scanner would parse as opcodes: fail closed."""
+        for value in values:
+            if _carries_wrapper(value):
+                raise _Fail(at, f"joblib array wrapper used in a way the scanner cannot follow "
+                            f"({_NAMES[self.buf[at]]})")  # fmt: skip
 
     def descend(self, blob: _Blob, at: int) -> None:
         """Scan the bytes ``torch.storage._load_from_bytes`` hands to torch.load, and report
