@@ -13,10 +13,16 @@ every global the real loader would import:
 - string constants are tracked through the stack and the memo, so ``STACK_GLOBAL`` is resolved
   even through memo indirection; a ``STACK_GLOBAL`` fed anything but known strings is reported
   as a *dynamic* global (the name is computed at load time);
-- every other value is opaque, except references to globals, which are followed so that a call
-  through something that is not a named global (``indirect-call``) and an attempt to set state
-  on a class or function (``global-mutation``) are reported too — neither occurs in pickles
-  written by ``pickle`` itself;
+- references to globals are followed so that a call through something that is not a named
+  global (``indirect-call``) and an attempt to set state on a class or function
+  (``global-mutation``) are reported too — neither occurs in pickles written by ``pickle``
+  itself;
+- small data values (None, bools, ints, short tuples and dicts, bytes constants, numpy dtypes)
+  are tracked too, for two loaders that read more than the pickle: joblib, whose
+  ``NumpyArrayWrapper`` BUILD is followed by the array's raw bytes (skipped exactly, by the
+  recorded dtype and shape, or the scan fails closed), and ``torch.storage._load_from_bytes``,
+  whose literal bytes argument is handed to a ``nested`` scan like a top-level file;
+  everything else is opaque;
 - MARK frames, memo keys (including ``MEMOIZE``'s implicit ones) and protocol-dependent name
   mapping (Python 2 names such as ``__builtin__`` at protocol < 3) follow the C unpickler.
 
