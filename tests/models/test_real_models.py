@@ -8,7 +8,7 @@ set. lz4-compressed joblib is not covered: the lz4 package is not in the lock (j
 compress="lz4" without it); the scanner's own LZ4 decoder is tested in test_formats.py.
 
 torch 2.x can no longer write the tar-era (torch < 0.4) format: that format's scanner is tested on
-archives built per its layout in test_scan.py / test_formats.py.
+archives built per its layout in test_formats.py (tests/support/model_files.legacy_torch_tar).
 """
 
 from __future__ import annotations
