@@ -55,7 +55,7 @@ def test_nested_lists_and_optional_sections_get_tables() -> None:
     assert "| `trivy.db` | mapping | see below |" in reference
     assert "number (≥ 0.0, ≤ 10.0) or null" in reference
     # A | inside a pattern would end the table cell.
-    assert r"([A-Za-z_][A-Za-z0-9_]*\|\*)$`" in reference
+    assert r"([A-Za-z_][A-Za-z0-9_]*\|\*\*\|\*)$`" in reference
 
 
 def _synthetic_schema() -> dict[str, Any]:

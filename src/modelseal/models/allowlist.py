@@ -9,6 +9,7 @@ and names that run code. The policy and the judge read it from here; the scanner
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -128,6 +129,14 @@ _STDLIB = (
     "copyreg._reconstructor",
 )
 
+# joblib's array placeholder: the scanner follows it exactly (the array's raw bytes after its
+# BUILD are skipped by their recorded size, anything else fails closed), and joblib only sets
+# its attributes. Also under scikit-learn's vendored copy (sklearn.externals.joblib, < 0.23).
+_JOBLIB = (
+    "joblib.numpy_pickle.NumpyArrayWrapper",
+    "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+)
+
 _DEFAULT_ENTRIES = (
     _TORCH_REBUILDERS
     + _TORCH_STORAGES
@@ -137,6 +146,7 @@ _DEFAULT_ENTRIES = (
     + _NUMPY
     + _BUILTINS
     + _STDLIB
+    + _JOBLIB
 )
 
 # Never allowed, not even by policy: modules whose globals run commands, import, load code or
@@ -172,8 +182,108 @@ _NEVER_NAMES = frozenset(
     }
 )  # fmt: skip
 
+# Gadgets inside the ML packages a policy allows by pattern (``sklearn.**``) or profile: modules
+# and names reachable by pickle that import, exec/eval, open, write or delete files, start
+# processes or servers, load native libraries, or change global configuration. Found by reading
+# the packages' sources for importlib / exec / eval / open / subprocess / ctypes / socket calls.
+# Like the lists above they win over any allow, exact entries included.
+_GADGET_MODULES = frozenset(
+    {
+        # joblib: file caches and disk helpers (open, write, rmtree), process pools and their
+        # reducers (memmaps opened by name), the vendored cloudpickle/loky (build functions from
+        # code objects, spawn processes), old array wrappers (np.load of a file named by the
+        # pickle), compressor file objects (open by name), loggers (open log files)
+        "joblib.memory", "joblib.disk", "joblib._store_backends", "joblib.pool",
+        "joblib._memmapping_reducer", "joblib.externals", "joblib.parallel",
+        "joblib._parallel_backends", "joblib.executor", "joblib._dask", "joblib.numpy_pickle_compat",
+        "joblib.compressor", "joblib.logger", "joblib.func_inspect", "joblib.backports",
+        "joblib._multiprocessing_helpers", "joblib._utils",
+        # scikit-learn: dataset loaders (open files, fetch URLs), build/test helpers (import,
+        # run scripts), estimator discovery (imports every module), version report (imports),
+        # export (writes files), global configuration, the vendored array-API shims (import)
+        "sklearn.datasets", "sklearn._build_utils", "sklearn.utils._testing",
+        "sklearn.utils.estimator_checks", "sklearn.utils._show_versions",
+        "sklearn.utils.discovery", "sklearn.utils._joblib", "sklearn.utils.parallel",
+        "sklearn.utils._config", "sklearn._config", "sklearn.utils._optional_dependencies",
+        "sklearn.tree._export", "sklearn.externals.array_api_compat",
+        "sklearn.externals.array_api_extra", "sklearn.externals._packaging",
+        "sklearn.externals._scipy", "sklearn.__check_build",
+        "sklearn.experimental", "sklearn.callback", "sklearn.utils._repr_html",
+        # xgboost / lightgbm: native library loading, the collective/tracker (network servers),
+        # training entry points, callbacks that write checkpoints, dask/spark integrations
+        "xgboost.libpath", "xgboost.collective", "xgboost.tracker", "xgboost.federated",
+        "xgboost.dask", "xgboost.spark", "xgboost.training", "xgboost.callback",
+        "xgboost.config", "xgboost.compat", "xgboost.plotting",
+        "lightgbm.libpath", "lightgbm.engine", "lightgbm.callback", "lightgbm.dask",
+        "lightgbm.plotting",
+        # numpy: file readers and writers, memory maps, the data-source fetcher, native library
+        # loading, build tools, the typing plugin
+        "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format", "numpy.lib._format_impl",
+        "numpy.lib._datasource", "numpy.lib._utils_impl", "numpy.lib.utils", "numpy.ctypeslib",
+        "numpy._core.memmap", "numpy.core.memmap", "numpy._core.records", "numpy.core.records",
+        "numpy.rec", "numpy.ma.mrecords", "numpy._pyinstaller", "numpy.typing",
+        "numpy.random._examples", "numpy._pytesttester", "numpy.__config__",
+        # torch: code generation and loading (inductor, dynamo, fx's exec of generated code,
+        # jit, package, cpp_extension), hubs and downloads, native ops and libraries, process
+        # and network machinery, export/onnx, profilers writing traces, environment probes
+        "torch._inductor", "torch._dynamo", "torch.fx", "torch.jit", "torch.package",
+        "torch.utils.cpp_extension", "torch.utils.collect_env", "torch.utils.benchmark",
+        "torch.utils.model_zoo", "torch.utils.tensorboard", "torch.utils.data",
+        "torch.utils.checkpoint", "torch.utils._config_module", "torch.ops", "torch._ops",
+        "torch.classes", "torch._classes", "torch._C", "torch.library", "torch._library",
+        "torch.onnx", "torch.export", "torch._export", "torch.multiprocessing",
+        "torch.distributed", "torch.testing", "torch.compiler", "torch._functorch",
+        "torch._higher_order_ops", "torch._logging", "torch.profiler", "torch.autograd.profiler",
+        "torch._utils_internal", "torch._sources", "torch._jit_internal", "torch._lazy",
+        "torch.backends", "torch.cuda", "torch.mps", "torch.xpu", "torch._subclasses",
+        "torch.__config__", "torch._appdirs", "torch.func", "torch._prims", "torch._refs",
+        "torch._decomp", "torch.overrides", "torch.autograd.graph",
+    }
+)  # fmt: skip
+_GADGET_NAMES = frozenset(
+    {
+        "joblib.load", "joblib.dump", "joblib.Memory", "joblib.Parallel", "joblib.parallel_backend",
+        "joblib.parallel_config", "joblib.register_parallel_backend", "joblib.register_compressor",
+        "joblib.register_store_backend", "joblib.wrap_non_picklable_objects",
+        "joblib.numpy_pickle.dump", "joblib.numpy_pickle._unpickle",
+        "joblib.numpy_pickle._read_fileobject", "joblib.numpy_pickle.load_temporary_memmap",
+        "joblib.numpy_pickle.NumpyUnpickler", "joblib.numpy_pickle.NumpyPickler",
+        "joblib.numpy_pickle.make_memmap", "joblib.numpy_pickle.load_compatibility",
+        "joblib.numpy_pickle.register_compressor", "joblib.numpy_pickle.BinaryZlibFile",
+        "sklearn.set_config", "sklearn.config_context", "sklearn.show_versions",
+        "sklearn.utils.all_estimators", "sklearn.utils.check_memory",
+        "sklearn.utils.validation.check_memory", "sklearn.tree.export_graphviz",
+        "sklearn.tree.export_text",
+        "xgboost.set_config", "xgboost.config_context", "xgboost.train", "xgboost.cv",
+        "xgboost.core._load_lib", "xgboost.core._LIB", "xgboost.core.build_info",
+        "lightgbm.train", "lightgbm.cv", "lightgbm.basic._load_lib", "lightgbm.basic._LIB",
+        "numpy.load", "numpy.save", "numpy.savez", "numpy.savez_compressed", "numpy.savetxt",
+        "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromregex", "numpy.fromfile",
+        "numpy.memmap", "numpy.DataSource", "numpy.show_config", "numpy.info", "numpy.source",
+        "numpy.lookfor", "numpy.test", "numpy.get_include", "numpy.recfromcsv",
+        "numpy.recfromtxt", "numpy.ndarray.tofile", "numpy.ndarray.dump",
+        "torch.save", "torch.compile", "torch.export", "torch.cond", "torch.vmap",
+        "torch.use_deterministic_algorithms", "torch.set_default_device",
+        "torch.set_default_dtype", "torch.set_default_tensor_type", "torch.manual_seed",
+        "torch.from_file", "torch.storage._load_from_bytes",
+        "torch.serialization.save", "torch.serialization._open_file_like",
+        "torch.serialization._open_zipfile_reader", "torch.serialization.register_package",
+        "torch.serialization.add_safe_globals", "torch.serialization.safe_globals",
+        "torch.storage.UntypedStorage.from_file", "torch.storage.TypedStorage.from_file",
+    }
+)  # fmt: skip
+# Test and build helper modules import, execute and write: never allowed inside the ML packages
+# below, nor through any ``**`` pattern (a policy may still name a class of its own tests).
+_ML_PACKAGES = frozenset({"sklearn", "joblib", "xgboost", "lightgbm", "numpy", "torch", "scipy"})
+_GADGET_SEGMENTS = frozenset({"tests", "test", "testing", "_testing", "conftest", "_build_utils"})
+#: Packages too large to review whole for gadgets: a ``**`` pattern on them is refused (name
+#: classes, or use a profile such as ``torch-modules``). The standard library is one too.
+_NO_DEEP = frozenset({"torch", "pip", "setuptools", "pkg_resources", "_pytest", "pytest",
+                      "IPython", "distutils", "Cython", "numba", "scipy", "tensorflow", "keras",
+                      "jax", "transformers"})  # fmt: skip
+
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_ENTRY_RE = re.compile(rf"(?:{_IDENT}\.)+(?:{_IDENT}|\*)")
+_ENTRY_RE = re.compile(rf"(?:{_IDENT}\.)+(?:{_IDENT}|\*\*|\*)")
 _WILDCARD_NAME_RE = re.compile(_IDENT)
 
 
@@ -181,26 +291,47 @@ def _is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
-def _never(entry: str) -> bool:
-    """Whether ``entry`` ("mod.name" or "mod.*") falls under the never-allowed lists."""
+def _never(entry: str, *, deep: bool = False) -> bool:
+    """Whether ``entry`` ("mod.name", "mod.*" or "pkg.**") falls under the never-allowed lists
+    (code-running modules and names, and the gadgets inside the ML packages)."""
+    if entry.startswith("sklearn.externals.joblib."):
+        entry = entry[len("sklearn.externals.") :]  # the vendored joblib: the same gadgets
     module = entry.rpartition(".")[0]
-    if entry in _NEVER_NAMES:
+    if entry in _NEVER_NAMES or entry in _GADGET_NAMES:
         return True
     parts = module.split(".")
-    return any(".".join(parts[:i]) in _NEVER_MODULES for i in range(1, len(parts) + 1))
+    if (deep or parts[0] in _ML_PACKAGES) and any(part in _GADGET_SEGMENTS for part in parts):
+        return True
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if prefix in _NEVER_MODULES or prefix in _GADGET_MODULES:
+            return True
+    return False
+
+
+def _too_deep(package: str) -> bool:
+    """Whether ``package.**`` is refused: the standard library and unreviewably large
+    packages (their gadgets cannot all be listed)."""
+    top = package.partition(".")[0]
+    return top in _NO_DEEP or top in sys.stdlib_module_names or top == "builtins"
 
 
 @dataclass(frozen=True)
 class Allowlist:
-    """The globals a pickle may import: exact ``module.name`` entries and ``module.*`` wildcards.
+    """The globals a pickle may import: exact ``module.name`` entries, ``module.*`` wildcards
+    and ``package.**`` patterns.
 
-    A wildcard admits plain attribute names of that one module (no dotted paths, which would
+    ``module.*`` admits plain attribute names of that one module (no dotted paths, which would
     walk into other objects at protocol >= 4, and no ``__dunder__`` names); it does not cover
-    submodules. Exact entries compare the joined ``module.name`` string.
+    submodules. ``package.**`` admits the same in the package and every submodule at any depth
+    (``sklearn.**`` covers ``sklearn.linear_model._logistic.LogisticRegression``). Neither
+    ever admits a never-allowed name or a known gadget inside the package (the lists above win
+    over any allow). Exact entries compare the joined ``module.name`` string.
     """
 
     exact: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()  # from "module.*"
+    packages: frozenset[str] = frozenset()  # from "package.**"
 
     @classmethod
     def default(cls) -> Allowlist:
@@ -216,33 +347,75 @@ class Allowlist:
         """
         exact = set(self.exact)
         modules = set(self.modules)
+        packages = set(self.packages)
         for raw in extra:
             entry = raw.strip() if isinstance(raw, str) else raw
             if not isinstance(entry, str) or not _ENTRY_RE.fullmatch(entry):
                 raise ValueError(
-                    f"invalid pickle allowlist entry {raw!r}: expected 'module.name' or 'module.*'"
+                    f"invalid pickle allowlist entry {raw!r}: expected 'module.name', "
+                    "'module.*' or 'package.**'"
                 )
             module, _, name = entry.rpartition(".")
             if _is_dunder(name):
                 raise ValueError(f"pickle allowlist entry {entry!r} names a dunder attribute")
-            if _never(entry) or (name == "*" and module == "builtins"):
+            if _never(entry, deep=name == "**") or (name == "*" and module == "builtins"):
                 raise ValueError(
                     f"pickle allowlist entry {entry!r} is never allowed: it can run code"
                 )
-            if name == "*":
+            if name == "**":
+                if _too_deep(module):
+                    raise ValueError(
+                        f"pickle allowlist entry {entry!r} is never allowed: {module} is the "
+                        "standard library or too large to allow whole (name its classes, or "
+                        "use a profile in models.allow)"
+                    )
+                packages.add(module)
+            elif name == "*":
                 modules.add(module)
             else:
                 exact.add(entry)
-        return Allowlist(exact=frozenset(exact), modules=frozenset(modules))
+        return Allowlist(
+            exact=frozenset(exact), modules=frozenset(modules), packages=frozenset(packages)
+        )
+
+    def with_profiles(self, names: Iterable[str]) -> Allowlist:
+        """A copy with the curated profiles ``names`` added (:mod:`modelseal.models.profiles`);
+        raises ValueError for an unknown name."""
+        from modelseal.models.profiles import PROFILES
+
+        exact = set(self.exact)
+        for name in names:
+            entries = PROFILES.get(name)
+            if entries is None:
+                raise ValueError(
+                    f"unknown allowlist profile {name!r} (known: {', '.join(sorted(PROFILES))})"
+                )
+            exact.update(entries)
+        return Allowlist(exact=frozenset(exact), modules=self.modules, packages=self.packages)
 
     def allows(self, module: str, name: str) -> bool:
         """Whether importing ``name`` from ``module`` is allowed."""
         if f"{module}.{name}" in self.exact:
             return True
-        # a wildcard never admits what no exact entry could name (e.g. torch.* and torch.load)
+        deep = module not in self.modules
+        if deep and not self._in_package(module):
+            return False
+        # a pattern never admits what no exact entry could name (e.g. torch.* and torch.load)
         return (
-            module in self.modules
-            and _WILDCARD_NAME_RE.fullmatch(name) is not None
+            _WILDCARD_NAME_RE.fullmatch(name) is not None
             and not _is_dunder(name)
-            and not _never(f"{module}.{name}")
+            and not _never(f"{module}.{name}", deep=deep)
         )
+
+    def _in_package(self, module: str) -> bool:
+        packages = self.packages
+        if not packages:
+            return False
+        if module in packages:
+            return True
+        dot = module.find(".")
+        while dot > 0:
+            if module[:dot] in packages:
+                return True
+            dot = module.find(".", dot + 1)
+        return False

@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from modelseal.policy.model import ModelScanLimitsPolicy
 
+#: Payloads nested one inside another (torch.storage._load_from_bytes calls torch.load on bytes
+#: inside the pickle) that are descended into; deeper ones are a ``scan-limit`` issue. Their
+#: bytes are charged to the file's Budget like inflated bytes.
+MAX_NESTING: Final = 4
+
 #: Inflated bytes of one stream below which its compression ratio is not judged: a small
 #: member may compress extremely well (a pickle of repeated values) and costs nothing.
 RATIO_GRACE_BYTES: Final = 16 << 20

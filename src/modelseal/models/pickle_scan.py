@@ -13,10 +13,16 @@ every global the real loader would import:
 - string constants are tracked through the stack and the memo, so ``STACK_GLOBAL`` is resolved
   even through memo indirection; a ``STACK_GLOBAL`` fed anything but known strings is reported
   as a *dynamic* global (the name is computed at load time);
-- every other value is opaque, except references to globals, which are followed so that a call
-  through something that is not a named global (``indirect-call``) and an attempt to set state
-  on a class or function (``global-mutation``) are reported too — neither occurs in pickles
-  written by ``pickle`` itself;
+- references to globals are followed so that a call through something that is not a named
+  global (``indirect-call``) and an attempt to set state on a class or function
+  (``global-mutation``) are reported too — neither occurs in pickles written by ``pickle``
+  itself;
+- small data values (None, bools, ints, short tuples and dicts, bytes constants, numpy dtypes)
+  are tracked too, for two loaders that read more than the pickle: joblib, whose
+  ``NumpyArrayWrapper`` BUILD is followed by the array's raw bytes (skipped exactly, by the
+  recorded dtype and shape, or the scan fails closed), and ``torch.storage._load_from_bytes``,
+  whose literal bytes argument is handed to a ``nested`` scan like a top-level file;
+  everything else is opaque;
 - MARK frames, memo keys (including ``MEMOIZE``'s implicit ones) and protocol-dependent name
   mapping (Python 2 names such as ``__builtin__`` at protocol < 3) follow the C unpickler.
 
@@ -47,7 +53,7 @@ import re
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeAlias
 
 from modelseal.findings import Severity
@@ -66,6 +72,7 @@ HIGHEST_PROTOCOL = 5
 MAX_STACK = 1 << 23  # symbolic stack slots (8 bytes each)
 MAX_MARKS = 1 << 20  # open MARKs
 MAX_KNOWN_VALUES = 1 << 20  # memo entries holding a string or global reference
+MAX_EXTRA_VALUES = 1 << 18  # memo entries holding other known values (tuples, dtypes …)
 MAX_BIG_MEMO_KEYS = 1 << 16  # memo keys beyond the bitmap (pickle numbers keys 0, 1, 2, …)
 MAX_PICKLES = 1 << 20  # pickles in one stream
 MAX_ISSUES = 1000  # distinct issues recorded per scan
@@ -126,16 +133,106 @@ class _Opaque:
 
 
 class _Ref:
-    """A reference to a global (possibly one already reported as unsafe or dynamic)."""
+    """A reference to a global (possibly one already reported as unsafe or dynamic);
+    ``special`` says which of the few globals the scanner follows further it is."""
 
-    __slots__ = ("label",)
+    __slots__ = ("label", "special")
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, special: int = 0) -> None:
         self.label = label
+        self.special = special
+
+
+# Globals whose calls the scanner follows (_Ref.special).
+_S_WRAPPER, _S_DTYPE, _S_RECONSTRUCTOR, _S_LOAD_FROM_BYTES = 1, 2, 3, 4
+_SPECIAL: dict[str, int] = {
+    # joblib's array placeholder (and its copy vendored in scikit-learn < 0.23): joblib.load
+    # reads the array's raw bytes from the stream right after the wrapper's BUILD.
+    "joblib.numpy_pickle.NumpyArrayWrapper": _S_WRAPPER,
+    "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper": _S_WRAPPER,
+    "numpy.dtype": _S_DTYPE,
+    "copyreg._reconstructor": _S_RECONSTRUCTOR,
+    # torch.load of nested bytes: only as safe as those bytes, which are scanned in turn.
+    "torch.storage._load_from_bytes": _S_LOAD_FROM_BYTES,
+}
+#: joblib writes at most this many alignment padding bytes (NUMPY_ARRAY_ALIGNMENT_BYTES), and
+#: the padding-length byte is then 1..16: never a pickle opcode (the lowest is 0x28), so
+#: pickle.load (rather than joblib.load) of the file stops there without running anything.
+_JOBLIB_MAX_PADDING = 16
+#: Bytes a scan may re-read as plain pickle after unaligned joblib arrays (see _shadow).
+_SHADOW_MAX = 64 << 20
+
+
+class _Blob:
+    """A bytes constant (BINBYTES family): where its bytes are in the buffer."""
+
+    __slots__ = ("size", "start")
+
+    def __init__(self, start: int, size: int) -> None:
+        self.start = start
+        self.size = size
+
+
+class _Dict:
+    """A dict built from known keys (a joblib wrapper's state); ``items`` is None once it holds
+    an unknown key or more than :data:`_SMALL` entries (then only its identity matters)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: dict[object, _Value] | None = {}
+
+    def update(self, pairs: list[_Value]) -> None:
+        """Add key/value pairs (alternating), as SETITEM(S) do."""
+        items = self.items
+        if items is None:
+            return
+        if len(items) + len(pairs) // 2 > _SMALL:
+            self.items = None
+            return
+        for i in range(0, len(pairs), 2):
+            key = pairs[i]
+            if type(key) is not str:
+                self.items = None
+                return
+            items[key] = pairs[i + 1]
+
+
+class _DType:
+    """A ``numpy.dtype(type_string, …)`` call result and the state its BUILD gave it."""
+
+    __slots__ = ("state", "type_string")
+
+    def __init__(self, type_string: str) -> None:
+        self.type_string = type_string
+        self.state: _Value | None = None
+
+
+class _Wrapper:
+    """A joblib ``NumpyArrayWrapper`` instance: its attributes, as BUILDs set them (None once a
+    BUILD gave it a state that is not a dict of known keys)."""
+
+    __slots__ = ("attrs",)
+
+    def __init__(self, attrs: dict[object, _Value] | None = None, *, known: bool = True) -> None:
+        self.attrs: dict[object, _Value] | None = {} if known and attrs is None else attrs
+
+
+class _Missing:
+    """A memo key that was never stored."""
+
+    __slots__ = ()
 
 
 _OPAQUE = _Opaque()
-_Value: TypeAlias = _Opaque | str | _Ref
+_MISSING = _Missing()
+#: Memo values that are never forgotten (see _Memo.put).
+_ESSENTIAL: frozenset[type] = frozenset({str, _Ref, _Wrapper})
+#: Known tuples and dicts hold at most this many items (a shape, a dtype or wrapper state).
+_SMALL = 64
+_Value: TypeAlias = (
+    "_Opaque | str | _Ref | int | tuple[_Value, ...] | _Blob | _Dict | _DType | _Wrapper | None"
+)
 
 
 class _Memo:
@@ -143,13 +240,15 @@ class _Memo:
     only the string / global values (everything else is opaque), so a stream of ten million
     MEMOIZE opcodes costs megabytes, not gigabytes."""
 
-    __slots__ = ("big", "bits", "count", "values")
+    __slots__ = ("big", "bits", "count", "essential", "extra", "values")
 
     def __init__(self) -> None:
         self.bits = bytearray()
         self.big: set[int] = set()
-        self.values: dict[int, str | _Ref] = {}
+        self.values: dict[int, _Value] = {}
         self.count = 0  # distinct keys: MEMOIZE stores at this key
+        self.essential = 0  # strings, globals and joblib wrappers held
+        self.extra = 0  # other known values stored so far (never decremented: a cap, not a size)
 
     def put(self, key: int, value: _Value) -> str | None:
         """Store; returns a scan-limit reason instead when a cap is hit."""
@@ -169,24 +268,55 @@ class _Memo:
             self.big.add(key)
             self.count += 1
         values = self.values
-        if isinstance(value, _Opaque):
+        old = values.get(key, _OPAQUE) if values else _OPAQUE
+        if type(old) in _ESSENTIAL:
+            self.essential -= 1
+        kind = type(value)
+        if kind is _Opaque:
             if values:
                 values.pop(key, None)
-        else:
-            if len(values) >= MAX_KNOWN_VALUES and key not in values:
+        elif kind in _ESSENTIAL:
+            # strings and globals decide what is imported, and a joblib wrapper where raw
+            # bytes follow: forgetting one would change the scan, so a full memo fails
+            if self.essential >= MAX_KNOWN_VALUES:
                 return f"more than {MAX_KNOWN_VALUES} memoized strings and globals"
+            self.essential += 1
             values[key] = value
+        elif self.extra < MAX_EXTRA_VALUES:
+            self.extra += 1
+            values[key] = value
+        elif values:
+            # other known values only help to size joblib arrays: beyond the cap they are
+            # forgotten (a wrapper that needs one then fails closed)
+            values.pop(key, None)
         return None
 
-    def get(self, key: int) -> _Value | None:
-        """The value at ``key``; None when the key was never stored."""
+    def get(self, key: int) -> _Value | _Missing:
+        """The value at ``key``; :data:`_MISSING` when the key was never stored."""
         if key < _BITMAP_KEYS:
             byte = key >> 3
             if byte >= len(self.bits) or not self.bits[byte] & (1 << (key & 7)):
-                return None
+                return _MISSING
         elif key not in self.big:
-            return None
+            return _MISSING
         return self.values.get(key, _OPAQUE)
+
+
+class _ShadowMemo(_Memo):
+    """A memo layered over another one: reads fall through, writes stay here (a shadow parse
+    must not change the state of the parse it branched from)."""
+
+    __slots__ = ("parent",)
+
+    def __init__(self, parent: _Memo) -> None:
+        super().__init__()
+        self.parent = parent
+        self.count = parent.count
+
+    def get(self, key: int) -> _Value | _Missing:
+        """The value at ``key`` here, else in the parent memo."""
+        value = super().get(key)
+        return self.parent.get(key) if value is _MISSING else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,6 +334,7 @@ _U64 = struct.Struct("<Q").unpack_from
 # Kinds of opcodes the main loop dispatches on.
 (
     K_PUSH,  # fixed-size argument, pushes one opaque value
+    K_PUSH_VAL,  # pushes a small known value (None, a bool, a small int, (), {})
     K_PUSH_BLOB,  # length-prefixed bytes / long: pushes one opaque value
     K_PUSH_STR,  # length-prefixed string: pushes a known string
     K_PUSH_LINE,  # newline-terminated number: pushes one opaque value
@@ -230,21 +361,21 @@ _U64 = struct.Struct("<Q").unpack_from
     K_STOP,
     K_PROTO,
     K_FRAME,
-) = range(27)
+) = range(28)
 
 # name: (kind, n) — n is the fixed argument size, the length-field size, or the pop count.
 _TABLE_SPEC: dict[str, tuple[int, int]] = {
-    "NONE": (K_PUSH, 0),
-    "NEWTRUE": (K_PUSH, 0),
-    "NEWFALSE": (K_PUSH, 0),
-    "EMPTY_TUPLE": (K_PUSH, 0),
+    "NONE": (K_PUSH_VAL, 0),
+    "NEWTRUE": (K_PUSH_VAL, 0),
+    "NEWFALSE": (K_PUSH_VAL, 0),
+    "EMPTY_TUPLE": (K_PUSH_VAL, 0),
     "EMPTY_LIST": (K_PUSH, 0),
-    "EMPTY_DICT": (K_PUSH, 0),
+    "EMPTY_DICT": (K_PUSH_VAL, 0),
     "EMPTY_SET": (K_PUSH, 0),
     "NEXT_BUFFER": (K_PUSH, 0),
-    "BININT": (K_PUSH, 4),
-    "BININT1": (K_PUSH, 1),
-    "BININT2": (K_PUSH, 2),
+    "BININT": (K_PUSH_VAL, 4),
+    "BININT1": (K_PUSH_VAL, 1),
+    "BININT2": (K_PUSH_VAL, 2),
     "BINFLOAT": (K_PUSH, 8),
     "LONG1": (K_PUSH_BLOB, 1),
     "LONG4": (K_PUSH_BLOB, -4),  # negative: signed length field
@@ -317,6 +448,127 @@ del _name, _kind, _n
 # ``encoding``, "ASCII" by default); their names can only match the ASCII allowlist if they are
 # ASCII, so latin-1 (one char per byte) shows them faithfully without guessing the encoding.
 _BYTESTRING_OPS = frozenset({_CODES["SHORT_BINSTRING"], _CODES["BINSTRING"], _CODES["STRING"]})
+_BYTES_OPS = frozenset({_CODES["SHORT_BINBYTES"], _CODES["BINBYTES"], _CODES["BINBYTES8"]})
+(_NONE, _NEWTRUE, _NEWFALSE, _EMPTY_TUPLE, _EMPTY_DICT, _BININT, _BININT1, _BININT2, _LONG1,
+ _TUPLE, _DICT, _BUILD, _SETITEM, _SETITEMS, _REDUCE, _NEWOBJ, _INT, _LONG, _TUPLE1,
+ _TUPLE3, _BINPERSID) = (
+    _CODES[name] for name in (
+        "NONE", "NEWTRUE", "NEWFALSE", "EMPTY_TUPLE", "EMPTY_DICT", "BININT", "BININT1",
+        "BININT2", "LONG1", "TUPLE", "DICT", "BUILD", "SETITEM", "SETITEMS", "REDUCE", "NEWOBJ",
+        "INT", "LONG", "TUPLE1", "TUPLE3", "BINPERSID",
+    )
+)  # fmt: skip
+
+
+def _line_int(line: bytes, code: int) -> _Value:
+    """An INT or LONG line as int() reads it (protocol 0's "I01"/"I00" are True/False);
+    anything else (FLOAT, oversized or odd numbers) stays opaque."""
+    if code == _INT:
+        if line == b"01":
+            return True
+        if line == b"00":
+            return False
+    elif code == _LONG:
+        line = line[:-1] if line.endswith(b"L") else line
+    else:
+        return _OPAQUE
+    if len(line) > 20:
+        return _OPAQUE
+    try:
+        return int(line)
+    except ValueError:
+        return _OPAQUE
+
+
+def _carries_wrapper(value: _Value, depth: int = 0) -> bool:
+    """Whether ``value`` is, or is a tuple holding, a joblib wrapper class or instance (tuples
+    nested too deeply to look into count as holding one)."""
+    kind = type(value)
+    if kind is _Wrapper:
+        return True
+    if kind is _Ref:
+        return value.special == _S_WRAPPER  # type: ignore[union-attr]
+    if kind is tuple:
+        if depth > 16:
+            return True
+        return any(_carries_wrapper(v, depth + 1) for v in value)  # type: ignore[union-attr]
+    return False
+
+
+def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
+    """(itemsize, holds Python objects) of a pickled numpy dtype, or why it cannot be known.
+
+    Booleans, numbers, datetimes, fixed-size bytes, strings and void, object, and structured
+    and subarray dtypes made of those (e.g. the node records of scikit-learn trees); whether
+    one holds objects is judged from its fields, never from the flags it claims."""
+    if depth > 8:
+        return "dtype nested too deeply"
+    m = re.fullmatch(r"([bciufmMOSUV])([0-9]{1,6})", dtype.type_string)
+    if m is None:
+        return f"unsupported dtype {_shorten(dtype.type_string, 40)!r}"
+    kind, size = m.group(1), int(m.group(2))
+    state = dtype.state
+    elsize = -1
+    if state is not None:
+        if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
+            return "dtype state the scanner cannot follow"
+        size_v, flags = state[5], state[7]
+        if not isinstance(size_v, int) or not isinstance(flags, int) or size_v is True:
+            return "dtype state the scanner cannot follow"
+        elsize = size_v
+        if state[2] is not None or state[3] is not None or state[4] is not None:
+            return _compound_layout(dtype.type_string, state, elsize, depth)
+        if kind != "O" and flags & 1:
+            return "dtype state says it holds objects"
+    if kind == "O":
+        return (size, True)
+    if kind in "SUV":
+        expect = size * 4 if kind == "U" else size
+        if state is not None and elsize != expect:
+            return f"dtype {dtype.type_string!r} with item size {elsize}"
+        return (expect, False) if expect > 0 else "zero-size flexible dtype"
+    fixed = {"b": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8, 12, 16),
+             "c": (8, 16, 24, 32), "m": (8,), "M": (8,)}  # fmt: skip
+    if size not in fixed[kind]:
+        return f"unsupported dtype {dtype.type_string!r}"
+    return (size, False)
+
+
+def _compound_layout(
+    type_string: str, state: tuple[_Value, ...], elsize: int, depth: int
+) -> tuple[int, bool] | str:
+    """A structured (names, fields) or subarray (base, shape) void dtype."""
+    if type_string != f"V{elsize}" or elsize <= 0:
+        return f"compound dtype {_shorten(type_string, 40)!r} of item size {elsize}"
+    subdescr, names, fields = state[2], state[3], state[4]
+    bases: list[_Value] = []
+    if subdescr is not None:
+        if type(subdescr) is not tuple or len(subdescr) != 2:
+            return "subarray dtype the scanner cannot follow"
+        bases.append(subdescr[0])
+    if names is not None or fields is not None:
+        if type(names) is not tuple or type(fields) is not _Dict or fields.items is None:
+            return "structured dtype the scanner cannot follow"
+        if set(fields.items) != set(names):
+            return "structured dtype whose names and fields differ"
+        for field in fields.items.values():
+            if type(field) is not tuple or len(field) not in (2, 3) or type(field[1]) is not int:
+                return "structured dtype field the scanner cannot follow"
+            bases.append(field[0])
+    objects = False
+    for base in bases:
+        if type(base) is not _DType:
+            return "compound dtype whose parts the scanner cannot follow"
+        layout = _dtype_layout(base, depth + 1)
+        if isinstance(layout, str):
+            return layout
+        objects = objects or layout[1]
+    return (elsize, objects)
+
+
+#: Scans a nested payload (``buf[start:start + size]``, at nesting ``depth``) like a top-level
+#: file; given by the caller that knows about files and formats (modelseal.models.scan).
+NestedScan: TypeAlias = Callable[[int, int, int], tuple[ModelIssue, ...]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,8 +620,16 @@ class _Scanner:
         allow: Allowlist,
         member: str | None,
         budget: Budget | None = None,
+        nested: NestedScan | None = None,
+        *,
+        shadow: bool = False,
     ) -> None:
         self.buf = buf
+        self.nested = nested
+        self.shadow = shadow  # a plain-pickle re-read of joblib array bytes (see _shadow)
+        self.shadow_bytes = 0
+        self.pending_loads = 0  # _load_from_bytes references not yet called on literal bytes
+        self.wrappers = False  # a joblib wrapper class was imported: see guard_wrappers
         self.budget = budget
         self._released = 0
         self.start = start
@@ -436,6 +696,12 @@ class _Scanner:
         if other != resolved and (other is mapped or _importable_py3(other[0])):
             candidates.append(other)
         for module, name in candidates:
+            if (
+                self.nested is not None
+                and not self.shadow
+                and f"{module}.{name}" == "torch.storage._load_from_bytes"
+            ):
+                continue  # judged by what it loads (call_special), or reported at STOP
             if not self.allow.allows(module, name):
                 qualified = _shorten(f"{module}.{name}")
                 self.issue(
@@ -448,9 +714,13 @@ class _Scanner:
         label = _shorten(f"{resolved[0]}.{resolved[1]}")
         ref = self._refs.get(label)
         if ref is None:
-            ref = _Ref(label)
+            ref = _Ref(label, _SPECIAL.get(label, 0))
             if len(self._refs) < MAX_GLOBALS:
                 self._refs[label] = ref
+        if ref.special == _S_LOAD_FROM_BYTES:
+            self.pending_loads += 1
+        elif ref.special == _S_WRAPPER:
+            self.wrappers = True
         return ref
 
     # -- buffer access -----------------------------------------------------------------------
@@ -538,18 +808,32 @@ class _Scanner:
 
     # -- one pickle --------------------------------------------------------------------------
 
-    def run(self, pos: int, memo: _Memo) -> int:
+    def run(
+        self,
+        pos: int,
+        memo: _Memo,
+        *,
+        joblib: bool = True,
+        stack: list[_Value] | None = None,
+        marks: list[int] | None = None,
+        proto: int = 0,
+    ) -> int:
         """Parse one pickle starting at ``pos`` (up to and including its STOP); returns the
-        position after STOP. Raises _Fail."""
+        position after STOP. Raises _Fail.
+
+        ``joblib``: follow joblib.load, which reads an array's raw bytes after each
+        NumpyArrayWrapper BUILD (pickle.load, which joblib uses for nested object arrays, does
+        not). A shadow parse starts from a copy of another parse's ``stack``, ``marks`` and
+        ``proto``."""
         buf = self.buf
         end = self.end
         kinds = _KIND
         args = _ARG
         opaque = _OPAQUE
-        stack: list[_Value] = []
-        marks: list[int] = []
-        fence = 0  # stack index of the innermost MARK: nothing below it is reachable
-        proto = 0
+        shadow = self.shadow
+        stack = [] if stack is None else stack
+        marks = [] if marks is None else marks
+        fence = marks[-1] if marks else 0  # stack index of the innermost MARK
         push = stack.append
         # Stack and MARK sizes are checked every _CHECK_EVERY bytes rather than on every push
         # (each opcode is at least one byte, so neither can overshoot by more than that).
@@ -577,11 +861,34 @@ class _Scanner:
                     raise _Fail(at, "truncated argument")
                 push(opaque)
 
+            elif kind == K_PUSH_VAL:
+                if code == _BININT1:
+                    if pos >= end:
+                        raise _Fail(at, "truncated argument")
+                    push(buf[pos])
+                    pos += 1
+                elif code == _NONE:
+                    push(None)
+                elif code == _EMPTY_TUPLE:
+                    push(())
+                elif code == _EMPTY_DICT:
+                    push(_Dict())
+                elif code in (_NEWTRUE, _NEWFALSE):
+                    push(code == _NEWTRUE)
+                else:
+                    n = args[code]
+                    if pos + n > end:
+                        raise _Fail(at, "truncated argument")
+                    push(_I32(buf, pos)[0] if n == 4 else _U16(buf, pos)[0])
+                    pos += n
+
             elif kind == K_GET:
                 key, pos = self.memo_arg(args[code], pos, at, end)
                 value = memo.get(key)
-                if value is None:
+                if isinstance(value, _Missing):
                     raise _Fail(at, f"memo key {key} was never stored")
+                if type(value) is _Ref and value.special == _S_LOAD_FROM_BYTES:
+                    self.pending_loads += 1
                 push(value)
 
             elif kind == K_MEMOIZE:
@@ -616,22 +923,55 @@ class _Scanner:
                 n = args[code]
                 if len(stack) - fence < n:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
-                if n == 1:
-                    stack[-1] = opaque
+                if code < _TUPLE1 or code > _TUPLE3:
+                    # BINPERSID, READONLY_BUFFER. Legacy torch.save records a whole module's
+                    # class as the persistent id ("module", cls, file, source), and its
+                    # persistent_load returns cls: that call is a call of cls (itself a global,
+                    # checked where it was imported). No other loader resolves persistent ids.
+                    pid = stack[-1]
+                    if self.wrappers:
+                        self.guard_wrappers(stack[-1:], at)
+                    if (
+                        code == _BINPERSID
+                        and type(pid) is tuple
+                        and len(pid) == 4
+                        and pid[0] == "module"
+                        and type(pid[1]) is _Ref
+                    ):
+                        stack[-1] = pid[1]
+                    else:
+                        stack[-1] = opaque
                 else:
+                    value = tuple(stack[-n:])
                     del stack[-n:]
-                    push(opaque)
+                    push(value)
 
             elif kind in (K_MARK_PUSH, K_MARK_INTO):
                 if not marks:
                     raise _Fail(at, f"{_NAMES[code]} without a MARK")
                 mark = marks.pop()
-                if args[code] == 2 and (len(stack) - mark) % 2:
+                items = len(stack) - mark
+                if args[code] == 2 and items % 2:
                     raise _Fail(at, f"{_NAMES[code]} with an odd number of items")
+                value = opaque
+                if self.wrappers and not (code == _TUPLE and items <= _SMALL):
+                    self.guard_wrappers(stack[mark:], at)
+                if code == _TUPLE and items <= _SMALL:
+                    value = tuple(stack[mark:])
+                elif code == _DICT and items <= 2 * _SMALL:
+                    value = _Dict()
+                    value.update(stack[mark:])
+                elif code == _SETITEMS and mark > 0 and not shadow:
+                    target = stack[mark - 1]
+                    if type(target) is _Dict and target.items is not None:
+                        if items > 2 * _SMALL:
+                            target.items = None
+                        else:
+                            target.update(stack[mark:])
                 del stack[mark:]
                 fence = marks[-1] if marks else 0
                 if kind == K_MARK_PUSH:
-                    push(opaque)
+                    push(value)
                 else:
                     if len(stack) <= fence:
                         raise _Fail(at, f"{_NAMES[code]} with nothing to add to")
@@ -641,16 +981,38 @@ class _Scanner:
                 n = args[code]
                 if len(stack) - fence < n:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
-                self.check_callable(stack[-n], code, at)
+                fn = stack[-n]
+                self.check_callable(fn, code, at)
+                if self.wrappers and not (
+                    type(fn) is _Ref and fn.special in (_S_WRAPPER, _S_RECONSTRUCTOR)
+                ):
+                    self.guard_wrappers(stack[-n + 1 :], at)
+                result: _Value = opaque
+                if type(fn) is _Ref and fn.special:
+                    result = self.call_special(fn, stack[-n + 1], code, at)
                 del stack[-n:]
-                push(opaque)
+                push(result)
 
             elif kind == K_INTO:
                 n = args[code]
                 if len(stack) - fence < n + 1:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
-                del stack[-n:]
-                self.check_target(stack[-1], code, at)
+                target = stack[-n - 1]
+                if self.wrappers:
+                    self.guard_wrappers(stack[-n:], at)
+                if isinstance(target, _Wrapper) and code == _BUILD and not shadow:
+                    state = stack.pop()
+                    if joblib:
+                        pos = self.joblib_array(target, state, pos, at, memo, stack, marks, proto)
+                        stack[-1] = opaque  # joblib.load puts the array in its place
+                elif isinstance(target, _DType) and code == _BUILD and not shadow:
+                    target.state = stack.pop()
+                elif isinstance(target, _Dict) and code == _SETITEM and not shadow:
+                    target.update(stack[-2:])
+                    del stack[-2:]
+                else:
+                    del stack[-n:]
+                    self.check_target(target, code, at)
 
             elif kind == K_PUSH_BLOB:
                 n = args[code]
@@ -658,8 +1020,13 @@ class _Scanner:
                 pos += -n if n < 0 else n
                 if size > end - pos:
                     raise _Fail(at, f"{_NAMES[code]} of {size} bytes runs past the end of the data")
+                if code in _BYTES_OPS:
+                    push(_Blob(pos, size))
+                elif code == _LONG1 and size <= 8:
+                    push(int.from_bytes(buf[pos : pos + size], "little", signed=True))
+                else:
+                    push(opaque)
                 pos += size
-                push(opaque)
 
             elif kind == K_STACK_GLOBAL:
                 if len(stack) - fence < 2:
@@ -692,13 +1059,18 @@ class _Scanner:
                     # INST: instantiate the class with the items above the MARK
                     if not marks:
                         raise _Fail(at, "INST without a MARK")
+                    if self.wrappers:
+                        self.guard_wrappers(stack[marks[-1] :], at)
                     del stack[marks.pop() :]
                     fence = marks[-1] if marks else 0
-                    push(opaque)
+                    # an instance joblib would treat as an array wrapper: its BUILD fails closed
+                    push(_Wrapper(None, known=False) if ref.special == _S_WRAPPER else opaque)
 
             elif kind == K_STOP:
                 if len(stack) <= fence:
                     raise _Fail(at, "STOP with an empty stack")
+                if self.pending_loads:
+                    self.unfollowed_load(at)
                 return pos
 
             elif kind == K_FRAME:
@@ -737,7 +1109,10 @@ class _Scanner:
             elif kind == K_DUP:
                 if len(stack) <= fence:
                     raise _Fail(at, "DUP with an empty stack")
-                push(stack[-1])
+                value = stack[-1]
+                if type(value) is _Ref and value.special == _S_LOAD_FROM_BYTES:
+                    self.pending_loads += 1
+                push(value)
 
             elif kind == K_OBJ:
                 if not marks:
@@ -745,16 +1120,20 @@ class _Scanner:
                 mark = marks.pop()
                 if len(stack) - mark < 1:
                     raise _Fail(at, "OBJ without a class")
-                self.check_callable(stack[mark], code, at)
+                cls = stack[mark]
+                self.check_callable(cls, code, at)
+                if self.wrappers:
+                    self.guard_wrappers(stack[mark + 1 :], at)
                 del stack[mark:]
                 fence = marks[-1] if marks else 0
-                push(opaque)
+                wrapper = type(cls) is _Ref and cls.special == _S_WRAPPER
+                push(_Wrapper(None, known=False) if wrapper else opaque)
 
             elif kind == K_PUSH_LINE:
                 line, pos = self.line(pos, at)
                 if not line:
                     raise _Fail(at, f"empty {_NAMES[code]} argument")
-                push(opaque)
+                push(_line_int(line, code))
 
             elif kind == K_STRING:
                 line, pos = self.line(pos, at)
@@ -857,6 +1236,166 @@ class _Scanner:
                 dedupe=False,
             )
 
+    def call_special(self, fn: _Ref, arg: _Value, code: int, at: int) -> _Value:
+        """The result of calling a global the scanner follows (``arg``: the argument tuple of
+        REDUCE, the class's argument tuple of NEWOBJ)."""
+        special = fn.special
+        if special == _S_WRAPPER:
+            # joblib writes NEWOBJ (__new__ only: the BUILD state is all its attributes).
+            # Calling the class runs __init__, whose defaults differ between joblib versions
+            # (numpy_array_alignment_bytes: absent before 1.2, 16 since): a BUILD on such a
+            # wrapper cannot be sized for every loader, so it fails closed.
+            return _Wrapper() if code == _NEWOBJ else _Wrapper(None, known=False)
+        if special == _S_DTYPE:
+            if type(arg) is tuple and arg and type(arg[0]) is str:
+                return _DType(arg[0])
+            return _OPAQUE
+        if special == _S_RECONSTRUCTOR:
+            # protocol 0/1 instances: copyreg._reconstructor(cls, object, None)
+            if type(arg) is tuple and len(arg) == 3 and _carries_wrapper(arg):
+                # base.__new__(cls, state): a wrapper whenever the class is; its attributes
+                # are known only in the (cls, object, None) form pickle writes
+                plain = code == _REDUCE and type(arg[0]) is _Ref and arg[2] is None
+                if self.wrappers and not plain:
+                    self.guard_wrappers(arg[1:], at)
+                return _Wrapper() if plain else _Wrapper(None, known=False)
+            if self.wrappers:
+                self.guard_wrappers([arg], at)
+            return _OPAQUE
+        # _S_LOAD_FROM_BYTES
+        if self.nested is None or self.shadow:
+            return _OPAQUE  # reported as an unsafe global already
+        self.pending_loads -= 1
+        if code == _REDUCE and type(arg) is tuple and len(arg) == 1 and type(arg[0]) is _Blob:
+            self.descend(arg[0], at)
+        else:
+            self.pending_loads += 1  # not a call on literal bytes: reported at STOP
+        return _OPAQUE
+
+    def guard_wrappers(self, values: list[_Value] | tuple[_Value, ...], at: int) -> None:
+        """A joblib wrapper (class or instance) is only ever built and then BUILT by what
+        joblib writes. Handed to anything else (an argument, a container, a state) it could
+        come back as a value the scanner no longer recognizes, whose BUILD joblib.load would
+        follow with raw bytes the scanner would parse as opcodes: fail closed."""
+        for value in values:
+            if _carries_wrapper(value):
+                raise _Fail(at, f"joblib array wrapper used in a way the scanner cannot follow "
+                            f"({_NAMES[self.buf[at]]})")  # fmt: skip
+
+    def descend(self, blob: _Blob, at: int) -> None:
+        """Scan the bytes ``torch.storage._load_from_bytes`` hands to torch.load, and report
+        what is found inside with the path through the nesting."""
+        assert self.nested is not None
+        where = f"_load_from_bytes@{at}"
+        path = f"{self.member} → {where}" if self.member else where
+        for found in self.nested(blob.start, blob.size, at):
+            if len(self.issues) >= MAX_ISSUES:
+                break
+            inner = found.member
+            self.issues.append(replace(found, member=f"{path} → {inner}" if inner else path))
+
+    def unfollowed_load(self, at: int) -> None:
+        """A reference to torch.storage._load_from_bytes was used other than as a call on
+        literal bytes: what it would load cannot be known."""
+        self.pending_loads = 0
+        self.issue(
+            "unsafe-global",
+            Severity.CRITICAL,
+            "pickle imports 'torch.storage._load_from_bytes' and uses it other than on "
+            "literal bytes, so what it loads cannot be scanned",
+            at,
+            {"global": "torch.storage._load_from_bytes", "opcode": "REDUCE"},
+        )
+
+    def joblib_array(
+        self,
+        wrapper: _Wrapper,
+        state: _Value,
+        pos: int,
+        at: int,
+        memo: _Memo,
+        stack: list[_Value],
+        marks: list[int],
+        proto: int,
+    ) -> int:
+        """joblib.load after a NumpyArrayWrapper BUILD at ``at``: the array's bytes follow at
+        ``pos``; returns the position after them. Raises _Fail when they cannot be sized
+        exactly from the wrapper's recorded dtype and shape, or do not fit."""
+        attrs = wrapper.attrs
+        if attrs is None or type(state) is not _Dict or state.items is None:
+            raise _Fail(at, "joblib array wrapper whose state the scanner cannot follow")
+        attrs.update(state.items)
+        dtype, shape = attrs.get("dtype"), attrs.get("shape")
+        if type(dtype) is not _DType:
+            raise _Fail(at, "joblib array wrapper without a dtype the scanner can follow")
+        layout = _dtype_layout(dtype)
+        if isinstance(layout, str):
+            raise _Fail(at, f"joblib array wrapper: {layout}")
+        itemsize, hasobject = layout
+        if hasobject:
+            # An object array is a nested pickle (protocol 5), read with pickle's Unpickler.
+            return self.run(pos, _Memo(), joblib=False)
+        dims = [d for d in shape if type(d) is int and d >= 0] if isinstance(shape, tuple) else []
+        if not isinstance(shape, tuple) or len(dims) != len(shape):
+            raise _Fail(at, "joblib array wrapper without a shape the scanner can follow")
+        align = attrs.get("numpy_array_alignment_bytes")
+        end = self.end
+        if align is not None:
+            if type(align) is not int:
+                raise _Fail(at, "joblib array wrapper with a non-integer alignment")
+            if pos >= end:
+                raise _Fail(pos, "joblib array data is missing (truncated before its padding)")
+            padding = self.buf[pos]
+            if padding > _JOBLIB_MAX_PADDING:
+                raise _Fail(pos, f"joblib array padding of {padding} bytes (joblib writes 1-16)")
+            pos += 1 + padding
+        else:
+            self.shadow_parse(pos, memo, stack, marks, proto)
+        nbytes = itemsize
+        for d in dims:
+            nbytes *= d
+            if nbytes > end:
+                break
+        if nbytes > end - pos:
+            raise _Fail(
+                pos,
+                f"joblib array data at offset {pos} should be {nbytes} bytes "
+                f"({dtype.type_string} {shape}) but only {max(0, end - pos)} remain",
+            )
+        return pos + nbytes
+
+    def shadow_parse(
+        self, pos: int, memo: _Memo, stack: list[_Value], marks: list[int], proto: int
+    ) -> None:
+        """Unaligned joblib array bytes follow the BUILD directly: pickle.load (not joblib.load)
+        of the same file would run them as opcodes. Re-read them so, from a copy of the parse
+        state, and report any import they would make."""
+        limit = _SHADOW_MAX - self.shadow_bytes
+        end = min(self.end, pos + limit)
+        shadow = _Scanner(self.buf, pos, end, self.allow, self.member, self.budget, shadow=True)
+        stopped = end
+        try:
+            stopped = shadow.run(
+                pos, _ShadowMemo(memo), joblib=False, stack=list(stack), marks=list(marks),
+                proto=proto,
+            )  # fmt: skip
+        except _Fail as fail:
+            stopped = fail.offset
+            if fail.offset >= end and end < self.end:
+                raise _Fail(pos, "joblib arrays re-read as plain pickle exceed "
+                            f"{_SHADOW_MAX} bytes", limit=True) from None  # fmt: skip
+        self.shadow_bytes += max(0, stopped - pos)
+        for found in shadow.issues:
+            if found.kind in ("unsafe-global", "dynamic-global", "pickle-extension"):
+                self.issue(
+                    "unsafe-global",
+                    Severity.CRITICAL,
+                    f"joblib array bytes at offset {pos}, read by pickle.load instead of "
+                    f"joblib.load, are pickle opcodes: {found.title}",
+                    found.offset if found.offset is not None else pos,
+                    {**found.detail, "array": str(pos)},
+                )
+
     def check_target(self, value: _Value, code: int, at: int) -> None:
         """BUILD/APPEND/SETITEM on a class or function object itself monkey-patches it."""
         if isinstance(value, _Ref):
@@ -882,6 +1421,7 @@ def scan_pickle(
     member: str | None = None,
     max_pickles: int | None = None,
     budget: Budget | None = None,
+    nested: NestedScan | None = None,
 ) -> PickleScan:
     """Scan the pickle stream in ``buf[start:end]`` statically; never loads anything.
 
@@ -891,6 +1431,11 @@ def scan_pickle(
     pickles (legacy ``torch.save``: five pickles, then raw storage bytes). Offsets in issues and
     globals are absolute in ``buf``; ``member`` is copied into every issue. With a ``budget``,
     its deadline stops the scan (:class:`~modelseal.models.limits.ScanLimitExceeded`).
+
+    joblib: after each ``NumpyArrayWrapper`` BUILD the array's raw bytes are skipped, exactly
+    as many as its recorded dtype and shape say (anything else fails closed). With ``nested``,
+    ``torch.storage._load_from_bytes`` called on literal bytes is judged by what ``nested``
+    finds in those bytes (without it, it is an unsafe global like any other).
     """
     if isinstance(buf, memoryview) and (buf.ndim != 1 or buf.format != "B"):
         buf = buf.cast("B")
@@ -901,7 +1446,7 @@ def scan_pickle(
     if max_pickles is not None and max_pickles < 1:
         raise ValueError("max_pickles must be at least 1")
 
-    scanner = _Scanner(buf, start, stop, allow, member, budget)
+    scanner = _Scanner(buf, start, stop, allow, member, budget, nested)
     pos = start
     pickles = 0
     if start == stop:

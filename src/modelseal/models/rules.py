@@ -24,7 +24,13 @@ def _global_allowed(policy: Policy, name: str) -> bool:
     from modelseal.models.allowlist import Allowlist
 
     module, _, attr = name.rpartition(".")
-    return Allowlist().extended(policy.models.allowed_globals).allows(module, attr)
+    models = policy.models
+    return (
+        Allowlist()
+        .extended(models.allowed_globals)
+        .with_profiles(models.allow)
+        .allows(module, attr)
+    )
 
 
 def models_rule(policy: Policy, f: Finding) -> Decision:

@@ -33,8 +33,14 @@ from modelseal.models.formats import (
     detect_format,
 )
 from modelseal.models.issues import Format, ModelIssue
-from modelseal.models.limits import DEFAULT_LIMITS, Budget, ScanLimitExceeded, ScanLimits
-from modelseal.models.pickle_scan import scan_pickle
+from modelseal.models.limits import (
+    DEFAULT_LIMITS,
+    MAX_NESTING,
+    Budget,
+    ScanLimitExceeded,
+    ScanLimits,
+)
+from modelseal.models.pickle_scan import NestedScan, scan_pickle
 from modelseal.models.structure import check_structure
 
 #: An inflated member or stream up to this size is scanned from memory; a larger one is spooled
@@ -44,6 +50,8 @@ SPOOL_IN_MEMORY: Final = 8 << 20
 _PIECE: Final = 1 << 20
 #: Legacy torch.save: magic number, protocol, sys_info, the object, the storage keys.
 LEGACY_TORCH_PICKLES = 5
+#: The first of them: torch's MAGIC_NUMBER (0x1950a86a20f9469cfc6c) pickled at protocol 2.
+_LEGACY_MAGIC: Final = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 
 
 @dataclass(frozen=True)
@@ -80,29 +88,43 @@ def scan_file(
     allow = allow or Allowlist.default()
     budget = Budget(limits)
     detected = detect_format(path)
+    return FileScan(path, detected, _scan_detected(path, detected, allow, budget, model_dir, 0))
+
+
+def _scan_detected(
+    path: Path,
+    detected: Detected,
+    allow: Allowlist,
+    budget: Budget,
+    model_dir: Path | None,
+    depth: int,
+) -> tuple[ModelIssue, ...]:
+    """The issues of one file, ``depth`` payloads deep (0: the file itself)."""
     fmt = detected.format
     issues: list[ModelIssue] = []
     try:
         try:
             if fmt is Format.JOBLIB and detected.detail.get("compressed"):
-                issues += _scan_compressed(path, detected.detail["compressed"], allow, budget)
+                issues += _scan_compressed(
+                    path, detected.detail["compressed"], allow, budget, depth
+                )
             elif fmt in (Format.PICKLE, Format.JOBLIB):
-                issues += _scan_mapped(path, allow, budget, start=0)
+                issues += _scan_mapped(path, allow, budget, depth, start=0)
             elif fmt is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar":
-                issues += _scan_tar_members(path, detected, allow, budget)
+                issues += _scan_tar_members(path, detected, allow, budget, depth)
             elif fmt is Format.TORCH_LEGACY:
                 issues += _scan_mapped(
-                    path, allow, budget, start=0, max_pickles=LEGACY_TORCH_PICKLES
+                    path, allow, budget, depth, start=0, max_pickles=LEGACY_TORCH_PICKLES
                 )
             elif fmt is Format.NUMPY and detected.pickle_offset is not None:
-                issues += _scan_mapped(path, allow, budget, start=detected.pickle_offset)
+                issues += _scan_mapped(path, allow, budget, depth, start=detected.pickle_offset)
             elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
-                issues += _scan_zip_members(path, detected, allow, budget)
+                issues += _scan_zip_members(path, detected, allow, budget, depth)
         except ScanLimitExceeded as e:
             issues.append(_limit_issue(e))
             if e.limit == "max_seconds":
                 # The deadline stops the work: the structure checks are skipped too.
-                return FileScan(path, detected, tuple(issues))
+                return tuple(issues)
         issues += check_structure(path, detected, model_dir or path.parent)
     except OSError as e:
         issues.append(
@@ -117,7 +139,49 @@ def scan_file(
                 detail=dict(detected.detail),
             )
         )
-    return FileScan(path, detected, tuple(issues))
+    return tuple(issues)
+
+
+def _nested(buf: bytes | mmap.mmap, allow: Allowlist, budget: Budget, depth: int) -> NestedScan:
+    """The scanner of payloads nested in ``buf`` (torch.storage._load_from_bytes): each is
+    written to a private temporary file and judged like a top-level file, one level deeper,
+    within the same budget."""
+
+    def scan_nested(start: int, size: int, at: int) -> tuple[ModelIssue, ...]:
+        if depth + 1 > MAX_NESTING:
+            return (
+                ModelIssue(
+                    "scan-limit",
+                    Severity.HIGH,
+                    f"payload nested more than {MAX_NESTING} deep is not scanned",
+                    offset=at,
+                ),
+            )
+        member = f"_load_from_bytes@{at}"
+        if buf[start : start + len(_LEGACY_MAGIC)] == _LEGACY_MAGIC:
+            # What torch writes here (Storage.__reduce__ saves in the legacy format): its
+            # pickles are scanned where they are, without copying the storage bytes after them.
+            budget.check_time(member)
+            return scan_pickle(
+                buf,
+                start=start,
+                end=start + size,
+                allow=allow,
+                max_pickles=LEGACY_TORCH_PICKLES,
+                budget=budget,
+                nested=_nested(buf, allow, budget, depth + 1),
+            ).issues
+        budget.charge(member, size, 0, 0)
+        with tempfile.TemporaryDirectory(prefix="modelseal-nested-") as tmp:
+            inner = Path(tmp) / "payload"
+            # a fresh file in a fresh private directory: never through an existing name
+            with inner.open("xb") as out:
+                for piece in range(start, start + size, _PIECE):
+                    out.write(buf[piece : min(piece + _PIECE, start + size)])
+            detected = detect_format(inner)
+            return _scan_detected(inner, detected, allow, budget, None, depth + 1)
+
+    return scan_nested
 
 
 @contextmanager
@@ -135,11 +199,22 @@ def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
 
 
 def _scan_mapped(
-    path: Path, allow: Allowlist, budget: Budget, *, start: int, max_pickles: int | None = None
+    path: Path,
+    allow: Allowlist,
+    budget: Budget,
+    depth: int,
+    *,
+    start: int,
+    max_pickles: int | None = None,
 ) -> tuple[ModelIssue, ...]:
     with _mapped(path) as buf:
         return scan_pickle(
-            buf, start=start, allow=allow, max_pickles=max_pickles, budget=budget
+            buf,
+            start=start,
+            allow=allow,
+            max_pickles=max_pickles,
+            budget=budget,
+            nested=_nested(buf, allow, budget, depth),
         ).issues
 
 
@@ -227,7 +302,7 @@ _TAR_RECORD_MEMBERS = frozenset({"tensors", "storages"})
 
 
 def _scan_tar_members(
-    path: Path, detected: Detected, allow: Allowlist, budget: Budget
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget, depth: int
 ) -> tuple[ModelIssue, ...]:
     issues: list[ModelIssue] = []
     wanted = set(detected.zip_pickle_members)
@@ -249,7 +324,7 @@ def _scan_tar_members(
                     continue
                 spool = _spool(_read_pieces(f), budget, member.name, ratio_base=stored)
                 try:
-                    issues += _scan_tar_member(spool, member.name, allow, budget)
+                    issues += _scan_tar_member(spool, member.name, allow, budget, depth)
                 finally:
                     spool.close()
     except (tarfile.TarError, EOFError) as e:
@@ -258,12 +333,15 @@ def _scan_tar_members(
 
 
 def _scan_tar_member(
-    spool: _Spool, name: str, allow: Allowlist, budget: Budget
+    spool: _Spool, name: str, allow: Allowlist, budget: Budget, depth: int
 ) -> tuple[ModelIssue, ...]:
     with spool.view() as data:
+        nested = _nested(data, allow, budget, depth)
         if name not in _TAR_RECORD_MEMBERS:
-            return scan_pickle(data, allow=allow, member=name, budget=budget).issues
-        issues = scan_pickle(data, allow=allow, member=name, max_pickles=1, budget=budget).issues
+            return scan_pickle(data, allow=allow, member=name, budget=budget, nested=nested).issues
+        issues = scan_pickle(
+            data, allow=allow, member=name, max_pickles=1, budget=budget, nested=nested
+        ).issues
     return (
         *issues,
         ModelIssue(
@@ -276,7 +354,7 @@ def _scan_tar_member(
 
 
 def _scan_zip_members(
-    path: Path, detected: Detected, allow: Allowlist, budget: Budget
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget, depth: int
 ) -> tuple[ModelIssue, ...]:
     issues: list[ModelIssue] = []
     try:
@@ -298,7 +376,12 @@ def _scan_zip_members(
                     with spool.view() as data:
                         start = detected.member_offsets.get(name, 0)
                         issues += scan_pickle(
-                            data, start=start, allow=allow, member=name, budget=budget
+                            data,
+                            start=start,
+                            allow=allow,
+                            member=name,
+                            budget=budget,
+                            nested=_nested(data, allow, budget, depth),
                         ).issues
                 finally:
                     spool.close()
@@ -320,7 +403,7 @@ def _not_inflatable(member: str, method: int) -> ModelIssue:
 
 
 def _scan_compressed(
-    path: Path, codec: str, allow: Allowlist, budget: Budget
+    path: Path, codec: str, allow: Allowlist, budget: Budget, depth: int
 ) -> tuple[ModelIssue, ...]:
     member = f"({codec}-decompressed)"
     try:
@@ -330,7 +413,13 @@ def _scan_compressed(
         return (ModelIssue("unparsable", Severity.HIGH, f"corrupt {codec} stream: {e}"),)
     try:
         with spool.view() as data:
-            return scan_pickle(data, allow=allow, member=member, budget=budget).issues
+            return scan_pickle(
+                data,
+                allow=allow,
+                member=member,
+                budget=budget,
+                nested=_nested(data, allow, budget, depth),
+            ).issues
     finally:
         spool.close()
 

@@ -55,15 +55,16 @@ PATTERN_MESSAGES: Final[dict[str, str]] = {
 """Plain-English error messages for the regular expressions used in the models, by pattern."""
 
 GLOBAL_PATTERN: Final = (
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.([A-Za-z_][A-Za-z0-9_]*|\*)$"
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.([A-Za-z_][A-Za-z0-9_]*|\*\*|\*)$"
 )
-"""A pickle global allowed by the policy: ``module.name`` or ``module.*``."""
+"""A pickle global allowed by the policy: ``module.name``, ``module.*`` or ``package.**``."""
 
 IMAGE_PATH_PATTERN: Final = r"^/.*$"
 """An absolute path inside the image."""
 
 PATTERN_MESSAGES[GLOBAL_PATTERN] = (
-    'expected a pickle global "module.name" or "module.*", e.g. "torch._utils._rebuild_tensor_v2"'
+    'expected a pickle global "module.name", "module.*" or "package.**", '
+    'e.g. "torch._utils._rebuild_tensor_v2"'
 )
 PATTERN_MESSAGES[IMAGE_PATH_PATTERN] = (
     'expected an absolute path inside the image, e.g. "/app/model"'
@@ -446,9 +447,19 @@ class ModelsPolicy(BaseModel):
     )
     allowed_globals: list[PickleGlobal] = Field(
         default=[],
-        description='Extra pickle globals to allow beyond the built-in safe list, as "module.name" '
-        'or "module.*". Entries that can run code (os, subprocess, builtins.*, eval, operator, '
-        "importlib, dunder names …) are refused.",
+        description='Extra pickle globals to allow beyond the built-in safe list: "module.name"; '
+        '"module.*" (names of that one module, not its submodules); "package.**" (the package '
+        "and all its submodules). Entries that can run code (os, subprocess, builtins.*, eval, "
+        "operator, importlib, dunder names …) are refused, and no pattern ever covers them or "
+        "the known gadgets inside ML packages (file loaders, test helpers, process pools …). "
+        "`**` is refused on the standard library and on torch (use the torch-modules profile).",
+    )
+    allow: list[Literal["numpy", "sklearn", "xgboost", "lightgbm", "torch-modules"]] = Field(
+        default=[],
+        description="Curated allowlist profiles: reviewed lists of the classes each library "
+        "writes when it pickles its own objects (numpy scalars and random generators; "
+        "scikit-learn estimators and pipelines; xgboost and lightgbm models; torch.nn modules "
+        "and torch.optim optimizers saved whole). Added to allowed_globals.",
     )
 
     @field_validator("allowed_globals")
