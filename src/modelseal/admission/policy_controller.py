@@ -124,12 +124,22 @@ def _signer(spec: ExportSpec) -> dict[str, Any]:
             "policy export needs one signer: verify.public_key, or verify.issuer with exactly "
             "one of identity and identity_regexp."
         )
-    identity: dict[str, str] = {"issuer": spec.issuer}
+    from modelseal.admission.embed import check_text, re2_problem
+
+    identity: dict[str, str] = {"issuer": check_text(spec.issuer, "verify.issuer")}
     if spec.identity is not None:
-        identity["subject"] = spec.identity
+        identity["subject"] = check_text(spec.identity, "verify.identity")
     else:
         assert spec.identity_regexp is not None
-        identity["subjectRegExp"] = spec.identity_regexp
+        pattern = check_text(spec.identity_regexp, "verify.identity_regexp")
+        problem = re2_problem(pattern)
+        if problem is not None:
+            # policy-controller compiles it with Go's regexp (RE2).
+            raise ConfigError(
+                f"verify.identity_regexp uses {problem}, which policy-controller's regular "
+                "expressions (RE2) do not support; write it without."
+            )
+        identity["subjectRegExp"] = pattern
     return {"keyless": {"url": FULCIO_URL, "identities": [identity]}}
 
 
