@@ -79,9 +79,10 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
                 "policies.kyverno.io/title": "modelseal: sealed images only",
                 "policies.kyverno.io/description": (
                     "Admits an image matching the patterns only when it is signed by the "
-                    "expected signer and carries a SLSA v1 provenance and a PASSED, recent "
-                    "modelseal scan report signed by the same signer (written by modelseal "
-                    "policy export)."
+                    "expected signer and carries a SLSA v1 provenance, a PASSED, recent "
+                    "modelseal scan report"
+                    + (" and a CycloneDX SBOM" if spec.require_sbom else "")
+                    + " signed by the same signer (written by modelseal policy export)."
                 ),
             },
         },

@@ -5,8 +5,9 @@ Sigstore policy-controller admits an image when, for every ``ClusterImagePolicy`
 (over the matched authorities' results) holds. An authority that lists attestations verifies
 only those (cosign's verify-attestation path), never the image signature, and authorities are
 alternatives. So the export has two authorities with the same signer — ``signature`` (the image
-signature) and ``attestations`` (the SLSA provenance, the scan report and optionally the SBOM,
-each with a Rego policy over its in-toto statement) — and a policy-level Rego policy that
+signature) and ``attestations`` (the SLSA provenance, the scan report and, unless
+``--no-sbom``, the SBOM, each with a Rego policy over its in-toto statement) — and a
+policy-level Rego policy that
 requires both to have matched: the image is signed by the signer *and* carries each
 attestation, by that signer, that passes its policy.
 
