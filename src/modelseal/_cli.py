@@ -264,17 +264,25 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from modelseal import fsio
-    from modelseal.admission import spec_from_policy
+    from modelseal.admission import spec_from_policy, unenforced
     from modelseal.admission.export import export_yaml
+    from modelseal.ui import message
 
+    if args.no_sbom and args.require_sbom:
+        from modelseal.errors import ConfigError
+
+        raise ConfigError("--no-sbom and --require-sbom contradict each other; give one.")
+    policy = _load_policy(args)
     spec = spec_from_policy(
-        _load_policy(args),
+        policy,
         image_patterns=tuple(args.image_pattern),
         name=args.name,
-        require_sbom=args.require_sbom,
+        require_sbom=not args.no_sbom,
         policy_sha256=args.policy_digest,
     )
     text = export_yaml(spec, args.export_format)
+    for notice in unenforced(policy):
+        _console().print(f"modelseal: notice: {message(notice)}", highlight=False)
     if args.output is None:
         sys.stdout.write(text)
     else:

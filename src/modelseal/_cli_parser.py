@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a ready-to-apply admission policy that enforces at deploy time what "
         "`modelseal verify` enforces, from the policy's verify section: the signer, the SLSA "
         "provenance's builder id and source repository, a PASSED scan report no older than "
-        "verify.max_scan_age_days, and optionally the SBOM attestation. Formats: kyverno "
+        "verify.max_scan_age_days, and the SBOM attestation (unless --no-sbom). Formats: kyverno "
         "(ClusterPolicy, JMESPath), kyverno-ivp (ImageValidatingPolicy, CEL), "
         "policy-controller (Sigstore ClusterImagePolicy, Rego).",
     )  # fmt: skip
@@ -497,8 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--name", type=_dns_name, metavar="NAME",
                     help="the resource's metadata.name (default: modelseal- and the policy "
                     "file's SHA-256 prefix)")  # fmt: skip
+    pe.add_argument("--no-sbom", action="store_true",
+                    help="do not require the CycloneDX SBOM attestation (required by default, "
+                    "as modelseal verify requires it)")  # fmt: skip
     pe.add_argument("--require-sbom", action="store_true",
-                    help="also require the CycloneDX SBOM attestation")  # fmt: skip
+                    help="the default; accepted for compatibility")  # fmt: skip
     pe.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
                     help="the scan report must name the policy with this digest")  # fmt: skip
     pe.add_argument("-o", "--output", type=Path, metavar="FILE",

@@ -458,6 +458,18 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
                     "no attestation to submit."
                 )
             github = github_target()
+            if signing.mode == "key":
+                # GitHub's store and `gh attestation verify` check a Fulcio certificate's
+                # repository and workflow; a key-signed bundle has none, and the API may refuse
+                # it only after the image is pushed.
+                raise ConfigError(
+                    "publish.github_attestations (github-attestations) needs keyless signing: "
+                    "GitHub's attestation store and `gh attestation verify` check the signing "
+                    "certificate's repository and workflow, which a key signature does not have.",
+                    hint="Sign keyless (sign: keyless, in a job with id-token: write), or turn "
+                    "github_attestations off and verify key-signed images with `modelseal verify "
+                    "--key` or `cosign verify-attestation --key`.",
+                )
     if request.build_contexts and (not gates or "build" in gates):
         from modelseal.imagebuild.gate import check_build_contexts
 

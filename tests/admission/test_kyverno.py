@@ -21,7 +21,7 @@ import pytest
 import yaml
 from tests.admission.conftest import SCHEMAS, SOURCE_REPOSITORY, Sealed
 from tests.support.k8s_schema import crd_schema, validation_errors
-from tests.support.kyverno_jmespath import _VARIABLE, admits, query
+from tests.support.kyverno_jmespath import _VARIABLE, admits, query, signed
 
 from modelseal._cli import main
 from modelseal.admission import ExportSpec
@@ -60,8 +60,17 @@ def _document(spec: ExportSpec) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
-def _statements(sealed: Sealed) -> list[dict[str, Any]]:
-    return copy.deepcopy(list(sealed.statements.values()))
+def _statements(sealed: Sealed, signer: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The sealed image's statements, each signed by ``signer`` (default: its key)."""
+    by = signer if signer is not None else {"key": sealed.public_key_pem}
+    return [signed(copy.deepcopy(s), by) for s in sealed.statements.values()]
+
+
+#: A keyless signer that is not the policy's (another workflow of another repository).
+OTHER_SIGNER = {
+    "issuer": "https://token.actions.githubusercontent.com",
+    "subject": "https://github.com/evil/fork/.github/workflows/release.yml@refs/heads/main",
+}
 
 
 # --- (a) the CRD schema ---------------------------------------------------------------------
@@ -154,6 +163,24 @@ def _other_policy(statements: list[dict[str, Any]]) -> None:
     _scan(statements)["policy"]["sha256"] = "0" * 64
 
 
+def _provenance_of_other_policy(statements: list[dict[str, Any]]) -> None:
+    external = _of(statements, SLSA_PROVENANCE_V1)["buildDefinition"]["externalParameters"]
+    external["policy"]["sha256"] = "0" * 64
+
+
+def _report_by_another_signer(statements: list[dict[str, Any]]) -> None:
+    """The scan report is a correct, PASSED one — but signed by someone else."""
+    for i, s in enumerate(statements):
+        if s["predicateType"] == SCAN_REPORT_PREDICATE:
+            statements[i] = signed(s, OTHER_SIGNER)
+
+
+def _provenance_by_another_signer(statements: list[dict[str, Any]]) -> None:
+    for i, s in enumerate(statements):
+        if s["predicateType"] == SLSA_PROVENANCE_V1:
+            statements[i] = signed(s, OTHER_SIGNER)
+
+
 def _also_a_failed_report(statements: list[dict[str, Any]]) -> None:
     bad = copy.deepcopy(next(s for s in statements if s["predicateType"] == SCAN_REPORT_PREDICATE))
     bad["predicate"]["verdict"] = "FAILED"
@@ -178,6 +205,9 @@ BROKEN = [
     _no_sbom,
     _no_provenance,
     _other_policy,
+    _provenance_of_other_policy,
+    _report_by_another_signer,
+    _provenance_by_another_signer,
     _also_a_failed_report,  # Kyverno: every attestation of the type must pass
 ]
 
@@ -319,6 +349,51 @@ def test_the_command_writes_the_policy(sealed: Sealed, tmp_path: Path) -> None:
     assert not admits(doc, statements)
 
 
+def _sbom_required(doc: dict[str, Any]) -> bool:
+    attestations = doc["spec"]["rules"][0]["verifyImages"][0]["attestations"]
+    return any(a["type"] == CYCLONEDX_PREDICATE for a in attestations)
+
+
+def test_the_sbom_is_required_unless_no_sbom(
+    sealed: Sealed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """modelseal verify always requires the SBOM attestation: so does the export, by default."""
+    policy = _policy_file(tmp_path, sealed, "  public_key: signer.pub\n")
+    out = tmp_path / "k.yaml"
+    base = ["policy", "export", "--format", "kyverno", "--policy", str(policy),
+            "--image-pattern", "ghcr.io/org/*", "-o", str(out)]  # fmt: skip
+    assert main(base) == 0
+    assert _sbom_required(yaml.safe_load(out.read_text()))
+    statements = _statements(sealed)
+    _no_sbom(statements)
+    assert not admits(yaml.safe_load(out.read_text()), statements)
+    assert main([*base, "--require-sbom"]) == 0  # the default, accepted
+    assert _sbom_required(yaml.safe_load(out.read_text()))
+    assert main([*base, "--no-sbom"]) == 0
+    assert not _sbom_required(yaml.safe_load(out.read_text()))
+    assert main([*base, "--no-sbom", "--require-sbom"]) == 2
+    assert "contradict" in capsys.readouterr().err
+
+
+def test_an_unenforced_rebuild_requirement_is_noticed(
+    sealed: Sealed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = _policy_file(
+        tmp_path, sealed, "  public_key: signer.pub\n  require_rebuild_by:\n    - key: signer.pub\n"
+    )
+    out = tmp_path / "k.yaml"
+    code = main(["policy", "export", "--format", "kyverno", "--policy", str(policy),
+                 "--image-pattern", "ghcr.io/org/*", "-o", str(out)])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "require_rebuild_by" in err and "not enforced at admission" in err
+    assert out.exists()
+    plain = _policy_file(tmp_path, sealed, "  public_key: signer.pub\n")
+    assert main(["policy", "export", "--format", "kyverno", "--policy", str(plain),
+                 "--image-pattern", "ghcr.io/org/*", "-o", str(out)]) == 0  # fmt: skip
+    assert "not enforced" not in capsys.readouterr().err
+
+
 def test_the_command_refuses_a_policy_without_signer(
     tmp_path: Path, sealed: Sealed, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -346,8 +421,57 @@ def test_the_command_needs_an_image_pattern(
 
 def test_the_export_is_deterministic(sealed: Sealed) -> None:
     for fmt in ("kyverno", "kyverno-ivp"):
-        spec = _spec(sealed)
-        assert export_yaml(spec, fmt) == export_yaml(_spec(sealed), fmt)  # type: ignore[arg-type]
+        spec = _spec(sealed, **KEYLESS[0])
+        assert export_yaml(spec, fmt) == export_yaml(_spec(sealed, **KEYLESS[0]), fmt)  # type: ignore[arg-type]
+
+
+def test_a_report_by_another_signer_neither_counts_nor_refuses(sealed: Sealed) -> None:
+    """Only attestations the attestors verify are judged: a FAILED report by someone else
+    beside the signer's PASSED one does not refuse; a PASSED one by someone else alone does
+    not admit (BROKEN: report_by_another_signer)."""
+    doc = _document(_spec(sealed))
+    statements = _statements(sealed)
+    foreign = copy.deepcopy(
+        next(s for s in statements if s["predicateType"] == SCAN_REPORT_PREDICATE)
+    )
+    foreign["predicate"]["verdict"] = "FAILED"
+    statements.append(signed(foreign, OTHER_SIGNER))
+    assert admits(doc, statements)
+    keyless = _document(_spec(sealed, **KEYLESS[0]))
+    by_identity = {"issuer": ISSUER, "subject": IDENTITY}
+    assert admits(keyless, _statements(sealed, by_identity))
+    assert not admits(keyless, _statements(sealed, OTHER_SIGNER))
+    assert not admits(keyless, _statements(sealed))  # signed by the key, not the identity
+
+
+def test_ephemeral_containers_are_matched(sealed: Sealed) -> None:
+    """`kubectl debug` adds a container through the pods/ephemeralcontainers subresource, which
+    a rule matching only Pod never sees; each kind is its own match entry (a list of both in
+    one entry would stop Kyverno generating the pod-controller rules)."""
+    doc = _document(_spec(sealed))
+    assert doc["spec"]["rules"][0]["match"] == {
+        "any": [
+            {"resources": {"kinds": ["Pod"]}},
+            {"resources": {"kinds": ["Pod/ephemeralcontainers"]}},
+        ]
+    }
+    assert validation_errors(doc, crd_schema(CRD, doc["apiVersion"])) == []
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["ghcr.io/org/model", "ghcr.io/org/model:*", "ghcr.io/org/model:1.0", "ghcr.io/org/m@sha256:*",
+     "localhost:5000/model", "ghcr.io/org/*/model"],
+)  # fmt: skip
+def test_a_pattern_that_misses_tag_or_digest_references_is_refused(
+    sealed: Sealed, pattern: str
+) -> None:
+    for fmt in ("kyverno", "kyverno-ivp"):
+        with pytest.raises(ConfigError, match="would leave images unchecked") as e:
+            export_yaml(_spec(sealed, **KEYLESS[0], image_patterns=(pattern,)), fmt)  # type: ignore[arg-type]
+        assert e.value.hint is not None and "model*" in e.value.hint
+    for ok in ("ghcr.io/org/model*", "ghcr.io/org/*", "localhost:5000/*"):
+        export_yaml(_spec(sealed, image_patterns=(ok,)), "kyverno")
 
 
 @pytest.mark.parametrize("value", [*HOSTILE, "a.b*c?d[e](f)|g^h$i+j{k}", "_#%&~=!<>,;`\"'"])

@@ -21,13 +21,14 @@ from tests.admission.conftest import SCHEMAS, SOURCE_REPOSITORY, Sealed
 from tests.admission.test_kyverno import (
     BROKEN,
     HOSTILE,
+    IDENTITY,
     ISSUER,
     KEYLESS,
     _policy_file,
-    _spec,
     _stale,
-    _statements,
 )
+from tests.admission.test_kyverno import _spec as _any_spec
+from tests.admission.test_kyverno import _statements as _key_statements
 from tests.support.k8s_schema import crd_schema, validation_errors
 from tests.support.kyverno_cel import Pod, admits, evaluate
 
@@ -38,6 +39,7 @@ from modelseal.admission.export import export_yaml
 from modelseal.admission.kyverno_ivp import render
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
+from modelseal.publish.statements import SCAN_REPORT_PREDICATE
 
 CRD = SCHEMAS / "policies.kyverno.io_imagevalidatingpolicies.yaml"
 
@@ -48,8 +50,26 @@ def _document(spec: ExportSpec) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
+#: The keyless signer of the exported policies (an ImageValidatingPolicy takes no key).
+SIGNER = {"issuer": ISSUER, "subject": IDENTITY}
+
+
+def _spec(sealed: Sealed, **changes: Any) -> ExportSpec:
+    signer = {} if "identity_regexp" in changes else KEYLESS[0]
+    return _any_spec(sealed, **{**signer, **changes})
+
+
+def _statements(sealed: Sealed) -> list[dict[str, Any]]:
+    return _key_statements(sealed, SIGNER)
+
+
+def _image(sealed: Sealed) -> str:
+    """The sealed image as the pod names it at validation (mutateDigest pinned the tag)."""
+    return f"{sealed.image}:1.0@{sealed.digest}"
+
+
 def _pod(sealed: Sealed, statements: list[dict[str, Any]], *, signed: bool = True) -> Pod:
-    image = f"{sealed.image}:1.0"
+    image = _image(sealed)
     sidecar = "registry.example/other/sidecar:2"  # not matched: not checked
     return Pod(
         [image, sidecar],
@@ -61,7 +81,7 @@ def _pod(sealed: Sealed, statements: list[dict[str, Any]], *, signed: bool = Tru
 # --- (a) the CRD schema ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signer", [{}, *KEYLESS], ids=["key", "identity", "identity-regexp"])
+@pytest.mark.parametrize("signer", KEYLESS, ids=["identity", "identity-regexp"])
 def test_ivp_validates_against_the_crd(sealed: Sealed, signer: dict[str, Any]) -> None:
     doc = _document(_spec(sealed, **signer))
     assert doc["apiVersion"] == "policies.kyverno.io/v1"
@@ -81,8 +101,8 @@ def test_schema_validation_catches_a_wrong_document(sealed: Sealed) -> None:
     doc = _document(_spec(sealed))
     schema = crd_schema(CRD, "policies.kyverno.io/v1")
     misspelled = copy.deepcopy(doc)
-    misspelled["spec"]["attestors"][0]["cosign"]["key"]["pem"] = "x"
-    assert any("pem" in e for e in validation_errors(misspelled, schema))
+    misspelled["spec"]["attestors"][0]["cosign"]["keyless"]["identity"] = "x"
+    assert any("identity" in e for e in validation_errors(misspelled, schema))
     no_type = copy.deepcopy(doc)
     del no_type["spec"]["attestations"][0]["intoto"]["type"]
     assert validation_errors(no_type, schema)
@@ -94,7 +114,7 @@ def test_schema_validation_catches_a_wrong_document(sealed: Sealed) -> None:
 # --- (b) the CEL against the real statements ---------------------------------------------------
 
 
-@pytest.mark.parametrize("signer", [{}, *KEYLESS], ids=["key", "identity", "identity-regexp"])
+@pytest.mark.parametrize("signer", KEYLESS, ids=["identity", "identity-regexp"])
 def test_a_sealed_image_is_admitted(sealed: Sealed, signer: dict[str, Any]) -> None:
     doc = _document(_spec(sealed, **signer))
     results = evaluate(doc, _pod(sealed, _statements(sealed)))
@@ -107,7 +127,23 @@ def test_an_unsigned_image_is_refused(sealed: Sealed) -> None:
     assert not admits(doc, _pod(sealed, _statements(sealed), signed=False))
 
 
-IVP_BROKEN = [b for b in BROKEN if b.__name__ != "_also_a_failed_report"]
+def _report_of_another_image(statements: list[dict[str, Any]]) -> None:
+    """A PASSED report, signed by the signer, about another image (its subject digest)."""
+    for s in statements:
+        if s["predicateType"] == SCAN_REPORT_PREDICATE:
+            for subject in s["subject"]:
+                subject["digest"]["sha256"] = "e" * 64
+
+
+def _provenance_without_subject(statements: list[dict[str, Any]]) -> None:
+    for s in statements:
+        if s["predicateType"] == SLSA_PROVENANCE_V1:
+            s["subject"] = []
+
+
+# The ImageValidatingPolicy checks the one report Kyverno keeps (the last): a FAILED one there
+# refuses (also_a_failed_report).
+IVP_BROKEN = [*BROKEN, _report_of_another_image, _provenance_without_subject]
 
 
 @pytest.mark.parametrize("breakage", IVP_BROKEN, ids=[f.__name__.strip("_") for f in IVP_BROKEN])
@@ -116,6 +152,38 @@ def test_a_broken_image_is_refused(sealed: Sealed, breakage: Any) -> None:
     statements = _statements(sealed)
     breakage(statements)
     assert not admits(doc, _pod(sealed, statements))
+
+
+def test_a_key_signer_is_refused(sealed: Sealed, tmp_path: Path) -> None:
+    """Kyverno's ImageValidatingPolicy refuses key-signed attestations (no log entry): the
+    export says so instead of writing a policy that refuses every sealed image."""
+    with pytest.raises(ConfigError, match="kyverno-ivp cannot check a key signer") as e:
+        render(_any_spec(sealed))
+    assert e.value.hint is not None and "--format kyverno" in e.value.hint
+    policy = _policy_file(tmp_path, sealed, "  public_key: signer.pub\n")
+    out = tmp_path / "ivp.yaml"
+    code = main(["policy", "export", "--format", "kyverno-ivp", "--policy", str(policy),
+                 "--image-pattern", "ghcr.io/org/*", "-o", str(out)])  # fmt: skip
+    assert code == 2
+    assert not out.exists()
+
+
+def test_ephemeral_containers_are_checked(sealed: Sealed) -> None:
+    doc = _document(_spec(sealed, image_patterns=("ghcr.io/org/*",)))
+    (rule,) = doc["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["pods", "pods/ephemeralcontainers"]
+    image = "ghcr.io/org/debugger:1"
+    pod = Pod(["busybox"], signed=[], statements={}, ephemeral_containers=[image])
+    assert not admits(doc, pod)
+
+
+def test_a_reference_without_digest_is_refused(sealed: Sealed) -> None:
+    """The subject check needs the digest in the reference (mutateDigest puts it there)."""
+    doc = _document(_spec(sealed))
+    image = f"{sealed.image}:1.0"
+    statements = _statements(sealed)
+    assert not admits(doc, Pod([image], signed=[image], statements={image: statements}))
+    assert admits(doc, _pod(sealed, statements))
 
 
 def test_an_image_outside_the_patterns_is_not_checked(sealed: Sealed) -> None:
@@ -189,7 +257,8 @@ def test_the_command_writes_the_policy(sealed: Sealed, tmp_path: Path) -> None:
     policy = _policy_file(
         tmp_path,
         sealed,
-        f"  public_key: signer.pub\n  builder_id: {json.dumps(sealed.builder_id)}\n"
+        f"  issuer: {ISSUER}\n  identity: {IDENTITY}\n"
+        f"  builder_id: {json.dumps(sealed.builder_id)}\n"
         f"  source_repository: {SOURCE_REPOSITORY}\n",
     )
     out = tmp_path / "ivp.yaml"

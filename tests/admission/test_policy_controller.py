@@ -305,7 +305,7 @@ def test_the_image_policy_needs_the_signature_and_every_attestation(sealed: Seal
     assert not compliant(rego, result(signature))
     assert not compliant(rego, result(signature, attested(PROVENANCE, SCAN_REPORT)))
     assert not compliant(rego, json.dumps({}))
-    without_sbom = _export(_spec(sealed))["spec"]["policy"]["data"]
+    without_sbom = _export(_spec(sealed, require_sbom=False))["spec"]["policy"]["data"]
     assert compliant(without_sbom, result(signature, attested(PROVENANCE, SCAN_REPORT)))
 
 
@@ -333,17 +333,13 @@ def test_hostile_values_stay_one_string(sealed: Sealed) -> None:
 
 
 def test_hostile_signer_values_round_trip_through_yaml(sealed: Sealed) -> None:
-    spec = _spec(
-        sealed,
-        public_key_pem=None,
-        issuer=HOSTILE,
-        identity="a: b\n- c\n---\n{x: [y]}",
-    )
-    doc = _export(spec)
+    # Control characters are refused (test_a_signer_policy_controller_cannot_read_is_refused);
+    # quotes, YAML syntax and non-ASCII stay one string.
+    issuer = 'evil" ; true } isCompliant := true # \\" \u2028\u00e9 `raw`'
+    identity = "a: b - c --- {x: [y]} & *alias !tag"
+    doc = _export(_spec(sealed, public_key_pem=None, issuer=issuer, identity=identity))
     for authority in doc["spec"]["authorities"]:
-        assert authority["keyless"]["identities"] == [
-            {"issuer": HOSTILE, "subject": "a: b\n- c\n---\n{x: [y]}"}
-        ]
+        assert authority["keyless"]["identities"] == [{"issuer": issuer, "subject": identity}]
     assert len(doc["spec"]["authorities"]) == 2
 
 
@@ -362,6 +358,31 @@ def test_hostile_signer_values_round_trip_through_yaml(sealed: Sealed) -> None:
 def test_an_image_pattern_that_is_no_glob_is_refused(sealed: Sealed, pattern: str) -> None:
     with pytest.raises(ConfigError, match="image pattern"):
         export_yaml(_spec(sealed, image_patterns=(pattern,)), "policy-controller")
+
+
+@pytest.mark.parametrize(
+    "signer",
+    [
+        {"identity_regexp": r"^(?!evil).*$"},
+        {"identity_regexp": r"^(a)\1$"},
+        {"identity": "https://x/\nrelease"},
+        {"identity": "a" * 9000},
+    ],
+    ids=["look-ahead", "backreference", "control-character", "too-long"],
+)
+def test_a_signer_policy_controller_cannot_read_is_refused(
+    sealed: Sealed, signer: dict[str, str], tmp_path: Path
+) -> None:
+    """Vetted as for the Kyverno formats: a regexp RE2 cannot compile would make the controller
+    refuse every image (or, configured to ignore failures, none)."""
+    spec = _spec(sealed, public_key_pem=None, issuer=ISSUER, **signer)
+    with pytest.raises(ConfigError, match=r"RE2|control character|longer than"):
+        export_yaml(spec, "policy-controller")
+    with pytest.raises(ConfigError, match="control character"):
+        export_yaml(
+            _spec(sealed, public_key_pem=None, issuer="https://x\x07", identity="a"),
+            "policy-controller",
+        )
 
 
 def test_a_key_that_is_no_p256_public_key_is_refused(sealed: Sealed) -> None:
@@ -394,9 +415,13 @@ def test_cli_writes_the_key_policy(sealed: Sealed, tmp_path: Path) -> None:
     assert doc["spec"]["images"] == [{"glob": PATTERN}, {"glob": "ghcr.io/org/**"}]
     assert "key" in doc["spec"]["authorities"][0]
     policies = _policies(doc)
-    assert set(policies) == {PROVENANCE, SCAN_REPORT}
+    assert set(policies) == {PROVENANCE, SCAN_REPORT, SBOM}  # the SBOM too, as verify requires
     assert f"<= {3 * DAY_S * 10**9}" in policies[SCAN_REPORT]
-    for name, predicate in ((PROVENANCE, SLSA_PROVENANCE_V1), (SCAN_REPORT, SCAN_REPORT_PREDICATE)):
+    for name, predicate in (
+        (PROVENANCE, SLSA_PROVENANCE_V1),
+        (SCAN_REPORT, SCAN_REPORT_PREDICATE),
+        (SBOM, CYCLONEDX_PREDICATE),
+    ):
         assert compliant(policies[name], controller_input(sealed.statements[predicate]))
 
 
@@ -430,6 +455,13 @@ def test_cli_bad_pattern_is_a_usage_error_and_writes_nothing(tmp_path: Path) -> 
     code = main([
         "policy", "export", "--format", "policy-controller", "--policy", str(policy),
         "--image-pattern", "ghcr.io/org/[a-z]*", "-o", str(out),
+    ])  # fmt: skip
+    assert code == 2
+    assert not out.exists()
+    policy.write_text(f"version: 1\nverify:\n  issuer: {ISSUER}\n  identity_regexp: '^(?=a).*$'\n")
+    code = main([
+        "policy", "export", "--format", "policy-controller", "--policy", str(policy),
+        "--image-pattern", "ghcr.io/org/*", "-o", str(out),
     ])  # fmt: skip
     assert code == 2
     assert not out.exists()

@@ -106,6 +106,11 @@ def test_everything_set() -> None:
             {"github-attestations": "true", "push": "true", "image": "r.io/x", "sign": "none"},
             "input github-attestations: submits signed attestations: sign is none",
         ),
+        (
+            {"github-attestations": "true", "push": "true", "image": "r.io/x", "sign": "key",
+             "key-file": "k.pem"},
+            "input github-attestations: needs keyless signing: sign is key",
+        ),
         ({"build-args": "-X=1"}, "input build-args: line 1: expected NAME=VALUE"),
         ({"build-args": "NOVALUE"}, "input build-args: line 1: expected NAME=VALUE"),
         ({"build-args": "A=1\nB C=2"}, "input build-args: line 2: expected NAME=VALUE"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.github_api import GitHubApi, github_api
@@ -125,6 +126,49 @@ def test_a_wrong_token_is_refused_by_the_stand_in(api: GitHubApi, keys: tuple[Pa
     assert "attestations: write" in (e.value.hint or "")
 
 
+def test_a_partial_submission_names_what_is_already_stored(
+    api: GitHubApi, keys: tuple[Path, Path]
+) -> None:
+    """The second of three bundles is refused: the first one's id is in the error (it stays in
+    GitHub's store), and the third is not sent."""
+    good, _ = _bundle(keys)
+    bundles = [("provenance", good), ("sbom", b'{"not": "a bundle"}'), ("scan-report", good)]
+    with pytest.raises(PublishError) as e:
+        submit_attestations(_target(api), bundles)
+    assert "answered HTTP 422" in e.value.message
+    assert "Already stored in GitHub's attestation store before it: provenance (id 1000)." in (
+        e.value.message
+    )
+    assert [s.id for s in api.stored] == [1000] and api.requests == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:80@evil.example/",
+        "http://127.0.0.1@evil.example",
+        "https://user:pw@api.github.com",
+        "http://127.0.0.1:1 @x",
+    ],
+)
+def test_the_token_goes_to_a_loopback_or_https_host_only(url: str) -> None:
+    job = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/models", "GITHUB_TOKEN": "t"}
+    with pytest.raises(ConfigError, match="only over HTTPS"):
+        github_target({**job, "GITHUB_API_URL": url})
+    assert github_target({**job, "GITHUB_API_URL": "http://[::1]:8080"}).api_url.startswith(
+        "http://[::1]"
+    )
+
+
+def test_a_url_that_cannot_be_requested_is_a_publish_error(keys: tuple[Path, Path]) -> None:
+    """http.client refuses a port that is no number (InvalidURL): exit 3, not a traceback."""
+    job = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/models", "GITHUB_TOKEN": "t"}
+    target = github_target({**job, "GITHUB_API_URL": "http://127.0.0.1:port"})
+    bundle, _ = _bundle(keys)
+    with pytest.raises(PublishError, match="could not reach"):
+        submit_attestations(target, [("provenance", bundle)])
+
+
 def test_where_the_attestations_go_is_checked_first() -> None:
     job = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/models"}
     with pytest.raises(ConfigError, match="not one"):
@@ -182,6 +226,29 @@ def test_public_keyless_signing_of_a_private_repository_needs_an_opt_in(
     assert isinstance(make_signer(SignOptions(mode="keyless")), KeylessSigner)
 
 
+@pytest.mark.parametrize("payload", [None, {"schedule": "0 3 * * *"}, {"repository": {}}])
+def test_unknown_visibility_in_a_job_is_not_public(
+    tmp_path: Path, payload: dict[str, Any] | None
+) -> None:
+    """A schedule event's payload names no repository: unknown must not pass as public."""
+    job = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/models"}
+    if payload is not None:
+        path = tmp_path / "event.json"
+        path.write_text(json.dumps(payload))
+        job["GITHUB_EVENT_PATH"] = str(path)
+    with pytest.raises(ConfigError) as e:
+        check_public_log(public_transparency_log=False, env=job)
+    text = e.value.diagnostics()
+    assert "cannot tell whether acme/models is public" in text
+    assert "public_transparency_log: true" in text and "trust-config" in text
+    assert "GITHUB_REPOSITORY_VISIBILITY: public" in text
+    check_public_log(public_transparency_log=True, env=job)
+    check_public_log(
+        public_transparency_log=False, env={**job, "GITHUB_REPOSITORY_VISIBILITY": "public"}
+    )
+    check_public_log(public_transparency_log=False, env={})  # not a job: nothing to check
+
+
 # --- modelseal run --push, end to end ---------------------------------------------------------
 
 
@@ -207,7 +274,8 @@ def _all_text(directory: Path) -> str:
 def test_run_push_submits_the_signed_attestations(
     registry: str,
     busybox_base: str,
-    keys: tuple[Path, Path],
+    github_ambient: dict[str, Any],
+    trust_config_path: Path,
     api: GitHubApi,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -220,7 +288,8 @@ def test_run_push_submits_the_signed_attestations(
     code = main([
         "run", str(ctx), "--policy", str(policy), "--build-context", f"base={busybox_base}",
         "-o", str(out), "--gate", "build", "--gate", "sbom",
-        "--push", f"{image}:1.0", "--sign", "key", "--key", str(keys[0]),
+        "--push", f"{image}:1.0", "--sign", "keyless",
+        "--trust-config", str(trust_config_path),
     ])  # fmt: skip
     printed = capsys.readouterr()
     assert code == 0, printed.err
@@ -250,7 +319,8 @@ def test_run_push_submits_the_signed_attestations(
 def test_a_refused_submission_fails_the_publish_and_moves_no_tag(
     registry: str,
     busybox_base: str,
-    keys: tuple[Path, Path],
+    github_ambient: dict[str, Any],
+    trust_config_path: Path,
     api: GitHubApi,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -263,7 +333,8 @@ def test_a_refused_submission_fails_the_publish_and_moves_no_tag(
     code = main([
         "run", str(ctx), "--policy", str(policy), "--build-context", f"base={busybox_base}",
         "-o", str(tmp_path / "out"), "--gate", "build", "--gate", "sbom",
-        "--push", f"{image}:1.0", "--sign", "key", "--key", str(keys[0]),
+        "--push", f"{image}:1.0", "--sign", "keyless",
+        "--trust-config", str(trust_config_path),
     ])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 3, err
@@ -312,6 +383,10 @@ def test_usage_errors_come_before_the_build(
     monkeypatch.setenv("GITHUB_TOKEN", api.token)
     assert main([*base, "--sign", "none"]) == 2
     assert "sign mode is none" in capsys.readouterr().err
+    # A key signature: GitHub's store and `gh attestation verify` want a certificate.
+    assert main(keyed) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "needs keyless signing" in err and "modelseal verify --key" in err
     # A private repository, keyless with the public Sigstore, not opted in.
     monkeypatch.setenv("GITHUB_EVENT_PATH", str(_event(tmp_path, private=True)))
     assert main([*base, "--sign", "keyless"]) == 2

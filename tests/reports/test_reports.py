@@ -362,3 +362,58 @@ def test_reports_that_are_not_reports_are_refused(tmp_path: Path) -> None:
     for data in bad:
         with pytest.raises(ConfigError, match=r"report|collecting"):
             results_from_data(data, "r.json")
+
+
+@pytest.mark.parametrize(
+    ("ecosystem", "package", "version", "purl"),
+    [
+        ("debian", "zlib1g", "1:1.2.13.dfsg-1", "pkg:deb/debian/zlib1g@1.2.13.dfsg-1?epoch=1"),
+        ("ubuntu", "libssl3", "3.0.2-0ubuntu1.10", "pkg:deb/ubuntu/libssl3@3.0.2-0ubuntu1.10"),
+        ("redhat", "openssl-libs", "1:3.0.7-24.el9", "pkg:rpm/redhat/openssl-libs@3.0.7-24.el9?epoch=1"),
+        ("rocky", "glibc", "2.34-60.el9", "pkg:rpm/rocky/glibc@2.34-60.el9"),
+        ("suse linux enterprise server", "libz1", "1.2.13-1", "pkg:rpm/sles/libz1@1.2.13-1"),
+        ("alpine", "libcrypto3", "3.1.4-r5", "pkg:apk/alpine/libcrypto3@3.1.4-r5"),
+        ("wolfi", "glibc", "2.38-r5", "pkg:apk/wolfi/glibc@2.38-r5"),
+        ("pypi", "Typing_Extensions", "4.8.0+local", "pkg:pypi/typing-extensions@4.8.0%2Blocal"),
+        ("npm", "@Babel/Core", "7.23.0", "pkg:npm/%40babel/core@7.23.0"),
+        ("npm", "lodash", "4.17.20", "pkg:npm/lodash@4.17.20"),
+    ],
+)  # fmt: skip
+def test_openvex_package_purls_are_trivy_s(
+    ecosystem: str, package: str, version: str, purl: str
+) -> None:
+    """Trivy's --vex matches a statement to a package by its purl: the OS family of the image
+    decides deb/rpm/apk and the namespace (an Ubuntu package is not pkg:ubuntu/…)."""
+    from packageurl import PackageURL
+
+    from modelseal.reports.vex import _package_purl
+
+    got = _package_purl({"ecosystem": ecosystem, "package": package, "version": version})
+    assert got == purl
+    parsed = PackageURL.from_string(got)  # a purl parser reads it back to the same parts
+    assert parsed.name == purl.split("/")[-1].split("@")[0].replace("%40", "@")
+
+
+def test_a_not_affected_statement_says_until_when_it_holds(tmp_path: Path) -> None:
+    """OpenVEX has no expiry field; a signed not_affected statement outlives the ignore entry
+    in the registry, so its notes name the expiry and tell consumers to re-check."""
+    policy = load_policy_text(
+        "version: 1\nvulnerabilities:\n  ignore:\n"
+        "    - {id: CVE-2018-18074, reason: not reachable, expires: 2027-03-01,\n"
+        "       justification: vulnerable_code_not_present}\n",
+        "p.yml",
+    )
+    finding = vuln_finding(gate="trivy", id="CVE-2018-18074", package="requests", version="2.19.0",
+                           ecosystem="pypi", severity=Severity.HIGH, title="leak", fixed_in="2.20.0",
+                           location=None)  # fmt: skip
+    verdict = judge(
+        [GateResult("trivy", Status.PASSED, findings=(finding,))], policy.policy,
+        today=date(2026, 11, 23),
+    )  # fmt: skip
+    paths = write_reports(
+        Report(verdict, policy.source, policy.sha256, 0.0, 1.0, __version__), tmp_path
+    )
+    (st,) = json.loads(paths["openvex"].read_text())["statements"]
+    assert st["status"] == "not_affected"
+    assert "Valid until 2027-03-01 only" in st["status_notes"]
+    assert "consumers must re-check" in st["status_notes"]

@@ -11,9 +11,12 @@ is reproduced here:
   signature — here, each listed attestor counts when the test says the image carries a valid
   signature by the policy's signer (``signed``);
 * ``verifyAttestationSignatures(image, attestation, [attestors…])``: how many attestors verified
-  an attestation of the attestation's in-toto ``type`` — here, each counts when a statement of
-  that type is among those the test gives for the image; it records the statement as verified
-  (Kyverno keeps one per type: the last one cosign returns);
+  an attestation of the attestation's in-toto ``type`` — here, an attestor counts when a
+  statement of that type among those the test gives for the image was signed by a signer that
+  attestor accepts (each statement names its signer, tests/support/kyverno_jmespath.py
+  ``SIGNED_BY``: a key must be the attestor's ``key.data``, a certificate must match one of its
+  keyless ``identities``); it records the statement as verified (Kyverno keeps one per type:
+  the last one cosign returns that the attestors verified);
 * ``extractPayload(image, attestation)``: the verified in-toto **statement** (cosign's
   ``AttestationToPayloadJSON``: the whole statement, its fields under ``predicate``), an error
   if that attestation was not verified first;
@@ -25,13 +28,20 @@ is reproduced here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import celpy
 from celpy import celtypes
-from tests.support.kyverno_jmespath import format_rfc3339, parse_go_duration, parse_rfc3339
+from tests.support.kyverno_jmespath import (
+    SIGNED_BY,
+    format_rfc3339,
+    parse_go_duration,
+    parse_rfc3339,
+    signer_of,
+)
 
 
 class Pod:
@@ -46,10 +56,13 @@ class Pod:
         signed: Iterable[str],
         statements: dict[str, list[dict[str, Any]]],
         init_containers: list[str] | None = None,
+        ephemeral_containers: list[str] | None = None,
     ) -> None:
         self.images: dict[str, list[str]] = {"containers": containers}
         if init_containers is not None:
             self.images["initContainers"] = init_containers
+        if ephemeral_containers is not None:
+            self.images["ephemeralContainers"] = ephemeral_containers
         self.signed = set(signed)
         self.statements = statements
 
@@ -58,7 +71,7 @@ def _functions(
     policy: dict[str, Any], pod: Pod, now: datetime | None
 ) -> dict[str, Callable[..., Any]]:
     types = {a["name"]: a["intoto"]["type"] for a in policy["spec"].get("attestations", [])}
-    signers = {a["name"] for a in policy["spec"]["attestors"]}
+    signers = {a["name"]: a["cosign"] for a in policy["spec"]["attestors"]}
     verified: dict[tuple[str, str], dict[str, Any]] = {}
 
     def count(attestors: Any) -> int:
@@ -68,17 +81,37 @@ def _functions(
                 raise ValueError(f"attestor not found in policy: {n}")
         return len(names)
 
+    def accepts(name: str, signer: dict[str, str]) -> bool:
+        cosign = signers[name]
+        if "key" in cosign:
+            pem = cosign["key"]["data"].strip()
+            return "key" in signer and signer["key"].strip() == pem
+        for identity in cosign["keyless"]["identities"]:
+            if signer.get("issuer") != identity["issuer"]:
+                continue
+            subject = signer.get("subject")
+            if subject is None:
+                continue
+            if "subject" in identity and subject == identity["subject"]:
+                return True
+            if "subjectRegExp" in identity and re.search(identity["subjectRegExp"], subject):
+                return True
+        return False
+
     def verify_image_signatures(image: Any, attestors: Any) -> celtypes.IntType:
         n = count(attestors)
         return celtypes.IntType(n if str(image) in pod.signed else 0)
 
     def verify_attestation_signatures(image: Any, attestation: Any, attestors: Any) -> Any:
-        n = count(attestors)
+        count(attestors)
         kind = types[str(attestation)]
-        found = [s for s in pod.statements.get(str(image), []) if s.get("predicateType") == kind]
-        if not found:
-            return celtypes.IntType(0)
-        verified[(str(image), str(attestation))] = found[-1]
+        of_kind = [s for s in pod.statements.get(str(image), []) if s.get("predicateType") == kind]
+        n = 0
+        for name in (str(a) for a in attestors):
+            found = [s for s in of_kind if accepts(name, signer_of(s))]
+            if found:
+                n += 1
+                verified[(str(image), str(attestation))] = found[-1]
         return celtypes.IntType(n)
 
     def extract_payload(image: Any, attestation: Any) -> Any:
@@ -87,7 +120,7 @@ def _functions(
             return celpy.CELEvalError(
                 "intoto attestation payload cannot be fetch before verifying intoto attestation"
             )
-        return celpy.json_to_cel(statement)
+        return celpy.json_to_cel({k: v for k, v in statement.items() if k != SIGNED_BY})
 
     def time_now_utc() -> celtypes.StringType:
         return celtypes.StringType(format_rfc3339(now or datetime.now(UTC)))

@@ -4,8 +4,10 @@
 What Kyverno does (pkg/engine/internal/imageverifier.go, pkg/engine/variables/vars.go and
 pkg/engine/jmespath/time.go of kyverno/kyverno), reproduced here:
 
-* the statements of the attestation's ``type`` (its ``predicateType``) are selected; none is a
-  failure; **every** one of them must pass the conditions;
+* the statements of the attestation's ``type`` (its ``predicateType``) *signed by a signer the
+  attestation's ``attestors`` accept* are selected (the test says who signed each statement:
+  :data:`SIGNED_BY`); an attestation without attestors accepts any signer; none selected is a
+  failure; **every** selected one must pass the conditions;
 * for each, the statement's ``predicate`` is merged into the JSON context, and each condition's
   ``key`` and ``value`` go through variable substitution: a string that is exactly one
   ``{{ … }}`` variable becomes the (typed) result of that JMESPath query; a query that fails (an
@@ -27,6 +29,10 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 from jmespath import functions
+
+#: The key under which a test's statement names who signed it (removed before evaluation): a
+#: signer is ``{"key": PEM}`` or ``{"issuer": …, "subject": …}`` (a Fulcio certificate's).
+SIGNED_BY = "x-test-signed-by"
 
 #: Kyverno's variable pattern (pkg/engine/variables/vars.go RegexVariables).
 _VARIABLE = re.compile(r"(^|[^\\])(\{\{(?:\{[^{}]*\}|[^{}])*\}\})")
@@ -133,12 +139,68 @@ def condition_holds(
     return type(key) is type(value) and key == value
 
 
+def signed(statement: dict[str, Any], signer: dict[str, str]) -> dict[str, Any]:
+    """``statement`` marked as signed by ``signer`` (a copy)."""
+    return {**statement, SIGNED_BY: dict(signer)}
+
+
+def signer_of(statement: dict[str, Any]) -> dict[str, str]:
+    """Who signed ``statement``: a test must say (AssertionError otherwise)."""
+    signer = statement.get(SIGNED_BY)
+    assert isinstance(signer, dict), "the test gives no signer for a statement"
+    return signer
+
+
+def _pem(text: str) -> str:
+    return text.replace("\r\n", "\n").strip()
+
+
+def _matches(exact: str | None, pattern: str | None, value: str | None) -> bool:
+    """Kyverno's exact-or-RE2 comparison of a certificate field (the export writes only fixed
+    strings without wildcards, or regexps whose meaning Python's re shares)."""
+    if value is None:
+        return False
+    if exact is not None:
+        return value == exact
+    return pattern is not None and re.search(pattern, value) is not None
+
+
+def entry_accepts(entry: dict[str, Any], signer: dict[str, str]) -> bool:
+    """Whether one ClusterPolicy attestor entry (``keys`` or ``keyless``) verifies a signature
+    by ``signer``."""
+    if "keys" in entry:
+        return "key" in signer and _pem(signer["key"]) == _pem(entry["keys"]["publicKeys"])
+    if "keyless" in entry:
+        k = entry["keyless"]
+        return _matches(k.get("issuer"), k.get("issuerRegExp"), signer.get("issuer")) and (
+            _matches(k.get("subject"), k.get("subjectRegExp"), signer.get("subject"))
+        )
+    raise AssertionError(f"an attestor entry the emulator does not know: {sorted(entry)}")
+
+
+def attestors_accept(attestors: list[dict[str, Any]], signer: dict[str, str]) -> bool:
+    """Every attestor set accepts ``signer`` through at least ``count`` (default: all) of its
+    entries; no attestors accept anyone."""
+    for attestor in attestors:
+        entries = attestor.get("entries", [])
+        need = attestor.get("count", len(entries))
+        if sum(entry_accepts(e, signer) for e in entries) < need:
+            return False
+    return True
+
+
 def attestation_passes(
     attestation: dict[str, Any], statements: list[dict[str, Any]], now: datetime | None = None
 ) -> bool:
     """Whether Kyverno would pass the ``attestation`` of a verifyImages rule, given the in-toto
-    statements whose signatures verified (any predicate type)."""
-    mine = [s for s in statements if s.get("predicateType") == attestation["type"]]
+    statements attached to the image (any predicate type, each naming its signer)."""
+    attestors = attestation.get("attestors", [])
+    mine = [
+        s
+        for s in statements
+        if s.get("predicateType") == attestation["type"]
+        and attestors_accept(attestors, signer_of(s))
+    ]
     if not mine:
         return False
     for statement in mine:

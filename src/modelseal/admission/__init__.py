@@ -15,7 +15,13 @@ Every format enforces the same :class:`ExportSpec`: an image matching one of the
 admitted only when it is signed by the expected signer, carries a SLSA v1 provenance
 attestation by that signer naming the expected builder id and source repository (when set), a
 scan-report attestation by that signer whose verdict is PASSED and whose ``finished_at`` is at
-most ``max_scan_age_days`` old, and (``require_sbom``) a CycloneDX SBOM attestation.
+most ``max_scan_age_days`` old, and (``require_sbom``, the default, as ``modelseal verify``
+requires it) a CycloneDX SBOM attestation. With ``policy_sha256`` both the provenance and the
+scan report must name that policy.
+
+Not enforced at admission (``modelseal verify`` checks them): re-judging the report under the
+current policy, and the independent rebuilds of ``verify.require_rebuild_by``
+(:func:`unenforced` names them, for a notice).
 """
 
 from __future__ import annotations
@@ -52,9 +58,12 @@ class ExportSpec:
     builder_id: str | None = None
     source_repository: str | None = None
     max_scan_age_days: int = 30
-    require_sbom: bool = False
+    require_sbom: bool = True
+    """Require the CycloneDX SBOM attestation, as ``modelseal verify`` does (``--no-sbom``
+    turns it off)."""
     policy_sha256: str | None = None
-    """Hex SHA-256 the scan report's ``policy.sha256`` must equal (``--policy-digest``)."""
+    """Hex SHA-256 that the scan report's ``policy.sha256`` and the provenance's
+    ``buildDefinition.externalParameters.policy.sha256`` must equal (``--policy-digest``)."""
 
 
 def default_name(policy_sha256: str) -> str:
@@ -67,7 +76,7 @@ def spec_from_policy(
     *,
     image_patterns: tuple[str, ...],
     name: str | None = None,
-    require_sbom: bool = False,
+    require_sbom: bool = True,
     policy_sha256: str | None = None,
 ) -> ExportSpec:
     """The :class:`ExportSpec` of ``policy``'s ``verify`` section; ConfigError (exit 2) when
@@ -109,3 +118,17 @@ def spec_from_policy(
         require_sbom=require_sbom,
         policy_sha256=policy_sha256,
     )
+
+
+def unenforced(policy: LoadedPolicy) -> list[str]:
+    """What ``policy``'s ``verify`` section requires that an exported admission policy does
+    not enforce (for a notice on standard error): today the independent rebuilds."""
+    pv = policy.policy.verify
+    out = []
+    if pv.require_rebuild_by:
+        out.append(
+            f"verify.require_rebuild_by ({len(pv.require_rebuild_by)} rebuilder(s)) is not "
+            "enforced at admission: the exported policy does not check rebuild attestations; "
+            "run `modelseal verify` for that."
+        )
+    return out

@@ -45,12 +45,28 @@ def check_text(value: str, what: str) -> str:
 def check_image_pattern(pattern: str) -> str:
     """``pattern`` if it is an image-reference glob every format reads the same way: the
     characters of an image reference and the wildcards ``*`` and ``?`` only (no ``[``, ``{``
-    or ``\\``, which some controllers' glob dialects give a meaning); ConfigError otherwise."""
+    or ``\\``, which some controllers' glob dialects give a meaning); ConfigError otherwise.
+
+    Kyverno matches the glob against the whole reference as the pod names it, tag or digest
+    included (``…/model:1.0``, ``…/model@sha256:…``), and ``*`` crosses ``/``. So the glob
+    must end with ``*`` after a last path component that names no tag or digest: ``…/model``
+    would match no reference at all, ``…/model:*`` no digest reference, and a pod naming the
+    image by digest would not be checked."""
     if not pattern or len(pattern) > MAX_PATTERN or not set(pattern) <= _PATTERN_CHARS:
         raise ConfigError(
             f"--image-pattern {pattern!r}: expected an image reference glob of at most "
             f"{MAX_PATTERN} characters: letters, digits, '-._:/@' and the wildcards '*' and "
             "'?' (e.g. 'ghcr.io/org/*')."
+        )
+    last = pattern.rpartition("/")[2]
+    if not pattern.endswith("*") or ":" in last or "@" in last:
+        raise ConfigError(
+            f"--image-pattern {pattern!r} would leave images unchecked: Kyverno matches it "
+            "against the reference with its tag or digest (ghcr.io/org/model:1.0, "
+            "ghcr.io/org/model@sha256:…), so a pattern without a trailing '*', or naming a tag "
+            "or digest, misses the other forms.",
+            hint="End the pattern with '*' after the repository name: 'ghcr.io/org/model*' "
+            "(that repository, any tag or digest) or 'ghcr.io/org/*'.",
         )
     return pattern
 

@@ -1,7 +1,9 @@
 """The Kyverno ClusterPolicy export (:mod:`modelseal.admission`).
 
-One ``verifyImages`` rule (``kyverno.io/v1``, the CRD of Kyverno 1.13 and later) for Pods
-(Kyverno generates the rules for Deployments, Jobs and the other pod controllers from it):
+One ``verifyImages`` rule (``kyverno.io/v1``, the CRD of Kyverno 1.13 and later) for Pods and
+for their ``ephemeralcontainers`` subresource (``kubectl debug`` adds a container through it,
+not through the Pod; each kind in its own ``match.any`` entry, so that Kyverno still generates
+the rules for Deployments, Jobs and the other pod controllers):
 
 * ``type: Cosign`` — the signature and the attestations are read where cosign v2 puts them
   (the ``.sig`` and ``.att`` tags), which modelseal publishes for key and keyless signing alike
@@ -12,7 +14,9 @@ One ``verifyImages`` rule (``kyverno.io/v1``, the CRD of Kyverno 1.13 and later)
   ``predicate`` as the context (``runDetails.builder.id`` is the provenance's builder id), and
   each one compares inside the expression, to a literal from :func:`quote_jmespath`, so the
   condition is ``<expression> Equals true``; Kyverno requires *every* attestation of a type
-  signed by the signer to pass (``modelseal verify`` requires one);
+  signed by the signer to pass (``modelseal verify`` requires one). The conditions see the
+  predicate only, not the statement's ``subject``: they cannot compare it with the image
+  digest (the ImageValidatingPolicy export does);
 * digests: ``verifyDigest`` and ``mutateDigest`` (tags are pinned to the verified digest),
   ``required`` (an image matching the patterns is refused unless verified);
 * enforcement: ``failureAction: Enforce`` on the rule and ``validationFailureAction: Enforce``
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 API_VERSION: Final = "kyverno.io/v1"
 #: The public Sigstore transparency log (Kyverno's default for keyless).
 PUBLIC_REKOR: Final = "https://rekor.sigstore.dev"
+#: The Pod subresource through which ephemeral containers (``kubectl debug``) are added.
+EPHEMERAL_CONTAINERS: Final = "Pod/ephemeralcontainers"
 #: Seconds Kyverno may spend on one admission request (the CRD's maximum is 30).
 WEBHOOK_TIMEOUT_S: Final = 30
 #: A scan report finished further in the future than this is refused (as ``modelseal verify``
@@ -73,9 +79,10 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
                 "policies.kyverno.io/title": "modelseal: sealed images only",
                 "policies.kyverno.io/description": (
                     "Admits an image matching the patterns only when it is signed by the "
-                    "expected signer and carries a SLSA v1 provenance and a PASSED, recent "
-                    "modelseal scan report signed by the same signer (written by modelseal "
-                    "policy export)."
+                    "expected signer and carries a SLSA v1 provenance, a PASSED, recent "
+                    "modelseal scan report"
+                    + (" and a CycloneDX SBOM" if spec.require_sbom else "")
+                    + " signed by the same signer (written by modelseal policy export)."
                 ),
             },
         },
@@ -86,7 +93,12 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
             "rules": [
                 {
                     "name": "modelseal-sealed-images",
-                    "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "match": {
+                        "any": [
+                            {"resources": {"kinds": ["Pod"]}},
+                            {"resources": {"kinds": [EPHEMERAL_CONTAINERS]}},
+                        ]
+                    },
                     "verifyImages": [
                         {
                             "type": "Cosign",
@@ -201,6 +213,15 @@ def _provenance_conditions(spec: ExportSpec) -> list[dict[str, Any]]:
                 "regex_replace_all('/+$', buildDefinition.externalParameters.source.repository, "
                 f"'') == {quote_jmespath(repo)}",
                 "the SLSA provenance names another source repository",
+            )
+        )
+    if spec.policy_sha256 is not None:
+        # As modelseal verify: the provenance names the policy too (externalParameters).
+        want = quote_jmespath(check_text(spec.policy_sha256, "--policy-digest"))
+        out.append(
+            _condition(
+                f"buildDefinition.externalParameters.policy.sha256 == {want}",
+                "the SLSA provenance names another policy",
             )
         )
     return out

@@ -2,8 +2,13 @@
 
 ``policies.kyverno.io/v1`` (Kyverno 1.16 and later), checks in CEL:
 
-* one cosign attestor, ``signer`` (the key, or keyless issuer and identity: Kyverno matches
-  ``subject`` and ``issuer`` exactly here, ``subjectRegExp`` as RE2);
+* one cosign attestor, ``signer``: keyless issuer and identity (Kyverno matches ``subject``
+  and ``issuer`` exactly here, ``subjectRegExp`` as RE2). A key signer is refused (exit 2):
+  Kyverno's ImageValidatingPolicy verifier requires a transparency-log entry for attestations,
+  which modelseal's key signing does not make, so such a policy would refuse every sealed
+  image — the ClusterPolicy export (``--format kyverno``) takes keys;
+* ``matchConstraints``: Pods and their ``pods/ephemeralcontainers`` subresource (``kubectl
+  debug`` adds a container through it, not through the Pod), CREATE and UPDATE;
 * ``intoto`` attestations (cosign's ``.att`` tag, DSSE, in-toto statement): ``provenance``,
   ``scanReport`` and, with ``require_sbom``, ``sbom``;
 * a variable ``sealedImages``: the pod's container, init-container and ephemeral-container
@@ -14,7 +19,9 @@
   (``verifyImageSignatures``), then per attestation ``verifyAttestationSignatures(…) > 0 &&``
   conditions on ``extractPayload(image, attestations.X)``, which is the verified in-toto
   *statement* (its ``predicate`` holds the fields), and may only be read after the attestation
-  verified;
+  verified, and each statement must name the image's digest among its ``subject`` digests (the
+  image reference carries it: ``mutateDigest`` pins tags to digests before validation, and a
+  reference without a digest is refused);
 * ``validationActions: [Deny]``, ``failurePolicy: Fail`` (an expression that errors refuses),
   digests verified and mutated, background evaluation off.
 """
@@ -26,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from modelseal.admission.embed import (
     check_image_pattern,
-    check_public_key_pem,
     check_text,
     glob_re2,
     quote_cel,
@@ -49,6 +55,14 @@ _ALL_IMAGES: Final = (
 )
 
 
+#: The statement is about this image: one of its subjects has the image reference's digest
+#: (a signed statement about another image, attached to this one, does not count).
+_SUBJECT_CHECK: Final = (
+    "payload.subject.exists(s, s.digest.sha256.size() == 64"
+    " && image.endsWith('@sha256:' + s.digest.sha256))"
+)
+
+
 def render(spec: ExportSpec) -> Mapping[str, Any]:
     """The Kyverno ImageValidatingPolicy enforcing ``spec``."""
     patterns = [check_image_pattern(p) for p in spec.image_patterns]
@@ -63,7 +77,7 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
             "the image is not signed by the expected signer",
         ),
         _each(
-            _attested("provenance", _provenance_checks(spec)),
+            _attested("provenance", _provenance_checks(spec) + _provenance_policy_check(spec)),
             "no SLSA provenance by the expected signer naming the expected builder and source "
             "repository",
         ),
@@ -96,7 +110,7 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
                         "apiGroups": [""],
                         "apiVersions": ["v1"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["pods"],
+                        "resources": ["pods", "pods/ephemeralcontainers"],
                     }
                 ]
             },
@@ -127,24 +141,19 @@ def _attested(name: str, checks: list[str]) -> str:
     """True when the attestation ``name`` verifies and its statement passes ``checks``
     (expressions over ``payload``, bound by the CEL ``.all`` comprehension)."""
     verified = f"verifyAttestationSignatures(image, attestations.{name}, [attestors.signer]) > 0"
-    if not checks:
-        return verified
-    body = " && ".join(checks)
+    body = " && ".join([_SUBJECT_CHECK, *checks])
     return f"{verified} && [extractPayload(image, attestations.{name})].all(payload, {body})"
 
 
 def _signer(spec: ExportSpec) -> dict[str, Any]:
     if spec.public_key_pem is not None:
-        # No transparency-log entry and no certificate for a key signature (air-gapped use);
-        # Kyverno wants a log URL even when told to ignore the log.
-        return {
-            "key": {"data": check_public_key_pem(spec.public_key_pem)},
-            "ctlog": {
-                "url": PUBLIC_REKOR,
-                "insecureIgnoreTlog": True,
-                "insecureIgnoreSCT": True,
-            },
-        }
+        raise ConfigError(
+            "--format kyverno-ivp cannot check a key signer (verify.public_key): Kyverno's "
+            "ImageValidatingPolicy verifier requires a transparency-log entry for attestations, "
+            "which key signing does not make, so the policy would refuse every sealed image.",
+            hint="Use --format kyverno (a ClusterPolicy) or --format policy-controller for "
+            "key-signed images, or sign keyless.",
+        )
     if spec.issuer is None or (spec.identity is None) == (spec.identity_regexp is None):
         raise ConfigError(
             "the verify section names no signer (public_key, or issuer with identity or "
@@ -197,3 +206,10 @@ def _scan_checks(spec: ExportSpec) -> list[str]:
         want = quote_cel(check_text(spec.policy_sha256, "--policy-digest"))
         out.append(f"payload.predicate.policy.sha256 == {want}")
     return out
+
+
+def _provenance_policy_check(spec: ExportSpec) -> list[str]:
+    if spec.policy_sha256 is None:
+        return []
+    want = quote_cel(check_text(spec.policy_sha256, "--policy-digest"))
+    return [f"payload.predicate.buildDefinition.externalParameters.policy.sha256 == {want}"]

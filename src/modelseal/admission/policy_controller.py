@@ -5,8 +5,9 @@ Sigstore policy-controller admits an image when, for every ``ClusterImagePolicy`
 (over the matched authorities' results) holds. An authority that lists attestations verifies
 only those (cosign's verify-attestation path), never the image signature, and authorities are
 alternatives. So the export has two authorities with the same signer — ``signature`` (the image
-signature) and ``attestations`` (the SLSA provenance, the scan report and optionally the SBOM,
-each with a Rego policy over its in-toto statement) — and a policy-level Rego policy that
+signature) and ``attestations`` (the SLSA provenance, the scan report and, unless
+``--no-sbom``, the SBOM, each with a Rego policy over its in-toto statement) — and a
+policy-level Rego policy that
 requires both to have matched: the image is signed by the signer *and* carries each
 attestation, by that signer, that passes its policy.
 
@@ -124,12 +125,22 @@ def _signer(spec: ExportSpec) -> dict[str, Any]:
             "policy export needs one signer: verify.public_key, or verify.issuer with exactly "
             "one of identity and identity_regexp."
         )
-    identity: dict[str, str] = {"issuer": spec.issuer}
+    from modelseal.admission.embed import check_text, re2_problem
+
+    identity: dict[str, str] = {"issuer": check_text(spec.issuer, "verify.issuer")}
     if spec.identity is not None:
-        identity["subject"] = spec.identity
+        identity["subject"] = check_text(spec.identity, "verify.identity")
     else:
         assert spec.identity_regexp is not None
-        identity["subjectRegExp"] = spec.identity_regexp
+        pattern = check_text(spec.identity_regexp, "verify.identity_regexp")
+        problem = re2_problem(pattern)
+        if problem is not None:
+            # policy-controller compiles it with Go's regexp (RE2).
+            raise ConfigError(
+                f"verify.identity_regexp uses {problem}, which policy-controller's regular "
+                "expressions (RE2) do not support; write it without."
+            )
+        identity["subjectRegExp"] = pattern
     return {"keyless": {"url": FULCIO_URL, "identities": [identity]}}
 
 

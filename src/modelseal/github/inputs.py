@@ -333,6 +333,9 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         r.problem("github-attestations", "submits what is published: set push: true")
     elif github_attestations and sign == "none":
         r.problem("github-attestations", "submits signed attestations: sign is none")
+    elif github_attestations and sign == "key":
+        # GitHub's store and `gh attestation verify` check a Fulcio certificate.
+        r.problem("github-attestations", "needs keyless signing: sign is key")
     if push and sign == "key" and key_file is None:
         r.problem("key-file", "required when sign is key")
     if key_file is not None and sign not in ("key", None):

@@ -528,7 +528,10 @@ class IgnoreEntry(BaseModel):
         description="An OpenVEX justification: the image is not affected, for this reason. "
         "The VEX statement then says not_affected (which consumers such as Trivy's --vex oci "
         "suppress) instead of affected with the reason as its action statement. The verdict "
-        "is the same either way.",
+        "is the same either way. OpenVEX has no expiry: the statement's status_notes give the "
+        "entry's expires date and say consumers must re-check after it, but a published "
+        "not_affected attestation stays in the registry, and consumers such as Trivy keep "
+        "suppressing the vulnerability after that date.",
     )
 
 
@@ -678,8 +681,10 @@ class SignPolicy(BaseModel):
         default=False,
         description="Allow keyless signing with the public Sigstore (its Rekor log is public and "
         "names the repository and workflow) in a private or internal GitHub repository's "
-        "Actions job. Off: such a run is a usage error before the build; use GitHub's private "
-        "Sigstore instance through trust_config, or a key.",
+        "Actions job, or one whose visibility the event does not say (e.g. schedule). Off: such "
+        "a run is a usage error before the build; use GitHub's private Sigstore instance "
+        "through trust_config, or a key (a public repository's job without a visibility in its "
+        "event can set GITHUB_REPOSITORY_VISIBILITY: public).",
     )
 
 
@@ -717,9 +722,10 @@ class PublishPolicy(BaseModel):
         default=False,
         description="Also submit the signed attestations (those listed above) to the GitHub "
         "repository's attestation store, for `gh attestation verify oci://IMAGE --owner ORG`: "
-        "after the image and its referrers are pushed, before the tags move. Needs a GitHub "
-        "Actions job with `attestations: write` and its token (GITHUB_TOKEN, or the Action's "
-        "github-token); elsewhere a usage error before the build.",
+        "after the image and its referrers are pushed, before the tags move. Needs keyless "
+        "signing and a GitHub Actions job with `attestations: write` and its token "
+        "(GITHUB_TOKEN, or the Action's github-token); otherwise a usage error before the "
+        "build.",
     )
     sign_models: bool = Field(
         default=False,

@@ -17,11 +17,14 @@ Private repositories: GitHub's own attest actions sign a private (or internal) r
 attestations with GitHub's private Sigstore instance, never the public Rekor, whose entries
 everyone can read (they name the repository and workflow). :func:`check_public_log` refuses
 keyless signing with the public Sigstore in such a repository unless the policy says
-``sign.public_transparency_log: true``.
+``sign.public_transparency_log: true`` — and, inside GitHub Actions, in a repository whose
+visibility nothing says (an event payload without ``repository``, e.g. ``schedule``): unknown is
+not public.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -58,6 +61,10 @@ MAX_BACKOFF_SECONDS: Final = 10.0
 #: The event payload is read for ``repository.visibility``/``private`` only.
 _MAX_EVENT_BYTES: Final = 16 * 1024 * 1024
 _ERROR_CHARS: Final = 300
+#: What a host[:port] of the API URL may hold (no userinfo, no spaces or control characters).
+_NETLOC_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:[]"
+)
 
 
 @dataclass(frozen=True)
@@ -95,13 +102,19 @@ def github_target(env: Mapping[str, str] | None = None) -> GitHubTarget:
         raise ConfigError(f"GITHUB_REPOSITORY {repository!r} is not OWNER/REPO.")
     api_url = (env.get("GITHUB_API_URL") or _DEFAULT_API_URL).strip().rstrip("/")
     parts = urllib.parse.urlsplit(api_url)
-    from modelseal.publish.registry_http import is_local_host
-
-    loopback = parts.scheme == "http" and is_local_host(parts.netloc)
-    if not parts.hostname or not (parts.scheme == "https" or loopback):
+    # The host the request goes to is parts.hostname: "http://localhost:80@evil.example/"
+    # has the netloc "localhost:80@evil.example" and the host evil.example.
+    hostname = parts.hostname or ""
+    loopback = parts.scheme == "http" and hostname in ("127.0.0.1", "localhost", "::1")
+    if (
+        not hostname
+        or "@" in parts.netloc
+        or not (parts.scheme == "https" or loopback)
+        or not set(parts.netloc) <= _NETLOC_CHARS
+    ):
         raise ConfigError(
             f"GITHUB_API_URL {api_url[:100]!r}: the job's token is sent only over HTTPS "
-            "(plain HTTP to a loopback address only)."
+            "(plain HTTP to a loopback address only), to a host without user information."
         )
     token = (env.get("MODELSEAL_GITHUB_TOKEN") or "").strip() or (
         env.get("GITHUB_TOKEN") or ""
@@ -162,12 +175,29 @@ def check_public_log(
     *, public_transparency_log: bool, env: Mapping[str, str] | None = None
 ) -> None:
     """Refuse (ConfigError, exit 2) keyless signing with the public Sigstore in a private or
-    internal repository's job unless the policy opted in: the public Rekor would publish the
-    repository's and workflow's names, for good."""
-    visibility = repository_visibility(env)
-    if visibility in (None, "public") or public_transparency_log:
-        return
+    internal repository's job, or in a job whose repository's visibility nothing says, unless
+    the policy opted in: the public Rekor would publish the repository's and workflow's names,
+    for good. Outside GitHub Actions there is nothing to check."""
     env = os.environ if env is None else env
+    if public_transparency_log or env.get("GITHUB_ACTIONS") != "true":
+        return
+    visibility = repository_visibility(env)
+    if visibility == "public":
+        return
+    if visibility is None:
+        # Inside Actions, "nothing says" is not "public": a schedule or workflow_dispatch
+        # payload may carry no repository. Failing closed; the workflow can say.
+        raise ConfigError(
+            f"cannot tell whether {env.get('GITHUB_REPOSITORY', 'this repository')[:140]} is "
+            "public: the event payload (GITHUB_EVENT_PATH) names no repository visibility, and "
+            "keyless signing with the public Sigstore would write a private repository's name, "
+            "workflow and commit into the public Rekor transparency log, for good.",
+            hint="For a public repository set `env: GITHUB_REPOSITORY_VISIBILITY: public` on "
+            "the step, or accept the public log with `sign: {public_transparency_log: true}` "
+            "in the policy. For a private one, sign with GitHub's private Sigstore instance "
+            "(its ClientTrustConfig as the Action's trust-config input or sign.trust_config), "
+            "or with a key.",
+        )
     raise ConfigError(
         f"{env.get('GITHUB_REPOSITORY', 'this repository')[:140]} is a {visibility} "
         "repository, and keyless signing with the public Sigstore writes its name, workflow and "
@@ -235,7 +265,9 @@ def _submit_one(
             )
         except HttpLimitError as e:
             raise PublishError(e.message) from None
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+            # HTTPException: e.g. InvalidURL for a port that is no number; ValueError: a URL
+            # urllib cannot split. Either way the submission did not happen (exit 3).
             from modelseal.untrusted import untrusted
 
             reason = getattr(e, "reason", e)
@@ -275,5 +307,18 @@ def submit_attestations(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
     """POST each ``(name, Sigstore bundle JSON)`` to ``target``; the ids GitHub returned, by
-    name. A :class:`PublishError` (exit 3) names the status and GitHub's message."""
-    return {name: _submit_one(target, name, bundle, sleep) for name, bundle in bundles}
+    name. A :class:`PublishError` (exit 3) names the status and GitHub's message, and the ids
+    of the attestations already stored when a later one fails (they stay in the store)."""
+    ids: dict[str, int] = {}
+    for name, bundle in bundles:
+        try:
+            ids[name] = _submit_one(target, name, bundle, sleep)
+        except PublishError as e:
+            if not ids:
+                raise
+            done = ", ".join(f"{n} (id {i})" for n, i in ids.items())
+            raise PublishError(
+                f"{e.message} Already stored in GitHub's attestation store before it: {done}.",
+                hint=e.hint,
+            ) from None
+    return ids

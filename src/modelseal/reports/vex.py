@@ -5,15 +5,18 @@ Accepting a risk is not the same as not being affected, so the statements say ``
 carry the policy's reason and expiry as the action statement: honest for auditors, and a record
 that travels with the image. Only an ignore entry that gives an OpenVEX ``justification`` (the
 team states the image is not affected, and why) makes its statement ``not_affected``, with the
-reason and expiry as ``status_notes``.
+reason and expiry as ``status_notes``. OpenVEX has no expiry: a published ``not_affected``
+statement keeps suppressing the vulnerability in consumers such as Trivy after the ignore entry
+expired, so its notes say until when it holds and that consumers must re-check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from modelseal.judge import Outcome
 from modelseal.oci import image_purl
@@ -42,7 +45,11 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
                 else {
                     "status": "not_affected",
                     "justification": d.ignore.justification,
-                    "status_notes": said,
+                    # OpenVEX has no expiry field: a signed not_affected statement stays in the
+                    # registry, and Trivy keeps suppressing the CVE, after the entry expires.
+                    "status_notes": f"{said} Valid until {d.ignore.expires.isoformat()} only "
+                    "(the policy's ignore entry expires then): consumers must re-check after "
+                    "that date; this statement does not expire by itself.",
                 }
             )
             statements.append(
@@ -68,22 +75,66 @@ def render_openvex(report: Report) -> dict[str, Any] | None:
     }
 
 
+#: Trivy's OS families (a result's ``Type`` for ``os-pkgs``) → the purl type and namespace it
+#: writes for their packages (trivy pkg/purl: purlType, and the namespace is the family, SUSE
+#: Linux Enterprise's spelled without spaces).
+_OS_PURL: Final[Mapping[str, tuple[str, str]]] = {
+    **{f: ("deb", f) for f in ("debian", "ubuntu")},
+    **{f: ("apk", f) for f in ("alpine", "wolfi", "chainguard")},
+    **{
+        f: ("rpm", f)
+        for f in (
+            "redhat", "centos", "rocky", "alma", "amazon", "fedora", "oracle", "opensuse",
+            "opensuse.leap", "opensuse.tumbleweed", "photon", "azurelinux", "cbl-mariner",
+        )
+    },
+    "suse linux enterprise server": ("rpm", "sles"),
+    "suse linux enterprise micro": ("rpm", "sle-micro"),
+}  # fmt: skip
+#: Language ecosystems (lower-cased) → purl type.
+_LANG_PURL: Final[Mapping[str, str]] = {
+    "pypi": "pypi", "npm": "npm", "node-pkg": "npm", "yarn": "npm", "pnpm": "npm",
+    "gomod": "golang", "gobinary": "golang", "jar": "maven", "pom": "maven", "gradle": "maven",
+    "gemspec": "gem", "bundler": "gem", "cargo": "cargo", "rust-binary": "cargo",
+    "composer": "composer", "nuget": "nuget", "dotnet-core": "nuget",
+}  # fmt: skip
+
+
+def _enc(text: str) -> str:
+    """A purl component percent-encoded (every character but the unreserved ones): parsers
+    decode it back, so Trivy compares the same name (``@scope`` is ``%40scope``)."""
+    return urllib.parse.quote(text, safe="-._~")
+
+
 def _package_purl(evidence: Mapping[str, str]) -> str:
-    """The purl of the finding's package. A Debian or RPM version's epoch (``1:1.2.13-1``) is
-    the ``epoch`` qualifier, not part of the version, as scanners write it: with the epoch in
-    the version, Trivy's ``--vex`` never matches the statement to the package."""
-    kind = _purl_type(evidence.get("ecosystem", ""))
+    """The purl of the finding's package as Trivy writes it (its ``--vex`` matches a statement
+    to a package by it): OS packages as ``pkg:deb/<distro>/…``, ``pkg:rpm/<distro>/…`` or
+    ``pkg:apk/<distro>/…`` after the scanned image's OS family; PyPI names lower-cased with
+    ``_`` as ``-``; npm, Go and Maven names split into namespace and name; every component
+    percent-encoded. A Debian or RPM version's epoch (``1:1.2.13-1``) is the ``epoch``
+    qualifier, not part of the version: with the epoch in the version Trivy never matches."""
+    ecosystem = (evidence.get("ecosystem") or "").lower()
+    name = evidence.get("package") or ""
     version = evidence.get("version") or ""
-    epoch, colon, rest = version.partition(":")
-    if kind.split("/")[0] in ("deb", "rpm") and colon and epoch.isdigit():
-        return f"pkg:{kind}/{evidence.get('package')}@{rest}?epoch={epoch}"
-    return f"pkg:{kind}/{evidence.get('package')}@{version}"
-
-
-def _purl_type(ecosystem: str) -> str:
-    return {"pypi": "pypi", "debian": "deb/debian", "alpine": "apk/alpine", "npm": "npm"}.get(
-        ecosystem, ecosystem or "generic"
-    )
+    namespace = ""
+    qualifiers = ""
+    if ecosystem in _OS_PURL:
+        kind, namespace = _OS_PURL[ecosystem]
+        epoch, colon, rest = version.partition(":")
+        if kind in ("deb", "rpm") and colon and epoch.isdigit():
+            version, qualifiers = rest, f"?epoch={int(epoch)}"
+    else:
+        kind = _LANG_PURL.get(ecosystem, "")
+        if kind == "pypi":
+            name = name.lower().replace("_", "-")
+        elif kind in ("npm", "golang"):
+            namespace, _, name = name.lower().rpartition("/")
+        elif kind == "maven":
+            namespace, _, name = name.replace(":", "/").rpartition("/")
+        elif not kind:
+            kind = "generic"
+    path = "/".join(_enc(part) for part in namespace.split("/")) + "/" if namespace else ""
+    return f"pkg:{kind}/{path}{_enc(name)}@{_enc(version)}{qualifiers}"
 
 
 def _image_purl(report: Report) -> str | None:
