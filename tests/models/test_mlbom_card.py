@@ -349,3 +349,54 @@ def test_a_card_swapped_for_a_symlink_or_fifo_after_the_walk_is_not_read(tmp_pat
         "are not recorded",
         "config.json: not read (not a regular file); the architecture is not recorded",
     )
+
+
+@pytest.mark.parametrize("ignore", [None, '["*.md", "*.json"]'])
+def test_a_passing_run_carries_the_card_in_the_sbom(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ignore: str | None,
+) -> None:
+    """Issue 15 review: the card and config were read only when the gate had checked them,
+    but it then failed them as `unknown` format, and ignored ones were not read at all — no
+    passing run ever had a card. Pinned and lock-checked, they are read either way, and the
+    verdict passes."""
+    ctx = _model_dir(tmp_path)
+    _lock(ctx, monkeypatch, "hf://acme/tiny", COMMIT)  # pins README.md and config.json
+    policy = "version: 1\n" + (f"models:\n  ignore: {ignore}\n" if ignore else "")
+    (ctx / "policy.yml").write_text(policy)
+    out = tmp_path / "out"
+    argv = ["run", str(ctx), "--gate", "models", "--policy", str(ctx / "policy.yml"), "-o"]
+    assert main([*argv, str(out)]) == 0
+    capsys.readouterr()
+    report = read_report(out / "report.json")
+    assert report["verdict"] == "PASSED"
+    (gate,) = report_gates(report).values()
+    records = json.loads(Path(gate["artifacts"]["models_json"]).read_text())["models"]
+    m = _model(_sbom(records))
+    assert m["licenses"] == [{"license": {"id": "Apache-2.0", "acknowledgement": "declared"}}]
+    assert m["modelCard"]["modelParameters"]["architectureFamily"] == "llama"
+
+
+def test_a_pickle_named_config_json_is_still_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only text in no model format is let through as the card or config."""
+    ctx = _model_dir(tmp_path, config=None)
+    (ctx / "model" / "config.json").write_bytes(b"cos\nsystem\n(S'id'\ntR.")
+    monkeypatch.chdir(ctx)
+    assert main(["models", "lock", "model"]) == 0
+    (ctx / "policy.yml").write_text("version: 1\n")
+    out = tmp_path / "out"
+    argv = ["run", str(ctx), "--gate", "models", "--policy", str(ctx / "policy.yml"), "-o"]
+    assert main([*argv, str(out)]) == 1
+    capsys.readouterr()
+
+
+def test_a_pinned_card_changed_after_the_check_is_not_read(tmp_path: Path) -> None:
+    """The bytes read must have the digest the gate verified."""
+    (tmp_path / "README.md").write_text(CARD)
+    card = read_model_card(tmp_path, frozenset({"README.md"}), sha256={"README.md": "0" * 64})
+    assert card.licenses == ()
+    assert "changed since the models gate verified it" in card.notes[0]
