@@ -538,6 +538,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         model_signature = sign_model_directory(
             load_lock(models_target.lock), models_target.model_dir,
             signature=out_dir / "model.sig", signer=signer, trust=models_target.trust,
+            ignore=policy.policy.models.ignore,
         )  # fmt: skip
     hooks.publishing(request.push.name, signer.mode if signer is not None else "none (unsigned)")
     if "openvex" in policy.policy.publish.attestations and "openvex" not in paths:

@@ -454,3 +454,38 @@ def test_huggingface_hubs_own_log_lines_are_escaped_and_scrubbed(
     assert lib.handlers == handlers
     text = caplog.records[-1].getMessage()
     assert "\x1b" not in text and TOKEN not in text and "[HF_TOKEN]" in text
+
+
+def test_fetch_then_sign_round_trips_with_the_hubs_gitattributes(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: every Hub repository has a .gitattributes; fetch pins it, and sign
+    then refused it (model-signing's verifier never checks git paths). Sign leaves it out,
+    as the verifier does, and the round trip verifies."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from modelseal.models.signing import verify_model_signature
+
+    gitattributes = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+    _, commit = _repo(hub, FILES | {".gitattributes": gitattributes})
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+    assert "models/tiny/.gitattributes" in _lock()
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "k.pem").write_bytes(pem)
+    pub = tmp_path / "k.pub"
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    Path("p.yml").write_text("version: 1\n")
+    assert main(["models", "sign", "--key", str(tmp_path / "k.pem"), "--policy", "p.yml"]) == 0
+    capsys.readouterr()
+    sig = Path("models/model.sig")
+    assert (
+        verify_model_signature(model_dir=Path("models/tiny"), signature=sig, public_key=pub) is None
+    )

@@ -95,7 +95,7 @@ def test_key_round_trip_then_tamper_names_the_file(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
-    assert "2 pinned file(s) of model signed with the key and verified" in capsys.readouterr().out
+    assert "3 file(s) of model signed with the key and verified" in capsys.readouterr().out
     signature = repo / "model.sig"  # beside the model directory by default
     assert signature.is_file()
     # model-signing's own verifier accepts it, and so does the models gate.
@@ -177,29 +177,63 @@ def test_keyless_with_the_github_ambient_identity(
     assert made["identity"].startswith("https://github.com/") and made["issuer"] == issuer_url
 
 
-def test_only_pinned_files_are_signed(
+def test_every_file_is_signed_and_nothing_is_left_to_ignore_paths(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The signature inside the directory it signs, too: it is left out of what it signs.
-    sig = repo / "model" / "model.sig"
-    assert (
-        main(["models", "sign", "--key", str(tmp_path / "key.pem"), "--signature", str(sig)]) == 0
-    )
+    """model-signing's ignore_paths are path prefixes: an ignored name could later become a
+    directory of files every verifier skips. So none is written: the pinned files and the
+    ignored README are all signed, and a signature inside the directory is refused."""
+    sig = tmp_path / "model.sig"
+    argv = ["models", "sign", "--key", str(tmp_path / "key.pem")]
+    assert main([*argv, "--signature", str(repo / "model" / "model.sig")]) == 2
+    assert "inside model" in capsys.readouterr().err
+    assert main([*argv, "--signature", str(sig)]) == 0
     statement = _payload(sig)
     predicate = statement["predicate"]
     assert isinstance(predicate, dict)
     names = [r["name"] for r in predicate["resources"]]
-    assert names == ["sub/v.safetensors", "w.safetensors"]
-    assert sorted(predicate["serialization"]["ignore_paths"]) == ["README.md", "model.sig"]
+    assert names == ["README.md", "sub/v.safetensors", "w.safetensors"]
+    assert predicate["serialization"].get("ignore_paths", []) == []
     assert statement["predicateType"] == "https://model_signing/signature/v1.0"
     pub = repo / "key.pub"
     assert verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub) is None
-    # The README is not signed: changing it does not matter; a file added later does.
+    # The ignored README is signed as it was; a file added later fails too.
     (repo / "model" / "README.md").write_text("edited\n")
-    assert verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub) is None
+    problem = verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub)
+    assert problem is not None
+    (repo / "model" / "README.md").write_text("notes, not pinned\n")
     (repo / "model" / "extra.bin").write_bytes(b"planted")
     problem = verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub)
     assert problem is not None and "extra.bin" in problem
+
+
+def test_sign_model_directory_refuses_an_unpinned_unignored_file(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Issue 15 review (/tmp/review15/sign_ignore.py): publish.sign_models signed without the
+    lock check, and an unpinned file went into ignore_paths — later a directory of anything.
+    The check is in sign_model_directory itself, for every caller."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from modelseal.errors import ConfigError
+    from modelseal.models.lock import load_lock
+    from modelseal.models.signing import sign_model_directory
+    from modelseal.sign.key import KeySigner
+
+    key = load_pem_private_key((tmp_path / "key.pem").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    (repo / "model" / "evil.pkl").write_bytes(b"cos\nsystem\n(S'id'\ntR.")
+    lock = load_lock(repo / "models.lock")
+    sig = tmp_path / "out.sig"
+    with pytest.raises(ConfigError, match=r"model/evil\.pkl is neither pinned"):
+        sign_model_directory(lock, "model", signature=sig, signer=KeySigner(key), ignore=["*.md"])
+    assert not sig.exists()
+    (repo / "model" / "evil.pkl").unlink()
+    # A pinned file changed since it was locked is refused too.
+    (repo / "model" / "w.safetensors").write_bytes(safetensors_bytes([9.0]))
+    with pytest.raises(ConfigError, match="does not have the digest the lock pins"):
+        sign_model_directory(lock, "model", signature=sig, signer=KeySigner(key), ignore=["*.md"])
+    assert not sig.exists()
 
 
 def test_a_symlink_at_the_signature_path_is_refused(

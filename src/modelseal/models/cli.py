@@ -213,13 +213,15 @@ def sign_command(
             print(f"✗ {untrusted(f.id, markup=False)}: {untrusted(f.title, markup=False)}")
         print(f"{untrusted(rel, markup=False)} does not match the lock: nothing was signed")
         return int(ExitCode.BREACHED)
-    made = sign_model_directory(lock, rel, signature=out, signer=signer, trust=trust)
+    made = sign_model_directory(
+        lock, rel, signature=out, signer=signer, trust=trust, ignore=policy.policy.models.ignore
+    )
     if as_json:
         print(json.dumps(made.to_json(), indent=2))
     else:
         who = f" as {made.identity} ({made.issuer})" if made.identity else " with the key"
         print(
-            f"{untrusted(made.path, markup=False)}: {made.files} pinned file(s) of "
+            f"{untrusted(made.path, markup=False)}: {made.files} file(s) of "
             f"{untrusted(rel, markup=False)} signed{untrusted(who, markup=False)} and verified "
             f"(model digest sha256:{made.model_digest})"
         )
