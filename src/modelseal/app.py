@@ -790,7 +790,7 @@ def _with_model_signature(
     assert request.model_signature is not None
     ok, why = check_recorded_model_signature(
         request.model_signature, request.model_dir, expected=expected,
-        provenance=result.statements.get(SLSA_PROVENANCE_V1),
+        provenance=result.all_statements.get(SLSA_PROVENANCE_V1, ()),
     )  # fmt: skip
     check = Check("model-signature", ok, why)
     return dataclasses.replace(result, checks=(*result.checks, check))

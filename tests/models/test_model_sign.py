@@ -10,6 +10,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -365,3 +366,75 @@ def test_the_signature_never_replaces_a_pinned_file(
     assert main(args) == 2
     assert "the lock pins" in capsys.readouterr().err
     assert weights.read_bytes() == before
+
+
+def _byproduct(sig: bytes) -> dict[str, object]:
+    return {
+        "predicate": {
+            "runDetails": {
+                "byproducts": [
+                    {
+                        "name": "model.sig",
+                        "digest": {"sha256": hashlib.sha256(sig).hexdigest()},
+                        "annotations": {"predicateType": PREDICATE_TYPE, "modelDir": "model"},
+                    }
+                ]
+            }
+        }
+    }
+
+
+def test_verify_model_signature_consults_every_verified_provenance(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: `verify --model-signature` looked only at the first verified SLSA
+    provenance; the signature recorded by another one was "not recorded"."""
+    from modelseal.app import VerifyRequest, _with_model_signature
+    from modelseal.policy.loader import load_policy_text
+    from modelseal.publish.provenance import SLSA_PROVENANCE_V1
+    from modelseal.publish.verify_image import VerifyResult
+
+    assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
+    capsys.readouterr()
+    sig = repo / "model.sig"
+    first = _byproduct(b"another run's signature")
+    result = VerifyResult(
+        image="registry.test/app", digest="sha256:" + "0" * 64, checks=(),
+        statements={SLSA_PROVENANCE_V1: first},
+        all_statements={SLSA_PROVENANCE_V1: (first, _byproduct(sig.read_bytes()))},
+    )  # fmt: skip
+    request = VerifyRequest(
+        image="registry.test/app", policy=load_policy_text("version: 1\n", "p.yml"),
+        model_signature=sig,
+    )  # fmt: skip
+    expected = ExpectedSigner(public_key_pem=(repo / "key.pub").read_bytes())
+    (check,) = _with_model_signature(result, request, expected).checks
+    assert check.ok, check.detail
+
+
+def test_the_signature_checked_is_the_copy_whose_digest_matched(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 review: the file was read for its sha256, then model-signing read it again;
+    the bytes verified are now the very bytes that matched."""
+    import modelseal.models.signing as signing
+
+    assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
+    capsys.readouterr()
+    sig = repo / "model.sig"
+    recorded = sig.read_bytes()
+    seen: list[bytes] = []
+    real = signing.verify_model_signature
+
+    def swap_then_verify(**kw: Any) -> str | None:
+        sig.write_bytes(b"swapped after the digest matched")
+        seen.append(Path(kw["signature"]).read_bytes())
+        return real(**kw)
+
+    monkeypatch.setattr(signing, "verify_model_signature", swap_then_verify)
+    expected = ExpectedSigner(public_key_pem=(repo / "key.pub").read_bytes())
+    ok, why = check_recorded_model_signature(
+        sig, None, expected=expected, provenance=_byproduct(recorded)
+    )
+    assert ok, why
+    assert seen == [recorded]

@@ -400,7 +400,7 @@ def check_recorded_model_signature(
     model_dir: Path | None,
     *,
     expected: ExpectedSigner,
-    provenance: Mapping[str, Any] | None,
+    provenance: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
 ) -> tuple[bool, str]:
     """``modelseal verify --model-signature``: ``(ok, why)``.
 
@@ -409,12 +409,18 @@ def check_recorded_model_signature(
     sha256), be signed by the expected signer — the image's key, or a certificate whose
     identity and issuer pass the same rules (``identity``/``identity_regexp``, trust config) —
     and the model directory (default: the recorded ``modelDir``, relative to the current
-    directory) must match it."""
+    directory) must match it. ``provenance`` is the image's verified SLSA provenance, or all
+    of them (an image can carry several): the signature may be recorded by any. What is
+    verified is a private copy of exactly the bytes whose sha256 matched, never the file again
+    (it could be swapped in between)."""
     from modelseal.sign.interface import VerificationError
 
     data = read_input(signature, what="--model-signature", limit=MAX_MODEL_SIGNATURE_BYTES)
     digest = hashlib.sha256(data).hexdigest()
-    recorded = recorded_model_signatures(provenance)
+    provenances = (
+        [provenance] if provenance is None or isinstance(provenance, Mapping) else provenance
+    )
+    recorded = [b for p in provenances for b in recorded_model_signatures(p)]
     match = [b for b in recorded if b.get("digest", {}).get("sha256") == digest]
     if not match:
         listed = ", ".join(str(b.get("digest", {}).get("sha256", "?"))[:16] for b in recorded)
@@ -427,12 +433,12 @@ def check_recorded_model_signature(
     if not directory.is_dir():
         return False, f"model directory {fsio.shown(directory)} is not there to check"
     with fsio.private_temp_dir("modelseal-msig-") as tmp:
+        copy = Path(tmp) / "model.sig"  # the bytes that matched, not the file read again
+        copy.write_bytes(data)
         if expected.mode == "key":
             key = Path(tmp) / "key.pub"
             key.write_bytes(_pem(expected))
-            problem = verify_model_signature(
-                model_dir=directory, signature=signature, public_key=key
-            )
+            problem = verify_model_signature(model_dir=directory, signature=copy, public_key=key)
             who = f"key {expected.key_hint}"
         else:
             try:
@@ -440,7 +446,7 @@ def check_recorded_model_signature(
             except VerificationError as e:
                 return False, f"model signature: {e.message}"
             problem = verify_model_signature(
-                model_dir=directory, signature=signature, identity=identity, issuer=issuer,
+                model_dir=directory, signature=copy, identity=identity, issuer=issuer,
                 trust=expected.trust(),
             )  # fmt: skip
             who = f"{identity} ({issuer})"
