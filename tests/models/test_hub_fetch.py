@@ -74,7 +74,10 @@ def test_a_clean_fetch_writes_the_files_and_pins_them_with_their_source(
     for rel, data in FILES.items():
         entry = lock[f"models/tiny/{rel}"]
         assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["size"] == len(data)
-        assert entry["source"] == {"uri": "hf://org/tiny", "revision": commit, "path": rel}
+        assert entry["source"] == {
+            "uri": "hf://org/tiny", "revision": commit, "path": rel,
+            "endpoint": hub.endpoint.rstrip("/"),
+        }  # fmt: skip
     assert json.loads(Path("models.lock").read_text())["roots"] == ["models/tiny"]
     # Every file was asked for by the commit; LFS bytes came from the other origin (the "CDN"),
     # which never saw the token (FakeHub records a violation otherwise); the token is nowhere.
@@ -379,6 +382,9 @@ def test_verify_check_source_cannot_reach_the_hub_is_exit_3(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # The lock records the endpoint; the same hub, now unreachable (moved to a dead port).
+    lock = Path("models.lock")
+    lock.write_text(lock.read_text().replace(hub.endpoint.rstrip("/"), f"http://127.0.0.1:{port}"))
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     assert main(["models", "verify", "--check-source"]) == 3
 
@@ -489,3 +495,89 @@ def test_fetch_then_sign_round_trips_with_the_hubs_gitattributes(
     assert (
         verify_model_signature(model_dir=Path("models/tiny"), signature=sig, public_key=pub) is None
     )
+
+
+def test_the_endpoint_is_recorded_named_in_the_purl_and_checked_against(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: the hub a file came from was recorded nowhere, and --check-source
+    asked whatever HF_ENDPOINT said."""
+    from modelseal.models.mlbom import hf_purl
+
+    _, commit = _repo(hub)
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+    source = _lock()["models/tiny/config.json"]["source"]
+    assert source["endpoint"] == hub.endpoint.rstrip("/")
+    purl = hf_purl(source)
+    assert purl == f"pkg:huggingface/org/tiny@{commit}?repository_url={hub.endpoint.rstrip('/')}"
+    assert main(["models", "verify", "--check-source"]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    capsys.readouterr()
+    assert main(["models", "verify", "--check-source"]) == 2
+    err = capsys.readouterr().err
+    assert "was fetched from the hub at" in err and "HF_ENDPOINT" in err
+
+
+def test_credentials_in_hf_endpoint_stay_out_of_messages(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://mirror-user:p4ssw0rd@127.0.0.1:{port}")
+    assert main(["models", "fetch", "hf://org/tiny@" + "a" * 40]) == 3
+    out, err = capsys.readouterr()
+    assert "p4ssw0rd" not in out + err and "mirror-user" not in out + err
+    assert f"127.0.0.1:{port}" in err
+
+
+def test_repository_files_under_dot_cache_are_refused(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fetch removes huggingface_hub's DEST/.cache after the download: a repository file
+    there (.cache/other.bin) would have been deleted silently."""
+    _, commit = _repo(hub, FILES | {".cache/other.bin": b"kept?"})
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 2
+    assert ".cache/other.bin" in capsys.readouterr().err
+    assert not Path("models/tiny").exists() and not Path("models.lock").exists()
+
+
+def test_a_failure_after_the_download_leaves_the_previous_fetch(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Formats are detected and the lock text made before the destination is replaced."""
+    import modelseal.models.formats as formats
+    from modelseal.errors import GateError
+
+    repo, first = _repo(hub)
+    assert main(["models", "fetch", f"hf://org/tiny@{first}"]) == 0
+    before = Path("models.lock").read_text()
+    second = repo.commit({**FILES, "extra.bin": b"E" * 10})
+
+    def broken(path: Path) -> object:
+        raise GateError(f"cannot detect {path.name}")
+
+    monkeypatch.setattr(formats, "detect_format", broken)
+    assert main(["models", "fetch", f"hf://org/tiny@{second}", "--replace"]) == 3
+    assert not Path("models/tiny/extra.bin").exists()
+    assert Path("models.lock").read_text() == before
+    assert _leftovers() == []
+
+
+def test_check_source_without_a_token_on_a_hidden_repository_could_not_check(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A private or gated repository looks missing to a request without a token: that is
+    "could not check" (exit 3), not a moved source."""
+    _, commit = _repo(hub)
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+    monkeypatch.delenv("HF_TOKEN")
+    hub.token = None
+    del hub.repos["org/tiny"]
+    capsys.readouterr()
+    assert main(["models", "verify", "--check-source"]) == 3
+    assert "could not check" in capsys.readouterr().err

@@ -51,10 +51,12 @@ __all__ = [
     "HubNotFound",
     "HubRef",
     "HubSession",
+    "HubUnreadable",
     "git_blob_sha1",
     "is_commit",
     "name_problem",
     "parse_hf_uri",
+    "public_endpoint",
 ]
 
 SCHEME: Final = "hf://"
@@ -83,6 +85,11 @@ class HubError(GateError):
 class HubNotFound(ConfigError):
     """The Hub has no such repository or revision (or will not show it): exit 2 for a fetch;
     for a lock's source, the pinned revision has gone."""
+
+
+class HubUnreadable(HubNotFound):
+    """The Hub shows no such repository to a request without a token: it may be private or
+    gated rather than gone, so a lock's source cannot be checked (exit 3 there)."""
 
 
 def is_commit(revision: str | None) -> bool:
@@ -197,6 +204,18 @@ class HubFile:
         if self.lfs_sha256 is not None:
             return "sha256", self.lfs_sha256
         return "git-sha1", self.blob_id
+
+
+def public_endpoint(url: str) -> str:
+    """``url`` without credentials (``user:password@``) and without a trailing ``/``: the
+    endpoint as messages show it and the lock records it."""
+    parts = urlsplit(url.rstrip("/"))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return parts.geturl()
+
+
+_USERINFO = re.compile(r"(?<=//)[^/\s@]*@")
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -340,8 +359,8 @@ class HubSession:
     def __init__(self, endpoint: str, limits: FetchLimits) -> None:
         if urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).hostname:
             raise ConfigError(
-                f"HF_ENDPOINT {untrusted(endpoint, limit=200, markup=False)!r} is not an "
-                "http(s) URL."
+                f"HF_ENDPOINT {untrusted(public_endpoint(endpoint), limit=200, markup=False)!r} "
+                "is not an http(s) URL."
             )
         self.endpoint = endpoint.rstrip("/")
         self.limits = limits
@@ -431,7 +450,7 @@ class HubSession:
 
     def scrub(self, text: object) -> str:
         """``text`` without the token, escaped and clipped for a message."""
-        raw = str(text)
+        raw = _USERINFO.sub("", str(text))  # credentials in HF_ENDPOINT's URL
         if self._token:
             raw = raw.replace(self._token, "[HF_TOKEN]")
         return untrusted(raw, limit=400, markup=False)
@@ -452,7 +471,7 @@ class HubSession:
         except (HubError, ConfigError):
             raise
         except RepositoryNotFoundError:
-            raise HubNotFound(
+            raise (HubNotFound if self._token else HubUnreadable)(
                 f"{what}: the Hub at {self.scrub(self.endpoint)} has no such model repository, "
                 "or it is private or gated (set HF_TOKEN to a token that may read it).",
             ) from None

@@ -20,8 +20,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from modelseal import fsio
+from modelseal.models.hub import DEFAULT_ENDPOINT
 
 if TYPE_CHECKING:
     from cyclonedx.model.component import Component
@@ -71,7 +73,8 @@ def read_models_json(path: Path) -> list[dict[str, Any]]:
 
 
 def hf_purl(source: Mapping[str, Any] | None) -> str | None:
-    """``pkg:huggingface/ORG/NAME@commit`` for a source ``hf://ORG/NAME`` at a full commit;
+    """``pkg:huggingface/ORG/NAME@commit`` for a source ``hf://ORG/NAME`` at a full commit (with
+    ``?repository_url=ENDPOINT`` when the lock records a hub other than the public one);
     ``None`` for any other source (a branch, a tag or a short hash pins nothing)."""
     src = source or {}
     m = _HF_URI.fullmatch(str(src.get("uri", "")))
@@ -79,7 +82,12 @@ def hf_purl(source: Mapping[str, Any] | None) -> str | None:
     if m is None or not _COMMIT.fullmatch(rev):
         return None
     # The characters allowed above need no percent-encoding in a purl.
-    return f"pkg:huggingface/{m.group(1)}/{m.group(2)}@{rev.lower()}"
+    purl = f"pkg:huggingface/{m.group(1)}/{m.group(2)}@{rev.lower()}"
+    endpoint = src.get("endpoint")
+    if isinstance(endpoint, str) and endpoint.rstrip("/") != DEFAULT_ENDPOINT:
+        # The purl-spec's huggingface type: repository_url, default https://huggingface.co.
+        purl += "?repository_url=" + quote(endpoint.rstrip("/"), safe=":/")
+    return purl
 
 
 def model_bom_ref(record: Mapping[str, Any]) -> str:
