@@ -344,11 +344,60 @@ def test_verify_reports_an_unpinned_source_revision_offline(
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "w.bin").write_bytes(b"w")
     args = ["models", "lock", "m", "--source-uri", "hf://org/tiny", "--source-revision", "main"]
-    assert main(args) == 0
+    assert main(args) == 2  # models lock refuses to write such a source (below)
+    # A lock written by hand (or by an older modelseal) with a branch as its revision:
+    assert main(["models", "lock", "m", "--source-uri", "hf://org/tiny"]) == 2
+    assert main(["models", "lock", "m", "--source-uri", "https://example.org/tiny"]) == 0
+    lock = Path("models.lock")
+    lock.write_text(lock.read_text().replace('"uri": "https://example.org/tiny"',
+                                             '"uri": "hf://org/tiny", "revision": "main"'))  # fmt: skip
     capsys.readouterr()
     assert main(["models", "verify"]) == 1
     out = capsys.readouterr().out
     assert "models.source-unpinned" in out and "'main', not a full commit" in out
+    # The tree matches: the source finding is not counted as a tree mismatch.
+    assert "the tree matches; 1 source finding(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("uri", "revision", "why"),
+    [
+        ("hf://gpt2", "a" * 40, "hf://ORG/NAME"),
+        ("hf://org/tiny", "main", "'main' is not a full 40-hex commit"),
+        ("hf://org/tiny", "abc1234", "'abc1234' is not a full 40-hex commit"),
+        ("hf://org/tiny", None, "no revision is not a full 40-hex commit"),
+        ("hf://org/tiny@main", None, "'main' is not a full 40-hex commit"),
+        ("hf://org/tiny@" + "a" * 40, "b" * 40, "give one"),
+    ],
+)
+def test_models_lock_refuses_a_source_models_verify_would_fail(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    uri: str,
+    revision: str | None,
+    why: str,
+) -> None:
+    """Issue 15 review: `models lock --source-uri hf://gpt2` or `--source-revision main`
+    wrote sources `models verify` then failed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"w")
+    args = ["models", "lock", "m", "--source-uri", uri]
+    assert main(args + (["--source-revision", revision] if revision else [])) == 2
+    assert why in capsys.readouterr().err
+    assert not Path("models.lock").exists()
+
+
+def test_models_lock_records_an_hf_source_at_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"w")
+    assert main(["models", "lock", "m", "--source-uri", "hf://org/tiny@" + "A" * 40]) == 0
+    assert _lock()["m/w.bin"]["source"] == {"uri": "hf://org/tiny", "revision": "a" * 40}
+    assert main(["models", "verify"]) == 0
 
 
 def test_verify_check_source_reports_a_moved_file_and_a_vanished_commit(
