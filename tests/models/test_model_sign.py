@@ -438,3 +438,37 @@ def test_the_signature_checked_is_the_copy_whose_digest_matched(
     )
     assert ok, why
     assert seen == [recorded]
+
+
+def test_a_signature_that_does_not_verify_leaves_the_previous_one(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: a failed signing wrote over the previous signature, then removed it."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from modelseal.errors import GateError
+    from modelseal.models.lock import load_lock
+    from modelseal.models.signing import sign_model_directory
+    from modelseal.sign.key import KeySigner
+
+    assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
+    capsys.readouterr()
+    sig = repo / "model.sig"
+    before = sig.read_bytes()
+    key = load_pem_private_key((tmp_path / "key.pem").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    other = ec.generate_private_key(ec.SECP256R1())
+
+    class WrongHalf(KeySigner):
+        """Signs with one key, names another's public half: the check after signing fails."""
+
+        @property
+        def public_key_pem(self) -> str:
+            return KeySigner(other).public_key_pem
+
+    with pytest.raises(GateError, match="does not verify"):
+        sign_model_directory(
+            load_lock(repo / "models.lock"), "model", signature=sig, signer=WrongHalf(key),
+            ignore=["README.md"],
+        )  # fmt: skip
+    assert sig.read_bytes() == before

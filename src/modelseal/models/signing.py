@@ -307,27 +307,30 @@ def sign_model_directory(
         material["publicKey"] = {"hint": hashlib.sha256(public_pem).hexdigest()}
         bundle["verificationMaterial"] = material
     data = json.dumps(bundle, sort_keys=True, separators=(",", ":")).encode()
-    check_signature_path(signature)
-    fsio.write_bytes_atomic(signature, data, mode=0o644)
     with fsio.private_temp_dir("modelseal-msig-") as tmp:
+        # Verified as a private copy first, then put in place: a signature that fails leaves
+        # the previous one at ``signature`` whole.
+        candidate = Path(tmp) / "model.sig"
+        candidate.write_bytes(data)
         public_key = None
         if public_pem is not None:
             public_key = Path(tmp) / "key.pub"
             public_key.write_bytes(public_pem)
         problem = verify_model_signature(
             model_dir=base / model_dir,
-            signature=signature,
+            signature=candidate,
             public_key=public_key,
             identity=signed.identity if public_pem is None else None,
             issuer=signed.issuer if public_pem is None else None,
             trust=trust,
         )
     if problem is not None:
-        fsio.remove(signature)
         raise GateError(
             f"the model signature just made over {model_dir} does not verify ({problem}); "
-            "it was removed."
+            f"nothing was written to {fsio.shown(signature)}."
         )
+    check_signature_path(signature)
+    fsio.write_bytes_atomic(signature, data, mode=0o644)
     return ModelSignature(
         path=target,
         sha256=hashlib.sha256(data).hexdigest(),
