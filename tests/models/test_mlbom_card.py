@@ -400,3 +400,49 @@ def test_a_pinned_card_changed_after_the_check_is_not_read(tmp_path: Path) -> No
     card = read_model_card(tmp_path, frozenset({"README.md"}), sha256={"README.md": "0" * 64})
     assert card.licenses == ()
     assert "changed since the models gate verified it" in card.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("front", "expected"),
+    [
+        ("license: unknown\n", None),  # the Hub's "unknown" declares nothing
+        ("license: gpl-3.0\n", [{"id": "GPL-3.0-only"}]),  # not the deprecated GPL-3.0
+        ("license: lgpl-2.1\n", [{"id": "LGPL-2.1-only"}]),
+        ("license: agpl-3.0\n", [{"id": "AGPL-3.0-only"}]),
+    ],
+)
+def test_license_labels_are_current_and_unknown_is_left_out(
+    tmp_path: Path, front: str, expected: list[dict[str, str]] | None
+) -> None:
+    (tmp_path / "README.md").write_text(f"---\n{front}---\n")
+    card = read_model_card(tmp_path, frozenset({"README.md"}))
+    record = _record(card.to_json())
+    got = _model(_sbom([record])).get("licenses")
+    want = [{"license": e | {"acknowledgement": "declared"}} for e in expected or []] or None
+    assert got == want
+
+
+def _record(card: dict[str, Any]) -> dict[str, Any]:
+    return {"path": "m/model.safetensors", "size": 1, "sha256": "a" * 64,
+            "format": "safetensors", "card": card}  # fmt: skip
+
+
+def test_each_files_purl_names_it_by_subpath() -> None:
+    """Every file of one Hub repository had the same purl; the subpath tells them apart."""
+    commit = COMMIT.lower()
+    source = {"uri": "hf://acme/tiny", "revision": commit}
+    records = [
+        {"path": f"m/{name}", "size": 1, "sha256": digest * 64, "format": "unknown",
+         "source": source | {"path": in_repo}}
+        for name, in_repo, digest in (
+            ("model.safetensors", "model.safetensors", "a"),
+            ("weights.bin", "sub dir/weights.bin", "b"),
+        )
+    ]  # fmt: skip
+    text = _sbom(records)
+    assert _model(text)["purl"] == f"pkg:huggingface/acme/tiny@{commit}#model.safetensors"
+    assert _model(text, "weights.bin")["purl"] == (
+        f"pkg:huggingface/acme/tiny@{commit}#sub%20dir/weights.bin"
+    )
+    # A path that is not a plain relative one gets no subpath.
+    assert hf_purl(source | {"path": "../x"}) == f"pkg:huggingface/acme/tiny@{commit}"
