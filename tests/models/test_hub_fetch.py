@@ -630,3 +630,43 @@ def test_check_source_without_a_token_on_a_hidden_repository_could_not_check(
     capsys.readouterr()
     assert main(["models", "verify", "--check-source"]) == 3
     assert "could not check" in capsys.readouterr().err
+
+
+def test_proxy_selection_follows_the_environment() -> None:
+    from modelseal.models.hub import proxy_for
+
+    proxies = {
+        "https://": "http://proxy.test:3128",
+        "http://": "http://proxy.test:3128",
+        "all://127.0.0.1": None,  # NO_PROXY=127.0.0.1
+        "all://*example.org": None,  # NO_PROXY=example.org
+    }
+    assert proxy_for("https://huggingface.co/api/models/a/b", proxies) == "http://proxy.test:3128"
+    assert proxy_for("https://cdn.example.org/x", proxies) is None
+    assert proxy_for("http://127.0.0.1:8080/api", proxies) is None
+    assert proxy_for("https://huggingface.co/", {}) is None
+
+
+def test_a_fetch_goes_through_the_environments_proxy_unless_no_proxy(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: the guarded transport ignored HTTP(S)_PROXY/NO_PROXY. A proxy that
+    is not there fails the fetch (so it was used); NO_PROXY for the Hub's host lets it by."""
+    _, commit = _repo(hub)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{dead}")
+    # With the token: refused before it would reach the proxy in clear text.
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 3
+    assert "proxy from the environment would carry HF_TOKEN" in capsys.readouterr().err
+    monkeypatch.delenv("HF_TOKEN")
+    hub.token = None
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 3
+    assert not hub.requests  # nothing reached the Hub: the (missing) proxy was asked
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the Hub and its "CDN"
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0

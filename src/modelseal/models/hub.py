@@ -277,8 +277,26 @@ class _Guard:
                 self.received += n
 
 
+def proxy_for(url: str, proxies: Mapping[str, str | None]) -> str | None:
+    """The proxy a request to ``url`` goes through, by ``proxies`` (httpx's mounts from the
+    environment: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), matched the way
+    an httpx client without a transport of its own matches them; ``None``: directly."""
+    import httpx2
+    from httpx2._utils import URLPattern
+
+    for pattern, proxy in sorted((URLPattern(k), v) for k, v in proxies.items()):
+        if pattern.matches(httpx2.URL(url)):
+            return proxy
+    return None
+
+
 def _transport(guard: _Guard) -> httpx2.BaseTransport:
     import httpx2
+    from httpx2._utils import get_environment_proxies
+
+    # huggingface_hub's own client honours the proxy settings of the environment; a client
+    # given a transport does not, so the guarded transport picks one per request itself.
+    proxies = get_environment_proxies()
 
     class CountedStream(httpx2.SyncByteStream):
         def __init__(self, inner: Any) -> None:
@@ -294,7 +312,10 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
 
     class GuardedTransport(httpx2.BaseTransport):
         def __init__(self) -> None:
-            self.inner = httpx2.HTTPTransport(retries=0)
+            self.direct = httpx2.HTTPTransport(retries=0)
+            self.proxied = {
+                p: httpx2.HTTPTransport(retries=0, proxy=p) for p in set(proxies.values()) if p
+            }
 
         def handle_request(self, request: httpx2.Request) -> httpx2.Response:
             guard.request()
@@ -308,7 +329,14 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
             request.extensions["timeout"] = {
                 k: min(float(given.get(k) or cap), cap) for k, cap in _TIMEOUTS.items()
             }
-            response = self.inner.handle_request(request)
+            proxy = proxy_for(str(request.url), proxies)
+            if proxy and request.url.scheme == "http" and "authorization" in request.headers:
+                raise HubError(
+                    "a proxy from the environment would carry HF_TOKEN in clear text to "
+                    f"{untrusted(public_endpoint(proxy), limit=200, markup=False)}; set NO_PROXY "
+                    "for the Hub's host, or use an https endpoint."
+                )
+            response = (self.proxied[proxy] if proxy else self.direct).handle_request(request)
             length = response.headers.get("content-length", "")
             if length.isdigit():
                 try:
@@ -333,7 +361,8 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
             return response
 
         def close(self) -> None:
-            self.inner.close()
+            for transport in (self.direct, *self.proxied.values()):
+                transport.close()
 
     return GuardedTransport()
 
