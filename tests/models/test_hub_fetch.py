@@ -670,3 +670,13 @@ def test_a_fetch_goes_through_the_environments_proxy_unless_no_proxy(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the Hub and its "CDN"
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+
+
+def test_a_lock_path_that_cannot_be_written_is_refused_before_the_download(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, commit = _repo(hub)
+    Path("b.lock").mkdir()
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}", "--lock", "b.lock"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert not Path("models").exists() and not hub.requests

@@ -86,6 +86,9 @@ def fetch_command(
             f"--dest {fsio.shown(dest)} must be a directory below {fsio.shown(base)}, the lock "
             "file's directory (lock paths are relative to it)."
         )
+    if lock_path.exists() and lock_path.is_dir():
+        # Checked before anything is downloaded or replaced: the lock is written last.
+        raise ConfigError(f"--lock {fsio.shown(lock_path)} is a directory, not a lock file.")
     previous = load_lock(lock_path) if lock_path.is_file() else None
     _check_dest(dest, replace)
 
