@@ -558,7 +558,9 @@ def test_the_endpoint_is_recorded_named_in_the_purl_and_checked_against(
     source = _lock()["models/tiny/config.json"]["source"]
     assert source["endpoint"] == hub.endpoint.rstrip("/")
     purl = hf_purl(source)
-    assert purl == f"pkg:huggingface/org/tiny@{commit}?repository_url={hub.endpoint.rstrip('/')}"
+    assert purl == (
+        f"pkg:huggingface/org/tiny@{commit}?repository_url={hub.endpoint.rstrip('/')}#config.json"
+    )
     assert main(["models", "verify", "--check-source"]) == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
