@@ -550,6 +550,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         model_signature = sign_model_directory(
             load_lock(models_target.lock), models_target.model_dir,
             signature=out_dir / "model.sig", signer=signer, trust=models_target.trust,
+            ignore=policy.policy.models.ignore,
         )  # fmt: skip
     hooks.publishing(request.push.name, signer.mode if signer is not None else "none (unsigned)")
     if "openvex" in policy.policy.publish.attestations and "openvex" not in paths:
@@ -801,7 +802,7 @@ def _with_model_signature(
     assert request.model_signature is not None
     ok, why = check_recorded_model_signature(
         request.model_signature, request.model_dir, expected=expected,
-        provenance=result.statements.get(SLSA_PROVENANCE_V1),
+        provenance=result.all_statements.get(SLSA_PROVENANCE_V1, ()),
     )  # fmt: skip
     check = Check("model-signature", ok, why)
     return dataclasses.replace(result, checks=(*result.checks, check))

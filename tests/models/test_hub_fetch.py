@@ -74,7 +74,10 @@ def test_a_clean_fetch_writes_the_files_and_pins_them_with_their_source(
     for rel, data in FILES.items():
         entry = lock[f"models/tiny/{rel}"]
         assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["size"] == len(data)
-        assert entry["source"] == {"uri": "hf://org/tiny", "revision": commit, "path": rel}
+        assert entry["source"] == {
+            "uri": "hf://org/tiny", "revision": commit, "path": rel,
+            "endpoint": hub.endpoint.rstrip("/"),
+        }  # fmt: skip
     assert json.loads(Path("models.lock").read_text())["roots"] == ["models/tiny"]
     # Every file was asked for by the commit; LFS bytes came from the other origin (the "CDN"),
     # which never saw the token (FakeHub records a violation otherwise); the token is nowhere.
@@ -341,11 +344,60 @@ def test_verify_reports_an_unpinned_source_revision_offline(
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "w.bin").write_bytes(b"w")
     args = ["models", "lock", "m", "--source-uri", "hf://org/tiny", "--source-revision", "main"]
-    assert main(args) == 0
+    assert main(args) == 2  # models lock refuses to write such a source (below)
+    # A lock written by hand (or by an older modelseal) with a branch as its revision:
+    assert main(["models", "lock", "m", "--source-uri", "hf://org/tiny"]) == 2
+    assert main(["models", "lock", "m", "--source-uri", "https://example.org/tiny"]) == 0
+    lock = Path("models.lock")
+    lock.write_text(lock.read_text().replace('"uri": "https://example.org/tiny"',
+                                             '"uri": "hf://org/tiny", "revision": "main"'))  # fmt: skip
     capsys.readouterr()
     assert main(["models", "verify"]) == 1
     out = capsys.readouterr().out
     assert "models.source-unpinned" in out and "'main', not a full commit" in out
+    # The tree matches: the source finding is not counted as a tree mismatch.
+    assert "the tree matches; 1 source finding(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("uri", "revision", "why"),
+    [
+        ("hf://gpt2", "a" * 40, "hf://ORG/NAME"),
+        ("hf://org/tiny", "main", "'main' is not a full 40-hex commit"),
+        ("hf://org/tiny", "abc1234", "'abc1234' is not a full 40-hex commit"),
+        ("hf://org/tiny", None, "no revision is not a full 40-hex commit"),
+        ("hf://org/tiny@main", None, "'main' is not a full 40-hex commit"),
+        ("hf://org/tiny@" + "a" * 40, "b" * 40, "give one"),
+    ],
+)
+def test_models_lock_refuses_a_source_models_verify_would_fail(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    uri: str,
+    revision: str | None,
+    why: str,
+) -> None:
+    """Issue 15 review: `models lock --source-uri hf://gpt2` or `--source-revision main`
+    wrote sources `models verify` then failed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"w")
+    args = ["models", "lock", "m", "--source-uri", uri]
+    assert main(args + (["--source-revision", revision] if revision else [])) == 2
+    assert why in capsys.readouterr().err
+    assert not Path("models.lock").exists()
+
+
+def test_models_lock_records_an_hf_source_at_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"w")
+    assert main(["models", "lock", "m", "--source-uri", "hf://org/tiny@" + "A" * 40]) == 0
+    assert _lock()["m/w.bin"]["source"] == {"uri": "hf://org/tiny", "revision": "a" * 40}
+    assert main(["models", "verify"]) == 0
 
 
 def test_verify_check_source_reports_a_moved_file_and_a_vanished_commit(
@@ -379,6 +431,9 @@ def test_verify_check_source_cannot_reach_the_hub_is_exit_3(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # The lock records the endpoint; the same hub, now unreachable (moved to a dead port).
+    lock = Path("models.lock")
+    lock.write_text(lock.read_text().replace(hub.endpoint.rstrip("/"), f"http://127.0.0.1:{port}"))
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     assert main(["models", "verify", "--check-source"]) == 3
 
@@ -454,3 +509,176 @@ def test_huggingface_hubs_own_log_lines_are_escaped_and_scrubbed(
     assert lib.handlers == handlers
     text = caplog.records[-1].getMessage()
     assert "\x1b" not in text and TOKEN not in text and "[HF_TOKEN]" in text
+
+
+def test_fetch_then_sign_round_trips_with_the_hubs_gitattributes(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: every Hub repository has a .gitattributes; fetch pins it, and sign
+    then refused it (model-signing's verifier never checks git paths). Sign leaves it out,
+    as the verifier does, and the round trip verifies."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from modelseal.models.signing import verify_model_signature
+
+    gitattributes = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+    _, commit = _repo(hub, FILES | {".gitattributes": gitattributes})
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+    assert "models/tiny/.gitattributes" in _lock()
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "k.pem").write_bytes(pem)
+    pub = tmp_path / "k.pub"
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    Path("p.yml").write_text("version: 1\n")
+    assert main(["models", "sign", "--key", str(tmp_path / "k.pem"), "--policy", "p.yml"]) == 0
+    capsys.readouterr()
+    sig = Path("models/model.sig")
+    assert (
+        verify_model_signature(model_dir=Path("models/tiny"), signature=sig, public_key=pub) is None
+    )
+
+
+def test_the_endpoint_is_recorded_named_in_the_purl_and_checked_against(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: the hub a file came from was recorded nowhere, and --check-source
+    asked whatever HF_ENDPOINT said."""
+    from modelseal.models.mlbom import hf_purl
+
+    _, commit = _repo(hub)
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+    source = _lock()["models/tiny/config.json"]["source"]
+    assert source["endpoint"] == hub.endpoint.rstrip("/")
+    purl = hf_purl(source)
+    assert purl == (
+        f"pkg:huggingface/org/tiny@{commit}?repository_url={hub.endpoint.rstrip('/')}#config.json"
+    )
+    assert main(["models", "verify", "--check-source"]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    capsys.readouterr()
+    assert main(["models", "verify", "--check-source"]) == 2
+    err = capsys.readouterr().err
+    assert "was fetched from the hub at" in err and "HF_ENDPOINT" in err
+
+
+def test_credentials_in_hf_endpoint_stay_out_of_messages(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://mirror-user:p4ssw0rd@127.0.0.1:{port}")
+    assert main(["models", "fetch", "hf://org/tiny@" + "a" * 40]) == 3
+    out, err = capsys.readouterr()
+    assert "p4ssw0rd" not in out + err and "mirror-user" not in out + err
+    assert f"127.0.0.1:{port}" in err
+
+
+def test_repository_files_under_dot_cache_are_refused(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fetch removes huggingface_hub's DEST/.cache after the download: a repository file
+    there (.cache/other.bin) would have been deleted silently."""
+    _, commit = _repo(hub, FILES | {".cache/other.bin": b"kept?"})
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 2
+    assert ".cache/other.bin" in capsys.readouterr().err
+    assert not Path("models/tiny").exists() and not Path("models.lock").exists()
+
+
+def test_a_failure_after_the_download_leaves_the_previous_fetch(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Formats are detected and the lock text made before the destination is replaced."""
+    import modelseal.models.formats as formats
+    from modelseal.errors import GateError
+
+    repo, first = _repo(hub)
+    assert main(["models", "fetch", f"hf://org/tiny@{first}"]) == 0
+    before = Path("models.lock").read_text()
+    second = repo.commit({**FILES, "extra.bin": b"E" * 10})
+
+    def broken(path: Path) -> object:
+        raise GateError(f"cannot detect {path.name}")
+
+    monkeypatch.setattr(formats, "detect_format", broken)
+    assert main(["models", "fetch", f"hf://org/tiny@{second}", "--replace"]) == 3
+    assert not Path("models/tiny/extra.bin").exists()
+    assert Path("models.lock").read_text() == before
+    assert _leftovers() == []
+
+
+def test_check_source_without_a_token_on_a_hidden_repository_could_not_check(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A private or gated repository looks missing to a request without a token: that is
+    "could not check" (exit 3), not a moved source."""
+    _, commit = _repo(hub)
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+    monkeypatch.delenv("HF_TOKEN")
+    hub.token = None
+    del hub.repos["org/tiny"]
+    capsys.readouterr()
+    assert main(["models", "verify", "--check-source"]) == 3
+    assert "could not check" in capsys.readouterr().err
+
+
+def test_proxy_selection_follows_the_environment() -> None:
+    from modelseal.models.hub import proxy_for
+
+    proxies = {
+        "https://": "http://proxy.test:3128",
+        "http://": "http://proxy.test:3128",
+        "all://127.0.0.1": None,  # NO_PROXY=127.0.0.1
+        "all://*example.org": None,  # NO_PROXY=example.org
+    }
+    assert proxy_for("https://huggingface.co/api/models/a/b", proxies) == "http://proxy.test:3128"
+    assert proxy_for("https://cdn.example.org/x", proxies) is None
+    assert proxy_for("http://127.0.0.1:8080/api", proxies) is None
+    assert proxy_for("https://huggingface.co/", {}) is None
+
+
+def test_a_fetch_goes_through_the_environments_proxy_unless_no_proxy(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: the guarded transport ignored HTTP(S)_PROXY/NO_PROXY. A proxy that
+    is not there fails the fetch (so it was used); NO_PROXY for the Hub's host lets it by."""
+    _, commit = _repo(hub)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{dead}")
+    # With the token: refused before it would reach the proxy in clear text.
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 3
+    assert "proxy from the environment would carry HF_TOKEN" in capsys.readouterr().err
+    monkeypatch.delenv("HF_TOKEN")
+    hub.token = None
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 3
+    assert not hub.requests  # nothing reached the Hub: the (missing) proxy was asked
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the Hub and its "CDN"
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}"]) == 0
+
+
+def test_a_lock_path_that_cannot_be_written_is_refused_before_the_download(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, commit = _repo(hub)
+    Path("b.lock").mkdir()
+    assert main(["models", "fetch", f"hf://org/tiny@{commit}", "--lock", "b.lock"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert not Path("models").exists() and not hub.requests

@@ -349,3 +349,100 @@ def test_a_card_swapped_for_a_symlink_or_fifo_after_the_walk_is_not_read(tmp_pat
         "are not recorded",
         "config.json: not read (not a regular file); the architecture is not recorded",
     )
+
+
+@pytest.mark.parametrize("ignore", [None, '["*.md", "*.json"]'])
+def test_a_passing_run_carries_the_card_in_the_sbom(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ignore: str | None,
+) -> None:
+    """Issue 15 review: the card and config were read only when the gate had checked them,
+    but it then failed them as `unknown` format, and ignored ones were not read at all — no
+    passing run ever had a card. Pinned and lock-checked, they are read either way, and the
+    verdict passes."""
+    ctx = _model_dir(tmp_path)
+    _lock(ctx, monkeypatch, "hf://acme/tiny", COMMIT)  # pins README.md and config.json
+    policy = "version: 1\n" + (f"models:\n  ignore: {ignore}\n" if ignore else "")
+    (ctx / "policy.yml").write_text(policy)
+    out = tmp_path / "out"
+    argv = ["run", str(ctx), "--gate", "models", "--policy", str(ctx / "policy.yml"), "-o"]
+    assert main([*argv, str(out)]) == 0
+    capsys.readouterr()
+    report = read_report(out / "report.json")
+    assert report["verdict"] == "PASSED"
+    (gate,) = report_gates(report).values()
+    records = json.loads(Path(gate["artifacts"]["models_json"]).read_text())["models"]
+    m = _model(_sbom(records))
+    assert m["licenses"] == [{"license": {"id": "Apache-2.0", "acknowledgement": "declared"}}]
+    assert m["modelCard"]["modelParameters"]["architectureFamily"] == "llama"
+
+
+def test_a_pickle_named_config_json_is_still_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only text in no model format is let through as the card or config."""
+    ctx = _model_dir(tmp_path, config=None)
+    (ctx / "model" / "config.json").write_bytes(b"cos\nsystem\n(S'id'\ntR.")
+    monkeypatch.chdir(ctx)
+    assert main(["models", "lock", "model"]) == 0
+    (ctx / "policy.yml").write_text("version: 1\n")
+    out = tmp_path / "out"
+    argv = ["run", str(ctx), "--gate", "models", "--policy", str(ctx / "policy.yml"), "-o"]
+    assert main([*argv, str(out)]) == 1
+    capsys.readouterr()
+
+
+def test_a_pinned_card_changed_after_the_check_is_not_read(tmp_path: Path) -> None:
+    """The bytes read must have the digest the gate verified."""
+    (tmp_path / "README.md").write_text(CARD)
+    card = read_model_card(tmp_path, frozenset({"README.md"}), sha256={"README.md": "0" * 64})
+    assert card.licenses == ()
+    assert "changed since the models gate verified it" in card.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("front", "expected"),
+    [
+        ("license: unknown\n", None),  # the Hub's "unknown" declares nothing
+        ("license: gpl-3.0\n", [{"id": "GPL-3.0-only"}]),  # not the deprecated GPL-3.0
+        ("license: lgpl-2.1\n", [{"id": "LGPL-2.1-only"}]),
+        ("license: agpl-3.0\n", [{"id": "AGPL-3.0-only"}]),
+    ],
+)
+def test_license_labels_are_current_and_unknown_is_left_out(
+    tmp_path: Path, front: str, expected: list[dict[str, str]] | None
+) -> None:
+    (tmp_path / "README.md").write_text(f"---\n{front}---\n")
+    card = read_model_card(tmp_path, frozenset({"README.md"}))
+    record = _record(card.to_json())
+    got = _model(_sbom([record])).get("licenses")
+    want = [{"license": e | {"acknowledgement": "declared"}} for e in expected or []] or None
+    assert got == want
+
+
+def _record(card: dict[str, Any]) -> dict[str, Any]:
+    return {"path": "m/model.safetensors", "size": 1, "sha256": "a" * 64,
+            "format": "safetensors", "card": card}  # fmt: skip
+
+
+def test_each_files_purl_names_it_by_subpath() -> None:
+    """Every file of one Hub repository had the same purl; the subpath tells them apart."""
+    commit = COMMIT.lower()
+    source = {"uri": "hf://acme/tiny", "revision": commit}
+    records = [
+        {"path": f"m/{name}", "size": 1, "sha256": digest * 64, "format": "unknown",
+         "source": source | {"path": in_repo}}
+        for name, in_repo, digest in (
+            ("model.safetensors", "model.safetensors", "a"),
+            ("weights.bin", "sub dir/weights.bin", "b"),
+        )
+    ]  # fmt: skip
+    text = _sbom(records)
+    assert _model(text)["purl"] == f"pkg:huggingface/acme/tiny@{commit}#model.safetensors"
+    assert _model(text, "weights.bin")["purl"] == (
+        f"pkg:huggingface/acme/tiny@{commit}#sub%20dir/weights.bin"
+    )
+    # A path that is not a plain relative one gets no subpath.
+    assert hf_purl(source | {"path": "../x"}) == f"pkg:huggingface/acme/tiny@{commit}"

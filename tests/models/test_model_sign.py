@@ -10,6 +10,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -95,7 +96,7 @@ def test_key_round_trip_then_tamper_names_the_file(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
-    assert "2 pinned file(s) of model signed with the key and verified" in capsys.readouterr().out
+    assert "3 file(s) of model signed with the key and verified" in capsys.readouterr().out
     signature = repo / "model.sig"  # beside the model directory by default
     assert signature.is_file()
     # model-signing's own verifier accepts it, and so does the models gate.
@@ -177,29 +178,63 @@ def test_keyless_with_the_github_ambient_identity(
     assert made["identity"].startswith("https://github.com/") and made["issuer"] == issuer_url
 
 
-def test_only_pinned_files_are_signed(
+def test_every_file_is_signed_and_nothing_is_left_to_ignore_paths(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The signature inside the directory it signs, too: it is left out of what it signs.
-    sig = repo / "model" / "model.sig"
-    assert (
-        main(["models", "sign", "--key", str(tmp_path / "key.pem"), "--signature", str(sig)]) == 0
-    )
+    """model-signing's ignore_paths are path prefixes: an ignored name could later become a
+    directory of files every verifier skips. So none is written: the pinned files and the
+    ignored README are all signed, and a signature inside the directory is refused."""
+    sig = tmp_path / "model.sig"
+    argv = ["models", "sign", "--key", str(tmp_path / "key.pem")]
+    assert main([*argv, "--signature", str(repo / "model" / "model.sig")]) == 2
+    assert "inside model" in capsys.readouterr().err
+    assert main([*argv, "--signature", str(sig)]) == 0
     statement = _payload(sig)
     predicate = statement["predicate"]
     assert isinstance(predicate, dict)
     names = [r["name"] for r in predicate["resources"]]
-    assert names == ["sub/v.safetensors", "w.safetensors"]
-    assert sorted(predicate["serialization"]["ignore_paths"]) == ["README.md", "model.sig"]
+    assert names == ["README.md", "sub/v.safetensors", "w.safetensors"]
+    assert predicate["serialization"].get("ignore_paths", []) == []
     assert statement["predicateType"] == "https://model_signing/signature/v1.0"
     pub = repo / "key.pub"
     assert verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub) is None
-    # The README is not signed: changing it does not matter; a file added later does.
+    # The ignored README is signed as it was; a file added later fails too.
     (repo / "model" / "README.md").write_text("edited\n")
-    assert verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub) is None
+    problem = verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub)
+    assert problem is not None
+    (repo / "model" / "README.md").write_text("notes, not pinned\n")
     (repo / "model" / "extra.bin").write_bytes(b"planted")
     problem = verify_model_signature(model_dir=repo / "model", signature=sig, public_key=pub)
     assert problem is not None and "extra.bin" in problem
+
+
+def test_sign_model_directory_refuses_an_unpinned_unignored_file(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Issue 15 review (/tmp/review15/sign_ignore.py): publish.sign_models signed without the
+    lock check, and an unpinned file went into ignore_paths — later a directory of anything.
+    The check is in sign_model_directory itself, for every caller."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from modelseal.errors import ConfigError
+    from modelseal.models.lock import load_lock
+    from modelseal.models.signing import sign_model_directory
+    from modelseal.sign.key import KeySigner
+
+    key = load_pem_private_key((tmp_path / "key.pem").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    (repo / "model" / "evil.pkl").write_bytes(b"cos\nsystem\n(S'id'\ntR.")
+    lock = load_lock(repo / "models.lock")
+    sig = tmp_path / "out.sig"
+    with pytest.raises(ConfigError, match=r"model/evil\.pkl is neither pinned"):
+        sign_model_directory(lock, "model", signature=sig, signer=KeySigner(key), ignore=["*.md"])
+    assert not sig.exists()
+    (repo / "model" / "evil.pkl").unlink()
+    # A pinned file changed since it was locked is refused too.
+    (repo / "model" / "w.safetensors").write_bytes(safetensors_bytes([9.0]))
+    with pytest.raises(ConfigError, match="does not have the digest the lock pins"):
+        sign_model_directory(lock, "model", signature=sig, signer=KeySigner(key), ignore=["*.md"])
+    assert not sig.exists()
 
 
 def test_a_symlink_at_the_signature_path_is_refused(
@@ -331,3 +366,109 @@ def test_the_signature_never_replaces_a_pinned_file(
     assert main(args) == 2
     assert "the lock pins" in capsys.readouterr().err
     assert weights.read_bytes() == before
+
+
+def _byproduct(sig: bytes) -> dict[str, object]:
+    return {
+        "predicate": {
+            "runDetails": {
+                "byproducts": [
+                    {
+                        "name": "model.sig",
+                        "digest": {"sha256": hashlib.sha256(sig).hexdigest()},
+                        "annotations": {"predicateType": PREDICATE_TYPE, "modelDir": "model"},
+                    }
+                ]
+            }
+        }
+    }
+
+
+def test_verify_model_signature_consults_every_verified_provenance(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: `verify --model-signature` looked only at the first verified SLSA
+    provenance; the signature recorded by another one was "not recorded"."""
+    from modelseal.app import VerifyRequest, _with_model_signature
+    from modelseal.policy.loader import load_policy_text
+    from modelseal.publish.provenance import SLSA_PROVENANCE_V1
+    from modelseal.publish.verify_image import VerifyResult
+
+    assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
+    capsys.readouterr()
+    sig = repo / "model.sig"
+    first = _byproduct(b"another run's signature")
+    result = VerifyResult(
+        image="registry.test/app", digest="sha256:" + "0" * 64, checks=(),
+        statements={SLSA_PROVENANCE_V1: first},
+        all_statements={SLSA_PROVENANCE_V1: (first, _byproduct(sig.read_bytes()))},
+    )  # fmt: skip
+    request = VerifyRequest(
+        image="registry.test/app", policy=load_policy_text("version: 1\n", "p.yml"),
+        model_signature=sig,
+    )  # fmt: skip
+    expected = ExpectedSigner(public_key_pem=(repo / "key.pub").read_bytes())
+    (check,) = _with_model_signature(result, request, expected).checks
+    assert check.ok, check.detail
+
+
+def test_the_signature_checked_is_the_copy_whose_digest_matched(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15 review: the file was read for its sha256, then model-signing read it again;
+    the bytes verified are now the very bytes that matched."""
+    import modelseal.models.signing as signing
+
+    assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
+    capsys.readouterr()
+    sig = repo / "model.sig"
+    recorded = sig.read_bytes()
+    seen: list[bytes] = []
+    real = signing.verify_model_signature
+
+    def swap_then_verify(**kw: Any) -> str | None:
+        sig.write_bytes(b"swapped after the digest matched")
+        seen.append(Path(kw["signature"]).read_bytes())
+        return real(**kw)
+
+    monkeypatch.setattr(signing, "verify_model_signature", swap_then_verify)
+    expected = ExpectedSigner(public_key_pem=(repo / "key.pub").read_bytes())
+    ok, why = check_recorded_model_signature(
+        sig, None, expected=expected, provenance=_byproduct(recorded)
+    )
+    assert ok, why
+    assert seen == [recorded]
+
+
+def test_a_signature_that_does_not_verify_leaves_the_previous_one(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 review: a failed signing wrote over the previous signature, then removed it."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from modelseal.errors import GateError
+    from modelseal.models.lock import load_lock
+    from modelseal.models.signing import sign_model_directory
+    from modelseal.sign.key import KeySigner
+
+    assert main(["models", "sign", "--key", str(tmp_path / "key.pem")]) == 0
+    capsys.readouterr()
+    sig = repo / "model.sig"
+    before = sig.read_bytes()
+    key = load_pem_private_key((tmp_path / "key.pem").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    other = ec.generate_private_key(ec.SECP256R1())
+
+    class WrongHalf(KeySigner):
+        """Signs with one key, names another's public half: the check after signing fails."""
+
+        @property
+        def public_key_pem(self) -> str:
+            return KeySigner(other).public_key_pem
+
+    with pytest.raises(GateError, match="does not verify"):
+        sign_model_directory(
+            load_lock(repo / "models.lock"), "model", signature=sig, signer=WrongHalf(key),
+            ignore=["README.md"],
+        )  # fmt: skip
+    assert sig.read_bytes() == before

@@ -120,13 +120,14 @@ def test_a_lock_below_the_context_root_maps_paths_both_ways(
     (root / "mdl" / "m").mkdir(parents=True)
     (root / "mdl" / "m" / "w.safetensors").write_bytes(safetensors_bytes([1.0]))
     monkeypatch.chdir(root)
-    lock = ["models", "lock", "mdl/m", "--lock", "mdl/models.lock", "--source-uri", "hf://a/b"]
+    lock = ["models", "lock", "mdl/m", "--lock", "mdl/models.lock", "--source-uri", "hf://a/b",
+            "--source-revision", "c" * 40]  # fmt: skip
     assert main(lock) == 0
     code, gate = _run(root, _policy(root, "models:\n  lock: mdl/models.lock\n" + paths), capsys)
     assert code == 0, gate
     models = json.loads(Path(gate["artifacts"]["models_json"]).read_text())["models"]
     assert [(m["path"], m["source"]) for m in models] == [
-        ("mdl/m/w.safetensors", {"uri": "hf://a/b"})
+        ("mdl/m/w.safetensors", {"uri": "hf://a/b", "revision": "c" * 40})
     ]
 
 

@@ -13,11 +13,12 @@ judges.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -101,20 +102,25 @@ class _Unreadable(Exception):
     """A card or config that is not used; the message is the note."""
 
 
-def read_model_card(directory: Path, present: frozenset[str]) -> ModelCard:
+def read_model_card(
+    directory: Path, present: Collection[str], *, sha256: Mapping[str, str] | None = None
+) -> ModelCard:
     """The card and config in ``directory`` — read only when their names are in ``present``
-    (the files the models gate checked there, so only verified files describe a model)."""
+    (the files the models gate checked there, or that the lock pins and the lock check
+    verified, so only verified files describe a model). ``sha256`` (name → hex digest the
+    gate verified) is checked against the bytes read: a file swapped since the check records
+    nothing."""
     card: Mapping[str, Any] = {}
     config: Mapping[str, Any] = {}
     notes: list[str] = []
     if CARD_FILE in present:
         try:
-            card = parse_card(_read(directory / CARD_FILE, MAX_CARD_BYTES))
+            card = parse_card(_read_verified(directory, CARD_FILE, MAX_CARD_BYTES, sha256))
         except _Unreadable as e:
             notes.append(f"{CARD_FILE}: {e}; its license and datasets are not recorded")
     if CONFIG_FILE in present:
         try:
-            config = parse_config(_read(directory / CONFIG_FILE, MAX_CONFIG_BYTES))
+            config = parse_config(_read_verified(directory, CONFIG_FILE, MAX_CONFIG_BYTES, sha256))
         except _Unreadable as e:
             notes.append(f"{CONFIG_FILE}: {e}; the architecture is not recorded")
     licenses = _strings(card.get("license"), _LICENSE_RE, MAX_LICENSES, "license", notes)
@@ -136,6 +142,16 @@ def read_model_card(directory: Path, present: frozenset[str]) -> ModelCard:
         architectures=tuple(archs),
         notes=tuple(notes),
     )
+
+
+def _read_verified(
+    directory: Path, name: str, limit: int, sha256: Mapping[str, str] | None
+) -> bytes:
+    data = _read(directory / name, limit)
+    want = (sha256 or {}).get(name)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise _Unreadable("not read (changed since the models gate verified it)")
+    return data
 
 
 def _read(path: Path, limit: int) -> bytes:

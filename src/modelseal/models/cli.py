@@ -54,7 +54,7 @@ def lock_command(
     previous = load_lock(lock_path) if lock_path.is_file() else None
     if revision and not uri:
         raise ConfigError("--source-revision needs --source-uri.")
-    source = Source(uri, revision) if uri else None
+    source = _lock_source(uri, revision) if uri else None
     lock = make_lock(
         base, roots, detect=lambda p: detect_format(p).format.value, ignore=ignore,
         previous=previous, source=source,
@@ -68,6 +68,31 @@ def lock_command(
     for e in lock.entries:
         print(f"  {e.sha256[:16]}  {e.format:<13} {untrusted(e.path, markup=False)}")
     return 0
+
+
+def _lock_source(uri: str, revision: str | None) -> Source:
+    """``--source-uri``/``--source-revision`` as a lock source. An hf:// source must be one
+    ``models verify`` accepts — ``hf://ORG/NAME`` at a full 40-hex commit (``@COMMIT`` in the
+    URI or ``--source-revision``) — else exit 2 with the reason; other URIs are free text."""
+    from modelseal.models.hub import is_commit, parse_hf_uri
+
+    if not uri.startswith("hf://"):
+        return Source(uri, revision)
+    ref = parse_hf_uri(uri, where="--source-uri")
+    if ref.revision and revision and ref.revision.lower() != revision.lower():
+        raise ConfigError(
+            f"--source-uri names revision {untrusted(ref.revision, markup=False)!r}, "
+            f"--source-revision {untrusted(revision, markup=False)!r}; give one."
+        )
+    rev = (revision or ref.revision or "").lower()
+    if not is_commit(rev):
+        got = f"{untrusted(revision or ref.revision, markup=False)!r}" if rev else "no revision"
+        raise ConfigError(
+            f"--source-uri {untrusted(ref.uri, markup=False)}: {got} is not a full 40-hex "
+            "commit; a branch, tag or short hash can move, and `models verify` reports such a "
+            "source. Give the commit (--source-revision COMMIT)."
+        )
+    return Source(ref.uri, rev)
 
 
 def verify_command(
@@ -90,9 +115,12 @@ def verify_command(
     else:
         for f in findings:
             print(f"✗ {untrusted(f.id, markup=False)}: {untrusted(f.title, markup=False)}")
-        state = "matches" if not findings else f"has {len(findings)} mismatch(es)"
+        tree = len(mismatches)
+        state = "matches" if not tree else f"has {tree} mismatch(es)"
+        sources = len(findings) - tree
+        about = f"; {sources} source finding(s)" if sources else ""
         shown = untrusted(lock_path, markup=False)
-        print(f"{shown}: {len(lock.entries)} pinned file(s); the tree {state}")
+        print(f"{shown}: {len(lock.entries)} pinned file(s); the tree {state}{about}")
     return int(ExitCode.BREACHED if findings else ExitCode.PASSED)
 
 
@@ -213,13 +241,15 @@ def sign_command(
             print(f"✗ {untrusted(f.id, markup=False)}: {untrusted(f.title, markup=False)}")
         print(f"{untrusted(rel, markup=False)} does not match the lock: nothing was signed")
         return int(ExitCode.BREACHED)
-    made = sign_model_directory(lock, rel, signature=out, signer=signer, trust=trust)
+    made = sign_model_directory(
+        lock, rel, signature=out, signer=signer, trust=trust, ignore=policy.policy.models.ignore
+    )
     if as_json:
         print(json.dumps(made.to_json(), indent=2))
     else:
         who = f" as {made.identity} ({made.issuer})" if made.identity else " with the key"
         print(
-            f"{untrusted(made.path, markup=False)}: {made.files} pinned file(s) of "
+            f"{untrusted(made.path, markup=False)}: {made.files} file(s) of "
             f"{untrusted(rel, markup=False)} signed{untrusted(who, markup=False)} and verified "
             f"(model digest sha256:{made.model_digest})"
         )

@@ -15,16 +15,19 @@ from modelseal.errors import ConfigError, ExitCode
 from modelseal.findings import Finding, Severity
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.hub import (
+    DEFAULT_ENDPOINT,
     FetchLimits,
     HubError,
     HubFile,
     HubNotFound,
     HubRef,
     HubSession,
+    HubUnreadable,
     check_selection,
     git_blob_sha1,
     is_commit,
     parse_hf_uri,
+    public_endpoint,
     select,
 )
 from modelseal.models.lock import LockEntry, ModelsLock, Source, load_lock, walk_files
@@ -83,6 +86,9 @@ def fetch_command(
             f"--dest {fsio.shown(dest)} must be a directory below {fsio.shown(base)}, the lock "
             "file's directory (lock paths are relative to it)."
         )
+    if lock_path.exists() and lock_path.is_dir():
+        # Checked before anything is downloaded or replaced: the lock is written last.
+        raise ConfigError(f"--lock {fsio.shown(lock_path)} is a directory, not a lock file.")
     previous = load_lock(lock_path) if lock_path.is_file() else None
     _check_dest(dest, replace)
 
@@ -105,6 +111,15 @@ def fetch_command(
                 + "."
             )
         check_selection(ref, commit, chosen, limits)
+        cached = [f.path for f in chosen if f.path.split("/", 1)[0] == ".cache"]
+        if cached:
+            # huggingface_hub keeps its download state in DEST/.cache/huggingface, which is
+            # removed after the download: a repository file there would collide with it.
+            raise ConfigError(
+                f"{ref.uri}@{commit}: {untrusted(cached[0], limit=200, markup=False)!r} is under "
+                ".cache/, where huggingface_hub keeps its download state; models fetch does not "
+                "fetch files there (leave them out with --include)."
+            )
         hub.guard.allow(sum(f.size for f in chosen))
         parent = fsio.ensure_dir(dest.parent)
         staging = fsio.make_temp_dir(parent, "modelseal-fetch")
@@ -112,7 +127,7 @@ def fetch_command(
             with fsio.private_temp_dir("modelseal-hf-cache-") as cache:
                 for f in chosen:
                     hub.download(ref, commit, f, staging, Path(cache))
-            fsio.remove(staging / ".cache")  # huggingface_hub's download state
+            fsio.remove(staging / ".cache")  # huggingface_hub's state (no repo file: above)
             _only_the_files(staging, chosen)
             digests = hash_files([staging / f.path for f in chosen])
             pinned = previous.by_path() if previous else {}
@@ -125,24 +140,28 @@ def fetch_command(
                     f"{dest} or {lock_path}."
                 )
                 return int(ExitCode.BREACHED)
+            from modelseal.models.formats import detect_format
+
+            # Everything that can fail is done before the destination is replaced: formats
+            # detected and the lock's text made in staging; then the move, then the write.
+            endpoint = public_endpoint(hub.endpoint)
+            recorded = endpoint if endpoint != DEFAULT_ENDPOINT else None
+            entries = [
+                LockEntry(
+                    f"{dest_rel}/{f.path}",
+                    digests[staging / f.path].size,
+                    digests[staging / f.path].sha256,
+                    detect_format(staging / f.path).format.value,
+                    Source(ref.uri, commit, f.path, recorded),
+                )
+                for f in chosen
+            ]
+            text = _merged(previous, dest_rel, entries).to_text()
             fsio.replace_dir(staging, dest)
         finally:
             fsio.remove(staging)
 
-    from modelseal.models.formats import detect_format
-
-    entries = [
-        LockEntry(
-            f"{dest_rel}/{f.path}",
-            digests[staging / f.path].size,
-            digests[staging / f.path].sha256,
-            detect_format(dest / f.path).format.value,
-            Source(ref.uri, commit, f.path),
-        )
-        for f in chosen
-    ]
-    lock = _merged(previous, dest_rel, entries)
-    fsio.write_text_atomic(lock_path, lock.to_text(), encoding=locale.getpreferredencoding(False))
+    fsio.write_text_atomic(lock_path, text, encoding=locale.getpreferredencoding(False))
     for e in entries:
         _say(f"  {e.sha256[:16]}  {e.format:<13} {e.path}")
     total = sum(e.size for e in entries)
@@ -265,7 +284,20 @@ def source_findings(lock: ModelsLock, *, check_source: bool, limits: FetchLimits
     if not check_source or not groups:
         return out
     with HubSession.from_env(limits) as hub:
+        here = public_endpoint(hub.endpoint)
         for (repo_id, commit), members in sorted(groups.items()):
+            recorded = {
+                (e.source.endpoint if e.source else None) or DEFAULT_ENDPOINT for e in members
+            }
+            other = sorted(recorded - {here})
+            if other:
+                # HF_TOKEN is never sent to an endpoint a (hostile) lock names: refuse instead.
+                raise ConfigError(
+                    f"{lock.path or 'models.lock'}: {members[0].path} was fetched from the hub "
+                    f"at {untrusted(other[0], limit=200, markup=False)}, but HF_ENDPOINT is "
+                    f"{untrusted(here, limit=200, markup=False)}; set HF_ENDPOINT to the "
+                    "recorded endpoint to check its source."
+                )
             out += _check_group(hub, lock, HubRef(repo_id, commit), commit, members)
     return out
 
@@ -294,6 +326,10 @@ def _check_group(
         found = hub.paths_info(
             ref, commit, sorted({str(e.source.path) for e in checkable if e.source})
         )
+    except HubUnreadable as hidden:
+        raise HubError(
+            f"could not check the sources from {ref.uri}@{commit}: {hidden.message}"
+        ) from None
     except HubNotFound as gone:
         return out + [
             _finding(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagefs import FsEntry, ImageFs, printable
 from modelseal.models.allowlist import Allowlist
-from modelseal.models.card import ModelCard, read_model_card
+from modelseal.models.card import CARD_FILE, CONFIG_FILE, ModelCard, read_model_card
 from modelseal.models.hashing import FileDigest, hash_files
 from modelseal.models.issues import Format
 from modelseal.models.limits import scan_limits
@@ -86,6 +87,7 @@ class ModelsGate(RegisteredGate):
         ctx.progress(self.name, "hashing and checking the lock")
         digests: dict[str, FileDigest] = {}
         files: list[str] | None = None
+        verified: set[str] = set()  # pinned files the lock check found unchanged (base-relative)
         if lock is not None:
             lock_base = lock.base
             to_base = _rebase(lock_base, base)
@@ -95,6 +97,8 @@ class ModelsGate(RegisteredGate):
             for m in mismatches:
                 findings.append(mismatch_finding(m.kind, m.path, m.expected, m.actual, lock.path))
             digests = {to_base(p): d for p, d in digests_rel.items()}
+            bad = {m.path for m in mismatches}
+            verified = {to_base(e.path) for e in lock.entries if e.path not in bad}
             if walked is not None:
                 files = [f for f in map(to_base, walked) if not is_ignored(f, pol.ignore)]
         if files is None:
@@ -109,9 +113,9 @@ class ModelsGate(RegisteredGate):
         pinned = lock.by_path() if lock else {}
         to_lock = _rebase(base, lock.base) if lock else None
         records: list[dict[str, Any]] = []
-        cards = _cards(base, files, scans)
+        cards = _cards(base, files, scans, verified, digests)
         for rel, scan in zip(files, scans, strict=True):
-            findings += scan_findings(rel, scan)
+            findings += scan_findings(rel, *_metadata_scan(rel, scan))
             d = digests[rel]
             entry = pinned.get(to_lock(rel)) if to_lock else None
             card = cards.get(rel)
@@ -142,12 +146,36 @@ class ModelsGate(RegisteredGate):
         )  # fmt: skip
 
 
-def _cards(base: Path, files: list[str], scans: list[FileScan]) -> dict[str, ModelCard]:
+METADATA_FILES = frozenset({CARD_FILE, CONFIG_FILE})
+"""The model card and config: pinned and lock-checked like every file, scanned (a pickle or
+other model format under these names is judged as such), but text in no model format is not an
+``unknown-format`` finding — they are what the ML-BOM reads to say what the model is."""
+
+
+def _metadata_scan(rel: str, scan: FileScan) -> tuple[FileScan, bool]:
+    """``scan`` and whether ``rel`` is a model card or config in no model format (then less
+    its ``unknown-format`` issue; its ``models.format`` finding says ``metadata``)."""
+    if scan.format is not Format.UNKNOWN or rel.rpartition("/")[2] not in METADATA_FILES:
+        return scan, False
+    kept = tuple(i for i in scan.issues if i.kind != "unknown-format")
+    return replace(scan, issues=kept), True
+
+
+def _cards(
+    base: Path,
+    files: list[str],
+    scans: list[FileScan],
+    verified: set[str],
+    digests: dict[str, FileDigest],
+) -> dict[str, ModelCard]:
     """The model card facts for each file in a model format, from the ``README.md`` and
-    ``config.json`` in its directory — read only when the gate checked them too, so what the
-    ML-BOM says comes from verified files. One read per directory."""
+    ``config.json`` in its directory — read only when the gate checked them too, or when the
+    lock pins them and the lock check found them unchanged (``verified``; also when
+    ``models.ignore`` leaves them out of the format checks), and only if the bytes read still
+    have the digest checked, so what the ML-BOM says comes from verified files. One read per
+    directory."""
     by_dir: dict[str, set[str]] = {}
-    for rel in files:
+    for rel in [*files, *(v for v in verified if v.rpartition("/")[2] in METADATA_FILES)]:
         parent, _, name = rel.rpartition("/")
         by_dir.setdefault(parent, set()).add(name)
     read: dict[str, ModelCard] = {}
@@ -157,7 +185,12 @@ def _cards(base: Path, files: list[str], scans: list[FileScan]) -> dict[str, Mod
             continue
         parent = rel.rpartition("/")[0]
         if parent not in read:
-            read[parent] = read_model_card(base / parent, frozenset(by_dir[parent]))
+            sums = {
+                n: d.sha256
+                for n in by_dir[parent] & METADATA_FILES
+                if (d := digests.get(f"{parent}/{n}" if parent else n)) is not None
+            }
+            read[parent] = read_model_card(base / parent, frozenset(sums), sha256=sums)
         out[rel] = read[parent]
     return out
 
@@ -221,7 +254,9 @@ def mismatch_finding(
     )
 
 
-def scan_findings(rel: str, scan: FileScan) -> list[Finding]:
+def scan_findings(rel: str, scan: FileScan, metadata: bool = False) -> list[Finding]:
+    """The findings for one scanned file; ``metadata``: it is the model card or config of its
+    directory, in no model format (the judge does not hold it to ``models.formats``)."""
     det = scan.detected
     out = [
         Finding(
@@ -233,7 +268,8 @@ def scan_findings(rel: str, scan: FileScan) -> list[Finding]:
             subject=rel,
             location=rel,
             evidence={"format": scan.format.value, "pickle": "yes" if scan.carries_pickle else "no"}
-            | {f"detail.{k}": str(v) for k, v in det.detail.items()},
+            | {f"detail.{k}": str(v) for k, v in det.detail.items()}
+            | ({"metadata": "yes"} if metadata else {}),
         )
     ]
     for issue in scan.issues:

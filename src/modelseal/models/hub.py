@@ -51,10 +51,12 @@ __all__ = [
     "HubNotFound",
     "HubRef",
     "HubSession",
+    "HubUnreadable",
     "git_blob_sha1",
     "is_commit",
     "name_problem",
     "parse_hf_uri",
+    "public_endpoint",
 ]
 
 SCHEME: Final = "hf://"
@@ -83,6 +85,11 @@ class HubError(GateError):
 class HubNotFound(ConfigError):
     """The Hub has no such repository or revision (or will not show it): exit 2 for a fetch;
     for a lock's source, the pinned revision has gone."""
+
+
+class HubUnreadable(HubNotFound):
+    """The Hub shows no such repository to a request without a token: it may be private or
+    gated rather than gone, so a lock's source cannot be checked (exit 3 there)."""
 
 
 def is_commit(revision: str | None) -> bool:
@@ -199,6 +206,18 @@ class HubFile:
         return "git-sha1", self.blob_id
 
 
+def public_endpoint(url: str) -> str:
+    """``url`` without credentials (``user:password@``) and without a trailing ``/``: the
+    endpoint as messages show it and the lock records it."""
+    parts = urlsplit(url.rstrip("/"))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return parts.geturl()
+
+
+_USERINFO = re.compile(r"(?<=//)[^/\s@]*@")
+
+
 def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     default = {"http": 80, "https": 443}.get(parts.scheme, 0)
@@ -258,8 +277,26 @@ class _Guard:
                 self.received += n
 
 
+def proxy_for(url: str, proxies: Mapping[str, str | None]) -> str | None:
+    """The proxy a request to ``url`` goes through, by ``proxies`` (httpx's mounts from the
+    environment: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), matched the way
+    an httpx client without a transport of its own matches them; ``None``: directly."""
+    import httpx2
+    from httpx2._utils import URLPattern
+
+    for pattern, proxy in sorted((URLPattern(k), v) for k, v in proxies.items()):
+        if pattern.matches(httpx2.URL(url)):
+            return proxy
+    return None
+
+
 def _transport(guard: _Guard) -> httpx2.BaseTransport:
     import httpx2
+    from httpx2._utils import get_environment_proxies
+
+    # huggingface_hub's own client honours the proxy settings of the environment; a client
+    # given a transport does not, so the guarded transport picks one per request itself.
+    proxies = get_environment_proxies()
 
     class CountedStream(httpx2.SyncByteStream):
         def __init__(self, inner: Any) -> None:
@@ -275,7 +312,10 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
 
     class GuardedTransport(httpx2.BaseTransport):
         def __init__(self) -> None:
-            self.inner = httpx2.HTTPTransport(retries=0)
+            self.direct = httpx2.HTTPTransport(retries=0)
+            self.proxied = {
+                p: httpx2.HTTPTransport(retries=0, proxy=p) for p in set(proxies.values()) if p
+            }
 
         def handle_request(self, request: httpx2.Request) -> httpx2.Response:
             guard.request()
@@ -289,7 +329,14 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
             request.extensions["timeout"] = {
                 k: min(float(given.get(k) or cap), cap) for k, cap in _TIMEOUTS.items()
             }
-            response = self.inner.handle_request(request)
+            proxy = proxy_for(str(request.url), proxies)
+            if proxy and request.url.scheme == "http" and "authorization" in request.headers:
+                raise HubError(
+                    "a proxy from the environment would carry HF_TOKEN in clear text to "
+                    f"{untrusted(public_endpoint(proxy), limit=200, markup=False)}; set NO_PROXY "
+                    "for the Hub's host, or use an https endpoint."
+                )
+            response = (self.proxied[proxy] if proxy else self.direct).handle_request(request)
             length = response.headers.get("content-length", "")
             if length.isdigit():
                 try:
@@ -314,7 +361,8 @@ def _transport(guard: _Guard) -> httpx2.BaseTransport:
             return response
 
         def close(self) -> None:
-            self.inner.close()
+            for transport in (self.direct, *self.proxied.values()):
+                transport.close()
 
     return GuardedTransport()
 
@@ -340,8 +388,8 @@ class HubSession:
     def __init__(self, endpoint: str, limits: FetchLimits) -> None:
         if urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).hostname:
             raise ConfigError(
-                f"HF_ENDPOINT {untrusted(endpoint, limit=200, markup=False)!r} is not an "
-                "http(s) URL."
+                f"HF_ENDPOINT {untrusted(public_endpoint(endpoint), limit=200, markup=False)!r} "
+                "is not an http(s) URL."
             )
         self.endpoint = endpoint.rstrip("/")
         self.limits = limits
@@ -431,7 +479,7 @@ class HubSession:
 
     def scrub(self, text: object) -> str:
         """``text`` without the token, escaped and clipped for a message."""
-        raw = str(text)
+        raw = _USERINFO.sub("", str(text))  # credentials in HF_ENDPOINT's URL
         if self._token:
             raw = raw.replace(self._token, "[HF_TOKEN]")
         return untrusted(raw, limit=400, markup=False)
@@ -452,7 +500,7 @@ class HubSession:
         except (HubError, ConfigError):
             raise
         except RepositoryNotFoundError:
-            raise HubNotFound(
+            raise (HubNotFound if self._token else HubUnreadable)(
                 f"{what}: the Hub at {self.scrub(self.endpoint)} has no such model repository, "
                 "or it is private or gated (set HF_TOKEN to a token that may read it).",
             ) from None

@@ -12,6 +12,7 @@ import hashlib
 import json
 import locale
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,6 +34,9 @@ class Source:
     uri: str
     revision: str | None = None
     path: str | None = None
+    endpoint: str | None = None
+    """The hub's endpoint, when it was not the public Hub (``HF_ENDPOINT`` at fetch time,
+    without credentials)."""
 
     def to_json(self) -> dict[str, str]:
         """The source as stored."""
@@ -41,6 +45,8 @@ class Source:
             data["revision"] = self.revision
         if self.path:
             data["path"] = self.path
+        if self.endpoint:
+            data["endpoint"] = self.endpoint
         return data
 
 
@@ -135,10 +141,14 @@ def load_lock(path: Path) -> ModelsLock:
         if src is not None:
             if not isinstance(src, dict) or not isinstance(src.get("uri"), str):
                 raise ConfigError(f"{where}.source: expected {{uri, revision?, path?}}.")
-            rev, in_repo = src.get("revision"), src.get("path")
+            rev, in_repo, endpoint = src.get("revision"), src.get("path"), src.get("endpoint")
             if in_repo is not None and not isinstance(in_repo, str):
                 raise ConfigError(f"{where}.source.path: expected a string.")
-            source = Source(src["uri"], str(rev) if rev is not None else None, in_repo)
+            if endpoint is not None and not (
+                isinstance(endpoint, str) and re.fullmatch(r"https?://[^\s@]{1,500}", endpoint)
+            ):
+                raise ConfigError(f"{where}.source.endpoint: expected an http(s) URL.")
+            source = Source(src["uri"], str(rev) if rev is not None else None, in_repo, endpoint)
         entries.append(LockEntry(rel, size, digest, fmt, source))
     roots = tuple(_clean_rel(str(r), f"{path}: roots") for r in data.get("roots", []))
     sha256 = hashlib.sha256(content).hexdigest()

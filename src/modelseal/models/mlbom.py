@@ -20,8 +20,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from modelseal import fsio
+from modelseal.models.hub import DEFAULT_ENDPOINT
 
 if TYPE_CHECKING:
     from cyclonedx.model.component import Component
@@ -71,15 +73,44 @@ def read_models_json(path: Path) -> list[dict[str, Any]]:
 
 
 def hf_purl(source: Mapping[str, Any] | None) -> str | None:
-    """``pkg:huggingface/ORG/NAME@commit`` for a source ``hf://ORG/NAME`` at a full commit;
-    ``None`` for any other source (a branch, a tag or a short hash pins nothing)."""
+    """``pkg:huggingface/ORG/NAME@commit`` for a source ``hf://ORG/NAME`` at a full commit (with
+    ``?repository_url=ENDPOINT`` when the lock records a hub other than the public one, and
+    ``#PATH``, the file in the repository, when the lock records it); ``None`` for any other
+    source (a branch, a tag or a short hash pins nothing)."""
     src = source or {}
     m = _HF_URI.fullmatch(str(src.get("uri", "")))
     rev = str(src.get("revision", ""))
     if m is None or not _COMMIT.fullmatch(rev):
         return None
     # The characters allowed above need no percent-encoding in a purl.
-    return f"pkg:huggingface/{m.group(1)}/{m.group(2)}@{rev.lower()}"
+    purl = f"pkg:huggingface/{m.group(1)}/{m.group(2)}@{rev.lower()}"
+    endpoint = src.get("endpoint")
+    if isinstance(endpoint, str) and endpoint.rstrip("/") != DEFAULT_ENDPOINT:
+        # The purl-spec's huggingface type: repository_url, default https://huggingface.co.
+        purl += "?repository_url=" + quote(endpoint.rstrip("/"), safe=":/")
+    path = src.get("path")
+    parts = path.split("/") if isinstance(path, str) else []
+    if parts and all(p not in ("", ".", "..") for p in parts):
+        # The file inside the repository (purl subpath: segments percent-encoded).
+        purl += "#" + "/".join(quote(p, safe="") for p in parts)
+    return purl
+
+
+_DEPRECATED_SPDX = frozenset(
+    {"AGPL-1.0", "AGPL-3.0", "GFDL-1.1", "GFDL-1.2", "GFDL-1.3", "GPL-1.0", "GPL-2.0",
+     "GPL-3.0", "LGPL-2.0", "LGPL-2.1", "LGPL-3.0"}
+)  # fmt: skip
+"""SPDX ids deprecated in favour of ``-only``/``-or-later`` (the Hub's ``gpl-3.0`` etc.)."""
+
+
+def _current_spdx_id(spdx: str | None) -> str | None:
+    """``spdx`` with a deprecated id replaced by its ``-only`` form, which is what the
+    deprecated id meant (SPDX: "GPL-3.0" was "GNU General Public License v3.0 only")."""
+    from cyclonedx.spdx import is_supported_id
+
+    if spdx in _DEPRECATED_SPDX and is_supported_id(f"{spdx}-only"):
+        return f"{spdx}-only"
+    return spdx
 
 
 def model_bom_ref(record: Mapping[str, Any]) -> str:
@@ -166,7 +197,9 @@ def to_components(records: Iterable[Mapping[str, Any]]) -> list[Component]:
         props += [Property(name="modelseal:card-note", value=str(n)) for n in card.get("notes", [])]
         licenses = []
         for lic in card.get("licenses", []):
-            spdx = fixup_id(str(lic))
+            if str(lic).lower() == "unknown":  # the Hub's "unknown" declares no license
+                continue
+            spdx = _current_spdx_id(fixup_id(str(lic)))
             licenses.append(
                 DisjunctiveLicense(id=spdx, acknowledgement=LicenseAcknowledgement.DECLARED)
                 if spdx

@@ -40,6 +40,10 @@ def models_rule(policy: Policy, f: Finding) -> Decision:
     pol = policy.models
     if f.id == "models.format":
         fmt = f.evidence.get("format", "unknown")
+        if fmt == "unknown" and f.evidence.get("metadata") == "yes":
+            # README.md / config.json beside the model: pinned and lock-checked, read for the
+            # ML-BOM; text in no model format (one in a model format is judged as that format).
+            return Decision(f, Outcome.IGNORED, "the model card or config, not a model format")
         if fmt not in pol.formats:
             allowed = ", ".join(pol.formats) or "none"
             return Decision(f, Outcome.FAIL, f"format {fmt} is not in models.formats ({allowed})")

@@ -7,9 +7,15 @@ Signing builds model-signing's own payload (an in-toto Statement, predicate
 digest over them all) from the lock's verified digests, and signs it with modelseal's signers
 (:mod:`modelseal.sign.key`, :mod:`modelseal.sign.keyless`: bounded key reads, retries and
 deadlines, tokens never logged). The signature file is a Sigstore bundle that ``model_signing``
-(and its CLI, ``model_signing verify``) verifies as its own. Files under the directory that the
-lock does not pin are listed in the payload's ``ignore_paths``, so a verifier hashes exactly the
-pinned files and reports any file added later.
+(and its CLI, ``model_signing verify``) verifies as its own.
+
+The payload's ``ignore_paths`` are left empty on purpose: model-signing treats each entry as a
+path *prefix* (``Path.is_relative_to``), so an ignored file name could later become a directory
+of arbitrary files every verifier skips. Every file under the directory is therefore signed: the
+pinned ones with the digests the lock pins (checked against the bytes first), the ones
+``models.ignore`` matches with their digests now; a file that is neither is refused. Only the
+top-level git paths model-signing's verifier always leaves out (``.git``, ``.gitattributes``,
+``.github``, ``.gitignore``) are not signed, since no verifier would check them.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 
 _GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 """What model-signing's verifier always leaves out of a model directory (its default hashing
-configuration): a pinned file there could never verify, so signing refuses it."""
+configuration, as path prefixes at the top of the directory): never signed, since no verifier
+would check them."""
 
 
 def verify_model_signature(
@@ -137,7 +144,7 @@ class ModelSignature:
     model_dir: str
     """The signed directory, relative to the lock's directory (``/``-separated)."""
     files: int
-    """How many pinned files the signature covers."""
+    """How many files the signature covers (the pinned ones and the ``models.ignore``d ones)."""
     model_digest: str
     """The payload subject's SHA-256: over every signed file's digest, in name order."""
     mode: str
@@ -257,32 +264,22 @@ def sign_model_directory(
     signature: Path,
     signer: Signer,
     trust: TrustConfig | None = None,
+    ignore: Sequence[str] = (),
 ) -> ModelSignature:
-    """Sign the files ``lock`` pins under ``model_dir`` (relative to the lock's directory),
-    write the signature to ``signature`` (fresh; a link there is refused) and verify it with
+    """Sign every file under ``model_dir`` (relative to the lock's directory), write the
+    signature to ``signature`` (fresh; a link there is refused) and verify it with
     model-signing under the same signer rules (the key's public half; keyless: the identity
     and issuer of the certificate just issued, against ``trust``'s root).
 
-    The caller has checked the files against the lock (:func:`~modelseal.models.lock.verify_lock`):
-    the payload carries the lock's digests, and the verification that follows hashes the files
-    again, so a file changed in between fails the signing rather than shipping a signature
-    that does not match."""
-    from modelseal.models.lock import walk_files
+    The files are checked here, for every caller: each pinned file must have the lock's
+    digest, and a file the lock does not pin must match a ``models.ignore`` glob (``ignore``)
+    — it is then signed as it is — or nothing is signed (exit 2, the file named). The
+    verification that follows hashes the files again, so a file changed in between fails the
+    signing rather than shipping a signature that does not match."""
     from modelseal.sign.key import KeySigner
 
     check_signature_path(signature)
     base = lock.base
-    files = pinned_files(lock, model_dir)
-    for rel in files:
-        if rel.split("/", 1)[0] in _GIT_PATHS:
-            raise ConfigError(
-                f"{model_dir}/{rel} is pinned, but model-signing never signs git files "
-                f"({', '.join(_GIT_PATHS)}) in a model directory; lock and sign a directory "
-                "without them."
-            )
-    prefix = model_dir + "/"
-    on_disk = [r[len(prefix) :] for r in walk_files(base, [model_dir])]
-    ignore = {r for r in on_disk if r not in files}
     target = fsio.absolute(signature)
     where = target.parent.resolve() / target.name
     if where.is_relative_to(base) and where.relative_to(base).as_posix() in lock.by_path():
@@ -290,11 +287,15 @@ def sign_model_directory(
             f"--signature {fsio.shown(signature)} is a model file the lock pins; the signature "
             "would replace it. Write it elsewhere (default: model.sig beside the directory)."
         )
-    if target.parent.resolve().is_relative_to((base / model_dir).resolve()):
-        # A signature kept inside the directory it signs is left out of what it signs.
-        ignore.add(target.resolve().relative_to((base / model_dir).resolve()).as_posix())
+    if where.is_relative_to((base / model_dir).resolve()):
+        # model-signing could only leave it out as an ignore_paths prefix (see the module).
+        raise ConfigError(
+            f"--signature {fsio.shown(signature)} is inside {fsio.shown(model_dir)}, the "
+            "directory it signs; write it elsewhere (default: model.sig beside the directory)."
+        )
+    files = signed_digests(lock, model_dir, ignore)
     name = PurePosixPath(model_dir).name
-    statement = model_signing_statement(name, files, sorted(ignore))
+    statement = model_signing_statement(name, files, ())
     signed = signer.sign_statement(statement)
     bundle = dict(signed.bundle)
     public_pem: bytes | None = None
@@ -306,27 +307,30 @@ def sign_model_directory(
         material["publicKey"] = {"hint": hashlib.sha256(public_pem).hexdigest()}
         bundle["verificationMaterial"] = material
     data = json.dumps(bundle, sort_keys=True, separators=(",", ":")).encode()
-    check_signature_path(signature)
-    fsio.write_bytes_atomic(signature, data, mode=0o644)
     with fsio.private_temp_dir("modelseal-msig-") as tmp:
+        # Verified as a private copy first, then put in place: a signature that fails leaves
+        # the previous one at ``signature`` whole.
+        candidate = Path(tmp) / "model.sig"
+        candidate.write_bytes(data)
         public_key = None
         if public_pem is not None:
             public_key = Path(tmp) / "key.pub"
             public_key.write_bytes(public_pem)
         problem = verify_model_signature(
             model_dir=base / model_dir,
-            signature=signature,
+            signature=candidate,
             public_key=public_key,
             identity=signed.identity if public_pem is None else None,
             issuer=signed.issuer if public_pem is None else None,
             trust=trust,
         )
     if problem is not None:
-        fsio.remove(signature)
         raise GateError(
             f"the model signature just made over {model_dir} does not verify ({problem}); "
-            "it was removed."
+            f"nothing was written to {fsio.shown(signature)}."
         )
+    check_signature_path(signature)
+    fsio.write_bytes_atomic(signature, data, mode=0o644)
     return ModelSignature(
         path=target,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -337,6 +341,46 @@ def sign_model_directory(
         identity=signed.identity,
         issuer=signed.issuer,
     )
+
+
+def signed_digests(lock: ModelsLock, model_dir: str, ignore: Sequence[str]) -> dict[str, str]:
+    """Path relative to ``model_dir`` → SHA-256 of every file to sign under it, after
+    checking the files on disk: pinned ones against the lock, unpinned ones against the
+    ``models.ignore`` globs (matched on the path relative to the lock's directory, as the
+    models gate does). Top-level git paths are left out (model-signing never checks them)."""
+    from modelseal.models.hashing import hash_files
+    from modelseal.models.lock import is_ignored, walk_files
+
+    base = lock.base
+    prefix = model_dir + "/"
+    pinned = pinned_files(lock, model_dir)
+    on_disk = [r[len(prefix) :] for r in walk_files(base, [model_dir])]
+
+    def signed(rel: str) -> bool:
+        return rel.split("/", 1)[0] not in _GIT_PATHS
+
+    present = set(on_disk)
+    problems = [f"{prefix}{r} is pinned but missing" for r in pinned if r not in present]
+    problems += [
+        f"{prefix}{r} is neither pinned by {fsio.shown(lock.path or 'models.lock')} nor "
+        "matched by models.ignore"
+        for r in on_disk
+        if signed(r) and r not in pinned and not is_ignored(prefix + r, ignore)
+    ]
+    todo = [r for r in on_disk if signed(r)]
+    digests = hash_files([base / prefix / r for r in todo]) if not problems else {}
+    out: dict[str, str] = {}
+    for rel in todo if not problems else ():
+        got = digests[base / prefix / rel]
+        want = pinned.get(rel)
+        if want is not None and got.sha256 != want:
+            problems.append(f"{prefix}{rel} does not have the digest the lock pins")
+        out[rel] = got.sha256
+    if problems:
+        shown = "; ".join(fsio.shown(p) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ConfigError(f"refusing to sign {fsio.shown(model_dir)}: {shown}{more}.")
+    return out
 
 
 # --- checking a published image's model signature -------------------------------------------
@@ -359,7 +403,7 @@ def check_recorded_model_signature(
     model_dir: Path | None,
     *,
     expected: ExpectedSigner,
-    provenance: Mapping[str, Any] | None,
+    provenance: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
 ) -> tuple[bool, str]:
     """``modelseal verify --model-signature``: ``(ok, why)``.
 
@@ -368,12 +412,18 @@ def check_recorded_model_signature(
     sha256), be signed by the expected signer — the image's key, or a certificate whose
     identity and issuer pass the same rules (``identity``/``identity_regexp``, trust config) —
     and the model directory (default: the recorded ``modelDir``, relative to the current
-    directory) must match it."""
+    directory) must match it. ``provenance`` is the image's verified SLSA provenance, or all
+    of them (an image can carry several): the signature may be recorded by any. What is
+    verified is a private copy of exactly the bytes whose sha256 matched, never the file again
+    (it could be swapped in between)."""
     from modelseal.sign.interface import VerificationError
 
     data = read_input(signature, what="--model-signature", limit=MAX_MODEL_SIGNATURE_BYTES)
     digest = hashlib.sha256(data).hexdigest()
-    recorded = recorded_model_signatures(provenance)
+    provenances = (
+        [provenance] if provenance is None or isinstance(provenance, Mapping) else provenance
+    )
+    recorded = [b for p in provenances for b in recorded_model_signatures(p)]
     match = [b for b in recorded if b.get("digest", {}).get("sha256") == digest]
     if not match:
         listed = ", ".join(str(b.get("digest", {}).get("sha256", "?"))[:16] for b in recorded)
@@ -386,12 +436,12 @@ def check_recorded_model_signature(
     if not directory.is_dir():
         return False, f"model directory {fsio.shown(directory)} is not there to check"
     with fsio.private_temp_dir("modelseal-msig-") as tmp:
+        copy = Path(tmp) / "model.sig"  # the bytes that matched, not the file read again
+        copy.write_bytes(data)
         if expected.mode == "key":
             key = Path(tmp) / "key.pub"
             key.write_bytes(_pem(expected))
-            problem = verify_model_signature(
-                model_dir=directory, signature=signature, public_key=key
-            )
+            problem = verify_model_signature(model_dir=directory, signature=copy, public_key=key)
             who = f"key {expected.key_hint}"
         else:
             try:
@@ -399,7 +449,7 @@ def check_recorded_model_signature(
             except VerificationError as e:
                 return False, f"model signature: {e.message}"
             problem = verify_model_signature(
-                model_dir=directory, signature=signature, identity=identity, issuer=issuer,
+                model_dir=directory, signature=copy, identity=identity, issuer=issuer,
                 trust=expected.trust(),
             )  # fmt: skip
             who = f"{identity} ({issuer})"

@@ -729,8 +729,9 @@ class PublishPolicy(BaseModel):
     )
     sign_models: bool = Field(
         default=False,
-        description="After a passing verdict, sign the locked model files (models."
-        "signature.model_dir, else the lock's only root directory) with the run's signer "
+        description="After a passing verdict, sign the locked model directory (models."
+        "signature.model_dir, else the lock's only root directory; every file in it must be "
+        "pinned and unchanged, or matched by models.ignore) with the run's signer "
         "(OpenSSF model-signing, as `modelseal models sign`), verify that signature, write it "
         "to the output directory as model.sig and record it in the provenance (a "
         "runDetails.byproducts entry with its sha256 and the model digest). Needs a sign mode "

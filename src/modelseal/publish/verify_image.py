@@ -142,6 +142,9 @@ class VerifyResult:
     checks: tuple[Check, ...]
     signer: str | None = None
     statements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """predicateType → the first verified statement of that type."""
+    all_statements: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    """predicateType → every verified statement of that type (an image may carry several)."""
     rebuilds: tuple[RebuildVote, ...] = ()
     """Each required rebuilder's vote (empty: no rebuilders were required)."""
 
@@ -222,6 +225,7 @@ def verify_image(
         checks=tuple(checks),
         signer=signers[0] if signers else None,
         statements={k: v[0] for k, v in statements.items() if v},
+        all_statements={k: tuple(v) for k, v in statements.items() if v},
         rebuilds=votes,
     )
 
