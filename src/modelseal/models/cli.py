@@ -102,20 +102,22 @@ def scan_command(
     """Scan files and directories and judge them under the policy's models section.
 
     The policy is loaded (``load_policy``) while a forked child already scans every candidate
-    file: validating the policy is a third of a small scan's time and the scan does not need it
-    (the policy's ``ignore`` globs then pick which of the scans count).
+    file: importing pydantic and validating the policy is most of a small scan's time and the
+    scan does not need it (the policy's ``ignore`` globs then pick which of the scans count).
+    So the child is forked before the judge and the policy are imported: only the scanner's
+    modules come first (the child needs them, and this process to read its results).
     """
-    from modelseal.findings import GateResult, Status
-    from modelseal.judge import Outcome, judge_gate
-    from modelseal.models.gate import GATE, scan_findings
-    from modelseal.models.limits import scan_limits
-    from modelseal.models.scan import PrefetchedScans
+    from modelseal.models.scan import GATE, PrefetchedScans, scan_findings
 
     for p in paths:
         if not p.exists():
             raise ConfigError(f"{p} does not exist.")
     targets = _scan_targets(paths)
     prefetch = PrefetchedScans([path for path, _ in targets])
+    from modelseal.findings import GateResult, Status
+    from modelseal.judge import Outcome, judge_gate
+    from modelseal.models.limits import scan_limits
+
     policy = load_policy()
     ignore = policy.policy.models.ignore
     files = [path for path, rel in targets if rel is None or not is_ignored(rel, ignore)]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from modelseal.findings import Severity
+from modelseal.findings import Finding, Severity
 from modelseal.models.allowlist import Allowlist
 from modelseal.models.bytesource import ByteSource
 from modelseal.models.decompress import iter_decompressed
@@ -52,6 +52,11 @@ _PIECE: Final = 1 << 20
 LEGACY_TORCH_PICKLES = 5
 #: The first of them: torch's MAGIC_NUMBER (0x1950a86a20f9469cfc6c) pickled at protocol 2.
 _LEGACY_MAGIC: Final = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+GATE: Final = "models"
+"""The gate that reports what the scan finds (:mod:`modelseal.models.gate`, and
+``modelseal models scan``, which judges its findings without importing the gate's machinery)."""
 
 
 @dataclass(frozen=True)
@@ -441,12 +446,14 @@ def scan_files(
     (the scanner is pure Python, so threads would queue on the GIL). Results come back in
     ``paths`` order."""
     import os
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
 
     n = max(1, min(workers or os.cpu_count() or 1, len(paths)))
     if n == 1 or (workers is None and len(paths) < POOL_MIN_FILES):
         return [scan_file(p, allow, limits=limits) for p in paths]
+    # Imported only for a pool: multiprocessing costs ~20 ms to import, a tenth of a small scan.
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
         chunk = max(1, len(paths) // (n * 4))
         return list(pool.map(_scan_limited, paths, [allow] * len(paths), [limits] * len(paths),
@@ -531,3 +538,37 @@ def _load_scans(data: bytes) -> list[FileScan]:
     # The bytes come from our own forked child over a private pipe, never from a model file.
     scans: list[FileScan] = pickle.loads(data)  # noqa: S301
     return scans
+
+
+def scan_findings(rel: str, scan: FileScan) -> list[Finding]:
+    """The findings of the models gate for one scanned file, named ``rel`` in them."""
+    det = scan.detected
+    out = [
+        Finding(
+            gate=GATE,
+            id="models.format",
+            severity=Severity.HIGH if scan.carries_pickle else Severity.LOW,
+            title=f"{rel} is {scan.format.value}"
+            + (" (carries pickle data)" if scan.carries_pickle else ""),
+            subject=rel,
+            location=rel,
+            evidence={"format": scan.format.value, "pickle": "yes" if scan.carries_pickle else "no"}
+            | {f"detail.{k}": str(v) for k, v in det.detail.items()},
+        )
+    ]
+    for issue in scan.issues:
+        where = issue.where()
+        out.append(
+            Finding(
+                gate=GATE,
+                id=f"models.{issue.kind}",
+                severity=issue.severity,
+                title=f"{rel}: {issue.title}",
+                subject=rel,
+                location=f"{rel} ({where})" if where else rel,
+                evidence=dict(issue.detail)
+                | ({"member": issue.member} if issue.member else {})
+                | ({"offset": str(issue.offset)} if issue.offset is not None else {}),
+            )
+        )
+    return out
