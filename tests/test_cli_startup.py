@@ -102,25 +102,27 @@ SPY = """
 import json, sys
 from pathlib import Path
 from modelseal.app import load_policy
-from modelseal.models import cli, scan
+from modelseal.models import ahead, cli
 
 seen = {}
-init = scan.PrefetchedScans.__init__
+init = ahead.Ahead.__init__
 
-def spy(self, paths):
+def spy(self, work, **kw):
     seen.update(pydantic="pydantic" in sys.modules, policy="modelseal.policy" in sys.modules,
-                files=len(paths))
-    init(self, paths)
+                scanner="modelseal.models.scan" in sys.modules)
+    init(self, work, **kw)
+    seen["forked"] = self.pid != 0
 
-scan.PrefetchedScans.__init__ = spy
+ahead.Ahead.__init__ = spy
 code = cli.scan_command([Path(sys.argv[1])], lambda: load_policy(Path(sys.argv[2])), True)
+seen["scanner_after"] = "modelseal.models.scan" in sys.modules
 print(json.dumps({"code": code, **seen}))
 """
 
 
 def test_models_scan_forks_its_scan_before_importing_the_policy(tmp_path: Path) -> None:
     """The forked scan overlaps with importing pydantic and validating the policy only when it
-    is started first."""
+    is started first; its findings come back, so this process never imports the scanner."""
     (tmp_path / "policy.yml").write_text(POLICY)
     d = _scan_dir(tmp_path)
     proc = subprocess.run(
@@ -129,7 +131,14 @@ def test_models_scan_forks_its_scan_before_importing_the_policy(tmp_path: Path) 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = json.loads(proc.stdout.splitlines()[-1])
-    assert seen == {"code": 0, "pydantic": False, "policy": False, "files": 24}
+    assert seen == {"code": 0, "pydantic": False, "policy": False, "scanner": False,
+                    "forked": True, "scanner_after": False}  # fmt: skip
+
+
+def test_models_scan_judges_as_the_models_gate() -> None:
+    from modelseal.models import cli, scan
+
+    assert cli._GATE == scan.GATE == "models"
 
 
 def test_pydantic_uses_only_get_plugins_of_its_plugin_loader() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from modelseal.findings import Finding, Severity
+from modelseal.models.ahead import Ahead
 from modelseal.models.allowlist import Allowlist
 from modelseal.models.bytesource import ByteSource
 from modelseal.models.decompress import iter_decompressed
@@ -469,60 +470,34 @@ PREFETCH_MIN_FILES = 16
 
 
 class PrefetchedScans:
-    """Scan files in a forked child while this process does something else.
+    """Scan files in a forked child (:class:`~modelseal.models.ahead.Ahead`) while this process
+    does something else.
 
-    ``modelseal models scan`` spends a third of a small run importing pydantic and validating
-    the policy, work the scan does not depend on (the scan applies the built-in allowlist; the
-    policy's extra globals are applied when judging). On a machine with a second core the
-    child scans meanwhile. Anything that goes wrong in the child (no ``fork``, a crash, a
-    signal) only means :meth:`take` scans in this process instead: same results, just later.
-    The child scans within the default limits; :meth:`take` with other limits (the policy's
-    ``models.limits``) stops it and scans again.
+    The child scans within the default limits; :meth:`take` with other limits stops it and
+    scans again. Anything that goes wrong in the child only means :meth:`take` scans in this
+    process instead: same results, just later.
     """
 
     def __init__(self, paths: list[Path]) -> None:
-        import os
-
         self._paths = paths
-        self._pid = 0
-        self._fd = -1
-        if len(paths) < PREFETCH_MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-            return
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child; its result is checked through take()
-            code = 1
-            try:
-                os.close(read_fd)
-                data = _dump_scans(scan_files(paths))
-                with os.fdopen(write_fd, "wb") as out:
-                    out.write(data)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        self._pid, self._fd = pid, read_fd
+        self._ahead = Ahead(
+            lambda: _dump_scans(scan_files(paths)), start=len(paths) >= PREFETCH_MIN_FILES
+        )
+
+    @property
+    def _pid(self) -> int:
+        return self._ahead.pid
 
     def take(self, paths: list[Path], limits: ScanLimits = DEFAULT_LIMITS) -> list[FileScan]:
         """Scans of ``paths`` under the built-in allowlist within ``limits``, in order (paths
         that were not prefetched are scanned now)."""
-        import os
-        import signal
-
         done: dict[Path, FileScan] = {}
-        if self._pid and limits != DEFAULT_LIMITS:
-            # Scanned within other limits: its results would not count. Stop our own child.
-            os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
-            os.close(self._fd)
-            self._pid = 0
-        if self._pid:
-            with os.fdopen(self._fd, "rb") as src:
-                data = src.read()
-            _, status = os.waitpid(self._pid, 0)
-            self._pid = 0
-            if status == 0:
-                done = dict(zip(self._paths, _load_scans(data), strict=True))
+        if limits != DEFAULT_LIMITS:
+            # Scanned within other limits: its results would not count.
+            self._ahead.cancel()
+        data = self._ahead.take()
+        if data is not None:
+            done = dict(zip(self._paths, _load_scans(data), strict=True))
         return [done[p] if p in done else scan_file(p, limits=limits) for p in paths]
 
 
