@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelseal._cli_parser import build_parser
-from modelseal.app import DEFAULT_POLICY
 from modelseal.errors import Error, ExitCode
-from modelseal.evcache import default_dir as evcache_dir
 
 # Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
 # not pay for BuildKit, reports and the whole pipeline before it starts (start-up is most of a
@@ -120,6 +118,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.policy_command == "export":
             return _export(args)
         if args.policy_command == "validate":
+            from modelseal.app import DEFAULT_POLICY
+
             path = args.file or args.policy or DEFAULT_POLICY
             loaded = load_policy(path)
             print(
@@ -147,6 +147,7 @@ def _load_policy(args: argparse.Namespace) -> LoadedPolicy:
 
 def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> int:
     from modelseal import app
+    from modelseal.evcache import default_dir as evcache_dir
     from modelseal.ui import ConsoleHooks, print_published
 
     request = app.RunRequest(

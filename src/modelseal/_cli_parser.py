@@ -11,9 +11,14 @@ from typing import Literal
 
 from modelseal import __version__
 from modelseal.admission import FORMATS
-from modelseal.app import DEFAULT_POLICY
 from modelseal.errors import ConfigError
 from modelseal.gates import GATES
+
+# Building the parser runs on every start, `modelseal --version` included: nothing heavier than
+# the gate registry and the export formats is imported here (tests/test_cli_startup.py).
+DEFAULT_POLICY = "modelseal.yml"
+"""The default policy file's name for the help texts; :data:`modelseal.app.DEFAULT_POLICY` is
+the one the commands use (the application and its file helpers are not imported to say it)."""
 
 EPILOG = """\
 exit codes:

@@ -7,26 +7,20 @@ import locale
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelseal import fsio
 from modelseal.errors import ConfigError, ExitCode
-from modelseal.models.formats import detect_format
-from modelseal.models.lock import (
-    Source,
-    is_ignored,
-    load_lock,
-    make_lock,
-    verify_lock,
-    walk_files,
-)
 from modelseal.untrusted import untrusted
 
-# `lock` needs only hashing and format detection; the judge, the gate and the scanner are
-# imported by the commands that use them (start-up is a large part of locking one big file).
+# Each command imports what it uses: `lock` needs only hashing and format detection, and
+# `scan` forks its scanning child before the scanner, the judge or the policy is imported
+# (start-up is a large part of locking one big file or scanning a few small ones).
 if TYPE_CHECKING:
     from modelseal.findings import Finding
+    from modelseal.models.limits import ScanLimits
+    from modelseal.models.lock import Source
     from modelseal.policy import LoadedPolicy
     from modelseal.sign.interface import Signer
     from modelseal.sign.trust import TrustConfig
@@ -42,6 +36,10 @@ def lock_command(
     """Write (or refresh) a lock file for ``paths``. The lock is replaced atomically: a
     failed run leaves the previous one whole, and a link at its name is replaced, not written
     through (:mod:`modelseal.fsio`)."""
+    from modelseal import fsio
+    from modelseal.models.formats import detect_format
+    from modelseal.models.lock import load_lock, make_lock
+
     # The lock's directory is checked (no link on the way) rather than resolved: paths in the
     # lock are relative to where the file really is.
     base = fsio.ensure_dir(fsio.absolute(lock_path).parent)
@@ -75,6 +73,7 @@ def _lock_source(uri: str, revision: str | None) -> Source:
     ``models verify`` accepts — ``hf://ORG/NAME`` at a full 40-hex commit (``@COMMIT`` in the
     URI or ``--source-revision``) — else exit 2 with the reason; other URIs are free text."""
     from modelseal.models.hub import is_commit, parse_hf_uri
+    from modelseal.models.lock import Source
 
     if not uri.startswith("hf://"):
         return Source(uri, revision)
@@ -102,6 +101,7 @@ def verify_command(
     a full commit always, whether the Hub still has each file there with ``check_source``."""
     from modelseal.models.fetch import limits_of, source_findings
     from modelseal.models.gate import mismatch_finding
+    from modelseal.models.lock import load_lock, verify_lock
 
     lock = load_lock(lock_path)
     mismatches, _ = verify_lock(lock, ignore=policy.policy.models.ignore)
@@ -129,36 +129,40 @@ def scan_command(
 ) -> int:
     """Scan files and directories and judge them under the policy's models section.
 
-    The policy is loaded (``load_policy``) while a forked child already scans every candidate
-    file: validating the policy is a third of a small scan's time and the scan does not need it
-    (the policy's ``ignore`` globs then pick which of the scans count).
+    The policy is loaded (``load_policy``) while a forked child already walks the directories
+    and scans every file: importing pydantic and validating the policy is most of a small
+    scan's time and the scan does not need it (the policy's ``ignore`` globs then pick which
+    of the scans count). The child is forked before the scanner, the judge or the policy is
+    imported, and sends back findings, so that this process imports no scanner at all. When
+    there is no child, it fails (a bad directory: its error is raised here), or the policy
+    sets other scan limits, this process does the same work itself.
     """
-    from modelseal.findings import GateResult, Status
-    from modelseal.judge import Outcome, judge_gate
-    from modelseal.models.gate import GATE, scan_findings
-    from modelseal.models.limits import scan_limits
-    from modelseal.models.scan import PrefetchedScans
+    from modelseal.models.ahead import Ahead
 
     for p in paths:
         if not p.exists():
             raise ConfigError(f"{p} does not exist.")
-    targets = _scan_targets(paths)
-    prefetch = PrefetchedScans([path for path, _ in targets])
+    ahead = Ahead(lambda: _scanned(paths, None, ()))
+    from modelseal.findings import GateResult, Status
+    from modelseal.judge import Outcome, judge_gate
+    from modelseal.models.limits import DEFAULT_LIMITS, scan_limits
+    from modelseal.models.lock import is_ignored
+
     policy = load_policy()
     ignore = policy.policy.models.ignore
-    files = [path for path, rel in targets if rel is None or not is_ignored(rel, ignore)]
-    scans = prefetch.take(files, scan_limits(policy.policy.models.limits))
-    findings: list[Finding] = []
-    for path, scan in zip(files, scans, strict=True):
-        findings += scan_findings(str(path), scan)
-    verdict = judge_gate(GateResult(GATE, Status.PASSED, findings=tuple(findings)), policy.policy)
+    limits = scan_limits(policy.policy.models.limits)
+    if limits != DEFAULT_LIMITS:
+        ahead.cancel()  # scanned within other limits: its results would not count
+    done = ahead.take()
+    if done is None:
+        done = _scanned(paths, limits, ignore)
+    files = [s for s in done if s.rel is None or not is_ignored(s.rel, ignore)]
+    findings = [f for s in files for f in s.findings]
+    verdict = judge_gate(GateResult(_GATE, Status.PASSED, findings=tuple(findings)), policy.policy)
     if as_json:
         out: dict[str, Any] = {
             "status": verdict.status.value,
-            "files": [
-                {"path": str(p), "format": s.format.value, "pickle": s.carries_pickle}
-                for p, s in zip(files, scans, strict=True)
-            ],
+            "files": [{"path": str(s.path), "format": s.format, "pickle": s.pickle} for s in files],
             "findings": [
                 {**d.finding.to_json(), "decision": d.outcome.value, "reason": d.reason}
                 for d in verdict.decisions
@@ -168,8 +172,8 @@ def scan_command(
         indent = 2 if sys.stdout.isatty() else None
         sys.stdout.write(json.dumps(out, indent=indent) + "\n")
     else:
-        for path, scan in zip(files, scans, strict=True):
-            print(f"{scan.format.value:<13} {untrusted(path, markup=False)}")
+        for s in files:
+            print(f"{s.format:<13} {untrusted(s.path, markup=False)}")
         for d in verdict.decisions:
             if d.outcome is Outcome.IGNORED:
                 continue
@@ -181,9 +185,46 @@ def scan_command(
     return int(ExitCode.BREACHED if verdict.status is Status.FAILED else ExitCode.PASSED)
 
 
+_GATE = "models"
+"""The gate ``models scan`` judges as: :data:`modelseal.models.scan.GATE`, which only the
+scanning child imports."""
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """What ``models scan`` reports of one file (what its child sends back)."""
+
+    path: Path
+    rel: str | None
+    """The path relative to the directory named (None: the file was named itself)."""
+    format: str
+    pickle: bool
+    findings: tuple[Finding, ...]
+
+
+def _scanned(
+    paths: Sequence[Path], limits: ScanLimits | None, ignore: Sequence[str]
+) -> list[_Scanned]:
+    """Walk ``paths`` and scan every file (but the ``ignore``d) within ``limits``."""
+    from modelseal.models.limits import DEFAULT_LIMITS
+    from modelseal.models.lock import is_ignored
+    from modelseal.models.scan import scan_files, scan_findings
+
+    targets = [
+        (p, rel) for p, rel in _scan_targets(paths) if rel is None or not is_ignored(rel, ignore)
+    ]
+    scans = scan_files([p for p, _ in targets], limits=limits or DEFAULT_LIMITS)
+    return [
+        _Scanned(p, rel, s.format.value, s.carries_pickle, tuple(scan_findings(str(p), s)))
+        for (p, rel), s in zip(targets, scans, strict=True)
+    ]
+
+
 def _scan_targets(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
     """Every file to scan, with its path relative to the directory named on the command line
     (``None`` for a path named itself, which ``ignore`` globs do not drop)."""
+    from modelseal.models.lock import walk_files
+
     files: list[tuple[Path, str | None]] = []
     for p in paths:
         if p.is_dir() and not (p / "saved_model.pb").exists():
@@ -211,7 +252,9 @@ def sign_command(
     """Sign the files ``lock_path`` pins under ``model_dir`` with model-signing (a key, or
     keyless with the ambient CI identity or ``$SIGSTORE_ID_TOKEN``), after checking them
     against the lock (a mismatch: exit 1, nothing signed), and verify the signature made."""
+    from modelseal import fsio
     from modelseal.models.gate import mismatch_finding
+    from modelseal.models.lock import load_lock, verify_lock
     from modelseal.models.signing import (
         DEFAULT_SIGNATURE_NAME,
         check_signature_path,

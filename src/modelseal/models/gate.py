@@ -40,11 +40,10 @@ from modelseal.models.lock import (
     walk_files,
 )
 from modelseal.models.mlbom import model_records, write_models_json
-from modelseal.models.scan import FileScan, scan_files
+from modelseal.models.scan import GATE, FileScan, scan_files, scan_findings
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 
-GATE = "models"
 IMAGE_GATE = "models-image"
 
 
@@ -252,42 +251,6 @@ def mismatch_finding(
         location=path,
         evidence=evidence,
     )
-
-
-def scan_findings(rel: str, scan: FileScan, metadata: bool = False) -> list[Finding]:
-    """The findings for one scanned file; ``metadata``: it is the model card or config of its
-    directory, in no model format (the judge does not hold it to ``models.formats``)."""
-    det = scan.detected
-    out = [
-        Finding(
-            gate=GATE,
-            id="models.format",
-            severity=Severity.HIGH if scan.carries_pickle else Severity.LOW,
-            title=f"{rel} is {scan.format.value}"
-            + (" (carries pickle data)" if scan.carries_pickle else ""),
-            subject=rel,
-            location=rel,
-            evidence={"format": scan.format.value, "pickle": "yes" if scan.carries_pickle else "no"}
-            | {f"detail.{k}": str(v) for k, v in det.detail.items()}
-            | ({"metadata": "yes"} if metadata else {}),
-        )
-    ]
-    for issue in scan.issues:
-        where = issue.where()
-        out.append(
-            Finding(
-                gate=GATE,
-                id=f"models.{issue.kind}",
-                severity=issue.severity,
-                title=f"{rel}: {issue.title}",
-                subject=rel,
-                location=f"{rel} ({where})" if where else rel,
-                evidence=dict(issue.detail)
-                | ({"member": issue.member} if issue.member else {})
-                | ({"offset": str(issue.offset)} if issue.offset is not None else {}),
-            )
-        )
-    return out
 
 
 def _refuse_unreadable_lock(named: Path) -> None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from modelseal.findings import Severity
+from modelseal.findings import Finding, Severity
+from modelseal.models.ahead import Ahead
 from modelseal.models.allowlist import Allowlist
 from modelseal.models.bytesource import ByteSource
 from modelseal.models.decompress import iter_decompressed
@@ -52,6 +53,11 @@ _PIECE: Final = 1 << 20
 LEGACY_TORCH_PICKLES = 5
 #: The first of them: torch's MAGIC_NUMBER (0x1950a86a20f9469cfc6c) pickled at protocol 2.
 _LEGACY_MAGIC: Final = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+GATE: Final = "models"
+"""The gate that reports what the scan finds (:mod:`modelseal.models.gate`, and
+``modelseal models scan``, which judges its findings without importing the gate's machinery)."""
 
 
 @dataclass(frozen=True)
@@ -441,12 +447,14 @@ def scan_files(
     (the scanner is pure Python, so threads would queue on the GIL). Results come back in
     ``paths`` order."""
     import os
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
 
     n = max(1, min(workers or os.cpu_count() or 1, len(paths)))
     if n == 1 or (workers is None and len(paths) < POOL_MIN_FILES):
         return [scan_file(p, allow, limits=limits) for p in paths]
+    # Imported only for a pool: multiprocessing costs ~20 ms to import, a tenth of a small scan.
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
         chunk = max(1, len(paths) // (n * 4))
         return list(pool.map(_scan_limited, paths, [allow] * len(paths), [limits] * len(paths),
@@ -462,60 +470,34 @@ PREFETCH_MIN_FILES = 16
 
 
 class PrefetchedScans:
-    """Scan files in a forked child while this process does something else.
+    """Scan files in a forked child (:class:`~modelseal.models.ahead.Ahead`) while this process
+    does something else.
 
-    ``modelseal models scan`` spends a third of a small run importing pydantic and validating
-    the policy, work the scan does not depend on (the scan applies the built-in allowlist; the
-    policy's extra globals are applied when judging). On a machine with a second core the
-    child scans meanwhile. Anything that goes wrong in the child (no ``fork``, a crash, a
-    signal) only means :meth:`take` scans in this process instead: same results, just later.
-    The child scans within the default limits; :meth:`take` with other limits (the policy's
-    ``models.limits``) stops it and scans again.
+    The child scans within the default limits; :meth:`take` with other limits stops it and
+    scans again. Anything that goes wrong in the child only means :meth:`take` scans in this
+    process instead: same results, just later.
     """
 
     def __init__(self, paths: list[Path]) -> None:
-        import os
-
         self._paths = paths
-        self._pid = 0
-        self._fd = -1
-        if len(paths) < PREFETCH_MIN_FILES or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-            return
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child; its result is checked through take()
-            code = 1
-            try:
-                os.close(read_fd)
-                data = _dump_scans(scan_files(paths))
-                with os.fdopen(write_fd, "wb") as out:
-                    out.write(data)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        self._pid, self._fd = pid, read_fd
+        self._ahead = Ahead(
+            lambda: _dump_scans(scan_files(paths)), start=len(paths) >= PREFETCH_MIN_FILES
+        )
+
+    @property
+    def _pid(self) -> int:
+        return self._ahead.pid
 
     def take(self, paths: list[Path], limits: ScanLimits = DEFAULT_LIMITS) -> list[FileScan]:
         """Scans of ``paths`` under the built-in allowlist within ``limits``, in order (paths
         that were not prefetched are scanned now)."""
-        import os
-        import signal
-
         done: dict[Path, FileScan] = {}
-        if self._pid and limits != DEFAULT_LIMITS:
-            # Scanned within other limits: its results would not count. Stop our own child.
-            os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
-            os.close(self._fd)
-            self._pid = 0
-        if self._pid:
-            with os.fdopen(self._fd, "rb") as src:
-                data = src.read()
-            _, status = os.waitpid(self._pid, 0)
-            self._pid = 0
-            if status == 0:
-                done = dict(zip(self._paths, _load_scans(data), strict=True))
+        if limits != DEFAULT_LIMITS:
+            # Scanned within other limits: its results would not count.
+            self._ahead.cancel()
+        data = self._ahead.take()
+        if data is not None:
+            done = dict(zip(self._paths, _load_scans(data), strict=True))
         return [done[p] if p in done else scan_file(p, limits=limits) for p in paths]
 
 
@@ -531,3 +513,40 @@ def _load_scans(data: bytes) -> list[FileScan]:
     # The bytes come from our own forked child over a private pipe, never from a model file.
     scans: list[FileScan] = pickle.loads(data)  # noqa: S301
     return scans
+
+
+def scan_findings(rel: str, scan: FileScan, metadata: bool = False) -> list[Finding]:
+    """The findings of the models gate for one scanned file, named ``rel`` in them;
+    ``metadata``: it is the model card or config of its directory, in no model format (the
+    judge does not hold it to ``models.formats``)."""
+    det = scan.detected
+    out = [
+        Finding(
+            gate=GATE,
+            id="models.format",
+            severity=Severity.HIGH if scan.carries_pickle else Severity.LOW,
+            title=f"{rel} is {scan.format.value}"
+            + (" (carries pickle data)" if scan.carries_pickle else ""),
+            subject=rel,
+            location=rel,
+            evidence={"format": scan.format.value, "pickle": "yes" if scan.carries_pickle else "no"}
+            | {f"detail.{k}": str(v) for k, v in det.detail.items()}
+            | ({"metadata": "yes"} if metadata else {}),
+        )
+    ]
+    for issue in scan.issues:
+        where = issue.where()
+        out.append(
+            Finding(
+                gate=GATE,
+                id=f"models.{issue.kind}",
+                severity=issue.severity,
+                title=f"{rel}: {issue.title}",
+                subject=rel,
+                location=f"{rel} ({where})" if where else rel,
+                evidence=dict(issue.detail)
+                | ({"member": issue.member} if issue.member else {})
+                | ({"offset": str(issue.offset)} if issue.offset is not None else {}),
+            )
+        )
+    return out

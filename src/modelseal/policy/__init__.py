@@ -1,12 +1,7 @@
 """The policy file (``modelseal.yml``): its model, loader, JSON Schema and reference docs."""
 
-import os
-
-# Third-party pydantic plugins (found through entry points) would observe every policy
-# validation; a security tool's policy check has no use for them, and the entry-point scan
-# costs ~20 ms of every start. Set before pydantic looks at it (on the first model class).
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
+# First: pydantic's plugin loader is replaced before pydantic is imported.
+import modelseal.policy._noplugins  # noqa: F401
 from modelseal.policy.loader import (
     LoadedPolicy,
     PolicyFileError,

@@ -1,0 +1,172 @@
+"""What the read-only commands import at start-up (issue 16): a small ``models scan`` is mostly
+start-up, so each heavy module it has no use for is pinned out here, by name, not by timing
+(the times are measured in benchmarks/models.py)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pydantic
+
+POLICY = "version: 1\nmodels:\n  pickle: scan\n  formats: [pickle, numpy, safetensors]\n"
+
+#: Never imported by `models scan` or `policy validate`: the network, signing, the build and
+#: publish machinery, the rich console, entry-point metadata and process pools.
+HEAVY = (
+    "huggingface_hub", "sigstore", "cryptography", "model_signing", "rich", "jsonschema",
+    "numpy", "torch", "importlib.metadata", "multiprocessing", "subprocess", "socket",
+    "email", "modelseal.models.gate", "modelseal.imagefs", "modelseal.oci", "modelseal.pipeline",
+    "modelseal._tools", "modelseal.imagebuild", "modelseal.publish", "modelseal.sign",
+    "modelseal.reports", "modelseal.ui", "modelseal.evcache", "modelseal.admission.export",
+)  # fmt: skip
+
+#: Not even these for `modelseal --version` (and so for building the parser of any command).
+NOT_FOR_THE_PARSER = (
+    *HEAVY, "pydantic", "pydantic_core", "ruamel", "modelseal.policy", "modelseal.app",
+    "modelseal.fsio", "modelseal.models",
+)  # fmt: skip
+
+
+def _imports(argv: list[str], cwd: Path) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """The modules ``python -m modelseal ARGV`` imports (the forked scan child's included)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "modelseal", *argv],
+        capture_output=True, text=True, cwd=cwd, check=False, timeout=120,
+    )  # fmt: skip
+    names = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "modelseal._cli" in names, proc.stderr[-2000:]
+    return names, proc
+
+
+def _heavy(names: set[str], banned: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names for b in banned if n == b or n.startswith(b + "."))
+
+
+def _scan_dir(tmp_path: Path) -> Path:
+    # More files than PrefetchedScans.PREFETCH_MIN_FILES: the forked scan runs too.
+    d = tmp_path / "models"
+    d.mkdir()
+    for i in range(24):
+        (d / f"m{i:02d}.pkl").write_bytes(pickle.dumps({"w": list(range(i)), "name": f"m{i}"}))
+    return d
+
+
+def test_version_builds_the_parser_without_the_application(tmp_path: Path) -> None:
+    names, proc = _imports(["--version"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("modelseal ")
+    assert _heavy(names, NOT_FOR_THE_PARSER) == []
+
+
+def test_models_scan_imports_no_heavy_module(tmp_path: Path) -> None:
+    (tmp_path / "policy.yml").write_text(POLICY)
+    _scan_dir(tmp_path)
+    names, proc = _imports(
+        ["models", "scan", "models", "--policy", "policy.yml", "--format", "json"], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["status"] == "PASSED" and len(out["files"]) == 24
+    assert _heavy(names, HEAVY) == []
+    # The policy is still validated with its pydantic model (the whole file: see below).
+    assert {"pydantic", "modelseal.policy.model", "modelseal.judge"} <= names
+
+
+def test_policy_validate_imports_no_heavy_module(tmp_path: Path) -> None:
+    (tmp_path / "policy.yml").write_text(POLICY)
+    names, proc = _imports(["policy", "validate", "policy.yml"], tmp_path)
+    assert proc.returncode == 0 and "valid (version 1" in proc.stdout, proc.stderr[-2000:]
+    assert _heavy(names, (*HEAVY, "modelseal.models")) == []
+
+
+def test_models_scan_still_validates_the_whole_policy(tmp_path: Path) -> None:
+    """`models scan` judges with the models section only, but a mistake in any other section
+    fails it, as before (exit 2, the file, line, column and field named)."""
+    (tmp_path / "policy.yml").write_text(POLICY + "build:\n  rebuld_check: true\n")
+    _scan_dir(tmp_path)
+    _, proc = _imports(["models", "scan", "models", "--policy", "policy.yml"], tmp_path)
+    assert proc.returncode == 2
+    assert "policy.yml:6:3: build.rebuld_check: unknown key" in proc.stderr
+
+
+SPY = """
+import json, sys
+from pathlib import Path
+from modelseal.app import load_policy
+from modelseal.models import ahead, cli
+
+seen = {}
+init = ahead.Ahead.__init__
+
+def spy(self, work, **kw):
+    seen.update(pydantic="pydantic" in sys.modules, policy="modelseal.policy" in sys.modules,
+                scanner="modelseal.models.scan" in sys.modules)
+    init(self, work, **kw)
+    seen["forked"] = self.pid != 0
+
+ahead.Ahead.__init__ = spy
+code = cli.scan_command([Path(sys.argv[1])], lambda: load_policy(Path(sys.argv[2])), True)
+seen["scanner_after"] = "modelseal.models.scan" in sys.modules
+print(json.dumps({"code": code, **seen}))
+"""
+
+
+def test_models_scan_forks_its_scan_before_importing_the_policy(tmp_path: Path) -> None:
+    """The forked scan overlaps with importing pydantic and validating the policy only when it
+    is started first; its findings come back, so this process never imports the scanner."""
+    (tmp_path / "policy.yml").write_text(POLICY)
+    d = _scan_dir(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", SPY, str(d), str(tmp_path / "policy.yml")],
+        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen == {"code": 0, "pydantic": False, "policy": False, "scanner": False,
+                    "forked": True, "scanner_after": False}  # fmt: skip
+
+
+def test_models_scan_judges_as_the_models_gate() -> None:
+    from modelseal.models import cli, scan
+
+    assert cli._GATE == scan.GATE == "models"
+
+
+def test_pydantic_uses_only_get_plugins_of_its_plugin_loader() -> None:
+    """modelseal.policy stands in for ``pydantic.plugin._loader`` (its import costs
+    importlib.metadata): that holds only while pydantic takes nothing else from it."""
+    root = Path(pydantic.__file__).parent
+    used: set[str] = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_loader"):
+                used |= {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.endswith("plugin._loader") for a in node.names), path
+            elif isinstance(node, ast.Attribute) and node.attr == "_loader":
+                raise AssertionError(f"{path} reaches _loader another way")
+    assert used == {"get_plugins"}
+
+
+def test_pydantic_plugins_stay_off_with_the_stand_in(tmp_path: Path) -> None:
+    """Even when the environment asks pydantic for its plugins, none is loaded."""
+    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": ""}
+    code = (
+        "import sys; from modelseal.policy import default_policy; default_policy(); "
+        "from pydantic.plugin._loader import get_plugins; "
+        "print(list(get_plugins()), 'importlib.metadata' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+        cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.stdout.split() == ["[]", "False"]
