@@ -93,6 +93,7 @@ class PipAuditGate(RegisteredGate):
         for index, (platform, digest) in enumerate(manifests.items()):
             ctx.progress(self.name, f"extracting Python package metadata ({platform})")
             root = ctx.work_dir / f"image-{index}"
+
             # What the image holds is a function of its digest: an earlier extraction is
             # reused. pip-audit's answers (a live service) are never cached. The layers are
             # read once for this gate and models-image together (modelseal.postbuild).
