@@ -52,11 +52,18 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 
 
 def _children(pid: int) -> list[int]:
+    """Every child of every thread of ``pid`` (modelseal starts its tools from gate threads)."""
+    out: list[int] = []
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
-    return [int(x) for x in text.split()]
+    for tid in tasks:
+        try:
+            out += [int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def _tree(pid: int) -> list[int]:
@@ -66,6 +73,13 @@ def _tree(pid: int) -> list[int]:
         out.append(p)
         todo += _children(p)
     return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def _rss_kib(pid: int) -> int:
@@ -84,7 +98,8 @@ def measure(
 ) -> dict[str, Any]:  # fmt: skip
     """Run ``argv`` below the launcher of _common (its own peak RSS); meanwhile sample its
     process tree: the summed RSS, and which of ``blobs`` (path → short name) each process has
-    open (a new (pid, fd) on a blob is one more open)."""
+    open (a new (pid, fd) on a blob is one more open); ``blobs`` maps a blob's digest (hex)
+    to its short name, matched on the file name of whatever the process has open."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -94,6 +109,8 @@ def measure(
         opens: dict[str, int] = {}
         seen: set[tuple[int, int, str]] = set()
         peak_tree = 0
+        at_peak: dict[str, int] = {}
+        own_peak = (0, 0.0)  # the measured process's own RSS peak and when (s)
         done = threading.Event()
         out: dict[str, str] = {}
 
@@ -105,7 +122,14 @@ def measure(
         threading.Thread(target=drain, daemon=True).start()
         while not done.wait(interval):
             pids = _tree(proc.pid)[1:]  # not the launcher
-            peak_tree = max(peak_tree, sum(_rss_kib(p) for p in pids))
+            rss_now = {p: _rss_kib(p) for p in pids}
+            if pids and rss_now[pids[0]] > own_peak[0]:
+                own_peak = (rss_now[pids[0]], time.monotonic() - t0)
+            if sum(rss_now.values()) > peak_tree:
+                peak_tree = sum(rss_now.values())
+                at_peak = {}
+                for p, kib in rss_now.items():
+                    at_peak[_comm(p)] = at_peak.get(_comm(p), 0) + kib // 1024
             now: set[tuple[int, int, str]] = set()
             for p in pids:
                 try:
@@ -117,7 +141,7 @@ def measure(
                         target = os.readlink(f"/proc/{p}/fd/{fd}")
                     except OSError:
                         continue
-                    name = blobs.get(target)
+                    name = blobs.get(os.path.basename(target))
                     if name is not None:
                         now.add((p, int(fd), name))
             for key in now - seen:
@@ -130,6 +154,7 @@ def measure(
     return {
         "seconds": seconds, "rss_mib": int(text) / 1024 if text else 0.0,
         "tree_mib": peak_tree / 1024, "opens": opens, "stdout": out["stdout"],
+        "stderr": out["stderr"], "at_peak": at_peak, "own_peak_at": own_peak[1],
     }  # fmt: skip
 
 
@@ -261,10 +286,7 @@ def main() -> int:
             layers = [d["digest"] for d in layout.manifest(manifest)["layers"]]
             sizes = {d: layout.blob(d).stat().st_size for d in layers}
             big = max(sizes, key=lambda d: sizes[d]).removeprefix("sha256:")
-            blobs: dict[str, str] = {}
-            for d in layers:
-                path = layout.blob(d)
-                blobs[str(path)] = blobs[str(path.resolve())] = d.removeprefix("sha256:")[:12]
+            blobs = {d.removeprefix("sha256:"): d.removeprefix("sha256:")[:12] for d in layers}
             print(f"image: {len(layers)} layers, the model layer {sizes['sha256:' + big] / 2**20:.0f}"
                   f" MiB (gzip); model {args.size_mib} MiB")  # fmt: skip
 
@@ -323,10 +345,14 @@ def main() -> int:
             print(f"\nsequential sum before: {before + trivy_s:.1f} s, after: {after + trivy_s:.1f} s"
                   f" ({(after + trivy_s) / (before + trivy_s):.2f}×)")  # fmt: skip
             opens_before = sum(
-                int(row(n, m, blobs, big)[4]) for n, m in results.items() if not n.startswith("after")
+                int(row(n, m, blobs, big)[4])
+                for n, m in results.items()
+                if not n.startswith("after")
             )
             opens_after = sum(
-                int(row(n, m, blobs, big)[4]) for n, m in results.items() if not n.startswith("before")
+                int(row(n, m, blobs, big)[4])
+                for n, m in results.items()
+                if not n.startswith("before")
             )
             print(f"model layer decompressed: {opens_before}× before, {opens_after}× after")
 
@@ -345,6 +371,16 @@ def main() -> int:
                 ev = g["evidence"]
                 print(f"  {g['gate']:14} {ev.get('duration_s') or 0:7.1f} s  {ev['status']}")
             print(f"  model layer opened by the run: {full['opens'].get(big[:12], 0)}×")
+            print(f"  at the tree's peak (MiB by process): {full['at_peak']}")
+            print(f"  modelseal's own RSS peaked {full['own_peak_at']:.0f} s into the run; "
+                  "its progress around then:")  # fmt: skip
+            for line in (full["stderr"] + full["stdout"]).splitlines():
+                try:
+                    at = float(line.split("]")[0].strip("[ s"))
+                except ValueError:
+                    continue
+                if abs(at - full["own_peak_at"]) < 15:
+                    print(f"    {line[:120]}")
             return 0
     finally:
         if args.work is None:
