@@ -18,6 +18,7 @@ under another name; both are read from only the layers that hold them.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from modelseal import fsio
@@ -48,8 +49,10 @@ def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
         return path.startswith(prefixes) or path in exact
 
     def make() -> ImageFs:
-        shared = ctx.shared.dir or ctx.work_dir
-        spool = fsio.ensure_dir(shared / f"spool-{digest.removeprefix('sha256:')}")
+        # A fresh private directory per pass (removed with the run's temporary directory).
+        spool = Path(
+            tempfile.mkdtemp(prefix="spool-", dir=fsio.ensure_dir(ctx.shared.dir or ctx.work_dir))
+        )
         return ImageFs.build(
             layout, digest, hash_paths=hashed if prefixes else None, keep=is_metadata_file,
             spool=spool,
