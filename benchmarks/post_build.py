@@ -364,7 +364,8 @@ def main() -> int:
                             "--no-evidence-cache", "-o", str(run_out)], blobs,
                            interval=0.05)  # fmt: skip
             rep = json.loads((run_out / "report.json").read_text())
-            print(f"\nmodelseal run (every gate, rebuild check off, build cached): "
+            print("\nmodelseal run (every gate, rebuild check off; the build from the cache when "
+                  "this invocation built the image, else cold on a fresh engine): "
                   f"{full['seconds']:.1f} s; peak RSS: modelseal {full['rss_mib']:.0f} MiB, "
                   f"whole process tree (summed) {full['tree_mib']:.0f} MiB; verdict {rep['verdict']}")  # fmt: skip
             for g in rep["gates"]:
