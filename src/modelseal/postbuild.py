@@ -2,9 +2,9 @@
 
 ``models-image`` needs the digests of the files under the model paths of the image
 (``models.image_paths``); ``pip-audit`` needs the package metadata files under the
-``site-packages`` / ``dist-packages`` directories. Each used to apply the layers on its own,
-and each then read the layers holding what it wanted a second time: a 2 GiB model layer was
-decompressed three or four times. :func:`image_fs` applies the layers of one platform image
+``site-packages`` / ``dist-packages`` directories. Each used to apply all the layers on its
+own (and pip-audit then read the layers holding the metadata again), so a 2 GiB model layer was
+decompressed by both, then by syft and by Trivy. :func:`image_fs` applies the layers of one platform image
 once per run (:class:`modelseal.imagefs.ImageFs`, with every one of its protections), hashing the
 model files while streaming (never holding them in memory) and copying the small metadata files
 to a private spool directory of the run; both gates then read what they need from that one
