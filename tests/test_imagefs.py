@@ -275,3 +275,95 @@ def test_the_index_limit_is_a_named_constant() -> None:
     from modelseal import oci
 
     assert oci.MAX_INDEX_BYTES == 16 << 20 and oci.MAX_INDEX_BYTES > oci.MAX_JSON_BYTES
+
+
+# -- one pass: hashing and keeping while streaming (modelseal.postbuild) ---------------------
+
+
+def _counting_opens(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Instrument the layer reader: how often each blob is opened (decompressed)."""
+    opened: dict[str, int] = {}
+    real = imagefs.open_layer
+
+    def counting(path: Path, media: str) -> object:
+        opened[Path(path).name] = opened.get(Path(path).name, 0) + 1
+        return real(path, media)
+
+    monkeypatch.setattr(imagefs, "open_layer", counting)
+    return opened
+
+
+def test_kept_files_are_extracted_without_reading_a_layer_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = _counting_opens(monkeypatch)
+    layout, digest = make_layout(
+        tmp_path / "oci",
+        [
+            layer(M("app/model/w", data=b"W" * 5000), M("site/a.dist-info/METADATA", data=b"A"),
+                  gz=True),
+            layer(M("app/model/x", data=b"X"), M("site/b.dist-info/METADATA", data=b"B"),
+                  M("site/c.dist-info/METADATA", "h", link="site/b.dist-info/METADATA"),
+                  M("etc/big", data=b"big")),
+        ],
+    )  # fmt: skip
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    fs = ImageFs.build(
+        layout, digest, hash_paths=lambda p: p.startswith("app/model/"),
+        keep=lambda p, size: p.endswith("/METADATA"), spool=spool,
+    )  # fmt: skip
+    assert sorted(opened.values()) == [1, 1]
+    assert fs.hash_files(["app/model/w", "app/model/x"]) == {
+        "app/model/w": sha(b"W" * 5000), "app/model/x": sha(b"X")
+    }  # fmt: skip
+    out = tmp_path / "out"
+    fs.extract({m: out / m for m in
+                ("site/a.dist-info/METADATA", "site/b.dist-info/METADATA", "site/c.dist-info/METADATA")})  # fmt: skip
+    assert [(out / f"site/{n}.dist-info/METADATA").read_bytes() for n in "abc"] == [b"A", b"B", b"B"]
+    assert sorted(opened.values()) == [1, 1], "a kept or hashed file read its layer again"
+    assert dict(fs.reads) == {0: 1, 1: 1}
+    # What was neither kept nor hashed is still read on request, from its layer only.
+    assert fs.hash_files(["etc/big"]) == {"etc/big": sha(b"big")}
+    assert dict(fs.reads) == {0: 1, 1: 2}
+    assert sorted(p.name for p in spool.iterdir()) == ["0-1", "1-1"]
+
+
+def test_keeping_is_bounded_and_falls_back_to_reading_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imagefs, "MAX_KEPT_BYTES", 10)
+    layout, digest = make_layout(
+        tmp_path / "oci", [layer(M("a", data=b"12345678"), M("b", data=b"12345678"))]
+    )
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    fs = ImageFs.build(layout, digest, keep=lambda p, size: True, spool=spool)
+    assert [p.name for p in spool.iterdir()] == ["0-0"]  # b would pass the byte limit
+    fs.extract({"a": tmp_path / "a", "b": tmp_path / "b"})
+    assert (tmp_path / "b").read_bytes() == b"12345678"
+    assert fs.reads[0] == 2
+    with pytest.raises(ValueError, match="spool"):
+        ImageFs.build(layout, digest, keep=lambda p, size: True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [M("../../etc/METADATA", data=b"x")],
+        [M("lnk", "l", link="/tmp"), M("lnk/x.dist-info/METADATA", data=b"x")],
+        [M("x.dist-info/METADATA", "h", link="nowhere/METADATA")],
+    ],
+    ids=["climbing-name", "below-a-symlink", "dangling-hardlink"],
+)
+def test_hostile_layers_are_refused_by_the_one_pass_and_nothing_lands_outside_the_spool(
+    tmp_path: Path, bad: list[M]
+) -> None:
+    layout, digest = make_layout(tmp_path / "oci", [layer(*bad)])
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with pytest.raises(GateError):
+        ImageFs.build(layout, digest, hash_paths=lambda _: True, keep=lambda p, s: True,
+                      spool=spool)  # fmt: skip
+    assert list(spool.iterdir()) == []
+    assert not (tmp_path / "etc").exists()

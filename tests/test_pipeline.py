@@ -228,3 +228,37 @@ def test_gate_switches_match_each_gates_enabled(off: str | None) -> None:
     text = "version: 1\n" + (f"{off}:\n  enabled: false\n" if off else "")
     policy = load_policy_text(text, "p.yml")
     assert enabled_gates(policy.policy) == [g.name for g in all_gates() if g.enabled(policy)]
+
+
+def test_run_shared_makes_each_value_once_and_gives_every_waiter_the_error() -> None:
+    from modelseal.errors import GateError
+    from modelseal.pipeline import RunShared
+
+    shared = RunShared()
+    calls: list[str] = []
+    gate = threading.Barrier(4)
+
+    def slow() -> str:
+        calls.append("made")
+        return "fs"
+
+    def ask(out: list[object]) -> None:
+        gate.wait()
+        out.append(shared.once("imagefs:x", slow))
+
+    got: list[object] = []
+    threads = [threading.Thread(target=ask, args=(got,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["fs"] * 4 and calls == ["made"]
+
+    def broken() -> str:
+        calls.append("broken")
+        raise GateError("layer 2 is unreadable")
+
+    for _ in range(2):
+        with pytest.raises(GateError, match="unreadable"):
+            shared.once("imagefs:y", broken)
+    assert calls == ["made", "broken"]

@@ -15,15 +15,21 @@ a new directory, a copying snapshotter follows the link), an entry below a file,
 what the same layer wrote, a hardlink to a file of a lower layer.
 
 Every input is bounded: layers, members, path and name lengths, symlink hops. File contents are
-hashed while streaming for the paths a caller selects; others are read later, on request, by
-re-reading only the layers that hold them (:meth:`ImageFs.hash_files`, :meth:`ImageFs.extract`).
+hashed while streaming for the paths a caller selects (``hash_paths``), and small files a caller
+selects (``keep``) are copied while streaming into a private spool directory, so that the
+post-build gates together decompress each layer once (:mod:`modelseal.postbuild`). Anything else
+is read later, on request, by re-reading only the layers that hold it
+(:meth:`ImageFs.hash_files`, :meth:`ImageFs.extract`); :attr:`ImageFs.reads` counts how often
+each layer was opened.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import os
+import shutil
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,6 +53,11 @@ MAX_NAME = 255
 MAX_HEADER = 1 << 20
 #: Symlinks one lookup may follow (Linux MAXSYMLINKS).
 MAX_SYMLINK_HOPS = 40
+#: Bytes of all the files one image may copy to its spool (``keep``); past it, files are read
+#: again on request instead.
+MAX_KEPT_BYTES = 1 << 30
+#: Files one image may copy to its spool.
+MAX_KEPT_FILES = 100_000
 
 _CHUNK = 1 << 20
 _OPAQUE = ".wh..wh..opq"
@@ -58,7 +69,7 @@ class _Node:
     """A mutable tree node while layers are applied (the public values are :class:`FsEntry`)."""
 
     __slots__ = ("children", "kind", "layer", "link", "member", "mode", "opaque", "sha256", "size",
-                 "special", "touched")  # fmt: skip
+                 "special", "spool", "touched")  # fmt: skip
 
     def __init__(
         self, kind: str, layer: int, *, mode: int = 0o755, member: int = -1, size: int = 0,
@@ -72,6 +83,7 @@ class _Node:
         self.link = link
         self.special = special
         self.sha256 = sha256
+        self.spool: Path | None = None  # a copy of the content, kept while streaming
         self.touched = layer  # the last layer that wrote this node or something below it
         self.opaque = _ROOT_LAYER  # the last layer whose opaque whiteout pruned below it
         self.children: dict[str, _Node] = {}
@@ -112,11 +124,17 @@ class Resolution:
 class ImageFs:
     """The resolved filesystem of one image manifest of an OCI layout (see the module doc)."""
 
-    def __init__(self, layout: OciLayout, layers: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, layout: OciLayout, layers: list[tuple[str, str]], spool: Path | None = None
+    ) -> None:
         self.layout = layout
         self.layers = layers  # (digest, media type), bottom first
         self._root = _Node("dir", _ROOT_LAYER)
         self._members = 0
+        self._spool = spool
+        self._kept = (0, 0)  # files, bytes copied to the spool
+        #: How many times each layer (by index) was opened and decompressed.
+        self.reads: collections.Counter[int] = collections.Counter()
 
     @classmethod
     def build(
@@ -125,9 +143,16 @@ class ImageFs:
         manifest_digest: str,
         *,
         hash_paths: Callable[[str], bool] | None = None,
+        keep: Callable[[str, int], bool] | None = None,
+        spool: Path | None = None,
     ) -> ImageFs:
-        """Apply the layers of ``manifest_digest``; regular files whose image path
-        ``hash_paths`` selects are hashed on the way (others on request)."""
+        """Apply the layers of ``manifest_digest``, each read once; regular files whose image
+        path ``hash_paths`` selects are hashed on the way (others on request), and those that
+        ``keep`` selects by path and size are copied into the directory ``spool`` (private,
+        empty; the caller removes it), within :data:`MAX_KEPT_FILES` / :data:`MAX_KEPT_BYTES`,
+        so that :meth:`extract` needs no second read."""
+        if keep is not None and spool is None:
+            raise ValueError("keep needs a spool directory")
         manifest = layout.manifest(manifest_digest)
         raw = manifest.get("layers")
         if not isinstance(raw, list):
@@ -146,7 +171,7 @@ class ImageFs:
                     f"sha256 digest ({digest!r})."
                 )
             layers.append((digest, str(desc.get("mediaType", ""))))
-        fs = cls(layout, layers)
+        fs = cls(layout, layers, spool)
         for i in range(len(layers)):
             for ordinal, member, tar in fs._stream(i):
                 fs._members += 1
@@ -155,7 +180,7 @@ class ImageFs:
                         f"{layout.path}: image {manifest_digest} has more than {MAX_MEMBERS} "
                         "layer members; it is not read further."
                     )
-                fs._apply(i, ordinal, member, tar, hash_paths)
+                fs._apply(i, ordinal, member, tar, hash_paths, keep)
         return fs
 
     # -- reading the layers ------------------------------------------------------------------
@@ -168,6 +193,7 @@ class ImageFs:
         """A layer's members as ``(ordinal, member, tar)``; a member's content can be read
         (:meth:`_chunks`) until the next one is asked for. Unreadable data is a GateError."""
         digest, media = self.layers[layer]
+        self.reads[layer] += 1
         with self._reading(layer):
             stream = open_layer(self.layout.blob(digest), media)
         with stream:
@@ -213,6 +239,7 @@ class ImageFs:
         member: tarfile.TarInfo,
         tar: tarfile.TarFile,
         hash_paths: Callable[[str], bool] | None,
+        keep: Callable[[str, int], bool] | None,
     ) -> None:
         parts = self._clean(layer, member.name, member.name)
         if not parts:
@@ -241,14 +268,44 @@ class ImageFs:
             parent.children[base] = _Node("dir", layer, mode=member.mode, member=ordinal)
             return
         node = self._leaf(layer, ordinal, member, parts)
-        if (
-            node.kind == "file"
-            and node.sha256 is None
-            and hash_paths
-            and hash_paths("/".join(parts))
-        ):
-            node.sha256 = _digest(self._chunks(layer, tar, member))
+        if node.kind == "file" and not member.islnk():
+            path = "/".join(parts)
+            digest = hash_paths is not None and hash_paths(path)
+            copy = keep is not None and self._may_keep(node.size) and keep(path, node.size)
+            if digest or copy:
+                self._read_member(layer, ordinal, tar, member, node, digest, copy)
         parent.children[base] = node
+
+    def _may_keep(self, size: int) -> bool:
+        files, size_sum = self._kept
+        return files < MAX_KEPT_FILES and size_sum + size <= MAX_KEPT_BYTES
+
+    def _read_member(
+        self, layer: int, ordinal: int, tar: tarfile.TarFile, member: tarfile.TarInfo,
+        node: _Node, digest: bool, copy: bool,
+    ) -> None:  # fmt: skip
+        """Hash and/or copy one member's content in one pass over it."""
+        h = hashlib.sha256() if digest else None
+        sink: IO[bytes] | None = None
+        if copy:
+            assert self._spool is not None
+            dest = self._spool / f"{layer}-{ordinal}"
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            sink = os.fdopen(fd, "wb")
+            node.spool = dest
+            files, size_sum = self._kept
+            self._kept = (files + 1, size_sum + node.size)
+        try:
+            for chunk in self._chunks(layer, tar, member):
+                if h is not None:
+                    h.update(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+        finally:
+            if sink is not None:
+                sink.close()
+        if h is not None:
+            node.sha256 = h.hexdigest()
 
     def _leaf(self, layer: int, ordinal: int, member: tarfile.TarInfo, parts: list[str]) -> _Node:
         if member.issym():
@@ -272,6 +329,7 @@ class ImageFs:
             copy = _Node(node.kind, node.layer, mode=member.mode, member=node.member,
                          size=node.size, link=node.link, special=node.special, sha256=node.sha256)  # fmt: skip
             copy.touched = layer
+            copy.spool = node.spool
             return copy
         if member.isfile():
             return _Node("file", layer, mode=member.mode, member=ordinal, size=member.size)
@@ -471,8 +529,19 @@ class ImageFs:
 
     def extract(self, files: Mapping[str, Path]) -> None:
         """Write the content of image files (image path → destination) to fresh files; a
-        destination that exists, or a symlink in its place, is an error."""
+        destination that exists, or a symlink in its place, is an error. Files kept while the
+        layers were applied are copied from the spool; the others re-read their layers."""
         wanted = self._files(files)
+        spooled = {k: v for k, v in wanted.items() if v[0][1].spool is not None}
+        for key, holders in spooled.items():
+            for path, node in holders:
+                assert node.spool is not None
+                dest = files[path]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                with os.fdopen(fd, "wb") as sink, node.spool.open("rb") as src:
+                    shutil.copyfileobj(src, sink, _CHUNK)
+            del wanted[key]
         for key, chunks in self._contents(wanted):
             sinks = []
             try:

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from modelseal import fsio
 from modelseal._tools import run_tool
@@ -24,6 +24,36 @@ from modelseal.policy import LoadedPolicy
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, str], None]
+T = TypeVar("T")
+
+
+class RunShared:
+    """What the gates of one run compute once and share (the post-build gates' one pass over
+    the image's layers, :mod:`modelseal.postbuild`): each value is made by the first gate that
+    asks, while the others asking for it wait; an error is raised to each of them.
+
+    ``dir``: a private directory of the run for shared files (removed with the run), or None
+    (a gate run on its own: the caller's work directory is used)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory
+        self._lock = threading.Lock()
+        self._slots: dict[str, tuple[threading.Lock, list[tuple[bool, object]]]] = {}
+
+    def once(self, key: str, make: Callable[[], T]) -> T:
+        """The value for ``key``: ``make()``'s, made once per run."""
+        with self._lock:
+            slot = self._slots.setdefault(key, (threading.Lock(), []))
+        with slot[0]:
+            if not slot[1]:
+                try:
+                    slot[1].append((True, make()))
+                except Error as e:
+                    slot[1].append((False, e))
+            ok, value = slot[1][0]
+        if not ok:
+            raise cast("Error", value)
+        return cast("T", value)
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,7 @@ class Context:
     cache: EvidenceCache = field(
         default_factory=EvidenceCache
     )  # where gates keep tool outputs by content
+    shared: RunShared = field(default_factory=RunShared)  # what the run's gates compute once
 
     def result(self, gate: str) -> GateResult:
         """The result of a gate this one requires (the pipeline guarantees it ran)."""
@@ -218,6 +249,8 @@ def run_pipeline(
     cache = EvidenceCache.open(options.evidence_cache)
     with fsio.private_temp_dir("modelseal-") as tmp:
         ctx_base = Path(tmp)
+        # Not a gate's name (those have no dot): a directory the gates share.
+        shared = RunShared(fsio.ensure_dir(ctx_base / ".shared"))
 
         selected = {g.name: g for g in ordered}
 
@@ -234,6 +267,7 @@ def run_pipeline(
             ctx = Context(
                 policy=policy, options=options, epoch=epoch, work_dir=work, out_dir=out_dir,
                 results=upstream, progress=progress or (lambda gate, message: None), cache=cache,
+                shared=shared,
             )  # fmt: skip
             return _run_one(g, ctx, bug)
 

@@ -43,6 +43,7 @@ from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.scan import GATE, FileScan, scan_files, scan_findings
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
+from modelseal.postbuild import image_fs
 
 IMAGE_GATE = "models-image"
 
@@ -332,13 +333,14 @@ class ModelsImageGate(RegisteredGate):
         locked = [(to_base(e.path), e) for e in lock.entries]
         expected = _expected_in_image(locked, pol.image_paths)
         dirs = _image_dirs(pol.image_paths, {rel for rel, _ in locked})
-        prefixes = tuple(prefix for prefix, _ in dirs)
 
         def check() -> list[Finding]:
             findings: list[Finding] = []
             for platform, digest in sorted(manifests.items()):
                 ctx.progress(self.name, f"reading model files from the image ({platform})")
-                fs = ImageFs.build(layout, digest, hash_paths=lambda n: n.startswith(prefixes))
+                # One pass over the layers, shared with pip-audit; the files under the model
+                # paths are hashed while streaming (modelseal.postbuild).
+                fs = image_fs(ctx, layout, digest)
                 findings += _check_image(fs, platform, expected, dirs, pol.ignore)
             return findings
 

@@ -11,6 +11,13 @@ What syft's document varies on, run to run, and what this gate does about it:
 * ``metadata.component`` (named after the layout's path on disk) → replaced by the image
   (``pkg:oci`` purl with the manifest digest); references to syft's bom-ref are rewritten;
 * component order → sorted; the JSON is written with sorted keys and a fixed indentation.
+
+What syft does not read: the model directories of ``models.image_paths`` (``--exclude``), when
+the models-image gate checks them. Their files are the pinned weights — hashed already by the
+``models`` gate (in the context) and by ``models-image`` (in the image), and described in this
+SBOM from models.json — and anything else there is a ``models.image-extra`` finding; syft would
+only read gigabytes of weights again to find no package in them. syft still decompresses each
+layer once (it has to, to reach the files after them).
 """
 
 from __future__ import annotations
@@ -91,16 +98,18 @@ class SbomGate(RegisteredGate):
         version = syft_version(syft)
         ctx.progress(self.name, "scanning the image with syft")
         platform_arg = platform if len(platforms) > 1 else None
+        exclude = model_excludes(ctx)
         cached: dict[str, str] = {}
-        # syft's document is a function of the image and syft alone (enrich() below fixes what
-        # varies run to run), so an earlier scan of the same manifest is reused.
+        # syft's document is a function of the image, syft and what it skips (enrich() below
+        # fixes what varies run to run), so an earlier scan of the same manifest is reused.
         key = ctx.cache.key(
             "syft-cdx", syft=file_identity(syft), version=version, platform=platform_arg or "",
             image=build.facts.get("image.digest", ""), manifest=digest,
+            exclude="\0".join(exclude),
         )  # fmt: skip
         cache = ctx.cache.unless(tool_settings("SYFT_", SYFT_ENV_OFFLINE), cached, "sbom.cache")
         raw = cache.through(
-            key, lambda: scan(syft, Path(layout), ctx.work_dir, platform_arg),
+            key, lambda: scan(syft, Path(layout), ctx.work_dir, platform_arg, exclude),
             dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",
         )  # fmt: skip
         models = _models(ctx)
@@ -124,8 +133,26 @@ class SbomGate(RegisteredGate):
         }
         if platform:
             facts["sbom.platform"] = platform
+        if exclude:
+            facts["sbom.excluded"] = ",".join(exclude)
         facts |= cached
         return GateResult(self.name, Status.PASSED, artifacts={"sbom": out}, facts=facts)
+
+
+def model_excludes(ctx: Context) -> list[str]:
+    """syft's ``--exclude`` globs: the model directories of ``models.image_paths`` (and a file
+    mapped by itself), when the models-image gate checks them (see the module doc)."""
+    pol = ctx.policy.policy.models
+    checked = not ctx.options.gates or "models-image" in ctx.options.gates
+    if not (pol.enabled and pol.image_paths and checked):
+        return []
+    out: set[str] = set()
+    for image_path in pol.image_paths.values():
+        clean = "/" + image_path.strip("/")
+        if clean == "/":
+            return []  # the whole image: nothing could be skipped
+        out |= {clean, f"{clean}/**"}
+    return sorted(out)
 
 
 def _models(ctx: Context) -> list[dict[str, Any]]:
@@ -156,8 +183,11 @@ def syft_version(syft: str) -> str:
         ) from None
 
 
-def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[str, Any]:
-    """Run ``syft scan oci-dir:LAYOUT -o cyclonedx-json=FILE`` and return the parsed document."""
+def scan(
+    syft: str, layout: Path, work_dir: Path, platform: str | None, exclude: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run ``syft scan oci-dir:LAYOUT -o cyclonedx-json=FILE [--exclude GLOB…]`` and return
+    the parsed document."""
     out = work_dir / "syft.cdx.json"
     out.unlink(missing_ok=True)
     # An empty config file: the user's ~/.syft.yaml or ./.syft.yaml must not change the SBOM.
@@ -171,6 +201,8 @@ def scan(syft: str, layout: Path, work_dir: Path, platform: str | None) -> dict[
     ]  # fmt: skip
     if platform:
         argv += ["--platform", platform]
+    for glob in exclude:
+        argv += ["--exclude", glob]
     env = dict(SYFT_ENV_OFFLINE)
     env["TMPDIR"] = str(work_dir)
     res = run_tool(argv, timeout=SYFT_TIMEOUT, env=env, cwd=work_dir)

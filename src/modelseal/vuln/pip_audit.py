@@ -43,13 +43,14 @@ from modelseal.gates import RegisteredGate
 from modelseal.imagefs import printable
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
+from modelseal.postbuild import image_fs
 from modelseal.vuln.findings import vuln_finding
 from modelseal.vuln.osv import AdvisoryLookup, OsvEndpoint
 from modelseal.vuln.site_packages import (
     InstalledPackage,
     dump_extraction,
-    extract_packages,
     load_extraction,
+    packages_from,
 )
 
 GATE = "pip-audit"
@@ -92,11 +93,16 @@ class PipAuditGate(RegisteredGate):
         for index, (platform, digest) in enumerate(manifests.items()):
             ctx.progress(self.name, f"extracting Python package metadata ({platform})")
             root = ctx.work_dir / f"image-{index}"
+
             # What the image holds is a function of its digest: an earlier extraction is
-            # reused. pip-audit's answers (a live service) are never cached.
+            # reused. pip-audit's answers (a live service) are never cached. The layers are
+            # read once for this gate and models-image together (modelseal.postbuild).
+            def extract(digest: str = digest, root: Path = root) -> list[InstalledPackage]:
+                return packages_from(image_fs(ctx, layout, digest), root)
+
             packages = ctx.cache.through(
                 ctx.cache.key("pip-audit-extract", manifest=digest),
-                functools.partial(extract_packages, layout, digest, root),
+                extract,
                 dump=functools.partial(dump_extraction, root=root),
                 load=functools.partial(load_extraction, root=root),
                 facts=facts, label=f"pip_audit.cache.{platform}",

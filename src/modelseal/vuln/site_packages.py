@@ -49,14 +49,37 @@ def _meta_index(parts: list[str]) -> int | None:
     return None
 
 
+def is_metadata_file(path: str, size: int) -> bool:
+    """Whether an image file (path without the leading ``/``, size) may be a distribution's
+    metadata file: ``NAME.dist-info/METADATA``, ``NAME.egg-info/PKG-INFO`` or a single-file
+    ``NAME.egg-info``, at most :data:`MAX_METADATA_BYTES`. Wherever it is (a ``.dist-info``
+    reached through a symlink lies outside ``site-packages``): the files the shared pass over
+    the layers keeps for :func:`packages_from` (:mod:`modelseal.postbuild`)."""
+    if size > MAX_METADATA_BYTES:
+        return False
+    parent, _, name = path.rpartition("/")
+    if name.endswith(".egg-info"):
+        return True
+    return (name == "METADATA" and parent.endswith(".dist-info")) or (
+        name == "PKG-INFO" and parent.endswith(".egg-info")
+    )
+
+
 def extract_packages(layout: OciLayout, manifest_digest: str, root: Path) -> list[InstalledPackage]:
     """Extract the package metadata of one image into ``root`` (image paths kept) and read each
-    distribution's name and version; unreadable metadata is an error naming the path.
+    distribution's name and version (:func:`packages_from`), reading each layer once."""
+    with fsio.private_temp_dir("modelseal-spool-") as spool:
+        fs = ImageFs.build(layout, manifest_digest, keep=is_metadata_file, spool=Path(spool))
+        return packages_from(fs, root)
+
+
+def packages_from(fs: ImageFs, root: Path) -> list[InstalledPackage]:
+    """Extract the package metadata of the image ``fs`` into ``root`` (image paths kept) and
+    read each distribution's name and version; unreadable metadata is an error naming the path.
 
     The image is read as a container sees it (:class:`ImageFs`): what a later layer deleted is
     gone, and a metadata path that is a symlink is followed inside the image, as pip would."""
     fsio.ensure_dir(root)
-    fs = ImageFs.build(layout, manifest_digest)
     copies: dict[str, list[str]] = {}  # metadata file in the image → its paths under root
     metas: list[tuple[str, str]] = []  # (metadata dir/file, its metadata file), image paths
     for e in fs.walk():

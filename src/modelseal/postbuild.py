@@ -1,0 +1,61 @@
+"""One pass over the built image's layers for the post-build gates modelseal runs itself.
+
+``models-image`` needs the digests of the files under the model paths of the image
+(``models.image_paths``); ``pip-audit`` needs the package metadata files under the
+``site-packages`` / ``dist-packages`` directories. Each used to apply all the layers on its
+own (and pip-audit then read the layers holding the metadata again), so a 2 GiB model layer was
+decompressed by both, then by syft and by Trivy. :func:`image_fs` applies the layers of one platform image
+once per run (:class:`modelseal.imagefs.ImageFs`, with every one of its protections), hashing the
+model files while streaming (never holding them in memory) and copying the small metadata files
+to a private spool directory of the run; both gates then read what they need from that one
+resolved filesystem. Whichever gate asks first makes it; the other waits for it
+(:class:`modelseal.pipeline.RunShared`).
+
+What still re-reads a layer: a model path that is a symlink to a file outside the model
+directories (itself a CRITICAL finding) and a metadata file pip would reach through a symlink
+under another name; both are read from only the layers that hold them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from modelseal import fsio
+from modelseal.imagefs import ImageFs
+from modelseal.oci import OciLayout
+from modelseal.pipeline import Context
+from modelseal.vuln.site_packages import is_metadata_file
+
+
+def model_prefixes(image_paths: dict[str, str]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The image directories of ``models.image_paths`` (without the leading ``/``,
+    ``/``-terminated), and the paths themselves (a locked file may be mapped by itself)."""
+    stripped = [v.strip("/") for v in image_paths.values()]
+    return tuple(f"{p}/" for p in stripped), frozenset(stripped)
+
+
+def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
+    """The resolved filesystem of manifest ``digest`` of ``layout``, made once per run for
+    every post-build gate (see the module doc)."""
+    pol = ctx.policy.policy
+    prefixes, exact = (
+        model_prefixes(dict(pol.models.image_paths))
+        if pol.models.enabled and pol.models.image_paths
+        else ((), frozenset())
+    )
+
+    def hashed(path: str) -> bool:
+        return path.startswith(prefixes) or path in exact
+
+    def make() -> ImageFs:
+        # A fresh private directory per pass (removed with the run's temporary directory).
+        spool = Path(
+            tempfile.mkdtemp(prefix="spool-", dir=fsio.ensure_dir(ctx.shared.dir or ctx.work_dir))
+        )
+        return ImageFs.build(
+            layout, digest, hash_paths=hashed if prefixes else None, keep=is_metadata_file,
+            spool=spool,
+        )  # fmt: skip
+
+    return ctx.shared.once(f"imagefs:{Path(layout.path).resolve()}:{digest}", make)
