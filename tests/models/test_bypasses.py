@@ -601,3 +601,31 @@ def test_review_protocol_0_and_1_instances_of_allowed_classes_pass(tmp_path: Pat
         path.write_bytes(pickle.dumps(model, protocol=proto))
         allow = Allowlist.default().with_profiles(["sklearn"])
         assert flagged(path, allow) == [], flagged(path, allow)
+
+
+def test_review_memoized_legacy_payload_is_charged_per_scan(tmp_path: Path) -> None:
+    """One legacy payload memoized and loaded N times is scanned N times: each scan is charged
+    to the file's byte budget, so a small file cannot buy unbounded scanning."""
+    from modelseal.models.limits import ScanLimits
+
+    magic = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+    payload = magic + pickle.dumps(1001, protocol=2) + b"\x80\x02X" + struct.pack("<I", 4000)
+    payload += b"a" * 4000 + b"." + pickle.dumps({}, protocol=2) + pickle.dumps([], protocol=2)
+    payload += pickle.dumps([], protocol=2)
+    calls = b"h\x00h\x01\x85R0" * 200
+    data = (b"\x80\x02" + g("torch.storage", "_load_from_bytes") + b"q\x00"
+            + b"B" + struct.pack("<I", len(payload)) + payload + b"q\x01" + b"\x85R0" + calls
+            + b"N.")  # fmt: skip
+    path = tmp_path / "rescan.pkl"
+    path.write_bytes(data)
+    assert [i for i in scan_file(path, PERMISSIVE).issues if i.kind in FLAGGING] == []
+    limits = ScanLimits(max_inflated_bytes=200_000)
+    issues = scan_file(path, PERMISSIVE, limits=limits).issues
+    assert any(i.kind == "scan-limit" for i in issues), issues
+
+
+def test_review_memmap_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "mm.pkl"
+    path.write_bytes(b"\x80\x02" + g("numpy", "memmap") + b")R.")
+    found = flagged(path)
+    assert any("numpy.asarray" in f for f in found), found

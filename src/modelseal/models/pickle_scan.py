@@ -162,6 +162,15 @@ _SPECIAL: dict[str, int] = {
     "numpy.random._pickle.__generator_ctor": _S_GEN_CTOR,
     "numpy.random._pickle.__randomstate_ctor": _S_GEN_CTOR,
 }
+_MEMMAP_HINT = (
+    " (a numpy memmap: it is never allowed, since a pickled memmap can reopen a file by "
+    "name; save the array with numpy.asarray(...) so it pickles as a plain ndarray)"
+)
+#: Why some refused globals are refused, appended to their issue's title.
+_HINTS: dict[str, str] = {
+    name: _MEMMAP_HINT
+    for name in ("numpy.memmap", "numpy._core.memmap.memmap", "numpy.core.memmap.memmap")
+}
 #: The bit-generator classes numpy pickles name (what __bit_generator_ctor may call).
 _BIT_GENERATORS = frozenset(
     f"numpy.random.{path}"
@@ -754,7 +763,8 @@ class _Scanner:
                 self.issue(
                     "unsafe-global",
                     Severity.CRITICAL,
-                    f"pickle imports {qualified!r}, which is not on the allowlist",
+                    f"pickle imports {qualified!r}, which is not on the allowlist"
+                    + _HINTS.get(qualified, ""),
                     offset,
                     {"global": qualified, "opcode": op},
                 )
