@@ -629,3 +629,13 @@ def test_review_memmap_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     path.write_bytes(b"\x80\x02" + g("numpy", "memmap") + b")R.")
     found = flagged(path)
     assert any("numpy.asarray" in f for f in found), found
+
+
+def test_review_dunder_state_key_is_found_in_any_setitems_batch(tmp_path: Path) -> None:
+    """A BUILD state dict of more than a thousand keys (pickle batches SETITEMS by 1000): a
+    __dunder__ key in a later batch is still found."""
+    batch1 = b"(" + b"".join(u(f"k{i}") + b"N" for i in range(1000)) + b"u"
+    batch2 = b"(" + u("__reduce__") + b"N" + b"u"
+    path = tmp_path / "big_state.pkl"
+    path.write_bytes(b"\x80\x04" + g("builtins", "set") + b")R}" + batch1 + batch2 + b"b.")
+    assert any(f.startswith("unsafe-state") for f in flagged(path)), flagged(path)

@@ -1022,11 +1022,10 @@ class _Scanner:
                     value.update(stack[mark:])
                 elif code == _SETITEMS and mark > 0:
                     target = stack[mark - 1]
-                    if type(target) is _Dict and target.items is not None:
+                    if type(target) is _Dict:
                         if items > 2 * _SMALL:
-                            target.items = None
-                        else:
-                            target.update(stack[mark:])
+                            target.items = None  # too big to follow, but its keys are checked
+                        target.update(stack[mark:])
                 del stack[mark:]
                 fence = marks[-1] if marks else 0
                 if kind == K_MARK_PUSH:
