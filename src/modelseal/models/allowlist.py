@@ -379,8 +379,12 @@ class Allowlist:
 
     ``module.*`` admits plain attribute names of that one module (no dotted paths, which would
     walk into other objects at protocol >= 4, and no ``__dunder__`` names); it does not cover
-    submodules. ``package.**`` admits the same in the package and every submodule at any depth
-    (``sklearn.**`` covers ``sklearn.linear_model._logistic.LogisticRegression``). Neither
+    submodules. ``package.**`` admits class-like names only (a capital first letter: no
+    functions, modules or private names, which packages re-export freely) in the package and
+    every submodule at any depth (``sklearn.**`` covers
+    ``sklearn.linear_model._logistic.LogisticRegression``, not ``sklearn.metrics._scorer.
+    partial``); a class it or a profile admits is not to be called with arguments
+    (:meth:`allows_constructor`). Neither
     ever admits a never-allowed name or a known gadget inside the package (the lists above win
     over any allow). Exact entries compare the joined ``module.name`` string.
     """

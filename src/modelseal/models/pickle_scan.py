@@ -20,9 +20,11 @@ every global the real loader would import:
 - small data values (None, bools, ints, short tuples and dicts, bytes constants, numpy dtypes)
   are tracked too, for two loaders that read more than the pickle: joblib, whose
   ``NumpyArrayWrapper`` BUILD is followed by the array's raw bytes (skipped exactly, by the
-  recorded dtype and shape, or the scan fails closed), and ``torch.storage._load_from_bytes``,
-  whose literal bytes argument is handed to a ``nested`` scan like a top-level file;
-  everything else is opaque;
+  recorded dtype and shape, or the scan fails closed; only in joblib streams, and such a stream
+  is read a second time as pickle.load reads it), and ``torch.storage._load_from_bytes``,
+  whose literal bytes argument is handed to a ``nested`` scan like a top-level file (any
+  other use of it is reported at once); numpy's random-generator pickle helpers, which call
+  their arguments, are checked the same way; everything else is opaque;
 - MARK frames, memo keys (including ``MEMOIZE``'s implicit ones) and protocol-dependent name
   mapping (Python 2 names such as ``__builtin__`` at protocol < 3) follow the C unpickler.
 
