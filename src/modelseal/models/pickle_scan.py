@@ -1633,6 +1633,8 @@ def scan_pickle(
 #: What marks a joblib stream (as modelseal.models.formats detects one), and how far in.
 _JOBLIB_MARKER = b"joblib.numpy_pickle"
 _JOBLIB_WINDOW = 4 << 20
+#: The longest pickle of an int as large as torch's legacy magic number (protocol 0, padded).
+_MAGIC_PICKLE_MAX = 64
 #: Issues of a plain read that stop the loader rather than run anything.
 _PARSE_KINDS = frozenset({"unparsable", "trailing-data"})
 
@@ -1654,8 +1656,13 @@ def _plain_pass(main: _Scanner, max_pickles: int) -> None:
     )
     plain.plain = True
     pos = main.start
-    for _ in range(max_pickles):
+    for n in range(max_pickles):
         if pos >= main.end:
+            break
+        if n == 1 and pos - main.start > _MAGIC_PICKLE_MAX:
+            # pickle.load, numpy.load and joblib's nested reads stop after one pickle; only
+            # torch's legacy reader goes on, and only after a first pickle that is its magic
+            # number (a few bytes): anything longer and it raises there
             break
         try:
             pos = plain.run(pos, _Memo())
