@@ -242,8 +242,9 @@ def test_unaligned_joblib_array_bytes_that_are_a_pickle_are_flagged(
     issues = scan(path, *ALL_PROFILES)
     flagged = [i for i in issues if i.kind == "unsafe-global"]
     assert flagged and flagged[0].detail["global"] == "os.system", shown(issues)
-    assert flagged[0].detail["array"] == str(start)
-    assert "read by pickle.load instead of joblib.load" in flagged[0].title
+    assert flagged[0].offset == start
+    assert flagged[0].detail["reader"] == "pickle.load"
+    assert "read by pickle.load (not joblib.load)" in flagged[0].title
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,15 +101,15 @@ _NUMPY = (
 # Built-in containers and scalars that pickle writes as globals (sets, frozensets, bytearrays
 # and complex numbers at every protocol; empty bytes and range/slice objects; the types
 # themselves when a type object is pickled). Their constructors only convert data.
-# NOT builtins.object: on its own it is harmless, but the only pickles needing it are instances
-# of plain Python classes (copyreg._reconstructor(cls, object, state)), and such a class is not
-# on the default list anyway; a policy allowing one can add builtins.object with it.
+# builtins.object: object() and object.__new__ only make an empty object; protocol 0/1 pickles
+# of any allowed class need it (copyreg._reconstructor(cls, object, None), what NEWOBJ does at
+# protocol 2+).
 # NOT builtins.type (builds classes), getattr & co (reach anything), eval/exec/compile/open/…
 _BUILTINS = tuple(
     f"builtins.{name}"
     for name in (
         "dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int",
-        "float", "complex", "bool", "slice", "range",
+        "float", "complex", "bool", "slice", "range", "object",
     )
 )  # fmt: skip
 
@@ -270,6 +270,50 @@ _GADGET_NAMES = frozenset(
         "torch.serialization._open_zipfile_reader", "torch.serialization.register_package",
         "torch.serialization.add_safe_globals", "torch.serialization.safe_globals",
         "torch.storage.UntypedStorage.from_file", "torch.storage.TypedStorage.from_file",
+        # found by review (issue 15): functions re-exported by scikit-learn modules that import
+        # a module by name, fetch an attribute by name, or wrap a callable; numpy's file reader
+        # under its private module path; joblib's old array wrappers (np.load of a named file)
+        "sklearn.utils._set_output.check_library_installed",
+        "sklearn.utils.validation._check_response_method",
+        "sklearn.metrics._scorer.partial",
+        "numpy._core.multiarray.fromfile", "numpy.core.multiarray.fromfile",
+        "joblib.numpy_pickle.NDArrayWrapper", "joblib.numpy_pickle.ZNDArrayWrapper",
+    }
+)  # fmt: skip
+#: Names that are gadgets in whatever module re-exports them (import, getattr, call wrappers,
+#: file readers), refused under every pattern and profile.
+_GADGET_BASENAMES = frozenset(
+    {
+        "partial", "partialmethod", "attrgetter", "itemgetter", "methodcaller", "reduce",
+        "import_module", "check_library_installed", "_check_response_method", "check_memory",
+        "fromfile", "NDArrayWrapper", "ZNDArrayWrapper", "memmap", "load", "loads",
+        "eval", "exec", "getattr", "setattr", "system", "popen", "Popen",
+    }
+)  # fmt: skip
+#: What a ``**`` pattern can admit: a class-like name (a capital first letter). Functions,
+#: modules and other values bound to lower-case or private names are re-exported everywhere
+#: (functools.partial as sklearn.metrics._scorer.partial, modules as sklearn._importlib …), so
+#: a pattern never reaches them: name such a global exactly, or use a profile.
+_CLASS_NAME_RE = re.compile(r"[A-Z][A-Za-z0-9_]*")
+#: Classes a profile or pattern admits whose constructor only stores or converts its arguments,
+#: so a pickle may call them (REDUCE/INST/OBJ) rather than build them with __new__ + BUILD.
+_CONSTRUCTOR_SAFE = frozenset(
+    {
+        "collections.defaultdict", "collections.OrderedDict",
+        # numpy bit generators: the constructor takes a seed
+        "numpy.random._mt19937.MT19937", "numpy.random._pcg64.PCG64",
+        "numpy.random._pcg64.PCG64DXSM", "numpy.random._philox.Philox",
+        "numpy.random._sfc64.SFC64",
+    }
+)  # fmt: skip
+#: scikit-learn's compiled (Cython) modules: their classes pickle by __reduce__ as cls(sizes,
+#: arrays, …) + __setstate__, and their constructors only allocate from numbers and arrays.
+_CONSTRUCTOR_SAFE_MODULES = frozenset(
+    {
+        "sklearn._loss._loss", "sklearn.tree._tree", "sklearn.tree._criterion",
+        "sklearn.tree._splitter", "sklearn.neighbors._ball_tree", "sklearn.neighbors._kd_tree",
+        "sklearn.neighbors._quad_tree", "sklearn.metrics._dist_metrics",
+        "sklearn.linear_model._sgd_fast",
     }
 )  # fmt: skip
 # Test and build helper modules import, execute and write: never allowed inside the ML packages
@@ -296,8 +340,8 @@ def _never(entry: str, *, deep: bool = False) -> bool:
     (code-running modules and names, and the gadgets inside the ML packages)."""
     if entry.startswith("sklearn.externals.joblib."):
         entry = entry[len("sklearn.externals.") :]  # the vendored joblib: the same gadgets
-    module = entry.rpartition(".")[0]
-    if entry in _NEVER_NAMES or entry in _GADGET_NAMES:
+    module, _, name = entry.rpartition(".")
+    if entry in _NEVER_NAMES or entry in _GADGET_NAMES or name in _GADGET_BASENAMES:
         return True
     parts = module.split(".")
     if (deep or parts[0] in _ML_PACKAGES) and any(part in _GADGET_SEGMENTS for part in parts):
@@ -307,6 +351,18 @@ def _never(entry: str, *, deep: bool = False) -> bool:
         if prefix in _NEVER_MODULES or prefix in _GADGET_MODULES:
             return True
     return False
+
+
+def constructor_checked(qualified: str) -> bool:
+    """Whether a call of the global ``qualified`` with arguments is judged as a constructor
+    call (:meth:`Allowlist.allows_constructor`): a class-like name not reviewed as
+    constructor-safe."""
+    module, _, name = qualified.rpartition(".")
+    return (
+        _CLASS_NAME_RE.fullmatch(name) is not None
+        and qualified not in _CONSTRUCTOR_SAFE
+        and module not in _CONSTRUCTOR_SAFE_MODULES
+    )
 
 
 def _too_deep(package: str) -> bool:
@@ -323,8 +379,12 @@ class Allowlist:
 
     ``module.*`` admits plain attribute names of that one module (no dotted paths, which would
     walk into other objects at protocol >= 4, and no ``__dunder__`` names); it does not cover
-    submodules. ``package.**`` admits the same in the package and every submodule at any depth
-    (``sklearn.**`` covers ``sklearn.linear_model._logistic.LogisticRegression``). Neither
+    submodules. ``package.**`` admits class-like names only (a capital first letter: no
+    functions, modules or private names, which packages re-export freely) in the package and
+    every submodule at any depth (``sklearn.**`` covers
+    ``sklearn.linear_model._logistic.LogisticRegression``, not ``sklearn.metrics._scorer.
+    partial``); a class it or a profile admits is not to be called with arguments
+    (:meth:`allows_constructor`). Neither
     ever admits a never-allowed name or a known gadget inside the package (the lists above win
     over any allow). Exact entries compare the joined ``module.name`` string.
     """
@@ -332,6 +392,7 @@ class Allowlist:
     exact: frozenset[str] = frozenset()
     modules: frozenset[str] = frozenset()  # from "module.*"
     packages: frozenset[str] = frozenset()  # from "package.**"
+    profiled: frozenset[str] = frozenset()  # exact entries that came from profiles only
 
     @classmethod
     def default(cls) -> Allowlist:
@@ -375,7 +436,10 @@ class Allowlist:
             else:
                 exact.add(entry)
         return Allowlist(
-            exact=frozenset(exact), modules=frozenset(modules), packages=frozenset(packages)
+            exact=frozenset(exact),
+            modules=frozenset(modules),
+            packages=frozenset(packages),
+            profiled=self.profiled,
         )
 
     def with_profiles(self, names: Iterable[str]) -> Allowlist:
@@ -384,21 +448,42 @@ class Allowlist:
         from modelseal.models.profiles import PROFILES
 
         exact = set(self.exact)
+        profiled = set(self.profiled)
         for name in names:
             entries = PROFILES.get(name)
             if entries is None:
                 raise ValueError(
                     f"unknown allowlist profile {name!r} (known: {', '.join(sorted(PROFILES))})"
                 )
+            profiled.update(e for e in entries if e not in self.exact)
             exact.update(entries)
-        return Allowlist(exact=frozenset(exact), modules=self.modules, packages=self.packages)
+        return Allowlist(
+            exact=frozenset(exact),
+            modules=self.modules,
+            packages=self.packages,
+            profiled=frozenset(profiled),
+        )
+
+    def allows_constructor(self, module: str, name: str) -> bool:
+        """Whether a pickle may call the class ``module.name`` with arguments (REDUCE, INST,
+        OBJ): allowed, and not admitted only by a profile or a ``**`` pattern (their libraries
+        pickle those with ``__new__`` + BUILD; their constructors may open files, e.g.
+        Booster(model_file=…)) unless it is a reviewed constructor-safe class."""
+        qualified = f"{module}.{name}"
+        if not self.allows(module, name):
+            return False
+        if not constructor_checked(qualified):
+            return True
+        if qualified in self.profiled:
+            return False
+        return qualified in self.exact or module in self.modules
 
     def allows(self, module: str, name: str) -> bool:
         """Whether importing ``name`` from ``module`` is allowed."""
         if f"{module}.{name}" in self.exact:
             return True
         deep = module not in self.modules
-        if deep and not self._in_package(module):
+        if deep and not (self._in_package(module) and _CLASS_NAME_RE.fullmatch(name)):
             return False
         # a pattern never admits what no exact entry could name (e.g. torch.* and torch.load)
         return (

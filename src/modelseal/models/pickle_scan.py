@@ -20,9 +20,11 @@ every global the real loader would import:
 - small data values (None, bools, ints, short tuples and dicts, bytes constants, numpy dtypes)
   are tracked too, for two loaders that read more than the pickle: joblib, whose
   ``NumpyArrayWrapper`` BUILD is followed by the array's raw bytes (skipped exactly, by the
-  recorded dtype and shape, or the scan fails closed), and ``torch.storage._load_from_bytes``,
-  whose literal bytes argument is handed to a ``nested`` scan like a top-level file;
-  everything else is opaque;
+  recorded dtype and shape, or the scan fails closed; only in joblib streams, and such a stream
+  is read a second time as pickle.load reads it), and ``torch.storage._load_from_bytes``,
+  whose literal bytes argument is handed to a ``nested`` scan like a top-level file (any
+  other use of it is reported at once); numpy's random-generator pickle helpers, which call
+  their arguments, are checked the same way; everything else is opaque;
 - MARK frames, memo keys (including ``MEMOIZE``'s implicit ones) and protocol-dependent name
   mapping (Python 2 names such as ``__builtin__`` at protocol < 3) follow the C unpickler.
 
@@ -57,7 +59,7 @@ from dataclasses import dataclass, replace
 from typing import TypeAlias
 
 from modelseal.findings import Severity
-from modelseal.models.allowlist import Allowlist
+from modelseal.models.allowlist import Allowlist, constructor_checked
 from modelseal.models.issues import ModelIssue
 from modelseal.models.limits import Budget
 
@@ -144,7 +146,9 @@ class _Ref:
 
 
 # Globals whose calls the scanner follows (_Ref.special).
-_S_WRAPPER, _S_DTYPE, _S_RECONSTRUCTOR, _S_LOAD_FROM_BYTES = 1, 2, 3, 4
+_S_WRAPPER, _S_DTYPE, _S_RECONSTRUCTOR, _S_LOAD_FROM_BYTES, _S_BITGEN_CTOR, _S_GEN_CTOR = range(
+    1, 7
+)
 _SPECIAL: dict[str, int] = {
     # joblib's array placeholder (and its copy vendored in scikit-learn < 0.23): joblib.load
     # reads the array's raw bytes from the stream right after the wrapper's BUILD.
@@ -154,13 +158,33 @@ _SPECIAL: dict[str, int] = {
     "copyreg._reconstructor": _S_RECONSTRUCTOR,
     # torch.load of nested bytes: only as safe as those bytes, which are scanned in turn.
     "torch.storage._load_from_bytes": _S_LOAD_FROM_BYTES,
+    # numpy's random-generator pickle helpers call what they are given: __bit_generator_ctor
+    # calls a class argument, the two others call their second argument on their first.
+    "numpy.random._pickle.__bit_generator_ctor": _S_BITGEN_CTOR,
+    "numpy.random._pickle.__generator_ctor": _S_GEN_CTOR,
+    "numpy.random._pickle.__randomstate_ctor": _S_GEN_CTOR,
 }
+_MEMMAP_HINT = (
+    " (a numpy memmap: it is never allowed, since a pickled memmap can reopen a file by "
+    "name; save the array with numpy.asarray(...) so it pickles as a plain ndarray)"
+)
+#: Why some refused globals are refused, appended to their issue's title.
+_HINTS: dict[str, str] = {
+    name: _MEMMAP_HINT
+    for name in ("numpy.memmap", "numpy._core.memmap.memmap", "numpy.core.memmap.memmap")
+}
+#: The bit-generator classes numpy pickles name (what __bit_generator_ctor may call).
+_BIT_GENERATORS = frozenset(
+    f"numpy.random.{path}"
+    for path in (
+        "_mt19937.MT19937", "_pcg64.PCG64", "_pcg64.PCG64DXSM", "_philox.Philox",
+        "_sfc64.SFC64", "MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64",
+    )
+)  # fmt: skip
 #: joblib writes at most this many alignment padding bytes (NUMPY_ARRAY_ALIGNMENT_BYTES), and
 #: the padding-length byte is then 1..16: never a pickle opcode (the lowest is 0x28), so
 #: pickle.load (rather than joblib.load) of the file stops there without running anything.
 _JOBLIB_MAX_PADDING = 16
-#: Bytes a scan may re-read as plain pickle after unaligned joblib arrays (see _shadow).
-_SHADOW_MAX = 64 << 20
 
 
 class _Blob:
@@ -177,13 +201,28 @@ class _Dict:
     """A dict built from known keys (a joblib wrapper's state); ``items`` is None once it holds
     an unknown key or more than :data:`_SMALL` entries (then only its identity matters)."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "risky")
 
     def __init__(self) -> None:
         self.items: dict[object, _Value] | None = {}
+        self.risky: str | None = None  # a dunder key (or "?": a key that is not a literal)
 
     def update(self, pairs: list[_Value]) -> None:
         """Add key/value pairs (alternating), as SETITEM(S) do."""
+        if self.risky is None:
+            # As an instance's BUILD state, a __dunder__ key would plant a method (e.g.
+            # __sklearn_clone__, __reduce__) that library code later calls: remembered however
+            # large the dict grows.
+            for i in range(0, len(pairs), 2):
+                key = pairs[i]
+                kind = type(key)
+                if kind is str:
+                    if key[:2] == "__" and key[-2:] == "__":  # type: ignore[index]
+                        self.risky = key  # type: ignore[assignment]
+                        break
+                elif kind is _Opaque:
+                    self.risky = "?"
+                    break
         items = self.items
         if items is None:
             return
@@ -231,7 +270,8 @@ _ESSENTIAL: frozenset[type] = frozenset({str, _Ref, _Wrapper})
 #: Known tuples and dicts hold at most this many items (a shape, a dtype or wrapper state).
 _SMALL = 64
 _Value: TypeAlias = (
-    "_Opaque | str | _Ref | int | tuple[_Value, ...] | _Blob | _Dict | _DType | _Wrapper | None"
+    "_Opaque | str | _Ref | int | tuple[_Value, ...] | _Blob | _Dict | _DType | _Wrapper"
+    " | _BitGenerator | None"
 )
 
 
@@ -300,23 +340,6 @@ class _Memo:
         elif key not in self.big:
             return _MISSING
         return self.values.get(key, _OPAQUE)
-
-
-class _ShadowMemo(_Memo):
-    """A memo layered over another one: reads fall through, writes stay here (a shadow parse
-    must not change the state of the parse it branched from)."""
-
-    __slots__ = ("parent",)
-
-    def __init__(self, parent: _Memo) -> None:
-        super().__init__()
-        self.parent = parent
-        self.count = parent.count
-
-    def get(self, key: int) -> _Value | _Missing:
-        """The value at ``key`` here, else in the parent memo."""
-        value = super().get(key)
-        return self.parent.get(key) if value is _MISSING else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +518,40 @@ def _carries_wrapper(value: _Value, depth: int = 0) -> bool:
     return False
 
 
+def _carries_loader(value: _Value, depth: int = 0) -> bool:
+    """Whether ``value`` is, or is a tuple holding, a ``torch.storage._load_from_bytes``
+    reference (tuples nested too deeply to look into count as holding one)."""
+    kind = type(value)
+    if kind is _Ref:
+        return value.special == _S_LOAD_FROM_BYTES  # type: ignore[union-attr]
+    if kind is tuple:
+        if depth > 16:
+            return True
+        return any(_carries_loader(v, depth + 1) for v in value)  # type: ignore[union-attr]
+    return False
+
+
+class _BitGenerator:
+    """The result of ``numpy.random._pickle.__bit_generator_ctor``: a bit-generator instance."""
+
+    __slots__ = ()
+
+
+_BITGEN = _BitGenerator()
+
+
+def _risky_state(state: _Value) -> str | None:
+    """The __dunder__ (or non-literal) key a BUILD state would set on an instance, if any: a
+    ``__dict__`` or a ``(__dict__, slots)`` pair."""
+    if type(state) is _Dict:
+        return state.risky
+    if type(state) is tuple and len(state) == 2:
+        for part in state:
+            if type(part) is _Dict and part.risky is not None:
+                return part.risky
+    return None
+
+
 def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
     """(itemsize, holds Python objects) of a pickled numpy dtype, or why it cannot be known.
 
@@ -622,14 +679,19 @@ class _Scanner:
         budget: Budget | None = None,
         nested: NestedScan | None = None,
         *,
-        shadow: bool = False,
+        joblib: bool = False,
     ) -> None:
         self.buf = buf
         self.nested = nested
-        self.shadow = shadow  # a plain-pickle re-read of joblib array bytes (see _shadow)
-        self.shadow_bytes = 0
+        # joblib.load's reading: raw array bytes follow each NumpyArrayWrapper BUILD (False:
+        # pickle.load's, where a wrapper is an ordinary object)
+        self.joblib = joblib
+        self.arrays = 0  # joblib arrays skipped
         self.pending_loads = 0  # _load_from_bytes references not yet called on literal bytes
         self.wrappers = False  # a joblib wrapper class was imported: see guard_wrappers
+        self.loaders = False  # a followed _load_from_bytes was imported: see guard
+        self.strict_wrappers = False  # a wrapper BUILD outside joblib mode fails closed
+        self.plain = False  # the plain (pickle.load) read of a joblib stream: see _plain_pass
         self.budget = budget
         self._released = 0
         self.start = start
@@ -696,18 +758,15 @@ class _Scanner:
         if other != resolved and (other is mapped or _importable_py3(other[0])):
             candidates.append(other)
         for module, name in candidates:
-            if (
-                self.nested is not None
-                and not self.shadow
-                and f"{module}.{name}" == "torch.storage._load_from_bytes"
-            ):
+            if self.nested is not None and f"{module}.{name}" == "torch.storage._load_from_bytes":
                 continue  # judged by what it loads (call_special), or reported at STOP
             if not self.allow.allows(module, name):
                 qualified = _shorten(f"{module}.{name}")
                 self.issue(
                     "unsafe-global",
                     Severity.CRITICAL,
-                    f"pickle imports {qualified!r}, which is not on the allowlist",
+                    f"pickle imports {qualified!r}, which is not on the allowlist"
+                    + _HINTS.get(qualified, ""),
                     offset,
                     {"global": qualified, "opcode": op},
                 )
@@ -719,6 +778,7 @@ class _Scanner:
                 self._refs[label] = ref
         if ref.special == _S_LOAD_FROM_BYTES:
             self.pending_loads += 1
+            self.loaders = self.nested is not None
         elif ref.special == _S_WRAPPER:
             self.wrappers = True
         return ref
@@ -814,26 +874,23 @@ class _Scanner:
         memo: _Memo,
         *,
         joblib: bool = True,
-        stack: list[_Value] | None = None,
-        marks: list[int] | None = None,
-        proto: int = 0,
     ) -> int:
         """Parse one pickle starting at ``pos`` (up to and including its STOP); returns the
         position after STOP. Raises _Fail.
 
-        ``joblib``: follow joblib.load, which reads an array's raw bytes after each
-        NumpyArrayWrapper BUILD (pickle.load, which joblib uses for nested object arrays, does
-        not). A shadow parse starts from a copy of another parse's ``stack``, ``marks`` and
-        ``proto``."""
+        ``joblib`` False: a nested object array's pickle, which joblib reads with pickle.load
+        (its wrappers are ordinary objects) even when the scanner follows joblib.load."""
         buf = self.buf
         end = self.end
         kinds = _KIND
         args = _ARG
         opaque = _OPAQUE
-        shadow = self.shadow
-        stack = [] if stack is None else stack
-        marks = [] if marks is None else marks
-        fence = marks[-1] if marks else 0  # stack index of the innermost MARK
+        joblib = joblib and self.joblib
+        stack: list[_Value] = []
+        marks: list[int] = []
+        proto = 0
+        frame_end = -1  # end of the last FRAME
+        fence = 0  # stack index of the innermost MARK
         push = stack.append
         # Stack and MARK sizes are checked every _CHECK_EVERY bytes rather than on every push
         # (each opcode is at least one byte, so neither can overshoot by more than that).
@@ -929,8 +986,8 @@ class _Scanner:
                     # persistent_load returns cls: that call is a call of cls (itself a global,
                     # checked where it was imported). No other loader resolves persistent ids.
                     pid = stack[-1]
-                    if self.wrappers:
-                        self.guard_wrappers(stack[-1:], at)
+                    if self.wrappers or self.loaders:
+                        self.guard(stack[-1:], at)
                     if (
                         code == _BINPERSID
                         and type(pid) is tuple
@@ -943,6 +1000,8 @@ class _Scanner:
                         stack[-1] = opaque
                 else:
                     value = tuple(stack[-n:])
+                    if self.loaders and _carries_loader(value):
+                        self.unfollowed_load(at)
                     del stack[-n:]
                     push(value)
 
@@ -956,18 +1015,19 @@ class _Scanner:
                 value = opaque
                 if self.wrappers and not (code == _TUPLE and items <= _SMALL):
                     self.guard_wrappers(stack[mark:], at)
+                if self.loaders:
+                    self.guard_loaders(stack[mark:], at)
                 if code == _TUPLE and items <= _SMALL:
                     value = tuple(stack[mark:])
-                elif code == _DICT and items <= 2 * _SMALL:
+                elif code == _DICT:
                     value = _Dict()
                     value.update(stack[mark:])
-                elif code == _SETITEMS and mark > 0 and not shadow:
+                elif code == _SETITEMS and mark > 0:
                     target = stack[mark - 1]
-                    if type(target) is _Dict and target.items is not None:
+                    if type(target) is _Dict:
                         if items > 2 * _SMALL:
-                            target.items = None
-                        else:
-                            target.update(stack[mark:])
+                            target.items = None  # too big to follow, but its keys are checked
+                        target.update(stack[mark:])
                 del stack[mark:]
                 fence = marks[-1] if marks else 0
                 if kind == K_MARK_PUSH:
@@ -987,9 +1047,14 @@ class _Scanner:
                     type(fn) is _Ref and fn.special in (_S_WRAPPER, _S_RECONSTRUCTOR)
                 ):
                     self.guard_wrappers(stack[-n + 1 :], at)
+                if self.loaders:
+                    self.guard_loaders(stack[-n + 1 :], at)
                 result: _Value = opaque
-                if type(fn) is _Ref and fn.special:
-                    result = self.call_special(fn, stack[-n + 1], code, at)
+                if type(fn) is _Ref:
+                    if fn.special:
+                        result = self.call_special(fn, stack[-n + 1], code, at)
+                    elif code == _REDUCE:
+                        self.check_constructor(fn, at)
                 del stack[-n:]
                 push(result)
 
@@ -998,16 +1063,31 @@ class _Scanner:
                 if len(stack) - fence < n + 1:
                     raise _Fail(at, f"stack underflow at {_NAMES[code]}")
                 target = stack[-n - 1]
-                if self.wrappers:
-                    self.guard_wrappers(stack[-n:], at)
-                if isinstance(target, _Wrapper) and code == _BUILD and not shadow:
+                if self.wrappers or self.loaders:
+                    self.guard(stack[-n:], at)
+                if code == _BUILD:
+                    risky = _risky_state(stack[-1])
+                    if risky is not None:
+                        self.risky_build(risky, at)
+                if isinstance(target, _Wrapper) and code == _BUILD:
                     state = stack.pop()
                     if joblib:
-                        pos = self.joblib_array(target, state, pos, at, memo, stack, marks, proto)
+                        if pos < frame_end:
+                            # joblib.load reads the array from the file, which is already past
+                            # the whole frame; pickle goes on with the rest of the frame. joblib
+                            # itself ends the frame before writing an array.
+                            raise _Fail(at, "joblib array wrapper BUILD is not the last opcode "
+                                        "of its FRAME (joblib.load would read the array from "
+                                        "after the frame)")  # fmt: skip
+                        pos = self.joblib_array(target, state, pos, at)
+                        self.arrays += 1
                         stack[-1] = opaque  # joblib.load puts the array in its place
-                elif isinstance(target, _DType) and code == _BUILD and not shadow:
+                    elif not self.joblib and self.strict_wrappers:
+                        raise _Fail(at, "joblib array wrapper BUILD in a stream not detected as "
+                                    "joblib (joblib.load would read raw bytes after it)")  # fmt: skip
+                elif isinstance(target, _DType) and code == _BUILD:
                     target.state = stack.pop()
-                elif isinstance(target, _Dict) and code == _SETITEM and not shadow:
+                elif isinstance(target, _Dict) and code == _SETITEM:
                     target.update(stack[-2:])
                     del stack[-2:]
                 else:
@@ -1035,6 +1115,11 @@ class _Scanner:
                 module_v = stack.pop()
                 if type(module_v) is str and type(name_v) is str:
                     push(self.global_ref(module_v, name_v, proto, at, "STACK_GLOBAL"))
+                elif self.plain and (type(module_v) is not _Opaque or type(name_v) is not _Opaque):
+                    # the plain read of a joblib stream: an operand known not to be a str (a
+                    # class, a dict, a number …) stops pickle.load here ("STACK_GLOBAL requires
+                    # str"), before anything is imported
+                    raise _Fail(at, "STACK_GLOBAL on a value that is not a str")
                 else:
                     self.dynamic_global(module_v, name_v, at)
                     push(_Ref("<dynamic>"))
@@ -1059,8 +1144,10 @@ class _Scanner:
                     # INST: instantiate the class with the items above the MARK
                     if not marks:
                         raise _Fail(at, "INST without a MARK")
-                    if self.wrappers:
-                        self.guard_wrappers(stack[marks[-1] :], at)
+                    if self.wrappers or self.loaders:
+                        self.guard(stack[marks[-1] :], at)
+                    if not ref.special:
+                        self.check_constructor(ref, at)
                     del stack[marks.pop() :]
                     fence = marks[-1] if marks else 0
                     # an instance joblib would treat as an array wrapper: its BUILD fails closed
@@ -1081,6 +1168,7 @@ class _Scanner:
                 # The C unpickler reads the whole frame up front: it must all be there.
                 if size > end - pos:
                     raise _Fail(at, f"FRAME of {size} bytes runs past the end of the data")
+                frame_end = pos + size
 
             elif kind == K_PROTO:
                 if pos >= end:
@@ -1122,8 +1210,10 @@ class _Scanner:
                     raise _Fail(at, "OBJ without a class")
                 cls = stack[mark]
                 self.check_callable(cls, code, at)
-                if self.wrappers:
-                    self.guard_wrappers(stack[mark + 1 :], at)
+                if self.wrappers or self.loaders:
+                    self.guard(stack[mark + 1 :], at)
+                if type(cls) is _Ref and not cls.special:
+                    self.check_constructor(cls, at)
                 del stack[mark:]
                 fence = marks[-1] if marks else 0
                 wrapper = type(cls) is _Ref and cls.special == _S_WRAPPER
@@ -1262,15 +1352,100 @@ class _Scanner:
             if self.wrappers:
                 self.guard_wrappers([arg], at)
             return _OPAQUE
+        if special in (_S_BITGEN_CTOR, _S_GEN_CTOR):
+            self.check_random_ctor(fn, arg, code, at)
+            return _BITGEN if special == _S_BITGEN_CTOR else _OPAQUE
         # _S_LOAD_FROM_BYTES
-        if self.nested is None or self.shadow:
+        if self.nested is None:
             return _OPAQUE  # reported as an unsafe global already
         self.pending_loads -= 1
         if code == _REDUCE and type(arg) is tuple and len(arg) == 1 and type(arg[0]) is _Blob:
             self.descend(arg[0], at)
         else:
-            self.pending_loads += 1  # not a call on literal bytes: reported at STOP
+            self.unfollowed_load(at)  # not a call on literal bytes
         return _OPAQUE
+
+    def check_random_ctor(self, fn: _Ref, arg: _Value, code: int, at: int) -> None:
+        """numpy.random._pickle's helpers call what they are given: ``__bit_generator_ctor(x)``
+        calls ``x`` when it is a class, ``__generator_ctor(x, ctor)`` and
+        ``__randomstate_ctor(x, ctor)`` call ``ctor(x)``. Only what numpy writes passes: a
+        bit-generator name or class, a bit generator, and __bit_generator_ctor itself."""
+        ok = code == _REDUCE and type(arg) is tuple
+        if ok:
+            args: tuple[_Value, ...] = arg  # type: ignore[assignment]
+            first_ok: tuple[type, ...] = (str,)
+            if fn.special == _S_GEN_CTOR:
+                first_ok = (str, _BitGenerator)
+                ok = len(args) <= 2 and (
+                    len(args) < 2 or (type(args[1]) is _Ref and args[1].special == _S_BITGEN_CTOR)
+                )
+            else:
+                ok = len(args) <= 1
+            if ok and args:
+                a0 = args[0]
+                ok = type(a0) in first_ok or (type(a0) is _Ref and a0.label in _BIT_GENERATORS)
+        if not ok:
+            self.issue(
+                "unsafe-call",
+                Severity.CRITICAL,
+                f"pickle calls {fn.label} with arguments numpy never writes (it would call them)",
+                at,
+                {"global": fn.label, "opcode": _NAMES[code]},
+                dedupe=False,
+            )
+
+    def check_constructor(self, fn: _Ref, at: int) -> None:
+        """A class called with arguments (REDUCE, INST, OBJ) runs its real constructor, which
+        for a class the allowlist does not hold itself may open files (xgboost's and lightgbm's
+        Booster(model_file=…)). Their libraries pickle them with NEWOBJ (``__new__``) or
+        copyreg._reconstructor, then BUILD. The call is reported as its own use of the global
+        (``use: constructor``): the judge admits it only for a class the policy names exactly,
+        never through a profile or a ``**`` pattern (unless reviewed constructor-safe)."""
+        module, _, name = fn.label.rpartition(".")
+        if (
+            not module
+            or not constructor_checked(fn.label)
+            or self.allow.allows_constructor(module, name)
+        ):
+            return
+        self.issue(
+            "unsafe-global",
+            Severity.CRITICAL,
+            f"pickle calls the constructor of {fn.label!r} (it may open files or run code; "
+            "its library pickles it with __new__ and BUILD)",
+            at,
+            {"global": fn.label, "opcode": _NAMES[self.buf[at]], "use": "constructor"},
+        )
+
+    def guard(self, values: list[_Value] | tuple[_Value, ...], at: int) -> None:
+        """guard_wrappers and guard_loaders, as far as each applies."""
+        if self.wrappers:
+            self.guard_wrappers(values, at)
+        if self.loaders:
+            self.guard_loaders(values, at)
+
+    def guard_loaders(self, values: list[_Value] | tuple[_Value, ...], at: int) -> None:
+        """A _load_from_bytes reference is only followed when it is called directly on literal
+        bytes. Put anywhere else (a tuple, a container, a persistent id, an argument, a state)
+        it could come back to be called on anything: reported at once."""
+        for value in values:
+            if _carries_loader(value):
+                self.unfollowed_load(at)
+                return
+
+    def risky_build(self, key: str, at: int) -> None:
+        """A BUILD state setting a __dunder__ attribute on an instance plants a method that
+        library code later calls (sklearn's clone calls ``__sklearn_clone__``)."""
+        shown = "a key that is not a literal string" if key == "?" else repr(_shorten(key, 60))
+        self.issue(
+            "unsafe-state",
+            Severity.CRITICAL,
+            f"pickle sets an instance attribute from {shown} (BUILD): a dunder attribute "
+            "overrides a method the object's library calls",
+            at,
+            {"key": _shorten(key, 60), "opcode": "BUILD"},
+            dedupe=False,
+        )
 
     def guard_wrappers(self, values: list[_Value] | tuple[_Value, ...], at: int) -> None:
         """A joblib wrapper (class or instance) is only ever built and then BUILT by what
@@ -1313,10 +1488,6 @@ class _Scanner:
         state: _Value,
         pos: int,
         at: int,
-        memo: _Memo,
-        stack: list[_Value],
-        marks: list[int],
-        proto: int,
     ) -> int:
         """joblib.load after a NumpyArrayWrapper BUILD at ``at``: the array's bytes follow at
         ``pos``; returns the position after them. Raises _Fail when they cannot be sized
@@ -1349,8 +1520,6 @@ class _Scanner:
             if padding > _JOBLIB_MAX_PADDING:
                 raise _Fail(pos, f"joblib array padding of {padding} bytes (joblib writes 1-16)")
             pos += 1 + padding
-        else:
-            self.shadow_parse(pos, memo, stack, marks, proto)
         nbytes = itemsize
         for d in dims:
             nbytes *= d
@@ -1363,38 +1532,6 @@ class _Scanner:
                 f"({dtype.type_string} {shape}) but only {max(0, end - pos)} remain",
             )
         return pos + nbytes
-
-    def shadow_parse(
-        self, pos: int, memo: _Memo, stack: list[_Value], marks: list[int], proto: int
-    ) -> None:
-        """Unaligned joblib array bytes follow the BUILD directly: pickle.load (not joblib.load)
-        of the same file would run them as opcodes. Re-read them so, from a copy of the parse
-        state, and report any import they would make."""
-        limit = _SHADOW_MAX - self.shadow_bytes
-        end = min(self.end, pos + limit)
-        shadow = _Scanner(self.buf, pos, end, self.allow, self.member, self.budget, shadow=True)
-        stopped = end
-        try:
-            stopped = shadow.run(
-                pos, _ShadowMemo(memo), joblib=False, stack=list(stack), marks=list(marks),
-                proto=proto,
-            )  # fmt: skip
-        except _Fail as fail:
-            stopped = fail.offset
-            if fail.offset >= end and end < self.end:
-                raise _Fail(pos, "joblib arrays re-read as plain pickle exceed "
-                            f"{_SHADOW_MAX} bytes", limit=True) from None  # fmt: skip
-        self.shadow_bytes += max(0, stopped - pos)
-        for found in shadow.issues:
-            if found.kind in ("unsafe-global", "dynamic-global", "pickle-extension"):
-                self.issue(
-                    "unsafe-global",
-                    Severity.CRITICAL,
-                    f"joblib array bytes at offset {pos}, read by pickle.load instead of "
-                    f"joblib.load, are pickle opcodes: {found.title}",
-                    found.offset if found.offset is not None else pos,
-                    {**found.detail, "array": str(pos)},
-                )
 
     def check_target(self, value: _Value, code: int, at: int) -> None:
         """BUILD/APPEND/SETITEM on a class or function object itself monkey-patches it."""
@@ -1422,6 +1559,7 @@ def scan_pickle(
     max_pickles: int | None = None,
     budget: Budget | None = None,
     nested: NestedScan | None = None,
+    joblib: bool | None = None,
 ) -> PickleScan:
     """Scan the pickle stream in ``buf[start:end]`` statically; never loads anything.
 
@@ -1432,8 +1570,13 @@ def scan_pickle(
     globals are absolute in ``buf``; ``member`` is copied into every issue. With a ``budget``,
     its deadline stops the scan (:class:`~modelseal.models.limits.ScanLimitExceeded`).
 
-    joblib: after each ``NumpyArrayWrapper`` BUILD the array's raw bytes are skipped, exactly
-    as many as its recorded dtype and shape say (anything else fails closed). With ``nested``,
+    ``joblib`` (None: whether the stream names ``joblib.numpy_pickle`` in its first 4 MiB, as
+    format detection decides): read it as joblib.load does — after each ``NumpyArrayWrapper``
+    BUILD, which must end its FRAME, the array's raw bytes are skipped, exactly as many as its
+    recorded dtype and shape say (anything else fails closed) — and, when any array was
+    skipped, read it once more as pickle.load / numpy.load / torch.load do (every opcode in
+    turn; where that read fails, those loaders stop too) and report what that read would run.
+    Without joblib, a wrapper BUILD fails closed. With ``nested``,
     ``torch.storage._load_from_bytes`` called on literal bytes is judged by what ``nested``
     finds in those bytes (without it, it is an unsafe global like any other).
     """
@@ -1446,7 +1589,10 @@ def scan_pickle(
     if max_pickles is not None and max_pickles < 1:
         raise ValueError("max_pickles must be at least 1")
 
-    scanner = _Scanner(buf, start, stop, allow, member, budget, nested)
+    if joblib is None:
+        joblib = _find(buf, _JOBLIB_MARKER, start, min(stop, start + _JOBLIB_WINDOW)) >= 0
+    scanner = _Scanner(buf, start, stop, allow, member, budget, nested, joblib=joblib)
+    scanner.strict_wrappers = not joblib
     pos = start
     pickles = 0
     if start == stop:
@@ -1474,12 +1620,73 @@ def scan_pickle(
                 pos,
                 {},
             )
+    if scanner.arrays:
+        _plain_pass(scanner, limit)
     return PickleScan(
         globals=tuple(scanner.globals),
         issues=tuple(scanner.issues),
         pickles=pickles,
         end=pos,  # a failed pickle never advances pos: this is past the last complete one
     )
+
+
+#: What marks a joblib stream (as modelseal.models.formats detects one), and how far in.
+_JOBLIB_MARKER = b"joblib.numpy_pickle"
+_JOBLIB_WINDOW = 4 << 20
+#: The longest pickle of an int as large as torch's legacy magic number (protocol 0, padded).
+_MAGIC_PICKLE_MAX = 64
+#: Issues of a plain read that stop the loader rather than run anything.
+_PARSE_KINDS = frozenset({"unparsable", "trailing-data"})
+
+
+def _find(buf: bytes | memoryview | mmap.mmap, needle: bytes, start: int, end: int) -> int:
+    if isinstance(buf, memoryview):
+        m = re.compile(re.escape(needle)).search(buf, start, end)
+        return -1 if m is None else m.start()
+    return buf.find(needle, start, end)
+
+
+def _plain_pass(main: _Scanner, max_pickles: int) -> None:
+    """Read a joblib stream whose arrays were skipped as pickle.load reads it (a file is only
+    safe if it is safe under every loader a user may hand it to): the array bytes are then
+    opcodes. Where this read fails, the plain loaders fail too, having run only what was read
+    before: only what it would import or call is reported (and scanner limits)."""
+    plain = _Scanner(
+        main.buf, main.start, main.end, main.allow, main.member, main.budget, main.nested
+    )
+    plain.plain = True
+    pos = main.start
+    for n in range(max_pickles):
+        if pos >= main.end:
+            break
+        if n == 1 and pos - main.start > _MAGIC_PICKLE_MAX:
+            # pickle.load, numpy.load and joblib's nested reads stop after one pickle; only
+            # torch's legacy reader goes on, and only after a first pickle that is its magic
+            # number (a few bytes): anything longer and it raises there
+            break
+        try:
+            pos = plain.run(pos, _Memo())
+        except _Fail as fail:
+            if fail.limit:
+                _report_failure(plain, fail, first=True)
+            break
+    seen = {(i.kind, i.offset, i.member, i.title) for i in main.issues}
+    for found in plain.issues:
+        if (
+            found.kind in _PARSE_KINDS
+            or (found.kind, found.offset, found.member, found.title) in seen
+        ):
+            continue
+        if len(main.issues) >= MAX_ISSUES:
+            break
+        main.issues.append(
+            replace(
+                found,
+                title=f"read by pickle.load (not joblib.load), which runs joblib array bytes as "
+                f"opcodes: {found.title}",
+                detail={**found.detail, "reader": "pickle.load"},
+            )
+        )
 
 
 def _report_failure(scanner: _Scanner, fail: _Fail, *, first: bool) -> None:

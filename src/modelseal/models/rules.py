@@ -14,23 +14,24 @@ _PICKLE_KINDS = frozenset(
         "models.pickle-extension",
         "models.indirect-call",
         "models.global-mutation",
+        "models.unsafe-call",
+        "models.unsafe-state",
     }
 )
 
 
-def _global_allowed(policy: Policy, name: str) -> bool:
+def _global_allowed(policy: Policy, name: str, *, constructor: bool = False) -> bool:
     # The scanner's own allowlist rules (wildcards never admit dunders or never-allowed names);
-    # the policy loader already refused entries that could run code.
+    # the policy loader already refused entries that could run code. A class called with
+    # arguments (``use: constructor``) must be named exactly, not by a profile or a pattern.
     from modelseal.models.allowlist import Allowlist
 
     module, _, attr = name.rpartition(".")
     models = policy.models
-    return (
-        Allowlist()
-        .extended(models.allowed_globals)
-        .with_profiles(models.allow)
-        .allows(module, attr)
-    )
+    allow = Allowlist().extended(models.allowed_globals).with_profiles(models.allow)
+    if constructor:
+        return allow.allows_constructor(module, attr)
+    return allow.allows(module, attr)
 
 
 def models_rule(policy: Policy, f: Finding) -> Decision:
@@ -56,7 +57,12 @@ def models_rule(policy: Policy, f: Finding) -> Decision:
         return Decision(f, Outcome.WARN, "models.require_lock is false")
     if f.id in _PICKLE_KINDS:
         name = f.evidence.get("global", "")
-        if f.id == "models.unsafe-global" and name and _global_allowed(policy, name):
+        constructor = f.evidence.get("use") == "constructor"
+        if (
+            f.id == "models.unsafe-global"
+            and name
+            and _global_allowed(policy, name, constructor=constructor)
+        ):
             return Decision(f, Outcome.IGNORED, f"{name} is in models.allowed_globals")
         if pol.pickle == "allow":
             return Decision(f, Outcome.WARN, "models.pickle is allow")

@@ -53,6 +53,8 @@ _PIECE: Final = 1 << 20
 LEGACY_TORCH_PICKLES = 5
 #: The first of them: torch's MAGIC_NUMBER (0x1950a86a20f9469cfc6c) pickled at protocol 2.
 _LEGACY_MAGIC: Final = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+#: A zip archive's first local header, which torch.load checks for in-memory bytes.
+_ZIP_MAGIC: Final = b"PK\x03\x04"
 
 
 GATE: Final = "models"
@@ -115,15 +117,25 @@ def _scan_detected(
                     path, detected.detail["compressed"], allow, budget, depth
                 )
             elif fmt in (Format.PICKLE, Format.JOBLIB):
-                issues += _scan_mapped(path, allow, budget, depth, start=0)
+                issues += _scan_mapped(
+                    path, allow, budget, depth, start=0, joblib=fmt is Format.JOBLIB
+                )
             elif fmt is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar":
                 issues += _scan_tar_members(path, detected, allow, budget, depth)
             elif fmt is Format.TORCH_LEGACY:
                 issues += _scan_mapped(
-                    path, allow, budget, depth, start=0, max_pickles=LEGACY_TORCH_PICKLES
+                    path,
+                    allow,
+                    budget,
+                    depth,
+                    start=0,
+                    max_pickles=LEGACY_TORCH_PICKLES,
+                    joblib=False,
                 )
             elif fmt is Format.NUMPY and detected.pickle_offset is not None:
-                issues += _scan_mapped(path, allow, budget, depth, start=detected.pickle_offset)
+                issues += _scan_mapped(
+                    path, allow, budget, depth, start=detected.pickle_offset, joblib=False
+                )
             elif fmt in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP, Format.KERAS):
                 issues += _scan_zip_members(path, detected, allow, budget, depth)
         except ScanLimitExceeded as e:
@@ -164,11 +176,14 @@ def _nested(buf: bytes | mmap.mmap, allow: Allowlist, budget: Budget, depth: int
                 ),
             )
         member = f"_load_from_bytes@{at}"
-        if buf[start : start + len(_LEGACY_MAGIC)] == _LEGACY_MAGIC:
-            # What torch writes here (Storage.__reduce__ saves in the legacy format): its
-            # pickles are scanned where they are, without copying the storage bytes after them.
+        if buf[start : start + len(_ZIP_MAGIC)] != _ZIP_MAGIC:
+            # torch.load of in-memory bytes: a zip archive by its magic, anything else the legacy
+            # format read from offset 0 (never a tar: that needs a real file). What torch writes
+            # here (Storage.__reduce__ saves in the legacy format): its pickles are scanned where
+            # they are, without copying the storage bytes after them. Each scan is charged, so a
+            # payload memoized once and loaded many times costs its size every time.
             budget.check_time(member)
-            return scan_pickle(
+            scanned = scan_pickle(
                 buf,
                 start=start,
                 end=start + size,
@@ -176,7 +191,10 @@ def _nested(buf: bytes | mmap.mmap, allow: Allowlist, budget: Budget, depth: int
                 max_pickles=LEGACY_TORCH_PICKLES,
                 budget=budget,
                 nested=_nested(buf, allow, budget, depth + 1),
-            ).issues
+                joblib=False,
+            )
+            budget.charge(member, max(0, scanned.end - start), 0, 0)
+            return scanned.issues
         budget.charge(member, size, 0, 0)
         with tempfile.TemporaryDirectory(prefix="modelseal-nested-") as tmp:
             inner = Path(tmp) / "payload"
@@ -185,7 +203,19 @@ def _nested(buf: bytes | mmap.mmap, allow: Allowlist, budget: Budget, depth: int
                 for piece in range(start, start + size, _PIECE):
                     out.write(buf[piece : min(piece + _PIECE, start + size)])
             detected = detect_format(inner)
-            return _scan_detected(inner, detected, allow, budget, None, depth + 1)
+            found = _scan_detected(inner, detected, allow, budget, None, depth + 1)
+            if detected.format not in (Format.PYTORCH_ZIP, Format.TORCHSCRIPT):
+                # torch.load reads any zip as a torch archive: one modelseal does not recognize
+                # as such is not judged by the same rules
+                found += (
+                    ModelIssue(
+                        "unparsable",
+                        Severity.HIGH,
+                        f"nested zip payload is not a torch archive ({detected.format.value})",
+                        offset=at,
+                    ),
+                )
+            return found
 
     return scan_nested
 
@@ -212,6 +242,7 @@ def _scan_mapped(
     *,
     start: int,
     max_pickles: int | None = None,
+    joblib: bool,
 ) -> tuple[ModelIssue, ...]:
     with _mapped(path) as buf:
         return scan_pickle(
@@ -221,6 +252,7 @@ def _scan_mapped(
             max_pickles=max_pickles,
             budget=budget,
             nested=_nested(buf, allow, budget, depth),
+            joblib=joblib,
         ).issues
 
 
@@ -425,6 +457,7 @@ def _scan_compressed(
                 member=member,
                 budget=budget,
                 nested=_nested(data, allow, budget, depth),
+                joblib=True,
             ).issues
     finally:
         spool.close()

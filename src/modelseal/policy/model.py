@@ -448,8 +448,9 @@ class ModelsPolicy(BaseModel):
     allowed_globals: list[PickleGlobal] = Field(
         default=[],
         description='Extra pickle globals to allow beyond the built-in safe list: "module.name"; '
-        '"module.*" (names of that one module, not its submodules); "package.**" (the package '
-        "and all its submodules). Entries that can run code (os, subprocess, builtins.*, eval, "
+        '"module.*" (names of that one module, not its submodules); "package.**" (class-like '
+        "names, capitalized, in the package and all its submodules; a class admitted by a "
+        "pattern or profile is never called with arguments). Entries that can run code (os, subprocess, builtins.*, eval, "
         "operator, importlib, dunder names …) are refused, and no pattern ever covers them or "
         "the known gadgets inside ML packages (file loaders, test helpers, process pools …). "
         "`**` is refused on the standard library and on torch (use the torch-modules profile).",
