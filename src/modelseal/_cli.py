@@ -22,6 +22,7 @@ from modelseal.errors import Error, ExitCode
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from modelseal.app import SignerFlags
     from modelseal.policy import LoadedPolicy
 
 
@@ -190,6 +191,19 @@ def _judge(args: argparse.Namespace) -> int:
     return int(outcome.exit_code)
 
 
+def _signer_flags(args: argparse.Namespace) -> SignerFlags:
+    """The expected signer as `verify` and `rebuild` take it on the command line."""
+    from modelseal.app import SignerFlags
+
+    return SignerFlags(
+        key=args.key,
+        identity=args.certificate_identity,
+        identity_regexp=args.certificate_identity_regexp,
+        issuer=args.certificate_oidc_issuer,
+        trust_config=args.trust_config,
+    )
+
+
 def _verify(args: argparse.Namespace) -> int:
     from modelseal import app
     from modelseal.ui import print_verification
@@ -197,13 +211,7 @@ def _verify(args: argparse.Namespace) -> int:
     request = app.VerifyRequest(
         image=args.image,
         policy=_load_policy(args),
-        signer=app.SignerFlags(
-            key=args.key,
-            identity=args.certificate_identity,
-            identity_regexp=args.certificate_identity_regexp,
-            issuer=args.certificate_oidc_issuer,
-            trust_config=args.trust_config,
-        ),
+        signer=_signer_flags(args),
         builder_id=args.builder_id,
         source_repository=args.source_repository,
         max_scan_age_days=args.max_scan_age_days,
@@ -235,13 +243,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         target=args.target,
         source=args.source,
         policy=_load_policy(args),
-        signer=app.SignerFlags(
-            key=args.key,
-            identity=args.certificate_identity,
-            identity_regexp=args.certificate_identity_regexp,
-            issuer=args.certificate_oidc_issuer,
-            trust_config=args.trust_config,
-        ),
+        signer=_signer_flags(args),
         build_contexts=tuple(args.build_context),
         builder=args.builder,
         out_dir=args.out_dir,

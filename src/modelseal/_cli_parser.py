@@ -189,6 +189,24 @@ def _days(text: str) -> int:
     return int(text)
 
 
+def _expected_signer_args(
+    parser: argparse.ArgumentParser, title: str, *, trust_note: str = ""
+) -> None:
+    """The expected-signer flags that `verify` and `rebuild` share (resolved by
+    :func:`modelseal.app.expected_signer`)."""
+    who = parser.add_argument_group(title)
+    who.add_argument("--key", type=Path, metavar="FILE", help="PEM public key (key signing)")
+    who.add_argument("--certificate-identity", metavar="ID",
+                     help="exact signer identity (keyless), e.g. a workflow ref URI")  # fmt: skip
+    who.add_argument("--certificate-identity-regexp", metavar="RE",
+                     help="signer identity regexp, anchored with ^…$")  # fmt: skip
+    who.add_argument("--certificate-oidc-issuer", metavar="URL",
+                     help="OIDC issuer, e.g. https://token.actions.githubusercontent.com")  # fmt: skip
+    who.add_argument("--trust-config", type=Path, metavar="FILE",
+                     help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore"
+                     f"{trust_note})")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``modelseal`` argument parser: every command, option and help text."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -354,16 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuilders come from the flags, else from the policy's verify section.",
     )  # fmt: skip
     vf.add_argument("image", metavar="IMAGE", help="REGISTRY/REPOSITORY[:TAG][@sha256:…]")
-    who = vf.add_argument_group("expected signer (one of: a key, or an identity and issuer)")
-    who.add_argument("--key", type=Path, metavar="FILE", help="PEM public key (key signing)")
-    who.add_argument("--certificate-identity", metavar="ID",
-                     help="exact signer identity (keyless), e.g. a workflow ref URI")  # fmt: skip
-    who.add_argument("--certificate-identity-regexp", metavar="RE",
-                     help="signer identity regexp, anchored with ^…$")  # fmt: skip
-    who.add_argument("--certificate-oidc-issuer", metavar="URL",
-                     help="OIDC issuer, e.g. https://token.actions.githubusercontent.com")  # fmt: skip
-    who.add_argument("--trust-config", type=Path, metavar="FILE",
-                     help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore)")  # fmt: skip
+    _expected_signer_args(vf, "expected signer (one of: a key, or an identity and issuer)")
     vf.add_argument("--builder-id", metavar="ID", help="expected provenance builder id")
     vf.add_argument("--model-signature", type=Path, metavar="FILE",
                     help="a model signature (publish.sign_models' model.sig): the provenance "
@@ -446,19 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 600; the build has its own limit)",
     )  # fmt: skip
     rb.add_argument("--format", choices=("text", "json"), default="text")
-    rwho = rb.add_argument_group(
-        "expected signer of the provenance (one of: a key, or an identity and issuer)"
+    _expected_signer_args(
+        rb,
+        "expected signer of the provenance (one of: a key, or an identity and issuer)",
+        trust_note="; also for --sign keyless",
     )
-    rwho.add_argument("--key", type=Path, metavar="FILE", help="PEM public key (key signing)")
-    rwho.add_argument("--certificate-identity", metavar="ID",
-                      help="exact signer identity (keyless), e.g. a workflow ref URI")  # fmt: skip
-    rwho.add_argument("--certificate-identity-regexp", metavar="RE",
-                      help="signer identity regexp, anchored with ^…$")  # fmt: skip
-    rwho.add_argument("--certificate-oidc-issuer", metavar="URL",
-                      help="OIDC issuer, e.g. https://token.actions.githubusercontent.com")  # fmt: skip
-    rwho.add_argument("--trust-config", type=Path, metavar="FILE",
-                      help="Sigstore trusted root or ClientTrustConfig JSON (private Sigstore; "
-                      "also for --sign keyless)")  # fmt: skip
     ratt = rb.add_argument_group("attestation (the rebuilder's own signature)")
     ratt.add_argument(
         "--attest", action="store_true",

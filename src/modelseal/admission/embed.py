@@ -10,9 +10,12 @@ backslashes, newlines), it stays one literal and cannot end the literal or the e
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from modelseal.errors import ConfigError
+
+if TYPE_CHECKING:
+    from modelseal.admission import ExportSpec
 
 #: Characters left as they are inside a quoted literal; every other one is escaped.
 _LITERAL_SAFE: Final = frozenset(
@@ -174,3 +177,34 @@ def check_public_key_pem(pem: str) -> str:
             "cosign writes it)."
         )
     return text + "\n"
+
+
+def checked_regexp(pattern: str, controller: str) -> str:
+    """``verify.identity_regexp`` as ``controller`` (which compiles it with Go's RE2) can
+    read it; ConfigError (exit 2) for control characters or what RE2 lacks."""
+    pattern = check_text(pattern, "verify.identity_regexp")
+    problem = re2_problem(pattern)
+    if problem is not None:
+        raise ConfigError(
+            f"verify.identity_regexp uses {problem}, which {controller}'s regular expressions "
+            "(RE2) do not support; write it without."
+        )
+    return pattern
+
+
+def keyless_identity(spec: ExportSpec, controller: str) -> dict[str, str]:
+    """``{"issuer", "subject" | "subjectRegExp"}`` of a keyless signer, each value checked
+    (:func:`check_text`, :func:`checked_regexp`); ConfigError when the spec names no keyless
+    signer."""
+    if spec.issuer is None or (spec.identity is None) == (spec.identity_regexp is None):
+        raise ConfigError(
+            "the verify section names no signer (public_key, or issuer with exactly one of "
+            "identity and identity_regexp); an admission policy without one would admit any "
+            "image."
+        )
+    identity = {"issuer": check_text(spec.issuer, "verify.issuer")}
+    if spec.identity is not None:
+        identity["subject"] = check_text(spec.identity, "verify.identity")
+    else:
+        identity["subjectRegExp"] = checked_regexp(spec.identity_regexp or "", controller)
+    return identity

@@ -37,9 +37,9 @@ from modelseal.admission.embed import (
     check_image_pattern,
     check_public_key_pem,
     check_text,
+    checked_regexp,
     quote_jmespath,
     quote_re2,
-    re2_problem,
 )
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
@@ -162,13 +162,7 @@ def _signer(spec: ExportSpec) -> dict[str, Any]:
     else:
         assert spec.identity_regexp is not None
         pattern = _plain(spec.identity_regexp, "verify.identity_regexp")
-        problem = re2_problem(pattern)
-        if problem is not None:
-            raise ConfigError(
-                f"verify.identity_regexp uses {problem}, which Kyverno's regular expressions "
-                "(RE2) do not support; write it without."
-            )
-        keyless["subjectRegExp"] = pattern
+        keyless["subjectRegExp"] = checked_regexp(pattern, "Kyverno")
     keyless["rekor"] = {"url": PUBLIC_REKOR}
     return {"keyless": keyless}
 

@@ -35,9 +35,9 @@ from modelseal.admission.embed import (
     check_image_pattern,
     check_text,
     glob_re2,
+    keyless_identity,
     quote_cel,
     quote_re2,
-    re2_problem,
 )
 from modelseal.admission.kyverno import PUBLIC_REKOR, SKEW_S, WEBHOOK_TIMEOUT_S
 from modelseal.errors import ConfigError
@@ -154,24 +154,7 @@ def _signer(spec: ExportSpec) -> dict[str, Any]:
             hint="Use --format kyverno (a ClusterPolicy) or --format policy-controller for "
             "key-signed images, or sign keyless.",
         )
-    if spec.issuer is None or (spec.identity is None) == (spec.identity_regexp is None):
-        raise ConfigError(
-            "the verify section names no signer (public_key, or issuer with identity or "
-            "identity_regexp); an admission policy without one would admit any image."
-        )
-    identity: dict[str, str] = {"issuer": check_text(spec.issuer, "verify.issuer")}
-    if spec.identity is not None:
-        identity["subject"] = check_text(spec.identity, "verify.identity")
-    else:
-        assert spec.identity_regexp is not None
-        pattern = check_text(spec.identity_regexp, "verify.identity_regexp")
-        problem = re2_problem(pattern)
-        if problem is not None:
-            raise ConfigError(
-                f"verify.identity_regexp uses {problem}, which Kyverno's regular expressions "
-                "(RE2) do not support; write it without."
-            )
-        identity["subjectRegExp"] = pattern
+    identity = keyless_identity(spec, "Kyverno")
     return {"keyless": {"identities": [identity]}, "ctlog": {"url": PUBLIC_REKOR}}
 
 

@@ -120,27 +120,10 @@ def _signer(spec: ExportSpec) -> dict[str, Any]:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return {"key": {"data": LiteralScalarString(key.decode("ascii"))}}
-    if spec.issuer is None or (spec.identity is None) == (spec.identity_regexp is None):
-        raise ConfigError(
-            "policy export needs one signer: verify.public_key, or verify.issuer with exactly "
-            "one of identity and identity_regexp."
-        )
-    from modelseal.admission.embed import check_text, re2_problem
+    from modelseal.admission.embed import keyless_identity
 
-    identity: dict[str, str] = {"issuer": check_text(spec.issuer, "verify.issuer")}
-    if spec.identity is not None:
-        identity["subject"] = check_text(spec.identity, "verify.identity")
-    else:
-        assert spec.identity_regexp is not None
-        pattern = check_text(spec.identity_regexp, "verify.identity_regexp")
-        problem = re2_problem(pattern)
-        if problem is not None:
-            # policy-controller compiles it with Go's regexp (RE2).
-            raise ConfigError(
-                f"verify.identity_regexp uses {problem}, which policy-controller's regular "
-                "expressions (RE2) do not support; write it without."
-            )
-        identity["subjectRegExp"] = pattern
+    # policy-controller compiles the regexp with Go's regexp (RE2).
+    identity = keyless_identity(spec, "policy-controller")
     return {"keyless": {"url": FULCIO_URL, "identities": [identity]}}
 
 
