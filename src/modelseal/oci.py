@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -206,8 +207,9 @@ def open_layer(path: Path, media_type: str) -> IO[bytes]:
     media type or the blob's magic number); closing it closes the file. A zstd stream that
     turns out corrupt raises :class:`GateError` at its end."""
     raw = path.open("rb")
-    head = raw.read(4)
-    raw.seek(0)
+    # pread leaves the file's offset at 0: the zstd tool reads the descriptor itself, and a
+    # buffered read-and-seek-back would not move its offset back.
+    head = os.pread(raw.fileno(), 4, 0)
     if "zstd" in media_type or head == _ZSTD_MAGIC:
         return _Unzstd(raw, path.name)  # type: ignore[return-value]
     if head[:2] == _GZIP_MAGIC:
