@@ -161,6 +161,12 @@ def seal(ctx: Path, base: str, policy: Path, out: Path, env: dict[str, str]) -> 
     for name, g in gates.items():
         if g["evidence"]["status"].lower() == "passed":
             row[name] = float(g["evidence"]["duration_s"])
+    # BuildKit's phases of modelseal's (first) build, from its log.
+    log = (out / "build.log").read_text(errors="replace") if (out / "build.log").is_file() else ""
+    for phase, rx in _PHASES.items():
+        m = rx.search(log)
+        if m:
+            row[phase] = float(m.group(1))
     facts = gates["build"]["evidence"]["facts"]
     row["reproducible"] = 1.0 if facts.get("rebuild.reproducible", "yes") == "yes" else 0.0
     return row
@@ -271,6 +277,11 @@ def main() -> int:
     for name in variants:
         print(f"{name:36}{med(name, 'wall'):9.1f}" + "".join(f"{med(name, g):14.1f}" for g in gates)
               + f"{med(name, 'wall') / base_s:7.2f}×")  # fmt: skip
+    print(
+        f"\n{'BuildKit phases of the first build':36}" + "".join(f"{p[:22]:>24}" for p in _PHASES)
+    )
+    for name in ["plain", *variants]:
+        print(f"{name:36}" + "".join(f"{med(name, p):24.1f}" for p in _PHASES))
     print()
     for name in variants:
         wall = med(name, "wall") / base_s
