@@ -17,10 +17,11 @@ recompress it.
 
 Part 2, the targets (--size-mib, default 2048; --runs, interleaved): plain
 ``docker buildx build`` with default flags (gzip, OCI layout, no rewrite-timestamp) vs
-``modelseal run`` with every gate but pip-audit, rebuild check off and on, for each
---compression (default zstd — the setting recommended for model images — and gzip, the
-default). Each gate's ``duration_s`` from report.json is printed, and the ratios against the
-targets: modelseal (rebuild off) ≤ 0.5× plain, (rebuild on) ≤ 1.0× plain, post-build gates
+``modelseal run`` with every gate but pip-audit (no evidence cache), one run per --variants
+entry COMPRESSION-off|on (build.compression; the rebuild check off or on; default: zstd — the
+setting recommended for model images — and gzip, the default, each off and on). Each gate's
+``duration_s`` from report.json is printed, BuildKit's phases of each first build (from the
+build log), and the ratios against the targets: modelseal (rebuild off) ≤ 0.5× plain, (rebuild on) ≤ 1.0× plain, post-build gates
 together (models-image + sbom + trivy) ≤ 10 % of the build gate.
 
     python benchmarks/model_size.py [--size-mib 2048] [--runs 1] [--variants zstd-off,zstd-on,gzip-off,gzip-on]
