@@ -12,7 +12,7 @@ need=()
 command -v dockerd >/dev/null 2>&1 && dockerd --version 2>/dev/null | grep -q ' 26\.' || need+=(docker)
 [ -x /usr/libexec/docker/cli-plugins/docker-buildx ] && [ -x /usr/bin/docker ] || need+=(buildx)
 # shellcheck: actionlint runs it on the run: scripts of action.yml and the example workflows.
-for t in skopeo umoci mmdebstrap cosign shellcheck; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
+for t in skopeo umoci mmdebstrap cosign shellcheck zstd; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
 [ -x /usr/bin/docker-registry ] || need+=(registry)
 # busybox-static: a one-binary base image for the tests' RUN steps.
 [ -x /bin/busybox ] || need+=(busybox)
@@ -35,7 +35,7 @@ export DEBIAN_FRONTEND=noninteractive
 if grep -qi '^ID=ubuntu' /etc/os-release 2>/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends docker.io docker-buildx docker-registry \
-    skopeo umoci mmdebstrap busybox-static git python3-venv shellcheck >/dev/null
+    skopeo umoci mmdebstrap busybox-static git python3-venv shellcheck zstd >/dev/null
   apt-get install -y -qq --no-install-recommends cosign >/dev/null 2>&1 \
     || echo "modelseal: cosign is not in this Ubuntu archive; the cosign interop tests need it." >&2
   systemctl disable --now docker.service docker.socket docker-registry.service >/dev/null 2>&1 || true
@@ -91,7 +91,7 @@ PREF
 fi
 apt-get update -qq
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
-apt-get install -y -qq --no-install-recommends skopeo umoci mmdebstrap busybox-static git shellcheck >/dev/null
+apt-get install -y -qq --no-install-recommends skopeo umoci mmdebstrap busybox-static git shellcheck zstd >/dev/null
 apt-get install -y -qq --no-install-recommends -t trixie docker.io docker-cli docker-buildx docker-registry cosign >/dev/null
 # The distribution's service units are not ours to start; modelseal starts private daemons.
 systemctl disable --now docker.service docker.socket docker-registry.service >/dev/null 2>&1 || true

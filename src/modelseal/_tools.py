@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from modelseal.errors import ToolError
 
@@ -118,6 +118,23 @@ def spawn(argv: Sequence[str], *, output: int) -> subprocess.Popen[bytes]:
             f"{Path(args[0]).name} was not found ({args[0]}).", command=_show(args)
         ) from None
     except PermissionError as e:
+        raise ToolError(
+            f"{Path(args[0]).name} could not be started: {e.strerror}.", command=_show(args)
+        ) from None
+
+
+def pipe_from(argv: Sequence[str], stdin: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start a filter (``zstd -dc``) reading the open file ``stdin`` and return it with its
+    stdout as a pipe to read from; stderr is discarded. The caller reads to the end, then
+    checks the exit code (or kills it when it stops early). Like every tool it gets no secrets
+    and a session of its own. A missing executable is a :class:`ToolError`."""
+    args = tuple(str(a) for a in argv)
+    try:
+        return subprocess.Popen(
+            args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True, env=tool_env(),
+        )  # fmt: skip
+    except (FileNotFoundError, PermissionError) as e:
         raise ToolError(
             f"{Path(args[0]).name} could not be started: {e.strerror}.", command=_show(args)
         ) from None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from modelseal.errors import GateError
+from modelseal.errors import Error, GateError
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 """A content digest as modelseal accepts it: ``sha256:`` and 64 lower-case hex digits."""
@@ -195,16 +197,66 @@ class Entry:
     xattrs: tuple[tuple[str, str], ...]
 
 
+#: The magic numbers of a zstd frame and of a gzip member.
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def open_layer(path: Path, media_type: str) -> IO[bytes]:
-    """A layer blob's tar stream (gunzipped when gzip); closing it closes the file."""
-    if "zstd" in media_type:
-        raise GateError(f"layer {path.name} is zstd-compressed; modelseal reads gzip layers only.")
+    """A layer blob's tar stream (gunzipped when gzip, through ``zstd -dc`` when zstd, by the
+    media type or the blob's magic number); closing it closes the file. A zstd stream that
+    turns out corrupt raises :class:`GateError` at its end."""
     raw = path.open("rb")
-    head = raw.read(2)
-    raw.seek(0)
-    if head == b"\x1f\x8b":
+    # pread leaves the file's offset at 0: the zstd tool reads the descriptor itself, and a
+    # buffered read-and-seek-back would not move its offset back.
+    head = os.pread(raw.fileno(), 4, 0)
+    if "zstd" in media_type or head == _ZSTD_MAGIC:
+        return _Unzstd(raw, path.name)  # type: ignore[return-value]
+    if head[:2] == _GZIP_MAGIC:
         return _Gunzip(raw)  # type: ignore[return-value]
     return raw
+
+
+class _Unzstd(io.RawIOBase):
+    """A zstd layer decompressed by the ``zstd`` tool (Python 3.11 has no zstd module),
+    streamed: memory stays flat whatever the layer's size. Reading to the end checks the
+    tool's exit code; closing early kills it."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        from modelseal._tools import find_tool, pipe_from
+
+        self._raw, self._name = raw, name
+        try:
+            self._proc = pipe_from(
+                [find_tool("zstd", hint="Install zstd to read zstd-compressed layers."),
+                 "-dcq", "--no-progress"], raw,
+            )  # fmt: skip
+        except Error as e:
+            raw.close()
+            raise GateError(f"layer {name} is zstd-compressed: {e.message}", hint=e.hint) from None
+        assert self._proc.stdout is not None
+        self._out = self._proc.stdout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._out.readinto(buffer)  # type: ignore[attr-defined]  # a BufferedReader
+        if not n and self._proc.wait() != 0:
+            raise GateError(f"layer {self._name}: zstd could not decompress it (corrupt blob).")
+        return n or 0
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            self._out.close()
+        finally:
+            self._raw.close()
+            super().close()
 
 
 class _Gunzip(gzip.GzipFile):

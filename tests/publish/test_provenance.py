@@ -642,3 +642,20 @@ def test_a_context_reached_through_a_link_out_of_the_repository_is_not_claimed(
     assert path_in_repository(Path("vendor/link/..")) is None
     assert path_in_repository(Path("vendor/link")) is None
     assert path_in_repository(Path("vendor/assets/..")) == "vendor"
+
+
+def test_the_layer_compression_is_an_external_parameter() -> None:
+    facts = {"compression": "zstd", "compression.level": "3", "compression.force": "true"}
+    p = _realistic_input(**rebuild_inputs(facts))
+    statement = provenance_statement(p)
+    external = statement["predicate"]["buildDefinition"]["externalParameters"]
+    assert external["compression"] == {"type": "zstd", "level": 3, "force": True}
+    assert _errors("slsa-provenance-v1", statement) == []
+    p = _realistic_input(**rebuild_inputs({"compression": "gzip", "compression.force": "false"}))
+    external = provenance_statement(p)["predicate"]["buildDefinition"]["externalParameters"]
+    assert external["compression"] == {"type": "gzip", "force": False}
+    # An older run's facts record none: the provenance does not make one up.
+    external = provenance_statement(_realistic_input())["predicate"]["buildDefinition"]
+    assert "compression" not in external["externalParameters"]
+    with pytest.raises(ConfigError, match="not valid for gzip"):
+        _realistic_input(compression={"type": "gzip", "level": 12, "force": False})

@@ -215,3 +215,27 @@ def test_a_docker_image_context_is_rebuilt_from_its_recorded_digest(tmp_path: Pa
     assert resolved(f"python:3.12@{BASE}") == f"docker-image://python:3.12@{BASE}"
     with pytest.raises(CannotRebuild, match="pinned to another digest"):
         resolved(f"python@{DIGEST}")
+
+
+def test_the_recorded_compression_is_the_plans() -> None:
+    plan = plan_from_statement(_statement(compression={"type": "zstd", "level": 19, "force": True}))
+    assert (plan.compression, plan.compression_level, plan.force_compression) == ("zstd", 19, True)
+    # A provenance from before the compression was recorded: those images were gzip.
+    st = _statement()
+    assert "compression" not in _ext(st)
+    plan = plan_from_statement(st)
+    assert (plan.compression, plan.compression_level, plan.force_compression) == (
+        "gzip", None, False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"type": "brotli"}, {"type": "zstd", "level": 30}, {"type": "gzip", "force": "yes"},
+     {"type": "gzip", "args": "--push"}, "zstd"],
+)  # fmt: skip
+def test_a_bad_recorded_compression_is_refused(value: Any) -> None:
+    st = _statement()
+    _ext(st)["compression"] = value
+    with pytest.raises(NotSignedProvenance, match=r"externalParameters\.compression"):
+        plan_from_statement(st)

@@ -87,6 +87,9 @@ class BuildGate(RegisteredGate):
             "network": "default" if policy.allow_network else "none",
             "context.normalization": str(NORMALIZATION_VERSION),
         }
+        facts |= compression_facts(
+            policy.compression, policy.compression_level, force=policy.force_compression
+        )
         facts |= _source_facts(opts.context, named, contexts)
         if build_platforms(ctx):
             facts["platforms"] = ",".join(build_platforms(ctx))
@@ -221,6 +224,31 @@ class BuildGate(RegisteredGate):
                 "yes" if facts["rebuild.digest"] == facts["image.digest"] else "no"
             )
         return findings
+
+
+def oci_output(dest: Path, compression: str, level: int | None, *, force: bool) -> str:
+    """The ``--output`` of every modelseal build: an OCI layout directory, timestamps clamped to
+    SOURCE_DATE_EPOCH, and the layer compression asked for.
+
+    ``rewrite-timestamp`` makes BuildKit decompress and recompress every layer the build adds
+    (its converter does so unconditionally, whether or not a timestamp changes), so with gzip
+    each new layer is compressed twice; zstd or uncompressed make both passes cheap. It cannot
+    be left out: a COPY creates missing parent directories with the build's wall-clock time."""
+    out = f"type=oci,dest={dest},tar=false,rewrite-timestamp=true,compression={compression}"
+    if level is not None:
+        out += f",compression-level={level}"
+    if force:
+        out += ",force-compression=true"
+    return out
+
+
+def compression_facts(compression: str, level: int | None, *, force: bool) -> dict[str, str]:
+    """The layer compression as the build facts record it (read back by the provenance and by
+    ``modelseal rebuild``)."""
+    facts = {"compression": compression, "compression.force": "true" if force else "false"}
+    if level is not None:
+        facts["compression.level"] = str(level)
+    return facts
 
 
 def _rebuild_on(on: str) -> str:
@@ -512,7 +540,8 @@ def _build(
         "--pull=false", "--provenance=false", "--sbom=false",
         "--progress", "plain",
         "--network", "default" if policy.allow_network else "none",
-        "--output", f"type=oci,dest={dest},tar=false,rewrite-timestamp=true",
+        "--output", oci_output(dest, policy.compression, policy.compression_level,
+                               force=policy.force_compression),
         "--metadata-file", str(meta),
         "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
     ]  # fmt: skip

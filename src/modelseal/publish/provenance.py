@@ -7,7 +7,7 @@ build ran (:mod:`~modelseal.publish.build_environment`, which documents the buil
 Build type ``https://modelseal.dev/buildtypes/oci-image/v1``
 -----------------------------------------------------------
 A container image built by ``modelseal`` with ``docker buildx build`` (BuildKit, OCI
-exporter, ``rewrite-timestamp``) from a source checkout, after verifying its models.
+exporter, ``rewrite-timestamp``, the layer compression recorded) from a source checkout, after verifying its models.
 
 ``externalParameters`` (user-controlled; verifiers should reject fields they do not know):
 
@@ -33,6 +33,11 @@ exporter, ``rewrite-timestamp``) from a source checkout, after verifying its mod
   (``ref``: the git ref it was read from, with ``--policy-ref``);
 * ``network`` — ``"none"`` or ``"default"``: the ``--network`` of the build's ``RUN`` steps
   (``build.allow_network``); absent in older provenance, which means ``"none"``;
+* ``compression`` — ``{"type": "gzip"|"zstd"|"uncompressed", "level"?: int, "force": bool}``:
+  how the OCI exporter compressed the layers (``build.compression``,
+  ``build.compression_level``, ``build.force_compression``; ``level`` absent means
+  BuildKit's default); part of the image's bytes, so a rebuild must use the same. Absent in
+  older provenance, which means ``{"type": "gzip", "force": false}``;
 * ``platforms`` — the platforms built (``["linux/amd64", "linux/arm64"]``), when more than
   one or when asked for;
 * ``labels``, ``annotations`` — ``{key: value}`` given with ``--label`` / ``--annotation``
@@ -246,6 +251,9 @@ class ProvenanceInput:
     network: str | None = None
     """The build's ``--network`` (``none`` or ``default``, the build gate's ``network``
     fact); None: not stated."""
+    compression: Mapping[str, Any] | None = None
+    """The layer compression: ``{"type", "level"?, "force"}`` (:func:`compression_parameter`
+    of the build gate's ``compression*`` facts); None: not stated (older runs: gzip)."""
 
     def __post_init__(self) -> None:
         if not self.image_name or "@" in self.image_name:
@@ -270,6 +278,8 @@ class ProvenanceInput:
                 raise ConfigError(f"{path!r} is not a path inside the repository.")
         if self.network not in (None, "none", "default"):
             raise ConfigError(f"network {self.network!r} is not none or default.")
+        if self.compression is not None:
+            object.__setattr__(self, "compression", check_compression(self.compression))
         for context, recorded in self.build_contexts.items():
             _build_context(context, recorded)  # refuses what it cannot state
         for name in ("build_args", "labels", "annotations", "build_contexts"):
@@ -281,6 +291,57 @@ class ProvenanceInput:
         object.__setattr__(self, "builder", MappingProxyType(dict(self.builder)))
         for name in ("base_images", "models", "byproducts", "platforms", "tags"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
+
+#: Layer compressions a build may record (``build.compression``) and their highest level.
+COMPRESSION_LEVELS: Mapping[str, int | None] = MappingProxyType(
+    {"gzip": 9, "zstd": 22, "uncompressed": None}
+)
+
+
+def compression_parameter(facts: Mapping[str, str]) -> dict[str, Any] | None:
+    """``externalParameters.compression`` from the build gate's ``compression``,
+    ``compression.level`` and ``compression.force`` facts; None when the gate recorded none."""
+    kind = facts.get("compression")
+    if kind is None:
+        return None
+    out: dict[str, Any] = {"type": kind}
+    level = facts.get("compression.level")
+    if level is not None:
+        if not level.isdigit():
+            raise ConfigError(f"compression level {level!r} is not a whole number.")
+        out["level"] = int(level)
+    out["force"] = facts.get("compression.force") == "true"
+    return check_compression(out)
+
+
+def check_compression(value: Any) -> dict[str, Any]:
+    """A recorded compression as it must be: a known ``type``, an integer ``level`` in its
+    range (none for uncompressed), a boolean ``force``, nothing else. :class:`ConfigError`
+    otherwise; returns a plain copy."""
+    if not isinstance(value, Mapping):
+        raise ConfigError("compression is not an object.")
+    extra = sorted(str(k) for k in value if k not in ("type", "level", "force"))
+    kind, level, force = value.get("type"), value.get("level"), value.get("force", False)
+    if extra:
+        raise ConfigError(f"compression has unknown keys: {', '.join(extra)[:200]}.")
+    if not isinstance(kind, str) or kind not in COMPRESSION_LEVELS:
+        raise ConfigError(f"compression type {str(kind)[:40]!r} is not gzip, zstd or uncompressed.")
+    top = COMPRESSION_LEVELS[kind]
+    if level is not None and (
+        not isinstance(level, int)
+        or isinstance(level, bool)
+        or top is None
+        or not 0 <= level <= top
+    ):
+        raise ConfigError(f"compression level {str(level)[:40]!r} is not valid for {kind}.")
+    if not isinstance(force, bool):
+        raise ConfigError("compression force is not true or false.")
+    out: dict[str, Any] = {"type": kind}
+    if level is not None:
+        out["level"] = level
+    out["force"] = force
+    return out
 
 
 def oci_purl(ref: str, digest: str) -> str | None:
@@ -370,6 +431,8 @@ def _external_parameters(p: ProvenanceInput) -> dict[str, Any]:
         )
     if p.network:
         params["network"] = p.network
+    if p.compression is not None:
+        params["compression"] = dict(p.compression)
     # Only when set, so the provenance of a run that used none of them reads as before.
     params |= _given(
         ("platforms", list(p.platforms)),
@@ -527,6 +590,7 @@ def provenance_input_from_env(
     build_contexts: Mapping[str, str] | None = None,
     normalization_version: int | None = None,
     network: str | None = None,
+    compression: Mapping[str, Any] | None = None,
 ) -> ProvenanceInput:
     """A :class:`ProvenanceInput` whose source, workflow, builder and invocation come from
     :func:`detect_build_environment`; ``invocation_id`` overrides the detected one."""
@@ -565,4 +629,5 @@ def provenance_input_from_env(
         build_contexts=dict(build_contexts or {}),
         normalization_version=normalization_version,
         network=network,
+        compression=compression,
     )

@@ -25,6 +25,7 @@ from modelseal.publish.provenance import (
     BaseImage,
     Byproduct,
     ModelFile,
+    compression_parameter,
     provenance_input_from_env,
     provenance_statement,
     rfc3339,
@@ -135,7 +136,7 @@ def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
     """The build gate's facts a rebuild needs beyond the usual ones, as keyword arguments of
     :func:`~modelseal.publish.provenance.provenance_input_from_env`: the context and Dockerfile
     paths inside the repository, the named build contexts, the normalization version, the
-    network of the ``RUN`` steps."""
+    network of the ``RUN`` steps, the layer compression."""
     version = facts.get("context.normalization")
     return {
         "context_path": facts.get("source.context"),
@@ -147,6 +148,7 @@ def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
         },
         "normalization_version": int(version) if version and version.isdigit() else None,
         "network": facts.get("network"),
+        "compression": compression_parameter(facts),
     }
 
 

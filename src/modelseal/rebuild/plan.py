@@ -42,7 +42,7 @@ from modelseal.oci import DIGEST_RE
 from modelseal.policy.gitref import COMMIT_RE
 from modelseal.policy.model import PLATFORM_PATTERN
 from modelseal.publish.build_environment import public_context_url
-from modelseal.publish.provenance import BUILD_TYPE, SLSA_PROVENANCE_V1
+from modelseal.publish.provenance import BUILD_TYPE, SLSA_PROVENANCE_V1, check_compression
 from modelseal.publish.statements import statement_bytes
 from modelseal.untrusted import untrusted
 
@@ -61,7 +61,7 @@ MAX_ENTRIES = 1000
 KNOWN_EXTERNAL = frozenset(
     {
         "source", "workflow", "image", "dockerfile", "buildArgs", "buildContexts", "policy",
-        "network", "platforms", "labels", "annotations", "tags",
+        "network", "compression", "platforms", "labels", "annotations", "tags",
     }
 )  # fmt: skip
 _SOURCE_KEYS = frozenset({"repository", "ref", "context", "dockerfile"})
@@ -119,6 +119,11 @@ class RebuildPlan:
     source_date_epoch: int
     network: str
     """``none`` or ``default``."""
+    compression: str = "gzip"
+    """The layer compression recorded (``externalParameters.compression.type``; a provenance
+    without it was built with gzip)."""
+    compression_level: int | None = None
+    force_compression: bool = False
     repository: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
     build_contexts: tuple[BuildContextPin, ...] = ()
@@ -315,6 +320,13 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
             f"externalParameters.network {untrusted(network, markup=False, limit=40)} is not "
             "none or default."
         )
+    try:
+        # Older provenance records none: those images were built with gzip.
+        compression = check_compression(external.get("compression") or {"type": "gzip"})
+    except ConfigError as e:
+        raise NotSignedProvenance(
+            "externalParameters.compression: " + untrusted(e.message, markup=False, limit=300)
+        ) from None
     platforms = _strings(external.get("platforms") or [], "externalParameters.platforms")
     for platform in platforms:
         # The build section's own check (a model_copy with the plan's platforms skips it).
@@ -348,6 +360,9 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
         dockerfile=dockerfile,
         source_date_epoch=epoch,
         network=str(network),
+        compression=compression["type"],
+        compression_level=compression.get("level"),
+        force_compression=compression["force"],
         repository=source.get("repository") if isinstance(source.get("repository"), str) else None,
         build_args=build_args,
         build_contexts=_contexts(external.get("buildContexts") or {}),

@@ -261,6 +261,10 @@ def _build_on(
             "cache_from": [],
             "cache_to": [],
             "platforms": list(plan.platforms),
+            # The layers' compression is part of their bytes: the one the provenance records.
+            "compression": plan.compression,
+            "compression_level": plan.compression_level,
+            "force_compression": plan.force_compression,
         }
     )
     policy = LoadedPolicy(
