@@ -557,7 +557,7 @@ def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
 
     Booleans, numbers, datetimes, fixed-size bytes, strings and void, object, and structured
     and subarray dtypes made of those (e.g. the node records of scikit-learn trees); whether
-    one holds objects is judged from its fields, never from the flags it claims."""
+    one holds objects is judged from its fields, and flags that disagree fail closed."""
     if depth > 8:
         return "dtype nested too deeply"
     m = re.fullmatch(r"([bciufmMOSUV])([0-9]{1,6})", dtype.type_string)
@@ -574,7 +574,12 @@ def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
             return "dtype state the scanner cannot follow"
         elsize = size_v
         if state[2] is not None or state[3] is not None or state[4] is not None:
-            return _compound_layout(dtype.type_string, state, elsize, depth)
+            layout = _compound_layout(dtype.type_string, state, elsize, depth)
+            # numpy trusts the pickled flags of a V (and S) dtype over its fields: joblib then
+            # reads raw bytes as a nested pickle (or a nested pickle as raw bytes)
+            if not isinstance(layout, str) and bool(flags & 1) != layout[1]:
+                return "dtype state flags disagree with its fields about holding objects"
+            return layout
         if kind != "O" and flags & 1:
             return "dtype state says it holds objects"
     if kind == "O":
@@ -1156,6 +1161,11 @@ class _Scanner:
             elif kind == K_STOP:
                 if len(stack) <= fence:
                     raise _Fail(at, "STOP with an empty stack")
+                if pos < frame_end:
+                    # pickle ends its frame with the STOP; the C unpickler has read the whole
+                    # frame already, so what follows the STOP inside it is dropped by a reader
+                    # that reads the next pickle from the file, not by this scan
+                    raise _Fail(at, "STOP before the end of its FRAME")
                 if self.pending_loads:
                     self.unfollowed_load(at)
                 return pos
