@@ -756,3 +756,64 @@ def test_review2_legacy_torch_frame_past_its_stop_fails_closed(tmp_path: Path) -
     assert any("STOP before the end of its FRAME" in f for f in flagged(nested)), flagged(nested)
     lib("torch")
     assert runs_code(nested, "pickle", tmp_path / "PWNED_G")
+
+
+def test_review2_dunder_state_in_a_dict_made_by_a_call_is_flagged(tmp_path: Path) -> None:
+    """A BUILD state (or slot state) that is a dict made by a call and filled by SETITEM(S):
+    NEWOBJ builtins.dict, OrderedDict(), defaultdict(f), dict(pairs), a dict subclass, or a
+    ``(None, dict)`` pair (review 15t, C). pickle sets any dict's items as attributes; the
+    planted __sklearn_clone__ runs when sklearn.base.clone is called."""
+    lib("sklearn")
+    marker = tmp_path / "PWNED_C"
+
+    def su(text: str) -> bytes:
+        data = text.encode()
+        return b"X" + struct.pack("<I", len(data)) + data
+
+    est = g("sklearn.linear_model._logistic", "LogisticRegression") + b")\x81"
+    ossys = (g("sklearn.utils.validation", "_check_response_method")
+             + g("sklearn.utils._set_output", "check_library_installed") + su("os") + b"\x85R"
+             + su("system") + b"\x86R")  # fmt: skip
+    planted = su("__sklearn_clone__") + g("sklearn.metrics._scorer", "partial") + ossys
+    planted += su(f"touch {marker}") + b"\x86R"
+    data = (b"\x80\x02" + g("sklearn.base", "clone") + est + g("builtins", "dict") + b")\x81"
+            + b"(" + planted + b"u" + b"b" + b"\x85R.")  # fmt: skip
+    path = tmp_path / "c.pkl"
+    path.write_bytes(data)
+    is_state = lambda found: any(f.startswith("unsafe-state") for f in found)  # noqa: E731
+    assert is_state(flagged(path)), flagged(path)
+    key = su("__class__") + g("sklearn.linear_model._ridge", "Ridge")
+    states = {
+        "newobj": g("builtins", "dict") + b")\x81(" + key + b"u",
+        "ordered": g("collections", "OrderedDict") + b")R(" + key + b"u",
+        "default": g("collections", "defaultdict") + g("builtins", "list") + b"\x85R" + key + b"s",
+        "pairs": g("builtins", "dict") + b"]" + key + b"\x86a\x85R",
+        "subclass": g("sklearn.utils", "Bunch") + b")\x81(" + key + b"u",
+        "slotstate": b"N" + g("builtins", "dict") + b")\x81(" + key + b"u\x86",
+        "slot_subclass": b"N" + g("sklearn.utils", "Bunch") + b")\x81(" + key + b"u\x86",
+    }
+    for name, state in states.items():
+        path.write_bytes(b"\x80\x02" + est + state + b"b.")
+        assert is_state(flagged(path)), (name, flagged(path))
+    # what libraries write passes: a literal dict, or a dict made by a call with plain keys
+    for state in (b"}(" + su("C") + b"K\x01u", g("builtins", "dict") + b")\x81(" + su("C")
+                  + b"K\x01u", b"N}(" + su("C") + b"K\x01u\x86"):  # fmt: skip
+        path.write_bytes(b"\x80\x02" + est + state + b"b.")
+        assert not is_state(flagged(path)), (state, flagged(path))
+    path.write_bytes(data)
+    assert runs_code(path, "pickle", marker)
+
+
+def test_review2_reconstructor_base_init_is_a_constructor_call(tmp_path: Path) -> None:
+    """copyreg._reconstructor(cls, base, state) calls base.__init__(obj, state): a base other
+    than object is a constructor call (review 15t, H); a base that is not a global fails
+    closed."""
+    path = tmp_path / "h.pkl"
+    for module in ("xgboost.core", "lightgbm.basic"):
+        path.write_bytes(g("copyreg", "_reconstructor") + b"(" + g(module, "Booster")
+                         + g(module, "Booster") + b"(dtR.")  # fmt: skip
+        issues = scan_file(path, PERMISSIVE).issues
+        assert any(i.detail.get("use") == "constructor" for i in issues), issues
+    path.write_bytes(g("copyreg", "_reconstructor") + b"(" + g("collections", "Counter")
+                     + g("collections", "Counter") + b")RNtR.")  # fmt: skip
+    assert any(f.startswith("indirect-call") for f in flagged(path)), flagged(path)
