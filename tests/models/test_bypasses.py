@@ -817,3 +817,12 @@ def test_review2_reconstructor_base_init_is_a_constructor_call(tmp_path: Path) -
     path.write_bytes(g("copyreg", "_reconstructor") + b"(" + g("collections", "Counter")
                      + g("collections", "Counter") + b")RNtR.")  # fmt: skip
     assert any(f.startswith("indirect-call") for f in flagged(path)), flagged(path)
+
+
+def test_review2_frame_inside_a_frame_fails_closed(tmp_path: Path) -> None:
+    """A FRAME inside a FRAME (never written by pickle) would hide the outer frame running past
+    the STOP: refused."""
+    inner = _frame(b"N")
+    path = tmp_path / "nested_frame.pkl"
+    path.write_bytes(b"\x80\x04" + _frame(inner + b"." + b"N0") + b".")
+    assert any("FRAME before the end" in f for f in flagged(path)), flagged(path)

@@ -1202,6 +1202,11 @@ class _Scanner:
                 return pos
 
             elif kind == K_FRAME:
+                if at < frame_end:
+                    # pickle never writes one (Python's unpickler refuses it; the C one reads
+                    # on): a frame inside a frame would hide the outer frame's end from the
+                    # STOP check below
+                    raise _Fail(at, "FRAME before the end of the previous FRAME")
                 if pos + 8 > end:
                     raise _Fail(at, "truncated argument")
                 size = _U64(buf, pos)[0]
@@ -1401,6 +1406,8 @@ class _Scanner:
                 self.guard_wrappers([arg], at)
             return _OPAQUE
         if special == _S_DICT:
+            if code == _REDUCE:
+                self.check_constructor(fn, at)
             made = _Dict()
             # NEWOBJ is cls.__new__(cls): always empty. A call fills it from its arguments
             # (dict(pairs), dict(**kw) …) except defaultdict(factory), OrderedDict().
