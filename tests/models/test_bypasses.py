@@ -639,3 +639,190 @@ def test_review_dunder_state_key_is_found_in_any_setitems_batch(tmp_path: Path) 
     path = tmp_path / "big_state.pkl"
     path.write_bytes(b"\x80\x04" + g("builtins", "set") + b")R}" + batch1 + batch2 + b"b.")
     assert any(f.startswith("unsafe-state") for f in flagged(path)), flagged(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Second review (/tmp/review15t): generated here as the reviewer's mk*.py did.
+
+
+def _dtype(ts: str, state: bytes) -> bytes:
+    return g("numpy", "dtype") + u(ts) + b"\x89\x88\x87R(" + state + b"tb"
+
+
+def _dtype_plain(ts: str, flags: int) -> bytes:
+    return _dtype(ts, b"K\x03" + u("|") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + bytes([75, flags]))
+
+
+def _dtype_struct(elsize: int, fields: list[tuple[str, bytes, int]], flags: int) -> bytes:
+    names = b"(" + b"".join(u(n) for n, _, _ in fields) + b"t"
+    fd = b"}(" + b"".join(u(n) + d + bytes([75, o]) + b"\x86" for n, d, o in fields) + b"u"
+    st = (b"K\x03" + u("|") + b"N" + names + fd + b"J" + struct.pack("<i", elsize) + b"K\x01"
+          + b"J" + struct.pack("<i", flags))  # fmt: skip
+    return _dtype(f"V{elsize}", st)
+
+
+def _wrapper(dtype: bytes, shape: list[int]) -> bytes:
+    s = g("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81}("
+    s += u("subclass") + g("numpy", "ndarray")
+    s += u("shape") + b"(" + b"".join(bytes([75, x]) for x in shape) + b"t"
+    s += u("order") + u("C") + u("dtype") + dtype + u("allow_mmap") + b"\x88"
+    return s + b"ub"
+
+
+def _frame(body: bytes) -> bytes:
+    return b"\x95" + struct.pack("<Q", len(body)) + body
+
+
+def _system(marker: Path) -> bytes:
+    return b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR"
+
+
+def test_review2_structured_dtype_flags_without_objects_fail_closed(tmp_path: Path) -> None:
+    """A structured dtype with an object field whose pickled flags say no objects: numpy trusts
+    the flags, joblib reads the array as raw bytes, the scanner read a nested pickle (review
+    15t, A)."""
+    marker = tmp_path / "PWNED_A"
+    dt = _dtype_struct(16, [("a", _dtype_plain("O8", 63), 8)], 0)
+    outer = b"\x80\x04" + _frame(_wrapper(dt, [1]))
+    data = b"\x00" + b"\x00" * 8 + b"0" + _system(marker) + b"."
+    inner = b"\x80\x04B" + struct.pack("<I", len(data)) + data + b"."
+    path = tmp_path / "a.joblib"
+    path.write_bytes(outer + inner + b".")
+    found = flagged(path)
+    assert any("flags disagree" in f for f in found), found
+    assert runs_code(path, "joblib", marker)
+
+
+def test_review2_structured_dtype_flags_claiming_objects_fail_closed(tmp_path: Path) -> None:
+    """A structured int dtype whose pickled flags claim objects: joblib runs the "array" bytes
+    as a nested pickle, the scanner skipped them as raw bytes (review 15t, B)."""
+    marker = tmp_path / "PWNED_B"
+    inner = (b"\x80\x04" + u("os") + b"\x94" + u("system") + b"\x94h\x00h\x01\x93"
+             + b"(V" + f"touch {marker}".encode() + b"\ntR.")  # fmt: skip
+    dt = _dtype_struct(len(inner), [("a", _dtype_plain("i1", 0), 0)], 1)
+    outer = b"\x80\x04" + _frame(b"}\x940" + _wrapper(dt, [1]))
+    path = tmp_path / "b.joblib"
+    path.write_bytes(outer + inner + b".")
+    found = flagged(path)
+    assert any("flags disagree" in f for f in found), found
+    assert runs_code(path, "joblib", marker)
+
+
+def test_review2_object_array_frame_past_its_stop_fails_closed(tmp_path: Path) -> None:
+    """An object array's nested pickle whose FRAME runs past its STOP: joblib's unpickler has
+    read (and drops) the whole frame, the scanner resumed right after the STOP (review 15t, E;
+    also zlib-compressed)."""
+    import zlib
+
+    np, joblib = lib("numpy"), lib("joblib")
+    marker = tmp_path / "PWNED_E"
+    bio = io.BytesIO()
+    joblib.dump(np.array([None], dtype=object), bio)
+    d = bio.getvalue()
+    i = d.index(b"ub\x80\x05\x95") + 2
+    outer, nested = d[:i], d[i:-1]
+    content = nested[11:]
+    evil = b"0" + _system(marker) + b"."
+    body = content + b"B" + struct.pack("<I", len(evil))
+    path = tmp_path / "e.joblib"
+    path.write_bytes(outer + b"\x80\x05" + _frame(body) + evil + b"0.")
+    zpath = tmp_path / "e_z.joblib"
+    zpath.write_bytes(zlib.compress(path.read_bytes()))
+    for p in (path, zpath):
+        assert any("STOP before the end of its FRAME" in f for f in flagged(p)), flagged(p)
+    assert runs_code(path, "joblib", marker)
+
+
+_TORCH_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def _legacy_overhang(marker: Path, fill: int) -> bytes:
+    evil = b"\x80\x02" + _system(marker) + b"."
+    content = b"M\xe9\x03." + b"B" + struct.pack("<I", fill + len(evil)) + b"\x00" * fill
+    return (_TORCH_MAGIC + b"\x80\x04" + _frame(content) + evil + b"." + b"\x80\x02}q\x00."
+            + b"\x80\x02]q\x00.")  # fmt: skip
+
+
+def test_review2_legacy_torch_frame_past_its_stop_fails_closed(tmp_path: Path) -> None:
+    """Legacy torch.save: pickle 2's FRAME runs past its STOP, torch.load reads pickle 3 from
+    the frame's end (review 15t, F); the same inside torch.storage._load_from_bytes (G)."""
+    path = tmp_path / "f.pt"
+    path.write_bytes(_legacy_overhang(tmp_path / "PWNED_F", 9000))
+    assert any("STOP before the end of its FRAME" in f for f in flagged(path)), flagged(path)
+    inner = _legacy_overhang(tmp_path / "PWNED_G", 0)
+    nested = tmp_path / "g.pkl"
+    nested.write_bytes(b"\x80\x02" + g("torch.storage", "_load_from_bytes") + b"B"
+                       + struct.pack("<I", len(inner)) + inner + b"\x85R.")  # fmt: skip
+    assert any("STOP before the end of its FRAME" in f for f in flagged(nested)), flagged(nested)
+    lib("torch")
+    assert runs_code(nested, "pickle", tmp_path / "PWNED_G")
+
+
+def test_review2_dunder_state_in_a_dict_made_by_a_call_is_flagged(tmp_path: Path) -> None:
+    """A BUILD state (or slot state) that is a dict made by a call and filled by SETITEM(S):
+    NEWOBJ builtins.dict, OrderedDict(), defaultdict(f), dict(pairs), a dict subclass, or a
+    ``(None, dict)`` pair (review 15t, C). pickle sets any dict's items as attributes; the
+    planted __sklearn_clone__ runs when sklearn.base.clone is called."""
+    lib("sklearn")
+    marker = tmp_path / "PWNED_C"
+
+    def su(text: str) -> bytes:
+        data = text.encode()
+        return b"X" + struct.pack("<I", len(data)) + data
+
+    est = g("sklearn.linear_model._logistic", "LogisticRegression") + b")\x81"
+    ossys = (g("sklearn.utils.validation", "_check_response_method")
+             + g("sklearn.utils._set_output", "check_library_installed") + su("os") + b"\x85R"
+             + su("system") + b"\x86R")  # fmt: skip
+    planted = su("__sklearn_clone__") + g("sklearn.metrics._scorer", "partial") + ossys
+    planted += su(f"touch {marker}") + b"\x86R"
+    data = (b"\x80\x02" + g("sklearn.base", "clone") + est + g("builtins", "dict") + b")\x81"
+            + b"(" + planted + b"u" + b"b" + b"\x85R.")  # fmt: skip
+    path = tmp_path / "c.pkl"
+    path.write_bytes(data)
+    is_state = lambda found: any(f.startswith("unsafe-state") for f in found)  # noqa: E731
+    assert is_state(flagged(path)), flagged(path)
+    key = su("__class__") + g("sklearn.linear_model._ridge", "Ridge")
+    states = {
+        "newobj": g("builtins", "dict") + b")\x81(" + key + b"u",
+        "ordered": g("collections", "OrderedDict") + b")R(" + key + b"u",
+        "default": g("collections", "defaultdict") + g("builtins", "list") + b"\x85R" + key + b"s",
+        "pairs": g("builtins", "dict") + b"]" + key + b"\x86a\x85R",
+        "subclass": g("sklearn.utils", "Bunch") + b")\x81(" + key + b"u",
+        "slotstate": b"N" + g("builtins", "dict") + b")\x81(" + key + b"u\x86",
+        "slot_subclass": b"N" + g("sklearn.utils", "Bunch") + b")\x81(" + key + b"u\x86",
+    }
+    for name, state in states.items():
+        path.write_bytes(b"\x80\x02" + est + state + b"b.")
+        assert is_state(flagged(path)), (name, flagged(path))
+    # what libraries write passes: a literal dict, or a dict made by a call with plain keys
+    for state in (b"}(" + su("C") + b"K\x01u", g("builtins", "dict") + b")\x81(" + su("C")
+                  + b"K\x01u", b"N}(" + su("C") + b"K\x01u\x86"):  # fmt: skip
+        path.write_bytes(b"\x80\x02" + est + state + b"b.")
+        assert not is_state(flagged(path)), (state, flagged(path))
+    path.write_bytes(data)
+    assert runs_code(path, "pickle", marker)
+
+
+def test_review2_reconstructor_base_init_is_a_constructor_call(tmp_path: Path) -> None:
+    """copyreg._reconstructor(cls, base, state) calls base.__init__(obj, state): a base other
+    than object is a constructor call (review 15t, H); a base that is not a global fails
+    closed."""
+    path = tmp_path / "h.pkl"
+    for module in ("xgboost.core", "lightgbm.basic"):
+        path.write_bytes(g("copyreg", "_reconstructor") + b"(" + g(module, "Booster")
+                         + g(module, "Booster") + b"(dtR.")  # fmt: skip
+        issues = scan_file(path, PERMISSIVE).issues
+        assert any(i.detail.get("use") == "constructor" for i in issues), issues
+    path.write_bytes(g("copyreg", "_reconstructor") + b"(" + g("collections", "Counter")
+                     + g("collections", "Counter") + b")RNtR.")  # fmt: skip
+    assert any(f.startswith("indirect-call") for f in flagged(path)), flagged(path)
+
+
+def test_review2_frame_inside_a_frame_fails_closed(tmp_path: Path) -> None:
+    """A FRAME inside a FRAME (never written by pickle) would hide the outer frame running past
+    the STOP: refused."""
+    inner = _frame(b"N")
+    path = tmp_path / "nested_frame.pkl"
+    path.write_bytes(b"\x80\x04" + _frame(inner + b"." + b"N0") + b".")
+    assert any("FRAME before the end" in f for f in flagged(path)), flagged(path)

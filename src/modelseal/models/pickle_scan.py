@@ -146,9 +146,15 @@ class _Ref:
 
 
 # Globals whose calls the scanner follows (_Ref.special).
-_S_WRAPPER, _S_DTYPE, _S_RECONSTRUCTOR, _S_LOAD_FROM_BYTES, _S_BITGEN_CTOR, _S_GEN_CTOR = range(
-    1, 7
-)
+(
+    _S_WRAPPER,
+    _S_DTYPE,
+    _S_RECONSTRUCTOR,
+    _S_LOAD_FROM_BYTES,
+    _S_BITGEN_CTOR,
+    _S_GEN_CTOR,
+    _S_DICT,
+) = range(1, 8)
 _SPECIAL: dict[str, int] = {
     # joblib's array placeholder (and its copy vendored in scikit-learn < 0.23): joblib.load
     # reads the array's raw bytes from the stream right after the wrapper's BUILD.
@@ -163,6 +169,11 @@ _SPECIAL: dict[str, int] = {
     "numpy.random._pickle.__bit_generator_ctor": _S_BITGEN_CTOR,
     "numpy.random._pickle.__generator_ctor": _S_GEN_CTOR,
     "numpy.random._pickle.__randomstate_ctor": _S_GEN_CTOR,
+    # dicts made by a call, then filled by SETITEM(S): tracked so that a BUILD state made this
+    # way has its keys checked like a literal dict's
+    "builtins.dict": _S_DICT,
+    "collections.OrderedDict": _S_DICT,
+    "collections.defaultdict": _S_DICT,
 }
 _MEMMAP_HINT = (
     " (a numpy memmap: it is never allowed, since a pickled memmap can reopen a file by "
@@ -540,15 +551,34 @@ class _BitGenerator:
 _BITGEN = _BitGenerator()
 
 
+#: _risky_state's answer for a state that may be a dict whose keys are not known.
+_UNKNOWN_STATE = "<state>"
+
+
 def _risky_state(state: _Value) -> str | None:
     """The __dunder__ (or non-literal) key a BUILD state would set on an instance, if any: a
-    ``__dict__`` or a ``(__dict__, slots)`` pair."""
-    if type(state) is _Dict:
-        return state.risky
-    if type(state) is tuple and len(state) == 2:
-        for part in state:
-            if type(part) is _Dict and part.risky is not None:
-                return part.risky
+    ``__dict__`` or a ``(__dict__, slots)`` pair. Without ``__setstate__``, pickle sets the
+    items of any dict (a subclass too, or one a call returned) as attributes: a state that
+    may be a dict but is not one whose keys were all seen is :data:`_UNKNOWN_STATE`."""
+    kind = type(state)
+    if kind is _Dict:
+        return state.risky  # type: ignore[union-attr]
+    if kind is tuple and len(state) == 2:  # type: ignore[arg-type]
+        for part in state:  # type: ignore[union-attr]
+            risky = _risky_part(part)
+            if risky is not None:
+                return risky
+        return None
+    return _risky_part(state)
+
+
+def _risky_part(part: _Value) -> str | None:
+    """_risky_state of a ``__dict__`` or slot state on its own."""
+    kind = type(part)
+    if kind is _Dict:
+        return part.risky  # type: ignore[union-attr]
+    if kind is _Opaque or kind is _Ref:
+        return _UNKNOWN_STATE  # a call's result, a container, a global: may be a dict
     return None
 
 
@@ -557,7 +587,7 @@ def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
 
     Booleans, numbers, datetimes, fixed-size bytes, strings and void, object, and structured
     and subarray dtypes made of those (e.g. the node records of scikit-learn trees); whether
-    one holds objects is judged from its fields, never from the flags it claims."""
+    one holds objects is judged from its fields, and flags that disagree fail closed."""
     if depth > 8:
         return "dtype nested too deeply"
     m = re.fullmatch(r"([bciufmMOSUV])([0-9]{1,6})", dtype.type_string)
@@ -574,7 +604,12 @@ def _dtype_layout(dtype: _DType, depth: int = 0) -> tuple[int, bool] | str:
             return "dtype state the scanner cannot follow"
         elsize = size_v
         if state[2] is not None or state[3] is not None or state[4] is not None:
-            return _compound_layout(dtype.type_string, state, elsize, depth)
+            layout = _compound_layout(dtype.type_string, state, elsize, depth)
+            # numpy trusts the pickled flags of a V (and S) dtype over its fields: joblib then
+            # reads raw bytes as a nested pickle (or a nested pickle as raw bytes)
+            if not isinstance(layout, str) and bool(flags & 1) != layout[1]:
+                return "dtype state flags disagree with its fields about holding objects"
+            return layout
         if kind != "O" and flags & 1:
             return "dtype state says it holds objects"
     if kind == "O":
@@ -1065,7 +1100,8 @@ class _Scanner:
                 target = stack[-n - 1]
                 if self.wrappers or self.loaders:
                     self.guard(stack[-n:], at)
-                if code == _BUILD:
+                if code == _BUILD and type(target) not in (_BitGenerator, _DType):
+                    # (numpy's bit generators and dtypes take their state with __setstate__)
                     risky = _risky_state(stack[-1])
                     if risky is not None:
                         self.risky_build(risky, at)
@@ -1156,11 +1192,21 @@ class _Scanner:
             elif kind == K_STOP:
                 if len(stack) <= fence:
                     raise _Fail(at, "STOP with an empty stack")
+                if pos < frame_end:
+                    # pickle ends its frame with the STOP; the C unpickler has read the whole
+                    # frame already, so what follows the STOP inside it is dropped by a reader
+                    # that reads the next pickle from the file, not by this scan
+                    raise _Fail(at, "STOP before the end of its FRAME")
                 if self.pending_loads:
                     self.unfollowed_load(at)
                 return pos
 
             elif kind == K_FRAME:
+                if at < frame_end:
+                    # pickle never writes one (Python's unpickler refuses it; the C one reads
+                    # on): a frame inside a frame would hide the outer frame's end from the
+                    # STOP check below
+                    raise _Fail(at, "FRAME before the end of the previous FRAME")
                 if pos + 8 > end:
                     raise _Fail(at, "truncated argument")
                 size = _U64(buf, pos)[0]
@@ -1341,7 +1387,14 @@ class _Scanner:
                 return _DType(arg[0])
             return _OPAQUE
         if special == _S_RECONSTRUCTOR:
-            # protocol 0/1 instances: copyreg._reconstructor(cls, object, None)
+            # protocol 0/1 instances: copyreg._reconstructor(cls, object, None). Any other
+            # base has base.__init__(obj, state) called: a constructor call of base.
+            base = arg[1] if type(arg) is tuple and len(arg) == 3 else _OPAQUE
+            if type(base) is _Ref:
+                if base.label != "builtins.object":
+                    self.check_constructor(base, at)
+            else:
+                self.check_callable(base, code, at)
             if type(arg) is tuple and len(arg) == 3 and _carries_wrapper(arg):
                 # base.__new__(cls, state): a wrapper whenever the class is; its attributes
                 # are known only in the (cls, object, None) form pickle writes
@@ -1352,6 +1405,20 @@ class _Scanner:
             if self.wrappers:
                 self.guard_wrappers([arg], at)
             return _OPAQUE
+        if special == _S_DICT:
+            if code == _REDUCE:
+                self.check_constructor(fn, at)
+            made = _Dict()
+            # NEWOBJ is cls.__new__(cls): always empty. A call fills it from its arguments
+            # (dict(pairs), dict(**kw) …) except defaultdict(factory), OrderedDict().
+            empty = code == _NEWOBJ or (
+                code == _REDUCE
+                and type(arg) is tuple
+                and (not arg or (fn.label == "collections.defaultdict" and len(arg) == 1))
+            )
+            if not empty:
+                made.risky = "?"
+            return made
         if special in (_S_BITGEN_CTOR, _S_GEN_CTOR):
             self.check_random_ctor(fn, arg, code, at)
             return _BITGEN if special == _S_BITGEN_CTOR else _OPAQUE
@@ -1436,7 +1503,13 @@ class _Scanner:
     def risky_build(self, key: str, at: int) -> None:
         """A BUILD state setting a __dunder__ attribute on an instance plants a method that
         library code later calls (sklearn's clone calls ``__sklearn_clone__``)."""
-        shown = "a key that is not a literal string" if key == "?" else repr(_shorten(key, 60))
+        shown = (
+            "a key that is not a literal string"
+            if key == "?"
+            else "a state that may be a dict whose keys are not known"
+            if key == _UNKNOWN_STATE
+            else repr(_shorten(key, 60))
+        )
         self.issue(
             "unsafe-state",
             Severity.CRITICAL,
