@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.github_api import GitHubApi, github_api
+from tests.support.github_api import GitHubApi, github_api, written_text
 from tests.support.github_runner import parse_file_command
 
 from modelseal.github import run_action
@@ -74,9 +74,7 @@ def _outputs(tmp_path: Path) -> dict[str, str]:
 
 
 def _everything(tmp_path: Path, stdout: str, stderr: str) -> str:
-    files = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()]
-    small = [p for p in files if p.stat().st_size < 8 * 1024 * 1024]
-    return "\n".join([stdout, stderr, *(p.read_bytes().decode("utf-8", "replace") for p in small)])
+    return written_text(tmp_path, stdout, stderr)
 
 
 @pytest.mark.engine

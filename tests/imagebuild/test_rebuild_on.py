@@ -67,6 +67,21 @@ def second_engine(engine: PrivateEngine) -> Iterator[PrivateEngine]:
         eng.stop(remove=True)
 
 
+def _docker_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, host: str
+) -> dict[str, str]:
+    """A docker context ``name`` for the engine at ``host``, in a Docker config directory of
+    the test's own: its docker-driver buildx builder is named after the context. Returns the
+    environment that reaches it by name (no DOCKER_HOST to override the context)."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    subprocess.run(
+        [docker_cli(), "context", "create", name, "--docker", f"host={host}"],
+        check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    return env
+
+
 @pytest.mark.engine
 def test_rebuild_on_a_builder_of_a_second_engine_gives_the_same_digest(
     engine: PrivateEngine,
@@ -78,13 +93,7 @@ def test_rebuild_on_a_builder_of_a_second_engine_gives_the_same_digest(
 ) -> None:
     # A docker context for the second engine, in a Docker config directory of the test's own:
     # its docker-driver buildx builder is named after the context.
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
-    subprocess.run(
-        [docker_cli(), "context", "create", "second-engine", "--docker",
-         f"host={second_engine.docker_host}"],
-        check=True, capture_output=True, env=env,
-    )  # fmt: skip
+    env = _docker_context(tmp_path, monkeypatch, "second-engine", second_engine.docker_host)
     code, gate, out = _build(tmp_path, "  rebuild_on: second-engine\n", busybox_base, capsys=capsys)
     assert code == 0, out
     facts = gate["facts"]
@@ -276,12 +285,7 @@ def test_a_builder_that_is_the_first_engines_own_under_another_name_is_refused(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # A docker context of another name for the very engine the first build runs on.
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
-    subprocess.run(
-        [docker_cli(), "context", "create", "alias", "--docker", f"host={engine.docker_host}"],
-        check=True, capture_output=True, env=env,
-    )  # fmt: skip
+    _docker_context(tmp_path, monkeypatch, "alias", engine.docker_host)
     code, gate, out = _build(tmp_path, "  rebuild_on: alias\n", busybox_base, capsys=capsys)
     assert code == 3, out
     error = str(gate["error"])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.github_api import GitHubApi, github_api
+from tests.support.github_api import GitHubApi, github_api, written_text
 from tests.support.sigstore_local import sample_statement
 
 from modelseal._cli import main
@@ -263,11 +263,7 @@ def _context(root: Path, policy_text: str = POLICY) -> tuple[Path, Path]:
 
 
 def _all_text(directory: Path) -> str:
-    return "\n".join(
-        p.read_bytes().decode("utf-8", "replace")
-        for p in directory.rglob("*")
-        if p.is_file() and not p.is_symlink() and p.stat().st_size < 8 * 1024 * 1024
-    )
+    return written_text(directory)
 
 
 @pytest.mark.engine
