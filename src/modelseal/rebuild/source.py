@@ -26,8 +26,10 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from modelseal import fsio
 from modelseal._tools import run_tool
@@ -176,6 +178,20 @@ def fill_models(checkout: Checkout, context: str, models: tuple[ModelPin, ...]) 
     return notes
 
 
+def _sha256_upto(src: BinaryIO, size: int, sink: Callable[[bytes], object] | None = None) -> str:
+    """Hex SHA-256 of what ``src`` holds, read no further than ``size`` + 1 bytes (a file that
+    grew since its size was checked hashes differently, and is never read to its end); each
+    chunk also goes to ``sink``."""
+    digest = hashlib.sha256()
+    left = size + 1
+    while left > 0 and (chunk := src.read(min(_CHUNK, left))):
+        digest.update(chunk)
+        if sink is not None:
+            sink(chunk)
+        left -= len(chunk)
+    return digest.hexdigest()
+
+
 def _copy_verified(
     source_context: Path, clone_context: Path, relative: PurePosixPath, model: ModelPin
 ) -> str | None:
@@ -208,20 +224,12 @@ def _copy_verified(
             return f"fine, but the clone cannot take it ({e.message}); not copied"
         tmp = f".{relative.name}.{os.getpid()}.part"
         out = os.open(tmp, _NEW_FILE_FLAGS, 0o644, dir_fd=dfd)
-        digest = hashlib.sha256()
         try:
             with os.fdopen(out, "wb") as dst:
-                left = model.size + 1
-                while left > 0 and (chunk := src.read(min(_CHUNK, left))):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    left -= len(chunk)
-            if digest.hexdigest() != model.sha256:
+                got = _sha256_upto(src, model.size, dst.write)
+            if got != model.sha256:
                 os.unlink(tmp, dir_fd=dfd)
-                return (
-                    f"has sha256 {digest.hexdigest()}, the provenance records {model.sha256}; "
-                    "not copied"
-                )
+                return f"has sha256 {got}, the provenance records {model.sha256}; not copied"
             os.rename(tmp, relative.name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -259,13 +267,7 @@ def check_models(context: Path, models: tuple[ModelPin, ...]) -> list[str]:
                     f"model {shown}: {st.st_size} bytes, the provenance records {model.size}"
                 )
                 continue
-            digest = hashlib.sha256()
-            left = model.size + 1
-            while left > 0 and (chunk := f.read(min(_CHUNK, left))):
-                digest.update(chunk)
-                left -= len(chunk)
-        if digest.hexdigest() != model.sha256:
-            notes.append(
-                f"model {shown}: sha256 {digest.hexdigest()}, the provenance records {model.sha256}"
-            )
+            got = _sha256_upto(f, model.size)
+        if got != model.sha256:
+            notes.append(f"model {shown}: sha256 {got}, the provenance records {model.sha256}")
     return notes
