@@ -77,6 +77,14 @@ _SPECS: dict[str, GateSpec] = {
             requires=("build",),
         ),
         GateSpec(
+            "image",
+            gate="modelseal.imagegate.gate:ImageGate",
+            section="image",
+            section_model="modelseal.policy.model:ImagePolicy",
+            rules="modelseal.imagegate.rules:RULES",
+            requires=("build",),
+        ),
+        GateSpec(
             "sbom",
             gate="modelseal.sbom.gate:SbomGate",
             section="sbom",

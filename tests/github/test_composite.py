@@ -313,7 +313,7 @@ def test_the_example_passes(
     summary = run.summary
     assert summary.startswith("## modelseal: ✅ PASSED")
     assert f"| digest | <code>sha256:{out['digest'][7:]}</code> |" in summary
-    for gate in ("models", "build", "models-image", "sbom", "trivy", "pip-audit"):
+    for gate in ("models", "build", "models-image", "image", "sbom", "trivy", "pip-audit"):
         assert re.search(rf"^\| {re.escape(gate)} \| ✅ PASSED \|", summary, re.M), gate
     assert "<details><summary>" in summary
     _assert_no_job_side_effects(run)

@@ -157,7 +157,7 @@ def test_unknown_top_level_key_with_a_close_match() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     assert problem("version: 1\nmystery:\n  allow: []\n") == (
-        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)"
+        "modelseal.yml:2:1: mystery: unknown key (allowed keys: version, build, models, image, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)"
     )
     assert problem("version: 1\nbuild:\n  mystery: false\n") == (
         "modelseal.yml:3:3: build.mystery: unknown key (allowed keys: enabled, rebuild_check, "
@@ -405,7 +405,7 @@ def test_multiple_errors_are_reported_together_in_file_order() -> None:
         "modelseal.yml:4:3: build.network: unknown key (did you mean allow_network?)",
         "modelseal.yml:5:28: build.platforms[1]: expected a platform "
         '"os/arch" or "os/arch/variant" in lower case, e.g. "linux/amd64" or "linux/arm/v7"',
-        "modelseal.yml:6:1: mystery: unknown key (allowed keys: version, build, models, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)",
+        "modelseal.yml:6:1: mystery: unknown key (allowed keys: version, build, models, image, sbom, vulnerabilities, trivy, pip_audit, sign, publish, verify)",
     ]
 
 

@@ -615,6 +615,29 @@ class VulnerabilitiesPolicy(BaseModel):
     )
 
 
+class ImagePolicy(BaseModel):
+    """The image gate: least privilege and unsafe payloads across the whole built image."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(
+        default=True,
+        description="Run the image gate (the runtime user, file permissions, exposed ports, "
+        "secrets in any layer, model files anywhere in the image).",
+    )
+    model_files_outside_lock: Literal["fail", "warn", "allow"] = Field(
+        default="warn",
+        description="A model or serialized-object file found outside the locked model paths "
+        "(in a base layer, a package's data files, a cached download) that the scanner finds "
+        "benign: fail, warn or allow. A file the scanner finds unsafe fails whatever this says.",
+    )
+    model_files_ignore: list[str] = Field(
+        default=[],
+        description="Globs over image paths (without the leading /) of model files outside the "
+        "lock that are accepted as they are (still scanned: an unsafe one fails).",
+    )
+
+
 class SbomPolicy(BaseModel):
     """The SBOM gate: syft's CycloneDX document, enriched with the image and the models."""
 
@@ -930,6 +953,7 @@ class Policy(BaseModel):
         default=ModelsPolicy(),
         description="Settings of the model-artifact gate.",
     )
+    image: ImagePolicy = Field(default=ImagePolicy(), description="Settings of the image gate.")
     sbom: SbomPolicy = Field(default=SbomPolicy(), description="Settings of the SBOM gate.")
     vulnerabilities: VulnerabilitiesPolicy = Field(
         default=VulnerabilitiesPolicy(),

@@ -1,0 +1,46 @@
+"""Gate ``image``: runs each collector (:data:`COLLECTORS`) on every platform image."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from modelseal.errors import GateError
+from modelseal.findings import Finding, GateResult, Status
+from modelseal.gates import RegisteredGate, resolve
+from modelseal.imagegate.view import ImageView
+from modelseal.oci import OciLayout, platform_manifests
+from modelseal.pipeline import Context
+
+GATE = "image"
+
+Collector = Callable[[ImageView], list[Finding]]
+
+#: The checks, by ``"module:function"`` (each takes an :class:`ImageView`, returns findings
+#: whose id starts with ``image.``).
+COLLECTORS: tuple[str, ...] = ()
+
+
+class ImageGate(RegisteredGate):
+    """Gate ``image``: least privilege and unsafe payloads in the built image."""
+
+    name = GATE
+
+    def run(self, ctx: Context) -> GateResult:
+        """Collect the findings of every collector on every platform image."""
+        build = ctx.result("build")
+        layout_dir = build.artifacts.get("oci_layout")
+        manifests = platform_manifests(build.facts)
+        if layout_dir is None or not manifests:
+            raise GateError("the build gate left no OCI layout to read the image from.")
+        layout = OciLayout(Path(layout_dir))
+        collectors = [cast("Collector", resolve(ref)) for ref in COLLECTORS]
+        findings: list[Finding] = []
+        for platform, digest in sorted(manifests.items()):
+            ctx.progress(self.name, f"checking the image ({platform})")
+            view = ImageView.read(ctx, layout, platform, digest)
+            for collect in collectors:
+                findings += collect(view)
+        facts = {"platforms": ",".join(sorted(manifests)), "checks": str(len(collectors))}
+        return GateResult(GATE, Status.PASSED, findings=tuple(findings), facts=facts)
