@@ -549,7 +549,10 @@ SeverityName = Literal["unknown", "low", "medium", "high", "critical"]
 
 
 class IgnoreEntry(BaseModel):
-    """An accepted vulnerability: why, and until when."""
+    """An accepted vulnerability: why, and until when. Every matcher the entry gives (package,
+    purl, versions, paths, fix_state, scanner) must hold, besides the id. An entry that matches
+    no finding is reported: expired, it fails; live, it is a `vulnerabilities.stale-ignore`
+    warning (made only when the scanners it covers ran)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -680,7 +683,8 @@ class IgnoreEntry(BaseModel):
 
 class ThresholdOverride(BaseModel):
     """Thresholds for one scanner, one package type, or both: each key given here replaces the
-    global one for the findings the selectors pick."""
+    global one for the findings the selectors pick; a key left out (or null) is not set here
+    (an override cannot remove a global max_cvss, only set a value of its own)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -753,14 +757,20 @@ class VulnerabilitiesPolicy(BaseModel):
         "and selects the finding wins: scanner and package_type together, then one of them, "
         "then the global value; when a scanner override and a package_type override both "
         "set it, the stricter value wins (lower fail_on and max_cvss, fixable_only false, "
-        "higher unknown_severity). Two overrides with the same selectors are an error. "
-        "Reports name the override that judged each finding.",
+        "higher unknown_severity). Two overrides with the same selectors are an error. An "
+        "advisory both scanners report fails when it fails under either scanner's thresholds. "
+        "Reports name the threshold that judged each finding (e.g. "
+        '"HIGH ≥ vulnerabilities.overrides[0].fail_on MEDIUM").',
     )
     ignore: list[IgnoreEntry] = Field(default=[], description="Accepted vulnerabilities.")
     vex: list[str] = Field(
         default=[],
         description="OpenVEX documents (relative to the build context); statements with status "
-        "not_affected suppress the matching findings.",
+        "not_affected suppress the matching findings. A product given as a purl is matched as "
+        "an ignore entry's purl is (type, namespace, name, and version and qualifiers when "
+        "given); a product with subcomponents covers only those; an image (pkg:oci/…) "
+        "without subcomponents covers everything in it; a product that is no purl is read "
+        "as a package name.",
     )
 
     @field_validator("overrides")
