@@ -661,7 +661,7 @@ def test_dpkg_ranges() -> None:
     ],
 )
 def test_glob_semantics(glob: str, path: str, hit: bool) -> None:
-    assert bool(compile_glob(glob).fullmatch(path)) is hit
+    assert compile_glob(glob).matches(path) is hit
 
 
 # --- VEX products matched by purl ----------------------------------------------------------------
@@ -726,3 +726,25 @@ def test_vex_products_are_matched_by_purl(
     assert (outcome is Outcome.IGNORED) is suppressed, reason
     if suppressed:
         assert reason.startswith("VEX app.openvex.json: not_affected")
+
+
+def test_glob_classes_with_ranges() -> None:
+    g = compile_glob("/usr/lib/python3.[0-9]*/site-packages/[a-q]*/**")
+    assert g.matches("usr/lib/python3.11/site-packages/numpy-2.0.dist-info")
+    assert not g.matches("usr/lib/python3.11/site-packages/requests-2.19.0.dist-info")
+    assert not g.matches("usr/lib/python3.x/site-packages/numpy-2.0.dist-info")
+
+
+def test_hostile_globs_match_in_linear_time() -> None:
+    """Globs a regular expression would backtrack on for ever (nested ``**``, many ``*``)
+    against long paths: each answers at once."""
+    import time
+
+    path = "a/" * 2000 + "b"
+    segment = "usr/" + "a" * 250
+    start = time.monotonic()
+    assert not compile_glob("**/a/**/a/**/a/**/a/**/a/**/c").matches(path)
+    assert compile_glob("/".join(["**"] * 100) + "/b").matches(path)
+    assert not compile_glob("usr/" + "*a" * 100 + "*b").matches(segment)
+    assert compile_glob("usr/" + "*a" * 100).matches(segment)
+    assert time.monotonic() - start < 2.0

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING, Final, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from packageurl import PackageURL
 from packaging.version import InvalidVersion, Version
@@ -26,6 +28,9 @@ from modelseal.vuln.versions import DpkgVersion, Ecosystem, VersionRange, dpkg_c
 
 if TYPE_CHECKING:
     from modelseal.policy.model import IgnoreEntry
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 FixState = Literal["fixed", "not-fixed", "wont-fix", "unknown"]
 PackageType = Literal["os", "language"]
@@ -162,16 +167,66 @@ def check_ignore_purl(text: str) -> PackageURL:
 # --- globs over image paths ---------------------------------------------------------------
 
 
-def _segment_regex(seg: str, glob: str) -> str:
-    out, i = [], 0
+@dataclass(frozen=True)
+class _Token:
+    """One element of a path segment's pattern: a literal character (``char``), ``?`` (``any``),
+    a class (``class``: its members, negated?) or ``*`` (``star``)."""
+
+    kind: Literal["char", "any", "class", "star"]
+    char: str = ""
+    members: frozenset[str] = frozenset()
+    negate: bool = False
+
+
+def _one(token: _Token, c: str) -> bool:
+    if token.kind == "char":
+        return c == token.char
+    if token.kind == "any":
+        return True
+    if token.kind == "class":
+        return (c in token.members) != token.negate
+    return False
+
+
+def _wildcard(
+    pattern: Sequence[T], items: Sequence[U], star: T, one: Callable[[T, U], bool]
+) -> bool:
+    """Whether ``items`` match ``pattern``, where ``star`` matches any run of items and every
+    other element one item (``one`` says whether it does): the two-pointer algorithm that
+    resumes at the last star only, O(len(pattern) × len(items)) — no backtracking blow-up on a
+    hostile glob or path."""
+    p = i = 0
+    resume_p, resume_i = -1, 0
+    while i < len(items):
+        if p < len(pattern) and pattern[p] != star and one(pattern[p], items[i]):
+            p, i = p + 1, i + 1
+        elif p < len(pattern) and pattern[p] == star:
+            resume_p, resume_i = p, i
+            p += 1
+        elif resume_p >= 0:
+            p, resume_i = resume_p + 1, resume_i + 1
+            i = resume_i
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == star:
+        p += 1
+    return p == len(pattern)
+
+
+_STAR: Final = _Token("star")
+
+
+def _segment_tokens(seg: str, glob: str) -> tuple[_Token, ...]:
+    out: list[_Token] = []
+    i = 0
     while i < len(seg):
         c = seg[i]
         if c == "*":
             if seg.startswith("**", i):
                 raise ValueError(f"{glob!r}: ** must be a whole path segment (a/**/b)")
-            out.append("[^/]*")
+            out.append(_STAR)
         elif c == "?":
-            out.append("[^/]")
+            out.append(_Token("any"))
         elif c == "[":
             j = i + 1
             negate = seg[j : j + 1] in ("!", "^")
@@ -179,24 +234,59 @@ def _segment_regex(seg: str, glob: str) -> str:
             end = seg.find("]", j + 1)  # a "]" right after "[" or "[!" is a member
             if end < 0:
                 raise ValueError(f"{glob!r}: '[' without its ']'")
-            body = seg[j:end]
-            escaped = "".join(
-                "\\" + ch if ch in "\\]^[-" and not (ch == "-" and 0 < k < len(body) - 1) else ch
-                for k, ch in enumerate(body)
-            )
-            out.append(f"[^/{escaped}]" if negate else f"[{escaped}]")
+            body, members = seg[j:end], set[str]()
+            k = 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    lo, hi = body[k], body[k + 2]
+                    if ord(hi) < ord(lo) or ord(hi) - ord(lo) > 0x3000:
+                        raise ValueError(f"{glob!r}: bad range {lo}-{hi}")
+                    members |= {chr(x) for x in range(ord(lo), ord(hi) + 1)}
+                    k += 3
+                else:
+                    members.add(body[k])
+                    k += 1
+            out.append(_Token("class", members=frozenset(members), negate=negate))
             i = end
         else:
-            out.append(re.escape(c))
+            out.append(_Token("char", c))
         i += 1
-    return "".join(out)
+    return tuple(out)
+
+
+_DEEP: Final = "**"
+
+
+@dataclass(frozen=True)
+class Glob:
+    """A ``paths`` glob: ``*`` any characters but ``/``, ``?`` one of them, ``[abc]`` /
+    ``[a-z]`` / ``[!abc]`` a class, ``**`` (a whole segment) zero or more segments; matched
+    against an image path without its leading ``/`` (the glob's own leading ``/`` is
+    optional)."""
+
+    text: str
+    segments: tuple[tuple[_Token, ...] | str, ...]
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` (leading ``/`` optional) matches the glob."""
+        parts = path.strip("/").split("/")
+        if len(path) > MAX_MATCHED_PATH:
+            return False
+
+        def seg_matches(pattern: tuple[_Token, ...] | str, part: str) -> bool:
+            assert not isinstance(pattern, str)
+            return _wildcard(pattern, part, _STAR, _one)
+
+        return _wildcard(self.segments, parts, _DEEP, seg_matches)
+
+
+MAX_MATCHED_PATH: Final = 4096
+"""A longer package path never matches a glob."""
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_glob(glob: str) -> re.Pattern[str]:
-    """A ``paths`` glob as a regular expression over an image path without its leading ``/``:
-    ``*`` any characters but ``/``, ``?`` one of them, ``[abc]`` / ``[!abc]`` a class, ``**``
-    (a whole segment) zero or more segments. ValueError when the glob is malformed."""
+def compile_glob(glob: str) -> Glob:
+    """Parse a ``paths`` glob (see :class:`Glob`); ValueError when it is malformed."""
     if len(glob) > MAX_GLOB_CHARS:
         raise ValueError(f"longer than {MAX_GLOB_CHARS} characters")
     if not glob.isprintable():
@@ -204,19 +294,15 @@ def compile_glob(glob: str) -> re.Pattern[str]:
     segs = glob.strip("/").split("/") if glob.strip("/") else []
     if not segs or any(not s for s in segs):
         raise ValueError(f"{glob!r}: empty path segment")
-    rx = ""
-    for i, seg in enumerate(segs):
-        last = i == len(segs) - 1
-        if seg == "**":
-            if not last:
-                rx += "(?:[^/]+/)*"
-            elif i == 0:
-                rx += ".*"
-            else:
-                rx = rx[:-1] + "(?:/.*)?"
+    out: list[tuple[_Token, ...] | str] = []
+    for seg in segs:
+        if seg == _DEEP:
+            if out and out[-1] == _DEEP:
+                continue  # a/**/**/b is a/**/b
+            out.append(_DEEP)
         else:
-            rx += _segment_regex(seg, glob) + ("" if last else "/")
-    return re.compile(rx, re.DOTALL)
+            out.append(_segment_tokens(seg, glob))
+    return Glob(glob, tuple(out))
 
 
 def package_file(f: Finding) -> str | None:
@@ -259,6 +345,6 @@ def entry_matches(entry: IgnoreEntry, f: Finding, ids: frozenset[str]) -> bool:
             return False
     if entry.paths:
         path = package_file(f)
-        if path is None or not any(compile_glob(g).fullmatch(path) for g in entry.paths):
+        if path is None or not any(compile_glob(g).matches(path) for g in entry.paths):
             return False
     return True
