@@ -349,10 +349,16 @@ def expired_entries(pol: VulnerabilitiesPolicy, today: date) -> list[IgnoreEntry
 def matched_entries(pol: VulnerabilitiesPolicy, findings: Iterable[Finding]) -> set[int]:
     """The positions in ``vulnerabilities.ignore`` of the entries that match at least one of
     ``findings`` (every matcher, whichever decision the finding got)."""
+    by_id: dict[str, list[int]] = {}
+    for i, e in enumerate(pol.ignore):
+        by_id.setdefault(e.id.upper(), []).append(i)
     out: set[int] = set()
     for f in findings:
         if not is_vuln(f):
             continue
         ids = ids_of(f)
-        out |= {i for i, e in enumerate(pol.ignore) if i not in out and entry_matches(e, f, ids)}
+        for advisory in ids:
+            for i in by_id.get(advisory, ()):
+                if i not in out and entry_matches(pol.ignore[i], f, ids):
+                    out.add(i)
     return out
