@@ -572,7 +572,8 @@ class IgnoreEntry(BaseModel):
         '"pkg:pypi/requests@2.19.0" or "pkg:deb/debian/zlib1g". Type, namespace and name '
         "must be equal (PyPI names PEP 503 normalised), the version too when given (PEP 440 "
         "equality for PyPI, dpkg equality for deb, the epoch qualifier counted as the "
-        "version's epoch); a qualifier (?arch=amd64) is only compared when given. No subpath.",
+        "version's epoch); a qualifier (?arch=amd64) is only compared when given, and then "
+        "exactly (Trivy writes distro=debian-12.5). No subpath.",
     )
     versions: str | None = Field(
         default=None,
