@@ -748,3 +748,35 @@ def test_hostile_globs_match_in_linear_time() -> None:
     assert not compile_glob("usr/" + "*a" * 100 + "*b").matches(segment)
     assert compile_glob("usr/" + "*a" * 100).matches(segment)
     assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    ("advisory", "status", "state"),
+    [
+        ({"Status": 2, "Severity": 0}, "affected", "not-fixed"),
+        ({"Status": 6, "Severity": 0}, "fix_deferred", "not-fixed"),
+        ({"FixedVersion": "1:1.2.13.dfsg-1+deb12u1"}, "fixed", "fixed"),
+    ],
+)
+def test_fix_state_of_each_trivy_status(
+    tmp_path: Path, advisory: dict[str, object], status: str, state: str
+) -> None:
+    """The Debian advisory's state as the real Trivy reports it, and the ignore entries that
+    select it and the ones that do not."""
+    from examples.offline.trivydb import DEFAULT
+    from tests.vuln.test_trivy import _rootfs_scan
+
+    zlib = next(a for a in DEFAULT if a[2] == ZLIB)
+    write_trivy_db(
+        tmp_path / "cache",
+        updated_at=datetime.now(UTC),
+        advisories=((zlib[0], zlib[1], zlib[2], advisory, zlib[4]),),
+    )
+    data = _rootfs_scan(tmp_path / "cache", debian_rootfs(tmp_path / "root"))
+    (f,) = parse_report(json.dumps(data), platform="linux/amd64")
+    assert (f.evidence["status"], fix_state(f)) == (status, state)
+    r = GateResult("trivy", Status.PASSED, findings=(f,))
+    for other in ("fixed", "not-fixed", "wont-fix", "unknown"):
+        assert _accepted(_judge(_ignore(id=ZLIB, fix_state=other), r), "trivy", ZLIB) is (
+            other == state
+        )
