@@ -549,7 +549,10 @@ SeverityName = Literal["unknown", "low", "medium", "high", "critical"]
 
 
 class IgnoreEntry(BaseModel):
-    """An accepted vulnerability: why, and until when."""
+    """An accepted vulnerability: why, and until when. Every matcher the entry gives (package,
+    purl, versions, paths, fix_state, scanner) must hold, besides the id. An entry that matches
+    no finding is reported: expired, it fails; live, it is a `vulnerabilities.stale-ignore`
+    warning (made only when the scanners it covers ran)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -562,6 +565,47 @@ class IgnoreEntry(BaseModel):
         description="Date (YYYY-MM-DD) after which the entry no longer applies; an expired entry "
         "fails the gate and says so.",
         strict=False,
+    )
+    purl: str | None = Field(
+        default=None,
+        description="Only for this package URL, with or without @version, e.g. "
+        '"pkg:pypi/requests@2.19.0" or "pkg:deb/debian/zlib1g". Type, namespace and name '
+        "must be equal (PyPI names PEP 503 normalised), the version too when given (PEP 440 "
+        "equality for PyPI, dpkg equality for deb, the epoch qualifier counted as the "
+        "version's epoch); a qualifier (?arch=amd64) is only compared when given, and then "
+        "exactly (Trivy writes distro=debian-12.5). No subpath.",
+    )
+    versions: str | None = Field(
+        default=None,
+        description="Only for installed versions in this range, in the package ecosystem's own "
+        'syntax: a PEP 440 specifier set for PyPI (">=2.0,<2.20") or dpkg relations for '
+        'Debian packages, all of which must hold (">= 1:1.2.13, << 1:1.2.13.dfsg-1+deb12u1"; '
+        "<< <= = >= >>, compared as dpkg --compare-versions does). With a purl it is read in "
+        "the purl type's syntax; without, in whichever fits. It never matches a package of "
+        "another ecosystem (apk, rpm, npm, …).",
+    )
+    paths: list[str] = Field(
+        default=[],
+        max_length=64,
+        description="Only for packages carried by a file matching one of these globs "
+        "(leading / optional): Trivy's PkgPath (e.g. usr/lib/python3/dist-packages/"
+        "requests-2.19.0.dist-info/METADATA), pip-audit's .dist-info or .egg-info path. `*` "
+        "and `?` stay within one path segment, `[abc]`/`[!abc]` is a class, `**` as a whole "
+        'segment is zero or more segments: "/usr/lib/python3/dist-packages/requests-*/**" '
+        "covers both scanners. OS packages carry no file (Trivy names none): an entry with "
+        "paths never matches them.",
+    )
+    fix_state: Literal["fixed", "not-fixed", "wont-fix", "unknown"] | None = Field(
+        default=None,
+        description="Only while the fix state is this. Trivy's Status: fixed → fixed; "
+        "affected, fix_deferred → not-fixed; will_not_fix, end_of_life → wont-fix; anything "
+        "else → unknown (fixed when a fixed version is given). pip-audit: fixed when the "
+        "advisory lists a fixed version, else not-fixed.",
+    )
+    scanner: Literal["trivy", "pip-audit"] | None = Field(
+        default=None,
+        description="Only for this scanner's reports of the vulnerability (an advisory both "
+        "report is accepted when either report matches the entry).",
     )
     justification: (
         Literal[
@@ -582,6 +626,104 @@ class IgnoreEntry(BaseModel):
         "not_affected attestation stays in the registry, and consumers such as Trivy keep "
         "suppressing the vulnerability after that date.",
     )
+
+    @field_validator("purl")
+    @classmethod
+    def _purl_is_a_package_url(cls, value: str | None) -> str | None:
+        from modelseal.vuln.match import check_ignore_purl
+
+        if value is not None:
+            try:
+                check_ignore_purl(value)
+            except ValueError as e:
+                raise PydanticCustomError(
+                    "bad_purl", "not a package URL: {why}", {"why": str(e)}
+                ) from None
+        return value
+
+    @field_validator("paths")
+    @classmethod
+    def _paths_are_globs(cls, value: list[str]) -> list[str]:
+        from modelseal.vuln.match import compile_glob
+
+        for i, glob in enumerate(value):
+            try:
+                compile_glob(glob)
+            except ValueError as e:
+                raise PydanticCustomError(
+                    "bad_glob", "glob {i}: {why}", {"i": i, "why": str(e)}
+                ) from None
+        return value
+
+    @field_validator("versions")
+    @classmethod
+    def _versions_fit_the_ecosystem(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from modelseal.vuln.match import parse_purl, purl_ecosystem
+        from modelseal.vuln.versions import VersionRange
+
+        if value is None:
+            return value
+        ecosystem = None
+        purl = info.data.get("purl")
+        if isinstance(purl, str):  # validated already (declared before versions)
+            p = parse_purl(purl)
+            ecosystem = purl_ecosystem(p)
+            if ecosystem is None:
+                raise PydanticCustomError(
+                    "bad_versions",
+                    "ranges are read for pypi and deb packages only, not for the purl's "
+                    'type "{kind}"',
+                    {"kind": p.type},
+                )
+        try:
+            VersionRange.parse(value, ecosystem)
+        except ValueError as e:
+            raise PydanticCustomError("bad_versions", "{why}", {"why": str(e)}) from None
+        return value
+
+
+class ThresholdOverride(BaseModel):
+    """Thresholds for one scanner, one package type, or both: each key given here replaces the
+    global one for the findings the selectors pick; a key left out (or null) is not set here
+    (an override cannot remove a global max_cvss, only set a value of its own)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    scanner: Literal["trivy", "pip-audit"] | None = Field(
+        default=None, description="Findings of this scanner (selector)."
+    )
+    package_type: Literal["os", "language"] | None = Field(
+        default=None,
+        description="Findings in packages of this type (selector): os = the distribution's "
+        "packages (Trivy's os-pkgs), language = Python and other language packages.",
+    )
+    fail_on: SeverityName | None = Field(default=None, description="As vulnerabilities.fail_on.")
+    fixable_only: bool | None = Field(default=None, description="As vulnerabilities.fixable_only.")
+    max_cvss: float | None = Field(
+        default=None, ge=0.0, le=10.0, description="As vulnerabilities.max_cvss."
+    )
+    unknown_severity: SeverityName | None = Field(
+        default=None, description="As vulnerabilities.unknown_severity."
+    )
+
+    @model_validator(mode="after")
+    def _selects_and_sets(self) -> ThresholdOverride:
+        if self.scanner is None and self.package_type is None:
+            raise PydanticCustomError(
+                "override_selects_nothing",
+                "an override needs scanner, package_type or both (global thresholds go "
+                "directly under vulnerabilities)",
+            )
+        if all(getattr(self, k) is None for k in THRESHOLD_KEYS):
+            raise PydanticCustomError(
+                "override_sets_nothing",
+                "an override sets at least one of " + ", ".join(THRESHOLD_KEYS),
+            )
+        return self
+
+
+THRESHOLD_KEYS: Final = ("fail_on", "fixable_only", "max_cvss", "unknown_severity")
+"""The thresholds ``vulnerabilities.overrides`` can set."""
 
 
 class VulnerabilitiesPolicy(BaseModel):
@@ -607,12 +749,53 @@ class VulnerabilitiesPolicy(BaseModel):
         default="high",
         description="The severity to assume when no source gives one (fail closed by default).",
     )
+    overrides: list[ThresholdOverride] = Field(
+        default=[],
+        max_length=8,
+        description="Thresholds per scanner and per package type, e.g. "
+        "[{package_type: language, fail_on: medium}, {scanner: trivy, package_type: os, "
+        "fixable_only: true}]. For each threshold the most specific override that sets it "
+        "and selects the finding wins: scanner and package_type together, then one of them, "
+        "then the global value; when a scanner override and a package_type override both "
+        "set it, the stricter value wins (lower fail_on and max_cvss, fixable_only false, "
+        "higher unknown_severity). Two overrides with the same selectors are an error. An "
+        "advisory both scanners report fails when it fails under either scanner's thresholds. "
+        "Reports name the threshold that judged each finding (e.g. "
+        '"HIGH ≥ vulnerabilities.overrides[0].fail_on MEDIUM").',
+    )
     ignore: list[IgnoreEntry] = Field(default=[], description="Accepted vulnerabilities.")
     vex: list[str] = Field(
         default=[],
         description="OpenVEX documents (relative to the build context); statements with status "
-        "not_affected suppress the matching findings.",
+        "not_affected suppress the matching findings. A product given as a purl is matched as "
+        "an ignore entry's purl is (type, namespace, name, and version and qualifiers when "
+        "given); a product with subcomponents covers only those; an image (pkg:oci/…) "
+        "without subcomponents covers everything in it; a product that is no purl is read "
+        "as a package name.",
     )
+
+    @field_validator("overrides")
+    @classmethod
+    def _one_override_per_selector(cls, value: list[ThresholdOverride]) -> list[ThresholdOverride]:
+        seen: dict[tuple[str | None, str | None], int] = {}
+        for i, o in enumerate(value):
+            key = (o.scanner, o.package_type)
+            if key in seen:
+                raise PydanticCustomError(
+                    "duplicate_override",
+                    "overrides[{i}] and overrides[{j}] have the same selectors ({what}): merge them",
+                    {
+                        "i": seen[key],
+                        "j": i,
+                        "what": ", ".join(
+                            f"{k}: {v}"
+                            for k, v in zip(("scanner", "package_type"), key, strict=True)
+                            if v
+                        ),
+                    },
+                )
+            seen[key] = i
+        return value
 
 
 class ImagePolicy(BaseModel):

@@ -10,12 +10,16 @@ A vulnerability :class:`~modelseal.findings.Finding` has:
 * ``evidence`` keys (all strings): ``package``, ``version``, ``ecosystem`` (``pypi``, ``debian``,
   …, lower case), ``aliases`` (comma-separated, sorted, without ``id``), ``cvss`` (base score,
   e.g. ``"7.5"``, when known), ``cvss_vector``, ``type`` = ``"vulnerability"``, ``url``
-  (advisory link) and ``severity_source`` (where the severity came from).
+  (advisory link) and ``severity_source`` (where the severity came from); Trivy adds
+  ``platform``, ``status`` (its fix status), ``purl`` (its ``PkgIdentifier.PURL``) and, for the
+  distribution's packages, ``os``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Final
 
 from modelseal.findings import Finding, Severity
 
@@ -64,3 +68,65 @@ def vuln_finding(
         location=location,
         evidence=evidence,
     )
+
+
+#: Trivy's OS families (a result's ``Type`` for ``os-pkgs``) → the purl type and namespace it
+#: writes for their packages (trivy pkg/purl: purlType, and the namespace is the family, SUSE
+#: Linux Enterprise's spelled without spaces).
+_OS_PURL: Final[Mapping[str, tuple[str, str]]] = {
+    **{f: ("deb", f) for f in ("debian", "ubuntu")},
+    **{f: ("apk", f) for f in ("alpine", "wolfi", "chainguard")},
+    **{
+        f: ("rpm", f)
+        for f in (
+            "redhat", "centos", "rocky", "alma", "amazon", "fedora", "oracle", "opensuse",
+            "opensuse.leap", "opensuse.tumbleweed", "photon", "azurelinux", "cbl-mariner",
+        )
+    },
+    "suse linux enterprise server": ("rpm", "sles"),
+    "suse linux enterprise micro": ("rpm", "sle-micro"),
+}  # fmt: skip
+#: Language ecosystems (lower-cased) → purl type.
+_LANG_PURL: Final[Mapping[str, str]] = {
+    "pypi": "pypi", "npm": "npm", "node-pkg": "npm", "yarn": "npm", "pnpm": "npm",
+    "gomod": "golang", "gobinary": "golang", "jar": "maven", "pom": "maven", "gradle": "maven",
+    "gemspec": "gem", "bundler": "gem", "cargo": "cargo", "rust-binary": "cargo",
+    "composer": "composer", "nuget": "nuget", "dotnet-core": "nuget",
+}  # fmt: skip
+
+
+def _enc(text: str) -> str:
+    """A purl component percent-encoded (every character but the unreserved ones): parsers
+    decode it back, so Trivy compares the same name (``@scope`` is ``%40scope``)."""
+    return urllib.parse.quote(text, safe="-._~")
+
+
+def package_purl(evidence: Mapping[str, str]) -> str:
+    """The purl of the finding's package as Trivy writes it (its ``--vex`` matches a statement
+    to a package by it): OS packages as ``pkg:deb/<distro>/…``, ``pkg:rpm/<distro>/…`` or
+    ``pkg:apk/<distro>/…`` after the scanned image's OS family; PyPI names lower-cased with
+    ``_`` as ``-``; npm, Go and Maven names split into namespace and name; every component
+    percent-encoded. A Debian or RPM version's epoch (``1:1.2.13-1``) is the ``epoch``
+    qualifier, not part of the version: with the epoch in the version Trivy never matches."""
+    ecosystem = (evidence.get("ecosystem") or "").lower()
+    name = evidence.get("package") or ""
+    version = evidence.get("version") or ""
+    namespace = ""
+    qualifiers = ""
+    if ecosystem in _OS_PURL:
+        kind, namespace = _OS_PURL[ecosystem]
+        epoch, colon, rest = version.partition(":")
+        if kind in ("deb", "rpm") and colon and epoch.isdigit():
+            version, qualifiers = rest, f"?epoch={int(epoch)}"
+    else:
+        kind = _LANG_PURL.get(ecosystem, "")
+        if kind == "pypi":
+            name = name.lower().replace("_", "-")
+        elif kind in ("npm", "golang"):
+            namespace, _, name = name.lower().rpartition("/")
+        elif kind == "maven":
+            namespace, _, name = name.replace(":", "/").rpartition("/")
+        elif not kind:
+            kind = "generic"
+    path = "/".join(_enc(part) for part in namespace.split("/")) + "/" if namespace else ""
+    return f"pkg:{kind}/{path}{_enc(name)}@{_enc(version)}{qualifiers}"

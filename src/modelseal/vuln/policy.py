@@ -2,25 +2,29 @@
 
 Order of the questions asked of each finding: is it a duplicate of one already judged (the
 same advisory on the same package from another scanner)? Does an OpenVEX statement say the
-image is not affected? Does an ignore entry accept it, and has that entry expired? Then the
-thresholds: ``fixable_only``, ``fail_on``, ``max_cvss``, with ``unknown_severity`` standing in
-for a missing severity.
+image is not affected? Does an ignore entry accept it (its id and every matcher it gives:
+:mod:`modelseal.vuln.match`), and has that entry expired? Then the thresholds: ``fixable_only``,
+``fail_on``, ``max_cvss``, with ``unknown_severity`` standing in for a missing severity — each
+the global value or the most specific ``overrides`` entry for the finding's scanner and package
+type (:func:`thresholds`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from modelseal.bounded import MIB, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, Severity
-from modelseal.policy.model import IgnoreEntry, VulnerabilitiesPolicy
+from modelseal.policy.model import THRESHOLD_KEYS, IgnoreEntry, VulnerabilitiesPolicy
 from modelseal.vuln.findings import VULN_TYPE
+from modelseal.vuln.match import entry_matches, package_type, parse_purl, purl_matches
 
 #: Gates whose findings this policy judges, in the order duplicates are resolved (the first
 #: scanner to report an advisory keeps it; the others point at it).
@@ -81,9 +85,7 @@ def load_vex(paths: Sequence[str], base: Path) -> list[VexStatement]:
                 vuln = st["vulnerability"]
                 name = vuln["name"] if isinstance(vuln, dict) else str(vuln)
                 aliases = vuln.get("aliases", []) if isinstance(vuln, dict) else []
-                products = tuple(
-                    str(p["@id"] if isinstance(p, dict) else p) for p in st.get("products", [])
-                )
+                products = tuple(pid for p in st.get("products", []) for pid in _product_ids(p))
                 out.append(
                     VexStatement(
                         ids=frozenset(x.upper() for x in (name, *aliases)),
@@ -98,18 +100,44 @@ def load_vex(paths: Sequence[str], base: Path) -> list[VexStatement]:
     return out
 
 
+def _component_id(c: object) -> str:
+    """A VEX component's id: its ``identifiers.purl`` when given, else its ``@id``."""
+    if not isinstance(c, dict):
+        return str(c)
+    identifiers = c.get("identifiers")
+    if isinstance(identifiers, dict) and isinstance(identifiers.get("purl"), str):
+        return str(identifiers["purl"])
+    return str(c["@id"])
+
+
+def _product_ids(p: object) -> list[str]:
+    """What one statement product names: its subcomponents when it lists any (the statement
+    is about those packages inside the product, e.g. an image), else the product itself."""
+    subs = p.get("subcomponents") if isinstance(p, dict) else None
+    if isinstance(subs, list) and subs:
+        return [_component_id(c) for c in subs]
+    return [_component_id(p)]
+
+
 def _product_matches(products: Iterable[str], f: Finding) -> bool:
+    """Whether a statement's products cover the finding: none listed = every product; an
+    image (``pkg:oci/…``) = everything in it; a package URL = that package, matched precisely
+    (:func:`modelseal.vuln.match.purl_matches`: type, namespace, name, and the version and
+    qualifiers when given); anything else is read as a package name, as before purls were
+    compared."""
     products = list(products)
     if not products:
         return True
     pkg = norm_package(f.evidence.get("package", ""))
-    version = f.evidence.get("version", "")
     for p in products:
-        if p.startswith("pkg:oci/"):
-            return True  # a statement about the image covers everything in it
-        m = re.match(r"^pkg:[^/]+/(?:[^/]+/)?([^@?#]+)(?:@([^?#]+))?", p)
-        name, ver = (m.group(1), m.group(2)) if m else (p, None)
-        if norm_package(name) == pkg and (ver is None or ver == version):
+        if p.startswith("pkg:"):
+            try:
+                purl = parse_purl(p)
+            except ValueError:
+                continue  # a product that is no package URL names no package
+            if purl.type == "oci" or purl_matches(purl, f):
+                return True
+        elif norm_package(p) == pkg:
             return True
     return False
 
@@ -123,6 +151,85 @@ class VulnDecision:
     ignore: IgnoreEntry | None = None
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The thresholds that judge one finding, and where each came from (``vulnerabilities`` or
+    ``vulnerabilities.overrides[N]``)."""
+
+    fail_on: str
+    fixable_only: bool
+    max_cvss: float | None
+    unknown_severity: str
+    source: Mapping[str, str]
+
+
+#: Per threshold, which of two values is stricter (kept when two equally specific overrides
+#: disagree: fail closed).
+_STRICTER: Mapping[str, Callable[[Any, Any], Any]] = {
+    "fail_on": lambda a, b: min(a, b, key=Severity.parse),
+    "fixable_only": lambda a, b: a and b,
+    "max_cvss": min,
+    "unknown_severity": lambda a, b: max(a, b, key=Severity.parse),
+}
+
+
+def thresholds(pol: VulnerabilitiesPolicy, scanner: str, package_type: str) -> Thresholds:
+    """The thresholds for findings of ``scanner`` in packages of ``package_type``: for each, the
+    most specific override that selects them and sets it (both selectors, then one), the
+    stricter one when a scanner and a package_type override tie, else the global value."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for key in THRESHOLD_KEYS:
+        best: list[tuple[int, Any]] = []
+        top = 0
+        for i, o in enumerate(pol.overrides):
+            if o.scanner not in (None, scanner) or o.package_type not in (None, package_type):
+                continue
+            value = getattr(o, key)
+            if value is None:
+                continue
+            rank = (o.scanner is not None) + (o.package_type is not None)
+            if rank > top:
+                best, top = [(i, value)], rank
+            elif rank == top:
+                best.append((i, value))
+        if not best:
+            values[key], source[key] = getattr(pol, key), "vulnerabilities"
+            continue
+        chosen = best[0]
+        for cand in best[1:]:
+            if _STRICTER[key](chosen[1], cand[1]) != chosen[1]:
+                chosen = cand
+        values[key], source[key] = chosen[1], f"vulnerabilities.overrides[{chosen[0]}]"
+    return Thresholds(**values, source=source)
+
+
+def _by_thresholds(f: Finding, t: Thresholds) -> VulnDecision:
+    severity = f.severity
+    if severity is Severity.UNKNOWN:
+        severity = Severity.parse(t.unknown_severity)
+    threshold = Severity.parse(t.fail_on)
+    cvss = _cvss(f)
+    src = t.source
+    if t.fixable_only and not f.fixed_in:
+        return VulnDecision(
+            "warn", f"no fixed version exists and {src['fixable_only']}.fixable_only is true"
+        )
+    if severity >= threshold:
+        note = ""
+        if f.severity is Severity.UNKNOWN:
+            note = f" (severity unknown, counted as such by {src['unknown_severity']}"
+            note += ".unknown_severity)"
+        return VulnDecision(
+            "fail", f"{severity.name} ≥ {src['fail_on']}.fail_on {threshold.name}{note}"
+        )
+    if t.max_cvss is not None and cvss is not None and cvss > t.max_cvss:
+        return VulnDecision("fail", f"CVSS {cvss} > {src['max_cvss']}.max_cvss {t.max_cvss}")
+    return VulnDecision(
+        "warn", f"{severity.name} is below {src['fail_on']}.fail_on {threshold.name}"
+    )
+
+
 def decide(
     f: Finding,
     pol: VulnerabilitiesPolicy,
@@ -130,8 +237,12 @@ def decide(
     vex: Sequence[VexStatement],
     today: date,
     duplicate_of: Finding | None = None,
+    repeated_by: Sequence[Finding] = (),
 ) -> VulnDecision:
-    """Judge one vulnerability finding."""
+    """Judge one vulnerability finding. ``repeated_by``: the other scanners' reports of the same
+    advisory (ignored as duplicates of this one): an ignore entry matching any report accepts
+    it, and each report's scanner and package type pick thresholds — the finding fails when it
+    fails under any of them."""
     if duplicate_of is not None:
         return VulnDecision(
             "ignored", f"the same advisory as {duplicate_of.id} reported by {duplicate_of.gate}"
@@ -144,11 +255,9 @@ def decide(
                 return VulnDecision("ignored", f"VEX {st.source}: not_affected{why}")
             if st.status == "fixed":
                 return VulnDecision("ignored", f"VEX {st.source}: fixed")
-    pkg = norm_package(f.evidence.get("package", ""))
+    reports = (f, *repeated_by)
     for entry in pol.ignore:
-        if entry.id.upper() in ids and (
-            entry.package is None or norm_package(entry.package) == pkg
-        ):
+        if any(entry_matches(entry, r, ids_of(r)) for r in reports):
             if entry.expires < today:
                 return VulnDecision(
                     "fail",
@@ -159,25 +268,19 @@ def decide(
             return VulnDecision(
                 "ignored", f"ignored until {entry.expires.isoformat()}: {entry.reason}", entry
             )
-    severity = f.severity
-    if severity is Severity.UNKNOWN:
-        severity = Severity.parse(pol.unknown_severity)
-    threshold = Severity.parse(pol.fail_on)
-    cvss = _cvss(f)
-    if pol.fixable_only and not f.fixed_in:
-        return VulnDecision(
-            "warn", "no fixed version exists and vulnerabilities.fixable_only is true"
-        )
-    if severity >= threshold:
-        note = " (severity unknown, counted as such)" if f.severity is Severity.UNKNOWN else ""
-        return VulnDecision(
-            "fail", f"{severity.name} ≥ vulnerabilities.fail_on {threshold.name}{note}"
-        )
-    if pol.max_cvss is not None and cvss is not None and cvss > pol.max_cvss:
-        return VulnDecision("fail", f"CVSS {cvss} > vulnerabilities.max_cvss {pol.max_cvss}")
-    return VulnDecision(
-        "warn", f"{severity.name} is below vulnerabilities.fail_on {threshold.name}"
-    )
+    seen: set[tuple[str, str]] = set()
+    first: VulnDecision | None = None
+    for r in reports:
+        key = (r.gate, package_type(r))
+        if key in seen:
+            continue
+        seen.add(key)
+        d = _by_thresholds(f, thresholds(pol, *key))
+        if d.outcome == "fail":
+            return d
+        first = first or d
+    assert first is not None
+    return first
 
 
 def _cvss(f: Finding) -> float | None:
@@ -241,3 +344,21 @@ def sources_by_finding(
 def expired_entries(pol: VulnerabilitiesPolicy, today: date) -> list[IgnoreEntry]:
     """Ignore entries past their date."""
     return [e for e in pol.ignore if e.expires < today]
+
+
+def matched_entries(pol: VulnerabilitiesPolicy, findings: Iterable[Finding]) -> set[int]:
+    """The positions in ``vulnerabilities.ignore`` of the entries that match at least one of
+    ``findings`` (every matcher, whichever decision the finding got)."""
+    by_id: dict[str, list[int]] = {}
+    for i, e in enumerate(pol.ignore):
+        by_id.setdefault(e.id.upper(), []).append(i)
+    out: set[int] = set()
+    for f in findings:
+        if not is_vuln(f):
+            continue
+        ids = ids_of(f)
+        for advisory in ids:
+            for i in by_id.get(advisory, ()):
+                if i not in out and entry_matches(pol.ignore[i], f, ids):
+                    out.add(i)
+    return out

@@ -1,7 +1,7 @@
 """How the policy judges the vulnerability scanners' findings (the trivy and pip-audit gates):
 the questions :func:`modelseal.vuln.policy.decide` asks of each finding, with what a run adds —
-VEX documents, today's date, the findings repeating another scanner's, and the expired ignore
-entries that matched nothing."""
+VEX documents, today's date, the findings repeating another scanner's, and the ignore entries
+that matched nothing (expired: a failure; live: a "stale ignore" warning)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,17 @@ from modelseal.vuln.policy import (
     VULN_GATES,
     VulnDecision,
     decide,
-    expired_entries,
     find_duplicates,
-    ids_of,
     is_vuln,
     load_vex,
+    matched_entries,
     sources_by_finding,
 )
 
 #: The id of the finding made for an expired ignore entry that matched nothing.
 EXPIRED_IGNORE = "vulnerabilities.expired-ignore"
+#: The id of the (warning) finding made for a live ignore entry that matched nothing.
+STALE_IGNORE = "vulnerabilities.stale-ignore"
 
 _OUTCOMES: Mapping[str, Outcome] = {
     "fail": Outcome.FAIL,
@@ -39,48 +40,76 @@ def _decision(f: Finding, d: VulnDecision, sources: tuple[str, ...]) -> Decision
     )
 
 
-def _expired_decisions(
+def _entry_decisions(
     results: Sequence[GateResult], policy: Policy, run: Judging
 ) -> dict[str, tuple[Decision, ...]]:
-    """Expired ignore entries that matched no finding still fail: a finding is made for each,
-    carried by the first vulnerability gate that collected evidence."""
-    expired = expired_entries(policy.vulnerabilities, run.today)
-    if not expired:
+    """Ignore entries that matched no finding (every matcher they give, against every
+    scanner's report): an expired one still fails; a live one is stale — a warning, made only
+    when every scanner the entry covers ran and none ERRORED (an entry cannot match what was not
+    scanned). Each made finding is carried by the first vulnerability gate that collected
+    evidence among those the entry covers."""
+    pol = policy.vulnerabilities
+    if not pol.ignore:
         return {}
-    matched = {
-        e.id.upper()
-        for r in results
-        for f in r.findings
-        if is_vuln(f)
-        for e in expired
-        if e.id.upper() in ids_of(f)
-    }
-    carrier = next(
-        (r.gate for r in results if r.gate in VULN_GATES and r.status is Status.PASSED), None
-    )
-    if carrier is None:
-        return {}
-    out = tuple(
-        Decision(
-            Finding(
+    matched = matched_entries(pol, (f for r in results for f in r.findings))
+    status = {r.gate: r.status for r in results if r.gate in VULN_GATES}
+    out: dict[str, list[Decision]] = {}
+    for i, e in enumerate(pol.ignore):
+        if i in matched:
+            continue
+        covers = (e.scanner,) if e.scanner else VULN_GATES
+        ran = [g for g in covers if status.get(g) is Status.PASSED]
+        expired = e.expires < run.today
+        if expired:
+            carrier = next((g for g in VULN_GATES if status.get(g) is Status.PASSED), None)
+        else:
+            if not ran or any(status.get(g) is Status.ERRORED for g in covers):
+                continue
+            carrier = ran[0]
+        if carrier is None:
+            continue
+        if expired:
+            made = Finding(
                 gate=carrier,
                 id=EXPIRED_IGNORE,
                 severity=Severity.HIGH,
                 title=f"the ignore entry for {e.id} expired on {e.expires.isoformat()}",
                 subject=e.id,
-                location="vulnerabilities.ignore",
+                location=f"vulnerabilities.ignore[{i}]",
                 evidence={"reason": e.reason, "expires": e.expires.isoformat()},
-            ),
-            Outcome.FAIL,
-            f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches no "
-            "finding: renew or remove it",
-            e,
-            made=True,
-        )
-        for e in expired
-        if e.id.upper() not in matched
-    )
-    return {carrier: out} if out else {}
+            )
+            d = Decision(
+                made,
+                Outcome.FAIL,
+                f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches no "
+                "finding: renew or remove it",
+                e,
+                made=True,
+            )
+        else:
+            not_run = [g for g in covers if g not in ran]
+            scanned = " and ".join(ran) + (
+                f" ({', '.join(not_run)} did not run)" if not_run else ""
+            )
+            made = Finding(
+                gate=carrier,
+                id=STALE_IGNORE,
+                severity=Severity.LOW,
+                title=f"the ignore entry for {e.id} matches no finding (stale ignore)",
+                subject=e.id,
+                location=f"vulnerabilities.ignore[{i}]",
+                evidence={"reason": e.reason, "expires": e.expires.isoformat()},
+            )
+            d = Decision(
+                made,
+                Outcome.WARN,
+                f"vulnerabilities.ignore[{i}] ({e.id}) matched no finding of {scanned}: remove it "
+                "if the vulnerability is gone, or correct its matchers",
+                e,
+                made=True,
+            )
+        out.setdefault(carrier, []).append(d)
+    return {g: tuple(ds) for g, ds in out.items()}
 
 
 @dataclass(frozen=True)
@@ -88,14 +117,18 @@ class VulnRules:
     """The rules of every vulnerability scanner; a finding not in the shared vulnerability
     shape fails (no rule allows it)."""
 
-    made_ids: frozenset[str] = frozenset({EXPIRED_IGNORE})
+    made_ids: frozenset[str] = frozenset({EXPIRED_IGNORE, STALE_IGNORE})
 
     def prepare(self, run: Judging) -> Prepared:
         """Read the VEX documents, find the duplicates across scanners and the expired ignore
         entries (a bad VEX document is a ConfigError naming it)."""
         results, policy = run.results, run.policy
         dups = find_duplicates({r.gate: r.findings for r in results})
+        by_id = {id(f): f for r in results for f in r.findings}
         sources = sources_by_finding((f for r in results for f in r.findings), dups)
+        repeated_by: dict[int, list[Finding]] = {}
+        for dup, kept in dups.items():
+            repeated_by.setdefault(id(kept), []).append(by_id[dup])
         vex = tuple(load_vex(policy.vulnerabilities.vex, run.base_dir))
 
         def judge_one(f: Finding) -> Decision:
@@ -107,10 +140,11 @@ class VulnRules:
                 vex=vex,
                 today=run.today,
                 duplicate_of=dups.get(id(f)),
+                repeated_by=repeated_by.get(id(f), ()),
             )
             return _decision(f, d, sources.get(id(f), ()))
 
-        return Prepared(judge_one, _expired_decisions(results, policy, run))
+        return Prepared(judge_one, _entry_decisions(results, policy, run))
 
 
 #: The trivy and pip-audit gates' rules (:attr:`modelseal.gates.GateSpec.rules`).

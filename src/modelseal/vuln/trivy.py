@@ -297,6 +297,9 @@ def _result_findings(result: Mapping[str, Any], platform: str) -> list[Finding]:
         evidence["platform"] = platform
         if v.get("Status"):
             evidence["status"] = str(v["Status"])
+        purl = (v.get("PkgIdentifier") or {}).get("PURL")
+        if purl:
+            evidence["purl"] = str(purl)
         if cls == "os-pkgs":
             evidence["os"] = target
         out.append(replace(f, evidence=evidence))
