@@ -557,6 +557,28 @@ class IgnoreEntry(BaseModel):
     package: str | None = Field(
         default=None, description="Only for this package name (default: any package)."
     )
+    purl: str | None = Field(
+        default=None,
+        description="Only for the package with this package URL, with or without @version "
+        "(e.g. pkg:pypi/requests, pkg:deb/debian/libssl3@3.0.11-1~deb12u2).",
+    )
+    versions: str | None = Field(
+        default=None,
+        description="Only for these versions, a range in the package ecosystem's own syntax: a "
+        "PEP 440 specifier for PyPI (>=2.0,<2.32.0), Debian relations <<, <=, =, >=, >> joined "
+        "by commas (all must hold) for deb.",
+    )
+    paths: list[str] | None = Field(
+        default=None,
+        description="Only for a package carried by a file whose path in the image matches one "
+        "of these globs (e.g. usr/local/lib/python3.11/site-packages/**).",
+    )
+    fix_state: Literal["fixed", "not-fixed", "wont-fix", "unknown"] | None = Field(
+        default=None, description="Only for findings in this fix state."
+    )
+    scanner: Literal["trivy", "pip-audit"] | None = Field(
+        default=None, description="Only for findings of this scanner."
+    )
     reason: str = Field(description="Why it is accepted (shown in reports and the VEX document).")
     expires: date = Field(
         description="Date (YYYY-MM-DD) after which the entry no longer applies; an expired entry "
