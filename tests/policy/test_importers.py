@@ -526,3 +526,17 @@ def test_an_imported_rule_for_another_version_does_not_hide_the_finding(
         "CVE-2018-18074": Outcome.FAIL,
         "CVE-2023-45853": Outcome.IGNORED,
     }
+
+
+def test_trivy_plain_comments_are_checked_and_tabs_separate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comment becomes a reason, so it is held to the same rule as every other text; Trivy
+    splits a line on any whitespace, tabs included."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".trivyignore").write_text("CVE-2024-1\texp:2027-02-01\n")
+    (entry,) = read_trivyignore(Path(".trivyignore"), today=TODAY).entries
+    assert entry.fields == {"id": "CVE-2024-1", "expires": date(2027, 1, 31)}
+    (tmp_path / ".trivyignore").write_text("# fine\x1b]0;owned\x07\nCVE-2024-1\n")
+    with pytest.raises(ConfigError, match=r"\.trivyignore:1:1: holds a control"):
+        read_trivyignore(Path(".trivyignore"), today=TODAY)

@@ -393,6 +393,11 @@ def _trivy_plain(text: str, source: str, today: dt.date) -> ImportResult:
         if not line:
             comment = []
             continue
+        if not line.replace("\t", " ").isprintable():
+            c.errors.append(
+                f"{source}:{number}:1: holds a control or invisible formatting character"
+            )
+            continue
         if line.startswith("#"):
             comment.append(line.lstrip("#").strip())
             continue
@@ -401,11 +406,8 @@ def _trivy_plain(text: str, source: str, today: dt.date) -> ImportResult:
         if count > MAX_RULES:
             c.errors.append(f"{source}:{number}:1: more than {MAX_RULES} ids")
             break
-        if not line.isprintable() or len(line) > MAX_TEXT:
-            c.errors.append(
-                f"{source}:{number}:1: holds a control or invisible formatting character, or "
-                f"is longer than {MAX_TEXT} characters"
-            )
+        if len(line) > MAX_TEXT:
+            c.errors.append(f"{source}:{number}:1: longer than {MAX_TEXT} characters")
             continue
         fields = line.split()
         ident = fields[0]
