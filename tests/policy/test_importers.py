@@ -131,6 +131,7 @@ def test_trivy_expiry_on_the_day_it_lapses(tmp_path: Path, monkeypatch: pytest.M
     ("entry", "message"),
     [
         ("{statement: no id here}", "no id: Trivy matches nothing with it"),
+        ("{id: null, statement: an empty id}", "no id: Trivy matches nothing with it"),
         ("{id: CVE-1-2, path: [usr/lib/**]}", "unknown key path: Trivy drops it"),
     ],
 )
@@ -283,6 +284,8 @@ def test_imported_fragment_validates_as_a_policy() -> None:
         ("vulnerabilities:\n  - &a {id: CVE-1-1}\n  - *a\n", "anchors and aliases"),
         ("vulnerabilities:\n  - {id: CVE-1-1, id: CVE-1-2}\n", "duplicate key"),
         ("vulnerabilities: [" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("vulnerabilities:\n  - {id: CVE-1-1, paths: [" + "a, " * 5001 + "]}\n",
+         "vulnerabilities[0].paths: more than 5000 items"),
     ],
 )  # fmt: skip
 def test_bad_trivy_yaml_is_refused_naming_the_entry(

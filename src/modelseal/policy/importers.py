@@ -304,7 +304,7 @@ def _trivy_entry(c: _Collector, path: tuple[str | int, ...], item: object, today
         return
     errors = len(c.errors)
     unknown = sorted(k for k in item if k not in _TRIVY_KEYS)
-    ident = _text(c, (*path, "id"), item["id"]) if "id" in item else None
+    ident = _text(c, (*path, "id"), item["id"]) if item.get("id") is not None else None
     paths = _list(c, (*path, "paths"), item.get("paths"), _glob)
     purls = _list(c, (*path, "purls"), item.get("purls"), _purl)
     expired_at = (
@@ -375,8 +375,11 @@ def _list(
     if not isinstance(value, list):
         c.error(path, "expected a list")
         return []
+    if len(value) > MAX_RULES:
+        c.error(path, f"more than {MAX_RULES} items")
+        return []
     out: list[str] = []
-    for index, item in enumerate(value[: MAX_RULES + 1]):
+    for index, item in enumerate(value):
         got = each(c, (*path, index), item)
         if got is not None and got not in out:
             out.append(got)
