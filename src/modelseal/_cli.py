@@ -118,6 +118,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return 0
         if args.policy_command == "export":
             return _export(args)
+        if args.policy_command == "import":
+            return _import(args)
         if args.policy_command == "validate":
             from modelseal.app import DEFAULT_POLICY
 
@@ -290,6 +292,57 @@ def _export(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         fsio.write_text_atomic(args.output, text)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from modelseal import fsio
+    from modelseal.bounded import read_input_text, shown_path
+    from modelseal.errors import ConfigError
+    from modelseal.policy import importers
+
+    if not args.trivyignore and not args.grype:
+        raise ConfigError("nothing to import: give --trivyignore FILE and/or --grype FILE.")
+    if args.write and args.policy is None:
+        raise ConfigError("--write needs --policy FILE (the policy file to add the entries to).")
+    reason = " ".join(args.reason.split()) if args.reason else None
+    if args.reason is not None and (not reason or not reason.isprintable()):
+        raise ConfigError("--reason must be printable text.")
+    today = dt.datetime.now(dt.UTC).date()
+    results = [importers.read_trivyignore(p, today=today) for p in args.trivyignore]
+    results += [importers.read_grype(p) for p in args.grype]
+    console = _console()
+    for title, problems in (
+        ("not imported", [p for r in results for p in r.skipped]),
+        ("imported with changes", [p for r in results for p in r.notes]),
+    ):
+        if problems:
+            console.print(f"modelseal: {title} ({len(problems)}):", highlight=False, markup=False)
+            for problem in problems:
+                console.print(f"  {_plain(problem)}", highlight=False, markup=False)
+    entries = importers.complete(results, expires=args.expires, reason=reason)
+    sources = [shown_path(p) for p in (*args.trivyignore, *args.grype)]
+    if args.policy is not None:
+        exists = args.policy.exists() or args.policy.is_symlink()
+        text = read_input_text(args.policy, what="policy file") if exists else "version: 1\n"
+        merged, added = importers.merge_into_policy(text, shown_path(args.policy), entries)
+        if args.write:
+            if added:
+                fsio.write_text_atomic(args.policy, merged)
+            console.print(
+                f"modelseal: {added} entr{'y' if added == 1 else 'ies'} added to "
+                f"{_plain(args.policy)} ({len(entries) - added} already there)",
+                highlight=False, markup=False,
+            )  # fmt: skip
+            return 0
+        entries = importers.new_entries(text, shown_path(args.policy), entries)
+    sys.stdout.write(importers.fragment_text(entries, sources))
+    console.print(
+        f"modelseal: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} imported",
+        highlight=False, markup=False,
+    )  # fmt: skip
     return 0
 
 

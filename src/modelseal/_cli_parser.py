@@ -189,6 +189,26 @@ def _days(text: str) -> int:
     return int(text)
 
 
+def _future_date(text: str) -> object:
+    """``YYYY-MM-DD``, after today and at most ten years ahead (an ignore entry's expiry)."""
+    import datetime as dt
+
+    from modelseal.policy.model import MAX_AGE_DAYS
+
+    try:
+        day = dt.date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}")
+    today = dt.datetime.now(dt.UTC).date()
+    if not today < day <= today + dt.timedelta(days=MAX_AGE_DAYS):
+        raise argparse.ArgumentTypeError(
+            f"expected a date after today and at most {MAX_AGE_DAYS} days ahead, got {text}"
+        )
+    return day
+
+
 def _expected_signer_args(
     parser: argparse.ArgumentParser, title: str, *, trust_note: str = ""
 ) -> None:
@@ -475,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ECDSA P-256 PEM private key for --sign key (password in MODELSEAL_KEY_PASSWORD)",
     )  # fmt: skip
 
-    pol = sub.add_parser("policy", help="validate a policy file or print its JSON Schema")
+    pol = sub.add_parser(
+        "policy", help="validate a policy file, print its JSON Schema, import ignore rules"
+    )
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     pv = pol_sub.add_parser(
         "validate", parents=[common], help="check a policy file; errors name file:line:column",
@@ -512,6 +534,43 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the scan report must name the policy with this digest")  # fmt: skip
     pe.add_argument("-o", "--output", type=Path, metavar="FILE",
                     help="write here (created fresh; default: standard output)")  # fmt: skip
+    pi = pol_sub.add_parser(
+        "import", formatter_class=fmt,
+        help="turn Trivy and Grype ignore rules into vulnerabilities.ignore entries",
+        description=_wrapped(
+            "Convert the ignore rules of a Trivy .trivyignore.yaml or .trivyignore and of a "
+            "Grype .grype.yaml into vulnerabilities.ignore entries (id, package, purl, "
+            "versions, paths, fix_state, reason, expires, justification) and print them as a "
+            "YAML fragment, or add them to the policy file with --policy FILE --write. A rule "
+            "modelseal cannot express without ignoring more than the rule does (no "
+            "vulnerability id, a Grype namespace, a package regex, a VEX-status rule, "
+            "misconfiguration, secret and license ignores, an unknown key) is not imported "
+            "and is listed on standard error with its file and place, as is anything an "
+            "imported entry does not keep."
+        ),
+        epilog="exit codes:\n  0  imported (rules that could not be are listed on standard "
+        "error)\n  2  an unreadable or invalid file (named with the entry), rules without an "
+        "expiry\n     date and no --expires, an invalid --policy file\n",
+    )  # fmt: skip
+    pi.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    pi.add_argument("--trivyignore", action="append", default=[], type=Path, metavar="FILE",
+                    help="a Trivy ignore file: .trivyignore.yaml (read as YAML when the name "
+                    "ends in .yml/.yaml, as Trivy does) or .trivyignore (repeatable)")  # fmt: skip
+    pi.add_argument("--grype", action="append", default=[], type=Path, metavar="FILE",
+                    help="a Grype configuration with ignore: rules, e.g. .grype.yaml "
+                    "(repeatable)")  # fmt: skip
+    pi.add_argument("--expires", type=_future_date, metavar="YYYY-MM-DD",
+                    help="the expiry of rules that have none (required when any has none: "
+                    "every modelseal entry expires; Grype rules never say when)")  # fmt: skip
+    pi.add_argument("--reason", metavar="TEXT",
+                    help="the reason of rules that give none (default: one naming the file "
+                    "and the rule, saying it gave none)")  # fmt: skip
+    pi.add_argument("--policy", type=Path, metavar="FILE",
+                    help="the policy file: entries it already holds are left out; with "
+                    "--write, the entries are added to it (created if missing)")  # fmt: skip
+    pi.add_argument("--write", action="store_true",
+                    help="add the entries to --policy FILE (validated, then replaced "
+                    "atomically; comments are kept, indentation may be normalised)")  # fmt: skip
 
     mdl = sub.add_parser(
         "models", help="pin, verify and scan model files (the models gate, on its own)",

@@ -51,6 +51,7 @@ __all__ = [
     "default_policy",
     "load_policy",
     "load_policy_text",
+    "parse_yaml",
 ]
 
 DEFAULTS_SOURCE: Final = "<defaults>"
@@ -162,6 +163,22 @@ def load_policy_text(text: str, name: str) -> LoadedPolicy:
         problem = f"{name}:{line}:{col}: invalid YAML: not valid Unicode text (lone surrogate)"
         raise PolicyFileError(name, [problem]) from None
     return _load(text, name, hashlib.sha256(data).hexdigest())
+
+
+def parse_yaml(text: str, name: str) -> tuple[object, dict[FieldPath, Position]]:
+    """YAML text read under the policy file's rules (no anchors or aliases, standard tags only,
+    no duplicate keys, nesting bounded by the interpreter's recursion limit), for other files
+    users write in YAML: plain Python data and the (line, column) of every value by its path.
+
+    Raises :class:`PolicyFileError`; its ``problems`` are ``name:line:col: …`` lines.
+    """
+    try:
+        data, positions = _parse(text, name)
+    except RecursionError:
+        raise PolicyFileError(
+            name, [f"{name}:1:1: invalid YAML: values are nested too deeply"]
+        ) from None
+    return data, {(): positions.root, **positions.values}
 
 
 # --- loading ------------------------------------------------------------------------------
