@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Decision, Judging, Outcome, Prepared, Rules, default_rule
 from modelseal.policy import Policy
+from modelseal.vuln.baseline import BaselineIndex, apply_baseline
 from modelseal.vuln.policy import (
     VULN_GATES,
     VulnDecision,
@@ -97,20 +98,26 @@ class VulnRules:
         dups = find_duplicates({r.gate: r.findings for r in results})
         sources = sources_by_finding((f for r in results for f in r.findings), dups)
         vex = tuple(load_vex(policy.vulnerabilities.vex, run.base_dir))
+        # The baseline (modelseal.vuln.baseline): one that could not be loaded leaves every
+        # finding judged as new and the gates ERRORED, never judged as if there were none.
+        index, error = None, None
+        if run.baseline is not None and run.baseline.error is not None:
+            error = f"vulnerabilities.baseline {run.baseline.source}: {run.baseline.error}"
+        elif run.baseline is not None:
+            index = BaselineIndex(run.baseline, policy.vulnerabilities)
+        mode = policy.vulnerabilities.baseline_policy
 
         def judge_one(f: Finding) -> Decision:
             if not is_vuln(f):
                 return default_rule(policy, f)
-            d = decide(
-                f,
-                policy.vulnerabilities,
-                vex=vex,
-                today=run.today,
-                duplicate_of=dups.get(id(f)),
-            )
-            return _decision(f, d, sources.get(id(f), ()))
+            dup = dups.get(id(f))
+            d = decide(f, policy.vulnerabilities, vex=vex, today=run.today, duplicate_of=dup)
+            out = _decision(f, d, sources.get(id(f), ()))
+            if index is not None:
+                out = apply_baseline(out, index, mode, duplicate=dup is not None)
+            return out
 
-        return Prepared(judge_one, _expired_decisions(results, policy, run))
+        return Prepared(judge_one, _expired_decisions(results, policy, run), error=error)
 
 
 #: The trivy and pip-audit gates' rules (:attr:`modelseal.gates.GateSpec.rules`).
