@@ -81,7 +81,7 @@ def verdict_sections(verdict: Verdict) -> list[str]:
             f"{g.result.duration_s:.1f}s | {md_escape(note)} |"
         )
     if verdict.baseline is not None:
-        out += ["", f"**Baseline**: {md_escape(verdict.baseline.line(), limit=2 * MAX_CELL)}"]
+        out += ["", md_escape(verdict.baseline.line(), limit=2 * MAX_CELL)]
     for g in verdict.gates:
         if g.status is Status.ERRORED and g.error:
             out += [

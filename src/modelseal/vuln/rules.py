@@ -102,7 +102,7 @@ class VulnRules:
         # finding judged as new and the gates ERRORED, never judged as if there were none.
         index, error = None, None
         if run.baseline is not None and run.baseline.error is not None:
-            error = f"vulnerabilities.baseline {run.baseline.source}: {run.baseline.error}"
+            error = f"the vulnerability baseline could not be used: {run.baseline.error}"
         elif run.baseline is not None:
             index = BaselineIndex(run.baseline, policy.vulnerabilities)
         mode = policy.vulnerabilities.baseline_policy
