@@ -367,16 +367,21 @@ def baseline_request(
         raise ConfigError(f"{what}: {e.message}") from None
     expected = None
     if spec.image is not None:
+        pv = policy.policy.verify
+        if pv.public_key is None and (
+            pv.issuer is None or (pv.identity or pv.identity_regexp) is None
+        ):
+            raise ConfigError(
+                f"{what} {text} is an image: its scan-report attestation must be signed by "
+                "the signer the policy's verify section names (checked as `modelseal verify` "
+                f"does), and {policy.source} names none.",
+                hint="Set verify.issuer with verify.identity or verify.identity_regexp, or "
+                "verify.public_key, in the policy (the base branch's, in a pull request).",
+            )
         try:
             expected = expected_signer(SignerFlags(trust_config=trust_config), policy)
         except ConfigError as e:
-            raise ConfigError(
-                f"{what} {text} is an image: its scan-report attestation is verified as "
-                f"`modelseal verify` does, by the signer {policy.source}'s verify section "
-                f"names — {e.message}",
-                hint="Set verify.issuer with verify.identity or verify.identity_regexp, or "
-                "verify.public_key, in the policy.",
-            ) from None
+            raise ConfigError(f"{what} {text}: {e.message}", hint=e.hint) from None
     return BaselineRequest(spec, expected, float(policy.policy.verify.timeout_seconds))
 
 

@@ -16,21 +16,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
-from tests.support import EPOCH
+from tests.support import EPOCH, REPO
 from tests.support.reports import read_report, report_gates
 from tests.support.rootfs import DIST_INFO, debian_rootfs
 from tests.support.statements import statements
 
+from modelseal import app
 from modelseal._cli import main
+from modelseal.errors import ConfigError
+from modelseal.github.summary import render_summary
 from modelseal.oci import OciLayout
+from modelseal.policy import default_policy, load_policy
 from modelseal.publish.publisher import ImageRef, publish
 from modelseal.sign.key import KeySigner, generate_ephemeral_key
 from modelseal.vuln.baseline import MAX_BASELINE_BYTES
 
 pytestmark = pytest.mark.engine
+
+SARIF_SCHEMA = json.loads((REPO / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
 
 ZLIB = "CVE-2023-45853"
 REQUESTS = "CVE-2018-18074"
@@ -155,6 +162,9 @@ def test_run_with_a_baseline_reports_new_and_existing(scans: Scans) -> None:
     assert baseline["counts"] == {"new": 1, "existing": 1, "worse": 0, "fixed": 0}
     summary = (scans.head / "summary.md").read_text()
     assert "1 new, 0 fixed, 1 unchanged, 0 worse" in summary
+    sarif = json.loads((scans.head / "modelseal.sarif").read_text())
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(sarif)
+    assert sarif["runs"][0]["properties"]["baseline"]["counts"]["new"] == 1
     assert _sarif_states(scans.head) == {
         f"trivy/{REQUESTS}": "new",
         f"trivy/{ZLIB}": "unchanged",
@@ -179,6 +189,14 @@ def test_warn_new_finding_fails_existing_never_does(scans: Scans, tmp_path: Path
         scans, tmp_path, head, _vulns("  baseline_policy: warn\n" + IGNORE_REQUESTS), base, "ok"
     )
     assert code == 0, report
+    # An expired ignore entry fails an existing finding whatever the baseline_policy.
+    expired = f"  ignore:\n    - {{id: {ZLIB}, reason: later, expires: 2020-01-01}}\n"
+    code, report, _ = _judge(
+        scans, tmp_path, head, _vulns("  baseline_policy: warn\n" + expired), base, "expired"
+    )
+    assert code == 1
+    zlib = _outcomes(report)[("trivy", ZLIB)]
+    assert zlib["decision"] == "fail" and "expired on 2020-01-01" in zlib["reason"]
     # Without a baseline the very same evidence fails on zlib.
     code, report, _ = _judge(scans, tmp_path, head, _vulns(IGNORE_REQUESTS), None, "none")
     assert code == 1 and "baseline" not in report
@@ -210,20 +228,28 @@ def test_fail_if_worse_fails_an_existing_finding_that_got_worse(
     assert _sarif_states(out)[f"trivy/{ZLIB}"] == "updated"
     assert "1 worse" in (out / "summary.md").read_text()
 
-    # A baseline where zlib was of a lower severity: worse by severity.
-    data = json.loads((scans.base / "report.json").read_text())
-    for gate in data["gates"]:
-        for f in gate["evidence"]["findings"]:
-            if f["id"] == ZLIB:
-                was = f["severity"]
-                f["severity"] = "LOW"
-    assert was != "LOW"
-    lower = tmp_path / "lower.json"
-    lower.write_text(json.dumps(data))
-    code, report, _ = _judge(scans, tmp_path, head, policy, str(lower), "worse2")
-    assert code == 1
-    zlib = _outcomes(report)[("trivy", ZLIB)]
-    assert zlib["decision"] == "fail" and f"severity {was}, was LOW" in zlib["reason"]
+    # Baselines (the base's report, edited) where zlib had a lower severity, or a lower CVSS
+    # score: worse by severity, by score.
+    for name, field, value, why in (
+        ("severity", "severity", "LOW", "severity CRITICAL, was LOW"),
+        ("cvss", "cvss", "5.0", "CVSS 9.8, was 5.0"),
+    ):
+        data = json.loads((scans.base / "report.json").read_text())
+        (zlib_then,) = [
+            f for g in data["gates"] for f in g["evidence"]["findings"] if f["id"] == ZLIB
+        ]
+        assert (zlib_then["severity"], zlib_then["evidence"]["cvss"]) == ("CRITICAL", "9.8")
+        if field == "severity":
+            zlib_then["severity"] = value
+        else:
+            zlib_then["evidence"]["cvss"] = value
+        edited = tmp_path / f"{name}.json"
+        edited.write_text(json.dumps(data))
+        code, report, _ = _judge(scans, tmp_path, head, policy, str(edited), name)
+        assert code == 1
+        zlib = _outcomes(report)[("trivy", ZLIB)]
+        assert zlib["decision"] == "fail" and zlib["worse"], zlib
+        assert f"worse than in the baseline: {why}" in zlib["reason"]
 
 
 def test_fail_mode_judges_existing_findings_as_new_ones(scans: Scans, tmp_path: Path) -> None:
@@ -237,6 +263,19 @@ def test_fail_mode_judges_existing_findings_as_new_ones(scans: Scans, tmp_path: 
     assert "baseline_policy fail" in zlib["reason"]
     assert report["baseline"]["counts"] == {"new": 1, "existing": 1, "worse": 0, "fixed": 0}
     assert "1 new, 0 fixed, 1 unchanged" in (out / "summary.md").read_text()
+
+
+def test_the_job_summary_shows_the_counts(scans: Scans, tmp_path: Path) -> None:
+    """The Action's step summary (github/summary.py) shows the baseline and its counts."""
+    policy = load_policy(_policy(tmp_path, scans.cache, scans.osv_url))
+    outcome = app.judge(
+        app.JudgeRequest(
+            scans.head / "report.json", policy, baseline=str(scans.base / "report.json")
+        )
+    )
+    text = render_summary(outcome.verdict, policy, {"verdict": "FAILED"})
+    assert f"baseline file {scans.base / 'report.json'}" in text.replace("\\", "")
+    assert "1 new, 0 fixed, 1 unchanged, 0 worse" in text
 
 
 def test_fixed_findings_are_counted_once(scans: Scans, tmp_path: Path) -> None:
@@ -304,6 +343,41 @@ def test_unusable_baseline_files_are_errored(scans: Scans, tmp_path: Path) -> No
     code, report, _ = _judge(scans, tmp_path, head, ok, str(malformed), "malformed")
     assert code == 3
     _assert_errored(report, "malformed report")
+
+
+def test_a_run_with_an_unreadable_baseline_is_errored_and_still_reports(
+    scans: Scans, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = tmp_path / "ctx"
+    debian_rootfs(ctx / "rootfs")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\n")
+    out = tmp_path / "out"
+    policy = _policy(tmp_path, scans.cache, scans.osv_url, _vulns(IGNORE_REQUESTS + ZLIB_ENTRY))
+    code = main(["run", str(ctx), "--gate", "build", "--gate", "trivy", "--gate", "pip-audit",
+                 "--source-date-epoch", str(EPOCH), "-o", str(out), "--policy", str(policy),
+                 "--baseline", str(tmp_path / "missing.json")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 3
+    report = read_report(out / "report.json")
+    _assert_errored(report, "the vulnerability baseline could not be used")
+    assert "could not be used" in printed
+
+
+def test_a_policy_baseline_is_relative_to_the_build_context(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (tmp_path / "policy.yml").write_text(
+        "version: 1\nvulnerabilities:\n  baseline: base/report.json\n"
+    )
+    policy = load_policy(tmp_path / "policy.yml")
+    request = app.baseline_request(None, policy, ctx)
+    assert request is not None and request.spec.path == ctx / "base" / "report.json"
+    # the flag wins, relative to the working directory; an image needs the verify signer
+    flagged = app.baseline_request("other.json", policy, ctx)
+    assert flagged is not None and flagged.spec.path == Path("other.json")
+    with pytest.raises(ConfigError, match="verify section"):
+        app.baseline_request("ghcr.io/org/app:main", policy, ctx)
+    assert app.baseline_request(None, default_policy(), ctx) is None
 
 
 # --- an image baseline: the signed scan-report attestation --------------------------------
