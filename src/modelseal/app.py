@@ -342,7 +342,7 @@ class BaselineRequest:
 
     def load(self) -> Baseline:
         """Read and verify it (a failure is carried in the result: the gates are ERRORED)."""
-        from modelseal.vuln.baseline import load_baseline
+        from modelseal.vuln.baseline_load import load_baseline
 
         return load_baseline(self.spec, expected=self.expected, timeout_s=self.timeout_s)
 

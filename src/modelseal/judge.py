@@ -241,7 +241,10 @@ def judge(
     if baseline is not None:
         from modelseal.vuln.baseline import summarize
 
-        summary = summarize(baseline, policy.vulnerabilities, results, verdicts)
+        states = [
+            (d.finding, d.baseline) for g in verdicts for d in g.decisions if d.baseline is not None
+        ]
+        summary = summarize(baseline, policy.vulnerabilities, results, states)
     statuses = {g.status for g in verdicts}
     if internal_error:
         return Verdict(verdicts, Status.ERRORED, ExitCode.BUG, summary)

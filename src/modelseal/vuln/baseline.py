@@ -29,29 +29,25 @@ An expired ignore entry fails in every mode: the date is the security team's, no
 A baseline that cannot be read, is larger than :data:`MAX_BASELINE_BYTES`, is not a modelseal
 report, or (an image) has no scan-report attestation signed by the expected signer makes the
 vulnerability gates ERRORED (exit 3) — never a run judged as if there were no baseline.
+
+Here: what a baseline is and how findings compare with it; loading it is
+:mod:`modelseal.vuln.baseline_load`, judging by it :func:`modelseal.vuln.rules.apply_baseline`.
 """
 
 from __future__ import annotations
 
-import calendar
-import hashlib
-import json
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from modelseal.bounded import MIB, read_input, shown_path
-from modelseal.errors import ConfigError, Error
+from modelseal.bounded import MIB
+from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.untrusted import untrusted
 from modelseal.vuln.policy import ids_of, is_vuln, norm_package
 
 if TYPE_CHECKING:
-    from modelseal.judge import Decision, GateVerdict
     from modelseal.policy.model import VulnerabilitiesPolicy
-    from modelseal.sign.verify import ExpectedSigner
 
 MAX_BASELINE_BYTES: Final = 64 * MIB
 """A baseline report (file, or the report in an attestation) larger than this is refused."""
@@ -167,126 +163,6 @@ class Baseline:
         }
 
 
-# --- loading -------------------------------------------------------------------------------
-
-
-def load_baseline(
-    spec: BaselineSpec, *, expected: ExpectedSigner | None = None, timeout_s: float = 300.0
-) -> Baseline:
-    """Read and check the baseline ``spec`` names: a file, or the newest scan-report
-    attestation of the image signed as ``expected`` (required for an image). Never raises
-    for a bad baseline: the returned one carries the ``error`` (the gates are ERRORED)."""
-    try:
-        if spec.path is not None:
-            data, digest = _read_file(spec.path)
-            return _from_report(spec, data, digest, None, str(spec.path))
-        if expected is None:
-            raise ConfigError("an image baseline needs an expected signer (the verify section).")
-        return _from_image(spec, expected, timeout_s)
-    except Error as e:
-        return Baseline(spec, error=untrusted(e.diagnostics(), markup=False, multiline=True))
-
-
-def _read_file(path: Path) -> tuple[Any, str]:
-    raw = read_input(path, what="baseline report", limit=MAX_BASELINE_BYTES, contained=False)
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    try:
-        return json.loads(raw.decode("utf-8")), digest
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"baseline report {shown_path(path)} is not UTF-8 (offset {e.start})."
-        ) from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"baseline report {shown_path(path)}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}."
-        ) from None
-    except RecursionError:
-        raise ConfigError(f"baseline report {shown_path(path)}: JSON nested too deeply.") from None
-
-
-def _from_image(spec: BaselineSpec, expected: ExpectedSigner, timeout_s: float) -> Baseline:
-    from modelseal.publish.publisher import ImageRef, registry_credentials, registry_token_hosts
-    from modelseal.publish.registry import RegistryClient, sha256_digest
-    from modelseal.publish.statements import SCAN_REPORT_PREDICATE
-    from modelseal.publish.verify_image import gather_signed
-    from modelseal.sign.interface import VerificationError
-
-    assert spec.image is not None
-    ref = ImageRef.parse(spec.image, what="baseline", allow_digest=True)
-    client = RegistryClient(
-        ref.host,
-        ref.repository,
-        auth=registry_credentials(ref.host),
-        token_hosts=registry_token_hosts(),
-    )
-    client.set_deadline(timeout_s, "baseline timeout (verify.timeout_seconds)")
-    _, body, digest = client.get_manifest(ref.digest or ref.tag or "latest")
-    if sha256_digest(body) != digest or (ref.digest and digest != ref.digest):
-        raise VerificationError(
-            f"{spec.image}: the registry's manifest does not match {ref.digest or digest}."
-        )
-    found = gather_signed(client, digest, body, expected)
-    reports = found.statements.get(SCAN_REPORT_PREDICATE, [])
-    if not reports:
-        why = f" ({'; '.join(found.problems[:3])})" if found.problems else ""
-        raise VerificationError(
-            f"{spec.image}@{digest} has no scan-report attestation signed by the expected "
-            f"signer ({expected.describe()}){why}."
-        )
-    # The newest report counts (an image may be attested again, e.g. rescanned).
-    statement = max(reports, key=lambda st: _finished(st.get("predicate")))
-    # Its size is bounded by the registry client (RegistryLimits.attestation_bytes).
-    report = statement["predicate"].get("report")
-    return _from_report(
-        spec, report, digest, found.signer_of(statement), f"the scan report of {spec.image}"
-    )
-
-
-def _finished(predicate: Any) -> float:
-    try:
-        return float(
-            calendar.timegm(time.strptime(str(predicate["finished_at"]), "%Y-%m-%dT%H:%M:%SZ"))
-        )
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-
-
-def _from_report(
-    spec: BaselineSpec, data: Any, digest: str, signer: str | None, source: str
-) -> Baseline:
-    """The vulnerability findings of a report object, checked as ``modelseal judge`` checks a
-    report (:func:`~modelseal.reports.json_report.results_from_data`)."""
-    from modelseal.reports.json_report import decided_findings, results_from_data
-
-    results_from_data(data, source)  # the schema: a ConfigError naming what is wrong
-    out: list[BaselineFinding] = []
-    try:
-        for g in data["gates"]:
-            for row in decided_findings(g):
-                if row.get("made") or (row.get("evidence") or {}).get("type") != "vulnerability":
-                    continue
-                finding = Finding.from_json(row)
-                decision = row.get("decision")
-                out.append(BaselineFinding(finding, str(decision) if decision else None))
-                if len(out) > MAX_BASELINE_FINDINGS:
-                    raise ConfigError(
-                        f"{source} holds more than {MAX_BASELINE_FINDINGS} vulnerability "
-                        "findings; refusing it as a baseline."
-                    )
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ConfigError(f"{source}: malformed report ({type(e).__name__}: {e}).") from None
-    verdict = data.get("verdict")
-    finished = data.get("finished_at")
-    return Baseline(
-        spec,
-        digest=digest,
-        signer=signer,
-        verdict=str(verdict) if verdict is not None else None,
-        finished_at=str(finished) if finished is not None else None,
-        findings=tuple(out),
-    )
-
-
 # --- comparing -----------------------------------------------------------------------------
 
 
@@ -351,34 +227,6 @@ def _cvss(f: Finding) -> float | None:
         return None
 
 
-def apply_baseline(
-    d: Decision, index: BaselineIndex, mode: BaselineMode, *, duplicate: bool = False
-) -> Decision:
-    """``d`` (the decision without a baseline) with the finding's baseline state, and the
-    outcome ``mode`` gives an existing finding that would fail."""
-    from modelseal.judge import Outcome
-
-    if not is_vuln(d.finding):
-        return d
-    cmp = index.compare(d.finding, d.outcome is Outcome.FAIL)
-    d = replace(d, baseline=cmp.state)
-    if cmp.state == "new" or d.outcome is not Outcome.FAIL or duplicate:
-        return d
-    if d.ignore is not None:  # an expired ignore entry: its date decides, not the baseline
-        return replace(d, reason=f"{d.reason} (existing in the baseline; expired entries fail)")
-    if mode == "fail":
-        return replace(d, reason=f"{d.reason} (existing in the baseline; baseline_policy fail)")
-    if mode == "fail-if-worse" and cmp.state == "worse":
-        return replace(d, reason=f"{d.reason}; worse than in the baseline: {cmp.why}")
-    why = "" if mode == "warn" else " and not worse"
-    return replace(
-        d,
-        outcome=Outcome.WARN,
-        reason=f"existing in the baseline{why}, allowed by vulnerabilities.baseline_policy "
-        f"{mode} (would fail: {d.reason})",
-    )
-
-
 # --- the run's summary ---------------------------------------------------------------------
 
 
@@ -438,17 +286,17 @@ def summarize(
     baseline: Baseline,
     policy: VulnerabilitiesPolicy,
     results: Sequence[GateResult],
-    verdicts: Sequence[GateVerdict],
+    states: Sequence[tuple[Finding, str]],
 ) -> BaselineSummary:
-    """The counts of a judged run against ``baseline``."""
+    """The counts of a judged run against ``baseline``: ``states`` holds each vulnerability
+    finding judged with its baseline state (new, existing or worse)."""
     mode: BaselineMode = policy.baseline_policy
     if baseline.error is not None:
         return BaselineSummary(baseline, mode)
-    decisions = [d for g in verdicts for d in g.decisions if d.baseline is not None]
-    state = {id(d.finding): d.baseline for d in decisions}
+    state = {id(f): s for f, s in states}
     counts = {"new": 0, "existing": 0, "worse": 0}
-    for f in _distinct(d.finding for d in decisions):
-        counts[str(state[id(f)])] += 1
+    for f in _distinct(f for f, _ in states):
+        counts[state[id(f)]] += 1
     index = BaselineIndex(baseline, policy)
     current = [f for r in results for f in r.findings if is_vuln(f)]
     matched = {id(b) for f in current for b in index.matches(f)}

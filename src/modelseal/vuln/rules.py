@@ -1,17 +1,18 @@
 """How the policy judges the vulnerability scanners' findings (the trivy and pip-audit gates):
 the questions :func:`modelseal.vuln.policy.decide` asks of each finding, with what a run adds —
-VEX documents, today's date, the findings repeating another scanner's, and the expired ignore
-entries that matched nothing."""
+VEX documents, today's date, the findings repeating another scanner's, the expired ignore
+entries that matched nothing, and the baseline (:mod:`modelseal.vuln.baseline`): what an
+existing finding that would fail gets under ``baseline_policy`` (:func:`apply_baseline`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Decision, Judging, Outcome, Prepared, Rules, default_rule
 from modelseal.policy import Policy
-from modelseal.vuln.baseline import BaselineIndex, apply_baseline
+from modelseal.vuln.baseline import BaselineIndex, BaselineMode
 from modelseal.vuln.policy import (
     VULN_GATES,
     VulnDecision,
@@ -82,6 +83,32 @@ def _expired_decisions(
         if e.id.upper() not in matched
     )
     return {carrier: out} if out else {}
+
+
+def apply_baseline(
+    d: Decision, index: BaselineIndex, mode: BaselineMode, *, duplicate: bool = False
+) -> Decision:
+    """``d`` (the decision without a baseline) with the finding's baseline state, and the
+    outcome ``mode`` gives an existing finding that would fail."""
+    if not is_vuln(d.finding):
+        return d
+    cmp = index.compare(d.finding, d.outcome is Outcome.FAIL)
+    d = replace(d, baseline=cmp.state)
+    if cmp.state == "new" or d.outcome is not Outcome.FAIL or duplicate:
+        return d
+    if d.ignore is not None:  # an expired ignore entry: its date decides, not the baseline
+        return replace(d, reason=f"{d.reason} (existing in the baseline; expired entries fail)")
+    if mode == "fail":
+        return replace(d, reason=f"{d.reason} (existing in the baseline; baseline_policy fail)")
+    if mode == "fail-if-worse" and cmp.state == "worse":
+        return replace(d, reason=f"{d.reason}; worse than in the baseline: {cmp.why}")
+    why = "" if mode == "warn" else " and not worse"
+    return replace(
+        d,
+        outcome=Outcome.WARN,
+        reason=f"existing in the baseline{why}, allowed by vulnerabilities.baseline_policy "
+        f"{mode} (would fail: {d.reason})",
+    )
 
 
 @dataclass(frozen=True)
