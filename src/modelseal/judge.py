@@ -217,7 +217,7 @@ def judge(
 
     ``base_dir`` is where the policy's relative paths (VEX documents) are read from; ``today``
     decides which ignore entries have expired; ``baseline`` is the vulnerability baseline the
-    caller loaded (:func:`modelseal.vuln.baseline.load_baseline`), one that failed to load
+    caller loaded (:func:`modelseal.vuln.baseline_load.load_baseline`), one that failed to load
     included.
 
     A breach (FAILED) outranks an errored gate in the exit code: the policy was certainly

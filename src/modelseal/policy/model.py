@@ -636,8 +636,8 @@ class VulnerabilitiesPolicy(BaseModel):
         default="fail-if-worse",
         description="How existing findings are judged. warn: never fail (shown as warnings). "
         "fail-if-worse: fail only when the finding would fail and is worse than in the "
-        "baseline: a higher severity or CVSS score, or the baseline's verdict did not fail "
-        "it. fail: judged as new ones. An expired ignore entry fails in every mode.",
+        "baseline: a higher severity, or a higher CVSS score (both known). fail: judged as "
+        "new ones. An expired ignore entry fails in every mode.",
     )
 
 

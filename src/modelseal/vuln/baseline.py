@@ -14,9 +14,12 @@ differ. Every other finding is *new*; a baseline finding no finding of this run 
 *fixed* (counted only for the scanners that collected evidence in this run).
 
 **Worse.** An existing finding is *worse* when its severity (an unknown one counted as
-``unknown_severity``) is higher than the highest of the baseline findings it matches, when both
-have a CVSS score and this one is higher, or — for a finding that would fail — when the
-baseline's verdict failed none of them (the baseline accepted it, this run would not).
+``unknown_severity``) is higher than the highest of the baseline findings it matches, or when
+both have a CVSS score and this one is higher: the advisory got worse, not the policy. What the
+baseline's verdict made of it does not count: an image baseline was published, so its verdict
+passed and accepted every finding, and "fails now, was accepted then" would fail every existing
+finding the policy fails today — debt the change did not create (a fix published since, a
+stricter policy).
 
 **Judging** (``baseline_policy``; new findings are always judged as without a baseline):
 
@@ -96,11 +99,9 @@ def parse_spec(text: str, base: Path) -> BaselineSpec:
 
 @dataclass(frozen=True)
 class BaselineFinding:
-    """One vulnerability finding of the baseline, with the baseline's decision on it."""
+    """One vulnerability finding of the baseline."""
 
     finding: Finding
-    decision: str | None
-    """fail / warn / ignored, as the baseline's verdict decided (None: not recorded)."""
 
     @property
     def package(self) -> str:
@@ -201,8 +202,8 @@ class BaselineIndex:
             return Severity.parse(self.policy.unknown_severity)
         return f.severity
 
-    def compare(self, f: Finding, fails: bool) -> Comparison:
-        """New, existing or worse (``fails``: this run's policy would fail ``f``)."""
+    def compare(self, f: Finding) -> Comparison:
+        """New, existing or worse."""
         matched = self.matches(f)
         if not matched:
             return Comparison("new")
@@ -215,8 +216,6 @@ class BaselineIndex:
         score = _cvss(f)
         if score is not None and scores and score > max(scores):
             reasons.append(f"CVSS {score}, was {max(scores)}")
-        if fails and not any(b.decision == "fail" for b in matched):
-            reasons.append("the baseline's verdict did not fail it")
         return Comparison("worse", "; ".join(reasons)) if reasons else Comparison("existing")
 
 

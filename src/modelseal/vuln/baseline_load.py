@@ -126,9 +126,7 @@ def _from_report(
             for row in decided_findings(g):
                 if row.get("made") or (row.get("evidence") or {}).get("type") != VULN_TYPE:
                     continue
-                finding = Finding.from_json(row)
-                decision = row.get("decision")
-                out.append(BaselineFinding(finding, str(decision) if decision else None))
+                out.append(BaselineFinding(Finding.from_json(row)))
                 if len(out) > MAX_BASELINE_FINDINGS:
                     raise ConfigError(
                         f"{source} holds more than {MAX_BASELINE_FINDINGS} vulnerability "

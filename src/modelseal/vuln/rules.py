@@ -85,16 +85,14 @@ def _expired_decisions(
     return {carrier: out} if out else {}
 
 
-def apply_baseline(
-    d: Decision, index: BaselineIndex, mode: BaselineMode, *, duplicate: bool = False
-) -> Decision:
+def apply_baseline(d: Decision, index: BaselineIndex, mode: BaselineMode) -> Decision:
     """``d`` (the decision without a baseline) with the finding's baseline state, and the
     outcome ``mode`` gives an existing finding that would fail."""
     if not is_vuln(d.finding):
         return d
-    cmp = index.compare(d.finding, d.outcome is Outcome.FAIL)
+    cmp = index.compare(d.finding)
     d = replace(d, baseline=cmp.state)
-    if cmp.state == "new" or d.outcome is not Outcome.FAIL or duplicate:
+    if cmp.state == "new" or d.outcome is not Outcome.FAIL:
         return d
     if d.ignore is not None:  # an expired ignore entry: its date decides, not the baseline
         return replace(d, reason=f"{d.reason} (existing in the baseline; expired entries fail)")
@@ -141,7 +139,7 @@ class VulnRules:
             d = decide(f, policy.vulnerabilities, vex=vex, today=run.today, duplicate_of=dup)
             out = _decision(f, d, sources.get(id(f), ()))
             if index is not None:
-                out = apply_baseline(out, index, mode, duplicate=dup is not None)
+                out = apply_baseline(out, index, mode)
             return out
 
         return Prepared(judge_one, _expired_decisions(results, policy, run), error=error)
