@@ -23,6 +23,7 @@ from examples.offline.trivydb import write_trivy_db
 from tests.support import EPOCH, REPO
 from tests.support.reports import read_report, report_gates
 from tests.support.rootfs import DIST_INFO, debian_rootfs
+from tests.support.sigstore_local import DEFAULT_EMAIL, LocalSigstore
 from tests.support.statements import statements
 
 from modelseal import app
@@ -33,6 +34,8 @@ from modelseal.oci import OciLayout
 from modelseal.policy import default_policy, load_policy
 from modelseal.publish.publisher import ImageRef, publish
 from modelseal.sign.key import KeySigner, generate_ephemeral_key
+from modelseal.sign.keyless import KeylessSigner
+from modelseal.sign.trust import TrustConfig
 from modelseal.vuln.baseline import MAX_BASELINE_BYTES
 
 pytestmark = pytest.mark.engine
@@ -461,3 +464,40 @@ def test_image_baseline_needs_a_signer_in_the_policy(
                  "--baseline", base_image.ref])  # fmt: skip
     assert code == 2
     assert "verify section" in capsys.readouterr().err
+
+
+def test_keyless_image_baseline_verified_against_the_policys_identity(
+    scans: Scans,
+    registry: str,
+    sigstore_stack: LocalSigstore,
+    local_trust: TrustConfig,
+    trust_config_path: Path,
+    tmp_path: Path,
+) -> None:
+    """The pull-request setup: the base image sealed keyless (the local Sigstore), its scan
+    report verified against verify.issuer/identity with sign.trust_config — and refused for
+    another identity."""
+    data = json.loads((scans.base / "report.json").read_text())
+    build = next(g for g in data["gates"] if g["gate"] == "build")["evidence"]
+    digest = build["facts"]["image.digest"]
+    ref = ImageRef.parse(f"{registry}/seal/keyless-base:main")
+    publish(
+        ref, OciLayout(scans.base / "oci"), digest,
+        signer=KeylessSigner(local_trust, identity_token=sigstore_stack.token()),
+        pusher="builtin", out_dir=tmp_path / "published",
+        attestations=statements(ref.name, digest, data["finished_at"], report=data),
+    )  # fmt: skip
+    head = scans.head / "report.json"
+    for name, identity, want in (("right", DEFAULT_EMAIL, 0), ("other", "x@modelseal.test", 3)):
+        policy = (
+            f"sign:\n  trust_config: {trust_config_path}\n"
+            f"verify:\n  issuer: {sigstore_stack.issuer_url}\n  identity: {identity}\n"
+            + _vulns(IGNORE_REQUESTS)
+        )
+        code, report, _ = _judge(scans, tmp_path, head, policy, f"{ref.name}:main", name)
+        assert code == want, report["baseline"]
+        if want == 0:
+            assert DEFAULT_EMAIL in report["baseline"]["signer"]
+            assert report["baseline"]["counts"]["existing"] == 1
+        else:
+            _assert_errored(report, "no scan-report attestation signed by the expected signer")
