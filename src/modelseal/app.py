@@ -541,6 +541,11 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         baseline = baseline_request(
             request.baseline, policy, request.context.resolve(), request.trust_config
         )
+    elif request.baseline is not None:
+        raise ConfigError(
+            "--baseline judges the vulnerability findings, and no vulnerability gate runs: "
+            f"add --gate {' or --gate '.join(VULN_GATES)}."
+        )
     if request.build_contexts and (not gates or "build" in gates):
         from modelseal.imagebuild.gate import check_build_contexts
 

@@ -366,6 +366,17 @@ def test_a_run_with_an_unreadable_baseline_is_errored_and_still_reports(
     assert "could not be used" in printed
 
 
+def test_a_baseline_without_a_vulnerability_gate_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    code = main(["run", str(tmp_path), "--gate", "build", "--baseline", "base.json"])
+    assert code == 2
+    assert "no vulnerability gate runs: add --gate trivy or --gate pip-audit" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_policy_baseline_is_relative_to_the_build_context(tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
