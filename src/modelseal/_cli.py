@@ -177,6 +177,7 @@ def _run(args: argparse.Namespace, gates: tuple[str, ...], console: Console) -> 
         key_file=getattr(args, "key", None),
         trust_config=getattr(args, "trust_config", None),
         evidence_cache=None if args.no_evidence_cache else evcache_dir(),
+        baseline=getattr(args, "baseline", None),
     )
     outcome = app.run(request, ConsoleHooks(console))
     if outcome.published is not None:
@@ -188,7 +189,9 @@ def _judge(args: argparse.Namespace) -> int:
     from modelseal import app
     from modelseal.ui import print_verdict, stdout_console
 
-    outcome = app.judge(app.JudgeRequest(args.report, _load_policy(args), args.out_dir))
+    outcome = app.judge(
+        app.JudgeRequest(args.report, _load_policy(args), args.out_dir, baseline=args.baseline)
+    )
     print_verdict(outcome.verdict, outcome.paths, stdout_console())
     return int(outcome.exit_code)
 

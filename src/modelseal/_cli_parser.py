@@ -132,6 +132,19 @@ def _dns_name(text: str) -> str:
     return text
 
 
+_BASELINE_HELP = (
+    "fail only on what this change adds: judge the vulnerability findings against a previous "
+    "report.json, or the signed scan-report attestation of an image (e.g. the base branch's "
+    "last sealed image; signed as the policy's verify section names); replaces "
+    "vulnerabilities.baseline"
+)
+
+
+def _baseline(text: str) -> str:
+    """``--baseline``: a report.json path or an image reference (one line, bounded)."""
+    return _pattern("BASELINE_PATTERN")(text)
+
+
 def _pattern(name: str) -> Callable[[str], str]:
     """An argument type: ``text`` must match the policy pattern ``name`` of
     :mod:`modelseal.policy.model` (same rule, same message; imported when used)."""
@@ -335,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--gate", action="append", default=[], metavar="NAME",
         help=f"run only this gate (repeatable; default: all): {', '.join(GATES)}",
     )  # fmt: skip
+    run.add_argument(
+        "--baseline", type=_baseline, metavar="REPORT.json|IMAGE",
+        help=_BASELINE_HELP,
+    )  # fmt: skip
     pub = run.add_argument_group(
         "publish (only after a passing verdict; tags move last, after every signature)"
     )
@@ -379,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument(
         "-o", "--out-dir", type=Path, default=None, metavar="DIR",
         help="write the re-judged reports here (default: print the table only)",
+    )  # fmt: skip
+    jd.add_argument(
+        "--baseline", type=_baseline, metavar="REPORT.json|IMAGE",
+        help=_BASELINE_HELP,
     )  # fmt: skip
 
     vf = sub.add_parser(

@@ -36,9 +36,11 @@ if TYPE_CHECKING:
     from modelseal.sign.interface import Signer
     from modelseal.sign.trust import TrustConfig
     from modelseal.sign.verify import ExpectedSigner
+    from modelseal.vuln.baseline import Baseline, BaselineSpec
 
 __all__ = [
     "DEFAULT_POLICY",
+    "BaselineRequest",
     "JudgeOutcome",
     "JudgeRequest",
     "RebuildFlags",
@@ -50,6 +52,7 @@ __all__ = [
     "SignerFlags",
     "VerifyOutcome",
     "VerifyRequest",
+    "baseline_request",
     "expected_rebuilders",
     "expected_signer",
     "judge",
@@ -325,6 +328,63 @@ def _rebuilders(
     return tuple(out)
 
 
+# --- the vulnerability baseline ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineRequest:
+    """The baseline a run is judged against (:mod:`modelseal.vuln.baseline`), checked before
+    anything is built: where it is, and the signer an image baseline must be signed by."""
+
+    spec: BaselineSpec
+    expected: ExpectedSigner | None
+    timeout_s: float
+
+    def load(self) -> Baseline:
+        """Read and verify it (a failure is carried in the result: the gates are ERRORED)."""
+        from modelseal.vuln.baseline_load import load_baseline
+
+        return load_baseline(self.spec, expected=self.expected, timeout_s=self.timeout_s)
+
+
+def baseline_request(
+    flag: str | None, policy: LoadedPolicy, base_dir: Path, trust_config: Path | None = None
+) -> BaselineRequest | None:
+    """The run's baseline: ``flag`` (``--baseline``, relative to the working directory), else
+    the policy's ``vulnerabilities.baseline`` (relative to ``base_dir``, the build context);
+    None when neither names one. An image baseline's signer is the policy's ``verify``
+    section's (:func:`expected_signer`, no flags: the policy owns who may write a baseline);
+    a policy naming none is a ConfigError, before any build."""
+    from modelseal.vuln.baseline import parse_spec
+
+    text = flag if flag is not None else policy.policy.vulnerabilities.baseline
+    if text is None:
+        return None
+    what = "--baseline" if flag is not None else "vulnerabilities.baseline"
+    try:
+        spec = parse_spec(text, Path(".") if flag is not None else base_dir)
+    except ConfigError as e:
+        raise ConfigError(f"{what}: {e.message}") from None
+    expected = None
+    if spec.image is not None:
+        pv = policy.policy.verify
+        if pv.public_key is None and (
+            pv.issuer is None or (pv.identity or pv.identity_regexp) is None
+        ):
+            raise ConfigError(
+                f"{what} {text} is an image: its scan-report attestation must be signed by "
+                "the signer the policy's verify section names (checked as `modelseal verify` "
+                f"does), and {policy.source} names none.",
+                hint="Set verify.issuer with verify.identity or verify.identity_regexp, or "
+                "verify.public_key, in the policy (the base branch's, in a pull request).",
+            )
+        try:
+            expected = expected_signer(SignerFlags(trust_config=trust_config), policy)
+        except ConfigError as e:
+            raise ConfigError(f"{what} {text}: {e.message}", hint=e.hint) from None
+    return BaselineRequest(spec, expected, float(policy.policy.verify.timeout_seconds))
+
+
 # --- run -----------------------------------------------------------------------------------
 
 
@@ -385,6 +445,9 @@ class RunRequest:
     github_attestations: bool = False
     """Also submit the signed attestations to GitHub's attestation store (on top of the
     policy's ``publish.github_attestations``)."""
+    baseline: str | None = None
+    """The vulnerability baseline for this run (``--baseline``): a report.json or an image
+    reference; None: the policy's ``vulnerabilities.baseline``."""
 
 
 @dataclass(frozen=True)
@@ -470,6 +533,19 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
                     "github_attestations off and verify key-signed images with `modelseal verify "
                     "--key` or `cosign verify-attestation --key`.",
                 )
+    from modelseal.vuln.policy import VULN_GATES
+
+    # Only a run that scans for vulnerabilities reads (or asks a registry for) its baseline.
+    baseline = None
+    if any(g.name in VULN_GATES for g in selected):
+        baseline = baseline_request(
+            request.baseline, policy, request.context.resolve(), request.trust_config
+        )
+    elif request.baseline is not None:
+        raise ConfigError(
+            "--baseline judges the vulnerability findings, and no vulnerability gate runs: "
+            f"add --gate {' or --gate '.join(VULN_GATES)}."
+        )
     if request.build_contexts and (not gates or "build" in gates):
         from modelseal.imagebuild.gate import check_build_contexts
 
@@ -511,6 +587,7 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         policy.policy,
         internal_error=result.internal_error,
         base_dir=request.context.resolve(),
+        baseline=baseline.load() if baseline is not None else None,
     )
     report = Report(
         verdict=verdict,
@@ -669,6 +746,9 @@ class JudgeRequest:
     report: Path
     policy: LoadedPolicy
     out_dir: Path | None = None
+    baseline: str | None = None
+    """As :attr:`RunRequest.baseline` (the policy's is read relative to the working
+    directory)."""
 
 
 @dataclass(frozen=True)
@@ -691,8 +771,11 @@ def judge(request: JudgeRequest) -> JudgeOutcome:
     from modelseal.reports.json_report import read_results
 
     policy = request.policy
+    baseline = baseline_request(request.baseline, policy, Path("."))
     results, data = read_results(request.report)
-    verdict = judge_results(results, policy.policy)
+    verdict = judge_results(
+        results, policy.policy, baseline=baseline.load() if baseline is not None else None
+    )
     if request.out_dir is None:
         return JudgeOutcome(verdict)
     import calendar

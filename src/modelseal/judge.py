@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from modelseal import gates
 from modelseal.errors import ExitCode
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.policy import Policy
 from modelseal.policy.model import IgnoreEntry
+
+if TYPE_CHECKING:
+    from modelseal.vuln.baseline import Baseline, BaselineSummary
 
 
 class Outcome(Enum):
@@ -33,7 +36,8 @@ class Decision:
     ``finding`` is the collected finding itself, unchanged, unless ``made`` says the judge made
     it (an expired ignore entry that matched nothing). ``sources`` names every scanner that
     reported the advisory, when more than one did (the others' findings are ignored as
-    duplicates of this one)."""
+    duplicates of this one). ``baseline``: new, existing or worse against the run's baseline
+    (:mod:`modelseal.vuln.baseline`; None: no baseline, or not a vulnerability)."""
 
     finding: Finding
     outcome: Outcome
@@ -41,17 +45,25 @@ class Decision:
     ignore: IgnoreEntry | None = None
     made: bool = False
     sources: tuple[str, ...] = ()
+    baseline: str | None = None
 
 
 @dataclass(frozen=True)
 class GateVerdict:
     """A gate's collected evidence (``result``, exactly as collected) and the judge's decision:
     the status, and one decision per finding — first the collected findings, in order, then the
-    ones the judge made."""
+    ones the judge made. ``judge_error``: why judging could not run (the gate is ERRORED,
+    e.g. its baseline could not be read)."""
 
     result: GateResult
     status: Status
     decisions: tuple[Decision, ...]
+    judge_error: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """Why the gate is ERRORED: judging's reason, else collecting's."""
+        return self.judge_error or self.result.error
 
     @property
     def failing(self) -> tuple[Decision, ...]:
@@ -71,6 +83,8 @@ class Verdict:
     gates: tuple[GateVerdict, ...]
     status: Status
     exit_code: ExitCode
+    baseline: BaselineSummary | None = None
+    """The run's baseline and the counts against it (None: no baseline)."""
 
 
 Rule = Callable[[Policy, Finding], Decision]
@@ -80,22 +94,26 @@ Rule = Callable[[Policy, Finding], Decision]
 @dataclass(frozen=True)
 class Judging:
     """What one run's judging knows beyond each finding: every gate's collected results, the
-    policy, where the policy's relative paths are read from, and the day (which decides the
-    expired ignore entries)."""
+    policy, where the policy's relative paths are read from, the day (which decides the
+    expired ignore entries) and the vulnerability baseline, loaded (None: none)."""
 
     results: Sequence[GateResult]
     policy: Policy
     base_dir: Path
     today: date
+    baseline: Baseline | None = None
 
 
 @dataclass(frozen=True)
 class Prepared:
     """A gate's rules, prepared for one run: ``decide`` judges one finding, ``made`` holds the
-    decisions on findings the rules made themselves (not evidence), by the gate carrying them."""
+    decisions on findings the rules made themselves (not evidence), by the gate carrying them.
+    ``error``: the rules could not be prepared whole for this run — every gate they judge that
+    collected evidence is ERRORED with this reason (its findings are still decided)."""
 
     decide: Callable[[Finding], Decision]
     made: Mapping[str, tuple[Decision, ...]] = field(default_factory=dict)
+    error: str | None = None
 
 
 class Rules(Protocol):
@@ -180,6 +198,8 @@ def judge_gate(
     decisions = tuple(prepared.decide(f) for f in result.findings) + tuple(made)
     if result.status in (Status.ERRORED, Status.SKIPPED):
         return GateVerdict(result, result.status, decisions)
+    if prepared.error is not None:
+        return GateVerdict(result, Status.ERRORED, decisions, judge_error=prepared.error)
     failed = any(d.outcome is Outcome.FAIL for d in decisions)
     return GateVerdict(result, Status.FAILED if failed else Status.PASSED, decisions)
 
@@ -191,16 +211,19 @@ def judge(
     internal_error: bool = False,
     base_dir: Path | None = None,
     today: date | None = None,
+    baseline: Baseline | None = None,
 ) -> Verdict:
     """Judge every gate and derive the run's status and exit code.
 
     ``base_dir`` is where the policy's relative paths (VEX documents) are read from; ``today``
-    decides which ignore entries have expired.
+    decides which ignore entries have expired; ``baseline`` is the vulnerability baseline the
+    caller loaded (:func:`modelseal.vuln.baseline_load.load_baseline`), one that failed to load
+    included.
 
     A breach (FAILED) outranks an errored gate in the exit code: the policy was certainly
     breached. Both fail the run.
     """
-    run = Judging(tuple(results), policy, base_dir or Path.cwd(), today or date.today())
+    run = Judging(tuple(results), policy, base_dir or Path.cwd(), today or date.today(), baseline)
     # Every registered gate's rules are prepared, not only those of the gates that ran: a
     # policy whose rules cannot be prepared (an unreadable VEX document) is refused whatever
     # was collected.
@@ -214,13 +237,19 @@ def judge(
     verdicts = tuple(
         judge_gate(r, policy, prepared=prepared[r.gate], made=made.get(r.gate, ())) for r in results
     )
+    summary = None
+    if baseline is not None:
+        from modelseal.vuln.baseline import summarize
+
+        states = [
+            (d.finding, d.baseline) for g in verdicts for d in g.decisions if d.baseline is not None
+        ]
+        summary = summarize(baseline, policy.vulnerabilities, results, states)
     statuses = {g.status for g in verdicts}
     if internal_error:
-        return Verdict(verdicts, Status.ERRORED, ExitCode.BUG)
+        return Verdict(verdicts, Status.ERRORED, ExitCode.BUG, summary)
     if Status.FAILED in statuses:
-        return Verdict(verdicts, Status.FAILED, ExitCode.BREACHED)
-    if Status.ERRORED in statuses:
-        return Verdict(verdicts, Status.ERRORED, ExitCode.ERRORED)
-    if not verdicts:
-        return Verdict(verdicts, Status.ERRORED, ExitCode.ERRORED)
-    return Verdict(verdicts, Status.PASSED, ExitCode.PASSED)
+        return Verdict(verdicts, Status.FAILED, ExitCode.BREACHED, summary)
+    if Status.ERRORED in statuses or not verdicts:
+        return Verdict(verdicts, Status.ERRORED, ExitCode.ERRORED, summary)
+    return Verdict(verdicts, Status.PASSED, ExitCode.PASSED, summary)

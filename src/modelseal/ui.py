@@ -164,7 +164,7 @@ def print_verdict(verdict: Verdict, reports: Mapping[str, Path], console: Consol
     for g in verdict.gates:
         n = len(g.decisions)
         findings = f"{len(g.failing)} failing / {n}" if n else "-"
-        note = (g.result.error or "").splitlines()[0] if g.result.error else ""
+        note = (g.error or "").splitlines()[0] if g.error else ""
         if not note and "image.digest" in g.result.facts:
             note = g.result.facts["image.digest"]
         table.add_row(
@@ -184,10 +184,12 @@ def print_verdict(verdict: Verdict, reports: Mapping[str, Path], console: Consol
                 f"({f.severity.name}){where}: {untrusted(f.title)}",
                 highlight=False,
             )
-        if g.status is Status.ERRORED and g.result.error:
+        if g.status is Status.ERRORED and g.error:
             console.print(f"[yellow]![/] {untrusted(g.result.gate)} errored:", highlight=False)
-            for line in g.result.error.splitlines():
+            for line in g.error.splitlines():
                 console.print(f"    {untrusted(line)}", highlight=False)
+    if verdict.baseline is not None:
+        console.print(untrusted(verdict.baseline.line()), highlight=False)
     style = STYLES[verdict.status]
     console.print(
         f"verdict: [{style}]{verdict.status.value}[/] (exit {int(verdict.exit_code)})",

@@ -120,6 +120,9 @@ def test_everything_set() -> None:
         ({"verify-issuer": "token.actions"}, "input verify-issuer: expected an http(s) URL"),
         ({"builder": "my builder"}, "input builder: expected a buildx builder name"),
         ({"builder": "-x"}, "input builder: must not start with '-'"),
+        ({"baseline": "-x"}, "input baseline: must not start with '-'"),
+        ({"baseline": "a\x1bb"}, "input baseline: contains a control character"),
+        ({"baseline": "r.io/x:" + "t" * 1030}, "input baseline: expected a report.json path"),
         ({"rebuild-on": "a builder"}, "input rebuild-on: expected same, fresh or a buildx"),
         (
             {"buildkit-image": "moby/buildkit:v0.31.2"},
@@ -156,6 +159,14 @@ def test_bad_inputs(inputs: dict[str, str], problem: str) -> None:
         parse_inputs(env)
     assert problem in str(exc.value)
     assert exc.value.exit_code == 2
+
+
+def test_the_baseline_input_is_the_runs_baseline() -> None:
+    """The baseline input becomes the run's --baseline (the policy's when empty)."""
+    inputs = parse_inputs(env_of(baseline="ghcr.io/org/iris:main"))
+    assert inputs.baseline == "ghcr.io/org/iris:main"
+    assert run_request(inputs, default_policy()).baseline == "ghcr.io/org/iris:main"
+    assert run_request(parse_inputs({}), default_policy()).baseline is None
 
 
 def test_every_problem_at_once() -> None:

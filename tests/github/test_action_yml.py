@@ -190,7 +190,9 @@ def test_pull_requests_publish_nothing() -> None:
     jobs = _jobs(EXAMPLES / "pull-request.yml")
     seal = next(s for s in _steps(jobs["scan"]) if "modelseal@" in s.get("uses", ""))
     assert seal["with"]["push"] is False
-    assert jobs["scan"]["permissions"] == {"contents": "read"}
+    # packages: read, for the baseline image's attestation (the base branch's last seal).
+    assert jobs["scan"]["permissions"] == {"contents": "read", "packages": "read"}
+    assert seal["with"]["baseline"] == "ghcr.io/owner/iris-server:main"
     assert "security-events" in jobs["code-scanning"]["permissions"]
     assert not any("modelseal@" in s.get("uses", "") for s in _steps(jobs["code-scanning"]))
 

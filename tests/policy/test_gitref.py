@@ -441,3 +441,25 @@ def test_a_trusted_file_the_ref_does_not_have_cannot_come_from_the_checkout(
     with pytest.raises(ConfigError) as e:
         check_trust_inputs(loaded, Path("ctx"))
     assert "is outside the git repository" in str(e.value)
+
+
+def test_a_baseline_file_the_policy_names_is_the_committed_one(
+    trusting: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vulnerabilities.baseline decides which findings are existing: under a ref, the checkout
+    cannot supply its own (a pull request listing its new findings there); an image baseline
+    is checked by its signature instead, not here."""
+    monkeypatch.setenv("MODELSEAL_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = _policy_at_main(trusting, "version: 1\nvulnerabilities: {baseline: base.json}\n")
+    assert [(t.key, t.path, t.sha256) for t in check_trust_inputs(loaded, Path("ctx"))] == [
+        ("vulnerabilities.baseline", "ctx/base.json", "")
+    ]
+    (trusting / "ctx" / "base.json").write_text('{"schema_version": 2, "gates": []}')
+    with pytest.raises(ConfigError) as e:
+        check_trust_inputs(loaded, Path("ctx"))
+    assert "vulnerabilities.baseline ctx/base.json" in str(e.value)
+    assert "is not there; the checkout has its own" in str(e.value)
+    image = _policy_at_main(
+        trusting, "version: 1\nvulnerabilities: {baseline: 'ghcr.io/org/app:main'}\n"
+    )
+    assert check_trust_inputs(image, Path("ctx")) == ()

@@ -192,7 +192,7 @@ def annotations_for_verdict(verdict: Verdict, places: Places) -> list[Annotation
     warnings: list[Annotation] = []
     failing: list[Decision] = []
     for g in verdict.gates:
-        error = g.result.error or ""
+        error = g.error or ""
         # A gate not run because the one it needs errored adds nothing to that one's error.
         if g.status is Status.ERRORED and error and not error.startswith("not run:"):
             errors += text_annotations(error, f"modelseal: gate {g.result.gate} errored", places)

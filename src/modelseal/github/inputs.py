@@ -36,6 +36,7 @@ INPUT_ENV: Final[Mapping[str, str]] = MappingProxyType(
     {
         "policy": "MODELSEAL_POLICY",
         "policy-ref": "MODELSEAL_POLICY_REF",
+        "baseline": "MODELSEAL_BASELINE",
         "context": "MODELSEAL_CONTEXT",
         "dockerfile": "MODELSEAL_DOCKERFILE",
         "image": "MODELSEAL_IMAGE",
@@ -143,6 +144,8 @@ class ActionInputs:
     platforms: tuple[str, ...] = ()
     policy_ref: str | None = None
     """The git ref the policy is read from; on pull_request events the base branch."""
+    baseline: str | None = None
+    """The vulnerability baseline (``--baseline``): a report.json or an image reference."""
 
     @property
     def self_check(self) -> bool:
@@ -320,6 +323,9 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
     if "\n" in token.strip() or _CONTROL.search(token):
         r.problem("github-token", "must be one line without control characters")  # never shown
     policy_ref = r.single("policy-ref") or _base_ref(r)
+    from modelseal.policy.model import BASELINE_PATTERN
+
+    baseline = r.matching("baseline", BASELINE_PATTERN)
     if policy_ref is not None:
         from modelseal.policy.gitref import check_ref
 
@@ -386,6 +392,7 @@ def parse_inputs(env: Mapping[str, str]) -> ActionInputs:
         annotations=annotations,
         platforms=platforms,
         policy_ref=policy_ref,
+        baseline=baseline,
     )
 
 
@@ -501,6 +508,7 @@ def run_request(inputs: ActionInputs, policy: LoadedPolicy) -> app.RunRequest:
         # Within the job (MODELSEAL_CACHE_DIR, set before this is built): action.yml's cache
         # step keeps only the Trivy DB between runs, never evidence.
         evidence_cache=evcache.default_dir(),
+        baseline=inputs.baseline,
     )
 
 

@@ -185,7 +185,8 @@ def check_trust_inputs(
     nothing to check: ``()``.
 
     The files: ``vulnerabilities.vex``, ``models.signature.public_key`` and
-    ``models.signature.trust_config`` (relative to the build context ``context``), ``sign.trust_config`` (relative to the policy file). A pull
+    ``models.signature.trust_config``, a ``vulnerabilities.baseline`` report file (relative
+    to the build context ``context``), ``sign.trust_config`` (relative to the policy file). A pull
     request that changes one of them is refused (exit 2), as it would otherwise be judged by
     the VEX statements or the key it wrote; the change takes effect once merged. The model
     signature, the lock and the model files themselves are what the run checks, not what it
@@ -207,6 +208,14 @@ def check_trust_inputs(
         named.append(("models.signature.trust_config", context / sig.trust_config))
     if policy.sign.trust_config is not None:
         named.append(("sign.trust_config", Path(loaded.source).parent / policy.sign.trust_config))
+    if policy.vulnerabilities.baseline is not None:
+        from modelseal.vuln.baseline import parse_spec
+
+        # A baseline report file decides which findings count as existing: the pull request
+        # must not supply its own (an image baseline is verified by its signature instead).
+        spec = parse_spec(policy.vulnerabilities.baseline, context)
+        if spec.path is not None:
+            named.append(("vulnerabilities.baseline", spec.path))
     return tuple(_check_input(key, path, loaded, repo, top) for key, path in named)
 
 

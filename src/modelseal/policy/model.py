@@ -547,6 +547,14 @@ class ModelsPolicy(BaseModel):
 
 SeverityName = Literal["unknown", "low", "medium", "high", "critical"]
 
+BASELINE_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]{1,1024}$"
+"""A baseline: a report.json path or an image reference (:mod:`modelseal.vuln.baseline`)."""
+
+PATTERN_MESSAGES[BASELINE_PATTERN] = (
+    "expected a report.json path or an image reference: one line, no control characters, "
+    "at most 1024 characters"
+)
+
 
 class IgnoreEntry(BaseModel):
     """An accepted vulnerability: why, and until when. Every matcher the entry gives (package,
@@ -772,6 +780,25 @@ class VulnerabilitiesPolicy(BaseModel):
         "given); a product with subcomponents covers only those; an image (pkg:oci/…) "
         "without subcomponents covers everything in it; a product that is no purl is read "
         "as a package name.",
+    )
+
+    baseline: Annotated[str, StringConstraints(pattern=BASELINE_PATTERN)] | None = Field(
+        default=None,
+        description="Fail only on what a change adds: a previous run's report.json (a path "
+        "relative to the build context) or an image reference REGISTRY/REPOSITORY[:TAG]"
+        "[@sha256:…] whose scan-report attestation, signed by the signer the verify section "
+        "names, holds that report. A finding with the same advisory id or alias, package name "
+        "and package type as one in the baseline is existing (the version may differ) and is "
+        "judged by baseline_policy; every other finding is new and judged as without a "
+        "baseline. A baseline that cannot be read, parsed or verified makes the vulnerability "
+        "gates ERRORED. `--baseline` (action input baseline) sets it for one run.",
+    )
+    baseline_policy: Literal["warn", "fail-if-worse", "fail"] = Field(
+        default="fail-if-worse",
+        description="How existing findings are judged. warn: never fail (shown as warnings). "
+        "fail-if-worse: fail only when the finding would fail and is worse than in the "
+        "baseline: a higher severity, or a higher CVSS score (both known). fail: judged as "
+        "new ones. An expired ignore entry fails in every mode.",
     )
 
     @field_validator("overrides")

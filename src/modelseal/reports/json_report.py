@@ -62,6 +62,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "verdict": v.status.value,
         "exit_code": int(v.exit_code),
         "gates": [_gate_to_json(g) for g in v.gates],
+        **({"baseline": v.baseline.to_json()} if v.baseline is not None else {}),
     }
 
 
@@ -79,6 +80,10 @@ def _gate_to_json(g: GateVerdict) -> dict[str, Any]:
         }
         if d.sources:
             outcome["sources"] = list(d.sources)
+        if d.baseline is not None:
+            outcome["baseline"] = "new" if d.baseline == "new" else "existing"
+            if d.baseline == "worse":
+                outcome["worse"] = True
         outcomes.append(outcome)
         counters[where] += 1
     return {
@@ -95,6 +100,7 @@ def _gate_to_json(g: GateVerdict) -> dict[str, Any]:
             "status": g.status.value,
             "findings": [f.to_json() for f in g.made],
             "outcomes": outcomes,
+            **({"error": g.judge_error} if g.judge_error else {}),
         },
     }
 
@@ -211,6 +217,8 @@ def decided_findings(gate: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "reason": o.get("reason"),
                 "sources": list(o.get("sources") or ()),
                 "made": o.get("from") == "decision",
+                "baseline": o.get("baseline"),
+                "worse": bool(o.get("worse")),
             }
         )
     return out

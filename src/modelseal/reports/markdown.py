@@ -74,19 +74,21 @@ def verdict_sections(verdict: Verdict) -> list[str]:
     for g in verdict.gates:
         total = len(g.decisions)
         counts = f"{len(g.failing)} failing / {total}" if total else "0"
-        error = (g.result.error or "").strip()
+        error = (g.error or "").strip()
         note = error.splitlines()[0] if error else _key_fact(g.result.facts)
         out.append(
             f"| {md_escape(g.result.gate)} | {ICONS[g.status]} {g.status.value} | {counts} | "
             f"{g.result.duration_s:.1f}s | {md_escape(note)} |"
         )
+    if verdict.baseline is not None:
+        out += ["", md_escape(verdict.baseline.line(), limit=2 * MAX_CELL)]
     for g in verdict.gates:
-        if g.status is Status.ERRORED and g.result.error:
+        if g.status is Status.ERRORED and g.error:
             out += [
                 "",
                 f"<details><summary>{md_escape(g.result.gate)}: why it errored</summary>",
                 "",
-                pre(g.result.error),
+                pre(g.error),
                 "",
                 "</details>",
             ]
@@ -105,8 +107,9 @@ def verdict_sections(verdict: Verdict) -> list[str]:
         for d in ranked[:MAX_FINDINGS]:
             f = d.finding
             cells = (f.id, f.subject, f.location or "", f.title, d.reason)
+            state = f" ({_STATE[d.baseline]})" if d.baseline is not None else ""
             out.append(
-                f"| {d.outcome.value} | {f.severity.name} | "
+                f"| {d.outcome.value}{state} | {f.severity.name} | "
                 + " | ".join(md_escape(c) for c in cells)
                 + " |"
             )
@@ -114,6 +117,10 @@ def verdict_sections(verdict: Verdict) -> list[str]:
             out += ["", f"… and {len(ranked) - MAX_FINDINGS} more in report.json."]
         out += ["", "</details>"]
     return out
+
+
+#: A finding's baseline state as the findings table shows it.
+_STATE: Final[Mapping[str, str]] = {"new": "new", "existing": "unchanged", "worse": "worse"}
 
 
 def render_markdown(report: Report) -> str:

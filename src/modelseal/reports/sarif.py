@@ -21,6 +21,7 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 MAX_RESULTS = 5000
 MAX_MESSAGE = 1000
 _LEVEL = {Outcome.FAIL: "error", Outcome.WARN: "warning", Outcome.IGNORED: "note"}
+_BASELINE_STATE = {"new": "new", "existing": "unchanged", "worse": "updated"}
 #: GitHub ranks code-scanning alerts by this numeric "security-severity".
 _SECURITY_SEVERITY = {
     Severity.CRITICAL: "9.5",
@@ -61,7 +62,14 @@ def render_sarif(report: Report) -> dict[str, Any]:
                     }
                 },
                 "results": results,
-                "properties": {"verdict": report.verdict.status.value},
+                "properties": {
+                    "verdict": report.verdict.status.value,
+                    **(
+                        {"baseline": report.verdict.baseline.to_json()}
+                        if report.verdict.baseline is not None
+                        else {}
+                    ),
+                },
             }
         ],
     }
@@ -109,6 +117,10 @@ def _result(d: Decision, rule_id: str, index: int, report: Report) -> dict[str, 
     }
     if d.sources:
         result["properties"]["sources"] = list(d.sources)
+    if d.baseline is not None:
+        # SARIF 2.1.0 §3.27.24: new / unchanged / updated (a finding fixed since the
+        # baseline, "absent", has no result here: the run's properties count it).
+        result["baselineState"] = _BASELINE_STATE[d.baseline]
     if d.outcome is Outcome.IGNORED:
         result["suppressions"] = [{"kind": "external", "justification": _clip(d.reason, 500)}]
     return result

@@ -1,16 +1,19 @@
 """How the policy judges the vulnerability scanners' findings (the trivy and pip-audit gates):
 the questions :func:`modelseal.vuln.policy.decide` asks of each finding, with what a run adds —
-VEX documents, today's date, the findings repeating another scanner's, and the ignore entries
-that matched nothing (expired: a failure; live: a "stale ignore" warning)."""
+VEX documents, today's date, the findings repeating another scanner's, the ignore entries that
+matched nothing (expired: a failure; live: a "stale ignore" warning), and the baseline
+(:mod:`modelseal.vuln.baseline`): what an existing finding that would fail gets under
+``baseline_policy`` (:func:`apply_baseline`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Decision, Judging, Outcome, Prepared, Rules, default_rule
 from modelseal.policy import Policy
+from modelseal.vuln.baseline import BaselineIndex, BaselineMode
 from modelseal.vuln.policy import (
     VULN_GATES,
     VulnDecision,
@@ -112,6 +115,30 @@ def _entry_decisions(
     return {g: tuple(ds) for g, ds in out.items()}
 
 
+def apply_baseline(d: Decision, index: BaselineIndex, mode: BaselineMode) -> Decision:
+    """``d`` (the decision without a baseline) with the finding's baseline state, and the
+    outcome ``mode`` gives an existing finding that would fail."""
+    if not is_vuln(d.finding):
+        return d
+    cmp = index.compare(d.finding)
+    d = replace(d, baseline=cmp.state)
+    if cmp.state == "new" or d.outcome is not Outcome.FAIL:
+        return d
+    if d.ignore is not None:  # an expired ignore entry: its date decides, not the baseline
+        return replace(d, reason=f"{d.reason} (existing in the baseline; expired entries fail)")
+    if mode == "fail":
+        return replace(d, reason=f"{d.reason} (existing in the baseline; baseline_policy fail)")
+    if mode == "fail-if-worse" and cmp.state == "worse":
+        return replace(d, reason=f"{d.reason}; worse than in the baseline: {cmp.why}")
+    why = "" if mode == "warn" else " and not worse"
+    return replace(
+        d,
+        outcome=Outcome.WARN,
+        reason=f"existing in the baseline{why}, allowed by vulnerabilities.baseline_policy "
+        f"{mode} (would fail: {d.reason})",
+    )
+
+
 @dataclass(frozen=True)
 class VulnRules:
     """The rules of every vulnerability scanner; a finding not in the shared vulnerability
@@ -130,6 +157,14 @@ class VulnRules:
         for dup, kept in dups.items():
             repeated_by.setdefault(id(kept), []).append(by_id[dup])
         vex = tuple(load_vex(policy.vulnerabilities.vex, run.base_dir))
+        # The baseline (modelseal.vuln.baseline): one that could not be loaded leaves every
+        # finding judged as new and the gates ERRORED, never judged as if there were none.
+        index, error = None, None
+        if run.baseline is not None and run.baseline.error is not None:
+            error = f"the vulnerability baseline could not be used: {run.baseline.error}"
+        elif run.baseline is not None:
+            index = BaselineIndex(run.baseline, policy.vulnerabilities)
+        mode = policy.vulnerabilities.baseline_policy
 
         def judge_one(f: Finding) -> Decision:
             if not is_vuln(f):
@@ -142,9 +177,12 @@ class VulnRules:
                 duplicate_of=dups.get(id(f)),
                 repeated_by=repeated_by.get(id(f), ()),
             )
-            return _decision(f, d, sources.get(id(f), ()))
+            out = _decision(f, d, sources.get(id(f), ()))
+            if index is not None:
+                out = apply_baseline(out, index, mode)
+            return out
 
-        return Prepared(judge_one, _entry_decisions(results, policy, run))
+        return Prepared(judge_one, _entry_decisions(results, policy, run), error=error)
 
 
 #: The trivy and pip-audit gates' rules (:attr:`modelseal.gates.GateSpec.rules`).
