@@ -794,6 +794,7 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
         timeout_s=request.timeout_s if request.timeout_s is not None else pv.timeout_seconds,
         rebuilders=rebuilders,
         min_rebuilds=min_rebuilds,
+        require_runtime_profile=pv.require_runtime_profile,
     )
     result = verify_image(request.image, options)
     if request.model_signature is not None:
