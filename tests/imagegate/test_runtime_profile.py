@@ -16,6 +16,7 @@ from tests.support.tools import docker_cli
 
 from modelseal.findings import GateResult, Status
 from modelseal.imagebuild.gate import BuildGate
+from modelseal.imagegate import user
 from modelseal.imagegate.gate import ImageGate
 from modelseal.imagegate.profile import PROFILE_FILE, profile_sha256
 from modelseal.pipeline import RunOptions, SourceDateEpoch, run_pipeline
@@ -35,11 +36,14 @@ class Run:
     context: Path
 
 
-def _run(busybox_base: str, root: Path, dockerfile: str, policy_extra: str = "") -> Run:
+def _run(
+    busybox_base: str, root: Path, dockerfile: str, policy_extra: str = "",
+    files: dict[str, str] | None = None,
+) -> Run:  # fmt: skip
     ctx = root / "ctx"
     ctx.mkdir(parents=True)
-    (ctx / "passwd").write_text(PASSWD)
-    (ctx / "group").write_text(GROUP)
+    for name, text in {"passwd": PASSWD, "group": GROUP, **(files or {})}.items():
+        (ctx / name).write_text(text)
     (ctx / "Dockerfile").write_text("FROM base\n" + dockerfile)
     policy = load_policy_text(
         "version: 1\nbuild:\n  rebuild_check: false\n" + policy_extra, "policy.yml"
@@ -183,3 +187,45 @@ def test_the_profile_docker_flags_run_the_image_with_that_privilege(
     lines = proc.stdout.split()
     assert lines[:4] == ["1000", "2000", "root-read-only", "tmp-writable"], proc.stdout
     assert proc.stdout.strip().endswith("0000000000000000"), proc.stdout
+
+
+def test_the_image_files_are_read_inside_the_image_and_bounded(
+    busybox_base: str, tmp_path: Path
+) -> None:
+    """/etc/passwd through a symlink inside the image is read; one over the size limit, or an
+    entry whose uid is no number, resolves nothing (never a guess)."""
+    run = _run(
+        busybox_base, tmp_path / "link",
+        "COPY passwd /srv/users\nCOPY group /etc/group\n"
+        "RUN mkdir -p /etc && ln -s ../srv/users /etc/passwd\nUSER app\n",
+    )  # fmt: skip
+    assert run.profile["user"] == {"configured": "app", "uid": 1000, "gid": 1000, "name": "app"}
+    huge = PASSWD + "#" * user.MAX_FILE_BYTES
+    run = _run(busybox_base, tmp_path / "big", "COPY huge /etc/passwd\nUSER app\n",
+               files={"huge": huge})  # fmt: skip
+    assert run.profile["user"]["problem"] == (  # type: ignore[index]
+        "user app is not in the image's /etc/passwd"
+    )
+    run = _run(busybox_base, tmp_path / "bad", "COPY bad /etc/passwd\nUSER app\n",
+               files={"bad": "app:x:1e3:0::/:/bin/sh\n"})  # fmt: skip
+    assert run.profile["user"]["problem"] == (  # type: ignore[index]
+        "/etc/passwd's entry app has no valid uid or gid"
+    )
+
+
+def test_platforms_that_need_different_profiles_get_none(tmp_path: Path) -> None:
+    import types
+    from typing import cast
+
+    from modelseal.findings import Finding
+    from modelseal.imagegate.profile import write_profile
+    from modelseal.pipeline import Context
+
+    ctx = cast("Context", types.SimpleNamespace(out_dir=tmp_path))
+    a = {"version": 1, "nonRoot": True, "user": {"uid": 1000}}
+    made = write_profile(ctx, {"linux/amd64": a, "linux/arm64": a | {"nonRoot": False}})
+    assert isinstance(made, Finding) and made.id == "image.runtime_profile"
+    assert made.evidence["platforms"] == "linux/amd64 uid 1000, linux/arm64 root"
+    assert not (tmp_path / PROFILE_FILE).exists()
+    path, sha = write_profile(ctx, {"linux/amd64": a, "linux/arm64": dict(a)})  # type: ignore[misc]
+    assert json.loads(path.read_text()) == a and sha == profile_sha256(a)
