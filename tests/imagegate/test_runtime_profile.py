@@ -189,6 +189,30 @@ def test_the_profile_docker_flags_run_the_image_with_that_privilege(
     assert proc.stdout.strip().endswith("0000000000000000"), proc.stdout
 
 
+def test_the_root_profile_flags_lower_the_port_sysctl_and_drop_every_capability(
+    root_image: Run, busybox_base: str
+) -> None:
+    docker = docker_cli()
+    tag = "modelseal-test/profile-root:1"
+    build = subprocess.run(
+        [docker, "buildx", "build", "--load", "-t", tag, "--build-context",
+         f"base={busybox_base}", str(root_image.context)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    flags = root_image.profile["docker"]["run"]  # type: ignore[index]
+    script = (
+        "busybox id -u; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+        "busybox grep CapBnd /proc/self/status"
+    )
+    proc = subprocess.run(
+        [docker, "run", "--rm", "--network", "none", *flags, tag, "sh", "-c", script],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "80", "CapBnd:", "0000000000000000"], proc.stdout
+
+
 def test_the_image_files_are_read_inside_the_image_and_bounded(
     busybox_base: str, tmp_path: Path
 ) -> None:
