@@ -300,6 +300,22 @@ def test_pod_level_privilege_and_every_container_kind_are_checked(profiled: Prof
         assert not _admitted(doc, _pod(profiled, good, **{kind: [sealed]})), kind
 
 
+@pytest.mark.parametrize(
+    "pattern,image",
+    [("docker.io/org/model*", "org/model:1"), ("docker.io/library/model*", "model:1"),
+     ("docker.io/org/model*", "docker.io/org/model@sha256:" + "a" * 64)],
+)  # fmt: skip
+def test_a_short_docker_hub_name_is_matched_as_kyverno_normalizes_it(
+    profiled: Profiled, pattern: str, image: str
+) -> None:
+    doc = _doc(_spec(profiled, image_patterns=(pattern,)), "kyverno")
+    pod = _pod(profiled, _sc(profiled) | {"privileged": True})
+    pod["spec"]["containers"][0]["image"] = image
+    assert not _admitted(doc, pod)
+    pod["spec"]["containers"][0]["image"] = "ghcr.io/org/model:1"  # not this policy's image
+    assert _admitted(doc, pod)
+
+
 def test_a_root_profile_does_not_demand_non_root(profiled: Profiled) -> None:
     root = RuntimeRule(non_root=False, uid=0, gid=0)
     doc = _doc(_spec(profiled, runtime=root), "kyverno")

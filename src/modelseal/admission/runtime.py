@@ -143,12 +143,26 @@ def _inherited(field: str, test: str, *, unset: str) -> str:
     )
 
 
+#: A container's image as Kyverno's verifyImages sees it: a name without a registry host (no
+#: ``.`` or ``:`` in its first component, not ``localhost``) is Docker Hub's, a one-component
+#: one under ``library/``. A glob matching either form selects the container (more is checked,
+#: never less).
+_NORMALIZED: Final = (
+    "(c.image.matches('^(localhost|[^/]*[.:][^/]*)/') ? c.image : "
+    "(c.image.matches('/') ? 'docker.io/' + c.image : 'docker.io/library/' + c.image))"
+)
+
+
 def cel_variables(patterns: list[str]) -> list[dict[str, str]]:
-    """``sealedContainers``: the pod's containers of every kind whose image matches one of
-    the image globs (each as an anchored regular expression, :func:`glob_re2`)."""
+    """``sealedContainers``: the pod's containers of every kind whose image, as written or as
+    Kyverno normalizes it (:data:`_NORMALIZED`), matches one of the image globs (each as an
+    anchored regular expression, :func:`glob_re2`)."""
     from modelseal.admission.embed import glob_re2, quote_cel
 
-    matches = " || ".join(f"c.image.matches({quote_cel(glob_re2(p))})" for p in patterns)
+    matches = " || ".join(
+        f"c.image.matches({quote_cel(glob_re2(p))}) || {_NORMALIZED}.matches({quote_cel(glob_re2(p))})"
+        for p in patterns
+    )
     return [{"name": "sealedContainers", "expression": f"({_CONTAINERS}).filter(c, {matches})"}]
 
 
