@@ -253,3 +253,11 @@ def test_platforms_that_need_different_profiles_get_none(tmp_path: Path) -> None
     assert not (tmp_path / PROFILE_FILE).exists()
     path, sha = write_profile(ctx, {"linux/amd64": a, "linux/arm64": dict(a)})  # type: ignore[misc]
     assert json.loads(path.read_text()) == a and sha == profile_sha256(a)
+
+
+def test_an_empty_user_is_uid_0_looked_up_in_the_image(busybox_base: str, tmp_path: Path) -> None:
+    """runc reads no USER as "0": the passwd entry of uid 0 names it and gives its group."""
+    run = _run(busybox_base, tmp_path, "COPY passwd /etc/passwd\n",
+               files={"passwd": "toor:x:0:7:root:/root:/bin/sh\n"})  # fmt: skip
+    assert run.profile["user"] == {"configured": "", "uid": 0, "gid": 7, "name": "toor"}
+    assert run.profile["nonRoot"] is False

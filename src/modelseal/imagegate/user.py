@@ -4,8 +4,9 @@ runc (libcontainer ``user.GetExecUser``, which Docker and containerd use) reads 
 ``user[:group]``: each part is a name or a number, looked up in the image's ``/etc/passwd`` and
 ``/etc/group`` (a number matches an entry with that id, or stands for itself when none does); a
 user found in ``/etc/passwd`` brings its primary group unless ``:group`` is given; a number not
-found runs with group 0. An empty ``User`` is root. A name that is not in the file stops the
-container from starting: here it is a :attr:`RuntimeUser.problem` (uid unknown), never a guess.
+found runs with group 0. An empty ``User`` is uid 0 (looked up the same way). A name that is
+not in the file stops the container from starting: here it is a :attr:`RuntimeUser.problem`
+(uid unknown), never a guess.
 
 The two files are read from the resolved image filesystem, bounded (:data:`MAX_FILE_BYTES`,
 :data:`MAX_LINES`), following symlinks inside the image only.
@@ -53,11 +54,12 @@ def runtime_user(view: ImageView) -> RuntimeUser:
     """The runtime user of ``view``'s image (see the module doc)."""
     config = view.config.get("config")
     raw = config.get("User") if isinstance(config, dict) else None
-    if raw is None or raw == "":
-        return RuntimeUser("", 0, 0, "root" if _has_root(view) else None)
+    if raw is None:
+        raw = ""
     if not isinstance(raw, str):
         return RuntimeUser(repr(raw)[:80], None, None, None, "the config's User is not a string")
-    user, sep, group = raw.partition(":")
+    # runc reads an empty User as uid 0, looked up like any other (its gid from /etc/passwd)
+    user, sep, group = (raw or "0").partition(":")
     if not user or (sep and not group):
         return RuntimeUser(raw, None, None, None, f"User {_shown(raw)} is not user[:group]")
     passwd = _table(view, "etc/passwd", 4)
@@ -87,10 +89,6 @@ def runtime_user(view: ImageView) -> RuntimeUser:
     return RuntimeUser(raw, uid, gid, name)
 
 
-def _has_root(view: ImageView) -> bool:
-    return any(e[2] == "0" for e in _table(view, "etc/passwd", 4))
-
-
 def _id(text: str) -> int | None:
     if not text.isascii() or not text.isdigit() or len(text) > 10:
         return None
@@ -116,7 +114,8 @@ def _table(view: ImageView, path: str, need: int) -> list[list[str]]:
         with dest.open("rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
     rows = []
-    for line in data.decode("utf-8", "surrogateescape").splitlines()[:MAX_LINES]:
+    # Lines end at "\n" only, as runc reads them (str.splitlines would also split at \x1c …).
+    for line in data.decode("utf-8", "surrogateescape").split("\n")[:MAX_LINES]:
         parts = line.split(":")
         if len(parts) >= need and parts[0] and not line.startswith(("#", "+", "-")):
             rows.append(parts)
