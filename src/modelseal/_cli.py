@@ -281,15 +281,24 @@ def _export(args: argparse.Namespace) -> int:
 
         raise ConfigError("--no-sbom and --require-sbom contradict each other; give one.")
     policy = _load_policy(args)
+    runtime = None
+    if args.runtime_profile is not None:
+        from modelseal.admission.runtime import load_runtime_rule, unenforced_runtime
+
+        runtime = load_runtime_rule(args.runtime_profile)
     spec = spec_from_policy(
         policy,
         image_patterns=tuple(args.image_pattern),
         name=args.name,
         require_sbom=not args.no_sbom,
         policy_sha256=args.policy_digest,
+        runtime=runtime,
     )
     text = export_yaml(spec, args.export_format)
-    for notice in unenforced(policy):
+    notices = unenforced(policy)
+    if runtime is not None and (gap := unenforced_runtime(args.export_format)) is not None:
+        notices.append(gap)
+    for notice in notices:
         _console().print(f"modelseal: notice: {message(notice)}", highlight=False)
     if args.output is None:
         sys.stdout.write(text)

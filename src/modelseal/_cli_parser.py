@@ -553,6 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the default; accepted for compatibility")  # fmt: skip
     pe.add_argument("--policy-digest", type=_policy_digest, metavar="sha256:HEX",
                     help="the scan report must name the policy with this digest")  # fmt: skip
+    pe.add_argument("--runtime-profile", type=Path, metavar="FILE",
+                    help="the image's runtime profile (runtime-profile.json, or `modelseal "
+                    "verify --format json` output): require its signed attestation, and "
+                    "(kyverno) refuse pods running the image with more privilege")  # fmt: skip
     pe.add_argument("-o", "--output", type=Path, metavar="FILE",
                     help="write here (created fresh; default: standard output)")  # fmt: skip
     pi = pol_sub.add_parser(

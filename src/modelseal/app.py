@@ -24,6 +24,7 @@ from modelseal import __version__, fsio
 from modelseal.errors import ConfigError, Error, ExitCode
 
 if TYPE_CHECKING:
+    from modelseal.findings import GateResult
     from modelseal.judge import Verdict
     from modelseal.pipeline import PipelineResult, ProgressFn
     from modelseal.policy import LoadedPolicy
@@ -635,6 +636,14 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
             "publish.attestations lists openvex, but the verdict accepted no risk: no OpenVEX "
             "attestation is published (an OpenVEX document needs at least one statement)."
         )
+    if "runtime-profile" in policy.policy.publish.attestations and (
+        "runtime_profile" not in _artifacts(result.results, "image")
+    ):
+        hooks.notice(
+            "publish.attestations lists runtime-profile, but the image gate wrote no runtime "
+            "profile (it is off, or the platforms needed different profiles): no runtime-profile "
+            "attestation is published."
+        )
     published = publish_run(
         {r.gate: r for r in result.results},
         paths["json"],
@@ -661,6 +670,10 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
         policy=policy, verdict=verdict, report=report, pipeline=result, paths=paths,
         out_dir=out_dir, published=published,
     )  # fmt: skip
+
+
+def _artifacts(results: Sequence[GateResult], gate: str) -> Mapping[str, Path]:
+    return next((r.artifacts for r in results if r.gate == gate), {})
 
 
 @dataclass(frozen=True)
@@ -864,6 +877,7 @@ def verify(request: VerifyRequest) -> VerifyOutcome:
         timeout_s=request.timeout_s if request.timeout_s is not None else pv.timeout_seconds,
         rebuilders=rebuilders,
         min_rebuilds=min_rebuilds,
+        require_runtime_profile=pv.require_runtime_profile,
     )
     result = verify_image(request.image, options)
     if request.model_signature is not None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -147,7 +147,33 @@ def print_verification(result: VerifyResult) -> None:
                 print(
                     f"      {'✓' if vote.agrees else '✗'} {plain(vote.rebuilder)}: {plain(vote.why)}"
                 )
+    if result.runtime_profile is not None:
+        for line in runtime_profile_lines(result.runtime_profile):
+            print(f"  {plain(line)}")
     print("verified" if result.ok else "NOT verified")
+
+
+def runtime_profile_lines(profile: Mapping[str, Any]) -> list[str]:
+    """A verified runtime profile, for people: the container securityContext (and the pod's,
+    when it needs one) as JSON, and the docker run flags (shell-quoted)."""
+    import json
+    import shlex
+
+    k8s = profile.get("kubernetes")
+    k8s = k8s if isinstance(k8s, Mapping) else {}
+    out = ["runtime profile (signed):"]
+    for key in ("securityContext", "podSecurityContext"):
+        if key in k8s:
+            out.append(f"  {key}: {json.dumps(k8s[key], sort_keys=True)}")
+    mounts = k8s.get("volumeMounts")
+    if isinstance(mounts, list) and mounts:
+        paths = [str(m.get("mountPath")) for m in mounts if isinstance(m, Mapping)]
+        out.append(f"  writable (emptyDir): {', '.join(paths)}")
+    docker = profile.get("docker")
+    argv = docker.get("run") if isinstance(docker, Mapping) else None
+    if isinstance(argv, list):
+        out.append("  docker run " + " ".join(shlex.quote(str(a)) for a in argv) + " IMAGE")
+    return out
 
 
 def print_verdict(verdict: Verdict, reports: Mapping[str, Path], console: Console) -> None:

@@ -753,6 +753,22 @@ def test_collect_outputs_without_publishing_reads_the_build_evidence(tmp_path: P
     assert got["report-path"] == ""  # no reports were written by this run
 
 
+def test_the_runtime_profile_and_its_bundle_are_outputs(tmp_path: Path) -> None:
+    profile, bundle = tmp_path / "runtime-profile.json", tmp_path / "rp.sigstore.json"
+    profile.write_text("{}")
+    bundle.write_text("{}")
+    gates = [{"gate": "image", "status": "PASSED", "artifacts": {"runtime_profile": str(profile)}}]
+    published = PublishResult(
+        image="r.example/x", digest=DIGEST, tags=(), signed=True,
+        bundles={"runtime-profile": bundle},
+    )  # fmt: skip
+    got = collect_outputs(tmp_path, Judged(_report(gates, "PASSED"), POLICY_FILE), published, 0)
+    assert got["runtime-profile-path"] == str(profile)
+    assert got["runtime-profile-bundle-path"] == str(bundle)
+    got = collect_outputs(tmp_path, Judged(_report([], "PASSED"), POLICY_FILE), None, 0)
+    assert got["runtime-profile-path"] == "" and got["runtime-profile-bundle-path"] == ""
+
+
 def test_a_passing_report_with_a_failing_exit_is_not_passed(tmp_path: Path) -> None:
     got = collect_outputs(tmp_path, Judged(_report([], "PASSED"), POLICY_FILE), None, 3)
     assert got["verdict"] == "ERRORED"

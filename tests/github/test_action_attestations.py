@@ -101,7 +101,7 @@ def test_a_private_repository_publishes_to_githubs_store_with_its_own_sigstore(
     out = _outputs(tmp_path)
     assert api.rejected == []
     ids = json.loads(out["github-attestation-ids"])
-    assert set(ids) == {"provenance", "sbom", "scan-report"}
+    assert set(ids) == {"provenance", "sbom", "scan-report", "runtime-profile"}
     assert sorted(ids.values()) == [s.id for s in api.stored]
     assert all(s.subject_digests == (out["digest"],) for s in api.stored)
     # What was submitted is the keyless bundle written next to the reports: a Fulcio

@@ -19,6 +19,10 @@ most ``max_scan_age_days`` old, and (``require_sbom``, the default, as ``modelse
 requires it) a CycloneDX SBOM attestation. With ``policy_sha256`` both the provenance and the
 scan report must name that policy.
 
+With ``--runtime-profile`` (:mod:`modelseal.admission.runtime`) the image must also carry its
+signed runtime-profile attestation stating that profile's user, and (``kyverno`` only) a pod
+running it with more privilege than the profile is refused.
+
 Not enforced at admission (``modelseal verify`` checks them): re-judging the report under the
 current policy, and the independent rebuilds of ``verify.require_rebuild_by``
 (:func:`unenforced` names them, for a notice).
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from modelseal.errors import ConfigError
 
 if TYPE_CHECKING:
+    from modelseal.admission.runtime import RuntimeRule
     from modelseal.policy import LoadedPolicy
 
 ExportFormat = Literal["kyverno", "kyverno-ivp", "policy-controller"]
@@ -64,6 +69,9 @@ class ExportSpec:
     policy_sha256: str | None = None
     """Hex SHA-256 that the scan report's ``policy.sha256`` and the provenance's
     ``buildDefinition.externalParameters.policy.sha256`` must equal (``--policy-digest``)."""
+    runtime: RuntimeRule | None = None
+    """The runtime profile a pod running the image is held to (``--runtime-profile``,
+    :mod:`modelseal.admission.runtime`), and whose signed attestation the image must carry."""
 
 
 def default_name(policy_sha256: str) -> str:
@@ -78,6 +86,7 @@ def spec_from_policy(
     name: str | None = None,
     require_sbom: bool = True,
     policy_sha256: str | None = None,
+    runtime: RuntimeRule | None = None,
 ) -> ExportSpec:
     """The :class:`ExportSpec` of ``policy``'s ``verify`` section; ConfigError (exit 2) when
     it names no signer (an admission policy that checks no signer admits anything)."""
@@ -117,6 +126,7 @@ def spec_from_policy(
         max_scan_age_days=pv.max_scan_age_days,
         require_sbom=require_sbom,
         policy_sha256=policy_sha256,
+        runtime=runtime,
     )
 
 

@@ -23,6 +23,11 @@ the rules for Deployments, Jobs and the other pod controllers):
   on the spec (the CRD defaults the latter to Audit; Kyverno before 1.13 reads only it),
   ``failurePolicy: Fail``, ``background: false``.
 
+With a runtime profile (``--runtime-profile``, :mod:`modelseal.admission.runtime`): the
+runtime-profile attestation by the same signer, stating the profile's user and added
+capabilities, and a second rule, ``validate.cel`` on the same kinds, refusing a pod whose
+containers matching the patterns run with more privilege than the profile.
+
 Kyverno substitutes ``{{…}}`` variables and ``$(…)`` references in every string of a
 ``verifyImages`` rule, so a policy value holding either is refused rather than exported.
 """
@@ -43,7 +48,11 @@ from modelseal.admission.embed import (
 )
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
-from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
+from modelseal.publish.statements import (
+    CYCLONEDX_PREDICATE,
+    RUNTIME_PROFILE_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+)
 
 if TYPE_CHECKING:
     from modelseal.admission import ExportSpec
@@ -70,6 +79,51 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
     ]
     if spec.require_sbom:
         attestations.append(_attestation(CYCLONEDX_PREDICATE, signer, []))
+    rules = [
+        {
+            "name": "modelseal-sealed-images",
+            "match": _pods(),
+            "verifyImages": [
+                {
+                    "type": "Cosign",
+                    "imageReferences": patterns,
+                    "failureAction": "Enforce",
+                    "required": True,
+                    "verifyDigest": True,
+                    "mutateDigest": True,
+                    "attestors": [{"count": 1, "entries": [signer]}],
+                    "attestations": attestations,
+                }
+            ],
+        }
+    ]
+    if spec.runtime is not None:
+        from modelseal.admission.runtime import cel_checks, cel_variables, jmespath_conditions
+
+        attestations.append(
+            _attestation(
+                RUNTIME_PROFILE_PREDICATE,
+                signer,
+                [
+                    _condition(c, "the signed runtime profile is not the exported one")
+                    for c in jmespath_conditions(spec.runtime)
+                ],
+            )
+        )
+        # A validate rule of its own: verifyImages conditions see the attestation, not the pod.
+        rules.append(
+            {
+                "name": "modelseal-runtime-profile",
+                "match": _pods(),
+                "validate": {
+                    "failureAction": "Enforce",
+                    "cel": {
+                        "variables": cel_variables(patterns),
+                        "expressions": cel_checks(spec.runtime),
+                    },
+                },
+            }
+        )
     return {
         "apiVersion": API_VERSION,
         "kind": "ClusterPolicy",
@@ -90,30 +144,18 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
             "validationFailureAction": "Enforce",
             "background": False,
             "webhookConfiguration": {"failurePolicy": "Fail", "timeoutSeconds": WEBHOOK_TIMEOUT_S},
-            "rules": [
-                {
-                    "name": "modelseal-sealed-images",
-                    "match": {
-                        "any": [
-                            {"resources": {"kinds": ["Pod"]}},
-                            {"resources": {"kinds": [EPHEMERAL_CONTAINERS]}},
-                        ]
-                    },
-                    "verifyImages": [
-                        {
-                            "type": "Cosign",
-                            "imageReferences": patterns,
-                            "failureAction": "Enforce",
-                            "required": True,
-                            "verifyDigest": True,
-                            "mutateDigest": True,
-                            "attestors": [{"count": 1, "entries": [signer]}],
-                            "attestations": attestations,
-                        }
-                    ],
-                }
-            ],
+            "rules": rules,
         },
+    }
+
+
+def _pods() -> dict[str, Any]:
+    """Pods, and their ephemeralcontainers subresource, each kind in its own ``any`` entry."""
+    return {
+        "any": [
+            {"resources": {"kinds": ["Pod"]}},
+            {"resources": {"kinds": [EPHEMERAL_CONTAINERS]}},
+        ]
     }
 
 

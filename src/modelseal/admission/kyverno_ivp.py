@@ -22,6 +22,9 @@
   verified, and each statement must name the image's digest among its ``subject`` digests (the
   image reference carries it: ``mutateDigest`` pins tags to digests before validation, and a
   reference without a digest is refused);
+* with a runtime profile (``--runtime-profile``): a ``runtimeProfile`` attestation stating the
+  profile's user and added capabilities (this resource does not see the pod's
+  ``securityContext``; the ``kyverno`` export checks that);
 * ``validationActions: [Deny]``, ``failurePolicy: Fail`` (an expression that errors refuses),
   digests verified and mutated, background evaluation off.
 """
@@ -42,7 +45,11 @@ from modelseal.admission.embed import (
 from modelseal.admission.kyverno import PUBLIC_REKOR, SKEW_S, WEBHOOK_TIMEOUT_S
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
-from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
+from modelseal.publish.statements import (
+    CYCLONEDX_PREDICATE,
+    RUNTIME_PROFILE_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+)
 
 if TYPE_CHECKING:
     from modelseal.admission import ExportSpec
@@ -93,6 +100,19 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
             _each(
                 _attested("sbom", []),
                 "no CycloneDX SBOM attestation by the expected signer",
+            )
+        )
+    if spec.runtime is not None:
+        from modelseal.admission.runtime import cel_conditions
+
+        attestations.append(
+            {"name": "runtimeProfile", "intoto": {"type": RUNTIME_PROFILE_PREDICATE}}
+        )
+        validations.append(
+            _each(
+                _attested("runtimeProfile", cel_conditions(spec.runtime)),
+                "no runtime-profile attestation by the expected signer stating the exported "
+                "profile's user and capabilities",
             )
         )
     return {

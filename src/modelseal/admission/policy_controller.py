@@ -11,6 +11,12 @@ policy-level Rego policy that
 requires both to have matched: the image is signed by the signer *and* carries each
 attestation, by that signer, that passes its policy.
 
+With a runtime profile (``--runtime-profile``) the attestations authority also requires the
+runtime-profile attestation, its policy checking that it states the exported profile's user and
+added capabilities. A ClusterImagePolicy sees images and their signatures and attestations,
+never the pod: it cannot refuse a pod that runs the image with more privilege (the ``kyverno``
+export does).
+
 Rego: policy-controller evaluates a module as ``data.sigstore.isCompliant`` with OPA in Rego v0
 mode; ``import rego.v1`` makes the same text valid to v0 (OPA >= 0.59) and v1 parsers. An
 attestation policy's input is the in-toto statement (``_type``, ``predicateType``, ``subject``,
@@ -31,7 +37,11 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from modelseal.errors import ConfigError
 from modelseal.publish.provenance import SLSA_PROVENANCE_V1
-from modelseal.publish.statements import CYCLONEDX_PREDICATE, SCAN_REPORT_PREDICATE
+from modelseal.publish.statements import (
+    CYCLONEDX_PREDICATE,
+    RUNTIME_PROFILE_PREDICATE,
+    SCAN_REPORT_PREDICATE,
+)
 
 if TYPE_CHECKING:
     # Only for annotations: modelseal.admission imports this module to render.
@@ -49,6 +59,7 @@ ATTESTATION_AUTHORITY: Final = "attestations"
 PROVENANCE: Final = "slsa-provenance"
 SCAN_REPORT: Final = "scan-report"
 SBOM: Final = "sbom"
+RUNTIME_PROFILE: Final = "runtime-profile"
 
 _NS_PER_DAY: Final = 86_400 * 1_000_000_000
 #: The clock skew ``modelseal verify`` tolerates for a scan report finished "in the future".
@@ -82,6 +93,10 @@ def render(spec: ExportSpec) -> Mapping[str, Any]:
     ]
     if spec.require_sbom:
         attestations.append(_attestation(SBOM, CYCLONEDX_PREDICATE, sbom_rego()))
+    if spec.runtime is not None:
+        attestations.append(
+            _attestation(RUNTIME_PROFILE, RUNTIME_PROFILE_PREDICATE, runtime_profile_rego(spec))
+        )
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -191,10 +206,24 @@ def sbom_rego() -> str:
     )
 
 
+def runtime_profile_rego(spec: ExportSpec) -> str:
+    """The runtime profile's policy: it states the exported profile's user and added
+    capabilities (the pod itself is out of a ClusterImagePolicy's sight)."""
+    from modelseal.admission.runtime import rego_conditions
+
+    assert spec.runtime is not None
+    return _module(
+        f"input.predicateType == {rego_string(RUNTIME_PROFILE_PREDICATE)}",
+        *rego_conditions(spec.runtime),
+    )
+
+
 def image_rego(spec: ExportSpec) -> str:
     """The policy-level policy: both authorities matched — the image signature and every
     attestation, each having passed its own policy."""
     names = [PROVENANCE, SCAN_REPORT, *([SBOM] if spec.require_sbom else [])]
+    if spec.runtime is not None:
+        names.append(RUNTIME_PROFILE)
     matches = "input.authorityMatches"
     return _module(
         f"count({matches}[{rego_string(SIGNATURE_AUTHORITY)}].signatures) > 0",

@@ -23,6 +23,7 @@ BUNDLE_KEYS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "provenance": ("provenance",),
         "sbom": ("sbom",),
         "scan-report": ("scan-report",),
+        "runtime-profile": ("runtime-profile",),
     }
 )
 """``<kind>-bundle-path`` output → the publish result's bundle keys it is read from, first
@@ -40,6 +41,7 @@ OUTPUT_NAMES: Final = (
     "sarif-path",
     "sbom-path",
     "provenance-path",
+    "runtime-profile-path",
     *(f"{kind}-bundle-path" for kind in BUNDLE_KINDS),
     "github-attestation-ids",
     "policy-ref",
@@ -92,6 +94,9 @@ def collect_outputs(
             digest = g.result.facts.get("image.digest") or ""
     outputs["sbom-path"] = _existing(sbom)
     outputs["provenance-path"] = _existing(out_dir / "provenance.intoto.json")
+    for g in judged.verdict.gates if judged else ():
+        if g.result.gate == "image" and g.result.artifacts.get("runtime_profile"):
+            outputs["runtime-profile-path"] = _existing(Path(g.result.artifacts["runtime_profile"]))
     if published is not None:
         digest = published.digest or digest
         outputs["image-ref"] = published.reference

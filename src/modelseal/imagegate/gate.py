@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from modelseal.errors import GateError
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.gates import RegisteredGate, resolve
+from modelseal.imagegate.profile import runtime_profile, write_profile
 from modelseal.imagegate.view import ImageView
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
@@ -37,10 +38,27 @@ class ImageGate(RegisteredGate):
         layout = OciLayout(Path(layout_dir))
         collectors = [cast("Collector", resolve(ref)) for ref in COLLECTORS]
         findings: list[Finding] = []
+        profiles: dict[str, dict[str, Any]] = {}
         for platform, digest in sorted(manifests.items()):
             ctx.progress(self.name, f"checking the image ({platform})")
             view = ImageView.read(ctx, layout, platform, digest)
             for collect in collectors:
                 findings += collect(view)
+            profiles[platform] = _profile(ctx, view)
         facts = {"platforms": ",".join(sorted(manifests)), "checks": str(len(collectors))}
-        return GateResult(GATE, Status.PASSED, findings=tuple(findings), facts=facts)
+        artifacts: dict[str, Path] = {}
+        made = write_profile(ctx, profiles)
+        if isinstance(made, Finding):
+            findings.append(made)
+        else:
+            artifacts["runtime_profile"], facts["runtime_profile.sha256"] = made
+        return GateResult(
+            GATE, Status.PASSED, findings=tuple(findings), facts=facts, artifacts=artifacts
+        )
+
+
+def _profile(ctx: Context, view: ImageView) -> dict[str, Any]:
+    runtime = ctx.policy.policy.image.runtime
+    return runtime_profile(
+        view, writable_paths=runtime.writable_paths, add_capabilities=runtime.add_capabilities
+    ).to_json()

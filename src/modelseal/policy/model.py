@@ -825,6 +825,55 @@ class VulnerabilitiesPolicy(BaseModel):
         return value
 
 
+CAPABILITY_PATTERN: Final = r"^[A-Z][A-Z0-9_]{1,31}$"
+"""A Linux capability as Kubernetes and Docker name it, without ``CAP_``."""
+PATTERN_MESSAGES[CAPABILITY_PATTERN] = (
+    'expected a Linux capability name without "CAP_", e.g. "NET_BIND_SERVICE"'
+)
+
+
+class ImageRuntimePolicy(BaseModel):
+    """The least-privilege runtime profile written for the image (runtime-profile.json, the
+    runtime-profile attestation, `policy export --runtime-profile`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    writable_paths: list[ImagePath] = Field(
+        default=["/tmp"],  # noqa: S108 (a path inside the image, not on this host)
+        max_length=64,
+        description="Paths the process may write under a read-only root filesystem: each an "
+        "emptyDir volume (Kubernetes) and a --tmpfs mount (docker run). The image's own VOLUMEs "
+        "are added.",
+    )
+    add_capabilities: list[Annotated[str, StringConstraints(pattern=CAPABILITY_PATTERN)]] = Field(
+        default=[],
+        max_length=16,
+        description="Capabilities added back after dropping ALL (capabilities.add, "
+        "--cap-add); admission rules allow no others. None is added for a port below 1024 "
+        "(a non-root process would not get it): the profile lowers "
+        "net.ipv4.ip_unprivileged_port_start instead.",
+    )
+
+    @field_validator("writable_paths")
+    @classmethod
+    def _mountable(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.isprintable() or any(c in path for c in ":, "):
+                raise PydanticCustomError(
+                    "mount_path",
+                    "{path} cannot be a mount path (no ':', ',', space or control character)",
+                    {"path": path},
+                )
+        return value
+
+    @field_validator("add_capabilities")
+    @classmethod
+    def _not_all(cls, value: list[str]) -> list[str]:
+        if "ALL" in value:
+            raise PydanticCustomError("capability", "ALL cannot be added back")
+        return value
+
+
 class ImagePolicy(BaseModel):
     """The image gate: least privilege and unsafe payloads across the whole built image."""
 
@@ -845,6 +894,10 @@ class ImagePolicy(BaseModel):
         default=[],
         description="Globs over image paths (without the leading /) of model files outside the "
         "lock that are accepted as they are (still scanned: an unsafe one fails).",
+    )
+    runtime: ImageRuntimePolicy = Field(
+        default=ImageRuntimePolicy(),
+        description="The least-privilege runtime profile the gate writes for the image.",
     )
 
 
@@ -987,12 +1040,16 @@ class PublishPolicy(BaseModel):
         "error before anything is built. Empty: no such tag may be given. The tags above are "
         "the policy's own and always allowed.",
     )
-    attestations: list[Literal["provenance", "sbom", "scan-report", "openvex"]] = Field(
-        default=["provenance", "sbom", "scan-report"],
+    attestations: list[
+        Literal["provenance", "sbom", "scan-report", "openvex", "runtime-profile"]
+    ] = Field(
+        default=["provenance", "sbom", "scan-report", "runtime-profile"],
         description="Attestations attached to the image (as Sigstore bundle referrers and "
         "cosign .att). openvex: the run's OpenVEX document of accepted risks (predicateType "
         "https://openvex.dev/ns, as cosign attest --type openvex), left out with a notice "
-        "when the verdict accepted none.",
+        "when the verdict accepted none. runtime-profile: the image gate's least-privilege "
+        "runtime profile (predicateType https://modelseal.dev/attestations/runtime-profile/v1), "
+        "left out with a notice when the image gate did not run.",
     )
     pusher: Literal["skopeo", "builtin"] = Field(
         default="skopeo",
@@ -1099,6 +1156,13 @@ class VerifyPolicy(BaseModel):
         le=86400,
         description="`modelseal verify` must finish within this many seconds (every registry "
         "request and check), else it stops with exit 3; `--timeout` overrides it.",
+    )
+    require_runtime_profile: bool = Field(
+        default=False,
+        description="Require a runtime-profile attestation by the expected signer even when the "
+        "scan report does not record one (an image published before runtime profiles, or "
+        "with the image gate off). Whatever this says, an image whose attested scan report "
+        "records a runtime profile must carry that very profile, signed.",
     )
     require_rebuild_by: list[RebuilderPolicy] = Field(
         default=[],

@@ -41,6 +41,7 @@ from modelseal.publish.publisher import (
 from modelseal.publish.registry import sha256_digest
 from modelseal.publish.statements import (
     openvex_statement,
+    runtime_profile_statement,
     sbom_statement,
     scan_report_statement,
 )
@@ -106,6 +107,29 @@ def model_signature_byproduct(sig: ModelSignature) -> Byproduct:
     return Byproduct(
         sig.path.name, sig.sha256, SIGNATURE_MEDIA_TYPE, annotations=tuple(notes.items())
     )
+
+
+def runtime_profile_of(image: GateResult | None) -> dict[str, Any] | None:
+    """The runtime profile the image gate wrote (None when it wrote none: the gate did not
+    run). The file is read back bounded and must be what the gate recorded (its SHA-256 fact):
+    the attestation states the profile the gate computed, nothing edited since."""
+    from modelseal.bounded import read_input
+    from modelseal.imagegate.profile import profile_sha256
+
+    path = image.artifacts.get("runtime_profile") if image else None
+    if image is None or path is None:
+        return None
+    data = json.loads(
+        read_input(Path(path), what="the runtime profile", limit=1 << 20, contained=False)
+    )
+    if not isinstance(data, dict) or profile_sha256(data) != image.facts.get(
+        "runtime_profile.sha256"
+    ):
+        raise PublishError(
+            f"{path} is not the runtime profile the image gate wrote (changed since); nothing "
+            "was published."
+        )
+    return data
 
 
 def _bases(facts: Mapping[str, str]) -> list[BaseImage]:
@@ -244,6 +268,10 @@ def publish_run(
         statements["scan-report"] = scan_report_statement(
             ref.name, digest, json.loads(report_bytes)
         )
+    if "runtime-profile" in attestations:
+        profile = runtime_profile_of(results.get("image"))
+        if profile is not None:
+            statements["runtime-profile"] = runtime_profile_statement(ref.name, digest, profile)
     if "openvex" in attestations and openvex_path is not None:
         vex = name_image(json.loads(openvex_path.read_bytes()), digest, ref.name)
         statements["openvex"] = openvex_statement(ref.name, digest, vex)

@@ -51,6 +51,32 @@ A verifier counts a rebuild only when its signature is by a rebuilder it trusts,
 the image's digest, ``verdict`` is ``reproduced`` and ``rebuiltDigest`` equals the subject.
 """
 
+RUNTIME_PROFILE_PREDICATE = "https://modelseal.dev/attestations/runtime-profile/v1"
+"""predicateType of modelseal's runtime-profile statement: the least-privilege way to run the
+image, as the image gate computed it from the image it judged
+(:mod:`modelseal.imagegate.profile`). Its predicate is ``runtime-profile.json`` (keys in this
+order):
+
+* ``version`` — 1;
+* ``nonRoot`` — true only when the image's user is resolved and is not uid 0;
+* ``user`` — ``{"configured", "uid", "gid", "name", "problem"?}``: the config's ``User`` and
+  what it resolves to through the image's ``/etc/passwd`` and ``/etc/group`` (``null`` when it
+  cannot be resolved, with the reason);
+* ``exposedPorts`` — ``["8080/tcp", …]``; ``writablePaths`` — absolute paths;
+* ``kubernetes`` — ``{"securityContext", "podSecurityContext"?, "volumes", "volumeMounts"}``:
+  the container ``securityContext`` (``runAsNonRoot``, ``runAsUser``/``runAsGroup`` when
+  resolved, ``readOnlyRootFilesystem: true``, ``allowPrivilegeEscalation: false``,
+  ``privileged: false``, ``capabilities: {drop: [ALL], add?}``, ``seccompProfile:
+  {type: RuntimeDefault}``), a pod ``securityContext`` with the unprivileged-port sysctl for a
+  port below 1024, and one ``emptyDir`` per writable path;
+* ``docker`` — ``{"run": [argv words]}``: the same profile as ``docker run`` flags;
+* ``problems`` — only when parts of the image config were ignored.
+
+The image gate records the hex SHA-256 of the predicate's canonical JSON (sorted keys, no
+whitespace) as its fact ``runtime_profile.sha256``; ``modelseal verify`` requires the statement
+whose predicate has that digest whenever the attested scan report records one.
+"""
+
 
 def image_subject(image_name: str, manifest_digest: str) -> list[dict[str, Any]]:
     """The ``subject`` of every statement about the image."""
@@ -152,3 +178,12 @@ def openvex_statement(
     if not isinstance(vex.get("statements"), list) or not vex["statements"]:
         raise ConfigError("an OpenVEX document needs at least one statement.")
     return image_statement(image_name, manifest_digest, OPENVEX_PREDICATE, vex)
+
+
+def runtime_profile_statement(
+    image_name: str, manifest_digest: str, profile: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A statement carrying the image gate's runtime profile (:data:`RUNTIME_PROFILE_PREDICATE`)."""
+    if profile.get("version") != 1 or not isinstance(profile.get("kubernetes"), Mapping):
+        raise ConfigError("not a modelseal runtime profile (version, kubernetes).")
+    return image_statement(image_name, manifest_digest, RUNTIME_PROFILE_PREDICATE, profile)

@@ -14,7 +14,14 @@ One command instead of cosign + slsa-verifier + scripts. For the image's manifes
 * **policy** (with ``policy_sha256``) — the provenance and the scan report both name the
   policy with that SHA-256 as the one the run was judged by;
 * **rebuild** (with ``rebuilders``) — at least ``min_rebuilds`` of the listed rebuilders
-  attest that they rebuilt the image and got its digest (:func:`_rebuild_check`).
+  attest that they rebuilt the image and got its digest (:func:`_rebuild_check`);
+* **runtime-profile** — the least-privilege runtime profile
+  (:data:`~modelseal.publish.statements.RUNTIME_PROFILE_PREDICATE`) by the expected signer,
+  shown (:attr:`VerifyResult.runtime_profile`). Required when a verified scan report's image
+  gate records one (``runtime_profile.sha256``): then the attested profile must be that very
+  one, so a profile signed for another run does not stand in for it. Required anyway with
+  ``require_runtime_profile`` (``verify.require_runtime_profile``); otherwise an image without
+  one (published before runtime profiles, or with the image gate off) has no such check.
 
 A rebuilder is an :class:`ExpectedSigner` of its own. It is tried only on the attestations
 whose annotations say :data:`~modelseal.publish.statements.REBUILD_PREDICATE` (a hint anyone
@@ -62,6 +69,7 @@ from modelseal.publish.registry_limits import RegistryError, RegistryLimitError,
 from modelseal.publish.statements import (
     CYCLONEDX_PREDICATE,
     REBUILD_PREDICATE,
+    RUNTIME_PROFILE_PREDICATE,
     SCAN_REPORT_PREDICATE,
 )
 from modelseal.sign.interface import BUNDLE_MEDIA_TYPE, VerificationError
@@ -113,6 +121,8 @@ class VerifyOptions:
     """Rebuilders whose rebuild attestations count (empty: no rebuild check)."""
     min_rebuilds: int | None = None
     """How many of ``rebuilders`` must agree (None: all of them)."""
+    require_runtime_profile: bool = False
+    """Require a runtime-profile attestation even when no scan report records one."""
 
     def __post_init__(self) -> None:
         if len(self.rebuilders) > MAX_REBUILDERS:
@@ -147,6 +157,9 @@ class VerifyResult:
     """predicateType → every verified statement of that type (an image may carry several)."""
     rebuilds: tuple[RebuildVote, ...] = ()
     """Each required rebuilder's vote (empty: no rebuilders were required)."""
+    runtime_profile: Mapping[str, Any] | None = None
+    """The verified runtime profile (the attestation's predicate; the one the scan report
+    records when it records one), None when there is none."""
 
     @property
     def ok(self) -> bool:
@@ -162,6 +175,8 @@ class VerifyResult:
             "signer": self.signer,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
         }
+        if self.runtime_profile is not None:
+            out["runtime_profile"] = dict(self.runtime_profile)
         if self.rebuilds:
             out["rebuilds"] = [
                 {"rebuilder": v.rebuilder, "agrees": v.agrees, "why": v.why} for v in self.rebuilds
@@ -216,6 +231,9 @@ def verify_image(
     ]
     if options.policy_sha256 is not None:
         checks.append(_policy_check(statements, options.policy_sha256))
+    profile_check, profile = _runtime_profile_check(statements, options, why)
+    if profile_check is not None:
+        checks.append(profile_check)
     votes = rebuilds.votes()
     if options.rebuilders:
         checks.append(_rebuild_check(votes, options, rebuilds.ignored))
@@ -227,7 +245,70 @@ def verify_image(
         statements={k: v[0] for k, v in statements.items() if v},
         all_statements={k: tuple(v) for k, v in statements.items() if v},
         rebuilds=votes,
+        runtime_profile=profile,
     )
+
+
+def _recorded_profiles(scan_reports: list[Mapping[str, Any]]) -> set[str]:
+    """The runtime profiles (hex SHA-256) the image gate of each verified scan report recorded."""
+    out = set()
+    for st in scan_reports:
+        gates = _dig(st["predicate"], "report", "gates")
+        for g in gates if isinstance(gates, list) else ():
+            # schema_version 2 keeps a gate's facts under evidence; version 1 on the gate
+            sha = _dig(g, "evidence", "facts", "runtime_profile.sha256") or _dig(
+                g, "facts", "runtime_profile.sha256"
+            )
+            if isinstance(g, Mapping) and g.get("gate") == "image" and isinstance(sha, str):
+                out.add(sha)
+    return out
+
+
+def _runtime_profile_check(
+    statements: Mapping[str, list[Mapping[str, Any]]], options: VerifyOptions, why: str
+) -> tuple[Check | None, Mapping[str, Any] | None]:
+    """The runtime-profile check (None when nothing asks for one and none is attested) and
+    the profile to show."""
+    from modelseal.imagegate.profile import profile_sha256
+
+    found = [st["predicate"] for st in statements.get(RUNTIME_PROFILE_PREDICATE, [])]
+    recorded = _recorded_profiles(statements.get(SCAN_REPORT_PREDICATE, []))
+    if recorded:
+        match = next((p for p in found if profile_sha256(p) in recorded), None)
+        if match is None:
+            shown = ", ".join(f"sha256:{_clip(d)}" for d in sorted(recorded)[:3])
+            return Check(
+                "runtime-profile", False,
+                f"the scan report records the runtime profile {shown}, but no runtime-profile "
+                "attestation by the expected signer is that profile "
+                f"({len({profile_sha256(p) for p in found})} other profile(s) found){why}",
+            ), None  # fmt: skip
+        return Check("runtime-profile", True, _profile_text(match) + ", as scanned"), match
+    if found:
+        return Check("runtime-profile", True, _profile_text(found[0])), found[0]
+    if options.require_runtime_profile:
+        return Check(
+            "runtime-profile", False, f"no runtime-profile attestation by the expected signer{why}"
+        ), None
+    return None, None
+
+
+def _profile_text(profile: Mapping[str, Any]) -> str:
+    """One line about a runtime profile (it came from a verified statement: still escaped)."""
+    sc = _dig(profile, "kubernetes", "securityContext")
+    sc = sc if isinstance(sc, Mapping) else {}
+    if profile.get("nonRoot") is True:
+        who = f"runs as uid {_clip(sc.get('runAsUser'))}" + (
+            f" gid {_clip(sc['runAsGroup'])}" if "runAsGroup" in sc else ""
+        )
+    else:
+        problem = _dig(profile, "user", "problem")
+        who = "NOT non-root (" + (_clip(problem) if problem else "runs as root") + ")"
+    added = _dig(sc, "capabilities", "add")
+    caps = "drops ALL capabilities" + (
+        f", adds {_clip(', '.join(map(str, added)))}" if isinstance(added, list) and added else ""
+    )
+    return _plain(f"{who}; read-only root filesystem; {caps}")
 
 
 @dataclass
