@@ -82,11 +82,11 @@ def test_run_push_then_verify(
     assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(policy), "--format", "json"]) == 1  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert not result["verified"] and result["digest"] == digest
-    assert "requires gates the attested run did not run: models, trivy, pip-audit" in result["checks"][-1]["detail"]  # fmt: skip
+    assert "requires gates the attested run did not run: models, image, trivy, pip-audit" in result["checks"][-1]["detail"]  # fmt: skip
     lenient = tmp_path / "deploy.yml"
     lenient.write_text(
         "version: 1\nmodels: {enabled: false}\ntrivy: {enabled: false}\n"
-        "pip_audit: {enabled: false}\nbuild: {require_pinned_base: true}\n"
+        "pip_audit: {enabled: false}\nimage: {enabled: false}\nbuild: {require_pinned_base: true}\n"
     )
     assert main(["verify", f"{image}@{digest}", "--key", str(keys[1]), "--policy", str(lenient), "--format", "json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)

@@ -216,11 +216,13 @@ def test_verify_rejudges_version_2_and_version_1_scan_reports(
     layout, digest = busybox_layout
     private, public = generate_ephemeral_key(tmp_path / "keys")
     signer = KeySigner.from_file(private)
-    accepted = load_policy_text(PASSED_POLICY, "release.yml")
+    # Both reports predate the image gate: a policy accepting them switches it off.
+    accepted = load_policy_text(PASSED_POLICY + "image:\n  enabled: false\n", "release.yml")
+    imaged = load_policy_text(PASSED_POLICY, "imaged.yml")
     verdict = judge(passed(), accepted.policy)
     v2 = report_to_json(Report(verdict, accepted.source, accepted.sha256, 0.0, 1.0, "0.2.0"))
     v1 = json.loads((REPO / "tests" / "data" / "report-v1-passed.json").read_text())
-    strict = load_policy_text("version: 1\n", "strict.yml")
+    strict = load_policy_text("version: 1\nimage:\n  enabled: false\n", "strict.yml")
     expected = ExpectedSigner(public_key_pem=public.read_bytes())
     for version, report in ((2, v2), (1, v1)):
         assert report["schema_version"] == version and report["verdict"] == "PASSED"
@@ -232,6 +234,12 @@ def test_verify_rejudges_version_2_and_version_1_scan_reports(
         )  # fmt: skip
         ok = _verify(f"{ref.name}:1.0", expected, rejudge=rejudger(accepted))
         assert ok.ok and ok.checks[-1].detail.endswith("PASSED under release.yml"), ok.checks
+        # A policy switching the image gate on (the default) refuses a report without it.
+        gated = _verify(f"{ref.name}:1.0", expected, rejudge=rejudger(imaged))
+        assert not gated.ok and (
+            "imaged.yml requires gates the attested run did not run: image"
+            in gated.checks[-1].detail
+        ), gated.checks
         # Without the ignore entry the accepted advisory fails: the evidence was re-read.
         bad = _verify(f"{ref.name}:1.0", expected, rejudge=rejudger(strict))
         assert not bad.ok and "judged again under the given policy: FAILED under strict.yml" in (
