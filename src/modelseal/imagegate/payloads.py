@@ -26,7 +26,8 @@ Findings (:func:`payload_rule` judges them):
 - ``image.payload.<kind>``: what the scanner found in it (``unsafe-global``, ``unparsable``,
   ``scan-limit`` …), judged exactly as the models gate judges ``models.<kind>`` (so
   ``models.allowed_globals``, ``models.allow`` and ``models.pickle`` apply): an unsafe pickle
-  fails whatever ``model_files_outside_lock`` and the globs say;
+  fails whatever ``model_files_outside_lock`` and the globs say. ``trailing-data`` (how the
+  file is formed, not what loading it runs) is judged as the file itself;
 - ``image.payload-unscanned``: a candidate past a bound, never scanned; fails.
 """
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
@@ -46,11 +47,11 @@ from modelseal.judge import Decision, Outcome
 from modelseal.models.allowlist import Allowlist
 from modelseal.models.formats import Detected, detect_prefix
 from modelseal.models.hashing import hash_file
-from modelseal.models.issues import Format
+from modelseal.models.issues import Format, ModelIssue
 from modelseal.models.limits import scan_limits
 from modelseal.models.lock import is_ignored
 from modelseal.models.rules import models_rule
-from modelseal.models.scan import FileScan, scan_file
+from modelseal.models.scan import FileScan, scan_file, scan_zip_pickles
 from modelseal.policy import Policy
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def collect(view: ImageView) -> list[Finding]:
             findings.append(at.unscanned(m.unscanned))
             continue
         if m.spool is None or sha is None:
-            findings.append(at.model_file(m.detected.format, m.detected, pickle=False))
+            findings.append(at.model_file(m.detected.format.value, m.detected, pickle=False))
             continue
         scan = scans.get(sha)
         if scan is None:
@@ -186,11 +187,18 @@ def collect(view: ImageView) -> list[Finding]:
                 continue
             scan = scans[sha] = scan_file(m.spool, allow, limits=limits)
         det = scan.detected
-        if scan.format is Format.UNKNOWN and not det.zip_pickle_members:
-            continue  # an archive holding no pickle (a wheel, a jar): no model format
-        findings.append(at.model_file(scan.format, det, pickle=scan.carries_pickle, sha256=sha))
-        findings += [at.issue(i.kind, i.severity, i.title, i.where(), i.detail) for i in scan.issues
-                     if i.kind != "unknown-format" or det.zip_pickle_members]  # fmt: skip
+        if scan.format is Format.UNKNOWN:
+            if not det.zip_pickle_members:
+                continue  # an archive holding no pickle (a jar, a wheel of code): not a model
+            # A zip in no model format holding pickles (a wheel's package data, a zip of
+            # pickles): its pickle members are scanned all the same.
+            issues = scan_zip_pickles(m.spool, det, allow, limits)
+            findings.append(at.model_file("zip", det, pickle=True, sha256=sha))
+            findings += [at.issue(i) for i in issues]
+            continue
+        findings.append(at.model_file(scan.format.value, det, pickle=scan.carries_pickle,
+                                      sha256=sha))  # fmt: skip
+        findings += [at.issue(i) for i in scan.issues]
     return findings
 
 
@@ -225,25 +233,27 @@ class _Where:
         )  # fmt: skip
 
     def model_file(
-        self, fmt: Format, det: Detected, *, pickle: bool, sha256: str | None = None
+        self, fmt: str, det: Detected, *, pickle: bool, sha256: str | None = None
     ) -> Finding:
-        what = f"{fmt.value} (carries pickle data)" if pickle else fmt.value
+        what = f"{fmt} (carries pickle data)" if pickle else fmt
         extra = {f"detail.{k}": str(v) for k, v in det.detail.items()}
         if sha256:
             extra["sha256"] = sha256
         return self._finding(
             MODEL_FILE, Severity.MEDIUM if pickle else Severity.LOW,
             f"{self.named} is {what}, outside the locked model paths",
-            format=fmt.value, pickle="yes" if pickle else "no", **extra,
+            format=fmt, pickle="yes" if pickle else "no", **extra,
         )  # fmt: skip
 
-    def issue(
-        self, kind: str, severity: Severity, title: str, where: str, detail: Mapping[str, str]
-    ) -> Finding:
-        extra = dict(detail)
-        if where:
-            extra["where"] = where
-        return self._finding(f"{PAYLOAD}{kind}", severity, f"{self.named}: {title}", **extra)
+    def issue(self, i: ModelIssue) -> Finding:
+        extra = dict(i.detail)
+        if i.member:
+            extra["member"] = i.member
+        if i.offset is not None:
+            extra["offset"] = str(i.offset)
+        where = f" ({i.where()})" if i.where() else ""
+        return self._finding(f"{PAYLOAD}{i.kind}", i.severity, f"{self.named}{where}: {i.title}",
+                             **extra)  # fmt: skip
 
     def unscanned(self, why: str) -> Finding:
         det = self.m.detected
@@ -256,20 +266,34 @@ class _Where:
         )  # fmt: skip
 
 
+#: Scanner findings about how a file is formed rather than what loading it runs: outside the
+#: lock they are judged as the file itself (``model_files_outside_lock``, the globs). A text
+#: file that happens to start with a complete text pickle (``C`` + a length byte + ``.``: a
+#: ``changelog.gz`` in Debian's docs) is a joblib file with trailing data to the detector.
+_FORM_KINDS: Final = frozenset({"trailing-data"})
+
+
+def _outside_lock(policy: Policy, f: Finding, what: str) -> Decision:
+    path = f.evidence.get("path", "")
+    glob = next((g for g in policy.image.model_files_ignore if is_ignored(path, [g])), None)
+    if glob is not None:
+        return Decision(f, Outcome.IGNORED, f"{what} accepted by image.model_files_ignore {glob!r}")
+    mode = policy.image.model_files_outside_lock
+    outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "allow": Outcome.IGNORED}[mode]
+    return Decision(f, outcome, f"{what}: image.model_files_outside_lock is {mode}")
+
+
 def payload_rule(policy: Policy, f: Finding) -> Decision | None:
     """The policy's word on a payload finding; None for a finding that is not one."""
     if f.id == MODEL_FILE:
-        path = f.evidence.get("path", "")
-        glob = next((g for g in policy.image.model_files_ignore if is_ignored(path, [g])), None)
-        if glob is not None:
-            return Decision(f, Outcome.IGNORED, f"accepted by image.model_files_ignore {glob!r}")
-        mode = policy.image.model_files_outside_lock
-        outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "allow": Outcome.IGNORED}[mode]
-        return Decision(f, outcome, f"image.model_files_outside_lock is {mode}")
+        return _outside_lock(policy, f, "a model file outside the lock")
     if f.id == UNSCANNED:
         return Decision(f, Outcome.FAIL, "a file that may carry pickle data was not scanned")
     if f.id.startswith(PAYLOAD):
+        kind = f.id[len(PAYLOAD) :]
+        if kind in _FORM_KINDS:
+            return _outside_lock(policy, f, f"{kind} in a model file outside the lock")
         # Judged as the models gate judges the same scanner finding (models.* allowlist).
-        d = models_rule(policy, replace(f, id="models." + f.id[len(PAYLOAD) :]))
+        d = models_rule(policy, replace(f, id=f"models.{kind}"))
         return Decision(f, d.outcome, d.reason)
     return None
