@@ -218,3 +218,30 @@ def test_layers_read_without_the_tap_are_a_gate_error(tmp_path: Path) -> None:
     view = ImageView(ctx, layout, "linux/amd64", digest, {}, {})
     with pytest.raises(GateError, match="without the payload scan"):
         payloads.collect(view)
+
+
+def test_detecting_from_a_cut_head_never_raises() -> None:
+    import gzip
+    import lzma
+    import random
+
+    from tests.support.model_files import keras_h5, lz4_frame, lz4_literals, valid_gguf, valid_onnx
+
+    from modelseal.models.formats import detect_prefix
+
+    rng = random.Random(17)
+    whole = [
+        EVIL, BENIGN, torch_zip(), safetensors_bytes([1.0] * 64), valid_gguf(), valid_onnx(),
+        keras_h5(None), npy_bytes("|O", (1,), BENIGN), gzip.compress(BENIGN * 50),
+        lzma.compress(BENIGN * 50), lz4_frame([lz4_literals(BENIGN)]), b"\x80\x05\x95",
+    ]  # fmt: skip
+    for data in whole:
+        for cut in {0, 1, 2, 8, 9, 64, len(data) // 2, len(data)}:
+            head = data[:cut]
+            for size in (len(head), len(data), len(data) + (1 << 30)):
+                detect_prefix(head, size)
+            noisy = bytearray(head)
+            for _ in range(4):
+                if noisy:
+                    noisy[rng.randrange(len(noisy))] = rng.randrange(256)
+            detect_prefix(bytes(noisy), len(data))
