@@ -10,6 +10,9 @@ random bytes, locked), built once with ``modelseal build`` (gzip layers, rebuild
 Measured, each in a child process of its own (wall time, peak RSS and how often each layer blob
 was opened, sampled from /proc as in benchmarks/post_build.py), --runs times, interleaved:
 
+read                 the layers applied, nothing hashed or copied: the cost of decompressing
+read + payloads      the same with the payload tap, then its collect (no model hashing): what
+                     the payload check costs on its own
 pass                 the shared post-build pass as models-image and pip-audit make it without
                      the image gate (model paths hashed, metadata kept): what it cost before
 pass + tap           the same pass with the image gate's payload tap (modelseal.postbuild
@@ -71,7 +74,20 @@ def child(mode: str, layout_dir: str, manifest: str, work: str) -> None:
             epoch=SourceDateEpoch(int(EPOCH), "option"), work_dir=Path(tmp),
             out_dir=Path(tmp) / "out", shared=RunShared(Path(tmp)),
         )  # fmt: skip
-        if mode == "pass":
+        if mode == "read":
+            ImageFs.build(layout, manifest)
+        elif mode == "read+payloads":
+            from modelseal.imagegate import payloads
+            from modelseal.imagegate.view import ImageView
+
+            spool = fsio.ensure_dir(Path(tmp) / "spool")
+            limit = ctx.policy.policy.models.limits.max_inflated_bytes
+            tap = payloads.PayloadTap(spool, lambda n: n.startswith("app/model/"), limit)
+            fs = ImageFs.build(layout, manifest, tap=tap)
+            view = ImageView.read(ctx, layout, "linux/amd64", manifest)
+            view._fs = fs
+            result["findings"] = len(payloads.collect(view))
+        elif mode == "pass":
             spool = fsio.ensure_dir(Path(tmp) / "spool")
             ImageFs.build(layout, manifest, hash_paths=lambda n: n.startswith("app/model/"),
                           keep=is_metadata_file, spool=spool)  # fmt: skip
@@ -151,7 +167,8 @@ def main() -> int:
             )
             return m
 
-        consumers = {"pass": lambda: py("pass"), "pass + tap": lambda: py("pass+tap"),
+        consumers = {"read": lambda: py("read"),
+                     "read + payloads": lambda: py("read+payloads"), "pass": lambda: py("pass"), "pass + tap": lambda: py("pass+tap"),
                      "image gate": lambda: py("image-gate"), "trivy secret": trivy_run}  # fmt: skip
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in consumers}
         for _ in range(args.runs):
