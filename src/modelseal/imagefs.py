@@ -17,7 +17,9 @@ what the same layer wrote, a hardlink to a file of a lower layer.
 Every input is bounded: layers, members, path and name lengths, symlink hops. File contents are
 hashed while streaming for the paths a caller selects (``hash_paths``), and small files a caller
 selects (``keep``) are copied while streaming into a private spool directory, so that the
-post-build gates together decompress each layer once (:mod:`modelseal.postbuild`). Anything else
+post-build gates together decompress each layer once (:mod:`modelseal.postbuild`); a ``tap``
+sees the first bytes of every regular member as it streams, and may take its whole content (the
+image gate's scan for model payloads anywhere in the image). Anything else
 is read later, on request, by re-reading only the layers that hold it
 (:meth:`ImageFs.hash_files`, :meth:`ImageFs.extract`); :attr:`ImageFs.reads` counts how often
 each layer was opened.
@@ -36,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from modelseal.errors import GateError
 from modelseal.oci import DIGEST_RE, OciLayout, open_layer
@@ -63,6 +65,17 @@ _CHUNK = 1 << 20
 _OPAQUE = ".wh..wh..opq"
 _WHITEOUT = ".wh."
 _ROOT_LAYER = -1
+
+
+class MemberTap(Protocol):
+    """What :meth:`ImageFs.build` shows every regular member (hardlinks aside) as it streams."""
+
+    def member(
+        self, layer: int, ordinal: int, path: str, size: int, head: bytes
+    ) -> IO[bytes] | None:
+        """``head``: the first bytes of the content (up to 1 MiB, all of it when smaller), read
+        once with the stream. Returns an open file that then receives the whole content (head
+        included; build closes it), or None. Not called for empty files."""
 
 
 class _Node:
@@ -135,6 +148,8 @@ class ImageFs:
         self._kept = (0, 0)  # files, bytes copied to the spool
         #: How many times each layer (by index) was opened and decompressed.
         self.reads: collections.Counter[int] = collections.Counter()
+        #: The ``tap`` given to :meth:`build`, for its owner to read its results.
+        self.tap: MemberTap | None = None
 
     @classmethod
     def build(
@@ -145,12 +160,14 @@ class ImageFs:
         hash_paths: Callable[[str], bool] | None = None,
         keep: Callable[[str, int], bool] | None = None,
         spool: Path | None = None,
+        tap: MemberTap | None = None,
     ) -> ImageFs:
         """Apply the layers of ``manifest_digest``, each read once; regular files whose image
         path ``hash_paths`` selects are hashed on the way (others on request), and those that
         ``keep`` selects by path and size are copied into the directory ``spool`` (private,
         empty; the caller removes it), within :data:`MAX_KEPT_FILES` / :data:`MAX_KEPT_BYTES`,
-        so that :meth:`extract` needs no second read."""
+        so that :meth:`extract` needs no second read. ``tap`` sees the start of every regular
+        member, hidden by a later layer or not (:class:`MemberTap`), in the same read."""
         if keep is not None and spool is None:
             raise ValueError("keep needs a spool directory")
         manifest = layout.manifest(manifest_digest)
@@ -172,6 +189,7 @@ class ImageFs:
                 )
             layers.append((digest, str(desc.get("mediaType", ""))))
         fs = cls(layout, layers, spool)
+        fs.tap = tap
         for i in range(len(layers)):
             for ordinal, member, tar in fs._stream(i):
                 fs._members += 1
@@ -272,8 +290,8 @@ class ImageFs:
             path = "/".join(parts)
             digest = hash_paths is not None and hash_paths(path)
             copy = keep is not None and self._may_keep(node.size) and keep(path, node.size)
-            if digest or copy:
-                self._read_member(layer, ordinal, tar, member, node, digest, copy)
+            if digest or copy or (self.tap is not None and node.size):
+                self._read_member(layer, ordinal, tar, member, node, digest, copy, path)
         parent.children[base] = node
 
     def _may_keep(self, size: int) -> bool:
@@ -282,27 +300,34 @@ class ImageFs:
 
     def _read_member(
         self, layer: int, ordinal: int, tar: tarfile.TarFile, member: tarfile.TarInfo,
-        node: _Node, digest: bool, copy: bool,
+        node: _Node, digest: bool, copy: bool, path: str,
     ) -> None:  # fmt: skip
-        """Hash and/or copy one member's content in one pass over it."""
+        """Hash and/or copy one member's content, and show its start to the tap, in one pass
+        over it (only the first chunk when nothing but the tap wants it)."""
         h = hashlib.sha256() if digest else None
-        sink: IO[bytes] | None = None
+        sinks: list[IO[bytes]] = []
         if copy:
             assert self._spool is not None
             dest = self._spool / f"{layer}-{ordinal}"
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            sink = os.fdopen(fd, "wb")
+            sinks.append(os.fdopen(fd, "wb"))
             node.spool = dest
             files, size_sum = self._kept
             self._kept = (files + 1, size_sum + node.size)
         try:
-            for chunk in self._chunks(layer, tar, member):
+            for k, chunk in enumerate(self._chunks(layer, tar, member)):
+                if k == 0 and self.tap is not None:
+                    tapped = self.tap.member(layer, ordinal, path, node.size, chunk)
+                    if tapped is not None:
+                        sinks.append(tapped)
+                    elif h is None and not sinks:
+                        return  # the rest is skipped with the stream, as for any member
                 if h is not None:
                     h.update(chunk)
-                if sink is not None:
+                for sink in sinks:
                     sink.write(chunk)
         finally:
-            if sink is not None:
+            for sink in sinks:
                 sink.close()
         if h is not None:
             node.sha256 = h.hexdigest()
@@ -479,6 +504,22 @@ class ImageFs:
             for name in sorted(node.children):
                 full = f"{where}/{name}" if where else name
                 yield _entry(full, node.children[name])
+
+    def visible_members(self) -> dict[tuple[int, int], list[str]]:
+        """Which layer members the regular files of the image show: ``(layer index, member
+        ordinal)`` → the paths showing it (more than one through hardlinks). A member of a
+        layer that is not here was deleted or replaced by a later layer."""
+        out: dict[tuple[int, int], list[str]] = {}
+        todo: list[tuple[str, _Node]] = [("", self._root)]
+        while todo:
+            where, node = todo.pop()
+            for name, child in node.children.items():
+                full = f"{where}/{name}" if where else name
+                if child.kind == "dir":
+                    todo.append((full, child))
+                elif child.kind == "file":
+                    out.setdefault((child.layer, child.member), []).append(full)
+        return out
 
     # -- contents ----------------------------------------------------------------------------
 

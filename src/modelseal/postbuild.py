@@ -53,9 +53,15 @@ def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
         spool = Path(
             tempfile.mkdtemp(prefix="spool-", dir=fsio.ensure_dir(ctx.shared.dir or ctx.work_dir))
         )
+        tap = None
+        if pol.image.enabled:
+            # The image gate's scan for model payloads outside the model paths, in this pass.
+            from modelseal.imagegate.payloads import PayloadTap
+
+            tap = PayloadTap(spool, hashed, pol.models.limits.max_inflated_bytes)
         return ImageFs.build(
             layout, digest, hash_paths=hashed if prefixes else None, keep=is_metadata_file,
-            spool=spool,
+            spool=spool, tap=tap,
         )  # fmt: skip
 
     return ctx.shared.once(f"imagefs:{Path(layout.path).resolve()}:{digest}", make)

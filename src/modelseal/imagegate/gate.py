@@ -20,7 +20,7 @@ Collector = Callable[[ImageView], list[Finding]]
 
 #: The checks, by ``"module:function"`` (each takes an :class:`ImageView`, returns findings
 #: whose id starts with ``image.``).
-COLLECTORS: tuple[str, ...] = ()
+COLLECTORS: tuple[str, ...] = ("modelseal.imagegate.payloads:collect",)
 
 
 class ImageGate(RegisteredGate):

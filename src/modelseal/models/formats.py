@@ -461,6 +461,39 @@ def detect_format(path: Path) -> Detected:
         return _detect_file(src)
 
 
+class _Prefix(ByteSource):
+    """The first bytes of a file of known size, read as a :class:`ByteSource`: reads past them
+    come back short or empty, as at the end of a file. Nothing is opened."""
+
+    def __init__(self, head: bytes, size: int) -> None:  # no file: ByteSource's open is skipped
+        self.path = Path("<prefix>")
+        self.size = size
+        self._head = head
+
+    def read(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset``, as far as the prefix goes."""
+        return self._head[offset : offset + n] if offset >= 0 and n > 0 else b""
+
+    def find(self, needle: bytes, start: int, end: int) -> int:
+        """Offset of the first ``needle`` in ``[start, end)`` of the prefix, or -1."""
+        return self._head.find(needle, start, min(end, len(self._head)))
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def detect_prefix(head: bytes, size: int) -> Detected:
+    """The format of a ``size``-byte file from its first bytes ``head`` only (a file streamed
+    from an image layer, :mod:`modelseal.imagegate.payloads`), as :func:`detect_format` would
+    answer where ``head`` is enough. A zip or tar archive, whose members decide, is answered
+    :attr:`Format.UNKNOWN` with ``detail["container"]``: only the whole file tells."""
+    if head.startswith((_ZIP_LOCAL, _ZIP_EMPTY)):
+        return Detected(Format.UNKNOWN, {"container": "zip"})
+    if head[257:262] == b"ustar":
+        return Detected(Format.UNKNOWN, {"container": "tar"})
+    return _detect_file(_Prefix(head, size))
+
+
 def _detect_dir(path: Path) -> Detected:
     for graph in ("saved_model.pb", "saved_model.pbtxt"):
         if (path / graph).is_file():

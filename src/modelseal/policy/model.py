@@ -892,8 +892,9 @@ class ImagePolicy(BaseModel):
     )
     model_files_ignore: list[str] = Field(
         default=[],
-        description="Globs over image paths (without the leading /) of model files outside the "
-        "lock that are accepted as they are (still scanned: an unsafe one fails).",
+        description="Globs (fnmatch, as models.ignore) over image paths without the leading /, "
+        "matched against the whole path or the file name (* also matches /), of model files "
+        "outside the lock that are accepted as they are (still scanned: an unsafe one fails).",
     )
     runtime: ImageRuntimePolicy = Field(
         default=ImageRuntimePolicy(),

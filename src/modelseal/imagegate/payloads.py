@@ -1,0 +1,299 @@
+"""Model payloads anywhere in the image: unsafe pickles outside the locked model paths.
+
+``models-image`` checks the files under ``models.image_paths`` against ``models.lock``; a
+malicious pickle elsewhere — in a base layer, in a pip package's data files, in a cached hub
+download — was never looked at. Here every regular file of every layer is looked at once, in
+the shared post-build pass (:mod:`modelseal.postbuild`): :class:`PayloadTap` sees the first bytes
+of each member as the layer streams (no extra read) and asks the models gate's detector
+(:func:`~modelseal.models.formats.detect_prefix`) what it is. A file that is or may be
+pickle-bearing (pickle, joblib, legacy torch, an object ``.npy``, and every zip or tar archive,
+whose members decide) is copied whole to the run's private spool, within
+:data:`MAX_CANDIDATES` files, :data:`MAX_CANDIDATE_BYTES` bytes and, per file,
+``models.limits.max_inflated_bytes``; :func:`collect` then scans each (once per content) with
+the models gate's allowlist scanner within ``models.limits``, and all of them within
+:data:`MAX_SCAN_SECONDS`. A file past any bound is an ``image.payload-unscanned`` finding, which
+fails: nothing is skipped silently.
+
+Files a later layer deletes or replaces are scanned too: their bytes ship in the image's blobs
+and anyone can extract them (``docker save``, a registry pull). Their findings say so
+(``hidden: yes``), naming the layer that holds them. The model paths themselves
+(``models.image_paths``) are left to ``models-image``, hidden copies included.
+
+Findings (:func:`payload_rule` judges them):
+
+- ``image.model-file``: a file in a model or serialization format outside the lock; judged by
+  ``image.model_files_outside_lock``, accepted by a ``image.model_files_ignore`` glob;
+- ``image.payload.<kind>``: what the scanner found in it (``unsafe-global``, ``unparsable``,
+  ``scan-limit`` …), judged exactly as the models gate judges ``models.<kind>`` (so
+  ``models.allowed_globals``, ``models.allow`` and ``models.pickle`` apply): an unsafe pickle
+  fails whatever ``model_files_outside_lock`` and the globs say. ``trailing-data`` (how the
+  file is formed, not what loading it runs) is judged as the file itself;
+- ``image.payload-unscanned``: a candidate past a bound, never scanned; fails.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Final
+
+from modelseal.errors import GateError
+from modelseal.findings import Finding, Severity
+from modelseal.imagefs import printable
+from modelseal.judge import Decision, Outcome
+from modelseal.models.allowlist import Allowlist
+from modelseal.models.formats import Detected, detect_prefix
+from modelseal.models.hashing import hash_file
+from modelseal.models.issues import Format, ModelIssue
+from modelseal.models.limits import scan_limits
+from modelseal.models.lock import is_ignored
+from modelseal.models.rules import models_rule
+from modelseal.models.scan import FileScan, scan_file, scan_zip_pickles
+from modelseal.policy import Policy
+
+if TYPE_CHECKING:
+    from modelseal.imagegate.view import ImageView
+
+GATE: Final = "image"
+#: Files one image may copy to the spool to be scanned (pickle-bearing ones and archives).
+MAX_CANDIDATES: Final = 10_000
+#: Bytes of all the files one image may copy to the spool.
+MAX_CANDIDATE_BYTES: Final = 4 << 30
+#: Wall time for scanning all the candidates of one image (each file also has
+#: ``models.limits.max_seconds``).
+MAX_SCAN_SECONDS: Final = 900.0
+
+MODEL_FILE: Final = "image.model-file"
+UNSCANNED: Final = "image.payload-unscanned"
+PAYLOAD: Final = "image.payload."
+
+
+@dataclass(frozen=True)
+class Member:
+    """One regular member of a layer in a model or serialization format (or an archive)."""
+
+    layer: int  # the layer's index, bottom first
+    ordinal: int  # the member's ordinal in its layer
+    path: str  # as the layer writes it, without the leading "/"
+    size: int
+    detected: Detected  # from the first bytes
+    spool: Path | None  # the whole content, when it is to be scanned
+    unscanned: str  # why it is to be scanned but was not copied ("" otherwise)
+
+
+def _pickle_bearing(d: Detected) -> bool:
+    """Whether the whole file is needed: it is or may be pickle-bearing (an archive's members
+    decide)."""
+    if d.detail.get("container") in ("zip", "tar"):
+        return True
+    if d.format is Format.NUMPY:
+        return d.pickle_offset is not None
+    return d.format.carries_pickle
+
+
+class PayloadTap:
+    """The :class:`modelseal.imagefs.MemberTap` of the post-build pass: records the members in
+    a model format and copies the candidates for the scan (see the module doc)."""
+
+    def __init__(self, spool: Path, skip: Callable[[str], bool], max_file_bytes: int) -> None:
+        self.spool = spool  # private, made fresh by the caller
+        self.skip = skip  # the model paths (models-image's)
+        self.max_file_bytes = max_file_bytes
+        self.members: dict[tuple[int, int], Member] = {}
+        self.copied = (0, 0)  # files, bytes
+
+    def member(
+        self, layer: int, ordinal: int, path: str, size: int, head: bytes
+    ) -> IO[bytes] | None:
+        """Detect ``path`` from ``head``; return a fresh spool file for a candidate."""
+        if self.skip(path):
+            return None
+        detected = detect_prefix(head, size)
+        if not _pickle_bearing(detected):
+            if detected.format is not Format.UNKNOWN:
+                self.members[layer, ordinal] = Member(
+                    layer, ordinal, path, size, detected, None, ""
+                )
+            return None
+        files, total = self.copied
+        why = ""
+        if size > self.max_file_bytes:
+            why = (f"{size} bytes, more than models.limits.max_inflated_bytes "
+                   f"({self.max_file_bytes})")  # fmt: skip
+        elif files >= MAX_CANDIDATES:
+            why = f"more than {MAX_CANDIDATES} candidate files in the image"
+        elif total + size > MAX_CANDIDATE_BYTES:
+            why = f"more than {MAX_CANDIDATE_BYTES} bytes of candidate files in the image"
+        if why:
+            self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, None, why)
+            return None
+        dest = self.spool / f"payload-{layer}-{ordinal}"
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.copied = (files + 1, total + size)
+        self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, dest, "")
+        return os.fdopen(fd, "wb")
+
+
+def collect(view: ImageView) -> list[Finding]:
+    """The payload findings of one platform image (see the module doc)."""
+    fs = view.fs
+    tap = fs.tap
+    if not isinstance(tap, PayloadTap):
+        raise GateError(
+            "the image's layers were read without the payload scan (image.enabled was off when "
+            "the post-build pass ran), so model payloads outside the lock were not checked."
+        )
+    models = view.ctx.policy.policy.models
+    limits = scan_limits(models.limits)
+    allow = Allowlist.default()
+    visible = fs.visible_members()
+    deadline = time.monotonic() + MAX_SCAN_SECONDS
+    scans: dict[str, FileScan] = {}  # content sha256 → its scan
+    digests: dict[tuple[int, int], str] = {}
+    members = sorted(tap.members.values(), key=lambda m: (m.layer, m.ordinal))
+    for m in members:
+        if m.spool is not None:
+            digests[m.layer, m.ordinal] = hash_file(m.spool).sha256
+    # What each visible path shows, to leave out a hidden copy identical to it (a later
+    # layer's chmod or touch copies the whole file up).
+    shown = {
+        p: (m.size, m.detected.format, digests.get((m.layer, m.ordinal)))
+        for m in members
+        for p in visible.get((m.layer, m.ordinal), [])
+    }
+    findings: list[Finding] = []
+    for m in members:
+        key = (m.layer, m.ordinal)
+        paths = visible.get(key)
+        sha = digests.get(key)
+        if paths is None and shown.get(m.path) == (m.size, m.detected.format, sha):
+            continue
+        at = _Where(view, m, paths)
+        if m.unscanned:
+            findings.append(at.unscanned(m.unscanned))
+            continue
+        if m.spool is None or sha is None:
+            findings.append(at.model_file(m.detected.format.value, m.detected, pickle=False))
+            continue
+        scan = scans.get(sha)
+        if scan is None:
+            if time.monotonic() > deadline:
+                findings.append(
+                    at.unscanned(f"the payload scan took more than {MAX_SCAN_SECONDS:g} s")
+                )
+                continue
+            scan = scans[sha] = scan_file(m.spool, allow, limits=limits)
+        det = scan.detected
+        if scan.format is Format.UNKNOWN:
+            if not det.zip_pickle_members:
+                continue  # an archive holding no pickle (a jar, a wheel of code): not a model
+            # A zip in no model format holding pickles (a wheel's package data, a zip of
+            # pickles): its pickle members are scanned all the same.
+            issues = scan_zip_pickles(m.spool, det, allow, limits)
+            findings.append(at.model_file("zip", det, pickle=True, sha256=sha))
+            findings += [at.issue(i) for i in issues]
+            continue
+        findings.append(at.model_file(scan.format.value, det, pickle=scan.carries_pickle,
+                                      sha256=sha))  # fmt: skip
+        findings += [at.issue(i) for i in scan.issues]
+    return findings
+
+
+class _Where:
+    """Where one member is, for its findings: path, platform, layer, hidden or not."""
+
+    def __init__(self, view: ImageView, m: Member, paths: list[str] | None) -> None:
+        self.m = m
+        self.hidden = paths is None
+        path = printable(m.path if paths is None else sorted(paths)[0])
+        self.subject = f"/{path}"
+        digest = view.fs.layers[m.layer][0]
+        self.layer = f"layer {m.layer + 1} ({digest[:19]}…)"
+        self.named = f"/{path} ({self.layer}" + (
+            ", deleted or replaced by a later layer: not visible at runtime, but shipped in the "
+            "image's blobs)"
+            if self.hidden
+            else ")"
+        )
+        self.evidence = {
+            "platform": view.platform, "path": path, "layer": str(m.layer + 1),
+            "layer_digest": digest, "hidden": "yes" if self.hidden else "no", "size": str(m.size),
+        }  # fmt: skip
+        if paths and len(paths) > 1:
+            self.evidence["hardlinks"] = ", ".join(f"/{printable(p)}" for p in sorted(paths)[1:6])
+        self.location = f"/{path} ({view.platform}, {self.layer})"
+
+    def _finding(self, fid: str, severity: Severity, title: str, **evidence: str) -> Finding:
+        return Finding(
+            gate=GATE, id=fid, severity=severity, title=title, subject=self.subject,
+            location=self.location, evidence=self.evidence | evidence,
+        )  # fmt: skip
+
+    def model_file(
+        self, fmt: str, det: Detected, *, pickle: bool, sha256: str | None = None
+    ) -> Finding:
+        what = f"{fmt} (carries pickle data)" if pickle else fmt
+        extra = {f"detail.{k}": str(v) for k, v in det.detail.items()}
+        if sha256:
+            extra["sha256"] = sha256
+        return self._finding(
+            MODEL_FILE, Severity.MEDIUM if pickle else Severity.LOW,
+            f"{self.named} is {what}, outside the locked model paths",
+            format=fmt, pickle="yes" if pickle else "no", **extra,
+        )  # fmt: skip
+
+    def issue(self, i: ModelIssue) -> Finding:
+        extra = dict(i.detail)
+        if i.member:
+            extra["member"] = i.member
+        if i.offset is not None:
+            extra["offset"] = str(i.offset)
+        where = f" ({i.where()})" if i.where() else ""
+        return self._finding(f"{PAYLOAD}{i.kind}", i.severity, f"{self.named}{where}: {i.title}",
+                             **extra)  # fmt: skip
+
+    def unscanned(self, why: str) -> Finding:
+        det = self.m.detected
+        container = det.detail.get("container")
+        what = f"a {container} archive" if container else det.format.value
+        return self._finding(
+            UNSCANNED, Severity.HIGH,
+            f"{self.named} may carry pickle data ({what}) but was not scanned: {why}",
+            reason=why,
+        )  # fmt: skip
+
+
+#: Scanner findings about how a file is formed rather than what loading it runs: outside the
+#: lock they are judged as the file itself (``model_files_outside_lock``, the globs). A text
+#: file that happens to start with a complete text pickle (``C`` + a length byte + ``.``: a
+#: ``changelog.gz`` in Debian's docs) is a joblib file with trailing data to the detector.
+_FORM_KINDS: Final = frozenset({"trailing-data"})
+
+
+def _outside_lock(policy: Policy, f: Finding, what: str) -> Decision:
+    path = f.evidence.get("path", "")
+    glob = next((g for g in policy.image.model_files_ignore if is_ignored(path, [g])), None)
+    if glob is not None:
+        return Decision(f, Outcome.IGNORED, f"{what} accepted by image.model_files_ignore {glob!r}")
+    mode = policy.image.model_files_outside_lock
+    outcome = {"fail": Outcome.FAIL, "warn": Outcome.WARN, "allow": Outcome.IGNORED}[mode]
+    return Decision(f, outcome, f"{what}: image.model_files_outside_lock is {mode}")
+
+
+def payload_rule(policy: Policy, f: Finding) -> Decision | None:
+    """The policy's word on a payload finding; None for a finding that is not one."""
+    if f.id == MODEL_FILE:
+        return _outside_lock(policy, f, "a model file outside the lock")
+    if f.id == UNSCANNED:
+        return Decision(f, Outcome.FAIL, "a file that may carry pickle data was not scanned")
+    if f.id.startswith(PAYLOAD):
+        kind = f.id[len(PAYLOAD) :]
+        if kind in _FORM_KINDS:
+            return _outside_lock(policy, f, f"{kind} in a model file outside the lock")
+        # Judged as the models gate judges the same scanner finding (models.* allowlist).
+        d = models_rule(policy, replace(f, id=f"models.{kind}"))
+        return Decision(f, d.outcome, d.reason)
+    return None
