@@ -200,7 +200,7 @@ def test_the_built_in_sections_need_no_derived_policy_model() -> None:
 
 
 def test_the_judge_knows_the_findings_rules_make_from_the_rules() -> None:
-    assert judge_made_ids() == frozenset({"vulnerabilities.expired-ignore"})
+    assert judge_made_ids() == frozenset({"vulnerabilities.expired-ignore", "vulnerabilities.stale-ignore"})
     rules: Rules | None = rules_of("trivy")
     assert rules is not None and rules is rules_of("pip-audit")  # prepared once per run
     assert rules_of("no-such-gate") is None and rules_of("sbom") is None
