@@ -19,7 +19,11 @@ Collector = Callable[[ImageView], list[Finding]]
 
 #: The checks, by ``"module:function"`` (each takes an :class:`ImageView`, returns findings
 #: whose id starts with ``image.``).
-COLLECTORS: tuple[str, ...] = ()
+COLLECTORS: tuple[str, ...] = (
+    "modelseal.imagegate.config:collect",
+    "modelseal.imagegate.files:collect",
+    "modelseal.imagegate.secrets:collect",
+)
 
 
 class ImageGate(RegisteredGate):
