@@ -248,3 +248,22 @@ def test_no_user_means_root_and_fails(root_user: Run) -> None:
     assert outcomes[("image.root-user", "USER")] == "fail"
     # The model check is the root finding's: nothing else is reported about it.
     assert not any(id == "image.model-writable" for id, _ in outcomes)
+
+
+def test_the_example_image_passes_the_image_gate(example_base: str, tmp_path: Path) -> None:
+    # `make demo`'s image under `make demo`'s policy: a non-root user, a read-only model, only
+    # the ports the policy lists, no secret anywhere.
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelseal", "run", "examples/app", "--policy",
+         "examples/modelseal.yml", "--gate", "build", "--gate", "image", "-o", str(out),
+         "--build-context", f"base={example_base}", "--source-date-epoch", str(EPOCH)],
+        capture_output=True, text=True, cwd=REPO, timeout=900, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"),
+             "MODELSEAL_CACHE_DIR": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = Run(proc.returncode, out, json.loads((out / "report.json").read_text()), "")
+    assert {k: v for k, v in run.outcomes().items() if v != "ignored"} == {
+        ("image.no-healthcheck", "HEALTHCHECK"): "warn",
+    }

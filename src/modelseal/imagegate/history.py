@@ -4,11 +4,12 @@ The image config's ``history`` lists one entry per instruction of every stage th
 built from (the base image's first), ``empty_layer`` marking those that made no layer; the
 others pair with the manifest's layers in order. BuildKit writes ``created_by`` as the
 instruction's keyword and arguments (``COPY f /app/f # buildkit``, ``RUN |1 A=1 /bin/sh -c …``)
-but no line number, so the final stage's instructions are paired with the last history entries
-from the end, keyword by keyword: the instruction's own line (in the Dockerfile the build gate
-read, if it is still the same file) for what this Dockerfile made, ``created_by`` (of the base
-image) for the rest. Anything that does not line up is attributed by ``created_by`` only,
-never guessed.
+but no line number, so the final stage's instructions are paired with the last history
+entries from the end, keyword by keyword, and only when the whole stage lines up (the ARG the
+build gate adds after each FROM aside). A layer gets the line of its instruction in the
+Dockerfile the build gate read (re-read, and used only if it is still that file); the base
+image's layers, and every layer of an image whose history does not line up, are attributed by
+``created_by`` only: never guessed.
 """
 
 from __future__ import annotations
@@ -99,10 +100,12 @@ def layer_origins(
                     if created_by == SOURCE_DATE_EPOCH_ARG:
                         k -= 1  # the ARG the build gate adds to each stage
                         continue
-                    break  # does not line up: no guessing below this point
+                    break
                 lines[k] = instr.start_line
                 todo.pop()
                 k -= 1
+            if todo:
+                lines = {}  # the stage does not line up as a whole: no line is guessed
     made = [k for k, (_, empty) in enumerate(entries) if not empty]
     # Layers and non-empty history entries pair from the start; a config whose history does
     # not match its layers is attributed by position only where it does.
