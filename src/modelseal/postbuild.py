@@ -27,7 +27,6 @@ from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
 from modelseal.vuln.site_packages import is_metadata_file
 
-
 #: The account databases the runtime user is resolved with, spooled in the same pass.
 ACCOUNT_FILES = frozenset({"etc/passwd", "etc/group"})
 #: Bytes of one of them that are read (a real one is a few KiB).
