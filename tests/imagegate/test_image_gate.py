@@ -59,14 +59,14 @@ class Run:
         return d["finding"]  # type: ignore[no-any-return]
 
 
-def _run(ctx: Path, policy: str, base: str) -> Run:
+def _run(ctx: Path, policy: str, base: str, **env: str) -> Run:
     """``modelseal run`` (build and image gates) as a user runs it, its output captured."""
     (ctx / "modelseal.yml").write_text(policy)
     out = ctx.parent / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "modelseal", "run", ".", "--gate", "build", "--gate", "image",
          "-o", str(out), "--build-context", f"base={base}", "--source-date-epoch", str(EPOCH)],
-        capture_output=True, text=True, cwd=ctx, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=900, check=False,
+        capture_output=True, text=True, cwd=ctx, env={**os.environ, "PYTHONPATH": str(REPO / "src"), **env}, timeout=900, check=False,
     )  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     return Run(proc.returncode, out, report, proc.stdout + proc.stderr)
@@ -267,3 +267,14 @@ def test_the_example_image_passes_the_image_gate(example_base: str, tmp_path: Pa
     assert {k: v for k, v in run.outcomes().items() if v != "ignored"} == {
         ("image.no-healthcheck", "HEALTHCHECK"): "warn",
     }
+
+
+def test_without_trivy_the_gate_errors(busybox_base: str, tmp_path: Path) -> None:
+    # Fail closed: a secret scan that could not run is never "no secrets".
+    ctx = _context(tmp_path)
+    (ctx / "Dockerfile").write_text("FROM base\nCOPY etc/ /etc/\nUSER app\n")
+    run = _run(ctx, _policy(tmp_path), busybox_base, MODELSEAL_TRIVY=str(tmp_path / "no-trivy"))
+    assert run.code == 3, run.logs
+    (image,) = [g for g in run.report["gates"] if g["gate"] == "image"]
+    assert image["evidence"]["status"] == "ERRORED"
+    assert "trivy" in image["evidence"]["error"]

@@ -57,6 +57,8 @@ def test_the_runtime_user_resolves_as_runc_does(
 ) -> None:
     view = _view(tmp_path, user, {"etc/passwd": PASSWD, "etc/group": GROUP})
     assert runtime_user(view) == expected
+    # Read from the spool of the shared pass: the layer was decompressed once.
+    assert dict(view.fs.reads) == {0: 1}
 
 
 @pytest.mark.parametrize(
