@@ -221,12 +221,10 @@ def test_findings_name_the_dockerfile_line_that_made_them(bad: tuple[Run, Plante
 def test_no_secret_reaches_a_report_or_the_log(bad: tuple[Run, Planted]) -> None:
     run, planted = bad
     assert run.decisions("image.secret")  # found ...
-    texts = [run.logs]
-    for p in run.out.rglob("*"):
-        if p.is_file() and not p.is_symlink() and "blobs" not in p.parts:
-            texts.append(p.read_bytes().decode("utf-8", "replace"))
-    assert any("image.secret" in t for t in texts[1:])  # the reports are among them
-    for t in texts:
+    # ... and carried by every report ...
+    assert "image.secret" in (run.out / "summary.md").read_text()
+    assert "image/image.secret" in (run.out / "modelseal.sarif").read_text()
+    for t in _texts(run):
         for s in (planted.key_line, planted.github, planted.hf):
             assert s not in t  # ... but never shown
     env = run.one("image.secret-env", "env:HF_TOKEN")["evidence"]
@@ -278,3 +276,29 @@ def test_without_trivy_the_gate_errors(busybox_base: str, tmp_path: Path) -> Non
     (image,) = [g for g in run.report["gates"] if g["gate"] == "image"]
     assert image["evidence"]["status"] == "ERRORED"
     assert "trivy" in image["evidence"]["error"]
+
+
+def _texts(run: Run) -> list[str]:
+    """The run's log and every file it wrote but the image's blobs."""
+    texts = [run.logs]
+    for p in run.out.rglob("*"):
+        if p.is_file() and not p.is_symlink() and "blobs" not in p.parts:
+            texts.append(p.read_bytes().decode("utf-8", "replace"))
+    return texts
+
+
+def test_trivy_settings_from_the_environment_cannot_leak_a_secret(
+    busybox_base: str, tmp_path: Path
+) -> None:
+    # TRIVY_EXIT_CODE=1 makes Trivy exit 1 when it finds something, with the JSON report (and
+    # the secrets in it) on stdout and nothing on stderr: an error quoting "the output" would
+    # publish the secret. The secret scan sets its own exit code.
+    ctx = _context(tmp_path)
+    token = _token("ghp_", 36)
+    (ctx / "app.ini").write_text(f"token = {token}\n")
+    (ctx / "Dockerfile").write_text("FROM base\nCOPY etc/ /etc/\nCOPY app.ini /app.ini\nUSER app\n")
+    run = _run(ctx, _policy(tmp_path), busybox_base, TRIVY_EXIT_CODE="1")
+    assert run.code == 1, run.logs
+    assert run.outcomes() == {("image.secret", "/app.ini"): "fail",
+                              ("image.no-healthcheck", "HEALTHCHECK"): "warn"}  # fmt: skip
+    assert not any(token in t for t in _texts(run))

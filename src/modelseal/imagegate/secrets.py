@@ -46,7 +46,9 @@ def secret_argv(trivy: str, layout_dir: Path, cache_dir: Path) -> list[str]:
     """The Trivy gate's offline scan command, for the secret scanner only."""
     argv = scan_argv(trivy, layout_dir, cache_dir)
     argv[argv.index("--scanners") + 1] = "secret"
-    return argv
+    # Findings never change the exit code (TRIVY_EXIT_CODE in the environment would): a failed
+    # run's error may quote its output, and this output holds the secrets.
+    return [*argv, "--exit-code", "0"]
 
 
 def collect(view: ImageView) -> list[Finding]:
@@ -60,8 +62,13 @@ def collect(view: ImageView) -> list[Finding]:
     ctx.progress(GATE, f"scanning the layers for secrets ({view.platform})")
     # cwd: the private directory, so that no trivy.yaml / trivy-secret.yaml of the build
     # context (Trivy reads them from the working directory) changes the rules.
-    text = run_tool(secret_argv(trivy, Path(single.name), cache_dir), timeout=SCAN_TIMEOUT,
-                    cwd=work).stdout  # fmt: skip
+    argv = secret_argv(trivy, Path(single.name), cache_dir)
+    proc = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=work, check=False)
+    if proc.returncode != 0:
+        # Not run_tool's error: with nothing on stderr it quotes stdout, which may hold secrets.
+        raise ToolError(f"trivy exited with code {proc.returncode} scanning for secrets.",
+                        command=" ".join(argv[:4]) + " …", stderr_tail=proc.stderr[-2000:])  # fmt: skip
+    text = proc.stdout
     try:
         return parse_secrets(text, view, attribution(view), config_target=single.name)
     finally:
