@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The image gate on a model-sized image, side by side with Trivy's secret scan alone, and what
-one Trivy pass with ``--scanners vuln,secret`` would save over the two passes the trivy gate
-(vuln) and the image gate (secret) make.
+"""Trivy's secret scan (the image gate's) on a model-sized image, and what one Trivy pass with
+``--scanners vuln,secret`` would save over the two passes the trivy gate (vuln) and the image
+gate (secret) make.
 
 Setup as in post_build.py (the example base, ``COPY model/ /app/model/`` with one safetensors
 file of ``--size-mib`` MiB of random bytes; built once with ``modelseal build``, ``--work DIR``
@@ -10,10 +10,10 @@ keeps and reuses it). Measured, each a child process of its own (wall time, peak
 trivy vuln            the trivy gate's command (offline DB)
 trivy secret          the image gate's secret command (``--scanners secret``)
 trivy vuln,secret     both scanners in one pass
-image gate (modelseal) ``modelseal run --gate build --gate image`` (the build from BuildKit's
-                      cache), the gate's own time from report.json
+image gate            its time in ``modelseal run --gate build --gate image`` (report.json),
+                      from the run that built the image (not repeated with ``--work``)
 
-    python benchmarks/image_gate.py [--size-mib 2048] [--work DIR]
+    python benchmarks/image_secrets.py [--size-mib 2048] [--work DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> int:
     from modelseal.oci import OciLayout
     from modelseal.vuln.trivy import scan_argv, single_manifest_layout
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="modelseal-bench-imagegate-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="modelseal-bench-secrets-"))
     work.mkdir(parents=True, exist_ok=True)
     ctx, out = work / "ctx", work / "out"
     try:
@@ -57,6 +57,8 @@ def main() -> int:
             policy.write_text(
                 "version: 1\nbuild:\n  rebuild_check: false\n"
                 "models:\n  enabled: false\n  image_paths: {model: /app/model}\n"
+                # The benchmark image runs as root: reported, not failed (the run must pass).
+                "image:\n  require_non_root: false\n"
                 f"trivy:\n  db:\n    mode: offline\n    cache_dir: {cache / 'trivy'}\n"
             )
             if not (ctx / "Dockerfile").exists():
@@ -64,7 +66,8 @@ def main() -> int:
             run = [str(MODELSEAL), "run", str(ctx), "--policy", str(policy), "--gate", "build",
                    "--gate", "image", "--build-context", f"base={base}",
                    "--source-date-epoch", EPOCH, "-o", str(out)]  # fmt: skip
-            gate = measure(run, {}, interval=0.2)
+            if not (out / "report.json").exists():
+                measure(run, {}, interval=0.2)
             report = json.loads((out / "report.json").read_text())
             gates = {g["gate"]: g["evidence"] for g in report["gates"]}
             manifest = next(
@@ -92,8 +95,7 @@ def main() -> int:
             for name, m in rows.items():
                 print(f"{name:34}{m['seconds']:9.1f}{m['rss_mib']:14.0f}")
             image = gates["image"]
-            print(f"{'image gate (in modelseal run)':34}{image['duration_s']:9.1f}"
-                  f"{gate['tree_mib']:14.0f}  (peak: the run's process tree)")  # fmt: skip
+            print(f"{'image gate (in modelseal run)':34}{image['duration_s']:9.1f}")
             two = (
                 rows["trivy vuln (trivy gate)"]["seconds"]
                 + rows["trivy secret (image gate)"]["seconds"]
