@@ -194,3 +194,90 @@ def test_allowed_ports_are_normalized_and_checked() -> None:
     for bad in ("0", "70000", "80/icmp", "http"):
         with pytest.raises(ConfigError, match="allowed_ports"):
             load_policy_text(f"version: 1\nimage:\n  allowed_ports: ['{bad}']\n", "p.yml")
+
+
+def _tar(*members: tuple[str, str, int, int, int]) -> bytes:
+    """A layer of ``(name, kind f|d, mode, uid, gid)`` members."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, mode, uid, gid in members:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE if kind == "d" else tarfile.REGTYPE
+            info.mode, info.uid, info.gid = mode, uid, gid
+            data = PASSWD if name == "etc/passwd" else GROUP if name == "etc/group" else b""
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _files_view(tmp_path: Path, user: str, *layers: bytes, policy: str = "") -> ImageView:
+    layout, digest = make_layout(tmp_path / "oci", list(layers))
+    loaded = load_policy_text(
+        "version: 1\nmodels:\n  enabled: false\n  image_paths: {m: /app/model}\n" + policy, "p.yml"
+    )
+    ctx = Context(policy=loaded, options=RunOptions(context=tmp_path),
+                  epoch=SourceDateEpoch(0, "x"), work_dir=tmp_path / "work",
+                  out_dir=tmp_path / "out")  # fmt: skip
+    ctx.results["build"] = GateResult("build", Status.PASSED)
+    return ImageView(ctx, layout, "linux/amd64", digest, layout.manifest(digest),
+                     {"config": {"User": user}})  # fmt: skip
+
+
+BASE = _tar(("etc", "d", 0o755, 0, 0), ("etc/passwd", "f", 0o644, 0, 0),
+            ("etc/group", "f", 0o644, 0, 0))  # fmt: skip
+
+
+def test_file_permissions_on_a_crafted_image(tmp_path: Path) -> None:
+    from modelseal.imagegate.files import collect
+
+    app = _tar(
+        ("bin", "d", 0o755, 0, 0),
+        ("bin/su", "f", 0o4755, 0, 0),  # setuid
+        ("bin/wall", "f", 0o2755, 0, 5),  # setgid
+        ("bin/ok", "f", 0o755, 0, 0),
+        ("tmp", "d", 0o1777, 0, 0),  # sticky: not reported
+        ("scratch", "d", 0o777, 0, 0),  # world-writable directory
+        ("app", "d", 0o755, 0, 0),
+        ("app/model", "d", 0o775, 0, 2000),  # group-writable, the user is in group 2000
+        ("app/model/a.bin", "f", 0o644, 0, 0),
+        ("app/model/b.bin", "f", 0o444, 1000, 0),  # owned by the user (it may chmod)
+        ("app/model/c.bin", "f", 0o664, 0, 1001),  # writable by the user's primary group
+        ("app/model/d.bin", "f", 0o664, 0, 44),  # a group the user is not in
+    )  # fmt: skip
+    view = _files_view(tmp_path, "app", BASE, app)
+    found = {(f.id, f.subject) for f in collect(view)}
+    assert found == {
+        ("image.setuid", "/bin/su"), ("image.setuid", "/bin/wall"),
+        ("image.world-writable", "/scratch"),
+        ("image.model-writable", "/app/model"), ("image.model-writable", "/app/model/b.bin"),
+        ("image.model-writable", "/app/model/c.bin"),
+    }  # fmt: skip
+    f = next(f for f in collect(view) if f.subject == "/bin/wall")
+    assert f.evidence["mode"] == "2755" and f.evidence["gid"] == "5"
+    assert f.evidence["layer"] == "2" and f.location == "layer 2"  # no Dockerfile to name
+
+
+def test_a_directory_changes_its_layer_only_when_its_owner_or_mode_does(tmp_path: Path) -> None:
+    from modelseal.imagegate.files import collect
+
+    first = _tar(("app", "d", 0o755, 1000, 1000), ("app/model", "d", 0o755, 0, 0))
+    same = _tar(("app", "d", 0o755, 1000, 1000), ("app/x", "f", 0o644, 0, 0))
+    view = _files_view(tmp_path, "app", BASE, first, same)
+    (f,) = [f for f in collect(view) if f.subject == "/app"]
+    assert f.id == "image.model-writable" and f.evidence["layer"] == "2"
+
+
+def test_findings_of_one_kind_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelseal.imagegate import files
+
+    monkeypatch.setattr(files, "MAX_PER_KIND", 2)
+    many = _tar(*((f"w{i}", "f", 0o666, 0, 0) for i in range(5)))
+    found = files.collect(_files_view(tmp_path, "0", BASE, many))
+    assert [f.id for f in found] == ["image.world-writable"] * 2 + ["image.findings-truncated"]
+    assert found[-1].evidence["dropped"] == "3"
+    assert (
+        image_rule(load_policy_text("version: 1\n", "p").policy, found[-1]).outcome is Outcome.FAIL
+    )
