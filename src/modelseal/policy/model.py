@@ -670,7 +670,8 @@ class ImagePolicy(BaseModel):
     secrets_ignore: list[str] = Field(
         default=[],
         description="Globs over what a secret finding names: an image path (without the "
-        "leading /), env:NAME or label:NAME; accepted as known (e.g. a package's test keys).",
+        "leading /), env:NAME, label:NAME, or 'image config' (what Trivy finds in the config: "
+        "environment, labels, history); accepted as known (e.g. a package's test keys).",
     )
 
     @field_validator("allowed_ports")
