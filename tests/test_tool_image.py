@@ -103,6 +103,7 @@ def test_tool_image_is_reproducible_and_passes_its_own_gates(
         "models": "SKIPPED",
         "build": "PASSED",
         "models-image": "SKIPPED",
+        "image": "PASSED",
         "sbom": "PASSED",
         "trivy": "PASSED",
         "pip-audit": "PASSED",

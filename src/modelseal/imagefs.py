@@ -81,15 +81,17 @@ class MemberTap(Protocol):
 class _Node:
     """A mutable tree node while layers are applied (the public values are :class:`FsEntry`)."""
 
-    __slots__ = ("children", "kind", "layer", "link", "member", "mode", "opaque", "sha256", "size",
-                 "special", "spool", "touched")  # fmt: skip
+    __slots__ = ("children", "gid", "kind", "layer", "link", "member", "mode", "opaque", "sha256",
+                 "size", "special", "spool", "touched", "uid")  # fmt: skip
 
     def __init__(
         self, kind: str, layer: int, *, mode: int = 0o755, member: int = -1, size: int = 0,
-        link: str = "", special: str = "", sha256: str | None = None,
+        link: str = "", special: str = "", sha256: str | None = None, uid: int = 0, gid: int = 0,
     ) -> None:  # fmt: skip
         self.kind = kind
         self.mode = mode
+        self.uid = uid  # numeric owner, as the layer stores it (runtimes ignore uname/gname)
+        self.gid = gid
         self.layer = layer  # the layer whose member holds the content
         self.member = member  # that member's ordinal in its layer
         self.size = size
@@ -113,6 +115,10 @@ class FsEntry:
     link: str  # a symlink's target, as stored
     special: str  # for "special": "fifo", "character device", "block device", …
     sha256: str | None  # a file's content digest once hashed, else None
+    uid: int = 0  # numeric owner and group, as the layer that wrote the entry stores them
+    gid: int = 0
+    layer: int = -1  # index (bottom first) of the layer that wrote the entry (a directory: that
+    # last changed its mode or owner); -1: the root
 
     def describe(self) -> str:
         """``file``, ``directory``, ``symlink to X``, ``fifo`` …: for messages."""
@@ -280,10 +286,15 @@ class ImageFs:
         existing = parent.children.get(base)
         if member.isdir():
             if existing is not None and existing.kind == "dir":
+                if (existing.mode, existing.uid, existing.gid) != (member.mode, member.uid,
+                                                                   member.gid):  # fmt: skip
+                    existing.layer = layer  # the layer that last changed its metadata
                 existing.mode = member.mode
+                existing.uid, existing.gid = member.uid, member.gid
                 existing.touched = layer
                 return
-            parent.children[base] = _Node("dir", layer, mode=member.mode, member=ordinal)
+            parent.children[base] = _Node("dir", layer, mode=member.mode, member=ordinal,
+                                          uid=member.uid, gid=member.gid)  # fmt: skip
             return
         node = self._leaf(layer, ordinal, member, parts)
         if node.kind == "file" and not member.islnk():
@@ -336,7 +347,8 @@ class ImageFs:
         if member.issym():
             if len(member.linkname.encode("utf-8", "surrogateescape")) > MAX_PATH:
                 raise GateError(f"{self._where(layer, member.name)}: the link target is too long.")
-            return _Node("symlink", layer, mode=member.mode, member=ordinal, link=member.linkname)
+            return _Node("symlink", layer, mode=member.mode, member=ordinal, link=member.linkname,
+                         uid=member.uid, gid=member.gid)  # fmt: skip
         if member.islnk():
             target = self._clean(layer, member.linkname, member.name)
             node = self._lookup(target)
@@ -352,13 +364,16 @@ class ImageFs:
                     f"which is {what}."
                 )
             copy = _Node(node.kind, node.layer, mode=member.mode, member=node.member,
-                         size=node.size, link=node.link, special=node.special, sha256=node.sha256)  # fmt: skip
+                         size=node.size, link=node.link, special=node.special, sha256=node.sha256,
+                         uid=member.uid, gid=member.gid)  # fmt: skip
             copy.touched = layer
             copy.spool = node.spool
             return copy
         if member.isfile():
-            return _Node("file", layer, mode=member.mode, member=ordinal, size=member.size)
-        return _Node("special", layer, mode=member.mode, member=ordinal, special=_special(member))
+            return _Node("file", layer, mode=member.mode, member=ordinal, size=member.size,
+                         uid=member.uid, gid=member.gid)  # fmt: skip
+        return _Node("special", layer, mode=member.mode, member=ordinal, special=_special(member),
+                     uid=member.uid, gid=member.gid)  # fmt: skip
 
     def _clean(self, layer: int, name: str, member: str) -> list[str]:
         """A member name cleaned lexically as runtimes do; a ``..`` above the root (which
@@ -625,7 +640,8 @@ def printable(path: str) -> str:
 
 
 def _entry(path: str, node: _Node) -> FsEntry:
-    return FsEntry(path, node.kind, node.mode, node.size, node.link, node.special, node.sha256)
+    return FsEntry(path, node.kind, node.mode, node.size, node.link, node.special, node.sha256,
+                   node.uid, node.gid, node.layer)  # fmt: skip
 
 
 def _digest(chunks: Iterable[bytes]) -> str:

@@ -27,6 +27,11 @@ from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
 from modelseal.vuln.site_packages import is_metadata_file
 
+#: The account databases the runtime user is resolved with, spooled in the same pass.
+ACCOUNT_FILES = frozenset({"etc/passwd", "etc/group"})
+#: Bytes of one of them that are read (a real one is a few KiB).
+MAX_ACCOUNT_FILE = 1 << 20
+
 
 def model_prefixes(image_paths: dict[str, str]) -> tuple[tuple[str, ...], frozenset[str]]:
     """The image directories of ``models.image_paths`` (without the leading ``/``,
@@ -48,6 +53,10 @@ def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
     def hashed(path: str) -> bool:
         return path.startswith(prefixes) or path in exact
 
+    def keep(path: str, size: int) -> bool:
+        # The image gate resolves the runtime user by name (modelseal.imagegate.user).
+        return is_metadata_file(path, size) or (path in ACCOUNT_FILES and size <= MAX_ACCOUNT_FILE)
+
     def make() -> ImageFs:
         # A fresh private directory per pass (removed with the run's temporary directory).
         spool = Path(
@@ -60,7 +69,7 @@ def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
 
             tap = PayloadTap(spool, hashed, pol.models.limits.max_inflated_bytes)
         return ImageFs.build(
-            layout, digest, hash_paths=hashed if prefixes else None, keep=is_metadata_file,
+            layout, digest, hash_paths=hashed if prefixes else None, keep=keep,
             spool=spool, tap=tap,
         )  # fmt: skip
 

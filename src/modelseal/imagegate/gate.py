@@ -20,7 +20,12 @@ Collector = Callable[[ImageView], list[Finding]]
 
 #: The checks, by ``"module:function"`` (each takes an :class:`ImageView`, returns findings
 #: whose id starts with ``image.``).
-COLLECTORS: tuple[str, ...] = ("modelseal.imagegate.payloads:collect",)
+COLLECTORS: tuple[str, ...] = (
+    "modelseal.imagegate.config:collect",
+    "modelseal.imagegate.files:collect",
+    "modelseal.imagegate.secrets:collect",
+    "modelseal.imagegate.payloads:collect",
+)
 
 
 class ImageGate(RegisteredGate):

@@ -36,22 +36,42 @@ class RuntimeUser:
 
     ``raw``: the config's ``User`` as written; ``uid``/``gid``: the resolved ids (None when they
     cannot be known); ``name``: the user's name in ``/etc/passwd`` (None when not there);
-    ``problem``: why the user cannot be resolved ("" when it can)."""
+    ``problem``: why the user cannot be resolved ("" when it can); ``groups``: the
+    supplementary gids, from the ``/etc/group`` entries listing the user's name (counted even
+    when ``User`` names a group, where runc would leave them out: an orchestrator may add them,
+    and :meth:`can_write` errs towards "may write")."""
 
     raw: str
     uid: int | None
     gid: int | None
     name: str | None
     problem: str = ""
+    groups: tuple[int, ...] = ()
 
     @property
     def is_root(self) -> bool:
         """The process runs as uid 0."""
         return self.uid == 0
 
+    def can_write(self, uid: int, gid: int, mode: int) -> bool:
+        """Whether this user may write a file or directory with that owner, group and mode
+        (uid 0 may write everything; the owner may also chmod, so owning counts as writing).
+        An unresolved user writes nothing here: its own finding covers it."""
+        if self.uid is None:
+            return False
+        if self.uid == 0 or self.uid == uid:
+            return True
+        if mode & 0o002:
+            return True
+        return bool(mode & 0o020) and (gid == self.gid or gid in self.groups)
+
 
 def runtime_user(view: ImageView) -> RuntimeUser:
-    """The runtime user of ``view``'s image (see the module doc)."""
+    """The runtime user of ``view``'s image (see the module doc), resolved once per run."""
+    return view.ctx.shared.once(f"image-user:{view.digest}", lambda: _resolve(view))
+
+
+def _resolve(view: ImageView) -> RuntimeUser:
     config = view.config.get("config")
     raw = config.get("User") if isinstance(config, dict) else None
     if raw is None:
@@ -63,30 +83,43 @@ def runtime_user(view: ImageView) -> RuntimeUser:
     if not user or (sep and not group):
         return RuntimeUser(raw, None, None, None, f"User {_shown(raw)} is not user[:group]")
     passwd = _table(view, "etc/passwd", 4)
-    entry = next((e for e in passwd if e[0] == user or e[2] == user), None)
+    number = _id(user)
+    entry = next(
+        (e for e in passwd if e[0] == user or (number is not None and _id(e[2]) == number)), None
+    )
     name: str | None
     if entry is not None:
         uid, gid, name = _id(entry[2]), _id(entry[3]), entry[0]
         if uid is None or gid is None:
             return RuntimeUser(raw, None, None, entry[0], f"/etc/passwd's entry {_shown(user)} "
                                "has no valid uid or gid")  # fmt: skip
-    elif (uid := _id(user)) is not None:
+    elif (uid := number) is not None:
         gid, name = 0, None
     else:
         return RuntimeUser(raw, None, None, None,
                            f"user {_shown(user)} is not in the image's /etc/passwd")  # fmt: skip
+    groups = _table(view, "etc/group", 3) if sep or name is not None else []
     if sep:
-        groups = _table(view, "etc/group", 3)
-        g = next((e for e in groups if e[0] == group or e[2] == group), None)
+        gnumber = _id(group)
+        g = next(
+            (e for e in groups if e[0] == group or (gnumber is not None and _id(e[2]) == gnumber)),
+            None,
+        )
         if g is not None:
             gid = _id(g[2])
             if gid is None:
                 return RuntimeUser(raw, uid, None, name, f"/etc/group's entry {_shown(group)} "
                                    "has no valid gid")  # fmt: skip
-        elif (gid := _id(group)) is None:
+        elif (gid := gnumber) is None:
             return RuntimeUser(raw, uid, None, name,
                                f"group {_shown(group)} is not in the image's /etc/group")  # fmt: skip
-    return RuntimeUser(raw, uid, gid, name)
+    supplementary: tuple[int, ...] = ()
+    if name is not None:
+        supplementary = tuple(sorted({
+            n for e in groups
+            if len(e) >= 4 and name in e[3].split(",") and (n := _id(e[2])) is not None
+        }))  # fmt: skip
+    return RuntimeUser(raw, uid, gid, name, "", supplementary)
 
 
 def _id(text: str) -> int | None:

@@ -900,6 +900,60 @@ class ImagePolicy(BaseModel):
         default=ImageRuntimePolicy(),
         description="The least-privilege runtime profile the gate writes for the image.",
     )
+    require_non_root: bool = Field(
+        default=True,
+        description="The image must name a non-root USER (uid other than 0) that resolves in "
+        "its /etc/passwd (a name) or is numeric. False: a root or unresolvable user warns.",
+    )
+    allowed_ports: list[str] | None = Field(
+        default=None,
+        description='The ports the image may EXPOSE, as "PORT/PROTO" ("8080/tcp"; a bare '
+        "number means tcp). Unset: EXPOSE is not checked; [] : no port may be exposed.",
+    )
+    require_healthcheck: bool = Field(
+        default=False,
+        description="The image must define a HEALTHCHECK (not NONE). False: a missing one is "
+        "reported as a warning.",
+    )
+    allow_setuid: list[str] = Field(
+        default=[],
+        description="Globs over image paths (without the leading /) of setuid/setgid files "
+        "that are accepted (e.g. usr/bin/passwd); every other one fails.",
+    )
+    allow_world_writable: list[str] = Field(
+        default=[],
+        description="Globs over image paths (without the leading /) of world-writable files "
+        "and directories that are accepted. Sticky directories (mode 1777, /tmp) are never "
+        "reported.",
+    )
+    secrets: Literal["fail", "warn"] = Field(
+        default="fail",
+        description="A secret found in a layer (Trivy's secret scanner), an environment "
+        "variable or a label: fail or warn.",
+    )
+    secrets_ignore: list[str] = Field(
+        default=[],
+        description="Globs over what a secret finding names: an image path (without the "
+        "leading /), env:NAME, label:NAME, or 'image config' (what Trivy finds in the config: "
+        "environment, labels, history); accepted as known (e.g. a package's test keys).",
+    )
+
+    @field_validator("allowed_ports")
+    @classmethod
+    def _ports(cls, value: list[str] | None) -> list[str] | None:
+        """``8080`` → ``8080/tcp``; a port outside 1–65535 or another protocol is refused."""
+        if value is None:
+            return None
+        out = []
+        for item in value:
+            port, _, proto = item.strip().lower().partition("/")
+            proto = proto or "tcp"
+            if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{item!r} is not a port (1-65535, optionally /tcp, /udp, /sctp)")
+            if proto not in ("tcp", "udp", "sctp"):
+                raise ValueError(f"{item!r}: the protocol must be tcp, udp or sctp")
+            out.append(f"{int(port)}/{proto}")
+        return out
 
 
 class SbomPolicy(BaseModel):

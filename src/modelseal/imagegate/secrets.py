@@ -1,0 +1,183 @@
+"""Collector: secrets in any layer of the image, by Trivy's secret scanner, offline.
+
+Trivy reads each layer on its own, so a key that one layer adds and a later one deletes is
+still found: it is still in the image's blobs for anyone who pulls it. The scan needs no
+vulnerability DB and downloads nothing (the flags of the Trivy gate, with ``--scanners secret``
+and the same cache directory rules, :func:`modelseal.vuln.trivy.prepare_cache_dir`).
+
+Trivy's report quotes the match (partly masked) and the lines around it. None of that is kept:
+a finding names the rule, the file, the line number and the layer (its index, diff id and the
+instruction or Dockerfile line that made it), never the secret; the report text is dropped as
+soon as it is parsed, and never logged or cached.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelseal import fsio
+from modelseal._tools import find_tool, run_tool
+from modelseal.errors import GateError, ToolError
+from modelseal.findings import Finding, Severity
+from modelseal.imagefs import printable
+from modelseal.imagegate.history import Attribution, attribution
+from modelseal.imagegate.view import ImageView
+from modelseal.vuln.trivy import (
+    _HINT_BINARY,
+    SCAN_TIMEOUT,
+    prepare_cache_dir,
+    resolve_cache_dir,
+    scan_argv,
+    single_manifest_layout,
+)
+
+GATE = "image"
+#: Secret findings kept per image; past it, one ``image.findings-truncated`` (fails).
+MAX_SECRETS = 1000
+#: Characters of a rule id, title or path kept.
+MAX_TEXT = 300
+
+
+def secret_argv(trivy: str, layout_dir: Path, cache_dir: Path) -> list[str]:
+    """The Trivy gate's offline scan command, for the secret scanner only."""
+    argv = scan_argv(trivy, layout_dir, cache_dir)
+    argv[argv.index("--scanners") + 1] = "secret"
+    # Findings never change the exit code (TRIVY_EXIT_CODE in the environment would): a failed
+    # run's error may quote its output, and this output holds the secrets.
+    return [*argv, "--exit-code", "0"]
+
+
+def collect(view: ImageView) -> list[Finding]:
+    """Trivy's secret findings for one platform image (see the module doc)."""
+    ctx = view.ctx
+    trivy = find_tool("trivy", env_var="MODELSEAL_TRIVY", hint=_HINT_BINARY)
+    cache_dir = resolve_cache_dir(ctx.policy.policy.trivy.db, ctx.options.context)
+    prepare_cache_dir(cache_dir)
+    work = Path(tempfile.mkdtemp(prefix="secrets-", dir=fsio.ensure_dir(ctx.work_dir)))
+    single = single_manifest_layout(view.layout, view.digest, work / "input")
+    ctx.progress(GATE, f"scanning the layers for secrets ({view.platform})")
+    # cwd: the private directory, so that no trivy.yaml / trivy-secret.yaml of the build
+    # context (Trivy reads them from the working directory) changes the rules.
+    argv = secret_argv(trivy, Path(single.name), cache_dir)
+    proc = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=work, check=False)
+    if proc.returncode != 0:
+        # Not run_tool's error: with nothing on stderr it quotes stdout, which may hold secrets.
+        raise ToolError(f"trivy exited with code {proc.returncode} scanning for secrets.",
+                        command=" ".join(argv[:4]) + " …", stderr_tail=proc.stderr[-2000:])  # fmt: skip
+    text = proc.stdout
+    try:
+        return parse_secrets(text, view, attribution(view), config_target=single.name)
+    finally:
+        del text
+
+
+def _text(value: object) -> str:
+    return printable(str(value)[:MAX_TEXT])
+
+
+def parse_secrets(
+    text: str, view: ImageView, at: Attribution, *, config_target: str
+) -> list[Finding]:
+    """Findings from Trivy's JSON report, without the matched text (see the module doc).
+    Trivy also scans the image config (environment, labels, the history's commands), reported
+    with the image's name (``config_target``, the layout directory) and no layer."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        # Never the output itself: it may hold a secret.
+        raise ToolError(f"trivy printed something that is not JSON ({e.msg}).") from None
+    if not isinstance(data, dict) or "SchemaVersion" not in data:
+        raise ToolError("trivy's output is not a Trivy JSON report (no SchemaVersion).")
+    results = data.get("Results") or []
+    if not isinstance(results, list):
+        raise ToolError("trivy's report has a Results value that is not a list.")
+    rootfs = view.config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    layer_of = {str(d): k for k, d in enumerate(diff_ids)} if isinstance(diff_ids, list) else {}
+    out: list[Finding] = []
+    dropped = 0
+    try:
+        for result in results:
+            if not isinstance(result, dict) or result.get("Class") != "secret":
+                continue
+            target = str(result.get("Target") or "")
+            for s in result.get("Secrets") or []:
+                if len(out) >= MAX_SECRETS:
+                    dropped += 1
+                    continue
+                if target == config_target and not _diff_id(s):
+                    out.append(_config_finding(view, s))
+                else:
+                    out.append(_finding(view, at, target, s, layer_of))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise GateError(
+            f"trivy's secret report has an unexpected shape ({type(e).__name__})."
+        ) from None
+    if dropped:
+        out.append(Finding(GATE, "image.findings-truncated", Severity.HIGH,
+                           f"{dropped} more image.secret findings were not listed (at most "
+                           f"{MAX_SECRETS})", "image.secret",
+                           evidence={"platform": view.platform, "kind": "image.secret",
+                                     "dropped": str(dropped)}))  # fmt: skip
+    return out
+
+
+def _diff_id(s: Mapping[str, Any]) -> str:
+    layer = s.get("Layer")
+    return str(layer.get("DiffID") or "") if isinstance(layer, dict) else ""
+
+
+def _severity(s: Mapping[str, Any]) -> Severity:
+    try:
+        return Severity.parse(str(s.get("Severity") or "UNKNOWN"))
+    except ValueError:
+        return Severity.UNKNOWN
+
+
+def _config_finding(view: ImageView, s: Mapping[str, Any]) -> Finding:
+    rule = _text(s.get("RuleID") or "unknown")
+    line = s.get("StartLine")
+    evidence = {"platform": view.platform, "rule": rule, "category": _text(s.get("Category") or "")}
+    if isinstance(line, int) and not isinstance(line, bool):
+        evidence["config_line"] = str(line)  # of the config blob as JSON
+    return Finding(
+        GATE, "image.secret-config", _severity(s),
+        f"{_text(s.get('Title') or rule)} ({rule}) in the image config (its environment, "
+        "labels or the commands of its history), readable by anyone who can pull the image",
+        "image config", location="image config", evidence=evidence,
+    )  # fmt: skip
+
+
+def _finding(view: ImageView, at: Attribution, target: str, s: Mapping[str, Any],
+             layer_of: Mapping[str, int]) -> Finding:  # fmt: skip
+    path = "/" + target.lstrip("/")
+    rule = _text(s.get("RuleID") or "unknown")
+    title = _text(s.get("Title") or rule)
+    line = s.get("StartLine")
+    diff_id = _diff_id(s)
+    index = layer_of.get(diff_id, -1)
+    severity = _severity(s)
+    evidence = {"platform": view.platform, "rule": rule, "category": _text(s.get("Category") or "")}
+    if isinstance(line, int) and not isinstance(line, bool):
+        evidence["line"] = str(line)
+    if diff_id:
+        evidence["diff_id"] = _text(diff_id)
+    location = f"layer {index + 1}" if index >= 0 else None
+    if index >= 0:
+        origin = at.origin(index)
+        evidence |= origin.evidence()
+        location = origin.location
+    still = view.fs.resolve(path.lstrip("/"), follow_final=False).entry is not None
+    if not still:
+        evidence["deleted"] = "yes: a later layer deletes it, but the layer still holds it"
+    where = f"layer {index + 1}" if index >= 0 else "a layer"
+    return Finding(
+        GATE, "image.secret", severity,
+        f"{title} ({rule}) in {printable(path)}{f', line {line}' if 'line' in evidence else ''}, "
+        f"added by {where}{'' if still else ' (deleted later, still in the layer)'}",
+        printable(path), location=location, evidence=evidence,
+    )  # fmt: skip
