@@ -17,13 +17,16 @@ import pydantic
 POLICY = "version: 1\nmodels:\n  pickle: scan\n  formats: [pickle, numpy, safetensors]\n"
 
 #: Never imported by `models scan` or `policy validate`: the network, signing, the build and
-#: publish machinery, the rich console, entry-point metadata and process pools.
+#: publish machinery, the rich console, entry-point metadata, process and thread pools.
 HEAVY = (
     "huggingface_hub", "sigstore", "cryptography", "model_signing", "rich", "jsonschema",
     "numpy", "torch", "importlib.metadata", "multiprocessing", "subprocess", "socket",
     "email", "modelseal.models.gate", "modelseal.imagefs", "modelseal.oci", "modelseal.pipeline",
     "modelseal._tools", "modelseal.imagebuild", "modelseal.publish", "modelseal.sign",
     "modelseal.reports", "modelseal.ui", "modelseal.evcache", "modelseal.admission.export",
+    # Nor the application, the lock's hashing (its thread pool) or logging (nothing on these
+    # paths logs: that is why _cli leaves it unconfigured for them).
+    "modelseal.app", "modelseal.models.hashing", "concurrent.futures", "logging",
 )  # fmt: skip
 
 #: Not even these for `modelseal --version` (and so for building the parser of any command).

@@ -8,6 +8,7 @@ scanner's imports, too, happen in the child.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -36,6 +37,9 @@ class Ahead(Generic[T]):
         if pid == 0:  # pragma: no cover - the child; its result is checked through take()
             code = 1
             try:
+                # What the parent made is not the child's garbage: its collections skip it
+                # rather than walk (and so copy) every page the parent's objects are on.
+                gc.freeze()
                 os.close(read_fd)
                 data = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
                 with os.fdopen(write_fd, "wb") as out:

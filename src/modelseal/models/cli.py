@@ -146,7 +146,6 @@ def scan_command(
     from modelseal.findings import GateResult, Status
     from modelseal.judge import Outcome, judge_gate
     from modelseal.models.limits import DEFAULT_LIMITS, scan_limits
-    from modelseal.models.lock import is_ignored
 
     policy = load_policy()
     ignore = policy.policy.models.ignore
@@ -156,7 +155,11 @@ def scan_command(
     done = ahead.take()
     if done is None:
         done = _scanned(paths, limits, ignore)
-    files = [s for s in done if s.rel is None or not is_ignored(s.rel, ignore)]
+    files = done
+    if ignore:  # the lock module (its hashing) only for the globs
+        from modelseal.models.lock import is_ignored
+
+        files = [s for s in done if s.rel is None or not is_ignored(s.rel, ignore)]
     findings = [f for s in files for f in s.findings]
     verdict = judge_gate(GateResult(_GATE, Status.PASSED, findings=tuple(findings)), policy.policy)
     if as_json:
@@ -206,6 +209,9 @@ def _scanned(
     paths: Sequence[Path], limits: ScanLimits | None, ignore: Sequence[str]
 ) -> list[_Scanned]:
     """Walk ``paths`` and scan every file (but the ``ignore``d) within ``limits``."""
+    import gc
+
+    gc.enable()  # off for the start-up (_cli.entry); thousands of files make garbage
     from modelseal.models.limits import DEFAULT_LIMITS
     from modelseal.models.lock import is_ignored
     from modelseal.models.scan import scan_files, scan_findings
