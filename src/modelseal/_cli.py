@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from modelseal._cli_parser import build_parser
+from modelseal._cli_parser import parser_for
 from modelseal.errors import Error, ExitCode
 
 # Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
@@ -64,7 +64,7 @@ def entry() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    parser = build_parser()
+    parser = parser_for(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
     if _command(args) not in _UNLOGGED_COMMANDS:
