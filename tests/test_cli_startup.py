@@ -59,7 +59,7 @@ def _heavy(names: set[str], banned: tuple[str, ...]) -> list[str]:
 
 
 def _scan_dir(tmp_path: Path) -> Path:
-    # More files than PrefetchedScans.PREFETCH_MIN_FILES: the forked scan runs too.
+    # Fewer than models.cli.SHARE_MIN_FILES: the forked child scans them all.
     d = tmp_path / "models"
     d.mkdir()
     for i in range(24):
@@ -111,15 +111,15 @@ from modelseal.app import load_policy
 from modelseal.models import ahead, cli
 
 seen = {}
-init = ahead.Ahead.__init__
+init = ahead.Shared.__init__
 
-def spy(self, work, **kw):
+def spy(self, items, work, **kw):
     seen.update(pydantic="pydantic" in sys.modules, policy="modelseal.policy" in sys.modules,
                 scanner="modelseal.models.scan" in sys.modules)
-    init(self, work, **kw)
+    init(self, items, work, **kw)
     seen["forked"] = self.pid != 0
 
-ahead.Ahead.__init__ = spy
+ahead.Shared.__init__ = spy
 code = cli.scan_command([Path(sys.argv[1])], lambda: load_policy(Path(sys.argv[2])), True)
 seen["scanner_after"] = "modelseal.models.scan" in sys.modules
 print(json.dumps({"code": code, **seen}))
@@ -229,3 +229,32 @@ def test_only_the_commands_named_get_a_partial_parser() -> None:
                  ["models", "--help"], ["policy", "schema"], [], ["models", "scan2"]):  # fmt: skip
         commands = parser_for(argv)._subparsers._group_actions[0].choices  # type: ignore[union-attr]
         assert {"run", "models", "policy", "verify"} <= set(commands), argv
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("true",))
+
+
+def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: Path) -> None:
+    """Past SHARE_MIN_FILES the parent scans the back half of what its child has not started:
+    every file is still reported once, in walk order, and each malicious one is flagged."""
+    from modelseal.models.cli import SHARE_MIN_FILES
+
+    (tmp_path / "policy.yml").write_text(POLICY)
+    d = tmp_path / "models"
+    d.mkdir()
+    n = 3 * SHARE_MIN_FILES
+    evil = {f"m{i:04d}.pkl" for i in range(0, n, 97)}
+    for i in range(n):
+        obj = _Evil() if f"m{i:04d}.pkl" in evil else {"w": [0.5] * (i % 300), "i": i}
+        (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps(obj))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
+         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert [Path(f["path"]).name for f in out["files"]] == sorted(p.name for p in d.iterdir())
+    flagged = {Path(f["subject"]).name for f in out["findings"] if f["decision"] == "fail"}
+    assert flagged == evil
