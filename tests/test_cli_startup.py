@@ -258,3 +258,17 @@ def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: P
     assert [Path(f["path"]).name for f in out["files"]] == sorted(p.name for p in d.iterdir())
     flagged = {Path(f["subject"]).name for f in out["findings"] if f["decision"] == "fail"}
     assert flagged == evil
+
+
+def test_version_alone_builds_no_command_and_says_the_same(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modelseal._cli_parser import build_parser, parser_for
+
+    said = []
+    for parser in (parser_for(["--version"]), build_parser()):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(["--version"])
+        said.append((exc.value.code, capsys.readouterr().out))
+    assert said[0] == said[1] and said[0][1].startswith("modelseal ")
+    assert parser_for(["--version"])._subparsers._group_actions[0].choices == {}  # type: ignore[union-attr]

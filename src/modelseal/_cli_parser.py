@@ -242,7 +242,10 @@ PARTIAL_COMMANDS: frozenset[tuple[str, str]] = frozenset(
 
 def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser for ``argv``: only its command's when its first two words are, as typed, one
-    of :data:`PARTIAL_COMMANDS` (nothing else can then be parsed), else the whole one."""
+    of :data:`PARTIAL_COMMANDS` (nothing else can then be parsed), none for ``--version``
+    alone, else the whole one."""
+    if list(argv) == ["--version"]:
+        return build_parser(only=("", ""))  # no command at all
     words = tuple(argv[:2])
     for command in PARTIAL_COMMANDS:
         if words == command:
