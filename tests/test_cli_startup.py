@@ -272,3 +272,20 @@ def test_version_alone_builds_no_command_and_says_the_same(
         said.append((exc.value.code, capsys.readouterr().out))
     assert said[0] == said[1] and said[0][1].startswith("modelseal ")
     assert parser_for(["--version"])._subparsers._group_actions[0].choices == {}  # type: ignore[union-attr]
+
+
+def test_other_scan_limits_over_many_files_leave_no_process_behind(tmp_path: Path) -> None:
+    """Regression: with 1000+ files the forked child scanned in a process pool of its own;
+    a policy with other scan limits killed the child and orphaned the pool's workers, which
+    kept the command's output open for ever (a caller reading it to the end hung)."""
+    (tmp_path / "policy.yml").write_text(POLICY + "  limits:\n    max_seconds: 7\n")
+    d = tmp_path / "models"
+    d.mkdir()
+    for i in range(1100):  # enough to scan that the child is still at it when it is killed
+        (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps({"i": i, "w": [0.5 * i] * 4000}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
+         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads(proc.stdout)["files"]) == 1100
