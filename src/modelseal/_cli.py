@@ -52,7 +52,7 @@ def entry() -> None:
         # Importing pydantic and the policy model makes ~10^5 objects, and the cycle collector
         # walks them again and again while they are made (~7 % of `policy validate`). These
         # commands make little cyclic garbage (refcounting frees the rest), and the process
-        # ends without a teardown; the scan's own work collects as usual (models.cli._scanned).
+        # ends without a teardown; the scan itself collects as usual (models.cli._scan_one).
         gc.disable()
     code = main(argv)
     if hard_exit:

@@ -149,7 +149,11 @@ def scan_command(
     from modelseal.judge import Outcome, judge_gate
     from modelseal.models.limits import DEFAULT_LIMITS, scan_limits
 
-    policy = load_policy()
+    try:
+        policy = load_policy()
+    except BaseException:
+        shared.cancel()  # an invalid policy: nothing will read what the child scans
+        raise
     ignore = policy.policy.models.ignore
     limits = scan_limits(policy.policy.models.limits)
     if limits != DEFAULT_LIMITS:
