@@ -5,6 +5,8 @@ start-up, so each heavy module it has no use for is pinned out here, by name, no
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import json
 import os
 import pickle
@@ -13,17 +15,21 @@ import sys
 from pathlib import Path
 
 import pydantic
+import pytest
 
 POLICY = "version: 1\nmodels:\n  pickle: scan\n  formats: [pickle, numpy, safetensors]\n"
 
 #: Never imported by `models scan` or `policy validate`: the network, signing, the build and
-#: publish machinery, the rich console, entry-point metadata and process pools.
+#: publish machinery, the rich console, entry-point metadata, process and thread pools.
 HEAVY = (
     "huggingface_hub", "sigstore", "cryptography", "model_signing", "rich", "jsonschema",
     "numpy", "torch", "importlib.metadata", "multiprocessing", "subprocess", "socket",
     "email", "modelseal.models.gate", "modelseal.imagefs", "modelseal.oci", "modelseal.pipeline",
     "modelseal._tools", "modelseal.imagebuild", "modelseal.publish", "modelseal.sign",
     "modelseal.reports", "modelseal.ui", "modelseal.evcache", "modelseal.admission.export",
+    # Nor the application, the lock's hashing (its thread pool) or logging (nothing on these
+    # paths logs: that is why _cli leaves it unconfigured for them).
+    "modelseal.app", "modelseal.models.hashing", "concurrent.futures", "logging",
 )  # fmt: skip
 
 #: Not even these for `modelseal --version` (and so for building the parser of any command).
@@ -53,7 +59,7 @@ def _heavy(names: set[str], banned: tuple[str, ...]) -> list[str]:
 
 
 def _scan_dir(tmp_path: Path) -> Path:
-    # More files than PrefetchedScans.PREFETCH_MIN_FILES: the forked scan runs too.
+    # Fewer than models.cli.SHARE_MIN_FILES: the forked child scans them all.
     d = tmp_path / "models"
     d.mkdir()
     for i in range(24):
@@ -105,15 +111,15 @@ from modelseal.app import load_policy
 from modelseal.models import ahead, cli
 
 seen = {}
-init = ahead.Ahead.__init__
+init = ahead.Shared.__init__
 
-def spy(self, work, **kw):
+def spy(self, items, work, **kw):
     seen.update(pydantic="pydantic" in sys.modules, policy="modelseal.policy" in sys.modules,
                 scanner="modelseal.models.scan" in sys.modules)
-    init(self, work, **kw)
+    init(self, items, work, **kw)
     seen["forked"] = self.pid != 0
 
-ahead.Ahead.__init__ = spy
+ahead.Shared.__init__ = spy
 code = cli.scan_command([Path(sys.argv[1])], lambda: load_policy(Path(sys.argv[2])), True)
 seen["scanner_after"] = "modelseal.models.scan" in sys.modules
 print(json.dumps({"code": code, **seen}))
@@ -170,3 +176,116 @@ def test_pydantic_plugins_stay_off_with_the_stand_in(tmp_path: Path) -> None:
         cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert proc.stdout.split() == ["[]", "False"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["models", "scan", "a", "b/c", "--policy", "p.yml", "--format", "json", "-v"],
+        ["models", "scan", "--format", "text", "x"],
+        ["models", "verify", "--lock", "m.lock", "--check-source", "--format", "json"],
+        ["models", "lock", "d", "--lock", "m.lock", "--ignore", "*.md"],
+        ["policy", "validate", "p.yml"],
+        ["policy", "validate", "--policy", "q.yml"],
+    ],
+)
+def test_the_partial_parser_parses_as_the_whole_one(argv: list[str]) -> None:
+    """`models scan` and the other read-only commands parse with their own parser alone
+    (building every command's is ~10 ms of a small scan): the same namespace as the whole
+    parser's, and the same help."""
+    from modelseal._cli_parser import PARTIAL_COMMANDS, build_parser, parser_for
+
+    assert (argv[0], argv[1]) in PARTIAL_COMMANDS
+    partial, whole = parser_for(argv), build_parser()
+    assert vars(partial.parse_args(argv)) == vars(whole.parse_args(argv))
+    helps = []
+    for parser in (partial, whole):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            parser.parse_args([*argv[:2], "--help"])
+        helps.append(out.getvalue())
+    assert helps[0] == helps[1] and "usage: modelseal " + " ".join(argv[:2]) in helps[0]
+
+
+def test_the_partial_parser_reports_usage_errors_as_the_whole_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modelseal._cli_parser import build_parser, parser_for
+
+    errors = []
+    for parser in (parser_for(["models", "scan"]), build_parser()):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(["models", "scan", "--format", "xml"])
+        errors.append((exc.value.code, capsys.readouterr().err))
+    assert errors[0] == errors[1] and errors[0][0] == 2 and "invalid choice: 'xml'" in errors[0][1]
+
+
+def test_only_the_commands_named_get_a_partial_parser() -> None:
+    """Anything else — other commands, options first, a word that is no subcommand — gets the
+    whole parser (its top-level help lists every command)."""
+    from modelseal._cli_parser import parser_for
+
+    for argv in (["-v", "models", "scan", "x"], ["models", "fetch", "hf://a/b"], ["run"],
+                 ["models", "--help"], ["policy", "schema"], [], ["models", "scan2"]):  # fmt: skip
+        commands = parser_for(argv)._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        assert {"run", "models", "policy", "verify"} <= set(commands), argv
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("true",))
+
+
+def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: Path) -> None:
+    """Past SHARE_MIN_FILES the parent scans the back half of what its child has not started:
+    every file is still reported once, in walk order, and each malicious one is flagged."""
+    from modelseal.models.cli import SHARE_MIN_FILES
+
+    (tmp_path / "policy.yml").write_text(POLICY)
+    d = tmp_path / "models"
+    d.mkdir()
+    n = 3 * SHARE_MIN_FILES
+    evil = {f"m{i:04d}.pkl" for i in range(0, n, 97)}
+    for i in range(n):
+        obj = _Evil() if f"m{i:04d}.pkl" in evil else {"w": [0.5] * (i % 300), "i": i}
+        (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps(obj))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
+         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert [Path(f["path"]).name for f in out["files"]] == sorted(p.name for p in d.iterdir())
+    flagged = {Path(f["subject"]).name for f in out["findings"] if f["decision"] == "fail"}
+    assert flagged == evil
+
+
+def test_version_alone_builds_no_command_and_says_the_same(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from modelseal._cli_parser import build_parser, parser_for
+
+    said = []
+    for parser in (parser_for(["--version"]), build_parser()):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(["--version"])
+        said.append((exc.value.code, capsys.readouterr().out))
+    assert said[0] == said[1] and said[0][1].startswith("modelseal ")
+    assert parser_for(["--version"])._subparsers._group_actions[0].choices == {}  # type: ignore[union-attr]
+
+
+def test_other_scan_limits_over_many_files_leave_no_process_behind(tmp_path: Path) -> None:
+    """Regression: with 1000+ files the forked child scanned in a process pool of its own;
+    a policy with other scan limits killed the child and orphaned the pool's workers, which
+    kept the command's output open for ever (a caller reading it to the end hung)."""
+    (tmp_path / "policy.yml").write_text(POLICY + "  limits:\n    max_seconds: 7\n")
+    d = tmp_path / "models"
+    d.mkdir()
+    for i in range(1100):  # enough to scan that the child is still at it when it is killed
+        (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps({"i": i, "w": [0.5 * i] * 4000}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
+         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads(proc.stdout)["files"]) == 1100

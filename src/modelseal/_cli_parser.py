@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelseal import __version__
 from modelseal.admission import FORMATS
@@ -240,9 +240,59 @@ def _expected_signer_args(
                      f"{trust_note})")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``modelseal`` argument parser: every command, option and help text."""
+class _Unbuilt:
+    """Stands in for the parser of a command that is not being run: every call builds nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Unbuilt]:
+        return lambda *args, **kwargs: self
+
+
+if TYPE_CHECKING:
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    _Subparsers = argparse._SubParsersAction
+
+
+def _subparsers_building(only: str | None) -> type[_Subparsers]:
+    """Subparsers that build only the command ``only`` (None: every one)."""
+
+    class Subparsers(_Subparsers):
+        def add_parser(self, name: str, **kwargs: Any) -> Any:
+            if only is not None and name != only:
+                return _Unbuilt()
+            return super().add_parser(name, **kwargs)
+
+    return Subparsers
+
+
+#: Commands whose runs parse with only their own parser (:func:`parser_for`): a small
+#: `models scan` is mostly start-up, and building every command's options is ~10 ms of it.
+#: tests/test_cli_startup.py checks that each parses and helps the same either way.
+PARTIAL_COMMANDS: frozenset[tuple[str, str]] = frozenset(
+    {("models", "scan"), ("models", "verify"), ("models", "lock"), ("policy", "validate")}
+)
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``: only its command's when its first two words are, as typed, one
+    of :data:`PARTIAL_COMMANDS` (nothing else can then be parsed), none for ``--version``
+    alone, else the whole one."""
+    if list(argv) == ["--version"]:
+        return build_parser(only=("", ""))  # no command at all
+    words = tuple(argv[:2])
+    for command in PARTIAL_COMMANDS:
+        if words == command:
+            return build_parser(only=command)
+    return build_parser()
+
+
+def build_parser(only: tuple[str, str] | None = None) -> argparse.ArgumentParser:
+    """The ``modelseal`` argument parser: every command, option and help text. With ``only``
+    (one of :data:`PARTIAL_COMMANDS`), the parser of that command alone: the others are not
+    built, so it parses nothing else and its top-level help lists no command."""
     fmt = argparse.RawDescriptionHelpFormatter
+    first = _subparsers_building(only[0] if only else None)
+    second = _subparsers_building(only[1] if only else None)
     p = argparse.ArgumentParser(
         prog="modelseal",
         description="Seal ML model-serving container images: verify, build reproducibly, "
@@ -252,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"modelseal {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", action=first)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
@@ -519,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     pol = sub.add_parser(
         "policy", help="validate a policy file, print its JSON Schema, import ignore rules"
     )
-    pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="SUBCOMMAND", action=second)
     pv = pol_sub.add_parser(
         "validate", parents=[common], help="check a policy file; errors name file:line:column",
         description="Check a policy file against the schema. Exit 0 if valid, 2 if not.",
@@ -603,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a tree against it, scan files for unsafe pickles, disallowed formats and broken "
         "structure. Formats come from the bytes, never the file name.",
     )  # fmt: skip
-    mdl_sub = mdl.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
+    mdl_sub = mdl.add_subparsers(dest="models_command", metavar="SUBCOMMAND", action=second)
     ml = mdl_sub.add_parser(
         "lock", parents=[common], help="hash model files and write models.lock",
         description="Hash every file under PATH… and record path, size, SHA-256 and format in "
@@ -685,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A private dockerd (containerd image store, no bridge, no iptables) whose "
         "socket and state live under one directory. Needs dockerd installed and root.",
     )  # fmt: skip
-    eng_sub = eng.add_subparsers(dest="engine_command", metavar="SUBCOMMAND")
+    eng_sub = eng.add_subparsers(dest="engine_command", metavar="SUBCOMMAND", action=second)
     for name, text in (
         ("start", "start the engine (idempotent) and print its DOCKER_HOST"),
         ("stop", "stop the engine and unmount what it left"),

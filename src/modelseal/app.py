@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modelseal import __version__, fsio
 from modelseal.errors import ConfigError, Error, ExitCode
+from modelseal.policyfile import DEFAULT_POLICY, load_policy, policy_file
 
 if TYPE_CHECKING:
     from modelseal.findings import GateResult
@@ -58,6 +59,7 @@ __all__ = [
     "expected_signer",
     "judge",
     "load_policy",
+    "policy_file",
     "rebuild",
     "rejudger",
     "run",
@@ -65,37 +67,10 @@ __all__ = [
     "verify",
 ]
 
-DEFAULT_POLICY = Path("modelseal.yml")
-
 SignMode = Literal["keyless", "key", "none"]
 
 
 # --- the policy ----------------------------------------------------------------------------
-
-
-def policy_file(path: Path | None) -> Path | None:
-    """The policy file a run reads: ``path``, else ``modelseal.yml`` when one is here (a
-    FIFO, device or dangling link of that name too: refused when read, never quietly replaced
-    by the defaults), else None (the built-in defaults)."""
-    if path is not None:
-        return path
-    if DEFAULT_POLICY.exists() or DEFAULT_POLICY.is_symlink():
-        return DEFAULT_POLICY
-    return None
-
-
-def load_policy(path: Path | None = None, ref: str | None = None) -> LoadedPolicy:
-    """The policy: ``path`` (default ``modelseal.yml``) as of the git ``ref`` when given, else
-    the file, else the built-in defaults when there is none."""
-    from modelseal.policy import default_policy
-    from modelseal.policy import load_policy as load_file
-
-    if ref:
-        from modelseal.policy.gitref import load_policy_at_ref
-
-        return load_policy_at_ref(path or DEFAULT_POLICY, ref)
-    found = policy_file(path)
-    return load_file(found) if found is not None else default_policy()
 
 
 def _policy_dir(policy: LoadedPolicy) -> Path:

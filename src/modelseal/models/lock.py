@@ -16,12 +16,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelseal.bounded import MIB, file_kind, read_input
 from modelseal.errors import ConfigError
 from modelseal.fsio import shown
-from modelseal.models.hashing import FileDigest, hash_files
+
+# Hashing (its thread pool, and with it `logging`) is imported where files are hashed:
+# `models scan` walks directories and matches globs with this module, and hashes nothing.
+if TYPE_CHECKING:
+    from modelseal.models.hashing import FileDigest
 
 LOCK_VERSION = 1
 
@@ -264,6 +268,8 @@ def make_lock(
     clean = tuple(
         _clean_rel(Path(os.path.relpath(base / r, base)).as_posix(), "model path") for r in roots
     )
+    from modelseal.models.hashing import hash_files
+
     rels = collect_files(base, clean, ignore)
     digests = hash_files([base / r for r in rels])
     old = previous.by_path() if previous else {}
@@ -298,6 +304,8 @@ def verify_lock(
     digests computed (path → digest), so callers need not hash twice. ``walked`` is
     ``walk_files(lock.base, lock.roots)`` when the caller already has it (so the roots are
     walked once)."""
+    from modelseal.models.hashing import hash_files
+
     base = lock.base
     if walked is None:
         walked = walk_files(base, lock.roots) if lock.roots else []
