@@ -170,9 +170,7 @@ def test_glob_character_ranges_do_not_allocate_per_character() -> None:
 )
 def test_purl_with_an_empty_version_is_refused() -> None:
     with pytest.raises(PolicyFileError):
-        load_policy_text(
-            "version: 1\n" + _ignore(id=CVE, purl="pkg:pypi/requests@"), "p.yml"
-        )
+        load_policy_text("version: 1\n" + _ignore(id=CVE, purl="pkg:pypi/requests@"), "p.yml")
 
 
 @pytest.mark.xfail(
