@@ -130,3 +130,26 @@ def test_write_keeps_the_policy_files_mode(tmp_path: Path) -> None:
     assert main(argv) == 0
     assert "CVE-2024-55555" in policy.read_text()
     assert stat.S_IMODE(policy.stat().st_mode) == 0o600
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: MAX_RULES (5000) bounds the entries of a file and the purls of one entry, "
+    "but each purl becomes its own entry: a 1 MiB .trivyignore.yaml of 9 entries × 5000 purls "
+    "gives 45000 entries, and complete()'s list de-duplication is quadratic (the CLI took "
+    "294 s and 800 MB on it)",
+)
+def test_trivy_purls_expanding_past_the_rule_limit_are_refused() -> None:
+    from modelseal.policy.importers import MAX_RULES
+
+    purls = "".join(f"      - pkg:pypi/p{i}\n" for i in range(MAX_RULES // 2 + 1))
+    Path(".trivyignore.yaml").write_text(
+        "vulnerabilities:\n"
+        f"  - id: CVE-2024-00001\n    purls:\n{purls}"
+        f"  - id: CVE-2024-00002\n    purls:\n{purls}"
+    )
+    try:
+        result = read_trivyignore(Path(".trivyignore.yaml"), today=TODAY)
+    except ConfigError:
+        return  # refused: fine
+    assert len(result.entries) <= MAX_RULES
