@@ -1,0 +1,282 @@
+"""Review of issue 18 sections 1-3 (ignore matchers, overrides, VEX products): each test here
+documents a defect found in review and is marked xfail(strict=True) until it is fixed.
+
+The findings are built in the shared shape the scanners' parsers produce (the fields Trivy's
+and pip-audit's parsers fill, as the real findings in test_vuln_matchers.py show them), so that
+each defect is shown on the smallest input that exhibits it.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from modelseal.findings import Finding, GateResult, Severity, Status
+from modelseal.judge import Outcome, Verdict, judge
+from modelseal.policy import PolicyFileError, load_policy_text
+from modelseal.vuln.findings import vuln_finding
+from modelseal.vuln.match import compile_glob
+
+TODAY = date(2026, 11, 23)
+CVE = "CVE-2018-18074"
+
+
+def _trivy_pypi(path: str) -> Finding:
+    """requests 2.19.0 as Trivy reports a python-pkg: PkgPath, PkgIdentifier.PURL, Status."""
+    f = vuln_finding(
+        gate="trivy",
+        id=CVE,
+        package="requests",
+        version="2.19.0",
+        ecosystem="pypi",
+        severity=Severity.HIGH,
+        title="requests: redirect from HTTPS to HTTP leaks credentials",
+        fixed_in="2.20.0",
+        location=path,
+        aliases=["GHSA-x84v-xcm2-53pg"],
+    )
+    evidence = {
+        **f.evidence,
+        "platform": "linux/amd64",
+        "status": "fixed",
+        "purl": "pkg:pypi/requests@2.19.0",
+    }
+    return replace(f, evidence=evidence)
+
+
+def _pip_audit(path: str) -> Finding:
+    """The same advisory as pip-audit reports it for the copy under ``path``."""
+    return vuln_finding(
+        gate="pip-audit",
+        id="PYSEC-2018-28",
+        package="requests",
+        version="2.19.0",
+        ecosystem="pypi",
+        severity=Severity.HIGH,
+        title="requests 2.19.0: credentials leak",
+        fixed_in="2.20.0",
+        location=f"/{path}",
+        aliases=[CVE, "GHSA-x84v-xcm2-53pg"],
+    )
+
+
+def _trivy_deb(purl: str) -> Finding:
+    """zlib1g 1:1.2.13.dfsg-1 as Trivy reports an os-pkgs package."""
+    f = vuln_finding(
+        gate="trivy",
+        id="CVE-2023-45853",
+        package="zlib1g",
+        version="1:1.2.13.dfsg-1",
+        ecosystem="debian",
+        severity=Severity.CRITICAL,
+        title="zlib: integer overflow in minizip",
+        fixed_in=None,
+        location="os package database",
+    )
+    evidence = {
+        **f.evidence,
+        "platform": "linux/amd64",
+        "status": "will_not_fix",
+        "purl": purl,
+        "os": "image (debian 12.5)",
+    }
+    return replace(f, evidence=evidence)
+
+
+def _judge(policy: str, *results: GateResult, base: Path | None = None) -> Verdict:
+    return judge(
+        list(results),
+        load_policy_text("version: 1\n" + policy, "p.yml").policy,
+        base_dir=base,
+        today=TODAY,
+    )
+
+
+def _ignore(**fields: object) -> str:
+    entry = {"reason": "accepted", "expires": "2027-01-31", **fields}
+    return "vulnerabilities:\n  ignore:\n    - " + json.dumps(entry) + "\n"
+
+
+def _outcome_of(v: Verdict, finding: Finding) -> Outcome:
+    for g in v.gates:
+        for d in g.decisions:
+            if d.finding is finding:
+                return d.outcome
+    raise AssertionError(f"no decision for {finding.id} at {finding.location}")
+
+
+# --- 1. an entry's paths accept another copy of the package through a cross-scanner duplicate --
+
+
+CONDA = "opt/conda/lib/python3.12/site-packages/requests-2.19.0.dist-info"
+LOCAL = "usr/local/lib/python3.12/site-packages/requests-2.19.0.dist-info"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: find_duplicates keys on (package, version, id) but not the file, so "
+    "pip-audit's report of the usr/local copy becomes a duplicate of Trivy's report of the "
+    "opt/conda copy, and decide() accepts the kept finding when an entry matches any "
+    "duplicate: a paths entry for one copy hides the other copy",
+)
+def test_paths_entry_for_one_copy_does_not_accept_another_copy_via_duplicate() -> None:
+    conda = _trivy_pypi(f"{CONDA}/METADATA")  # Trivy sorts by location: opt/… comes first
+    local = _trivy_pypi(f"{LOCAL}/METADATA")
+    pip = _pip_audit(LOCAL)  # pip-audit audits the usr/local environment only
+    trivy = GateResult("trivy", Status.PASSED, findings=(conda, local))
+    pip_audit = GateResult("pip-audit", Status.PASSED, findings=(pip,))
+    policy = _ignore(id=CVE, paths=["usr/local/lib/python3.12/site-packages/**"])
+    v = _judge(policy, trivy, pip_audit)
+    assert _outcome_of(v, local) is Outcome.IGNORED  # the copy the entry names
+    # the opt/conda copy is outside every glob of the entry: it must still be judged
+    assert _outcome_of(v, conda) is Outcome.FAIL
+
+
+# --- 2. a hostile paths glob allocates hundreds of MB --------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: _segment_tokens expands every [a-z] range into a frozenset of its "
+    "characters (up to 0x3000 each): one 1000-character glob of 199 classes takes ~300 MB, "
+    "and an entry may hold 64 globs (~20 GB) — a policy file exhausts memory while validating",
+)
+def test_glob_character_ranges_do_not_allocate_per_character() -> None:
+    glob = '["-\u3022]' * 20 + "x"  # 101 characters, 20 ranges of 12289 characters
+    tracemalloc.start()
+    try:
+        compile_glob.cache_clear()
+        compiled = compile_glob(glob)
+        used, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        compile_glob.cache_clear()
+    assert compiled.matches("a" * 20 + "x")
+    assert used < 2_000_000, f"{used / 1e6:.0f} MB held for a 101-character glob"
+
+
+# --- 3. purl matching broader than written ------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: 'pkg:pypi/requests@' (an '@' with no version, e.g. an empty template "
+    "variable) parses as a versionless purl and is accepted, so the entry covers every version",
+)
+def test_purl_with_an_empty_version_is_refused() -> None:
+    with pytest.raises(PolicyFileError):
+        load_policy_text("version: 1\n" + _ignore(id=CVE, purl="pkg:pypi/requests@"), "p.yml")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: purl_matches skips the epoch qualifier and _version_of only folds it into a "
+    "version that is given, so 'pkg:deb/debian/zlib1g?epoch=2' matches zlib1g of any epoch "
+    "(Trivy's PackageURL.Match compares it as any other qualifier; the docs say a given "
+    "qualifier is compared exactly)",
+)
+def test_purl_epoch_qualifier_without_version_is_compared() -> None:
+    zlib = _trivy_deb("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&epoch=1")
+    trivy = GateResult("trivy", Status.PASSED, findings=(zlib,))
+    v = _judge(_ignore(id="CVE-2023-45853", purl="pkg:deb/debian/zlib1g?epoch=2"), trivy)
+    assert _outcome_of(v, zlib) is Outcome.FAIL
+
+
+# --- 4. VEX: a statement about another image covers this one ------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: _product_matches takes any pkg:oci product as 'the image' and covers every "
+    "finding, whatever image it names: a VEX document written for another image (a base "
+    "image's, a sibling service's) suppresses this image's findings",
+)
+def test_vex_product_naming_another_image_does_not_cover_this_one(tmp_path: Path) -> None:
+    other = "pkg:oci/python@sha256%3A" + "b" * 64
+    doc = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/1",
+        "author": "base image vendor",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": CVE},
+                "products": [{"@id": other}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+    (tmp_path / "base.vex.json").write_text(json.dumps(doc))
+    build = GateResult("build", Status.PASSED, facts={"image.digest": "sha256:" + "a" * 64})
+    req = _trivy_pypi(f"{LOCAL}/METADATA")
+    trivy = GateResult("trivy", Status.PASSED, findings=(req,))
+    policy = "vulnerabilities:\n  vex: [base.vex.json]\n"
+    v = _judge(policy, build, trivy, base=tmp_path)
+    assert _outcome_of(v, req) is Outcome.FAIL
+
+
+# --- 5. an expired entry shadowed by a VEX statement is never reported --------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: decide() answers from the VEX statement before looking at ignore entries, "
+    "and matched_entries() counts the expired entry as matched, so it is neither a failure on "
+    "the finding nor an expired-ignore finding: an expired entry passes silently",
+)
+def test_expired_entry_matching_a_vex_covered_finding_is_still_reported(tmp_path: Path) -> None:
+    doc = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/2",
+        "author": "us",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": CVE},
+                "products": [{"@id": "pkg:pypi/requests@2.19.0"}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+    (tmp_path / "ours.vex.json").write_text(json.dumps(doc))
+    req = _trivy_pypi(f"{LOCAL}/METADATA")
+    trivy = GateResult("trivy", Status.PASSED, findings=(req,))
+    entry = {"id": CVE, "reason": "old", "expires": "2026-01-31"}  # expired before TODAY
+    policy = (
+        "vulnerabilities:\n  vex: [ours.vex.json]\n  ignore:\n    - " + json.dumps(entry) + "\n"
+    )
+    v = _judge(policy, trivy, base=tmp_path)
+    assert _outcome_of(v, req) is Outcome.IGNORED  # the VEX statement accepts the finding
+    assert v.exit_code != 0, "the expired entry is reported nowhere"
+
+
+# --- 6. a duplicate's own severity is dropped: a second scanner loosens the verdict ---------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: decide() judges every report's thresholds on the kept finding's severity, "
+    "CVSS and fixed version (_by_thresholds(f, …)), so pip-audit's HIGH for the advisory is "
+    "lost when Trivy, which runs first, rates it LOW: pip-audit alone fails the image, both "
+    "scanners together pass it (the policy says it fails when it fails under either)",
+)
+def test_a_duplicates_severity_counts_under_its_scanners_thresholds() -> None:
+    low = replace(_trivy_pypi(f"{LOCAL}/METADATA"), severity=Severity.LOW)
+    pip = _pip_audit(LOCAL)  # HIGH
+    pip_alone = _judge("", GateResult("pip-audit", Status.PASSED, findings=(pip,)))
+    assert _outcome_of(pip_alone, pip) is Outcome.FAIL
+    both = _judge(
+        "",
+        GateResult("trivy", Status.PASSED, findings=(low,)),
+        GateResult("pip-audit", Status.PASSED, findings=(pip,)),
+    )
+    assert both.exit_code != 0, "adding Trivy turned a failing verdict into a pass"
