@@ -1,0 +1,146 @@
+"""Review r17: bypasses of the image gate's payload check (modelseal.imagegate.payloads) and of
+models-image on crafted OCI layouts. Each test documents a defect (xfail strict) until fixed."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from tests.support import EPOCH
+from tests.support.layouts import M, layer, make_layout
+from tests.support.model_files import zip_bytes
+
+from modelseal.findings import Finding
+from modelseal.imagegate import payloads
+from modelseal.imagegate.view import ImageView
+from modelseal.models.gate import _check_image
+from modelseal.pipeline import Context, RunOptions, SourceDateEpoch
+from modelseal.policy import load_policy_text
+
+EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: os.system("echo pwned")
+
+
+def _view(tmp_path: Path, *layers: bytes, policy: str = "") -> ImageView:
+    loaded = load_policy_text(
+        "version: 1\nmodels:\n  image_paths: {model: /app/model}\n" + policy, "policy.yml"
+    )
+    ctx = Context(
+        policy=loaded, options=RunOptions(context=tmp_path), epoch=SourceDateEpoch(EPOCH, "x"),
+        work_dir=tmp_path / "work", out_dir=tmp_path / "out",
+    )  # fmt: skip
+    ctx.work_dir.mkdir()
+    layout, digest = make_layout(tmp_path / "oci", list(layers))
+    return ImageView(ctx, layout, "linux/amd64", digest, {}, {})
+
+
+def _unsafe(findings: list[Finding], subject: str) -> bool:
+    return any(
+        f.id == f"{payloads.PAYLOAD}unsafe-global" and f.subject == subject for f in findings
+    )
+
+
+def _tar(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="review: a hardlink outside the model paths to a file "
+                   "under them (then whited out) is a visible, never-scanned pickle")  # fmt: skip
+def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> None:
+    view = _view(
+        tmp_path,
+        layer(M("app/model/evil.pkl", data=EVIL), M("app/evil.pkl", "h", link="app/model/evil.pkl")),
+        layer(M("app/model/.wh.evil.pkl")),
+    )
+    findings = payloads.collect(view)
+    # /app/evil.pkl is a regular file at runtime holding os.system; models-image sees nothing
+    # under /app/model (the locked directory is empty apart from the lock's files).
+    assert view.fs.entry("app/evil.pkl") is not None
+    assert _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], []) == []
+    assert _unsafe(findings, "/app/evil.pkl"), [f.title for f in findings]
+
+
+@pytest.mark.xfail(strict=True, reason="review: a hidden copy under models.image_paths is left "
+                   "to models-image, which walks only the visible tree: nobody scans it")  # fmt: skip
+def test_review_hidden_pickle_under_the_model_paths_is_checked_by_someone(tmp_path: Path) -> None:
+    view = _view(
+        tmp_path, layer(M("app/model/evil.pkl", data=EVIL)), layer(M("app/model/.wh.evil.pkl"))
+    )
+    findings = payloads.collect(view)
+    findings += _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], [])
+    # payloads.py's docstring: "The model paths themselves (models.image_paths) are left to
+    # models-image, hidden copies included." The other hidden files of the image are scanned.
+    assert any("app/model/evil.pkl" in f.subject for f in findings), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a model file under models.image_paths whose name "
+                   "models.ignore accepts is skipped by both models-image and the payload tap")  # fmt: skip
+def test_review_models_ignore_glob_hides_a_pickle_from_both_gates(tmp_path: Path) -> None:
+    view = _view(tmp_path, layer(M("app/model/README.md", data=EVIL)))
+    findings = payloads.collect(view)
+    findings += _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], ["*.md"])
+    assert any("README.md" in f.subject for f in findings), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a plain (ustar) tar holding a pickle is copied "
+                   "as a candidate but scan_file answers UNKNOWN and the member is never scanned")  # fmt: skip
+def test_review_tar_holding_a_pickle_is_scanned(tmp_path: Path) -> None:
+    view = _view(tmp_path, layer(M("srv/bundle.tar", data=_tar([("evil.pkl", EVIL)]))))
+    findings = payloads.collect(view)
+    assert findings, "a tar of an os.system pickle passes with no finding at all"
+
+
+@pytest.mark.xfail(strict=True, reason="review: a zip with data before its first local header "
+                   "(zipfile opens it) is not seen as a zip by detect_prefix: its pickles pass")  # fmt: skip
+def test_review_zip_with_prepended_data_is_scanned(tmp_path: Path) -> None:
+    data = b"#!/usr/bin/env python3\n" + zip_bytes([("pkg/evil.pkl", EVIL)])
+    import zipfile
+
+    assert zipfile.ZipFile(io.BytesIO(data)).read("pkg/evil.pkl") == EVIL
+    view = _view(tmp_path, layer(M("usr/lib/python3/site-packages/pkg.pyz", data=data)))
+    findings = payloads.collect(view)
+    assert any(f.id.startswith(payloads.PAYLOAD) for f in findings), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a zip inside a zip holding a pickle: only the "
+                   "outer zip's pickle members are scanned")  # fmt: skip
+def test_review_nested_zip_is_scanned(tmp_path: Path) -> None:
+    inner = zip_bytes([("evil.pkl", EVIL)])
+    view = _view(tmp_path, layer(M("srv/outer.zip", data=zip_bytes([("inner.zip", inner)]))))
+    findings = payloads.collect(view)
+    assert any(f.id.startswith(payloads.PAYLOAD) for f in findings), findings
+
+
+def _v7_tar(members: list[tuple[str, bytes]]) -> bytes:
+    """A tar whose headers carry no ``ustar`` magic (the V7 format): tarfile, and so torch's
+    legacy tar loader (``tarfile.open(mode="r:")``), reads it all the same."""
+    raw = bytearray(_tar(members))
+    off = 0
+    while off + 512 <= len(raw) and raw[off : off + 512].strip(b"\0"):
+        hdr = raw[off : off + 512]
+        size = int(hdr[124:136].strip(b"\0 ") or b"0", 8)
+        hdr[257:265] = b"\0" * 8
+        hdr[148:156] = b" " * 8
+        hdr[148:156] = b"%06o\0 " % sum(hdr)
+        raw[off : off + 512] = hdr
+        off += 512 + (size + 511) // 512 * 512
+    return bytes(raw)
+
+
+@pytest.mark.xfail(strict=True, reason="review: a legacy torch tar in the V7 tar format (no "
+                   "'ustar' magic) is not detected at all: its pickle is never scanned")  # fmt: skip
+def test_review_v7_torch_legacy_tar_is_scanned(tmp_path: Path) -> None:
+    data = _v7_tar([("storages", b"\0" * (2 << 20)), ("tensors", b"\0"), ("pickle", EVIL)])
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:", format=tarfile.PAX_FORMAT) as t:
+        pickle_member = t.extractfile("pickle")
+        assert pickle_member is not None and pickle_member.read() == EVIL  # what torch loads
+    view = _view(tmp_path, layer(M("opt/cache/old-model.pt", data=data)))
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/opt/cache/old-model.pt"), findings
