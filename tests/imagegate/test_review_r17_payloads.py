@@ -4,6 +4,7 @@ models-image on crafted OCI layouts. Each test documents a defect (xfail strict)
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -144,3 +145,42 @@ def test_review_v7_torch_legacy_tar_is_scanned(tmp_path: Path) -> None:
     view = _view(tmp_path, layer(M("opt/cache/old-model.pt", data=data)))
     findings = payloads.collect(view)
     assert _unsafe(findings, "/opt/cache/old-model.pt"), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a zip past the detector's bounds (more than "
+                   "MAX_ZIP_MEMBERS members) is answered UNKNOWN with an error and skipped with "
+                   "no finding: not 'nothing is skipped silently'")  # fmt: skip
+def test_review_zip_past_the_member_bound_is_not_skipped_silently(tmp_path: Path) -> None:
+    import zipfile
+
+    from modelseal.models.formats import MAX_ZIP_MEMBERS
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("pkg/evil.pkl", EVIL)
+        for i in range(MAX_ZIP_MEMBERS):
+            zf.writestr(f"{i:x}", b"")
+    data = buf.getvalue()
+    assert zipfile.ZipFile(io.BytesIO(data)).read("pkg/evil.pkl") == EVIL
+    view = _view(tmp_path, layer(M("usr/lib/python3/site-packages/big.whl", data=data)))
+    findings = payloads.collect(view)
+    assert findings, "an os.system pickle in a big wheel: no finding (not even unscanned)"
+
+
+@pytest.mark.xfail(strict=True, reason="review: a protocol 0/1 pickle that starts with a string "
+                   "longer than the detector's window (BINUNICODE/BINBYTES/STRING, then POP) is "
+                   "'no known signature' (prefix and full detector): os.system never scanned")  # fmt: skip
+@pytest.mark.parametrize("opener", [b"X", b"B"])
+def test_review_pickle_behind_a_long_leading_string_is_scanned(
+    tmp_path: Path, opener: bytes
+) -> None:
+    import pickle
+    import struct
+
+    n = 2 << 20
+    data = opener + struct.pack("<I", n) + b"a" * n + b"0" + b"cos\ngetcwd\n)R."
+    assert pickle.loads(data) == os.getcwd()  # an ordinary pickle.load runs the call
+    evil = opener + struct.pack("<I", n) + b"a" * n + b"0" + EVIL
+    view = _view(tmp_path, layer(M("usr/share/app/cache.bin", data=evil)))
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/usr/share/app/cache.bin"), findings
