@@ -69,3 +69,19 @@ def test_review_signed_numeric_user_is_uid_0(tmp_path: Path) -> None:
     # fail closed today (no uid, a problem), but the problem text is wrong: the image does
     # start, as root; a report telling the user "the container cannot start" misleads.
     assert u.uid == 0 and not u.problem
+
+
+@pytest.mark.xfail(strict=True, reason="review: profile.py and README ('the image gate's user "
+                   "check refuses such images by default', image.require_non_root) describe a "
+                   "check that does not exist: a root image passes every image-gate collector")  # fmt: skip
+def test_review_the_image_gate_refuses_a_root_image(tmp_path: Path) -> None:
+    from modelseal.gates import resolve
+    from modelseal.imagegate.gate import COLLECTORS
+    from modelseal.imagegate.rules import image_rule
+    from modelseal.judge import Outcome
+
+    view = _view(tmp_path, "", "root:x:0:0:root:/root:/bin/sh\n")
+    assert runtime_user(view).is_root
+    findings = [f for ref in COLLECTORS for f in resolve(ref)(view)]  # type: ignore[operator]
+    policy = view.ctx.policy.policy
+    assert any(image_rule(policy, f).outcome is Outcome.FAIL for f in findings), findings
