@@ -227,3 +227,23 @@ def test_review_pickle_gguf_polyglot_fails(tmp_path: Path) -> None:
     policy = view.ctx.policy.policy
     outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
     assert any(o is Outcome.FAIL for _, o in outcomes), outcomes
+
+
+@pytest.mark.xfail(strict=True, reason="review: a protocol-0 pickle in an HDF5 user block (the "
+                   "HDF5 signature at offset 512) is keras-h5 by prefix (hdf5_offset is tried "
+                   "before the text-pickle walk): never scanned, a warning only")  # fmt: skip
+def test_review_pickle_in_an_hdf5_user_block_fails(tmp_path: Path) -> None:
+    import pickle
+
+    from modelseal.imagegate.rules import image_rule
+    from modelseal.judge import Outcome
+
+    def poly(body: bytes) -> bytes:
+        return body.ljust(512, b"\0") + b"\x89HDF\r\n\x1a\n" + b"\0" * 600
+
+    assert pickle.loads(poly(b"cos\ngetcwd\n)R.")) == os.getcwd()
+    view = _view(tmp_path, layer(M("opt/models/model.h5", data=poly(EVIL))))
+    findings = payloads.collect(view)
+    policy = view.ctx.policy.policy
+    outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
+    assert any(o is Outcome.FAIL for _, o in outcomes), outcomes
