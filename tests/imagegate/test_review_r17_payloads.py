@@ -264,11 +264,14 @@ def test_review_the_scan_deadline_bounds_zip_member_scans(
         for i in range(3000):
             zf.writestr(f"d/{i}.pkl", pickle.dumps(list(range(200)), protocol=4))
     data = buf.getvalue()
-    monkeypatch.setattr(payloads, "MAX_SCAN_SECONDS", 1.0)
+    # The first copy's scan starts well inside the bound and ends past it (~0.7 s).
+    monkeypatch.setattr(payloads, "MAX_SCAN_SECONDS", 0.3)
     view = _view(tmp_path, layer(*(M(f"srv/copy{i}.zip", data=data) for i in range(10))))
     view.fs  # noqa: B018 (the layers are read here, outside the timed scan)
     start = time.monotonic()
     findings = payloads.collect(view)
     elapsed = time.monotonic() - start
-    unscanned = [f for f in findings if f.id == payloads.UNSCANNED]
-    assert unscanned or elapsed < 3.0, f"{elapsed:.1f} s, past a 1 s bound, nothing unscanned"
+    scanned = {f.subject for f in findings if f.id == payloads.MODEL_FILE}
+    # Past the bound, at most the copy being scanned when it passed is scanned; the others
+    # are image.payload-unscanned.
+    assert len(scanned) <= 1, f"{len(scanned)} copies scanned in {elapsed:.1f} s (bound 0.3 s)"
