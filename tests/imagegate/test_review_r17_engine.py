@@ -31,8 +31,7 @@ def test_review_model_paths_scanned_when_models_image_does_not_run(
     (ctx / "evil.pkl").write_bytes(EVIL)
     (ctx / "Dockerfile").write_text("FROM base\nCOPY evil.pkl /app/model/evil.pkl\nUSER 1000\n")
     policy = load_policy_text(
-        "version: 1\nbuild:\n  rebuild_check: false\n"
-        "models:\n  image_paths: {model: /app/model}\n",
+        "version: 1\nbuild:\n  rebuild_check: false\nmodels:\n  image_paths: {model: /app/model}\n",
         "policy.yml",
     )
     options = RunOptions(

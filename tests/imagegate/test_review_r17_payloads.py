@@ -57,7 +57,9 @@ def _tar(members: list[tuple[str, bytes]]) -> bytes:
 def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> None:
     view = _view(
         tmp_path,
-        layer(M("app/model/evil.pkl", data=EVIL), M("app/evil.pkl", "h", link="app/model/evil.pkl")),
+        layer(
+            M("app/model/evil.pkl", data=EVIL), M("app/evil.pkl", "h", link="app/model/evil.pkl")
+        ),
         layer(M("app/model/.wh.evil.pkl")),
     )
     findings = payloads.collect(view)

@@ -91,7 +91,9 @@ def test_review_the_image_gate_refuses_a_root_image(tmp_path: Path) -> None:
                    "then takes app's gid 1000 from /etc/passwd; here the string '01000' matches "
                    "no entry, so the profile runs the process as gid 0 (--user 1000:0)")  # fmt: skip
 def test_review_numeric_user_matches_passwd_by_value(tmp_path: Path) -> None:
-    view = _view(tmp_path, "01000", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n")
+    view = _view(
+        tmp_path, "01000", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n"
+    )
     u = runtime_user(view)
     assert (u.uid, u.gid, u.name) == (1000, 1000, "app")
     assert runtime_profile(view).security_context()["runAsGroup"] == 1000
