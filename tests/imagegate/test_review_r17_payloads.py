@@ -1,0 +1,309 @@
+"""Review r17: bypasses of the image gate's payload check (modelseal.imagegate.payloads) and of
+models-image on crafted OCI layouts. Each test documents a defect (xfail strict) until fixed."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from tests.support import EPOCH
+from tests.support.layouts import M, layer, make_layout
+from tests.support.model_files import zip_bytes
+
+from modelseal.findings import Finding
+from modelseal.imagegate import payloads
+from modelseal.imagegate.view import ImageView
+from modelseal.models.gate import _check_image
+from modelseal.pipeline import Context, RunOptions, SourceDateEpoch
+from modelseal.policy import load_policy_text
+
+EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: os.system("echo pwned")
+
+
+def _view(tmp_path: Path, *layers: bytes, policy: str = "") -> ImageView:
+    loaded = load_policy_text(
+        "version: 1\nmodels:\n  image_paths: {model: /app/model}\n" + policy, "policy.yml"
+    )
+    ctx = Context(
+        policy=loaded, options=RunOptions(context=tmp_path), epoch=SourceDateEpoch(EPOCH, "x"),
+        work_dir=tmp_path / "work", out_dir=tmp_path / "out",
+    )  # fmt: skip
+    ctx.work_dir.mkdir()
+    layout, digest = make_layout(tmp_path / "oci", list(layers))
+    return ImageView(ctx, layout, "linux/amd64", digest, {}, {})
+
+
+def _unsafe(findings: list[Finding], subject: str) -> bool:
+    return any(
+        f.id == f"{payloads.PAYLOAD}unsafe-global" and f.subject == subject for f in findings
+    )
+
+
+def _tar(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="review: a hardlink outside the model paths to a file "
+                   "under them (then whited out) is a visible, never-scanned pickle")  # fmt: skip
+def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> None:
+    view = _view(
+        tmp_path,
+        layer(
+            M("app/model/evil.pkl", data=EVIL), M("app/evil.pkl", "h", link="app/model/evil.pkl")
+        ),
+        layer(M("app/model/.wh.evil.pkl")),
+    )
+    findings = payloads.collect(view)
+    # /app/evil.pkl is a regular file at runtime holding os.system; models-image sees nothing
+    # under /app/model (the locked directory is empty apart from the lock's files).
+    assert view.fs.entry("app/evil.pkl") is not None
+    assert _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], []) == []
+    assert _unsafe(findings, "/app/evil.pkl"), [f.title for f in findings]
+
+
+@pytest.mark.xfail(strict=True, reason="review: a hidden copy under models.image_paths is left "
+                   "to models-image, which walks only the visible tree: nobody scans it")  # fmt: skip
+def test_review_hidden_pickle_under_the_model_paths_is_checked_by_someone(tmp_path: Path) -> None:
+    view = _view(
+        tmp_path, layer(M("app/model/evil.pkl", data=EVIL)), layer(M("app/model/.wh.evil.pkl"))
+    )
+    findings = payloads.collect(view)
+    findings += _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], [])
+    # payloads.py's docstring: "The model paths themselves (models.image_paths) are left to
+    # models-image, hidden copies included." The other hidden files of the image are scanned.
+    assert any("app/model/evil.pkl" in f.subject for f in findings), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a model file under models.image_paths whose name "
+                   "models.ignore accepts is skipped by both models-image and the payload tap")  # fmt: skip
+def test_review_models_ignore_glob_hides_a_pickle_from_both_gates(tmp_path: Path) -> None:
+    view = _view(tmp_path, layer(M("app/model/README.md", data=EVIL)))
+    findings = payloads.collect(view)
+    findings += _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], ["*.md"])
+    assert any("README.md" in f.subject for f in findings), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a plain (ustar) tar holding a pickle is copied "
+                   "as a candidate but scan_file answers UNKNOWN and the member is never scanned")  # fmt: skip
+def test_review_tar_holding_a_pickle_is_scanned(tmp_path: Path) -> None:
+    view = _view(tmp_path, layer(M("srv/bundle.tar", data=_tar([("evil.pkl", EVIL)]))))
+    findings = payloads.collect(view)
+    assert findings, "a tar of an os.system pickle passes with no finding at all"
+
+
+@pytest.mark.xfail(strict=True, reason="review: a zip with data before its first local header "
+                   "(zipfile opens it) is not seen as a zip by detect_prefix: its pickles pass")  # fmt: skip
+def test_review_zip_with_prepended_data_is_scanned(tmp_path: Path) -> None:
+    data = b"#!/usr/bin/env python3\n" + zip_bytes([("pkg/evil.pkl", EVIL)])
+    import zipfile
+
+    assert zipfile.ZipFile(io.BytesIO(data)).read("pkg/evil.pkl") == EVIL
+    view = _view(tmp_path, layer(M("usr/lib/python3/site-packages/pkg.pyz", data=data)))
+    findings = payloads.collect(view)
+    assert any(f.id.startswith(payloads.PAYLOAD) for f in findings), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a zip inside a zip holding a pickle: only the "
+                   "outer zip's pickle members are scanned")  # fmt: skip
+def test_review_nested_zip_is_scanned(tmp_path: Path) -> None:
+    inner = zip_bytes([("evil.pkl", EVIL)])
+    view = _view(tmp_path, layer(M("srv/outer.zip", data=zip_bytes([("inner.zip", inner)]))))
+    findings = payloads.collect(view)
+    assert any(f.id.startswith(payloads.PAYLOAD) for f in findings), findings
+
+
+def _v7_tar(members: list[tuple[str, bytes]]) -> bytes:
+    """A tar whose headers carry no ``ustar`` magic (the V7 format): tarfile, and so torch's
+    legacy tar loader (``tarfile.open(mode="r:")``), reads it all the same."""
+    raw = bytearray(_tar(members))
+    off = 0
+    while off + 512 <= len(raw) and raw[off : off + 512].strip(b"\0"):
+        hdr = raw[off : off + 512]
+        size = int(hdr[124:136].strip(b"\0 ") or b"0", 8)
+        hdr[257:265] = b"\0" * 8
+        hdr[148:156] = b" " * 8
+        hdr[148:156] = b"%06o\0 " % sum(hdr)
+        raw[off : off + 512] = hdr
+        off += 512 + (size + 511) // 512 * 512
+    return bytes(raw)
+
+
+@pytest.mark.xfail(strict=True, reason="review: a legacy torch tar in the V7 tar format (no "
+                   "'ustar' magic) is not detected at all: its pickle is never scanned")  # fmt: skip
+def test_review_v7_torch_legacy_tar_is_scanned(tmp_path: Path) -> None:
+    data = _v7_tar([("storages", b"\0" * (2 << 20)), ("tensors", b"\0"), ("pickle", EVIL)])
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:", format=tarfile.PAX_FORMAT) as t:
+        pickle_member = t.extractfile("pickle")
+        assert pickle_member is not None and pickle_member.read() == EVIL  # what torch loads
+    view = _view(tmp_path, layer(M("opt/cache/old-model.pt", data=data)))
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/opt/cache/old-model.pt"), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a zip past the detector's bounds (more than "
+                   "MAX_ZIP_MEMBERS members) is answered UNKNOWN with an error and skipped with "
+                   "no finding: not 'nothing is skipped silently'")  # fmt: skip
+def test_review_zip_past_the_member_bound_is_not_skipped_silently(tmp_path: Path) -> None:
+    import zipfile
+
+    from modelseal.models.formats import MAX_ZIP_MEMBERS
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("pkg/evil.pkl", EVIL)
+        for i in range(MAX_ZIP_MEMBERS):
+            zf.writestr(f"{i:x}", b"")
+    data = buf.getvalue()
+    assert zipfile.ZipFile(io.BytesIO(data)).read("pkg/evil.pkl") == EVIL
+    view = _view(tmp_path, layer(M("usr/lib/python3/site-packages/big.whl", data=data)))
+    findings = payloads.collect(view)
+    assert findings, "an os.system pickle in a big wheel: no finding (not even unscanned)"
+
+
+@pytest.mark.xfail(strict=True, reason="review: a protocol 0/1 pickle that starts with a string "
+                   "longer than the detector's window (BINUNICODE/BINBYTES/STRING, then POP) is "
+                   "'no known signature' (prefix and full detector): os.system never scanned")  # fmt: skip
+@pytest.mark.parametrize("opener", [b"X", b"B"])
+def test_review_pickle_behind_a_long_leading_string_is_scanned(
+    tmp_path: Path, opener: bytes
+) -> None:
+    import pickle
+    import struct
+
+    n = 2 << 20
+    data = opener + struct.pack("<I", n) + b"a" * n + b"0" + b"cos\ngetcwd\n)R."
+    assert pickle.loads(data) == os.getcwd()  # an ordinary pickle.load runs the call
+    evil = opener + struct.pack("<I", n) + b"a" * n + b"0" + EVIL
+    view = _view(tmp_path, layer(M("usr/share/app/cache.bin", data=evil)))
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/usr/share/app/cache.bin"), findings
+
+
+@pytest.mark.xfail(strict=True, reason="review: a pickle/safetensors polyglot (PROTO 2, BINBYTES "
+                   "len 2, the 9th byte '{') is detected by prefix as safetensors, is never "
+                   "scanned, and only warns as a model file; pickle.load runs its payload")  # fmt: skip
+def test_review_pickle_safetensors_polyglot_fails(tmp_path: Path) -> None:
+    import pickle
+    import struct
+
+    from modelseal.imagegate.rules import image_rule
+    from modelseal.judge import Outcome
+
+    head = b"\x80\x02B\x02\x00\x00\x00\x00{"  # its first 8 bytes: a 37.9 MB header length
+    (n,) = struct.unpack("<Q", head[:8])
+
+    def poly(body: bytes) -> bytes:
+        data = head + b"0" + body
+        return data + b" " * (n + 8 - len(data) + 16)
+
+    assert pickle.loads(poly(b"cos\ngetcwd\n)R.")) == os.getcwd()
+    view = _view(tmp_path, layer(M("opt/cache/hub/weights.bin", data=poly(EVIL))))
+    findings = payloads.collect(view)
+    policy = view.ctx.policy.policy
+    outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
+    assert any(o is Outcome.FAIL for _, o in outcomes), outcomes
+
+
+@pytest.mark.xfail(strict=True, reason="review: a pickle/GGUF polyglot ('G' BINFLOAT eats "
+                   "'GUF'+version+1 byte, then POP and the payload) is GGUF by prefix: never "
+                   "scanned, a warning only")  # fmt: skip
+def test_review_pickle_gguf_polyglot_fails(tmp_path: Path) -> None:
+    import pickle
+
+    from modelseal.imagegate.rules import image_rule
+    from modelseal.judge import Outcome
+
+    head = b"GGUF\x03\x00\x00\x00\x00"
+    assert pickle.loads(head + b"0cos\ngetcwd\n)R." + b"\0" * 64) == os.getcwd()
+    view = _view(tmp_path, layer(M("opt/models/tiny.gguf", data=head + b"0" + EVIL + b"\0" * 64)))
+    findings = payloads.collect(view)
+    policy = view.ctx.policy.policy
+    outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
+    assert any(o is Outcome.FAIL for _, o in outcomes), outcomes
+
+
+@pytest.mark.xfail(strict=True, reason="review: a protocol-0 pickle in an HDF5 user block (the "
+                   "HDF5 signature at offset 512) is keras-h5 by prefix (hdf5_offset is tried "
+                   "before the text-pickle walk): never scanned, a warning only")  # fmt: skip
+def test_review_pickle_in_an_hdf5_user_block_fails(tmp_path: Path) -> None:
+    import pickle
+
+    from modelseal.imagegate.rules import image_rule
+    from modelseal.judge import Outcome
+
+    def poly(body: bytes) -> bytes:
+        return body.ljust(512, b"\0") + b"\x89HDF\r\n\x1a\n" + b"\0" * 600
+
+    assert pickle.loads(poly(b"cos\ngetcwd\n)R.")) == os.getcwd()
+    view = _view(tmp_path, layer(M("opt/models/model.h5", data=poly(EVIL))))
+    findings = payloads.collect(view)
+    policy = view.ctx.policy.policy
+    outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
+    assert any(o is Outcome.FAIL for _, o in outcomes), outcomes
+
+
+@pytest.mark.xfail(strict=True, reason="review: scan_zip_pickles runs for every copy of a zip "
+                   "(not cached by content) and after MAX_SCAN_SECONDS: 10 000 copies of a "
+                   "0.5 s zip hold the run ~80 min past the 900 s bound")  # fmt: skip
+def test_review_the_scan_deadline_bounds_zip_member_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+    import time
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(3000):
+            zf.writestr(f"d/{i}.pkl", pickle.dumps(list(range(200)), protocol=4))
+    data = buf.getvalue()
+    # The first copy's scan starts well inside the bound and ends past it (~0.7 s).
+    monkeypatch.setattr(payloads, "MAX_SCAN_SECONDS", 0.3)
+    view = _view(tmp_path, layer(*(M(f"srv/copy{i}.zip", data=data) for i in range(10))))
+    view.fs  # noqa: B018 (the layers are read here, outside the timed scan)
+    start = time.monotonic()
+    findings = payloads.collect(view)
+    elapsed = time.monotonic() - start
+    scanned = {f.subject for f in findings if f.id == payloads.MODEL_FILE}
+    # Past the bound, at most the copy being scanned when it passed is scanned; the others
+    # are image.payload-unscanned.
+    assert len(scanned) <= 1, f"{len(scanned)} copies scanned in {elapsed:.1f} s (bound 0.3 s)"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a gzip'd pickle whose gzip header carries a 2 MiB FNAME is joblib to the "
+    "full detector (and joblib.load runs it), but detect_prefix sees only the first 1 MiB of "
+    "header: 'no known signature', never copied, never scanned",
+)
+def test_review_gzip_pickle_behind_a_long_gzip_file_name_is_scanned(tmp_path: Path) -> None:
+    import gzip
+    import pickle
+    import struct
+    import zlib
+
+    from modelseal.models.formats import detect_format
+
+    def gz(data: bytes, name: bytes) -> bytes:
+        co = zlib.compressobj(9, zlib.DEFLATED, -15)
+        body = co.compress(data) + co.flush()
+        tail = struct.pack("<II", zlib.crc32(data), len(data))
+        return b"\x1f\x8b\x08\x08\0\0\0\0\0\xff" + name + b"\0" + body + tail
+
+    name = b"a" * (2 << 20)
+    assert pickle.loads(gzip.decompress(gz(b"cos\ngetcwd\n)R.", name))) == os.getcwd()
+    data = gz(EVIL, name)
+    (tmp_path / "whole.gz").write_bytes(data)
+    assert detect_format(tmp_path / "whole.gz").detail.get("compressed") == "gzip"
+    view = _view(tmp_path, layer(M("srv/model.joblib", data=data)))
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/srv/model.joblib"), findings
