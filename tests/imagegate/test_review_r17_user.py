@@ -87,9 +87,6 @@ def test_review_the_image_gate_refuses_a_root_image(tmp_path: Path) -> None:
     assert any(image_rule(policy, f).outcome is Outcome.FAIL for f in findings), findings
 
 
-@pytest.mark.xfail(strict=True, reason="review: USER '01000' is uid 1000 to runc (Atoi), which "
-                   "then takes app's gid 1000 from /etc/passwd; here the string '01000' matches "
-                   "no entry, so the profile runs the process as gid 0 (--user 1000:0)")  # fmt: skip
 def test_review_numeric_user_matches_passwd_by_value(tmp_path: Path) -> None:
     view = _view(
         tmp_path, "01000", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n"
