@@ -162,8 +162,8 @@ KEY = (
 )
 
 
-def _trivy_view(tmp_path: Path) -> ImageView:
-    """A single-platform layout with a config (Trivy needs one) and a private key in a layer."""
+def _trivy_view(tmp_path: Path, path: str = "app/id_rsa") -> ImageView:
+    """A single-platform layout with a config (Trivy needs one) and a private key at ``path``."""
     root = tmp_path / "oci"
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -173,7 +173,9 @@ def _trivy_view(tmp_path: Path) -> ImageView:
         (blobs / d).write_bytes(data)
         return f"sha256:{d}"
 
-    tar = _tar(("app", "d", 0o755, 0, 0, b""), ("app/id_rsa", "f", 0o600, 0, 0, KEY.encode()))
+    parts = path.split("/")
+    dirs = [("/".join(parts[:k]), "d", 0o755, 0, 0, b"") for k in range(1, len(parts))]
+    tar = _tar(*dirs, (path, "f", 0o600, 0, 0, KEY.encode()))
     diff = put(tar)
     config = {"architecture": "amd64", "os": "linux", "config": {"User": "1000"},
               "rootfs": {"type": "layers", "diff_ids": [diff]},
@@ -240,3 +242,60 @@ def test_an_env_line_is_blamed_only_for_the_names_it_sets() -> None:
     stage = tuple(parse_dockerfile(text, "Dockerfile", build_args={}).instructions[1:])
     at = Attribution((), stage, "Dockerfile")
     assert at.instruction("ENV", "HF_TOKEN")[0] == "Dockerfile:2"
+
+
+# --- round 2 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review: files.py:89 skips symlinks under the model path; "
+                   "a model file that is a symlink to a file the runtime user owns is served "
+                   "from that writable file, and nothing is reported")
+def test_a_model_file_symlinked_to_a_user_owned_file_is_reported(tmp_path: Path) -> None:
+    from modelseal.imagegate.files import collect
+
+    image = _tar(
+        ("app", "d", 0o755, 0, 0, b""),
+        ("app/model", "d", 0o755, 0, 0, b""),
+        ("home", "d", 0o755, 0, 0, b""),
+        ("home/app", "d", 0o755, 1000, 1000, b""),
+        ("home/app/w.bin", "f", 0o644, 1000, 1000, b"w"),
+        ("app/model/w.bin", "l", 0o777, 0, 0, "/home/app/w.bin"),
+    )  # fmt: skip
+    found = collect(_view(tmp_path, "app", _etc(APP), image))
+    assert any(f.id == "image.model-writable" for f in found), [(f.id, f.subject) for f in found]
+
+
+@pytest.mark.xfail(strict=True, reason="review: secrets.py runs Trivy with its built-in allow "
+                   "rules, which skip whole trees (usr/lib, usr/share, site-packages, tests, "
+                   "examples, vendor, node_modules, *.md): a private key there passes the gate; "
+                   "the README's threat model does not say so")
+@pytest.mark.parametrize("path", [
+    "usr/local/lib/python3.11/site-packages/app/id_rsa",  # where a pip-installed app lives
+    "app/tests/id_rsa", "app/examples/id_rsa", "usr/lib/app/id_rsa", "app/README.md",
+])  # fmt: skip
+def test_a_key_in_an_allow_listed_tree_is_found(tmp_path: Path, path: str) -> None:
+    from modelseal.imagegate.secrets import collect
+
+    found = collect(_trivy_view(tmp_path, path))
+    assert [f.subject for f in found if f.id == "image.secret"] == ["/" + path]
+
+
+@pytest.mark.xfail(strict=True, reason="review: config.py:73 blames every exposed port on the "
+                   "last EXPOSE line of the final stage (no port given to instruction()), so a "
+                   "port set by an earlier line or the base image points at the wrong line")
+def test_an_exposed_port_is_blamed_on_the_line_that_exposes_it(tmp_path: Path) -> None:
+    from modelseal.imagegate.config import collect
+    from modelseal.imagegate.history import text_digest
+
+    text = "FROM base\nEXPOSE 22\nRUN true\nEXPOSE 8080\n"
+    (tmp_path / "Dockerfile").write_text(text)
+    ctx = _ctx(tmp_path, "image:\n  allowed_ports: ['8080']\n")
+    ctx.results["build"] = GateResult("build", Status.PASSED,
+                                      facts={"dockerfile.sha256": text_digest(text)})  # fmt: skip
+    layout, digest = make_layout(tmp_path / "oci", [_etc(APP)])
+    config = {"config": {"User": "app", "ExposedPorts": {"22/tcp": {}, "8080/tcp": {}},
+                         "Healthcheck": {"Test": ["CMD", "true"]}}}  # fmt: skip
+    view = ImageView(ctx, layout, "linux/amd64", digest, layout.manifest(digest), config)
+    (port,) = [f for f in collect(view) if f.id == "image.exposed-port"]
+    assert port.subject == "port 22/tcp"
+    assert port.location != "Dockerfile:4", "blamed on EXPOSE 8080"
