@@ -308,3 +308,22 @@ def test_an_exposed_port_is_blamed_on_the_line_that_exposes_it(tmp_path: Path) -
 def test_classic_builder_build_arguments_are_redacted() -> None:
     shown = redact("|1 NPM_AUTH=s3cr3tvalue /bin/sh -c npm ci")
     assert "s3cr3tvalue" not in shown, shown
+
+
+@pytest.mark.engine
+@pytest.mark.xfail(strict=True, reason="review: on a real BuildKit image, USER 0 with an "
+                   "/etc/passwd entry NAMED '0' (uid 1000) passes require_non_root; runc, "
+                   "containerd and Docker read a numeric USER as a uid and run it as root")
+def test_a_real_image_with_user_0_and_a_passwd_entry_named_0_fails(
+    busybox_base: str, tmp_path: Path
+) -> None:
+    from tests.imagegate.test_image_gate import _policy, _run
+
+    ctx = tmp_path / "ctx"
+    (ctx / "etc").mkdir(parents=True)
+    (ctx / "etc" / "passwd").write_text("0:x:1000:1000::/home/z:/bin/sh\n")
+    (ctx / "etc" / "group").write_text("root:x:0:\n")
+    (ctx / "Dockerfile").write_text("FROM base\nCOPY etc/ /etc/\nUSER 0\n")
+    run = _run(ctx, _policy(tmp_path), busybox_base)
+    assert run.outcomes().get(("image.root-user", "USER")) == "fail", run.outcomes()
+    assert run.code == 1, run.logs
