@@ -339,3 +339,43 @@ def test_sarif_stays_inside_the_upload_limit_whatever_the_baseline() -> None:
     )
     size = len(gzip.compress(json.dumps(sarif).encode(), compresslevel=6))
     assert size <= 10 * 1000 * 1000, size
+
+
+# --- the image baseline's signer under --policy-ref -----------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: an image baseline is verified with verify.public_key read from the "
+    "checkout (app.expected_signer: _policy_dir(policy) / public_key), and check_trust_inputs "
+    "(policy/gitref.py) does not list verify.public_key: under --policy-ref a pull request "
+    "swaps the key file, and a scan report it signs (attached to the baseline image) becomes "
+    "the baseline — every finding it lists is 'existing'",
+)
+def test_policy_ref_refuses_a_verify_key_the_pull_request_changed(tmp_path: Path) -> None:
+    from modelseal import app
+    from modelseal.errors import ConfigError
+    from modelseal.policy.gitref import check_trust_inputs, load_policy_at_ref
+    from modelseal.sign.key import generate_ephemeral_key
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _, base_key = generate_ephemeral_key(tmp_path / "base-key")
+    _, pr_key = generate_ephemeral_key(tmp_path / "pr-key")
+    (repo / "baseline.pub").write_bytes(base_key.read_bytes())
+    (repo / "modelseal.yml").write_text(
+        "version: 1\nverify:\n  public_key: baseline.pub\n"
+        "vulnerabilities:\n  baseline: ghcr.io/owner/iris-server:main\n"
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    # the pull request replaces the committed key with its own
+    (repo / "baseline.pub").write_bytes(pr_key.read_bytes())
+    loaded = load_policy_at_ref(repo / "modelseal.yml", "main", repo)
+    # what the run would verify the baseline's attestation with: the pull request's key
+    request = app.baseline_request(None, loaded, repo)
+    assert request is not None and request.expected is not None
+    assert request.expected.public_key_pem == pr_key.read_bytes()
+    with pytest.raises(ConfigError, match=r"verify\.public_key"):
+        check_trust_inputs(loaded, repo, repo)
