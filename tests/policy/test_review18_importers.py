@@ -124,3 +124,38 @@ def test_grype_vex_justification_alone_does_not_become_a_not_affected_claim() ->
         "    vex-justification: vulnerable_code_not_present\n"
     )
     assert entries and all("justification" not in e for e in entries)
+
+
+def test_brace_alternations_expand_bounded_and_backslashes_are_listed() -> None:
+    Path(".trivyignore.yaml").write_text(
+        "vulnerabilities:\n"
+        "  - id: CVE-2024-11111\n    paths: ['usr/{lib,local/lib}/python3/{a,b{1,2}}/**']\n"
+        "  - id: CVE-2024-22222\n    paths: ['" + "{a,b}" * 7 + "']\n"  # 128 globs
+        "  - id: CVE-2024-33333\n    paths: ['usr/lib/\\\\*.so']\n"
+    )
+    result = read_trivyignore(Path(".trivyignore.yaml"), today=TODAY)
+    assert [i.fields["paths"] for i in result.entries] == [
+        [
+            "usr/lib/python3/a/**", "usr/lib/python3/b1/**", "usr/lib/python3/b2/**",
+            "usr/local/lib/python3/a/**", "usr/local/lib/python3/b1/**",
+            "usr/local/lib/python3/b2/**",
+        ]
+    ]  # fmt: skip
+    skipped = {p.where: p.message for p in result.skipped}
+    assert "more than 64 globs" in skipped["vulnerabilities[1] (CVE-2024-22222)"]
+    assert "backslash escape" in skipped["vulnerabilities[2] (CVE-2024-33333)"]
+    assert "written as 6 globs" in " ".join(p.message for p in result.notes)
+
+
+def test_write_keeps_a_group_readable_mode_exactly(tmp_path: Path) -> None:
+    """Not the mode under the umask: the file's own (0640 stays 0640, 0664 stays 0664)."""
+    (tmp_path / ".trivyignore").write_text("CVE-2024-55555\n")
+    policy = tmp_path / "modelseal.yml"
+    for mode in (0o640, 0o664):
+        policy.write_text("version: 1\n")
+        policy.chmod(mode)
+        argv = ["policy", "import", "--trivyignore", ".trivyignore", "--expires", "2027-06-30",
+                "--policy", "modelseal.yml", "--write"]  # fmt: skip
+        assert main(argv) == 0
+        assert "CVE-2024-55555" in policy.read_text()
+        assert stat.S_IMODE(policy.stat().st_mode) == mode

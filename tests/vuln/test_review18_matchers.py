@@ -237,3 +237,70 @@ def test_a_duplicates_severity_counts_under_its_scanners_thresholds() -> None:
         GateResult("pip-audit", Status.PASSED, findings=(pip,)),
     )
     assert both.exit_code != 0, "adding Trivy turned a failing verdict into a pass"
+
+
+@pytest.mark.parametrize(
+    ("purl", "accepted"),
+    [
+        ("pkg:deb/debian/zlib1g?epoch=1", True),
+        ("pkg:deb/debian/zlib1g?epoch=01", True),  # compared as a number
+        ("pkg:deb/debian/zlib1g?epoch=0", False),
+        ("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?epoch=1", True),  # folded into the version
+    ],
+)
+def test_purl_epoch_qualifier_matches_the_packages_epoch(purl: str, accepted: bool) -> None:
+    zlib = _trivy_deb("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&epoch=1")
+    v = _judge(
+        _ignore(id="CVE-2023-45853", purl=purl),
+        GateResult("trivy", Status.PASSED, findings=(zlib,)),
+    )
+    assert (_outcome_of(v, zlib) is Outcome.IGNORED) is accepted
+
+
+def test_purl_epoch_qualifier_must_be_a_number() -> None:
+    with pytest.raises(PolicyFileError):
+        load_policy_text(
+            "version: 1\n" + _ignore(id=CVE, purl="pkg:deb/debian/zlib1g?epoch=x"), "p.yml"
+        )
+
+
+def test_vex_image_product_naming_the_built_image_covers_it(tmp_path: Path) -> None:
+    """The counterpart of the test above: the built image's own digest (a platform manifest's
+    too) is what a pkg:oci product must name; no build gate, no image: nothing covered."""
+    digest = "sha256:" + "a" * 64
+    doc = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/3",
+        "author": "us",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": CVE},
+                "products": [{"@id": "pkg:oci/app@sha256%3A" + "a" * 64}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+    (tmp_path / "ours.vex.json").write_text(json.dumps(doc))
+    req = _trivy_pypi(f"{LOCAL}/METADATA")
+    trivy = GateResult("trivy", Status.PASSED, findings=(req,))
+    policy = "vulnerabilities:\n  vex: [ours.vex.json]\n"
+    for facts in ({"image.digest": digest}, {"image.manifest.linux/arm64": digest}):
+        build = GateResult("build", Status.PASSED, facts=facts)
+        assert _outcome_of(_judge(policy, build, trivy, base=tmp_path), req) is Outcome.IGNORED
+    assert _outcome_of(_judge(policy, trivy, base=tmp_path), req) is Outcome.FAIL
+
+
+def test_same_copy_from_both_scanners_is_still_one_finding() -> None:
+    """Folding per copy keeps Trivy's METADATA and pip-audit's .dist-info of one copy together."""
+    trivy = _trivy_pypi(f"{LOCAL}/METADATA")
+    pip = _pip_audit(LOCAL)
+    v = _judge(
+        "",
+        GateResult("trivy", Status.PASSED, findings=(trivy,)),
+        GateResult("pip-audit", Status.PASSED, findings=(pip,)),
+    )
+    assert _outcome_of(v, pip) is Outcome.IGNORED  # the duplicate
+    assert _outcome_of(v, trivy) is Outcome.FAIL
