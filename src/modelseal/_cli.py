@@ -9,6 +9,7 @@ import argparse
 import gc
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -20,6 +21,8 @@ from modelseal.errors import Error, ExitCode
 # not pay for BuildKit, reports and the whole pipeline before it starts (start-up is most of a
 # small scan's time).
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from modelseal.app import SignerFlags
@@ -372,7 +375,8 @@ def _import(args: argparse.Namespace) -> int:
         merged, added = importers.merge_into_policy(text, shown_path(args.policy), entries)
         if args.write:
             if added:
-                fsio.write_text_atomic(args.policy, merged)
+                # The replaced policy's mode (and owner, as root) is kept: a 0600 file stays so.
+                fsio.write_text_atomic(args.policy, merged, like=_regular_stat(args.policy))
             console.print(
                 f"modelseal: {added} entr{'y' if added == 1 else 'ies'} added to "
                 f"{_plain(args.policy)} ({len(entries) - added} already there)",
@@ -386,6 +390,15 @@ def _import(args: argparse.Namespace) -> int:
         highlight=False, markup=False,
     )  # fmt: skip
     return 0
+
+
+def _regular_stat(path: Path) -> os.stat_result | None:
+    """The status of the regular file at ``path`` (through a link), None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def _models(args: argparse.Namespace) -> int:

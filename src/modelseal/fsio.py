@@ -153,16 +153,24 @@ def _final_name(path: Path) -> str:
     return name
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> None:
+def write_bytes_atomic(
+    path: Path, data: bytes, *, mode: int = 0o666, like: os.stat_result | None = None
+) -> None:
     """Write ``data`` as a new file at ``path`` (made with ``mode``, under the umask) and
     rename it into place: a link at ``path`` is replaced, never written through, and the
-    previous file stays whole until the new one is complete. Parents are made as needed."""
+    previous file stays whole until the new one is complete. Parents are made as needed.
+    ``like``: the file being replaced, whose permission bits the new file gets exactly (and its
+    owner, when running as root) before it is renamed into place — a 0600 file stays 0600."""
     name = _final_name(path)
     with directory(absolute(path).parent) as dfd:
         tmp = _temp_name(name)
-        fd = os.open(tmp, _NEW_FILE_FLAGS, mode, dir_fd=dfd)
+        fd = os.open(tmp, _NEW_FILE_FLAGS, mode if like is None else 0o600, dir_fd=dfd)
         try:
             try:
+                if like is not None:
+                    if os.geteuid() == 0:
+                        os.fchown(fd, like.st_uid, like.st_gid)
+                    os.fchmod(fd, stat.S_IMODE(like.st_mode))
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
@@ -183,7 +191,13 @@ def write_bytes_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> None:
 
 
 def write_text_atomic(
-    path: Path, text: str, *, encoding: str = "utf-8", errors: str = "strict", mode: int = 0o666
+    path: Path,
+    text: str,
+    *,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    mode: int = 0o666,
+    like: os.stat_result | None = None,
 ) -> None:
     """:func:`write_bytes_atomic` for text. The text is encoded before anything is touched;
     with ``errors="strict"`` a character that does not encode (a file name that was not UTF-8)
@@ -196,7 +210,7 @@ def write_text_atomic(
             f"cannot write {shown(path)}: its text holds characters that are not {encoding} "
             f"(near {bad!r}); the previous file is left as it was."
         ) from None
-    write_bytes_atomic(path, data, mode=mode)
+    write_bytes_atomic(path, data, mode=mode, like=like)
 
 
 def open_append(path: Path, *, create: bool = True) -> int:

@@ -196,10 +196,10 @@ def test_grype_rules_map_to_entries() -> None:
             "purl": "pkg:pypi/pyyaml",
             "reason": "accepted at import",
             "expires": LATER,
-            "justification": "vulnerable_code_not_in_execute_path",
         },
     ]
     notes = _notes(result)
+    assert "without vex-status" in notes["ignore[3] (GHSA-xxxx-yyyy-zzzz)"]
     assert "fail-on-severity, output" in notes["top level"]
     assert "package type deb is not kept" in notes["ignore[2] (CVE-2024-10003)"]
     assert "without its leading /" in notes["ignore[0] (CVE-2024-10001)"]

@@ -1,7 +1,7 @@
 """Review of issue 18 section 3 (`modelseal policy import`): each test here documents a defect
-found in review and is marked xfail(strict=True) until it is fixed. The rules are written from
-Grype's and Trivy's documented formats (grype/match/ignore.go: package.name is an anchored
-regular expression, version and type exact strings, location a doublestar glob; Trivy
+found in review (each was a strict xfail until fixed; now a regression test). The rules are
+written from Grype's and Trivy's documented formats (grype/match/ignore.go: package.name is an
+anchored regular expression, version and type exact strings, location a doublestar glob; Trivy
 pkg/result/ignore.go: paths are doublestar globs)."""
 
 from __future__ import annotations
@@ -35,23 +35,11 @@ def _entries(text: str, name: str = "grype.yaml") -> list[dict[str, object]]:
     return complete([result], expires=LATER, reason=None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: _grype_package turns location '/' into paths ['**'] (lstrip('/') or '**'): "
-    "Grype's doublestar.Match('/', path) matches only the path '/', modelseal's '**' every "
-    "language package",
-)
 def test_grype_location_root_is_not_imported_as_everything() -> None:
     entries = _entries("ignore:\n  - vulnerability: CVE-2024-10001\n    package: {location: /}\n")
     assert all(e.get("paths") != ["**"] for e in entries)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a Grype package name of another type than python becomes `package`, which "
-    "modelseal compares PEP 503-folded (case, '-', '_', '.') in every ecosystem, while Grype "
-    "matches ^name$ case-sensitively: the imported rule for npm foo-bar also hides Foo_Bar",
-)
 def test_grype_npm_name_is_not_folded_like_a_pypi_name() -> None:
     entries = _entries(
         "ignore:\n  - vulnerability: CVE-2024-10001\n"
@@ -78,12 +66,6 @@ def test_grype_npm_name_is_not_folded_like_a_pypi_name() -> None:
     assert v.gates[0].decisions[0].outcome is Outcome.FAIL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: Trivy paths are doublestar globs, where {a,b} is an alternation; the "
-    "importer keeps the braces and modelseal reads them as literal characters, so the imported "
-    "entry silently matches nothing (a stale ignore, the finding fails) with no note",
-)
 def test_trivy_brace_alternation_is_expanded_or_reported() -> None:
     Path(".trivyignore.yaml").write_text(
         "vulnerabilities:\n  - id: CVE-2024-11111\n    paths: ['usr/lib/{python3,python3.11}/**']\n"
@@ -94,13 +76,6 @@ def test_trivy_brace_alternation_is_expanded_or_reported() -> None:
     assert reported or not any("{" in str(p) for p in kept)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a Trivy rule valid for Trivy but refused by modelseal's validator (the "
-    "doublestar glob usr/lib/**.so, a purl with a subpath) is imported unchecked and the "
-    "whole import then fails, naming the policy file or 'the imported fragment' at a line "
-    "of generated text, instead of listing that rule as not imported",
-)
 def test_a_rule_modelseal_cannot_read_is_listed_not_fatal() -> None:
     Path(".trivyignore.yaml").write_text(
         "vulnerabilities:\n"
@@ -115,11 +90,6 @@ def test_a_rule_modelseal_cannot_read_is_listed_not_fatal() -> None:
     assert any("vulnerabilities[0]" in p.where for p in result.skipped)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: --write replaces the policy through fsio.write_text_atomic(mode=0o666), so "
-    "a policy file kept 0600 becomes world-readable (0644 under the usual umask)",
-)
 def test_write_keeps_the_policy_files_mode(tmp_path: Path) -> None:
     (tmp_path / ".trivyignore").write_text("CVE-2024-55555\n")
     policy = tmp_path / "modelseal.yml"
@@ -132,13 +102,6 @@ def test_write_keeps_the_policy_files_mode(tmp_path: Path) -> None:
     assert stat.S_IMODE(policy.stat().st_mode) == 0o600
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: MAX_RULES (5000) bounds the entries of a file and the purls of one entry, "
-    "but each purl becomes its own entry: a 1 MiB .trivyignore.yaml of 9 entries × 5000 purls "
-    "gives 45000 entries, and complete()'s list de-duplication is quadratic (the CLI took "
-    "294 s and 800 MB on it)",
-)
 def test_trivy_purls_expanding_past_the_rule_limit_are_refused() -> None:
     from modelseal.policy.importers import MAX_RULES
 
@@ -155,16 +118,44 @@ def test_trivy_purls_expanding_past_the_rule_limit_are_refused() -> None:
     assert len(result.entries) <= MAX_RULES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: Grype reads vex-justification only together with vex-status (a filter on "
-    "what a VEX document says; grype/match/ignore.go makes no condition of it), yet the "
-    "importer turns it into `justification`, which makes modelseal publish a signed "
-    "not_affected OpenVEX statement that downstream consumers (Trivy --vex) suppress on",
-)
 def test_grype_vex_justification_alone_does_not_become_a_not_affected_claim() -> None:
     entries = _entries(
         "ignore:\n  - vulnerability: CVE-2024-10001\n"
         "    vex-justification: vulnerable_code_not_present\n"
     )
     assert entries and all("justification" not in e for e in entries)
+
+
+def test_brace_alternations_expand_bounded_and_backslashes_are_listed() -> None:
+    Path(".trivyignore.yaml").write_text(
+        "vulnerabilities:\n"
+        "  - id: CVE-2024-11111\n    paths: ['usr/{lib,local/lib}/python3/{a,b{1,2}}/**']\n"
+        "  - id: CVE-2024-22222\n    paths: ['" + "{a,b}" * 7 + "']\n"  # 128 globs
+        "  - id: CVE-2024-33333\n    paths: ['usr/lib/\\\\*.so']\n"
+    )
+    result = read_trivyignore(Path(".trivyignore.yaml"), today=TODAY)
+    assert [i.fields["paths"] for i in result.entries] == [
+        [
+            "usr/lib/python3/a/**", "usr/lib/python3/b1/**", "usr/lib/python3/b2/**",
+            "usr/local/lib/python3/a/**", "usr/local/lib/python3/b1/**",
+            "usr/local/lib/python3/b2/**",
+        ]
+    ]  # fmt: skip
+    skipped = {p.where: p.message for p in result.skipped}
+    assert "more than 64 globs" in skipped["vulnerabilities[1] (CVE-2024-22222)"]
+    assert "backslash escape" in skipped["vulnerabilities[2] (CVE-2024-33333)"]
+    assert "written as 6 globs" in " ".join(p.message for p in result.notes)
+
+
+def test_write_keeps_a_group_readable_mode_exactly(tmp_path: Path) -> None:
+    """Not the mode under the umask: the file's own (0640 stays 0640, 0664 stays 0664)."""
+    (tmp_path / ".trivyignore").write_text("CVE-2024-55555\n")
+    policy = tmp_path / "modelseal.yml"
+    for mode in (0o640, 0o664):
+        policy.write_text("version: 1\n")
+        policy.chmod(mode)
+        argv = ["policy", "import", "--trivyignore", ".trivyignore", "--expires", "2027-06-30",
+                "--policy", "modelseal.yml", "--write"]  # fmt: skip
+        assert main(argv) == 0
+        assert "CVE-2024-55555" in policy.read_text()
+        assert stat.S_IMODE(policy.stat().st_mode) == mode

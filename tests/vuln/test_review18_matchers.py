@@ -1,5 +1,6 @@
 """Review of issue 18 sections 1-3 (ignore matchers, overrides, VEX products): each test here
-documents a defect found in review and is marked xfail(strict=True) until it is fixed.
+documents a defect found in review (each was a strict xfail until fixed; now a regression
+test).
 
 The findings are built in the shared shape the scanners' parsers produce (the fields Trivy's
 and pip-audit's parsers fill, as the real findings in test_vuln_matchers.py show them), so that
@@ -117,13 +118,6 @@ CONDA = "opt/conda/lib/python3.12/site-packages/requests-2.19.0.dist-info"
 LOCAL = "usr/local/lib/python3.12/site-packages/requests-2.19.0.dist-info"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: find_duplicates keys on (package, version, id) but not the file, so "
-    "pip-audit's report of the usr/local copy becomes a duplicate of Trivy's report of the "
-    "opt/conda copy, and decide() accepts the kept finding when an entry matches any "
-    "duplicate: a paths entry for one copy hides the other copy",
-)
 def test_paths_entry_for_one_copy_does_not_accept_another_copy_via_duplicate() -> None:
     conda = _trivy_pypi(f"{CONDA}/METADATA")  # Trivy sorts by location: opt/… comes first
     local = _trivy_pypi(f"{LOCAL}/METADATA")
@@ -140,12 +134,6 @@ def test_paths_entry_for_one_copy_does_not_accept_another_copy_via_duplicate() -
 # --- 2. a hostile paths glob allocates hundreds of MB --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: _segment_tokens expands every [a-z] range into a frozenset of its "
-    "characters (up to 0x3000 each): one 1000-character glob of 199 classes takes ~300 MB, "
-    "and an entry may hold 64 globs (~20 GB) — a policy file exhausts memory while validating",
-)
 def test_glob_character_ranges_do_not_allocate_per_character() -> None:
     glob = '["-\u3022]' * 20 + "x"  # 101 characters, 20 ranges of 12289 characters
     tracemalloc.start()
@@ -163,23 +151,11 @@ def test_glob_character_ranges_do_not_allocate_per_character() -> None:
 # --- 3. purl matching broader than written ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: 'pkg:pypi/requests@' (an '@' with no version, e.g. an empty template "
-    "variable) parses as a versionless purl and is accepted, so the entry covers every version",
-)
 def test_purl_with_an_empty_version_is_refused() -> None:
     with pytest.raises(PolicyFileError):
         load_policy_text("version: 1\n" + _ignore(id=CVE, purl="pkg:pypi/requests@"), "p.yml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: purl_matches skips the epoch qualifier and _version_of only folds it into a "
-    "version that is given, so 'pkg:deb/debian/zlib1g?epoch=2' matches zlib1g of any epoch "
-    "(Trivy's PackageURL.Match compares it as any other qualifier; the docs say a given "
-    "qualifier is compared exactly)",
-)
 def test_purl_epoch_qualifier_without_version_is_compared() -> None:
     zlib = _trivy_deb("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&epoch=1")
     trivy = GateResult("trivy", Status.PASSED, findings=(zlib,))
@@ -190,12 +166,6 @@ def test_purl_epoch_qualifier_without_version_is_compared() -> None:
 # --- 4. VEX: a statement about another image covers this one ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: _product_matches takes any pkg:oci product as 'the image' and covers every "
-    "finding, whatever image it names: a VEX document written for another image (a base "
-    "image's, a sibling service's) suppresses this image's findings",
-)
 def test_vex_product_naming_another_image_does_not_cover_this_one(tmp_path: Path) -> None:
     other = "pkg:oci/python@sha256%3A" + "b" * 64
     doc = {
@@ -225,12 +195,6 @@ def test_vex_product_naming_another_image_does_not_cover_this_one(tmp_path: Path
 # --- 5. an expired entry shadowed by a VEX statement is never reported --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: decide() answers from the VEX statement before looking at ignore entries, "
-    "and matched_entries() counts the expired entry as matched, so it is neither a failure on "
-    "the finding nor an expired-ignore finding: an expired entry passes silently",
-)
 def test_expired_entry_matching_a_vex_covered_finding_is_still_reported(tmp_path: Path) -> None:
     doc = {
         "@context": "https://openvex.dev/ns/v0.2.0",
@@ -262,13 +226,6 @@ def test_expired_entry_matching_a_vex_covered_finding_is_still_reported(tmp_path
 # --- 6. a duplicate's own severity is dropped: a second scanner loosens the verdict ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: decide() judges every report's thresholds on the kept finding's severity, "
-    "CVSS and fixed version (_by_thresholds(f, …)), so pip-audit's HIGH for the advisory is "
-    "lost when Trivy, which runs first, rates it LOW: pip-audit alone fails the image, both "
-    "scanners together pass it (the policy says it fails when it fails under either)",
-)
 def test_a_duplicates_severity_counts_under_its_scanners_thresholds() -> None:
     low = replace(_trivy_pypi(f"{LOCAL}/METADATA"), severity=Severity.LOW)
     pip = _pip_audit(LOCAL)  # HIGH
@@ -280,3 +237,70 @@ def test_a_duplicates_severity_counts_under_its_scanners_thresholds() -> None:
         GateResult("pip-audit", Status.PASSED, findings=(pip,)),
     )
     assert both.exit_code != 0, "adding Trivy turned a failing verdict into a pass"
+
+
+@pytest.mark.parametrize(
+    ("purl", "accepted"),
+    [
+        ("pkg:deb/debian/zlib1g?epoch=1", True),
+        ("pkg:deb/debian/zlib1g?epoch=01", True),  # compared as a number
+        ("pkg:deb/debian/zlib1g?epoch=0", False),
+        ("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?epoch=1", True),  # folded into the version
+    ],
+)
+def test_purl_epoch_qualifier_matches_the_packages_epoch(purl: str, accepted: bool) -> None:
+    zlib = _trivy_deb("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&epoch=1")
+    v = _judge(
+        _ignore(id="CVE-2023-45853", purl=purl),
+        GateResult("trivy", Status.PASSED, findings=(zlib,)),
+    )
+    assert (_outcome_of(v, zlib) is Outcome.IGNORED) is accepted
+
+
+def test_purl_epoch_qualifier_must_be_a_number() -> None:
+    with pytest.raises(PolicyFileError):
+        load_policy_text(
+            "version: 1\n" + _ignore(id=CVE, purl="pkg:deb/debian/zlib1g?epoch=x"), "p.yml"
+        )
+
+
+def test_vex_image_product_naming_the_built_image_covers_it(tmp_path: Path) -> None:
+    """The counterpart of the test above: the built image's own digest (a platform manifest's
+    too) is what a pkg:oci product must name; no build gate, no image: nothing covered."""
+    digest = "sha256:" + "a" * 64
+    doc = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.com/vex/3",
+        "author": "us",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": CVE},
+                "products": [{"@id": "pkg:oci/app@sha256%3A" + "a" * 64}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+    (tmp_path / "ours.vex.json").write_text(json.dumps(doc))
+    req = _trivy_pypi(f"{LOCAL}/METADATA")
+    trivy = GateResult("trivy", Status.PASSED, findings=(req,))
+    policy = "vulnerabilities:\n  vex: [ours.vex.json]\n"
+    for facts in ({"image.digest": digest}, {"image.manifest.linux/arm64": digest}):
+        build = GateResult("build", Status.PASSED, facts=facts)
+        assert _outcome_of(_judge(policy, build, trivy, base=tmp_path), req) is Outcome.IGNORED
+    assert _outcome_of(_judge(policy, trivy, base=tmp_path), req) is Outcome.FAIL
+
+
+def test_same_copy_from_both_scanners_is_still_one_finding() -> None:
+    """Folding per copy keeps Trivy's METADATA and pip-audit's .dist-info of one copy together."""
+    trivy = _trivy_pypi(f"{LOCAL}/METADATA")
+    pip = _pip_audit(LOCAL)
+    v = _judge(
+        "",
+        GateResult("trivy", Status.PASSED, findings=(trivy,)),
+        GateResult("pip-audit", Status.PASSED, findings=(pip,)),
+    )
+    assert _outcome_of(v, pip) is Outcome.IGNORED  # the duplicate
+    assert _outcome_of(v, trivy) is Outcome.FAIL

@@ -405,7 +405,10 @@ def test_override_per_scanner(trivy_result: GateResult, pip_result: GateResult) 
     assert o[("pip-audit", PYSEC)] == (Outcome.FAIL, "HIGH ≥ vulnerabilities.fail_on HIGH")
     # Reported by both: kept as Trivy's, but it fails under pip-audit's thresholds.
     o = _outcomes(_judge(policy, trivy_result, pip_result))
-    assert o[("trivy", REQUESTS)] == (Outcome.FAIL, "HIGH ≥ vulnerabilities.fail_on HIGH")
+    assert o[("trivy", REQUESTS)] == (
+        Outcome.FAIL,
+        "HIGH ≥ vulnerabilities.fail_on HIGH (as pip-audit reports it)",
+    )
 
 
 def test_unknown_severity_and_max_cvss_overrides(pip_result: GateResult) -> None:
@@ -701,6 +704,13 @@ def _vex(tmp_path: Path, vuln: str, *products: object) -> str:
         (REQUESTS, {"@id": "pkg:pypi/requests@2.20.0"}, False),
         (REQUESTS, {"@id": "pkg:deb/debian/requests@2.19.0"}, False),  # another ecosystem
         (REQUESTS, {"@id": "pkg:oci/app@sha256%3Aabc"}, True),  # the image: all it holds
+        (REQUESTS, {"@id": "pkg:oci/base@sha256%3Abbb"}, False),  # another image
+        (REQUESTS, {"@id": "pkg:oci/app?repository_url=r.invalid/app"}, False),  # no digest
+        (
+            REQUESTS,
+            {"@id": "pkg:oci/base@sha256%3Abbb", "subcomponents": [{"@id": "pkg:pypi/requests"}]},
+            False,  # requests inside another image
+        ),
         (
             REQUESTS,
             {"@id": "pkg:oci/app@sha256%3Aabc", "subcomponents": [{"@id": "pkg:pypi/urllib3"}]},
@@ -722,7 +732,8 @@ def test_vex_products_are_matched_by_purl(
     trivy_result: GateResult, tmp_path: Path, fid: str, product: object, suppressed: bool
 ) -> None:
     policy = _vex(tmp_path, fid, product)
-    outcome, reason = _outcomes(_judge(policy, trivy_result, base=tmp_path))[("trivy", fid)]
+    build = GateResult("build", Status.PASSED, facts={"image.digest": "sha256:abc"})
+    outcome, reason = _outcomes(_judge(policy, build, trivy_result, base=tmp_path))[("trivy", fid)]
     assert (outcome is Outcome.IGNORED) is suppressed, reason
     if suppressed:
         assert reason.startswith("VEX app.openvex.json: not_affected")

@@ -14,6 +14,7 @@ from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Outcome, judge
 from modelseal.policy import load_policy_text
 from modelseal.vuln.findings import vuln_finding
+from modelseal.vuln.match import package_dir
 from modelseal.vuln.policy import (
     VULN_GATES,
     find_duplicates,
@@ -211,9 +212,13 @@ def _reference_duplicates(by_gate: dict[str, list[Finding]]) -> dict[int, Findin
         for f in by_gate[gate]:
             if not is_vuln(f):
                 continue
-            key = (norm_package(f.evidence["package"]), f.evidence["version"])
+            key = (norm_package(f.evidence["package"]), f.evidence["version"], package_dir(f))
             for k in kept:
-                same = (norm_package(k.evidence["package"]), k.evidence["version"]) == key
+                same = (
+                    norm_package(k.evidence["package"]),
+                    k.evidence["version"],
+                    package_dir(k),
+                ) == key
                 if same and k.gate != f.gate and ids_of(k) & ids_of(f):
                     dups[id(f)] = k
                     break
@@ -258,6 +263,13 @@ def test_find_duplicates_matches_the_pairwise_definition() -> None:
                 aliases=tuple(ids[1:]),
                 package=rng.choice(["requests", "Requests", "urllib3", "zlib1g"]),
                 version=rng.choice(["1", "2"]),
+                location=rng.choice(
+                    [
+                        "/usr/lib/python3/dist-packages/requests-1.dist-info",
+                        "usr/lib/python3/dist-packages/requests-1.dist-info/METADATA",
+                        "opt/conda/lib/python3.12/site-packages/requests-1.dist-info/METADATA",
+                    ]
+                ),
             )
         )
     got, want = find_duplicates(by_gate), _reference_duplicates(by_gate)

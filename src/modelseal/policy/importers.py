@@ -27,7 +27,7 @@ The formats, as their projects document them:
   gives that status.
 
 How they become modelseal entries (``id``, ``package``, ``purl``, ``versions``, ``paths``,
-``fix_state``, ``reason``, ``expires``, ``justification``) — never broader than the rule:
+``fix_state``, ``reason``, ``expires``) — never broader than the rule:
 
 * a rule with a condition modelseal cannot express (Grype ``namespace``, ``match-type``,
   ``upstream-name``, a package name that is a regular expression, a package type without a
@@ -40,14 +40,24 @@ How they become modelseal entries (``id``, ``package``, ``purl``, ``versions``, 
   modelseal would fail on it);
 * Trivy's ``expired_at`` D becomes ``expires`` D − 1 day: Trivy stops applying the entry at the
   start of D, modelseal applies it through its ``expires`` date;
-* one modelseal entry per Trivy PURL (``purl`` holds one); Grype ``location`` globs lose their
-  leading ``/`` (image paths are written relative to the root, as Trivy reports them);
+* one modelseal entry per Trivy PURL (``purl`` holds one; these entries count toward
+  :data:`MAX_RULES`); Grype ``location`` globs lose their leading ``/`` (image paths are written
+  relative to the root, as Trivy reports them), and a ``location`` that is ``/`` alone (it
+  matches only that path, never a package) is not imported;
+* doublestar ``{a,b}`` alternations (Trivy ``paths``, Grype ``location``) are expanded into
+  one glob per alternative (noted); past :data:`MAX_EXPANDED_GLOBS`, or with a backslash escape
+  (a literal character in modelseal's globs), the rule is not imported;
+* every entry is checked by modelseal's own validator (the policy model): one it refuses (a
+  glob such as ``usr/lib/**.so``, a purl with a subpath) is listed as not imported, naming the
+  file, the rule and why, and the rest are imported;
 * Grype ``package.type``/``language`` ``python`` with a name becomes ``purl: pkg:pypi/NAME``
   (``@VERSION`` with ``version``); ``deb`` with a name becomes ``package`` (and ``versions:
   "=VERSION"``), noting that the type is not kept; other types keep the name only when no
-  version is given;
-* a Grype ``vex-justification`` on a rule without ``vex-status`` (Grype matches without it)
-  becomes ``justification``.
+  version is given (``package`` is compared exactly, as Grype does, but PEP 503 normalised
+  for PyPI packages);
+* a Grype ``vex-justification`` on a rule without ``vex-status`` is not kept, and noted: Grype
+  reads it only beside ``vex-status``, and modelseal's ``justification`` would publish a
+  ``not_affected`` claim consumers suppress on.
 
 modelseal matches an id against a finding's aliases as well (the same advisory under another
 name, e.g. a GHSA of a CVE); Trivy, and Grype without ``include-aliases``, match the id alone.
@@ -56,6 +66,7 @@ name, e.g. a GHSA of a CVE); Trivy, and Grype without ``include-aliases``, match
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,13 +108,6 @@ _GRYPE_PACKAGE_KEYS: Final = frozenset(
     {"name", "version", "language", "type", "location", "upstream-name"}
 )
 FIX_STATES: Final = ("fixed", "not-fixed", "wont-fix", "unknown")
-JUSTIFICATIONS: Final = (
-    "component_not_present",
-    "vulnerable_code_not_present",
-    "vulnerable_code_not_in_execute_path",
-    "vulnerable_code_cannot_be_controlled_by_adversary",
-    "inline_mitigations_already_exist",
-)
 #: Ids a plain ``.trivyignore`` line must start with to be taken for a vulnerability (Trivy
 #: applies the same lines to misconfigurations, e.g. AVD-DS-0002, and secret rules).
 _VULN_ID: Final = re.compile(
@@ -161,6 +165,8 @@ class _Collector:
     skipped: list[Problem] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    full: bool = False
+    """:data:`MAX_RULES` entries were reached (an error): nothing more is read."""
 
     def error(self, path: tuple[str | int, ...], message: str) -> None:
         line, col = self._position(path)
@@ -286,6 +292,8 @@ def _trivy_yaml(text: str, source: str, today: dt.date) -> ImportResult:
         for index, item in enumerate(items):
             if section == "vulnerabilities":
                 _trivy_entry(c, (section, index), item, today)
+                if c.full:
+                    break
             else:
                 ident = item.get("id") if isinstance(item, dict) else None
                 label = f" ({_shown(ident)})" if isinstance(ident, str) else ""
@@ -339,19 +347,26 @@ def _trivy_entry(c: _Collector, path: tuple[str | int, ...], item: object, today
             )
             return
         expires = expired_at - dt.timedelta(days=1)
+    if len(c.entries) + max(1, len(purls)) > MAX_RULES:
+        c.error(path, f"more than {MAX_RULES} entries once each purl is an entry of its own")
+        c.full = True
+        return
     base: dict[str, object] = {"id": ident}
     if paths:
-        base["paths"] = paths
+        globs = _doublestar(c, label, "paths", paths)
+        if globs is None:
+            return
+        base["paths"] = globs
     if reason:
         base["reason"] = reason
     if expires is not None:
         base["expires"] = expires
     if len(purls) > 1:
         c.note(label, f"one entry for each of its {len(purls)} purls")
-    for purl in purls:
-        c.entries.append(Imported({**base, "purl": purl}, c.source, where))
+    for index, purl in enumerate(purls):
+        _add(c, f"{where}.purls[{index}] ({_shown(ident)})", {**base, "purl": purl}, where)
     if not purls:
-        c.entries.append(Imported(base, c.source, where))
+        _add(c, label, base, where)
 
 
 def _purl(c: _Collector, path: tuple[str | int, ...], value: object) -> str | None:
@@ -378,12 +393,100 @@ def _list(
     if len(value) > MAX_RULES:
         c.error(path, f"more than {MAX_RULES} items")
         return []
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered, each once, in linear time
     for index, item in enumerate(value):
         got = each(c, (*path, index), item)
-        if got is not None and got not in out:
-            out.append(got)
-    return out
+        if got is not None:
+            out[got] = None
+    return list(out)
+
+
+#: Globs one doublestar glob may expand into ({a,b} alternations): the policy's paths limit.
+MAX_EXPANDED_GLOBS: Final = 64
+
+
+def _expand_braces(glob: str) -> list[str]:
+    """A doublestar glob's ``{a,b}`` alternations (nested too) expanded into plain globs, each
+    once; ValueError past :data:`MAX_EXPANDED_GLOBS` or on an unbalanced brace."""
+    done: dict[str, None] = {}
+    todo = [glob]
+    while todo:
+        text = todo.pop()
+        start = text.find("{")
+        if start < 0:
+            if "}" in text:
+                raise ValueError("has a '}' without its '{'")
+            done[text] = None
+            if len(done) > MAX_EXPANDED_GLOBS:
+                raise ValueError(f"expands into more than {MAX_EXPANDED_GLOBS} globs")
+            continue
+        depth, cuts, end = 0, [start], -1
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+            elif text[i] == "," and depth == 1:
+                cuts.append(i)
+        if end < 0:
+            raise ValueError("has a '{' without its '}'")
+        cuts.append(end)
+        head, tail = text[:start], text[end + 1 :]
+        alternatives = [text[a + 1 : b] for a, b in itertools.pairwise(cuts)]
+        if len(done) + len(todo) + len(alternatives) > MAX_EXPANDED_GLOBS:
+            raise ValueError(f"expands into more than {MAX_EXPANDED_GLOBS} globs")
+        todo.extend(head + alt + tail for alt in reversed(alternatives))
+    return list(done)
+
+
+def _doublestar(c: _Collector, label: str, key: str, globs: Sequence[str]) -> list[str] | None:
+    """Doublestar globs (Trivy's paths, Grype's location) as modelseal globs: ``{a,b}``
+    alternations expanded (noted); None, and the rule skipped, when they cannot be — too many
+    alternatives, or a backslash escape (modelseal's globs have none)."""
+    out: dict[str, None] = {}
+    for glob in globs:
+        if "\\" in glob:
+            c.skip(label, f"{key} {_shown(glob)}: a backslash escape, which modelseal's globs do "
+                   "not have (there it is a literal character)")  # fmt: skip
+            return None
+        try:
+            expanded = _expand_braces(glob)
+        except ValueError as e:
+            c.skip(label, f"{key} {_shown(glob)}: its {{a,b}} alternation {e}")
+            return None
+        if expanded != [glob]:
+            c.note(label, f"{key} {_shown(glob)}: the {{a,b}} alternation is written as "
+                   f"{len(expanded)} globs")  # fmt: skip
+        out.update(dict.fromkeys(expanded))
+    if len(out) > MAX_EXPANDED_GLOBS:
+        c.skip(label, f"{key}: more than {MAX_EXPANDED_GLOBS} globs once alternations are "
+               "expanded (an entry holds at most that many)")  # fmt: skip
+        return None
+    return list(out)
+
+
+def _add(c: _Collector, label: str, fields: Mapping[str, object], where: str) -> None:
+    """Keep one entry made from a rule when modelseal's own validator accepts it (the policy
+    model, with a stand-in date and reason where the rule gives none); else skip it, saying
+    why: one rule modelseal cannot read never fails the whole import."""
+    from pydantic import ValidationError
+
+    from modelseal.policy.model import IgnoreEntry
+
+    stand_in = {"expires": dt.date(2000, 1, 1), "reason": "imported", **fields}
+    try:
+        IgnoreEntry.model_validate(stand_in)
+    except ValidationError as e:
+        why = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'entry'}: {err['msg']}"
+            for err in e.errors()[:3]
+        )
+        c.skip(label, f"modelseal's policy cannot hold it ({_shown(why)})")
+        return
+    c.entries.append(Imported(fields, c.source, where))
 
 
 def _trivy_plain(text: str, source: str, today: dt.date) -> ImportResult:
@@ -445,7 +548,7 @@ def _trivy_plain(text: str, source: str, today: dt.date) -> ImportResult:
             entry["reason"] = above[:MAX_TEXT]
         if expires is not None:
             entry["expires"] = expires
-        c.entries.append(Imported(entry, source, where))
+        _add(c, label, entry, where)
     return c.result("Trivy ignore file")
 
 
@@ -565,12 +668,12 @@ def _grype_rule(c: _Collector, path: tuple[str | int, ...], rule: object) -> Non
         entry["reason"] = reason
     justification = values.get("vex-justification")
     if justification is not None:
-        if justification in JUSTIFICATIONS:
-            entry["justification"] = justification
-        else:
-            c.note(label, f"vex-justification {_shown(justification)} is not an OpenVEX "
-                   "justification; not kept")  # fmt: skip
-    c.entries.append(Imported(entry, c.source, where))
+        # Grype reads it only beside vex-status (a filter on what a VEX document says): alone
+        # it is no condition and no claim, so it never becomes a published not_affected.
+        c.note(label, f"vex-justification {_shown(justification)} without vex-status is not "
+               "a condition in Grype, nor a claim that the image is not affected: not kept "
+               "(add justification to the entry yourself only if that is so)")  # fmt: skip
+    _add(c, label, entry, where)
 
 
 def _grype_package(
@@ -610,10 +713,18 @@ def _grype_package(
                 entry["versions"] = f"={version}"
             if ecosystem is not None:
                 c.note(label, f"package type {_shown(ecosystem)} is not kept (modelseal has no "
-                       "package-type condition): the entry matches that name in any ecosystem")  # fmt: skip
+                       "package-type condition): the entry matches that name in any ecosystem "
+                       "(exactly, as Grype does; PEP 503 normalised for PyPI packages)")  # fmt: skip
     location = package.get("location")
     if location is not None:
-        entry["paths"] = [location.lstrip("/") or "**"]
+        if not location.strip("/"):
+            c.skip(label, f"package.location {_shown(location)} matches only that path itself, "
+                   "never a package's file: Grype ignores nothing with it")  # fmt: skip
+            return False
+        globs = _doublestar(c, label, "package.location", [location.lstrip("/")])
+        if globs is None:
+            return False
+        entry["paths"] = globs
         if location.startswith("/"):
             c.note(label, "package.location is written without its leading / (image paths are "
                    "relative to the root, as Trivy reports them)")  # fmt: skip
@@ -667,7 +778,7 @@ def complete(
         )
     order = ("id", "package", "purl", "versions", "paths", "fix_state", "reason", "expires",
              "justification")  # fmt: skip
-    out: list[dict[str, object]] = []
+    out: dict[tuple[object, ...], dict[str, object]] = {}  # de-duplicated in linear time
     for r in results:
         for i in r.entries:
             fields = dict(i.fields)
@@ -676,9 +787,14 @@ def complete(
                 "reason", reason or f"imported from {i.source} ({i.where}), which gives no reason"
             )
             entry = {k: fields[k] for k in order if k in fields}
-            if entry not in out:
-                out.append(entry)
-    return out
+            out.setdefault(_key(entry), entry)
+    return list(out.values())
+
+
+def _key(entry: Mapping[str, object]) -> tuple[object, ...]:
+    """An entry as a hashable value, whatever the order of its keys (None values left out)."""
+    items = ((k, tuple(v) if isinstance(v, list) else v) for k, v in entry.items())
+    return tuple(sorted((k, v) for k, v in items if v is not None))
 
 
 def _yaml_entries(entries: Sequence[Mapping[str, object]]) -> object:
@@ -732,8 +848,9 @@ def new_entries(
     text: str, name: str, entries: Sequence[dict[str, object]]
 ) -> list[dict[str, object]]:
     """The ``entries`` the policy ``text`` does not hold yet (the policy is validated)."""
-    have = [e.model_dump(exclude_defaults=True) for e in _check(text, name).vulnerabilities.ignore]
-    return [e for e in entries if {k: v for k, v in e.items() if v is not None} not in have]
+    policy = _check(text, name)
+    have = {_key(e.model_dump(exclude_defaults=True)) for e in policy.vulnerabilities.ignore}
+    return [e for e in entries if _key(e) not in have]
 
 
 def merge_into_policy(

@@ -566,7 +566,9 @@ class IgnoreEntry(BaseModel):
 
     id: str = Field(description="Vulnerability id or alias (CVE-…, GHSA-…, PYSEC-…).")
     package: str | None = Field(
-        default=None, description="Only for this package name (default: any package)."
+        default=None,
+        description="Only for this package name (default: any package): PEP 503 normalised "
+        "for PyPI packages (Foo_Bar is foo-bar), compared exactly in other ecosystems.",
     )
     reason: str = Field(description="Why it is accepted (shown in reports and the VEX document).")
     expires: date = Field(
@@ -580,8 +582,9 @@ class IgnoreEntry(BaseModel):
         '"pkg:pypi/requests@2.19.0" or "pkg:deb/debian/zlib1g". Type, namespace and name '
         "must be equal (PyPI names PEP 503 normalised), the version too when given (PEP 440 "
         "equality for PyPI, dpkg equality for deb, the epoch qualifier counted as the "
-        "version's epoch); a qualifier (?arch=amd64) is only compared when given, and then "
-        "exactly (Trivy writes distro=debian-12.5). No subpath.",
+        "version's epoch, or compared with the package's epoch when no version is given); a "
+        "qualifier (?arch=amd64) is only compared when given, and then exactly (Trivy writes "
+        "distro=debian-12.5). No subpath; an '@' without a version is refused.",
     )
     versions: str | None = Field(
         default=None,
@@ -613,7 +616,8 @@ class IgnoreEntry(BaseModel):
     scanner: Literal["trivy", "pip-audit"] | None = Field(
         default=None,
         description="Only for this scanner's reports of the vulnerability (an advisory both "
-        "report is accepted when either report matches the entry).",
+        "report for the same installed copy of the package is accepted when either report "
+        "matches the entry; a copy in another directory is another finding).",
     )
     justification: (
         Literal[
@@ -767,7 +771,8 @@ class VulnerabilitiesPolicy(BaseModel):
         "then the global value; when a scanner override and a package_type override both "
         "set it, the stricter value wins (lower fail_on and max_cvss, fixable_only false, "
         "higher unknown_severity). Two overrides with the same selectors are an error. An "
-        "advisory both scanners report fails when it fails under either scanner's thresholds. "
+        "advisory both scanners report fails when it fails under either scanner's thresholds, "
+        "each report judged on its own severity, CVSS and fixed version. "
         "Reports name the threshold that judged each finding (e.g. "
         '"HIGH ≥ vulnerabilities.overrides[0].fail_on MEDIUM").',
     )
@@ -777,8 +782,11 @@ class VulnerabilitiesPolicy(BaseModel):
         description="OpenVEX documents (relative to the build context); statements with status "
         "not_affected suppress the matching findings. A product given as a purl is matched as "
         "an ignore entry's purl is (type, namespace, name, and version and qualifiers when "
-        "given); a product with subcomponents covers only those; an image (pkg:oci/…) "
-        "without subcomponents covers everything in it; a product that is no purl is read "
+        "given); a product with subcomponents covers only those; an image "
+        "(pkg:oci/NAME@DIGEST) covers everything in it (or its subcomponents) only when "
+        "DIGEST is the built image's (its index or a platform manifest): an image of another "
+        "digest, or without one, covers nothing (the image's name is not known when judging, "
+        "so only its digest identifies it; fail closed); a product that is no purl is read "
         "as a package name.",
     )
 

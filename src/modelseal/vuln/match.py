@@ -6,9 +6,11 @@ product.
 Purl matching (ignore entries and VEX products alike): the type, namespace and name must be
 equal — names compared as the ecosystem compares them (PyPI: PEP 503 normalised) — and the
 version too when the pattern gives one (PyPI: PEP 440 equality, so ``1.0`` is ``1.0.0``;
-Debian: dpkg equality, the ``epoch`` qualifier folded into the version); qualifiers are only
-compared when the pattern gives them (each given one must be equal), so ``pkg:deb/debian/zlib1g``
-matches whatever the architecture or distro release.
+Debian: dpkg equality, the ``epoch`` qualifier folded into the version — without a version it
+is compared with the package's epoch on its own); qualifiers are only compared when the pattern
+gives them (each given one must be equal), so ``pkg:deb/debian/zlib1g`` matches whatever the
+architecture or distro release. A purl whose ``@`` has no version after it is refused (never
+read as "every version").
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def parse_purl(text: str) -> PackageURL:
     """A package URL, normalised by its type's rules; ValueError when it is not one."""
     if len(text) > MAX_PURL_CHARS:
         raise ValueError(f"longer than {MAX_PURL_CHARS} characters")
+    if text.partition("#")[0].partition("?")[0].endswith("@"):
+        # packageurl reads "name@" as no version, i.e. every version: an empty template
+        # variable must not widen an entry or a VEX product to the whole package.
+        raise ValueError("an '@' without a version (leave out the '@' to mean every version)")
     try:
         return PackageURL.from_string(text)
     except ValueError:
@@ -105,6 +111,14 @@ def _norm_name(kind: str, name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower() if kind == "pypi" else name
 
 
+def same_package_name(name: str, f: Finding) -> bool:
+    """Whether ``name`` is the finding's package name: PEP 503 normalised for a PyPI package
+    (``Foo_Bar`` is ``foo-bar``), exactly in every other ecosystem (npm's ``Foo_Bar`` and
+    ``foo-bar`` are two packages)."""
+    kind = "pypi" if f.evidence.get("ecosystem") == "pypi" else ""
+    return _norm_name(kind, name) == _norm_name(kind, f.evidence.get("package", ""))
+
+
 def _version_of(p: PackageURL) -> str | None:
     """The purl's version, a Debian or RPM epoch qualifier folded in (``1:1.2.13``)."""
     version = p.version
@@ -112,6 +126,21 @@ def _version_of(p: PackageURL) -> str | None:
     if version and epoch and ":" not in version:
         return f"{epoch}:{version}"
     return version
+
+
+def _qualifiers(p: PackageURL) -> dict[str, str]:
+    return p.qualifiers if isinstance(p.qualifiers, dict) else {}
+
+
+def _epoch_of(version: str) -> str:
+    """A Debian or RPM version's epoch (``1:1.2.13`` → ``1``), ``0`` when it gives none."""
+    epoch, colon, _ = version.partition(":")
+    return epoch if colon else "0"
+
+
+def _number(text: str) -> int | str:
+    """An epoch as a number (``01`` is ``1``); the text when it is none."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else text
 
 
 def same_version(kind: str, a: str, b: str) -> bool:
@@ -136,13 +165,16 @@ def purl_matches(pattern: PackageURL, f: Finding) -> bool:
     if _norm_name(got.type, pattern.name) != _norm_name(got.type, got.name):
         return False
     want = _version_of(pattern)
-    if want is not None:
-        have = _version_of(got) or f.evidence.get("version", "")
-        if not same_version(got.type, want, have):
-            return False
-    wanted = pattern.qualifiers if isinstance(pattern.qualifiers, dict) else {}
-    have_q = got.qualifiers if isinstance(got.qualifiers, dict) else {}
-    return all(have_q.get(k) == v for k, v in wanted.items() if k != "epoch")
+    have = _version_of(got) or f.evidence.get("version", "")
+    if want is not None and not same_version(got.type, want, have):
+        return False
+    epoch = _qualifiers(pattern).get("epoch")
+    if want is None and epoch is not None and _number(epoch) != _number(_epoch_of(have)):
+        # No version to fold the epoch into: it is compared on its own, as any given qualifier
+        # is, with the finding's epoch (its version's "1:", else 0).
+        return False
+    have_q = _qualifiers(got)
+    return all(have_q.get(k) == v for k, v in _qualifiers(pattern).items() if k != "epoch")
 
 
 def check_ignore_purl(text: str) -> PackageURL:
@@ -152,6 +184,9 @@ def check_ignore_purl(text: str) -> PackageURL:
         raise ValueError("a purl subpath (#…) names a file inside a package: use paths")
     if p.type == "oci":
         raise ValueError("pkg:oci names the image, not a package in it")
+    epoch = _qualifiers(p).get("epoch")
+    if epoch is not None and not isinstance(_number(epoch), int):
+        raise ValueError(f"the epoch qualifier {epoch!r} is not a number")
     version = _version_of(p)
     if version is not None:
         if p.type == "pypi":
@@ -170,11 +205,14 @@ def check_ignore_purl(text: str) -> PackageURL:
 @dataclass(frozen=True)
 class _Token:
     """One element of a path segment's pattern: a literal character (``char``), ``?`` (``any``),
-    a class (``class``: its members, negated?) or ``*`` (``star``)."""
+    a class (``class``: its single members and its ranges as inclusive code point intervals,
+    negated?) or ``*`` (``star``). Ranges stay intervals: each costs two integers, not a set of its
+    up to 12 289 characters (a hostile policy holds hundreds of them)."""
 
     kind: Literal["char", "any", "class", "star"]
     char: str = ""
     members: frozenset[str] = frozenset()
+    ranges: tuple[tuple[int, int], ...] = ()
     negate: bool = False
 
 
@@ -184,7 +222,8 @@ def _one(token: _Token, c: str) -> bool:
     if token.kind == "any":
         return True
     if token.kind == "class":
-        return (c in token.members) != token.negate
+        hit = c in token.members or any(lo <= ord(c) <= hi for lo, hi in token.ranges)
+        return hit != token.negate
     return False
 
 
@@ -234,19 +273,21 @@ def _segment_tokens(seg: str, glob: str) -> tuple[_Token, ...]:
             end = seg.find("]", j + 1)  # a "]" right after "[" or "[!" is a member
             if end < 0:
                 raise ValueError(f"{glob!r}: '[' without its ']'")
-            body, members = seg[j:end], set[str]()
+            body, members, ranges = seg[j:end], set[str](), list[tuple[int, int]]()
             k = 0
             while k < len(body):
                 if k + 2 < len(body) and body[k + 1] == "-":
                     lo, hi = body[k], body[k + 2]
                     if ord(hi) < ord(lo) or ord(hi) - ord(lo) > 0x3000:
                         raise ValueError(f"{glob!r}: bad range {lo}-{hi}")
-                    members |= {chr(x) for x in range(ord(lo), ord(hi) + 1)}
+                    ranges.append((ord(lo), ord(hi)))
                     k += 3
                 else:
                     members.add(body[k])
                     k += 1
-            out.append(_Token("class", members=frozenset(members), negate=negate))
+            out.append(
+                _Token("class", members=frozenset(members), ranges=tuple(ranges), negate=negate)
+            )
             i = end
         else:
             out.append(_Token("char", c))
@@ -314,6 +355,23 @@ def package_file(f: Finding) -> str | None:
     return f.location.lstrip("/")
 
 
+_METADATA_FILES: Final = frozenset({"METADATA", "PKG-INFO"})
+
+
+def package_dir(f: Finding) -> str:
+    """Which installed copy of the package the finding is about, comparable across scanners:
+    :func:`package_file` with a metadata file inside a ``.dist-info`` / ``.egg-info`` directory
+    taken as that directory (Trivy names ``…/requests-2.19.0.dist-info/METADATA``, pip-audit
+    ``/…/requests-2.19.0.dist-info``); ``""`` when no file is named (OS packages)."""
+    path = package_file(f)
+    if path is None:
+        return ""
+    parent, _, name = path.rpartition("/")
+    if name in _METADATA_FILES and parent.endswith((".dist-info", ".egg-info")):
+        return parent
+    return path
+
+
 # --- ignore entries ---------------------------------------------------------------------------
 
 
@@ -327,9 +385,7 @@ def entry_matches(entry: IgnoreEntry, f: Finding, ids: frozenset[str]) -> bool:
     upper-cased): its id and every matcher it gives."""
     if entry.id.upper() not in ids:
         return False
-    if entry.package is not None and _norm_name("pypi", entry.package) != _norm_name(
-        "pypi", f.evidence.get("package", "")
-    ):
+    if entry.package is not None and not same_package_name(entry.package, f):
         return False
     if entry.scanner is not None and entry.scanner != f.gate:
         return False

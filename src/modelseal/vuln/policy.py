@@ -24,7 +24,14 @@ from modelseal.errors import ConfigError
 from modelseal.findings import Finding, Severity
 from modelseal.policy.model import THRESHOLD_KEYS, IgnoreEntry, VulnerabilitiesPolicy
 from modelseal.vuln.findings import VULN_TYPE
-from modelseal.vuln.match import entry_matches, package_type, parse_purl, purl_matches
+from modelseal.vuln.match import (
+    entry_matches,
+    package_dir,
+    package_type,
+    parse_purl,
+    purl_matches,
+    same_package_name,
+)
 
 #: Gates whose findings this policy judges, in the order duplicates are resolved (the first
 #: scanner to report an advisory keeps it; the others point at it).
@@ -48,11 +55,20 @@ def norm_package(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class VexProduct:
+    """One product of a statement: a package (purl or name) or an image (``pkg:oci``), and
+    the packages inside it the statement is about (its subcomponents; none: all of it)."""
+
+    id: str
+    subcomponents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VexStatement:
     """One OpenVEX statement, reduced to what matching needs."""
 
     ids: frozenset[str]
-    products: tuple[str, ...]  # purls or names; empty = every product
+    products: tuple[VexProduct, ...]  # empty = every product
     status: str
     justification: str
     source: str
@@ -85,7 +101,7 @@ def load_vex(paths: Sequence[str], base: Path) -> list[VexStatement]:
                 vuln = st["vulnerability"]
                 name = vuln["name"] if isinstance(vuln, dict) else str(vuln)
                 aliases = vuln.get("aliases", []) if isinstance(vuln, dict) else []
-                products = tuple(pid for p in st.get("products", []) for pid in _product_ids(p))
+                products = tuple(_product(p) for p in st.get("products", []))
                 out.append(
                     VexStatement(
                         ids=frozenset(x.upper() for x in (name, *aliases)),
@@ -110,34 +126,74 @@ def _component_id(c: object) -> str:
     return str(c["@id"])
 
 
-def _product_ids(p: object) -> list[str]:
-    """What one statement product names: its subcomponents when it lists any (the statement
-    is about those packages inside the product, e.g. an image), else the product itself."""
+def _product(p: object) -> VexProduct:
+    """One statement product and the subcomponents it lists (the statement is about those
+    packages inside the product, e.g. an image)."""
     subs = p.get("subcomponents") if isinstance(p, dict) else None
-    if isinstance(subs, list) and subs:
-        return [_component_id(c) for c in subs]
-    return [_component_id(p)]
+    return VexProduct(
+        _component_id(p),
+        tuple(_component_id(c) for c in subs) if isinstance(subs, list) else (),
+    )
 
 
-def _product_matches(products: Iterable[str], f: Finding) -> bool:
-    """Whether a statement's products cover the finding: none listed = every product; an
-    image (``pkg:oci/…``) = everything in it; a package URL = that package, matched precisely
+def image_digests(facts: Mapping[str, str]) -> frozenset[str]:
+    """The digests that name the built image (the build gate's facts): the image digest, the
+    top (index) digest and each platform manifest's."""
+    from modelseal.oci import MANIFEST_FACT  # not at start-up: policy validate never needs it
+
+    keys = [k for k in facts if k in ("image.digest", "image.top_digest")]
+    keys += [k for k in facts if k.startswith(MANIFEST_FACT)]
+    return frozenset(facts[k] for k in keys if facts[k])
+
+
+def _is_image(product: str, image: frozenset[str]) -> bool | None:
+    """None when ``product`` does not name an image; else whether it names the built image:
+    a ``pkg:oci`` purl whose version is one of the built image's digests (``image``). One
+    without a digest, or judged where the built image is unknown (no build gate), names no
+    image this run can confirm: it covers nothing (fail closed) — the image's repository is
+    not known when judging, and a digest is what identifies the image."""
+    if not product.startswith("pkg:oci/"):
+        return None
+    try:
+        purl = parse_purl(product)
+    except ValueError:
+        return False
+    return bool(purl.version) and str(purl.version) in image
+
+
+def _package_matches(product: str, f: Finding) -> bool:
+    """A package product: a package URL matched precisely
     (:func:`modelseal.vuln.match.purl_matches`: type, namespace, name, and the version and
     qualifiers when given); anything else is read as a package name, as before purls were
-    compared."""
+    compared (:func:`modelseal.vuln.match.same_package_name`)."""
+    if product.startswith("pkg:"):
+        try:
+            purl = parse_purl(product)
+        except ValueError:
+            return False  # a product that is no package URL names no package
+        return purl.type != "oci" and purl_matches(purl, f)
+    return same_package_name(product, f)
+
+
+def _product_matches(
+    products: Iterable[VexProduct], f: Finding, image: frozenset[str] = frozenset()
+) -> bool:
+    """Whether a statement's products cover the finding: none listed = every product; the
+    built image (``pkg:oci/NAME@DIGEST``, a digest in ``image``) = everything in it, or only
+    its subcomponents when it lists any; an image of another digest, or of none, covers
+    nothing; a package = that package (:func:`_package_matches`); a product of another kind
+    with subcomponents = those."""
     products = list(products)
     if not products:
         return True
-    pkg = norm_package(f.evidence.get("package", ""))
     for p in products:
-        if p.startswith("pkg:"):
-            try:
-                purl = parse_purl(p)
-            except ValueError:
-                continue  # a product that is no package URL names no package
-            if purl.type == "oci" or purl_matches(purl, f):
+        is_image = _is_image(p.id, image)
+        if is_image is False:
+            continue
+        if p.subcomponents:
+            if any(_package_matches(c, f) for c in p.subcomponents):
                 return True
-        elif norm_package(p) == pkg:
+        elif is_image or _package_matches(p.id, f):
             return True
     return False
 
@@ -230,6 +286,22 @@ def _by_thresholds(f: Finding, t: Thresholds) -> VulnDecision:
     )
 
 
+def vex_decision(
+    f: Finding, vex: Sequence[VexStatement], image: frozenset[str] = frozenset()
+) -> VulnDecision | None:
+    """The first VEX statement saying the finding's product is not affected or fixed, as the
+    decision it gives (None: no statement does)."""
+    ids = ids_of(f)
+    for st in vex:
+        if st.ids & ids and _product_matches(st.products, f, image):
+            if st.status == "not_affected":
+                why = f" ({st.justification})" if st.justification else ""
+                return VulnDecision("ignored", f"VEX {st.source}: not_affected{why}")
+            if st.status == "fixed":
+                return VulnDecision("ignored", f"VEX {st.source}: fixed")
+    return None
+
+
 def decide(
     f: Finding,
     pol: VulnerabilitiesPolicy,
@@ -238,23 +310,21 @@ def decide(
     today: date,
     duplicate_of: Finding | None = None,
     repeated_by: Sequence[Finding] = (),
+    image: frozenset[str] = frozenset(),
 ) -> VulnDecision:
     """Judge one vulnerability finding. ``repeated_by``: the other scanners' reports of the same
-    advisory (ignored as duplicates of this one): an ignore entry matching any report accepts
-    it, and each report's scanner and package type pick thresholds — the finding fails when it
-    fails under any of them."""
+    advisory on the same installed copy (ignored as duplicates of this one): an ignore entry
+    matching any report accepts it, and each report is judged on its own severity, CVSS and
+    fixed version under the thresholds its scanner and package type pick — the finding fails
+    when it fails under any of them. ``image``: the built image's digests
+    (:func:`image_digests`), which a VEX statement's ``pkg:oci`` product must name."""
     if duplicate_of is not None:
         return VulnDecision(
             "ignored", f"the same advisory as {duplicate_of.id} reported by {duplicate_of.gate}"
         )
-    ids = ids_of(f)
-    for st in vex:
-        if st.ids & ids and _product_matches(st.products, f):
-            if st.status == "not_affected":
-                why = f" ({st.justification})" if st.justification else ""
-                return VulnDecision("ignored", f"VEX {st.source}: not_affected{why}")
-            if st.status == "fixed":
-                return VulnDecision("ignored", f"VEX {st.source}: fixed")
+    by_vex = vex_decision(f, vex, image)
+    if by_vex is not None:
+        return by_vex
     reports = (f, *repeated_by)
     for entry in pol.ignore:
         if any(entry_matches(entry, r, ids_of(r)) for r in reports):
@@ -268,14 +338,13 @@ def decide(
             return VulnDecision(
                 "ignored", f"ignored until {entry.expires.isoformat()}: {entry.reason}", entry
             )
-    seen: set[tuple[str, str]] = set()
+    # Each report is judged on its own severity, CVSS and fixed version under its scanner's
+    # thresholds: a second scanner rating the advisory lower never loosens the verdict.
     first: VulnDecision | None = None
     for r in reports:
-        key = (r.gate, package_type(r))
-        if key in seen:
-            continue
-        seen.add(key)
-        d = _by_thresholds(f, thresholds(pol, *key))
+        d = _by_thresholds(r, thresholds(pol, r.gate, package_type(r)))
+        if r is not f:
+            d = VulnDecision(d.outcome, f"{d.reason} (as {r.gate} reports it)")
         if d.outcome == "fail":
             return d
         first = first or d
@@ -291,12 +360,15 @@ def _cvss(f: Finding) -> float | None:
 
 
 def find_duplicates(findings_by_gate: Mapping[str, Sequence[Finding]]) -> dict[int, Finding]:
-    """For each finding (by ``id()``) that repeats one reported earlier (same package, version
-    and overlapping advisory ids), the finding it repeats."""
+    """For each finding (by ``id()``) that repeats one reported earlier (same package, version,
+    installed copy — :func:`~modelseal.vuln.match.package_dir` — and overlapping advisory ids),
+    the finding it repeats. Two copies of a package in different directories are never folded:
+    an ignore entry's ``paths`` or ``scanner`` for one copy must not accept the other."""
     kept: list[Finding] = []
-    # (package, version, advisory id) → gate → position in ``kept`` of that gate's first kept
-    # finding with this id: the earliest kept finding a new one repeats is found without a scan.
-    first: dict[tuple[str, str, str], dict[str, int]] = {}
+    # (package, version, copy, advisory id) → gate → position in ``kept`` of that gate's first
+    # kept finding with this id: the earliest kept finding a new one repeats is found without a
+    # scan.
+    first: dict[tuple[str, str, str, str], dict[str, int]] = {}
     dups: dict[int, Finding] = {}
     order = [g for g in VULN_GATES if g in findings_by_gate] + [
         g for g in findings_by_gate if g not in VULN_GATES
@@ -307,17 +379,18 @@ def find_duplicates(findings_by_gate: Mapping[str, Sequence[Finding]]) -> dict[i
                 continue
             pkg = norm_package(f.evidence.get("package", ""))
             version = f.evidence.get("version", "")
+            where = package_dir(f)
             ids = ids_of(f)
             best: int | None = None
             for advisory in ids:
-                for g, pos in first.get((pkg, version, advisory), {}).items():
+                for g, pos in first.get((pkg, version, where, advisory), {}).items():
                     if g != f.gate and (best is None or pos < best):
                         best = pos
             if best is not None:
                 dups[id(f)] = kept[best]
                 continue
             for advisory in ids:
-                first.setdefault((pkg, version, advisory), {}).setdefault(f.gate, len(kept))
+                first.setdefault((pkg, version, where, advisory), {}).setdefault(f.gate, len(kept))
             kept.append(f)
     return dups
 

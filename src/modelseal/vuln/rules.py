@@ -7,7 +7,7 @@ matched nothing (expired: a failure; live: a "stale ignore" warning), and the ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from modelseal.findings import Finding, GateResult, Severity, Status
@@ -19,10 +19,12 @@ from modelseal.vuln.policy import (
     VulnDecision,
     decide,
     find_duplicates,
+    image_digests,
     is_vuln,
     load_vex,
     matched_entries,
     sources_by_finding,
+    vex_decision,
 )
 
 #: The id of the finding made for an expired ignore entry that matched nothing.
@@ -44,25 +46,33 @@ def _decision(f: Finding, d: VulnDecision, sources: tuple[str, ...]) -> Decision
 
 
 def _entry_decisions(
-    results: Sequence[GateResult], policy: Policy, run: Judging
+    results: Sequence[GateResult],
+    policy: Policy,
+    run: Judging,
+    vex_covered: Callable[[Finding], bool],
 ) -> dict[str, tuple[Decision, ...]]:
     """Ignore entries that matched no finding (every matcher they give, against every
     scanner's report): an expired one still fails; a live one is stale — a warning, made only
     when every scanner the entry covers ran and none ERRORED (an entry cannot match what was not
-    scanned). Each made finding is carried by the first vulnerability gate that collected
-    evidence among those the entry covers."""
+    scanned). An expired entry whose findings a VEX statement accepts (``vex_covered``: decided
+    before any entry is looked at) decides nothing either: it fails too. Each made finding is
+    carried by the first vulnerability gate that collected evidence among those the entry
+    covers."""
     pol = policy.vulnerabilities
     if not pol.ignore:
         return {}
-    matched = matched_entries(pol, (f for r in results for f in r.findings))
+    findings = [f for r in results for f in r.findings]
+    matched = matched_entries(pol, findings)
+    deciding = matched_entries(pol, (f for f in findings if not vex_covered(f)))
     status = {r.gate: r.status for r in results if r.gate in VULN_GATES}
     out: dict[str, list[Decision]] = {}
     for i, e in enumerate(pol.ignore):
-        if i in matched:
+        expired = e.expires < run.today
+        if i in (deciding if expired else matched):
             continue
+        shadowed = i in matched
         covers = (e.scanner,) if e.scanner else VULN_GATES
         ran = [g for g in covers if status.get(g) is Status.PASSED]
-        expired = e.expires < run.today
         if expired:
             carrier = next((g for g in VULN_GATES if status.get(g) is Status.PASSED), None)
         else:
@@ -81,11 +91,12 @@ def _entry_decisions(
                 location=f"vulnerabilities.ignore[{i}]",
                 evidence={"reason": e.reason, "expires": e.expires.isoformat()},
             )
+            what = "only findings a VEX statement accepts" if shadowed else "no finding"
             d = Decision(
                 made,
                 Outcome.FAIL,
-                f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches no "
-                "finding: renew or remove it",
+                f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches "
+                f"{what}: renew or remove it",
                 e,
                 made=True,
             )
@@ -157,6 +168,10 @@ class VulnRules:
         for dup, kept in dups.items():
             repeated_by.setdefault(id(kept), []).append(by_id[dup])
         vex = tuple(load_vex(policy.vulnerabilities.vex, run.base_dir))
+        # What a pkg:oci VEX product must name: the image this run built (none: no build gate).
+        image = frozenset[str]().union(
+            *(image_digests(r.facts) for r in results if r.gate == "build")
+        )
         # The baseline (modelseal.vuln.baseline): one that could not be loaded leaves every
         # finding judged as new and the gates ERRORED, never judged as if there were none.
         index, error = None, None
@@ -176,13 +191,19 @@ class VulnRules:
                 today=run.today,
                 duplicate_of=dups.get(id(f)),
                 repeated_by=repeated_by.get(id(f), ()),
+                image=image,
             )
             out = _decision(f, d, sources.get(id(f), ()))
             if index is not None:
                 out = apply_baseline(out, index, mode)
             return out
 
-        return Prepared(judge_one, _entry_decisions(results, policy, run), error=error)
+        def vex_covered(f: Finding) -> bool:
+            kept = dups.get(id(f), f)
+            return is_vuln(kept) and vex_decision(kept, vex, image) is not None
+
+        made = _entry_decisions(results, policy, run, vex_covered)
+        return Prepared(judge_one, made, error=error)
 
 
 #: The trivy and pip-audit gates' rules (:attr:`modelseal.gates.GateSpec.rules`).

@@ -7,10 +7,13 @@
   Debian revision, each split into runs of non-digits (``~`` before the end of the string
   before letters before everything else) and numbers.
 
-A range is parsed once when the policy is loaded; one that fits neither syntax is a policy
-error. It only ever matches findings of its own ecosystem: a PEP 440 range never matches a
-Debian package and the other way round, and no range matches packages of other ecosystems
-(apk, rpm, npm, …), so an entry with ``versions`` never silently covers them.
+A range is parsed once when the policy is loaded, in each syntax it fits (with the entry's
+purl, only in the purl type's); one that fits neither is a policy error. A finding is compared
+by its own ecosystem's reading only: a range that fits one syntax alone never matches the other
+ecosystem's packages, but one written without a purl that fits both (``>= 1.0``, ``<= 2.0``)
+matches PyPI and Debian packages alike, each by its own ordering — give a purl to hold it to
+one. No range matches packages of other ecosystems (apk, rpm, npm, …), so an entry with
+``versions`` never silently covers them.
 """
 
 from __future__ import annotations
