@@ -106,6 +106,15 @@ def test_who_may_write_what() -> None:
         ("PASSWORD_FILE", "/run/secrets/pw", ""),
         ("HF_TOKEN", "", ""),
         ("TOKENIZERS_PARALLELISM", "false", ""),
+        ("MAX_NEW_TOKENS", "512", ""),
+        ("PWD", "/app", ""),
+        # A keyword glued to the word before it, or ending a camelCase word.
+        ("PGPASSWORD", "hunter2", "secret-like name"),
+        ("MYSQL_PWD", "hunter2", "secret-like name"),
+        ("dbPassword", "hunter2", "secret-like name"),
+        ("githubToken", "abc", "secret-like name"),
+        ("apiKey", "abc", "secret-like name"),
+        ("passwordFile", "/run/secrets/pw", ""),
         ("PATH", "/usr/bin:/bin", ""),
         ("SECRETARY", "bob", ""),
         ("DATABASE_URL", "postgres://db/x", ""),
@@ -125,6 +134,26 @@ def test_history_text_is_shown_without_secrets() -> None:
     )
     assert redact("ENV DB_PASSWORD=hunter2 MODE=prod") == f"ENV DB_PASSWORD={REDACTED} MODE=prod"
     assert redact("COPY a /b") == "COPY a /b"
+
+
+@pytest.mark.parametrize(
+    ("created_by", "shown"),
+    [
+        # BuildKit writes build-argument values unquoted: a value may hold spaces, even a shell.
+        ("RUN |1 PASS=correct horse battery staple /bin/sh -c make",
+         f"RUN |1 {REDACTED} /bin/sh -c make"),
+        ("RUN |1 PASS=a /bin/sh -c b /bin/sh -c make", f"RUN |1 {REDACTED} /bin/sh -c make"),
+        ("RUN |2 A=x y B=z /bin/bash -o pipefail -c make",
+         f"RUN |2 {REDACTED} /bin/bash -o pipefail -c make"),
+        # No shell to tell the command from the values (exec form): all of it is redacted.
+        ("RUN |1 PASS=correct horse python x.py", f"RUN |1 {REDACTED}"),
+        # The classic builder's form.
+        ("|1 NPM_AUTH=s3cr3t v /bin/sh -c npm ci", f"|1 {REDACTED} /bin/sh -c npm ci"),
+        ("|1 NPM_AUTH=s3cr3t", f"|1 {REDACTED}"),
+    ],
+)  # fmt: skip
+def test_build_arguments_are_redacted_whatever_their_values(created_by: str, shown: str) -> None:
+    assert redact(created_by) == shown
 
 
 def _history(*created: str) -> dict[str, object]:
