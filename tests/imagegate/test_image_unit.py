@@ -311,3 +311,23 @@ def test_findings_of_one_kind_are_capped(tmp_path: Path, monkeypatch: pytest.Mon
     assert (
         image_rule(load_policy_text("version: 1\n", "p").policy, found[-1]).outcome is Outcome.FAIL
     )
+
+
+def test_the_names_of_one_inode_share_the_last_owner_and_mode(tmp_path: Path) -> None:
+    # Runtimes link, then lchown and chmod the new name: the one inode every name shows.
+    from tests.imagegate.test_review_r17a import _tar
+
+    from modelseal.imagefs import ImageFs
+
+    image = _tar(
+        ("a", "d", 0o755, 0, 0, b""),
+        ("a/f", "f", 0o644, 0, 0, b"data"),
+        ("a/h1", "h", 0o664, 1000, 1000, "a/f"),
+        ("a/h2", "h", 0o600, 2000, 3000, "a/h1"),
+        ("a/g", "f", 0o644, 0, 0, b"other"),
+    )  # fmt: skip
+    layout, digest = make_layout(tmp_path / "oci", [image])
+    fs = ImageFs.build(layout, digest)
+    shown = {e.path: (e.uid, e.gid, e.mode & 0o7777) for e in fs.walk("a")}
+    assert shown == {"a/f": (2000, 3000, 0o600), "a/h1": (2000, 3000, 0o600),
+                     "a/h2": (2000, 3000, 0o600), "a/g": (0, 0, 0o644)}  # fmt: skip

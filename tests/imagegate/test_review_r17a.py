@@ -114,9 +114,6 @@ def test_the_directory_holding_a_symlinked_model_path_is_checked(tmp_path: Path)
     assert any(f.id == "image.model-writable" for f in found), [(f.id, f.subject) for f in found]
 
 
-@pytest.mark.xfail(strict=True, reason="review: imagefs.py:366 gives a hardlink its own "
-                   "uid/gid but leaves the target's; runtimes lchown the link path, which owns "
-                   "the shared inode: the model file becomes the user's, and is not reported")
 def test_a_hardlink_that_chowns_a_model_file_is_reported(tmp_path: Path) -> None:
     from modelseal.imagegate.files import collect
 
