@@ -331,3 +331,30 @@ def test_the_names_of_one_inode_share_the_last_owner_and_mode(tmp_path: Path) ->
     shown = {e.path: (e.uid, e.gid, e.mode & 0o7777) for e in fs.walk("a")}
     assert shown == {"a/f": (2000, 3000, 0o600), "a/h1": (2000, 3000, 0o600),
                      "a/h2": (2000, 3000, 0o600), "a/g": (0, 0, 0o644)}  # fmt: skip
+
+
+def test_config_values_are_blamed_on_the_line_that_sets_them() -> None:
+    from modelseal.imagebuild.dockerfile import parse_dockerfile
+    from modelseal.imagegate.history import Attribution
+
+    text = (
+        "FROM base\n"
+        "ENV HF_TOKEN=hf_x\n"
+        "ENV HINT HF_TOKEN and DB_PASSWORD\n"  # legacy form: sets HINT only
+        'LABEL "a.b"="HF_TOKEN" c=d\n'
+        "EXPOSE 8000-8010/tcp 53/udp\n"
+        "EXPOSE 22\n"
+        "ENV TOKEN_VARIABLE=HF_TOKEN\n"
+    )
+    stage = tuple(parse_dockerfile(text, "Dockerfile", build_args={}).instructions[1:])
+    at = Attribution((), stage, "Dockerfile")
+    assert at.instruction("ENV", "HF_TOKEN")[0] == "Dockerfile:2"
+    assert at.instruction("ENV", "HINT")[0] == "Dockerfile:3"
+    assert at.instruction("ENV", "DB_PASSWORD")[0] == ""  # the base image's
+    assert at.instruction("LABEL", "a.b")[0] == "Dockerfile:4"
+    assert at.instruction("LABEL", "HF_TOKEN")[0] == ""
+    assert at.instruction("EXPOSE", "8005/tcp")[0] == "Dockerfile:5"
+    assert at.instruction("EXPOSE", "53/udp")[0] == "Dockerfile:5"
+    assert at.instruction("EXPOSE", "22/tcp")[0] == "Dockerfile:6"
+    assert at.instruction("EXPOSE", "53/tcp")[0] == ""
+    assert at.instruction("EXPOSE", "8011/tcp")[0] == ""

@@ -218,9 +218,6 @@ def test_trivy_environment_cannot_narrow_the_secret_scan(
 # --- (3) attribution -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: history.py:168 _names matches any word of the "
-                   "arguments, values included: ENV HINT=HF_TOKEN is blamed for the HF_TOKEN "
-                   "secret that an earlier line set")
 def test_an_env_line_is_blamed_only_for_the_names_it_sets() -> None:
     from modelseal.imagebuild.dockerfile import parse_dockerfile
 
@@ -259,9 +256,6 @@ def test_a_key_in_an_allow_listed_tree_is_found(tmp_path: Path, path: str) -> No
     assert [f.subject for f in found if f.id == "image.secret"] == ["/" + path]
 
 
-@pytest.mark.xfail(strict=True, reason="review: config.py:73 blames every exposed port on the "
-                   "last EXPOSE line of the final stage (no port given to instruction()), so a "
-                   "port set by an earlier line or the base image points at the wrong line")
 def test_an_exposed_port_is_blamed_on_the_line_that_exposes_it(tmp_path: Path) -> None:
     from modelseal.imagegate.config import collect
     from modelseal.imagegate.history import text_digest
