@@ -358,3 +358,60 @@ def test_config_values_are_blamed_on_the_line_that_sets_them() -> None:
     assert at.instruction("EXPOSE", "22/tcp")[0] == "Dockerfile:6"
     assert at.instruction("EXPOSE", "53/tcp")[0] == ""
     assert at.instruction("EXPOSE", "8011/tcp")[0] == ""
+
+
+# --- the secret scan: every tree, whatever the environment (needs trivy) -----------------------
+
+
+@pytest.mark.parametrize("path", [
+    "app/vendor/id_rsa", "usr/share/app/id_rsa", "usr/include/id_rsa", "app/locale/id_rsa",
+    "usr/local/go/id_rsa", "opt/yarn-v1.22.0/id_rsa", "usr/src/wordpress/id_rsa",
+    "var/log/anaconda/id_rsa", "usr/lib/gems/id_rsa", "srv/example.pem", "app/my-test/id_rsa",
+])  # fmt: skip
+def test_a_key_under_any_of_trivys_allow_listed_trees_is_found(tmp_path: Path, path: str) -> None:
+    # Every built-in allow rule of Trivy (secrets.BUILTIN_ALLOW_RULES) is switched off.
+    from tests.imagegate.test_review_r17a import _trivy_view
+
+    from modelseal.imagegate.secrets import collect
+
+    found = collect(_trivy_view(tmp_path, path))
+    assert [f.subject for f in found if f.id == "image.secret"] == ["/" + path]
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("TRIVY_SECRET_CONFIG", "narrow.yaml"), ("TRIVY_IGNOREFILE", "ignore"),
+     ("TRIVY_OUTPUT", "elsewhere.json"), ("TRIVY_FORMAT", "table"),
+     ("TRIVY_SCANNERS", "vuln"), ("TRIVY_SKIP_DIRS", "/app")],
+)  # fmt: skip
+def test_no_trivy_variable_reaches_the_secret_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    from tests.imagegate.test_review_r17a import _trivy_view
+
+    from modelseal.imagegate.secrets import collect
+
+    # What the variables would point at: a config that disables every rule, an ignore file
+    # that drops the rule's findings.
+    (tmp_path / "narrow.yaml").write_text("disable-rules: [private-key]\n")
+    (tmp_path / "ignore").write_text("private-key\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(var, str(tmp_path / value))
+    found = collect(_trivy_view(tmp_path))
+    assert [f.subject for f in found if f.id == "image.secret"] == ["/app/id_rsa"]
+    assert not (tmp_path / "elsewhere.json").exists()
+
+
+def test_a_secret_report_past_the_limit_errors_and_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.imagegate.test_review_r17a import _trivy_view
+
+    from modelseal.errors import ToolError
+    from modelseal.imagegate import secrets
+
+    monkeypatch.setattr(secrets, "MAX_REPORT_BYTES", 100)
+    with pytest.raises(ToolError, match="larger than the 100 bytes limit"):
+        secrets.collect(_trivy_view(tmp_path))
+    # The report holds the matched key: not left behind.
+    assert not list((tmp_path / "work").glob("secrets-*/secrets.json"))
