@@ -415,3 +415,36 @@ def test_a_secret_report_past_the_limit_errors_and_is_removed(
         secrets.collect(_trivy_view(tmp_path))
     # The report holds the matched key: not left behind.
     assert not list((tmp_path / "work").glob("secrets-*/secrets.json"))
+
+
+def test_model_writable_follows_symlinks_to_their_targets_and_the_way_there(tmp_path: Path) -> None:
+    from tests.imagegate.test_review_r17a import APP, _etc, _tar
+    from tests.imagegate.test_review_r17a import _view as view_of
+
+    from modelseal.imagegate.files import collect
+
+    image = _tar(
+        ("app", "d", 0o755, 0, 0, b""),
+        ("app/model", "d", 0o755, 0, 0, b""),
+        # A directory link below the model path, relative, to a tree whose file the user owns.
+        ("app/model/sub", "l", 0o777, 0, 0, "../../srv/weights"),
+        ("srv", "d", 0o755, 0, 0, b""),
+        ("srv/weights", "d", 0o755, 0, 0, b""),
+        ("srv/weights/a.bin", "f", 0o644, 1000, 1000, b"a"),
+        # A link through a user-owned directory (the user could re-point /home/app/cur).
+        ("home", "d", 0o755, 0, 0, b""),
+        ("home/app", "d", 0o755, 1000, 1000, b""),
+        ("home/app/cur", "l", 0o777, 0, 0, "/opt/b.bin"),
+        ("opt", "d", 0o755, 0, 0, b""),
+        ("opt/b.bin", "f", 0o644, 0, 0, b"b"),
+        ("app/model/b.bin", "l", 0o777, 0, 0, "/home/app/cur"),
+        # A loop and a dangling link: nothing to serve, nothing reported, no hang.
+        ("app/model/loop", "l", 0o777, 0, 0, "loop"),
+        ("app/model/gone", "l", 0o777, 0, 0, "/nowhere"),
+        ("app/model/self", "l", 0o777, 0, 0, "."),
+        ("app/model/ok.bin", "f", 0o644, 0, 0, b"ok"),
+    )  # fmt: skip
+    found = collect(view_of(tmp_path, "app", _etc(APP), image))
+    assert sorted(f.subject for f in found if f.id == "image.model-writable") == [
+        "/home/app", "/srv/weights/a.bin"
+    ]
