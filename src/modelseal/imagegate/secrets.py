@@ -40,6 +40,7 @@ from modelseal.imagegate.view import ImageView
 from modelseal.vuln.trivy import (
     _HINT_BINARY,
     SCAN_TIMEOUT,
+    TRIVY_ENV_PREFIX,
     prepare_cache_dir,
     resolve_cache_dir,
     scan_argv,
@@ -64,8 +65,6 @@ BUILTIN_ALLOW_RULES = (
 )  # fmt: skip
 #: Trivy's secret configuration: the built-in rules, none of the built-in allow rules.
 SECRET_CONFIG = "disable-allow-rules:\n" + "".join(f"  - {r}\n" for r in BUILTIN_ALLOW_RULES)
-#: Trivy's own settings, none of which the secret scan takes from the caller's environment.
-TRIVY_ENV_PREFIX = "TRIVY_"
 
 
 def write_secret_config(directory: Path) -> Path:
