@@ -6,14 +6,15 @@ vulnerability DB and downloads nothing (the flags of the Trivy gate, with ``--sc
 and the same cache directory rules, :func:`modelseal.vuln.trivy.prepare_cache_dir`).
 
 Trivy's built-in allow rules are switched off (a generated ``trivy-secret.yaml`` whose
-``disable-allow-rules`` lists them all, written fresh in the run's private directory): they skip whole
-trees — ``site-packages`` (where a pip-installed app lives), ``usr/lib``, ``usr/share``,
-``tests/``, ``examples/``, ``vendor/``, ``node_modules/``, ``.git``, ``*.md`` — and a key there
-is still in the image. The cost is more findings from test keys that packages ship, which
-``image.secrets_ignore`` accepts by path. No ``TRIVY_*`` variable of the caller reaches Trivy
-(``TRIVY_SKIP_FILES``, ``TRIVY_SEVERITY``, ``TRIVY_SECRET_CONFIG`` … would narrow the scan and
-the gate would pass), and its working directory is private (Trivy reads ``trivy.yaml`` and
-``.trivyignore`` from there).
+``disable-allow-rules`` lists them all, written fresh in the run's private directory): they
+skip whole trees — ``site-packages`` under ``usr/local/lib/python*`` (where a pip-installed app
+lives), ``usr/lib``, ``usr/share``, ``tests``, anything named ``example``, ``vendor/``,
+``*.md`` … — and a key there is still in the image. The cost is more findings from test keys
+that packages ship, which ``image.secrets_ignore`` accepts by path. (Trivy still never reads
+files under ``node_modules/`` and ``.git/``: it skips them before any rule.) No ``TRIVY_*``
+variable of the caller reaches Trivy (``TRIVY_SKIP_FILES``, ``TRIVY_SEVERITY``,
+``TRIVY_SECRET_CONFIG`` … would narrow the scan and the gate would pass), and its working
+directory is private (Trivy reads ``trivy.yaml`` and ``.trivyignore`` from there).
 
 Trivy's report quotes the match (partly masked) and the lines around it. None of that is kept:
 a finding names the rule, the file, the line number and the layer (its index, diff id and the
@@ -104,13 +105,13 @@ def collect(view: ImageView) -> list[Finding]:
     # TRIVY_* (see the module doc).
     report = work / "secrets.json"
     argv = secret_argv(trivy, Path(single.name), cache_dir, write_secret_config(work), report)
-    proc = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=work, check=False,
-                    drop_prefixes=(TRIVY_ENV_PREFIX,))  # fmt: skip
-    if proc.returncode != 0:
-        # Not run_tool's error: with nothing on stderr it quotes stdout, which may hold secrets.
-        raise ToolError(f"trivy exited with code {proc.returncode} scanning for secrets.",
-                        command=" ".join(argv[:4]) + " …", stderr_tail=proc.stderr[-2000:])  # fmt: skip
     try:
+        proc = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=work, check=False,
+                        drop_prefixes=(TRIVY_ENV_PREFIX,))  # fmt: skip
+        if proc.returncode != 0:
+            # Not run_tool's error: with nothing on stderr it would quote stdout.
+            raise ToolError(f"trivy exited with code {proc.returncode} scanning for secrets.",
+                            command=" ".join(argv[:4]) + " …", stderr_tail=proc.stderr[-2000:])  # fmt: skip
         try:
             data = read_input(report, what="Trivy's secret report", limit=MAX_REPORT_BYTES,
                               contained=False)  # fmt: skip
@@ -120,7 +121,8 @@ def collect(view: ImageView) -> list[Finding]:
         del data
         return parse_secrets(text, view, attribution(view), config_target=single.name)
     finally:
-        # The report holds the matched secrets: gone as soon as it is parsed.
+        # The report holds the matched secrets: gone as soon as it is parsed (or the run
+        # failed).
         fsio.remove(report)
 
 
