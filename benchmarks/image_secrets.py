@@ -38,7 +38,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, help="keep the build here and reuse it next time")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
-    from modelseal.imagegate.secrets import secret_argv
+    from modelseal.imagegate.secrets import secret_argv, write_secret_config
     from modelseal.oci import OciLayout
     from modelseal.vuln.trivy import scan_argv, single_manifest_layout
 
@@ -87,7 +87,7 @@ def main() -> int:
             rows = {
                 "trivy vuln (trivy gate)": measure(vuln, {}),
                 "trivy secret (image gate)": measure(
-                    secret_argv(trivy, single, cache / "trivy"), {}
+                    secret_argv(trivy, single, cache / "trivy", write_secret_config(work)), {}
                 ),
                 "trivy vuln,secret (one pass)": measure(both, {}),
             }

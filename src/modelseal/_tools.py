@@ -48,13 +48,21 @@ def is_secret_env(name: str) -> bool:
 
 
 def tool_env(
-    extra: Mapping[str, str] | None = None, pass_env: Sequence[str] = ()
+    extra: Mapping[str, str] | None = None,
+    pass_env: Sequence[str] = (),
+    drop_prefixes: Sequence[str] = (),
 ) -> dict[str, str]:
     """The environment of an external program: this process's, without its secrets
-    (:func:`is_secret_env`) except those named in ``pass_env``, plus ``extra``. syft, Trivy,
-    pip-audit and git need none of modelseal's credentials; a tool that is compromised, or
-    that logs its environment, must not get them."""
-    env = {k: v for k, v in os.environ.items() if k in pass_env or not is_secret_env(k)}
+    (:func:`is_secret_env`) except those named in ``pass_env``, and without any variable whose
+    name starts with one of ``drop_prefixes`` (a tool's own settings, ``TRIVY_``, that must not
+    change what a gate checks), plus ``extra``. syft, Trivy, pip-audit and git need none of
+    modelseal's credentials; a tool that is compromised, or that logs its environment, must
+    not get them."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (k in pass_env or not is_secret_env(k)) and not k.startswith(tuple(drop_prefixes))
+    }
     if extra:
         env.update(extra)
     return env
@@ -156,17 +164,19 @@ def run_tool(
     ok_codes: Sequence[int] = (0,),
     stdin_data: str | None = None,
     pass_env: Sequence[str] = (),
+    drop_prefixes: Sequence[str] = (),
 ) -> ToolResult:
     """Run ``argv`` and return its output.
 
     ``env`` entries are added to this process's environment, from which secrets are dropped
-    except those named in ``pass_env`` (:func:`tool_env`). With
+    except those named in ``pass_env``, and so are variables named ``drop_prefixes…``
+    (:func:`tool_env`). With
     ``check``, an exit code outside ``ok_codes`` raises :class:`ToolError`; so do a missing
     executable and a timeout, always.
     """
     args = tuple(str(a) for a in argv)
     name = Path(args[0]).name
-    full_env = tool_env(env, pass_env)
+    full_env = tool_env(env, pass_env, drop_prefixes)
     started = time.monotonic()
     try:
         proc = subprocess.run(

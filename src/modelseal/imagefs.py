@@ -81,8 +81,8 @@ class MemberTap(Protocol):
 class _Node:
     """A mutable tree node while layers are applied (the public values are :class:`FsEntry`)."""
 
-    __slots__ = ("children", "gid", "kind", "layer", "link", "member", "mode", "opaque", "sha256",
-                 "size", "special", "spool", "touched", "uid")  # fmt: skip
+    __slots__ = ("children", "gid", "kind", "layer", "link", "member", "mode", "opaque", "peers",
+                 "sha256", "size", "special", "spool", "touched", "uid")  # fmt: skip
 
     def __init__(
         self, kind: str, layer: int, *, mode: int = 0o755, member: int = -1, size: int = 0,
@@ -102,6 +102,8 @@ class _Node:
         self.touched = layer  # the last layer that wrote this node or something below it
         self.opaque = _ROOT_LAYER  # the last layer whose opaque whiteout pruned below it
         self.children: dict[str, _Node] = {}
+        # The nodes of one inode (hardlinks of one layer), this one included; None: only this.
+        self.peers: list[_Node] | None = None
 
 
 @dataclass(frozen=True)
@@ -368,6 +370,16 @@ class ImageFs:
                          uid=member.uid, gid=member.gid)  # fmt: skip
             copy.touched = layer
             copy.spool = node.spool
+            # One inode: runtimes link, then lchown (and chmod) the new path, which changes the
+            # owner and mode every name of the inode shows.
+            if node.peers is None:
+                node.peers = [node]
+            node.peers.append(copy)
+            copy.peers = node.peers
+            for peer in node.peers:
+                peer.uid, peer.gid = member.uid, member.gid
+                if node.kind != "symlink":
+                    peer.mode = member.mode
             return copy
         if member.isfile():
             return _Node("file", layer, mode=member.mode, member=ordinal, size=member.size,

@@ -106,6 +106,15 @@ def test_who_may_write_what() -> None:
         ("PASSWORD_FILE", "/run/secrets/pw", ""),
         ("HF_TOKEN", "", ""),
         ("TOKENIZERS_PARALLELISM", "false", ""),
+        ("MAX_NEW_TOKENS", "512", ""),
+        ("PWD", "/app", ""),
+        # A keyword glued to the word before it, or ending a camelCase word.
+        ("PGPASSWORD", "hunter2", "secret-like name"),
+        ("MYSQL_PWD", "hunter2", "secret-like name"),
+        ("dbPassword", "hunter2", "secret-like name"),
+        ("githubToken", "abc", "secret-like name"),
+        ("apiKey", "abc", "secret-like name"),
+        ("passwordFile", "/run/secrets/pw", ""),
         ("PATH", "/usr/bin:/bin", ""),
         ("SECRETARY", "bob", ""),
         ("DATABASE_URL", "postgres://db/x", ""),
@@ -125,6 +134,26 @@ def test_history_text_is_shown_without_secrets() -> None:
     )
     assert redact("ENV DB_PASSWORD=hunter2 MODE=prod") == f"ENV DB_PASSWORD={REDACTED} MODE=prod"
     assert redact("COPY a /b") == "COPY a /b"
+
+
+@pytest.mark.parametrize(
+    ("created_by", "shown"),
+    [
+        # BuildKit writes build-argument values unquoted: a value may hold spaces, even a shell.
+        ("RUN |1 PASS=correct horse battery staple /bin/sh -c make",
+         f"RUN |1 {REDACTED} /bin/sh -c make"),
+        ("RUN |1 PASS=a /bin/sh -c b /bin/sh -c make", f"RUN |1 {REDACTED} /bin/sh -c make"),
+        ("RUN |2 A=x y B=z /bin/bash -o pipefail -c make",
+         f"RUN |2 {REDACTED} /bin/bash -o pipefail -c make"),
+        # No shell to tell the command from the values (exec form): all of it is redacted.
+        ("RUN |1 PASS=correct horse python x.py", f"RUN |1 {REDACTED}"),
+        # The classic builder's form.
+        ("|1 NPM_AUTH=s3cr3t v /bin/sh -c npm ci", f"|1 {REDACTED} /bin/sh -c npm ci"),
+        ("|1 NPM_AUTH=s3cr3t", f"|1 {REDACTED}"),
+    ],
+)  # fmt: skip
+def test_build_arguments_are_redacted_whatever_their_values(created_by: str, shown: str) -> None:
+    assert redact(created_by) == shown
 
 
 def _history(*created: str) -> dict[str, object]:
@@ -282,3 +311,140 @@ def test_findings_of_one_kind_are_capped(tmp_path: Path, monkeypatch: pytest.Mon
     assert (
         image_rule(load_policy_text("version: 1\n", "p").policy, found[-1]).outcome is Outcome.FAIL
     )
+
+
+def test_the_names_of_one_inode_share_the_last_owner_and_mode(tmp_path: Path) -> None:
+    # Runtimes link, then lchown and chmod the new name: the one inode every name shows.
+    from tests.imagegate.test_review_r17a import _tar
+
+    from modelseal.imagefs import ImageFs
+
+    image = _tar(
+        ("a", "d", 0o755, 0, 0, b""),
+        ("a/f", "f", 0o644, 0, 0, b"data"),
+        ("a/h1", "h", 0o664, 1000, 1000, "a/f"),
+        ("a/h2", "h", 0o600, 2000, 3000, "a/h1"),
+        ("a/g", "f", 0o644, 0, 0, b"other"),
+    )  # fmt: skip
+    layout, digest = make_layout(tmp_path / "oci", [image])
+    fs = ImageFs.build(layout, digest)
+    shown = {e.path: (e.uid, e.gid, e.mode & 0o7777) for e in fs.walk("a")}
+    assert shown == {"a/f": (2000, 3000, 0o600), "a/h1": (2000, 3000, 0o600),
+                     "a/h2": (2000, 3000, 0o600), "a/g": (0, 0, 0o644)}  # fmt: skip
+
+
+def test_config_values_are_blamed_on_the_line_that_sets_them() -> None:
+    from modelseal.imagebuild.dockerfile import parse_dockerfile
+    from modelseal.imagegate.history import Attribution
+
+    text = (
+        "FROM base\n"
+        "ENV HF_TOKEN=hf_x\n"
+        "ENV HINT HF_TOKEN and DB_PASSWORD\n"  # legacy form: sets HINT only
+        'LABEL "a.b"="HF_TOKEN" c=d\n'
+        "EXPOSE 8000-8010/tcp 53/udp\n"
+        "EXPOSE 22\n"
+        "ENV TOKEN_VARIABLE=HF_TOKEN\n"
+    )
+    stage = tuple(parse_dockerfile(text, "Dockerfile", build_args={}).instructions[1:])
+    at = Attribution((), stage, "Dockerfile")
+    assert at.instruction("ENV", "HF_TOKEN")[0] == "Dockerfile:2"
+    assert at.instruction("ENV", "HINT")[0] == "Dockerfile:3"
+    assert at.instruction("ENV", "DB_PASSWORD")[0] == ""  # the base image's
+    assert at.instruction("LABEL", "a.b")[0] == "Dockerfile:4"
+    assert at.instruction("LABEL", "HF_TOKEN")[0] == ""
+    assert at.instruction("EXPOSE", "8005/tcp")[0] == "Dockerfile:5"
+    assert at.instruction("EXPOSE", "53/udp")[0] == "Dockerfile:5"
+    assert at.instruction("EXPOSE", "22/tcp")[0] == "Dockerfile:6"
+    assert at.instruction("EXPOSE", "53/tcp")[0] == ""
+    assert at.instruction("EXPOSE", "8011/tcp")[0] == ""
+
+
+# --- the secret scan: every tree, whatever the environment (needs trivy) -----------------------
+
+
+@pytest.mark.parametrize("path", [
+    "app/vendor/id_rsa", "usr/share/app/id_rsa", "usr/include/id_rsa", "app/locale/id_rsa",
+    "usr/local/go/id_rsa", "opt/yarn-v1.22.0/id_rsa", "usr/src/wordpress/id_rsa",
+    "var/log/anaconda/id_rsa", "usr/lib/gems/id_rsa", "srv/example.pem", "app/my-test/id_rsa",
+])  # fmt: skip
+def test_a_key_under_any_of_trivys_allow_listed_trees_is_found(tmp_path: Path, path: str) -> None:
+    # Every built-in allow rule of Trivy (secrets.BUILTIN_ALLOW_RULES) is switched off.
+    from tests.imagegate.test_review_r17a import _trivy_view
+
+    from modelseal.imagegate.secrets import collect
+
+    found = collect(_trivy_view(tmp_path, path))
+    assert [f.subject for f in found if f.id == "image.secret"] == ["/" + path]
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("TRIVY_SECRET_CONFIG", "narrow.yaml"), ("TRIVY_IGNOREFILE", "ignore"),
+     ("TRIVY_OUTPUT", "elsewhere.json"), ("TRIVY_FORMAT", "table"),
+     ("TRIVY_SCANNERS", "vuln"), ("TRIVY_SKIP_DIRS", "/app")],
+)  # fmt: skip
+def test_no_trivy_variable_reaches_the_secret_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    from tests.imagegate.test_review_r17a import _trivy_view
+
+    from modelseal.imagegate.secrets import collect
+
+    # What the variables would point at: a config that disables every rule, an ignore file
+    # that drops the rule's findings.
+    (tmp_path / "narrow.yaml").write_text("disable-rules: [private-key]\n")
+    (tmp_path / "ignore").write_text("private-key\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(var, str(tmp_path / value))
+    found = collect(_trivy_view(tmp_path))
+    assert [f.subject for f in found if f.id == "image.secret"] == ["/app/id_rsa"]
+    assert not (tmp_path / "elsewhere.json").exists()
+
+
+def test_a_secret_report_past_the_limit_errors_and_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.imagegate.test_review_r17a import _trivy_view
+
+    from modelseal.errors import ToolError
+    from modelseal.imagegate import secrets
+
+    monkeypatch.setattr(secrets, "MAX_REPORT_BYTES", 100)
+    with pytest.raises(ToolError, match="larger than the 100 bytes limit"):
+        secrets.collect(_trivy_view(tmp_path))
+    # The report holds the matched key: not left behind.
+    assert not list((tmp_path / "work").glob("secrets-*/secrets.json"))
+
+
+def test_model_writable_follows_symlinks_to_their_targets_and_the_way_there(tmp_path: Path) -> None:
+    from tests.imagegate.test_review_r17a import APP, _etc, _tar
+    from tests.imagegate.test_review_r17a import _view as view_of
+
+    from modelseal.imagegate.files import collect
+
+    image = _tar(
+        ("app", "d", 0o755, 0, 0, b""),
+        ("app/model", "d", 0o755, 0, 0, b""),
+        # A directory link below the model path, relative, to a tree whose file the user owns.
+        ("app/model/sub", "l", 0o777, 0, 0, "../../srv/weights"),
+        ("srv", "d", 0o755, 0, 0, b""),
+        ("srv/weights", "d", 0o755, 0, 0, b""),
+        ("srv/weights/a.bin", "f", 0o644, 1000, 1000, b"a"),
+        # A link through a user-owned directory (the user could re-point /home/app/cur).
+        ("home", "d", 0o755, 0, 0, b""),
+        ("home/app", "d", 0o755, 1000, 1000, b""),
+        ("home/app/cur", "l", 0o777, 0, 0, "/opt/b.bin"),
+        ("opt", "d", 0o755, 0, 0, b""),
+        ("opt/b.bin", "f", 0o644, 0, 0, b"b"),
+        ("app/model/b.bin", "l", 0o777, 0, 0, "/home/app/cur"),
+        # A loop and a dangling link: nothing to serve, nothing reported, no hang.
+        ("app/model/loop", "l", 0o777, 0, 0, "loop"),
+        ("app/model/gone", "l", 0o777, 0, 0, "/nowhere"),
+        ("app/model/self", "l", 0o777, 0, 0, "."),
+        ("app/model/ok.bin", "f", 0o644, 0, 0, b"ok"),
+    )  # fmt: skip
+    found = collect(view_of(tmp_path, "app", _etc(APP), image))
+    assert sorted(f.subject for f in found if f.id == "image.model-writable") == [
+        "/home/app", "/srv/weights/a.bin"
+    ]

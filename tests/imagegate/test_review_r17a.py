@@ -100,9 +100,6 @@ def test_a_short_passwd_line_is_uid_0_as_in_runc(tmp_path: Path) -> None:
 APP = ROOT + "app:x:1000:1000::/home/app:/bin/sh\n"
 
 
-@pytest.mark.xfail(strict=True, reason="review: files.py:110 checks only the directories above "
-                   "the RESOLVED model path; a model path that is a symlink in a directory the "
-                   "user owns can be re-pointed by the user, and is not reported")
 def test_the_directory_holding_a_symlinked_model_path_is_checked(tmp_path: Path) -> None:
     from modelseal.imagegate.files import collect
 
@@ -117,9 +114,6 @@ def test_the_directory_holding_a_symlinked_model_path_is_checked(tmp_path: Path)
     assert any(f.id == "image.model-writable" for f in found), [(f.id, f.subject) for f in found]
 
 
-@pytest.mark.xfail(strict=True, reason="review: imagefs.py:366 gives a hardlink its own "
-                   "uid/gid but leaves the target's; runtimes lchown the link path, which owns "
-                   "the shared inode: the model file becomes the user's, and is not reported")
 def test_a_hardlink_that_chowns_a_model_file_is_reported(tmp_path: Path) -> None:
     from modelseal.imagegate.files import collect
 
@@ -137,17 +131,11 @@ def test_a_hardlink_that_chowns_a_model_file_is_reported(tmp_path: Path) -> None
 # --- (1) secrets: detection and redaction -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: secretlike.py:9 needs '_' before PASSWORD, so "
-                   "PostgreSQL's standard PGPASSWORD (and MYSQL_PWD, camelCase dbPassword/githubToken) is "
-                   "not a secret-like name, though the README promises *PASSWORD*")
 @pytest.mark.parametrize("name", ["PGPASSWORD", "MYSQL_PWD", "dbPassword", "githubToken"])
 def test_well_known_password_variables_look_like_secrets(name: str) -> None:
     assert secret_kind(name, "hunter2")
 
 
-@pytest.mark.xfail(strict=True, reason="review: secretlike.py:58 drops N space-separated words "
-                   "after RUN |N, but BuildKit writes build-arg values unquoted: a value with a "
-                   "space leaks its tail into created_by evidence in report.json")
 def test_a_build_argument_with_spaces_is_redacted_whole() -> None:
     # BuildKit: strings.Join(["|1", "PASSPHRASE=" + v, "/bin/sh", "-c", cmd], " ")
     shown = redact("RUN |1 PASSPHRASE=correct horse battery staple /bin/sh -c make")
@@ -208,9 +196,6 @@ def test_the_secret_scan_finds_the_key_in_the_crafted_layer(tmp_path: Path) -> N
     assert [f.subject for f in found if f.id == "image.secret"] == ["/app/id_rsa"]
 
 
-@pytest.mark.xfail(strict=True, reason="review: secrets.py:67 runs Trivy with the caller's "
-                   "TRIVY_* environment; TRIVY_SKIP_FILES / TRIVY_SKIP_DIRS / TRIVY_SEVERITY / "
-                   "TRIVY_SECRET_CONFIG silently narrow the secret scan and the gate passes")
 @pytest.mark.parametrize(
     ("var", "value"),
     [("TRIVY_SKIP_FILES", "app/id_rsa"), ("TRIVY_SKIP_DIRS", "app"),
@@ -233,9 +218,6 @@ def test_trivy_environment_cannot_narrow_the_secret_scan(
 # --- (3) attribution -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: history.py:168 _names matches any word of the "
-                   "arguments, values included: ENV HINT=HF_TOKEN is blamed for the HF_TOKEN "
-                   "secret that an earlier line set")
 def test_an_env_line_is_blamed_only_for_the_names_it_sets() -> None:
     from modelseal.imagebuild.dockerfile import parse_dockerfile
 
@@ -248,9 +230,6 @@ def test_an_env_line_is_blamed_only_for_the_names_it_sets() -> None:
 # --- round 2 -------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: files.py:89 skips symlinks under the model path; "
-                   "a model file that is a symlink to a file the runtime user owns is served "
-                   "from that writable file, and nothing is reported")
 def test_a_model_file_symlinked_to_a_user_owned_file_is_reported(tmp_path: Path) -> None:
     from modelseal.imagegate.files import collect
 
@@ -266,10 +245,6 @@ def test_a_model_file_symlinked_to_a_user_owned_file_is_reported(tmp_path: Path)
     assert any(f.id == "image.model-writable" for f in found), [(f.id, f.subject) for f in found]
 
 
-@pytest.mark.xfail(strict=True, reason="review: secrets.py runs Trivy with its built-in allow "
-                   "rules, which skip whole trees (usr/lib, usr/share, site-packages, tests, "
-                   "examples, vendor, node_modules, *.md): a private key there passes the gate; "
-                   "the README's threat model does not say so")
 @pytest.mark.parametrize("path", [
     "usr/local/lib/python3.11/site-packages/app/id_rsa",  # where a pip-installed app lives
     "app/tests/id_rsa", "app/examples/id_rsa", "usr/lib/app/id_rsa", "app/README.md",
@@ -281,9 +256,6 @@ def test_a_key_in_an_allow_listed_tree_is_found(tmp_path: Path, path: str) -> No
     assert [f.subject for f in found if f.id == "image.secret"] == ["/" + path]
 
 
-@pytest.mark.xfail(strict=True, reason="review: config.py:73 blames every exposed port on the "
-                   "last EXPOSE line of the final stage (no port given to instruction()), so a "
-                   "port set by an earlier line or the base image points at the wrong line")
 def test_an_exposed_port_is_blamed_on_the_line_that_exposes_it(tmp_path: Path) -> None:
     from modelseal.imagegate.config import collect
     from modelseal.imagegate.history import text_digest
@@ -302,9 +274,6 @@ def test_an_exposed_port_is_blamed_on_the_line_that_exposes_it(tmp_path: Path) -
     assert port.location != "Dockerfile:4", "blamed on EXPOSE 8080"
 
 
-@pytest.mark.xfail(strict=True, reason="review: secretlike.py:51 recognises only BuildKit's "
-                   "'RUN |N' form; a base image built by the classic builder records '|N A=v "
-                   "/bin/sh -c …' and its build arguments reach created_by evidence unredacted")
 def test_classic_builder_build_arguments_are_redacted() -> None:
     shown = redact("|1 NPM_AUTH=s3cr3tvalue /bin/sh -c npm ci")
     assert "s3cr3tvalue" not in shown, shown

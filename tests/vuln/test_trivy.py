@@ -484,3 +484,20 @@ def test_a_java_db_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> Non
     (cache / "java-db").symlink_to(tmp_path / "elsewhere")
     r = _run(_fake_layout(tmp_path / "oci"), _policy(cache), tmp_path)
     assert r.status is Status.ERRORED and "symbolic link" in (r.error or "")
+
+
+def test_no_trivy_variable_reaches_the_scan(
+    tmp_path: Path, fresh_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TRIVY_SEVERITY, TRIVY_SKIP_DIRS, TRIVY_IGNOREFILE … would narrow what the gate judges;
+    # the fake Trivy fails when it sees any, and prints an empty report otherwise.
+    body = (
+        'if [ "$2" = "--download-db-only" ]; then exit 0; fi\n'
+        "if env | grep -q '^TRIVY_'; then echo 'got TRIVY_*' >&2; exit 3; fi\n"
+        'echo \'{"SchemaVersion": 2, "Results": []}\''
+    )
+    monkeypatch.setenv("MODELSEAL_TRIVY", str(_fake_trivy(tmp_path, body)))
+    monkeypatch.setenv("TRIVY_SEVERITY", "CRITICAL")
+    monkeypatch.setenv("TRIVY_SKIP_DIRS", "/usr")
+    r = _run(_fake_layout(tmp_path / "oci"), _policy(fresh_db), tmp_path)
+    assert r.status is Status.PASSED, r.error

@@ -70,7 +70,7 @@ def _ports(view: ImageView) -> list[Finding]:
             shown = printable(port[:MAX_NAME])
             out.append(_finding(view, "image.exposed-port", Severity.LOW,
                                 f"the image exposes port {shown}, which is not in "
-                                "image.allowed_ports", f"port {shown}", "EXPOSE",
+                                "image.allowed_ports", f"port {shown}", "EXPOSE", norm,
                                 port=shown))  # fmt: skip
     return out
 

@@ -7,7 +7,9 @@
   is for;
 - anything under the model paths (``models.image_paths``), and the directories above them,
   that the runtime user owns or may write: the serving process must not be able to change or
-  replace the model it serves. A sticky directory above a model path counts only when the
+  replace the model it serves. Symlinks are followed (a model file linked to a file the user
+  owns is served from that file), and the directories holding each link on the way count too
+  (the user could re-point the link). A sticky directory above a model path counts only when the
   user owns it. Skipped when the runtime user is root or cannot be resolved (that is a finding
   of its own, :mod:`modelseal.imagegate.config`).
 
@@ -89,7 +91,11 @@ def _finding(view: ImageView, at: Attribution, id: str, severity: Severity, titl
 
 
 def _model_writable(view: ImageView, user: RuntimeUser) -> list[tuple[FsEntry, str]]:
-    """Entries under (and directories above) the model paths the user may change."""
+    """Entries under (and directories above) the model paths the user may change. Symlinks
+    are followed, the model path itself and every one below it: the file or directory a link
+    leads to is what the process serves, and the directories holding the link (who may write
+    one may re-point the link) and those on the way to its target count as directories above
+    the model."""
     fs = view.fs
     image_paths = view.ctx.policy.policy.models.image_paths
     seen: set[str] = set()
@@ -105,16 +111,38 @@ def _model_writable(view: ImageView, user: RuntimeUser) -> list[tuple[FsEntry, s
             why = "owned by it" if e.uid == user.uid else f"mode {e.mode & 0o7777:04o}"
             out.append((e, f"{'a directory above the model, ' if ancestor else ''}{why}"))
 
-    for name in sorted(image_paths):
-        res = fs.resolve(image_paths[name])
-        if res.entry is None:
-            continue  # models-image reports a missing model path
-        parts = res.resolved.split("/") if res.resolved else []
+    def above(path: str) -> None:
+        """The directories holding the physical path ``path`` (no symlink in it)."""
+        parts = path.split("/") if path else []
         for k in range(len(parts)):
-            above = fs.entry("/".join(parts[:k]))
-            if above is not None:
-                check(above, ancestor=True)
+            e = fs.entry("/".join(parts[:k]))
+            if e is not None:
+                check(e, ancestor=True)
+
+    def follow(path: str) -> str | None:
+        """Check what ``path`` leads to and the way there; the directory to walk, if any."""
+        res = fs.resolve(path)
+        for link, _ in res.symlinks:
+            above(link)  # the physical path of each link crossed
+        if res.entry is None:
+            return None  # models-image reports a missing model path; a dangling link serves nothing
+        above(res.resolved)
         check(res.entry, ancestor=False)
-        for e in fs.walk(res.resolved):
-            check(e, ancestor=False)
+        return res.resolved if res.entry.kind == "dir" else None
+
+    todo = [d for name in sorted(image_paths) if (d := follow(image_paths[name])) is not None]
+    walked: set[str] = set()
+    while todo:
+        top = todo.pop()
+        # A directory inside one already walked was seen whole (its links followed too).
+        parts = top.split("/") if top else []
+        if any("/".join(parts[:k]) in walked for k in range(len(parts) + 1)):
+            continue
+        walked.add(top)
+        for e in fs.walk(top):
+            if e.kind == "symlink":
+                if (d := follow(e.path)) is not None:
+                    todo.append(d)
+            else:
+                check(e, ancestor=False)
     return out

@@ -15,6 +15,8 @@ image's layers, and every layer of an image whose history does not line up, are 
 from __future__ import annotations
 
 import hashlib
+import re
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -136,21 +138,60 @@ class Attribution:
 
     def instruction(self, keyword: str, name: str = "") -> tuple[str, dict[str, str]]:
         """The location and evidence of the last final-stage ``keyword`` instruction (naming
-        ``name`` when given: ``ENV NAME=…``, ``LABEL NAME=…``); ``("", {})`` when none is
-        (the value comes from the base image)."""
+        ``name`` when given: the variable or label ``ENV NAME=…`` / ``LABEL NAME=…`` sets, the
+        port ``EXPOSE`` exposes as ``PORT/PROTO``); ``("", {})`` when none is (the value comes
+        from the base image, or an argument the line names through a variable)."""
         for instr in reversed(self.stage):
             if instr.keyword != keyword:
                 continue
-            if name and not _names(instr.args, name):
+            if name and keyword == "EXPOSE" and not _exposes(instr.args, name):
+                continue
+            if name and keyword != "EXPOSE" and name not in _names_set(instr.args):
                 continue
             where = f"{self.dockerfile}:{instr.start_line}"
             return where, {"dockerfile_line": where}
         return "", {}
 
 
-def _names(args: str, name: str) -> bool:
-    """Whether ``ENV``/``LABEL`` arguments set ``name`` (``NAME=v``, ``"NAME"=v``, ``NAME v``)."""
-    return any(word.strip("\"'") == name for word in args.replace("=", " = ").split())
+def _words(args: str) -> list[str]:
+    """Arguments split as the Dockerfile parser splits them (quotes, backslash escapes); on
+    unbalanced quotes, at white space."""
+    try:
+        return shlex.split(args, posix=True)
+    except ValueError:
+        return args.split()
+
+
+def _names_set(args: str) -> set[str]:
+    """The names ``ENV``/``LABEL`` arguments set, never their values: every ``NAME=value``
+    word (``"NAME"=v`` too), or, in the legacy form ``NAME value with spaces``, the first
+    word alone."""
+    words = _words(args)
+    if not words:
+        return set()
+    if "=" not in words[0]:
+        return {words[0]}
+    return {w.partition("=")[0] for w in words if "=" in w}
+
+
+_PORT = re.compile(r"(?P<lo>\d+)(?:-(?P<hi>\d+))?(?:/(?P<proto>[A-Za-z]+))?")
+
+
+def _exposes(args: str, port: str) -> bool:
+    """Whether ``EXPOSE`` arguments expose ``port`` (``NUMBER/proto``): ``8080``, ``53/udp``,
+    a range ``8000-8010/tcp``."""
+    number, _, proto = port.partition("/")
+    if not number.isdigit():
+        return False
+    for word in _words(args):
+        m = _PORT.fullmatch(word)
+        if m is None or (m.group("proto") or "tcp").lower() != proto:
+            continue
+        lo = int(m.group("lo"))
+        hi = int(m.group("hi") or lo)
+        if lo <= int(number) <= hi:
+            return True
+    return False
 
 
 def attribution(view: ImageView) -> Attribution:

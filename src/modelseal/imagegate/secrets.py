@@ -5,6 +5,17 @@ still found: it is still in the image's blobs for anyone who pulls it. The scan 
 vulnerability DB and downloads nothing (the flags of the Trivy gate, with ``--scanners secret``
 and the same cache directory rules, :func:`modelseal.vuln.trivy.prepare_cache_dir`).
 
+Trivy's built-in allow rules are switched off (a generated ``trivy-secret.yaml`` whose
+``disable-allow-rules`` lists them all, written fresh in the run's private directory): they
+skip whole trees — ``site-packages`` under ``usr/local/lib/python*`` (where a pip-installed app
+lives), ``usr/lib``, ``usr/share``, ``tests``, anything named ``example``, ``vendor/``,
+``*.md`` … — and a key there is still in the image. The cost is more findings from test keys
+that packages ship, which ``image.secrets_ignore`` accepts by path. (Trivy still never reads
+files under ``node_modules/`` and ``.git/``: it skips them before any rule.) No ``TRIVY_*``
+variable of the caller reaches Trivy (``TRIVY_SKIP_FILES``, ``TRIVY_SEVERITY``,
+``TRIVY_SECRET_CONFIG`` … would narrow the scan and the gate would pass), and its working
+directory is private (Trivy reads ``trivy.yaml`` and ``.trivyignore`` from there).
+
 Trivy's report quotes the match (partly masked) and the lines around it. None of that is kept:
 a finding names the rule, the file, the line number and the layer (its index, diff id and the
 instruction or Dockerfile line that made it), never the secret; the report text is dropped as
@@ -21,7 +32,8 @@ from typing import Any
 
 from modelseal import fsio
 from modelseal._tools import find_tool, run_tool
-from modelseal.errors import GateError, ToolError
+from modelseal.bounded import MIB, read_input
+from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, Severity
 from modelseal.imagefs import printable
 from modelseal.imagegate.history import Attribution, attribution
@@ -29,6 +41,7 @@ from modelseal.imagegate.view import ImageView
 from modelseal.vuln.trivy import (
     _HINT_BINARY,
     SCAN_TIMEOUT,
+    TRIVY_ENV_PREFIX,
     prepare_cache_dir,
     resolve_cache_dir,
     scan_argv,
@@ -40,14 +53,41 @@ GATE = "image"
 MAX_SECRETS = 1000
 #: Characters of a rule id, title or path kept.
 MAX_TEXT = 300
+#: Bytes of Trivy's report read back (it quotes a few lines around each match); past it the
+#: gate is ERRORED.
+MAX_REPORT_BYTES = 64 * MIB
+#: The ids of Trivy's built-in allow rules (``pkg/fanal/secret/builtin-allow-rules.go``; Trivy
+#: takes a list of ids, not a switch): each skips a whole tree or file type, and ``examples``
+#: also every match containing "example". A rule a later Trivy adds is not in this list; the
+#: tests plant a key under each tree these rules name, so a Trivy upgrade that adds one shows.
+BUILTIN_ALLOW_RULES = (
+    "tests", "examples", "vendor", "usr-dirs", "locale-dir", "markdown", "node.js", "golang",
+    "python", "rubygems", "wordpress", "anaconda-log",
+)  # fmt: skip
+#: Trivy's secret configuration: the built-in rules, none of the built-in allow rules.
+SECRET_CONFIG = "disable-allow-rules:\n" + "".join(f"  - {r}\n" for r in BUILTIN_ALLOW_RULES)
 
 
-def secret_argv(trivy: str, layout_dir: Path, cache_dir: Path) -> list[str]:
-    """The Trivy gate's offline scan command, for the secret scanner only."""
+def write_secret_config(directory: Path) -> Path:
+    """:data:`SECRET_CONFIG` as ``trivy-secret.yaml`` in ``directory`` (created fresh)."""
+    path = directory / "trivy-secret.yaml"
+    fsio.write_text_atomic(path, SECRET_CONFIG)
+    return path
+
+
+def secret_argv(
+    trivy: str, layout_dir: Path, cache_dir: Path, config: Path, output: Path | None = None
+) -> list[str]:
+    """The Trivy gate's offline scan command, for the secret scanner only, with the secret
+    configuration ``config`` (:func:`write_secret_config`) and the report written to
+    ``output`` (stdout if None)."""
     argv = scan_argv(trivy, layout_dir, cache_dir)
     argv[argv.index("--scanners") + 1] = "secret"
-    # Findings never change the exit code (TRIVY_EXIT_CODE in the environment would): a failed
-    # run's error may quote its output, and this output holds the secrets.
+    argv += ["--secret-config", str(config)]
+    if output is not None:
+        argv += ["--output", str(output)]
+    # Findings never change the exit code: a failed run's error may quote its output, and this
+    # output holds the secrets.
     return [*argv, "--exit-code", "0"]
 
 
@@ -60,19 +100,30 @@ def collect(view: ImageView) -> list[Finding]:
     work = Path(tempfile.mkdtemp(prefix="secrets-", dir=fsio.ensure_dir(ctx.work_dir)))
     single = single_manifest_layout(view.layout, view.digest, work / "input")
     ctx.progress(GATE, f"scanning the layers for secrets ({view.platform})")
-    # cwd: the private directory, so that no trivy.yaml / trivy-secret.yaml of the build
-    # context (Trivy reads them from the working directory) changes the rules.
-    argv = secret_argv(trivy, Path(single.name), cache_dir)
-    proc = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=work, check=False)
-    if proc.returncode != 0:
-        # Not run_tool's error: with nothing on stderr it quotes stdout, which may hold secrets.
-        raise ToolError(f"trivy exited with code {proc.returncode} scanning for secrets.",
-                        command=" ".join(argv[:4]) + " …", stderr_tail=proc.stderr[-2000:])  # fmt: skip
-    text = proc.stdout
+    # cwd: the private directory, so that no trivy.yaml / .trivyignore of the build context
+    # (Trivy reads them from the working directory) changes the rules; the environment: no
+    # TRIVY_* (see the module doc).
+    report = work / "secrets.json"
+    argv = secret_argv(trivy, Path(single.name), cache_dir, write_secret_config(work), report)
     try:
+        proc = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=work, check=False,
+                        drop_prefixes=(TRIVY_ENV_PREFIX,))  # fmt: skip
+        if proc.returncode != 0:
+            # Not run_tool's error: with nothing on stderr it would quote stdout.
+            raise ToolError(f"trivy exited with code {proc.returncode} scanning for secrets.",
+                            command=" ".join(argv[:4]) + " …", stderr_tail=proc.stderr[-2000:])  # fmt: skip
+        try:
+            data = read_input(report, what="Trivy's secret report", limit=MAX_REPORT_BYTES,
+                              contained=False)  # fmt: skip
+        except Error as e:
+            raise ToolError(e.message) from None
+        text = data.decode("utf-8", errors="replace")
+        del data
         return parse_secrets(text, view, attribution(view), config_target=single.name)
     finally:
-        del text
+        # The report holds the matched secrets: gone as soon as it is parsed (or the run
+        # failed).
+        fsio.remove(report)
 
 
 def _text(value: object) -> str:

@@ -925,13 +925,14 @@ class ImagePolicy(BaseModel):
     )
     allow_setuid: list[str] = Field(
         default=[],
-        description="Globs over image paths (without the leading /) of setuid/setgid files "
-        "that are accepted (e.g. usr/bin/passwd); every other one fails.",
+        description="Globs (fnmatch, over the whole image path without the leading /; * also "
+        "matches /) of setuid/setgid files that are accepted (e.g. usr/bin/passwd); every "
+        "other one fails.",
     )
     allow_world_writable: list[str] = Field(
         default=[],
-        description="Globs over image paths (without the leading /) of world-writable files "
-        "and directories that are accepted. Sticky directories (mode 1777, /tmp) are never "
+        description="Globs (fnmatch, over the whole image path without the leading /; * also "
+        "matches /) of world-writable files and directories that are accepted. Sticky directories (mode 1777, /tmp) are never "
         "reported.",
     )
     secrets: Literal["fail", "warn"] = Field(
@@ -941,8 +942,8 @@ class ImagePolicy(BaseModel):
     )
     secrets_ignore: list[str] = Field(
         default=[],
-        description="Globs over what a secret finding names: an image path (without the "
-        "leading /), env:NAME, label:NAME, or 'image config' (what Trivy finds in the config: "
+        description="Globs (fnmatch; * also matches /) over the whole of what a secret finding "
+        "names: an image path (without the leading /), env:NAME, label:NAME, or 'image config' (what Trivy finds in the config: "
         "environment, labels, history); accepted as known (e.g. a package's test keys).",
     )
 

@@ -34,6 +34,10 @@ from modelseal.vuln.findings import vuln_finding
 GATE = "trivy"
 #: Seconds one scan may take (the first online run also downloads the DB).
 SCAN_TIMEOUT = 1800.0
+#: Trivy's own settings (``TRIVY_SEVERITY``, ``TRIVY_SKIP_DIRS``, ``TRIVY_IGNOREFILE`` …): none
+#: reaches a scan, whose scope the policy alone decides (the DB download keeps them: mirror
+#: credentials and TLS settings).
+TRIVY_ENV_PREFIX = "TRIVY_"
 #: Seconds ``trivy --version`` may take.
 VERSION_TIMEOUT = 60.0
 #: The DB schema this Trivy reads.
@@ -176,6 +180,9 @@ def scan_argv(trivy: str, layout_dir: Path, cache_dir: Path) -> list[str]:
         "--skip-version-check", "--offline-scan",
         "--disable-telemetry",
         "--quiet",
+        # Trivy's own deadline (5 min by default, TRIVY_TIMEOUT no longer reaches it): just
+        # inside ours, so that a slow scan ends with Trivy's message rather than a kill.
+        "--timeout", f"{int(SCAN_TIMEOUT) - 60}s",
     ]  # fmt: skip
 
 
@@ -231,7 +238,8 @@ def _download_db(
 
 
 def _scan_one(argv: list[str], cwd: Path, platform: str) -> list[Finding]:
-    return parse_report(run_tool(argv, timeout=SCAN_TIMEOUT, cwd=cwd).stdout, platform=platform)
+    out = run_tool(argv, timeout=SCAN_TIMEOUT, cwd=cwd, drop_prefixes=(TRIVY_ENV_PREFIX,)).stdout
+    return parse_report(out, platform=platform)
 
 
 def parse_report(text: str, *, platform: str) -> list[Finding]:
