@@ -77,15 +77,6 @@ def _policy(text: str = "") -> Any:
     return load_policy_text("version: 1\n" + text, "policy.yml").policy
 
 
-VENDOR_IDS = pytest.mark.xfail(
-    strict=True,
-    reason="review: ids_of() counts Trivy's VendorIDs (USN/DSA/RHSA/ALAS errata, which fix "
-    "several CVEs at once) as aliases, so baseline matching takes distinct CVEs on one package "
-    "for the same finding (vuln/baseline.py BaselineIndex.matches)",
-)
-
-
-@VENDOR_IDS
 def test_a_cve_sharing_only_a_vendor_notice_with_a_baseline_cve_is_new() -> None:
     """CVE-2023-0465 is another vulnerability than CVE-2023-0464; that one Ubuntu notice fixes
     both does not make them aliases. The baseline holds only CVE-2023-0464 (HIGH); the run adds
@@ -102,7 +93,6 @@ def test_a_cve_sharing_only_a_vendor_notice_with_a_baseline_cve_is_new() -> None
     assert verdict.status is Status.FAILED
 
 
-@VENDOR_IDS
 def test_a_baseline_cve_gone_now_is_fixed_even_if_its_notice_still_names_another() -> None:
     """The other side of the same conflation: the baseline held CVE-2023-0464 and
     CVE-2023-0465; the run has only CVE-2023-0465 — CVE-2023-0464 is fixed. Today both
@@ -279,13 +269,6 @@ def _requests(severity: Severity) -> Finding:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: BaselineIndex._severity (vuln/baseline.py) maps UNKNOWN through the global "
-    "vulnerabilities.unknown_severity, not the override that judges the finding "
-    "(overrides[].unknown_severity): a finding the override counts CRITICAL, HIGH in the "
-    "baseline, is 'not worse' and passes under fail-if-worse",
-)
 def test_worse_counts_an_unknown_severity_as_the_threshold_that_judges_it() -> None:
     policy = _policy(
         "vulnerabilities:\n  fail_on: high\n  unknown_severity: low\n"
