@@ -149,13 +149,6 @@ def test_sarif_baseline_state_is_on_every_result_of_the_run() -> None:
 # --- the pull-request example -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: workflows-examples/pull-request.yml's baseline ghcr.io/owner/iris-server:main "
-    "is said to be moved by matrix.yml (tags: main), but matrix.yml publishes "
-    "ghcr.io/owner/{iris-classifier,sentiment,embeddings-gguf} (iris-server is release.yml's, "
-    "which never moves a main tag): copied as is, every pull request is ERRORED (exit 3)",
-)
 def test_the_pull_request_baseline_is_an_image_matrix_moves_main_on() -> None:
     examples = REPO / "workflows-examples"
     pr = YAML(typ="safe").load((examples / "pull-request.yml").read_text())
@@ -184,13 +177,6 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: under --policy-ref a vulnerabilities.baseline file is checked with "
-    "read_input(limit=MAX_VEX_BYTES, 16 MiB) in policy/gitref.py _check_input, while a "
-    "baseline may be 64 MiB (MAX_BASELINE_BYTES, README): a committed 17 MiB baseline is "
-    "refused (exit 2) only under --policy-ref",
-)
 def test_policy_ref_accepts_a_committed_baseline_within_the_baseline_limit(
     tmp_path: Path,
 ) -> None:
@@ -209,14 +195,6 @@ def test_policy_ref_accepts_a_committed_baseline_within_the_baseline_limit(
     assert checked.key == "vulnerabilities.baseline" and checked.sha256
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: under --policy-ref only a baseline file the *policy* names is checked "
-    "against the ref (policy/gitref.py check_trust_inputs); one given by --baseline / the "
-    "Action input that lies in the checkout is read as the pull request left it (the "
-    "pull-request example asks for a required, hence trusted, workflow; its inputs are then "
-    "trusted but the file is the PR's)",
-)
 def test_policy_ref_checks_a_baseline_file_given_by_the_flag_inside_the_checkout(
     tmp_path: Path,
 ) -> None:
@@ -327,14 +305,6 @@ def test_sarif_stays_inside_the_upload_limit_whatever_the_baseline() -> None:
 # --- the image baseline's signer under --policy-ref -----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: an image baseline is verified with verify.public_key read from the "
-    "checkout (app.expected_signer: _policy_dir(policy) / public_key), and check_trust_inputs "
-    "(policy/gitref.py) does not list verify.public_key: under --policy-ref a pull request "
-    "swaps the key file, and a scan report it signs (attached to the baseline image) becomes "
-    "the baseline — every finding it lists is 'existing'",
-)
 def test_policy_ref_refuses_a_verify_key_the_pull_request_changed(tmp_path: Path) -> None:
     from modelseal import app
     from modelseal.errors import ConfigError
