@@ -109,3 +109,43 @@ def test_worse_counts_an_unknown_severity_by_every_scanner_that_reported_it() ->
     assert [(d.finding.gate, d.baseline, d.outcome) for d in kept] == [
         ("trivy", "worse", Outcome.FAIL)
     ]
+
+
+def test_report_json_lists_a_bounded_number_of_fixed_findings() -> None:
+    """A baseline's fixed findings in report.json: at most MAX_FIXED_LISTED, each text clipped,
+    the rest counted (fixed_omitted, note); counts.fixed stays the total; the schema holds."""
+    import jsonschema
+    from tests.support.reports import REPORT_SCHEMA
+
+    from modelseal.reports.json_report import report_to_json
+    from modelseal.reports.model import Report
+    from modelseal.vuln.baseline import MAX_FIXED_LISTED, MAX_LISTED_TEXT
+
+    total = MAX_FIXED_LISTED + 7
+    fixed = [
+        vuln_finding(
+            gate="trivy",
+            id=f"CVE-2099-{i:05d}",
+            package=f"p{i}" + "x" * 3000,
+            version="1",
+            ecosystem="debian",
+            severity=Severity.LOW,
+            title="t",
+            fixed_in=None,
+            location="os package database",
+        )
+        for i in range(total)
+    ]
+    results = [GateResult("trivy", Status.PASSED, ())]
+    verdict = judge(results, _policy(), today=TODAY, baseline=_baseline(fixed))
+    data = report_to_json(Report(verdict, "policy.yml", "0" * 64, 0.0, 1.0, "0.0.0"))
+    jsonschema.validate(data, json.loads(REPORT_SCHEMA.read_text()))
+    base = data["baseline"]
+    assert base["counts"]["fixed"] == total
+    assert len(base["fixed"]) == MAX_FIXED_LISTED and base["fixed_omitted"] == 7
+    assert f"{MAX_FIXED_LISTED} of the {total} fixed findings listed" in base["note"]
+    assert max(len(b["subject"]) for b in base["fixed"]) == MAX_LISTED_TEXT
+    # Nothing left out: no note.
+    few = judge(results, _policy(), today=TODAY, baseline=_baseline(fixed[:3]))
+    data = report_to_json(Report(few, "policy.yml", "0" * 64, 0.0, 1.0, "0.0.0"))
+    assert len(data["baseline"]["fixed"]) == 3 and "note" not in data["baseline"]

@@ -108,13 +108,6 @@ def test_a_baseline_cve_gone_now_is_fixed_even_if_its_notice_still_names_another
 # --- SARIF --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: SARIF 2.1.0 §3.27.24 — 'If baselineState is present on any result object "
-    "in theRun, it SHALL be present on every such result object'; sarif.py sets it on the "
-    "vulnerability results only (not on other gates' results nor on the judge's stale-ignore "
-    "/ expired-ignore results)",
-)
 def test_sarif_baseline_state_is_on_every_result_of_the_run() -> None:
     (vuln,) = _trivy_ubuntu(("CVE-2023-0464", "HIGH"))
     other = Finding(
@@ -266,13 +259,6 @@ def test_worse_counts_an_unknown_severity_as_the_threshold_that_judges_it() -> N
 # --- hostile input: a large baseline --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: sarif.py copies BaselineSummary.to_json() whole into runs[0].properties "
-    "(every fixed finding, its id and subject unclipped — up to MAX_BASELINE_FINDINGS), so a "
-    "baseline within its 64 MiB limit makes a SARIF past GitHub's upload limit (10 MB "
-    "gzip-compressed), which sarif.py says it keeps inside (MAX_RESULTS, MAX_MESSAGE)",
-)
 def test_sarif_stays_inside_the_upload_limit_whatever_the_baseline() -> None:
     import gzip
 

@@ -60,6 +60,12 @@ MAX_BASELINE_BYTES: Final = 64 * MIB
 """A baseline report (file, or the report in an attestation) larger than this is refused."""
 MAX_BASELINE_FINDINGS: Final = 100_000
 """A baseline with more vulnerability findings than this is refused."""
+MAX_FIXED_LISTED: Final = 1000
+"""report.json lists at most this many fixed findings (``counts.fixed`` is the total; SARIF
+lists fewer: :data:`modelseal.reports.sarif.MAX_FIXED_LISTED`)."""
+MAX_LISTED_TEXT: Final = 1000
+"""Each text of the baseline a report repeats (a fixed finding's id or subject, the source,
+signer, verdict, error) is clipped to this many characters: they come from the baseline."""
 
 BaselineMode = Literal["warn", "fail-if-worse", "fail"]
 #: A finding's state against the baseline: ``worse`` is existing and worse.
@@ -132,15 +138,16 @@ class BaselineFinding:
         for advisory in advisory_ids(self.finding):
             yield (self.package, self.ecosystem, advisory)
 
-    def to_json(self) -> dict[str, Any]:
-        """The fields a report lists of a fixed finding."""
+    def to_json(self, max_text: int = MAX_LISTED_TEXT) -> dict[str, Any]:
+        """The fields a report lists of a fixed finding, each clipped to ``max_text``
+        characters (the baseline wrote them)."""
         f = self.finding
         return {
-            "gate": f.gate,
-            "id": f.id,
+            "gate": _clip(f.gate, max_text),
+            "id": _clip(f.id, max_text),
             "severity": f.severity.name,
-            "subject": f.subject,
-            "ecosystem": self.ecosystem,
+            "subject": _clip(f.subject, max_text),
+            "ecosystem": _clip(self.ecosystem, max_text),
         }
 
 
@@ -165,16 +172,16 @@ class Baseline:
         at = "" if pinned else f"@{self.digest}"
         return f"{self.spec.kind} {self.spec.text}{at}"
 
-    def to_json(self) -> dict[str, Any]:
-        """What the report says of the baseline used."""
+    def to_json(self, max_text: int = MAX_LISTED_TEXT) -> dict[str, Any]:
+        """What the report says of the baseline used (each text clipped to ``max_text``)."""
         return {
             "kind": self.spec.kind,
-            "source": self.spec.text,
-            "digest": self.digest,
-            "signer": self.signer,
-            "verdict": self.verdict,
-            "finished_at": self.finished_at,
-            "error": self.error,
+            "source": _clip(self.spec.text, max_text),
+            "digest": _clip(self.digest, max_text),
+            "signer": _clip(self.signer, max_text),
+            "verdict": _clip(self.verdict, max_text),
+            "finished_at": _clip(self.finished_at, max_text),
+            "error": _clip(self.error, max_text),
         }
 
 
@@ -275,10 +282,16 @@ class BaselineSummary:
         )
         return f"baseline {b.source} (baseline_policy {self.mode}): {counts}"
 
-    def to_json(self) -> dict[str, Any]:
-        """The report's ``baseline`` object."""
-        return {
-            **self.baseline.to_json(),
+    def to_json(
+        self, max_fixed: int = MAX_FIXED_LISTED, max_text: int = MAX_LISTED_TEXT
+    ) -> dict[str, Any]:
+        """The report's ``baseline`` object: the counts, and at most ``max_fixed`` of the fixed
+        findings (a baseline may hold 100,000: listing them all would make the report, and a
+        SARIF past GitHub's upload limit, as large as the baseline). When some are left out,
+        ``fixed_omitted`` says how many and ``note`` why."""
+        listed = self.fixed[:max_fixed]
+        out = {
+            **self.baseline.to_json(max_text),
             "policy": self.mode,
             "counts": {
                 "new": self.new,
@@ -286,8 +299,20 @@ class BaselineSummary:
                 "worse": self.worse,
                 "fixed": len(self.fixed),
             },
-            "fixed": [b.to_json() for b in self.fixed],
+            "fixed": [b.to_json(max_text) for b in listed],
         }
+        if len(listed) < len(self.fixed):
+            omitted = len(self.fixed) - len(listed)
+            out["fixed_omitted"] = omitted
+            out["note"] = (
+                f"{len(listed)} of the {len(self.fixed)} fixed findings listed; {omitted} left "
+                "out (counts.fixed is the total)"
+            )
+        return out
+
+
+def _clip(text: str | None, n: int) -> str | None:
+    return text if text is None or len(text) <= n else text[: n - 1] + "…"
 
 
 def _distinct(findings: Iterable[Finding]) -> Iterator[Finding]:
