@@ -461,8 +461,9 @@ def run(request: RunRequest, hooks: RunHooks | None = None) -> RunOutcome:
     if not request.context.is_dir():
         raise ConfigError(f"build context {request.context} is not a directory.")
     # Before anything reads them: under a policy ref the files the policy trusts (VEX, keys,
-    # trust config) must be the ones committed with it, or a PR could loosen them instead.
-    trusted = check_trust_inputs(policy, request.context)
+    # trust config, the baseline and the key it is verified with) must be the ones committed
+    # with it, or a PR could loosen them instead.
+    trusted = check_trust_inputs(policy, request.context, baseline=request.baseline)
     signer = None
     github = None
     models_target: ModelSigningTarget | None = None

@@ -192,7 +192,7 @@ def test_pull_requests_publish_nothing() -> None:
     assert seal["with"]["push"] is False
     # packages: read, for the baseline image's attestation (the base branch's last seal).
     assert jobs["scan"]["permissions"] == {"contents": "read", "packages": "read"}
-    assert seal["with"]["baseline"] == "ghcr.io/owner/iris-server:main"
+    assert seal["with"]["baseline"] == "ghcr.io/owner/iris-classifier:main"
     assert "security-events" in jobs["code-scanning"]["permissions"]
     assert not any("modelseal@" in s.get("uses", "") for s in _steps(jobs["code-scanning"]))
 

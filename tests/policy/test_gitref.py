@@ -463,3 +463,41 @@ def test_a_baseline_file_the_policy_names_is_the_committed_one(
         trusting, "version: 1\nvulnerabilities: {baseline: 'ghcr.io/org/app:main'}\n"
     )
     assert check_trust_inputs(image, Path("ctx")) == ()
+
+
+def test_the_runs_baseline_flag_and_an_image_baselines_key_are_checked_against_the_ref(
+    trusting: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline the run uses, however given: a --baseline file inside the checkout must be
+    the committed one, one outside it (a downloaded artifact) is the caller's; an image
+    baseline's verify.public_key must be the committed one (only when an image is the
+    baseline: a file baseline does not read it)."""
+    monkeypatch.setenv("MODELSEAL_CACHE_DIR", str(tmp_path / "cache"))
+    key = hashlib.sha256((trusting / "ctx" / "pub.pem").read_bytes()).hexdigest()
+    text = "version: 1\nverify: {public_key: ctx/pub.pem}\n"
+    plain = _policy_at_main(trusting, text)
+    assert check_trust_inputs(plain, Path("ctx")) == ()
+    outside = tmp_path / "artifact" / "report.json"
+    outside.parent.mkdir()
+    outside.write_text('{"schema_version": 2, "gates": []}')
+    assert check_trust_inputs(plain, Path("ctx"), baseline=str(outside)) == ()
+    # Inside the checkout: absent at the ref, present here — the pull request's own.
+    (trusting / "ctx" / "base.json").write_text('{"schema_version": 2, "gates": []}')
+    with pytest.raises(ConfigError) as e:
+        check_trust_inputs(plain, Path("ctx"), baseline="ctx/base.json")
+    assert "--baseline ctx/base.json" in str(e.value)
+    # An image, by the flag or the policy: its key is checked, and a changed one refused.
+    image = _policy_at_main(trusting, text + "vulnerabilities: {baseline: 'ghcr.io/o/a:main'}\n")
+    for loaded, flag in [(plain, "ghcr.io/o/a:main"), (image, None)]:
+        found = check_trust_inputs(loaded, Path("ctx"), baseline=flag)
+        assert [(t.key, t.path, t.sha256) for t in found] == [
+            ("verify.public_key", "ctx/pub.pem", key)
+        ]
+    (trusting / "ctx" / "pub.pem").write_text(
+        "-----BEGIN PUBLIC KEY-----\nBBBB\n-----END PUBLIC KEY-----\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        check_trust_inputs(image, Path("ctx"))
+    assert "verify.public_key ctx/pub.pem differs" in str(e.value)
+    # A file baseline given by the flag replaces the policy's image: the key is not read.
+    assert check_trust_inputs(image, Path("ctx"), baseline=str(outside)) == ()

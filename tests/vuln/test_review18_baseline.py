@@ -77,15 +77,6 @@ def _policy(text: str = "") -> Any:
     return load_policy_text("version: 1\n" + text, "policy.yml").policy
 
 
-VENDOR_IDS = pytest.mark.xfail(
-    strict=True,
-    reason="review: ids_of() counts Trivy's VendorIDs (USN/DSA/RHSA/ALAS errata, which fix "
-    "several CVEs at once) as aliases, so baseline matching takes distinct CVEs on one package "
-    "for the same finding (vuln/baseline.py BaselineIndex.matches)",
-)
-
-
-@VENDOR_IDS
 def test_a_cve_sharing_only_a_vendor_notice_with_a_baseline_cve_is_new() -> None:
     """CVE-2023-0465 is another vulnerability than CVE-2023-0464; that one Ubuntu notice fixes
     both does not make them aliases. The baseline holds only CVE-2023-0464 (HIGH); the run adds
@@ -102,7 +93,6 @@ def test_a_cve_sharing_only_a_vendor_notice_with_a_baseline_cve_is_new() -> None
     assert verdict.status is Status.FAILED
 
 
-@VENDOR_IDS
 def test_a_baseline_cve_gone_now_is_fixed_even_if_its_notice_still_names_another() -> None:
     """The other side of the same conflation: the baseline held CVE-2023-0464 and
     CVE-2023-0465; the run has only CVE-2023-0465 — CVE-2023-0464 is fixed. Today both
@@ -118,13 +108,6 @@ def test_a_baseline_cve_gone_now_is_fixed_even_if_its_notice_still_names_another
 # --- SARIF --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: SARIF 2.1.0 §3.27.24 — 'If baselineState is present on any result object "
-    "in theRun, it SHALL be present on every such result object'; sarif.py sets it on the "
-    "vulnerability results only (not on other gates' results nor on the judge's stale-ignore "
-    "/ expired-ignore results)",
-)
 def test_sarif_baseline_state_is_on_every_result_of_the_run() -> None:
     (vuln,) = _trivy_ubuntu(("CVE-2023-0464", "HIGH"))
     other = Finding(
@@ -159,13 +142,6 @@ def test_sarif_baseline_state_is_on_every_result_of_the_run() -> None:
 # --- the pull-request example -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: workflows-examples/pull-request.yml's baseline ghcr.io/owner/iris-server:main "
-    "is said to be moved by matrix.yml (tags: main), but matrix.yml publishes "
-    "ghcr.io/owner/{iris-classifier,sentiment,embeddings-gguf} (iris-server is release.yml's, "
-    "which never moves a main tag): copied as is, every pull request is ERRORED (exit 3)",
-)
 def test_the_pull_request_baseline_is_an_image_matrix_moves_main_on() -> None:
     examples = REPO / "workflows-examples"
     pr = YAML(typ="safe").load((examples / "pull-request.yml").read_text())
@@ -194,13 +170,6 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: under --policy-ref a vulnerabilities.baseline file is checked with "
-    "read_input(limit=MAX_VEX_BYTES, 16 MiB) in policy/gitref.py _check_input, while a "
-    "baseline may be 64 MiB (MAX_BASELINE_BYTES, README): a committed 17 MiB baseline is "
-    "refused (exit 2) only under --policy-ref",
-)
 def test_policy_ref_accepts_a_committed_baseline_within_the_baseline_limit(
     tmp_path: Path,
 ) -> None:
@@ -219,14 +188,6 @@ def test_policy_ref_accepts_a_committed_baseline_within_the_baseline_limit(
     assert checked.key == "vulnerabilities.baseline" and checked.sha256
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: under --policy-ref only a baseline file the *policy* names is checked "
-    "against the ref (policy/gitref.py check_trust_inputs); one given by --baseline / the "
-    "Action input that lies in the checkout is read as the pull request left it (the "
-    "pull-request example asks for a required, hence trusted, workflow; its inputs are then "
-    "trusted but the file is the PR's)",
-)
 def test_policy_ref_checks_a_baseline_file_given_by_the_flag_inside_the_checkout(
     tmp_path: Path,
 ) -> None:
@@ -279,13 +240,6 @@ def _requests(severity: Severity) -> Finding:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: BaselineIndex._severity (vuln/baseline.py) maps UNKNOWN through the global "
-    "vulnerabilities.unknown_severity, not the override that judges the finding "
-    "(overrides[].unknown_severity): a finding the override counts CRITICAL, HIGH in the "
-    "baseline, is 'not worse' and passes under fail-if-worse",
-)
 def test_worse_counts_an_unknown_severity_as_the_threshold_that_judges_it() -> None:
     policy = _policy(
         "vulnerabilities:\n  fail_on: high\n  unknown_severity: low\n"
@@ -305,13 +259,6 @@ def test_worse_counts_an_unknown_severity_as_the_threshold_that_judges_it() -> N
 # --- hostile input: a large baseline --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: sarif.py copies BaselineSummary.to_json() whole into runs[0].properties "
-    "(every fixed finding, its id and subject unclipped — up to MAX_BASELINE_FINDINGS), so a "
-    "baseline within its 64 MiB limit makes a SARIF past GitHub's upload limit (10 MB "
-    "gzip-compressed), which sarif.py says it keeps inside (MAX_RESULTS, MAX_MESSAGE)",
-)
 def test_sarif_stays_inside_the_upload_limit_whatever_the_baseline() -> None:
     import gzip
 
@@ -344,14 +291,6 @@ def test_sarif_stays_inside_the_upload_limit_whatever_the_baseline() -> None:
 # --- the image baseline's signer under --policy-ref -----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: an image baseline is verified with verify.public_key read from the "
-    "checkout (app.expected_signer: _policy_dir(policy) / public_key), and check_trust_inputs "
-    "(policy/gitref.py) does not list verify.public_key: under --policy-ref a pull request "
-    "swaps the key file, and a scan report it signs (attached to the baseline image) becomes "
-    "the baseline — every finding it lists is 'existing'",
-)
 def test_policy_ref_refuses_a_verify_key_the_pull_request_changed(tmp_path: Path) -> None:
     from modelseal import app
     from modelseal.errors import ConfigError

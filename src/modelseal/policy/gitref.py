@@ -14,7 +14,7 @@ its own. "Missing" is what ``git ls-tree`` says of the commit's tree; any other 
 the defaults.
 
 The policy names other files it trusts: VEX documents, the model-signing public key, the
-Sigstore trust config. Read from the checkout, a PR could change those instead of the policy,
+Sigstore trust config, a baseline report or the key an image baseline is verified with. Read from the checkout, a PR could change those instead of the policy,
 so :func:`check_trust_inputs` refuses the run when the checkout's copy of any of them is not
 byte for byte the file committed at the same commit as the policy, and refuses a Trivy DB
 cache directory inside the checkout (a PR could commit a fake DB there).
@@ -176,7 +176,7 @@ class TrustInput:
 
 
 def check_trust_inputs(
-    loaded: LoadedPolicy, context: Path, repo: Path | None = None
+    loaded: LoadedPolicy, context: Path, repo: Path | None = None, baseline: str | None = None
 ) -> tuple[TrustInput, ...]:
     """Under a policy read from a git ref: refuse (ConfigError) a run whose checkout holds a
     file the policy trusts that is not byte for byte the file committed at the policy's
@@ -185,41 +185,60 @@ def check_trust_inputs(
     nothing to check: ``()``.
 
     The files: ``vulnerabilities.vex``, ``models.signature.public_key`` and
-    ``models.signature.trust_config``, a ``vulnerabilities.baseline`` report file (relative
-    to the build context ``context``), ``sign.trust_config`` (relative to the policy file). A pull
-    request that changes one of them is refused (exit 2), as it would otherwise be judged by
-    the VEX statements or the key it wrote; the change takes effect once merged. The model
-    signature, the lock and the model files themselves are what the run checks, not what it
-    trusts: they stay the checkout's.
+    ``models.signature.trust_config``, ``sign.trust_config`` (relative to the policy file), and
+    the run's baseline (``baseline``, the ``--baseline`` flag or Action input, else the
+    policy's ``vulnerabilities.baseline``): a report file, or for an image baseline the
+    ``verify.public_key`` its scan report is verified with (relative to the policy file). A
+    pull request that changes one of them is refused (exit 2), as it would otherwise be judged
+    by the VEX statements, the key or the baseline it wrote; the change takes effect once
+    merged. A ``--baseline`` file outside the checkout (a downloaded artifact) is the caller's,
+    not the pull request's, and is read as it is; one inside the checkout is checked like the
+    policy's. The model signature, the lock and the model files themselves are what the run
+    checks, not what it trusts: they stay the checkout's.
     """
     if loaded.ref is None or loaded.commit is None:
         return ()
+    from modelseal.vuln.baseline import MAX_BASELINE_BYTES, parse_spec
+
     repo = repo or Path.cwd()
     top = _toplevel(repo)
     policy = loaded.policy
     _check_cache_dir(loaded, context, top)
-    named: list[tuple[str, Path]] = [
-        ("vulnerabilities.vex", context / rel) for rel in policy.vulnerabilities.vex
+    policy_dir = Path(loaded.source).parent
+    named: list[tuple[str, Path, int]] = [
+        ("vulnerabilities.vex", context / rel, MAX_VEX_BYTES) for rel in policy.vulnerabilities.vex
     ]
     sig = policy.models.signature
     if sig is not None and sig.public_key is not None:
-        named.append(("models.signature.public_key", context / sig.public_key))
+        named.append(("models.signature.public_key", context / sig.public_key, MAX_VEX_BYTES))
     if sig is not None and sig.trust_config is not None:
-        named.append(("models.signature.trust_config", context / sig.trust_config))
+        named.append(("models.signature.trust_config", context / sig.trust_config, MAX_VEX_BYTES))
     if policy.sign.trust_config is not None:
-        named.append(("sign.trust_config", Path(loaded.source).parent / policy.sign.trust_config))
-    if policy.vulnerabilities.baseline is not None:
-        from modelseal.vuln.baseline import parse_spec
+        named.append(("sign.trust_config", policy_dir / policy.sign.trust_config, MAX_VEX_BYTES))
+    text = baseline if baseline is not None else policy.vulnerabilities.baseline
+    if text is not None:
+        # The baseline decides which findings count as existing: the pull request must supply
+        # neither the report nor the key an image's report is verified with (the identity and
+        # issuer are the policy's own text; the trust config is sign.trust_config, above).
+        key = "--baseline" if baseline is not None else "vulnerabilities.baseline"
+        try:
+            spec = parse_spec(text, Path(".") if baseline is not None else context)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e.message}") from None
+        if spec.path is not None and (baseline is None or _below(spec.path, top) is not None):
+            named.append((key, spec.path, MAX_BASELINE_BYTES))
+        if spec.image is not None and policy.verify.public_key is not None:
+            from modelseal.sign.key import MAX_KEY_BYTES
 
-        # A baseline report file decides which findings count as existing: the pull request
-        # must not supply its own (an image baseline is verified by its signature instead).
-        spec = parse_spec(policy.vulnerabilities.baseline, context)
-        if spec.path is not None:
-            named.append(("vulnerabilities.baseline", spec.path))
-    return tuple(_check_input(key, path, loaded, repo, top) for key, path in named)
+            named.append(
+                ("verify.public_key", policy_dir / policy.verify.public_key, MAX_KEY_BYTES)
+            )
+    return tuple(_check_input(key, path, loaded, repo, top, limit) for key, path, limit in named)
 
 
-def _check_input(key: str, path: Path, loaded: LoadedPolicy, repo: Path, top: Path) -> TrustInput:
+def _check_input(
+    key: str, path: Path, loaded: LoadedPolicy, repo: Path, top: Path, limit: int
+) -> TrustInput:
     ref, commit = str(loaded.ref), str(loaded.commit)
     at = f"{ref} ({commit[:12]})"
     shown = shown_path(path)
@@ -250,7 +269,7 @@ def _check_input(key: str, path: Path, loaded: LoadedPolicy, repo: Path, top: Pa
             f"{key} {shown} is missing from the checkout but committed at {at}, the commit "
             "whose policy judges this run."
         )
-    data = read_input(path, what=f"{key} file", limit=MAX_VEX_BYTES)
+    data = read_input(path, what=f"{key} file", limit=limit)
     # git's object name for these bytes: equal names, equal contents (no blob is fetched).
     algo = hashlib.sha1 if len(entry.oid) == 40 else hashlib.sha256
     if algo(b"blob %d\0" % len(data) + data).hexdigest() != entry.oid:

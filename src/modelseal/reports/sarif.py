@@ -1,8 +1,15 @@
 """``modelseal.sarif``: every finding as SARIF 2.1.0, for GitHub code scanning.
 
 Kept inside GitHub's upload limits: at most :data:`MAX_RESULTS` results (failing first), short
-messages, one location per result. Ignored findings are reported as suppressed results so the
-record of the decision travels with the scan.
+messages, one location per result, and of a baseline the counts with at most
+:data:`MAX_FIXED_LISTED` fixed findings. Ignored findings are reported as suppressed results so
+the record of the decision travels with the scan.
+
+Judged against a baseline, every result has a ``baselineState`` (SARIF 2.1.0 §3.27.24: on one
+result of a run, then on all): a vulnerability's is its own (``new``, ``unchanged``, ``updated``);
+any other result — another gate's finding, the judge's stale or expired ignore entry — is
+``new``: the baseline holds vulnerability findings only, so nothing else is excused by it, and
+it is judged as new findings are.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 #: GitHub accepts 25,000 results a run; far fewer keeps the file small and the UI usable.
 MAX_RESULTS = 5000
 MAX_MESSAGE = 1000
+#: The fixed baseline findings listed in the run's properties (the count is the total).
+MAX_FIXED_LISTED = 100
+_MAX_TEXT = 200
 _LEVEL = {Outcome.FAIL: "error", Outcome.WARN: "warning", Outcome.IGNORED: "note"}
 _BASELINE_STATE = {"new": "new", "existing": "unchanged", "worse": "updated"}
 #: GitHub ranks code-scanning alerts by this numeric "security-severity".
@@ -48,6 +58,10 @@ def render_sarif(report: Report) -> dict[str, Any]:
             rule_index[rule_id] = len(rules)
             rules[rule_id] = _rule(rule_id, d.finding)
         results.append(_result(d, rule_id, rule_index[rule_id], report))
+    if any("baselineState" in r for r in results):
+        # §3.27.24: present on one result of the run, present on every one (module docstring).
+        for r in results:
+            r.setdefault("baselineState", "new")
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -65,7 +79,11 @@ def render_sarif(report: Report) -> dict[str, Any]:
                 "properties": {
                     "verdict": report.verdict.status.value,
                     **(
-                        {"baseline": report.verdict.baseline.to_json()}
+                        {
+                            "baseline": report.verdict.baseline.to_json(
+                                max_fixed=MAX_FIXED_LISTED, max_text=_MAX_TEXT
+                            )
+                        }
                         if report.verdict.baseline is not None
                         else {}
                     ),
@@ -113,7 +131,11 @@ def _result(d: Decision, rule_id: str, index: int, report: Report) -> dict[str, 
                 f"{f.gate}|{f.id}|{f.subject}".encode("utf-8", "surrogateescape")
             ).hexdigest()
         },
-        "properties": {"severity": f.severity.name, "subject": f.subject, "gate": f.gate},
+        "properties": {
+            "severity": f.severity.name,
+            "subject": _clip(f.subject, MAX_MESSAGE),
+            "gate": f.gate,
+        },
     }
     if d.sources:
         result["properties"]["sources"] = list(d.sources)

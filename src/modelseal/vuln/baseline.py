@@ -10,11 +10,13 @@ used (its path or reference, and digest).
 **Existing.** A vulnerability finding of this run is *existing* when the baseline holds one with
 an advisory id or alias in common, the same package name (PEP 503-normalised) and the same
 package type (``ecosystem``: pypi, debian, …); the version, the location and the scanner may
-differ. Every other finding is *new*; a baseline finding no finding of this run matches is
+differ. A vendor notice (USN-…, DSA-…, RHSA-…: one update fixing several
+CVEs) is no alias (:func:`advisory_ids`). Every other finding is *new*; a baseline finding no finding of this run matches is
 *fixed* (counted only for the scanners that collected evidence in this run).
 
-**Worse.** An existing finding is *worse* when its severity (an unknown one counted as
-``unknown_severity``) is higher than the highest of the baseline findings it matches, or when
+**Worse.** An existing finding is *worse* when its severity (an unknown one counted as the
+``unknown_severity`` that judges it: the override for its scanner and package type, else the
+global value) is higher than the highest of the baseline findings it matches, or when
 both have a CVSS score and this one is higher: the advisory got worse, not the policy. What the
 baseline's verdict made of it does not count: an image baseline was published, so its verdict
 passed and accepted every finding, and "fails now, was accepted then" would fail every existing
@@ -47,7 +49,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from modelseal.bounded import MIB
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.vuln.policy import ids_of, is_vuln, norm_package
+from modelseal.vuln.findings import is_alias_id
+from modelseal.vuln.match import package_type
+from modelseal.vuln.policy import ids_of, is_vuln, norm_package, thresholds
 
 if TYPE_CHECKING:
     from modelseal.policy.model import VulnerabilitiesPolicy
@@ -56,10 +60,26 @@ MAX_BASELINE_BYTES: Final = 64 * MIB
 """A baseline report (file, or the report in an attestation) larger than this is refused."""
 MAX_BASELINE_FINDINGS: Final = 100_000
 """A baseline with more vulnerability findings than this is refused."""
+MAX_FIXED_LISTED: Final = 1000
+"""report.json lists at most this many fixed findings (``counts.fixed`` is the total; SARIF
+lists fewer: :data:`modelseal.reports.sarif.MAX_FIXED_LISTED`)."""
+MAX_LISTED_TEXT: Final = 1000
+"""Each text of the baseline a report repeats (a fixed finding's id or subject, the source,
+signer, verdict, error) is clipped to this many characters: they come from the baseline."""
 
 BaselineMode = Literal["warn", "fail-if-worse", "fail"]
 #: A finding's state against the baseline: ``worse`` is existing and worse.
 State = Literal["new", "existing", "worse"]
+
+
+def advisory_ids(f: Finding) -> frozenset[str]:
+    """The ids that name ``f``'s vulnerability: its id and the aliases of a database naming
+    one vulnerability per id (:func:`modelseal.vuln.findings.is_alias_id`). A vendor notice a
+    report written before notices were set apart lists among the aliases (USN-…, DSA-…: one
+    update fixing several CVEs) is left out: sharing one makes two CVEs neither the same
+    finding nor one count."""
+    own = f.id.upper()
+    return frozenset(a for a in ids_of(f) if a == own or is_alias_id(a))
 
 
 # --- what a baseline is --------------------------------------------------------------------
@@ -115,18 +135,19 @@ class BaselineFinding:
 
     def match_keys(self) -> Iterator[tuple[str, str, str]]:
         """(package, type, advisory id) for the id and each alias."""
-        for advisory in ids_of(self.finding):
+        for advisory in advisory_ids(self.finding):
             yield (self.package, self.ecosystem, advisory)
 
-    def to_json(self) -> dict[str, Any]:
-        """The fields a report lists of a fixed finding."""
+    def to_json(self, max_text: int = MAX_LISTED_TEXT) -> dict[str, Any]:
+        """The fields a report lists of a fixed finding, each clipped to ``max_text``
+        characters (the baseline wrote them)."""
         f = self.finding
         return {
-            "gate": f.gate,
-            "id": f.id,
+            "gate": _clip(f.gate, max_text),
+            "id": _clip(f.id, max_text),
             "severity": f.severity.name,
-            "subject": f.subject,
-            "ecosystem": self.ecosystem,
+            "subject": _clip(f.subject, max_text),
+            "ecosystem": _clip(self.ecosystem, max_text),
         }
 
 
@@ -151,16 +172,16 @@ class Baseline:
         at = "" if pinned else f"@{self.digest}"
         return f"{self.spec.kind} {self.spec.text}{at}"
 
-    def to_json(self) -> dict[str, Any]:
-        """What the report says of the baseline used."""
+    def to_json(self, max_text: int = MAX_LISTED_TEXT) -> dict[str, Any]:
+        """What the report says of the baseline used (each text clipped to ``max_text``)."""
         return {
             "kind": self.spec.kind,
-            "source": self.spec.text,
-            "digest": self.digest,
-            "signer": self.signer,
-            "verdict": self.verdict,
-            "finished_at": self.finished_at,
-            "error": self.error,
+            "source": _clip(self.spec.text, max_text),
+            "digest": _clip(self.digest, max_text),
+            "signer": _clip(self.signer, max_text),
+            "verdict": _clip(self.verdict, max_text),
+            "finished_at": _clip(self.finished_at, max_text),
+            "error": _clip(self.error, max_text),
         }
 
 
@@ -192,24 +213,32 @@ class BaselineIndex:
         pkg = norm_package(f.evidence.get("package", ""))
         eco = f.evidence.get("ecosystem", "").lower()
         seen: dict[int, None] = {}
-        for advisory in sorted(ids_of(f)):
+        for advisory in sorted(advisory_ids(f)):
             for i in self._by_key.get((pkg, eco, advisory), ()):
                 seen[i] = None
         return [self.baseline.findings[i] for i in seen]
 
-    def _severity(self, f: Finding) -> Severity:
-        if f.severity is Severity.UNKNOWN:
-            return Severity.parse(self.policy.unknown_severity)
-        return f.severity
+    def _severity(self, f: Finding, gates: Iterable[str] = ()) -> Severity:
+        """``f``'s severity, an unknown one counted as the ``unknown_severity`` of the
+        thresholds that judge it (:func:`modelseal.vuln.policy.thresholds`: the override for its
+        scanner and package type, else the global value); with ``gates`` (the other scanners
+        that reported it), the highest of theirs, as a finding fails under any of them."""
+        if f.severity is not Severity.UNKNOWN:
+            return f.severity
+        kind = package_type(f)
+        return max(
+            Severity.parse(thresholds(self.policy, gate, kind).unknown_severity)
+            for gate in (f.gate, *gates)
+        )
 
-    def compare(self, f: Finding) -> Comparison:
-        """New, existing or worse."""
+    def compare(self, f: Finding, gates: Iterable[str] = ()) -> Comparison:
+        """New, existing or worse (``gates``: every scanner that reported ``f``)."""
         matched = self.matches(f)
         if not matched:
             return Comparison("new")
         reasons = []
         then = max(self._severity(b.finding) for b in matched)
-        now = self._severity(f)
+        now = self._severity(f, gates)
         if now > then:
             reasons.append(f"severity {now.name}, was {then.name}")
         scores = [s for s in (_cvss(b.finding) for b in matched) if s is not None]
@@ -253,10 +282,16 @@ class BaselineSummary:
         )
         return f"baseline {b.source} (baseline_policy {self.mode}): {counts}"
 
-    def to_json(self) -> dict[str, Any]:
-        """The report's ``baseline`` object."""
-        return {
-            **self.baseline.to_json(),
+    def to_json(
+        self, max_fixed: int = MAX_FIXED_LISTED, max_text: int = MAX_LISTED_TEXT
+    ) -> dict[str, Any]:
+        """The report's ``baseline`` object: the counts, and at most ``max_fixed`` of the fixed
+        findings (a baseline may hold 100,000: listing them all would make the report, and a
+        SARIF past GitHub's upload limit, as large as the baseline). When some are left out,
+        ``fixed_omitted`` says how many and ``note`` why."""
+        listed = self.fixed[:max_fixed]
+        out = {
+            **self.baseline.to_json(max_text),
             "policy": self.mode,
             "counts": {
                 "new": self.new,
@@ -264,8 +299,20 @@ class BaselineSummary:
                 "worse": self.worse,
                 "fixed": len(self.fixed),
             },
-            "fixed": [b.to_json() for b in self.fixed],
+            "fixed": [b.to_json(max_text) for b in listed],
         }
+        if len(listed) < len(self.fixed):
+            omitted = len(self.fixed) - len(listed)
+            out["fixed_omitted"] = omitted
+            out["note"] = (
+                f"{len(listed)} of the {len(self.fixed)} fixed findings listed; {omitted} left "
+                "out (counts.fixed is the total)"
+            )
+        return out
+
+
+def _clip(text: str | None, n: int) -> str | None:
+    return text if text is None or len(text) <= n else text[: n - 1] + "…"
 
 
 def _distinct(findings: Iterable[Finding]) -> Iterator[Finding]:
@@ -274,7 +321,7 @@ def _distinct(findings: Iterable[Finding]) -> Iterator[Finding]:
     seen: set[tuple[str, str, str]] = set()
     for f in findings:
         pkg = norm_package(f.evidence.get("package", ""))
-        keys = {(pkg, f.evidence.get("ecosystem", "").lower(), a) for a in ids_of(f)}
+        keys = {(pkg, f.evidence.get("ecosystem", "").lower(), a) for a in advisory_ids(f)}
         if keys & seen:
             continue
         seen |= keys

@@ -11,12 +11,14 @@ A vulnerability :class:`~modelseal.findings.Finding` has:
   …, lower case), ``aliases`` (comma-separated, sorted, without ``id``), ``cvss`` (base score,
   e.g. ``"7.5"``, when known), ``cvss_vector``, ``type`` = ``"vulnerability"``, ``url``
   (advisory link) and ``severity_source`` (where the severity came from); Trivy adds
-  ``platform``, ``status`` (its fix status), ``purl`` (its ``PkgIdentifier.PURL``) and, for the
+  ``platform``, ``status`` (its fix status), ``purl`` (its ``PkgIdentifier.PURL``),
+  ``notices`` (the vendor notices of its ``VendorIDs``: see :func:`is_alias_id`) and, for the
   distribution's packages, ``os``.
 """
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -24,6 +26,19 @@ from typing import Final
 from modelseal.findings import Finding, Severity
 
 VULN_TYPE = "vulnerability"
+
+#: Advisory databases whose every id names one vulnerability (OSV's per-vulnerability
+#: databases): another id of the same vulnerability may be one of these. A vendor's notice
+#: (Ubuntu USN, Debian DSA/DLA, Red Hat RHSA, Amazon ALAS, SUSE-SU …) names an update that
+#: fixes several vulnerabilities at once: two CVEs one notice fixes are not the same advisory.
+_ALIAS_ID: Final = re.compile(r"(CVE|GHSA|PYSEC|GO|RUSTSEC|OSV|GSD|PSF)-[A-Za-z0-9._:-]+", re.I)
+
+
+def is_alias_id(advisory: str) -> bool:
+    """Whether ``advisory`` can be an alias of another advisory id: an id of a database that
+    names one vulnerability per id. Anything else (a vendor notice, an unknown scheme) is not
+    taken for the same vulnerability — a new finding is then reported as new, not excused."""
+    return _ALIAS_ID.fullmatch(advisory) is not None
 
 
 def vuln_finding(

@@ -131,7 +131,7 @@ def apply_baseline(d: Decision, index: BaselineIndex, mode: BaselineMode) -> Dec
     outcome ``mode`` gives an existing finding that would fail."""
     if not is_vuln(d.finding):
         return d
-    cmp = index.compare(d.finding)
+    cmp = index.compare(d.finding, d.sources)
     d = replace(d, baseline=cmp.state)
     if cmp.state == "new" or d.outcome is not Outcome.FAIL:
         return d

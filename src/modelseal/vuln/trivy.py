@@ -29,7 +29,7 @@ from modelseal.gates import RegisteredGate
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.policy.model import TrivyDbPolicy
-from modelseal.vuln.findings import vuln_finding
+from modelseal.vuln.findings import is_alias_id, vuln_finding
 
 GATE = "trivy"
 #: Seconds one scan may take (the first online run also downloads the DB).
@@ -279,7 +279,10 @@ def _result_findings(result: Mapping[str, Any], platform: str) -> list[Finding]:
     out = []
     for v in result.get("Vulnerabilities") or []:
         score, vector = _best_cvss(v.get("CVSS") or {})
-        vendor_ids = v.get("VendorIDs") or []
+        # VendorIDs mixes the same advisory under another name (a GHSA of a CVE) with vendor
+        # notices that fix several CVEs (USN-…, DSA-…): only the former are aliases.
+        vendor_ids = [str(a) for a in v.get("VendorIDs") or [] if a]
+        notices = sorted({a for a in vendor_ids if not is_alias_id(a)})
         severity_text = str(v.get("Severity") or "UNKNOWN")
         try:
             severity = Severity.parse(severity_text)
@@ -295,7 +298,7 @@ def _result_findings(result: Mapping[str, Any], platform: str) -> list[Finding]:
             title=str(v.get("Title") or v.get("Description") or v["VulnerabilityID"]),
             fixed_in=_lowest_fixed(str(v.get("FixedVersion") or "")),
             location=str(v.get("PkgPath") or default_location) or None,
-            aliases=[str(a) for a in vendor_ids],
+            aliases=[a for a in vendor_ids if is_alias_id(a)],
             cvss=score,
             cvss_vector=vector,
             url=str(v.get("PrimaryURL") or "") or None,
@@ -305,6 +308,8 @@ def _result_findings(result: Mapping[str, Any], platform: str) -> list[Finding]:
         evidence["platform"] = platform
         if v.get("Status"):
             evidence["status"] = str(v["Status"])
+        if notices:
+            evidence["notices"] = ",".join(notices)
         purl = (v.get("PkgIdentifier") or {}).get("PURL")
         if purl:
             evidence["purl"] = str(purl)
