@@ -43,7 +43,7 @@ def _job(
     ws = tmp_path / "ws"
     (ws / "ctx").mkdir(parents=True)
     (ws / "ctx" / "hello.txt").write_text("hello\n")
-    (ws / "ctx" / "Dockerfile").write_text("FROM base\nCOPY hello.txt /srv/\n")
+    (ws / "ctx" / "Dockerfile").write_text("FROM base\nCOPY hello.txt /srv/\nUSER 65534\n")
     (ws / "modelseal.yml").write_text(POLICY)
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"repository": {"full_name": api.repository, "private": True}}))
