@@ -123,8 +123,9 @@ def spawn(argv: Sequence[str], *, output: int) -> subprocess.Popen[bytes]:
         ) from None
 
 
-def pipe_from(argv: Sequence[str], stdin: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start a filter (``zstd -dc``) reading the open file ``stdin`` and return it with its
+def pipe_from(argv: Sequence[str], stdin: IO[bytes] | int) -> subprocess.Popen[bytes]:
+    """Start a filter (``zstd -dc``) reading the open file ``stdin`` (or, given
+    ``subprocess.PIPE``, a pipe the caller writes to and closes) and return it with its
     stdout as a pipe to read from; stderr is discarded. The caller reads to the end, then
     checks the exit code (or kills it when it stops early). Like every tool it gets no secrets
     and a session of its own. A missing executable is a :class:`ToolError`."""

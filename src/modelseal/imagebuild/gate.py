@@ -31,6 +31,7 @@ from modelseal.imagebuild.engine import (
     docker_cli,
     probe_engine,
 )
+from modelseal.imagebuild.finalize import FINALIZER_VERSION, Finalized, finalize_layout
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout
 from modelseal.pipeline import Context
@@ -86,6 +87,7 @@ class BuildGate(RegisteredGate):
             "dockerfile.sha256": hashlib.sha256(text.encode()).hexdigest(),
             "network": "default" if policy.allow_network else "none",
             "context.normalization": str(NORMALIZATION_VERSION),
+            "layout.finalizer": str(FINALIZER_VERSION),
         }
         facts |= compression_facts(
             policy.compression, policy.compression_level, force=policy.force_compression
@@ -226,20 +228,16 @@ class BuildGate(RegisteredGate):
         return findings
 
 
-def oci_output(dest: Path, compression: str, level: int | None, *, force: bool) -> str:
-    """The ``--output`` of every modelseal build: an OCI layout directory, timestamps clamped to
-    SOURCE_DATE_EPOCH, and the layer compression asked for.
+def oci_output(dest: Path) -> str:
+    """The ``--output`` of every modelseal build: an OCI layout directory whose new layers are
+    left uncompressed, timestamps not rewritten — :mod:`modelseal.imagebuild.finalize` clamps
+    them and compresses each new layer once, as ``build.compression`` says.
 
-    ``rewrite-timestamp`` makes BuildKit decompress and recompress every layer the build adds
-    (its converter does so unconditionally, whether or not a timestamp changes), so with gzip
-    each new layer is compressed twice; zstd or uncompressed make both passes cheap. It cannot
-    be left out: a COPY creates missing parent directories with the build's wall-clock time."""
-    out = f"type=oci,dest={dest},tar=false,rewrite-timestamp=true,compression={compression}"
-    if level is not None:
-        out += f",compression-level={level}"
-    if force:
-        out += ",force-compression=true"
-    return out
+    BuildKit's ``rewrite-timestamp`` decompresses and recompresses every layer the build adds
+    (its converter does so unconditionally, whether or not a timestamp changes), after the
+    exporter compressed it once: at model sizes that is most of a build's time. Without
+    ``force-compression`` the base image's layers stay as the base ships them."""
+    return f"type=oci,dest={dest},tar=false,compression=uncompressed"
 
 
 def compression_facts(compression: str, level: int | None, *, force: bool) -> dict[str, str]:
@@ -530,6 +528,7 @@ def _build(
     cold: bool,
     cache: Sequence[str] = (),
     platforms: Sequence[str] = (),
+    raw_dir: Path | None = None,
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -540,8 +539,7 @@ def _build(
         "--pull=false", "--provenance=false", "--sbom=false",
         "--progress", "plain",
         "--network", "default" if policy.allow_network else "none",
-        "--output", oci_output(dest, policy.compression, policy.compression_level,
-                               force=policy.force_compression),
+        "--output", oci_output(dest),
         "--metadata-file", str(meta),
         "--build-arg", f"SOURCE_DATE_EPOCH={epoch}",
     ]  # fmt: skip
@@ -573,7 +571,13 @@ def _build(
         )  # fmt: skip
     except ToolError as e:
         raise GateError(_explain_build_failure(e, injected, ctx.options.dockerfile)) from None
-    return _read_output(dest, meta, result)
+    raw = _read_output(dest, meta, result)
+    # One pass per new layer: timestamps clamped to the epoch, compressed as the policy says.
+    fin = finalize_layout(
+        dest, raw.top_digest, compression=policy.compression, level=policy.compression_level,
+        force=policy.force_compression, epoch=ctx.epoch.value, raw_dir=raw_dir,
+    )  # fmt: skip
+    return _read_output(dest, meta, result, fin)
 
 
 def _explain_build_failure(e: ToolError, injected: Injected, dockerfile: Path | None) -> str:
@@ -586,7 +590,9 @@ def _explain_build_failure(e: ToolError, injected: Injected, dockerfile: Path | 
     return f"docker buildx build failed:\n{detail}"
 
 
-def _read_output(dest: Path, meta: Path, result: ToolResult) -> BuildOutput:
+def _read_output(
+    dest: Path, meta: Path, result: ToolResult, fin: Finalized | None = None
+) -> BuildOutput:
     try:
         data = json.loads(meta.read_text())
         top = str(data["containerimage.digest"])
@@ -596,6 +602,9 @@ def _read_output(dest: Path, meta: Path, result: ToolResult) -> BuildOutput:
             f"docker buildx build finished but its metadata file {meta} is unusable ({e}).",
             hint=tail(result.stderr),
         ) from None
+    if fin is not None:
+        top = fin.top_digest
+        config = next(iter(fin.manifests.values()))[1] if len(fin.manifests) == 1 else ""
     layout = OciLayout(dest)
     manifests = {d.platform or "unknown": d.digest for d in layout.platform_manifests(top)}
     if not manifests:
