@@ -601,14 +601,17 @@ def test_named_build_contexts_are_recorded_by_digest(
 
 
 def test_the_normalization_version_is_an_internal_parameter() -> None:
-    facts = {"context.normalization": str(NORMALIZATION_VERSION)}
+    facts = {"context.normalization": str(NORMALIZATION_VERSION), "layout.finalizer": "1"}
     p = _realistic_input(**rebuild_inputs(facts))
     internal = provenance_statement(p)["predicate"]["buildDefinition"]["internalParameters"]
     assert internal["contextNormalization"] == NORMALIZATION_VERSION
+    # The layout finalizer that clamped and compressed the new layers, likewise.
+    assert internal["layoutFinalizer"] == 1
     assert internal["sourceDateEpoch"] == 1700000000
     # Absent from an older run's facts: absent from the provenance, not made up.
     internal = provenance_statement(_realistic_input())["predicate"]["buildDefinition"]
     assert "contextNormalization" not in internal["internalParameters"]
+    assert "layoutFinalizer" not in internal["internalParameters"]
 
 
 def test_a_url_build_context_is_recorded_without_its_credentials(
