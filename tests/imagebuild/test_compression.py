@@ -89,7 +89,7 @@ def test_the_exporter_is_asked_for_the_compression() -> None:
     [
         ("  compression: zstd\n  compression_level: 23\n", "out of range for zstd"),
         ("  compression: gzip\n  compression_level: 10\n", "out of range for gzip"),
-        ("  compression_level: -1\n", "out of range for gzip"),
+        ("  compression_level: -1\n", "out of range for zstd"),  # the default: zstd
         ("  compression: uncompressed\n  compression_level: 1\n", "not allowed"),
         ("  compression: brotli\n", "compression"),
         ('  compression_level: "3"\n', "compression_level"),
