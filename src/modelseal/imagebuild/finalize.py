@@ -57,6 +57,9 @@ from modelseal.oci import INDEX_TYPES, MANIFEST_TYPES, OciLayout, open_layer
 
 #: Version of what this module does to a layout; recorded in the build facts and provenance.
 FINALIZER_VERSION: Final = 1
+#: Prefix of the build gate's facts listing, per platform, the layers that hold only files
+#: below ``models.image_paths`` (``image.model_layers.PLATFORM``: comma-separated digests).
+MODEL_LAYERS_FACT: Final = "image.model_layers."
 #: Members one layer may have.
 MAX_MEMBERS: Final = 1_000_000
 #: Bytes of one PAX extended header or GNU long name/link.
@@ -174,10 +177,36 @@ def _pax_time_after(value: bytes, epoch: int) -> bool:
 
 @dataclass
 class LayerStats:
-    """What one pass changed, for the report."""
+    """What one pass changed, for the report, and whether the layer holds only model files."""
 
     members: int = 0
     clamped: int = 0
+    #: The image's model paths (``models.image_paths``, no leading or trailing ``/``); with
+    #: them :attr:`model_only` says whether every entry is below one of them (or is one), or a
+    #: directory on the way to one.
+    model_paths: tuple[str, ...] = ()
+    model_only: bool = True
+
+    def note(self, name: str, kind: bytes) -> None:
+        """Account for one entry (its cleaned name, its type flag)."""
+        if not self.model_only:
+            return
+        if not self.model_paths:
+            self.model_only = False
+            return
+        for m in self.model_paths:
+            if name == m or name.startswith(m + "/"):
+                return
+            if kind == b"5" and (m + "/").startswith(name + "/"):
+                return  # a directory on the way to the model path
+        self.model_only = False
+
+
+def _clean_name(raw: bytes) -> str:
+    name = raw.decode("utf-8", "surrogateescape")
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    return name.rstrip("/")
 
 
 def clamp_tar(
@@ -188,6 +217,7 @@ def clamp_tar(
     stats = stats if stats is not None else LayerStats()
     offset = 0
     pax_size: int | None = None
+    long_name: bytes | None = None  # a GNU long name or PAX path for the next entry
 
     def where(at: int | None = None) -> str:
         return f"layer {layer}, tar header at byte {offset if at is None else at}"
@@ -247,6 +277,8 @@ def clamp_tar(
             ]  # fmt: skip
             if kind == b"x":
                 for k, v in records:
+                    if k == b"path":
+                        long_name = v
                     if k == b"size":
                         if not re.fullmatch(rb"[0-9]{1,20}", v):
                             raise GateError(
@@ -269,9 +301,19 @@ def clamp_tar(
             yield block
             offset += _BLOCK
             padded = size + (-size % _BLOCK)
-            yield read_exact(padded)
+            data = read_exact(padded)
+            if kind == b"L":
+                long_name = data[:size].split(b"\0", 1)[0]
+            yield data
             offset += padded
             continue
+        if long_name is not None:
+            name, long_name = long_name, None
+        else:
+            name = block[:100].split(b"\0", 1)[0]
+            if block[257:263] == b"ustar\0" and block[345] != 0:
+                name = block[345:500].split(b"\0", 1)[0] + b"/" + name
+        stats.note(_clean_name(name), kind)
         changed = _clamp_field(hdr, 136, epoch, "mtime", where)
         if block[257:265] == b"ustar  \0":
             # An old GNU header keeps atime and ctime where ustar has its name prefix.
@@ -433,6 +475,8 @@ class Finalized:
     diff_ids: Mapping[str, str]
     #: new manifest digest → the manifest BuildKit wrote (still in ``raw_dir``'s layout)
     raw_manifests: Mapping[str, str] = field(default_factory=dict)
+    #: platform → the finalized layers (digests) that hold only files below ``model_paths``
+    model_layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     layers: int = 0
     clamped: int = 0
 
@@ -444,7 +488,7 @@ def _dump(data: Any) -> bytes:
 class _Finalizer:
     def __init__(
         self, layout: OciLayout, compression: str, level: int | None, force: bool, epoch: int,
-        raw_dir: Path | None,
+        raw_dir: Path | None, model_paths: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self.layout = layout
         self.compression = compression
@@ -459,6 +503,9 @@ class _Finalizer:
         self.layers = 0
         self.obsolete: set[str] = set()
         self.keep: set[str] = set()
+        self.model_paths = model_paths
+        #: finalized layer digests that hold only model files
+        self.model_only: set[str] = set()
 
     def write_json(self, data: Any) -> Blob:
         raw = _dump(data)
@@ -476,7 +523,7 @@ class _Finalizer:
         media = str(desc.get("mediaType", ""))
         path = self.layout.blob(digest)
         name = digest[7:19]
-        stats = LayerStats()
+        stats = LayerStats(model_paths=self.model_paths if patch else ())
         with fsio.directory(self.blobs) as dfd:
             out = _BlobWriter(dfd)
             try:
@@ -501,10 +548,17 @@ class _Finalizer:
         new_desc = {**desc, "mediaType": _MEDIA[self.compression], "digest": blob.digest,
                     "size": blob.size}  # fmt: skip
         self.done[digest] = (new_desc, old_diff, new_diff)
+        if patch and stats.model_only and stats.members:
+            self.model_only.add(blob.digest)
         self.keep.add(blob.digest)
         if digest != blob.digest:
             self.obsolete.add(digest)
         return dict(new_desc), new_diff
+
+    def model_layers_of(self, manifest: str) -> tuple[str, ...]:
+        """The layers of the finalized ``manifest`` that hold only model files."""
+        layers = self.layout.read_json(manifest).get("layers") or []
+        return tuple(str(d["digest"]) for d in layers if d.get("digest") in self.model_only)
 
     def manifest(self, digest: str) -> tuple[Blob, str]:
         """Finalize one image manifest; its new blob and its new config's digest."""
@@ -563,6 +617,7 @@ def finalize_layout(
     force: bool,
     epoch: int,
     raw_dir: Path | None = None,
+    model_paths: tuple[str, ...] = (),
 ) -> Finalized:
     """Finalize the image ``top_digest`` of the OCI layout at ``path`` in place (see the
     module doc); ``index.json`` then lists the finalized image only. With ``raw_dir``, an OCI
@@ -575,10 +630,11 @@ def finalize_layout(
     if len(tops) != 1:
         raise GateError(f"{path}/index.json does not list the built image {top_digest} once.")
     top = tops[0]
-    fin = _Finalizer(layout, compression, level, force, epoch, raw_dir)
+    fin = _Finalizer(layout, compression, level, force, epoch, raw_dir, model_paths)
     media = top.media_type or str(layout.read_json(top_digest).get("mediaType", ""))
     manifests: dict[str, tuple[str, str]] = {}
     raw_manifests: dict[str, str] = {}
+    model_layers: dict[str, tuple[str, ...]] = {}
     if media in INDEX_TYPES:
         index = layout.read_json(top_digest)
         children = index.get("manifests")
@@ -600,6 +656,7 @@ def finalize_layout(
             old = str(child.get("digest"))
             mblob, config = fin.manifest(old)
             manifests[platform or "unknown"] = (mblob.digest, config)
+            model_layers[platform or "unknown"] = fin.model_layers_of(mblob.digest)
             raw_manifests[mblob.digest] = old
             new_children.append({**child, "digest": mblob.digest, "size": mblob.size})
         tblob = fin.write_json({**index, "manifests": new_children})
@@ -608,6 +665,7 @@ def finalize_layout(
     elif media in MANIFEST_TYPES:
         tblob, config = fin.manifest(top_digest)
         manifests[top.platform or "unknown"] = (tblob.digest, config)
+        model_layers[top.platform or "unknown"] = fin.model_layers_of(tblob.digest)
         raw_manifests[tblob.digest] = top_digest
     else:
         raise GateError(f"{path}: the built image {top_digest} has media type {media!r}.")
@@ -628,6 +686,7 @@ def finalize_layout(
     return Finalized(
         top_digest=tblob.digest, top_media_type=media, manifests=manifests, diff_ids=diff_map,
         raw_manifests=raw_manifests, layers=fin.layers, clamped=fin.stats.clamped,
+        model_layers={k: v for k, v in model_layers.items() if v},
     )  # fmt: skip
 
 

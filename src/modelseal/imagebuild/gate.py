@@ -32,7 +32,12 @@ from modelseal.imagebuild.engine import (
     docker_cli,
     probe_engine,
 )
-from modelseal.imagebuild.finalize import FINALIZER_VERSION, Finalized, finalize_layout
+from modelseal.imagebuild.finalize import (
+    FINALIZER_VERSION,
+    MODEL_LAYERS_FACT,
+    Finalized,
+    finalize_layout,
+)
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout
 from modelseal.pipeline import Context
@@ -59,6 +64,8 @@ class BuildOutput:
     log: str
     #: Seconds of ``docker buildx build`` and of the layout finalizer (for the report).
     seconds: Mapping[str, float] = field(default_factory=dict)
+    #: platform → the layers that hold only files below ``models.image_paths``
+    model_layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class BuildGate(RegisteredGate):
@@ -210,6 +217,9 @@ class BuildGate(RegisteredGate):
         facts |= {f"seconds.{k}": f"{v:.1f}" for k, v in first.seconds.items()}
         for platform, digest in first.platform_manifests.items():
             facts[MANIFEST_FACT + platform] = digest
+        for platform, layers in first.model_layers.items():
+            # The post-build scanners that skip the model paths skip these layers whole.
+            facts[MODEL_LAYERS_FACT + platform] = ",".join(layers)
         for i, b in enumerate(bases):
             if b.kind in ("scratch", "stage"):
                 continue
@@ -586,9 +596,22 @@ def _build(
     fin = finalize_layout(
         dest, raw.top_digest, compression=policy.compression, level=policy.compression_level,
         force=policy.force_compression, epoch=ctx.epoch.value, raw_dir=raw_dir,
+        model_paths=_model_paths(ctx),
     )  # fmt: skip
     seconds = {"buildx": built - started, "finalize": time.monotonic() - built}
-    return replace(_read_output(dest, meta, result, fin), seconds=seconds)
+    return replace(
+        _read_output(dest, meta, result, fin), seconds=seconds, model_layers=fin.model_layers
+    )
+
+
+def _model_paths(ctx: Context) -> tuple[str, ...]:
+    """``models.image_paths`` as image paths without leading or trailing ``/``; none when the
+    models gates are off, or when one of them is the whole image."""
+    models = ctx.policy.policy.models
+    if not (models.enabled and models.image_paths):
+        return ()
+    paths = tuple(sorted({v.strip("/") for v in models.image_paths.values()}))
+    return () if "" in paths else paths
 
 
 def _explain_build_failure(e: ToolError, injected: Injected, dockerfile: Path | None) -> str:
