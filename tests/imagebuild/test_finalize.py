@@ -266,3 +266,42 @@ def test_force_recompresses_the_base_without_touching_its_headers(tmp_path: Path
     assert [x["mediaType"] for x in manifest["layers"]] == [_TAR + "+zstd"] * 2
     config = json.loads((root / "blobs/sha256" / manifest["config"]["digest"][7:]).read_bytes())
     assert config["rootfs"]["diff_ids"][0] == "sha256:" + hashlib.sha256(inner).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("members", "model_only"),
+    [
+        ([_info("app/", kind=tarfile.DIRTYPE), _info("app/model/", kind=tarfile.DIRTYPE),
+          _info("app/model/w.bin", data=b"w"), _info("app/model/.wh.old")], True),
+        # a PAX long name below the model path
+        ([_info("app/model/" + "n" * 200, data=b"w")], True),
+        ([_info("app/model/w.bin", data=b"w"), _info("app/server.py", data=b"x")], False),
+        # a whiteout outside the model path deletes something a scanner must not see
+        ([_info("app/model/w.bin", data=b"w"), _info("usr/.wh.lib")], False),
+        # a directory that is not on the way to the model path
+        ([_info("app/model/w.bin", data=b"w"), _info("etc/", kind=tarfile.DIRTYPE)], False),
+        # a symlink at a model path's parent is not a directory on the way
+        ([_info("app", kind=tarfile.SYMTYPE, link="/srv")], False),
+        # "app/models" is not below "app/model"
+        ([_info("app/models/w.bin", data=b"w")], False),
+    ],
+)  # fmt: skip
+def test_a_layer_holding_only_model_files_is_told_apart(
+    members: list[tuple[tarfile.TarInfo, bytes | None]], model_only: bool
+) -> None:
+    stats = LayerStats(model_paths=("app/model",))
+    _clamp(_tar(members), stats)
+    assert stats.model_only is model_only
+    gnu = LayerStats(model_paths=("app/model",))
+    _clamp(_tar(members, fmt=tarfile.GNU_FORMAT), gnu)
+    assert gnu.model_only is model_only
+
+
+def test_a_ustar_name_prefix_is_read_as_part_of_the_name() -> None:
+    deep = "app/model/" + "d" * 120 + "/w.bin"  # over 100 bytes: ustar's prefix field
+    inside, outside = LayerStats(model_paths=("app/model",)), LayerStats(model_paths=("srv",))
+    raw = _tar([_info(deep, data=b"w")], fmt=tarfile.USTAR_FORMAT)
+    assert raw[345:355] == b"app/model/"
+    _clamp(raw, inside)
+    _clamp(raw, outside)
+    assert inside.model_only and not outside.model_only

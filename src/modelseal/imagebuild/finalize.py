@@ -28,9 +28,9 @@ runs this same code. The header parsing is bounded: a malformed header, a bad ch
 header over :data:`MAX_PAX`, a truncated archive or more than :data:`MAX_MEMBERS` members is a
 :class:`GateError` naming the layer and the byte offset.
 
-The uncompressed blobs BuildKit wrote are moved (not copied) to ``raw_dir`` when one is given:
-the post-build gates read the image's files from them without decompressing anything (their
-files, modes and contents are the finalized image's; only header mtimes above the epoch differ).
+While it reads the headers, the pass notes whether a layer holds only files below the model
+paths (``models.image_paths``): syft and Trivy are not given such layers
+(:mod:`modelseal.scanview`).
 """
 
 from __future__ import annotations
@@ -473,8 +473,6 @@ class Finalized:
     manifests: Mapping[str, tuple[str, str]]
     #: diff_id BuildKit wrote → diff_id of the finalized layer (only those that changed)
     diff_ids: Mapping[str, str]
-    #: new manifest digest → the manifest BuildKit wrote (still in ``raw_dir``'s layout)
-    raw_manifests: Mapping[str, str] = field(default_factory=dict)
     #: platform → the finalized layers (digests) that hold only files below ``model_paths``
     model_layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     layers: int = 0
@@ -488,14 +486,13 @@ def _dump(data: Any) -> bytes:
 class _Finalizer:
     def __init__(
         self, layout: OciLayout, compression: str, level: int | None, force: bool, epoch: int,
-        raw_dir: Path | None, model_paths: tuple[str, ...] = (),
+        model_paths: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self.layout = layout
         self.compression = compression
         self.level = level
         self.force = force
         self.epoch = epoch
-        self.raw_dir = raw_dir
         self.blobs = layout.path / "blobs" / "sha256"
         #: old layer digest → (new descriptor fields, old diff_id, new diff_id)
         self.done: dict[str, tuple[dict[str, Any], str, str]] = {}
@@ -616,13 +613,12 @@ def finalize_layout(
     level: int | None,
     force: bool,
     epoch: int,
-    raw_dir: Path | None = None,
     model_paths: tuple[str, ...] = (),
 ) -> Finalized:
     """Finalize the image ``top_digest`` of the OCI layout at ``path`` in place (see the
-    module doc); ``index.json`` then lists the finalized image only. With ``raw_dir``, an OCI
-    layout of the image as BuildKit wrote it (its uncompressed layers moved, not copied, its
-    small blobs copied) is left there for the post-build gates."""
+    module doc); ``index.json`` then lists the finalized image only, and the blobs BuildKit
+    wrote that it no longer uses are removed. ``model_paths`` (``models.image_paths``): the
+    result says which new layers hold only files below them (:attr:`Finalized.model_layers`)."""
     if compression not in _MEDIA:
         raise GateError(f"build.compression {compression!r} is not gzip, zstd or uncompressed.")
     layout = OciLayout(path)
@@ -630,10 +626,9 @@ def finalize_layout(
     if len(tops) != 1:
         raise GateError(f"{path}/index.json does not list the built image {top_digest} once.")
     top = tops[0]
-    fin = _Finalizer(layout, compression, level, force, epoch, raw_dir, model_paths)
+    fin = _Finalizer(layout, compression, level, force, epoch, model_paths)
     media = top.media_type or str(layout.read_json(top_digest).get("mediaType", ""))
     manifests: dict[str, tuple[str, str]] = {}
-    raw_manifests: dict[str, str] = {}
     model_layers: dict[str, tuple[str, ...]] = {}
     if media in INDEX_TYPES:
         index = layout.read_json(top_digest)
@@ -657,7 +652,6 @@ def finalize_layout(
             mblob, config = fin.manifest(old)
             manifests[platform or "unknown"] = (mblob.digest, config)
             model_layers[platform or "unknown"] = fin.model_layers_of(mblob.digest)
-            raw_manifests[mblob.digest] = old
             new_children.append({**child, "digest": mblob.digest, "size": mblob.size})
         tblob = fin.write_json({**index, "manifests": new_children})
         if tblob.digest != top_digest:
@@ -666,7 +660,6 @@ def finalize_layout(
         tblob, config = fin.manifest(top_digest)
         manifests[top.platform or "unknown"] = (tblob.digest, config)
         model_layers[top.platform or "unknown"] = fin.model_layers_of(tblob.digest)
-        raw_manifests[tblob.digest] = top_digest
     else:
         raise GateError(f"{path}: the built image {top_digest} has media type {media!r}.")
     old_index = layout.index()
@@ -675,8 +668,6 @@ def finalize_layout(
         if isinstance(d, dict) and d.get("digest") == top_digest:
             entries.append({**d, "digest": tblob.digest, "size": tblob.size})
     new_index = {**old_index, "manifests": entries}
-    if raw_dir is not None:
-        _keep_raw(layout, raw_dir, old_index, fin.obsolete - fin.keep)
     fsio.write_bytes_atomic(path / "index.json", _dump(new_index), mode=0o644)
     with fsio.directory(fin.blobs) as dfd:
         for digest in sorted(fin.obsolete - fin.keep):
@@ -685,26 +676,6 @@ def finalize_layout(
     diff_map = {old: new for _, old, new in fin.done.values() if old != new}
     return Finalized(
         top_digest=tblob.digest, top_media_type=media, manifests=manifests, diff_ids=diff_map,
-        raw_manifests=raw_manifests, layers=fin.layers, clamped=fin.stats.clamped,
+        layers=fin.layers, clamped=fin.stats.clamped,
         model_layers={k: v for k, v in model_layers.items() if v},
     )  # fmt: skip
-
-
-def _keep_raw(layout: OciLayout, raw_dir: Path, index: Mapping[str, Any], moved: set[str]) -> None:
-    """An OCI layout at ``raw_dir`` of the image as BuildKit wrote it: the blobs the finalized
-    layout no longer holds are moved there, the others hard-linked (or copied)."""
-    fsio.remove(raw_dir)
-    blobs = fsio.ensure_dir(raw_dir / "blobs" / "sha256")
-    src = layout.path / "blobs" / "sha256"
-    for name in sorted(os.listdir(src)):
-        if name.startswith("."):
-            continue
-        if "sha256:" + name in moved:
-            os.rename(src / name, blobs / name)
-        else:
-            try:
-                os.link(src / name, blobs / name, follow_symlinks=False)
-            except OSError:
-                fsio.write_bytes_atomic(blobs / name, (src / name).read_bytes())
-    fsio.write_bytes_atomic(raw_dir / "oci-layout", (layout.path / "oci-layout").read_bytes())
-    fsio.write_bytes_atomic(raw_dir / "index.json", _dump(index))

@@ -546,7 +546,6 @@ def _build(
     cold: bool,
     cache: Sequence[str] = (),
     platforms: Sequence[str] = (),
-    raw_dir: Path | None = None,
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -595,8 +594,7 @@ def _build(
     # One pass per new layer: timestamps clamped to the epoch, compressed as the policy says.
     fin = finalize_layout(
         dest, raw.top_digest, compression=policy.compression, level=policy.compression_level,
-        force=policy.force_compression, epoch=ctx.epoch.value, raw_dir=raw_dir,
-        model_paths=_model_paths(ctx),
+        force=policy.force_compression, epoch=ctx.epoch.value, model_paths=_model_paths(ctx),
     )  # fmt: skip
     seconds = {"buildx": built - started, "finalize": time.monotonic() - built}
     return replace(
