@@ -305,3 +305,19 @@ def test_a_ustar_name_prefix_is_read_as_part_of_the_name() -> None:
     _clamp(raw, inside)
     _clamp(raw, outside)
     assert inside.model_only and not outside.model_only
+
+
+def test_the_zstd_output_does_not_depend_on_the_number_of_threads(tmp_path: Path) -> None:
+    """The finalizer runs zstd with -T0 (as many threads as cores); the bytes must be those of
+    any other thread count, or a rebuild on a machine with more cores would differ."""
+    # Compressible and over several of zstd's jobs (its multi-threaded mode splits the input).
+    data = b"".join(hashlib.sha256(b"%d" % (i // 7)).digest() * 4 for i in range(400_000))
+    layer = _tar([_info("app/w", data=data, mtime=EPOCH)])
+    root, top = _layout(tmp_path, [(layer, _TAR)])
+    fin = finalize_layout(root, top, compression="zstd", level=None, force=False, epoch=EPOCH)
+    manifest = json.loads((root / "blobs/sha256" / fin.top_digest[7:]).read_bytes())
+    blob = (root / "blobs/sha256" / manifest["layers"][0]["digest"][7:]).read_bytes()
+    for threads in ("-T1", "-T3", "-T8"):
+        other = subprocess.run(["zstd", "-q", "-c", "-3", threads], input=layer,
+                               capture_output=True, check=True).stdout  # fmt: skip
+        assert other == blob, threads

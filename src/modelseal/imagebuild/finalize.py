@@ -97,7 +97,7 @@ def _num(field_: bytes, what: str, where: Callable[[], str]) -> int:
     """A numeric header field: octal (NUL/space padded) or base-256 (GNU, high bit set)."""
     if field_[:1] and field_[0] & 0x80:
         if field_[0] == 0xFF:
-            raise GateError(f"{where()}: the {what} field is a negative base-256 number.")
+            return int.from_bytes(field_, "big", signed=True)  # a time before 1970
         return int.from_bytes(bytes([field_[0] & 0x7F]) + field_[1:], "big")
     text = field_.split(b"\0", 1)[0].strip(b" ")
     if not _OCTAL.fullmatch(text):
@@ -262,6 +262,8 @@ def clamp_tar(
             raise GateError(f"{where()}: the layer has more than {MAX_MEMBERS} members.")
         kind = block[156:157]
         size = _num(block[124:136], "size", where)
+        if size < 0:
+            raise GateError(f"{where()}: the size field is negative.")
         hdr = bytearray(block)
         changed = False
         if kind in (b"x", b"g"):
