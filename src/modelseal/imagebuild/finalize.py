@@ -42,7 +42,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -417,7 +416,7 @@ def _compress(
     argv = [zstd_tool(), "-q", "-c", f"-{3 if level is None else level}", "-T0", "--no-progress"]
     if level is not None and level > 19:
         argv.insert(1, "--ultra")
-    proc = pipe_from(argv, subprocess.PIPE)
+    proc = pipe_from(argv, None)
     assert proc.stdin is not None and proc.stdout is not None
     failed: list[BaseException] = []
 
