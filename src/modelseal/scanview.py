@@ -13,7 +13,8 @@ Why that loses nothing: such a layer adds files only below the model paths, dele
 (a whiteout elsewhere is not "below a model path"), and its directories on the way to a model
 path can at most hide a file a lower layer had at that very path — so the view can make a
 scanner see *more* than the image holds, never less. The view's other layers are the image's
-own blobs (linked, not copied), so every layer digest a scanner reports is the image's.
+own blobs (hard-linked, not copied: ``dest`` must be on the layout's filesystem, else the
+scanners get the whole image), so every layer digest a scanner reports is the image's.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def skipped_layers(ctx: Context, platform: str) -> tuple[str, ...]:
 def scan_layout(
     layout: OciLayout, digest: str, dest: Path, *, skip: Collection[str] = (),
     platform: str | None = None,
-) -> Path:  # fmt: skip
+) -> Path | None:  # fmt: skip
     """An OCI layout at ``dest`` (made fresh) listing one image: manifest ``digest`` of
     ``layout`` without the layers in ``skip`` (the config's ``rootfs.diff_ids`` and layer
-    history trimmed to match), its layers the image's own blobs (symlinks)."""
+    history trimmed to match), its layers the image's own blob files (hard links); None when
+    they cannot be linked there (``dest`` on another filesystem)."""
     manifest = layout.manifest(digest)
     layers = manifest.get("layers")
     config_desc = manifest.get("config")
@@ -65,7 +67,13 @@ def scan_layout(
     blobs = fsio.ensure_dir(dest / "blobs" / "sha256")
     for i in keep:
         src = layout.blob(str(layers[i]["digest"]))
-        os.symlink(src.resolve(), blobs / src.name)
+        # Hard links: Trivy refuses a blob that is a symbolic link, and a copy could be
+        # gigabytes. Another filesystem: no view (the caller scans the whole image).
+        try:
+            os.link(src, blobs / src.name, follow_symlinks=False)
+        except OSError:
+            fsio.remove(dest)
+            return None
     new_config: dict[str, Any] = {
         **config, "rootfs": {**rootfs, "diff_ids": [diff_ids[i] for i in keep]}  # type: ignore[dict-item]
     }  # fmt: skip

@@ -106,6 +106,11 @@ class SbomGate(RegisteredGate):
         # The image without the layers that hold only model files (modelseal.scanview): syft
         # would decompress and copy gigabytes of weights to skip them.
         skip = skipped_layers(ctx, platform) if exclude and platform else ()
+        view = None
+        if skip:
+            view = scan_layout(OciLayout(Path(layout)), digest, ctx.work_dir / "syft-input",
+                               skip=skip, platform=platform)  # fmt: skip
+            skip = skip if view is not None else ()
         key = ctx.cache.key(
             "syft-cdx", syft=file_identity(syft), version=version, platform=platform_arg or "",
             image=build.facts.get("image.digest", ""), manifest=digest,
@@ -114,13 +119,7 @@ class SbomGate(RegisteredGate):
         cache = ctx.cache.unless(tool_settings("SYFT_", SYFT_ENV_OFFLINE), cached, "sbom.cache")
 
         def run_syft() -> dict[str, Any]:
-            target = Path(layout)
-            if skip:
-                target = scan_layout(
-                    OciLayout(target), digest, ctx.work_dir / "syft-input", skip=skip,
-                    platform=platform,
-                )  # fmt: skip
-            return scan(syft, target, ctx.work_dir, platform_arg, exclude)
+            return scan(syft, view or Path(layout), ctx.work_dir, platform_arg, exclude)
 
         raw = cache.through(
             key, run_syft, dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",

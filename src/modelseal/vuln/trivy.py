@@ -395,10 +395,10 @@ class TrivyGate(RegisteredGate):
             dest = ctx.work_dir / f"input-{i}"
             # Without the layers that hold only model files (modelseal.scanview), when the
             # models-image gate checks those: Trivy would decompress gigabytes of weights.
-            single = (
-                scan_layout(layout, digest, dest, skip=skip) if skip
-                else single_manifest_layout(layout, digest, dest)
-            )  # fmt: skip
+            view = scan_layout(layout, digest, dest, skip=skip) if skip else None
+            if view is None:
+                skip = ()
+            single = view or single_manifest_layout(layout, digest, dest)
             # Named relative to the work directory: Trivy puts the name in its report (the OS
             # target), which is then the same run to run, and so can be cached.
             argv = scan_argv(trivy, Path(single.name), cache_dir)
