@@ -58,6 +58,9 @@ def test_each_compression_builds_reproducibly_and_is_recorded(
     assert facts["rebuild.reproducible"] == "yes"
     assert facts["rebuild.digest"] == facts["image.digest"]
     assert facts["compression"] == compression
+    # Compressed once, by the layout finalizer (recorded for the provenance and rebuilds).
+    assert facts["layout.finalizer"] == "1"
+    assert float(facts["seconds.finalize"]) >= 0 and float(facts["seconds.buildx"]) > 0
     assert facts["compression.force"] == ("true" if "force" in extra else "false")
     assert facts.get("compression.level") == ("9" if "level" in extra else None)
     # What the provenance states, from those facts.
