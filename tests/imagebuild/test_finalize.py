@@ -321,3 +321,19 @@ def test_the_zstd_output_does_not_depend_on_the_number_of_threads(tmp_path: Path
         other = subprocess.run(["zstd", "-q", "-c", "-3", threads], input=layer,
                                capture_output=True, check=True).stdout  # fmt: skip
         assert other == blob, threads
+
+
+def test_offsets_in_errors_count_the_input_after_a_clamped_pax_header() -> None:
+    # A PAX header just over one block, which the clamp shrinks to one block: the output is
+    # shorter than the input from there on, and offsets in messages are the input's.
+    for n in range(380, 520):
+        first = _info("a", data=b"a", mtime=LATE + 0.123456789, pax={"comment": "c" * n})
+        raw = bytearray(_tar([first, _info("b", data=b"b", mtime=EPOCH)]))
+        if 512 < int(raw[124:135], 8) <= 520:
+            break
+    else:
+        raise AssertionError("no PAX header of 513-520 bytes")
+    assert len(_clamp(bytes(raw))) < len(raw)
+    second = _members(bytes(raw))[1].offset
+    raw[second + 1] ^= 0x01  # "b"'s header no longer matches its checksum
+    _header_offset_error(bytes(raw), f"byte {second}: the header checksum")

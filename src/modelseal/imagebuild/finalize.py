@@ -264,13 +264,14 @@ def clamp_tar(
         if size < 0:
             raise GateError(f"{where()}: the size field is negative.")
         hdr = bytearray(block)
-        changed = False
         if kind in (b"x", b"g"):
             if size > MAX_PAX:
                 raise GateError(f"{where()}: a PAX header of {size} bytes (over {MAX_PAX}).")
             start = offset
             offset += _BLOCK
-            data = read_exact(size + (-size % _BLOCK))[:size]
+            padded = size + (-size % _BLOCK)
+            original = read_exact(padded)
+            data = original[:size]
             records = _pax_records(data, functools.partial(where, start))
             new = [
                 (k, b"%d" % epoch if k.decode("latin-1") in _PAX_TIMES and _pax_time_after(v, epoch) else v)
@@ -286,15 +287,16 @@ def clamp_tar(
                                 f"{where(start)}: the PAX size {v[:24]!r} is not a number."
                             )
                         pax_size = int(v)
-            if new != records:
-                stats.clamped += 1
-                data = _pax_encode(new)
-                size = len(data)
-                hdr[124:136] = b"%011o\0" % size
-                changed = True
-            yield _with_checksum(hdr) if changed else block
+            offset += padded  # offsets count the input's bytes
+            if new == records:
+                yield block
+                yield original
+                continue
+            stats.clamped += 1
+            data = _pax_encode(new)
+            hdr[124:136] = b"%011o\0" % len(data)
+            yield _with_checksum(hdr)
             yield data + bytes(-len(data) % _BLOCK)
-            offset += size + (-size % _BLOCK)
             continue
         if kind in (b"L", b"K"):
             if size > MAX_PAX:
