@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -232,6 +233,11 @@ def main() -> int:
         "--variants", default="zstd-off,zstd-on,gzip-off,gzip-on",
         help="the modelseal runs, COMPRESSION-off|on (rebuild check), comma-separated",
     )  # fmt: skip
+    ap.add_argument(
+        "--baseline-src", type=Path, default=None,
+        help="also run each variant with this src/ directory first on PYTHONPATH (another "
+        "modelseal, e.g. `git archive COMMIT src | tar -x -C DIR`, then DIR/src)",
+    )  # fmt: skip
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-size-", dir="/var/tmp"))
@@ -248,7 +254,11 @@ def main() -> int:
             ctx = work / "ctx"
             make_context(ctx, args.size_mib)
             variants: dict[str, Path] = {}
-            for variant in args.variants.split(","):
+            baseline: dict[str, Path] = {}
+            trees = {"": None} | ({" (baseline)": args.baseline_src} if args.baseline_src else {})
+            for variant, (label, tree) in itertools.product(
+                args.variants.split(","), trees.items()
+            ):
                 comp, _, rb = variant.partition("-")
                 if True:
                     policy = work / f"policy-{comp}-{rb}.yml"
@@ -259,16 +269,26 @@ def main() -> int:
                         "models:\n  lock: models.lock\n  image_paths:\n    model: /app/model\n"
                         "trivy:\n  db:\n    mode: offline\npip_audit:\n  enabled: false\n"
                     )
-                    variants[f"modelseal run, {comp}, rebuild {rb}"] = policy
+                    name = f"modelseal run, {comp}, rebuild {rb}{label}"
+                    variants[name] = policy
+                    if tree is not None:
+                        baseline[name] = tree
             rows: dict[str, list[dict[str, float]]] = {"plain": []}
             rows |= {name: [] for name in variants}
             for i in range(args.runs):
                 # Interleaved so drift on a shared machine hits every side alike.
                 rows["plain"].append(plain(ctx, base, work / f"plain-{i}"))
+                print(f"plain: {rows['plain'][-1]}", file=sys.stderr, flush=True)
                 shutil.rmtree(work / f"plain-{i}", ignore_errors=True)
                 for name, policy in variants.items():
-                    out = work / f"seal-{policy.stem}-{i}"
-                    rows[name].append(seal(ctx, base, policy, out, env))
+                    out = work / f"seal-{policy.stem}-{i}{'-b' if name in baseline else ''}"
+                    # A baseline variant runs another checkout's src/ (e.g. the commit before
+                    # a change), same engine, same context, interleaved.
+                    run_env = (
+                        {**env, "PYTHONPATH": str(baseline[name])} if name in baseline else env
+                    )
+                    rows[name].append(seal(ctx, base, policy, out, run_env))
+                    print(f"{name}: {rows[name][-1]}", file=sys.stderr, flush=True)
                     shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
