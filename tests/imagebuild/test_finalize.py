@@ -337,3 +337,24 @@ def test_offsets_in_errors_count_the_input_after_a_clamped_pax_header() -> None:
     second = _members(bytes(raw))[1].offset
     raw[second + 1] ^= 0x01  # "b"'s header no longer matches its checksum
     _header_offset_error(bytes(raw), f"byte {second}: the header checksum")
+
+
+#: FINALIZER_VERSION and the SHA-256 of finalize.py without that line: a change to the module
+#: must be looked at — one that can change a layer's or a manifest's bytes bumps the version
+#: (recorded in the provenance as internalParameters.layoutFinalizer; a rebuild refuses
+#: another), then this pin is updated either way.
+PINNED_FINALIZER = (1, "c6ab6a560a45615ec208abdff08d27903591d804995244bda98eda01676c3126")
+
+
+def test_the_finalizer_version_is_bumped_with_the_finalizer() -> None:
+    from modelseal.imagebuild import finalize
+
+    text = Path(finalize.__file__ or "").read_text(encoding="utf-8")
+    kept = [ln for ln in text.splitlines() if not ln.startswith("FINALIZER_VERSION")]
+    actual = hashlib.sha256("\n".join(kept).encode()).hexdigest()
+    assert (finalize.FINALIZER_VERSION, actual) == PINNED_FINALIZER, (
+        "src/modelseal/imagebuild/finalize.py changed. If the change can change the finalized "
+        "layout's bytes (headers, compression, JSON), bump FINALIZER_VERSION there; then, in "
+        f"any case, set PINNED_FINALIZER in {Path(__file__).name} to "
+        f'({finalize.FINALIZER_VERSION}, "{actual}").'
+    )
