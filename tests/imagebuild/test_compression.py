@@ -127,3 +127,27 @@ def test_a_recorded_compression_is_checked() -> None:
         with pytest.raises(ConfigError):
             check_compression(bad)
     assert compression_parameter({}) is None
+
+
+@pytest.mark.engine
+def test_a_missing_zstd_stops_the_build_gate_before_it_builds(
+    engine: PrivateEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import shutil
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    # A build that would fail: had it run, its error would be the one reported.
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY no-such-file /\n")
+    docker = shutil.which("docker")
+    assert docker is not None
+    monkeypatch.setenv("MODELSEAL_DOCKER", docker)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no zstd (nor anything else)
+    out = tmp_path / "out"
+    code = main(["build", str(ctx), "-o", str(out), "--source-date-epoch", str(EPOCH)])
+    capsys.readouterr()
+    assert code == 3
+    (gate,) = report_gates(read_report(out / "report.json")).values()
+    assert gate["status"] == "ERRORED" and "zstd" in gate["error"]
+    assert "buildx build failed" not in gate["error"]  # stopped before it ran

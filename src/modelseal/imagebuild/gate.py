@@ -37,6 +37,7 @@ from modelseal.imagebuild.finalize import (
     MODEL_LAYERS_FACT,
     Finalized,
     finalize_layout,
+    zstd_tool,
 )
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout
@@ -158,6 +159,8 @@ class BuildGate(RegisteredGate):
             )
             normalized = time.monotonic() - started
             engine = probe.result()
+        if policy.compression == "zstd":
+            zstd_tool()  # missing: ERRORED now, not after a build of many minutes
         norm = ctx.work_dir / "context"
         injected = inject_source_date_epoch(df, text)
         df_dir = ctx.work_dir / "dockerfile"
