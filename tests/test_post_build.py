@@ -18,6 +18,7 @@ from tests.support.model_files import safetensors_bytes
 from modelseal import imagefs
 from modelseal._tools import find_tool
 from modelseal.findings import GateResult, Status
+from modelseal.imagebuild.finalize import MODEL_LAYERS_FACT
 from modelseal.imagebuild.gate import BuildGate
 from modelseal.imagefs import ImageFs
 from modelseal.models.gate import ModelsGate, ModelsImageGate, _check_image, _image_dirs
@@ -27,6 +28,7 @@ from modelseal.pipeline import Context, RunOptions, SourceDateEpoch, run_pipelin
 from modelseal.policy import LoadedPolicy, load_policy_text
 from modelseal.postbuild import image_fs
 from modelseal.sbom.gate import SbomGate, scan
+from modelseal.scanview import scan_layout
 from modelseal.vuln.pip_audit import PipAuditGate
 from modelseal.vuln.site_packages import packages_from
 
@@ -178,3 +180,37 @@ def test_syft_skips_the_model_paths_and_the_sbom_keeps_packages_and_models(
     syft = find_tool("syft", env_var="MODELSEAL_SYFT", hint="")
     full = scan(syft, built.layout.path, tmp_path, None)
     assert any(c.get("name") == "evil" for c in full["components"])
+
+
+def test_syft_is_not_given_the_layers_that_hold_only_model_files(
+    built: Built, tmp_path: Path
+) -> None:
+    """The layout finalizer marks the COPY of model/ as holding only model files; syft scans
+    the image without it (no 2 GiB layer decompressed and copied to skip it) and finds the
+    same packages as on the whole image with the model paths excluded (issue 16)."""
+    build, sbom = built.results["build"], built.results["sbom"]
+    (platform,) = platform_manifests(build.facts)
+    layers = [d["digest"] for d in built.layout.manifest(built.manifest)["layers"]]
+    model_only = build.facts[MODEL_LAYERS_FACT + platform].split(",")
+    # The RUN layer after it writes below /app/model too, but also deletes a package
+    # elsewhere (a whiteout): it is scanned.
+    assert model_only == [layers[-2]]
+    assert sbom.facts["sbom.skipped_layers"] == layers[-2]
+    view = scan_layout(built.layout, built.manifest, tmp_path / "view", skip=model_only)
+    view_manifest = OciLayout(view).platform_manifests()[0].digest
+    assert [d["digest"] for d in OciLayout(view).manifest(view_manifest)["layers"]] == (
+        layers[:-2] + layers[-1:]
+    )
+    syft = find_tool("syft", env_var="MODELSEAL_SYFT", hint="")
+    excluded = ["/app/model", "/app/model/**"]
+    seen = scan(syft, view, tmp_path, None, excluded)
+    whole = scan(syft, built.layout.path, tmp_path, None, excluded)
+
+    def packages(doc: dict[str, object]) -> list[tuple[object, ...]]:
+        comps = doc["components"]
+        assert isinstance(comps, list)
+        return sorted((c.get("type"), c.get("name"), c.get("version"), c.get("purl"))
+                      for c in comps)  # fmt: skip
+
+    assert packages(seen) == packages(whole)
+    assert ("library", "requests") in {(t, n) for t, n, _, _ in packages(seen)}

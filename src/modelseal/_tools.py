@@ -131,15 +131,17 @@ def spawn(argv: Sequence[str], *, output: int) -> subprocess.Popen[bytes]:
         ) from None
 
 
-def pipe_from(argv: Sequence[str], stdin: IO[bytes]) -> subprocess.Popen[bytes]:
-    """Start a filter (``zstd -dc``) reading the open file ``stdin`` and return it with its
+def pipe_from(argv: Sequence[str], stdin: IO[bytes] | None) -> subprocess.Popen[bytes]:
+    """Start a filter (``zstd -dc``) reading the open file ``stdin`` (None: a pipe the caller
+    writes to, then closes — ``zstd -c`` fed by the layout finalizer) and return it with its
     stdout as a pipe to read from; stderr is discarded. The caller reads to the end, then
     checks the exit code (or kills it when it stops early). Like every tool it gets no secrets
     and a session of its own. A missing executable is a :class:`ToolError`."""
     args = tuple(str(a) for a in argv)
     try:
         return subprocess.Popen(
-            args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            args, stdin=subprocess.PIPE if stdin is None else stdin, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             start_new_session=True, env=tool_env(),
         )  # fmt: skip
     except (FileNotFoundError, PermissionError) as e:

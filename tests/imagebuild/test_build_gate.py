@@ -127,15 +127,20 @@ def test_run_steps_see_source_date_epoch(
     manifest = json.loads(
         (layout / "blobs/sha256" / _gate(report)["facts"]["image.digest"][7:]).read_bytes()
     )
-    import gzip
-    import io
     import tarfile
 
-    blob = layout / "blobs/sha256" / manifest["layers"][-1]["digest"][7:]
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob.read_bytes()))) as tar:
-        member = tar.extractfile("stamp")
-        assert member is not None
-        assert member.read() == f"built at {EPOCH}\n".encode()
+    from modelseal.oci import open_layer
+
+    layer = manifest["layers"][-1]  # zstd, the default compression
+    blob = layout / "blobs/sha256" / layer["digest"][7:]
+    with (
+        open_layer(blob, layer["mediaType"]) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+        member = next(m for m in tar if m.name == "stamp")
+        data = tar.extractfile(member)
+        assert data is not None
+        assert data.read() == f"built at {EPOCH}\n".encode()
 
 
 def test_facts_name_what_a_rebuild_needs(

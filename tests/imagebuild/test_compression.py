@@ -58,6 +58,9 @@ def test_each_compression_builds_reproducibly_and_is_recorded(
     assert facts["rebuild.reproducible"] == "yes"
     assert facts["rebuild.digest"] == facts["image.digest"]
     assert facts["compression"] == compression
+    # Compressed once, by the layout finalizer (recorded for the provenance and rebuilds).
+    assert facts["layout.finalizer"] == "1"
+    assert float(facts["seconds.finalize"]) >= 0 and float(facts["seconds.buildx"]) > 0
     assert facts["compression.force"] == ("true" if "force" in extra else "false")
     assert facts.get("compression.level") == ("9" if "level" in extra else None)
     # What the provenance states, from those facts.
@@ -76,12 +79,9 @@ def test_each_compression_builds_reproducibly_and_is_recorded(
 
 def test_the_exporter_is_asked_for_the_compression() -> None:
     dest = Path("/tmp/x")
-    assert oci_output(dest, "gzip", None, force=False) == (
-        "type=oci,dest=/tmp/x,tar=false,rewrite-timestamp=true,compression=gzip"
-    )
-    assert oci_output(dest, "zstd", 19, force=True).endswith(
-        ",compression=zstd,compression-level=19,force-compression=true"
-    )
+    # BuildKit leaves the new layers uncompressed and their timestamps alone: the finalizer
+    # clamps and compresses them in one pass (no layer compressed twice).
+    assert oci_output(dest) == "type=oci,dest=/tmp/x,tar=false,compression=uncompressed"
     assert compression_facts("zstd", 3, force=False) == {
         "compression": "zstd", "compression.force": "false", "compression.level": "3",
     }  # fmt: skip
@@ -92,7 +92,7 @@ def test_the_exporter_is_asked_for_the_compression() -> None:
     [
         ("  compression: zstd\n  compression_level: 23\n", "out of range for zstd"),
         ("  compression: gzip\n  compression_level: 10\n", "out of range for gzip"),
-        ("  compression_level: -1\n", "out of range for gzip"),
+        ("  compression_level: -1\n", "out of range for zstd"),  # the default: zstd
         ("  compression: uncompressed\n  compression_level: 1\n", "not allowed"),
         ("  compression: brotli\n", "compression"),
         ('  compression_level: "3"\n', "compression_level"),
@@ -127,3 +127,27 @@ def test_a_recorded_compression_is_checked() -> None:
         with pytest.raises(ConfigError):
             check_compression(bad)
     assert compression_parameter({}) is None
+
+
+@pytest.mark.engine
+def test_a_missing_zstd_stops_the_build_gate_before_it_builds(
+    engine: PrivateEngine, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import shutil
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    # A build that would fail: had it run, its error would be the one reported.
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY no-such-file /\n")
+    docker = shutil.which("docker")
+    assert docker is not None
+    monkeypatch.setenv("MODELSEAL_DOCKER", docker)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no zstd (nor anything else)
+    out = tmp_path / "out"
+    code = main(["build", str(ctx), "-o", str(out), "--source-date-epoch", str(EPOCH)])
+    capsys.readouterr()
+    assert code == 3
+    (gate,) = report_gates(read_report(out / "report.json")).values()
+    assert gate["status"] == "ERRORED" and "zstd" in gate["error"]
+    assert "buildx build failed" not in gate["error"]  # stopped before it ran

@@ -248,7 +248,7 @@ def test_modes_times_and_symlinks(tmp_path: Path) -> None:
     entries = {rel: (mode, mtime) for rel, mode, mtime, _ in full_listing(dest)}
     files = {"plain", "script.sh", "private", "sub/deep/file"}
     # Directories and links sit at the epoch; files within the second after it (a
-    # content-derived offset that BuildKit's rewrite-timestamp clamps back to the epoch).
+    # content-derived offset that the layout finalizer clamps back to the epoch).
     assert {mtime for rel, (_, mtime) in entries.items() if rel not in files} == {EPOCH_NS}
     assert all(EPOCH_NS < entries[rel][1] < EPOCH_NS + 1_000_000_000 for rel in files)
     assert entries["."][0] == 0o755

@@ -304,10 +304,11 @@ def test_fresh_without_dockerd_errors_the_gate_with_the_hint(
     docker = shutil.which("docker")
     require(docker is not None, "docker CLI")
     assert docker is not None
-    # A PATH with git and the docker CLI but no dockerd: no second engine can start.
+    # A PATH with git, the docker CLI and zstd (the default compression) but no dockerd: no
+    # second engine can start.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("docker", "git"):
+    for tool in ("docker", "git", "zstd"):
         found = shutil.which(tool)
         if found:
             (bin_dir / tool).symlink_to(found)

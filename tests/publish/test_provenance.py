@@ -492,7 +492,7 @@ def test_a_digest_with_a_trailing_newline_is_refused(value: str) -> None:
 
 #: NORMALIZATION_VERSION and the SHA-256 of the module that defines the normalization, as of
 #: that version. Change the module and this test fails until both are looked at.
-PINNED_NORMALIZATION = (1, "cf72034cd11d0d9c2805586f30a24cea45e633221d1425ad4e6cda691fc1a7a2")
+PINNED_NORMALIZATION = (1, "92549d27021b78be803f60a276019c627b8564c2aba5aa4ce97cd3b552caf49b")
 
 
 def _normalization_source_sha256() -> str:
@@ -601,14 +601,17 @@ def test_named_build_contexts_are_recorded_by_digest(
 
 
 def test_the_normalization_version_is_an_internal_parameter() -> None:
-    facts = {"context.normalization": str(NORMALIZATION_VERSION)}
+    facts = {"context.normalization": str(NORMALIZATION_VERSION), "layout.finalizer": "1"}
     p = _realistic_input(**rebuild_inputs(facts))
     internal = provenance_statement(p)["predicate"]["buildDefinition"]["internalParameters"]
     assert internal["contextNormalization"] == NORMALIZATION_VERSION
+    # The layout finalizer that clamped and compressed the new layers, likewise.
+    assert internal["layoutFinalizer"] == 1
     assert internal["sourceDateEpoch"] == 1700000000
     # Absent from an older run's facts: absent from the provenance, not made up.
     internal = provenance_statement(_realistic_input())["predicate"]["buildDefinition"]
     assert "contextNormalization" not in internal["internalParameters"]
+    assert "layoutFinalizer" not in internal["internalParameters"]
 
 
 def test_a_url_build_context_is_recorded_without_its_credentials(

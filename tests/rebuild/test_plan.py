@@ -10,6 +10,7 @@ import pytest
 
 from modelseal.errors import ConfigError
 from modelseal.imagebuild.context import NORMALIZATION_VERSION
+from modelseal.imagebuild.finalize import FINALIZER_VERSION
 from modelseal.publish.provenance import ProvenanceInput, provenance_statement
 from modelseal.rebuild.plan import CannotRebuild, NotSignedProvenance, plan_from_statement
 from modelseal.rebuild.runner import resolve_contexts
@@ -41,6 +42,7 @@ def _statement(**changes: Any) -> dict[str, Any]:
             "remote": "https://example.com/ctx.git",
         },
         "normalization_version": NORMALIZATION_VERSION,
+        "finalizer_version": FINALIZER_VERSION,
         "network": "default",
         "platforms": ("linux/amd64",),
     } | changes
@@ -81,6 +83,12 @@ def test_a_plan_holds_what_the_build_used() -> None:
         (lambda st: st["predicate"]["buildDefinition"]["internalParameters"].update(
             sourceDateEpoch="soon"), NotSignedProvenance, "sourceDateEpoch"),
         (lambda st: st.update(subject=[]), NotSignedProvenance, "exactly one subject"),
+        # Layers made by another finalizer, or by BuildKit's rewrite-timestamp (before the
+        # finalizer was recorded), would not come out the same here.
+        (lambda st: st["predicate"]["buildDefinition"]["internalParameters"].update(
+            layoutFinalizer=99), CannotRebuild, "layout finalizer 99"),
+        (lambda st: st["predicate"]["buildDefinition"]["internalParameters"].pop(
+            "layoutFinalizer"), CannotRebuild, "rewrite-timestamp"),
     ],
 )  # fmt: skip
 def test_what_a_plan_refuses(change: Any, error: type[Exception], text: str) -> None:

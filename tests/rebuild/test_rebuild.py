@@ -508,27 +508,29 @@ def test_the_attestation_goes_to_the_registry_of_the_provenances_subject(
 def test_the_recorded_compression_is_rebuilt_and_none_means_gzip(
     published: Published, tmp_path: Path
 ) -> None:
-    """An image built with build.compression zstd records it; the rebuild builds with it and
-    reproduces the image. The same provenance without the record is rebuilt with gzip, which
-    gives other layer bytes: the rebuild honours what is recorded, and only that."""
+    """An image built with build.compression gzip records it; the rebuild builds with it and
+    reproduces the image (the layout finalizer's zlib output included). The same provenance
+    without the record is rebuilt with gzip's default level, which gives other layer bytes:
+    the rebuild honours what is recorded, and only that."""
     p = published
-    assert _external(p.provenance)["compression"] == {"type": "gzip", "force": False}
+    # The default: zstd (issue 16), recorded like any other choice.
+    assert _external(p.provenance)["compression"] == {"type": "zstd", "force": False}
     policy = tmp_path / "modelseal.yml"
     policy.write_text(
-        POLICY.replace("build:\n", "build:\n  compression: zstd\n  compression_level: 5\n")
+        POLICY.replace("build:\n", "build:\n  compression: gzip\n  compression_level: 5\n")
     )
     built = tmp_path / "built"
     code = main([
         "run", str(p.repo), "--policy", str(policy), "--build-context", f"base={p.base}",
         "--build-arg", "GREETING=hello", "-o", str(built), "--gate", "build",
-        "--push", f"{p.image}:zstd", "--sign", "key", "--key", str(p.keys[0]),
+        "--push", f"{p.image}:gzip", "--sign", "key", "--key", str(p.keys[0]),
         "--no-evidence-cache",
     ])  # fmt: skip
     assert code == 0
     digest = json.loads((built / "publish.json").read_text())["digest"]
     assert digest != p.digest
     provenance = json.loads((built / "provenance.intoto.json").read_text())
-    assert _external(provenance)["compression"] == {"type": "zstd", "level": 5, "force": False}
+    assert _external(provenance)["compression"] == {"type": "gzip", "level": 5, "force": False}
     code = _rebuild(p, str(built / "bundles" / "provenance.sigstore.json"), tmp_path / "again")
     report = json.loads((tmp_path / "again" / "rebuild.json").read_text())
     assert code == 0, report
@@ -538,4 +540,4 @@ def test_the_recorded_compression_is_rebuilt_and_none_means_gzip(
     bundle = tmp_path / "older.sigstore.json"
     bundle.write_bytes(KeySigner.from_file(p.keys[0]).sign_statement(older).bundle_json())
     report = _differs(p, tmp_path, bundle, expected=digest)
-    assert report["differences"]  # the layers: gzip now, zstd then
+    assert report["differences"]  # the layers: gzip level 6 now, level 5 then

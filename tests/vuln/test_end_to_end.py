@@ -97,3 +97,39 @@ def test_both_scanners_one_verdict(
         "CVE-2018-18074",
         "CVE-2023-45853",
     ]
+
+
+def test_trivy_is_not_given_a_layer_that_holds_only_model_files(
+    engine: object, tmp_path: Path, osv_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The COPY of the model directory is left out of what Trivy scans (models-image checks
+    it); Trivy reads the rest of the image (hard-linked blobs: it refuses symbolic links) and
+    finds what it finds on the whole image (issue 16)."""
+    from tests.support.model_files import safetensors_bytes
+
+    ctx = tmp_path / "ctx"
+    debian_rootfs(ctx / "rootfs")
+    (ctx / "model").mkdir()
+    (ctx / "model" / "w.safetensors").write_bytes(safetensors_bytes([1.0, 2.0]))
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY rootfs/ /\nCOPY model/ /app/model/\n")
+    (ctx / ".dockerignore").write_text("models.lock\n")
+    assert main(["models", "lock", str(ctx / "model"), "--lock", str(ctx / "models.lock")]) == 0
+    out = tmp_path / "out"
+    policy = _policy(tmp_path, osv_url, "models:\n  image_paths: {model: /app/model}\n")
+    args = ["run", str(ctx), "--gate", "build", "--gate", "models", "--gate", "models-image",
+            "--gate", "trivy", "--source-date-epoch", str(EPOCH), "-o", str(out),
+            "--policy", str(policy)]  # fmt: skip
+    code = main(args)
+    capsys.readouterr()
+    report = read_report(out / "report.json")
+    assert code == 1, report
+    gates = report_gates(report)
+    assert gates["models-image"]["status"] == "PASSED"
+    manifest = json.loads(
+        (out / "oci/blobs/sha256" / gates["build"]["facts"]["image.digest"][7:]).read_text()
+    )
+    model_layer = manifest["layers"][-1]["digest"]
+    assert gates["build"]["facts"]["image.model_layers.linux/amd64"] == model_layer
+    assert gates["trivy"]["facts"]["trivy.skipped_layers.linux/amd64"] == model_layer
+    failing = sorted(f["id"] for f in gates["trivy"]["findings"] if f["decision"] == "fail")
+    assert failing == ["CVE-2018-18074", "CVE-2023-45853"]

@@ -497,8 +497,8 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, int]:
     since the last build from the same client, so with every mtime set to exactly the epoch a
     same-size edit (one flipped byte of a model) would build from stale content. A sub-second
     offset derived from the content makes every edit visible to that check, keeps unchanged files
-    unchanged, and still lands above the epoch, so ``rewrite-timestamp`` clamps it back to the
-    epoch in the image.
+    unchanged, and still lands above the epoch, so the layout finalizer
+    (:mod:`modelseal.imagebuild.finalize`) clamps it back to the epoch in the image.
     """
     h = hashlib.sha256()
     size = 0

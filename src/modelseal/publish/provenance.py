@@ -7,7 +7,11 @@ build ran (:mod:`~modelseal.publish.build_environment`, which documents the buil
 Build type ``https://modelseal.dev/buildtypes/oci-image/v1``
 -----------------------------------------------------------
 A container image built by ``modelseal`` with ``docker buildx build`` (BuildKit, OCI
-exporter, ``rewrite-timestamp``, the layer compression recorded) from a source checkout, after verifying its models.
+exporter, new layers exported uncompressed) from a source checkout, after verifying its models;
+then modelseal's layout finalizer (:mod:`modelseal.imagebuild.finalize`, version
+``internalParameters.layoutFinalizer``) clamps every tar header time of the layers the build
+added to ``SOURCE_DATE_EPOCH`` (what BuildKit's ``rewrite-timestamp`` does) and compresses each
+of them once with the layer compression recorded.
 
 ``externalParameters`` (user-controlled; verifiers should reject fields they do not know):
 
@@ -48,7 +52,9 @@ exporter, ``rewrite-timestamp``, the layer compression recorded) from a source c
 the build, integer seconds), ``contextNormalization`` (the version of the context
 normalization rules, :data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`: an integer
 that changes whenever the normalization could give different bytes — internal because the
-user does not choose it, modelseal's code does; a rebuild must still match it), ``buildx``
+user does not choose it, modelseal's code does; a rebuild must still match it),
+``layoutFinalizer`` (likewise the version of the layout finalizer; absent in provenance written
+before it existed, whose layers BuildKit's ``rewrite-timestamp`` made), ``buildx``
 and ``buildkit`` (versions, when
 known), ``builder`` ``{"name", "driver", "engine"}`` when the engine's own BuildKit built (no
 image to pin: its version is the engine's), and for GitHub Actions ``{"github": {"event_name", "repository_id",
@@ -248,6 +254,9 @@ class ProvenanceInput:
     the URL given)."""
     normalization_version: int | None = None
     """:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION` of the build."""
+    finalizer_version: int | None = None
+    """:data:`modelseal.imagebuild.finalize.FINALIZER_VERSION` of the build: how modelseal
+    clamped the new layers' timestamps and compressed them after BuildKit exported them."""
     network: str | None = None
     """The build's ``--network`` (``none`` or ``default``, the build gate's ``network``
     fact); None: not stated."""
@@ -450,6 +459,9 @@ def _internal_parameters(p: ProvenanceInput) -> dict[str, Any]:
     if p.normalization_version is not None:
         # Fixed by modelseal's code, not chosen by the user, yet part of what a rebuild must do.
         params["contextNormalization"] = p.normalization_version
+    if p.finalizer_version is not None:
+        # Likewise: the layer bytes after BuildKit's export are this code's.
+        params["layoutFinalizer"] = p.finalizer_version
     if p.buildx_version:
         params["buildx"] = p.buildx_version
     if p.buildkit_version:
@@ -591,6 +603,7 @@ def provenance_input_from_env(
     normalization_version: int | None = None,
     network: str | None = None,
     compression: Mapping[str, Any] | None = None,
+    finalizer_version: int | None = None,
 ) -> ProvenanceInput:
     """A :class:`ProvenanceInput` whose source, workflow, builder and invocation come from
     :func:`detect_build_environment`; ``invocation_id`` overrides the detected one."""
@@ -630,4 +643,5 @@ def provenance_input_from_env(
         normalization_version=normalization_version,
         network=network,
         compression=compression,
+        finalizer_version=finalizer_version,
     )

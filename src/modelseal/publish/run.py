@@ -162,6 +162,7 @@ def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
     paths inside the repository, the named build contexts, the normalization version, the
     network of the ``RUN`` steps, the layer compression."""
     version = facts.get("context.normalization")
+    finalizer = facts.get("layout.finalizer")
     return {
         "context_path": facts.get("source.context"),
         "dockerfile_path": facts.get("source.dockerfile"),
@@ -173,6 +174,7 @@ def rebuild_inputs(facts: Mapping[str, str]) -> dict[str, Any]:
         "normalization_version": int(version) if version and version.isdigit() else None,
         "network": facts.get("network"),
         "compression": compression_parameter(facts),
+        "finalizer_version": int(finalizer) if finalizer and finalizer.isdigit() else None,
     }
 
 

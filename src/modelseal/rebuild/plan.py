@@ -10,7 +10,8 @@ The statement is signed but still bounded input: the build type must be modelsea
 (:data:`modelseal.publish.provenance.BUILD_TYPE`), ``externalParameters`` may hold only the
 keys that build type documents, paths must be relative, stay inside the checkout and not
 enter its ``.git`` directory, ``internalParameters.contextNormalization`` must be this
-modelseal's (:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`), and nothing recorded
+modelseal's (:data:`modelseal.imagebuild.context.NORMALIZATION_VERSION`), so must
+``internalParameters.layoutFinalizer`` (:data:`modelseal.imagebuild.finalize.FINALIZER_VERSION`), and nothing recorded
 may make buildx read the rebuilder's host or change how it builds: a ``url`` build context
 must be what :func:`~modelseal.publish.build_environment.public_context_url` records for a
 remote one (an https, http, git or ssh URL with a host name, no user info or query — buildx
@@ -238,6 +239,7 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
     """Validate a verified provenance statement into a :class:`RebuildPlan`; see the module
     docstring for what is refused."""
     from modelseal.imagebuild.context import NORMALIZATION_VERSION
+    from modelseal.imagebuild.finalize import FINALIZER_VERSION
 
     subjects = statement.get("subject")
     if not isinstance(subjects, list) or len(subjects) != 1:
@@ -284,6 +286,18 @@ def plan_from_statement(statement: Mapping[str, Any]) -> RebuildPlan:
             f"the image was built with context normalization "
             f"{untrusted(normalization, markup=False, limit=40)}, this modelseal normalizes with "
             f"version {NORMALIZATION_VERSION}: the context's bytes would differ. Use {use}."
+        )
+    finalizer = internal.get("layoutFinalizer")
+    if finalizer != FINALIZER_VERSION:
+        made = (
+            "BuildKit's rewrite-timestamp (no internalParameters.layoutFinalizer: a modelseal "
+            "before the layout finalizer)"
+            if finalizer is None
+            else f"layout finalizer {untrusted(finalizer, markup=False, limit=40)}"
+        )
+        raise CannotRebuild(
+            f"the image's layers were finalized by {made}; this modelseal finalizes with version "
+            f"{FINALIZER_VERSION}: the layers' bytes would differ. Use {use}."
         )
     epoch = internal.get("sourceDateEpoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:

@@ -42,8 +42,9 @@ from modelseal.models.mlbom import (
     read_models_json,
     to_components,
 )
-from modelseal.oci import DIGEST_RE, image_purl, image_repository, platform_manifests
+from modelseal.oci import DIGEST_RE, OciLayout, image_purl, image_repository, platform_manifests
 from modelseal.pipeline import Context
+from modelseal.scanview import scan_layout, skipped_layers
 
 #: Seconds one syft scan may take.
 SYFT_TIMEOUT = 1800.0
@@ -102,15 +103,26 @@ class SbomGate(RegisteredGate):
         cached: dict[str, str] = {}
         # syft's document is a function of the image, syft and what it skips (enrich() below
         # fixes what varies run to run), so an earlier scan of the same manifest is reused.
+        # The image without the layers that hold only model files (modelseal.scanview): syft
+        # would decompress and copy gigabytes of weights to skip them.
+        skip = skipped_layers(ctx, platform) if exclude and platform else ()
+        view = None
+        if skip:
+            view = scan_layout(OciLayout(Path(layout)), digest, ctx.work_dir / "syft-input",
+                               skip=skip, platform=platform)  # fmt: skip
+            skip = skip if view is not None else ()
         key = ctx.cache.key(
             "syft-cdx", syft=file_identity(syft), version=version, platform=platform_arg or "",
             image=build.facts.get("image.digest", ""), manifest=digest,
-            exclude="\0".join(exclude),
+            exclude="\0".join(exclude), skipped=",".join(skip),
         )  # fmt: skip
         cache = ctx.cache.unless(tool_settings("SYFT_", SYFT_ENV_OFFLINE), cached, "sbom.cache")
+
+        def run_syft() -> dict[str, Any]:
+            return scan(syft, view or Path(layout), ctx.work_dir, platform_arg, exclude)
+
         raw = cache.through(
-            key, lambda: scan(syft, Path(layout), ctx.work_dir, platform_arg, exclude),
-            dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",
+            key, run_syft, dump=lambda d: d, load=_checked_cdx, facts=cached, label="sbom.cache",
         )  # fmt: skip
         models = _models(ctx)
         doc = enrich(
@@ -135,6 +147,9 @@ class SbomGate(RegisteredGate):
             facts["sbom.platform"] = platform
         if exclude:
             facts["sbom.excluded"] = ",".join(exclude)
+        if skip:
+            # Layers holding only model files, not given to syft at all (modelseal.scanview).
+            facts["sbom.skipped_layers"] = ",".join(skip)
         facts |= cached
         return GateResult(self.name, Status.PASSED, artifacts={"sbom": out}, facts=facts)
 

@@ -29,6 +29,7 @@ from modelseal.gates import RegisteredGate
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.policy.model import TrivyDbPolicy
+from modelseal.scanview import scan_layout, skipped_layers
 from modelseal.vuln.findings import is_alias_id, vuln_finding
 
 GATE = "trivy"
@@ -406,14 +407,21 @@ class TrivyGate(RegisteredGate):
         findings: list[Finding] = []
         for i, (platform, digest) in enumerate(manifests.items()):
             ctx.progress(self.name, f"scanning {platform}")
-            single = single_manifest_layout(layout, digest, ctx.work_dir / f"input-{i}")
+            skip = skipped_layers(ctx, platform)
+            dest = ctx.work_dir / f"input-{i}"
+            # Without the layers that hold only model files (modelseal.scanview), when the
+            # models-image gate checks those: Trivy would decompress gigabytes of weights.
+            view = scan_layout(layout, digest, dest, skip=skip) if skip else None
+            if view is None:
+                skip = ()
+            single = view or single_manifest_layout(layout, digest, dest)
             # Named relative to the work directory: Trivy puts the name in its report (the OS
             # target), which is then the same run to run, and so can be cached.
             argv = scan_argv(trivy, Path(single.name), cache_dir)
             # Trivy's report is a function of the image, Trivy and the DB (metadata and file).
             key = ctx.cache.key(
                 "trivy-json", trivy=file_identity(trivy), version=facts["trivy.version"],
-                manifest=digest, platform=platform,
+                manifest=digest, platform=platform, skipped=",".join(skip),
                 argv="\0".join(argv[1:]).replace(str(cache_dir), "CACHE"),
                 db_meta=file_digest(cache_dir / "db" / "metadata.json"),
                 db=file_identity(cache_dir / "db" / "trivy.db"),
@@ -427,6 +435,8 @@ class TrivyGate(RegisteredGate):
                 facts=facts, label="trivy.cache",
             )  # fmt: skip
             facts[f"trivy.findings.{platform}"] = str(len(found))
+            if skip:
+                facts[f"trivy.skipped_layers.{platform}"] = ",".join(skip)
             findings += found
         findings.sort(key=lambda f: (f.id, f.subject, f.location or "", f.evidence["platform"]))
         return findings
