@@ -15,8 +15,9 @@
 #      or, with no registry at all, an OCI layout (examples/base/build_base.py makes one):
 #        modelseal build . -o dist/tool-image \
 #          --build-context base=oci-layout:///path/to/layout@sha256:<digest>
-#      Plain buildx works too; reproducible only with SOURCE_DATE_EPOCH in the environment and
-#      the same flags modelseal passes:
+#      Plain buildx works too, reproducible with SOURCE_DATE_EPOCH in the environment and these
+#      flags (its digest is its own: modelseal asks BuildKit for uncompressed layers and its
+#      layout finalizer clamps the times and compresses them, zstd by default):
 #        SOURCE_DATE_EPOCH=<t> docker buildx build --pull=false --network none \
 #          --provenance=false --sbom=false --build-context base=… \
 #          --output type=oci,dest=out,tar=false,rewrite-timestamp=true .
