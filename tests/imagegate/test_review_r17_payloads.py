@@ -351,3 +351,14 @@ def test_the_model_paths_are_left_to_models_image_only_when_it_runs(
     layout, digest = make_layout(tmp_path / "oci", [layer(M("app/model/evil.pkl", data=EVIL))])
     findings = payloads.collect(ImageView(ctx, layout, "linux/amd64", digest, {}, {}))
     assert _unsafe(findings, "/app/model/evil.pkl") is scanned
+
+
+def test_a_models_ignore_glob_over_the_context_path_is_matched_too(tmp_path: Path) -> None:
+    # models.ignore globs are build-context paths (model/docs/*), as models-image matches them.
+    view = _view(
+        tmp_path, layer(M("app/model/docs/notes.bin", data=EVIL)),
+        policy="  ignore: ['model/docs/*']\n",
+    )  # fmt: skip
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/app/model/docs/notes.bin"), findings
+    assert findings[0].evidence["model_paths"].endswith("left out of models-image by models.ignore")

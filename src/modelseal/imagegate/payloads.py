@@ -45,7 +45,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Final
 
 from modelseal.errors import GateError
@@ -257,15 +257,22 @@ def _unseen(
     hardlink outside the model paths, one ``models.ignore`` leaves out. Each maps to itself
     (its spool filled by reading its layer again, within the tap's bounds), the paths to
     report it under, and why it is reported here."""
-    from modelseal.models.gate import _image_dirs, _local_paths
-
     models = view.ctx.policy.policy.models
-    dirs = _image_dirs(dict(models.image_paths), set())
+    # models.ignore is matched against the build-context path a file stands for (as
+    # models-image matches it); the image path and the path inside each model directory are
+    # tried too: one match more means one file more scanned, never one less.
+    dirs = [
+        (image.strip("/") + "/", PurePosixPath(local).as_posix().strip("/"))
+        for local, image in models.image_paths.items()
+    ]
 
     def ignored(path: str) -> bool:
-        return is_ignored(path, models.ignore) or any(
-            is_ignored(rel, models.ignore) for rel in _local_paths(path, dirs)
-        )
+        forms = [path]
+        for prefix, local in dirs:
+            if path.startswith(prefix):
+                rest = path[len(prefix) :]
+                forms += [rest, rest if local in ("", ".") else f"{local}/{rest}"]
+        return any(is_ignored(f, models.ignore) for f in forms)
 
     out: _Unseen = {}
     for m in members:
