@@ -77,6 +77,9 @@ class MemberTap(Protocol):
         once with the stream. Returns an open file that then receives the whole content (head
         included; build closes it), or None. Not called for empty files."""
 
+    def hashed(self, layer: int, ordinal: int, sha256: str) -> None:
+        """The SHA-256 of a member ``hash_paths`` selected, once it was read whole."""
+
 
 class _Node:
     """A mutable tree node while layers are applied (the public values are :class:`FsEntry`)."""
@@ -344,6 +347,8 @@ class ImageFs:
                 sink.close()
         if h is not None:
             node.sha256 = h.hexdigest()
+            if self.tap is not None:
+                self.tap.hashed(layer, ordinal, node.sha256)
 
     def _leaf(self, layer: int, ordinal: int, member: tarfile.TarInfo, parts: list[str]) -> _Node:
         if member.issym():
@@ -594,6 +599,19 @@ class ImageFs:
             for path, node in todo[key]:
                 node.sha256 = out[path] = digest
         return out
+
+    def extract_members(self, files: Mapping[tuple[int, int], Path]) -> None:
+        """Write the content of layer members (``(layer index, ordinal)`` of a regular member,
+        visible or deleted by a later layer → destination) to fresh private files, re-reading
+        only the layers holding them; a member that is not there is an error."""
+        for key, chunks in self._contents(files):
+            fd = os.open(files[key], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as sink:
+                for chunk in chunks:
+                    sink.write(chunk)
+        for (layer, ordinal), dest in files.items():
+            if not dest.exists():
+                raise GateError(f"{self._where(layer)} has no regular member {ordinal}.")
 
     def extract(self, files: Mapping[str, Path]) -> None:
         """Write the content of image files (image path → destination) to fresh files; a

@@ -33,10 +33,12 @@ class RunShared:
     asks, while the others asking for it wait; an error is raised to each of them.
 
     ``dir``: a private directory of the run for shared files (removed with the run), or None
-    (a gate run on its own: the caller's work directory is used)."""
+    (a gate run on its own: the caller's work directory is used). ``gates``: the names of the
+    gates selected for the run, or None (unknown: :attr:`RunOptions.gates` says)."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, gates: frozenset[str] | None = None) -> None:
         self.dir = directory
+        self.gates = gates
         self._lock = threading.Lock()
         self._slots: dict[str, tuple[threading.Lock, list[tuple[bool, object]]]] = {}
 
@@ -249,10 +251,9 @@ def run_pipeline(
     cache = EvidenceCache.open(options.evidence_cache)
     with fsio.private_temp_dir("modelseal-") as tmp:
         ctx_base = Path(tmp)
-        # Not a gate's name (those have no dot): a directory the gates share.
-        shared = RunShared(fsio.ensure_dir(ctx_base / ".shared"))
-
         selected = {g.name: g for g in ordered}
+        # Not a gate's name (those have no dot): a directory the gates share.
+        shared = RunShared(fsio.ensure_dir(ctx_base / ".shared"), frozenset(selected))
 
         def start(g: Gate) -> GateResult:
             with lock:

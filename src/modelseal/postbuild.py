@@ -40,13 +40,27 @@ def model_prefixes(image_paths: dict[str, str]) -> tuple[tuple[str, ...], frozen
     return tuple(f"{p}/" for p in stripped), frozenset(stripped)
 
 
+def models_image_runs(ctx: Context) -> bool:
+    """Whether ``models-image`` checks the model paths in this run: the models section is
+    enabled, maps model paths into the image, and the gate is selected (when the run's
+    selection is unknown, :attr:`~modelseal.pipeline.RunOptions.gates` says; empty: every
+    gate). Otherwise nothing leaves the model paths to it."""
+    pol = ctx.policy.policy.models
+    if not (pol.enabled and pol.image_paths):
+        return False
+    selected = ctx.shared.gates
+    if selected is None and ctx.options.gates:
+        selected = frozenset(ctx.options.gates)
+    return selected is None or "models-image" in selected
+
+
 def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
     """The resolved filesystem of manifest ``digest`` of ``layout``, made once per run for
     every post-build gate (see the module doc)."""
     pol = ctx.policy.policy
     prefixes, exact = (
         model_prefixes(dict(pol.models.image_paths))
-        if pol.models.enabled and pol.models.image_paths
+        if models_image_runs(ctx)
         else ((), frozenset())
     )
 
@@ -64,7 +78,8 @@ def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:
         )
         tap = None
         if pol.image.enabled:
-            # The image gate's scan for model payloads outside the model paths, in this pass.
+            # The image gate's scan for model payloads, in this pass (the model paths are
+            # models-image's when it runs, except what it does not see: see payloads.collect).
             from modelseal.imagegate.payloads import PayloadTap
 
             tap = PayloadTap(spool, hashed, pol.models.limits.max_inflated_bytes)

@@ -1,7 +1,7 @@
 """Review r17: the Kyverno ``validate.cel`` rule of ``policy export --runtime-profile``
 (modelseal.admission.runtime) run by celpy on pods that pull the sealed image under another
-spelling of its reference: the runtime rule does not select the container, so a privileged pod
-of the sealed image is admitted. Each test documents a defect (xfail strict) until fixed."""
+spelling of its reference: the runtime rule did not select the container, so a privileged pod
+of the sealed image was admitted. Each test was a strict xfail until fixed."""
 
 from __future__ import annotations
 
@@ -44,24 +44,31 @@ def test_review_control_the_canonical_spelling_is_refused(tmp_path: Path) -> Non
     assert not _admitted(doc, _pod("docker.io/org/model:1", SC | {"privileged": True}))
 
 
-@pytest.mark.xfail(strict=True, reason="review: 'index.docker.io/org/model' and "
-                   "'docker.io/model' are docker.io/org/model and docker.io/library/model to the "
-                   "runtime and to Kyverno's verifyImages (reference normalization), but the CEL "
-                   "rule's _NORMALIZED keeps them as written: a privileged pod is admitted")  # fmt: skip
 @pytest.mark.parametrize(
     "pattern,image",
     [("docker.io/org/model*", "index.docker.io/org/model:1"),
      ("docker.io/library/model*", "docker.io/model:1"),
-     ("docker.io/library/model*", "index.docker.io/model:1")],
+     ("docker.io/library/model*", "index.docker.io/model:1"),
+     ("docker.io/org/model*", "registry-1.docker.io/org/model:1"),
+     ("docker.io/org/model*", "Docker.IO/org/model:1"),
+     ("docker.io/org/model*", "org/model:1"),
+     ("model*", "index.docker.io/library/model:1")],
 )  # fmt: skip
 def test_review_docker_hub_spellings_are_matched(tmp_path: Path, pattern: str, image: str) -> None:
     doc = _doc(tmp_path, pattern)
     assert not _admitted(doc, _pod(image, SC | {"privileged": True}))
 
 
-@pytest.mark.xfail(strict=True, reason="review: a registry host is case-insensitive (DNS; the "
-                   "reference grammar allows upper case in the domain), the CEL match is not: "
-                   "GHCR.IO/org/model runs the sealed image privileged")  # fmt: skip
 def test_review_upper_case_registry_host_is_matched(tmp_path: Path) -> None:
     doc = _doc(tmp_path, "ghcr.io/org/model*")
     assert not _admitted(doc, _pod("GHCR.IO/org/model:1", SC | {"privileged": True}))
+
+
+@pytest.mark.parametrize(
+    "pattern,image",
+    [("docker.io/org/model*", "ghcr.io/org/model:1"), ("ghcr.io/org/model*", "ghcr.io/org/other:1"),
+     ("docker.io/library/model*", "docker.io/org/model:1")],
+)  # fmt: skip
+def test_other_images_are_not_selected(tmp_path: Path, pattern: str, image: str) -> None:
+    doc = _doc(tmp_path, pattern)
+    assert _admitted(doc, _pod(image, SC | {"privileged": True}))

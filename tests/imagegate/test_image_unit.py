@@ -68,7 +68,7 @@ def test_the_runtime_user_resolves_as_runc_does(
         ("app", {}, "user app is not in the image's /etc/passwd"),
         ("app:ghosts", {"etc/passwd": PASSWD, "etc/group": GROUP},
          "group ghosts is not in the image's /etc/group"),
-        ("99999999999", {"etc/passwd": PASSWD}, "is not in the image's /etc/passwd"),
+        ("99999999999", {"etc/passwd": PASSWD}, "uid 99999999999 is out of range"),
     ],
 )  # fmt: skip
 def test_a_user_the_runtime_cannot_resolve_is_a_problem(

@@ -1,5 +1,5 @@
 """Review r17: the image gate on real BuildKit images, selected without models-image
-(``modelseal run --gate build --gate image``). Documents a defect (xfail strict) until fixed."""
+(``modelseal run --gate build --gate image``). It was a strict xfail until fixed."""
 
 from __future__ import annotations
 
@@ -20,9 +20,6 @@ pytestmark = pytest.mark.engine
 EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."
 
 
-@pytest.mark.xfail(strict=True, reason="review: with models-image not selected (--gate build "
-                   "--gate image) the payload tap still leaves models.image_paths to it: a "
-                   "malicious pickle there is checked by no gate")  # fmt: skip
 def test_review_model_paths_scanned_when_models_image_does_not_run(
     busybox_base: str, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import tarfile
 from pathlib import Path
 
@@ -52,8 +53,6 @@ def _tar(members: list[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="review: a hardlink outside the model paths to a file "
-                   "under them (then whited out) is a visible, never-scanned pickle")  # fmt: skip
 def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> None:
     view = _view(
         tmp_path,
@@ -70,8 +69,6 @@ def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> No
     assert _unsafe(findings, "/app/evil.pkl"), [f.title for f in findings]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a hidden copy under models.image_paths is left "
-                   "to models-image, which walks only the visible tree: nobody scans it")  # fmt: skip
 def test_review_hidden_pickle_under_the_model_paths_is_checked_by_someone(tmp_path: Path) -> None:
     view = _view(
         tmp_path, layer(M("app/model/evil.pkl", data=EVIL)), layer(M("app/model/.wh.evil.pkl"))
@@ -83,12 +80,13 @@ def test_review_hidden_pickle_under_the_model_paths_is_checked_by_someone(tmp_pa
     assert any("app/model/evil.pkl" in f.subject for f in findings), findings
 
 
-@pytest.mark.xfail(strict=True, reason="review: a model file under models.image_paths whose name "
-                   "models.ignore accepts is skipped by both models-image and the payload tap")  # fmt: skip
 def test_review_models_ignore_glob_hides_a_pickle_from_both_gates(tmp_path: Path) -> None:
-    view = _view(tmp_path, layer(M("app/model/README.md", data=EVIL)))
+    view = _view(
+        tmp_path, layer(M("app/model/README.md", data=EVIL)), policy="  ignore: ['*.md']\n"
+    )
     findings = payloads.collect(view)
-    findings += _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], ["*.md"])
+    ignore = view.ctx.policy.policy.models.ignore
+    findings += _check_image(view.fs, "linux/amd64", {}, [("app/model/", "model")], ignore)
     assert any("README.md" in f.subject for f in findings), findings
 
 
@@ -307,3 +305,60 @@ def test_review_gzip_pickle_behind_a_long_gzip_file_name_is_scanned(tmp_path: Pa
     view = _view(tmp_path, layer(M("srv/model.joblib", data=data)))
     findings = payloads.collect(view)
     assert _unsafe(findings, "/srv/model.joblib"), findings
+
+
+BENIGN = pickle.dumps({"a": 1}, protocol=4)
+
+
+def test_a_hidden_copy_identical_to_what_shows_is_left_to_models_image(tmp_path: Path) -> None:
+    # A later layer's chmod copies the model up whole: the hidden copy is the same bytes.
+    view = _view(
+        tmp_path, layer(M("app/model/m.pkl", data=BENIGN)), layer(M("app/model/m.pkl", data=BENIGN))
+    )
+    assert payloads.collect(view) == []
+    assert dict(view.fs.reads) == {0: 1, 1: 1}  # and nothing was read again
+
+
+def test_an_unseen_model_path_copy_past_the_bounds_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(payloads, "MAX_CANDIDATES", 0)
+    view = _view(
+        tmp_path, layer(M("app/model/evil.pkl", data=EVIL)), layer(M("app/model/.wh.evil.pkl"))
+    )
+    findings = payloads.collect(view)
+    assert [(f.id, f.subject) for f in findings] == [(payloads.UNSCANNED, "/app/model/evil.pkl")]
+
+
+@pytest.mark.parametrize(
+    ("gates", "scanned"),
+    [(None, False), (frozenset({"build", "image"}), True),
+     (frozenset({"build", "image", "models-image"}), False)],
+)  # fmt: skip
+def test_the_model_paths_are_left_to_models_image_only_when_it_runs(
+    tmp_path: Path, gates: frozenset[str] | None, scanned: bool
+) -> None:
+    from modelseal.pipeline import RunShared
+
+    loaded = load_policy_text(
+        "version: 1\nmodels:\n  image_paths: {model: /app/model}\n", "policy.yml"
+    )
+    ctx = Context(
+        policy=loaded, options=RunOptions(context=tmp_path), epoch=SourceDateEpoch(EPOCH, "x"),
+        work_dir=tmp_path / "work", out_dir=tmp_path / "out", shared=RunShared(None, gates),
+    )  # fmt: skip
+    ctx.work_dir.mkdir()
+    layout, digest = make_layout(tmp_path / "oci", [layer(M("app/model/evil.pkl", data=EVIL))])
+    findings = payloads.collect(ImageView(ctx, layout, "linux/amd64", digest, {}, {}))
+    assert _unsafe(findings, "/app/model/evil.pkl") is scanned
+
+
+def test_a_models_ignore_glob_over_the_context_path_is_matched_too(tmp_path: Path) -> None:
+    # models.ignore globs are build-context paths (model/docs/*), as models-image matches them.
+    view = _view(
+        tmp_path, layer(M("app/model/docs/notes.bin", data=EVIL)),
+        policy="  ignore: ['model/docs/*']\n",
+    )  # fmt: skip
+    findings = payloads.collect(view)
+    assert _unsafe(findings, "/app/model/docs/notes.bin"), findings
+    assert findings[0].evidence["model_paths"].endswith("left out of models-image by models.ignore")

@@ -3,7 +3,7 @@
 only, never against names; passwd/group lines are ``strings.TrimSpace``d before they are split.
 Where modelseal answers a non-root uid for an image runc starts as root, the runtime profile
 (and its signed attestation, and the exported admission rule) claims a privilege the image does
-not keep. Each test documents a defect (xfail strict) until fixed."""
+not keep. Each test was a strict xfail until fixed."""
 
 from __future__ import annotations
 
@@ -33,8 +33,6 @@ def _view(tmp_path: Path, user: str, passwd: str, group: str = "root:x:0:\n") ->
     return ImageView(ctx, layout, "linux/amd64", digest, {}, {"config": {"User": user}})
 
 
-@pytest.mark.xfail(strict=True, reason="review: USER '0' (or no USER) matched by NAME against a "
-                   "passwd user called '0' with uid 1000: profile says non-root, runc runs uid 0")  # fmt: skip
 @pytest.mark.parametrize("user", ["0", ""])
 def test_review_numeric_user_is_an_id_not_a_name(tmp_path: Path, user: str) -> None:
     passwd = "0:x:1000:1000::/:/bin/sh\nroot:x:0:0:root:/root:/bin/sh\n"
@@ -44,8 +42,6 @@ def test_review_numeric_user_is_an_id_not_a_name(tmp_path: Path, user: str) -> N
     assert runtime_profile(view).non_root is False
 
 
-@pytest.mark.xfail(strict=True, reason="review: runc trims passwd lines; ' app:x:0:0' is app "
-                   "(uid 0) to runc, skipped here in favour of a later app:x:1000 line")  # fmt: skip
 def test_review_passwd_lines_are_trimmed_as_runc_does(tmp_path: Path) -> None:
     passwd = " app:x:0:0::/:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n"
     view = _view(tmp_path, "app", passwd)
@@ -53,16 +49,12 @@ def test_review_passwd_lines_are_trimmed_as_runc_does(tmp_path: Path) -> None:
     assert runtime_profile(view).security_context()["runAsNonRoot"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="review: USER 'app:0' matched against a group NAMED '0' "
-                   "(gid 1000): the profile's runAsGroup is 1000, runc runs gid 0")  # fmt: skip
 def test_review_numeric_group_is_a_gid_not_a_name(tmp_path: Path) -> None:
     passwd = "app:x:1000:1000::/app:/bin/sh\n"
     view = _view(tmp_path, "app:0", passwd, group="0:x:1000:\nroot:x:0:\n")
     assert runtime_user(view).gid == 0
 
 
-@pytest.mark.xfail(strict=True, reason="review: USER '+0' is uid 0 to runc (strconv.Atoi takes "
-                   "a sign) and has no passwd entry; here it is 'not in /etc/passwd'")  # fmt: skip
 def test_review_signed_numeric_user_is_uid_0(tmp_path: Path) -> None:
     view = _view(tmp_path, "+0", "root:x:0:0:root:/root:/bin/sh\n")
     u = runtime_user(view)
@@ -71,20 +63,25 @@ def test_review_signed_numeric_user_is_uid_0(tmp_path: Path) -> None:
     assert u.uid == 0 and not u.problem
 
 
-@pytest.mark.xfail(strict=True, reason="review: profile.py and README ('the image gate's user "
-                   "check refuses such images by default', image.require_non_root) describe a "
-                   "check that does not exist: a root image passes every image-gate collector")  # fmt: skip
 def test_review_the_image_gate_refuses_a_root_image(tmp_path: Path) -> None:
-    from modelseal.gates import resolve
+    from modelseal.findings import GateResult, Status
+    from modelseal.imagegate import config
     from modelseal.imagegate.gate import COLLECTORS
     from modelseal.imagegate.rules import image_rule
     from modelseal.judge import Outcome
 
     view = _view(tmp_path, "", "root:x:0:0:root:/root:/bin/sh\n")
+    # The gate requires build (its history names the Dockerfile line of each finding).
+    view.ctx.results["build"] = GateResult("build", Status.PASSED)
     assert runtime_user(view).is_root
-    findings = [f for ref in COLLECTORS for f in resolve(ref)(view)]  # type: ignore[operator]
+    # The user check is the config collector's (the others need Trivy and a real image).
+    assert "modelseal.imagegate.config:collect" in COLLECTORS
+    findings = config.collect(view)
     policy = view.ctx.policy.policy
-    assert any(image_rule(policy, f).outcome is Outcome.FAIL for f in findings), findings
+    assert any(
+        f.id == "image.root-user" and image_rule(policy, f).outcome is Outcome.FAIL
+        for f in findings
+    ), findings
 
 
 def test_review_numeric_user_matches_passwd_by_value(tmp_path: Path) -> None:
@@ -94,3 +91,56 @@ def test_review_numeric_user_matches_passwd_by_value(tmp_path: Path) -> None:
     u = runtime_user(view)
     assert (u.uid, u.gid, u.name) == (1000, 1000, "app")
     assert runtime_profile(view).security_context()["runAsGroup"] == 1000
+
+
+APP = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n"
+
+
+@pytest.mark.parametrize(
+    ("user", "passwd", "group", "expected"),
+    [
+        # strconv.Atoi: a sign is part of a number; a number is only an id.
+        ("+1000", APP, "", (1000, 1000, "app")),
+        ("1000:+5", APP, "", (1000, 5, "app")),
+        # An empty part is unset: "app:" is app; ":2000" is uid 0 (by uid) with gid 2000.
+        ("app:", APP, "", (1000, 1000, "app")),
+        (":2000", APP, "models:x:2000:\n", (0, 2000, "root")),
+        # passwd lines: a "#" line is an entry (its uid field missing: 0), found by uid 0 first.
+        ("", "# base image\n" + APP, "", (0, 0, "# base image")),
+        # A missing or non-numeric uid field is 0 (Go's Atoi errors are ignored).
+        ("app", "app\n" + APP, "", (0, 0, "app")),
+        ("app", "app:x:abc:1000::/:/bin/sh\n" + APP, "", (0, 1000, "app")),
+        # Trimmed as bytes.TrimSpace trims: CR LF line ends, a leading no-break space.
+        ("app", "app:x:1000:1000\r\n", "", (1000, 1000, "app")),
+        ("app", "\u00a0app:x:0:0::/:/bin/sh\n" + APP, "", (0, 0, "app")),
+        # /etc/group: a "#" line is a comment; ids of entries are matched by value.
+        ("app:7", APP, "#seven:x:7:\nseven:x:007:\n", (1000, 7, "app")),
+    ],
+)
+def test_runc_user_resolution_details(
+    tmp_path: Path, user: str, passwd: str, group: str, expected: tuple[int, int, str]
+) -> None:
+    u = runtime_user(_view(tmp_path, user, passwd, group or "root:x:0:\n"))
+    assert (u.uid, u.gid, u.name, u.problem) == (*expected, "")
+
+
+@pytest.mark.parametrize(
+    ("user", "passwd", "group", "problem"),
+    [
+        ("-1", APP, "", "uid -1 is out of range"),
+        ("2147483648", APP, "", "out of range"),
+        ("app:-5", APP, "", "gid -5 is out of range"),
+        ("app:#g", APP, "#g:x:5:\n", "group #g is not in the image's /etc/group"),
+        # runc's bufio.Scanner stops at a 64 KiB line: the container does not start.
+        ("app", APP + "x" * 70_000 + "\n", "", "longer than 65535 bytes"),
+        # A name is never matched against the uid column.
+        ("1000x", APP, "", "user 1000x is not in"),
+    ],
+)
+def test_runc_user_resolution_errors(
+    tmp_path: Path, user: str, passwd: str, group: str, problem: str
+) -> None:
+    view = _view(tmp_path, user, passwd, group or "root:x:0:\n")
+    u = runtime_user(view)
+    assert problem in u.problem and u.gid is None
+    assert runtime_profile(view).non_root is False

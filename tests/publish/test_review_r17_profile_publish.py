@@ -1,5 +1,6 @@
 """Review r17: the runtime profile read back for publishing (modelseal.publish.run
-.runtime_profile_of). Documents a defect (xfail strict) until fixed."""
+.runtime_profile_of): a non-JSON profile is a PublishError (it was a JSONDecodeError:
+exit 4, a traceback)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ from modelseal.findings import GateResult, Status
 from modelseal.publish.run import runtime_profile_of
 
 
-@pytest.mark.xfail(strict=True, reason="review: a runtime-profile.json changed into non-JSON "
-                   "since the gate wrote it raises JSONDecodeError (exit 4, a traceback) instead "
-                   "of the PublishError the changed-file check gives")  # fmt: skip
 def test_review_a_profile_changed_into_non_json_is_a_publish_error(tmp_path: Path) -> None:
     path = tmp_path / "runtime-profile.json"
     path.write_text("{not json\n")

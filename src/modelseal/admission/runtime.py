@@ -143,25 +143,55 @@ def _inherited(field: str, test: str, *, unset: str) -> str:
     )
 
 
-#: A container's image as Kyverno's verifyImages sees it: a name without a registry host (no
-#: ``.`` or ``:`` in its first component, not ``localhost``) is Docker Hub's, a one-component
-#: one under ``library/``. A glob matching either form selects the container (more is checked,
-#: never less).
-_NORMALIZED: Final = (
-    "(c.image.matches('^(localhost|[^/]*[.:][^/]*)/') ? c.image : "
-    "(c.image.matches('/') ? 'docker.io/' + c.image : 'docker.io/library/' + c.image))"
-)
+#: Docker Hub's registry under the names a runtime pulls it by (the reference library maps
+#: ``index.docker.io`` to ``docker.io``; ``registry-1.docker.io`` is the host both resolve to),
+#: case-insensitive as every registry host is.
+_HUB: Final = ("docker.io", "index.docker.io", "registry-1.docker.io")
+_HUB_RE: Final = "(?i:docker\\.io|index\\.docker\\.io|registry-1\\.docker\\.io)"
+
+
+def _glob_body(glob: str) -> str:
+    from modelseal.admission.embed import quote_re2
+
+    return "".join(".*" if c == "*" else "." if c == "?" else quote_re2(c) for c in glob)
+
+
+def image_regexes(pattern: str) -> list[str]:
+    """Anchored regular expressions (RE2 and Python alike) matching every spelling of an image
+    reference that a runtime normalizes to one ``pattern`` matches: the pattern as written;
+    its registry host in any case; for Docker Hub, any of :data:`_HUB`, no host at all, and
+    ``library/`` left out of a one-component name. The host is the first component when it
+    holds a ``.`` or ``:`` or is ``localhost``, as the reference grammar reads it. More
+    spellings may match than the runtime would pull (more is checked, never less)."""
+    from modelseal.admission.embed import glob_re2
+
+    out = [glob_re2(pattern)]  # also validates the pattern
+    first, sep, rest = pattern.partition("/")
+    if sep and (first.lower() == "localhost" or "." in first or ":" in first):
+        domain, repo = first, rest
+    else:
+        domain, repo = "docker.io", pattern
+    if domain.lower() not in _HUB:
+        out.append(f"^(?i:{_glob_body(domain)})/{_glob_body(repo)}$")
+        return out
+    if "/" not in repo:
+        repo = f"library/{repo}"
+    forms = [repo]
+    if repo.startswith("library/") and "/" not in repo[len("library/") :]:
+        forms.append(repo[len("library/") :])  # docker.io/model is docker.io/library/model
+    for form in forms:
+        out += [f"^{_HUB_RE}/{_glob_body(form)}$", f"^{_glob_body(form)}$"]
+    return list(dict.fromkeys(out))
 
 
 def cel_variables(patterns: list[str]) -> list[dict[str, str]]:
-    """``sealedContainers``: the pod's containers of every kind whose image, as written or as
-    Kyverno normalizes it (:data:`_NORMALIZED`), matches one of the image globs (each as an
-    anchored regular expression, :func:`glob_re2`)."""
-    from modelseal.admission.embed import glob_re2, quote_cel
+    """``sealedContainers``: the pod's containers of every kind whose image matches one of the
+    image globs under any spelling a runtime reads as the same reference
+    (:func:`image_regexes`)."""
+    from modelseal.admission.embed import quote_cel
 
     matches = " || ".join(
-        f"c.image.matches({quote_cel(glob_re2(p))}) || {_NORMALIZED}.matches({quote_cel(glob_re2(p))})"
-        for p in patterns
+        f"c.image.matches({quote_cel(r)})" for p in patterns for r in image_regexes(p)
     )
     return [{"name": "sealedContainers", "expression": f"({_CONTAINERS}).filter(c, {matches})"}]
 

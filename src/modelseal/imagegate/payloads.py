@@ -1,4 +1,4 @@
-"""Model payloads anywhere in the image: unsafe pickles outside the locked model paths.
+"""Model payloads anywhere in the image: unsafe pickles wherever models-image does not look.
 
 ``models-image`` checks the files under ``models.image_paths`` against ``models.lock``; a
 malicious pickle elsewhere — in a base layer, in a pip package's data files, in a cached hub
@@ -16,8 +16,16 @@ fails: nothing is skipped silently.
 
 Files a later layer deletes or replaces are scanned too: their bytes ship in the image's blobs
 and anyone can extract them (``docker save``, a registry pull). Their findings say so
-(``hidden: yes``), naming the layer that holds them. The model paths themselves
-(``models.image_paths``) are left to ``models-image``, hidden copies included.
+(``hidden: yes``), naming the layer that holds them.
+
+The model paths (``models.image_paths``) are left to ``models-image`` only while it runs in
+this run (:func:`modelseal.postbuild.models_image_runs`), and only what it checks: the visible
+files there, each of which must be pinned in the lock. The tap records the model-path members
+without copying them (the pass hashes them); :func:`collect` reads again, from the layer
+holding it, each one models-image cannot see — a copy a later layer deleted or replaced (unless
+the same bytes show at the same path), one visible through a hardlink outside the model paths,
+one ``models.ignore`` leaves out — and scans it like any other (evidence ``model_paths`` says
+why it is reported here).
 
 Findings (:func:`payload_rule` judges them):
 
@@ -37,7 +45,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Final
 
 from modelseal.errors import GateError
@@ -82,6 +90,9 @@ class Member:
     detected: Detected  # from the first bytes
     spool: Path | None  # the whole content, when it is to be scanned
     unscanned: str  # why it is to be scanned but was not copied ("" otherwise)
+    # Under the model paths while models-image runs: not copied in the pass (models-image
+    # checks what it shows); collect() reads it again only when models-image cannot see it.
+    model_path: bool = False
 
 
 def _pickle_bearing(d: Detected) -> bool:
@@ -100,41 +111,59 @@ class PayloadTap:
 
     def __init__(self, spool: Path, skip: Callable[[str], bool], max_file_bytes: int) -> None:
         self.spool = spool  # private, made fresh by the caller
-        self.skip = skip  # the model paths (models-image's)
+        self.skip = skip  # the model paths, when models-image runs (postbuild.models_image_runs)
         self.max_file_bytes = max_file_bytes
         self.members: dict[tuple[int, int], Member] = {}
         self.copied = (0, 0)  # files, bytes
+        self.digests: dict[tuple[int, int], str] = {}  # model-path members, hashed in the pass
+
+    def admit(self, size: int) -> str:
+        """Count a candidate of ``size`` bytes for the spool: "" when it fits the bounds, or
+        why not."""
+        files, total = self.copied
+        if size > self.max_file_bytes:
+            return (f"{size} bytes, more than models.limits.max_inflated_bytes "
+                    f"({self.max_file_bytes})")  # fmt: skip
+        if files >= MAX_CANDIDATES:
+            return f"more than {MAX_CANDIDATES} candidate files in the image"
+        if total + size > MAX_CANDIDATE_BYTES:
+            return f"more than {MAX_CANDIDATE_BYTES} bytes of candidate files in the image"
+        self.copied = (files + 1, total + size)
+        return ""
 
     def member(
         self, layer: int, ordinal: int, path: str, size: int, head: bytes
     ) -> IO[bytes] | None:
         """Detect ``path`` from ``head``; return a fresh spool file for a candidate."""
-        if self.skip(path):
-            return None
         detected = detect_prefix(head, size)
+        if self.skip(path):
+            # models-image's, unless it cannot see it (collect decides, once the layers are
+            # applied); the pass hashes it (hashed()), nothing is copied.
+            if detected.format is not Format.UNKNOWN or _pickle_bearing(detected):
+                self.members[layer, ordinal] = Member(
+                    layer, ordinal, path, size, detected, None, "", model_path=True
+                )
+            return None
         if not _pickle_bearing(detected):
             if detected.format is not Format.UNKNOWN:
                 self.members[layer, ordinal] = Member(
                     layer, ordinal, path, size, detected, None, ""
                 )
             return None
-        files, total = self.copied
-        why = ""
-        if size > self.max_file_bytes:
-            why = (f"{size} bytes, more than models.limits.max_inflated_bytes "
-                   f"({self.max_file_bytes})")  # fmt: skip
-        elif files >= MAX_CANDIDATES:
-            why = f"more than {MAX_CANDIDATES} candidate files in the image"
-        elif total + size > MAX_CANDIDATE_BYTES:
-            why = f"more than {MAX_CANDIDATE_BYTES} bytes of candidate files in the image"
+        why = self.admit(size)
         if why:
             self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, None, why)
             return None
         dest = self.spool / f"payload-{layer}-{ordinal}"
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        self.copied = (files + 1, total + size)
         self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, dest, "")
         return os.fdopen(fd, "wb")
+
+    def hashed(self, layer: int, ordinal: int, sha256: str) -> None:
+        """Keep the digest of a model-path member (to tell a hidden copy from what shows)."""
+        m = self.members.get((layer, ordinal))
+        if m is not None and m.model_path:
+            self.digests[layer, ordinal] = sha256
 
 
 def collect(view: ImageView) -> list[Finding]:
@@ -152,7 +181,7 @@ def collect(view: ImageView) -> list[Finding]:
     visible = fs.visible_members()
     deadline = time.monotonic() + MAX_SCAN_SECONDS
     scans: dict[str, FileScan] = {}  # content sha256 → its scan
-    digests: dict[tuple[int, int], str] = {}
+    digests: dict[tuple[int, int], str] = dict(tap.digests)
     members = sorted(tap.members.values(), key=lambda m: (m.layer, m.ordinal))
     for m in members:
         if m.spool is not None:
@@ -164,14 +193,23 @@ def collect(view: ImageView) -> list[Finding]:
         for m in members
         for p in visible.get((m.layer, m.ordinal), [])
     }
+    # The model-path members models-image cannot vouch for, read again (see _unseen).
+    unseen = _unseen(view, tap, members, visible, shown, digests)
     findings: list[Finding] = []
     for m in members:
         key = (m.layer, m.ordinal)
         paths = visible.get(key)
+        note = ""
+        if m.model_path:
+            if key not in unseen:
+                continue  # models-image's: it checks this file against the lock
+            m, paths, note = unseen[key]
         sha = digests.get(key)
-        if paths is None and shown.get(m.path) == (m.size, m.detected.format, sha):
+        if paths is None and not m.model_path and shown.get(m.path) == (
+            m.size, m.detected.format, sha
+        ):  # fmt: skip
             continue
-        at = _Where(view, m, paths)
+        at = _Where(view, m, paths, note)
         if m.unscanned:
             findings.append(at.unscanned(m.unscanned))
             continue
@@ -202,11 +240,81 @@ def collect(view: ImageView) -> list[Finding]:
     return findings
 
 
+_Unseen = dict[tuple[int, int], tuple[Member, list[str] | None, str]]
+
+
+def _unseen(
+    view: ImageView,
+    tap: PayloadTap,
+    members: list[Member],
+    visible: dict[tuple[int, int], list[str]],
+    shown: dict[str, tuple[int, Format, str | None]],
+    digests: dict[tuple[int, int], str],
+) -> _Unseen:
+    """The members under the model paths that models-image, which walks only the visible
+    model directories and leaves out what ``models.ignore`` matches, never checks: a copy a
+    later layer deleted or replaced (unless identical to what shows), one visible through a
+    hardlink outside the model paths, one ``models.ignore`` leaves out. Each maps to itself
+    (its spool filled by reading its layer again, within the tap's bounds), the paths to
+    report it under, and why it is reported here."""
+    models = view.ctx.policy.policy.models
+    # models.ignore is matched against the build-context path a file stands for (as
+    # models-image matches it); the image path and the path inside each model directory are
+    # tried too: one match more means one file more scanned, never one less.
+    dirs = [
+        (image.strip("/") + "/", PurePosixPath(local).as_posix().strip("/"))
+        for local, image in models.image_paths.items()
+    ]
+
+    def ignored(path: str) -> bool:
+        forms = [path]
+        for prefix, local in dirs:
+            if path.startswith(prefix):
+                rest = path[len(prefix) :]
+                forms += [rest, rest if local in ("", ".") else f"{local}/{rest}"]
+        return any(is_ignored(f, models.ignore) for f in forms)
+
+    out: _Unseen = {}
+    for m in members:
+        if not m.model_path:
+            continue
+        key = (m.layer, m.ordinal)
+        paths = visible.get(key)
+        sha = digests.get(key)
+        if paths is None:
+            if sha is not None and shown.get(m.path) == (m.size, m.detected.format, sha):
+                continue  # the same bytes show at the same path: models-image checks them
+            out[key] = (m, None, "under models.image_paths, where models-image sees only what "
+                        "is visible")  # fmt: skip
+        elif outside := [p for p in paths if not tap.skip(p)]:
+            out[key] = (m, outside, "a hardlink to a file under models.image_paths, outside "
+                        "them")  # fmt: skip
+        elif left_out := [p for p in paths if ignored(p)]:
+            out[key] = (m, left_out, "under models.image_paths, but left out of models-image "
+                        "by models.ignore")  # fmt: skip
+    wanted: dict[tuple[int, int], Path] = {}
+    for key, (m, paths, note) in out.items():
+        if not _pickle_bearing(m.detected):
+            continue
+        why = tap.admit(m.size)
+        if why:
+            out[key] = (replace(m, unscanned=why), paths, note)
+            continue
+        wanted[key] = tap.spool / f"payload-{key[0]}-{key[1]}"
+        out[key] = (replace(m, spool=wanted[key]), paths, note)
+    if wanted:
+        view.fs.extract_members(wanted)
+        for key, dest in wanted.items():
+            digests[key] = hash_file(dest).sha256
+    return out
+
+
 class _Where:
     """Where one member is, for its findings: path, platform, layer, hidden or not."""
 
-    def __init__(self, view: ImageView, m: Member, paths: list[str] | None) -> None:
+    def __init__(self, view: ImageView, m: Member, paths: list[str] | None, note: str) -> None:
         self.m = m
+        self.note = note  # why a file under the model paths is reported here ("" otherwise)
         self.hidden = paths is None
         path = printable(m.path if paths is None else sorted(paths)[0])
         self.subject = f"/{path}"
@@ -224,6 +332,8 @@ class _Where:
         }  # fmt: skip
         if paths and len(paths) > 1:
             self.evidence["hardlinks"] = ", ".join(f"/{printable(p)}" for p in sorted(paths)[1:6])
+        if note:
+            self.evidence["model_paths"] = note
         self.location = f"/{path} ({view.platform}, {self.layer})"
 
     def _finding(self, fid: str, severity: Severity, title: str, **evidence: str) -> Finding:
@@ -241,7 +351,8 @@ class _Where:
             extra["sha256"] = sha256
         return self._finding(
             MODEL_FILE, Severity.MEDIUM if pickle else Severity.LOW,
-            f"{self.named} is {what}, outside the locked model paths",
+            f"{self.named} is {what}, "
+            + (self.note if self.note else "outside the locked model paths"),
             format=fmt, pickle="yes" if pickle else "no", **extra,
         )  # fmt: skip
 

@@ -119,9 +119,11 @@ def runtime_profile_of(image: GateResult | None) -> dict[str, Any] | None:
     path = image.artifacts.get("runtime_profile") if image else None
     if image is None or path is None:
         return None
-    data = json.loads(
-        read_input(Path(path), what="the runtime profile", limit=1 << 20, contained=False)
-    )
+    text = read_input(Path(path), what="the runtime profile", limit=1 << 20, contained=False)
+    try:
+        data: object = json.loads(text)
+    except (ValueError, RecursionError):  # not JSON (any more), or nested past the parser
+        data = None
     if not isinstance(data, dict) or profile_sha256(data) != image.facts.get(
         "runtime_profile.sha256"
     ):
