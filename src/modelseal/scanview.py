@@ -36,9 +36,9 @@ from modelseal.pipeline import Context
 def skipped_layers(ctx: Context, platform: str) -> tuple[str, ...]:
     """The layers of ``platform``'s image a scanner may skip: those the build gate found to hold
     only model files, when the ``models-image`` gate checks the model paths in this run."""
-    pol = ctx.policy.policy.models
-    checked = not ctx.options.gates or "models-image" in ctx.options.gates
-    if not (pol.enabled and pol.image_paths and checked):
+    from modelseal.postbuild import models_image_runs
+
+    if not models_image_runs(ctx):
         return ()
     value = ctx.result("build").facts.get(MODEL_LAYERS_FACT + platform, "")
     return tuple(d for d in value.split(",") if d)

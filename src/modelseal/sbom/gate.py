@@ -157,9 +157,10 @@ class SbomGate(RegisteredGate):
 def model_excludes(ctx: Context) -> list[str]:
     """syft's ``--exclude`` globs: the model directories of ``models.image_paths`` (and a file
     mapped by itself), when the models-image gate checks them (see the module doc)."""
+    from modelseal.postbuild import models_image_runs
+
     pol = ctx.policy.policy.models
-    checked = not ctx.options.gates or "models-image" in ctx.options.gates
-    if not (pol.enabled and pol.image_paths and checked):
+    if not models_image_runs(ctx):
         return []
     out: set[str] = set()
     for image_path in pol.image_paths.values():
