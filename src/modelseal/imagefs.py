@@ -67,14 +67,25 @@ _WHITEOUT = ".wh."
 _ROOT_LAYER = -1
 
 
+class MemberSink(Protocol):
+    """What receives a member's content from :class:`MemberTap` (an open file, or anything
+    that looks at the bytes as they stream: the image gate keeps a rolling tail)."""
+
+    def write(self, data: bytes, /) -> object:
+        """Take the next bytes."""
+
+    def close(self) -> None:
+        """The content ended (or the read failed)."""
+
+
 class MemberTap(Protocol):
     """What :meth:`ImageFs.build` shows every regular member (hardlinks aside) as it streams."""
 
     def member(
         self, layer: int, ordinal: int, path: str, size: int, head: bytes
-    ) -> IO[bytes] | None:
+    ) -> MemberSink | None:
         """``head``: the first bytes of the content (up to 1 MiB, all of it when smaller), read
-        once with the stream. Returns an open file that then receives the whole content (head
+        once with the stream. Returns a sink that then receives the whole content (head
         included; build closes it), or None. Not called for empty files."""
 
 
@@ -316,7 +327,7 @@ class ImageFs:
         """Hash and/or copy one member's content, and show its start to the tap, in one pass
         over it (only the first chunk when nothing but the tap wants it)."""
         h = hashlib.sha256() if digest else None
-        sinks: list[IO[bytes]] = []
+        sinks: list[MemberSink] = []
         if copy:
             assert self._spool is not None
             dest = self._spool / f"{layer}-{ordinal}"
@@ -582,6 +593,16 @@ class ImageFs:
             for path, node in todo[key]:
                 node.sha256 = out[path] = digest
         return out
+
+    def copy_members(self, files: Mapping[tuple[int, int], Path]) -> None:
+        """Write the content of layer members (``(layer index, member ordinal)`` → destination,
+        hidden members too) to fresh files, reading each layer holding one once, as far as
+        needed; a destination that exists, or a symlink in its place, is an error."""
+        for key, chunks in self._contents(files):
+            fd = os.open(files[key], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as sink:
+                for chunk in chunks:
+                    sink.write(chunk)
 
     def extract(self, files: Mapping[str, Path]) -> None:
         """Write the content of image files (image path → destination) to fresh files; a

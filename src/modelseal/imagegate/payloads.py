@@ -42,16 +42,16 @@ from typing import IO, TYPE_CHECKING, Final
 
 from modelseal.errors import GateError
 from modelseal.findings import Finding, Severity
-from modelseal.imagefs import printable
+from modelseal.imagefs import MemberSink, printable
 from modelseal.judge import Decision, Outcome
 from modelseal.models.allowlist import Allowlist
-from modelseal.models.formats import Detected, detect_prefix
+from modelseal.models.formats import ZIP_TAIL, Detected, detect_prefix, may_carry_pickle, zip_tail
 from modelseal.models.hashing import hash_file
 from modelseal.models.issues import Format, ModelIssue
-from modelseal.models.limits import scan_limits
+from modelseal.models.limits import CUTOFF, scan_limits
 from modelseal.models.lock import is_ignored
 from modelseal.models.rules import models_rule
-from modelseal.models.scan import FileScan, scan_file, scan_zip_pickles
+from modelseal.models.scan import ARCHIVE_BOUND, FileScan, scan_payload
 from modelseal.policy import Policy
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ UNSCANNED: Final = "image.payload-unscanned"
 PAYLOAD: Final = "image.payload."
 
 
+#: What a member found to be a zip by its end record is, until the full detector reads it.
+_ZIP_BY_TAIL: Final = Detected(Format.UNKNOWN, {"container": "zip", "found": "end record"})
+
+
 @dataclass(frozen=True)
 class Member:
     """One regular member of a layer in a model or serialization format (or an archive)."""
@@ -84,14 +88,31 @@ class Member:
     unscanned: str  # why it is to be scanned but was not copied ("" otherwise)
 
 
-def _pickle_bearing(d: Detected) -> bool:
-    """Whether the whole file is needed: it is or may be pickle-bearing (an archive's members
-    decide)."""
-    if d.detail.get("container") in ("zip", "tar"):
-        return True
-    if d.format is Format.NUMPY:
-        return d.pickle_offset is not None
-    return d.format.carries_pickle
+#: What the tap keeps of the end of a member too large for its head, to find a zip's end
+#: record (a zip with data before its first local header, which zipfile opens all the same).
+_TAIL: Final = ZIP_TAIL
+
+
+class _TailWatch:
+    """Sees a large member stream by (it is not copied) and keeps its last :data:`_TAIL`
+    bytes; at the end, a zip by its end record is recorded to be read again from its layer
+    (:meth:`PayloadTap.later`). Costs a slice per 1 MiB chunk."""
+
+    def __init__(self, tap: PayloadTap, layer: int, ordinal: int, path: str, size: int) -> None:
+        self.tap, self.key, self.path, self.size = tap, (layer, ordinal), path, size
+        self.tail = b""
+        self.seen = 0
+
+    def write(self, data: bytes) -> int:
+        """Keep the end of what streamed so far."""
+        self.seen += len(data)
+        self.tail = data[-_TAIL:] if len(data) >= _TAIL else (self.tail + data)[-_TAIL:]
+        return len(data)
+
+    def close(self) -> None:
+        """Record the member when its tail ends a zip (and it streamed to its end)."""
+        if self.seen == self.size and zip_tail(self.tail):
+            self.tap.later(*self.key, self.path, self.size)
 
 
 class PayloadTap:
@@ -104,20 +125,37 @@ class PayloadTap:
         self.max_file_bytes = max_file_bytes
         self.members: dict[tuple[int, int], Member] = {}
         self.copied = (0, 0)  # files, bytes
+        #: Members to copy from their layers before the scan (zips found by their tail).
+        self.pending: dict[tuple[int, int], Path] = {}
 
     def member(
         self, layer: int, ordinal: int, path: str, size: int, head: bytes
-    ) -> IO[bytes] | None:
+    ) -> MemberSink | None:
         """Detect ``path`` from ``head``; return a fresh spool file for a candidate."""
         if self.skip(path):
             return None
         detected = detect_prefix(head, size)
-        if not _pickle_bearing(detected):
+        if not may_carry_pickle(detected):
             if detected.format is not Format.UNKNOWN:
                 self.members[layer, ordinal] = Member(
                     layer, ordinal, path, size, detected, None, ""
                 )
-            return None
+            if size > len(head):
+                return _TailWatch(self, layer, ordinal, path, size)
+            if not zip_tail(head[-_TAIL:]):
+                return None
+            detected = _ZIP_BY_TAIL
+        return self._take(layer, ordinal, path, size, detected)
+
+    def later(self, layer: int, ordinal: int, path: str, size: int) -> None:
+        """A member found to be a zip only at its end: its content is copied from its layer
+        before the scan (:func:`collect`), within the same bounds."""
+        self._take(layer, ordinal, path, size, _ZIP_BY_TAIL, later=True)
+
+    def _take(
+        self, layer: int, ordinal: int, path: str, size: int, detected: Detected, *,
+        later: bool = False,
+    ) -> IO[bytes] | None:  # fmt: skip
         files, total = self.copied
         why = ""
         if size > self.max_file_bytes:
@@ -131,9 +169,12 @@ class PayloadTap:
             self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, None, why)
             return None
         dest = self.spool / f"payload-{layer}-{ordinal}"
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         self.copied = (files + 1, total + size)
         self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, dest, "")
+        if later:
+            self.pending[layer, ordinal] = dest
+            return None
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         return os.fdopen(fd, "wb")
 
 
@@ -146,6 +187,11 @@ def collect(view: ImageView) -> list[Finding]:
             "the image's layers were read without the payload scan (image.enabled was off when "
             "the post-build pass ran), so model payloads outside the lock were not checked."
         )
+    if tap.pending:
+        # Zips found by their end record once their member had streamed by: one more read of
+        # the layers holding one (rare: a self-extractor, a zipapp with a shebang line).
+        fs.copy_members(tap.pending)
+        tap.pending = {}
     models = view.ctx.policy.policy.models
     limits = scan_limits(models.limits)
     allow = Allowlist.default()
@@ -180,25 +226,32 @@ def collect(view: ImageView) -> list[Finding]:
             continue
         scan = scans.get(sha)
         if scan is None:
+            late = f"the payload scan took more than {MAX_SCAN_SECONDS:g} s"
             if time.monotonic() > deadline:
-                findings.append(
-                    at.unscanned(f"the payload scan took more than {MAX_SCAN_SECONDS:g} s")
-                )
+                findings.append(at.unscanned(late))
                 continue
-            scan = scans[sha] = scan_file(m.spool, allow, limits=limits)
+            # The deadline bounds every scan, archive members included; a scan it cut off is
+            # not kept (another copy of the content is unscanned too, not half-scanned).
+            scan = scan_payload(m.spool, allow, limits=limits, cutoff=deadline)
+            if any(i.detail.get("limit") == CUTOFF for i in scan.issues):
+                findings.append(at.unscanned(late))
+                continue
+            scans[sha] = scan
         det = scan.detected
+        issues = [i for i in scan.issues if i.detail.get("limit") != ARCHIVE_BOUND]
+        findings += [at.unscanned(i.title) for i in scan.issues if i not in issues]
         if scan.format is Format.UNKNOWN:
-            if not det.zip_pickle_members:
+            if not det.zip_pickle_members and not issues:
                 continue  # an archive holding no pickle (a jar, a wheel of code): not a model
-            # A zip in no model format holding pickles (a wheel's package data, a zip of
-            # pickles): its pickle members are scanned all the same.
-            issues = scan_zip_pickles(m.spool, det, allow, limits)
-            findings.append(at.model_file("zip", det, pickle=True, sha256=sha))
+            # An archive in no model format holding pickles (a wheel's package data, a zip or
+            # tar of pickles, an archive in an archive): its members are scanned all the same.
+            what = det.detail.get("container") or "archive"
+            findings.append(at.model_file(what, det, pickle=True, sha256=sha))
             findings += [at.issue(i) for i in issues]
             continue
         findings.append(at.model_file(scan.format.value, det, pickle=scan.carries_pickle,
                                       sha256=sha))  # fmt: skip
-        findings += [at.issue(i) for i in scan.issues]
+        findings += [at.issue(i) for i in issues]
     return findings
 
 

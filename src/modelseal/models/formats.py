@@ -349,13 +349,16 @@ def _pickle_protocol(data: bytes) -> str:
 # Containers: zip, tar
 
 
+_NO_EOCD: Final = "no end-of-central-directory record"
+
+
 def _zip_bounds_problem(src: ByteSource) -> str | None:
     """Check the end-of-central-directory record before zipfile builds its member list."""
     tail_len = min(src.size, 65557 + 20)
     tail = src.read(src.size - tail_len, tail_len)
     i = tail.rfind(_ZIP_EMPTY)
     if i < 0 or len(tail) < i + 22:
-        return "no end-of-central-directory record"
+        return _NO_EOCD
     entries, cd_size = struct.unpack("<HI", tail[i + 10 : i + 16])
     if entries == 0xFFFF or cd_size == 0xFFFFFFFF:
         loc = tail.rfind(b"PK\x06\x07", 0, i)
@@ -497,6 +500,9 @@ def _sniff_member(fh: IO[bytes], name: str) -> tuple[int | None, bool]:
 
 def _detect_zip(src: ByteSource) -> Detected:
     problem = _zip_bounds_problem(src)
+    if problem and problem != _NO_EOCD:
+        # zipfile would open it: past the bounds it is not read, which is not "no pickle".
+        return Detected(Format.UNKNOWN, {"container": "zip", "error": problem, "bound": problem})
     if problem:
         return Detected(Format.UNKNOWN, {"container": "zip", "error": problem})
     try:
@@ -643,6 +649,17 @@ class _Prefix(ByteSource):
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+def may_carry_pickle(d: Detected) -> bool:
+    """Whether a file detected (perhaps from its first bytes only) is or may be pickle-bearing,
+    so that the whole file is needed: a pickle-bearing format, an object ``.npy``, every zip or
+    tar archive (its members decide) and whatever the first bytes left undecided."""
+    if d.detail.get("container") in ("zip", "tar") or "undecided" in d.detail:
+        return True
+    if d.format is Format.NUMPY:
+        return d.pickle_offset is not None
+    return d.format.carries_pickle
 
 
 def detect_prefix(head: bytes, size: int) -> Detected:
