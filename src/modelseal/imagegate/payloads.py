@@ -24,9 +24,11 @@ Findings (:func:`payload_rule` judges them):
 - ``image.model-file``: a file in a model or serialization format outside the lock; judged by
   ``image.model_files_outside_lock``, accepted by a ``image.model_files_ignore`` glob;
 - ``image.payload.<kind>``: what the scanner found in it (``unsafe-global``, ``unparsable``,
-  ``scan-limit`` …), judged exactly as the models gate judges ``models.<kind>`` (so
-  ``models.allowed_globals``, ``models.allow`` and ``models.pickle`` apply): an unsafe pickle
-  fails whatever ``model_files_outside_lock`` and the globs say. ``trailing-data`` (how the
+  ``scan-limit`` …), judged as the models gate judges ``models.<kind>`` under
+  ``models.pickle: scan`` (``models.allowed_globals`` and ``models.allow`` apply;
+  ``models.pickle`` is about the locked model, so its ``allow`` does not turn an unsafe pickle
+  here into a warning): an unsafe pickle fails whatever ``model_files_outside_lock``, the
+  globs and ``models.pickle`` say. ``trailing-data`` (how the
   file is formed, not what loading it runs) is judged as the file itself;
 - ``image.payload-unscanned``: a candidate past a bound, never scanned; fails.
 """
@@ -346,7 +348,11 @@ def payload_rule(policy: Policy, f: Finding) -> Decision | None:
         kind = f.id[len(PAYLOAD) :]
         if kind in _FORM_KINDS:
             return _outside_lock(policy, f, f"{kind} in a model file outside the lock")
-        # Judged as the models gate judges the same scanner finding (models.* allowlist).
-        d = models_rule(policy, replace(f, id=f"models.{kind}"))
+        # Judged as the models gate judges the same scanner finding (models.* allowlist), but
+        # models.pickle is about the locked model: "allow" does not make an unsafe or
+        # unparsable pickle elsewhere in the image a warning.
+        locked = policy.models
+        strict = policy.model_copy(update={"models": locked.model_copy(update={"pickle": "scan"})})
+        d = models_rule(strict, replace(f, id=f"models.{kind}"))
         return Decision(f, d.outcome, d.reason)
     return None

@@ -658,7 +658,8 @@ def may_carry_pickle(d: Detected) -> bool:
     if d.detail.get("container") in ("zip", "tar") or "undecided" in d.detail:
         return True
     if d.format is Format.NUMPY:
-        return d.pickle_offset is not None
+        # A header the bytes at hand cut short may declare an object dtype further on.
+        return d.pickle_offset is not None or "error" in d.detail
     return d.format.carries_pickle
 
 

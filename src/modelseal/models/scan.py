@@ -673,10 +673,12 @@ def _scan_archive(
     issues: list[ModelIssue] = []
     with ByteSource(path) as src:
         first = src.read(0, 512)
-        is_zip = first[:4] in (_ZIP_MAGIC, b"PK\x05\x06") or zip_tail(
-            src.read(max(0, src.size - ZIP_TAIL), ZIP_TAIL)
+        is_tar = is_tar_header(first)
+        # A tar's last member, when a zip, ends the tar too: it is scanned as the member.
+        is_zip = first[:4] in (_ZIP_MAGIC, b"PK\x05\x06") or (
+            not is_tar and zip_tail(src.read(max(0, src.size - ZIP_TAIL), ZIP_TAIL))
         )
-        is_tar = is_tar_header(first) and not (
+        is_tar = is_tar and not (
             detected.format is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar"
         )
         zipped = None
