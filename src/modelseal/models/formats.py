@@ -500,7 +500,11 @@ def _sniff_member(fh: IO[bytes], name: str) -> tuple[int | None, bool]:
 
 def _detect_zip(src: ByteSource) -> Detected:
     problem = _zip_bounds_problem(src)
-    if problem and problem != _NO_EOCD:
+    if (
+        problem
+        and problem != _NO_EOCD
+        and zip_tail(src.read(max(0, src.size - ZIP_TAIL), ZIP_TAIL))
+    ):
         # zipfile would open it: past the bounds it is not read, which is not "no pickle".
         return Detected(Format.UNKNOWN, {"container": "zip", "error": problem, "bound": problem})
     if problem:
