@@ -498,6 +498,13 @@ def _sniff_member(fh: IO[bytes], name: str) -> tuple[int | None, bool]:
     return None, False
 
 
+def detect_zip(src: ByteSource) -> Detected:
+    """What a zip archive is (:func:`detect_format` for a file it found to be one): its format by
+    the member layout, its pickle members; ``detail["bound"]`` for one past the bounds that
+    zipfile would open all the same."""
+    return _detect_zip(src)
+
+
 def _detect_zip(src: ByteSource) -> Detected:
     problem = _zip_bounds_problem(src)
     if (

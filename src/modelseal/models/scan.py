@@ -33,9 +33,9 @@ from modelseal.models.formats import (
     ZIP_ERRORS,
     ZIP_TAIL,
     Detected,
-    _detect_zip,
     detect_format,
     detect_prefix,
+    detect_zip,
     is_tar_header,
     may_carry_pickle,
     zip_tail,
@@ -683,7 +683,7 @@ def _scan_archive(
         )
         zipped = None
         if is_zip:
-            zipped = detected if detected.detail.get("container") == "zip" else _detect_zip(src)
+            zipped = detected if detected.detail.get("container") == "zip" else detect_zip(src)
     if zipped is not None:
         bound = zipped.detail.get("bound")
         if bound:
