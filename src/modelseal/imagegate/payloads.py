@@ -6,13 +6,16 @@ download — was never looked at. Here every regular file of every layer is look
 the shared post-build pass (:mod:`modelseal.postbuild`): :class:`PayloadTap` sees the first bytes
 of each member as the layer streams (no extra read) and asks the models gate's detector
 (:func:`~modelseal.models.formats.detect_prefix`) what it is. A file that is or may be
-pickle-bearing (pickle, joblib, legacy torch, an object ``.npy``, and every zip or tar archive,
-whose members decide) is copied whole to the run's private spool, within
-:data:`MAX_CANDIDATES` files, :data:`MAX_CANDIDATE_BYTES` bytes and, per file,
+pickle-bearing (pickle, joblib, legacy torch, an object ``.npy``, every zip or tar archive,
+whose members decide, and whatever the first bytes leave undecided) is copied whole to the
+run's private spool; a larger file keeps a rolling tail as it streams by (:class:`_TailWatch`),
+and one that ends a zip is copied from its layer before the scan (zipfile opens a zip with
+data before its first local header). All within :data:`MAX_CANDIDATES` files, :data:`MAX_CANDIDATE_BYTES` bytes and, per file,
 ``models.limits.max_inflated_bytes``; :func:`collect` then scans each (once per content) with
-the models gate's allowlist scanner within ``models.limits``, and all of them within
-:data:`MAX_SCAN_SECONDS`. A file past any bound is an ``image.payload-unscanned`` finding, which
-fails: nothing is skipped silently.
+the models gate's allowlist scanner (:func:`~modelseal.models.scan.scan_payload`: archive
+members too) within ``models.limits``, and all of them within :data:`MAX_SCAN_SECONDS`. A
+file past any bound is an ``image.payload-unscanned`` finding, which fails: nothing is skipped
+silently.
 
 Files a later layer deletes or replaces are scanned too: their bytes ship in the image's blobs
 and anyone can extract them (``docker save``, a registry pull). Their findings say so

@@ -437,18 +437,6 @@ def _scan_zip_members(
     return tuple(issues)
 
 
-def scan_zip_pickles(
-    path: Path, detected: Detected, allow: Allowlist, limits: ScanLimits = DEFAULT_LIMITS
-) -> tuple[ModelIssue, ...]:
-    """The members of a zip archive in no model format (a wheel, a zip of pickles) that
-    :func:`~modelseal.models.formats.detect_format` lists as pickles, each scanned as in a torch
-    archive, all within ``limits`` (the image gate's payload scan)."""
-    try:
-        return _scan_zip_members(path, detected, allow, Budget(limits), 0)
-    except ScanLimitExceeded as e:
-        return (_limit_issue(e),)
-
-
 def _not_inflatable(member: str, method: int) -> ModelIssue:
     return ModelIssue(
         "unparsable",
