@@ -10,8 +10,8 @@ pickle-bearing (pickle, joblib, legacy torch, an object ``.npy``, every zip or t
 whose members decide, and whatever the first bytes leave undecided) is copied whole to the
 run's private spool; a larger file keeps a rolling tail as it streams by (:class:`_TailWatch`),
 and one that ends a zip is copied from its layer before the scan (zipfile opens a zip with
-data before its first local header). All within :data:`MAX_CANDIDATES` files, :data:`MAX_CANDIDATE_BYTES` bytes and, per file,
-``models.limits.max_inflated_bytes``; :func:`collect` then scans each (once per content) with
+data before its first local header). All within :data:`MAX_CANDIDATES` files,
+:data:`MAX_CANDIDATE_BYTES` bytes and, per file, ``models.limits.max_inflated_bytes``; :func:`collect` then scans each (once per content) with
 the models gate's allowlist scanner (:func:`~modelseal.models.scan.scan_payload`: archive
 members too) within ``models.limits``, and all of them within :data:`MAX_SCAN_SECONDS`. A
 file past any bound is an ``image.payload-unscanned`` finding, which fails: nothing is skipped
