@@ -574,6 +574,8 @@ def is_tar_header(hdr: bytes) -> bool:
         stored = int(field_.rstrip(b"\0 ").lstrip(b" ") or b"-1", 8)
     except ValueError:
         return False
+    if stored < 0:
+        return False
     blanked = hdr[:148] + b" " * 8 + hdr[156:512]
     unsigned = sum(blanked)
     signed = unsigned - 2 * sum(b for b in blanked if b > 127)
