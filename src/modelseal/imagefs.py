@@ -67,14 +67,25 @@ _WHITEOUT = ".wh."
 _ROOT_LAYER = -1
 
 
+class MemberSink(Protocol):
+    """What receives a member's content from :class:`MemberTap` (an open file, or anything
+    that looks at the bytes as they stream: the image gate keeps a rolling tail)."""
+
+    def write(self, data: bytes, /) -> object:
+        """Take the next bytes."""
+
+    def close(self) -> None:
+        """The content ended (or the read failed)."""
+
+
 class MemberTap(Protocol):
     """What :meth:`ImageFs.build` shows every regular member (hardlinks aside) as it streams."""
 
     def member(
         self, layer: int, ordinal: int, path: str, size: int, head: bytes
-    ) -> IO[bytes] | None:
+    ) -> MemberSink | None:
         """``head``: the first bytes of the content (up to 1 MiB, all of it when smaller), read
-        once with the stream. Returns an open file that then receives the whole content (head
+        once with the stream. Returns a sink that then receives the whole content (head
         included; build closes it), or None. Not called for empty files."""
 
     def hashed(self, layer: int, ordinal: int, sha256: str) -> None:
@@ -321,7 +332,7 @@ class ImageFs:
         """Hash and/or copy one member's content, and show its start to the tap, in one pass
         over it (only the first chunk when nothing but the tap wants it)."""
         h = hashlib.sha256() if digest else None
-        sinks: list[IO[bytes]] = []
+        sinks: list[MemberSink] = []
         if copy:
             assert self._spool is not None
             dest = self._spool / f"{layer}-{ordinal}"

@@ -220,14 +220,17 @@ def test_layers_read_without_the_tap_are_a_gate_error(tmp_path: Path) -> None:
         payloads.collect(view)
 
 
-def test_detecting_from_a_cut_head_never_raises() -> None:
+def test_detecting_from_a_cut_head_agrees_with_the_whole_file_and_never_misses_a_pickle(
+    tmp_path: Path,
+) -> None:
     import gzip
     import lzma
     import random
 
     from tests.support.model_files import keras_h5, lz4_frame, lz4_literals, valid_gguf, valid_onnx
 
-    from modelseal.models.formats import detect_prefix
+    from modelseal.models.formats import detect_format, detect_prefix, may_carry_pickle
+    from modelseal.models.issues import Format
 
     rng = random.Random(17)
     whole = [
@@ -235,11 +238,23 @@ def test_detecting_from_a_cut_head_never_raises() -> None:
         keras_h5(None), npy_bytes("|O", (1,), BENIGN), gzip.compress(BENIGN * 50),
         lzma.compress(BENIGN * 50), lz4_frame([lz4_literals(BENIGN)]), b"\x80\x05\x95",
     ]  # fmt: skip
-    for data in whole:
+    for k, data in enumerate(whole):
+        path = tmp_path / f"f{k}"
+        path.write_bytes(data)
+        full = detect_format(path)
+        # The whole file as the head: the same answer as the full detector (an archive is
+        # left to it: its members decide).
+        got = detect_prefix(data, len(data))
+        assert may_carry_pickle(got) == may_carry_pickle(full), k
+        assert got.format is (Format.UNKNOWN if "container" in got.detail else full.format), k
         for cut in {0, 1, 2, 8, 9, 64, len(data) // 2, len(data)}:
             head = data[:cut]
             for size in (len(head), len(data), len(data) + (1 << 30)):
-                detect_prefix(head, size)
+                detect_prefix(head, size)  # a cut head never raises
+            if cut >= 64 and may_carry_pickle(full):
+                # A head of a pickle-bearing file (the tap's heads are at least this long) is
+                # never answered "not a candidate": the whole file is scanned.
+                assert may_carry_pickle(detect_prefix(head, len(data))), (k, cut)
             noisy = bytearray(head)
             for _ in range(4):
                 if noisy:

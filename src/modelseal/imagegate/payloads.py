@@ -6,13 +6,16 @@ download — was never looked at. Here every regular file of every layer is look
 the shared post-build pass (:mod:`modelseal.postbuild`): :class:`PayloadTap` sees the first bytes
 of each member as the layer streams (no extra read) and asks the models gate's detector
 (:func:`~modelseal.models.formats.detect_prefix`) what it is. A file that is or may be
-pickle-bearing (pickle, joblib, legacy torch, an object ``.npy``, and every zip or tar archive,
-whose members decide) is copied whole to the run's private spool, within
-:data:`MAX_CANDIDATES` files, :data:`MAX_CANDIDATE_BYTES` bytes and, per file,
-``models.limits.max_inflated_bytes``; :func:`collect` then scans each (once per content) with
-the models gate's allowlist scanner within ``models.limits``, and all of them within
-:data:`MAX_SCAN_SECONDS`. A file past any bound is an ``image.payload-unscanned`` finding, which
-fails: nothing is skipped silently.
+pickle-bearing (pickle, joblib, legacy torch, an object ``.npy``, every zip or tar archive,
+whose members decide, and whatever the first bytes leave undecided) is copied whole to the
+run's private spool; a larger file keeps a rolling tail as it streams by (:class:`_TailWatch`),
+and one that ends a zip is copied from its layer before the scan (zipfile opens a zip with
+data before its first local header). All within :data:`MAX_CANDIDATES` files,
+:data:`MAX_CANDIDATE_BYTES` bytes and, per file, ``models.limits.max_inflated_bytes``; :func:`collect` then scans each (once per content) with
+the models gate's allowlist scanner (:func:`~modelseal.models.scan.scan_payload`: archive
+members too) within ``models.limits``, and all of them within :data:`MAX_SCAN_SECONDS`. A
+file past any bound is an ``image.payload-unscanned`` finding, which fails: nothing is skipped
+silently.
 
 Files a later layer deletes or replaces are scanned too: their bytes ship in the image's blobs
 and anyone can extract them (``docker save``, a registry pull). Their findings say so
@@ -32,9 +35,11 @@ Findings (:func:`payload_rule` judges them):
 - ``image.model-file``: a file in a model or serialization format outside the lock; judged by
   ``image.model_files_outside_lock``, accepted by a ``image.model_files_ignore`` glob;
 - ``image.payload.<kind>``: what the scanner found in it (``unsafe-global``, ``unparsable``,
-  ``scan-limit`` …), judged exactly as the models gate judges ``models.<kind>`` (so
-  ``models.allowed_globals``, ``models.allow`` and ``models.pickle`` apply): an unsafe pickle
-  fails whatever ``model_files_outside_lock`` and the globs say. ``trailing-data`` (how the
+  ``scan-limit`` …), judged as the models gate judges ``models.<kind>`` under
+  ``models.pickle: scan`` (``models.allowed_globals`` and ``models.allow`` apply;
+  ``models.pickle`` is about the locked model, so its ``allow`` does not turn an unsafe pickle
+  here into a warning): an unsafe pickle fails whatever ``model_files_outside_lock``, the
+  globs and ``models.pickle`` say. ``trailing-data`` (how the
   file is formed, not what loading it runs) is judged as the file itself;
 - ``image.payload-unscanned``: a candidate past a bound, never scanned; fails.
 """
@@ -50,16 +55,16 @@ from typing import IO, TYPE_CHECKING, Final
 
 from modelseal.errors import GateError
 from modelseal.findings import Finding, Severity
-from modelseal.imagefs import printable
+from modelseal.imagefs import MemberSink, printable
 from modelseal.judge import Decision, Outcome
 from modelseal.models.allowlist import Allowlist
-from modelseal.models.formats import Detected, detect_prefix
+from modelseal.models.formats import ZIP_TAIL, Detected, detect_prefix, may_carry_pickle, zip_tail
 from modelseal.models.hashing import hash_file
 from modelseal.models.issues import Format, ModelIssue
-from modelseal.models.limits import scan_limits
+from modelseal.models.limits import CUTOFF, scan_limits
 from modelseal.models.lock import is_ignored
 from modelseal.models.rules import models_rule
-from modelseal.models.scan import FileScan, scan_file, scan_zip_pickles
+from modelseal.models.scan import ARCHIVE_BOUND, FileScan, scan_payload
 from modelseal.policy import Policy
 
 if TYPE_CHECKING:
@@ -79,6 +84,10 @@ UNSCANNED: Final = "image.payload-unscanned"
 PAYLOAD: Final = "image.payload."
 
 
+#: What a member found to be a zip by its end record is, until the full detector reads it.
+_ZIP_BY_TAIL: Final = Detected(Format.UNKNOWN, {"container": "zip", "found": "end record"})
+
+
 @dataclass(frozen=True)
 class Member:
     """One regular member of a layer in a model or serialization format (or an archive)."""
@@ -95,14 +104,31 @@ class Member:
     model_path: bool = False
 
 
-def _pickle_bearing(d: Detected) -> bool:
-    """Whether the whole file is needed: it is or may be pickle-bearing (an archive's members
-    decide)."""
-    if d.detail.get("container") in ("zip", "tar"):
-        return True
-    if d.format is Format.NUMPY:
-        return d.pickle_offset is not None
-    return d.format.carries_pickle
+#: What the tap keeps of the end of a member too large for its head, to find a zip's end
+#: record (a zip with data before its first local header, which zipfile opens all the same).
+_TAIL: Final = ZIP_TAIL
+
+
+class _TailWatch:
+    """Sees a large member stream by (it is not copied) and keeps its last :data:`_TAIL`
+    bytes; at the end, a zip by its end record is recorded to be read again from its layer
+    (:meth:`PayloadTap.later`). Costs a slice per 1 MiB chunk."""
+
+    def __init__(self, tap: PayloadTap, layer: int, ordinal: int, path: str, size: int) -> None:
+        self.tap, self.key, self.path, self.size = tap, (layer, ordinal), path, size
+        self.tail = b""
+        self.seen = 0
+
+    def write(self, data: bytes) -> int:
+        """Keep the end of what streamed so far."""
+        self.seen += len(data)
+        self.tail = data[-_TAIL:] if len(data) >= _TAIL else (self.tail + data)[-_TAIL:]
+        return len(data)
+
+    def close(self) -> None:
+        """Record the member when its tail ends a zip (and it streamed to its end)."""
+        if self.seen == self.size and zip_tail(self.tail):
+            self.tap.later(*self.key, self.path, self.size)
 
 
 class PayloadTap:
@@ -116,6 +142,8 @@ class PayloadTap:
         self.members: dict[tuple[int, int], Member] = {}
         self.copied = (0, 0)  # files, bytes
         self.digests: dict[tuple[int, int], str] = {}  # model-path members, hashed in the pass
+        #: Members to copy from their layers before the scan (zips found by their tail).
+        self.pending: dict[tuple[int, int], Path] = {}
 
     def admit(self, size: int) -> str:
         """Count a candidate of ``size`` bytes for the spool: "" when it fits the bounds, or
@@ -133,30 +161,48 @@ class PayloadTap:
 
     def member(
         self, layer: int, ordinal: int, path: str, size: int, head: bytes
-    ) -> IO[bytes] | None:
+    ) -> MemberSink | None:
         """Detect ``path`` from ``head``; return a fresh spool file for a candidate."""
         detected = detect_prefix(head, size)
         if self.skip(path):
             # models-image's, unless it cannot see it (collect decides, once the layers are
             # applied); the pass hashes it (hashed()), nothing is copied.
-            if detected.format is not Format.UNKNOWN or _pickle_bearing(detected):
+            if detected.format is not Format.UNKNOWN or may_carry_pickle(detected):
                 self.members[layer, ordinal] = Member(
                     layer, ordinal, path, size, detected, None, "", model_path=True
                 )
             return None
-        if not _pickle_bearing(detected):
+        if not may_carry_pickle(detected):
             if detected.format is not Format.UNKNOWN:
                 self.members[layer, ordinal] = Member(
                     layer, ordinal, path, size, detected, None, ""
                 )
-            return None
+            if size > len(head):
+                return _TailWatch(self, layer, ordinal, path, size)
+            if not zip_tail(head[-_TAIL:]):
+                return None
+            detected = _ZIP_BY_TAIL
+        return self._take(layer, ordinal, path, size, detected)
+
+    def later(self, layer: int, ordinal: int, path: str, size: int) -> None:
+        """A member found to be a zip only at its end: its content is copied from its layer
+        before the scan (:func:`collect`), within the same bounds."""
+        self._take(layer, ordinal, path, size, _ZIP_BY_TAIL, later=True)
+
+    def _take(
+        self, layer: int, ordinal: int, path: str, size: int, detected: Detected, *,
+        later: bool = False,
+    ) -> IO[bytes] | None:  # fmt: skip
         why = self.admit(size)
         if why:
             self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, None, why)
             return None
         dest = self.spool / f"payload-{layer}-{ordinal}"
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         self.members[layer, ordinal] = Member(layer, ordinal, path, size, detected, dest, "")
+        if later:
+            self.pending[layer, ordinal] = dest
+            return None
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         return os.fdopen(fd, "wb")
 
     def hashed(self, layer: int, ordinal: int, sha256: str) -> None:
@@ -175,6 +221,11 @@ def collect(view: ImageView) -> list[Finding]:
             "the image's layers were read without the payload scan (image.enabled was off when "
             "the post-build pass ran), so model payloads outside the lock were not checked."
         )
+    if tap.pending:
+        # Zips found by their end record once their member had streamed by: one more read of
+        # the layers holding one (rare: a self-extractor, a zipapp with a shebang line).
+        fs.extract_members(tap.pending)
+        tap.pending = {}
     models = view.ctx.policy.policy.models
     limits = scan_limits(models.limits)
     allow = Allowlist.default()
@@ -218,25 +269,32 @@ def collect(view: ImageView) -> list[Finding]:
             continue
         scan = scans.get(sha)
         if scan is None:
+            late = f"the payload scan took more than {MAX_SCAN_SECONDS:g} s"
             if time.monotonic() > deadline:
-                findings.append(
-                    at.unscanned(f"the payload scan took more than {MAX_SCAN_SECONDS:g} s")
-                )
+                findings.append(at.unscanned(late))
                 continue
-            scan = scans[sha] = scan_file(m.spool, allow, limits=limits)
+            # The deadline bounds every scan, archive members included; a scan it cut off is
+            # not kept (another copy of the content is unscanned too, not half-scanned).
+            scan = scan_payload(m.spool, allow, limits=limits, cutoff=deadline)
+            if any(i.detail.get("limit") == CUTOFF for i in scan.issues):
+                findings.append(at.unscanned(late))
+                continue
+            scans[sha] = scan
         det = scan.detected
+        issues = [i for i in scan.issues if i.detail.get("limit") != ARCHIVE_BOUND]
+        findings += [at.unscanned(i.title) for i in scan.issues if i not in issues]
         if scan.format is Format.UNKNOWN:
-            if not det.zip_pickle_members:
+            if not det.zip_pickle_members and not issues:
                 continue  # an archive holding no pickle (a jar, a wheel of code): not a model
-            # A zip in no model format holding pickles (a wheel's package data, a zip of
-            # pickles): its pickle members are scanned all the same.
-            issues = scan_zip_pickles(m.spool, det, allow, limits)
-            findings.append(at.model_file("zip", det, pickle=True, sha256=sha))
+            # An archive in no model format holding pickles (a wheel's package data, a zip or
+            # tar of pickles, an archive in an archive): its members are scanned all the same.
+            what = det.detail.get("container") or "archive"
+            findings.append(at.model_file(what, det, pickle=True, sha256=sha))
             findings += [at.issue(i) for i in issues]
             continue
         findings.append(at.model_file(scan.format.value, det, pickle=scan.carries_pickle,
                                       sha256=sha))  # fmt: skip
-        findings += [at.issue(i) for i in scan.issues]
+        findings += [at.issue(i) for i in issues]
     return findings
 
 
@@ -294,7 +352,7 @@ def _unseen(
                         "by models.ignore")  # fmt: skip
     wanted: dict[tuple[int, int], Path] = {}
     for key, (m, paths, note) in out.items():
-        if not _pickle_bearing(m.detected):
+        if not may_carry_pickle(m.detected):
             continue
         why = tap.admit(m.size)
         if why:
@@ -404,7 +462,11 @@ def payload_rule(policy: Policy, f: Finding) -> Decision | None:
         kind = f.id[len(PAYLOAD) :]
         if kind in _FORM_KINDS:
             return _outside_lock(policy, f, f"{kind} in a model file outside the lock")
-        # Judged as the models gate judges the same scanner finding (models.* allowlist).
-        d = models_rule(policy, replace(f, id=f"models.{kind}"))
+        # Judged as the models gate judges the same scanner finding (models.* allowlist), but
+        # models.pickle is about the locked model: "allow" does not make an unsafe or
+        # unparsable pickle elsewhere in the image a warning.
+        locked = policy.models
+        strict = policy.model_copy(update={"models": locked.model_copy(update={"pickle": "scan"})})
+        d = models_rule(strict, replace(f, id=f"models.{kind}"))
         return Decision(f, d.outcome, d.reason)
     return None

@@ -125,12 +125,27 @@ _FIRST_OPS: Final = frozenset(
         "NEWFALSE", "FLOAT", "BINFLOAT",
     }
 )  # fmt: skip
-_IMPORT_OPS: Final = frozenset({"GLOBAL", "INST", "STACK_GLOBAL"})
+#: Opcodes that import (find_class, the copyreg extension registry) or hand an id to
+#: persistent_load: what loading runs besides building plain values.
+_IMPORT_OPS: Final = frozenset(
+    {"GLOBAL", "INST", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"}
+)
 _CALL_OPS: Final = frozenset({"REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"})
 _MEMO_OPS: Final = frozenset({"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
 #: After a pickle opcode walk over a window cut short by the window, this many valid opcodes
 #: in a row is proof enough (no text file gets that far).
 _WINDOW_OPS: Final = 64
+#: A string or bytes argument longer than this is stepped over by its declared length (within
+#: the file), not read: a pickle behind a 2 MiB leading string is walked like any other.
+_SKIP_ARG: Final = 4096
+#: pickletools' codes for arguments whose length comes first: (length bytes, signed).
+_LENGTH_PREFIX: Final = {
+    pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+    pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+    pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+    pickletools.TAKEN_FROM_ARGUMENT8U: (8, False),
+}
+_OPS: Final = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
 
 
 @dataclass(frozen=True)
@@ -143,26 +158,113 @@ class _PickleWalk:
     dangerous: bool  # an import followed by a call: runs code even without a STOP
     bad_global: bool  # a GLOBAL/INST whose names are not Python identifiers
     values: tuple[tuple[str, object], ...]  # the first few non-memo opcodes and arguments
+    imported: bool = False  # an import (or persistent id) was walked
+    cut: str = ""  # "window": the read budget ended the walk; "prefix": the bytes at hand did
 
 
-def _walk_pickle(data: bytes, *, max_values: int | None = None) -> _PickleWalk:
-    """Walk opcodes over ``data`` until STOP, an error, or the end of ``data``.
+class _Cursor:
+    """Sequential reads over a :class:`ByteSource` for pickletools' argument readers, within a
+    budget of bytes really read (arguments stepped over are not read)."""
+
+    def __init__(self, src: ByteSource, budget: int) -> None:
+        self.src = src
+        self.pos = 0
+        self.budget = budget
+        self.cut = ""
+
+    def _short(self) -> None:
+        if self.pos < self.src.size:
+            self.cut = "window" if self.budget <= 0 else "prefix"
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer at the end of the file, the prefix or the budget)."""
+        data = self.src.read(self.pos, min(n, self.budget)) if n > 0 else b""
+        self.pos += len(data)
+        self.budget -= len(data)
+        if len(data) < n:
+            self._short()
+        return data
+
+    def readline(self) -> bytes:
+        """Bytes up to and including the next newline, within the budget."""
+        out = b""
+        while True:
+            piece = self.src.read(self.pos, min(256, self.budget))
+            i = piece.find(b"\n")
+            if i >= 0:
+                piece = piece[: i + 1]
+            out += piece
+            self.pos += len(piece)
+            self.budget -= len(piece)
+            if i >= 0:
+                return out
+            if not piece:
+                self._short()
+                return out
+
+
+def _walk_pickle(
+    data: bytes, *, max_values: int | None = None, complete: bool = True
+) -> _PickleWalk:
+    """Walk opcodes over ``data`` (the whole stream, or a prefix of an unknown longer one when
+    not ``complete``); see :func:`_walk_source`."""
+    return _walk_source(
+        _Prefix(data, len(data) if complete else 1 << 62), limit=len(data) + 1,
+        max_values=max_values,
+    )  # fmt: skip
+
+
+def _walk_source(
+    src: ByteSource, *, limit: int = PICKLE_WINDOW, max_values: int | None = None
+) -> _PickleWalk:
+    """Walk opcodes from offset 0 of ``src`` until STOP, an invalid opcode or argument, an
+    import followed by a call, or ``limit`` bytes read. Long string and bytes arguments are
+    stepped over by their declared length (which must lie within the file), not read.
 
     ``max_values``: stop once that many non-memo opcodes were seen (callers that only look at
-    the first values need not walk the whole window — a 64 KiB walk through pickletools costs
-    about a millisecond, which is most of a small file's scan).
+    the first values need not walk further).
     """
-    stream = io.BytesIO(data)
+    cur = _Cursor(src, limit)
     ops = 0
     first: str | None = None
     stopped = dangerous = bad_global = imported = False
     values: list[tuple[str, object]] = []
     try:
-        for op, arg, _pos in pickletools.genops(stream):
+        while True:
+            code = cur.read(1)
+            if not code:
+                break
+            op = _OPS.get(code[0])
+            if op is None:
+                break
+            arg: object = None
+            desc = op.arg
+            if desc is not None and desc.n in _LENGTH_PREFIX:
+                width, signed = _LENGTH_PREFIX[desc.n]
+                start = cur.pos
+                raw = cur.read(width)
+                if len(raw) < width:
+                    break
+                n = int.from_bytes(raw, "little", signed=signed)
+                if n < 0:
+                    break
+                if n > _SKIP_ARG:
+                    if cur.pos + n > src.size:
+                        break  # runs past the end of the file: the unpickler fails here
+                    cur.pos += n
+                else:
+                    cur.pos = start
+                    cur.budget += width
+                    arg = desc.reader(cur)  # type: ignore[arg-type]  # read and readline
+            elif desc is not None:
+                arg = desc.reader(cur)  # type: ignore[arg-type]  # read and readline
             ops += 1
             name = op.name
             if first is None:
                 first = name
+            if name == "PROTO" and not (isinstance(arg, int) and arg <= 5):
+                ops -= 1
+                break
             if name not in _MEMO_OPS and len(values) < 4:
                 values.append((name, arg))
                 if max_values is not None and len(values) >= max_values:
@@ -174,17 +276,20 @@ def _walk_pickle(data: bytes, *, max_values: int | None = None) -> _PickleWalk:
                     break
             if name in _CALL_OPS and imported:
                 dangerous = True
+                break  # nothing further changes the answer
             if name in _IMPORT_OPS:
                 imported = True
             if name == "STOP":
                 stopped = True
-    except (ValueError, EOFError, OverflowError, struct.error, MemoryError):
-        # Malformed or cut short by the window: what was walked so far is the answer.
+                break
+    except (ValueError, EOFError, OverflowError, struct.error, MemoryError, UnicodeError):
+        # Malformed, or cut short by the window: what was walked so far is the answer.
         pass
-    return _PickleWalk(ops, first, stopped, dangerous, bad_global, tuple(values))
+    return _PickleWalk(ops, first, stopped, dangerous, bad_global, tuple(values), imported,
+                       cur.cut)  # fmt: skip
 
 
-def _is_text_pickle(walk: _PickleWalk, *, truncated: bool) -> bool:
+def _is_text_pickle(walk: _PickleWalk) -> bool:
     """Whether a walk over data NOT starting with PROTO shows a protocol 0/1 pickle.
 
     Conservative, because such a pickle is text: it must start with a value-pushing opcode,
@@ -196,7 +301,22 @@ def _is_text_pickle(walk: _PickleWalk, *, truncated: bool) -> bool:
         return False
     if walk.stopped:
         return walk.ops >= 2
-    return walk.dangerous or (truncated and walk.ops >= _WINDOW_OPS)
+    return walk.dangerous or (walk.cut != "" and walk.ops >= _WINDOW_OPS)
+
+
+def _runs_code_from_start(walk: _PickleWalk) -> bool:
+    """Whether the file is a pickle from offset 0 that imports and calls, or imports and stops
+    (or is cut short by the window after :data:`_WINDOW_OPS` valid opcodes), whatever other
+    format its bytes also match: ``pickle.load`` runs it. A pickle that only builds plain
+    values is harmless, and other formats' headers happen to start like one (a safetensors
+    header length ``(.``); a lone GLOBAL line is what a text file may look like."""
+    if walk.first not in _FIRST_OPS or walk.bad_global:
+        return False
+    return (
+        walk.dangerous
+        or (walk.imported and walk.stopped)
+        or (walk.cut == "window" and walk.ops >= _WINDOW_OPS)
+    )
 
 
 def _is_legacy_torch_magic(walk: _PickleWalk) -> bool:
@@ -218,7 +338,7 @@ def looks_like_pickle(data: bytes, *, complete: bool) -> bool:
     if len(data) >= 2 and data[0] == 0x80 and data[1] <= 5:
         # pickle accepts PROTO 0..5 (the pickler only writes it for 2+).
         return True
-    return _is_text_pickle(_walk_pickle(data), truncated=not complete)
+    return _is_text_pickle(_walk_pickle(data, complete=complete))
 
 
 def _pickle_protocol(data: bytes) -> str:
@@ -229,13 +349,16 @@ def _pickle_protocol(data: bytes) -> str:
 # Containers: zip, tar
 
 
+_NO_EOCD: Final = "no end-of-central-directory record"
+
+
 def _zip_bounds_problem(src: ByteSource) -> str | None:
     """Check the end-of-central-directory record before zipfile builds its member list."""
     tail_len = min(src.size, 65557 + 20)
     tail = src.read(src.size - tail_len, tail_len)
     i = tail.rfind(_ZIP_EMPTY)
     if i < 0 or len(tail) < i + 22:
-        return "no end-of-central-directory record"
+        return _NO_EOCD
     entries, cd_size = struct.unpack("<HI", tail[i + 10 : i + 16])
     if entries == 0xFFFF or cd_size == 0xFFFFFFFF:
         loc = tail.rfind(b"PK\x06\x07", 0, i)
@@ -249,6 +372,33 @@ def _zip_bounds_problem(src: ByteSource) -> str | None:
     if cd_size > MAX_ZIP_CENTRAL_DIRECTORY:
         return f"{cd_size}-byte central directory"
     return None
+
+
+#: Bytes at the end of a file where zipfile looks for the end-of-central-directory record
+#: (a 64 KiB comment at most, the 22-byte record, a ZIP64 locator before it).
+ZIP_TAIL: Final = 65557 + 20
+
+
+def zip_tail(tail: bytes) -> bool:
+    """Whether ``tail`` (the last :data:`ZIP_TAIL` bytes of a file, or all of a smaller one)
+    ends a zip archive holding members, as zipfile finds one: an end-of-central-directory
+    record whose directory lies before it (its first entry's signature checked when the
+    directory is within ``tail``). Cheap enough for every file of an image."""
+    i = tail.rfind(_ZIP_EMPTY)
+    while i >= 0:
+        rec = tail[i : i + 22]
+        if len(rec) == 22:
+            disk, cd_disk, here, entries, cd_size, _cd_off, _ = struct.unpack("<HHHHIIH", rec[4:])
+            if entries and (disk, cd_disk) == (0, 0) and here == entries:
+                if cd_size == 0xFFFFFFFF or entries == 0xFFFF:
+                    return True  # ZIP64: zipfile decides
+                start = i - cd_size
+                if start < 0 and len(tail) >= ZIP_TAIL:
+                    return True  # a directory larger than the tail: zipfile decides
+                if start >= 0 and tail[start : start + 4] == b"PK\x01\x02":
+                    return True
+        i = tail.rfind(_ZIP_EMPTY, 0, i)
+    return False
 
 
 #: Errors zipfile raises on hostile archives, besides BadZipFile.
@@ -348,8 +498,22 @@ def _sniff_member(fh: IO[bytes], name: str) -> tuple[int | None, bool]:
     return None, False
 
 
+def detect_zip(src: ByteSource) -> Detected:
+    """What a zip archive is (:func:`detect_format` for a file it found to be one): its format by
+    the member layout, its pickle members; ``detail["bound"]`` for one past the bounds that
+    zipfile would open all the same."""
+    return _detect_zip(src)
+
+
 def _detect_zip(src: ByteSource) -> Detected:
     problem = _zip_bounds_problem(src)
+    if (
+        problem
+        and problem != _NO_EOCD
+        and zip_tail(src.read(max(0, src.size - ZIP_TAIL), ZIP_TAIL))
+    ):
+        # zipfile would open it: past the bounds it is not read, which is not "no pickle".
+        return Detected(Format.UNKNOWN, {"container": "zip", "error": problem, "bound": problem})
     if problem:
         return Detected(Format.UNKNOWN, {"container": "zip", "error": problem})
     try:
@@ -400,15 +564,33 @@ def _detect_zip(src: ByteSource) -> Detected:
 _TORCH_TAR_MEMBERS: Final = ("sys_info", "pickle", "tensors", "storages")
 
 
+def is_tar_header(hdr: bytes) -> bool:
+    """Whether ``hdr`` is a tar header block by its checksum (ustar, GNU and the old V7 format
+    alike: tarfile, and so torch's legacy loader, reads V7 headers, which carry no magic)."""
+    if len(hdr) < 512 or not hdr[0:1].strip(b"\0"):
+        return False
+    field_ = hdr[148:156]
+    try:
+        stored = int(field_.rstrip(b"\0 ").lstrip(b" ") or b"-1", 8)
+    except ValueError:
+        return False
+    if stored < 0:
+        return False
+    blanked = hdr[:148] + b" " * 8 + hdr[156:512]
+    unsigned = sum(blanked)
+    signed = unsigned - 2 * sum(b for b in blanked if b > 127)
+    return stored in (unsigned, signed)
+
+
 def _tar_names(src: ByteSource, limit: int = 64) -> list[str] | None:
-    """Member names of a ustar archive from its first ``limit`` headers (no data read)."""
-    if src.read(257, 5) != b"ustar":
+    """Member names of a tar archive from its first ``limit`` headers (no data read)."""
+    if not is_tar_header(src.read(0, 512)):
         return None
     names: list[str] = []
     pos = 0
     for _ in range(limit):
         hdr = src.read(pos, 512)
-        if len(hdr) < 512 or hdr == bytes(512):
+        if not is_tar_header(hdr):
             break
         size_field = hdr[124:136]
         if size_field[0] & 0x80:  # GNU base-256
@@ -482,16 +664,46 @@ class _Prefix(ByteSource):
         """Nothing to close."""
 
 
+def may_carry_pickle(d: Detected) -> bool:
+    """Whether a file detected (perhaps from its first bytes only) is or may be pickle-bearing,
+    so that the whole file is needed: a pickle-bearing format, an object ``.npy``, every zip or
+    tar archive (its members decide) and whatever the first bytes left undecided."""
+    if d.detail.get("container") in ("zip", "tar") or "undecided" in d.detail:
+        return True
+    if d.format is Format.NUMPY:
+        # A header the bytes at hand cut short may declare an object dtype further on.
+        return d.pickle_offset is not None or "error" in d.detail
+    return d.format.carries_pickle
+
+
 def detect_prefix(head: bytes, size: int) -> Detected:
     """The format of a ``size``-byte file from its first bytes ``head`` only (a file streamed
     from an image layer, :mod:`modelseal.imagegate.payloads`), as :func:`detect_format` would
     answer where ``head`` is enough. A zip or tar archive, whose members decide, is answered
-    :attr:`Format.UNKNOWN` with ``detail["container"]``: only the whole file tells."""
+    :attr:`Format.UNKNOWN` with ``detail["container"]``: only the whole file tells. A file
+    ``head`` cannot decide is answered :attr:`Format.UNKNOWN` with ``detail["undecided"]``
+    saying why: a pickle opcode walk, or a compressed stream, that runs past ``head`` (a
+    gzip header with a 2 MiB file name). A zip found only by its end-of-central-directory
+    record (data before its first local header) needs the file's tail: see :func:`zip_tail`.
+    """
     if head.startswith((_ZIP_LOCAL, _ZIP_EMPTY)):
         return Detected(Format.UNKNOWN, {"container": "zip"})
-    if head[257:262] == b"ustar":
+    if is_tar_header(head[:512]):
         return Detected(Format.UNKNOWN, {"container": "tar"})
-    return _detect_file(_Prefix(head, size))
+    src = _Prefix(head, size)
+    if size > len(head):
+        codec = sniff_codec(head)
+        if codec is not None:
+            try:
+                inflated: int | None = len(decompress_source_prefix(src, codec, DECOMPRESS_PREFIX))
+            except ValueError:
+                inflated = None
+            if inflated is None or inflated < DECOMPRESS_PREFIX:
+                return Detected(
+                    Format.UNKNOWN,
+                    {"undecided": f"a {codec} stream whose content starts past the first bytes"},
+                )
+    return _detect_file(src)
 
 
 def _detect_dir(path: Path) -> Detected:
@@ -506,6 +718,12 @@ def _detect_file(src: ByteSource) -> Detected:
     head = src.read(0, HEAD_BYTES)
     if not head:
         return Detected(Format.UNKNOWN, {"reason": "empty file"})
+    # A pickle from offset 0 that imports is a pickle whatever else its first bytes match
+    # (a safetensors header length, GGUF's magic eaten by BINFLOAT, an HDF5 user block):
+    # pickle.load runs it.
+    walk = _walk_source(src)
+    if _runs_code_from_start(walk):
+        return _classify_pickle(src, walk, _pickle_protocol(head))
     # safetensors first: its 8-byte header length can start with b"\x80\x02"..b"\x80\x05".
     if len(head) >= 9 and head[8:9] == b"{":
         (n,) = struct.unpack("<Q", head[:8])
@@ -524,7 +742,7 @@ def _detect_file(src: ByteSource) -> Detected:
     if head.startswith((_ZIP_LOCAL, _ZIP_EMPTY)):
         return _detect_zip(src)
     if head[0] == 0x80 and len(head) >= 2 and head[1] <= 5:
-        return _detect_pickle(src, head)
+        return _classify_pickle(src, walk, _pickle_protocol(head))
     tar = _tar_names(src)
     if tar is not None:
         found = tuple(n for n in tar if n in _TORCH_TAR_MEMBERS)
@@ -545,22 +763,21 @@ def _detect_file(src: ByteSource) -> Detected:
         onnx = _onnx_detail(src)
         if onnx is not None:
             return Detected(Format.ONNX, onnx)
+    # A text pickle before the HDF5 search: a user block is whatever its writer put there.
+    if _is_text_pickle(walk):
+        return _classify_pickle(src, walk, "0-1")
     offset = hdf5_offset(src)
     if offset is not None:
         return Detected(Format.KERAS_H5, {"userblock": str(offset)})
-    window = head if size <= len(head) else src.read(0, PICKLE_WINDOW)
-    walk = _walk_pickle(window)
-    if _is_text_pickle(walk, truncated=size > len(window)):
-        return _classify_pickle(src, walk, "0-1")
+    if not isinstance(src, _Prefix) and zip_tail(src.read(max(0, size - ZIP_TAIL), ZIP_TAIL)):
+        # zipfile opens a zip by its end record: data before the first local header (a
+        # shebang line, a self-extractor stub) does not hide it.
+        return _detect_zip(src)
+    if walk.cut == "prefix" and walk.first in _FIRST_OPS and not walk.bad_global:
+        return Detected(
+            Format.UNKNOWN, {"undecided": "a pickle opcode walk runs past the first bytes"}
+        )
     return Detected(Format.UNKNOWN, {"reason": "no known signature", "size": str(size)})
-
-
-def _detect_pickle(src: ByteSource, head: bytes) -> Detected:
-    window = head if src.size <= len(head) else src.read(0, PICKLE_WINDOW)
-    # Protocol 2+ is already known from PROTO; only the legacy-torch magic (the first two
-    # values) is left to recognise.
-    walk = _walk_pickle(window, max_values=2)
-    return _classify_pickle(src, walk, _pickle_protocol(head))
 
 
 def _classify_pickle(src: ByteSource, walk: _PickleWalk, protocol: str) -> Detected:

@@ -54,6 +54,10 @@ def scan_limits(policy: ModelScanLimitsPolicy) -> ScanLimits:
     )
 
 
+#: The ``limit`` of a :class:`ScanLimitExceeded` raised at a :class:`Budget`'s ``cutoff``.
+CUTOFF: Final = "cutoff"
+
+
 class ScanLimitExceeded(Exception):
     """A limit was hit while scanning ``member`` (``None``: the file itself)."""
 
@@ -68,14 +72,23 @@ class ScanLimitExceeded(Exception):
 class Budget:
     """What one file's scan may still spend; shared by every stream and member of the file."""
 
-    def __init__(self, limits: ScanLimits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: ScanLimits = DEFAULT_LIMITS, *, cutoff: float | None = None) -> None:
         self.limits = limits
         self.deadline = time.monotonic() + limits.max_seconds
+        #: A deadline (``time.monotonic()``) set by the caller for many files at once (the
+        #: image gate's payload scan): past it, :class:`ScanLimitExceeded` with limit
+        #: :data:`CUTOFF`.
+        self.cutoff = cutoff
         self.inflated = 0
 
     def check_time(self, member: str | None) -> None:
-        """Raise when the file's scan time is up."""
-        if time.monotonic() > self.deadline:
+        """Raise when the file's scan time (or the caller's cutoff) is up."""
+        now = time.monotonic()
+        if self.cutoff is not None and now > self.cutoff:
+            raise ScanLimitExceeded(
+                CUTOFF, "", member, "was cut off by the deadline of the scan of all the files"
+            )
+        if now > self.deadline:
             limit = self.limits.max_seconds
             raise ScanLimitExceeded(
                 "max_seconds",

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Final
 
@@ -29,12 +29,20 @@ from modelseal.models.bytesource import ByteSource
 from modelseal.models.decompress import iter_decompressed
 from modelseal.models.formats import (
     INFLATABLE_ZIP_METHODS,
+    MAX_ZIP_MEMBERS,
     ZIP_ERRORS,
+    ZIP_TAIL,
     Detected,
     detect_format,
+    detect_prefix,
+    detect_zip,
+    is_tar_header,
+    may_carry_pickle,
+    zip_tail,
 )
 from modelseal.models.issues import Format, ModelIssue
 from modelseal.models.limits import (
+    CUTOFF,
     DEFAULT_LIMITS,
     MAX_NESTING,
     Budget,
@@ -140,7 +148,7 @@ def _scan_detected(
                 issues += _scan_zip_members(path, detected, allow, budget, depth)
         except ScanLimitExceeded as e:
             issues.append(_limit_issue(e))
-            if e.limit == "max_seconds":
+            if e.limit in ("max_seconds", CUTOFF):
                 # The deadline stops the work: the structure checks are skipped too.
                 return tuple(issues)
         issues += check_structure(path, detected, model_dir or path.parent)
@@ -258,12 +266,13 @@ def _scan_mapped(
 
 def _limit_issue(e: ScanLimitExceeded) -> ModelIssue:
     what = f"member {e.member!r}" if e.member else "the file"
+    limit = e.limit if e.limit == CUTOFF else f"models.limits.{e.limit}"
     return ModelIssue(
         "scan-limit",
         Severity.HIGH,
         f"{what} {e.message}; the rest is not scanned",
         member=e.member,
-        detail={"limit": f"models.limits.{e.limit}", "value": e.value},
+        detail={"limit": limit, "value": e.value},
     )
 
 
@@ -428,18 +437,6 @@ def _scan_zip_members(
     return tuple(issues)
 
 
-def scan_zip_pickles(
-    path: Path, detected: Detected, allow: Allowlist, limits: ScanLimits = DEFAULT_LIMITS
-) -> tuple[ModelIssue, ...]:
-    """The members of a zip archive in no model format (a wheel, a zip of pickles) that
-    :func:`~modelseal.models.formats.detect_format` lists as pickles, each scanned as in a torch
-    archive, all within ``limits`` (the image gate's payload scan)."""
-    try:
-        return _scan_zip_members(path, detected, allow, Budget(limits), 0)
-    except ScanLimitExceeded as e:
-        return (_limit_issue(e),)
-
-
 def _not_inflatable(member: str, method: int) -> ModelIssue:
     return ModelIssue(
         "unparsable",
@@ -595,3 +592,175 @@ def scan_findings(rel: str, scan: FileScan, metadata: bool = False) -> list[Find
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Any file of an image (the image gate's payload scan): model formats and archives' members
+
+#: Members of one tar archive that are looked at; past it the archive is not scanned further.
+MAX_TAR_MEMBERS: Final = MAX_ZIP_MEMBERS
+#: The ``limit`` of a ``scan-limit`` issue for an archive past its bounds (never read).
+ARCHIVE_BOUND: Final = "archive-bound"
+#: Bytes read at the start of an archive member to tell whether it is needed whole.
+_MEMBER_HEAD: Final = 4096
+_ZIP_FORMATS: Final = frozenset({Format.PYTORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY_ZIP,
+                                 Format.KERAS})  # fmt: skip
+
+
+def scan_payload(
+    path: Path,
+    allow: Allowlist | None = None,
+    *,
+    limits: ScanLimits = DEFAULT_LIMITS,
+    cutoff: float | None = None,
+) -> FileScan:
+    """Scan any file of an image as :func:`scan_file` does (without an ``unknown-format``
+    issue), and also the members of every zip or tar archive it is — by its first bytes, or a
+    zip by its end record (data before the first local header) — whatever format its start is:
+    pickle members as in a torch archive, and members that are themselves pickle-bearing or
+    archives (by their first bytes: a zip in a zip, a tar of pickles, a gzip'd joblib) spooled
+    and scanned the same way, at most :data:`MAX_NESTING` deep. All within ``limits`` and, for
+    many files at once, the deadline ``cutoff`` (``time.monotonic()``): past it a
+    ``scan-limit`` issue with ``detail["limit"] == CUTOFF``. An archive past its bounds is a
+    ``scan-limit`` issue with ``detail["limit"] == ARCHIVE_BOUND``."""
+    allow = allow or Allowlist.default()
+    budget = Budget(limits, cutoff=cutoff)
+    detected = detect_format(path)
+    return FileScan(path, detected, _scan_payload(path, detected, allow, budget, 0))
+
+
+def _scan_payload(
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget, depth: int
+) -> tuple[ModelIssue, ...]:
+    issues: list[ModelIssue] = []
+    if detected.format is not Format.UNKNOWN:
+        issues += _scan_detected(path, detected, allow, budget, None, depth)
+        if any(i.kind == "scan-limit" and i.detail.get("limit") == CUTOFF for i in issues):
+            return tuple(issues)
+    try:
+        issues += _scan_archive(path, detected, allow, budget, depth)
+    except ScanLimitExceeded as e:
+        issues.append(_limit_issue(e))
+    except OSError as e:
+        issues.append(
+            ModelIssue("unreadable", Severity.HIGH, f"cannot read the file: {e.strerror or e}")
+        )
+    return tuple(issues)
+
+
+def _bound_issue(what: str) -> ModelIssue:
+    return ModelIssue(
+        "scan-limit", Severity.HIGH, f"{what}: not scanned", detail={"limit": ARCHIVE_BOUND}
+    )
+
+
+def _scan_archive(
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget, depth: int
+) -> list[ModelIssue]:
+    """The members of ``path`` as a zip and as a tar archive, where it is one."""
+    issues: list[ModelIssue] = []
+    with ByteSource(path) as src:
+        first = src.read(0, 512)
+        is_tar = is_tar_header(first)
+        # A tar's last member, when a zip, ends the tar too: it is scanned as the member.
+        is_zip = first[:4] in (_ZIP_MAGIC, b"PK\x05\x06") or (
+            not is_tar and zip_tail(src.read(max(0, src.size - ZIP_TAIL), ZIP_TAIL))
+        )
+        is_tar = is_tar and not (
+            detected.format is Format.TORCH_LEGACY and detected.detail.get("variant") == "tar"
+        )
+        zipped = None
+        if is_zip:
+            zipped = detected if detected.detail.get("container") == "zip" else detect_zip(src)
+    if zipped is not None:
+        bound = zipped.detail.get("bound")
+        if bound:
+            issues.append(_bound_issue(f"zip archive with {bound}"))
+        else:
+            if detected.format not in _ZIP_FORMATS:
+                issues += _scan_zip_members(path, zipped, allow, budget, depth)
+            if zipped.format is Format.UNKNOWN and "error" not in zipped.detail:
+                issues += _scan_zip_nested(path, zipped, allow, budget, depth)
+    if is_tar:
+        issues += _scan_tar_all(path, allow, budget, depth)
+    return issues
+
+
+def _nested_member(
+    fh: IO[bytes], name: str, size: int, allow: Allowlist, budget: Budget, depth: int
+) -> tuple[ModelIssue, ...]:
+    """One archive member (``fh`` at its start): needed whole when its first bytes say it is
+    or may be pickle-bearing (or its name ends ``.pkl``); then spooled to a private file and
+    scanned as a file, one level deeper. Member names in issues are prefixed with ``name``."""
+    head = fh.read(_MEMBER_HEAD)
+    if not head:
+        return ()
+    if not (name.endswith((".pkl", ".pickle")) or may_carry_pickle(detect_prefix(head, size))):
+        return ()
+    if depth + 1 > MAX_NESTING:
+        return (_bound_issue(f"member {name!r}: an archive nested more than {MAX_NESTING} deep"),)
+    budget.precheck(name, size, 0)
+
+    def pieces() -> Iterator[tuple[bytes, int]]:
+        yield head, 0
+        yield from _read_pieces(fh)
+
+    with tempfile.TemporaryDirectory(prefix="modelseal-member-") as tmp:
+        inner = Path(tmp) / "member"
+        with inner.open("xb") as out:  # a fresh file in a fresh private directory
+            for piece, _ in pieces():
+                budget.charge(name, len(piece), 0, 0)
+                out.write(piece)
+        detected = detect_format(inner)
+        found = _scan_payload(inner, detected, allow, budget, depth + 1)
+    return tuple(
+        replace(i, member=f"{name}/{i.member}" if i.member else name)
+        for i in found
+        if i.kind != "unknown-format"
+    )
+
+
+def _scan_zip_nested(
+    path: Path, detected: Detected, allow: Allowlist, budget: Budget, depth: int
+) -> list[ModelIssue]:
+    """The members of a zip in no model format that the pickle pass did not take."""
+    issues: list[ModelIssue] = []
+    done = set(detected.zip_pickle_members)
+    try:
+        with ByteSource(path) as src, zipfile.ZipFile(src.file) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                if name.endswith("/") or name in done:
+                    continue
+                budget.check_time(name)
+                if info.compress_type not in INFLATABLE_ZIP_METHODS:
+                    continue  # already reported by the pickle pass (_detect_zip lists them)
+                with zf.open(info) as fh:
+                    issues += _nested_member(fh, name, info.file_size, allow, budget, depth)
+    except ZIP_ERRORS as e:
+        issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken zip archive: {e}"))
+    return issues
+
+
+def _scan_tar_all(path: Path, allow: Allowlist, budget: Budget, depth: int) -> list[ModelIssue]:
+    """Every regular member of a tar archive (any tar format tarfile reads) that is or may be
+    pickle-bearing, within :data:`MAX_TAR_MEMBERS` members."""
+    issues: list[ModelIssue] = []
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for count, member in enumerate(tar):
+                if count >= MAX_TAR_MEMBERS:
+                    issues.append(_bound_issue(f"tar archive with more than {MAX_TAR_MEMBERS} "
+                                               "members"))  # fmt: skip
+                    break
+                budget.check_time(member.name)
+                # Stream the members: tarfile would keep every TarInfo in memory.
+                tar.members.clear()  # type: ignore[attr-defined]
+                if not member.isfile():
+                    continue
+                f = tar.extractfile(member)
+                if f is not None:
+                    issues += _nested_member(f, member.name, member.size, allow, budget, depth)
+    except (tarfile.TarError, EOFError) as e:
+        issues.append(ModelIssue("unparsable", Severity.HIGH, f"broken tar archive: {e}"))
+    return issues
