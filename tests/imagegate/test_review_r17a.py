@@ -1,5 +1,5 @@
 """Review (issue 17, least-privilege part of the image gate): regression tests for defects
-found in review. Each is xfail(strict) until fixed."""
+found in review. Each was an xfail(strict) until fixed."""
 
 from __future__ import annotations
 
@@ -68,9 +68,6 @@ def _etc(passwd: str, group: str = "root:x:0:\n") -> bytes:
 # --- (1) the runtime user: fail-open against runc's GetExecUser --------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: a numeric USER is matched against passwd NAMES "
-                   "too (user.py:86); runc treats a numeric user as a uid only, so USER 0 with a "
-                   "passwd entry named '0' (uid 1000) runs as root but is judged uid 1000")
 @pytest.mark.parametrize("user", ["0", "", None])
 def test_numeric_user_is_a_uid_never_a_name(tmp_path: Path, user: str | None) -> None:
     # runc (libcontainer/user.GetExecUser): "If the userArg is numeric, always treat it as a
@@ -79,17 +76,11 @@ def test_numeric_user_is_a_uid_never_a_name(tmp_path: Path, user: str | None) ->
     assert runtime_user(view).is_root
 
 
-@pytest.mark.xfail(strict=True, reason="review: passwd lines are not trimmed as runc trims them "
-                   "(user.py:150); ' app:x:0:0' before 'app:x:1000:1000' makes USER app root in "
-                   "runc (first match wins) but uid 1000 here")
 def test_passwd_lines_are_trimmed_as_runc_does(tmp_path: Path) -> None:
     passwd = ROOT + " app:x:0:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
     assert runtime_user(_view(tmp_path, "app", _etc(passwd))).is_root
 
 
-@pytest.mark.xfail(strict=True, reason="review: passwd lines with fewer than 4 fields are "
-                   "skipped (user.py:152); runc keeps them with uid/gid 0, so a short 'app:x' line "
-                   "before 'app:x:1000:1000' makes USER app root in runc, uid 1000 here")
 def test_a_short_passwd_line_is_uid_0_as_in_runc(tmp_path: Path) -> None:
     passwd = ROOT + "app:x\napp:x:1000:1000::/home/app:/bin/sh\n"
     assert runtime_user(_view(tmp_path, "app", _etc(passwd))).is_root
@@ -280,9 +271,6 @@ def test_classic_builder_build_arguments_are_redacted() -> None:
 
 
 @pytest.mark.engine
-@pytest.mark.xfail(strict=True, reason="review: on a real BuildKit image, USER 0 with an "
-                   "/etc/passwd entry NAMED '0' (uid 1000) passes require_non_root; runc, "
-                   "containerd and Docker read a numeric USER as a uid and run it as root")
 def test_a_real_image_with_user_0_and_a_passwd_entry_named_0_fails(
     busybox_base: str, tmp_path: Path
 ) -> None:
