@@ -19,7 +19,9 @@ make sense next to the others, and the shared patterns a module of their own for
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Annotated, Final, Literal
 
 from pydantic import (
@@ -53,6 +55,23 @@ PATTERN_MESSAGES: Final[dict[str, str]] = {
     ),
 }
 """Plain-English error messages for the regular expressions used in the models, by pattern."""
+
+
+def _refuse_on(
+    check: Callable[[], object],
+    error: type[Exception],
+    code: str,
+    template: str,
+    context: dict[str, object] | None = None,
+) -> None:
+    """Run a validator's check; its ``error`` becomes a pydantic error ``code`` whose message,
+    ``template``, may name the check's complaint as ``{why}`` (chain cut: the user's error is the
+    whole story)."""
+    try:
+        check()
+    except error as e:
+        raise PydanticCustomError(code, template, {**(context or {}), "why": str(e)}) from None
+
 
 GLOBAL_PATTERN: Final = (
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.([A-Za-z_][A-Za-z0-9_]*|\*\*|\*)$"
@@ -646,12 +665,9 @@ class IgnoreEntry(BaseModel):
         from modelseal.vuln.match import check_ignore_purl
 
         if value is not None:
-            try:
-                check_ignore_purl(value)
-            except ValueError as e:
-                raise PydanticCustomError(
-                    "bad_purl", "not a package URL: {why}", {"why": str(e)}
-                ) from None
+            _refuse_on(
+                lambda: check_ignore_purl(value), ValueError, "bad_purl", "not a package URL: {why}"
+            )
         return value
 
     @field_validator("paths")
@@ -660,12 +676,13 @@ class IgnoreEntry(BaseModel):
         from modelseal.vuln.match import compile_glob
 
         for i, glob in enumerate(value):
-            try:
-                compile_glob(glob)
-            except ValueError as e:
-                raise PydanticCustomError(
-                    "bad_glob", "glob {i}: {why}", {"i": i, "why": str(e)}
-                ) from None
+            _refuse_on(
+                partial(compile_glob, glob),
+                ValueError,
+                "bad_glob",
+                "glob {i}: {why}",
+                {"i": i},
+            )
         return value
 
     @field_validator("versions")
@@ -688,10 +705,9 @@ class IgnoreEntry(BaseModel):
                     'type "{kind}"',
                     {"kind": p.type},
                 )
-        try:
-            VersionRange.parse(value, ecosystem)
-        except ValueError as e:
-            raise PydanticCustomError("bad_versions", "{why}", {"why": str(e)}) from None
+        _refuse_on(
+            lambda: VersionRange.parse(value, ecosystem), ValueError, "bad_versions", "{why}"
+        )
         return value
 
 
@@ -1262,14 +1278,14 @@ class VerifyPolicy(BaseModel):
         from modelseal.sign.identity import IdentityRegexpError, compile_identity_regexp
 
         if value is not None:
-            try:
-                compile_identity_regexp(value)
-            except IdentityRegexpError as e:
-                # The message names the pattern's fault only: an unanchored pattern matches
-                # identities it was not meant for, a catastrophic one stalls verification.
-                raise PydanticCustomError(
-                    "unsafe_regexp", "the identity regexp is {why}", {"why": str(e)}
-                ) from None
+            # The message names the pattern's fault only: an unanchored pattern matches
+            # identities it was not meant for, a catastrophic one stalls verification.
+            _refuse_on(
+                lambda: compile_identity_regexp(value),
+                IdentityRegexpError,
+                "unsafe_regexp",
+                "the identity regexp is {why}",
+            )
         return value
 
 
