@@ -82,46 +82,34 @@ def _entry_decisions(
         if carrier is None:
             continue
         if expired:
-            made = Finding(
-                gate=carrier,
-                id=EXPIRED_IGNORE,
-                severity=Severity.HIGH,
-                title=f"the ignore entry for {e.id} expired on {e.expires.isoformat()}",
-                subject=e.id,
-                location=f"vulnerabilities.ignore[{i}]",
-                evidence={"reason": e.reason, "expires": e.expires.isoformat()},
-            )
             what = "only findings a VEX statement accepts" if shadowed else "no finding"
-            d = Decision(
-                made,
-                Outcome.FAIL,
+            rule, severity, outcome = EXPIRED_IGNORE, Severity.HIGH, Outcome.FAIL
+            title = f"the ignore entry for {e.id} expired on {e.expires.isoformat()}"
+            message = (
                 f"the ignore entry for {e.id} expired on {e.expires.isoformat()} and matches "
-                f"{what}: renew or remove it",
-                e,
-                made=True,
+                f"{what}: renew or remove it"
             )
         else:
             not_run = [g for g in covers if g not in ran]
             scanned = " and ".join(ran) + (
                 f" ({', '.join(not_run)} did not run)" if not_run else ""
             )
-            made = Finding(
-                gate=carrier,
-                id=STALE_IGNORE,
-                severity=Severity.LOW,
-                title=f"the ignore entry for {e.id} matches no finding (stale ignore)",
-                subject=e.id,
-                location=f"vulnerabilities.ignore[{i}]",
-                evidence={"reason": e.reason, "expires": e.expires.isoformat()},
-            )
-            d = Decision(
-                made,
-                Outcome.WARN,
+            rule, severity, outcome = STALE_IGNORE, Severity.LOW, Outcome.WARN
+            title = f"the ignore entry for {e.id} matches no finding (stale ignore)"
+            message = (
                 f"vulnerabilities.ignore[{i}] ({e.id}) matched no finding of {scanned}: remove it "
-                "if the vulnerability is gone, or correct its matchers",
-                e,
-                made=True,
+                "if the vulnerability is gone, or correct its matchers"
             )
+        made = Finding(
+            gate=carrier,
+            id=rule,
+            severity=severity,
+            title=title,
+            subject=e.id,
+            location=f"vulnerabilities.ignore[{i}]",
+            evidence={"reason": e.reason, "expires": e.expires.isoformat()},
+        )
+        d = Decision(made, outcome, message, e, made=True)
         out.setdefault(carrier, []).append(d)
     return {g: tuple(ds) for g, ds in out.items()}
 
