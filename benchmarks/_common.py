@@ -13,10 +13,37 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 #: SOURCE_DATE_EPOCH of every benchmarked build.
 EPOCH = "1700000000"
+
+
+def count_layer_opens() -> dict[str, int]:
+    """How often this process opens (decompresses) each layer blob, by the blob's first 12
+    hex digits: wraps ``modelseal.imagefs.open_layer`` (for the measured ``--child``
+    processes only; ``src`` must be on ``sys.path``)."""
+    from modelseal import imagefs
+
+    opened: dict[str, int] = {}
+    real = imagefs.open_layer
+
+    def counting(path: Path, media: str) -> Any:
+        opened[Path(path).name[:12]] = opened.get(Path(path).name[:12], 0) + 1
+        return real(path, media)
+
+    imagefs.open_layer = counting  # type: ignore[assignment]
+    return opened
+
+
+def ensure_trivy_db(cache_dir: Path) -> None:
+    """Write the offline example's Trivy database into ``cache_dir`` unless it is there."""
+    if not (cache_dir / "db" / "metadata.json").exists():
+        subprocess.run(
+            [sys.executable, str(REPO / "examples/offline/trivydb.py"), "--cache-dir",
+             str(cache_dir)], capture_output=True, text=True, check=True,
+        )  # fmt: skip
 
 
 def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:

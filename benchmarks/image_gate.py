@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import EPOCH, REPO, engine_and_base
+from _common import EPOCH, REPO, count_layer_opens, engine_and_base
 from model_size import make_context
 from post_build import MODELSEAL, PYTHON, measure
 
@@ -47,7 +47,7 @@ PLATFORM_KEY = "image.manifest."
 def child(mode: str, layout_dir: str, manifest: str, work: str) -> None:
     """One measured consumer (``--child``): prints its result as JSON."""
     sys.path.insert(0, str(REPO / "src"))
-    from modelseal import fsio, imagefs
+    from modelseal import fsio
     from modelseal.findings import GateResult, Status
     from modelseal.imagefs import ImageFs
     from modelseal.imagegate.gate import ImageGate
@@ -57,14 +57,7 @@ def child(mode: str, layout_dir: str, manifest: str, work: str) -> None:
     from modelseal.postbuild import image_fs
     from modelseal.vuln.site_packages import is_metadata_file
 
-    opened: dict[str, int] = {}
-    real = imagefs.open_layer
-
-    def counting(path: Path, media: str) -> Any:
-        opened[Path(path).name[:12]] = opened.get(Path(path).name[:12], 0) + 1
-        return real(path, media)
-
-    imagefs.open_layer = counting  # type: ignore[assignment]
+    opened = count_layer_opens()
     layout = OciLayout(Path(layout_dir))
     result: dict[str, Any] = {}
     with fsio.private_temp_dir("bench-") as tmp:

@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import EPOCH, REPO, engine_and_base
+from _common import EPOCH, REPO, engine_and_base, ensure_trivy_db
 from post_build import MODELSEAL, measure, write_context
 
 
@@ -48,11 +47,7 @@ def main() -> int:
     try:
         with engine_and_base() as base:
             cache = work / "cache"
-            if not (cache / "trivy" / "db" / "metadata.json").exists():
-                subprocess.run(
-                    [sys.executable, str(REPO / "examples/offline/trivydb.py"), "--cache-dir",
-                     str(cache / "trivy")], capture_output=True, text=True, check=True,
-                )  # fmt: skip
+            ensure_trivy_db(cache / "trivy")
             policy = work / "policy.yml"
             policy.write_text(
                 "version: 1\nbuild:\n  rebuild_check: false\n"

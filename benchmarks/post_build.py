@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import _LAUNCHER, EPOCH, REPO, engine_and_base
+from _common import _LAUNCHER, EPOCH, REPO, count_layer_opens, engine_and_base, ensure_trivy_db
 
 MODELSEAL = REPO / ".venv" / "bin" / "modelseal"
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -163,21 +163,14 @@ def measure(
 
 def child(mode: str, layout_dir: str, manifest: str, work: str) -> None:
     sys.path.insert(0, str(REPO / "src"))
-    from modelseal import fsio, imagefs
+    from modelseal import fsio
     from modelseal.imagefs import ImageFs
     from modelseal.models.gate import _check_image, _expected_in_image, _image_dirs
     from modelseal.models.lock import load_lock
     from modelseal.oci import OciLayout
     from modelseal.vuln.site_packages import is_metadata_file, packages_from
 
-    opened: dict[str, int] = {}
-    real = imagefs.open_layer
-
-    def counting(path: Path, media: str) -> Any:
-        opened[Path(path).name[:12]] = opened.get(Path(path).name[:12], 0) + 1
-        return real(path, media)
-
-    imagefs.open_layer = counting  # type: ignore[assignment]
+    opened = count_layer_opens()
     layout = OciLayout(Path(layout_dir))
     ctx = Path(work) / "ctx"
     lock = load_lock(ctx / "models.lock")
@@ -258,11 +251,7 @@ def main() -> int:
     try:
         with engine_and_base() as base, start_osv_server() as (osv_url, _stop):
             cache = work / "cache"
-            if not (cache / "trivy" / "db" / "metadata.json").exists():
-                subprocess.run(
-                    [sys.executable, str(REPO / "examples/offline/trivydb.py"), "--cache-dir",
-                     str(cache / "trivy")], capture_output=True, text=True, check=True,
-                )  # fmt: skip
+            ensure_trivy_db(cache / "trivy")
             policy = work / "policy.yml"
             policy.write_text(
                 "version: 1\nbuild:\n  rebuild_check: false\n"
