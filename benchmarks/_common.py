@@ -46,6 +46,18 @@ def ensure_trivy_db(cache_dir: Path) -> None:
         )  # fmt: skip
 
 
+def trivy_input(layout: Any, manifest: str, work: Path) -> tuple[str, Path]:
+    """The trivy to run (the one in .venv/bin, else PATH's) and a fresh one-manifest layout of
+    ``manifest`` under ``work / "trivy-input"`` for it to scan, as the trivy gate makes."""
+    import shutil
+
+    from modelseal.vuln.trivy import single_manifest_layout
+
+    trivy = shutil.which("trivy", path=str(REPO / ".venv" / "bin")) or "trivy"
+    shutil.rmtree(work / "trivy-input", ignore_errors=True)
+    return trivy, single_manifest_layout(layout, manifest, work / "trivy-input")
+
+
 def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
     """Seconds ``argv`` took; exits the benchmark when its exit code is not in ``ok``."""
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import EPOCH, REPO, count_layer_opens, engine_and_base
+from _common import EPOCH, REPO, count_layer_opens, engine_and_base, trivy_input
 from model_size import make_context
 from post_build import MODELSEAL, PYTHON, measure
 
@@ -111,7 +111,7 @@ def main() -> int:
         return 0
     sys.path.insert(0, str(REPO / "src"))
     from modelseal.oci import OciLayout
-    from modelseal.vuln.trivy import scan_argv, single_manifest_layout
+    from modelseal.vuln.trivy import scan_argv
 
     work = args.work or Path(tempfile.mkdtemp(prefix="modelseal-bench-imagegate-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -140,9 +140,7 @@ def main() -> int:
         blobs = {d.removeprefix("sha256:"): d.removeprefix("sha256:")[:12] for d in layers}
         print(f"image: {len(layers)} layers, the model layer {sizes['sha256:' + big] / 2**20:.0f} "
               f"MiB (gzip); model {args.size_mib} MiB")  # fmt: skip
-        trivy = shutil.which("trivy", path=str(REPO / ".venv" / "bin")) or "trivy"
-        shutil.rmtree(work / "trivy-input", ignore_errors=True)
-        single = single_manifest_layout(layout, manifest, work / "trivy-input")
+        trivy, single = trivy_input(layout, manifest, work)
         argv = scan_argv(trivy, single, work / "trivy-cache")
         argv[argv.index("--scanners") + 1] = "secret"
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import EPOCH, REPO, engine_and_base, ensure_trivy_db
+from _common import EPOCH, REPO, engine_and_base, ensure_trivy_db, trivy_input
 from post_build import MODELSEAL, measure, write_context
 
 
@@ -39,7 +39,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "src"))
     from modelseal.imagegate.secrets import secret_argv, write_secret_config
     from modelseal.oci import OciLayout
-    from modelseal.vuln.trivy import scan_argv, single_manifest_layout
+    from modelseal.vuln.trivy import scan_argv
 
     work = args.work or Path(tempfile.mkdtemp(prefix="modelseal-bench-secrets-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -73,9 +73,7 @@ def main() -> int:
                      for d in layout.manifest(manifest)["layers"]]  # fmt: skip
             print(f"image: {len(sizes)} layers, the model layer {max(sizes) / 2**20:.0f} MiB "
                   f"(gzip); model {args.size_mib} MiB")  # fmt: skip
-            trivy = shutil.which("trivy", path=str(REPO / ".venv" / "bin")) or "trivy"
-            shutil.rmtree(work / "trivy-input", ignore_errors=True)
-            single = single_manifest_layout(layout, manifest, work / "trivy-input")
+            trivy, single = trivy_input(layout, manifest, work)
             vuln = scan_argv(trivy, single, cache / "trivy")
             both = list(vuln)
             both[both.index("--scanners") + 1] = "vuln,secret"

@@ -42,7 +42,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import _LAUNCHER, EPOCH, REPO, count_layer_opens, engine_and_base, ensure_trivy_db
+from _common import (
+    _LAUNCHER,
+    EPOCH,
+    REPO,
+    count_layer_opens,
+    engine_and_base,
+    ensure_trivy_db,
+    trivy_input,
+)
 
 MODELSEAL = REPO / ".venv" / "bin" / "modelseal"
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -243,7 +251,7 @@ def main() -> int:
 
     from modelseal.oci import OciLayout
     from modelseal.sbom.gate import SYFT_ENV_OFFLINE
-    from modelseal.vuln.trivy import scan_argv, single_manifest_layout
+    from modelseal.vuln.trivy import scan_argv
 
     work = args.work or Path(tempfile.mkdtemp(prefix="modelseal-bench-postbuild-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -303,9 +311,7 @@ def main() -> int:
 
                 return run
 
-            trivy = shutil.which("trivy", path=str(REPO / ".venv" / "bin")) or "trivy"
-            shutil.rmtree(work / "trivy-input", ignore_errors=True)
-            single = single_manifest_layout(layout, manifest, work / "trivy-input")
+            trivy, single = trivy_input(layout, manifest, work)
 
             def trivy_run() -> dict[str, Any]:
                 return measure(scan_argv(trivy, single, cache / "trivy"), blobs)
