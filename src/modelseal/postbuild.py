@@ -22,8 +22,9 @@ import tempfile
 from pathlib import Path
 
 from modelseal import fsio
+from modelseal.errors import GateError
 from modelseal.imagefs import ImageFs
-from modelseal.oci import OciLayout
+from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
 from modelseal.vuln.site_packages import is_metadata_file
 
@@ -52,6 +53,18 @@ def models_image_runs(ctx: Context) -> bool:
     if selected is None and ctx.options.gates:
         selected = frozenset(ctx.options.gates)
     return selected is None or "models-image" in selected
+
+
+def built_layout(ctx: Context, purpose: str) -> tuple[OciLayout, dict[str, str]]:
+    """The OCI layout the build gate left and its platform manifests (platform → digest);
+    :class:`GateError` "the build gate left no OCI layout ``purpose``." when it left none
+    (fail closed: a post-build gate with nothing to read cannot pass)."""
+    build = ctx.result("build")
+    layout_dir = build.artifacts.get("oci_layout")
+    manifests = platform_manifests(build.facts)
+    if layout_dir is None or not manifests:
+        raise GateError(f"the build gate left no OCI layout {purpose}.")
+    return OciLayout(Path(layout_dir)), manifests
 
 
 def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:

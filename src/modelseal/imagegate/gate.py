@@ -6,13 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from modelseal.errors import GateError
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.gates import RegisteredGate, resolve
 from modelseal.imagegate.profile import runtime_profile, write_profile
 from modelseal.imagegate.view import ImageView
-from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
+from modelseal.postbuild import built_layout
 
 GATE = "image"
 
@@ -35,12 +34,7 @@ class ImageGate(RegisteredGate):
 
     def run(self, ctx: Context) -> GateResult:
         """Collect the findings of every collector on every platform image."""
-        build = ctx.result("build")
-        layout_dir = build.artifacts.get("oci_layout")
-        manifests = platform_manifests(build.facts)
-        if layout_dir is None or not manifests:
-            raise GateError("the build gate left no OCI layout to read the image from.")
-        layout = OciLayout(Path(layout_dir))
+        layout, manifests = built_layout(ctx, "to read the image from")
         collectors = [cast("Collector", resolve(ref)) for ref in COLLECTORS]
         findings: list[Finding] = []
         profiles: dict[str, dict[str, Any]] = {}

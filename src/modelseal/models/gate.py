@@ -41,9 +41,8 @@ from modelseal.models.lock import (
 )
 from modelseal.models.mlbom import model_records, write_models_json
 from modelseal.models.scan import GATE, FileScan, scan_files, scan_findings
-from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
-from modelseal.postbuild import image_fs
+from modelseal.postbuild import built_layout, image_fs
 
 IMAGE_GATE = "models-image"
 
@@ -323,12 +322,7 @@ class ModelsImageGate(RegisteredGate):
         if not lock_path.is_file():
             raise GateError(f"{pol.lock} does not exist; the image cannot be compared with it.")
         lock = load_lock(lock_path)
-        build = ctx.result("build")
-        layout_dir = build.artifacts.get("oci_layout")
-        manifests = platform_manifests(build.facts)
-        if layout_dir is None or not manifests:
-            raise GateError("the build gate left no OCI layout to read the model files from.")
-        layout = OciLayout(Path(layout_dir))
+        layout, manifests = built_layout(ctx, "to read the model files from")
         to_base = _rebase(lock.base, base)
         locked = [(to_base(e.path), e) for e in lock.entries]
         expected = _expected_in_image(locked, pol.image_paths)

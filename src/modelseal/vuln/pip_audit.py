@@ -41,9 +41,8 @@ from modelseal.errors import Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagefs import printable
-from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
-from modelseal.postbuild import image_fs
+from modelseal.postbuild import built_layout, image_fs
 from modelseal.vuln.findings import vuln_finding
 from modelseal.vuln.osv import AdvisoryLookup, OsvEndpoint
 from modelseal.vuln.site_packages import (
@@ -71,12 +70,7 @@ class PipAuditGate(RegisteredGate):
     def run(self, ctx: Context) -> GateResult:
         """Extract, audit, and look up severities; raises :class:`GateError` when any package
         could not be audited."""
-        build = ctx.result("build")
-        layout_dir = build.artifacts.get("oci_layout")
-        manifests = platform_manifests(build.facts)
-        if layout_dir is None or not manifests:
-            raise GateError("the build gate left no OCI layout / image manifest to audit.")
-        layout = OciLayout(Path(layout_dir))
+        layout, manifests = built_layout(ctx, "/ image manifest to audit")
         endpoint = OsvEndpoint.from_policy(ctx.policy.policy.pip_audit.osv_url)
         tool = find_tool(
             "pip-audit",
