@@ -16,10 +16,11 @@ Every refusal is a :class:`~modelseal.errors.ConfigError` (exit 2).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from modelseal.errors import ConfigError
 
@@ -159,6 +160,17 @@ def read_input_text(
             f"{what} {shown_path(path)} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
             f"{e.start})."
         ) from None
+
+
+def parse_json(text: str, shown: str) -> Any:
+    """``text`` parsed as JSON; bad JSON is a ConfigError naming ``shown`` (the file as shown
+    in messages) with the line and column, or saying it is nested too deeply."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{shown}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}.") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: JSON nested too deeply.") from None
 
 
 def _too_large(what: str, name: str, limit: int, size: int | None) -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelseal.bounded import read_input, shown_path
+from modelseal.bounded import parse_json, read_input, shown_path
 from modelseal.errors import ConfigError, Error
 from modelseal.findings import Finding
 from modelseal.untrusted import untrusted
@@ -52,17 +51,12 @@ def _read_file(path: Path) -> tuple[Any, str]:
     raw = read_input(path, what="baseline report", limit=MAX_BASELINE_BYTES, contained=False)
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
     try:
-        return json.loads(raw.decode("utf-8")), digest
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(
             f"baseline report {shown_path(path)} is not UTF-8 (offset {e.start})."
         ) from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"baseline report {shown_path(path)}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}."
-        ) from None
-    except RecursionError:
-        raise ConfigError(f"baseline report {shown_path(path)}: JSON nested too deeply.") from None
+    return parse_json(text, f"baseline report {shown_path(path)}"), digest
 
 
 def _from_image(spec: BaselineSpec, expected: ExpectedSigner, timeout_s: float) -> Baseline:

@@ -11,7 +11,6 @@ type (:func:`thresholds`).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from modelseal.bounded import MIB, read_input_text, shown_path
+from modelseal.bounded import MIB, parse_json, read_input_text, shown_path
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, Severity
 from modelseal.policy.model import THRESHOLD_KEYS, IgnoreEntry, VulnerabilitiesPolicy
@@ -84,14 +83,7 @@ def load_vex(paths: Sequence[str], base: Path) -> list[VexStatement]:
     for rel in paths:
         path = base / rel
         text = read_input_text(path, what="vulnerabilities.vex document", limit=MAX_VEX_BYTES)
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(
-                f"{shown_path(path)}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}."
-            ) from None
-        except RecursionError:
-            raise ConfigError(f"{shown_path(path)}: JSON nested too deeply.") from None
+        doc = parse_json(text, shown_path(path))
         if not isinstance(doc, dict) or not str(doc.get("@context", "")).startswith(
             "https://openvex.dev/ns"
         ):
