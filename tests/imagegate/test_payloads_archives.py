@@ -9,32 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.support import EPOCH
-from tests.support.layouts import M, layer, make_layout
-from tests.support.model_files import safetensors_bytes, zip_bytes
+from tests.support.layouts import M, layer
+from tests.support.model_files import EVIL, safetensors_bytes, zip_bytes
+from tests.support.payloads import payload_view
 
 from modelseal.findings import Finding
 from modelseal.imagegate import payloads
 from modelseal.imagegate.rules import image_rule
-from modelseal.imagegate.view import ImageView
 from modelseal.judge import Outcome
-from modelseal.pipeline import Context, RunOptions, SourceDateEpoch
-from modelseal.policy import load_policy_text
-
-EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."
-
-
-def _view(tmp_path: Path, *layers: bytes, policy: str = "") -> ImageView:
-    loaded = load_policy_text(
-        "version: 1\nmodels:\n  image_paths: {model: /app/model}\n" + policy, "policy.yml"
-    )
-    ctx = Context(
-        policy=loaded, options=RunOptions(context=tmp_path), epoch=SourceDateEpoch(EPOCH, "x"),
-        work_dir=tmp_path / "work", out_dir=tmp_path / "out",
-    )  # fmt: skip
-    ctx.work_dir.mkdir()
-    layout, digest = make_layout(tmp_path / "oci", list(layers))
-    return ImageView(ctx, layout, "linux/amd64", digest, {}, {})
 
 
 def _unsafe(findings: list[Finding], subject: str) -> list[Finding]:
@@ -48,7 +30,7 @@ def test_a_large_zip_behind_a_stub_is_found_by_its_tail_reading_only_its_layer_a
 ) -> None:
     stub = os.urandom(3 << 20)  # a self-extractor's stub: more than the tap's 1 MiB head
     big = safetensors_bytes([0.5] * 1000) + os.urandom(3 << 20)
-    view = _view(
+    view = payload_view(
         tmp_path,
         layer(M("opt/w.safetensors", data=big)),
         layer(M("usr/bin/installer", data=stub + zip_bytes([("pkg/evil.pkl", EVIL)]))),
@@ -71,7 +53,9 @@ def test_large_files_without_a_zip_end_record_cost_no_copy_and_no_second_read(
     big = safetensors_bytes([0.5] * 1000) + os.urandom(3 << 20)
     # The end record's signature, without a directory before it: not a zip.
     text = b"notes\n" + b"PK\x05\x06 is how a zip ends\n" * 100_000
-    view = _view(tmp_path, layer(M("opt/w.safetensors", data=big), M("opt/notes.txt", data=text)))
+    view = payload_view(
+        tmp_path, layer(M("opt/w.safetensors", data=big), M("opt/notes.txt", data=text))
+    )
     findings = payloads.collect(view)
     assert [(f.id, f.subject) for f in findings] == [(payloads.MODEL_FILE, "/opt/w.safetensors")]
     assert dict(view.fs.reads) == {0: 1}
@@ -79,7 +63,7 @@ def test_large_files_without_a_zip_end_record_cost_no_copy_and_no_second_read(
 
 
 def test_an_unsafe_pickle_outside_the_lock_fails_under_models_pickle_allow(tmp_path: Path) -> None:
-    view = _view(
+    view = payload_view(
         tmp_path,
         layer(M("srv/evil.pkl", data=EVIL)),
         policy="  pickle: allow\n  formats: [pickle]\n",
@@ -104,7 +88,7 @@ def test_copies_of_one_content_are_scanned_once_archive_members_included(
 
     monkeypatch.setattr(scan, "_scan_zip_members", counting)
     data = zip_bytes([("pkg/evil.pkl", EVIL)])
-    view = _view(tmp_path, layer(*(M(f"srv/copy{i}.whl", data=data) for i in range(5))))
+    view = payload_view(tmp_path, layer(*(M(f"srv/copy{i}.whl", data=data) for i in range(5))))
     findings = payloads.collect(view)
     unsafe = {f.subject for f in findings if f.id == f"{payloads.PAYLOAD}unsafe-global"}
     assert unsafe == {f"/srv/copy{i}.whl" for i in range(5)}  # each copy reported ...

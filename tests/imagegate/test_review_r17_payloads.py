@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from tests.support import EPOCH
 from tests.support.layouts import M, layer, make_layout
-from tests.support.model_files import zip_bytes
+from tests.support.model_files import EVIL, tar_bytes, v7_tar, zip_bytes
+from tests.support.payloads import payload_view
 
 from modelseal.findings import Finding
 from modelseal.imagegate import payloads
@@ -21,21 +22,6 @@ from modelseal.models.gate import _check_image
 from modelseal.pipeline import Context, RunOptions, SourceDateEpoch
 from modelseal.policy import load_policy_text
 
-EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: os.system("echo pwned")
-
-
-def _view(tmp_path: Path, *layers: bytes, policy: str = "") -> ImageView:
-    loaded = load_policy_text(
-        "version: 1\nmodels:\n  image_paths: {model: /app/model}\n" + policy, "policy.yml"
-    )
-    ctx = Context(
-        policy=loaded, options=RunOptions(context=tmp_path), epoch=SourceDateEpoch(EPOCH, "x"),
-        work_dir=tmp_path / "work", out_dir=tmp_path / "out",
-    )  # fmt: skip
-    ctx.work_dir.mkdir()
-    layout, digest = make_layout(tmp_path / "oci", list(layers))
-    return ImageView(ctx, layout, "linux/amd64", digest, {}, {})
-
 
 def _unsafe(findings: list[Finding], subject: str) -> bool:
     return any(
@@ -43,18 +29,8 @@ def _unsafe(findings: list[Finding], subject: str) -> bool:
     )
 
 
-def _tar(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> None:
-    view = _view(
+    view = payload_view(
         tmp_path,
         layer(
             M("app/model/evil.pkl", data=EVIL), M("app/evil.pkl", "h", link="app/model/evil.pkl")
@@ -70,7 +46,7 @@ def test_review_hardlink_out_of_the_model_paths_is_scanned(tmp_path: Path) -> No
 
 
 def test_review_hidden_pickle_under_the_model_paths_is_checked_by_someone(tmp_path: Path) -> None:
-    view = _view(
+    view = payload_view(
         tmp_path, layer(M("app/model/evil.pkl", data=EVIL)), layer(M("app/model/.wh.evil.pkl"))
     )
     findings = payloads.collect(view)
@@ -81,7 +57,7 @@ def test_review_hidden_pickle_under_the_model_paths_is_checked_by_someone(tmp_pa
 
 
 def test_review_models_ignore_glob_hides_a_pickle_from_both_gates(tmp_path: Path) -> None:
-    view = _view(
+    view = payload_view(
         tmp_path, layer(M("app/model/README.md", data=EVIL)), policy="  ignore: ['*.md']\n"
     )
     findings = payloads.collect(view)
@@ -91,7 +67,7 @@ def test_review_models_ignore_glob_hides_a_pickle_from_both_gates(tmp_path: Path
 
 
 def test_review_tar_holding_a_pickle_is_scanned(tmp_path: Path) -> None:
-    view = _view(tmp_path, layer(M("srv/bundle.tar", data=_tar([("evil.pkl", EVIL)]))))
+    view = payload_view(tmp_path, layer(M("srv/bundle.tar", data=tar_bytes([("evil.pkl", EVIL)]))))
     findings = payloads.collect(view)
     assert findings, "a tar of an os.system pickle passes with no finding at all"
 
@@ -101,40 +77,24 @@ def test_review_zip_with_prepended_data_is_scanned(tmp_path: Path) -> None:
     import zipfile
 
     assert zipfile.ZipFile(io.BytesIO(data)).read("pkg/evil.pkl") == EVIL
-    view = _view(tmp_path, layer(M("usr/lib/python3/site-packages/pkg.pyz", data=data)))
+    view = payload_view(tmp_path, layer(M("usr/lib/python3/site-packages/pkg.pyz", data=data)))
     findings = payloads.collect(view)
     assert any(f.id.startswith(payloads.PAYLOAD) for f in findings), findings
 
 
 def test_review_nested_zip_is_scanned(tmp_path: Path) -> None:
     inner = zip_bytes([("evil.pkl", EVIL)])
-    view = _view(tmp_path, layer(M("srv/outer.zip", data=zip_bytes([("inner.zip", inner)]))))
+    view = payload_view(tmp_path, layer(M("srv/outer.zip", data=zip_bytes([("inner.zip", inner)]))))
     findings = payloads.collect(view)
     assert any(f.id.startswith(payloads.PAYLOAD) for f in findings), findings
 
 
-def _v7_tar(members: list[tuple[str, bytes]]) -> bytes:
-    """A tar whose headers carry no ``ustar`` magic (the V7 format): tarfile, and so torch's
-    legacy tar loader (``tarfile.open(mode="r:")``), reads it all the same."""
-    raw = bytearray(_tar(members))
-    off = 0
-    while off + 512 <= len(raw) and raw[off : off + 512].strip(b"\0"):
-        hdr = raw[off : off + 512]
-        size = int(hdr[124:136].strip(b"\0 ") or b"0", 8)
-        hdr[257:265] = b"\0" * 8
-        hdr[148:156] = b" " * 8
-        hdr[148:156] = b"%06o\0 " % sum(hdr)
-        raw[off : off + 512] = hdr
-        off += 512 + (size + 511) // 512 * 512
-    return bytes(raw)
-
-
 def test_review_v7_torch_legacy_tar_is_scanned(tmp_path: Path) -> None:
-    data = _v7_tar([("storages", b"\0" * (2 << 20)), ("tensors", b"\0"), ("pickle", EVIL)])
+    data = v7_tar([("storages", b"\0" * (2 << 20)), ("tensors", b"\0"), ("pickle", EVIL)])
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:", format=tarfile.PAX_FORMAT) as t:
         pickle_member = t.extractfile("pickle")
         assert pickle_member is not None and pickle_member.read() == EVIL  # what torch loads
-    view = _view(tmp_path, layer(M("opt/cache/old-model.pt", data=data)))
+    view = payload_view(tmp_path, layer(M("opt/cache/old-model.pt", data=data)))
     findings = payloads.collect(view)
     assert _unsafe(findings, "/opt/cache/old-model.pt"), findings
 
@@ -151,7 +111,7 @@ def test_review_zip_past_the_member_bound_is_not_skipped_silently(tmp_path: Path
             zf.writestr(f"{i:x}", b"")
     data = buf.getvalue()
     assert zipfile.ZipFile(io.BytesIO(data)).read("pkg/evil.pkl") == EVIL
-    view = _view(tmp_path, layer(M("usr/lib/python3/site-packages/big.whl", data=data)))
+    view = payload_view(tmp_path, layer(M("usr/lib/python3/site-packages/big.whl", data=data)))
     findings = payloads.collect(view)
     assert findings, "an os.system pickle in a big wheel: no finding (not even unscanned)"
 
@@ -167,7 +127,7 @@ def test_review_pickle_behind_a_long_leading_string_is_scanned(
     data = opener + struct.pack("<I", n) + b"a" * n + b"0" + b"cos\ngetcwd\n)R."
     assert pickle.loads(data) == os.getcwd()  # an ordinary pickle.load runs the call
     evil = opener + struct.pack("<I", n) + b"a" * n + b"0" + EVIL
-    view = _view(tmp_path, layer(M("usr/share/app/cache.bin", data=evil)))
+    view = payload_view(tmp_path, layer(M("usr/share/app/cache.bin", data=evil)))
     findings = payloads.collect(view)
     assert _unsafe(findings, "/usr/share/app/cache.bin"), findings
 
@@ -187,7 +147,7 @@ def test_review_pickle_safetensors_polyglot_fails(tmp_path: Path) -> None:
         return data + b" " * (n + 8 - len(data) + 16)
 
     assert pickle.loads(poly(b"cos\ngetcwd\n)R.")) == os.getcwd()
-    view = _view(tmp_path, layer(M("opt/cache/hub/weights.bin", data=poly(EVIL))))
+    view = payload_view(tmp_path, layer(M("opt/cache/hub/weights.bin", data=poly(EVIL))))
     findings = payloads.collect(view)
     policy = view.ctx.policy.policy
     outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
@@ -202,7 +162,9 @@ def test_review_pickle_gguf_polyglot_fails(tmp_path: Path) -> None:
 
     head = b"GGUF\x03\x00\x00\x00\x00"
     assert pickle.loads(head + b"0cos\ngetcwd\n)R." + b"\0" * 64) == os.getcwd()
-    view = _view(tmp_path, layer(M("opt/models/tiny.gguf", data=head + b"0" + EVIL + b"\0" * 64)))
+    view = payload_view(
+        tmp_path, layer(M("opt/models/tiny.gguf", data=head + b"0" + EVIL + b"\0" * 64))
+    )
     findings = payloads.collect(view)
     policy = view.ctx.policy.policy
     outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
@@ -219,7 +181,7 @@ def test_review_pickle_in_an_hdf5_user_block_fails(tmp_path: Path) -> None:
         return body.ljust(512, b"\0") + b"\x89HDF\r\n\x1a\n" + b"\0" * 600
 
     assert pickle.loads(poly(b"cos\ngetcwd\n)R.")) == os.getcwd()
-    view = _view(tmp_path, layer(M("opt/models/model.h5", data=poly(EVIL))))
+    view = payload_view(tmp_path, layer(M("opt/models/model.h5", data=poly(EVIL))))
     findings = payloads.collect(view)
     policy = view.ctx.policy.policy
     outcomes = {(f.id, image_rule(policy, f).outcome) for f in findings}
@@ -245,7 +207,7 @@ def test_review_the_scan_deadline_bounds_zip_member_scans(
     # One copy's scan takes longer than the bound (~0.2-0.7 s); without the deadline inside
     # the zip member scans, every copy was scanned past it.
     monkeypatch.setattr(payloads, "MAX_SCAN_SECONDS", 0.05)
-    view = _view(tmp_path, layer(*(M(f"srv/copy{i}.zip", data=copy(i)) for i in range(10))))
+    view = payload_view(tmp_path, layer(*(M(f"srv/copy{i}.zip", data=copy(i)) for i in range(10))))
     view.fs  # noqa: B018 (the layers are read here, outside the timed scan)
     start = time.monotonic()
     findings = payloads.collect(view)
@@ -278,7 +240,7 @@ def test_review_gzip_pickle_behind_a_long_gzip_file_name_is_scanned(tmp_path: Pa
     data = gz(EVIL, name)
     (tmp_path / "whole.gz").write_bytes(data)
     assert detect_format(tmp_path / "whole.gz").detail.get("compressed") == "gzip"
-    view = _view(tmp_path, layer(M("srv/model.joblib", data=data)))
+    view = payload_view(tmp_path, layer(M("srv/model.joblib", data=data)))
     findings = payloads.collect(view)
     assert _unsafe(findings, "/srv/model.joblib"), findings
 
@@ -288,7 +250,7 @@ BENIGN = pickle.dumps({"a": 1}, protocol=4)
 
 def test_a_hidden_copy_identical_to_what_shows_is_left_to_models_image(tmp_path: Path) -> None:
     # A later layer's chmod copies the model up whole: the hidden copy is the same bytes.
-    view = _view(
+    view = payload_view(
         tmp_path, layer(M("app/model/m.pkl", data=BENIGN)), layer(M("app/model/m.pkl", data=BENIGN))
     )
     assert payloads.collect(view) == []
@@ -299,7 +261,7 @@ def test_an_unseen_model_path_copy_past_the_bounds_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(payloads, "MAX_CANDIDATES", 0)
-    view = _view(
+    view = payload_view(
         tmp_path, layer(M("app/model/evil.pkl", data=EVIL)), layer(M("app/model/.wh.evil.pkl"))
     )
     findings = payloads.collect(view)
@@ -331,7 +293,7 @@ def test_the_model_paths_are_left_to_models_image_only_when_it_runs(
 
 def test_a_models_ignore_glob_over_the_context_path_is_matched_too(tmp_path: Path) -> None:
     # models.ignore globs are build-context paths (model/docs/*), as models-image matches them.
-    view = _view(
+    view = payload_view(
         tmp_path, layer(M("app/model/docs/notes.bin", data=EVIL)),
         policy="  ignore: ['model/docs/*']\n",
     )  # fmt: skip

@@ -6,20 +6,16 @@ what they are."""
 
 from __future__ import annotations
 
-import io
 import pickle
 import struct
-import tarfile
 from pathlib import Path
 
 import pytest
-from tests.support.model_files import safetensors_bytes, valid_gguf, zip_bytes
+from tests.support.model_files import EVIL, safetensors_bytes, v7_tar, valid_gguf, zip_bytes
 
 from modelseal.models.formats import detect_format
 from modelseal.models.issues import Format
 from modelseal.models.scan import scan_file, scan_payload
-
-EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."
 
 
 def _detect(tmp_path: Path, data: bytes) -> tuple[Format, tuple[str, ...]]:
@@ -73,28 +69,8 @@ def test_real_safetensors_and_gguf_are_unchanged(tmp_path: Path) -> None:
     assert detect_format(_w(tmp_path, valid_gguf())).format is Format.GGUF
 
 
-def _v7_tar(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    raw = bytearray(buf.getvalue())
-    off = 0
-    while off + 512 <= len(raw) and raw[off : off + 512].strip(b"\0"):
-        hdr = raw[off : off + 512]
-        size = int(hdr[124:136].strip(b"\0 ") or b"0", 8)
-        hdr[257:265] = b"\0" * 8
-        hdr[148:156] = b" " * 8
-        hdr[148:156] = b"%06o\0 " % sum(hdr)
-        raw[off : off + 512] = hdr
-        off += 512 + (size + 511) // 512 * 512
-    return bytes(raw)
-
-
 def test_a_v7_legacy_torch_tar_is_detected_and_its_pickle_scanned(tmp_path: Path) -> None:
-    data = _v7_tar([("storages", b"\0" * 4096), ("tensors", b"\0"), ("pickle", EVIL)])
+    data = v7_tar([("storages", b"\0" * 4096), ("tensors", b"\0"), ("pickle", EVIL)])
     assert bytes(data[257:262]) != b"ustar"
     fmt, kinds = _detect(tmp_path, data)
     assert fmt is Format.TORCH_LEGACY
@@ -120,7 +96,7 @@ def test_payload_scan_opens_tars_and_nested_archives_within_the_nesting_bound(
     kinds = {i.kind: i for i in scan_payload(_w(tmp_path, data)).issues}
     assert "unsafe-global" not in kinds, kinds  # deeper than the bound: not read ...
     assert kinds["scan-limit"].detail["limit"] == "archive-bound"  # ... and said so
-    shallow = _v7_tar([("a.zip", zip_bytes([("b/evil.pkl", EVIL)]))])
+    shallow = v7_tar([("a.zip", zip_bytes([("b/evil.pkl", EVIL)]))])
     (issue,) = [i for i in scan_payload(_w(tmp_path, shallow)).issues if i.kind == "unsafe-global"]
     assert issue.member == "a.zip/b/evil.pkl"
 

@@ -385,3 +385,34 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(data)
     return p
+
+
+#: A protocol-0 pickle that calls ``os.system("echo pwned")`` when loaded.
+EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."
+
+
+def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A ustar archive of regular files."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def v7_tar(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A tar whose headers carry no ``ustar`` magic (the V7 format): tarfile, and so torch's
+    legacy tar loader (``tarfile.open(mode="r:")``), reads it all the same."""
+    raw = bytearray(tar_bytes(members))
+    off = 0
+    while off + 512 <= len(raw) and raw[off : off + 512].strip(b"\0"):
+        hdr = raw[off : off + 512]
+        size = int(hdr[124:136].strip(b"\0 ") or b"0", 8)
+        hdr[257:265] = b"\0" * 8
+        hdr[148:156] = b" " * 8
+        hdr[148:156] = b"%06o\0 " % sum(hdr)
+        raw[off : off + 512] = hdr
+        off += 512 + (size + 511) // 512 * 512
+    return bytes(raw)
