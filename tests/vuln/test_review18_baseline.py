@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 from tests.support import REPO
+from tests.support.vuln import pip_audit_requests
 
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Outcome, Verdict, judge
@@ -226,17 +227,8 @@ def test_policy_ref_checks_a_baseline_file_given_by_the_flag_inside_the_checkout
 
 def _requests(severity: Severity) -> Finding:
     """requests 2.19.0's PYSEC-2018-28 as pip-audit reports it (severity as the lookup found)."""
-    return vuln_finding(
-        gate="pip-audit",
-        id="PYSEC-2018-28",
-        package="requests",
-        version="2.19.0",
-        ecosystem="pypi",
-        severity=severity,
-        title="requests 2.19.0: credentials leak",
-        fixed_in="2.20.0",
-        location="/usr/lib/python3/dist-packages/requests-2.19.0.dist-info/METADATA",
-        aliases=["CVE-2018-18074", "GHSA-x84v-xcm2-53pg"],
+    return pip_audit_requests(
+        "/usr/lib/python3/dist-packages/requests-2.19.0.dist-info/METADATA", severity
     )
 
 

@@ -16,9 +16,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from tests.support.vuln import judge_policy, pip_audit_requests
 
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.judge import Outcome, Verdict, judge
+from modelseal.judge import Outcome, Verdict
 from modelseal.policy import PolicyFileError, load_policy_text
 from modelseal.vuln.findings import vuln_finding
 from modelseal.vuln.match import compile_glob
@@ -52,18 +53,7 @@ def _trivy_pypi(path: str) -> Finding:
 
 def _pip_audit(path: str) -> Finding:
     """The same advisory as pip-audit reports it for the copy under ``path``."""
-    return vuln_finding(
-        gate="pip-audit",
-        id="PYSEC-2018-28",
-        package="requests",
-        version="2.19.0",
-        ecosystem="pypi",
-        severity=Severity.HIGH,
-        title="requests 2.19.0: credentials leak",
-        fixed_in="2.20.0",
-        location=f"/{path}",
-        aliases=[CVE, "GHSA-x84v-xcm2-53pg"],
-    )
+    return pip_audit_requests(f"/{path}")
 
 
 def _trivy_deb(purl: str) -> Finding:
@@ -87,15 +77,6 @@ def _trivy_deb(purl: str) -> Finding:
         "os": "image (debian 12.5)",
     }
     return replace(f, evidence=evidence)
-
-
-def _judge(policy: str, *results: GateResult, base: Path | None = None) -> Verdict:
-    return judge(
-        list(results),
-        load_policy_text("version: 1\n" + policy, "p.yml").policy,
-        base_dir=base,
-        today=TODAY,
-    )
 
 
 def _ignore(**fields: object) -> str:
@@ -125,7 +106,7 @@ def test_paths_entry_for_one_copy_does_not_accept_another_copy_via_duplicate() -
     trivy = GateResult("trivy", Status.PASSED, findings=(conda, local))
     pip_audit = GateResult("pip-audit", Status.PASSED, findings=(pip,))
     policy = _ignore(id=CVE, paths=["usr/local/lib/python3.12/site-packages/**"])
-    v = _judge(policy, trivy, pip_audit)
+    v = judge_policy(policy, trivy, pip_audit)
     assert _outcome_of(v, local) is Outcome.IGNORED  # the copy the entry names
     # the opt/conda copy is outside every glob of the entry: it must still be judged
     assert _outcome_of(v, conda) is Outcome.FAIL
@@ -159,7 +140,7 @@ def test_purl_with_an_empty_version_is_refused() -> None:
 def test_purl_epoch_qualifier_without_version_is_compared() -> None:
     zlib = _trivy_deb("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&epoch=1")
     trivy = GateResult("trivy", Status.PASSED, findings=(zlib,))
-    v = _judge(_ignore(id="CVE-2023-45853", purl="pkg:deb/debian/zlib1g?epoch=2"), trivy)
+    v = judge_policy(_ignore(id="CVE-2023-45853", purl="pkg:deb/debian/zlib1g?epoch=2"), trivy)
     assert _outcome_of(v, zlib) is Outcome.FAIL
 
 
@@ -188,7 +169,7 @@ def test_vex_product_naming_another_image_does_not_cover_this_one(tmp_path: Path
     req = _trivy_pypi(f"{LOCAL}/METADATA")
     trivy = GateResult("trivy", Status.PASSED, findings=(req,))
     policy = "vulnerabilities:\n  vex: [base.vex.json]\n"
-    v = _judge(policy, build, trivy, base=tmp_path)
+    v = judge_policy(policy, build, trivy, base=tmp_path)
     assert _outcome_of(v, req) is Outcome.FAIL
 
 
@@ -218,7 +199,7 @@ def test_expired_entry_matching_a_vex_covered_finding_is_still_reported(tmp_path
     policy = (
         "vulnerabilities:\n  vex: [ours.vex.json]\n  ignore:\n    - " + json.dumps(entry) + "\n"
     )
-    v = _judge(policy, trivy, base=tmp_path)
+    v = judge_policy(policy, trivy, base=tmp_path)
     assert _outcome_of(v, req) is Outcome.IGNORED  # the VEX statement accepts the finding
     assert v.exit_code != 0, "the expired entry is reported nowhere"
 
@@ -229,9 +210,9 @@ def test_expired_entry_matching_a_vex_covered_finding_is_still_reported(tmp_path
 def test_a_duplicates_severity_counts_under_its_scanners_thresholds() -> None:
     low = replace(_trivy_pypi(f"{LOCAL}/METADATA"), severity=Severity.LOW)
     pip = _pip_audit(LOCAL)  # HIGH
-    pip_alone = _judge("", GateResult("pip-audit", Status.PASSED, findings=(pip,)))
+    pip_alone = judge_policy("", GateResult("pip-audit", Status.PASSED, findings=(pip,)))
     assert _outcome_of(pip_alone, pip) is Outcome.FAIL
-    both = _judge(
+    both = judge_policy(
         "",
         GateResult("trivy", Status.PASSED, findings=(low,)),
         GateResult("pip-audit", Status.PASSED, findings=(pip,)),
@@ -250,7 +231,7 @@ def test_a_duplicates_severity_counts_under_its_scanners_thresholds() -> None:
 )
 def test_purl_epoch_qualifier_matches_the_packages_epoch(purl: str, accepted: bool) -> None:
     zlib = _trivy_deb("pkg:deb/debian/zlib1g@1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&epoch=1")
-    v = _judge(
+    v = judge_policy(
         _ignore(id="CVE-2023-45853", purl=purl),
         GateResult("trivy", Status.PASSED, findings=(zlib,)),
     )
@@ -289,15 +270,17 @@ def test_vex_image_product_naming_the_built_image_covers_it(tmp_path: Path) -> N
     policy = "vulnerabilities:\n  vex: [ours.vex.json]\n"
     for facts in ({"image.digest": digest}, {"image.manifest.linux/arm64": digest}):
         build = GateResult("build", Status.PASSED, facts=facts)
-        assert _outcome_of(_judge(policy, build, trivy, base=tmp_path), req) is Outcome.IGNORED
-    assert _outcome_of(_judge(policy, trivy, base=tmp_path), req) is Outcome.FAIL
+        assert (
+            _outcome_of(judge_policy(policy, build, trivy, base=tmp_path), req) is Outcome.IGNORED
+        )
+    assert _outcome_of(judge_policy(policy, trivy, base=tmp_path), req) is Outcome.FAIL
 
 
 def test_same_copy_from_both_scanners_is_still_one_finding() -> None:
     """Folding per copy keeps Trivy's METADATA and pip-audit's .dist-info of one copy together."""
     trivy = _trivy_pypi(f"{LOCAL}/METADATA")
     pip = _pip_audit(LOCAL)
-    v = _judge(
+    v = judge_policy(
         "",
         GateResult("trivy", Status.PASSED, findings=(trivy,)),
         GateResult("pip-audit", Status.PASSED, findings=(pip,)),

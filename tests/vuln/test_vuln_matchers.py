@@ -19,6 +19,7 @@ from examples.offline.osv_server import start_osv_server
 from examples.offline.trivydb import write_trivy_db
 from tests.support.rootfs import DIST_INFO, debian_rootfs
 from tests.support.tools import require
+from tests.support.vuln import judge_policy
 
 from modelseal._cli import main
 from modelseal.errors import ExitCode
@@ -79,15 +80,6 @@ def pip_result(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateResult]
         found = tuple(_findings(deps, installed, SITE, lookup))
     assert sorted(f.id for f in found) == ["PYSEC-2018-28", "PYSEC-2021-108"]
     yield GateResult("pip-audit", Status.PASSED, findings=found)
-
-
-def _judge(policy: str, *results: GateResult, base: Path | None = None) -> Verdict:
-    return judge(
-        list(results),
-        load_policy_text("version: 1\n" + policy, "p.yml").policy,
-        base_dir=base,
-        today=TODAY,
-    )
 
 
 def _outcomes(v: Verdict) -> dict[tuple[str, str], tuple[Outcome, str]]:
@@ -157,7 +149,7 @@ def _accepted(v: Verdict, gate: str, fid: str) -> bool:
     ],
 )
 def test_purl_on_trivy_os_package(trivy_result: GateResult, purl: str, accepted: bool) -> None:
-    v = _judge(_ignore(id=ZLIB, purl=purl), trivy_result)
+    v = judge_policy(_ignore(id=ZLIB, purl=purl), trivy_result)
     assert _accepted(v, "trivy", ZLIB) is accepted
 
 
@@ -175,9 +167,9 @@ def test_purl_on_trivy_os_package(trivy_result: GateResult, purl: str, accepted:
 def test_purl_on_language_packages_of_both_scanners(
     trivy_result: GateResult, pip_result: GateResult, purl: str, accepted: bool
 ) -> None:
-    v = _judge(_ignore(id=REQUESTS, purl=purl), trivy_result)
+    v = judge_policy(_ignore(id=REQUESTS, purl=purl), trivy_result)
     assert _accepted(v, "trivy", REQUESTS) is accepted
-    v = _judge(_ignore(id=REQUESTS, purl=purl), pip_result)
+    v = judge_policy(_ignore(id=REQUESTS, purl=purl), pip_result)
     assert _accepted(v, "pip-audit", PYSEC) is accepted  # by its alias
 
 
@@ -199,16 +191,16 @@ def test_purl_on_language_packages_of_both_scanners(
 def test_versions_in_each_ecosystems_syntax(
     trivy_result: GateResult, fid: str, versions: str, accepted: bool
 ) -> None:
-    v = _judge(_ignore(id=fid, versions=versions), trivy_result)
+    v = judge_policy(_ignore(id=fid, versions=versions), trivy_result)
     assert _accepted(v, "trivy", fid) is accepted
 
 
 def test_versions_on_pip_audit(pip_result: GateResult) -> None:
     assert _accepted(
-        _judge(_ignore(id=URLLIB3, versions="<1.26.5"), pip_result), "pip-audit", URLLIB3
+        judge_policy(_ignore(id=URLLIB3, versions="<1.26.5"), pip_result), "pip-audit", URLLIB3
     )
     assert not _accepted(
-        _judge(_ignore(id=URLLIB3, versions=">=1.26.5"), pip_result), "pip-audit", URLLIB3
+        judge_policy(_ignore(id=URLLIB3, versions=">=1.26.5"), pip_result), "pip-audit", URLLIB3
     )
 
 
@@ -229,18 +221,21 @@ def test_paths(
     trivy_result: GateResult, pip_result: GateResult, glob: str, trivy: bool, pip: bool
 ) -> None:
     assert (
-        _accepted(_judge(_ignore(id=REQUESTS, paths=[glob]), trivy_result), "trivy", REQUESTS)
+        _accepted(judge_policy(_ignore(id=REQUESTS, paths=[glob]), trivy_result), "trivy", REQUESTS)
         is trivy
     )
     assert (
-        _accepted(_judge(_ignore(id=REQUESTS, paths=[glob]), pip_result), "pip-audit", PYSEC) is pip
+        _accepted(judge_policy(_ignore(id=REQUESTS, paths=[glob]), pip_result), "pip-audit", PYSEC)
+        is pip
     )
 
 
 def test_paths_never_match_os_packages(trivy_result: GateResult) -> None:
     """Trivy names no file for an OS package: not even ``**`` matches it."""
-    assert not _accepted(_judge(_ignore(id=ZLIB, paths=["**"]), trivy_result), "trivy", ZLIB)
-    assert _accepted(_judge(_ignore(id=REQUESTS, paths=["**"]), trivy_result), "trivy", REQUESTS)
+    assert not _accepted(judge_policy(_ignore(id=ZLIB, paths=["**"]), trivy_result), "trivy", ZLIB)
+    assert _accepted(
+        judge_policy(_ignore(id=REQUESTS, paths=["**"]), trivy_result), "trivy", REQUESTS
+    )
 
 
 @pytest.mark.parametrize(
@@ -257,26 +252,27 @@ def test_fix_state_from_trivy_status(
     trivy_result: GateResult, fid: str, state: str, accepted: bool
 ) -> None:
     assert (
-        _accepted(_judge(_ignore(id=fid, fix_state=state), trivy_result), "trivy", fid) is accepted
+        _accepted(judge_policy(_ignore(id=fid, fix_state=state), trivy_result), "trivy", fid)
+        is accepted
     )
 
 
 def test_fix_state_from_pip_audit_fix_versions(pip_result: GateResult) -> None:
     assert _accepted(
-        _judge(_ignore(id=URLLIB3, fix_state="fixed"), pip_result), "pip-audit", URLLIB3
+        judge_policy(_ignore(id=URLLIB3, fix_state="fixed"), pip_result), "pip-audit", URLLIB3
     )
     assert not _accepted(
-        _judge(_ignore(id=URLLIB3, fix_state="not-fixed"), pip_result), "pip-audit", URLLIB3
+        judge_policy(_ignore(id=URLLIB3, fix_state="not-fixed"), pip_result), "pip-audit", URLLIB3
     )
 
 
 def test_scanner(trivy_result: GateResult, pip_result: GateResult) -> None:
     only_pip = _ignore(id=REQUESTS, scanner="pip-audit")
-    assert not _accepted(_judge(only_pip, trivy_result), "trivy", REQUESTS)
-    assert _accepted(_judge(only_pip, pip_result), "pip-audit", PYSEC)
+    assert not _accepted(judge_policy(only_pip, trivy_result), "trivy", REQUESTS)
+    assert _accepted(judge_policy(only_pip, pip_result), "pip-audit", PYSEC)
     # Both scanners report the advisory: Trivy's finding is kept, pip-audit's is its duplicate,
     # and an entry for pip-audit's report accepts the advisory.
-    v = _judge(only_pip, trivy_result, pip_result)
+    v = judge_policy(only_pip, trivy_result, pip_result)
     assert _accepted(v, "trivy", REQUESTS)
     assert v.status is Status.FAILED  # zlib1g still fails
     assert _outcomes(v)[("trivy", ZLIB)][0] is Outcome.FAIL
@@ -284,10 +280,12 @@ def test_scanner(trivy_result: GateResult, pip_result: GateResult) -> None:
 
 def test_matchers_combine(trivy_result: GateResult) -> None:
     both = {"purl": "pkg:deb/debian/zlib1g", "fix_state": "wont-fix", "scanner": "trivy"}
-    assert _accepted(_judge(_ignore(id=ZLIB, **both), trivy_result), "trivy", ZLIB)
+    assert _accepted(judge_policy(_ignore(id=ZLIB, **both), trivy_result), "trivy", ZLIB)
     for key, wrong in (("fix_state", "fixed"), ("scanner", "pip-audit"), ("versions", "<< 1.0")):
         entry = {**both, key: wrong}
-        assert not _accepted(_judge(_ignore(id=ZLIB, **entry), trivy_result), "trivy", ZLIB), key
+        assert not _accepted(
+            judge_policy(_ignore(id=ZLIB, **entry), trivy_result), "trivy", ZLIB
+        ), key
 
 
 def test_accepted_findings_stay_suppressed_in_sarif_and_openvex(
@@ -332,7 +330,7 @@ def test_an_entry_matching_nothing_is_a_stale_ignore_warning(
     trivy_result: GateResult, pip_result: GateResult
 ) -> None:
     # The id matches, the purl does not: the entry accepts nothing and is stale.
-    v = _judge(
+    v = judge_policy(
         _ignore(id=ZLIB, purl="pkg:deb/debian/zlib1g?arch=arm64")
         + '    - {"id": "CVE-2018-18074", "reason": "r", "expires": "2027-01-31"}\n',
         trivy_result,
@@ -348,10 +346,10 @@ def test_an_entry_matching_nothing_is_a_stale_ignore_warning(
     )
     assert _outcomes(v)[("trivy", ZLIB)][0] is Outcome.FAIL  # not accepted
     # An entry whose scanner did not run is not called stale (it could not have matched).
-    v = _judge(_ignore(id=ZLIB, scanner="trivy"), pip_result)
+    v = judge_policy(_ignore(id=ZLIB, scanner="trivy"), pip_result)
     assert _made(v) == []
     # A scanner-less entry when only one scanner ran: stale, saying which did not run.
-    v = _judge(_ignore(id="CVE-1999-0001"), pip_result)
+    v = judge_policy(_ignore(id="CVE-1999-0001"), pip_result)
     assert [(g, i) for g, i, *_ in _made(v)] == [("pip-audit", "vulnerabilities.stale-ignore")]
     assert "(trivy did not run)" in _made(v)[0][3]
     assert v.status is Status.FAILED  # urllib3 (unknown severity) — the warning never fails
@@ -360,12 +358,16 @@ def test_an_entry_matching_nothing_is_a_stale_ignore_warning(
 def test_an_expired_entry_whose_matchers_miss_still_fails(trivy_result: GateResult) -> None:
     """Its id matches a finding but its purl does not: it matched nothing, so it is reported
     as expired (a failure), not silently dropped."""
-    v = _judge(_ignore(id=ZLIB, purl="pkg:deb/ubuntu/zlib1g", expires="2026-01-01"), trivy_result)
+    v = judge_policy(
+        _ignore(id=ZLIB, purl="pkg:deb/ubuntu/zlib1g", expires="2026-01-01"), trivy_result
+    )
     made = _made(v)
     assert [(i, o) for _, i, o, _ in made] == [("vulnerabilities.expired-ignore", Outcome.FAIL)]
     assert v.status is Status.FAILED and v.exit_code is ExitCode.BREACHED
     # The same entry matching: the finding itself fails, naming the expiry.
-    v = _judge(_ignore(id=ZLIB, purl="pkg:deb/debian/zlib1g", expires="2026-01-01"), trivy_result)
+    v = judge_policy(
+        _ignore(id=ZLIB, purl="pkg:deb/debian/zlib1g", expires="2026-01-01"), trivy_result
+    )
     assert _made(v) == []
     outcome, reason = _outcomes(v)[("trivy", ZLIB)]
     assert outcome is Outcome.FAIL and "expired on 2026-01-01" in reason
@@ -378,7 +380,7 @@ def test_override_per_package_type(trivy_result: GateResult) -> None:
     """Hold the distribution to fixable-only: zlib1g (CRITICAL, will_not_fix) warns, requests
     (a language package) still fails, and the reason names the override."""
     policy = "vulnerabilities:\n  overrides:\n    - {package_type: os, fixable_only: true}\n"
-    o = _outcomes(_judge(policy, trivy_result))
+    o = _outcomes(judge_policy(policy, trivy_result))
     assert o[("trivy", ZLIB)] == (
         Outcome.WARN,
         "no fixed version exists and vulnerabilities.overrides[0].fixable_only is true",
@@ -386,12 +388,12 @@ def test_override_per_package_type(trivy_result: GateResult) -> None:
     assert o[("trivy", REQUESTS)] == (Outcome.FAIL, "HIGH ≥ vulnerabilities.fail_on HIGH")
     # The override for language packages does not touch the OS package.
     policy = "vulnerabilities:\n  overrides:\n    - {package_type: language, fixable_only: true}\n"
-    assert _outcomes(_judge(policy, trivy_result))[("trivy", ZLIB)][0] is Outcome.FAIL
+    assert _outcomes(judge_policy(policy, trivy_result))[("trivy", ZLIB)][0] is Outcome.FAIL
 
 
 def test_override_per_scanner(trivy_result: GateResult, pip_result: GateResult) -> None:
     policy = "vulnerabilities:\n  overrides:\n    - {scanner: trivy, fail_on: critical}\n"
-    o = _outcomes(_judge(policy, trivy_result))
+    o = _outcomes(judge_policy(policy, trivy_result))
     assert o[("trivy", REQUESTS)] == (
         Outcome.WARN,
         "HIGH is below vulnerabilities.overrides[0].fail_on CRITICAL",
@@ -401,10 +403,10 @@ def test_override_per_scanner(trivy_result: GateResult, pip_result: GateResult) 
         "CRITICAL ≥ vulnerabilities.overrides[0].fail_on CRITICAL",
     )
     # pip-audit's findings keep the global threshold.
-    o = _outcomes(_judge(policy, pip_result))
+    o = _outcomes(judge_policy(policy, pip_result))
     assert o[("pip-audit", PYSEC)] == (Outcome.FAIL, "HIGH ≥ vulnerabilities.fail_on HIGH")
     # Reported by both: kept as Trivy's, but it fails under pip-audit's thresholds.
-    o = _outcomes(_judge(policy, trivy_result, pip_result))
+    o = _outcomes(judge_policy(policy, trivy_result, pip_result))
     assert o[("trivy", REQUESTS)] == (
         Outcome.FAIL,
         "HIGH ≥ vulnerabilities.fail_on HIGH (as pip-audit reports it)",
@@ -413,20 +415,26 @@ def test_override_per_scanner(trivy_result: GateResult, pip_result: GateResult) 
 
 def test_unknown_severity_and_max_cvss_overrides(pip_result: GateResult) -> None:
     base = "vulnerabilities:\n  overrides:\n"
-    o = _outcomes(_judge(base + "    - {scanner: pip-audit, unknown_severity: low}\n", pip_result))
+    o = _outcomes(
+        judge_policy(base + "    - {scanner: pip-audit, unknown_severity: low}\n", pip_result)
+    )
     assert o[("pip-audit", URLLIB3)] == (
         Outcome.WARN,
         "LOW is below vulnerabilities.fail_on HIGH",
     )
     o = _outcomes(
-        _judge(base + "    - {scanner: pip-audit, fail_on: critical, max_cvss: 7.0}\n", pip_result)
+        judge_policy(
+            base + "    - {scanner: pip-audit, fail_on: critical, max_cvss: 7.0}\n", pip_result
+        )
     )
     assert o[("pip-audit", PYSEC)] == (
         Outcome.FAIL,
         "CVSS 7.5 > vulnerabilities.overrides[0].max_cvss 7.0",
     )
     o = _outcomes(
-        _judge(base + "    - {package_type: os, max_cvss: 7.0, fail_on: critical}\n", pip_result)
+        judge_policy(
+            base + "    - {package_type: os, max_cvss: 7.0, fail_on: critical}\n", pip_result
+        )
     )
     assert o[("pip-audit", PYSEC)] == (Outcome.FAIL, "HIGH ≥ vulnerabilities.fail_on HIGH")
 
@@ -438,7 +446,7 @@ def test_most_specific_override_wins_and_ties_take_the_stricter(trivy_result: Ga
         "    - {scanner: trivy, fail_on: medium}\n"
         "    - {scanner: trivy, package_type: language, fail_on: critical}\n"
     )
-    o = _outcomes(_judge(policy, trivy_result))
+    o = _outcomes(judge_policy(policy, trivy_result))
     # requests: both selectors (override 2) beat scanner-only (override 1).
     assert o[("trivy", REQUESTS)] == (
         Outcome.WARN,
@@ -455,7 +463,7 @@ def test_most_specific_override_wins_and_ties_take_the_stricter(trivy_result: Ga
         "    - {scanner: trivy, fixable_only: true}\n"
         "    - {scanner: trivy, package_type: os, fixable_only: false}\n"
     )
-    o = _outcomes(_judge(policy, trivy_result))
+    o = _outcomes(judge_policy(policy, trivy_result))
     assert o[("trivy", ZLIB)] == (Outcome.FAIL, "CRITICAL ≥ vulnerabilities.fail_on CRITICAL")
 
 
@@ -733,7 +741,9 @@ def test_vex_products_are_matched_by_purl(
 ) -> None:
     policy = _vex(tmp_path, fid, product)
     build = GateResult("build", Status.PASSED, facts={"image.digest": "sha256:abc"})
-    outcome, reason = _outcomes(_judge(policy, build, trivy_result, base=tmp_path))[("trivy", fid)]
+    outcome, reason = _outcomes(judge_policy(policy, build, trivy_result, base=tmp_path))[
+        ("trivy", fid)
+    ]
     assert (outcome is Outcome.IGNORED) is suppressed, reason
     if suppressed:
         assert reason.startswith("VEX app.openvex.json: not_affected")
@@ -788,6 +798,6 @@ def test_fix_state_of_each_trivy_status(
     assert (f.evidence["status"], fix_state(f)) == (status, state)
     r = GateResult("trivy", Status.PASSED, findings=(f,))
     for other in ("fixed", "not-fixed", "wont-fix", "unknown"):
-        assert _accepted(_judge(_ignore(id=ZLIB, fix_state=other), r), "trivy", ZLIB) is (
+        assert _accepted(judge_policy(_ignore(id=ZLIB, fix_state=other), r), "trivy", ZLIB) is (
             other == state
         )

@@ -8,11 +8,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from tests.support.vuln import judge_policy
 
 from modelseal.errors import ConfigError, ExitCode
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.judge import Outcome, judge
-from modelseal.policy import load_policy_text
+from modelseal.judge import Outcome
 from modelseal.vuln.findings import vuln_finding
 from modelseal.vuln.match import package_dir
 from modelseal.vuln.policy import (
@@ -47,40 +47,31 @@ def requests_vuln(
     return vuln_finding(**args)  # type: ignore[arg-type]
 
 
-def _judge(policy: str, *results: GateResult, base: Path | None = None):
-    return judge(
-        list(results),
-        load_policy_text("version: 1\n" + policy, "p.yml").policy,
-        base_dir=base,
-        today=TODAY,
-    )
-
-
 def _decisions(verdict) -> list[tuple[str, str, Outcome]]:
     return [(g.result.gate, d.finding.id, d.outcome) for g in verdict.gates for d in g.decisions]
 
 
 def test_fail_on_threshold() -> None:
     r = GateResult("trivy", Status.PASSED, findings=(requests_vuln("trivy"),))
-    assert _judge("", r).status is Status.PASSED  # MEDIUM < default fail_on high
-    v = _judge("vulnerabilities:\n  fail_on: medium\n", r)
+    assert judge_policy("", r).status is Status.PASSED  # MEDIUM < default fail_on high
+    v = judge_policy("vulnerabilities:\n  fail_on: medium\n", r)
     assert v.status is Status.FAILED and v.exit_code is ExitCode.BREACHED
     assert "MEDIUM ≥ vulnerabilities.fail_on MEDIUM" in v.gates[0].decisions[0].reason
 
 
 def test_max_cvss_fails_below_the_severity_threshold() -> None:
     r = GateResult("trivy", Status.PASSED, findings=(requests_vuln("trivy"),))
-    v = _judge("vulnerabilities:\n  max_cvss: 6.0\n", r)
+    v = judge_policy("vulnerabilities:\n  max_cvss: 6.0\n", r)
     assert v.status is Status.FAILED
     assert "CVSS 6.1 > vulnerabilities.max_cvss 6.0" in v.gates[0].decisions[0].reason
-    assert _judge("vulnerabilities:\n  max_cvss: 6.1\n", r).status is Status.PASSED
+    assert judge_policy("vulnerabilities:\n  max_cvss: 6.1\n", r).status is Status.PASSED
 
 
 def test_fixable_only() -> None:
     unfixed = requests_vuln("trivy", severity=Severity.CRITICAL, fixed_in=None)
     r = GateResult("trivy", Status.PASSED, findings=(unfixed,))
-    assert _judge("", r).status is Status.FAILED
-    v = _judge("vulnerabilities:\n  fixable_only: true\n", r)
+    assert judge_policy("", r).status is Status.FAILED
+    v = judge_policy("vulnerabilities:\n  fixable_only: true\n", r)
     assert v.status is Status.PASSED and v.gates[0].decisions[0].outcome is Outcome.WARN
 
 
@@ -90,9 +81,9 @@ def test_unknown_severity_is_judged_by_policy() -> None:
         Status.PASSED,
         findings=(requests_vuln("pip-audit", severity=Severity.UNKNOWN),),
     )
-    v = _judge("", r)
+    v = judge_policy("", r)
     assert v.status is Status.FAILED and "severity unknown" in v.gates[0].decisions[0].reason
-    assert _judge("vulnerabilities:\n  unknown_severity: low\n", r).status is Status.PASSED
+    assert judge_policy("vulnerabilities:\n  unknown_severity: low\n", r).status is Status.PASSED
 
 
 def test_ignore_by_alias_until_it_expires() -> None:
@@ -104,21 +95,21 @@ def test_ignore_by_alias_until_it_expires() -> None:
     )
     r = GateResult("pip-audit", Status.PASSED, findings=(f,))
     live = "vulnerabilities:\n  ignore:\n    - {id: cve-2018-18074, package: Requests, reason: not reachable, expires: 2027-01-31}\n"
-    v = _judge(live, r)
+    v = judge_policy(live, r)
     assert v.status is Status.PASSED
     d = v.gates[0].decisions[0]
     assert d.outcome is Outcome.IGNORED and d.reason == "ignored until 2027-01-31: not reachable"
     expired = live.replace("2027-01-31", "2026-11-01")
-    v = _judge(expired, r)
+    v = judge_policy(expired, r)
     assert v.status is Status.FAILED
     assert "expired on 2026-11-01" in v.gates[0].decisions[0].reason
     other_pkg = live.replace("package: Requests", "package: urllib3")
-    assert _judge(other_pkg, r).status is Status.FAILED
+    assert judge_policy(other_pkg, r).status is Status.FAILED
 
 
 def test_an_expired_entry_fails_even_when_nothing_matches() -> None:
     r = GateResult("trivy", Status.PASSED, findings=())
-    v = _judge(
+    v = judge_policy(
         "vulnerabilities:\n  ignore:\n    - {id: CVE-1999-0001, reason: old, expires: 2020-01-01}\n",
         r,
     )
@@ -143,7 +134,7 @@ def test_same_advisory_from_both_scanners_is_one_finding_with_two_sources() -> N
             ),
         ),
     )
-    v = _judge("", p, t)
+    v = judge_policy("", p, t)
     failing = [d for g in v.gates for d in g.failing]
     assert len(failing) == 1
     assert (
@@ -159,7 +150,7 @@ def test_same_advisory_from_both_scanners_is_one_finding_with_two_sources() -> N
         Status.PASSED,
         findings=(requests_vuln("pip-audit", version="2.18.0", severity=Severity.HIGH),),
     )
-    assert len([d for g in _judge("", p2, t).gates for d in g.failing]) == 2
+    assert len([d for g in judge_policy("", p2, t).gates for d in g.failing]) == 2
 
 
 def _vex(tmp_path: Path, status: str, product: str) -> None:
@@ -187,20 +178,20 @@ def test_vex_not_affected_suppresses(tmp_path: Path) -> None:
     )
     policy = "vulnerabilities:\n  vex: [app.openvex.json]\n"
     _vex(tmp_path, "not_affected", "pkg:pypi/requests@2.19.0")
-    v = _judge(policy, r, base=tmp_path)
+    v = judge_policy(policy, r, base=tmp_path)
     assert v.status is Status.PASSED
     assert v.gates[0].decisions[0].reason.startswith("VEX app.openvex.json: not_affected")
     _vex(tmp_path, "affected", "pkg:pypi/requests@2.19.0")
-    assert _judge(policy, r, base=tmp_path).status is Status.FAILED
+    assert judge_policy(policy, r, base=tmp_path).status is Status.FAILED
     _vex(tmp_path, "not_affected", "pkg:pypi/urllib3@1.0")
-    assert _judge(policy, r, base=tmp_path).status is Status.FAILED
+    assert judge_policy(policy, r, base=tmp_path).status is Status.FAILED
 
 
 def test_bad_vex_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "v.json").write_text('{"statements": []}')
     r = GateResult("trivy", Status.PASSED, findings=())
     with pytest.raises(ConfigError, match="not an OpenVEX document"):
-        _judge("vulnerabilities:\n  vex: [v.json]\n", r, base=tmp_path)
+        judge_policy("vulnerabilities:\n  vex: [v.json]\n", r, base=tmp_path)
 
 
 def _reference_duplicates(by_gate: dict[str, list[Finding]]) -> dict[int, Finding]:
