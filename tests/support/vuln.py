@@ -8,6 +8,7 @@ from pathlib import Path
 from modelseal.findings import Finding, GateResult, Severity
 from modelseal.judge import Verdict, judge
 from modelseal.policy import load_policy_text
+from modelseal.vuln.baseline import Baseline, BaselineFinding, BaselineSpec
 from modelseal.vuln.findings import vuln_finding
 
 #: The day the vulnerability policy tests judge on (ignore entries' expiry is relative to it).
@@ -40,4 +41,12 @@ def pip_audit_requests(location: str, severity: Severity = Severity.HIGH) -> Fin
         fixed_in="2.20.0",
         location=location,
         aliases=["CVE-2018-18074", "GHSA-x84v-xcm2-53pg"],
+    )
+
+
+def baseline_of(findings: list[Finding]) -> Baseline:
+    """A loaded baseline (a report file's) holding ``findings``."""
+    spec = BaselineSpec("base/report.json", path=Path("base/report.json"))
+    return Baseline(
+        spec, digest="sha256:" + "0" * 64, findings=tuple(map(BaselineFinding, findings))
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 from typing import Any
+
+from tests.support.vuln import baseline_of
 
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Outcome, judge
 from modelseal.policy import load_policy_text
-from modelseal.vuln.baseline import Baseline, BaselineFinding, BaselineSpec, advisory_ids
+from modelseal.vuln.baseline import advisory_ids
 from modelseal.vuln.findings import vuln_finding
 from modelseal.vuln.policy import ids_of
 from modelseal.vuln.trivy import parse_report
@@ -21,13 +22,6 @@ TODAY = date(2026, 12, 5)
 
 def _policy(text: str = "") -> Any:
     return load_policy_text("version: 1\n" + text, "policy.yml").policy
-
-
-def _baseline(findings: list[Finding]) -> Baseline:
-    spec = BaselineSpec("base/report.json", path=Path("base/report.json"))
-    return Baseline(
-        spec, digest="sha256:" + "0" * 64, findings=tuple(map(BaselineFinding, findings))
-    )
 
 
 def _trivy(vendor_ids: list[str], *, os_pkg: bool) -> Finding:
@@ -76,7 +70,7 @@ def test_a_notice_an_older_report_lists_as_an_alias_matches_nothing() -> None:
     assert advisory_ids(old) == {"CVE-2023-0464"}
     new = libssl("CVE-2023-0465")
     results = [GateResult("trivy", Status.PASSED, (new,))]
-    verdict = judge(results, _policy(), today=TODAY, baseline=_baseline([old]))
+    verdict = judge(results, _policy(), today=TODAY, baseline=baseline_of([old]))
     (d,) = verdict.gates[0].decisions
     assert (d.baseline, d.outcome) == ("new", Outcome.FAIL)
     assert verdict.baseline is not None
@@ -103,7 +97,7 @@ def test_worse_counts_an_unknown_severity_by_every_scanner_that_reported_it() ->
         GateResult("trivy", Status.PASSED, (_requests("trivy", Severity.UNKNOWN),)),
         GateResult("pip-audit", Status.PASSED, (_requests("pip-audit", Severity.UNKNOWN),)),
     ]
-    base = _baseline([_requests("pip-audit", Severity.HIGH)])
+    base = baseline_of([_requests("pip-audit", Severity.HIGH)])
     verdict = judge(results, policy, today=TODAY, baseline=base)
     kept = [d for g in verdict.gates for d in g.decisions if d.outcome is not Outcome.IGNORED]
     assert [(d.finding.gate, d.baseline, d.outcome) for d in kept] == [
@@ -137,7 +131,7 @@ def test_report_json_lists_a_bounded_number_of_fixed_findings() -> None:
         for i in range(total)
     ]
     results = [GateResult("trivy", Status.PASSED, ())]
-    verdict = judge(results, _policy(), today=TODAY, baseline=_baseline(fixed))
+    verdict = judge(results, _policy(), today=TODAY, baseline=baseline_of(fixed))
     data = report_to_json(Report(verdict, "policy.yml", "0" * 64, 0.0, 1.0, "0.0.0"))
     jsonschema.validate(data, json.loads(REPORT_SCHEMA.read_text()))
     base = data["baseline"]
@@ -146,6 +140,6 @@ def test_report_json_lists_a_bounded_number_of_fixed_findings() -> None:
     assert f"{MAX_FIXED_LISTED} of the {total} fixed findings listed" in base["note"]
     assert max(len(b["subject"]) for b in base["fixed"]) == MAX_LISTED_TEXT
     # Nothing left out: no note.
-    few = judge(results, _policy(), today=TODAY, baseline=_baseline(fixed[:3]))
+    few = judge(results, _policy(), today=TODAY, baseline=baseline_of(fixed[:3]))
     data = report_to_json(Report(few, "policy.yml", "0" * 64, 0.0, 1.0, "0.0.0"))
     assert len(data["baseline"]["fixed"]) == 3 and "note" not in data["baseline"]

@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 from tests.support import REPO
-from tests.support.vuln import pip_audit_requests
+from tests.support.vuln import baseline_of, pip_audit_requests
 
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.judge import Outcome, Verdict, judge
 from modelseal.policy import load_policy_text
 from modelseal.reports.model import Report
 from modelseal.reports.sarif import render_sarif
-from modelseal.vuln.baseline import Baseline, BaselineFinding, BaselineSpec
 from modelseal.vuln.findings import vuln_finding
 from modelseal.vuln.trivy import parse_report
 
@@ -67,13 +66,6 @@ def _trivy_ubuntu(*vulns: tuple[str, str]) -> list[Finding]:
     return parse_report(json.dumps(report), platform="linux/amd64")
 
 
-def _baseline(findings: list[Finding]) -> Baseline:
-    spec = BaselineSpec("base/report.json", path=Path("base/report.json"))
-    return Baseline(
-        spec, digest="sha256:" + "0" * 64, findings=tuple(map(BaselineFinding, findings))
-    )
-
-
 def _policy(text: str = "") -> Any:
     return load_policy_text("version: 1\n" + text, "policy.yml").policy
 
@@ -87,7 +79,7 @@ def test_a_cve_sharing_only_a_vendor_notice_with_a_baseline_cve_is_new() -> None
     (base,) = _trivy_ubuntu(("CVE-2023-0464", "HIGH"))
     head = _trivy_ubuntu(("CVE-2023-0464", "HIGH"), ("CVE-2023-0465", "HIGH"))
     results = [GateResult("trivy", Status.PASSED, tuple(head))]
-    verdict = judge(results, _policy(), today=TODAY, baseline=_baseline([base]))
+    verdict = judge(results, _policy(), today=TODAY, baseline=baseline_of([base]))
     states = {d.finding.id: (d.baseline, d.outcome) for d in verdict.gates[0].decisions}
     assert states["CVE-2023-0464"] == ("existing", Outcome.WARN)
     assert states["CVE-2023-0465"] == ("new", Outcome.FAIL)
@@ -101,7 +93,7 @@ def test_a_baseline_cve_gone_now_is_fixed_even_if_its_notice_still_names_another
     base = _trivy_ubuntu(("CVE-2023-0464", "HIGH"), ("CVE-2023-0465", "HIGH"))
     head = _trivy_ubuntu(("CVE-2023-0465", "HIGH"))
     results = [GateResult("trivy", Status.PASSED, tuple(head))]
-    verdict = judge(results, _policy(), today=TODAY, baseline=_baseline(base))
+    verdict = judge(results, _policy(), today=TODAY, baseline=baseline_of(base))
     assert verdict.baseline is not None
     assert [b.finding.id for b in verdict.baseline.fixed] == ["CVE-2023-0464"]
 
@@ -127,7 +119,7 @@ def test_sarif_baseline_state_is_on_every_result_of_the_run() -> None:
         "vulnerabilities:\n  ignore:\n    - {id: CVE-2000-0001, reason: gone, "
         "expires: 2099-01-01}\n"
     )
-    verdict = judge(results, policy, today=TODAY, baseline=_baseline([vuln]))
+    verdict = judge(results, policy, today=TODAY, baseline=baseline_of([vuln]))
     assert isinstance(verdict, Verdict) and verdict.baseline is not None
     sarif = render_sarif(
         Report(verdict, "policy.yml", "0" * 64, 0.0, 1.0, "0.0.0", command="judge")
@@ -242,7 +234,7 @@ def test_worse_counts_an_unknown_severity_as_the_threshold_that_judges_it() -> N
     alone = judge(results, policy, today=TODAY)
     assert [d.outcome for d in alone.gates[0].decisions] == [Outcome.FAIL]
     # The baseline had it HIGH: CRITICAL now is worse, so fail-if-worse still fails it.
-    verdict = judge(results, policy, today=TODAY, baseline=_baseline([_requests(Severity.HIGH)]))
+    verdict = judge(results, policy, today=TODAY, baseline=baseline_of([_requests(Severity.HIGH)]))
     (d,) = verdict.gates[0].decisions
     assert d.baseline == "worse", d.reason
     assert d.outcome is Outcome.FAIL
@@ -271,7 +263,7 @@ def test_sarif_stays_inside_the_upload_limit_whatever_the_baseline() -> None:
     # the subject a parser writes is package@version; a hostile baseline's is anything
     fixed = [replace(f, subject=os.urandom(400).hex()) for f in fixed]
     results = [GateResult("trivy", Status.PASSED, ())]
-    verdict = judge(results, _policy(), today=TODAY, baseline=_baseline(fixed))
+    verdict = judge(results, _policy(), today=TODAY, baseline=baseline_of(fixed))
     assert verdict.baseline is not None and len(verdict.baseline.fixed) == 40_000
     sarif = render_sarif(
         Report(verdict, "policy.yml", "0" * 64, 0.0, 1.0, "0.0.0", command="judge")
