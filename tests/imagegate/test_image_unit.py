@@ -11,7 +11,7 @@ from tests.support.layouts import M, layer, make_layout
 
 from modelseal.errors import ConfigError
 from modelseal.findings import Finding, GateResult, Severity, Status
-from modelseal.imagegate.history import layer_origins
+from modelseal.imagegate.history import final_stage, layer_origins
 from modelseal.imagegate.rules import image_rule
 from modelseal.imagegate.secretlike import REDACTED, redact, secret_kind
 from modelseal.imagegate.user import RuntimeUser, runtime_user
@@ -171,17 +171,20 @@ def test_layers_pair_with_the_final_stage_lines_from_the_end() -> None:
         "RUN |1 SOURCE_DATE_EPOCH=1 /bin/sh -c make # buildkit", "-USER 1",
     )  # fmt: skip
     dockerfile = "FROM base\nWORKDIR /app\n\nCOPY a /app/a\nENV X=1\nRUN make \\\n  all\nUSER 1\n"
-    origins = layer_origins(config, 4, dockerfile, "Dockerfile")
+    origins = layer_origins(config, 4, final_stage(dockerfile, "Dockerfile"), "Dockerfile")
     assert [(o.line, o.location) for o in origins] == [
         (0, "layer 1"), (2, "Dockerfile:2"), (4, "Dockerfile:4"), (6, "Dockerfile:6"),
     ]  # fmt: skip
     assert origins[0].created_by == "COPY rootfs/ /"
     assert origins[3].created_by == f"RUN |1 {REDACTED} /bin/sh -c make"
     # A Dockerfile that does not line up (another file, edited since): created_by only.
-    other = layer_origins(config, 4, "FROM base\nCOPY x /x\nRUN y\nUSER 1\n", "Dockerfile")
+    other = layer_origins(
+        config, 4, final_stage("FROM base\nCOPY x /x\nRUN y\nUSER 1\n", "Dockerfile"), "Dockerfile"
+    )
     assert [o.line for o in other] == [0, 0, 0, 0]
     # History that does not pair with the layers: nothing is guessed.
-    assert [o.created_by for o in layer_origins(config, 3, dockerfile, "D")] == ["", "", ""]
+    short = layer_origins(config, 3, final_stage(dockerfile, "D"), "D")
+    assert [o.created_by for o in short] == ["", "", ""]
 
 
 def _finding(id: str, subject: str = "x") -> Finding:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,12 +74,27 @@ def _final_stage(instructions: tuple[Instruction, ...]) -> list[Instruction]:
     return list(instructions[last_from + 1 :])
 
 
+def final_stage(
+    text: str | None, name: str, build_args: dict[str, str] | None = None
+) -> tuple[Instruction, ...] | None:
+    """The instructions of the final stage of the Dockerfile ``text`` (None: not known, or
+    not parsable)."""
+    if text is None:
+        return None
+    try:
+        return tuple(_final_stage(parse_dockerfile(text, name, build_args=build_args or {})
+                                  .instructions))  # fmt: skip
+    except Error:
+        return None
+
+
 def layer_origins(
-    config: dict[str, Any], n_layers: int, dockerfile_text: str | None, dockerfile_name: str,
-    build_args: dict[str, str] | None = None,
+    config: dict[str, Any], n_layers: int, stage: Sequence[Instruction] | None,
+    dockerfile_name: str,
 ) -> list[Origin]:  # fmt: skip
-    """One :class:`Origin` per layer (``n_layers`` of them). ``dockerfile_text`` is the
-    Dockerfile the image was built from (None: not known; attribution by ``created_by`` only)."""
+    """One :class:`Origin` per layer (``n_layers`` of them). ``stage``: the final stage of the
+    Dockerfile the image was built from (:func:`final_stage`; None: not known, attribution by
+    ``created_by`` only)."""
     raw = config.get("history")
     history = raw[:MAX_HISTORY] if isinstance(raw, list) else []
     entries = [
@@ -87,27 +103,22 @@ def layer_origins(
         if isinstance(h, dict)
     ]
     lines: dict[int, int] = {}  # history index → Dockerfile line
-    if dockerfile_text is not None:
-        try:
-            df = parse_dockerfile(dockerfile_text, dockerfile_name, build_args=build_args or {})
-        except Error:
-            df = None
-        if df is not None:
-            todo = _final_stage(df.instructions)
-            k = len(entries) - 1
-            while todo and k >= 0:
-                created_by, _ = entries[k]
-                instr = todo[-1]
-                if _keyword(created_by) != instr.keyword:
-                    if created_by == SOURCE_DATE_EPOCH_ARG:
-                        k -= 1  # the ARG the build gate adds to each stage
-                        continue
-                    break
-                lines[k] = instr.start_line
-                todo.pop()
-                k -= 1
-            if todo:
-                lines = {}  # the stage does not line up as a whole: no line is guessed
+    if stage is not None:
+        todo = list(stage)
+        k = len(entries) - 1
+        while todo and k >= 0:
+            created_by, _ = entries[k]
+            instr = todo[-1]
+            if _keyword(created_by) != instr.keyword:
+                if created_by == SOURCE_DATE_EPOCH_ARG:
+                    k -= 1  # the ARG the build gate adds to each stage
+                    continue
+                break
+            lines[k] = instr.start_line
+            todo.pop()
+            k -= 1
+        if todo:
+            lines = {}  # the stage does not line up as a whole: no line is guessed
     made = [k for k, (_, empty) in enumerate(entries) if not empty]
     # Layers and non-empty history entries pair from the start; a config whose history does
     # not match its layers is attributed by position only where it does.
@@ -214,17 +225,10 @@ def attribution(view: ImageView) -> Attribution:
             text = None  # changed since the build: its lines would lie
         layers = view.manifest.get("layers")
         n = len(layers) if isinstance(layers, list) else 0
-        args = dict(opts.build_args)
-        origins = layer_origins(view.config, n, text, name, args)
-        stage: tuple[Instruction, ...] = ()
-        if text is not None:
-            try:
-                stage = tuple(
-                    _final_stage(parse_dockerfile(text, name, build_args=args).instructions)
-                )
-            except Error:
-                stage = ()
-        return Attribution(tuple(origins), stage, name)
+        # Parsed once: the layers' lines and the config fields' lines both come from it.
+        stage = final_stage(text, name, dict(opts.build_args))
+        origins = layer_origins(view.config, n, stage, name)
+        return Attribution(tuple(origins), stage or (), name)
 
     return view.ctx.shared.once(f"image-history:{view.digest}", make)
 
