@@ -514,32 +514,31 @@ def _line_int(line: bytes, code: int) -> _Value:
         return _OPAQUE
 
 
-def _carries_wrapper(value: _Value, depth: int = 0) -> bool:
-    """Whether ``value`` is, or is a tuple holding, a joblib wrapper class or instance (tuples
-    nested too deeply to look into count as holding one)."""
+def _carries(value: _Value, special: int, depth: int = 0) -> bool:
+    """Whether ``value`` is, or is a tuple holding, a reference to the special global
+    ``special`` (or, for the joblib wrapper, an instance of it); tuples nested too deeply to look
+    into count as holding one."""
     kind = type(value)
     if kind is _Wrapper:
-        return True
+        return special == _S_WRAPPER
     if kind is _Ref:
-        return value.special == _S_WRAPPER  # type: ignore[union-attr]
+        return value.special == special  # type: ignore[union-attr]
     if kind is tuple:
         if depth > 16:
             return True
-        return any(_carries_wrapper(v, depth + 1) for v in value)  # type: ignore[union-attr]
+        return any(_carries(v, special, depth + 1) for v in value)  # type: ignore[union-attr]
     return False
 
 
-def _carries_loader(value: _Value, depth: int = 0) -> bool:
+def _carries_wrapper(value: _Value) -> bool:
+    """Whether ``value`` is, or is a tuple holding, a joblib wrapper class or instance."""
+    return _carries(value, _S_WRAPPER)
+
+
+def _carries_loader(value: _Value) -> bool:
     """Whether ``value`` is, or is a tuple holding, a ``torch.storage._load_from_bytes``
-    reference (tuples nested too deeply to look into count as holding one)."""
-    kind = type(value)
-    if kind is _Ref:
-        return value.special == _S_LOAD_FROM_BYTES  # type: ignore[union-attr]
-    if kind is tuple:
-        if depth > 16:
-            return True
-        return any(_carries_loader(v, depth + 1) for v in value)  # type: ignore[union-attr]
-    return False
+    reference."""
+    return _carries(value, _S_LOAD_FROM_BYTES)
 
 
 class _BitGenerator:
