@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from tests.support import EPOCH
 from tests.support.layouts import M, layer, make_layout
-from tests.support.model_files import npy_bytes, safetensors_bytes, torch_zip, zip_bytes
+from tests.support.model_files import EVIL, npy_bytes, safetensors_bytes, torch_zip, zip_bytes
 
 from modelseal import imagefs
 from modelseal.errors import GateError
-from modelseal.findings import Finding
+from modelseal.findings import Finding, Severity
 from modelseal.imagegate import payloads
 from modelseal.imagegate.rules import image_rule
 from modelseal.imagegate.view import ImageView
@@ -23,7 +23,6 @@ from modelseal.judge import Outcome
 from modelseal.pipeline import Context, RunOptions, SourceDateEpoch
 from modelseal.policy import load_policy_text
 
-EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."  # protocol 0: os.system("echo pwned")
 BENIGN = pickle.dumps({"weights": [1.0, 2.0], "name": "tiny"}, protocol=4)
 
 
@@ -260,3 +259,17 @@ def test_detecting_from_a_cut_head_agrees_with_the_whole_file_and_never_misses_a
                 if noisy:
                     noisy[rng.randrange(len(noisy))] = rng.randrange(256)
             detect_prefix(bytes(noisy), len(data))
+
+
+def test_every_payload_id_reaches_the_payload_rule() -> None:
+    # image_rule hands payload findings to payload_rule by id prefix (importing the scanner only
+    # then): an id outside the prefixes would fail as unknown, whatever the policy accepts.
+    policy = load_policy_text("version: 1\nimage:\n  model_files_outside_lock: allow\n", "p.yml")
+    for fid, outcome in (
+        (payloads.MODEL_FILE, Outcome.IGNORED),
+        (f"{payloads.PAYLOAD}trailing-data", Outcome.IGNORED),
+        (payloads.UNSCANNED, Outcome.FAIL),
+    ):
+        f = Finding(gate="image", id=fid, severity=Severity.LOW, title="t", subject="/x.pkl")
+        d = image_rule(policy.policy, f)
+        assert d.outcome is outcome and "no image policy rule" not in d.reason, (fid, d)

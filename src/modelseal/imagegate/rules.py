@@ -5,7 +5,6 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from modelseal.findings import Finding
-from modelseal.imagegate.payloads import MODEL_FILE, PAYLOAD, UNSCANNED, payload_rule
 from modelseal.judge import Decision, FindingRules, Outcome, Rules
 from modelseal.policy import Policy
 
@@ -21,8 +20,11 @@ def image_rule(policy: Policy, f: Finding) -> Decision:
     closed), including an id this version does not know."""
     pol = policy.image
     fid = f.id
-    # Model payloads anywhere in the image (imagegate.payloads).
-    if fid in (MODEL_FILE, UNSCANNED) or fid.startswith(PAYLOAD):
+    # Model payloads anywhere in the image: imagegate.payloads judges its own ids (imported
+    # only for them: the module brings the scanner, which re-judging a report needs not).
+    if fid.startswith(("image.model-file", "image.payload")):
+        from modelseal.imagegate.payloads import payload_rule
+
         decided = payload_rule(policy, f)
         if decided is not None:
             return decided
