@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.support import EPOCH
+from tests.support.model_files import EVIL
 
 from modelseal.findings import Status
 from modelseal.imagebuild.gate import BuildGate
@@ -17,7 +18,6 @@ from modelseal.policy import load_policy_text
 
 pytestmark = pytest.mark.engine
 
-EVIL = b"cos\nsystem\n(S'echo pwned'\ntR."
 
 
 def test_review_model_paths_scanned_when_models_image_does_not_run(

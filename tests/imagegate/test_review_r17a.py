@@ -180,7 +180,7 @@ def _trivy_view(tmp_path: Path, path: str = "app/id_rsa") -> ImageView:
 
 
 def test_the_secret_scan_finds_the_key_in_the_crafted_layer(tmp_path: Path) -> None:
-    """The control for the xfail below: with a clean environment the key is found."""
+    """The control for the test below: with a clean environment the key is found."""
     from modelseal.imagegate.secrets import collect
 
     found = collect(_trivy_view(tmp_path))
