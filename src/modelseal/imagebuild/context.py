@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -28,7 +28,9 @@ __all__ = ["NORMALIZATION_VERSION", "ContextSummary", "DockerIgnore", "normalize
 #: times). It is part of the build definition: recorded in the report's build facts and in the
 #: provenance, so a rebuild can tell it normalizes the same way. Bump it with ANY change that
 #: could change the normalized context (tests/publish/test_provenance.py pins a hash of this
-#: file beside it and fails until both are updated).
+#: file beside it and fails until both are updated). Stand-ins (``stand_in``) are not such a
+#: change: they never change an image's bytes (tests/imagebuild/test_stand_ins.py builds with
+#: and without them and compares the digests).
 NORMALIZATION_VERSION = 1
 
 # Go's unicode.IsSpace, which strings.TrimSpace (and BuildKit's Dockerfile parser) uses.
@@ -516,7 +518,19 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, int]:
     return size, 1 + int.from_bytes(h.digest()[:8], "big") % 999_999_999
 
 
-def normalize_context(src: Path, dest: Path, *, epoch: int, ignore: DockerIgnore) -> ContextSummary:
+def _write_stand_in(content: bytes, dst: Path) -> tuple[int, int]:
+    """Write a stand-in; its size and a content-derived offset as :func:`_copy_hashing` gives
+    (a stand-in names its run: a new run's is a changed file to BuildKit's check)."""
+    with dst.open("xb") as fout:
+        fout.write(content)
+    digest = hashlib.sha256(content).digest()
+    return len(content), 1 + int.from_bytes(digest[:8], "big") % 999_999_999
+
+
+def normalize_context(
+    src: Path, dest: Path, *, epoch: int, ignore: DockerIgnore,
+    stand_in: Callable[[str, Path], bytes | None] | None = None,
+) -> ContextSummary:  # fmt: skip
     """Copy the build context ``src`` into ``dest`` the way BuildKit would send it, with fixed
     metadata: files 0o644 (0o755 if any execute bit was set), directories 0o755, symlinks kept
     as links (never followed), and every entry's atime and mtime set to ``epoch`` (regular
@@ -524,6 +538,10 @@ def normalize_context(src: Path, dest: Path, *, epoch: int, ignore: DockerIgnore
 
     ``dest`` must not exist or be empty. FIFOs, sockets, device files and unreadable entries
     that would be sent raise :class:`ConfigError` naming the path.
+
+    ``stand_in(rel, source)``: the bytes to write instead of the file ``rel`` (a model stand-in,
+    :mod:`modelseal.imagebuild.standins`), or None to copy it; the mode and times are the file's
+    as above. The image is the same either way: the layout finalizer puts the file back.
     """
     if epoch < 0:
         raise ConfigError(f"SOURCE_DATE_EPOCH must not be negative (got {epoch}).")
@@ -547,7 +565,11 @@ def normalize_context(src: Path, dest: Path, *, epoch: int, ignore: DockerIgnore
                 os.symlink(os.readlink(entry.source), target)
                 links += 1
             else:
-                size, offset = _copy_hashing(entry.source, target)
+                content = stand_in(entry.rel, entry.source) if stand_in is not None else None
+                if content is not None:
+                    size, offset = _write_stand_in(content, target)
+                else:
+                    size, offset = _copy_hashing(entry.source, target)
                 os.chmod(target, entry.mode)
                 files += 1
                 total += size

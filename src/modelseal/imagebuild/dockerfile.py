@@ -96,6 +96,8 @@ class Dockerfile:
     froms: tuple[FromLine, ...]
     global_args: Mapping[str, str | None]
     escape: str = "\\"
+    #: The ``# syntax=`` parser directive's value (a frontend image), when there is one.
+    syntax: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "global_args", MappingProxyType(dict(self.global_args)))
@@ -359,6 +361,7 @@ class _Directives:
     def __init__(self, name: str) -> None:
         self.name = name
         self.escape = "\\"
+        self.syntax: str | None = None
         self.done = False
         self.seen: set[str] = set()
 
@@ -383,9 +386,11 @@ class _Directives:
                     "the escape directive takes ` or \\."
                 )
             self.escape = value
+        if key == "syntax":
+            self.syntax = value
 
 
-def _logical_lines(text: str, name: str) -> tuple[list[_Logical], str]:
+def _logical_lines(text: str, name: str) -> tuple[list[_Logical], _Directives]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -423,7 +428,7 @@ def _logical_lines(text: str, name: str) -> tuple[list[_Logical], str]:
                     if (body.lstrip("\t") if chomp else body) == terminator:
                         break
         out.append(_Logical(command, tuple(flags), args, rest, start, i))
-    return out, directives.escape
+    return out, directives
 
 
 def _trim_continuation(line: str, continuation: re.Pattern[str]) -> tuple[str, bool]:
@@ -458,7 +463,8 @@ def parse_dockerfile(text: str, name: str, build_args: Mapping[str, str] = _NO_A
     :class:`ConfigError` when there is no FROM, a FROM cannot be read, a parser directive
     is invalid, or a variable expansion fails.
     """
-    logical, escape = _logical_lines(text, name)
+    logical, directives = _logical_lines(text, name)
+    escape = directives.escape
     instructions = tuple(
         Instruction(item.command.upper(), _strip_go(item.rest), item.start, item.end)
         for item in logical
@@ -490,7 +496,7 @@ def parse_dockerfile(text: str, name: str, build_args: Mapping[str, str] = _NO_A
     for item in logical[first_from:]:
         if item.command == "from":
             froms.append(_from_line(item, len(froms), escape, effective, name))
-    return Dockerfile(name, instructions, tuple(froms), global_args, escape)
+    return Dockerfile(name, instructions, tuple(froms), global_args, escape, directives.syntax)
 
 
 def _expand_at(raw: str, escape: str, env: Env, name: str, item: _Logical) -> str:

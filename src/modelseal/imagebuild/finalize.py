@@ -52,6 +52,8 @@ from typing import IO, Any, Final
 from modelseal import fsio
 from modelseal._tools import find_tool, pipe_from
 from modelseal.errors import Error, GateError
+from modelseal.imagebuild.standins import SIZE as STAND_IN_SIZE
+from modelseal.imagebuild.standins import StandIns
 from modelseal.oci import INDEX_TYPES, MANIFEST_TYPES, OciLayout, open_layer
 
 #: Version of what this module does to a layout; recorded in the build facts and provenance.
@@ -79,6 +81,8 @@ _DOCKER_UNCOMPRESSED: Final = "application/vnd.docker.image.rootfs.diff.tar"
 #: Entry types whose header is all there is: a size above zero is refused (Go's tar reader
 #: reads no data for them, Python's reads some: two runtimes would see different files).
 _HEADER_ONLY: Final = frozenset({b"1", b"2", b"3", b"4", b"5"})
+#: Entry types of a regular file (``7``: contiguous, read as one).
+_REGULAR: Final = frozenset({b"0", b"\0", b"7"})
 _PAX_TIMES: Final = frozenset({"mtime", "atime", "ctime"})
 _PAX_RECORD = re.compile(rb"([1-9][0-9]{0,7}) ")
 _OCTAL = re.compile(rb"[0-7]*")
@@ -209,10 +213,12 @@ def _clean_name(raw: bytes) -> str:
 
 
 def clamp_tar(
-    src: IO[bytes], epoch: int, layer: str, stats: LayerStats | None = None
-) -> Iterator[bytes]:
+    src: IO[bytes], epoch: int, layer: str, stats: LayerStats | None = None,
+    stand_ins: StandIns | None = None,
+) -> Iterator[bytes]:  # fmt: skip
     """The tar stream of ``src`` with every time later than ``epoch`` clamped to it (see the
-    module doc), as chunks; data blocks pass through unchanged."""
+    module doc), as chunks; data blocks pass through unchanged, except that each of this run's
+    ``stand_ins`` is replaced by its model file (:mod:`modelseal.imagebuild.standins`)."""
     stats = stats if stats is not None else LayerStats()
     offset = 0
     pax_size: int | None = None
@@ -325,6 +331,7 @@ def clamp_tar(
                     changed = _clamp_field(hdr, at, epoch, "atime/ctime", where) or changed
         if changed:
             stats.clamped += 1
+        sized_by_pax = pax_size is not None
         if pax_size is not None:
             size, pax_size = pax_size, None
         if kind in _HEADER_ONLY and size:
@@ -332,9 +339,26 @@ def clamp_tar(
                 f"{where()}: an entry of type {kind.decode('latin-1')!r} declares {size} bytes "
                 "of data (tar readers disagree on whether to read them)."
             )
+        padded = size + (-size % _BLOCK)
+        if stand_ins is not None and size == STAND_IN_SIZE and kind in _REGULAR:
+            data = read_exact(padded)
+            item = stand_ins.lookup(data[:size], where())
+            if item is not None:
+                if sized_by_pax:
+                    raise GateError(f"{where()}: a model stand-in sized by a PAX record.")
+                with stand_ins.open(item, where()) as (real_size, chunks):
+                    # The header BuildKit writes for the real file: only the size differs.
+                    hdr[124:136] = b"%011o\0" % real_size
+                    yield _with_checksum(hdr)
+                    yield from chunks
+                yield bytes(-real_size % _BLOCK)
+            else:
+                yield _with_checksum(hdr) if changed else block
+                yield data
+            offset += _BLOCK + padded
+            continue
         yield _with_checksum(hdr) if changed else block
         offset += _BLOCK
-        padded = size + (-size % _BLOCK)
         yield from copy(padded)
         offset += padded
 
@@ -489,9 +513,10 @@ def _dump(data: Any) -> bytes:
 class _Finalizer:
     def __init__(
         self, layout: OciLayout, compression: str, level: int | None, force: bool, epoch: int,
-        model_paths: tuple[str, ...] = (),
+        model_paths: tuple[str, ...] = (), stand_ins: StandIns | None = None,
     ) -> None:  # fmt: skip
         self.layout = layout
+        self.stand_ins = stand_ins
         self.compression = compression
         self.level = level
         self.force = force
@@ -529,7 +554,7 @@ class _Finalizer:
             try:
                 with open_layer(path, media) as stream:
                     chunks: Iterator[bytes] = (
-                        clamp_tar(stream, self.epoch, name, stats) if patch
+                        clamp_tar(stream, self.epoch, name, stats, self.stand_ins) if patch
                         else iter(lambda: stream.read(_CHUNK), b"")
                     )  # fmt: skip
                     new_diff = _compress(chunks, self.compression, self.level, out, name)
@@ -617,11 +642,13 @@ def finalize_layout(
     force: bool,
     epoch: int,
     model_paths: tuple[str, ...] = (),
+    stand_ins: StandIns | None = None,
 ) -> Finalized:
     """Finalize the image ``top_digest`` of the OCI layout at ``path`` in place (see the
     module doc); ``index.json`` then lists the finalized image only, and the blobs BuildKit
     wrote that it no longer uses are removed. ``model_paths`` (``models.image_paths``): the
-    result says which new layers hold only files below them (:attr:`Finalized.model_layers`)."""
+    result says which new layers hold only files below them (:attr:`Finalized.model_layers`).
+    ``stand_ins``: the model stand-ins of this run, replaced by their files in the new layers."""
     if compression not in _MEDIA:
         raise GateError(f"build.compression {compression!r} is not gzip, zstd or uncompressed.")
     layout = OciLayout(path)
@@ -629,7 +656,7 @@ def finalize_layout(
     if len(tops) != 1:
         raise GateError(f"{path}/index.json does not list the built image {top_digest} once.")
     top = tops[0]
-    fin = _Finalizer(layout, compression, level, force, epoch, model_paths)
+    fin = _Finalizer(layout, compression, level, force, epoch, model_paths, stand_ins)
     media = top.media_type or str(layout.read_json(top_digest).get("mediaType", ""))
     manifests: dict[str, tuple[str, str]] = {}
     model_layers: dict[str, tuple[str, ...]] = {}

@@ -4,6 +4,7 @@ optionally built twice to prove it, with the base images' pinning and digests re
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from modelseal.bounded import read_input_text
 from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
+from modelseal.imagebuild import standins
 from modelseal.imagebuild.bases import BaseRef, classify_bases
 from modelseal.imagebuild.compare import compare_platforms, describe_differences
 from modelseal.imagebuild.context import NORMALIZATION_VERSION, DockerIgnore, normalize_context
@@ -143,6 +145,13 @@ class BuildGate(RegisteredGate):
         findings: list[Finding] = []
         ctx.progress(self.name, "checking the engine, normalizing the build context")
         started = time.monotonic()
+        ignore = DockerIgnore.load(context_dir, dockerfile)
+        blocked = (
+            "build.stand_ins is false" if not policy.stand_ins
+            else standins.blocker(df, context_dir, opts.build_args)
+            or standins.base_blocker(bases, contexts, _no_inspect)
+        )  # fmt: skip
+        stand_ins = standins.StandIns() if blocked is None else None
         # The engine probe waits on docker CLI round trips; the copy waits on the disk.
         with ThreadPoolExecutor(max_workers=1) as pool:
             probe = pool.submit(
@@ -152,16 +161,24 @@ class BuildGate(RegisteredGate):
                 buildkit_image=opts.buildkit_image or policy.buildkit_image or BUILDKIT_IMAGE,
             )
             summary = normalize_context(
-                context_dir,
-                ctx.work_dir / "context",
-                epoch=ctx.epoch.value,
-                ignore=DockerIgnore.load(context_dir, dockerfile),
-            )
-            normalized = time.monotonic() - started
+                context_dir, ctx.work_dir / "context", epoch=ctx.epoch.value, ignore=ignore,
+                stand_in=stand_ins.add if stand_ins is not None else None,
+            )  # fmt: skip
             engine = probe.result()
+        norm = ctx.work_dir / "context"
+        if stand_ins is not None and stand_ins.files:
+            # A base from a registry: its ONBUILD triggers, from the engine's image store.
+            blocked = standins.base_blocker(bases, contexts, functools.partial(_onbuild, engine))
+            if blocked is not None:
+                stand_ins = None
+                norm = ctx.work_dir / "context-sent"
+                summary = normalize_context(
+                    context_dir, norm, epoch=ctx.epoch.value, ignore=ignore
+                )  # fmt: skip
+        normalized = time.monotonic() - started
+        facts |= _stand_in_facts(stand_ins, blocked)
         if policy.compression == "zstd":
             zstd_tool()  # missing: ERRORED now, not after a build of many minutes
-        norm = ctx.work_dir / "context"
         injected = inject_source_date_epoch(df, text)
         df_dir = ctx.work_dir / "dockerfile"
         df_dir.mkdir()
@@ -198,8 +215,9 @@ class BuildGate(RegisteredGate):
         ctx.progress(self.name, "building")
         try:
             built = _build(
-                engine, ctx, norm, df_dir, contexts, building, injected, cold=False, cache=cache
-            )
+                engine, ctx, norm, df_dir, contexts, building, injected, cold=False, cache=cache,
+                stand_ins=stand_ins,
+            )  # fmt: skip
             fsio.replace_dir(building, layout_dir)
         finally:
             fsio.remove(building)
@@ -218,6 +236,8 @@ class BuildGate(RegisteredGate):
             "seconds.normalize": f"{normalized:.1f}",
         }
         facts |= {f"seconds.{k}": f"{v:.1f}" for k, v in first.seconds.items()}
+        if stand_ins is not None:
+            facts["stand_ins.replaced"] = str(len(stand_ins.replaced))
         for platform, digest in first.platform_manifests.items():
             facts[MANIFEST_FACT + platform] = digest
         for platform, layers in first.model_layers.items():
@@ -240,7 +260,7 @@ class BuildGate(RegisteredGate):
             built_for = tuple(first.platform_manifests)
             platforms = () if on == "same" or "unknown" in built_for else built_for
             second = _build(engine2, ctx, norm, df_dir, contexts, second_dir, injected,
-                            cold=True, platforms=platforms)  # fmt: skip
+                            cold=True, platforms=platforms, stand_ins=stand_ins)  # fmt: skip
             facts["rebuild.digest"] = _single_or_top(second)
             findings += _compare(first, second, where)
             facts["rebuild.reproducible"] = (
@@ -549,6 +569,7 @@ def _build(
     cold: bool,
     cache: Sequence[str] = (),
     platforms: Sequence[str] = (),
+    stand_ins: standins.StandIns | None = None,
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -598,11 +619,44 @@ def _build(
     fin = finalize_layout(
         dest, raw.top_digest, compression=policy.compression, level=policy.compression_level,
         force=policy.force_compression, epoch=ctx.epoch.value, model_paths=_model_paths(ctx),
+        stand_ins=stand_ins,
     )  # fmt: skip
     seconds = {"buildx": built - started, "finalize": time.monotonic() - built}
     return replace(
         _read_output(dest, meta, result, fin), seconds=seconds, model_layers=fin.model_layers
     )
+
+
+def _stand_in_facts(stand_ins: standins.StandIns | None, blocked: str | None) -> dict[str, str]:
+    """The build facts on stand-ins: how many files got one, or why none did."""
+    if stand_ins is None:
+        return {"stand_ins": "0", "stand_ins.not_used": blocked or ""}
+    return {"stand_ins": str(len(stand_ins.files))}
+
+
+def _no_inspect(ref: str) -> list[str] | None:
+    """Before the engine is known: a registry base is taken as without triggers; they are read
+    from the engine once it is (:func:`_onbuild`), before anything is built."""
+    return []
+
+
+def _onbuild(engine: EngineInfo, ref: str) -> list[str] | None:
+    """The ONBUILD triggers of the image ``ref`` in the engine's image store, which the
+    engine's own BuildKit (the ``docker`` driver) builds from; None when it is not there or
+    the builder is another (a BuildKit elsewhere pulls the image itself)."""
+    if engine.builder_driver != "docker":
+        return None
+    try:
+        result = run_tool(
+            [docker_cli(), "image", "inspect", "--format", "{{json .Config.OnBuild}}", ref],
+            timeout=60, env=engine.env(),
+        )  # fmt: skip
+        value = json.loads(result.stdout.strip() or "null")
+    except (ToolError, ValueError):
+        return None
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else None
 
 
 def _model_paths(ctx: Context) -> tuple[str, ...]:
