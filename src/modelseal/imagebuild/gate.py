@@ -238,6 +238,7 @@ class BuildGate(RegisteredGate):
         facts |= {f"seconds.{k}": f"{v:.1f}" for k, v in first.seconds.items()}
         if stand_ins is not None:
             facts["stand_ins.replaced"] = str(len(stand_ins.replaced))
+            facts["stand_ins.replaced_bytes"] = str(sum(n for _, n in stand_ins.replaced))
         for platform, digest in first.platform_manifests.items():
             facts[MANIFEST_FACT + platform] = digest
         for platform, layers in first.model_layers.items():

@@ -34,7 +34,6 @@ build the same context with and without stand-ins and compare the digests.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -77,8 +76,8 @@ class StandIns:
 
     nonce: str = field(default_factory=lambda: secrets.token_hex(16))
     files: list[StandIn] = field(default_factory=list)
-    #: Every file the finalizer wrote in place of a stand-in: (context path, size, SHA-256).
-    replaced: list[tuple[str, int, str]] = field(default_factory=list)
+    #: Every file the finalizer wrote in place of a stand-in: (context path, size).
+    replaced: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, rel: str, source: Path) -> bytes | None:
         """The stand-in to write for the context file ``rel`` (at ``source``), or None to copy it
@@ -119,7 +118,7 @@ class StandIns:
 
     @contextlib.contextmanager
     def open(self, item: StandIn, where: str) -> Iterator[tuple[int, Iterator[bytes]]]:
-        """The real file's size and bytes (as chunks, hashed on the way into :attr:`replaced`),
+        """The real file's size and bytes (as chunks; noted in :attr:`replaced` at their end),
         read as the file is now — what BuildKit would have read. A file that is gone, is no
         longer a regular file, has grown past :data:`MAX_SIZE` or shrinks while it is read is
         a GateError naming it."""
@@ -144,7 +143,6 @@ class StandIns:
             os.close(fd)
 
     def _chunks(self, fd: int, item: StandIn, size: int, where: str) -> Iterator[bytes]:
-        h = hashlib.sha256()
         left = size
         while left:
             chunk = os.read(fd, min(left, _CHUNK))
@@ -152,10 +150,9 @@ class StandIns:
                 raise GateError(
                     f"{where}: {item.rel} of the build context shrank while it was read."
                 )
-            h.update(chunk)
             left -= len(chunk)
             yield chunk
-        self.replaced.append((item.rel, size, h.hexdigest()))
+        self.replaced.append((item.rel, size))
 
 
 # --- which builds may use them -----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +28,12 @@ COLLECTORS: tuple[str, ...] = (
 )
 
 
+#: Collectors that need nothing from the image's resolved filesystem to start (a scanner run
+#: on the layout): started beside the others, so that Trivy reads the layers while the shared
+#: pass over them (:func:`modelseal.postbuild.image_fs`) runs.
+AHEAD: frozenset[str] = frozenset({"modelseal.imagegate.secrets:collect"})
+
+
 class ImageGate(RegisteredGate):
     """Gate ``image``: least privilege and unsafe payloads in the built image."""
 
@@ -35,15 +42,22 @@ class ImageGate(RegisteredGate):
     def run(self, ctx: Context) -> GateResult:
         """Collect the findings of every collector on every platform image."""
         layout, manifests = built_layout(ctx, "to read the image from")
-        collectors = [cast("Collector", resolve(ref)) for ref in COLLECTORS]
+        collectors = [(ref, cast("Collector", resolve(ref))) for ref in COLLECTORS]
         findings: list[Finding] = []
         profiles: dict[str, dict[str, Any]] = {}
-        for platform, digest in sorted(manifests.items()):
-            ctx.progress(self.name, f"checking the image ({platform})")
-            view = ImageView.read(ctx, layout, platform, digest)
-            for collect in collectors:
-                findings += collect(view)
-            profiles[platform] = _profile(ctx, view)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for platform, digest in sorted(manifests.items()):
+                ctx.progress(self.name, f"checking the image ({platform})")
+                view = ImageView.read(ctx, layout, platform, digest)
+                ahead = {ref: pool.submit(c, view) for ref, c in collectors if ref in AHEAD}
+                try:
+                    # In COLLECTORS' order whatever ran first: the report does not depend on it.
+                    for ref, collect in collectors:
+                        findings += ahead[ref].result() if ref in ahead else collect(view)
+                finally:
+                    for future in ahead.values():
+                        future.cancel()
+                profiles[platform] = _profile(ctx, view)
         facts = {"platforms": ",".join(sorted(manifests)), "checks": str(len(collectors))}
         artifacts: dict[str, Path] = {}
         made = write_profile(ctx, profiles)
