@@ -47,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import EPOCH, REPO, engine_and_base
+from _common import EPOCH, REPO, engine_and_base, run_peak
 
 MIB = 1 << 20
 POST_BUILD = ("models-image", "sbom", "trivy", "image")
@@ -63,6 +63,9 @@ _PHASES = {
     "rewrite-timestamp (recompress)": re.compile(r"rewriting layers with source-date-epoch .* ([\d.]+)s done"),
     "export total": re.compile(r"exporting to oci image format\n(?:#\d+ .*\n)*?#\d+ DONE ([\d.]+)s"),
 }  # fmt: skip
+
+
+_PROGRESS = re.compile(r"^\[ *([\d.]+)s\] ([\w-]+): (started|done)$", re.MULTILINE)
 
 
 def make_context(ctx: Path, size_mib: int) -> None:
@@ -151,9 +154,13 @@ def seal(ctx: Path, base: str, policy: Path, out: Path, env: dict[str, str]) -> 
         "--build-context", f"base={base}", "--source-date-epoch", EPOCH,
         "--no-evidence-cache", "-o", str(out),
     ]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
+    # Through a small launcher: the peak RSS of modelseal and of the tools it waits for (the
+    # largest one process reached; wait4's rusage), not of this benchmark.
+    log = out.parent / f"{out.name}.stderr"
+    with log.open("w") as err:
+        code, wall, peak = run_peak(argv, timeout=7200, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=err)  # fmt: skip
+    stderr = log.read_text(errors="replace")
     report = (
         json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
     )
@@ -163,9 +170,17 @@ def seal(ctx: Path, base: str, policy: Path, out: Path, env: dict[str, str]) -> 
         for n, g in gates.items()
         if g["decision"]["status"].lower() not in ("passed", "skipped")
     }
-    if proc.returncode or bad:
-        sys.exit(f"modelseal run failed ({proc.returncode}, {bad}):\n{proc.stderr[-3000:]}")
-    row = {"wall": wall}
+    if code or bad:
+        sys.exit(f"modelseal run failed ({code}, {bad}):\n{stderr[-3000:]}")
+    row = {"wall": wall, "peak RSS MiB": peak}
+    # The post-build gates run side by side: their wall time is the span from the first one's
+    # start to the last one's end (the progress lines: "[  12.3s] sbom: started").
+    marks = [(float(m.group(1)), m.group(2), m.group(3)) for m in _PROGRESS.finditer(stderr)
+             if m.group(2) in POST_BUILD]  # fmt: skip
+    starts = [t for t, _, what in marks if what == "started"]
+    ends = [t for t, _, what in marks if what == "done"]
+    if starts and ends:
+        row["post-build wall"] = max(ends) - min(starts)
     for name, g in gates.items():
         if g["evidence"]["status"].lower() == "passed":
             row[name] = float(g["evidence"]["duration_s"])
@@ -305,11 +320,12 @@ def main() -> int:
     print(f"plain docker buildx build (default flags: gzip, OCI layout): {base_s:.1f} s")
     for p in _PHASES:
         print(f"  {p:40}{med('plain', p):8.1f} s")
-    gates = ["models", "build", *POST_BUILD]
-    print(f"\n{'':36}{'wall s':>9}" + "".join(f"{g:>14}" for g in gates) + f"{'ratio':>8}")
+    gates = ["models", "build", *POST_BUILD, "post-build wall"]
+    print(f"\n{'':36}{'wall s':>9}" + "".join(f"{g:>16}" for g in gates) + f"{'ratio':>8}"
+          + f"{'peak RSS':>10}")  # fmt: skip
     for name in variants:
-        print(f"{name:36}{med(name, 'wall'):9.1f}" + "".join(f"{med(name, g):14.1f}" for g in gates)
-              + f"{med(name, 'wall') / base_s:7.2f}×")  # fmt: skip
+        print(f"{name:36}{med(name, 'wall'):9.1f}" + "".join(f"{med(name, g):16.1f}" for g in gates)
+              + f"{med(name, 'wall') / base_s:7.2f}×" + f"{med(name, 'peak RSS MiB'):7.0f} MiB")  # fmt: skip
     print(
         f"\n{'BuildKit phases of the first build':36}" + "".join(f"{p[:22]:>24}" for p in _PHASES)
     )
@@ -323,10 +339,14 @@ def main() -> int:
         wall = med(name, "wall") / base_s
         target = 1.0 if "rebuild on" in name else 0.5
         post = sum(med(name, g) for g in POST_BUILD) / med(name, "build")
+        post_wall = med(name, "post-build wall") / med(name, "build")
+        peak = med(name, "peak RSS MiB")
         repro = all(r["reproducible"] for r in rows[name])
         print(f"{name}: {wall:.2f}× plain (target ≤ {target}×: {'met' if wall <= target else 'NOT met'}); "
-              f"post-build gates {post:.0%} of the build gate (target ≤ 10%: "
-              f"{'met' if post <= 0.10 else 'NOT met'}); reproducible: {'yes' if repro else 'NO'}")  # fmt: skip
+              f"post-build gates {post:.0%} of the build gate summed, {post_wall:.0%} as they run "
+              f"side by side (target ≤ 10%: {'met' if post_wall <= 0.10 else 'NOT met'}); "
+              f"peak RSS {peak:.0f} MiB (target < 300: {'met' if peak < 300 else 'NOT met'}); "
+              f"reproducible: {'yes' if repro else 'NO'}")  # fmt: skip
     return 0
 
 
