@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelseal import fsio
 from modelseal.errors import GateError
 from modelseal.imagefs import ImageFs
 from modelseal.oci import OciLayout, platform_manifests
 from modelseal.pipeline import Context
+
+if TYPE_CHECKING:
+    from modelseal.imagebuild.finalize import SlimLayerFile
 from modelseal.vuln.site_packages import is_metadata_file
 
 #: The account databases the runtime user is resolved with, spooled in the same pass.
@@ -65,6 +69,14 @@ def built_layout(ctx: Context, purpose: str) -> tuple[OciLayout, dict[str, str]]
     if layout_dir is None or not manifests:
         raise GateError(f"the build gate left no OCI layout {purpose}.")
     return OciLayout(Path(layout_dir)), manifests
+
+
+def slim_layers(ctx: Context) -> dict[str, SlimLayerFile]:
+    """The run's slim layers (:class:`~modelseal.imagebuild.finalize.SlimLayer`, written by the
+    build gate's layout finalizer for the layers that hold only model files) by the digest of
+    the layer each was made from; empty when this process built nothing (e.g. the build's
+    evidence came from the cache)."""
+    return ctx.shared.once("slim-layers", dict)
 
 
 def image_fs(ctx: Context, layout: OciLayout, digest: str) -> ImageFs:

@@ -22,15 +22,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from modelseal import fsio
 from modelseal.errors import GateError
-from modelseal.imagebuild.finalize import MODEL_LAYERS_FACT
+from modelseal.imagebuild.finalize import MODEL_LAYERS_FACT, SlimLayerFile
 from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
+
+#: The media type of an uncompressed OCI layer (a slim layer's).
+UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 def skipped_layers(ctx: Context, platform: str) -> tuple[str, ...]:
@@ -46,12 +49,14 @@ def skipped_layers(ctx: Context, platform: str) -> tuple[str, ...]:
 
 def scan_layout(
     layout: OciLayout, digest: str, dest: Path, *, skip: Collection[str] = (),
-    platform: str | None = None,
+    platform: str | None = None, replace: Mapping[str, SlimLayerFile] | None = None,
 ) -> Path | None:  # fmt: skip
     """An OCI layout at ``dest`` (made fresh) listing one image: manifest ``digest`` of
     ``layout`` without the layers in ``skip`` (the config's ``rootfs.diff_ids`` and layer
     history trimmed to match), its layers the image's own blob files (hard links); None when
-    they cannot be linked there (``dest`` on another filesystem)."""
+    they cannot be linked there (``dest`` on another filesystem). A layer in ``replace`` is
+    given as that uncompressed tar instead (a slim layer: the secret scan's)."""
+    replace = replace or {}
     manifest = layout.manifest(digest)
     layers = manifest.get("layers")
     config_desc = manifest.get("config")
@@ -65,18 +70,28 @@ def scan_layout(
     keep = [i for i, d in enumerate(layers) if isinstance(d, dict) and d.get("digest") not in skip]
     fsio.remove(dest)
     blobs = fsio.ensure_dir(dest / "blobs" / "sha256")
+    new_layers: list[Any] = []
+    new_diffs: list[Any] = []
     for i in keep:
-        src = layout.blob(str(layers[i]["digest"]))
+        slim = replace.get(str(layers[i]["digest"]))
+        src = slim.path if slim is not None else layout.blob(str(layers[i]["digest"]))
+        name = slim.digest.removeprefix("sha256:") if slim is not None else src.name
         # Hard links: Trivy refuses a blob that is a symbolic link, and a copy could be
         # gigabytes. Another filesystem: no view (the caller scans the whole image).
         try:
-            os.link(src, blobs / src.name, follow_symlinks=False)
+            if not (blobs / name).exists():
+                os.link(src, blobs / name, follow_symlinks=False)
         except OSError:
             fsio.remove(dest)
             return None
-    new_config: dict[str, Any] = {
-        **config, "rootfs": {**rootfs, "diff_ids": [diff_ids[i] for i in keep]}  # type: ignore[dict-item]
-    }  # fmt: skip
+        if slim is None:
+            new_layers.append(layers[i])
+            new_diffs.append(diff_ids[i])
+        else:
+            new_layers.append({"mediaType": UNCOMPRESSED_LAYER, "digest": slim.digest,
+                               "size": slim.size})  # fmt: skip
+            new_diffs.append(slim.digest)
+    new_config: dict[str, Any] = {**config, "rootfs": {**rootfs, "diff_ids": new_diffs}}  # type: ignore[dict-item]
     history = config.get("history")
     if isinstance(history, list):
         filled = [h for h in history if isinstance(h, dict) and not h.get("empty_layer")]
@@ -87,7 +102,7 @@ def scan_layout(
     new_manifest = {
         **manifest,
         "config": {**config_desc, "digest": config_blob[0], "size": config_blob[1]},
-        "layers": [layers[i] for i in keep],
+        "layers": new_layers,
     }
     top = _put(blobs, new_manifest)
     media = str(manifest.get("mediaType") or "application/vnd.oci.image.manifest.v1+json")

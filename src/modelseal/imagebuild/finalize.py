@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -205,6 +206,98 @@ class LayerStats:
         self.model_only = False
 
 
+#: Files of at least this many bytes whose start is binary are left out of a slim layer.
+SLIM_MIN: Final = 1 << 20
+
+
+def trivy_binary(head: bytes) -> bool:
+    """Whether Trivy's secret scanner takes a file starting with ``head`` for a binary and skips
+    it (``utils.IsBinary``: a control byte in the first 300 bytes; ``.pyc`` files are scanned
+    all the same)."""
+    return any(b < 7 or b == 11 or 13 < b < 27 or 27 < b < 0x20 or b == 0x7F for b in head[:300])
+
+
+@dataclass(frozen=True)
+class SlimLayerFile:
+    """A finished :class:`SlimLayer`: its file, digest (= diff_id) and size."""
+
+    path: Path
+    digest: str
+    size: int
+
+
+class SlimLayer:
+    """A layer's tar without the contents Trivy's secret scanner would skip: each regular file
+    of :data:`SLIM_MIN` bytes or more that starts binary (not a ``.pyc``) keeps its header with
+    size 0, everything else is copied. The image gate's secret scan reads it in place of a layer
+    that holds only model files (:mod:`modelseal.imagegate.secrets`), so the weights are not
+    decompressed again for a scan that would skip them. Written into a new file; dropped (the
+    file removed) as soon as the layer turns out to hold something else."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                           0o600)  # fmt: skip
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether it is still being written."""
+        return self._fd >= 0
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (nothing once dropped)."""
+        if self._fd < 0:
+            return
+        self._hash.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def member(
+        self, hdr: bytes, size: int, name: bytes, chunks: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        """Pass a regular member's data ``chunks`` (padding included) through, writing the
+        member (``hdr`` is its final header block, ``size`` its data's length) to the slim
+        layer as the class doc says."""
+        if self._fd < 0:
+            yield from chunks
+            return
+        first = next(chunks, b"")
+        drop = size >= SLIM_MIN and not name.endswith(b".pyc") and trivy_binary(first)
+        if drop:
+            empty = bytearray(hdr)
+            empty[124:136] = b"%011o\0" % 0
+            self.write(_with_checksum(empty))
+        else:
+            self.write(hdr)
+            self.write(first)
+        yield first
+        for chunk in chunks:
+            if not drop:
+                self.write(chunk)
+            yield chunk
+
+    def digest(self) -> str:
+        """The sha256 of what was written (its diff_id: it is not compressed)."""
+        return "sha256:" + self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Close the file (kept)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def drop(self) -> None:
+        """Stop writing and remove the file."""
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._fd = -2
+
+
 def _clean_name(raw: bytes) -> str:
     name = raw.decode("utf-8", "surrogateescape")
     while name.startswith(("./", "/")):
@@ -214,12 +307,21 @@ def _clean_name(raw: bytes) -> str:
 
 def clamp_tar(
     src: IO[bytes], epoch: int, layer: str, stats: LayerStats | None = None,
-    stand_ins: StandIns | None = None,
+    stand_ins: StandIns | None = None, slim: SlimLayer | None = None,
 ) -> Iterator[bytes]:  # fmt: skip
     """The tar stream of ``src`` with every time later than ``epoch`` clamped to it (see the
     module doc), as chunks; data blocks pass through unchanged, except that each of this run's
-    ``stand_ins`` is replaced by its model file (:mod:`modelseal.imagebuild.standins`)."""
+    ``stand_ins`` is replaced by its model file (:mod:`modelseal.imagebuild.standins`). ``slim``
+    gets the layer without what a secret scan skips (:class:`SlimLayer`) while ``stats`` says
+    it holds only model files."""
     stats = stats if stats is not None else LayerStats()
+
+    def out(*data: bytes) -> Iterator[bytes]:
+        for d in data:
+            if slim is not None:
+                slim.write(d)
+            yield d
+
     offset = 0
     pax_size: int | None = None
     long_name: bytes | None = None  # a GNU long name or PAX path for the next entry
@@ -256,9 +358,9 @@ def clamp_tar(
             raise GateError(f"{where()}: the archive ends without its end-of-archive blocks.")
         if block == bytes(_BLOCK):
             # End of archive: the rest (the second zero block, padding) as it is.
-            yield block
+            yield from out(block)
             while chunk := src.read(_CHUNK):
-                yield chunk
+                yield from out(chunk)
             return
         if not _checksum_ok(block):
             raise GateError(f"{where()}: the header checksum does not match (malformed header).")
@@ -295,25 +397,23 @@ def clamp_tar(
                         pax_size = int(v)
             offset += padded  # offsets count the input's bytes
             if new == records:
-                yield block
-                yield original
+                yield from out(block, original)
                 continue
             stats.clamped += 1
             data = _pax_encode(new)
             hdr[124:136] = b"%011o\0" % len(data)
-            yield _with_checksum(hdr)
-            yield data + bytes(-len(data) % _BLOCK)
+            yield from out(_with_checksum(hdr), data + bytes(-len(data) % _BLOCK))
             continue
         if kind in (b"L", b"K"):
             if size > MAX_PAX:
                 raise GateError(f"{where()}: a GNU long name of {size} bytes (over {MAX_PAX}).")
-            yield block
+            yield from out(block)
             offset += _BLOCK
             padded = size + (-size % _BLOCK)
             data = read_exact(padded)
             if kind == b"L":
                 long_name = data[:size].split(b"\0", 1)[0]
-            yield data
+            yield from out(data)
             offset += padded
             continue
         if long_name is not None:
@@ -323,6 +423,8 @@ def clamp_tar(
             if block[257:263] == b"ustar\0" and block[345] != 0:
                 name = block[345:500].split(b"\0", 1)[0] + b"/" + name
         stats.note(_clean_name(name), kind)
+        if slim is not None and slim.active and not stats.model_only:
+            slim.drop()
         changed = _clamp_field(hdr, 136, epoch, "mtime", where)
         if block[257:265] == b"ustar  \0":
             # An old GNU header keeps atime and ctime where ustar has its name prefix.
@@ -340,6 +442,7 @@ def clamp_tar(
                 "of data (tar readers disagree on whether to read them)."
             )
         padded = size + (-size % _BLOCK)
+        slim_member = slim is not None and slim.active and kind in _REGULAR and not sized_by_pax
         if stand_ins is not None and size == STAND_IN_SIZE and kind in _REGULAR:
             data = read_exact(padded)
             item = stand_ins.lookup(data[:size], where())
@@ -349,17 +452,28 @@ def clamp_tar(
                 with stand_ins.open(item, where()) as (real_size, chunks):
                     # The header BuildKit writes for the real file: only the size differs.
                     hdr[124:136] = b"%011o\0" % real_size
-                    yield _with_checksum(hdr)
-                    yield from chunks
-                yield bytes(-real_size % _BLOCK)
+                    final = _with_checksum(hdr)
+                    yield final
+                    padded_chunks = itertools.chain(chunks, (bytes(-real_size % _BLOCK),))
+                    if slim_member:
+                        assert slim is not None
+                        yield from slim.member(final, real_size, name, padded_chunks)
+                    else:
+                        yield from padded_chunks
             else:
-                yield _with_checksum(hdr) if changed else block
-                yield data
+                yield from out(_with_checksum(hdr) if changed else block, data)
             offset += _BLOCK + padded
             continue
-        yield _with_checksum(hdr) if changed else block
+        final = _with_checksum(hdr) if changed else block
         offset += _BLOCK
-        yield from copy(padded)
+        if slim_member:
+            assert slim is not None
+            yield final
+            yield from slim.member(final, size, name, copy(padded))
+        else:
+            yield from out(final)
+            for chunk in copy(padded):
+                yield from out(chunk)
         offset += padded
 
 
@@ -504,6 +618,8 @@ class Finalized:
     model_layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     layers: int = 0
     clamped: int = 0
+    #: finalized layer digest → the slim layer the secret scan reads instead (model-only layers)
+    slims: Mapping[str, SlimLayerFile] = field(default_factory=dict)
 
 
 def _dump(data: Any) -> bytes:
@@ -514,9 +630,13 @@ class _Finalizer:
     def __init__(
         self, layout: OciLayout, compression: str, level: int | None, force: bool, epoch: int,
         model_paths: tuple[str, ...] = (), stand_ins: StandIns | None = None,
+        slim_dir: Path | None = None,
     ) -> None:  # fmt: skip
         self.layout = layout
         self.stand_ins = stand_ins
+        self.slim_dir = slim_dir
+        #: finalized layer digest → its slim layer (:class:`SlimLayer`), for model-only layers
+        self.slims: dict[str, SlimLayerFile] = {}
         self.compression = compression
         self.level = level
         self.force = force
@@ -549,19 +669,31 @@ class _Finalizer:
         path = self.layout.blob(digest)
         name = digest[7:19]
         stats = LayerStats(model_paths=self.model_paths if patch else ())
+        slim = (
+            SlimLayer(self.slim_dir / f"slim-{secrets.token_hex(8)}.tar")
+            if patch and self.slim_dir is not None and self.model_paths else None
+        )  # fmt: skip
         with fsio.directory(self.blobs) as dfd:
             out = _BlobWriter(dfd)
             try:
                 with open_layer(path, media) as stream:
                     chunks: Iterator[bytes] = (
-                        clamp_tar(stream, self.epoch, name, stats, self.stand_ins) if patch
+                        clamp_tar(stream, self.epoch, name, stats, self.stand_ins, slim) if patch
                         else iter(lambda: stream.read(_CHUNK), b"")
                     )  # fmt: skip
                     new_diff = _compress(chunks, self.compression, self.level, out, name)
                 blob = out.commit()
             except BaseException:
                 out.discard()
+                if slim is not None:
+                    slim.drop()
                 raise
+        if slim is not None:
+            if slim.active and stats.model_only and stats.members:
+                slim.close()
+                self.slims[blob.digest] = SlimLayerFile(slim.path, slim.digest(), slim.size)
+            else:
+                slim.drop()
         if not patch and new_diff != old_diff:
             raise GateError(
                 f"layer {digest}: its content's digest {new_diff} is not the diff_id {old_diff} "
@@ -643,12 +775,15 @@ def finalize_layout(
     epoch: int,
     model_paths: tuple[str, ...] = (),
     stand_ins: StandIns | None = None,
+    slim_dir: Path | None = None,
 ) -> Finalized:
     """Finalize the image ``top_digest`` of the OCI layout at ``path`` in place (see the
     module doc); ``index.json`` then lists the finalized image only, and the blobs BuildKit
     wrote that it no longer uses are removed. ``model_paths`` (``models.image_paths``): the
     result says which new layers hold only files below them (:attr:`Finalized.model_layers`).
-    ``stand_ins``: the model stand-ins of this run, replaced by their files in the new layers."""
+    ``stand_ins``: the model stand-ins of this run, replaced by their files in the new layers.
+    ``slim_dir``: where to write a :class:`SlimLayer` of each new layer that holds only model
+    files (:attr:`Finalized.slims`)."""
     if compression not in _MEDIA:
         raise GateError(f"build.compression {compression!r} is not gzip, zstd or uncompressed.")
     layout = OciLayout(path)
@@ -656,7 +791,7 @@ def finalize_layout(
     if len(tops) != 1:
         raise GateError(f"{path}/index.json does not list the built image {top_digest} once.")
     top = tops[0]
-    fin = _Finalizer(layout, compression, level, force, epoch, model_paths, stand_ins)
+    fin = _Finalizer(layout, compression, level, force, epoch, model_paths, stand_ins, slim_dir)
     media = top.media_type or str(layout.read_json(top_digest).get("mediaType", ""))
     manifests: dict[str, tuple[str, str]] = {}
     model_layers: dict[str, tuple[str, ...]] = {}
@@ -707,5 +842,5 @@ def finalize_layout(
     return Finalized(
         top_digest=tblob.digest, top_media_type=media, manifests=manifests, diff_ids=diff_map,
         layers=fin.layers, clamped=fin.stats.clamped,
-        model_layers={k: v for k, v in model_layers.items() if v},
+        model_layers={k: v for k, v in model_layers.items() if v}, slims=fin.slims,
     )  # fmt: skip

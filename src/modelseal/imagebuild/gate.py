@@ -44,6 +44,7 @@ from modelseal.imagebuild.finalize import (
 from modelseal.imagebuild.source_date_epoch import Injected, inject_source_date_epoch
 from modelseal.oci import DIGEST_RE, MANIFEST_FACT, ImageDifference, OciLayout
 from modelseal.pipeline import Context
+from modelseal.postbuild import slim_layers
 from modelseal.publish.build_environment import path_in_repository, public_context_url
 
 #: Seconds one `docker buildx build` may take.
@@ -254,7 +255,9 @@ class BuildGate(RegisteredGate):
         if second_engine is not None:
             where = _rebuild_on(on)
             ctx.progress(self.name, f"rebuilding from a cold cache ({where})")
+            waited = time.monotonic()
             engine2 = second_engine.result()
+            facts["seconds.rebuild.engine_wait"] = f"{time.monotonic() - waited:.1f}"
             facts |= _rebuild_engine_facts(engine2)
             second_dir = ctx.work_dir / "rebuild-oci"
             # Another builder builds the first build's platforms, whatever its own are.
@@ -262,8 +265,11 @@ class BuildGate(RegisteredGate):
             platforms = () if on == "same" or "unknown" in built_for else built_for
             second = _build(engine2, ctx, norm, df_dir, contexts, second_dir, injected,
                             cold=True, platforms=platforms, stand_ins=stand_ins)  # fmt: skip
+            facts |= {f"seconds.rebuild.{k}": f"{v:.1f}" for k, v in second.seconds.items()}
             facts["rebuild.digest"] = _single_or_top(second)
+            compared = time.monotonic()
             findings += _compare(first, second, where)
+            facts["seconds.rebuild.compare"] = f"{time.monotonic() - compared:.1f}"
             facts["rebuild.reproducible"] = (
                 "yes" if facts["rebuild.digest"] == facts["image.digest"] else "no"
             )
@@ -620,8 +626,11 @@ def _build(
     fin = finalize_layout(
         dest, raw.top_digest, compression=policy.compression, level=policy.compression_level,
         force=policy.force_compression, epoch=ctx.epoch.value, model_paths=_model_paths(ctx),
-        stand_ins=stand_ins,
+        stand_ins=stand_ins, slim_dir=None if cold else ctx.shared.dir,
     )  # fmt: skip
+    # The secret scan reads these in place of the model-only layers (content-addressed: a slim
+    # is only ever used for the very layer it was made from).
+    slim_layers(ctx).update(fin.slims)
     seconds = {"buildx": built - started, "finalize": time.monotonic() - built}
     return replace(
         _read_output(dest, meta, result, fin), seconds=seconds, model_layers=fin.model_layers

@@ -98,8 +98,9 @@ def collect(view: ImageView) -> list[Finding]:
     cache_dir = resolve_cache_dir(ctx.policy.policy.trivy.db, ctx.options.context)
     prepare_cache_dir(cache_dir)
     work = Path(tempfile.mkdtemp(prefix="secrets-", dir=fsio.ensure_dir(ctx.work_dir)))
-    single = single_manifest_layout(view.layout, view.digest, work / "input")
-    ctx.progress(GATE, f"scanning the layers for secrets ({view.platform})")
+    single, aliases = _input(view, work / "input")
+    slimmed = f", {len(aliases)} model layer(s) without their weights" if aliases else ""
+    ctx.progress(GATE, f"scanning the layers for secrets ({view.platform}{slimmed})")
     # cwd: the private directory, so that no trivy.yaml / .trivyignore of the build context
     # (Trivy reads them from the working directory) changes the rules; the environment: no
     # TRIVY_* (see the module doc).
@@ -119,11 +120,40 @@ def collect(view: ImageView) -> list[Finding]:
             raise ToolError(e.message) from None
         text = data.decode("utf-8", errors="replace")
         del data
-        return parse_secrets(text, view, attribution(view), config_target=single.name)
+        return parse_secrets(text, view, attribution(view), config_target=single.name,
+                             aliases=aliases)  # fmt: skip
     finally:
         # The report holds the matched secrets: gone as soon as it is parsed (or the run
         # failed).
         fsio.remove(report)
+
+
+def _input(view: ImageView, dest: Path) -> tuple[Path, dict[str, str]]:
+    """The one-image layout Trivy scans, and the diff_ids it reports for slim layers mapped to
+    the layers' own. A layer that holds only model files is given as its slim layer when the
+    build made one in this run (:class:`~modelseal.imagebuild.finalize.SlimLayer`: the weights
+    that Trivy would skip as binary left out, so they are not decompressed again); otherwise,
+    or when the slim layers cannot be linked there, the image as it is."""
+    from modelseal.postbuild import slim_layers
+    from modelseal.scanview import scan_layout
+
+    layers = view.manifest.get("layers") or []
+    slims = slim_layers(view.ctx)
+    replace = {str(d.get("digest")): slims[str(d.get("digest"))] for d in layers
+               if isinstance(d, dict) and str(d.get("digest")) in slims}  # fmt: skip
+    if replace:
+        made = scan_layout(view.layout, view.digest, dest, platform=view.platform, replace=replace)
+        if made is not None:
+            rootfs = view.config.get("rootfs")
+            diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+            aliases = {
+                slim.digest: str(diff_ids[k])
+                for k, d in enumerate(layers)
+                if isinstance(diff_ids, list) and k < len(diff_ids) and isinstance(d, dict)
+                and (slim := replace.get(str(d.get("digest")))) is not None
+            }  # fmt: skip
+            return made, aliases
+    return single_manifest_layout(view.layout, view.digest, dest), {}
 
 
 def _text(value: object) -> str:
@@ -131,11 +161,13 @@ def _text(value: object) -> str:
 
 
 def parse_secrets(
-    text: str, view: ImageView, at: Attribution, *, config_target: str
-) -> list[Finding]:
+    text: str, view: ImageView, at: Attribution, *, config_target: str,
+    aliases: Mapping[str, str] | None = None,
+) -> list[Finding]:  # fmt: skip
     """Findings from Trivy's JSON report, without the matched text (see the module doc).
     Trivy also scans the image config (environment, labels, the history's commands), reported
-    with the image's name (``config_target``, the layout directory) and no layer."""
+    with the image's name (``config_target``, the layout directory) and no layer. ``aliases``:
+    a slim layer's diff_id → the diff_id of the layer it stands for."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -163,7 +195,7 @@ def parse_secrets(
                 if target == config_target and not _diff_id(s):
                     out.append(_config_finding(view, s))
                 else:
-                    out.append(_finding(view, at, target, s, layer_of))
+                    out.append(_finding(view, at, target, s, layer_of, aliases or {}))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise GateError(
             f"trivy's secret report has an unexpected shape ({type(e).__name__})."
@@ -204,12 +236,13 @@ def _config_finding(view: ImageView, s: Mapping[str, Any]) -> Finding:
 
 
 def _finding(view: ImageView, at: Attribution, target: str, s: Mapping[str, Any],
-             layer_of: Mapping[str, int]) -> Finding:  # fmt: skip
+             layer_of: Mapping[str, int], aliases: Mapping[str, str]) -> Finding:  # fmt: skip
     path = "/" + target.lstrip("/")
     rule = _text(s.get("RuleID") or "unknown")
     title = _text(s.get("Title") or rule)
     line = s.get("StartLine")
     diff_id = _diff_id(s)
+    diff_id = aliases.get(diff_id, diff_id)
     index = layer_of.get(diff_id, -1)
     severity = _severity(s)
     evidence = {"platform": view.platform, "rule": rule, "category": _text(s.get("Category") or "")}
