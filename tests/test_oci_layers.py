@@ -177,3 +177,21 @@ def test_the_forward_reader_never_seeks_back(tmp_path: Path) -> None:
         assert forward.read(10) == b"x" * 10
         with pytest.raises(OSError, match="cannot seek back"):
             forward.seek(0)
+
+
+@pytest.mark.parametrize("kind", ["zstd", "gzip"])
+@pytest.mark.parametrize("padding", [0, 20_000, 900_000])
+def test_a_flipped_byte_in_stored_weights_is_found_at_the_stream_end(
+    tmp_path: Path, kind: str, padding: int
+) -> None:
+    # Random weights are stored as they are (zstd raw blocks, deflate stored blocks): a flipped
+    # byte decompresses "fine" and only the stream's checksum at its end (zstd's frame
+    # checksum, gzip's CRC-32) finds it, after the tar's end-of-archive blocks (and whatever
+    # padding a writer put after them), which the tar reader itself never needs.
+    tar = layer(M("app/model/w.bin", data=os.urandom(BIG))) + bytes(padding)
+    blob = bytearray(_compress(kind, tar))
+    blob[len(blob) // 3] ^= 0x01
+    layout, digest = make_layout(tmp_path / "oci", [bytes(blob)])
+    with pytest.raises(GateError) as caught:
+        ImageFs.build(layout, digest, hash_paths=lambda p: True)
+    assert hashlib.sha256(blob).hexdigest()[:12] in caught.value.message

@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelseal.errors import GateError
-from modelseal.oci import DIGEST_RE, OciLayout, member_chunks, open_layer, stream_tar
+from modelseal.oci import (
+    DIGEST_RE,
+    OciLayout,
+    member_chunks,
+    open_layer,
+    read_to_end,
+    stream_tar,
+)
 
 #: Layers one image may have (overlayfs mounts at most 500 lower directories).
 MAX_LAYERS = 500
@@ -246,6 +253,8 @@ class ImageFs:
                     with self._reading(layer):
                         member = tar.next()
                     if member is None:
+                        with self._reading(layer):
+                            read_to_end(stream)
                         return
                     # tarfile would keep every TarInfo in memory (typeshed omits the list).
                     tar.members.clear()  # type: ignore[attr-defined]

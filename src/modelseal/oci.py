@@ -434,6 +434,22 @@ class _Forward:
             yield chunk
 
 
+#: Bytes read past a layer tar's end-of-archive blocks to reach the end of its compressed
+#: stream (:func:`read_to_end`); tar writers pad to at most 10 KiB records.
+MAX_TRAILER = 1 << 20
+
+
+def read_to_end(stream: IO[bytes]) -> None:
+    """Read what follows a layer tar's end-of-archive blocks, up to :data:`MAX_TRAILER`, so
+    that the compressed stream's own checks run at its end — zstd's exit status (its frame
+    checksum), gzip's CRC-32 and length — as a runtime reading the layer whole for its
+    diff_id checks them: a flipped byte in random weights (stored as they are, both in zstd and
+    in deflate) is found only there. More than that left is not read (and not refused)."""
+    left = MAX_TRAILER
+    while left > 0 and (data := stream.read(min(left, _READ))):
+        left -= len(data)
+
+
 def stream_tar(stream: IO[bytes], **kwargs: Any) -> tarfile.TarFile:
     """A :class:`tarfile.TarFile` reading ``stream`` (an :func:`open_layer` stream) from start
     to end, once: tarfile's reader over :class:`_Forward` — the same member parsing and checks
