@@ -5,7 +5,8 @@ blob.
 
 Setup (in ``/var/tmp``, removed at the end): one tar with a single file ``app/model/w.bin`` of
 ``--size-mib`` MiB of random bytes (weights look random), compressed once with ``zstd -1`` and
-once with gzip (stored blocks, what any gzip level makes of random bytes), each blob the one layer of an image manifest of an OCI layout.
+once with gzip (stored blocks, what any gzip level makes of random bytes), each blob the one
+layer of an image manifest of an OCI layout.
 
 Measured, interleaved round by round (``--rounds``), each in a process of its own (wall time,
 peak RSS from the launcher of _common):
@@ -22,9 +23,9 @@ python    the least Python can do: zlib + hashlib in 1 MiB steps (gzip), or ``zs
           piped into hashlib (zstd) — GNU gzip inflates at a fraction of zlib's speed, so
           for gzip this, not the pipes, is the floor
 
-The digests both print are checked (the file's, the tar's) (a fast wrong answer is a failure). Prints each
-round and the median, with the ratios of the build to each floor (the floors' times include
-starting their processes, a few tens of ms).
+Every digest printed is checked (the file's from ImageFs, the tar's from the floors: a fast
+wrong answer is a failure). Prints each round and the median, with the ratios of the build to
+each floor (the floors' times include starting their processes, a few tens of ms).
 
 ``--baseline SRC`` also times another source tree's ImageFs in the same rounds (before/after).
 
@@ -243,11 +244,14 @@ def main() -> int:
                         res["seconds"], res["cpu"], wall, rss, floor_s, floor_cpu, ossl_s,
                         ossl_cpu, py_s, py_cpu,
                     ))  # fmt: skip
-                    print(f"round {r + 1} {kind} {label}: {res['seconds']:.2f} s (wall {wall:.2f} s, "
-                          f"CPU {res['cpu']:.2f} s, peak RSS {rss:.0f} MiB), floor {floor_s:.2f} s "
-                          f"({res['seconds'] / floor_s:.2f}x, CPU {floor_cpu:.2f} s), openssl {ossl_s:.2f} s "
-                          f"({res['seconds'] / ossl_s:.2f}x, CPU {ossl_cpu:.2f} s), python {py_s:.2f} s "
-                          f"({res['seconds'] / py_s:.2f}x, CPU {py_cpu:.2f} s)", flush=True)  # fmt: skip
+                    took = res["seconds"]
+                    print(
+                        f"round {r + 1} {kind} {label}: {took:.2f} s (wall {wall:.2f} s, CPU "
+                        f"{res['cpu']:.2f} s, peak RSS {rss:.0f} MiB); floor {floor_s:.2f} s "
+                        f"({took / floor_s:.2f}x, CPU {floor_cpu:.2f} s), openssl {ossl_s:.2f} s "
+                        f"({took / ossl_s:.2f}x, CPU {ossl_cpu:.2f} s), python {py_s:.2f} s "
+                        f"({took / py_s:.2f}x, CPU {py_cpu:.2f} s)", flush=True,
+                    )  # fmt: skip
         print(f"\nmedian of {args.rounds} rounds, {args.size_mib} MiB:")
         print("wall seconds (CPU seconds, the process and its children); ratios of wall times")
         print(f"{'layer':<6}{'tree':<10}{'build':>14}{'RSS MiB':>9}{'floor':>14}{'ratio':>7}"
