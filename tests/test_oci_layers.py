@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tests.support.layouts import M, layer, make_layout
@@ -195,3 +196,31 @@ def test_a_flipped_byte_in_stored_weights_is_found_at_the_stream_end(
     with pytest.raises(GateError) as caught:
         ImageFs.build(layout, digest, hash_paths=lambda p: True)
     assert hashlib.sha256(blob).hexdigest()[:12] in caught.value.message
+
+
+def test_many_tiny_gzip_members_cost_what_their_bytes_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hostile blob of 20,000 empty gzip members: each member's leftover input must not be
+    # handed to zlib (and copied by it) whole again, which made reading quadratic in the
+    # members per MiB read.
+    fed = [0]
+
+    class Counting:
+        def __init__(self, wbits: int) -> None:
+            self._z = zlib.decompressobj(wbits)
+
+        def decompress(self, data: bytes, limit: int) -> bytes:
+            fed[0] += len(data)
+            return self._z.decompress(data, limit)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._z, name)
+
+    monkeypatch.setattr(oci, "zlib", SimpleNamespace(decompressobj=Counting, error=zlib.error))
+    blob = gzip.compress(b"x" * 1000, mtime=0) + gzip.compress(b"", mtime=0) * 20_000
+    (tmp_path / "blob").write_bytes(blob + bytes(5))
+    assert _read_all(tmp_path / "blob", "", 512) == b"x" * 1000
+    # At most one first feed per member (then doubling), not the rest of the read each time.
+    bound = len(blob) + 20_001 * oci._FIRST_FEED
+    assert fed[0] <= bound, f"{fed[0]} bytes given to zlib for a {len(blob)}-byte blob"

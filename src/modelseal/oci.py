@@ -303,10 +303,16 @@ class _Gunzip(io.RawIOBase):
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self._z = zlib.decompressobj(_GZIP_WBITS)
-        self._pending = b""  # compressed bytes read but not yet given to zlib
+        # Compressed bytes read from the file (up to 1 MiB) and how far zlib took them. zlib
+        # gets a slice: its own copies of what it leaves (unused_data at a member's end,
+        # unconsumed_tail) are at most one slice, which starts small with each member and
+        # doubles, so that thousands of tiny members cost no more than one large one.
+        self._in = memoryview(b"")
+        self._at = 0
+        self._feed = _FIRST_FEED
         self._done = False
         # Decompressed bytes not yet read: small reads (tar headers, small files) are served
-        # from here, so that zlib is called, and keeps its unread input, once per MiB.
+        # from here, so that zlib is called once per MiB.
         self._buf = b""
         self._off = 0
 
@@ -347,9 +353,15 @@ class _Gunzip(io.RawIOBase):
         while not self._done:
             if self._z.eof and not self._next_member():
                 break
-            data = self._pending or self._z.unconsumed_tail or self._raw.read(_READ)
-            self._pending = b""
+            if self._at >= len(self._in):
+                self._in, self._at = memoryview(self._raw.read(_READ)), 0
+            data = self._in[self._at : self._at + self._feed]
             out = self._z.decompress(data, limit)
+            # What zlib left of the slice is read again from the slice, not from its copies
+            # (at a member's end, unconsumed_tail may still hold the same bytes as unused_data).
+            left = self._z.unused_data if self._z.eof else self._z.unconsumed_tail
+            self._at += len(data) - len(left)
+            self._feed = min(2 * self._feed, _READ)
             if out:
                 return out
             if not data and not self._z.eof:
@@ -359,17 +371,17 @@ class _Gunzip(io.RawIOBase):
     def _next_member(self) -> bool:
         """After a member's end: skip zero padding; start the next member if one follows
         (a new decompressor checks its header), or mark the end."""
-        rest = self._z.unused_data
         while True:
-            rest = rest.lstrip(b"\0")
-            if rest:
+            nonzero = _NONZERO.search(self._in, self._at)
+            if nonzero is not None:
+                self._at = nonzero.start()
                 break
-            rest = self._raw.read(_READ)
-            if not rest:
+            self._in, self._at = memoryview(self._raw.read(_READ)), 0
+            if not self._in:
                 self._done = True
                 return False
         self._z = zlib.decompressobj(_GZIP_WBITS)
-        self._pending = rest
+        self._feed = _FIRST_FEED
         return True
 
     def close(self) -> None:
@@ -383,6 +395,9 @@ class _Gunzip(io.RawIOBase):
 
 #: zlib's window bits for a gzip header and trailer (CRC-32 and length checked by zlib).
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+#: Compressed bytes given to zlib first for each gzip member (then twice as many each call).
+_FIRST_FEED = 256
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 class _Forward:
