@@ -38,10 +38,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from modelseal.errors import GateError
-from modelseal.oci import DIGEST_RE, OciLayout, open_layer
+from modelseal.oci import (
+    DIGEST_RE,
+    OciLayout,
+    member_chunks,
+    open_layer,
+    read_to_end,
+    stream_tar,
+)
 
 #: Layers one image may have (overlayfs mounts at most 500 lower directories).
 MAX_LAYERS = 500
@@ -238,17 +245,18 @@ class ImageFs:
             stream = open_layer(self.layout.blob(digest), media)
         with stream:
             with self._reading(layer):
-                tar = tarfile.open(  # noqa: SIM115 (closed below)
-                    fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo, encoding="utf-8",
-                    errors="surrogateescape",
-                )  # fmt: skip
+                tar = stream_tar(
+                    stream, tarinfo=_BoundedTarInfo, encoding="utf-8", errors="surrogateescape"
+                )
             with tar:
                 for ordinal in itertools.count():
                     with self._reading(layer):
                         member = tar.next()
                     if member is None:
+                        with self._reading(layer):
+                            read_to_end(stream)
                         return
-                    # Stream mode would keep every TarInfo in memory (typeshed omits the list).
+                    # tarfile would keep every TarInfo in memory (typeshed omits the list).
                     tar.members.clear()  # type: ignore[attr-defined]
                     yield ordinal, member, tar
 
@@ -262,13 +270,12 @@ class ImageFs:
             ) from None
 
     def _chunks(self, layer: int, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
-        """A regular member's content, 1 MiB at a time."""
-        with self._reading(layer):
-            f: IO[bytes] | None = tar.extractfile(member)
-        while f is not None:
+        """A regular member's content, 1 MiB at a time (the last chunk shorter)."""
+        chunks = member_chunks(tar, member, _CHUNK)
+        while True:
             with self._reading(layer):
-                chunk = f.read(_CHUNK)
-            if not chunk:
+                chunk = next(chunks, None)
+            if chunk is None:
                 return
             yield chunk
 

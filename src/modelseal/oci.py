@@ -7,13 +7,14 @@ purl. An image's resolved filesystem is :mod:`modelseal.imagefs`.
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import hashlib
 import io
 import json
 import os
 import re
 import tarfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +205,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def open_layer(path: Path, media_type: str) -> IO[bytes]:
     """A layer blob's tar stream (gunzipped when gzip, through ``zstd -dc`` when zstd, by the
-    media type or the blob's magic number); closing it closes the file. A zstd stream that
-    turns out corrupt raises :class:`GateError` at its end."""
+    media type or the blob's magic number); closing it closes the file. A compressed stream
+    that turns out corrupt or truncated raises (:class:`GateError` from zstd at its end,
+    ``zlib.error`` / ``EOFError`` from gzip). ``read(n)`` returns ``n`` bytes unless the
+    stream ends first, copied as little as the source allows (see :func:`stream_tar`)."""
     raw = path.open("rb")
     # pread leaves the file's offset at 0: the zstd tool reads the descriptor itself, and a
     # buffered read-and-seek-back would not move its offset back.
@@ -215,6 +218,11 @@ def open_layer(path: Path, media_type: str) -> IO[bytes]:
     if head[:2] == _GZIP_MAGIC:
         return _Gunzip(raw)  # type: ignore[return-value]
     return raw
+
+
+#: Bytes of a read from a pipe or a compressed blob: large reads, few calls (a GB-sized model
+#: layer is read in MiB steps, never 8 KiB ones).
+_READ = 1 << 20
 
 
 class _Unzstd(io.RawIOBase):
@@ -235,16 +243,29 @@ class _Unzstd(io.RawIOBase):
             raw.close()
             raise GateError(f"layer {name} is zstd-compressed: {e.message}", hint=e.hint) from None
         assert self._proc.stdout is not None
-        self._out = self._proc.stdout
+        self._out = self._proc.stdout  # a BufferedReader over the pipe
+        _widen_pipe(self._out.fileno())
 
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1) -> bytes:
+        """``size`` bytes (fewer only at the end), straight from the pipe's BufferedReader:
+        a large read fills the result in place, with no copy in between."""
+        data = self._out.read(-1 if size is None else size)
+        if size != 0 and len(data) != size:
+            self._check_end()
+        return data
+
     def readinto(self, buffer: Any) -> int:
         n = self._out.readinto(buffer)  # type: ignore[attr-defined]  # a BufferedReader
-        if not n and self._proc.wait() != 0:
-            raise GateError(f"layer {self._name}: zstd could not decompress it (corrupt blob).")
+        if not n:
+            self._check_end()
         return n or 0
+
+    def _check_end(self) -> None:
+        if self._proc.wait() != 0:
+            raise GateError(f"layer {self._name}: zstd could not decompress it (corrupt blob).")
 
     def close(self) -> None:
         if self.closed:
@@ -259,18 +280,210 @@ class _Unzstd(io.RawIOBase):
             super().close()
 
 
-class _Gunzip(gzip.GzipFile):
-    """A GzipFile that also closes the file it reads (GzipFile leaves a passed fileobj open)."""
+def _widen_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer (Linux ``F_SETPIPE_SZ``, at most ``pipe-max-size``): the
+    tool then writes, and this process reads, in far fewer steps than through the default
+    64 KiB. Best effort: where refused, the pipe keeps its size."""
+    import fcntl
+
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, setpipe, _READ)
+
+
+class _Gunzip(io.RawIOBase):
+    """A gzip layer decompressed in process with zlib, as :class:`gzip.GzipFile` reads it
+    (members one after another, zero padding between or after them, each member's CRC-32 and
+    length checked) but in large steps: GzipFile (3.11) reads its file 8 KiB at a time through
+    two Python layers, a fraction of zlib's speed on a GB-sized layer. Memory is bounded by
+    the read size (output is limited per call, whatever the compression ratio). Closing it
+    closes the file. A truncated stream is an :class:`EOFError`, a corrupt one a
+    ``zlib.error``."""
 
     def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__(fileobj=raw, mode="rb")
         self._raw = raw
+        self._z = zlib.decompressobj(_GZIP_WBITS)
+        # Compressed bytes read from the file (up to 1 MiB) and how far zlib took them. zlib
+        # gets a slice: its own copies of what it leaves (unused_data at a member's end,
+        # unconsumed_tail) are at most one slice, which starts small with each member and
+        # doubles, so that thousands of tiny members cost no more than one large one.
+        self._in = memoryview(b"")
+        self._at = 0
+        self._feed = _FIRST_FEED
+        self._done = False
+        # Decompressed bytes not yet read: small reads (tar headers, small files) are served
+        # from here, so that zlib is called once per MiB.
+        self._buf = b""
+        self._off = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """``size`` bytes (fewer only at the end); all the rest when ``size`` is negative."""
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(_READ), b""))
+        parts: list[bytes] = []
+        need = size
+        while need > 0:
+            if self._off < len(self._buf):
+                piece = self._buf[self._off : self._off + need]
+                self._off += len(piece)
+            elif need >= _READ:
+                piece = self._next(need)  # straight from zlib, no copy
+            else:
+                self._buf, self._off = self._next(_READ), 0
+                if not self._buf:
+                    break
+                continue
+            if not piece:
+                break
+            parts.append(piece)
+            need -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        with memoryview(buffer) as view, view.cast("B") as out:
+            data = self.read(len(out))
+            out[: len(data)] = data
+        return len(data)
+
+    def _next(self, limit: int) -> bytes:
+        """Up to ``limit`` decompressed bytes; empty at the end of the last member."""
+        while not self._done:
+            if self._z.eof and not self._next_member():
+                break
+            if self._at >= len(self._in):
+                self._in, self._at = memoryview(self._raw.read(_READ)), 0
+            data = self._in[self._at : self._at + self._feed]
+            out = self._z.decompress(data, limit)
+            # What zlib left of the slice is read again from the slice, not from its copies
+            # (at a member's end, unconsumed_tail may still hold the same bytes as unused_data).
+            left = self._z.unused_data if self._z.eof else self._z.unconsumed_tail
+            self._at += len(data) - len(left)
+            self._feed = min(2 * self._feed, _READ)
+            if out:
+                return out
+            if not data and not self._z.eof:
+                raise EOFError("the gzip stream ends before its end marker (truncated layer)")
+        return b""
+
+    def _next_member(self) -> bool:
+        """After a member's end: skip zero padding; start the next member if one follows
+        (a new decompressor checks its header), or mark the end."""
+        while True:
+            nonzero = _NONZERO.search(self._in, self._at)
+            if nonzero is not None:
+                self._at = nonzero.start()
+                break
+            self._in, self._at = memoryview(self._raw.read(_READ)), 0
+            if not self._in:
+                self._done = True
+                return False
+        self._z = zlib.decompressobj(_GZIP_WBITS)
+        self._feed = _FIRST_FEED
+        return True
 
     def close(self) -> None:
+        if self.closed:
+            return
         try:
-            super().close()
-        finally:
             self._raw.close()
+        finally:
+            super().close()
+
+
+#: zlib's window bits for a gzip header and trailer (CRC-32 and length checked by zlib).
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+#: Compressed bytes given to zlib first for each gzip member (then twice as many each call).
+_FIRST_FEED = 256
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+class _Forward:
+    """A layer's tar stream as a forward-only file for :mod:`tarfile`'s random-access reader:
+    ``tell``, ``read`` and ``seek`` ahead (skipping by reading). Stream mode (``"r|"``) would
+    copy the whole stream through a 10 KiB buffer, joined and sliced again for every read, and
+    its buffer once per small member; here every read goes straight to the source."""
+
+    def __init__(self, src: IO[bytes]) -> None:
+        self._src = src
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            raise ValueError("a layer is read in bounded steps")
+        data = self._src.read(size)
+        if 0 < len(data) < size:  # a short read before the end (a raw pipe): fill it
+            parts = [data]
+            got = len(data)
+            while got < size and (more := self._src.read(size - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence != 0 or pos < self._pos:
+            # tarfile never seeks back on a member it read within bounds (see TarFile.next)
+            raise OSError(f"a layer stream cannot seek back (to {pos} from {self._pos})")
+        while self._pos < pos:
+            if not self.read(min(pos - self._pos, _READ)):
+                break  # at the end: the next read finds it (as a truncated archive)
+        return self._pos
+
+    def member_chunks(self, member: tarfile.TarInfo, size: int) -> Iterator[bytes]:
+        """A regular, non-sparse member's content in chunks of ``size`` bytes (the last one
+        shorter); the content ending early is a :class:`tarfile.ReadError`."""
+        self.seek(member.offset_data)
+        left = member.size
+        while left:
+            chunk = self.read(min(left, size))
+            if not chunk:
+                raise tarfile.ReadError("unexpected end of data")
+            left -= len(chunk)
+            yield chunk
+
+
+#: Bytes read past a layer tar's end-of-archive blocks to reach the end of its compressed
+#: stream (:func:`read_to_end`); tar writers pad to at most 10 KiB records.
+MAX_TRAILER = 1 << 20
+
+
+def read_to_end(stream: IO[bytes]) -> None:
+    """Read what follows a layer tar's end-of-archive blocks, up to :data:`MAX_TRAILER`, so
+    that the compressed stream's own checks run at its end — zstd's exit status (its frame
+    checksum), gzip's CRC-32 and length — as a runtime reading the layer whole for its
+    diff_id checks them: a flipped byte in random weights (stored as they are, both in zstd and
+    in deflate) is found only there. More than that left is not read (and not refused)."""
+    left = MAX_TRAILER
+    while left > 0 and (data := stream.read(min(left, _READ))):
+        left -= len(data)
+
+
+def stream_tar(stream: IO[bytes], **kwargs: Any) -> tarfile.TarFile:
+    """A :class:`tarfile.TarFile` reading ``stream`` (an :func:`open_layer` stream) from start
+    to end, once: tarfile's reader over :class:`_Forward` — the same member parsing and checks
+    as ``mode="r|"``, without its copying. A member's content can be read
+    (:func:`member_chunks`) until the next member is asked for."""
+    forward: Any = _Forward(stream)  # a file object as far as tarfile's reader goes
+    return tarfile.open(fileobj=forward, mode="r:", **kwargs)
+
+
+def member_chunks(tar: tarfile.TarFile, member: tarfile.TarInfo, size: int) -> Iterator[bytes]:
+    """The content of a regular member of a :func:`stream_tar` archive, ``size`` bytes at a
+    time (a sparse member through tarfile's own reader)."""
+    fileobj = tar.fileobj
+    if isinstance(fileobj, _Forward) and not member.sparse:
+        yield from fileobj.member_chunks(member, size)
+        return
+    f = tar.extractfile(member)
+    while f is not None and (chunk := f.read(size)):
+        yield chunk
 
 
 def _layer_members(
@@ -278,7 +491,7 @@ def _layer_members(
 ) -> Iterator[tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
     """Stream a layer's members as ``(name, member, tar)``; ``name`` has no leading ``./`` and
     no trailing ``/``. A member's content can be read until the next one is asked for."""
-    with open_layer(path, media_type) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+    with open_layer(path, media_type) as stream, stream_tar(stream) as tar:
         for member in tar:
             yield member.name.removeprefix("./").rstrip("/"), member, tar
 
@@ -287,9 +500,8 @@ def _hash_content(
     tar: tarfile.TarFile, member: tarfile.TarInfo, sink: IO[bytes] | None = None
 ) -> str:
     """The sha256 of a regular member's content, read 1 MiB at a time (and copied to ``sink``)."""
-    f = tar.extractfile(member)
     h = hashlib.sha256()
-    while f is not None and (chunk := f.read(1 << 20)):
+    for chunk in member_chunks(tar, member, _READ):
         h.update(chunk)
         if sink is not None:
             sink.write(chunk)
