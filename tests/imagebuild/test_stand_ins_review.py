@@ -229,3 +229,48 @@ def test_review_blocker_sees_these_readers(tmp_path: Path, dockerfile: str) -> N
     ctx = _context(tmp_path, dockerfile)
     df = parse_dockerfile(dockerfile, "Dockerfile")
     assert standins.blocker(df, ctx, {}) is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a '//syntax=' first line (BuildKit's DetectSyntax reads it) is no frontend "
+    "to the parser, so another frontend builds with stand-ins",
+)
+def test_review_a_syntax_directive_with_slashes_blocks_them(tmp_path: Path) -> None:
+    """BuildKit's DetectSyntax looks for the syntax directive with a ``#`` comment, then in a
+    JSON document, then with a ``//`` comment: a Dockerfile whose first line is
+    ``//syntax=IMAGE`` is handed to that frontend (checked with this engine: buildx tries to
+    resolve the image named there, and fails with "unknown instruction" for ``//nothing=1``).
+    parse_dockerfile takes the line for an instruction before the first FROM, so
+    ``Dockerfile.syntax`` is None and :func:`blocker` lets the build use stand-ins."""
+    text = "//syntax=127.0.0.1:9/any/frontend:1\nFROM b\nCOPY model /m\n"
+    ctx = _context(tmp_path, text)
+    df = parse_dockerfile(text, "Dockerfile")
+    assert "frontend" in (standins.blocker(df, ctx, {}) or "")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: the finalizer opens the context path again by name; a parent directory "
+    "swapped for a symlink makes it read a file outside the context into the image",
+)
+def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> None:
+    """``StandIns.open`` guards only the last path component (O_NOFOLLOW). Between normalizing
+    and finalizing (the whole BuildKit build) a process that can write the workspace swaps
+    ``model/`` for a symbolic link to a directory outside the context (here ``home/.docker``),
+    and the finalizer copies that directory's ``config.json`` — registry credentials — into
+    the layer. Without stand-ins the build uses the copy made when the context was normalized."""
+    ctx = tmp_path / "ctx"
+    (ctx / "model").mkdir(parents=True)
+    (ctx / "model" / "config.json").write_bytes(_weights(5, MIB))
+    secret_dir = tmp_path / "home" / ".docker"
+    secret_dir.mkdir(parents=True)
+    (secret_dir / "config.json").write_bytes(b'{"auths": {"registry": {"auth": "c2VjcmV0"}}}\n')
+    si = standins.StandIns()
+    stand_in = si.add("model/config.json", ctx / "model" / "config.json")
+    assert stand_in is not None
+    (ctx / "model").rename(tmp_path / "moved")
+    (ctx / "model").symlink_to(secret_dir)
+    with pytest.raises(GateError, match=r"model/config\.json"):
+        b"".join(clamp_tar(io.BytesIO(_tar("app/config.json", stand_in)), EPOCH, "L",
+                           stand_ins=si))  # fmt: skip
