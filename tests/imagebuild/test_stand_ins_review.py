@@ -9,6 +9,7 @@ digest)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import tarfile
@@ -274,3 +275,30 @@ def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> Non
     with pytest.raises(GateError, match=r"model/config\.json"):
         b"".join(clamp_tar(io.BytesIO(_tar("app/config.json", stand_in)), EPOCH, "L",
                            stand_ins=si))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        'FROM b\nCOPY ["mo\\u0000del", "/m"]\nRUN x\n',
+        'FROM b\nCOPY ["mo\\ud800del", "/m"]\nRUN x\n',
+        "FROM b\nRUN --mount=type=bind,source=a\x00b,target=/x x\n",
+    ],
+    ids=["json-nul", "json-lone-surrogate", "mount-source-nul"],
+)
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a COPY/mount source with a NUL or a lone surrogate crashes blocker() "
+    "(ValueError/UnicodeEncodeError from os.lstat): exit 4 instead of a clear error",
+)
+def test_review_odd_source_names_do_not_crash_the_blocker(tmp_path: Path, dockerfile: str) -> None:
+    """``modelseal build`` on ``COPY ["mo\\u0000del", "/m"]`` ends "internal error: ValueError:
+    embedded null byte" (exit 4): _may_hold hands the name to os.lstat unchecked. Such a name
+    cannot be in the context; the blocker should answer (or raise a ConfigError naming the
+    line), as it does for any other missing source."""
+    from modelseal.errors import Error
+
+    ctx = _context(tmp_path, "FROM b\n")
+    df = parse_dockerfile(dockerfile, "Dockerfile")
+    with contextlib.suppress(Error):
+        standins.blocker(df, ctx, {})
