@@ -65,12 +65,13 @@ def _context(tmp_path: Path, dockerfile: str) -> Path:
 
 
 def _build(
-    ctx: Path, out: Path, base: str, stand_ins: bool, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, dict[str, str], str]:
+    ctx: Path, out: Path, base: str, stand_ins: bool, capsys: pytest.CaptureFixture[str],
+    compression: str = "zstd",
+) -> tuple[int, dict[str, str], str]:  # fmt: skip
     policy = out.parent / f"{out.name}.yml"
     policy.write_text(
         "version: 1\nbuild:\n  rebuild_check: never\n"
-        f"  stand_ins: {'true' if stand_ins else 'false'}\n"
+        f"  stand_ins: {'true' if stand_ins else 'false'}\n  compression: {compression}\n"
     )
     code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
                  "--source-date-epoch", str(EPOCH), "--build-context", f"base={base}"])  # fmt: skip
@@ -171,6 +172,28 @@ def test_review_stand_ins_leave_the_image_as_a_build_without_them(
         on.get("stand_ins"),
         on.get("stand_ins.not_used"),
     )
+
+
+@pytest.mark.engine
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a RUN the blocker lets through writes stand-in bytes the finalizer does not "
+    "recognize (not a whole 128-byte file): the stand-in ships in the image",
+)
+def test_review_a_stand_in_never_reaches_the_image(
+    engine: PrivateEngine, busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Any gap in the blocker (here the upper-case mount type) lets a RUN copy a stand-in into a
+    # file that is not exactly one stand-in; the finalizer only replaces whole 128-byte files.
+    ctx = _context(
+        tmp_path,
+        "FROM base\n"
+        "RUN --mount=type=BIND,target=/ctx cat /ctx/model/big.bin /ctx/model/big.bin > /twice\n",
+    )
+    code, facts, out = _build(ctx, tmp_path / "on", busybox_base, True, capsys, "uncompressed")
+    assert code == 0, out
+    blobs = (tmp_path / "on" / "oci" / "blobs" / "sha256").iterdir()
+    assert not [p.name for p in blobs if b"modelseal-stand-in:" in p.read_bytes()], facts
 
 
 # --- without an engine ---------------------------------------------------------------------------
