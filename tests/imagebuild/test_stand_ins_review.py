@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -194,6 +195,112 @@ def test_review_a_stand_in_never_reaches_the_image(
     assert code == 0, out
     blobs = (tmp_path / "on" / "oci" / "blobs" / "sha256").iterdir()
     assert not [p.name for p in blobs if b"modelseal-stand-in:" in p.read_bytes()], facts
+
+
+def _put(blobs: dict[str, bytes], data: bytes) -> dict[str, object]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blobs[digest] = data
+    return {"digest": digest, "size": len(data)}
+
+
+def _two_platform_archive(path: Path, name: str, onbuild_arm64: list[str]) -> str:
+    """An OCI archive for ``docker load``: an index of linux/amd64 (no ONBUILD triggers) and
+    linux/arm64 (``onbuild_arm64``), each one empty layer; returns the index digest."""
+    blobs: dict[str, bytes] = {}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("etc")
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, EPOCH
+        tar.addfile(info)
+    import gzip
+
+    diff_id = "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest()
+    gz = gzip.compress(buf.getvalue(), mtime=0)
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_put(blobs, gz)}
+    manifests = []
+    for arch, onbuild in (("amd64", None), ("arm64", onbuild_arm64)):
+        inner: dict[str, object] = {"Cmd": ["sh"], **({"OnBuild": onbuild} if onbuild else {})}
+        config = {"architecture": arch, "os": "linux", "config": inner,
+                  "rootfs": {"type": "layers", "diff_ids": [diff_id]}}  # fmt: skip
+        cdesc = _put(blobs, json.dumps(config).encode())
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cdesc},
+                    "layers": [layer]}  # fmt: skip
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          **_put(blobs, json.dumps(manifest).encode()),
+                          "platform": {"os": "linux", "architecture": arch}})  # fmt: skip
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": manifests}  # fmt: skip
+    idesc = _put(blobs, json.dumps(index).encode())
+    top = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", **idesc,
+        "annotations": {"io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": name.rpartition(":")[2]}}]}  # fmt: skip
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+                 "index.json": json.dumps(top).encode(),
+                 **{"blobs/sha256/" + d.removeprefix("sha256:"): b for d, b in blobs.items()}}  # fmt: skip
+        for member, data in files.items():
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime = len(data), EPOCH
+            tar.addfile(info, io.BytesIO(data))
+    return str(idesc["digest"])
+
+
+@pytest.mark.engine
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: _onbuild reads the base's triggers for the engine's own platform only; "
+    "building another platform runs that platform's ONBUILD triggers on stand-ins",
+)
+def test_review_onbuild_triggers_of_the_platform_built_block_them(
+    engine: PrivateEngine, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``docker image inspect`` (what _onbuild asks) shows the config of the engine's own
+    platform (amd64 here) of a multi-platform base pinned by digest; BuildKit (which resolves
+    the base from its registry, not from the image store, even with --pull=false) builds
+    ``--platform linux/arm64`` from the arm64 config, whose ``ONBUILD ADD model/archive.tar /x/`` unpacks the archive —
+    or, with stand-ins, copies a 128-byte stand-in that the finalizer turns into the archive
+    file: /x/archive.tar instead of /x/payload/… (no emulator needed: ADD runs nothing)."""
+    import subprocess
+
+    name = f"{registry}/review-onbuild:1"
+    digest = _two_platform_archive(tmp_path / "base.tar", name, ["ADD model/archive.tar /x/"])
+    # The base is in the engine's image store (what _onbuild inspects) and in the registry it
+    # names (what BuildKit resolves it from): the same index, the same digest.
+    load = subprocess.run(["docker", "load", "-i", str(tmp_path / "base.tar")],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert load.returncode == 0, load.stderr
+    push = subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                           f"oci-archive:{tmp_path / 'base.tar'}", f"docker://{name}"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert push.returncode == 0, push.stderr
+    inspect = subprocess.run(["docker", "image", "inspect", "--format", "{{json .Config.OnBuild}}",
+                              f"{name}@{digest}"], capture_output=True, text=True, check=False)  # fmt: skip
+    assert inspect.stdout.strip() == "null", inspect  # the engine's own platform: no triggers
+    ctx = _context(tmp_path, f"FROM {name}@{digest}\nCOPY small.txt /app/small.txt\n")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        data = _weights(7, 2 * MIB)
+        info = tarfile.TarInfo("payload/weights.bin")
+        info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
+        tar.addfile(info, io.BytesIO(data))
+    (ctx / "model" / "archive.tar").write_bytes(archive.getvalue())
+    digests = {}
+    for on in (False, True):
+        out = tmp_path / ("on" if on else "off")
+        policy = tmp_path / f"{out.name}.yml"
+        policy.write_text(
+            "version: 1\nbuild:\n  rebuild_check: never\n"
+            f"  stand_ins: {'true' if on else 'false'}\n"
+        )
+        code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
+                     "--source-date-epoch", str(EPOCH), "--platform", "linux/arm64"])  # fmt: skip
+        printed = capsys.readouterr()
+        assert code == 0, printed.out + printed.err
+        (gate,) = report_gates(read_report(out / "report.json")).values()
+        digests[on] = (gate["facts"]["image.digest"], gate["facts"].get("stand_ins"))
+    assert digests[True][0] == digests[False][0], digests
 
 
 # --- without an engine ---------------------------------------------------------------------------
