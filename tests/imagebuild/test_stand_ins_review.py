@@ -135,6 +135,22 @@ READERS = [
         "RUN --mount=type=cache,'\"from=w\"',target=/m " + _SUM + " /m/w/big.bin > /sum.txt\n",
         "a CSV-quoted mount field (\"from=w\") is not parsed as BuildKit's CSV reader does",
     ),
+    # parseMount takes "from=" (empty) as no stage: the build context. _mount_blocker takes a
+    # present from= for a stage name, finds no tainted stage called "", and lets it through.
+    _case(
+        "mount-empty-from",
+        "FROM base\n"
+        f"RUN --mount=type=bind,from=,target=/ctx {_SUM} /ctx/model/big.bin > /sum.txt\n",
+        "RUN --mount=from=, (empty: the build context to BuildKit) is taken for a stage",
+    ),
+    # parseMount applies the fields in order (the last of source/src wins); _mount_blocker
+    # prefers "source" whatever the order, so "source=small.txt,src=model" mounts model/.
+    _case(
+        "mount-src-after-source",
+        "FROM base\n"
+        f"RUN --mount=type=bind,source=small.txt,src=model,target=/m {_SUM} /m/big.bin > /sum.txt\n",
+        "RUN --mount=source=A,src=B mounts B (the last wins); the blocker looks at A",
+    ),
     # BuildKit reads the stage's /etc/passwd to resolve --chown=NAME (and USER NAME for WORKDIR
     # and COPY): a big /etc/passwd copied from the context is a stand-in by then, "app" is not
     # found, and BuildKit silently makes the file root's (uid 0 instead of 1234).
