@@ -107,6 +107,15 @@ READERS = [
         f"RUN {_SUM} /app/big.bin > /app/sum.txt\n",
         "COPY <<EOF model/big.bin /dst is taken for a heredoc only; a RUN then reads a stand-in",
     ),
+    # "COPY --from=" (empty) copies from the build context, as no --from does; the blocker
+    # takes any --from for a stage or image and does not look at the sources.
+    _case(
+        "copy-empty-from",
+        "FROM base\n"
+        "COPY --from= model/ /app/\n"
+        f"RUN {_SUM} /app/big.bin > /app/sum.txt\n",
+        "COPY --from= (empty: the build context) is taken for a stage; its sources are not looked at",
+    ),
     # With "# escape=`" the backtick escapes in COPY sources: "mo`del" is "model" to BuildKit,
     # a missing path to _may_hold (which treats only a backslash as an escape).
     _case(
