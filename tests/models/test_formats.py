@@ -209,6 +209,40 @@ def test_looks_like_pickle_prefix_vs_complete() -> None:
     assert looks_like_pickle(b"\x80\x05anything", complete=True)
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_opcode_walk_agrees_with_pickletools_at_every_cut(tmp_path: Path, protocol: int) -> None:
+    """The detection walk steps over fixed-width arguments it does not keep (floats, ints,
+    memo indexes) without decoding them: at every cut of the stream, and within every read
+    budget, it must still count exactly the opcodes pickletools reads whole, keep the same
+    first values, and say whether the bytes or the budget ended it."""
+    import pickletools
+
+    from modelseal.models.bytesource import ByteSource
+    from modelseal.models.formats import _walk_pickle, _walk_source
+
+    data = pickle.dumps(
+        {"w": [0.5, -1.25, 3.0], "n": [1, 300, 70000, -5, 2**40], "s": "x" * 30}, protocol
+    )
+    ops = list(pickletools.genops(data))
+    ends = [pos for _, _, pos in ops[1:]] + [len(data)]  # where each opcode ends
+    memo = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}
+    for cut in range(1, len(data) + 1):
+        walk = _walk_pickle(data[:cut], complete=False)
+        whole = [op for (op, _, _), end in zip(ops, ends, strict=True) if end <= cut]
+        assert walk.ops == len(whole), cut
+        kept = [(op.name, arg) for op, arg, _ in ops if op.name not in memo][:4]
+        assert walk.values == tuple(kept[: len([o for o in whole if o.name not in memo])]), cut
+        assert walk.cut == ("" if cut == len(data) else "prefix"), cut
+        assert walk.stopped == (cut == len(data))
+    path = tmp_path / "walk.pkl"
+    path.write_bytes(data)
+    for budget in range(1, len(data) + 2):
+        with ByteSource(path) as src:
+            walk = _walk_source(src, limit=budget)
+        assert walk.ops == len([e for e in ends if e <= budget]), budget
+        assert walk.cut == ("window" if budget < len(data) else ""), budget
+
+
 # joblib -------------------------------------------------------------------------------------
 
 
