@@ -154,6 +154,17 @@ _WALK_OPS: Final = {
     )
     for op in pickletools.opcodes
 }  # fmt: skip
+#: Opcode byte → 1 + its argument's width for the opcodes that, once a walk keeps no more values,
+#: change nothing but the count (no import, call, STOP, PROTO or variable-length argument); 0
+#: for every other byte.
+_PLAIN_STEP: Final = tuple(
+    1 + _WALK_OPS[b][2]
+    if b in _WALK_OPS
+    and (_WALK_OPS[b][1] is None or _WALK_OPS[b][2])
+    and _WALK_OPS[b][0] not in {"PROTO", "GLOBAL", "INST", "STOP"} | _CALL_OPS | _IMPORT_OPS
+    else 0
+    for b in range(256)
+)
 #: The block a walk reads at once (what :class:`ByteSource` caches anyway).
 _CURSOR_BLOCK: Final = 64 << 10
 
@@ -255,6 +266,21 @@ def _walk_source(
     values: list[tuple[str, object]] = []
     try:
         while True:
+            if len(values) >= 4:
+                # A run of plain opcodes (floats, ints, appends, memo) within the block and the
+                # budget: each only counts. The rest, and what runs past either, go below.
+                block, i = cur.block, cur.pos - cur.block_start
+                if i >= 0:
+                    end = min(len(block), i + cur.budget)
+                    run_start = i
+                    while i < end:
+                        step = _PLAIN_STEP[block[i]]
+                        if not step or i + step > end:
+                            break
+                        i += step
+                        ops += 1
+                    cur.pos += i - run_start
+                    cur.budget -= i - run_start
             # The opcode byte: cur.read(1) inlined (the walk's hot path, ~10^5 times a scan).
             off = cur.pos - cur.block_start
             if cur.budget > 0 and 0 <= off < len(cur.block):
