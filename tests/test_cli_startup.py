@@ -305,3 +305,22 @@ def test_other_scan_limits_over_many_files_leave_no_process_behind(tmp_path: Pat
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads(proc.stdout)["files"]) == 1100
+
+
+def test_the_scan_collects_garbage_but_not_what_the_start_up_made() -> None:
+    """The start-up runs without the cycle collector (_cli.entry); the scan turns it back on
+    with everything made so far frozen (pydantic's models, the modules), so that collections
+    do not walk it again and again. With the collector already on, nothing is frozen."""
+    code = (
+        "import gc, json\n"
+        "from modelseal.models.cli import _collect_garbage_from_now_on as on\n"
+        "on(); first = (gc.isenabled(), gc.get_freeze_count())\n"
+        "gc.disable(); import pydantic.main; on()\n"
+        "print(json.dumps([first, [gc.isenabled(), gc.get_freeze_count()]]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    (on_before, frozen_before), (on_after, frozen_after) = json.loads(proc.stdout)
+    assert on_before and frozen_before == 0
+    assert on_after and frozen_after > 10_000
