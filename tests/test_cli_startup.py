@@ -136,6 +136,7 @@ def spy(self, items, work, **kw):
     seen["forked"] = self.pid != 0
 
 ahead.Shared.__init__ = spy
+ahead.idle_core = lambda: True  # as on a quiet machine: the fork is what this looks at
 code = cli.scan_command([Path(sys.argv[1])], lambda: load_policy(Path(sys.argv[2])), True)
 seen["scanner_after"] = "modelseal.models.scan" in sys.modules
 print(json.dumps({"code": code, **seen}))
@@ -252,9 +253,24 @@ class _Evil:
         return (os.system, ("true",))
 
 
-def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: Path) -> None:
+#: ``modelseal ARGV`` with :func:`modelseal.models.ahead.idle_core` answering ``sys.argv[1]``.
+IDLE_CORE = """
+import sys
+from modelseal.models import ahead
+idle = sys.argv.pop(1) == "idle"
+ahead.idle_core = lambda: idle
+from modelseal._cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("core", ["idle", "busy"])
+def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(
+    tmp_path: Path, core: str
+) -> None:
     """Past SHARE_MIN_FILES the parent scans the back half of what its child has not started:
-    every file is still reported once, in walk order, and each malicious one is flagged."""
+    every file is still reported once, in walk order, and each malicious one is flagged. With
+    no idle core there is no child, and the same is reported."""
     from modelseal.models.cli import SHARE_MIN_FILES
 
     (tmp_path / "policy.yml").write_text(POLICY)
@@ -266,8 +282,9 @@ def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: P
         obj = _Evil() if f"m{i:04d}.pkl" in evil else {"w": [0.5] * (i % 300), "i": i}
         (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps(obj))
     proc = subprocess.run(
-        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
-         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300,
+        [sys.executable, "-c", IDLE_CORE, core, "models", "scan", "models", "--policy",
+         "policy.yml", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
@@ -300,8 +317,9 @@ def test_other_scan_limits_over_many_files_leave_no_process_behind(tmp_path: Pat
     for i in range(1100):  # enough to scan that the child is still at it when it is killed
         (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps({"i": i, "w": [0.5 * i] * 4000}))
     proc = subprocess.run(
-        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
-         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
+        [sys.executable, "-c", IDLE_CORE, "idle", "models", "scan", "models", "--policy",
+         "policy.yml", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads(proc.stdout)["files"]) == 1100
@@ -324,3 +342,20 @@ def test_the_scan_collects_garbage_but_not_what_the_start_up_made() -> None:
     (on_before, frozen_before), (on_after, frozen_after) = json.loads(proc.stdout)
     assert on_before and frozen_before == 0
     assert on_after and frozen_after > 10_000
+
+
+@pytest.mark.parametrize(
+    ("cpus", "load", "forks"),
+    [({0, 1}, 0.2, True), ({0, 1}, 1.4, True), ({0, 1}, 1.6, False), ({0, 1}, 4.0, False),
+     ({0}, 0.0, False), (set(range(8)), 5.0, True)],
+)  # fmt: skip
+def test_the_scan_forks_only_with_an_idle_core(
+    monkeypatch: pytest.MonkeyPatch, cpus: set[int], load: float, forks: bool
+) -> None:
+    """`models scan` forks its scanning child only when a core is idle: the CPUs this process
+    may run on (not the machine's) against the 1-minute load average."""
+    from modelseal.models import ahead
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: cpus)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert ahead.idle_core() is forks

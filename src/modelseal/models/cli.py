@@ -135,16 +135,19 @@ def scan_command(
     of the scans count). The child is forked before the scanner, the judge or the policy is
     imported, and sends back findings, so that this process imports no scanner for a small
     scan; with many files left once the policy is in, it scans the back half of them
-    (:class:`~modelseal.models.ahead.Shared`: both cores). When there is no child, it fails
+    (:class:`~modelseal.models.ahead.Shared`: both cores). No child is forked when no core is
+    idle (:func:`~modelseal.models.ahead.idle_core`). When there is no child, it fails
     (a bad directory: its error is raised here), or the policy sets other scan limits, this
     process does the same work itself.
     """
-    from modelseal.models.ahead import Shared
+    from modelseal.models.ahead import Shared, idle_core
 
     for p in paths:
         if not p.exists():
             raise ConfigError(f"{p} does not exist.")
-    shared = Shared(lambda: _scan_targets(paths), _scan_one, min_share=SHARE_MIN_FILES)
+    shared = Shared(
+        lambda: _scan_targets(paths), _scan_one, min_share=SHARE_MIN_FILES, start=idle_core()
+    )
     from modelseal.findings import GateResult, Status
     from modelseal.judge import Outcome, judge_gate
     from modelseal.models.limits import DEFAULT_LIMITS, scan_limits
