@@ -355,6 +355,10 @@ def _walk_source(
                        cur.cut)  # fmt: skip
 
 
+#: The walk of bytes whose first opcode no pickle starts with: nothing to walk.
+_NO_WALK: Final = _PickleWalk(0, None, False, False, False, ())
+
+
 def _is_text_pickle(walk: _PickleWalk) -> bool:
     """Whether a walk over data NOT starting with PROTO shows a protocol 0/1 pickle.
 
@@ -787,7 +791,19 @@ def _detect_file(src: ByteSource) -> Detected:
     # A pickle from offset 0 that imports is a pickle whatever else its first bytes match
     # (a safetensors header length, GGUF's magic eaten by BINFLOAT, an HDF5 user block):
     # pickle.load runs it.
-    walk = _walk_source(src)
+    first = _WALK_OPS.get(head[0])
+    if first is None or first[0] not in _FIRST_OPS:
+        # Whatever the walk found, its first opcode is not one a pickle starts with: every
+        # answer below that looks at it says "no pickle" (a zip's "PK" is PERSID, whose
+        # argument runs to a newline: a walk read up to PICKLE_WINDOW of each for nothing).
+        walk = _NO_WALK
+    elif head[0] == 0x80 and len(head) >= 2 and head[1] <= 5 and head[8:9] != b"{":
+        # PROTO 2-5, no safetensors header: a pickle, whether or not it runs code (only
+        # safetensors, below, is tested before this answer; the rest start otherwise). The
+        # answer needs the first two values (the legacy torch magic), not a walk to the end.
+        return _classify_pickle(src, _walk_source(src, max_values=2), _pickle_protocol(head))
+    else:
+        walk = _walk_source(src)
     if _runs_code_from_start(walk):
         return _classify_pickle(src, walk, _pickle_protocol(head))
     # safetensors first: its 8-byte header length can start with b"\x80\x02"..b"\x80\x05".
