@@ -243,6 +243,42 @@ def test_opcode_walk_agrees_with_pickletools_at_every_cut(tmp_path: Path, protoc
         assert walk.cut == ("window" if budget < len(data) else ""), budget
 
 
+def test_detection_walks_opcodes_only_where_the_answer_needs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zip (its "PK" is PERSID, whose argument runs to a newline) or a numpy file is not
+    walked as a pickle; a PROTO 2-5 pickle is walked for its first two values only (the
+    legacy torch magic), whether or not it runs code; a safetensors-like header in a pickle
+    still gets the whole walk."""
+    from modelseal.models import formats
+
+    calls: list[int | None] = []
+    real = formats._walk_source
+
+    def spy(src: Any, **kw: Any) -> Any:
+        calls.append(kw.get("max_values"))
+        return real(src, **kw)
+
+    monkeypatch.setattr(formats, "_walk_source", spy)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
+    cases = [
+        (buf.getvalue(), []),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }"
+         + b" " * 45 + b"\n" + b"\0" * 4, []),
+        (pickle.dumps({"w": [0.5] * 100}, protocol=4), [2]),
+        (pickle.dumps(TORCH_LEGACY_MAGIC, protocol=2), [2]),
+        (b"\x80\x02" + b"\x00" * 6 + b'{"a": 1}' + b" " * 40, [None]),
+    ]  # fmt: skip
+    for i, (data, walks) in enumerate(cases):
+        calls.clear()
+        (tmp_path / f"f{i}").write_bytes(data)
+        detect_format(tmp_path / f"f{i}")
+        assert calls == walks, i
+    assert detect_format(tmp_path / "f3").format is Format.TORCH_LEGACY
+
+
 # joblib -------------------------------------------------------------------------------------
 
 
