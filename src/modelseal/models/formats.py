@@ -157,11 +157,12 @@ _WALK_OPS: Final = {
 #: Opcode byte → 1 + its argument's width for the opcodes that, once a walk keeps no more values,
 #: change nothing but the count (no import, call, STOP, PROTO or variable-length argument); 0
 #: for every other byte.
+_NOT_PLAIN: Final = frozenset({"PROTO", "GLOBAL", "INST", "STOP"}) | _CALL_OPS | _IMPORT_OPS
 _PLAIN_STEP: Final = tuple(
     1 + _WALK_OPS[b][2]
     if b in _WALK_OPS
     and (_WALK_OPS[b][1] is None or _WALK_OPS[b][2])
-    and _WALK_OPS[b][0] not in {"PROTO", "GLOBAL", "INST", "STOP"} | _CALL_OPS | _IMPORT_OPS
+    and _WALK_OPS[b][0] not in _NOT_PLAIN
     else 0
     for b in range(256)
 )
