@@ -120,6 +120,32 @@ def test_models_scan_still_validates_the_whole_policy(tmp_path: Path) -> None:
     assert "policy.yml:6:3: build.rebuld_check: unknown key" in proc.stderr
 
 
+@pytest.mark.parametrize("core", ["idle", "busy"])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [("build:\n  rebuld_check: true\n", "policy.yml:6:3: build.rebuld_check: unknown key"),
+     ("verify:\n  min_rebuilds: -1\n", "policy.yml:6:17: verify.min_rebuilds"),
+     ("sign:\n  mode: sometimes\n", "policy.yml:6:9: sign.mode"),
+     ("bogus: 1\n", "policy.yml:5:1: bogus: unknown key")],
+)  # fmt: skip
+def test_models_scan_rejects_a_bad_section_it_does_not_use_with_or_without_its_child(
+    tmp_path: Path, core: str, section: str, message: str
+) -> None:
+    """Whether the scan runs in a forked child (a core idle) or in this process (every core
+    busy), a mistake in a section `models scan` never reads still fails it: exit 2, nothing
+    scanned is reported, the file, line and field named."""
+    (tmp_path / "policy.yml").write_text(POLICY + section)
+    _scan_dir(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", IDLE_CORE, core, "models", "scan", "models", "--policy",
+         "policy.yml", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == ""
+    assert message in proc.stderr, proc.stderr[-2000:]
+
+
 SPY = """
 import json, sys
 from pathlib import Path
