@@ -19,8 +19,10 @@ Then one checkpoint of 10 MB and one of 1 GB (a
 state_dict with a 256M-element float32 tensor): modelseal reads only the pickle member, so its
 time should not grow with the tensor.
 
-How: every tool runs as a fresh child process; wall time is taken around it and its peak RSS
-comes from ``os.wait4`` (ru_maxrss of that child and the processes it waited for). Linux counts
+How: every tool runs as a fresh child process; wall time is taken around it, and its CPU time
+(user + system) and peak RSS come from ``os.wait4`` (of that child and the processes it waited
+for, e.g. modelseal's forked scanning child). CPU time is shown beside wall time for the scans:
+on a shared machine it is the less noisy of the two. Linux counts
 the parent's resident memory at exec time into a child's ru_maxrss, so this script keeps itself
 small (everything big — torch included — is generated in child processes) and prints that floor.
 Runs are interleaved across tools so drift on a shared machine hits all alike; tables show the
@@ -129,9 +131,11 @@ class ToolError(Exception):
 
 @dataclass
 class Run:
-    """One child process: wall seconds, peak RSS, exit code, output, and what was parsed."""
+    """One child process: wall seconds, CPU seconds (user + system, of the child and of the
+    processes it waited for), peak RSS, exit code, output, and what was parsed."""
 
     wall: float
+    cpu: float
     rss_mb: float
     rc: int
     out: str
@@ -172,6 +176,11 @@ class Result:
         return min(r.wall for r in self.runs)
 
     @property
+    def cpu(self) -> float:
+        """Median CPU seconds: less noisy than wall time on a shared machine."""
+        return statistics.median(r.cpu for r in self.runs)
+
+    @property
     def rss(self) -> float:
         return max(r.rss_mb for r in self.runs)
 
@@ -201,6 +210,7 @@ def run_child(tool: Tool) -> Run:
         err.seek(0)
         run = Run(
             wall=wall,
+            cpu=usage.ru_utime + usage.ru_stime,
             rss_mb=usage.ru_maxrss * 1024 / MB,  # Linux: KiB
             rc=proc.returncode,
             out=out.read().decode(errors="replace"),
@@ -650,7 +660,7 @@ def dir_table(
     title: str, results: dict[str, Result], n_files: int, malicious: set[str], startup: Result
 ) -> None:
     """One directory-scan table: time, throughput, memory, and what each tool flagged."""
-    header = ["tool (whole process)", "median s", "min s", "files/s", "peak RSS MB", "vs modelseal", "malicious found", "other files flagged"]  # fmt: skip
+    header = ["tool (whole process)", "median s", "min s", "CPU s", "files/s", "peak RSS MB", "vs modelseal", "CPU vs modelseal", "malicious found", "other files flagged"]  # fmt: skip
     rows = []
     ref = results["modelseal models scan"]
     for res in results.values():
@@ -660,12 +670,14 @@ def dir_table(
         found = res.parsed & malicious
         extra = res.parsed - malicious
         vs = f"{res.median / ref.median:.2f}×" if ref.ok else ""
-        rows.append([res.name, f"{res.median:.3f}", f"{res.min:.3f}", f"{n_files / res.median:.0f}",
-                     f"{res.rss:.0f}", vs, f"{len(found)}/{len(malicious)}", str(len(extra))])  # fmt: skip
+        cpu_vs = f"{res.cpu / ref.cpu:.2f}×" if ref.ok else ""
+        rows.append([res.name, f"{res.median:.3f}", f"{res.min:.3f}", f"{res.cpu:.3f}",
+                     f"{n_files / res.median:.0f}", f"{res.rss:.0f}", vs, cpu_vs,
+                     f"{len(found)}/{len(malicious)}", str(len(extra))])  # fmt: skip
         if res is ref and startup.ok:
             inner = res.median - startup.median
-            rows.append(["  … minus CLI start-up (estimate)", f"{inner:.3f}", "",
-                         f"{n_files / inner:.0f}" if inner > 0 else "", "", "", "", ""])  # fmt: skip
+            rows.append(["  … minus CLI start-up (estimate)", f"{inner:.3f}", "", "",
+                         f"{n_files / inner:.0f}" if inner > 0 else "", "", "", "", "", ""])  # fmt: skip
     table(title, header, rows)
     failures(results)
     for res in results.values():
@@ -713,6 +725,8 @@ def summary(p1: dict[str, Any], p2: dict[str, Any]) -> None:
                 lines.append(
                     (label, ref.median < other.median, f"{ref.median:.3f} vs {other.median:.3f} s")
                 )
+                lines.append((f"{label}, in CPU time", ref.cpu < other.cpu,
+                              f"{ref.cpu:.3f} vs {other.cpu:.3f} s CPU"))  # fmt: skip
             else:
                 lines.append(
                     (label, None, f"not measured: {one_line(other.error or ref.error or '?', 80)}")
@@ -769,7 +783,8 @@ def main() -> int:
         st = startup["modelseal --version"]
         if st.ok:
             print(f"modelseal CLI start-up alone (`modelseal --version`, whole process): median "
-                  f"{st.median:.3f} s, min {st.min:.3f} s, peak RSS {st.rss:.0f} MB")  # fmt: skip
+                  f"{st.median:.3f} s, min {st.min:.3f} s, CPU {st.cpu:.3f} s, peak RSS "
+                  f"{st.rss:.0f} MB")  # fmt: skip
         p1 = part1(work, modelseal, args.size_gb, args.runs, st)
         shutil.rmtree(work / "hash")  # free the disk before part 2
         p2 = part2(work, modelseal, args.runs, st)

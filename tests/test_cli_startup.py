@@ -67,10 +67,26 @@ def _scan_dir(tmp_path: Path) -> Path:
     return d
 
 
-def test_version_builds_the_parser_without_the_application(tmp_path: Path) -> None:
-    names, proc = _imports(["--version"], tmp_path)
-    assert proc.returncode == 0 and proc.stdout.startswith("modelseal ")
+@pytest.mark.parametrize("argv", [["--help"], ["models", "scan", "--help"], ["--version"]])
+def test_the_parser_is_built_without_the_application(tmp_path: Path, argv: list[str]) -> None:
+    names, proc = _imports(argv, tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith(("modelseal ", "usage: ")), proc.stderr
     assert _heavy(names, NOT_FOR_THE_PARSER) == []
+
+
+def test_version_alone_imports_no_parser_and_says_what_the_parser_says(tmp_path: Path) -> None:
+    """`modelseal --version` answers before argparse and the parser are imported (they were
+    three quarters of its time), with the parser's own answer."""
+    from modelseal._cli_parser import build_parser
+
+    names, proc = _imports(["--version"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _heavy(names, ("argparse", "modelseal._cli_parser", "modelseal.admission")) == []
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--version"])
+    assert exc.value.code == 0
+    assert proc.stdout == out.getvalue()
 
 
 def test_models_scan_imports_no_heavy_module(tmp_path: Path) -> None:
@@ -104,6 +120,32 @@ def test_models_scan_still_validates_the_whole_policy(tmp_path: Path) -> None:
     assert "policy.yml:6:3: build.rebuld_check: unknown key" in proc.stderr
 
 
+@pytest.mark.parametrize("core", ["idle", "busy"])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [("build:\n  rebuld_check: true\n", "policy.yml:6:3: build.rebuld_check: unknown key"),
+     ("verify:\n  min_rebuilds: -1\n", "policy.yml:6:17: verify.min_rebuilds"),
+     ("sign:\n  mode: sometimes\n", "policy.yml:6:9: sign.mode"),
+     ("bogus: 1\n", "policy.yml:5:1: bogus: unknown key")],
+)  # fmt: skip
+def test_models_scan_rejects_a_bad_section_it_does_not_use_with_or_without_its_child(
+    tmp_path: Path, core: str, section: str, message: str
+) -> None:
+    """Whether the scan runs in a forked child (a core idle) or in this process (every core
+    busy), a mistake in a section `models scan` never reads still fails it: exit 2, nothing
+    scanned is reported, the file, line and field named."""
+    (tmp_path / "policy.yml").write_text(POLICY + section)
+    _scan_dir(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", IDLE_CORE, core, "models", "scan", "models", "--policy",
+         "policy.yml", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == ""
+    assert message in proc.stderr, proc.stderr[-2000:]
+
+
 SPY = """
 import json, sys
 from pathlib import Path
@@ -120,6 +162,7 @@ def spy(self, items, work, **kw):
     seen["forked"] = self.pid != 0
 
 ahead.Shared.__init__ = spy
+ahead.idle_core = lambda: True  # as on a quiet machine: the fork is what this looks at
 code = cli.scan_command([Path(sys.argv[1])], lambda: load_policy(Path(sys.argv[2])), True)
 seen["scanner_after"] = "modelseal.models.scan" in sys.modules
 print(json.dumps({"code": code, **seen}))
@@ -236,9 +279,24 @@ class _Evil:
         return (os.system, ("true",))
 
 
-def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: Path) -> None:
+#: ``modelseal ARGV`` with :func:`modelseal.models.ahead.idle_core` answering ``sys.argv[1]``.
+IDLE_CORE = """
+import sys
+from modelseal.models import ahead
+idle = sys.argv.pop(1) == "idle"
+ahead.idle_core = lambda: idle
+from modelseal._cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("core", ["idle", "busy"])
+def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(
+    tmp_path: Path, core: str
+) -> None:
     """Past SHARE_MIN_FILES the parent scans the back half of what its child has not started:
-    every file is still reported once, in walk order, and each malicious one is flagged."""
+    every file is still reported once, in walk order, and each malicious one is flagged. With
+    no idle core there is no child, and the same is reported."""
     from modelseal.models.cli import SHARE_MIN_FILES
 
     (tmp_path / "policy.yml").write_text(POLICY)
@@ -250,8 +308,9 @@ def test_a_large_scan_shared_by_both_processes_is_whole_and_in_order(tmp_path: P
         obj = _Evil() if f"m{i:04d}.pkl" in evil else {"w": [0.5] * (i % 300), "i": i}
         (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps(obj))
     proc = subprocess.run(
-        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
-         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300,
+        [sys.executable, "-c", IDLE_CORE, core, "models", "scan", "models", "--policy",
+         "policy.yml", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
@@ -284,8 +343,45 @@ def test_other_scan_limits_over_many_files_leave_no_process_behind(tmp_path: Pat
     for i in range(1100):  # enough to scan that the child is still at it when it is killed
         (d / f"m{i:04d}.pkl").write_bytes(pickle.dumps({"i": i, "w": [0.5 * i] * 4000}))
     proc = subprocess.run(
-        [sys.executable, "-m", "modelseal", "models", "scan", "models", "--policy", "policy.yml",
-         "--format", "json"], capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
+        [sys.executable, "-c", IDLE_CORE, "idle", "models", "scan", "models", "--policy",
+         "policy.yml", "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads(proc.stdout)["files"]) == 1100
+
+
+def test_the_scan_collects_garbage_but_not_what_the_start_up_made() -> None:
+    """The start-up runs without the cycle collector (_cli.entry); the scan turns it back on
+    with everything made so far frozen (pydantic's models, the modules), so that collections
+    do not walk it again and again. With the collector already on, nothing is frozen."""
+    code = (
+        "import gc, json\n"
+        "from modelseal.models.cli import _collect_garbage_from_now_on as on\n"
+        "on(); first = (gc.isenabled(), gc.get_freeze_count())\n"
+        "gc.disable(); import pydantic.main; on()\n"
+        "print(json.dumps([first, [gc.isenabled(), gc.get_freeze_count()]]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    (on_before, frozen_before), (on_after, frozen_after) = json.loads(proc.stdout)
+    assert on_before and frozen_before == 0
+    assert on_after and frozen_after > 10_000
+
+
+@pytest.mark.parametrize(
+    ("cpus", "load", "forks"),
+    [({0, 1}, 0.2, True), ({0, 1}, 1.4, True), ({0, 1}, 1.6, False), ({0, 1}, 4.0, False),
+     ({0}, 0.0, False), (set(range(8)), 5.0, True)],
+)  # fmt: skip
+def test_the_scan_forks_only_with_an_idle_core(
+    monkeypatch: pytest.MonkeyPatch, cpus: set[int], load: float, forks: bool
+) -> None:
+    """`models scan` forks its scanning child only when a core is idle: the CPUs this process
+    may run on (not the machine's) against the 1-minute load average."""
+    from modelseal.models import ahead
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: cpus)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert ahead.idle_core() is forks

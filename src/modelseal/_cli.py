@@ -5,22 +5,19 @@ exit codes and messages. The parser itself (every option and help text) is
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
-import stat
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from modelseal._cli_parser import parser_for
 from modelseal.errors import Error, ExitCode
 
 # Imports of the commands' machinery happen inside the commands: `modelseal models scan` must
 # not pay for BuildKit, reports and the whole pipeline before it starts (start-up is most of a
 # small scan's time).
 if TYPE_CHECKING:
+    import argparse
     from pathlib import Path
 
     from rich.console import Console
@@ -49,6 +46,13 @@ def entry() -> None:
     """The ``modelseal`` console script: :func:`main`, then exit without a slow teardown for
     the read-only commands."""
     argv = sys.argv[1:]
+    if argv == ["--version"]:
+        # What argparse's version action prints, without importing argparse or building the
+        # parser (three quarters of this answer's time; tests/test_cli_startup.py).
+        from modelseal import __version__
+
+        sys.stdout.write(f"modelseal {__version__}\n")
+        sys.exit(0)
     words = [a for a in argv if not a.startswith("-")][:2]
     hard_exit = len(words) == 2 and (words[0], words[1]) in _HARD_EXIT_COMMANDS
     if hard_exit:
@@ -67,6 +71,8 @@ def entry() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
+    from modelseal._cli_parser import parser_for
+
     parser = parser_for(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     verbose = bool(getattr(args, "verbose", False))
@@ -266,6 +272,8 @@ def _verify(args: argparse.Namespace) -> int:
     )
     outcome = app.verify(request)
     if args.format == "json":
+        import json
+
         print(json.dumps(outcome.result.to_json(), indent=2))
     else:
         print_verification(outcome.result)
@@ -295,6 +303,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     if args.format == "json":
         # ASCII: the report carries untrusted text (names, notes); escaped, no control or
         # bidi character reaches the terminal raw.
+        import json
+
         print(json.dumps(outcome.report.to_json(), indent=2, ensure_ascii=True))
     else:
         for line in summary_lines(outcome.report):
@@ -394,6 +404,8 @@ def _import(args: argparse.Namespace) -> int:
 
 def _regular_stat(path: Path) -> os.stat_result | None:
     """The status of the regular file at ``path`` (through a link), None when there is none."""
+    import stat
+
     try:
         st = os.stat(path)
     except OSError:
@@ -441,5 +453,7 @@ def _engine(args: argparse.Namespace) -> int:
     if args.root is not None:
         os.environ["DOCKER_HOST"] = PrivateEngine(args.root).docker_host
     info = probe_engine(create_builder=False)
+    import json
+
     print(json.dumps(info.__dict__, indent=2))
     return 0

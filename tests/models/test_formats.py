@@ -209,6 +209,76 @@ def test_looks_like_pickle_prefix_vs_complete() -> None:
     assert looks_like_pickle(b"\x80\x05anything", complete=True)
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_opcode_walk_agrees_with_pickletools_at_every_cut(tmp_path: Path, protocol: int) -> None:
+    """The detection walk steps over fixed-width arguments it does not keep (floats, ints,
+    memo indexes) without decoding them: at every cut of the stream, and within every read
+    budget, it must still count exactly the opcodes pickletools reads whole, keep the same
+    first values, and say whether the bytes or the budget ended it."""
+    import pickletools
+
+    from modelseal.models.bytesource import ByteSource
+    from modelseal.models.formats import _walk_pickle, _walk_source
+
+    data = pickle.dumps(
+        {"w": [0.5, -1.25, 3.0], "n": [1, 300, 70000, -5, 2**40], "s": "x" * 30}, protocol
+    )
+    ops = list(pickletools.genops(data))
+    ends = [pos for _, _, pos in ops[1:]] + [len(data)]  # where each opcode ends
+    memo = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}
+    for cut in range(1, len(data) + 1):
+        walk = _walk_pickle(data[:cut], complete=False)
+        whole = [op for (op, _, _), end in zip(ops, ends, strict=True) if end <= cut]
+        assert walk.ops == len(whole), cut
+        kept = [(op.name, arg) for op, arg, _ in ops if op.name not in memo][:4]
+        assert walk.values == tuple(kept[: len([o for o in whole if o.name not in memo])]), cut
+        assert walk.cut == ("" if cut == len(data) else "prefix"), cut
+        assert walk.stopped == (cut == len(data))
+    path = tmp_path / "walk.pkl"
+    path.write_bytes(data)
+    for budget in range(1, len(data) + 2):
+        with ByteSource(path) as src:
+            walk = _walk_source(src, limit=budget)
+        assert walk.ops == len([e for e in ends if e <= budget]), budget
+        assert walk.cut == ("window" if budget < len(data) else ""), budget
+
+
+def test_detection_walks_opcodes_only_where_the_answer_needs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zip (its "PK" is PERSID, whose argument runs to a newline) or a numpy file is not
+    walked as a pickle; a PROTO 2-5 pickle is walked for its first two values only (the
+    legacy torch magic), whether or not it runs code; a safetensors-like header in a pickle
+    still gets the whole walk."""
+    from modelseal.models import formats
+
+    calls: list[int | None] = []
+    real = formats._walk_source
+
+    def spy(src: Any, **kw: Any) -> Any:
+        calls.append(kw.get("max_values"))
+        return real(src, **kw)
+
+    monkeypatch.setattr(formats, "_walk_source", spy)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
+    cases = [
+        (buf.getvalue(), []),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }"
+         + b" " * 45 + b"\n" + b"\0" * 4, []),
+        (pickle.dumps({"w": [0.5] * 100}, protocol=4), [2]),
+        (pickle.dumps(TORCH_LEGACY_MAGIC, protocol=2), [2]),
+        (b"\x80\x02" + b"\x00" * 6 + b'{"a": 1}' + b" " * 40, [None]),
+    ]  # fmt: skip
+    for i, (data, walks) in enumerate(cases):
+        calls.clear()
+        (tmp_path / f"f{i}").write_bytes(data)
+        detect_format(tmp_path / f"f{i}")
+        assert calls == walks, i
+    assert detect_format(tmp_path / "f3").format is Format.TORCH_LEGACY
+
+
 # joblib -------------------------------------------------------------------------------------
 
 

@@ -75,6 +75,27 @@ class Ahead(Generic[T]):
             self.pid = 0
 
 
+def idle_core() -> bool:
+    """Whether a forked child would likely have a core to itself: this process may run on two
+    CPUs or more, and the 1-minute load average leaves one of them idle (less than the CPUs
+    minus half a job; this process's own runs count in it). When every core is busy the child
+    only takes turns with this process and the other jobs, and the fork, the imports both make
+    and the results' way back are extra work: measured at load 4 on 2 cores, a 200-file
+    ``models scan`` took 0.27 s CPU and 0.42 s wall with its child, 0.23 and 0.35 s without.
+    Only how fast: the results are the same either way."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return True
+    return load < cpus - 0.5
+
+
 ItemT = TypeVar("ItemT")
 
 _LEN = struct.Struct("<Q")

@@ -13,8 +13,6 @@ naming the member and the limit, never in gigabytes of memory or minutes of work
 from __future__ import annotations
 
 import mmap
-import tarfile
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -204,6 +202,8 @@ def _nested(buf: bytes | mmap.mmap, allow: Allowlist, budget: Budget, depth: int
             budget.charge(member, max(0, scanned.end - start), 0, 0)
             return scanned.issues
         budget.charge(member, size, 0, 0)
+        import tempfile  # here: most scans never spill (an import is part of a small scan's time)
+
         with tempfile.TemporaryDirectory(prefix="modelseal-nested-") as tmp:
             inner = Path(tmp) / "payload"
             # a fresh file in a fresh private directory: never through an existing name
@@ -292,6 +292,8 @@ class _Spool:
             self._mem += data
             return
         if self._file is None:
+            import tempfile
+
             self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
             self._file.write(self._mem)
             self._mem = bytearray()
@@ -351,6 +353,8 @@ _TAR_RECORD_MEMBERS = frozenset({"tensors", "storages"})
 def _scan_tar_members(
     path: Path, detected: Detected, allow: Allowlist, budget: Budget, depth: int
 ) -> tuple[ModelIssue, ...]:
+    import tarfile  # here: tar archives are rare (an import is part of a small scan's time)
+
     issues: list[ModelIssue] = []
     wanted = set(detected.zip_pickle_members)
     try:
@@ -705,6 +709,8 @@ def _nested_member(
         yield head, 0
         yield from _read_pieces(fh)
 
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="modelseal-member-") as tmp:
         inner = Path(tmp) / "member"
         with inner.open("xb") as out:  # a fresh file in a fresh private directory
@@ -745,6 +751,8 @@ def _scan_zip_nested(
 def _scan_tar_all(path: Path, allow: Allowlist, budget: Budget, depth: int) -> list[ModelIssue]:
     """Every regular member of a tar archive (any tar format tarfile reads) that is or may be
     pickle-bearing, within :data:`MAX_TAR_MEMBERS` members."""
+    import tarfile
+
     issues: list[ModelIssue] = []
     try:
         with tarfile.open(path, mode="r:") as tar:
