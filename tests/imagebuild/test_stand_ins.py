@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -46,7 +45,17 @@ def _context(tmp_path: Path, dockerfile: str) -> Path:
     (ctx / "small.txt").write_text("small\n")
     (ctx / "requirements.txt").write_text("numpy\n")
     (ctx / "Dockerfile").write_text(dockerfile)
+    _lock(ctx, ["model/big.bin", f"model/{LONG}/big2.bin", "model/config.json"])
     return ctx
+
+
+def _lock(ctx: Path, paths: list[str]) -> None:
+    """A models.lock pinning ``paths`` (relative to the context) as they are now."""
+    import json
+
+    files = [{"path": p, "size": (ctx / p).stat().st_size, "format": "unknown",
+              "sha256": hashlib.sha256((ctx / p).read_bytes()).hexdigest()} for p in paths]  # fmt: skip
+    (ctx / "models.lock").write_text(json.dumps({"version": 1, "roots": ["model"], "files": files}))
 
 
 def _build(
@@ -212,7 +221,7 @@ def _tar(*members: tuple[str, bytes]) -> bytes:
 def test_the_finalizer_puts_the_file_in_the_stand_ins_place(tmp_path: Path) -> None:
     real = _weights(3, MIB + 5)
     (tmp_path / "w.bin").write_bytes(real)
-    si = standins.StandIns()
+    si = standins.StandIns(_pins(tmp_path / "w.bin"))
     stand_in = si.add("w.bin", tmp_path / "w.bin")
     assert stand_in is not None and len(stand_in) == standins.SIZE
     out = b"".join(clamp_tar(io.BytesIO(_tar(("a/w.bin", stand_in), ("b", b"x"))), EPOCH, "L",
@@ -222,58 +231,59 @@ def test_the_finalizer_puts_the_file_in_the_stand_ins_place(tmp_path: Path) -> N
     assert si.replaced == [("w.bin", len(real))]
 
 
-def test_a_stand_in_of_another_run_is_refused(tmp_path: Path) -> None:
+def _pins(*files: Path) -> dict[str, tuple[int, str]]:
+    return {f.name: (f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()) for f in files}
+
+
+def test_a_look_alike_of_another_runs_stand_in_is_an_ordinary_file(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(_weights(3, MIB))
-    other = standins.StandIns()
+    other = standins.StandIns(_pins(tmp_path / "w.bin"))
     foreign = other.add("w.bin", tmp_path / "w.bin")
     assert foreign is not None
-    mine = standins.StandIns()
+    mine = standins.StandIns(_pins(tmp_path / "w.bin"))
     mine.add("w.bin", tmp_path / "w.bin")
-    with pytest.raises(GateError, match="this run did not make"):
-        b"".join(clamp_tar(io.BytesIO(_tar(("w.bin", foreign))), EPOCH, "L", stand_ins=mine))
+    layer = _tar(("w.bin", foreign))
+    assert b"".join(clamp_tar(io.BytesIO(layer), EPOCH, "L", stand_ins=mine)) == layer
+    assert mine.replaced == []
 
 
-@pytest.mark.parametrize("change", ["shrink", "symlink", "gone"])
-def test_a_file_that_changes_under_the_build_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
-) -> None:
+@pytest.mark.parametrize("change", ["same-size", "grown", "shrunk", "symlink", "gone"])
+def test_a_file_that_changes_under_the_build_is_refused(tmp_path: Path, change: str) -> None:
     src = tmp_path / "w.bin"
     src.write_bytes(_weights(3, MIB))
-    si = standins.StandIns()
+    si = standins.StandIns(_pins(src))
     stand_in = si.add("w.bin", src)
     assert stand_in is not None
     layer = _tar(("w.bin", stand_in))
-    if change == "shrink":
-        # Cut short after its size was taken: the size it had, then fewer bytes to read.
-        real_fstat = os.fstat
-
-        def fstat(fd: int) -> os.stat_result:
-            fields = list(real_fstat(fd))
-            fields[6] = 2 * MIB
-            return os.stat_result(fields)
-
-        monkeypatch.setattr(standins.os, "fstat", fstat)
-        match = "shrank while it was read"
+    match = "no longer the one models.lock pins"
+    if change == "same-size":
+        src.write_bytes(_weights(4, MIB))
+    elif change == "grown":
+        src.write_bytes(_weights(3, MIB) + b"x")
+    elif change == "shrunk":
+        src.write_bytes(_weights(3, MIB - 1))
     elif change == "symlink":
         src.unlink()
-        (tmp_path / "elsewhere").write_bytes(b"x")
+        (tmp_path / "elsewhere").write_bytes(_weights(3, MIB))
         src.symlink_to(tmp_path / "elsewhere")
-        match = "cannot read w.bin"
+        match = "cannot read the model file w.bin"
     else:
         src.unlink()
-        match = "cannot read w.bin"
+        match = "cannot read the model file w.bin"
     with pytest.raises(GateError, match=match):
         b"".join(clamp_tar(io.BytesIO(layer), EPOCH, "L", stand_ins=si))
 
 
-def test_small_files_and_the_ignore_file_are_sent_as_they_are(tmp_path: Path) -> None:
-    (tmp_path / "small").write_bytes(b"x" * (MIB - 1))
-    (tmp_path / ".dockerignore").write_bytes(b"#" * MIB)
-    (tmp_path / "big").write_bytes(b"x" * MIB)
+def test_only_files_the_lock_pins_at_their_size_get_stand_ins(tmp_path: Path) -> None:
+    for name, size in [("small", MIB - 1), ("big", MIB), ("unpinned", 2 * MIB), ("moved", MIB)]:
+        (tmp_path / name).write_bytes(b"x" * size)
     (tmp_path / "dir").mkdir()
-    si = standins.StandIns()
+    pins = _pins(tmp_path / "small", tmp_path / "big", tmp_path / "moved")
+    (tmp_path / "moved").write_bytes(b"x" * (MIB + 1))  # another size than pinned
+    si = standins.StandIns(pins)
     assert si.add("small", tmp_path / "small") is None
-    assert si.add(".dockerignore", tmp_path / ".dockerignore") is None
+    assert si.add("unpinned", tmp_path / "unpinned") is None
+    assert si.add("moved", tmp_path / "moved") is None
     assert si.add("dir", tmp_path / "dir") is None
     assert si.add("big", tmp_path / "big") is not None
 
@@ -308,23 +318,22 @@ def _layout_with_config(root: Path, config: dict[str, object]) -> str:
 @pytest.mark.parametrize(
     ("config", "registry", "blocked"),
     [
-        ({"config": {"Cmd": ["sh"]}}, [], None),
-        ({"config": {"OnBuild": ["COPY . /src", "RUN make"]}}, [], "has ONBUILD triggers"),
-        ({"config": {}}, ["RUN x"], "has ONBUILD triggers"),
-        ({"config": {}}, None, "cannot be read before the build"),
+        ({"config": {"Cmd": ["sh"]}}, False, None),
+        ({"config": {"OnBuild": ["COPY . /src", "RUN make"]}}, False, "has ONBUILD triggers"),
+        ({"config": {}}, True, "comes from a registry"),
     ],
 )
 def test_a_base_with_onbuild_triggers_blocks_them(
-    tmp_path: Path, config: dict[str, object], registry: list[str] | None, blocked: str | None
+    tmp_path: Path, config: dict[str, object], registry: bool, blocked: str | None
 ) -> None:
     from modelseal.imagebuild.bases import classify_bases
 
     layout = _layout_with_config(tmp_path / "layout", config)
-    df = parse_dockerfile(
-        "FROM base AS one\nFROM scratch\nFROM reg.example/img@sha256:" + "a" * 64 + "\nFROM one\n",
-        "Dockerfile",
-    )
-    contexts = {"base": layout}
+    text = "FROM base AS one\nFROM scratch\nFROM one\nFROM dir\n"
+    if registry:
+        text += "FROM reg.example/img@sha256:" + "a" * 64 + "\n"
+    df = parse_dockerfile(text, "Dockerfile")
+    contexts = {"base": layout, "dir": str(tmp_path)}
     bases = classify_bases(df, contexts)
-    why = standins.base_blocker(bases, contexts, lambda ref: registry)
+    why = standins.base_blocker(bases, contexts)
     assert (why is None) if blocked is None else (why is not None and blocked in why), why

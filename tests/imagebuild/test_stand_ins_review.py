@@ -62,7 +62,25 @@ def _context(tmp_path: Path, dockerfile: str) -> Path:
     lookalike = b"modelseal-stand-in:" + b"0" * 32 + b":00000000\n"
     (ctx / "lookalike.bin").write_bytes(lookalike.ljust(standins.SIZE, b"#"))
     (ctx / "Dockerfile").write_text(dockerfile)
+    _lock(ctx)
     return ctx
+
+
+def _lock(ctx: Path) -> None:
+    """A models.lock pinning every file of 1 MiB or more in ``ctx`` (stand-ins are only ever
+    given to files the lock pins)."""
+    files = [
+        {"path": p.relative_to(ctx).as_posix(), "size": p.stat().st_size, "format": "unknown",
+         "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in sorted(ctx.rglob("*")) if p.is_file() and p.stat().st_size >= MIB
+    ]  # fmt: skip
+    roots = sorted({str(f["path"]).split("/")[0] for f in files})
+    (ctx / "models.lock").write_text(json.dumps({"version": 1, "roots": roots, "files": files}))
+
+
+def _pins(ctx: Path, *rels: str) -> dict[str, tuple[int, str]]:
+    return {r: ((ctx / r).stat().st_size, hashlib.sha256((ctx / r).read_bytes()).hexdigest())
+            for r in rels}  # fmt: skip
 
 
 def _build(
@@ -88,9 +106,8 @@ _SUM = "busybox sha256sum"
 
 
 def _case(name: str, dockerfile: str, reason: str) -> object:
-    return pytest.param(
-        dockerfile, id=name, marks=pytest.mark.xfail(strict=True, reason=f"review: {reason}")
-    )
+    # Each was a defect the review found (``reason``); fixed, each is a regression test.
+    return pytest.param(dockerfile, id=name)
 
 
 #: Dockerfiles in which a RUN (or BuildKit itself) reads a file that gets a stand-in, so the
@@ -194,6 +211,8 @@ def test_review_stand_ins_leave_the_image_as_a_build_without_them(
     assert off_code == 0, off_out
     on_code, on, on_out = _build(ctx, tmp_path / "on", busybox_base, True, capsys)
     assert on_code == 0, on_out
+    # The lock pins the big files: stand-ins were used, or refused for a reader in the build.
+    assert on["stand_ins"] != "0" or "Dockerfile:" in on["stand_ins.not_used"], on
     assert on["image.digest"] == off["image.digest"], (
         on.get("stand_ins"),
         on.get("stand_ins.not_used"),
@@ -201,11 +220,6 @@ def test_review_stand_ins_leave_the_image_as_a_build_without_them(
 
 
 @pytest.mark.engine
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a RUN the blocker lets through writes stand-in bytes the finalizer does not "
-    "recognize (not a whole 128-byte file): the stand-in ships in the image",
-)
 def test_review_a_stand_in_never_reaches_the_image(
     engine: PrivateEngine, busybox_base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -273,11 +287,6 @@ def _two_platform_archive(path: Path, name: str, onbuild_arm64: list[str]) -> st
 
 
 @pytest.mark.engine
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: _onbuild reads the base's triggers for the engine's own platform only; "
-    "building another platform runs that platform's ONBUILD triggers on stand-ins",
-)
 def test_review_onbuild_triggers_of_the_platform_built_block_them(
     engine: PrivateEngine, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -311,6 +320,7 @@ def test_review_onbuild_triggers_of_the_platform_built_block_them(
         info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
         tar.addfile(info, io.BytesIO(data))
     (ctx / "model" / "archive.tar").write_bytes(archive.getvalue())
+    _lock(ctx)
     digests = {}
     for on in (False, True):
         out = tmp_path / ("on" if on else "off")
@@ -325,6 +335,9 @@ def test_review_onbuild_triggers_of_the_platform_built_block_them(
         assert code == 0, printed.out + printed.err
         (gate,) = report_gates(read_report(out / "report.json")).values()
         digests[on] = (gate["facts"]["image.digest"], gate["facts"].get("stand_ins"))
+        if on:
+            # A registry's base: its triggers (every platform's) cannot be read beforehand.
+            assert "comes from a registry" in gate["facts"]["stand_ins.not_used"], gate["facts"]
     assert digests[True][0] == digests[False][0], digests
 
 
@@ -341,11 +354,6 @@ def _tar(name: str, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("change", ["same-size", "grown"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a file changed (same size, or grown) between normalizing the context and "
-    "the finalizer goes into the image silently; only gone/link/shrunk are refused",
-)
 def test_review_a_file_changed_after_the_context_was_normalized_is_refused(
     tmp_path: Path, change: str
 ) -> None:
@@ -355,7 +363,7 @@ def test_review_a_file_changed_after_the_context_was_normalized_is_refused(
     # the way one that shrank does, not ship bytes nothing verified.
     src = tmp_path / "tokenizer.bin"
     src.write_bytes(_weights(3, MIB))
-    si = standins.StandIns()
+    si = standins.StandIns(_pins(tmp_path, "tokenizer.bin"))
     stand_in = si.add("tokenizer.bin", src)
     assert stand_in is not None
     if change == "same-size":
@@ -378,7 +386,6 @@ def test_review_a_file_changed_after_the_context_was_normalized_is_refused(
     ],
     ids=["bind-mixed-case", "cache-from-upper-case", "copy-heredoc-and-a-path", "escape-backtick"],
 )
-@pytest.mark.xfail(strict=True, reason="review: blocker() lets a RUN see a stand-in")
 def test_review_blocker_sees_these_readers(tmp_path: Path, dockerfile: str) -> None:
     """Gaps of the engine test above, checked on the blocker alone (mount type in mixed case
     for a bind and a cache mount): each of these builds lets a RUN read model/big.bin."""
@@ -387,11 +394,6 @@ def test_review_blocker_sees_these_readers(tmp_path: Path, dockerfile: str) -> N
     assert standins.blocker(df, ctx, {}) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a '//syntax=' first line (BuildKit's DetectSyntax reads it) is no frontend "
-    "to the parser, so another frontend builds with stand-ins",
-)
 def test_review_a_syntax_directive_with_slashes_blocks_them(tmp_path: Path) -> None:
     """BuildKit's DetectSyntax looks for the syntax directive with a ``#`` comment, then in a
     JSON document, then with a ``//`` comment: a Dockerfile whose first line is
@@ -405,11 +407,6 @@ def test_review_a_syntax_directive_with_slashes_blocks_them(tmp_path: Path) -> N
     assert "frontend" in (standins.blocker(df, ctx, {}) or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the finalizer opens the context path again by name; a parent directory "
-    "swapped for a symlink makes it read a file outside the context into the image",
-)
 def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> None:
     """``StandIns.open`` guards only the last path component (O_NOFOLLOW). Between normalizing
     and finalizing (the whole BuildKit build) a process that can write the workspace swaps
@@ -422,7 +419,7 @@ def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> Non
     secret_dir = tmp_path / "home" / ".docker"
     secret_dir.mkdir(parents=True)
     (secret_dir / "config.json").write_bytes(b'{"auths": {"registry": {"auth": "c2VjcmV0"}}}\n')
-    si = standins.StandIns()
+    si = standins.StandIns(_pins(ctx, "model/config.json"))
     stand_in = si.add("model/config.json", ctx / "model" / "config.json")
     assert stand_in is not None
     (ctx / "model").rename(tmp_path / "moved")
@@ -440,11 +437,6 @@ def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> Non
         "FROM b\nRUN --mount=type=bind,source=a\x00b,target=/x x\n",
     ],
     ids=["json-nul", "json-lone-surrogate", "mount-source-nul"],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a COPY/mount source with a NUL or a lone surrogate crashes blocker() "
-    "(ValueError/UnicodeEncodeError from os.lstat): exit 4 instead of a clear error",
 )
 def test_review_odd_source_names_do_not_crash_the_blocker(tmp_path: Path, dockerfile: str) -> None:
     """``modelseal build`` on ``COPY ["mo\\u0000del", "/m"]`` ends "internal error: ValueError:

@@ -496,7 +496,36 @@ def parse_dockerfile(text: str, name: str, build_args: Mapping[str, str] = _NO_A
     for item in logical[first_from:]:
         if item.command == "from":
             froms.append(_from_line(item, len(froms), escape, effective, name))
-    return Dockerfile(name, instructions, tuple(froms), global_args, escape, directives.syntax)
+    syntax = directives.syntax or _other_syntax(text)
+    return Dockerfile(name, instructions, tuple(froms), global_args, escape, syntax)
+
+
+_SYNTAX_ANYWHERE = re.compile(r"^\s*(?:#|//)\s*syntax\s*=\s*(\S.*?)\s*$", re.IGNORECASE)
+
+
+def _other_syntax(text: str) -> str | None:
+    """A frontend BuildKit's ``DetectSyntax`` would find where the ``#`` directive parser above
+    does not: after a ``#!`` line, in a ``// syntax=`` comment, or in a JSON document. Any
+    ``syntax=`` in the comment lines before the first instruction counts (more than BuildKit
+    reads: a caller that must not miss a frontend errs this way)."""
+    body = text.removeprefix("\ufeff")
+    if body.lstrip().startswith("{"):
+        try:
+            value = json.loads(body)
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and isinstance(value.get("syntax"), str):
+            return str(value["syntax"])
+    for line in body.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith(("#", "//")):
+            break
+        m = _SYNTAX_ANYWHERE.match(stripped)
+        if m:
+            return m.group(1)
+    return None
 
 
 def _expand_at(raw: str, escape: str, env: Env, name: str, item: _Logical) -> str:

@@ -449,7 +449,8 @@ def clamp_tar(
             if item is not None:
                 if sized_by_pax:
                     raise GateError(f"{where()}: a model stand-in sized by a PAX record.")
-                with stand_ins.open(item, where()) as (real_size, chunks):
+                with stand_ins.open(item, where()) as chunks:
+                    real_size = item.size
                     # The header BuildKit writes for the real file: only the size differs.
                     hdr[124:136] = b"%011o\0" % real_size
                     final = _with_checksum(hdr)

@@ -4,7 +4,6 @@ optionally built twice to prove it, with the base images' pinning and digests re
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -147,12 +146,14 @@ class BuildGate(RegisteredGate):
         ctx.progress(self.name, "checking the engine, normalizing the build context")
         started = time.monotonic()
         ignore = DockerIgnore.load(context_dir, dockerfile)
+        pinned = _lock_pins(ctx, context_dir) if policy.stand_ins else {}
         blocked = (
             "build.stand_ins is false" if not policy.stand_ins
+            else "models.lock pins no file of 1 MiB or more in the build context"
+            if not any(standins.MIN_SIZE <= size <= standins.MAX_SIZE for size, _ in pinned.values())
             else standins.blocker(df, context_dir, opts.build_args)
-            or standins.base_blocker(bases, contexts, _no_inspect)
         )  # fmt: skip
-        stand_ins = standins.StandIns() if blocked is None else None
+        stand_ins = standins.StandIns(pinned) if blocked is None else None
         # The engine probe waits on docker CLI round trips; the copy waits on the disk.
         with ThreadPoolExecutor(max_workers=1) as pool:
             probe = pool.submit(
@@ -168,8 +169,8 @@ class BuildGate(RegisteredGate):
             engine = probe.result()
         norm = ctx.work_dir / "context"
         if stand_ins is not None and stand_ins.files:
-            # A base from a registry: its ONBUILD triggers, from the engine's image store.
-            blocked = standins.base_blocker(bases, contexts, functools.partial(_onbuild, engine))
+            # The bases' ONBUILD triggers, where they can be read before the build.
+            blocked = standins.base_blocker(bases, contexts)
             if blocked is not None:
                 stand_ins = None
                 norm = ctx.work_dir / "context-sent"
@@ -644,29 +645,13 @@ def _stand_in_facts(stand_ins: standins.StandIns | None, blocked: str | None) ->
     return {"stand_ins": str(len(stand_ins.files))}
 
 
-def _no_inspect(ref: str) -> list[str] | None:
-    """Before the engine is known: a registry base is taken as without triggers; they are read
-    from the engine once it is (:func:`_onbuild`), before anything is built."""
-    return []
-
-
-def _onbuild(engine: EngineInfo, ref: str) -> list[str] | None:
-    """The ONBUILD triggers of the image ``ref`` in the engine's image store, which the
-    engine's own BuildKit (the ``docker`` driver) builds from; None when it is not there or
-    the builder is another (a BuildKit elsewhere pulls the image itself)."""
-    if engine.builder_driver != "docker":
-        return None
-    try:
-        result = run_tool(
-            [docker_cli(), "image", "inspect", "--format", "{{json .Config.OnBuild}}", ref],
-            timeout=60, env=engine.env(),
-        )  # fmt: skip
-        value = json.loads(result.stdout.strip() or "null")
-    except (ToolError, ValueError):
-        return None
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else None
+def _lock_pins(ctx: Context, context_dir: Path) -> dict[str, tuple[int, str]]:
+    """What ``models.lock`` pins in the build context (the files that may get stand-ins); none
+    when the models gates are off."""
+    models = ctx.policy.policy.models
+    if not models.enabled:
+        return {}
+    return standins.pins(context_dir, (context_dir / models.lock).resolve())
 
 
 def _model_paths(ctx: Context) -> tuple[str, ...]:

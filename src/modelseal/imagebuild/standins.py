@@ -8,37 +8,43 @@ what is left of a model image's build time once the layers are compressed once
 (:mod:`modelseal.imagebuild.finalize`). None of it needs the bytes: ``COPY`` copies a file
 verbatim, whatever it holds.
 
-So, when nothing in the build can *look* at a model file (:func:`blocker`), the normalized
-context holds, in place of each model file that ``models.lock`` pins (at least
-:data:`MIN_SIZE`, below :data:`MAX_SIZE`), a stand-in: :data:`SIZE` bytes naming this run (a
-random nonce) and the file. BuildKit builds with the stand-ins; the finalizer, which streams
-every layer the build added anyway, meets each stand-in as a regular file of :data:`SIZE` bytes,
-and writes the tar header again with the real size and then the real file's bytes, read from the
-build context once, hashed on the way and compared with the SHA-256 the lock pins (a file that
-changed since it was locked, or while it was read, stops the build). A stand-in of another run
-(a build cache brought from elsewhere) stops the build too; a stand-in never reaches the image.
+So, when nothing in the build can *look* at a model file (:func:`blocker`, :func:`base_blocker`),
+the normalized context holds, in place of each model file that ``models.lock`` pins (at least
+:data:`MIN_SIZE`, at most :data:`MAX_SIZE` bytes, the size the lock says), a stand-in:
+:data:`SIZE` bytes naming this run (a random nonce) and the file. BuildKit builds with the
+stand-ins; the finalizer, which streams every layer the build added anyway, meets each stand-in
+as a regular file of :data:`SIZE` bytes, and writes the tar header again with the real size and
+then the real file's bytes, read from the build context once, hashed on the way and compared
+with the SHA-256 the lock pins: a file that changed since it was locked, or while it was read,
+or a path that now leads elsewhere (a directory swapped for a link) stops the build — whatever
+reaches the image is the locked bytes. A 128-byte file that looks like a stand-in of another
+run is an ordinary file (the nonce is part of the content BuildKit checksums, so no cache holds
+one of ours); a stand-in never reaches the image.
 
 Why the result is the image a build of the real files gives, byte for byte: ``COPY`` (also
-``--from`` another stage, ``--chmod``, ``--chown``, ``--link``, ``--parents``, ``--exclude``)
-moves a file's bytes without reading them, so a layer holding a stand-in holds the real file at
+``--from`` another stage, ``--chmod``, ``--chown`` by number, ``--link``) moves a file's bytes
+without reading them, so a layer holding a stand-in holds the real file at
 the same path with the same metadata; the tar header differs only in its size field (below
 :data:`MAX_SIZE` an octal number in the ustar header, as Go's tar writer puts it, its checksum
 recomputed) and the sub-second part of the mtime that the finalizer clamps either way. What
 *would* see the difference is ruled out beforehand (:func:`blocker`): a ``RUN`` that runs where
 a stand-in could be (after a ``COPY`` whose sources could hold one, in that stage or a stage
-built on it, or with the context or such a stage mounted), ``ADD`` (it unpacks archives),
-``ONBUILD``, and another Dockerfile frontend (``# syntax=``, ``BUILDKIT_SYNTAX``). The tests
-build the same context with and without stand-ins and compare the digests.
+built on it, or with the context or such a stage mounted), a ``COPY --chown`` by *name* there
+(BuildKit reads the stage's ``/etc/passwd``), ``ADD`` (it unpacks archives), ``ONBUILD`` in the
+Dockerfile or in a base image's config, and another Dockerfile frontend (``# syntax=``,
+``// syntax=``, ``BUILDKIT_SYNTAX``). Whatever is not parsed exactly counts as a reader. The
+tests build the same contexts with and without stand-ins and compare the digests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -61,54 +67,55 @@ _GLOB = re.compile(r"[*?\[\\]")
 
 @dataclass(frozen=True)
 class StandIn:
-    """One file of the build context that BuildKit gets as a stand-in."""
+    """One model file of the build context that BuildKit gets as a stand-in."""
 
     #: Its path in the build context (``/``-separated, relative).
     rel: str
     #: The file in the build context (read by the finalizer).
     source: Path
+    #: What ``models.lock`` pins: its size and SHA-256.
+    size: int
+    sha256: str
 
 
 @dataclass
 class StandIns:
     """The stand-ins of one run (:meth:`add` while the context is normalized), and what the
-    finalizer put in their place."""
+    finalizer put in their place. ``pins``: the files ``models.lock`` pins, by context path:
+    (size, SHA-256) (:func:`pins`)."""
 
+    pins: Mapping[str, tuple[int, str]]
     nonce: str = field(default_factory=lambda: secrets.token_hex(16))
     files: list[StandIn] = field(default_factory=list)
     #: Every file the finalizer wrote in place of a stand-in: (context path, size).
     replaced: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, rel: str, source: Path) -> bytes | None:
-        """The stand-in to write for the context file ``rel`` (at ``source``), or None to copy it
-        (not a regular file of :data:`MIN_SIZE`..:data:`MAX_SIZE` bytes, or the root
-        ``.dockerignore``, which buildx reads itself)."""
-        if rel == ".dockerignore":
+        """The stand-in to write for the context file ``rel`` (at ``source``), or None to copy it:
+        a file the lock does not pin, one of another size than pinned, or of fewer than
+        :data:`MIN_SIZE` or more than :data:`MAX_SIZE` bytes."""
+        pin = self.pins.get(rel)
+        if pin is None or not MIN_SIZE <= pin[0] <= MAX_SIZE:
             return None
         try:
             st = os.lstat(source)
         except OSError:
             return None  # the copy says why
-        if not stat.S_ISREG(st.st_mode) or not MIN_SIZE <= st.st_size <= MAX_SIZE:
-            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != pin[0]:
+            return None  # changed since it was locked: sent as it is (the models gate says so)
         index = len(self.files)
-        self.files.append(StandIn(rel, source))
+        self.files.append(StandIn(rel, source, pin[0], pin[1]))
         text = b"%s%s:%08x\n" % (_MAGIC, self.nonce.encode(), index)
         return text.ljust(SIZE, b"#")
 
     def lookup(self, data: bytes, where: str) -> StandIn | None:
         """The file whose stand-in ``data`` (a regular file's whole content) is; None when it is
-        no stand-in. One that names another run, or no file of this run, is a GateError."""
+        none of this run's (any other content, also a look-alike naming another run)."""
         if len(data) != SIZE or not data.startswith(_MAGIC):
             return None
         m = re.fullmatch(rb"([0-9a-f]{32}):([0-9a-f]{8})\n#*", data[len(_MAGIC) :])
         if m is None or m.group(1).decode() != self.nonce:
-            raise GateError(
-                f"{where}: a file holds a modelseal stand-in that this run did not make (a build "
-                "cache or an image from another run?); what it stands for cannot be known, so "
-                "the image is refused.",
-                hint="Build without that cache (--no-cache, or another cache-from).",
-            )
+            return None
         index = int(m.group(2), 16)
         if index >= len(self.files):
             raise GateError(
@@ -117,11 +124,11 @@ class StandIns:
         return self.files[index]
 
     @contextlib.contextmanager
-    def open(self, item: StandIn, where: str) -> Iterator[tuple[int, Iterator[bytes]]]:
-        """The real file's size and bytes (as chunks; noted in :attr:`replaced` at their end),
-        read as the file is now — what BuildKit would have read. A file that is gone, is no
-        longer a regular file, has grown past :data:`MAX_SIZE` or shrinks while it is read is
-        a GateError naming it."""
+    def open(self, item: StandIn, where: str) -> Iterator[Iterator[bytes]]:
+        """The locked file's bytes, as chunks, read from the build context now and hashed on the
+        way: a file that is gone, is no longer a regular file of the pinned size, or whose bytes
+        are not the pinned SHA-256 at their end (changed, or its path now leads elsewhere) is a
+        GateError naming it."""
         try:
             fd = os.open(
                 item.source,
@@ -129,41 +136,80 @@ class StandIns:
             )
         except OSError as e:
             raise GateError(
-                f"{where}: cannot read {item.rel} of the build context: {e.strerror or e}."
+                f"{where}: cannot read the model file {item.rel} of the build context: "
+                f"{e.strerror or e}."
             ) from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SIZE:
-                raise GateError(
-                    f"{where}: {item.rel} of the build context is no longer a regular file of at "
-                    f"most {MAX_SIZE} bytes."
-                )
-            yield st.st_size, self._chunks(fd, item, st.st_size, where)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != item.size:
+                raise self._changed(item, where)
+            yield self._chunks(fd, item, where)
         finally:
             os.close(fd)
 
-    def _chunks(self, fd: int, item: StandIn, size: int, where: str) -> Iterator[bytes]:
-        left = size
+    @staticmethod
+    def _changed(item: StandIn, where: str) -> GateError:
+        return GateError(
+            f"{where}: the model file {item.rel} of the build context is no longer the one "
+            f"models.lock pins ({item.size} bytes, SHA-256 {item.sha256}): it changed (or its "
+            "path now leads elsewhere) while the image was built.",
+            hint="Build again; lock it again with `modelseal models lock` if the change is meant.",
+        )
+
+    def _chunks(self, fd: int, item: StandIn, where: str) -> Iterator[bytes]:
+        h = hashlib.sha256()
+        left = item.size
         while left:
             chunk = os.read(fd, min(left, _CHUNK))
             if not chunk:
-                raise GateError(
-                    f"{where}: {item.rel} of the build context shrank while it was read."
-                )
+                raise self._changed(item, where)
+            h.update(chunk)
             left -= len(chunk)
             yield chunk
-        self.replaced.append((item.rel, size))
+        if h.hexdigest() != item.sha256:
+            raise self._changed(item, where)
+        self.replaced.append((item.rel, item.size))
+
+
+def pins(context: Path, lock_path: Path) -> dict[str, tuple[int, str]]:
+    """The files ``models.lock`` (at ``lock_path``) pins, by path in the build context
+    ``context``: (size, SHA-256). Empty when the lock cannot be read (the models gate says why)
+    or pins nothing inside the context."""
+    from modelseal.errors import Error
+    from modelseal.models.lock import load_lock
+
+    try:
+        lock = load_lock(lock_path)
+    except (Error, OSError):
+        return {}
+    root = context.resolve()
+    out: dict[str, tuple[int, str]] = {}
+    for entry in lock.entries:
+        try:
+            rel = (lock.base / entry.path).relative_to(root).as_posix()
+        except ValueError:
+            continue  # outside the context: never sent
+        out[rel] = (entry.size, entry.sha256)
+    return out
 
 
 # --- which builds may use them -----------------------------------------------------------------
+
+#: Characters of a Dockerfile excerpt kept in a reason.
+_MAX_REASON = 200
 
 
 def blocker(df: Dockerfile, context: Path, build_args: Mapping[str, str]) -> str | None:
     """Why this build cannot use stand-ins (something in it could read a file that would get
     one), or None. ``context`` is the build context as the user gave it: what a ``COPY`` or a
     bind mount could bring is worked out from it (a superset of what is sent)."""
+    why = _blocker(df, context, build_args)
+    return why if why is None or len(why) <= _MAX_REASON else why[:_MAX_REASON] + "…"
+
+
+def _blocker(df: Dockerfile, context: Path, build_args: Mapping[str, str]) -> str | None:
     if df.syntax is not None:
-        return f"{df.name} names another Dockerfile frontend (# syntax={df.syntax})"
+        return f"{df.name} names another Dockerfile frontend (syntax={df.syntax})"
     if "BUILDKIT_SYNTAX" in build_args:
         return "the build argument BUILDKIT_SYNTAX names another Dockerfile frontend"
     tainted: set[str] = set()  # stages (by index and by name) that may hold a stand-in
@@ -189,15 +235,23 @@ def blocker(df: Dockerfile, context: Path, build_args: Mapping[str, str]) -> str
         flags, rest = _split_flags(ins.args)
         if kw == "COPY":
             source = _flag(flags, "from")
-            if source is None:
-                holds = holds or _copies_a_stand_in(rest, context)
-            elif "$" in source or source.lower() in tainted:
-                holds = True
+            if source is None or source == "":
+                brings = _copies_a_stand_in(rest, df.escape, context)
+            else:
+                brings = "$" in source or source.lower() in tainted
+            chown = _flag(flags, "chown")
+            if (
+                (holds or brings)
+                and chown is not None
+                and not re.fullmatch(r"[0-9]+(:[0-9]+)?", chown)
+            ):
+                return f"{where}: COPY --chown by name (BuildKit reads /etc/passwd) where a stand-in may be"
+            holds = holds or brings
         elif kw == "RUN":
             if holds:
                 return f"{where}: RUN where a COPY before it may have brought a file that gets a stand-in"
             for mount in (v for f in flags if (v := _value(f, "mount")) is not None):
-                why = _mount_blocker(mount, tainted, context)
+                why = _mount_blocker(mount, tainted, df.escape, context)
                 if why:
                     return f"{where}: RUN --mount={mount} {why}"
     return None
@@ -213,31 +267,38 @@ def _value(flag: str, name: str) -> str | None:
     return value if key.lower() == name and eq else None
 
 
-def _mount_blocker(mount: str, tainted: set[str], context: Path) -> str | None:
+def _mount_blocker(mount: str, tainted: set[str], escape: str, context: Path) -> str | None:
+    # BuildKit reads the value as CSV (quotes), each field once, in order, the last one winning,
+    # names and the type case-insensitively: anything but a plain list of key=value is a reader.
+    if any(c in mount for c in "\"'$`") or escape in mount:
+        return "(not read exactly: quotes, escapes or variables)"
     opts: dict[str, str] = {}
     for part in mount.split(","):
         key, _, value = part.partition("=")
-        opts[key.strip().lower()] = value.strip()
-    if "$" in mount:
-        return "(a variable in it)"
-    kind = opts.get("type", "bind")
+        key = key.strip().lower()
+        key = {"src": "source", "dst": "target", "destination": "target"}.get(key, key)
+        if key in opts:
+            return f"(its {key} given twice)"
+        opts[key] = value.strip()
+    kind = opts.get("type", "bind").lower()
+    if kind in ("tmpfs", "secret", "ssh"):
+        return None  # nothing of the context or a stage
     if kind not in ("bind", "cache"):
-        return None  # tmpfs, secret, ssh: nothing of the context or a stage
+        return f"(a mount of type {kind!r})"
     source = opts.get("from")
-    if source is not None:
+    if source:
         return "(a stage that may hold a stand-in)" if source.lower() in tainted else None
-    if kind == "cache":
+    if kind == "cache" and "from" not in opts:
         return None  # an empty cache directory, not the context
-    src = opts.get("source", opts.get("src", "/"))
-    return "(the build context)" if _may_hold(src, context) else None
+    src = opts.get("source", "/")
+    return "(the build context)" if _may_hold(src, escape, context) else None
 
 
-def _copies_a_stand_in(rest: str, context: Path) -> bool:
-    """Whether the sources of a ``COPY`` (everything after its flags) could include a file that
-    has a stand-in; yes whenever it cannot be told (variables, wildcards, odd quoting)."""
+def _copies_a_stand_in(rest: str, escape: str, context: Path) -> bool:
+    """Whether the sources of a ``COPY`` from the context (everything after its flags) could
+    include a file that has a stand-in; yes whenever it cannot be told (variables, wildcards,
+    quoting, escapes)."""
     text = rest.strip()
-    if text.startswith("<<"):
-        return False  # a heredoc only
     if text.startswith("["):
         import json
 
@@ -249,61 +310,63 @@ def _copies_a_stand_in(rest: str, context: Path) -> bool:
             return True
     else:
         words = text.split()
+    # A heredoc word is a file made from the Dockerfile; every other word is a path.
     sources = [w for w in words[:-1] if not w.startswith("<<")]
-    return any(_may_hold(s, context) for s in sources)
+    return any(_may_hold(s, escape, context) for s in sources)
 
 
 #: Entries :func:`_may_hold` looks at below one source before it answers yes.
 _MAX_WALK: Final = 100_000
 
 
-def _may_hold(source: str, context: Path) -> bool:
+def _may_hold(source: str, escape: str, context: Path) -> bool:
     """Whether the context path ``source`` could be, or hold, a file that gets a stand-in (a
     regular file of at least :data:`MIN_SIZE` bytes); yes when it cannot be told."""
-    if "$" in source or _GLOB.search(source) or "'" in source or '"' in source:
+    if any(c in source for c in "$'\"\\`\0") or escape in source or _GLOB.search(source):
         return True
-    parts = [p for p in PurePosixPath("/" + source.replace("/./", "/")).parts[1:] if p != "."]
-    if ".." in parts:
-        return True
-    here = context
-    st = os.lstat(context)
-    for part in parts:
-        here = here / part
-        try:
-            st = os.lstat(here)
-        except OSError:
-            return False  # nothing there to copy (BuildKit says so)
-        if stat.S_ISLNK(st.st_mode):
-            return True  # COPY follows it: another path, not worked out
-    if not stat.S_ISDIR(st.st_mode):
-        return stat.S_ISREG(st.st_mode) and st.st_size >= MIN_SIZE
-    seen = 0
-    for top, _dirs, names in os.walk(here):
-        for name in names:
-            seen += 1
+    try:
+        parts = [p for p in PurePosixPath("/" + source.replace("/./", "/")).parts[1:] if p != "."]
+        if ".." in parts:
+            return True
+        here = context
+        st = os.lstat(context)
+        for part in parts:
+            here = here / part
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                return False  # nothing there to copy (BuildKit says so)
+            if stat.S_ISLNK(st.st_mode):
+                return True  # COPY follows it: another path, not worked out
+        if not stat.S_ISDIR(st.st_mode):
+            return stat.S_ISREG(st.st_mode) and st.st_size >= MIN_SIZE
+        seen = 0
+        for top, dirs, names in os.walk(here):
+            seen += len(dirs) + len(names)
             if seen > _MAX_WALK:
                 return True
-            try:
-                st = os.lstat(os.path.join(top, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_size >= MIN_SIZE:
-                return True
-    return False
+            for name in names:
+                try:
+                    st = os.lstat(os.path.join(top, name))
+                except OSError:
+                    return True
+                if stat.S_ISREG(st.st_mode) and st.st_size >= MIN_SIZE:
+                    return True
+        return False
+    except (OSError, ValueError, UnicodeError):
+        return True
 
 
 # --- the base images' ONBUILD triggers ---------------------------------------------------------
 
 
-def base_blocker(
-    bases: Sequence[BaseRef],
-    contexts: Mapping[str, str],
-    inspect: Callable[[str], list[str] | None],
-) -> str | None:
+def base_blocker(bases: Sequence[BaseRef], contexts: Mapping[str, str]) -> str | None:
     """Why a base image could run a trigger that sees a stand-in, or None: a base whose config
-    has ``OnBuild`` triggers (they run right after its ``FROM``, in our build, with our context),
-    or one whose config cannot be read before the build. ``inspect(ref)`` reads an image's
-    triggers from the engine's image store (None: not there)."""
+    (for any platform) has ``OnBuild`` triggers — they run right after its ``FROM``, in our
+    build, with our context — or one whose configs cannot be read before the build. Only an
+    OCI-layout build context can: a registry's image is resolved by BuildKit (its configs'
+    ``OnBuild``, a Docker extension, is not in what ``buildx imagetools`` shows, and the engine's
+    image store holds one platform, maybe not the one BuildKit resolves)."""
     for b in bases:
         where = f"the base {b.from_line.image!r} (line {b.from_line.line})"
         if b.kind in ("scratch", "stage"):
@@ -317,11 +380,11 @@ def base_blocker(
             else:
                 triggers = None
         else:
-            triggers = inspect(b.from_line.image)
+            triggers = None
         if triggers is None:
             return (
-                f"{where}: its ONBUILD triggers cannot be read before the build (pull it into "
-                "the engine first, or supply it as an OCI layout with --build-context)"
+                f"{where} comes from a registry: its ONBUILD triggers cannot be read before "
+                "the build (supply it as an OCI layout with --build-context NAME=oci-layout://…)"
             )
         if triggers:
             return f"{where} has ONBUILD triggers"

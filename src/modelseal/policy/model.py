@@ -311,12 +311,14 @@ class BuildPolicy(BaseModel):
     stand_ins: bool = Field(
         default=True,
         description=(
-            "Send BuildKit a 128-byte stand-in for each context file of 1 MiB or more (model "
-            "weights) and write the real bytes into the layer when the layout is finalized, "
-            "so that gigabytes are not moved through BuildKit five times. The image is the "
-            "same byte for byte. Used only when nothing in the build could read such a file "
-            "(no RUN after a COPY that may bring one, no ADD, no ONBUILD, no other frontend; "
-            "the report's build facts say why not otherwise). false: send every file as it is."
+            "Send BuildKit a 128-byte stand-in for each model file models.lock pins (1 MiB up "
+            "to 8 GiB - 1) and write the locked bytes into the layer when the layout is "
+            "finalized (checked against the lock's SHA-256 as they are read), so that "
+            "gigabytes are not moved through BuildKit five times. The image is the one a build "
+            "without them gives. Used only when nothing in the build could read such a file "
+            "(no RUN after a COPY that may bring one, no ADD, no ONBUILD, no other frontend, "
+            "no base pulled from a registry; the build facts say why not otherwise). false: "
+            "send every file as it is."
         ),
     )
     cache_from: list[str] = Field(
