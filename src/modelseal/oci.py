@@ -244,7 +244,7 @@ class _Unzstd(io.RawIOBase):
             raise GateError(f"layer {name} is zstd-compressed: {e.message}", hint=e.hint) from None
         assert self._proc.stdout is not None
         self._out = self._proc.stdout  # a BufferedReader over the pipe
-        _widen_pipe(self._out.fileno())
+        widen_pipe(self._out.fileno())
 
     def readable(self) -> bool:
         return True
@@ -280,7 +280,7 @@ class _Unzstd(io.RawIOBase):
             super().close()
 
 
-def _widen_pipe(fd: int) -> None:
+def widen_pipe(fd: int) -> None:
     """Ask for a 1 MiB pipe buffer (Linux ``F_SETPIPE_SZ``, at most ``pipe-max-size``): the
     tool then writes, and this process reads, in far fewer steps than through the default
     64 KiB. Best effort: where refused, the pipe keeps its size."""
