@@ -110,3 +110,20 @@ def _classify(fl: FromLine, stages: set[str], contexts: Mapping[str, str]) -> Ba
     if at and DIGEST_RE.fullmatch(digest):
         return BaseRef(fl, "digest", fl.image)
     return BaseRef(fl, "unpinned", fl.image)
+
+
+def final_root(df: Dockerfile, bases: tuple[BaseRef, ...]) -> BaseRef | None:
+    """The base image under the last stage (what the built image's first layers are): its
+    ``FROM``, followed through earlier stages to an image, ``scratch`` or a build context."""
+    if not bases:
+        return None
+    by_name = {b.from_line.stage: b for b in bases if b.from_line.stage}
+    ref = bases[-1]
+    for _ in range(len(bases)):
+        if ref.kind != "stage":
+            return ref
+        parent = by_name.get(ref.ref)
+        if parent is None or parent is ref:
+            return None
+        ref = parent
+    return None

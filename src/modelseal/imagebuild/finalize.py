@@ -5,8 +5,10 @@ recompresses every layer the build adds, after the exporter has compressed it on
 model layer is compressed twice, and with gzip that is most of a build's time. So modelseal asks
 BuildKit for *uncompressed* new layers without the rewrite (``compression=uncompressed``, no
 ``force-compression``: the base image's layers stay as the base ships them), and then, for each
-layer from the first uncompressed one on (the layers the build added), makes one streaming pass
-(:func:`finalize_layout`):
+layer the build added — every layer after the base image's (their number read from an OCI-layout
+build context or the base's registry, :class:`modelseal.imagebuild.gate.BaseLayers`; a layer
+BuildKit took compressed from a cache is one of them, with another build's timestamps), else
+from the first uncompressed one on — makes one streaming pass (:func:`finalize_layout`):
 
 * every tar header whose ``mtime`` is later than ``SOURCE_DATE_EPOCH`` is clamped to it — the
   ustar field and the PAX ``mtime``/``atime``/``ctime`` records (and a GNU header's atime and
@@ -19,9 +21,10 @@ layer from the first uncompressed one on (the layers the build added), makes one
 * the image config (``rootfs.diff_ids``), the manifest(s), an index and ``index.json`` are
   rewritten (JSON re-serialized deterministically: keys in their order, compact).
 
-Layers before the first uncompressed one are the base image's and stay untouched (recompressed
-without any header change when ``force_compression`` asks for it). A base image that itself
-ships uncompressed layers has those clamped too (its diff_ids then change).
+The base image's layers stay untouched (recompressed without any header change when
+``force_compression`` asks for it). When their number is not known (a base by tag), layers
+before the first uncompressed one are taken for the base's, and a base image that itself ships
+uncompressed layers has those clamped too (its diff_ids then change).
 
 The same inputs give the same bytes, so the digest is reproducible, and ``modelseal rebuild``
 runs this same code. The header parsing is bounded: a malformed header, a bad checksum, a PAX
@@ -638,9 +641,10 @@ class _Finalizer:
     def __init__(
         self, layout: OciLayout, compression: str, level: int | None, force: bool, epoch: int,
         model_paths: tuple[str, ...] = (), stand_ins: StandIns | None = None,
-        slim_dir: Path | None = None,
+        slim_dir: Path | None = None, base_layers: Callable[[str], int | None] | None = None,
     ) -> None:  # fmt: skip
         self.layout = layout
+        self.base_layers = base_layers
         self.stand_ins = stand_ins
         self.slim_dir = slim_dir
         #: finalized layer digest → its slim layer (:class:`SlimLayer`), for model-only layers
@@ -725,8 +729,9 @@ class _Finalizer:
         layers = self.layout.read_json(manifest).get("layers") or []
         return tuple(str(d["digest"]) for d in layers if d.get("digest") in self.model_only)
 
-    def manifest(self, digest: str) -> tuple[Blob, str]:
-        """Finalize one image manifest; its new blob and its new config's digest."""
+    def manifest(self, digest: str, platform: str = "unknown") -> tuple[Blob, str]:
+        """Finalize one image manifest (of ``platform``); its new blob and its new config's
+        digest."""
         m = self.layout.read_json(digest)
         config_desc = m.get("config")
         layers = m.get("layers")
@@ -743,13 +748,23 @@ class _Finalizer:
             )
         new_layers, new_diffs = [], []
         diverged = False
-        for desc, old_diff in zip(layers, diff_ids, strict=True):
+        # The base image's layers, when known: every layer after them is the build's, also one
+        # BuildKit took compressed from a cache (another build's on the builder, an imported
+        # cache) — with that build's timestamps. Unknown: the build's start at the first layer
+        # BuildKit exported uncompressed (a cached compressed layer before it is kept as is).
+        base = self.base_layers(platform) if self.base_layers is not None else None
+        if base is not None and not 0 <= base <= len(layers):
+            raise GateError(
+                f"{self.layout.path}: manifest {digest} has {len(layers)} layers, fewer than "
+                f"the {base} of its base image."
+            )
+        for k, (desc, old_diff) in enumerate(zip(layers, diff_ids, strict=True)):
             if not isinstance(desc, dict):
                 raise GateError(
                     f"{self.layout.path}: manifest {digest} lists a layer that is not an object."
                 )
             media = str(desc.get("mediaType", ""))
-            diverged = diverged or uncompressed_media(media)
+            diverged = k >= base if base is not None else diverged or uncompressed_media(media)
             target = _MEDIA[self.compression]
             if diverged:
                 d, diff = self.layer(desc, str(old_diff), patch=True)
@@ -784,6 +799,7 @@ def finalize_layout(
     model_paths: tuple[str, ...] = (),
     stand_ins: StandIns | None = None,
     slim_dir: Path | None = None,
+    base_layers: Callable[[str], int | None] | None = None,
 ) -> Finalized:
     """Finalize the image ``top_digest`` of the OCI layout at ``path`` in place (see the
     module doc); ``index.json`` then lists the finalized image only, and the blobs BuildKit
@@ -791,7 +807,8 @@ def finalize_layout(
     result says which new layers hold only files below them (:attr:`Finalized.model_layers`).
     ``stand_ins``: the model stand-ins of this run, replaced by their files in the new layers.
     ``slim_dir``: where to write a :class:`SlimLayer` of each new layer that holds only model
-    files (:attr:`Finalized.slims`)."""
+    files (:attr:`Finalized.slims`). ``base_layers(platform)``: how many layers the base image
+    has (None: not known); every layer after them is finalized, whatever its compression."""
     if compression not in _MEDIA:
         raise GateError(f"build.compression {compression!r} is not gzip, zstd or uncompressed.")
     layout = OciLayout(path)
@@ -799,7 +816,9 @@ def finalize_layout(
     if len(tops) != 1:
         raise GateError(f"{path}/index.json does not list the built image {top_digest} once.")
     top = tops[0]
-    fin = _Finalizer(layout, compression, level, force, epoch, model_paths, stand_ins, slim_dir)
+    fin = _Finalizer(
+        layout, compression, level, force, epoch, model_paths, stand_ins, slim_dir, base_layers
+    )
     media = top.media_type or str(layout.read_json(top_digest).get("mediaType", ""))
     manifests: dict[str, tuple[str, str]] = {}
     model_layers: dict[str, tuple[str, ...]] = {}
@@ -822,7 +841,7 @@ def finalize_layout(
                 str(p) for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
             ) if isinstance(plat, dict) else "unknown"  # fmt: skip
             old = str(child.get("digest"))
-            mblob, config = fin.manifest(old)
+            mblob, config = fin.manifest(old, platform or "unknown")
             manifests[platform or "unknown"] = (mblob.digest, config)
             model_layers[platform or "unknown"] = fin.model_layers_of(mblob.digest)
             new_children.append({**child, "digest": mblob.digest, "size": mblob.size})
@@ -830,7 +849,7 @@ def finalize_layout(
         if tblob.digest != top_digest:
             fin.obsolete.add(top_digest)
     elif media in MANIFEST_TYPES:
-        tblob, config = fin.manifest(top_digest)
+        tblob, config = fin.manifest(top_digest, top.platform or "unknown")
         manifests[top.platform or "unknown"] = (tblob.digest, config)
         model_layers[top.platform or "unknown"] = fin.model_layers_of(tblob.digest)
     else:

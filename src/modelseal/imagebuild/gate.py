@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from modelseal import fsio
 from modelseal._tools import GHA_CACHE_ENV, ToolResult, run_tool, tail, which
@@ -22,7 +23,7 @@ from modelseal.errors import ConfigError, Error, GateError, ToolError
 from modelseal.findings import Finding, GateResult, Severity, Status
 from modelseal.gates import RegisteredGate
 from modelseal.imagebuild import standins
-from modelseal.imagebuild.bases import BaseRef, classify_bases
+from modelseal.imagebuild.bases import BaseRef, classify_bases, final_root
 from modelseal.imagebuild.compare import compare_platforms, describe_differences
 from modelseal.imagebuild.context import NORMALIZATION_VERSION, DockerIgnore, normalize_context
 from modelseal.imagebuild.dockerfile import Dockerfile, parse_dockerfile
@@ -179,6 +180,7 @@ class BuildGate(RegisteredGate):
                 )  # fmt: skip
         normalized = time.monotonic() - started
         facts |= _stand_in_facts(stand_ins, blocked)
+        base_layers = BaseLayers(final_root(df, bases), contexts, engine)
         if policy.compression == "zstd":
             zstd_tool()  # missing: ERRORED now, not after a build of many minutes
         injected = inject_source_date_epoch(df, text)
@@ -218,7 +220,7 @@ class BuildGate(RegisteredGate):
         try:
             built = _build(
                 engine, ctx, norm, df_dir, contexts, building, injected, cold=False, cache=cache,
-                stand_ins=stand_ins,
+                stand_ins=stand_ins, base_layers=base_layers,
             )  # fmt: skip
             fsio.replace_dir(building, layout_dir)
         finally:
@@ -265,7 +267,8 @@ class BuildGate(RegisteredGate):
             built_for = tuple(first.platform_manifests)
             platforms = () if on == "same" or "unknown" in built_for else built_for
             second = _build(engine2, ctx, norm, df_dir, contexts, second_dir, injected,
-                            cold=True, platforms=platforms, stand_ins=stand_ins)  # fmt: skip
+                            cold=True, platforms=platforms, stand_ins=stand_ins,
+                            base_layers=base_layers)  # fmt: skip
             facts |= {f"seconds.rebuild.{k}": f"{v:.1f}" for k, v in second.seconds.items()}
             facts["rebuild.digest"] = _single_or_top(second)
             compared = time.monotonic()
@@ -578,6 +581,7 @@ def _build(
     cache: Sequence[str] = (),
     platforms: Sequence[str] = (),
     stand_ins: standins.StandIns | None = None,
+    base_layers: BaseLayers | None = None,
 ) -> BuildOutput:
     policy = ctx.policy.policy.build
     meta = ctx.work_dir / f"metadata-{'cold' if cold else 'warm'}.json"
@@ -627,7 +631,7 @@ def _build(
     fin = finalize_layout(
         dest, raw.top_digest, compression=policy.compression, level=policy.compression_level,
         force=policy.force_compression, epoch=ctx.epoch.value, model_paths=_model_paths(ctx),
-        stand_ins=stand_ins, slim_dir=None if cold else ctx.shared.dir,
+        stand_ins=stand_ins, slim_dir=None if cold else ctx.shared.dir, base_layers=base_layers,
     )  # fmt: skip
     # The secret scan reads these in place of the model-only layers (content-addressed: a slim
     # is only ever used for the very layer it was made from).
@@ -643,6 +647,84 @@ def _stand_in_facts(stand_ins: standins.StandIns | None, blocked: str | None) ->
     if stand_ins is None:
         return {"stand_ins": "0", "stand_ins.not_used": blocked or ""}
     return {"stand_ins": str(len(stand_ins.files))}
+
+
+#: Seconds reading a base image's manifests from its registry may take.
+INSPECT_TIMEOUT = 60.0
+
+
+class BaseLayers:
+    """How many layers the base image under the last stage has, per platform (None: not
+    known): the layout finalizer finalizes every layer after them, also one BuildKit took
+    compressed from a cache. Read from an OCI-layout build context, or, for a base pinned by
+    digest, from its registry by buildx (its manifests, with the build's own credentials)."""
+
+    def __init__(
+        self, root: BaseRef | None, contexts: Mapping[str, str], engine: EngineInfo
+    ) -> None:
+        self._root, self._contexts, self._engine = root, contexts, engine
+        self._known: dict[str, int | None] = {}
+
+    def __call__(self, platform: str) -> int | None:
+        """The count for ``platform`` (``os/arch[/variant]``)."""
+        if platform not in self._known:
+            try:
+                self._known[platform] = self._count(platform)
+            except (Error, OSError, ValueError, KeyError, TypeError, AttributeError):
+                self._known[platform] = None
+        return self._known[platform]
+
+    def _count(self, platform: str) -> int | None:
+        root = self._root
+        if root is None:
+            return None
+        if root.kind == "scratch":
+            return 0
+        if root.kind == "context":
+            value = self._contexts.get(root.ref, "")
+            if "://" not in value:
+                return 0  # a local directory as the root filesystem: the build's own layer
+            if not (value.startswith("oci-layout://") and "@" in value):
+                return None
+            path, _, digest = value.removeprefix("oci-layout://").rpartition("@")
+            layout = OciLayout(Path(path))
+            found = layout.platform_manifests(digest)
+            chosen = [d for d in found if d.platform == platform] or (
+                found if len(found) == 1 else []
+            )  # fmt: skip
+            if len(chosen) != 1:
+                return None
+            layers = layout.manifest(chosen[0].digest).get("layers")
+            return len(layers) if isinstance(layers, list) else None
+        if root.kind == "digest":
+            return self._registry(root.from_line.image, platform)
+        return None  # unpinned: what BuildKit resolves may not be what is read now
+
+    def _registry(self, ref: str, platform: str) -> int | None:
+        top = self._raw(ref)
+        if isinstance(top.get("layers"), list):
+            return len(top["layers"])
+        want = platform.split("/")
+        for m in top.get("manifests") or []:
+            plat = m.get("platform") or {}
+            have = [plat.get("os"), plat.get("architecture")] + (
+                [plat["variant"]] if plat.get("variant") else []
+            )  # fmt: skip
+            if have == want:
+                name = ref.rpartition("@")[0]
+                layers = self._raw(f"{name}@{m['digest']}").get("layers")
+                return len(layers) if isinstance(layers, list) else None
+        return None
+
+    def _raw(self, ref: str) -> dict[str, Any]:
+        result = run_tool(
+            [docker_cli(), "buildx", "imagetools", "inspect", "--raw", ref],
+            timeout=INSPECT_TIMEOUT, env=self._engine.env(),
+        )  # fmt: skip
+        data = json.loads(result.stdout)
+        if not isinstance(data, dict):
+            raise ValueError("not a manifest")
+        return data
 
 
 def _lock_pins(ctx: Context, context_dir: Path) -> dict[str, tuple[int, str]]:
