@@ -103,6 +103,38 @@ def test_review2_a_model_unlike_its_lock_gives_the_outcome_of_a_build_without_st
     )
 
 
+@pytest.mark.engine
+@pytest.mark.xfail(
+    strict=True,
+    reason="review2: with models.enabled false the facts say models.lock pins no big file, whatever it pins",
+)
+def test_review2_the_reason_for_no_stand_ins_is_true_when_the_models_gates_are_off(
+    engine: PrivateEngine, busybox_base: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``_lock_pins`` returns nothing when ``models.enabled`` is false, and the build then
+    records ``stand_ins.not_used: models.lock pins no file of 1 MiB or more in the build
+    context`` — here the lock pins a 2 MiB file; the reason is that the models gates are off."""
+    ctx = _context(tmp_path, "FROM base\nCOPY model/ /app/model/\n")
+    policy = tmp_path / "off.yml"
+    policy.write_text(
+        "version: 1\nbuild:\n  rebuild_check: never\n  stand_ins: true\nmodels:\n  enabled: false\n"
+    )
+    out = tmp_path / "out"
+    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
+                 "--source-date-epoch", str(EPOCH), "--build-context", f"base={busybox_base}"])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err
+    (gate,) = report_gates(read_report(out / "report.json")).values()
+    facts = gate["facts"]
+    assert facts["stand_ins"] == "0"
+    lock = json.loads((ctx / "models.lock").read_text())
+    assert lock["files"][0]["size"] >= MIB  # the lock does pin a big file in the context
+    assert facts["stand_ins.not_used"] != (
+        "models.lock pins no file of 1 MiB or more in the build context"
+    ), facts["stand_ins.not_used"]
+
+
 # --- WORKDIR under USER NAME ---------------------------------------------------------------------
 
 
