@@ -1,7 +1,7 @@
 """Second review of issue 16's slim layers: the secret scan reads, for each model-only layer, a
 slim copy without the files Trivy's secret scanner skips as binary. The claim: Trivy finds
-exactly the secrets it would find in the whole layer. Each test pins one way it does not yet
-hold, marked ``xfail(strict=True)`` until it is fixed, and checks the claim with real Trivy."""
+exactly the secrets it would find in the whole layer. Each test pins one way it did not hold
+(each failed before its fix), and checks the claim with real Trivy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import pytest
 from tests.support import EPOCH
 
 from modelseal.imagebuild.finalize import SLIM_MIN, LayerStats, SlimLayer, clamp_tar
@@ -92,10 +91,6 @@ def _slim(layer: bytes, tmp_path: Path) -> bytes:
 PYC = b"\x00\x0d\r\n" + b"x" * SLIM_MIN + b"\nhub_token = " + GITHUB.encode() + b"\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review2: the slim's .pyc test reads the raw tar name; Trivy cleans it ('k.pyc/' is k.pyc) and scans the file the slim dropped",
-)
 def test_review2_a_pyc_named_with_a_trailing_slash_keeps_its_secret(tmp_path: Path) -> None:
     """``SlimLayer.member`` keeps a binary file only if its *raw* member name ends in ``.pyc``;
     Trivy's walker takes ``path.Clean(hdr.Name)`` (a regular file ``app/model/k.pyc/`` is

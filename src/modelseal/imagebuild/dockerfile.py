@@ -512,7 +512,7 @@ def _other_syntax(text: str) -> str | None:
     if body.lstrip().startswith("{"):
         try:
             value = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if isinstance(value, dict) and isinstance(value.get("syntax"), str):
             return str(value["syntax"])

@@ -56,6 +56,7 @@ from typing import IO, Any, Final
 from modelseal import fsio
 from modelseal._tools import find_tool, pipe_from
 from modelseal.errors import Error, GateError
+from modelseal.imagebuild.context import go_clean
 from modelseal.imagebuild.standins import SIZE as STAND_IN_SIZE
 from modelseal.imagebuild.standins import StandIns
 from modelseal.oci import INDEX_TYPES, MANIFEST_TYPES, OciLayout, open_layer, widen_pipe
@@ -260,16 +261,19 @@ class SlimLayer:
             view = view[os.write(self._fd, view) :]
 
     def member(
-        self, hdr: bytes, size: int, name: bytes, chunks: Iterator[bytes]
+        self, hdr: bytes, size: int, name: str, chunks: Iterator[bytes], *, plain: bool = True
     ) -> Iterator[bytes]:
         """Pass a regular member's data ``chunks`` (padding included) through, writing the
-        member (``hdr`` is its final header block, ``size`` its data's length) to the slim
-        layer as the class doc says."""
+        member (``hdr`` is its final header block, ``size`` its data's length, ``name`` its
+        cleaned name; ``plain``: no reader could take it for another name) to the slim layer as
+        the class doc says."""
         if self._fd < 0:
             yield from chunks
             return
         first = next(chunks, b"")
-        drop = size >= SLIM_MIN and not name.endswith(b".pyc") and trivy_binary(first)
+        drop = (
+            plain and size >= SLIM_MIN and not name.endswith(".pyc") and trivy_binary(first)
+        )  # fmt: skip
         if drop:
             empty = bytearray(hdr)
             empty[124:136] = b"%011o\0" % 0
@@ -301,11 +305,17 @@ class SlimLayer:
         self._fd = -2
 
 
+#: What :func:`_clean_name` gives a name that climbs out of the root: no model path.
+_OUTSIDE: Final = "\0outside"
+
+
 def _clean_name(raw: bytes) -> str:
-    name = raw.decode("utf-8", "surrogateescape")
-    while name.startswith(("./", "/")):
-        name = name[1:] if name.startswith("/") else name[2:]
-    return name.rstrip("/")
+    """A member name as Go's and Python's tar readers resolve it (``path.Clean``, relative to
+    the root); one whose ``..`` climbs above the root is :data:`_OUTSIDE`."""
+    name = go_clean(raw.decode("utf-8", "surrogateescape").lstrip("/"))
+    if name == ".." or name.startswith("../"):
+        return _OUTSIDE
+    return "" if name == "." else name
 
 
 def clamp_tar(
@@ -327,7 +337,11 @@ def clamp_tar(
 
     offset = 0
     pax_size: int | None = None
-    long_name: bytes | None = None  # a GNU long name or PAX path for the next entry
+    # The next entry's names besides its header's: a PAX path, a GNU long name (which Go's and
+    # Python's readers prefer), and whether something else could rename it (a sparse record).
+    pax_path: bytes | None = None
+    gnu_name: bytes | None = None
+    odd_name = False
 
     def where(at: int | None = None) -> str:
         return f"layer {layer}, tar header at byte {offset if at is None else at}"
@@ -388,10 +402,13 @@ def clamp_tar(
                 (k, b"%d" % epoch if k.decode("latin-1") in _PAX_TIMES and _pax_time_after(v, epoch) else v)
                 for k, v in records
             ]  # fmt: skip
+            for k, _v in records:
+                if k.startswith(b"GNU.sparse.") or (kind == b"g" and k == b"path"):
+                    odd_name = True
             if kind == b"x":
                 for k, v in records:
                     if k == b"path":
-                        long_name = v
+                        pax_path = v
                     if k == b"size":
                         if not re.fullmatch(rb"[0-9]{1,20}", v):
                             raise GateError(
@@ -415,17 +432,25 @@ def clamp_tar(
             padded = size + (-size % _BLOCK)
             data = read_exact(padded)
             if kind == b"L":
-                long_name = data[:size].split(b"\0", 1)[0]
+                gnu_name = data[:size].split(b"\0", 1)[0]
             yield from out(data)
             offset += padded
             continue
-        if long_name is not None:
-            name, long_name = long_name, None
+        plain = not odd_name and (pax_path is None or gnu_name is None)
+        if gnu_name is not None:
+            name = gnu_name
+        elif pax_path is not None:
+            name = pax_path
         else:
             name = block[:100].split(b"\0", 1)[0]
             if block[257:263] == b"ustar\0" and block[345] != 0:
                 name = block[345:500].split(b"\0", 1)[0] + b"/" + name
-        stats.note(_clean_name(name), kind)
+        pax_path = gnu_name = None
+        odd_name = False
+        cleaned = _clean_name(name)
+        stats.note(cleaned, kind)
+        if not plain:
+            stats.model_only = False  # readers could disagree on where it is
         if slim is not None and slim.active and not stats.model_only:
             slim.drop()
         changed = _clamp_field(hdr, 136, epoch, "mtime", where)
@@ -461,7 +486,9 @@ def clamp_tar(
                     padded_chunks = itertools.chain(chunks, (bytes(-real_size % _BLOCK),))
                     if slim_member:
                         assert slim is not None
-                        yield from slim.member(final, real_size, name, padded_chunks)
+                        yield from slim.member(
+                            final, real_size, cleaned, padded_chunks, plain=plain
+                        )
                     else:
                         yield from padded_chunks
             else:
@@ -473,7 +500,7 @@ def clamp_tar(
         if slim_member:
             assert slim is not None
             yield final
-            yield from slim.member(final, size, name, copy(padded))
+            yield from slim.member(final, size, cleaned, copy(padded), plain=plain)
         else:
             yield from out(final)
             for chunk in copy(padded):
@@ -575,9 +602,13 @@ def _compress(
                 out.write(chunk)
         except BaseException as e:  # handed to the caller
             failed.append(e)
+            # Nobody reads zstd's output any more: stopped, so that the writer below gets a
+            # broken pipe instead of waiting for ever on a full one.
+            proc.kill()
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
+    broken = False
     try:
         try:
             for chunk in chunks:
@@ -585,6 +616,8 @@ def _compress(
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(in_fd, view) :]
+        except BrokenPipeError:
+            broken = True  # zstd is gone: its exit code (or the reader's error) says why
         finally:
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
@@ -595,8 +628,13 @@ def _compress(
         reader.join()
         code = proc.wait()
     if failed:
+        if isinstance(failed[0], OSError):
+            raise GateError(
+                f"layer {layer}: writing its compressed blob failed: "
+                f"{failed[0].strerror or failed[0]}."
+            ) from None
         raise failed[0]
-    if code != 0:
+    if code != 0 or broken:
         raise GateError(f"layer {layer}: zstd exited with code {code} while compressing it.")
     return "sha256:" + diff.hexdigest()
 

@@ -150,9 +150,13 @@ class BuildGate(RegisteredGate):
         pinned = _lock_pins(ctx, context_dir) if policy.stand_ins else {}
         blocked = (
             "build.stand_ins is false" if not policy.stand_ins
+            else "the models gates are off (models.enabled: false): no models.lock to pin them"
+            if not ctx.policy.policy.models.enabled
             else "models.lock pins no file of 1 MiB or more in the build context"
             if not any(standins.MIN_SIZE <= size <= standins.MAX_SIZE for size, _ in pinned.values())
-            else standins.blocker(df, context_dir, opts.build_args)
+            else standins.blocker(
+                df, context_dir, opts.build_args, standins.base_users(bases, contexts)
+            )
         )  # fmt: skip
         stand_ins = standins.StandIns(pinned) if blocked is None else None
         # The engine probe waits on docker CLI round trips; the copy waits on the disk.

@@ -47,7 +47,7 @@ import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Any, Final
 
 from modelseal.errors import GateError
 from modelseal.imagebuild.bases import BaseRef
@@ -76,6 +76,8 @@ class StandIn:
     #: What ``models.lock`` pins: its size and SHA-256.
     size: int
     sha256: str
+    #: The file as the context was normalized: (device, inode, size, mtime, ctime in ns).
+    seen: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
 
 
 @dataclass
@@ -104,7 +106,7 @@ class StandIns:
         if not stat.S_ISREG(st.st_mode) or st.st_size != pin[0]:
             return None  # changed since it was locked: sent as it is (the models gate says so)
         index = len(self.files)
-        self.files.append(StandIn(rel, source, pin[0], pin[1]))
+        self.files.append(StandIn(rel, source, pin[0], pin[1], _identity(st)))
         text = b"%s%s:%08x\n" % (_MAGIC, self.nonce.encode(), index)
         return text.ljust(SIZE, b"#")
 
@@ -125,10 +127,13 @@ class StandIns:
 
     @contextlib.contextmanager
     def open(self, item: StandIn, where: str) -> Iterator[Iterator[bytes]]:
-        """The locked file's bytes, as chunks, read from the build context now and hashed on the
-        way: a file that is gone, is no longer a regular file of the pinned size, or whose bytes
-        are not the pinned SHA-256 at their end (changed, or its path now leads elsewhere) is a
-        GateError naming it."""
+        """The model file's bytes, as chunks, read from the build context now and hashed on the
+        way. They are what a build without stand-ins would have sent when they are the bytes
+        the lock pins, or else when the file is still the one the context was normalized from
+        (same device, inode, size, mtime and ctime: a model that never matched its lock, which
+        the models gate reports); otherwise — a file gone, no longer a regular file of the
+        pinned size, changed since, or a path that now leads elsewhere — a GateError naming
+        it."""
         try:
             fd = os.open(
                 item.source,
@@ -150,10 +155,11 @@ class StandIns:
     @staticmethod
     def _changed(item: StandIn, where: str) -> GateError:
         return GateError(
-            f"{where}: the model file {item.rel} of the build context is no longer the one "
-            f"models.lock pins ({item.size} bytes, SHA-256 {item.sha256}): it changed (or its "
-            "path now leads elsewhere) while the image was built.",
-            hint="Build again; lock it again with `modelseal models lock` if the change is meant.",
+            f"{where}: the model file {item.rel} of the build context changed (or its path now "
+            "leads elsewhere) while the image was built: its bytes are neither the ones "
+            f"models.lock pins ({item.size} bytes, SHA-256 {item.sha256}) nor those of the "
+            "file the build started from.",
+            hint="Build again once nothing writes to the build context.",
         )
 
     def _chunks(self, fd: int, item: StandIn, where: str) -> Iterator[bytes]:
@@ -166,9 +172,13 @@ class StandIns:
             h.update(chunk)
             left -= len(chunk)
             yield chunk
-        if h.hexdigest() != item.sha256:
+        if h.hexdigest() != item.sha256 and _identity(os.fstat(fd)) != item.seen:
             raise self._changed(item, where)
         self.replaced.append((item.rel, item.size))
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def pins(context: Path, lock_path: Path) -> dict[str, tuple[int, str]]:
@@ -199,33 +209,54 @@ def pins(context: Path, lock_path: Path) -> dict[str, tuple[int, str]]:
 _MAX_REASON = 200
 
 
-def blocker(df: Dockerfile, context: Path, build_args: Mapping[str, str]) -> str | None:
+def blocker(
+    df: Dockerfile, context: Path, build_args: Mapping[str, str],
+    base_users: Mapping[int, str | None] | None = None,
+) -> str | None:  # fmt: skip
     """Why this build cannot use stand-ins (something in it could read a file that would get
     one), or None. ``context`` is the build context as the user gave it: what a ``COPY`` or a
-    bind mount could bring is worked out from it (a superset of what is sent)."""
-    why = _blocker(df, context, build_args)
+    bind mount could bring is worked out from it (a superset of what is sent). ``base_users``:
+    per stage (index) built on an image, that image's configured user (None: not known)."""
+    why = _blocker(df, context, build_args, base_users or {})
     return why if why is None or len(why) <= _MAX_REASON else why[:_MAX_REASON] + "…"
 
 
-def _blocker(df: Dockerfile, context: Path, build_args: Mapping[str, str]) -> str | None:
+def _blocker(
+    df: Dockerfile, context: Path, build_args: Mapping[str, str],
+    base_users: Mapping[int, str | None],
+) -> str | None:  # fmt: skip
     if df.syntax is not None:
         return f"{df.name} names another Dockerfile frontend (syntax={df.syntax})"
     if "BUILDKIT_SYNTAX" in build_args:
         return "the build argument BUILDKIT_SYNTAX names another Dockerfile frontend"
     tainted: set[str] = set()  # stages (by index and by name) that may hold a stand-in
+    users: dict[str, str | None] = {}  # stage → the USER in force at its end (None: the base's)
     stage = -1
     holds = False
+    user: str | None = None
     for ins in df.instructions:
         kw = ins.keyword
         where = f"{df.name}:{ins.start_line}"
         if kw == "FROM":
-            if stage >= 0 and holds:
-                tainted.add(str(stage))
+            if stage >= 0:
+                users[str(stage)] = user
                 if df.froms[stage].stage:
-                    tainted.add(str(df.froms[stage].stage))
+                    users[str(df.froms[stage].stage)] = user
+                if holds:
+                    tainted.add(str(stage))
+                    if df.froms[stage].stage:
+                        tainted.add(str(df.froms[stage].stage))
             stage += 1
-            holds = df.froms[stage].image.lower() in tainted if stage < len(df.froms) else True
+            parent = df.froms[stage].image.lower() if stage < len(df.froms) else ""
+            holds = parent in tainted if stage < len(df.froms) else True
+            user = users[parent] if parent in users else base_users.get(stage)
             continue
+        if kw == "USER":
+            user = ins.args.strip()
+            continue
+        if kw == "WORKDIR" and holds and not _numeric_user(user):
+            # BuildKit makes the directory the user's: a name is looked up in /etc/passwd.
+            return f"{where}: WORKDIR under a user by name (or the base image's) where a stand-in may be"
         if stage < 0:
             continue  # global ARGs
         if kw == "ONBUILD":
@@ -255,6 +286,12 @@ def _blocker(df: Dockerfile, context: Path, build_args: Mapping[str, str]) -> st
                 if why:
                     return f"{where}: RUN --mount={mount} {why}"
     return None
+
+
+def _numeric_user(user: str | None) -> bool:
+    """Whether ``user`` (a USER value; None: not set in the Dockerfile, the base's) names no
+    account: empty (root) or ``UID[:GID]`` in digits."""
+    return user is not None and re.fullmatch(r"[0-9]*(:[0-9]+)?", user) is not None
 
 
 def _flag(flags: list[str], name: str) -> str | None:
@@ -304,7 +341,7 @@ def _copies_a_stand_in(rest: str, escape: str, context: Path) -> bool:
 
         try:
             words = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return True
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             return True
@@ -391,20 +428,57 @@ def base_blocker(bases: Sequence[BaseRef], contexts: Mapping[str, str]) -> str |
     return None
 
 
-def _layout_triggers(value: str) -> list[str] | None:
+def base_users(bases: Sequence[BaseRef], contexts: Mapping[str, str]) -> dict[int, str | None]:
+    """Per stage (index), the user its base image's config names: ``""`` for ``scratch`` and a
+    local directory, the layout's ``User`` for an OCI-layout build context (None when its
+    platforms differ or it cannot be read), None for anything else (a stage: :func:`blocker`
+    follows it)."""
+    out: dict[int, str | None] = {}
+    for i, b in enumerate(bases):
+        if b.kind == "scratch":
+            out[i] = ""
+        elif b.kind == "context":
+            value = contexts.get(b.ref, "")
+            if "://" not in value:
+                out[i] = ""
+            elif value.startswith("oci-layout://") and "@" in value:
+                found = _layout_configs(value)
+                users = {str((c.get("config") or {}).get("User") or "") for c in found or []}
+                out[i] = users.pop() if found and len(users) == 1 else None
+            else:
+                out[i] = None
+        else:
+            out[i] = None
+    return out
+
+
+def _layout_configs(value: str) -> list[dict[str, Any]] | None:
+    """The config of every platform image of the OCI-layout context ``value`` (None: cannot
+    be read)."""
     from modelseal.oci import OciLayout
 
     path, _, digest = value.removeprefix("oci-layout://").rpartition("@")
     try:
         layout = OciLayout(Path(path))
-        found: list[str] = []
+        configs = []
         for desc in layout.platform_manifests(digest):
             manifest = layout.manifest(desc.digest)
             config = layout.read_json(str((manifest.get("config") or {}).get("digest")))
-            inner = config.get("config") if isinstance(config, dict) else None
-            onbuild = inner.get("OnBuild") if isinstance(inner, dict) else None
-            if onbuild:
-                found += [str(t) for t in onbuild] if isinstance(onbuild, list) else ["?"]
-        return found
+            if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict):
+                return None
+            configs.append(config)
+        return configs
     except (GateError, OSError, ValueError, AttributeError):
         return None
+
+
+def _layout_triggers(value: str) -> list[str] | None:
+    configs = _layout_configs(value)
+    if configs is None:
+        return None
+    found: list[str] = []
+    for config in configs:
+        onbuild = (config.get("config") or {}).get("OnBuild")
+        if onbuild:
+            found += [str(t) for t in onbuild] if isinstance(onbuild, list) else ["?"]
+    return found

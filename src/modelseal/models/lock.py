@@ -118,8 +118,15 @@ def load_lock(path: Path) -> ModelsLock:
         data = json.loads(content.decode(locale.getpreferredencoding(False)))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}.") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: byte {e.start} is not valid text ({e.reason}).") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a models.lock.") from None
     if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
         raise ConfigError(f"{path}: not a models.lock of version {LOCK_VERSION}.")
+    for key in ("files", "roots"):
+        if not isinstance(data.get(key, []), list):
+            raise ConfigError(f"{path}: {key} must be a list.")
     entries = []
     seen: set[str] = set()
     for i, raw in enumerate(data.get("files", [])):
