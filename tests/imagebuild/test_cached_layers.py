@@ -13,10 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support import EPOCH
-from tests.support.reports import read_report, report_gates
+from tests.support.standins import run_build
 
-from modelseal._cli import main
 from modelseal.imagebuild.engine import PrivateEngine
 
 
@@ -44,14 +42,9 @@ def test_layers_from_another_builds_cache_are_finalized_too(
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert plain.returncode == 0, plain.stderr[-2000:]
-    policy = tmp_path / "policy.yml"
-    policy.write_text("version: 1\nbuild:\n  rebuild_check: always\n")
-    out = tmp_path / "out"
-    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
-                 "--source-date-epoch", str(EPOCH), "--build-context", f"base={busybox_base}"])  # fmt: skip
-    printed = capsys.readouterr()
-    assert code == 0, printed.out + printed.err
-    (gate,) = report_gates(read_report(out / "report.json")).values()
+    policy = "version: 1\nbuild:\n  rebuild_check: always\n"
+    code, gate, printed = run_build(ctx, policy, tmp_path / "out", busybox_base, capsys)
+    assert code == 0 and gate is not None, printed
     assert gate["facts"]["rebuild.reproducible"] == "yes"
     assert not gate["findings"]
 

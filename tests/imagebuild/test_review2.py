@@ -7,7 +7,6 @@ the same outcome (both pass, one digest)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from tests.support import EPOCH
-from tests.support.reports import read_report, report_gates
+from tests.support.layers import weights
+from tests.support.standins import build, passwd_bytes, run_build, write_lock
 
-from modelseal._cli import main
 from modelseal.errors import ConfigError, GateError
 from modelseal.imagebuild import finalize, standins
 from modelseal.imagebuild.dockerfile import parse_dockerfile
@@ -32,48 +31,16 @@ from modelseal.imagebuild.finalize import LayerStats, clamp_tar
 MIB = 1 << 20
 
 
-def _weights(seed: int, size: int) -> bytes:
-    out = bytearray()
-    block = hashlib.sha256(b"review2-%d" % seed).digest()
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block * 64
-    return bytes(out[:size])
-
-
 def _context(tmp_path: Path, dockerfile: str, *, locked: bytes | None = None) -> Path:
     """A context with one 2 MiB model file, pinned by models.lock (as ``locked`` when given:
     other bytes of the same size)."""
     ctx = tmp_path / "ctx"
     (ctx / "model").mkdir(parents=True)
-    data = _weights(1, 2 * MIB + 3)
+    data = weights(1, 2 * MIB + 3, b"review2-")
     (ctx / "model" / "big.bin").write_bytes(data)
     (ctx / "Dockerfile").write_text(dockerfile)
-    pinned = locked if locked is not None else data
-    files = [{"path": "model/big.bin", "size": len(pinned), "format": "unknown",
-              "sha256": hashlib.sha256(pinned).hexdigest()}]  # fmt: skip
-    (ctx / "models.lock").write_text(json.dumps({"version": 1, "roots": ["model"], "files": files}))
+    write_lock(ctx, ["model/big.bin"], pinned=None if locked is None else {"model/big.bin": locked})
     return ctx
-
-
-def _build(
-    ctx: Path, out: Path, base: str, stand_ins: bool, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, dict[str, str], str]:
-    policy = out.parent / f"{out.name}.yml"
-    policy.write_text(
-        "version: 1\nbuild:\n  rebuild_check: never\n"
-        f"  stand_ins: {'true' if stand_ins else 'false'}\n"
-    )
-    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
-                 "--source-date-epoch", str(EPOCH), "--build-context", f"base={base}"])  # fmt: skip
-    printed = capsys.readouterr()
-    facts: dict[str, str] = {}
-    if (out / "report.json").exists():
-        (gate,) = report_gates(read_report(out / "report.json")).values()
-        facts = dict(gate["facts"])
-        if gate.get("error"):
-            facts["error"] = str(gate["error"])
-    return code, facts, printed.out + printed.err
 
 
 # --- a model that is not the locked one ---------------------------------------------------------
@@ -90,10 +57,10 @@ def test_review2_a_model_unlike_its_lock_gives_the_outcome_of_a_build_without_st
     built — it never changed; and a file of another size than the lock says gets no stand-in
     and passes: the outcome depends on the size and on build.stand_ins."""
     ctx = _context(tmp_path, "FROM base\nCOPY model/ /app/model/\n",
-                   locked=_weights(2, 2 * MIB + 3))  # fmt: skip
-    off_code, off, off_out = _build(ctx, tmp_path / "off", busybox_base, False, capsys)
+                   locked=weights(2, 2 * MIB + 3, b"review2-"))  # fmt: skip
+    off_code, off, off_out = build(ctx, tmp_path / "off", busybox_base, False, capsys)
     assert off_code == 0, off_out
-    on_code, on, on_out = _build(ctx, tmp_path / "on", busybox_base, True, capsys)
+    on_code, on, on_out = build(ctx, tmp_path / "on", busybox_base, True, capsys)
     assert (on_code, on.get("image.digest")) == (off_code, off["image.digest"]), on.get(
         "error", on_out[-600:]
     )
@@ -108,16 +75,11 @@ def test_review2_the_reason_for_no_stand_ins_is_true_when_the_models_gates_are_o
     records ``stand_ins.not_used: models.lock pins no file of 1 MiB or more in the build
     context`` — here the lock pins a 2 MiB file; the reason is that the models gates are off."""
     ctx = _context(tmp_path, "FROM base\nCOPY model/ /app/model/\n")
-    policy = tmp_path / "off.yml"
-    policy.write_text(
+    policy = (
         "version: 1\nbuild:\n  rebuild_check: never\n  stand_ins: true\nmodels:\n  enabled: false\n"
     )
-    out = tmp_path / "out"
-    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
-                 "--source-date-epoch", str(EPOCH), "--build-context", f"base={busybox_base}"])  # fmt: skip
-    printed = capsys.readouterr()
-    assert code == 0, printed.out + printed.err
-    (gate,) = report_gates(read_report(out / "report.json")).values()
+    code, gate, printed = run_build(ctx, policy, tmp_path / "out", busybox_base, capsys)
+    assert code == 0 and gate is not None, printed
     facts = gate["facts"]
     assert facts["stand_ins"] == "0"
     lock = json.loads((ctx / "models.lock").read_text())
@@ -128,17 +90,6 @@ def test_review2_the_reason_for_no_stand_ins_is_true_when_the_models_gates_are_o
 
 
 # --- WORKDIR under USER NAME ---------------------------------------------------------------------
-
-
-def _passwd(size: int) -> bytes:
-    """An /etc/passwd of at least ``size`` bytes that names the user ``app`` (uid 1234)."""
-    lines = [b"root:x:0:0:root:/root:/bin/sh\n", b"app:x:1234:1234::/home/app:/bin/sh\n"]
-    n, total = 0, sum(map(len, lines))
-    while total < size:
-        lines.append(b"user%06d:x:%d:%d::/home/user%06d:/bin/sh\n" % (n, 2000 + n, 2000 + n, n))
-        total += len(lines[-1])
-        n += 1
-    return b"".join(lines)
 
 
 @pytest.mark.engine
@@ -153,17 +104,12 @@ def test_review2_workdir_under_a_user_name_gives_the_image_of_a_build_without_st
     dockerfile = "FROM base\nCOPY rootfs/ /\nUSER app\nWORKDIR /srv/work\n"
     ctx = tmp_path / "ctx"
     (ctx / "rootfs" / "etc").mkdir(parents=True)
-    passwd = _passwd(MIB + 1)
-    (ctx / "rootfs" / "etc" / "passwd").write_bytes(passwd)
+    (ctx / "rootfs" / "etc" / "passwd").write_bytes(passwd_bytes(MIB + 1))
     (ctx / "Dockerfile").write_text(dockerfile)
-    files = [{"path": "rootfs/etc/passwd", "size": len(passwd), "format": "unknown",
-              "sha256": hashlib.sha256(passwd).hexdigest()}]  # fmt: skip
-    (ctx / "models.lock").write_text(
-        json.dumps({"version": 1, "roots": ["rootfs"], "files": files})
-    )
-    off_code, off, off_out = _build(ctx, tmp_path / "off", busybox_base, False, capsys)
+    write_lock(ctx, ["rootfs/etc/passwd"])
+    off_code, off, off_out = build(ctx, tmp_path / "off", busybox_base, False, capsys)
     assert off_code == 0, off_out
-    on_code, on, on_out = _build(ctx, tmp_path / "on", busybox_base, True, capsys)
+    on_code, on, on_out = build(ctx, tmp_path / "on", busybox_base, True, capsys)
     assert on_code == 0, on_out
     assert on["image.digest"] == off["image.digest"], (
         on.get("stand_ins"),

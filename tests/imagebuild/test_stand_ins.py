@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 from pathlib import Path
 
 import pytest
 from tests.support import EPOCH
-from tests.support.reports import read_report, report_gates
+from tests.support.layers import image_layout, ustar, weights
+from tests.support.standins import build, pins_of, write_lock
 
-from modelseal._cli import main
 from modelseal.errors import GateError
 from modelseal.imagebuild import standins
 from modelseal.imagebuild.dockerfile import parse_dockerfile
@@ -27,51 +26,17 @@ MIB = 1 << 20
 LONG = "d" * 70 + "/" + "e" * 60  # a path over 100 bytes: a PAX header in the layer
 
 
-def _weights(seed: int, size: int) -> bytes:
-    out = bytearray()
-    block = hashlib.sha256(b"%d" % seed).digest()
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block * 64
-    return bytes(out[:size])
-
-
 def _context(tmp_path: Path, dockerfile: str) -> Path:
     ctx = tmp_path / "ctx"
     (ctx / "model" / LONG).mkdir(parents=True)
-    (ctx / "model" / "big.bin").write_bytes(_weights(1, 2 * MIB + 3))
+    (ctx / "model" / "big.bin").write_bytes(weights(1, 2 * MIB + 3))
     (ctx / "model" / "config.json").write_text('{"small": true}\n')
-    (ctx / "model" / LONG / "big2.bin").write_bytes(_weights(2, MIB))
+    (ctx / "model" / LONG / "big2.bin").write_bytes(weights(2, MIB))
     (ctx / "small.txt").write_text("small\n")
     (ctx / "requirements.txt").write_text("numpy\n")
     (ctx / "Dockerfile").write_text(dockerfile)
-    _lock(ctx, ["model/big.bin", f"model/{LONG}/big2.bin", "model/config.json"])
+    write_lock(ctx, ["model/big.bin", f"model/{LONG}/big2.bin", "model/config.json"])
     return ctx
-
-
-def _lock(ctx: Path, paths: list[str]) -> None:
-    """A models.lock pinning ``paths`` (relative to the context) as they are now."""
-    import json
-
-    files = [{"path": p, "size": (ctx / p).stat().st_size, "format": "unknown",
-              "sha256": hashlib.sha256((ctx / p).read_bytes()).hexdigest()} for p in paths]  # fmt: skip
-    (ctx / "models.lock").write_text(json.dumps({"version": 1, "roots": ["model"], "files": files}))
-
-
-def _build(
-    ctx: Path, out: Path, base: str, stand_ins: bool, capsys: pytest.CaptureFixture[str]
-) -> dict[str, str]:
-    policy = out.parent / f"{out.name}.yml"
-    policy.write_text(
-        "version: 1\nbuild:\n  rebuild_check: never\n"
-        f"  stand_ins: {'true' if stand_ins else 'false'}\n"
-    )
-    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
-                 "--source-date-epoch", str(EPOCH), "--build-context", f"base={base}"])  # fmt: skip
-    printed = capsys.readouterr()
-    assert code == 0, printed.out + printed.err
-    (gate,) = report_gates(read_report(out / "report.json")).values()
-    return dict(gate["facts"])
 
 
 #: Each Dockerfile uses stand-ins; the image must not depend on it.
@@ -102,8 +67,10 @@ def test_stand_ins_give_the_image_a_build_of_the_real_files_gives(
     capsys: pytest.CaptureFixture[str], name: str,
 ) -> None:  # fmt: skip
     ctx = _context(tmp_path, ELIGIBLE[name])
-    on = _build(ctx, tmp_path / "on", busybox_base, True, capsys)
-    off = _build(ctx, tmp_path / "off", busybox_base, False, capsys)
+    on_code, on, on_out = build(ctx, tmp_path / "on", busybox_base, True, capsys)
+    assert on_code == 0, on_out
+    off_code, off, off_out = build(ctx, tmp_path / "off", busybox_base, False, capsys)
+    assert off_code == 0, off_out
     # Two files of 1 MiB or more got stand-ins, and each copy of them was replaced.
     assert on["stand_ins"] == "2", on
     assert int(on["stand_ins.replaced"]) >= 6, on
@@ -111,10 +78,10 @@ def test_stand_ins_give_the_image_a_build_of_the_real_files_gives(
     assert on["image.digest"] == off["image.digest"]
     # And the layers hold the real bytes, not a stand-in.
     entries = _image_files(tmp_path / "on" / "oci", on["image.digest"])
-    big = hashlib.sha256(_weights(1, 2 * MIB + 3)).hexdigest()
+    big = hashlib.sha256(weights(1, 2 * MIB + 3)).hexdigest()
     assert entries["app/model/big.bin"] == big
     assert entries["app/renamed.bin"] == big
-    assert entries[f"app/{LONG}/big2.bin"] == hashlib.sha256(_weights(2, MIB)).hexdigest()
+    assert entries[f"app/{LONG}/big2.bin"] == hashlib.sha256(weights(2, MIB)).hexdigest()
     assert all(b"stand-in" not in p.read_bytes()[:4096] for p in _blobs(tmp_path / "on" / "oci"))
 
 
@@ -155,7 +122,8 @@ def test_a_build_that_could_read_a_big_file_gets_no_stand_ins(
 ) -> None:  # fmt: skip
     dockerfile, why = BLOCKED[name]
     ctx = _context(tmp_path, dockerfile)
-    facts = _build(ctx, tmp_path / "out", busybox_base, True, capsys)
+    code, facts, printed = build(ctx, tmp_path / "out", busybox_base, True, capsys)
+    assert code == 0, printed
     assert facts["stand_ins"] == "0"
     assert why in facts["stand_ins.not_used"], facts["stand_ins.not_used"]
 
@@ -208,41 +176,27 @@ def test_the_buildkit_syntax_build_argument_blocks_them(tmp_path: Path) -> None:
     assert "BUILDKIT_SYNTAX" in (standins.blocker(df, ctx, {"BUILDKIT_SYNTAX": "x"}) or "")
 
 
-def _tar(*members: tuple[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_the_finalizer_puts_the_file_in_the_stand_ins_place(tmp_path: Path) -> None:
-    real = _weights(3, MIB + 5)
+    real = weights(3, MIB + 5)
     (tmp_path / "w.bin").write_bytes(real)
-    si = standins.StandIns(_pins(tmp_path / "w.bin"))
+    si = standins.StandIns(pins_of(tmp_path, "w.bin"))
     stand_in = si.add("w.bin", tmp_path / "w.bin")
     assert stand_in is not None and len(stand_in) == standins.SIZE
-    out = b"".join(clamp_tar(io.BytesIO(_tar(("a/w.bin", stand_in), ("b", b"x"))), EPOCH, "L",
+    out = b"".join(clamp_tar(io.BytesIO(ustar(("a/w.bin", stand_in), ("b", b"x"))), EPOCH, "L",
                              stand_ins=si))  # fmt: skip
     # (Python's writer pads the archive to 10 KiB records, Go's does not: compared without it.)
-    assert out.rstrip(b"\0") == _tar(("a/w.bin", real), ("b", b"x")).rstrip(b"\0")
+    assert out.rstrip(b"\0") == ustar(("a/w.bin", real), ("b", b"x")).rstrip(b"\0")
     assert si.replaced == [("w.bin", len(real))]
 
 
-def _pins(*files: Path) -> dict[str, tuple[int, str]]:
-    return {f.name: (f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest()) for f in files}
-
-
 def test_a_look_alike_of_another_runs_stand_in_is_an_ordinary_file(tmp_path: Path) -> None:
-    (tmp_path / "w.bin").write_bytes(_weights(3, MIB))
-    other = standins.StandIns(_pins(tmp_path / "w.bin"))
+    (tmp_path / "w.bin").write_bytes(weights(3, MIB))
+    other = standins.StandIns(pins_of(tmp_path, "w.bin"))
     foreign = other.add("w.bin", tmp_path / "w.bin")
     assert foreign is not None
-    mine = standins.StandIns(_pins(tmp_path / "w.bin"))
+    mine = standins.StandIns(pins_of(tmp_path, "w.bin"))
     mine.add("w.bin", tmp_path / "w.bin")
-    layer = _tar(("w.bin", foreign))
+    layer = ustar(("w.bin", foreign))
     assert b"".join(clamp_tar(io.BytesIO(layer), EPOCH, "L", stand_ins=mine)) == layer
     assert mine.replaced == []
 
@@ -250,21 +204,21 @@ def test_a_look_alike_of_another_runs_stand_in_is_an_ordinary_file(tmp_path: Pat
 @pytest.mark.parametrize("change", ["same-size", "grown", "shrunk", "symlink", "gone"])
 def test_a_file_that_changes_under_the_build_is_refused(tmp_path: Path, change: str) -> None:
     src = tmp_path / "w.bin"
-    src.write_bytes(_weights(3, MIB))
-    si = standins.StandIns(_pins(src))
+    src.write_bytes(weights(3, MIB))
+    si = standins.StandIns(pins_of(tmp_path, "w.bin"))
     stand_in = si.add("w.bin", src)
     assert stand_in is not None
-    layer = _tar(("w.bin", stand_in))
+    layer = ustar(("w.bin", stand_in))
     match = "changed .or its path now leads elsewhere."
     if change == "same-size":
-        src.write_bytes(_weights(4, MIB))
+        src.write_bytes(weights(4, MIB))
     elif change == "grown":
-        src.write_bytes(_weights(3, MIB) + b"x")
+        src.write_bytes(weights(3, MIB) + b"x")
     elif change == "shrunk":
-        src.write_bytes(_weights(3, MIB - 1))
+        src.write_bytes(weights(3, MIB - 1))
     elif change == "symlink":
         src.unlink()
-        (tmp_path / "elsewhere").write_bytes(_weights(3, MIB))
+        (tmp_path / "elsewhere").write_bytes(weights(3, MIB))
         src.symlink_to(tmp_path / "elsewhere")
         match = "cannot read the model file w.bin"
     else:
@@ -278,7 +232,7 @@ def test_only_files_the_lock_pins_at_their_size_get_stand_ins(tmp_path: Path) ->
     for name, size in [("small", MIB - 1), ("big", MIB), ("unpinned", 2 * MIB), ("moved", MIB)]:
         (tmp_path / name).write_bytes(b"x" * size)
     (tmp_path / "dir").mkdir()
-    pins = _pins(tmp_path / "small", tmp_path / "big", tmp_path / "moved")
+    pins = pins_of(tmp_path, "small", "big", "moved")
     (tmp_path / "moved").write_bytes(b"x" * (MIB + 1))  # another size than pinned
     si = standins.StandIns(pins)
     assert si.add("small", tmp_path / "small") is None
@@ -286,33 +240,6 @@ def test_only_files_the_lock_pins_at_their_size_get_stand_ins(tmp_path: Path) ->
     assert si.add("moved", tmp_path / "moved") is None
     assert si.add("dir", tmp_path / "dir") is None
     assert si.add("big", tmp_path / "big") is not None
-
-
-def _layout_with_config(root: Path, config: dict[str, object]) -> str:
-    """A one-image OCI layout whose config is ``config``; its ``oci-layout://DIR@DIGEST``."""
-    import json
-
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: dict[str, object]) -> tuple[str, int]:
-        raw = json.dumps(data).encode()
-        digest = hashlib.sha256(raw).hexdigest()
-        (blobs / digest).write_bytes(raw)
-        return "sha256:" + digest, len(raw)
-
-    cdigest, csize = put(config)
-    mdigest, msize = put({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest,
-                   "size": csize},
-        "layers": [],
-    })  # fmt: skip
-    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest,
-         "size": msize, "platform": {"os": "linux", "architecture": "amd64"}}]}))  # fmt: skip
-    return f"oci-layout://{root}@{mdigest}"
 
 
 @pytest.mark.parametrize(
@@ -328,7 +255,8 @@ def test_a_base_with_onbuild_triggers_blocks_them(
 ) -> None:
     from modelseal.imagebuild.bases import classify_bases
 
-    layout = _layout_with_config(tmp_path / "layout", config)
+    digest = image_layout(tmp_path / "layout", config, [])
+    layout = f"oci-layout://{tmp_path / 'layout'}@{digest}"
     text = "FROM base AS one\nFROM scratch\nFROM one\nFROM dir\n"
     if registry:
         text += "FROM reg.example/img@sha256:" + "a" * 64 + "\n"

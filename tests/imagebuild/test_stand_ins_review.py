@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from tests.support import EPOCH
+from tests.support.layers import ustar, weights
 from tests.support.reports import read_report, report_gates
+from tests.support.standins import build, passwd_bytes, pins_of, write_lock
 
 from modelseal._cli import main
 from modelseal.errors import GateError
@@ -30,76 +32,27 @@ from modelseal.imagebuild.finalize import clamp_tar
 MIB = 1 << 20
 
 
-def _weights(seed: int, size: int) -> bytes:
-    out = bytearray()
-    block = hashlib.sha256(b"review-%d" % seed).digest()
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block * 64
-    return bytes(out[:size])
-
-
-def _passwd(size: int) -> bytes:
-    """An /etc/passwd of at least ``size`` bytes that names the user ``app`` (uid 1234)."""
-    lines = [b"root:x:0:0:root:/root:/bin/sh\n", b"app:x:1234:1234::/home/app:/bin/sh\n"]
-    n, total = 0, sum(map(len, lines))
-    while total < size:
-        lines.append(b"user%06d:x:%d:%d::/home/user%06d:/bin/sh\n" % (n, 2000 + n, 2000 + n, n))
-        total += len(lines[-1])
-        n += 1
-    return b"".join(lines)
-
-
 def _context(tmp_path: Path, dockerfile: str) -> Path:
     ctx = tmp_path / "ctx"
     (ctx / "model").mkdir(parents=True)
-    (ctx / "model" / "big.bin").write_bytes(_weights(1, 2 * MIB + 3))
+    (ctx / "model" / "big.bin").write_bytes(weights(1, 2 * MIB + 3, b"review-"))
     (ctx / "small.txt").write_text("small\n")
     (ctx / "rootfs" / "etc").mkdir(parents=True)
-    (ctx / "rootfs" / "etc" / "passwd").write_bytes(_passwd(MIB + 1))
+    (ctx / "rootfs" / "etc" / "passwd").write_bytes(passwd_bytes(MIB + 1))
     # 128 bytes that look like a stand-in (a modelseal test fixture, a file documenting the
     # format): an ordinary file of the project, sent to BuildKit as it is.
     lookalike = b"modelseal-stand-in:" + b"0" * 32 + b":00000000\n"
     (ctx / "lookalike.bin").write_bytes(lookalike.ljust(standins.SIZE, b"#"))
     (ctx / "Dockerfile").write_text(dockerfile)
-    _lock(ctx)
+    _lock_big_files(ctx)
     return ctx
 
 
-def _lock(ctx: Path) -> None:
+def _lock_big_files(ctx: Path) -> None:
     """A models.lock pinning every file of 1 MiB or more in ``ctx`` (stand-ins are only ever
     given to files the lock pins)."""
-    files = [
-        {"path": p.relative_to(ctx).as_posix(), "size": p.stat().st_size, "format": "unknown",
-         "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-        for p in sorted(ctx.rglob("*")) if p.is_file() and p.stat().st_size >= MIB
-    ]  # fmt: skip
-    roots = sorted({str(f["path"]).split("/")[0] for f in files})
-    (ctx / "models.lock").write_text(json.dumps({"version": 1, "roots": roots, "files": files}))
-
-
-def _pins(ctx: Path, *rels: str) -> dict[str, tuple[int, str]]:
-    return {r: ((ctx / r).stat().st_size, hashlib.sha256((ctx / r).read_bytes()).hexdigest())
-            for r in rels}  # fmt: skip
-
-
-def _build(
-    ctx: Path, out: Path, base: str, stand_ins: bool, capsys: pytest.CaptureFixture[str],
-    compression: str = "zstd",
-) -> tuple[int, dict[str, str], str]:  # fmt: skip
-    policy = out.parent / f"{out.name}.yml"
-    policy.write_text(
-        "version: 1\nbuild:\n  rebuild_check: never\n"
-        f"  stand_ins: {'true' if stand_ins else 'false'}\n  compression: {compression}\n"
-    )
-    code = main(["build", str(ctx), "--policy", str(policy), "-o", str(out),
-                 "--source-date-epoch", str(EPOCH), "--build-context", f"base={base}"])  # fmt: skip
-    printed = capsys.readouterr()
-    facts: dict[str, str] = {}
-    if (out / "report.json").exists():
-        (gate,) = report_gates(read_report(out / "report.json")).values()
-        facts = dict(gate["facts"])
-    return code, facts, printed.out + printed.err
+    big = [p for p in sorted(ctx.rglob("*")) if p.is_file() and p.stat().st_size >= MIB]
+    write_lock(ctx, [p.relative_to(ctx).as_posix() for p in big])
 
 
 _SUM = "busybox sha256sum"
@@ -206,10 +159,10 @@ def test_review_stand_ins_leave_the_image_as_a_build_without_them(
     capsys: pytest.CaptureFixture[str], dockerfile: str,
 ) -> None:  # fmt: skip
     ctx = _context(tmp_path, dockerfile)
-    off_code, off, off_out = _build(ctx, tmp_path / "off", busybox_base, False, capsys)
+    off_code, off, off_out = build(ctx, tmp_path / "off", busybox_base, False, capsys, "zstd")
     # Without stand-ins each of these builds passes (the Dockerfiles are valid BuildKit input).
     assert off_code == 0, off_out
-    on_code, on, on_out = _build(ctx, tmp_path / "on", busybox_base, True, capsys)
+    on_code, on, on_out = build(ctx, tmp_path / "on", busybox_base, True, capsys, "zstd")
     assert on_code == 0, on_out
     # The lock pins the big files: stand-ins were used, or refused for a reader in the build.
     assert on["stand_ins"] != "0" or "Dockerfile:" in on["stand_ins.not_used"], on
@@ -230,7 +183,7 @@ def test_review_a_stand_in_never_reaches_the_image(
         "FROM base\n"
         "RUN --mount=type=BIND,target=/ctx cat /ctx/model/big.bin /ctx/model/big.bin > /twice\n",
     )
-    code, facts, out = _build(ctx, tmp_path / "on", busybox_base, True, capsys, "uncompressed")
+    code, facts, out = build(ctx, tmp_path / "on", busybox_base, True, capsys, "uncompressed")
     assert code == 0, out
     blobs = (tmp_path / "on" / "oci" / "blobs" / "sha256").iterdir()
     assert not [p.name for p in blobs if b"modelseal-stand-in:" in p.read_bytes()], facts
@@ -315,12 +268,12 @@ def test_review_onbuild_triggers_of_the_platform_built_block_them(
     ctx = _context(tmp_path, f"FROM {name}@{digest}\nCOPY small.txt /app/small.txt\n")
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        data = _weights(7, 2 * MIB)
+        data = weights(7, 2 * MIB, b"review-")
         info = tarfile.TarInfo("payload/weights.bin")
         info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
         tar.addfile(info, io.BytesIO(data))
     (ctx / "model" / "archive.tar").write_bytes(archive.getvalue())
-    _lock(ctx)
+    _lock_big_files(ctx)
     digests = {}
     for on in (False, True):
         out = tmp_path / ("on" if on else "off")
@@ -344,15 +297,6 @@ def test_review_onbuild_triggers_of_the_platform_built_block_them(
 # --- without an engine ---------------------------------------------------------------------------
 
 
-def _tar(name: str, data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("change", ["same-size", "grown"])
 def test_review_a_file_changed_after_the_context_was_normalized_is_refused(
     tmp_path: Path, change: str
@@ -362,17 +306,17 @@ def test_review_a_file_changed_after_the_context_was_normalized_is_refused(
     # in between (another CI step, a checkout, a download still running) must stop the build
     # the way one that shrank does, not ship bytes nothing verified.
     src = tmp_path / "tokenizer.bin"
-    src.write_bytes(_weights(3, MIB))
-    si = standins.StandIns(_pins(tmp_path, "tokenizer.bin"))
+    src.write_bytes(weights(3, MIB, b"review-"))
+    si = standins.StandIns(pins_of(tmp_path, "tokenizer.bin"))
     stand_in = si.add("tokenizer.bin", src)
     assert stand_in is not None
     if change == "same-size":
-        src.write_bytes(_weights(4, MIB))
+        src.write_bytes(weights(4, MIB, b"review-"))
     else:
         with src.open("ab") as f:
             f.write(b"appended after the build started")
     with pytest.raises(GateError, match=r"tokenizer\.bin"):
-        b"".join(clamp_tar(io.BytesIO(_tar("app/tokenizer.bin", stand_in)), EPOCH, "L",
+        b"".join(clamp_tar(io.BytesIO(ustar(("app/tokenizer.bin", stand_in))), EPOCH, "L",
                            stand_ins=si))  # fmt: skip
 
 
@@ -415,17 +359,17 @@ def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> Non
     the layer. Without stand-ins the build uses the copy made when the context was normalized."""
     ctx = tmp_path / "ctx"
     (ctx / "model").mkdir(parents=True)
-    (ctx / "model" / "config.json").write_bytes(_weights(5, MIB))
+    (ctx / "model" / "config.json").write_bytes(weights(5, MIB, b"review-"))
     secret_dir = tmp_path / "home" / ".docker"
     secret_dir.mkdir(parents=True)
     (secret_dir / "config.json").write_bytes(b'{"auths": {"registry": {"auth": "c2VjcmV0"}}}\n')
-    si = standins.StandIns(_pins(ctx, "model/config.json"))
+    si = standins.StandIns(pins_of(ctx, "model/config.json"))
     stand_in = si.add("model/config.json", ctx / "model" / "config.json")
     assert stand_in is not None
     (ctx / "model").rename(tmp_path / "moved")
     (ctx / "model").symlink_to(secret_dir)
     with pytest.raises(GateError, match=r"model/config\.json"):
-        b"".join(clamp_tar(io.BytesIO(_tar("app/config.json", stand_in)), EPOCH, "L",
+        b"".join(clamp_tar(io.BytesIO(ustar(("app/config.json", stand_in))), EPOCH, "L",
                            stand_ins=si))  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 from tests.support import EPOCH
+from tests.support.layers import image_layout
 
 from modelseal.imagebuild.finalize import SLIM_MIN, LayerStats, SlimLayer, clamp_tar
 from modelseal.imagegate.secrets import secret_argv, write_secret_config
@@ -28,29 +29,9 @@ def _trivy() -> str:
 
 def _layout(root: Path, layer: bytes) -> Path:
     """A one-layer OCI image layout (uncompressed layer) at ``root``."""
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return "sha256:" + digest
-
-    diff = put(layer)
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()  # fmt: skip
-    cdesc = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config),
-             "size": len(config)}  # fmt: skip
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": cdesc,
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": diff,
-                    "size": len(layer)}],
-    }).encode()  # fmt: skip
-    mdesc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
-             "size": len(manifest), "platform": {"architecture": "amd64", "os": "linux"}}  # fmt: skip
-    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [mdesc]}))
+    diff = "sha256:" + hashlib.sha256(layer).hexdigest()
+    image_layout(root, {"architecture": "amd64", "os": "linux", "config": {},
+                        "rootfs": {"type": "layers", "diff_ids": [diff]}}, [layer])  # fmt: skip
     return root
 
 

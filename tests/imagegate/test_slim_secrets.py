@@ -11,31 +11,16 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 from tests.support import EPOCH, REPO
+from tests.support.layers import tar_files, ustar
 
 from modelseal.imagebuild.finalize import SLIM_MIN, LayerStats, SlimLayer, clamp_tar, trivy_binary
 
 MIB = 1 << 20
 GITHUB = "ghp_" + "Zq8" * 12  # 36 characters after the prefix: Trivy's github-pat rule
-
-
-def _tar(*members: tuple[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _members(data: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        return {m.name: (tar.extractfile(m) or io.BytesIO()).read() for m in tar if m.isfile()}
 
 
 BINARY = b"\x00\x01weights" + bytes(range(256)) * (SLIM_MIN // 256)
@@ -44,7 +29,7 @@ PYC = b"\x00\x0d\r\n" + b"x" * SLIM_MIN
 
 
 def test_a_slim_layer_leaves_out_only_what_the_secret_scan_skips(tmp_path: Path) -> None:
-    layer = _tar(("app/model/config.json", b'{"k": 1}\n'), ("app/model/w.bin", BINARY),
+    layer = ustar(("app/model/config.json", b'{"k": 1}\n'), ("app/model/w.bin", BINARY),
                  ("app/model/vocab.txt", TEXT_BIG), ("app/model/x.pyc", PYC),
                  ("app/model/small.bin", b"\x00" * 100))  # fmt: skip
     slim = SlimLayer(tmp_path / "slim.tar")
@@ -53,7 +38,7 @@ def test_a_slim_layer_leaves_out_only_what_the_secret_scan_skips(tmp_path: Path)
     slim.close()
     # The layer itself is untouched by it.
     assert out == layer
-    kept = _members((tmp_path / "slim.tar").read_bytes())
+    kept = tar_files((tmp_path / "slim.tar").read_bytes())
     assert kept["app/model/w.bin"] == b""  # binary, 1 MiB or more: header only
     for name, data in [("app/model/config.json", b'{"k": 1}\n'), ("app/model/vocab.txt", TEXT_BIG),
                        ("app/model/x.pyc", PYC), ("app/model/small.bin", b"\x00" * 100)]:  # fmt: skip
@@ -63,7 +48,7 @@ def test_a_slim_layer_leaves_out_only_what_the_secret_scan_skips(tmp_path: Path)
 
 
 def test_a_layer_that_holds_more_than_model_files_gets_no_slim_layer(tmp_path: Path) -> None:
-    layer = _tar(("app/model/w.bin", BINARY), ("etc/passwd", b"root:x:0:0::/:/bin/sh\n"))
+    layer = ustar(("app/model/w.bin", BINARY), ("etc/passwd", b"root:x:0:0::/:/bin/sh\n"))
     slim = SlimLayer(tmp_path / "slim.tar")
     out = b"".join(clamp_tar(io.BytesIO(layer), EPOCH, "L",
                              LayerStats(model_paths=("app/model",)), slim=slim))  # fmt: skip

@@ -5,6 +5,8 @@ or a conftest.
   fail in CI), the docker CLI, OCI layouts built with BuildKit;
 * :mod:`tests.support.reports` — report.json as the code under test wrote it, schema-checked;
 * :mod:`tests.support.layouts` — crafted OCI layouts, member by member;
+* :mod:`tests.support.layers` — seeded weights, USTAR layer tars, a one-image OCI layout;
+* :mod:`tests.support.standins` — ``modelseal build`` with and without stand-ins, models.lock;
 * :mod:`tests.support.model_files` — model files in every format, built byte by byte;
 * :mod:`tests.support.sigstore_local` — a local Sigstore (OIDC issuer with a GitHub-style token
   endpoint, Fulcio, Rekor v1): the one OIDC stub of the suite;
