@@ -162,7 +162,7 @@ def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     assert problem("version: 1\nbuild:\n  mystery: false\n") == (
         "modelseal.yml:3:3: build.mystery: unknown key (allowed keys: enabled, rebuild_check, "
         "rebuild_on, require_pinned_base, allow_network, platforms, builder, buildkit_image, "
-        "compression, compression_level, force_compression, cache_from, cache_to)"
+        "compression, compression_level, force_compression, stand_ins, cache_from, cache_to)"
     )
 
 
