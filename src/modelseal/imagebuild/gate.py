@@ -148,6 +148,9 @@ class BuildGate(RegisteredGate):
         started = time.monotonic()
         ignore = DockerIgnore.load(context_dir, dockerfile)
         pinned = _lock_pins(ctx, context_dir) if policy.stand_ins else {}
+        # The bases' configs (their users, their ONBUILD triggers), read once: from an OCI
+        # layout, or from the registry for a base pinned by digest — only when it matters.
+        base_configs = standins.BaseConfigs(contexts)
         blocked = (
             "build.stand_ins is false" if not policy.stand_ins
             else "the models gates are off (models.enabled: false): no models.lock to pin them"
@@ -155,7 +158,8 @@ class BuildGate(RegisteredGate):
             else "models.lock pins no file of 1 MiB or more in the build context"
             if not any(standins.MIN_SIZE <= size <= standins.MAX_SIZE for size, _ in pinned.values())
             else standins.blocker(
-                df, context_dir, opts.build_args, standins.base_users(bases, contexts)
+                df, context_dir, opts.build_args,
+                standins.base_users(bases, contexts, base_configs),
             )
         )  # fmt: skip
         stand_ins = standins.StandIns(pinned) if blocked is None else None
@@ -175,7 +179,7 @@ class BuildGate(RegisteredGate):
         norm = ctx.work_dir / "context"
         if stand_ins is not None and stand_ins.files:
             # The bases' ONBUILD triggers, where they can be read before the build.
-            blocked = standins.base_blocker(bases, contexts)
+            blocked = standins.base_blocker(bases, contexts, base_configs)
             if blocked is not None:
                 stand_ins = None
                 norm = ctx.work_dir / "context-sent"

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -49,9 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
-from modelseal.errors import GateError
+from modelseal.errors import Error, GateError
 from modelseal.imagebuild.bases import BaseRef
 from modelseal.imagebuild.dockerfile import Dockerfile, _split_flags
+from modelseal.oci import DIGEST_RE
 
 #: Bytes of one stand-in.
 SIZE: Final = 128
@@ -397,56 +399,181 @@ def _may_hold(source: str, escape: str, context: Path) -> bool:
 # --- the base images' ONBUILD triggers ---------------------------------------------------------
 
 
-def base_blocker(bases: Sequence[BaseRef], contexts: Mapping[str, str]) -> str | None:
+#: Seconds all registry requests for the bases' configs may take together (before the build;
+#: past it the build runs without stand-ins, as it would without this check).
+REGISTRY_TIMEOUT: Final = 30.0
+#: At most this many manifests in one base's index (one with more is not read).
+MAX_BASE_PLATFORMS: Final = 64
+_DOCKER_HUB_INDEX: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+#: What reading a base's configs from its registry may raise: the registry client's errors
+#: (refusals, limits, the deadline), broken or deeply nested JSON, a shape not expected.
+_UNREADABLE: Final = (
+    Error, OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError,
+)  # fmt: skip
+
+
+class BaseConfigs:
+    """The config of every platform image of each base, read once per build where it can be
+    read before the build: an OCI-layout build context's, and a registry image's pinned by
+    ``@sha256:`` — its index, manifests and config blobs fetched with modelseal's registry
+    client (every answer size-bounded and checked against the digest that names it, plain HTTP
+    only to a loopback registry, the run's registry credentials, :data:`REGISTRY_TIMEOUT` in
+    all). The digest ties the configs BuildKit resolves to the ones read here; a base named
+    only by a tag is not read (what BuildKit resolves later may be another image)."""
+
+    def __init__(self, contexts: Mapping[str, str], *, timeout: float = REGISTRY_TIMEOUT) -> None:
+        self._contexts = contexts
+        self._timeout = timeout
+        self._known: dict[tuple[str, str], tuple[list[dict[str, Any]] | None, str]] = {}
+
+    def __call__(self, base: BaseRef) -> list[dict[str, Any]] | None:
+        """The configs of ``base`` (None: they cannot be read before the build, :meth:`why`)."""
+        return self._read(base)[0]
+
+    def why(self, base: BaseRef) -> str:
+        """Why the configs of ``base`` cannot be read ("" when they can)."""
+        return self._read(base)[1]
+
+    def _read(self, base: BaseRef) -> tuple[list[dict[str, Any]] | None, str]:
+        key = (base.kind, base.ref)
+        if key not in self._known:
+            self._known[key] = self._fetch(base)
+        return self._known[key]
+
+    def _fetch(self, base: BaseRef) -> tuple[list[dict[str, Any]] | None, str]:
+        as_layout = "supply it as an OCI layout with --build-context NAME=oci-layout://DIR@sha256:…"
+        if base.kind == "context":
+            value = self._contexts.get(base.ref, "")
+            if value.startswith("oci-layout://") and "@" in value:
+                found = _layout_configs(value)
+                return found, "" if found is not None else "is an OCI layout that cannot be read"
+            return None, f"comes from a build context that is not an OCI layout ({as_layout})"
+        if base.kind == "digest":
+            try:
+                return registry_configs(base.from_line.image, self._timeout), ""
+            except _UNREADABLE as e:
+                detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
+                return None, f"comes from a registry that did not give its configs ({detail})"
+        return None, (
+            "comes from a registry and is not pinned by digest: what BuildKit resolves later "
+            f"may be another image (pin it with @sha256:…, or {as_layout})"
+        )
+
+
+def registry_ref(image: str) -> tuple[str, str, str] | None:
+    """``(registry host, repository, digest)`` of an image reference pinned by digest, as
+    Docker resolves it (no registry host: Docker Hub, whose API is ``registry-1.docker.io``, a
+    single name under ``library/``); None if it is not one."""
+    from modelseal.imagebuild.bases import _REFERENCE, _familiar
+
+    familiar = _familiar(image)
+    if familiar is None or "@" not in image:
+        return None
+    first, sep, rest = familiar.partition("/")
+    if sep and (any(c in first for c in ".:") or first == "localhost"):
+        host, remainder = first, rest
+    else:
+        host, remainder = "docker.io", familiar
+    m = _REFERENCE.match(f"{host}/{remainder}")
+    if m is None or not m["digest"] or not DIGEST_RE.fullmatch(m["digest"]):
+        return None
+    path = m["path"]
+    if host == "docker.io":
+        host = "registry-1.docker.io"
+        path = path if "/" in path else f"library/{path}"
+    return host, path, m["digest"]
+
+
+def registry_configs(image: str, timeout: float = REGISTRY_TIMEOUT) -> list[dict[str, Any]]:
+    """The config of every platform image of ``image`` (pinned by digest) from its registry
+    (see :class:`BaseConfigs`); an error when they cannot be read or are not what they should."""
+    from modelseal.publish.publisher import registry_credentials, registry_token_hosts
+    from modelseal.publish.registry import OCI_INDEX, RegistryClient
+
+    ref = registry_ref(image)
+    if ref is None:
+        raise ValueError(f"{image!r} is not an image reference pinned by digest")
+    host, repository, digest = ref
+    client = RegistryClient(
+        host, repository, auth=registry_credentials(host), token_hosts=registry_token_hosts()
+    )
+    client.set_deadline(timeout, "reading the base image's configs")
+
+    def manifest(want: str) -> tuple[str, dict[str, Any]]:
+        media, body, _ = client.get_manifest(want)  # checked against the digest asked for
+        doc = json.loads(body)
+        if not isinstance(doc, dict):
+            raise ValueError(f"the manifest {want} is not a JSON object")
+        return str(doc.get("mediaType") or media), doc
+
+    media, top = manifest(digest)
+    images: list[dict[str, Any]] = []
+    if media in (OCI_INDEX, _DOCKER_HUB_INDEX) or "manifests" in top:
+        children = top.get("manifests")
+        if not isinstance(children, list) or not 0 < len(children) <= MAX_BASE_PLATFORMS:
+            raise ValueError(f"the index {digest} lists no manifest or too many")
+        for child in children:
+            if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
+                raise ValueError(f"the index {digest} has a malformed entry")
+            kind = (child.get("annotations") or {}).get("vnd.docker.reference.type")
+            if kind == "attestation-manifest":
+                continue  # BuildKit's attestations: never built on
+            images.append(manifest(child["digest"])[1])
+    else:
+        images.append(top)
+    configs: list[dict[str, Any]] = []
+    for doc in images:
+        config_digest = (doc.get("config") or {}).get("digest")
+        if not isinstance(config_digest, str):
+            raise ValueError("a manifest of the base names no config")
+        # Checked against its digest, at most RegistryLimits.config_bytes.
+        config = json.loads(client.get_blob(config_digest, kind="config"))
+        if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict):
+            raise ValueError(f"the blob {config_digest} is not an image config")
+        configs.append(config)
+    if not configs:
+        raise ValueError(f"the index {digest} lists no image")
+    return configs
+
+
+def base_blocker(
+    bases: Sequence[BaseRef], contexts: Mapping[str, str], configs: BaseConfigs | None = None
+) -> str | None:
     """Why a base image could run a trigger that sees a stand-in, or None: a base whose config
     (for any platform) has ``OnBuild`` triggers — they run right after its ``FROM``, in our
-    build, with our context — or one whose configs cannot be read before the build. Only an
-    OCI-layout build context can: a registry's image is resolved by BuildKit (its configs'
-    ``OnBuild``, a Docker extension, is not in what ``buildx imagetools`` shows, and the engine's
-    image store holds one platform, maybe not the one BuildKit resolves)."""
+    build, with our context — or one whose configs cannot be read before the build
+    (:class:`BaseConfigs`)."""
+    configs = configs or BaseConfigs(contexts)
     for b in bases:
         where = f"the base {b.from_line.image!r} (line {b.from_line.line})"
         if b.kind in ("scratch", "stage"):
             continue
-        if b.kind == "context":
-            value = contexts.get(b.ref, "")
-            if value.startswith("oci-layout://") and "@" in value:
-                triggers = _layout_triggers(value)
-            elif "://" not in value:
-                continue  # a local directory as the root filesystem: no config, no triggers
-            else:
-                triggers = None
-        else:
-            triggers = None
-        if triggers is None:
-            return (
-                f"{where} comes from a registry: its ONBUILD triggers cannot be read before "
-                "the build (supply it as an OCI layout with --build-context NAME=oci-layout://…)"
-            )
-        if triggers:
+        if b.kind == "context" and "://" not in contexts.get(b.ref, ""):
+            continue  # a local directory as the root filesystem: no config, no triggers
+        found = configs(b)
+        if found is None:
+            return f"{where} {configs.why(b)}: its ONBUILD triggers cannot be read before the build"
+        if _triggers(found):
             return f"{where} has ONBUILD triggers"
     return None
 
 
-def base_users(bases: Sequence[BaseRef], contexts: Mapping[str, str]) -> dict[int, str | None]:
+def base_users(
+    bases: Sequence[BaseRef], contexts: Mapping[str, str], configs: BaseConfigs | None = None
+) -> dict[int, str | None]:
     """Per stage (index), the user its base image's config names: ``""`` for ``scratch`` and a
-    local directory, the layout's ``User`` for an OCI-layout build context (None when its
-    platforms differ or it cannot be read), None for anything else (a stage: :func:`blocker`
-    follows it)."""
+    local directory; the configs' ``User`` for an OCI-layout build context or a registry image
+    pinned by digest (None when its platforms differ or they cannot be read); None for anything
+    else (a stage: :func:`blocker` follows it)."""
+    configs = configs or BaseConfigs(contexts)
     out: dict[int, str | None] = {}
     for i, b in enumerate(bases):
-        if b.kind == "scratch":
+        if b.kind == "scratch" or (b.kind == "context" and "://" not in contexts.get(b.ref, "")):
             out[i] = ""
-        elif b.kind == "context":
-            value = contexts.get(b.ref, "")
-            if "://" not in value:
-                out[i] = ""
-            elif value.startswith("oci-layout://") and "@" in value:
-                found = _layout_configs(value)
-                users = {str((c.get("config") or {}).get("User") or "") for c in found or []}
-                out[i] = users.pop() if found and len(users) == 1 else None
-            else:
-                out[i] = None
+        elif b.kind in ("context", "digest"):
+            found = configs(b)
+            users = {str((c.get("config") or {}).get("User") or "") for c in found or []}
+            out[i] = users.pop() if found and len(users) == 1 else None
         else:
             out[i] = None
     return out
@@ -472,10 +599,8 @@ def _layout_configs(value: str) -> list[dict[str, Any]] | None:
         return None
 
 
-def _layout_triggers(value: str) -> list[str] | None:
-    configs = _layout_configs(value)
-    if configs is None:
-        return None
+def _triggers(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ``OnBuild`` triggers of ``configs`` (one ``?`` for a value that is not a list)."""
     found: list[str] = []
     for config in configs:
         onbuild = (config.get("config") or {}).get("OnBuild")

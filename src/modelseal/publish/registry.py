@@ -51,10 +51,11 @@ class RegistryClient(RegistryTransport):
         return res.status == 200
 
     def get_blob(
-        self, digest: str, kind: Literal["signature", "attestation"] = "attestation"
+        self, digest: str, kind: Literal["signature", "attestation", "config"] = "attestation"
     ) -> bytes:
         """A blob's bytes, checked against ``digest`` (small blobs only: signatures, bundles,
-        attestations — one larger than the ``kind``'s limit is refused, not read into memory)."""
+        attestations, image configs — one larger than the ``kind``'s limit is refused, not read
+        into memory)."""
         if not DIGEST_RE.match(digest):
             raise RegistryError(f"{digest!r} is not a sha256 digest.")
         res = self._request("GET", f"/v2/{self.repository}/blobs/{digest}", kind=kind)

@@ -39,7 +39,7 @@ class RegistryLimitError(RegistryError):
         self.limit = limit
 
 
-BodyKind = Literal["manifest", "index", "signature", "attestation", "token", "error"]
+BodyKind = Literal["manifest", "index", "signature", "attestation", "config", "token", "error"]
 """What a response body is, which decides its size cap."""
 
 
@@ -59,6 +59,8 @@ class RegistryLimits:
     """One ``.sig`` layer (a simple-signing payload)."""
     attestation_bytes: int = 32 << 20
     """One Sigstore bundle or ``.att`` DSSE envelope blob."""
+    config_bytes: int = 4 << 20
+    """An image config (a base image's, read before a build; real ones are a few KiB)."""
     token_bytes: int = 1 << 20
     """A token service's answer."""
     error_bytes: int = 64 << 10

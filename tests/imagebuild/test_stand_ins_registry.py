@@ -1,0 +1,241 @@
+"""Stand-ins with a base image from a registry (issue 16): its configs — every platform's
+``OnBuild`` triggers and ``User`` — are read before the build from the registry when the base is
+pinned by digest (:class:`modelseal.imagebuild.standins.BaseConfigs`), with the registry client's
+bounds; a registry that does not give them, or gives something else, means no stand-ins (the
+build as without them), never a crash or a hang. Real BuildKit against the local registry for
+the image; a registry double on 127.0.0.1 for the hostile answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from tests.support.layers import weights
+from tests.support.standins import build, write_lock
+
+from modelseal.imagebuild import standins
+from modelseal.imagebuild.bases import classify_bases
+from modelseal.imagebuild.dockerfile import parse_dockerfile
+from modelseal.imagebuild.engine import PrivateEngine
+
+MIB = 1 << 20
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+D = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (f"127.0.0.1:5000/seal/base@{D}", ("127.0.0.1:5000", "seal/base", D)),
+        (f"127.0.0.1:5000/seal/base:1@{D}", ("127.0.0.1:5000", "seal/base", D)),
+        (f"localhost/base@{D}", ("localhost", "base", D)),
+        (f"ghcr.io/acme/serve:2.1@{D}", ("ghcr.io", "acme/serve", D)),
+        (f"python@{D}", ("registry-1.docker.io", "library/python", D)),
+        (f"python:3.11-slim@{D}", ("registry-1.docker.io", "library/python", D)),
+        (f"docker.io/library/python@{D}", ("registry-1.docker.io", "library/python", D)),
+        (f"index.docker.io/acme/tool@{D}", ("registry-1.docker.io", "acme/tool", D)),
+        (f"acme/tool@{D}", ("registry-1.docker.io", "acme/tool", D)),
+        ("ghcr.io/acme/serve:2.1", None),
+        ("python", None),
+        ("ghcr.io/acme/serve@sha256:abc", None),
+        (f"Upper/case@{D}", None),
+    ],
+)
+def test_a_pinned_reference_names_its_registry_repository_and_digest(
+    image: str, expected: tuple[str, str, str] | None
+) -> None:
+    assert standins.registry_ref(image) == expected
+
+
+# --- a registry double on 127.0.0.1 ---------------------------------------------------------------
+
+
+def _blob(doc: Any) -> tuple[str, bytes]:
+    data = json.dumps(doc).encode() if not isinstance(doc, bytes) else doc
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+class _Registry(BaseHTTPRequestHandler):
+    """Serves ``routes``: path → (status, content type, body, seconds between bytes)."""
+
+    routes: ClassVar[dict[str, tuple[int, str, bytes, float]]] = {}
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        status, media, body, drip = self.routes.get(self.path, (404, "text/plain", b"{}", 0.0))
+        self.send_response(status)
+        self.send_header("Content-Type", media)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            if drip:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
+            else:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def double() -> Iterator[tuple[str, type[_Registry]]]:
+    handler = type("Handler", (_Registry,), {"routes": {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _image(
+    handler: type[_Registry], config: Any, *, config_bytes: bytes | None = None, drip: float = 0.0
+) -> tuple[str, dict[str, Any]]:
+    """Route a manifest and its config (``config_bytes`` served in its place when given);
+    returns the manifest digest and its descriptor."""
+    config_digest, config_data = _blob(config)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config_digest, "size": len(config_data)}}  # fmt: skip
+    digest, data = _blob(manifest)
+    handler.routes[f"/v2/base/manifests/{digest}"] = (200, OCI_MANIFEST, data, 0.0)
+    served = config_data if config_bytes is None else config_bytes
+    handler.routes[f"/v2/base/blobs/{config_digest}"] = (200, "application/json", served, drip)
+    return digest, {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(data)}
+
+
+def _index(handler: type[_Registry], descriptors: list[dict[str, Any]]) -> str:
+    digest, data = _blob({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors})
+    handler.routes[f"/v2/base/manifests/{digest}"] = (200, OCI_INDEX, data, 0.0)
+    return digest
+
+
+def _bases(host: str, digest: str) -> tuple[Any, ...]:
+    df = parse_dockerfile(f"FROM {host}/base@{digest}\nCOPY model/ /app/model/\n", "Dockerfile")
+    return classify_bases(df, {})
+
+
+def test_every_platform_config_is_read_from_the_registry(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    host, handler = double
+    amd64, amd64_desc = _image(handler, {"architecture": "amd64", "config": {"User": "app"}})
+    arm64, arm64_desc = _image(
+        handler, {"architecture": "arm64", "config": {"User": "app", "OnBuild": ["ADD . /src"]}}
+    )
+    # BuildKit's attestation manifest: no image, not read.
+    att = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "b" * 64, "size": 2,
+           "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
+    top = _index(handler, [amd64_desc, arm64_desc, att])
+
+    bases = _bases(host, top)
+    configs = standins.BaseConfigs({})
+    assert standins.base_users(bases, {}, configs) == {0: "app"}
+    why = standins.base_blocker(bases, {}, configs)
+    assert why is not None and "has ONBUILD triggers" in why, why
+    # Read once for both, and the attestation manifest not at all.
+    assert sorted(handler.requests) == sorted(
+        [f"/v2/base/manifests/{top}", f"/v2/base/manifests/{amd64}",
+         f"/v2/base/manifests/{arm64}"]
+        + [p for p in handler.routes if "/blobs/" in p]
+    )  # fmt: skip
+
+    # One platform, no triggers: nothing blocks stand-ins.
+    single, _ = _image(handler, {"architecture": "amd64", "config": {"Cmd": ["sh"]}})
+    assert standins.base_blocker(_bases(host, single), {}) is None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["other-config-bytes", "config-too-large", "config-nested-deeply", "config-not-an-object",
+     "too-many-manifests", "no-manifest-there", "slow-drip"],
+)  # fmt: skip
+def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
+    double: tuple[str, type[_Registry]], case: str
+) -> None:
+    host, handler = double
+    config: Any = {"architecture": "amd64", "config": {}}
+    served: bytes | None = None
+    drip = 0.0
+    if case == "other-config-bytes":
+        served = json.dumps({"architecture": "amd64", "config": {"OnBuild": []}}).encode()
+    elif case == "config-too-large":
+        config = {"architecture": "amd64", "config": {}, "history": ["x" * (5 * MIB)]}
+    elif case == "config-nested-deeply":
+        config = b"[" * 200_000 + b"]" * 200_000
+    elif case == "config-not-an-object":
+        config = ["a", "list"]
+    elif case == "slow-drip":
+        drip = 0.5
+    digest, desc = _image(handler, config, config_bytes=served, drip=drip)
+    if case == "too-many-manifests":
+        digest = _index(handler, [desc] * (standins.MAX_BASE_PLATFORMS + 1))
+    elif case == "no-manifest-there":
+        digest = "sha256:" + "c" * 64
+    configs = standins.BaseConfigs({}, timeout=2.0)
+    started = time.monotonic()
+    why = standins.base_blocker(_bases(host, digest), {}, configs)
+    assert time.monotonic() - started < 10
+    assert why is not None and "did not give its configs" in why, why
+    assert "ONBUILD triggers cannot be read before the build" in why
+    assert standins.base_users(_bases(host, digest), {}, configs) == {0: None}
+
+
+def test_a_base_named_by_a_tag_is_not_read(double: tuple[str, type[_Registry]]) -> None:
+    host, handler = double
+    df = parse_dockerfile(f"FROM {host}/base:1\nCOPY model/ /app/model/\n", "Dockerfile")
+    why = standins.base_blocker(classify_bases(df, {}), {})
+    assert why is not None and "is not pinned by digest" in why, why
+    assert handler.requests == []
+
+
+# --- real BuildKit, the local registry -----------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_a_registry_base_pinned_by_digest_gets_stand_ins_and_the_same_image(
+    engine: PrivateEngine, busybox_base: str, registry: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    layout, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
+    name = f"{registry}/stand-ins/base"
+    push = subprocess.run(
+        ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{layout}", f"docker://{name}:1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert push.returncode == 0, push.stderr
+    ctx = tmp_path / "ctx"
+    (ctx / "model").mkdir(parents=True)
+    (ctx / "model" / "big.bin").write_bytes(weights(3, 2 * MIB + 5, b"registry-"))
+    (ctx / "model" / "config.json").write_text('{"small": true}\n')
+    (ctx / "Dockerfile").write_text(
+        f"FROM {name}@{digest}\nCOPY model/ /app/model/\nWORKDIR /app\nUSER 1000\n"
+    )
+    write_lock(ctx, ["model/big.bin", "model/config.json"])
+
+    on_code, on, on_out = build(ctx, tmp_path / "on", busybox_base, True, capsys)
+    assert on_code == 0, on_out
+    off_code, off, off_out = build(ctx, tmp_path / "off", busybox_base, False, capsys)
+    assert off_code == 0, off_out
+    assert on["stand_ins"] == "1", on
+    assert on["stand_ins.replaced"] == "1", on
+    assert on["image.digest"] == off["image.digest"]
