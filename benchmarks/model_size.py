@@ -26,12 +26,18 @@ build log), the build gate's own split (normalizing the context, buildx, the lay
 its ``seconds.*`` facts), and the ratios against the targets: modelseal (rebuild off) ≤ 0.5× plain, (rebuild on) ≤ 1.0× plain, post-build gates
 together (models-image + sbom + trivy + image) ≤ 10 % of the build gate.
 
+With --registry-base the Dockerfile is ``FROM 127.0.0.1:PORT/bench/base@sha256:…`` instead: the
+same base pushed to a local docker-registry, pinned by digest (BuildKit pulls it; modelseal
+reads its configs from the registry before the build, for stand-ins).
+
     python benchmarks/model_size.py [--size-mib 2048] [--runs 1] [--variants zstd-off,zstd-on,gzip-off,gzip-on]
+        [--registry-base] [--no-plain] [--flags-size-mib 256]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -53,8 +59,15 @@ MIB = 1 << 20
 POST_BUILD = ("models-image", "sbom", "trivy", "image")
 #: The build gate's seconds.* facts: copying the context normalized, `docker buildx build`
 #: (uncompressed new layers), the layout finalizer (clamp + compress once).
-_BUILD_PARTS = ("normalize", "buildx", "finalize", "rebuild.engine_wait", "rebuild.buildx",
-                "rebuild.finalize", "rebuild.compare")
+_BUILD_PARTS = (
+    "normalize",
+    "buildx",
+    "finalize",
+    "rebuild.engine_wait",
+    "rebuild.buildx",
+    "rebuild.finalize",
+    "rebuild.compare",
+)
 
 # BuildKit's plain progress: "#7 exporting layers 11.5s done", "#4 transferring context:
 # 268.50MB 3.2s done", "#6 DONE 3.1s".
@@ -99,6 +112,23 @@ def make_context(ctx: Path, size_mib: int) -> None:
     # USER: the image gate (every gate runs) requires a non-root user.
     (ctx / "Dockerfile").write_text("FROM base\nCOPY model/ /app/model/\nUSER 65534:65534\n")
     (ctx / ".dockerignore").write_text("models.lock\n")
+
+
+def registry_base(stack: contextlib.ExitStack, base: str, work: Path) -> str:
+    """The example base (``oci-layout://DIR@DIGEST``) pushed to a docker-registry on 127.0.0.1
+    started here (stopped with ``stack``): ``HOST/bench/base@DIGEST``."""
+    sys.path.insert(0, str(REPO))
+    from examples.offline.registry import local_registry
+
+    host = stack.enter_context(local_registry(work))
+    layout, _, digest = base.removeprefix("oci-layout://").rpartition("@")
+    name = f"{host}/bench/base"
+    subprocess.run(
+        ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{layout}", f"docker://{name}:1"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    return f"{name}@{digest}"
 
 
 def prune() -> None:
@@ -256,6 +286,12 @@ def main() -> int:
         help="the modelseal runs, COMPRESSION-off|on (rebuild check), comma-separated",
     )  # fmt: skip
     ap.add_argument(
+        "--registry-base", action="store_true",
+        help="FROM the example base pushed to a local registry (docker-registry on 127.0.0.1) "
+        "and pinned by digest, as model-serving images usually are, instead of the OCI-layout "
+        "build context: BuildKit pulls it, modelseal reads its configs from the registry",
+    )  # fmt: skip
+    ap.add_argument(
         "--baseline-src", type=Path, default=None,
         help="also run each variant with this src/ directory first on PYTHONPATH (another "
         "modelseal, e.g. `git archive COMMIT src | tar -x -C DIR`, then DIR/src)",
@@ -264,7 +300,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "src"))
     work = Path(tempfile.mkdtemp(prefix="modelseal-bench-size-", dir="/var/tmp"))
     try:
-        with engine_and_base() as base:
+        with engine_and_base() as base, contextlib.ExitStack() as stack:
             if args.flags_size_mib:
                 part1(work, base, args.flags_size_mib)
             cache = work / "cache"
@@ -275,6 +311,13 @@ def main() -> int:
             env = {**os.environ, "MODELSEAL_CACHE_DIR": str(cache), "SOURCE_DATE_EPOCH": EPOCH}
             ctx = work / "ctx"
             make_context(ctx, args.size_mib)
+            if args.registry_base:
+                ref = registry_base(stack, base, work / "registry")
+                dockerfile = ctx / "Dockerfile"
+                dockerfile.write_text(
+                    dockerfile.read_text().replace("FROM base\n", f"FROM {ref}\n")
+                )
+                print(f"base: {ref} (a local registry)", file=sys.stderr, flush=True)
             variants: dict[str, Path] = {}
             baseline: dict[str, Path] = {}
             trees = {"": None} | ({" (baseline)": args.baseline_src} if args.baseline_src else {})
