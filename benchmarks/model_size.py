@@ -227,6 +227,7 @@ def seal(ctx: Path, base: str, policy: Path, out: Path, env: dict[str, str]) -> 
         if f"seconds.{part}" in facts:
             row[f"build: {part}"] = float(facts[f"seconds.{part}"])
     row["reproducible"] = 1.0 if facts.get("rebuild.reproducible", "yes") == "yes" else 0.0
+    row["stand-ins"] = float(facts.get("stand_ins", "0"))
     return row
 
 
@@ -397,7 +398,8 @@ def main() -> int:
               f"post-build gates {post:.0%} of the build gate summed, {post_wall:.0%} as they run "
               f"side by side (target ≤ 10%: {'met' if post_wall <= 0.10 else 'NOT met'}); "
               f"peak RSS {peak:.0f} MiB (target < 300: {'met' if peak < 300 else 'NOT met'}); "
-              f"reproducible: {'yes' if repro else 'NO'}")  # fmt: skip
+              f"reproducible: {'yes' if repro else 'NO'}; "
+              f"stand-ins: {med(name, 'stand-ins'):.0f}")  # fmt: skip
     return 0
 
 
