@@ -69,11 +69,21 @@ class _Registry(BaseHTTPRequestHandler):
 
     routes: ClassVar[dict[str, tuple[int, str, bytes, float]]] = {}
     requests: ClassVar[list[str]] = []
+    authorizations: ClassVar[list[str]] = []
+    #: Answer 401 with a Basic challenge to a request without an Authorization header.
+    challenge: ClassVar[bool] = False
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)
+        given = self.headers.get("Authorization")
+        if given:
+            type(self).authorizations.append(given)
         status, media, body, drip = self.routes.get(self.path, (404, "text/plain", b"{}", 0.0))
+        if self.challenge and not given:
+            status, media, body, drip = 401, "application/json", b"{}", 0.0
         self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
         self.send_header("Content-Type", media)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -94,7 +104,7 @@ class _Registry(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def double() -> Iterator[tuple[str, type[_Registry]]]:
-    handler = type("Handler", (_Registry,), {"routes": {}, "requests": []})
+    handler = type("Handler", (_Registry,), {"routes": {}, "requests": [], "authorizations": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -197,6 +207,36 @@ def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
     assert why is not None and "did not give its configs" in why, why
     assert "ONBUILD triggers cannot be read before the build" in why
     assert standins.base_users(_bases(host, digest), {}, configs) == {0: None}
+
+
+def test_only_the_docker_configs_credentials_for_that_registry_are_sent(
+    double: tuple[str, type[_Registry]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FROM line may come from a pull request and name any host: modelseal's publish
+    credentials and GitHub's token never go there, only what BuildKit itself would send it to
+    pull the base (the docker config's entry for that host)."""
+    import base64
+
+    host, handler = double
+    handler.challenge = True
+    digest, _ = _image(handler, {"architecture": "amd64", "config": {}})
+    monkeypatch.setenv("MODELSEAL_REGISTRY_USERNAME", "publisher")
+    monkeypatch.setenv("MODELSEAL_REGISTRY_PASSWORD", "publish-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_" + "t" * 36)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    # No docker config: no credentials at all, and the registry's 401 means no stand-ins.
+    why = standins.base_blocker(_bases(host, digest), {})
+    assert why is not None and "did not give its configs" in why, why
+    assert handler.authorizations == []
+
+    (tmp_path / "docker").mkdir()
+    pull = base64.b64encode(b"puller:pull-secret").decode()
+    other = base64.b64encode(b"someone:else").decode()
+    (tmp_path / "docker" / "config.json").write_text(
+        json.dumps({"auths": {host: {"auth": pull}, "ghcr.io": {"auth": other}}})
+    )
+    assert standins.base_blocker(_bases(host, digest), {}) is None
+    assert handler.authorizations and set(handler.authorizations) == {f"Basic {pull}"}
 
 
 def test_a_base_named_by_a_tag_is_not_read(double: tuple[str, type[_Registry]]) -> None:

@@ -405,6 +405,9 @@ REGISTRY_TIMEOUT: Final = 30.0
 #: At most this many manifests in one base's index (one with more is not read).
 MAX_BASE_PLATFORMS: Final = 64
 _DOCKER_HUB_INDEX: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+#: Docker Hub's registry API, and the key of its entry in a docker config.json.
+_DOCKER_HUB: Final = "registry-1.docker.io"
+_DOCKER_HUB_AUTH: Final = "https://index.docker.io/v1/"
 #: What reading a base's configs from its registry may raise: the registry client's errors
 #: (refusals, limits, the deadline), broken or deeply nested JSON, a shape not expected.
 _UNREADABLE: Final = (
@@ -417,8 +420,8 @@ class BaseConfigs:
     read before the build: an OCI-layout build context's, and a registry image's pinned by
     ``@sha256:`` — its index, manifests and config blobs fetched with modelseal's registry
     client (every answer size-bounded and checked against the digest that names it, plain HTTP
-    only to a loopback registry, the run's registry credentials, :data:`REGISTRY_TIMEOUT` in
-    all). The digest ties the configs BuildKit resolves to the ones read here; a base named
+    only to a loopback registry, only the credentials BuildKit would send it,
+    :data:`REGISTRY_TIMEOUT` in all). The digest ties the configs BuildKit resolves to the ones read here; a base named
     only by a tag is not read (what BuildKit resolves later may be another image)."""
 
     def __init__(self, contexts: Mapping[str, str], *, timeout: float = REGISTRY_TIMEOUT) -> None:
@@ -479,7 +482,7 @@ def registry_ref(image: str) -> tuple[str, str, str] | None:
         return None
     path = m["path"]
     if host == "docker.io":
-        host = "registry-1.docker.io"
+        host = _DOCKER_HUB
         path = path if "/" in path else f"library/{path}"
     return host, path, m["digest"]
 
@@ -487,16 +490,19 @@ def registry_ref(image: str) -> tuple[str, str, str] | None:
 def registry_configs(image: str, timeout: float = REGISTRY_TIMEOUT) -> list[dict[str, Any]]:
     """The config of every platform image of ``image`` (pinned by digest) from its registry
     (see :class:`BaseConfigs`); an error when they cannot be read or are not what they should."""
-    from modelseal.publish.publisher import registry_credentials, registry_token_hosts
+    from modelseal.publish.publisher import registry_token_hosts
     from modelseal.publish.registry import OCI_INDEX, RegistryClient
+    from modelseal.publish.registry_auth import Credentials
 
     ref = registry_ref(image)
     if ref is None:
         raise ValueError(f"{image!r} is not an image reference pinned by digest")
     host, repository, digest = ref
-    client = RegistryClient(
-        host, repository, auth=registry_credentials(host), token_hosts=registry_token_hosts()
-    )
+    # Only what BuildKit itself sends this registry to pull the base (the docker config's entry
+    # for it), never modelseal's publish credentials or GitHub's token: the FROM line may come
+    # from a pull request and name any host.
+    auth = Credentials.from_docker_config(_DOCKER_HUB_AUTH if host == _DOCKER_HUB else host)
+    client = RegistryClient(host, repository, auth=auth, token_hosts=registry_token_hosts())
     client.set_deadline(timeout, "reading the base image's configs")
 
     def manifest(want: str) -> tuple[str, dict[str, Any]]:
