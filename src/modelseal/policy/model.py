@@ -317,8 +317,9 @@ class BuildPolicy(BaseModel):
             "gigabytes are not moved through BuildKit five times. The image is the one a build "
             "without them gives. Used only when nothing in the build could read such a file "
             "(no RUN after a COPY that may bring one, no ADD, no ONBUILD, no other frontend, "
-            "no base pulled from a registry; the build facts say why not otherwise). false: "
-            "send every file as it is."
+            "no base with ONBUILD triggers or one whose config cannot be read before the build "
+            "— a registry's base must be pinned by digest; the build facts say why not "
+            "otherwise). false: send every file as it is."
         ),
     )
     cache_from: list[str] = Field(
