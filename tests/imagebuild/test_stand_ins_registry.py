@@ -153,6 +153,7 @@ def test_every_platform_config_is_read_from_the_registry(
     )
     # BuildKit's attestation manifest: no image, not read.
     att = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "b" * 64, "size": 2,
+           "platform": {"os": "unknown", "architecture": "unknown"},
            "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
     top = _index(handler, [amd64_desc, arm64_desc, att])
 
@@ -207,6 +208,25 @@ def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
     assert why is not None and "did not give its configs" in why, why
     assert "ONBUILD triggers cannot be read before the build" in why
     assert standins.base_users(_bases(host, digest), {}, configs) == {0: None}
+
+
+def test_an_image_of_a_real_platform_is_read_whatever_its_annotations_say(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    """An index may call its linux/arm64 image an attestation (BuildKit's platform matcher
+    does not look at annotations and would build on it): its triggers are read all the same."""
+    host, handler = double
+    _, amd64 = _image(handler, {"architecture": "amd64", "config": {}})
+    arm64_digest, arm64 = _image(
+        handler, {"architecture": "arm64", "config": {"OnBuild": ["RUN cat /app/model/*"]}}
+    )
+    disguised = {**arm64, "platform": {"os": "linux", "architecture": "arm64"},
+                 "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
+    top = _index(handler, [{**amd64, "platform": {"os": "linux", "architecture": "amd64"}},
+                           disguised])  # fmt: skip
+    why = standins.base_blocker(_bases(host, top), {})
+    assert why is not None and "has ONBUILD triggers" in why, why
+    assert f"/v2/base/manifests/{arm64_digest}" in handler.requests
 
 
 def test_only_the_docker_configs_credentials_for_that_registry_are_sent(

@@ -522,8 +522,12 @@ def registry_configs(image: str, timeout: float = REGISTRY_TIMEOUT) -> list[dict
             if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
                 raise ValueError(f"the index {digest} has a malformed entry")
             kind = (child.get("annotations") or {}).get("vnd.docker.reference.type")
-            if kind == "attestation-manifest":
-                continue  # BuildKit's attestations: never built on
+            platform = child.get("platform") or {}
+            unknown = platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
+            if kind == "attestation-manifest" and unknown:
+                # BuildKit's attestations (platform unknown/unknown: never built on). One with a
+                # real platform is read like any image, whatever its annotations say.
+                continue
             images.append(manifest(child["digest"])[1])
     else:
         images.append(top)
