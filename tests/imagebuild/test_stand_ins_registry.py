@@ -259,6 +259,25 @@ def test_only_the_docker_configs_credentials_for_that_registry_are_sent(
     assert handler.authorizations and set(handler.authorizations) == {f"Basic {pull}"}
 
 
+def test_a_docker_image_build_context_pinned_by_digest_is_read_from_its_registry(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    host, handler = double
+    digest, _ = _image(handler, {"architecture": "amd64", "config": {"User": "svc"}})
+    df = parse_dockerfile("FROM serving\nCOPY model/ /app/model/\n", "Dockerfile")
+    contexts = {"serving": f"docker-image://{host}/base@{digest}"}
+    bases = classify_bases(df, contexts)
+    assert bases[0].kind == "context"
+    configs = standins.BaseConfigs(contexts)
+    assert standins.base_blocker(bases, contexts, configs) is None
+    assert standins.base_users(bases, contexts, configs) == {0: "svc"}
+    # By a tag: not read.
+    tagged = {"serving": f"docker-image://{host}/base:1"}
+    why = standins.base_blocker(classify_bases(df, tagged), tagged)
+    assert why is not None and "neither an OCI layout nor a registry image pinned" in why, why
+    assert len(handler.requests) == 2  # the manifest and the config, once
+
+
 def test_a_base_named_by_a_tag_is_not_read(double: tuple[str, type[_Registry]]) -> None:
     host, handler = double
     df = parse_dockerfile(f"FROM {host}/base:1\nCOPY model/ /app/model/\n", "Dockerfile")

@@ -418,7 +418,7 @@ _UNREADABLE: Final = (
 class BaseConfigs:
     """The config of every platform image of each base, read once per build where it can be
     read before the build: an OCI-layout build context's, and a registry image's pinned by
-    ``@sha256:`` — its index, manifests and config blobs fetched with modelseal's registry
+    ``@sha256:`` (in the ``FROM`` line or a ``docker-image://`` build context) — its index, manifests and config blobs fetched with modelseal's registry
     client (every answer size-bounded and checked against the digest that names it, plain HTTP
     only to a loopback registry, only the credentials BuildKit would send it,
     :data:`REGISTRY_TIMEOUT` in all). The digest ties the configs BuildKit resolves to the ones read here; a base named
@@ -450,17 +450,26 @@ class BaseConfigs:
             if value.startswith("oci-layout://") and "@" in value:
                 found = _layout_configs(value)
                 return found, "" if found is not None else "is an OCI layout that cannot be read"
-            return None, f"comes from a build context that is not an OCI layout ({as_layout})"
+            image = value.removeprefix("docker-image://")
+            if image != value and registry_ref(image) is not None:
+                return self._registry(image)
+            return None, (
+                "comes from a build context that is neither an OCI layout nor a registry image "
+                f"pinned by digest ({as_layout})"
+            )
         if base.kind == "digest":
-            try:
-                return registry_configs(base.from_line.image, self._timeout), ""
-            except _UNREADABLE as e:
-                detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
-                return None, f"comes from a registry that did not give its configs ({detail})"
+            return self._registry(base.from_line.image)
         return None, (
             "comes from a registry and is not pinned by digest: what BuildKit resolves later "
             f"may be another image (pin it with @sha256:…, or {as_layout})"
         )
+
+    def _registry(self, image: str) -> tuple[list[dict[str, Any]] | None, str]:
+        try:
+            return registry_configs(image, self._timeout), ""
+        except _UNREADABLE as e:
+            detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            return None, f"comes from a registry that did not give its configs ({detail})"
 
 
 def registry_ref(image: str) -> tuple[str, str, str] | None:
