@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.support.layers import push_layout
 from tests.support.standins import run_build
 
 from modelseal.imagebuild.engine import PrivateEngine
@@ -61,12 +62,7 @@ def test_the_base_layers_of_a_registry_base_are_read_from_its_registry(
 
     layout, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
     name = f"{registry}/cached-layers/base"
-    push = subprocess.run(
-        ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
-         f"oci:{layout}", f"docker://{name}:1"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert push.returncode == 0, push.stderr
+    push_layout(busybox_base, name)
     text = f"FROM {name}@{digest} AS one\nFROM one\nCOPY x /x\n"
     df = parse_dockerfile(text, "Dockerfile")
     root = final_root(df, classify_bases(df, {}))
@@ -78,4 +74,7 @@ def test_the_base_layers_of_a_registry_base_are_read_from_its_registry(
     assert counts("linux/amd64") == expected
     # Unpinned: not read (what BuildKit resolves later may be another image).
     df = parse_dockerfile(f"FROM {name}:1\n", "Dockerfile")
-    assert BaseLayers(final_root(df, classify_bases(df, {})), {}, probe_engine())("linux/amd64") is None
+    assert (
+        BaseLayers(final_root(df, classify_bases(df, {})), {}, probe_engine())("linux/amd64")
+        is None
+    )

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from tests.support.layers import weights
+from tests.support.httpd import serve
+from tests.support.layers import push_layout, weights
 from tests.support.standins import build, write_lock
 
 from modelseal.imagebuild import standins
@@ -105,15 +104,8 @@ class _Registry(BaseHTTPRequestHandler):
 @pytest.fixture
 def double() -> Iterator[tuple[str, type[_Registry]]]:
     handler = type("Handler", (_Registry,), {"routes": {}, "requests": [], "authorizations": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as host:
+        yield host, handler
 
 
 def _image(
@@ -294,20 +286,13 @@ def test_a_registry_base_pinned_by_digest_gets_stand_ins_and_the_same_image(
     engine: PrivateEngine, busybox_base: str, registry: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    layout, _, digest = busybox_base.removeprefix("oci-layout://").rpartition("@")
-    name = f"{registry}/stand-ins/base"
-    push = subprocess.run(
-        ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
-         f"oci:{layout}", f"docker://{name}:1"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert push.returncode == 0, push.stderr
+    pinned = push_layout(busybox_base, f"{registry}/stand-ins/base")
     ctx = tmp_path / "ctx"
     (ctx / "model").mkdir(parents=True)
     (ctx / "model" / "big.bin").write_bytes(weights(3, 2 * MIB + 5, b"registry-"))
     (ctx / "model" / "config.json").write_text('{"small": true}\n')
     (ctx / "Dockerfile").write_text(
-        f"FROM {name}@{digest}\nCOPY model/ /app/model/\nWORKDIR /app\nUSER 1000\n"
+        f"FROM {pinned}\nCOPY model/ /app/model/\nWORKDIR /app\nUSER 1000\n"
     )
     write_lock(ctx, ["model/big.bin", "model/config.json"])
 

@@ -7,16 +7,16 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from examples.offline.registry import free_port
+from tests.support.httpd import serve
 from tests.support.tools import require
 
 from modelseal.oci import OciLayout
@@ -250,14 +250,8 @@ class _Flaky(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
     handler = type("Handler", (_Flaky,), {"calls": 0, "failures": 0, "seen_auth": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as host:
+        yield host, handler
 
 
 def test_retries_on_503_then_succeeds(flaky: tuple[str, type[_Flaky]]) -> None:

@@ -5,7 +5,9 @@ or a conftest.
   fail in CI), the docker CLI, OCI layouts built with BuildKit;
 * :mod:`tests.support.reports` — report.json as the code under test wrote it, schema-checked;
 * :mod:`tests.support.layouts` — crafted OCI layouts, member by member;
-* :mod:`tests.support.layers` — seeded weights, USTAR layer tars, a one-image OCI layout;
+* :mod:`tests.support.layers` — seeded weights, USTAR layer tars, a one-image OCI layout, a
+  layout pushed to the local registry;
+* :mod:`tests.support.httpd` — an HTTP server double on 127.0.0.1;
 * :mod:`tests.support.standins` — ``modelseal build`` with and without stand-ins, models.lock;
 * :mod:`tests.support.model_files` — model files in every format, built byte by byte;
 * :mod:`tests.support.sigstore_local` — a local Sigstore (OIDC issuer with a GitHub-style token

@@ -67,3 +67,18 @@ def image_layout(root: Path, config: dict[str, object], layers: list[bytes]) -> 
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
          "size": len(manifest), "platform": {"os": "linux", "architecture": "amd64"}}]}))  # fmt: skip
     return digest
+
+
+def push_layout(base: str, name: str) -> str:
+    """Copy the image of ``base`` (``oci-layout://DIR@sha256:…``) to the registry repository
+    ``name`` (``127.0.0.1:PORT/REPO``, tag ``1``), digests kept; returns ``name@sha256:…``."""
+    import subprocess
+
+    layout, _, digest = base.removeprefix("oci-layout://").rpartition("@")
+    push = subprocess.run(
+        ["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{layout}", f"docker://{name}:1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert push.returncode == 0, push.stderr
+    return f"{name}@{digest}"
