@@ -1,0 +1,382 @@
+"""Review 3 of stand-ins for a registry base pinned by digest (``standins.BaseConfigs``,
+``registry_configs``): what the base's registry can make modelseal read that BuildKit would
+not, and the bounds on reading it. Each test states the expected behaviour; the ones that fail
+today are marked ``xfail(strict=True)`` with the defect. A registry double on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from modelseal.imagebuild import standins
+from modelseal.imagebuild.bases import BaseRef, classify_bases
+from modelseal.imagebuild.dockerfile import parse_dockerfile
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
+
+
+class _Registry(BaseHTTPRequestHandler):
+    """Serves ``routes``: path → (content type, body, seconds between bytes); 404 otherwise."""
+
+    routes: ClassVar[dict[str, tuple[str, bytes, float]]] = {}
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        found = self.routes.get(self.path)
+        media, body, drip = found or ("application/json", b'{"errors":[]}', 0.0)
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", media)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            if drip:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
+            else:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def double() -> Iterator[tuple[str, type[_Registry]]]:
+    handler = type("Handler", (_Registry,), {"routes": {}, "requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _image(
+    handler: type[_Registry], config: dict[str, Any] | bytes, *, drip: float = 0.0
+) -> dict[str, Any]:
+    """Route a manifest and its config blob; returns the manifest's descriptor."""
+    raw = config if isinstance(config, bytes) else json.dumps(config).encode()
+    config_digest = _sha256(raw)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(raw)},
+    }).encode()  # fmt: skip
+    digest = _sha256(manifest)
+    handler.routes[f"/v2/base/manifests/{digest}"] = (OCI_MANIFEST, manifest, drip)
+    handler.routes[f"/v2/base/blobs/{config_digest}"] = ("application/json", raw, 0.0)
+    return {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest)}
+
+
+def _index(handler: type[_Registry], descriptors: list[dict[str, Any]]) -> str:
+    data = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+    ).encode()
+    digest = _sha256(data)
+    handler.routes[f"/v2/base/manifests/{digest}"] = (OCI_INDEX, data, 0.0)
+    return digest
+
+
+def _bases(text: str) -> tuple[BaseRef, ...]:
+    return classify_bases(parse_dockerfile(text, "Dockerfile"), {})
+
+
+#: What the base's ONBUILD trigger does in the build: it reads the model file, which holds a
+#: 128-byte stand-in when stand-ins are used (the image then differs from a real build's).
+TRIGGER = "RUN sha256sum /app/model/big.bin > /app/model.sha256"
+
+
+# --- 1. an index entry BuildKit picks, skipped as an "attestation" --------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: registry_configs skips every index entry annotated "
+    "vnd.docker.reference.type=attestation-manifest, whatever its platform; BuildKit picks a "
+    "base's manifest by platform only (containerd's matcher: an entry without a platform "
+    "matches any), so a hostile index hides the real image's ONBUILD triggers and USER",
+)
+@pytest.mark.parametrize("platform", [{"os": "linux", "architecture": "amd64"}, None])
+def test_review3_an_entry_buildkit_can_pick_is_read_whatever_its_annotations(
+    double: tuple[str, type[_Registry]], platform: dict[str, str] | None
+) -> None:
+    """The index has a harmless image for linux/s390x and the image BuildKit builds on for
+    linux/amd64 (or, without a platform, for any platform), whose config has an ONBUILD trigger
+    and USER app — annotated as BuildKit annotates its attestation manifests. BuildKit never
+    looks at that annotation when it resolves ``FROM`` (only at the platform); BuildKit's real
+    attestation manifests are ``unknown/unknown``, which no build platform matches (what
+    ``OciLayout.platform_manifests`` skips for a layout base)."""
+    host, handler = double
+    harmless = _image(handler, {"architecture": "s390x", "os": "linux", "config": {}})
+    harmless["platform"] = {"os": "linux", "architecture": "s390x"}
+    real = _image(handler, {"architecture": "amd64", "os": "linux",
+                            "config": {"User": "app", "OnBuild": [TRIGGER]}})  # fmt: skip
+    real["annotations"] = {**ATTESTATION, "vnd.docker.reference.digest": harmless["digest"]}
+    if platform is not None:
+        real["platform"] = platform
+    top = _index(handler, [harmless, real])
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+
+    configs = standins.BaseConfigs({}, timeout=10.0)
+    why = standins.base_blocker(bases, {}, configs)
+    assert why is not None and "ONBUILD" in why, why
+    # Its user is app on the platform built, "" on the other: not one user known.
+    assert standins.base_users(bases, {}, configs) == {0: None}
+
+
+def test_review3_a_real_attestation_manifest_stays_skipped(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    """The control for the test above: BuildKit's own attestation manifest (platform
+    ``unknown/unknown``, never picked for a build) does not count."""
+    host, handler = double
+    image = _image(handler, {"architecture": "amd64", "os": "linux", "config": {"User": "app"}})
+    image["platform"] = {"os": "linux", "architecture": "amd64"}
+    attestation = _image(handler, {"architecture": "unknown", "os": "unknown", "config": {}})
+    attestation["platform"] = {"os": "unknown", "architecture": "unknown"}
+    attestation["annotations"] = {**ATTESTATION, "vnd.docker.reference.digest": image["digest"]}
+    top = _index(handler, [image, attestation])
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    configs = standins.BaseConfigs({}, timeout=10.0)
+    assert standins.base_users(bases, {}, configs) == {0: "app"}
+    assert standins.base_blocker(bases, {}, configs) is None
+
+
+# --- 2. an index entry not named by a sha256 digest ------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: registry_configs fetches an index entry by whatever its 'digest' says; "
+    "get_manifest checks the answer only when that is sha256:<64 hex>, so a sha512 digest "
+    "(which BuildKit verifies) or a tag is read unverified: the registry may answer modelseal "
+    "with another manifest than the one BuildKit gets",
+)
+@pytest.mark.parametrize("named", ["sha512", "tag"])
+def test_review3_an_index_entry_is_read_only_as_the_digest_that_names_it(
+    double: tuple[str, type[_Registry]], named: str
+) -> None:
+    """The index names its amd64 image by ``sha512:…`` (valid OCI, and verified by BuildKit —
+    Go registers SHA-512 in any binary that links crypto/tls) or by a tag. The registry answers
+    that path with a harmless manifest — another than the one the sha512 digest names, which
+    BuildKit gets (a registry can tell the two clients apart, e.g. by User-Agent) and whose
+    config has an ONBUILD trigger. modelseal cannot check that answer, so it must not use it."""
+    host, handler = double
+    served = _image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
+    _, body, _ = handler.routes[f"/v2/base/manifests/{served['digest']}"]
+    hidden = json.dumps({"config": {"OnBuild": [TRIGGER]}}).encode()  # what BuildKit would get
+    ref = "sha512:" + hashlib.sha512(hidden).hexdigest() if named == "sha512" else "latest"
+    handler.routes[f"/v2/base/manifests/{ref}"] = (OCI_MANIFEST, body, 0.0)
+    top = _index(handler, [{"mediaType": OCI_MANIFEST, "digest": ref, "size": len(hidden),
+                            "platform": {"os": "linux", "architecture": "amd64"}}])  # fmt: skip
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+
+    configs = standins.BaseConfigs({}, timeout=10.0)
+    why = standins.base_blocker(bases, {}, configs)
+    assert why is not None and "did not give its configs" in why, why
+
+
+# --- 3. the 30 s are per base, not in all ---------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: BaseConfigs gives each base pinned by digest a new RegistryClient with its "
+    "own deadline (registry_configs(image, self._timeout)), so REGISTRY_TIMEOUT — documented "
+    "as what all the bases' requests may take together — is per FROM line: N stages on a slow "
+    "registry stall the build N x 30 s before it starts (unused stages included)",
+)
+def test_review3_all_bases_together_keep_to_the_timeout(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    host, handler = double
+    froms = []
+    for i in range(4):
+        # A registry that sends its answer one byte every 0.2 s.
+        desc = _image(handler, {"architecture": "amd64", "config": {}, "n": i}, drip=0.2)
+        froms.append(f"FROM {host}/base@{desc['digest']} AS s{i}\n")
+    bases = _bases("".join(froms) + "FROM s3\nCOPY model/ /app/model/\n")
+    configs = standins.BaseConfigs({}, timeout=1.0)
+    started = time.monotonic()
+    users = standins.base_users(bases, {}, configs)
+    took = time.monotonic() - started
+    assert users == {0: None, 1: None, 2: None, 3: None, 4: None}
+    assert took < 2.0, f"{took:.1f} s for 4 bases under a 1 s timeout"
+
+
+# --- 4. memory: every platform's parsed manifest and config held at once --------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: registry_configs keeps every parsed manifest (images) and every parsed "
+    "config (configs, then BaseConfigs' cache) of up to MAX_BASE_PLATFORMS=64 entries, each up "
+    "to 4 MiB of JSON that parses to ~20x its size: one hostile base costs ~5.5 GB per kind, "
+    "with no bound on the total",
+)
+def test_review3_reading_a_base_holds_no_more_than_it_needs(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    """64 index entries (the limit) naming one image whose config is 64 KiB of ``[]`` — 1/64 of
+    the 4 MiB a config may have. What stand-ins need of it is its User and OnBuild; holding the
+    64 parsed configs costs ~88 MiB here, ~5.5 GiB at the limits."""
+    host, handler = double
+    filler = b",".join([b"[]"] * (64 * 1024 // 3))
+    config = b'{"architecture":"amd64","os":"linux","config":{},"history":[' + filler + b"]}"
+    desc = _image(handler, config)
+    top = _index(handler, [desc] * standins.MAX_BASE_PLATFORMS)
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    configs = standins.BaseConfigs({}, timeout=20.0)
+    tracemalloc.start()
+    try:
+        users = standins.base_users(bases, {}, configs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert users == {0: ""}
+    assert peak < 16 << 20, f"peak {peak / (1 << 20):.0f} MiB of Python objects"
+
+
+# --- 5. JSON read by Python's rules, where BuildKit reads it by Go's ------------------------------
+#
+# BuildKit (and containerd under it) decode the index, the manifest and the image config with
+# Go's encoding/json: a key matches a field case-insensitively ("onbuild", "Config" and
+# "Manifests" are OnBuild, config and manifests), and of two keys for one field the last one
+# wins. modelseal reads the exact keys only ("OnBuild", "User", "config", "manifests"), so the
+# same bytes — pinned by one digest — say one thing to modelseal and another to BuildKit.
+
+
+def _raw(handler: type[_Registry], kind: str, doc: dict[str, Any] | bytes) -> str:
+    data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    digest = _sha256(data)
+    where = "blobs" if kind == "config" else "manifests"
+    media = {"config": "application/json", "manifest": OCI_MANIFEST, "index": OCI_INDEX}[kind]
+    handler.routes[f"/v2/base/{where}/{digest}"] = (media, data, 0.0)
+    return digest
+
+
+def _manifest_of(handler: type[_Registry], config: bytes) -> tuple[str, dict[str, Any]]:
+    digest = _raw(handler, "config", config)
+    return digest, {"mediaType": OCI_CONFIG, "digest": digest, "size": len(config)}
+
+
+_HARMLESS = b'{"architecture":"amd64","os":"linux","config":{}}'
+_TRIGGERED = json.dumps(
+    {"architecture": "amd64", "os": "linux", "config": {"OnBuild": [TRIGGER]}}
+).encode()
+
+
+def _hostile(handler: type[_Registry], case: str) -> str:
+    """The top digest of a base whose ONBUILD trigger only Go's JSON rules see."""
+    amd64 = {"os": "linux", "architecture": "amd64"}
+    if case in ("onbuild-lower-case", "Config-capitalised", "OnBuild-then-onBuild"):
+        config = {
+            "onbuild-lower-case": b'{"architecture":"amd64","config":{"onbuild":["%s"]}}',
+            "Config-capitalised": b'{"architecture":"amd64","Config":{"OnBuild":["%s"]}}',
+            "OnBuild-then-onBuild":
+                b'{"architecture":"amd64","config":{"OnBuild":[],"onBuild":["%s"]}}',
+        }[case] % TRIGGER.encode()  # fmt: skip
+        _, desc = _manifest_of(handler, config)
+        return _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                          "config": desc, "layers": []})  # fmt: skip
+    if case == "manifest-config-then-Config":
+        _, harmless = _manifest_of(handler, _HARMLESS)
+        _, triggered = _manifest_of(handler, _TRIGGERED)
+        return _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                          "config": harmless, "Config": triggered,
+                                          "layers": []})  # fmt: skip
+    assert case == "index-manifests-then-Manifests"
+    harmless = _image(handler, json.loads(_HARMLESS))
+    triggered = _image(handler, json.loads(_TRIGGERED))
+    return _raw(handler, "index", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                   "manifests": [{**harmless, "platform": amd64}],
+                                   "Manifests": [{**triggered, "platform": amd64}]})  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: the configs, manifests and index are read with exact keys (OnBuild, config, "
+    "manifests) where BuildKit's Go decoder matches keys case-insensitively, the last one "
+    "winning: a base whose trigger is under 'onbuild', 'Config' or a second 'Manifests' gets "
+    "stand-ins while BuildKit runs the trigger (_triggers is shared with the OCI-layout path)",
+)
+@pytest.mark.parametrize(
+    "case",
+    ["onbuild-lower-case", "Config-capitalised", "OnBuild-then-onBuild",
+     "manifest-config-then-Config", "index-manifests-then-Manifests"],
+)  # fmt: skip
+def test_review3_triggers_are_read_as_buildkit_reads_them(
+    double: tuple[str, type[_Registry]], case: str
+) -> None:
+    host, handler = double
+    top = _hostile(handler, case)
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=10.0))
+    assert why is not None, "stand-ins allowed, yet BuildKit runs the base's ONBUILD trigger"
+
+
+def test_review3_the_control_an_exact_onbuild_blocks_them(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    """What the cases above hide: the same trigger under its exact key blocks stand-ins."""
+    host, handler = double
+    _, desc = _manifest_of(handler, _TRIGGERED)
+    top = _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                     "config": desc, "layers": []})  # fmt: skip
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=10.0))
+    assert why is not None and "has ONBUILD triggers" in why, why
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: base_users reads the exact key 'User'; BuildKit's Go decoder takes 'user' "
+    "(any case) as the user, so a base running as a user by name passes for root ('') and "
+    "WORKDIR/COPY --chown by name where a stand-in may be are let through",
+)
+def test_review3_the_base_user_is_read_as_buildkit_reads_it(
+    double: tuple[str, type[_Registry]],
+) -> None:
+    host, handler = double
+    _, desc = _manifest_of(handler, b'{"architecture":"amd64","config":{"user":"app"}}')
+    top = _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                     "config": desc, "layers": []})  # fmt: skip
+    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\nWORKDIR /app\n")
+    users = standins.base_users(bases, {}, standins.BaseConfigs({}, timeout=10.0))
+    assert users != {0: ""}, "the base's user 'app' taken for root"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sibling (older code, same _triggers): an OCI-layout base whose config has "
+    "'onbuild' is read as having no triggers; BuildKit runs them",
+)
+def test_review3_a_layout_base_trigger_is_read_as_buildkit_reads_it(tmp_path: Path) -> None:
+    from tests.support.layers import image_layout
+
+    digest = image_layout(tmp_path / "layout", {"config": {"onbuild": [TRIGGER]}}, [])
+    contexts = {"base": f"oci-layout://{tmp_path / 'layout'}@{digest}"}
+    df = parse_dockerfile("FROM base\nCOPY model/ /app/model/\n", "Dockerfile")
+    assert standins.base_blocker(classify_bases(df, contexts), contexts) is not None
