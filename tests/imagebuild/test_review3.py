@@ -1,7 +1,8 @@
 """Review 3 of stand-ins for a registry base pinned by digest (``standins.BaseConfigs``,
 ``registry_configs``): what the base's registry can make modelseal read that BuildKit would
 not, and the bounds on reading it. Each test states the expected behaviour; the ones that fail
-today are marked ``xfail(strict=True)`` with the defect. A registry double on 127.0.0.1 only."""
+today were marked ``xfail(strict=True)`` with the defect; all are fixed. A registry double on
+127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -111,13 +112,6 @@ TRIGGER = "RUN sha256sum /app/model/big.bin > /app/model.sha256"
 # --- 1. an index entry BuildKit picks, skipped as an "attestation" --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: registry_configs skips every index entry annotated "
-    "vnd.docker.reference.type=attestation-manifest, whatever its platform; BuildKit picks a "
-    "base's manifest by platform only (containerd's matcher: an entry without a platform "
-    "matches any), so a hostile index hides the real image's ONBUILD triggers and USER",
-)
 @pytest.mark.parametrize("platform", [{"os": "linux", "architecture": "amd64"}, None])
 def test_review3_an_entry_buildkit_can_pick_is_read_whatever_its_annotations(
     double: tuple[str, type[_Registry]], platform: dict[str, str] | None
@@ -167,13 +161,6 @@ def test_review3_a_real_attestation_manifest_stays_skipped(
 # --- 2. an index entry not named by a sha256 digest ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: registry_configs fetches an index entry by whatever its 'digest' says; "
-    "get_manifest checks the answer only when that is sha256:<64 hex>, so a sha512 digest "
-    "(which BuildKit verifies) or a tag is read unverified: the registry may answer modelseal "
-    "with another manifest than the one BuildKit gets",
-)
 @pytest.mark.parametrize("named", ["sha512", "tag"])
 def test_review3_an_index_entry_is_read_only_as_the_digest_that_names_it(
     double: tuple[str, type[_Registry]], named: str
@@ -201,13 +188,6 @@ def test_review3_an_index_entry_is_read_only_as_the_digest_that_names_it(
 # --- 3. the 30 s are per base, not in all ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: BaseConfigs gives each base pinned by digest a new RegistryClient with its "
-    "own deadline (registry_configs(image, self._timeout)), so REGISTRY_TIMEOUT — documented "
-    "as what all the bases' requests may take together — is per FROM line: N stages on a slow "
-    "registry stall the build N x 30 s before it starts (unused stages included)",
-)
 def test_review3_all_bases_together_keep_to_the_timeout(
     double: tuple[str, type[_Registry]],
 ) -> None:
@@ -229,13 +209,6 @@ def test_review3_all_bases_together_keep_to_the_timeout(
 # --- 4. memory: every platform's parsed manifest and config held at once --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: registry_configs keeps every parsed manifest (images) and every parsed "
-    "config (configs, then BaseConfigs' cache) of up to MAX_BASE_PLATFORMS=64 entries, each up "
-    "to 4 MiB of JSON that parses to ~20x its size: one hostile base costs ~5.5 GB per kind, "
-    "with no bound on the total",
-)
 def test_review3_reading_a_base_holds_no_more_than_it_needs(
     double: tuple[str, type[_Registry]],
 ) -> None:
@@ -315,13 +288,6 @@ def _hostile(handler: type[_Registry], case: str) -> str:
                                    "Manifests": [{**triggered, "platform": amd64}]})  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the configs, manifests and index are read with exact keys (OnBuild, config, "
-    "manifests) where BuildKit's Go decoder matches keys case-insensitively, the last one "
-    "winning: a base whose trigger is under 'onbuild', 'Config' or a second 'Manifests' gets "
-    "stand-ins while BuildKit runs the trigger (_triggers is shared with the OCI-layout path)",
-)
 @pytest.mark.parametrize(
     "case",
     ["onbuild-lower-case", "Config-capitalised", "OnBuild-then-onBuild",
@@ -350,12 +316,6 @@ def test_review3_the_control_an_exact_onbuild_blocks_them(
     assert why is not None and "has ONBUILD triggers" in why, why
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: base_users reads the exact key 'User'; BuildKit's Go decoder takes 'user' "
-    "(any case) as the user, so a base running as a user by name passes for root ('') and "
-    "WORKDIR/COPY --chown by name where a stand-in may be are let through",
-)
 def test_review3_the_base_user_is_read_as_buildkit_reads_it(
     double: tuple[str, type[_Registry]],
 ) -> None:
@@ -368,11 +328,6 @@ def test_review3_the_base_user_is_read_as_buildkit_reads_it(
     assert users != {0: ""}, "the base's user 'app' taken for root"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sibling (older code, same _triggers): an OCI-layout base whose config has "
-    "'onbuild' is read as having no triggers; BuildKit runs them",
-)
 def test_review3_a_layout_base_trigger_is_read_as_buildkit_reads_it(tmp_path: Path) -> None:
     from tests.support.layers import image_layout
 

@@ -243,12 +243,14 @@ def _two_platform_archive(path: Path, name: str, onbuild_arm64: list[str]) -> st
 def test_review_onbuild_triggers_of_the_platform_built_block_them(
     engine: PrivateEngine, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``docker image inspect`` (what _onbuild asks) shows the config of the engine's own
-    platform (amd64 here) of a multi-platform base pinned by digest; BuildKit (which resolves
-    the base from its registry, not from the image store, even with --pull=false) builds
-    ``--platform linux/arm64`` from the arm64 config, whose ``ONBUILD ADD model/archive.tar /x/`` unpacks the archive —
-    or, with stand-ins, copies a 128-byte stand-in that the finalizer turns into the archive
-    file: /x/archive.tar instead of /x/payload/… (no emulator needed: ADD runs nothing)."""
+    """A multi-platform base pinned by digest whose amd64 config (the engine's own platform,
+    what ``docker image inspect`` shows) has no triggers, but whose arm64 config has
+    ``ONBUILD ADD model/archive.tar /x/``; BuildKit (which resolves the base from its registry,
+    not from the image store, even with --pull=false) builds ``--platform linux/arm64`` from
+    the arm64 config and unpacks the archive — or, with stand-ins, would copy a 128-byte
+    stand-in that the finalizer turns into the archive file: /x/archive.tar instead of
+    /x/payload/… (no emulator needed: ADD runs nothing). Every platform's config is read from
+    the registry (standins.BaseConfigs), so the arm64 triggers block stand-ins."""
     import subprocess
 
     name = f"{registry}/review-onbuild:1"

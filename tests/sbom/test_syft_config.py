@@ -88,6 +88,20 @@ def test_syft_without_file_metadata_writes_what_its_defaults_write(tmp_path: Pat
     assert res.returncode == 0, res.stderr[-2000:]
     theirs = json.loads(out.read_text())
 
+    # The setting is applied (syft ignores a key it does not know): its own format, which
+    # carries file metadata, has no file digests with it and some without it.
+    def digests(config: Path) -> int:
+        out = tmp_path / f"{config.stem}.syft.json"
+        argv = [syft, "scan", f"oci-dir:{layout}", "-o", f"syft-json={out}",
+                "--config", str(config), "--quiet"]  # fmt: skip
+        res = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600, check=False)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        return sum(len(f.get("digests") or []) for f in json.loads(out.read_text())["files"] or [])
+
+    assert digests(work / "syft.yaml") == 0
+    assert digests(defaults) > 0
+
     names = {(c.get("name"), c.get("version")) for c in ours["components"]}
     # The packages that own files are found, as with syft's defaults.
     assert ("requests", "2.19.0") in names

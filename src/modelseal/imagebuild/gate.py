@@ -157,7 +157,10 @@ class BuildGate(RegisteredGate):
             if not ctx.policy.policy.models.enabled
             else "models.lock pins no file of 1 MiB or more in the build context"
             if not any(standins.MIN_SIZE <= size <= standins.MAX_SIZE for size, _ in pinned.values())
-            else standins.blocker(
+            # First as if every base ran as root (no WORKDIR rule then): what blocks stand-ins
+            # whoever the bases' users are needs no registry asked.
+            else standins.blocker(df, context_dir, opts.build_args, dict.fromkeys(range(len(bases)), ""))
+            or standins.blocker(
                 df, context_dir, opts.build_args,
                 standins.base_users(bases, contexts, base_configs),
             )

@@ -45,7 +45,8 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -404,33 +405,46 @@ def _may_hold(source: str, escape: str, context: Path) -> bool:
 REGISTRY_TIMEOUT: Final = 30.0
 #: At most this many manifests in one base's index (one with more is not read).
 MAX_BASE_PLATFORMS: Final = 64
-_DOCKER_HUB_INDEX: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
-#: Docker Hub's registry API, and the key of its entry in a docker config.json.
+#: Bytes of indexes, manifests and configs all the bases of one build may have together (each
+#: one is capped too: a registry's manifest at 4 MiB, a config at 1 MiB).
+MAX_BASE_BYTES: Final = 16 << 20
+#: Docker Hub's registry API, the key of its entry in a docker config.json, and its token
+#: service (where BuildKit sends those credentials).
 _DOCKER_HUB: Final = "registry-1.docker.io"
 _DOCKER_HUB_AUTH: Final = "https://index.docker.io/v1/"
-#: What reading a base's configs from its registry may raise: the registry client's errors
-#: (refusals, limits, the deadline), broken or deeply nested JSON, a shape not expected.
+_DOCKER_HUB_REALM: Final = "auth.docker.io"
+#: What reading a base's configs may raise: the registry client's errors (refusals, limits,
+#: the deadline), broken, ambiguous or deeply nested JSON, a shape not expected.
 _UNREADABLE: Final = (
     Error, OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError,
 )  # fmt: skip
 
 
 class BaseConfigs:
-    """The config of every platform image of each base, read once per build where it can be
-    read before the build: an OCI-layout build context's, and a registry image's pinned by
-    ``@sha256:`` (in the ``FROM`` line or a ``docker-image://`` build context) — its index, manifests and config blobs fetched with modelseal's registry
-    client (every answer size-bounded and checked against the digest that names it, plain HTTP
-    only to a loopback registry, only the credentials BuildKit would send it,
-    :data:`REGISTRY_TIMEOUT` in all). The digest ties the configs BuildKit resolves to the ones read here; a base named
-    only by a tag is not read (what BuildKit resolves later may be another image)."""
+    """What stand-ins need of each base's config — every platform's ``OnBuild`` triggers and
+    ``User`` —, read once per build where it can be read before the build: from an OCI-layout
+    build context, or from the registry of an image pinned by ``@sha256:`` (in the ``FROM``
+    line or a ``docker-image://`` build context) with modelseal's registry client. The digest
+    ties what BuildKit resolves to what is read here, so each document is read only as the
+    sha256 digest naming it (an index entry named otherwise is not read) and as BuildKit's Go
+    decoder reads it (:func:`_go_json`); an index entry is skipped only when no build platform
+    can match it (``unknown/unknown``, BuildKit's attestations), whatever its annotations say.
+    Bounded: :data:`MAX_BASE_PLATFORMS` entries per index, :data:`MAX_BASE_BYTES` of documents
+    and :data:`REGISTRY_TIMEOUT` for all the bases together, plain HTTP only to a loopback
+    registry, and only the credentials BuildKit itself sends that registry (the docker
+    config's entry for it). A base named by a tag is not read (what BuildKit resolves later
+    may be another image). None: cannot be read (no stand-ins), :meth:`why` says why."""
 
     def __init__(self, contexts: Mapping[str, str], *, timeout: float = REGISTRY_TIMEOUT) -> None:
         self._contexts = contexts
         self._timeout = timeout
+        self._deadline: float | None = None
+        self._budget = [MAX_BASE_BYTES]
         self._known: dict[tuple[str, str], tuple[list[dict[str, Any]] | None, str]] = {}
 
     def __call__(self, base: BaseRef) -> list[dict[str, Any]] | None:
-        """The configs of ``base`` (None: they cannot be read before the build, :meth:`why`)."""
+        """Per platform image of ``base``: ``{"onbuild": …, "user": …}`` as its config has
+        them (None: they cannot be read before the build, :meth:`why`)."""
         return self._read(base)[0]
 
     def why(self, base: BaseRef) -> str:
@@ -448,8 +462,10 @@ class BaseConfigs:
         if base.kind == "context":
             value = self._contexts.get(base.ref, "")
             if value.startswith("oci-layout://") and "@" in value:
-                found = _layout_configs(value)
-                return found, "" if found is not None else "is an OCI layout that cannot be read"
+                try:
+                    return _layout_configs(value, self._budget), ""
+                except _UNREADABLE as e:
+                    return None, f"is an OCI layout whose configs cannot be read ({_first(e)})"
             image = value.removeprefix("docker-image://")
             if image != value and registry_ref(image) is not None:
                 return self._registry(image)
@@ -465,11 +481,23 @@ class BaseConfigs:
         )
 
     def _registry(self, image: str) -> tuple[list[dict[str, Any]] | None, str]:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self._timeout
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            return None, (
+                f"comes from a registry, and the {self._timeout:g} s for reading the bases' "
+                "configs ran out"
+            )
         try:
-            return registry_configs(image, self._timeout), ""
+            return registry_configs(image, left, self._budget), ""
         except _UNREADABLE as e:
-            detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
-            return None, f"comes from a registry that did not give its configs ({detail})"
+            return None, f"comes from a registry that did not give its configs ({_first(e)})"
+
+
+def _first(e: BaseException) -> str:
+    """The first line of ``e``'s message (200 characters at most), or its type."""
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
 def registry_ref(image: str) -> tuple[str, str, str] | None:
@@ -496,11 +524,14 @@ def registry_ref(image: str) -> tuple[str, str, str] | None:
     return host, path, m["digest"]
 
 
-def registry_configs(image: str, timeout: float = REGISTRY_TIMEOUT) -> list[dict[str, Any]]:
-    """The config of every platform image of ``image`` (pinned by digest) from its registry
-    (see :class:`BaseConfigs`); an error when they cannot be read or are not what they should."""
+def registry_configs(
+    image: str, timeout: float = REGISTRY_TIMEOUT, budget: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """What :class:`BaseConfigs` reads of ``image`` (pinned by digest), from its registry; an
+    error when it cannot be read or is not what it should be. ``budget``: bytes of documents
+    left to read (lowered by what is read)."""
     from modelseal.publish.publisher import registry_token_hosts
-    from modelseal.publish.registry import OCI_INDEX, RegistryClient
+    from modelseal.publish.registry import RegistryClient
     from modelseal.publish.registry_auth import Credentials
 
     ref = registry_ref(image)
@@ -510,49 +541,104 @@ def registry_configs(image: str, timeout: float = REGISTRY_TIMEOUT) -> list[dict
     # Only what BuildKit itself sends this registry to pull the base (the docker config's entry
     # for it), never modelseal's publish credentials or GitHub's token: the FROM line may come
     # from a pull request and name any host.
-    auth = Credentials.from_docker_config(_DOCKER_HUB_AUTH if host == _DOCKER_HUB else host)
-    client = RegistryClient(host, repository, auth=auth, token_hosts=registry_token_hosts())
+    hub = host == _DOCKER_HUB
+    auth = Credentials.from_docker_config(_DOCKER_HUB_AUTH if hub else host)
+    token_hosts = (*registry_token_hosts(), *((_DOCKER_HUB_REALM,) if hub else ()))
+    client = RegistryClient(host, repository, auth=auth, token_hosts=token_hosts)
     client.set_deadline(timeout, "reading the base image's configs")
+    return _image_configs(
+        digest,
+        lambda d: client.get_manifest(d)[1],
+        lambda d: client.get_blob(d, kind="config"),
+        [MAX_BASE_BYTES] if budget is None else budget,
+    )
 
-    def manifest(want: str) -> tuple[str, dict[str, Any]]:
-        media, body, _ = client.get_manifest(want)  # checked against the digest asked for
-        doc = json.loads(body)
-        if not isinstance(doc, dict):
-            raise ValueError(f"the manifest {want} is not a JSON object")
-        return str(doc.get("mediaType") or media), doc
 
-    media, top = manifest(digest)
+def _image_configs(
+    top: str, manifest: Callable[[str], bytes], blob: Callable[[str], bytes], budget: list[int]
+) -> list[dict[str, Any]]:
+    """Per platform image of the index or manifest ``top``: ``{"onbuild", "user"}`` of its
+    config. ``manifest`` and ``blob`` fetch a document by digest (bounded); each one is checked
+    against that digest here too, and read as Go reads it."""
+
+    def read(fetch: Callable[[str], bytes], digest: Any, what: str) -> dict[str, Any]:
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+            raise ValueError(f"{what} {str(digest)[:80]!r} is not named by a sha256 digest")
+        data = fetch(digest)
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{what} {digest} is not what its digest names")
+        budget[0] -= len(data)
+        if budget[0] < 0:
+            raise ValueError(
+                f"the bases' indexes, manifests and configs are over {MAX_BASE_BYTES >> 20} MiB"
+            )
+        doc = _go_json(data, f"{what} {digest}")
+        if "manifests" in doc and "config" in doc:
+            raise ValueError(f"{what} {digest} is both an index and a manifest")
+        return doc
+
+    top_doc = read(manifest, top, "the manifest")
     images: list[dict[str, Any]] = []
-    if media in (OCI_INDEX, _DOCKER_HUB_INDEX) or "manifests" in top:
-        children = top.get("manifests")
+    if "manifests" in top_doc:
+        children = top_doc["manifests"]
         if not isinstance(children, list) or not 0 < len(children) <= MAX_BASE_PLATFORMS:
-            raise ValueError(f"the index {digest} lists no manifest or too many")
+            raise ValueError(f"the index {top} lists no manifest or too many")
+        seen: set[str] = set()
         for child in children:
-            if not isinstance(child, dict) or not isinstance(child.get("digest"), str):
-                raise ValueError(f"the index {digest} has a malformed entry")
-            kind = (child.get("annotations") or {}).get("vnd.docker.reference.type")
+            if not isinstance(child, dict):
+                raise ValueError(f"the index {top} has an entry that is not an object")
             platform = child.get("platform") or {}
-            unknown = platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
-            if kind == "attestation-manifest" and unknown:
-                # BuildKit's attestations (platform unknown/unknown: never built on). One with a
-                # real platform is read like any image, whatever its annotations say.
+            if not isinstance(platform, dict):
+                raise ValueError(f"the index {top} has a platform that is not an object")
+            if platform.get("os") == "unknown" and platform.get("architecture") == "unknown":
+                continue  # BuildKit's attestations: no build platform matches them
+            digest = child.get("digest")
+            if digest in seen:
                 continue
-            images.append(manifest(child["digest"])[1])
+            seen.add(str(digest))
+            doc = read(manifest, digest, "the manifest")
+            if "manifests" in doc:
+                raise ValueError(f"the index {top} names another index")
+            images.append(doc)
     else:
-        images.append(top)
-    configs: list[dict[str, Any]] = []
+        images.append(top_doc)
+    found: list[dict[str, Any]] = []
     for doc in images:
-        config_digest = (doc.get("config") or {}).get("digest")
-        if not isinstance(config_digest, str):
+        desc = doc.get("config")
+        if not isinstance(desc, dict):
             raise ValueError("a manifest of the base names no config")
-        # Checked against its digest, at most RegistryLimits.config_bytes.
-        config = json.loads(client.get_blob(config_digest, kind="config"))
-        if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict):
-            raise ValueError(f"the blob {config_digest} is not an image config")
-        configs.append(config)
-    if not configs:
-        raise ValueError(f"the index {digest} lists no image")
-    return configs
+        config = read(blob, desc.get("digest"), "the config")
+        inner = config.get("config") or {}
+        if not isinstance(inner, dict):
+            raise ValueError(f"the config {desc.get('digest')} is not an image config")
+        # What stand-ins need of it, no more (an index may name up to 64 configs).
+        user = inner.get("user")
+        found.append({"onbuild": inner.get("onbuild"), "user": "" if user is None else user})
+    if not found:
+        raise ValueError(f"the index {top} names no image a build could use")
+    return found
+
+
+def _go_json(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` as Go's ``encoding/json`` fills BuildKit's structs: object keys matched without
+    regard to case (here folded: ``"OnBuild"``, ``"onbuild"`` and ``"ONBUILD"`` are ``onbuild``).
+    Go lets the last of two such keys win; two keys one fold apart (or the same key twice) make
+    the document ambiguous here — an error, so what is read cannot differ from what BuildKit
+    reads. Not a JSON object at the top: an error too."""
+
+    def folded(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            fold = key.casefold()
+            if fold in out:
+                raise ValueError(f"{what} has the key {key[:40]!r} twice (as Go reads keys)")
+            out[fold] = value
+        return out
+
+    doc = json.loads(data, object_pairs_hook=folded)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return doc
 
 
 def base_blocker(
@@ -564,7 +650,10 @@ def base_blocker(
     (:class:`BaseConfigs`)."""
     configs = configs or BaseConfigs(contexts)
     for b in bases:
-        where = f"the base {b.from_line.image!r} (line {b.from_line.line})"
+        image = (
+            b.from_line.image if len(b.from_line.image) <= 160 else b.from_line.image[:160] + "…"
+        )
+        where = f"the base {image!r} (line {b.from_line.line})"
         if b.kind in ("scratch", "stage"):
             continue
         if b.kind == "context" and "://" not in contexts.get(b.ref, ""):
@@ -572,7 +661,7 @@ def base_blocker(
         found = configs(b)
         if found is None:
             return f"{where} {configs.why(b)}: its ONBUILD triggers cannot be read before the build"
-        if _triggers(found):
+        if any(c["onbuild"] for c in found):
             return f"{where} has ONBUILD triggers"
     return None
 
@@ -591,38 +680,24 @@ def base_users(
             out[i] = ""
         elif b.kind in ("context", "digest"):
             found = configs(b)
-            users = {str((c.get("config") or {}).get("User") or "") for c in found or []}
-            out[i] = users.pop() if found and len(users) == 1 else None
+            users = {c["user"] if isinstance(c["user"], str) else "?" for c in found or []}
+            out[i] = users.pop() if found and len(users) == 1 and "?" not in users else None
         else:
             out[i] = None
     return out
 
 
-def _layout_configs(value: str) -> list[dict[str, Any]] | None:
-    """The config of every platform image of the OCI-layout context ``value`` (None: cannot
-    be read)."""
-    from modelseal.oci import OciLayout
+def _layout_configs(value: str, budget: list[int]) -> list[dict[str, Any]]:
+    """What :class:`BaseConfigs` reads of the OCI-layout context ``value``
+    (``oci-layout://DIR@sha256:…``); an error when it cannot be read."""
+    from modelseal.bounded import read_input
+    from modelseal.oci import MAX_JSON_BYTES, OciLayout
 
     path, _, digest = value.removeprefix("oci-layout://").rpartition("@")
-    try:
-        layout = OciLayout(Path(path))
-        configs = []
-        for desc in layout.platform_manifests(digest):
-            manifest = layout.manifest(desc.digest)
-            config = layout.read_json(str((manifest.get("config") or {}).get("digest")))
-            if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict):
-                return None
-            configs.append(config)
-        return configs
-    except (GateError, OSError, ValueError, AttributeError):
-        return None
+    layout = OciLayout(Path(path))
 
+    def blob(d: str) -> bytes:
+        # Non-blocking and regular files only, bounded (a layout may be anyone's).
+        return read_input(layout.blob(d), what="OCI blob", limit=MAX_JSON_BYTES, contained=False)
 
-def _triggers(configs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The ``OnBuild`` triggers of ``configs`` (one ``?`` for a value that is not a list)."""
-    found: list[str] = []
-    for config in configs:
-        onbuild = (config.get("config") or {}).get("OnBuild")
-        if onbuild:
-            found += [str(t) for t in onbuild] if isinstance(onbuild, list) else ["?"]
-    return found
+    return _image_configs(digest, blob, blob, budget)

@@ -59,7 +59,7 @@ class RegistryLimits:
     """One ``.sig`` layer (a simple-signing payload)."""
     attestation_bytes: int = 32 << 20
     """One Sigstore bundle or ``.att`` DSSE envelope blob."""
-    config_bytes: int = 4 << 20
+    config_bytes: int = 1 << 20
     """An image config (a base image's, read before a build; real ones are a few KiB)."""
     token_bytes: int = 1 << 20
     """A token service's answer."""

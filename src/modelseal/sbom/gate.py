@@ -69,7 +69,7 @@ SYFT_ENV_OFFLINE: Mapping[str, str] = {
 #: (SHA-1 and SHA-256) every file a package owns — every .so of a torch or CUDA install, GBs —
 #: and its CycloneDX output carries none of it (no file components, no file hashes): the same
 #: document, measured identical on a 654-package image, 18 % less syft time there
-#: (tests/sbom/test_sbom.py, benchmarks/scan.py).
+#: (tests/sbom/test_syft_config.py).
 SYFT_CONFIG = "file:\n  metadata:\n    selection: none\n"
 
 _HINT = (
