@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from tests.support.httpd import serve
 
 from modelseal.imagebuild import standins
 from modelseal.imagebuild.bases import BaseRef, classify_bases
@@ -60,15 +60,8 @@ class _Registry(BaseHTTPRequestHandler):
 @pytest.fixture
 def double() -> Iterator[tuple[str, type[_Registry]]]:
     handler = type("Handler", (_Registry,), {"routes": {}, "requests": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(handler) as host:
+        yield host, handler
 
 
 def _sha256(data: bytes) -> str:
