@@ -5,7 +5,6 @@ the defect. A registry double on 127.0.0.1 only; name resolution is replaced in-
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import tracemalloc
@@ -182,7 +181,8 @@ class _Challenge(_Registry):
     def do_GET(self) -> None:
         self.send_response(401)
         self.send_header(
-            "WWW-Authenticate", 'Bearer realm="http://127.0.0.1:1/\x1b]0;pwned\x07\x1b[2J",service="s"'
+            "WWW-Authenticate",
+            'Bearer realm="http://127.0.0.1:1/\x1b]0;pwned\x07\x1b[2J",service="s"',
         )
         self.send_header("Content-Length", "0")
         self.end_headers()
