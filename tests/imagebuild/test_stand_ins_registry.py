@@ -143,10 +143,11 @@ def test_every_platform_config_is_read_from_the_registry(
     arm64, arm64_desc = _image(
         handler, {"architecture": "arm64", "config": {"User": "app", "OnBuild": ["ADD . /src"]}}
     )
-    # BuildKit's attestation manifest: no image, not read.
-    att = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "b" * 64, "size": 2,
-           "platform": {"os": "unknown", "architecture": "unknown"},
-           "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
+    # BuildKit's attestation manifest (unknown/unknown, its config names no user): read for
+    # triggers, not for the user (no build without --platform runs on it).
+    att_digest, att = _image(handler, {"architecture": "unknown", "os": "unknown", "config": {}})
+    att |= {"platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
     top = _index(handler, [amd64_desc, arm64_desc, att])
 
     bases = _bases(host, top)
@@ -154,10 +155,10 @@ def test_every_platform_config_is_read_from_the_registry(
     assert standins.base_users(bases, {}, configs) == {0: "app"}
     why = standins.base_blocker(bases, {}, configs)
     assert why is not None and "has ONBUILD triggers" in why, why
-    # Read once for both, and the attestation manifest not at all.
+    # Each document read once for both.
     assert sorted(handler.requests) == sorted(
         [f"/v2/base/manifests/{top}", f"/v2/base/manifests/{amd64}",
-         f"/v2/base/manifests/{arm64}"]
+         f"/v2/base/manifests/{arm64}", f"/v2/base/manifests/{att_digest}"]
         + [p for p in handler.routes if "/blobs/" in p]
     )  # fmt: skip
 

@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -408,6 +409,8 @@ MAX_BASE_PLATFORMS: Final = 64
 #: Bytes of indexes, manifests and configs all the bases of one build may have together (each
 #: one is capped too: a registry's manifest at 4 MiB, a config at 1 MiB).
 MAX_BASE_BYTES: Final = 16 << 20
+#: Seconds past the deadline that a registry read is waited for (its own deadline error).
+_GRACE: Final = 0.5
 #: Docker Hub's registry API, the key of its entry in a docker config.json, and its token
 #: service (where BuildKit sends those credentials).
 _DOCKER_HUB: Final = "registry-1.docker.io"
@@ -427,10 +430,11 @@ class BaseConfigs:
     line or a ``docker-image://`` build context) with modelseal's registry client. The digest
     ties what BuildKit resolves to what is read here, so each document is read only as the
     sha256 digest naming it (an index entry named otherwise is not read) and as BuildKit's Go
-    decoder reads it (:func:`_go_json`); an index entry is skipped only when no build platform
-    can match it (``unknown/unknown``, BuildKit's attestations), whatever its annotations say.
-    Bounded: :data:`MAX_BASE_PLATFORMS` entries per index, :data:`MAX_BASE_BYTES` of documents
-    and :data:`REGISTRY_TIMEOUT` for all the bases together, plain HTTP only to a loopback
+    decoder reads it (:func:`_go_json`); every entry of an index is read whatever its
+    annotations say (``unknown/unknown`` ones, BuildKit's attestations, count for triggers;
+    ``FROM --platform=unknown/unknown`` builds on them). Bounded: :data:`MAX_BASE_PLATFORMS`
+    entries per index, :data:`MAX_BASE_BYTES` of documents and :data:`REGISTRY_TIMEOUT` for all
+    the bases together (name resolution and connecting included), plain HTTP only to a loopback
     registry, and only the credentials BuildKit itself sends that registry (the docker
     config's entry for it). A base named by a tag is not read (what BuildKit resolves later
     may be another image). None: cannot be read (no stand-ins), :meth:`why` says why."""
@@ -443,8 +447,9 @@ class BaseConfigs:
         self._known: dict[tuple[str, str], tuple[list[dict[str, Any]] | None, str]] = {}
 
     def __call__(self, base: BaseRef) -> list[dict[str, Any]] | None:
-        """Per platform image of ``base``: ``{"onbuild": …, "user": …}`` as its config has
-        them (None: they cannot be read before the build, :meth:`why`)."""
+        """Per platform image of ``base``: ``{"onbuild": bool, "user": str | None, "unknown":
+        bool}`` (:func:`_image_configs`); None: they cannot be read before the build
+        (:meth:`why`)."""
         return self._read(base)[0]
 
     def why(self, base: BaseRef) -> str:
@@ -489,15 +494,40 @@ class BaseConfigs:
                 f"comes from a registry, and the {self._timeout:g} s for reading the bases' "
                 "configs ran out"
             )
-        try:
-            return registry_configs(image, left, self._budget), ""
-        except _UNREADABLE as e:
-            return None, f"comes from a registry that did not give its configs ({_first(e)})"
+        # In a thread joined with the time left (and a moment for the client's own deadline
+        # error to arrive first): the registry client's watchdog starts with the connection, so
+        # a slow DNS answer or many addresses that drop packets would hold the build longer. A read still running then is left to end on its own (a daemon thread;
+        # what it finds is not used).
+        box: list[Any] = []
+
+        def read() -> None:
+            try:
+                box.append(registry_configs(image, left, self._budget))
+            except BaseException as e:  # handed to the caller's thread below
+                box.append(e)
+
+        reader = threading.Thread(target=read, name="base-configs", daemon=True)
+        reader.start()
+        reader.join(max(0.0, left) + _GRACE)
+        if not box:
+            self._deadline = time.monotonic()  # every later base: out of time too
+            return None, (
+                f"comes from a registry, and the {self._timeout:g} s for reading the bases' "
+                "configs ran out"
+            )
+        if isinstance(box[0], _UNREADABLE):
+            return None, f"comes from a registry that did not give its configs ({_first(box[0])})"
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0], ""
 
 
 def _first(e: BaseException) -> str:
-    """The first line of ``e``'s message (200 characters at most), or its type."""
-    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+    """The first line of ``e``'s message (200 characters at most), or its type, escaped: it may
+    quote a registry."""
+    from modelseal.untrusted import untrusted
+
+    return untrusted((str(e).splitlines() or [type(e).__name__])[0][:200], markup=False)
 
 
 def registry_ref(image: str) -> tuple[str, str, str] | None:
@@ -557,8 +587,9 @@ def registry_configs(
 def _image_configs(
     top: str, manifest: Callable[[str], bytes], blob: Callable[[str], bytes], budget: list[int]
 ) -> list[dict[str, Any]]:
-    """Per platform image of the index or manifest ``top``: ``{"onbuild", "user"}`` of its
-    config. ``manifest`` and ``blob`` fetch a document by digest (bounded); each one is checked
+    """Per platform image of the index or manifest ``top``: of its config whether it has
+    ``OnBuild`` triggers and its ``User`` (None: not a string of at most 256 characters), and
+    whether its platform is ``unknown/unknown``. ``manifest`` and ``blob`` fetch a document by digest (bounded); each one is checked
     against that digest here too, and read as Go reads it."""
 
     def read(fetch: Callable[[str], bytes], digest: Any, what: str) -> dict[str, Any]:
@@ -578,32 +609,33 @@ def _image_configs(
         return doc
 
     top_doc = read(manifest, top, "the manifest")
-    images: list[dict[str, Any]] = []
+    images: list[tuple[dict[str, Any], bool]] = []
     if "manifests" in top_doc:
         children = top_doc["manifests"]
         if not isinstance(children, list) or not 0 < len(children) <= MAX_BASE_PLATFORMS:
             raise ValueError(f"the index {top} lists no manifest or too many")
-        seen: set[str] = set()
+        seen: set[tuple[str, bool]] = set()
         for child in children:
             if not isinstance(child, dict):
                 raise ValueError(f"the index {top} has an entry that is not an object")
             platform = child.get("platform") or {}
             if not isinstance(platform, dict):
                 raise ValueError(f"the index {top} has a platform that is not an object")
-            if platform.get("os") == "unknown" and platform.get("architecture") == "unknown":
-                continue  # BuildKit's attestations: no build platform matches them
+            # BuildKit's attestations are unknown/unknown: no default platform matches them,
+            # but ``FROM --platform=unknown/unknown`` does, so their triggers count too.
+            unknown = platform.get("os") == "unknown" and platform.get("architecture") == "unknown"
             digest = child.get("digest")
-            if digest in seen:
+            if (digest, unknown) in seen:
                 continue
-            seen.add(str(digest))
+            seen.add((str(digest), unknown))
             doc = read(manifest, digest, "the manifest")
             if "manifests" in doc:
                 raise ValueError(f"the index {top} names another index")
-            images.append(doc)
+            images.append((doc, unknown))
     else:
-        images.append(top_doc)
+        images.append((top_doc, False))
     found: list[dict[str, Any]] = []
-    for doc in images:
+    for doc, unknown in images:
         desc = doc.get("config")
         if not isinstance(desc, dict):
             raise ValueError("a manifest of the base names no config")
@@ -613,7 +645,8 @@ def _image_configs(
             raise ValueError(f"the config {desc.get('digest')} is not an image config")
         # What stand-ins need of it, no more (an index may name up to 64 configs).
         user = inner.get("user")
-        found.append({"onbuild": inner.get("onbuild"), "user": "" if user is None else user})
+        user = "" if user is None else user if isinstance(user, str) and len(user) <= 256 else None
+        found.append({"onbuild": bool(inner.get("onbuild")), "user": user, "unknown": unknown})
     if not found:
         raise ValueError(f"the index {top} names no image a build could use")
     return found
@@ -661,7 +694,7 @@ def base_blocker(
         found = configs(b)
         if found is None:
             return f"{where} {configs.why(b)}: its ONBUILD triggers cannot be read before the build"
-        if any(c["onbuild"] for c in found):
+        if any(c["onbuild"] for c in found):  # unknown/unknown images too (see _image_configs)
             return f"{where} has ONBUILD triggers"
     return None
 
@@ -680,8 +713,12 @@ def base_users(
             out[i] = ""
         elif b.kind in ("context", "digest"):
             found = configs(b)
-            users = {c["user"] if isinstance(c["user"], str) else "?" for c in found or []}
-            out[i] = users.pop() if found and len(users) == 1 and "?" not in users else None
+            # An unknown/unknown image (BuildKit's attestation) is built on only when the FROM
+            # line names a platform (``--platform=unknown/unknown``).
+            if found and b.from_line.platform is None:
+                found = [c for c in found if not c["unknown"]] or found
+            users = {c["user"] for c in found or []}
+            out[i] = users.pop() if found and len(users) == 1 and None not in users else None
         else:
             out[i] = None
     return out
