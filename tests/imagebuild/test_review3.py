@@ -11,95 +11,33 @@ import json
 import time
 import tracemalloc
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
-from tests.support.httpd import serve
+from tests.support.registry_double import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    TRIGGER,
+    Registry,
+    bases_of,
+    registry_double,
+    route,
+    route_config,
+    route_image,
+    route_index,
+)
 
 from modelseal.imagebuild import standins
-from modelseal.imagebuild.bases import BaseRef, classify_bases
+from modelseal.imagebuild.bases import classify_bases
 from modelseal.imagebuild.dockerfile import parse_dockerfile
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
 
 
-class _Registry(BaseHTTPRequestHandler):
-    """Serves ``routes``: path → (content type, body, seconds between bytes); 404 otherwise."""
-
-    routes: ClassVar[dict[str, tuple[str, bytes, float]]] = {}
-    requests: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        type(self).requests.append(self.path)
-        found = self.routes.get(self.path)
-        media, body, drip = found or ("application/json", b'{"errors":[]}', 0.0)
-        self.send_response(200 if found else 404)
-        self.send_header("Content-Type", media)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            if drip:
-                for i in range(len(body)):
-                    self.wfile.write(body[i : i + 1])
-                    self.wfile.flush()
-                    time.sleep(drip)
-            else:
-                self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def double() -> Iterator[tuple[str, type[_Registry]]]:
-    handler = type("Handler", (_Registry,), {"routes": {}, "requests": []})
-    with serve(handler) as host:
-        yield host, handler
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _image(
-    handler: type[_Registry], config: dict[str, Any] | bytes, *, drip: float = 0.0
-) -> dict[str, Any]:
-    """Route a manifest and its config blob; returns the manifest's descriptor."""
-    raw = config if isinstance(config, bytes) else json.dumps(config).encode()
-    config_digest = _sha256(raw)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(raw)},
-    }).encode()  # fmt: skip
-    digest = _sha256(manifest)
-    handler.routes[f"/v2/base/manifests/{digest}"] = (OCI_MANIFEST, manifest, drip)
-    handler.routes[f"/v2/base/blobs/{config_digest}"] = ("application/json", raw, 0.0)
-    return {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest)}
-
-
-def _index(handler: type[_Registry], descriptors: list[dict[str, Any]]) -> str:
-    data = json.dumps(
-        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
-    ).encode()
-    digest = _sha256(data)
-    handler.routes[f"/v2/base/manifests/{digest}"] = (OCI_INDEX, data, 0.0)
-    return digest
-
-
-def _bases(text: str) -> tuple[BaseRef, ...]:
-    return classify_bases(parse_dockerfile(text, "Dockerfile"), {})
-
-
-#: What the base's ONBUILD trigger does in the build: it reads the model file, which holds a
-#: 128-byte stand-in when stand-ins are used (the image then differs from a real build's).
-TRIGGER = "RUN sha256sum /app/model/big.bin > /app/model.sha256"
+def double() -> Iterator[tuple[str, type[Registry]]]:
+    with registry_double() as served:
+        yield served
 
 
 # --- 1. an index entry BuildKit picks, skipped as an "attestation" --------------------------------
@@ -107,7 +45,7 @@ TRIGGER = "RUN sha256sum /app/model/big.bin > /app/model.sha256"
 
 @pytest.mark.parametrize("platform", [{"os": "linux", "architecture": "amd64"}, None])
 def test_review3_an_entry_buildkit_can_pick_is_read_whatever_its_annotations(
-    double: tuple[str, type[_Registry]], platform: dict[str, str] | None
+    double: tuple[str, type[Registry]], platform: dict[str, str] | None
 ) -> None:
     """The index has a harmless image for linux/s390x and the image BuildKit builds on for
     linux/amd64 (or, without a platform, for any platform), whose config has an ONBUILD trigger
@@ -116,15 +54,15 @@ def test_review3_an_entry_buildkit_can_pick_is_read_whatever_its_annotations(
     attestation manifests are ``unknown/unknown``, which no build platform matches (what
     ``OciLayout.platform_manifests`` skips for a layout base)."""
     host, handler = double
-    harmless = _image(handler, {"architecture": "s390x", "os": "linux", "config": {}})
+    harmless = route_image(handler, {"architecture": "s390x", "os": "linux", "config": {}})
     harmless["platform"] = {"os": "linux", "architecture": "s390x"}
-    real = _image(handler, {"architecture": "amd64", "os": "linux",
+    real = route_image(handler, {"architecture": "amd64", "os": "linux",
                             "config": {"User": "app", "OnBuild": [TRIGGER]}})  # fmt: skip
     real["annotations"] = {**ATTESTATION, "vnd.docker.reference.digest": harmless["digest"]}
     if platform is not None:
         real["platform"] = platform
-    top = _index(handler, [harmless, real])
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    top = route_index(handler, [harmless, real])
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
 
     configs = standins.BaseConfigs({}, timeout=10.0)
     why = standins.base_blocker(bases, {}, configs)
@@ -134,18 +72,20 @@ def test_review3_an_entry_buildkit_can_pick_is_read_whatever_its_annotations(
 
 
 def test_review3_a_real_attestation_manifest_stays_skipped(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     """The control for the test above: BuildKit's own attestation manifest (platform
     ``unknown/unknown``, never picked for a build) does not count."""
     host, handler = double
-    image = _image(handler, {"architecture": "amd64", "os": "linux", "config": {"User": "app"}})
+    image = route_image(
+        handler, {"architecture": "amd64", "os": "linux", "config": {"User": "app"}}
+    )
     image["platform"] = {"os": "linux", "architecture": "amd64"}
-    attestation = _image(handler, {"architecture": "unknown", "os": "unknown", "config": {}})
+    attestation = route_image(handler, {"architecture": "unknown", "os": "unknown", "config": {}})
     attestation["platform"] = {"os": "unknown", "architecture": "unknown"}
     attestation["annotations"] = {**ATTESTATION, "vnd.docker.reference.digest": image["digest"]}
-    top = _index(handler, [image, attestation])
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    top = route_index(handler, [image, attestation])
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
     configs = standins.BaseConfigs({}, timeout=10.0)
     assert standins.base_users(bases, {}, configs) == {0: "app"}
     assert standins.base_blocker(bases, {}, configs) is None
@@ -156,7 +96,7 @@ def test_review3_a_real_attestation_manifest_stays_skipped(
 
 @pytest.mark.parametrize("named", ["sha512", "tag"])
 def test_review3_an_index_entry_is_read_only_as_the_digest_that_names_it(
-    double: tuple[str, type[_Registry]], named: str
+    double: tuple[str, type[Registry]], named: str
 ) -> None:
     """The index names its amd64 image by ``sha512:…`` (valid OCI, and verified by BuildKit —
     Go registers SHA-512 in any binary that links crypto/tls) or by a tag. The registry answers
@@ -164,14 +104,14 @@ def test_review3_an_index_entry_is_read_only_as_the_digest_that_names_it(
     BuildKit gets (a registry can tell the two clients apart, e.g. by User-Agent) and whose
     config has an ONBUILD trigger. modelseal cannot check that answer, so it must not use it."""
     host, handler = double
-    served = _image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
+    served = route_image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
     _, body, _ = handler.routes[f"/v2/base/manifests/{served['digest']}"]
     hidden = json.dumps({"config": {"OnBuild": [TRIGGER]}}).encode()  # what BuildKit would get
     ref = "sha512:" + hashlib.sha512(hidden).hexdigest() if named == "sha512" else "latest"
     handler.routes[f"/v2/base/manifests/{ref}"] = (OCI_MANIFEST, body, 0.0)
-    top = _index(handler, [{"mediaType": OCI_MANIFEST, "digest": ref, "size": len(hidden),
+    top = route_index(handler, [{"mediaType": OCI_MANIFEST, "digest": ref, "size": len(hidden),
                             "platform": {"os": "linux", "architecture": "amd64"}}])  # fmt: skip
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
 
     configs = standins.BaseConfigs({}, timeout=10.0)
     why = standins.base_blocker(bases, {}, configs)
@@ -182,15 +122,15 @@ def test_review3_an_index_entry_is_read_only_as_the_digest_that_names_it(
 
 
 def test_review3_all_bases_together_keep_to_the_timeout(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     host, handler = double
     froms = []
     for i in range(4):
         # A registry that sends its answer one byte every 0.2 s.
-        desc = _image(handler, {"architecture": "amd64", "config": {}, "n": i}, drip=0.2)
+        desc = route_image(handler, {"architecture": "amd64", "config": {}, "n": i}, drip=0.2)
         froms.append(f"FROM {host}/base@{desc['digest']} AS s{i}\n")
-    bases = _bases("".join(froms) + "FROM s3\nCOPY model/ /app/model/\n")
+    bases = bases_of("".join(froms) + "FROM s3\nCOPY model/ /app/model/\n")
     configs = standins.BaseConfigs({}, timeout=1.0)
     started = time.monotonic()
     users = standins.base_users(bases, {}, configs)
@@ -203,7 +143,7 @@ def test_review3_all_bases_together_keep_to_the_timeout(
 
 
 def test_review3_reading_a_base_holds_no_more_than_it_needs(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     """64 index entries (the limit) naming one image whose config is 64 KiB of ``[]`` — 1/64 of
     the 4 MiB a config may have. What stand-ins need of it is its User and OnBuild; holding the
@@ -211,9 +151,9 @@ def test_review3_reading_a_base_holds_no_more_than_it_needs(
     host, handler = double
     filler = b",".join([b"[]"] * (64 * 1024 // 3))
     config = b'{"architecture":"amd64","os":"linux","config":{},"history":[' + filler + b"]}"
-    desc = _image(handler, config)
-    top = _index(handler, [desc] * standins.MAX_BASE_PLATFORMS)
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    desc = route_image(handler, config)
+    top = route_index(handler, [desc] * standins.MAX_BASE_PLATFORMS)
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
     configs = standins.BaseConfigs({}, timeout=20.0)
     tracemalloc.start()
     try:
@@ -234,27 +174,13 @@ def test_review3_reading_a_base_holds_no_more_than_it_needs(
 # same bytes — pinned by one digest — say one thing to modelseal and another to BuildKit.
 
 
-def _raw(handler: type[_Registry], kind: str, doc: dict[str, Any] | bytes) -> str:
-    data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-    digest = _sha256(data)
-    where = "blobs" if kind == "config" else "manifests"
-    media = {"config": "application/json", "manifest": OCI_MANIFEST, "index": OCI_INDEX}[kind]
-    handler.routes[f"/v2/base/{where}/{digest}"] = (media, data, 0.0)
-    return digest
-
-
-def _manifest_of(handler: type[_Registry], config: bytes) -> tuple[str, dict[str, Any]]:
-    digest = _raw(handler, "config", config)
-    return digest, {"mediaType": OCI_CONFIG, "digest": digest, "size": len(config)}
-
-
 _HARMLESS = b'{"architecture":"amd64","os":"linux","config":{}}'
 _TRIGGERED = json.dumps(
     {"architecture": "amd64", "os": "linux", "config": {"OnBuild": [TRIGGER]}}
 ).encode()
 
 
-def _hostile(handler: type[_Registry], case: str) -> str:
+def _hostile(handler: type[Registry], case: str) -> str:
     """The top digest of a base whose ONBUILD trigger only Go's JSON rules see."""
     amd64 = {"os": "linux", "architecture": "amd64"}
     if case in ("onbuild-lower-case", "Config-capitalised", "OnBuild-then-onBuild"):
@@ -264,19 +190,19 @@ def _hostile(handler: type[_Registry], case: str) -> str:
             "OnBuild-then-onBuild":
                 b'{"architecture":"amd64","config":{"OnBuild":[],"onBuild":["%s"]}}',
         }[case] % TRIGGER.encode()  # fmt: skip
-        _, desc = _manifest_of(handler, config)
-        return _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        _, desc = route_config(handler, config)
+        return route(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                           "config": desc, "layers": []})  # fmt: skip
     if case == "manifest-config-then-Config":
-        _, harmless = _manifest_of(handler, _HARMLESS)
-        _, triggered = _manifest_of(handler, _TRIGGERED)
-        return _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        _, harmless = route_config(handler, _HARMLESS)
+        _, triggered = route_config(handler, _TRIGGERED)
+        return route(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                           "config": harmless, "Config": triggered,
                                           "layers": []})  # fmt: skip
     assert case == "index-manifests-then-Manifests"
-    harmless = _image(handler, json.loads(_HARMLESS))
-    triggered = _image(handler, json.loads(_TRIGGERED))
-    return _raw(handler, "index", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+    harmless = route_image(handler, json.loads(_HARMLESS))
+    triggered = route_image(handler, json.loads(_TRIGGERED))
+    return route(handler, "index", {"schemaVersion": 2, "mediaType": OCI_INDEX,
                                    "manifests": [{**harmless, "platform": amd64}],
                                    "Manifests": [{**triggered, "platform": amd64}]})  # fmt: skip
 
@@ -287,36 +213,36 @@ def _hostile(handler: type[_Registry], case: str) -> str:
      "manifest-config-then-Config", "index-manifests-then-Manifests"],
 )  # fmt: skip
 def test_review3_triggers_are_read_as_buildkit_reads_them(
-    double: tuple[str, type[_Registry]], case: str
+    double: tuple[str, type[Registry]], case: str
 ) -> None:
     host, handler = double
     top = _hostile(handler, case)
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
     why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=10.0))
     assert why is not None, "stand-ins allowed, yet BuildKit runs the base's ONBUILD trigger"
 
 
 def test_review3_the_control_an_exact_onbuild_blocks_them(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     """What the cases above hide: the same trigger under its exact key blocks stand-ins."""
     host, handler = double
-    _, desc = _manifest_of(handler, _TRIGGERED)
-    top = _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+    _, desc = route_config(handler, _TRIGGERED)
+    top = route(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                      "config": desc, "layers": []})  # fmt: skip
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
     why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=10.0))
     assert why is not None and "has ONBUILD triggers" in why, why
 
 
 def test_review3_the_base_user_is_read_as_buildkit_reads_it(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     host, handler = double
-    _, desc = _manifest_of(handler, b'{"architecture":"amd64","config":{"user":"app"}}')
-    top = _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+    _, desc = route_config(handler, b'{"architecture":"amd64","config":{"user":"app"}}')
+    top = route(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                      "config": desc, "layers": []})  # fmt: skip
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\nWORKDIR /app\n")
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\nWORKDIR /app\n")
     users = standins.base_users(bases, {}, standins.BaseConfigs({}, timeout=10.0))
     assert users != {0: ""}, "the base's user 'app' taken for root"
 

@@ -12,27 +12,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.imagebuild.test_review3 import (
+from tests.support.registry_double import (
     OCI_INDEX,
     OCI_MANIFEST,
     TRIGGER,
-    _bases,
-    _image,
-    _index,
-    _manifest_of,
-    _raw,
-    _Registry,
+    Registry,
+    bases_of,
+    registry_double,
+    route,
+    route_config,
+    route_image,
+    route_index,
 )
-from tests.support.httpd import serve
 
 from modelseal.imagebuild import standins
 
 
 @pytest.fixture
-def double() -> Iterator[tuple[str, type[_Registry]]]:
-    handler = type("Handler", (_Registry,), {"routes": {}, "requests": []})
-    with serve(handler) as host:
-        yield host, handler
+def double() -> Iterator[tuple[str, type[Registry]]]:
+    with registry_double() as served:
+        yield served
 
 
 # --- 1. the unknown/unknown skip: a build platform can name it ------------------------------------
@@ -40,38 +39,38 @@ def double() -> Iterator[tuple[str, type[_Registry]]]:
 
 @pytest.mark.parametrize("platform", ["unknown/unknown", "Unknown/UNKNOWN"])
 def test_review4_an_unknown_entry_a_from_platform_selects_is_read(
-    double: tuple[str, type[_Registry]], platform: str
+    double: tuple[str, type[Registry]], platform: str
 ) -> None:
     """The Dockerfile (from the pull request, like the registry) pins an index whose linux/amd64
     image is harmless and whose unknown/unknown entry is an ordinary image with an ONBUILD
     trigger, and asks for that entry with ``FROM --platform``. BuildKit resolves the FROM for
     that platform and matches the unknown/unknown descriptor; modelseal never reads it."""
     host, handler = double
-    harmless = _image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
+    harmless = route_image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
     harmless["platform"] = {"os": "linux", "architecture": "amd64"}
-    hidden = _image(handler, {"architecture": "unknown", "os": "unknown",
+    hidden = route_image(handler, {"architecture": "unknown", "os": "unknown",
                               "config": {"OnBuild": [TRIGGER]}})  # fmt: skip
     hidden["platform"] = {"os": "unknown", "architecture": "unknown"}
-    top = _index(handler, [harmless, hidden])
-    bases = _bases(f"FROM --platform={platform} {host}/base@{top}\nCOPY model/ /app/model/\n")
+    top = route_index(handler, [harmless, hidden])
+    bases = bases_of(f"FROM --platform={platform} {host}/base@{top}\nCOPY model/ /app/model/\n")
     why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=10.0))
     assert why is not None, "stand-ins allowed, yet BuildKit runs the unknown/unknown trigger"
 
 
 def test_review4_without_a_platform_an_unknown_entry_with_triggers_still_blocks_them(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     """Without ``--platform`` no default build platform matches unknown/unknown, but a build
     platform may be set elsewhere (the policy, the command line): the triggers of every entry
     count (BuildKit's own attestations have none, so real bases lose nothing)."""
     host, handler = double
-    harmless = _image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
+    harmless = route_image(handler, {"architecture": "amd64", "os": "linux", "config": {}})
     harmless["platform"] = {"os": "linux", "architecture": "amd64"}
-    hidden = _image(handler, {"architecture": "unknown", "os": "unknown",
+    hidden = route_image(handler, {"architecture": "unknown", "os": "unknown",
                               "config": {"OnBuild": [TRIGGER]}})  # fmt: skip
     hidden["platform"] = {"os": "unknown", "architecture": "unknown"}
-    top = _index(handler, [harmless, hidden])
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    top = route_index(handler, [harmless, hidden])
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
     why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=10.0))
     assert why is not None and "has ONBUILD triggers" in why, why
 
@@ -112,7 +111,7 @@ def test_review4_resolving_and_connecting_keep_to_the_timeout(
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     digest = "sha256:" + "a" * 64
-    bases = _bases(
+    bases = bases_of(
         f"FROM registry.invalid.localhost:{blackhole[1]}/base@{digest}\nCOPY model/ /app/model/\n"
     )
     configs = standins.BaseConfigs({}, timeout=1.0)
@@ -127,7 +126,7 @@ def test_review4_resolving_and_connecting_keep_to_the_timeout(
 
 
 def test_review4_reading_the_bases_keeps_no_more_than_their_bytes(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     host, handler = double
     filler = b",".join([b"[]"] * ((1 << 20) // 3 - 40))
@@ -138,14 +137,14 @@ def test_review4_reading_the_bases_keeps_no_more_than_their_bytes(
             filler,
         )
         assert len(config) <= 1 << 20
-        _, desc = _manifest_of(handler, config)
-        digest = _raw(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        _, desc = route_config(handler, config)
+        digest = route(handler, "manifest", {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                             "config": desc, "layers": []})  # fmt: skip
         descriptors.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": 1,
                             "platform": {"os": "linux", "architecture": "amd64"}})  # fmt: skip
-    top = _raw(handler, "index", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+    top = route(handler, "index", {"schemaVersion": 2, "mediaType": OCI_INDEX,
                                   "manifests": descriptors})  # fmt: skip
-    bases = _bases(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
+    bases = bases_of(f"FROM {host}/base@{top}\nCOPY model/ /app/model/\n")
     configs = standins.BaseConfigs({}, timeout=20.0)
     tracemalloc.start()
     try:
@@ -161,7 +160,7 @@ def test_review4_reading_the_bases_keeps_no_more_than_their_bytes(
 # --- 4. registry text in the reason, unescaped ------------------------------------------------------
 
 
-class _Challenge(_Registry):
+class _Challenge(Registry):
     def do_GET(self) -> None:
         self.send_response(401)
         self.send_header(
@@ -173,8 +172,8 @@ class _Challenge(_Registry):
 
 
 def test_review4_the_reason_holds_no_control_characters_from_the_registry() -> None:
-    with serve(_Challenge) as host:
-        bases = _bases(f"FROM {host}/base@sha256:{'a' * 64}\nCOPY model/ /app/model/\n")
+    with registry_double(_Challenge) as (host, _):
+        bases = bases_of(f"FROM {host}/base@sha256:{'a' * 64}\nCOPY model/ /app/model/\n")
         why = standins.base_blocker(bases, {}, standins.BaseConfigs({}, timeout=5.0))
     assert why is not None
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in why), repr(why)

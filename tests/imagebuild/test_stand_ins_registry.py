@@ -7,17 +7,21 @@ the image; a registry double on 127.0.0.1 for the hostile answers."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-from tests.support.httpd import serve
 from tests.support.layers import push_layout, weights
+from tests.support.registry_double import (
+    Registry,
+    registry_double,
+    route_image,
+    route_index,
+    sha256_of,
+)
 from tests.support.standins import build, write_lock
 
 from modelseal.imagebuild import standins
@@ -26,8 +30,6 @@ from modelseal.imagebuild.dockerfile import parse_dockerfile
 from modelseal.imagebuild.engine import PrivateEngine
 
 MIB = 1 << 20
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 D = "sha256:" + "a" * 64
 
 
@@ -58,76 +60,26 @@ def test_a_pinned_reference_names_its_registry_repository_and_digest(
 # --- a registry double on 127.0.0.1 ---------------------------------------------------------------
 
 
-def _blob(doc: Any) -> tuple[str, bytes]:
-    data = json.dumps(doc).encode() if not isinstance(doc, bytes) else doc
-    return "sha256:" + hashlib.sha256(data).hexdigest(), data
-
-
-class _Registry(BaseHTTPRequestHandler):
-    """Serves ``routes``: path → (status, content type, body, seconds between bytes)."""
-
-    routes: ClassVar[dict[str, tuple[int, str, bytes, float]]] = {}
-    requests: ClassVar[list[str]] = []
-    authorizations: ClassVar[list[str]] = []
-    #: Answer 401 with a Basic challenge to a request without an Authorization header.
-    challenge: ClassVar[bool] = False
-
-    def do_GET(self) -> None:
-        type(self).requests.append(self.path)
-        given = self.headers.get("Authorization")
-        if given:
-            type(self).authorizations.append(given)
-        status, media, body, drip = self.routes.get(self.path, (404, "text/plain", b"{}", 0.0))
-        if self.challenge and not given:
-            status, media, body, drip = 401, "application/json", b"{}", 0.0
-        self.send_response(status)
-        if status == 401:
-            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
-        self.send_header("Content-Type", media)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            if drip:
-                for i in range(len(body)):
-                    self.wfile.write(body[i : i + 1])
-                    self.wfile.flush()
-                    time.sleep(drip)
-            else:
-                self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def double() -> Iterator[tuple[str, type[_Registry]]]:
-    handler = type("Handler", (_Registry,), {"routes": {}, "requests": [], "authorizations": []})
-    with serve(handler) as host:
-        yield host, handler
+def double() -> Iterator[tuple[str, type[Registry]]]:
+    with registry_double() as served:
+        yield served
 
 
 def _image(
-    handler: type[_Registry], config: Any, *, config_bytes: bytes | None = None, drip: float = 0.0
+    handler: type[Registry], config: Any, *, config_bytes: bytes | None = None, drip: float = 0.0
 ) -> tuple[str, dict[str, Any]]:
-    """Route a manifest and its config (``config_bytes`` served in its place when given);
-    returns the manifest digest and its descriptor."""
-    config_digest, config_data = _blob(config)
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": config_digest, "size": len(config_data)}}  # fmt: skip
-    digest, data = _blob(manifest)
-    handler.routes[f"/v2/base/manifests/{digest}"] = (200, OCI_MANIFEST, data, 0.0)
-    served = config_data if config_bytes is None else config_bytes
-    handler.routes[f"/v2/base/blobs/{config_digest}"] = (200, "application/json", served, drip)
-    return digest, {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(data)}
-
-
-def _index(handler: type[_Registry], descriptors: list[dict[str, Any]]) -> str:
-    digest, data = _blob({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors})
-    handler.routes[f"/v2/base/manifests/{digest}"] = (200, OCI_INDEX, data, 0.0)
-    return digest
+    """Route a manifest and its config (``config_bytes`` served in its place when given, one
+    byte every ``drip`` seconds); returns the manifest digest and its descriptor."""
+    desc = route_image(handler, config, config_drip=drip)
+    if config_bytes is not None:
+        raw = config if isinstance(config, bytes) else json.dumps(config).encode()
+        handler.routes[f"/v2/base/blobs/{sha256_of(raw)}"] = (
+            "application/json",
+            config_bytes,
+            drip,
+        )
+    return desc["digest"], desc
 
 
 def _bases(host: str, digest: str) -> tuple[Any, ...]:
@@ -136,7 +88,7 @@ def _bases(host: str, digest: str) -> tuple[Any, ...]:
 
 
 def test_every_platform_config_is_read_from_the_registry(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     host, handler = double
     amd64, amd64_desc = _image(handler, {"architecture": "amd64", "config": {"User": "app"}})
@@ -148,7 +100,7 @@ def test_every_platform_config_is_read_from_the_registry(
     att_digest, att = _image(handler, {"architecture": "unknown", "os": "unknown", "config": {}})
     att |= {"platform": {"os": "unknown", "architecture": "unknown"},
             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
-    top = _index(handler, [amd64_desc, arm64_desc, att])
+    top = route_index(handler, [amd64_desc, arm64_desc, att])
 
     bases = _bases(host, top)
     configs = standins.BaseConfigs({})
@@ -173,7 +125,7 @@ def test_every_platform_config_is_read_from_the_registry(
      "too-many-manifests", "no-manifest-there", "slow-drip"],
 )  # fmt: skip
 def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
-    double: tuple[str, type[_Registry]], case: str
+    double: tuple[str, type[Registry]], case: str
 ) -> None:
     host, handler = double
     config: Any = {"architecture": "amd64", "config": {}}
@@ -191,7 +143,7 @@ def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
         drip = 0.5
     digest, desc = _image(handler, config, config_bytes=served, drip=drip)
     if case == "too-many-manifests":
-        digest = _index(handler, [desc] * (standins.MAX_BASE_PLATFORMS + 1))
+        digest = route_index(handler, [desc] * (standins.MAX_BASE_PLATFORMS + 1))
     elif case == "no-manifest-there":
         digest = "sha256:" + "c" * 64
     configs = standins.BaseConfigs({}, timeout=2.0)
@@ -204,7 +156,7 @@ def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
 
 
 def test_an_image_of_a_real_platform_is_read_whatever_its_annotations_say(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     """An index may call its linux/arm64 image an attestation (BuildKit's platform matcher
     does not look at annotations and would build on it): its triggers are read all the same."""
@@ -215,7 +167,7 @@ def test_an_image_of_a_real_platform_is_read_whatever_its_annotations_say(
     )
     disguised = {**arm64, "platform": {"os": "linux", "architecture": "arm64"},
                  "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
-    top = _index(handler, [{**amd64, "platform": {"os": "linux", "architecture": "amd64"}},
+    top = route_index(handler, [{**amd64, "platform": {"os": "linux", "architecture": "amd64"}},
                            disguised])  # fmt: skip
     why = standins.base_blocker(_bases(host, top), {})
     assert why is not None and "has ONBUILD triggers" in why, why
@@ -223,7 +175,7 @@ def test_an_image_of_a_real_platform_is_read_whatever_its_annotations_say(
 
 
 def test_only_the_docker_configs_credentials_for_that_registry_are_sent(
-    double: tuple[str, type[_Registry]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    double: tuple[str, type[Registry]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The FROM line may come from a pull request and name any host: modelseal's publish
     credentials and GitHub's token never go there, only what BuildKit itself would send it to
@@ -253,7 +205,7 @@ def test_only_the_docker_configs_credentials_for_that_registry_are_sent(
 
 
 def test_a_docker_image_build_context_pinned_by_digest_is_read_from_its_registry(
-    double: tuple[str, type[_Registry]],
+    double: tuple[str, type[Registry]],
 ) -> None:
     host, handler = double
     digest, _ = _image(handler, {"architecture": "amd64", "config": {"User": "svc"}})
@@ -271,7 +223,7 @@ def test_a_docker_image_build_context_pinned_by_digest_is_read_from_its_registry
     assert len(handler.requests) == 2  # the manifest and the config, once
 
 
-def test_a_base_named_by_a_tag_is_not_read(double: tuple[str, type[_Registry]]) -> None:
+def test_a_base_named_by_a_tag_is_not_read(double: tuple[str, type[Registry]]) -> None:
     host, handler = double
     df = parse_dockerfile(f"FROM {host}/base:1\nCOPY model/ /app/model/\n", "Dockerfile")
     why = standins.base_blocker(classify_bases(df, {}), {})

@@ -8,6 +8,7 @@ or a conftest.
 * :mod:`tests.support.layers` — seeded weights, USTAR layer tars, a one-image OCI layout, a
   layout pushed to the local registry;
 * :mod:`tests.support.httpd` — an HTTP server double on 127.0.0.1;
+* :mod:`tests.support.registry_double` — a registry double serving indexes, manifests and configs;
 * :mod:`tests.support.standins` — ``modelseal build`` with and without stand-ins, models.lock;
 * :mod:`tests.support.model_files` — model files in every format, built byte by byte;
 * :mod:`tests.support.sigstore_local` — a local Sigstore (OIDC issuer with a GitHub-style token
