@@ -489,15 +489,17 @@ class BaseConfigs:
         if self._deadline is None:
             self._deadline = time.monotonic() + self._timeout
         left = self._deadline - time.monotonic()
+        out_of_time = (
+            f"comes from a registry, and the {self._timeout:g} s for reading the bases' configs "
+            "ran out"
+        )
         if left <= 0:
-            return None, (
-                f"comes from a registry, and the {self._timeout:g} s for reading the bases' "
-                "configs ran out"
-            )
+            return None, out_of_time
         # In a thread joined with the time left (and a moment for the client's own deadline
         # error to arrive first): the registry client's watchdog starts with the connection, so
-        # a slow DNS answer or many addresses that drop packets would hold the build longer. A read still running then is left to end on its own (a daemon thread;
-        # what it finds is not used).
+        # a slow DNS answer or many addresses that drop packets would hold the build longer. A
+        # read still running then is left to end on its own (a daemon thread; what it finds is
+        # not used).
         box: list[Any] = []
 
         def read() -> None:
@@ -511,10 +513,7 @@ class BaseConfigs:
         reader.join(max(0.0, left) + _GRACE)
         if not box:
             self._deadline = time.monotonic()  # every later base: out of time too
-            return None, (
-                f"comes from a registry, and the {self._timeout:g} s for reading the bases' "
-                "configs ran out"
-            )
+            return None, out_of_time
         if isinstance(box[0], _UNREADABLE):
             return None, f"comes from a registry that did not give its configs ({_first(box[0])})"
         if isinstance(box[0], BaseException):
