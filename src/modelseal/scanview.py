@@ -32,9 +32,6 @@ from modelseal.imagebuild.finalize import MODEL_LAYERS_FACT, SlimLayerFile
 from modelseal.oci import OciLayout
 from modelseal.pipeline import Context
 
-#: The media type of an uncompressed OCI layer (a slim layer's).
-UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
 
 def skipped_layers(ctx: Context, platform: str) -> tuple[str, ...]:
     """The layers of ``platform``'s image a scanner may skip: those the build gate found to hold
@@ -88,8 +85,7 @@ def scan_layout(
             new_layers.append(layers[i])
             new_diffs.append(diff_ids[i])
         else:
-            new_layers.append({"mediaType": UNCOMPRESSED_LAYER, "digest": slim.digest,
-                               "size": slim.size})  # fmt: skip
+            new_layers.append(slim.descriptor())
             new_diffs.append(slim.digest)
     new_config: dict[str, Any] = {**config, "rootfs": {**rootfs, "diff_ids": new_diffs}}  # type: ignore[dict-item]
     history = config.get("history")

@@ -223,11 +223,17 @@ def trivy_binary(head: bytes) -> bool:
 
 @dataclass(frozen=True)
 class SlimLayerFile:
-    """A finished :class:`SlimLayer`: its file, digest (= diff_id) and size."""
+    """A finished :class:`SlimLayer`: its file, digest (= its own diff_id) and size, and the
+    diff_id of the layer it was made from."""
 
     path: Path
     digest: str
     size: int
+    layer_diff_id: str
+
+    def descriptor(self) -> dict[str, Any]:
+        """Its OCI layer descriptor (uncompressed)."""
+        return {"mediaType": _UNCOMPRESSED, "digest": self.digest, "size": self.size}
 
 
 class SlimLayer:
@@ -260,20 +266,17 @@ class SlimLayer:
         while view:
             view = view[os.write(self._fd, view) :]
 
-    def member(
-        self, hdr: bytes, size: int, name: str, chunks: Iterator[bytes], *, plain: bool = True
-    ) -> Iterator[bytes]:
+    def member(self, hdr: bytes, size: int, name: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """Pass a regular member's data ``chunks`` (padding included) through, writing the
         member (``hdr`` is its final header block, ``size`` its data's length, ``name`` its
-        cleaned name; ``plain``: no reader could take it for another name) to the slim layer as
-        the class doc says."""
+        cleaned name) to the slim layer as the class doc says. (A member whose name readers
+        could take for another one never gets here: the layer is not model-only then, and its
+        slim layer is dropped.)"""
         if self._fd < 0:
             yield from chunks
             return
         first = next(chunks, b"")
-        drop = (
-            plain and size >= SLIM_MIN and not name.endswith(".pyc") and trivy_binary(first)
-        )  # fmt: skip
+        drop = size >= SLIM_MIN and not name.endswith(".pyc") and trivy_binary(first)
         if drop:
             empty = bytearray(hdr)
             empty[124:136] = b"%011o\0" % 0
@@ -334,6 +337,22 @@ def clamp_tar(
             if slim is not None:
                 slim.write(d)
             yield d
+
+    def emit(
+        final: bytes, size: int, cleaned: str, slim_member: bool, chunks: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        """A member: its final header block, then its data ``chunks`` (padding included), each
+        written to the slim layer too — a regular one through :meth:`SlimLayer.member`."""
+        yield final
+        if slim is not None and slim_member:
+            yield from slim.member(final, size, cleaned, chunks)
+        elif slim is not None and slim.active:
+            slim.write(final)
+            for chunk in chunks:
+                slim.write(chunk)
+                yield chunk
+        else:
+            yield from chunks
 
     offset = 0
     pax_size: int | None = None
@@ -481,30 +500,18 @@ def clamp_tar(
                     real_size = item.size
                     # The header BuildKit writes for the real file: only the size differs.
                     hdr[124:136] = b"%011o\0" % real_size
-                    final = _with_checksum(hdr)
-                    yield final
-                    padded_chunks = itertools.chain(chunks, (bytes(-real_size % _BLOCK),))
-                    if slim_member:
-                        assert slim is not None
-                        yield from slim.member(
-                            final, real_size, cleaned, padded_chunks, plain=plain
-                        )
-                    else:
-                        yield from padded_chunks
+                    yield from emit(
+                        _with_checksum(hdr), real_size, cleaned, slim_member,
+                        itertools.chain(chunks, (bytes(-real_size % _BLOCK),)),
+                    )  # fmt: skip
             else:
                 yield from out(_with_checksum(hdr) if changed else block, data)
             offset += _BLOCK + padded
             continue
-        final = _with_checksum(hdr) if changed else block
         offset += _BLOCK
-        if slim_member:
-            assert slim is not None
-            yield final
-            yield from slim.member(final, size, cleaned, copy(padded), plain=plain)
-        else:
-            yield from out(final)
-            for chunk in copy(padded):
-                yield from out(chunk)
+        yield from emit(
+            _with_checksum(hdr) if changed else block, size, cleaned, slim_member, copy(padded)
+        )
         offset += padded
 
 
@@ -738,10 +745,14 @@ class _Finalizer:
                 if slim is not None:
                     slim.drop()
                 raise
+        only_models = patch and stats.model_only and stats.members > 0
         if slim is not None:
-            if slim.active and stats.model_only and stats.members:
+            # (A slim layer is dropped as soon as its layer holds something else.)
+            if slim.active and only_models:
                 slim.close()
-                self.slims[blob.digest] = SlimLayerFile(slim.path, slim.digest(), slim.size)
+                self.slims[blob.digest] = SlimLayerFile(
+                    slim.path, slim.digest(), slim.size, new_diff
+                )
             else:
                 slim.drop()
         if not patch and new_diff != old_diff:
@@ -755,7 +766,7 @@ class _Finalizer:
         new_desc = {**desc, "mediaType": _MEDIA[self.compression], "digest": blob.digest,
                     "size": blob.size}  # fmt: skip
         self.done[digest] = (new_desc, old_diff, new_diff)
-        if patch and stats.model_only and stats.members:
+        if only_models:
             self.model_only.add(blob.digest)
         self.keep.add(blob.digest)
         if digest != blob.digest:

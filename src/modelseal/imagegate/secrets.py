@@ -144,15 +144,7 @@ def _input(view: ImageView, dest: Path) -> tuple[Path, dict[str, str]]:
     if replace:
         made = scan_layout(view.layout, view.digest, dest, platform=view.platform, replace=replace)
         if made is not None:
-            rootfs = view.config.get("rootfs")
-            diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-            aliases = {
-                slim.digest: str(diff_ids[k])
-                for k, d in enumerate(layers)
-                if isinstance(diff_ids, list) and k < len(diff_ids) and isinstance(d, dict)
-                and (slim := replace.get(str(d.get("digest")))) is not None
-            }  # fmt: skip
-            return made, aliases
+            return made, {slim.digest: slim.layer_diff_id for slim in replace.values()}
     return single_manifest_layout(view.layout, view.digest, dest), {}
 
 
