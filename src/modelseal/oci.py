@@ -106,16 +106,20 @@ class OciLayout:
         algo, _, hexpart = digest.partition(":")
         return self.path / "blobs" / algo / hexpart
 
+    def read_small(self, digest: str) -> bytes:
+        """The bytes of a small blob (manifest, index, config), at most :data:`MAX_JSON_BYTES`;
+        :class:`~modelseal.errors.ConfigError` when it is larger, missing or not a regular
+        file (non-blocking: a FIFO planted as a blob would hang the run)."""
+        from modelseal.bounded import read_input
+
+        return read_input(self.blob(digest), what="OCI blob", limit=MAX_JSON_BYTES, contained=False)
+
     def read_json(self, digest: str) -> dict[str, Any]:
         """A JSON blob (manifest, index, config), at most :data:`MAX_JSON_BYTES`."""
-        from modelseal.bounded import read_input
         from modelseal.errors import ConfigError
 
-        path = self.blob(digest)
         try:
-            # Non-blocking and regular files only: a FIFO planted as a blob would hang the run.
-            raw = read_input(path, what="OCI blob", limit=MAX_JSON_BYTES, contained=False)
-            data = json.loads(raw)
+            data = json.loads(self.read_small(digest))
         except ConfigError as e:
             raise GateError(f"{self.path}: blob {digest}: {e.message}") from None
         except (ValueError, RecursionError) as e:

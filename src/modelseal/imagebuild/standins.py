@@ -726,14 +726,8 @@ def base_users(
 def _layout_configs(value: str, budget: list[int]) -> list[dict[str, Any]]:
     """What :class:`BaseConfigs` reads of the OCI-layout context ``value``
     (``oci-layout://DIR@sha256:…``); an error when it cannot be read."""
-    from modelseal.bounded import read_input
-    from modelseal.oci import MAX_JSON_BYTES, OciLayout
+    from modelseal.oci import OciLayout
 
     path, _, digest = value.removeprefix("oci-layout://").rpartition("@")
     layout = OciLayout(Path(path))
-
-    def blob(d: str) -> bytes:
-        # Non-blocking and regular files only, bounded (a layout may be anyone's).
-        return read_input(layout.blob(d), what="OCI blob", limit=MAX_JSON_BYTES, contained=False)
-
-    return _image_configs(digest, blob, blob, budget)
+    return _image_configs(digest, layout.read_small, layout.read_small, budget)
