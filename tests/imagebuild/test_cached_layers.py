@@ -65,7 +65,7 @@ def test_the_base_layers_of_a_registry_base_are_read_from_its_registry(
     push_layout(busybox_base, name)
     text = f"FROM {name}@{digest} AS one\nFROM one\nCOPY x /x\n"
     df = parse_dockerfile(text, "Dockerfile")
-    root = final_root(df, classify_bases(df, {}))
+    root = final_root(classify_bases(df, {}))
     assert root is not None and root.kind == "digest"
     counts = BaseLayers(root, {}, probe_engine())
     from modelseal.oci import OciLayout
@@ -74,7 +74,4 @@ def test_the_base_layers_of_a_registry_base_are_read_from_its_registry(
     assert counts("linux/amd64") == expected
     # Unpinned: not read (what BuildKit resolves later may be another image).
     df = parse_dockerfile(f"FROM {name}:1\n", "Dockerfile")
-    assert (
-        BaseLayers(final_root(df, classify_bases(df, {})), {}, probe_engine())("linux/amd64")
-        is None
-    )
+    assert BaseLayers(final_root(classify_bases(df, {})), {}, probe_engine())("linux/amd64") is None

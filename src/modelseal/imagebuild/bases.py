@@ -12,7 +12,7 @@ from typing import Literal
 from modelseal.imagebuild.dockerfile import Dockerfile, FromLine
 from modelseal.oci import DIGEST_RE
 
-__all__ = ["BaseKind", "BaseRef", "classify_bases"]
+__all__ = ["BaseKind", "BaseRef", "classify_bases", "final_root"]
 
 BaseKind = Literal["scratch", "stage", "context", "digest", "unpinned"]
 
@@ -112,7 +112,7 @@ def _classify(fl: FromLine, stages: set[str], contexts: Mapping[str, str]) -> Ba
     return BaseRef(fl, "unpinned", fl.image)
 
 
-def final_root(df: Dockerfile, bases: tuple[BaseRef, ...]) -> BaseRef | None:
+def final_root(bases: tuple[BaseRef, ...]) -> BaseRef | None:
     """The base image under the last stage (what the built image's first layers are): its
     ``FROM``, followed through earlier stages to an image, ``scratch`` or a build context."""
     if not bases:

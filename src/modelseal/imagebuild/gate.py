@@ -164,6 +164,10 @@ class BuildGate(RegisteredGate):
                 df, context_dir, opts.build_args,
                 standins.base_users(bases, contexts, base_configs),
             )
+            # The bases' ONBUILD triggers (their configs are read already, for their users):
+            # before the context is copied, so that a base with triggers does not have it
+            # copied twice.
+            or standins.base_blocker(bases, contexts, base_configs)
         )  # fmt: skip
         stand_ins = standins.StandIns(pinned) if blocked is None else None
         # The engine probe waits on docker CLI round trips; the copy waits on the disk.
@@ -180,18 +184,9 @@ class BuildGate(RegisteredGate):
             )  # fmt: skip
             engine = probe.result()
         norm = ctx.work_dir / "context"
-        if stand_ins is not None and stand_ins.files:
-            # The bases' ONBUILD triggers, where they can be read before the build.
-            blocked = standins.base_blocker(bases, contexts, base_configs)
-            if blocked is not None:
-                stand_ins = None
-                norm = ctx.work_dir / "context-sent"
-                summary = normalize_context(
-                    context_dir, norm, epoch=ctx.epoch.value, ignore=ignore
-                )  # fmt: skip
         normalized = time.monotonic() - started
         facts |= _stand_in_facts(stand_ins, blocked)
-        base_layers = BaseLayers(final_root(df, bases), contexts, engine)
+        base_layers = BaseLayers(final_root(bases), contexts, engine)
         if policy.compression == "zstd":
             zstd_tool()  # missing: ERRORED now, not after a build of many minutes
         injected = inject_source_date_epoch(df, text)
