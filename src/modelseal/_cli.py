@@ -49,9 +49,9 @@ def entry() -> None:
     if argv == ["--version"]:
         # What argparse's version action prints, without importing argparse or building the
         # parser (three quarters of this answer's time; tests/test_cli_startup.py).
-        from modelseal import __version__
+        from modelseal import VERSION_TEXT
 
-        sys.stdout.write(f"modelseal {__version__}\n")
+        sys.stdout.write(VERSION_TEXT + "\n")
         sys.exit(0)
     words = [a for a in argv if not a.startswith("-")][:2]
     hard_exit = len(words) == 2 and (words[0], words[1]) in _HARD_EXIT_COMMANDS

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelseal import __version__
+from modelseal import VERSION_TEXT
 from modelseal.admission import FORMATS
 from modelseal.errors import ConfigError
 from modelseal.gates import GATES
@@ -300,7 +300,7 @@ def build_parser(only: tuple[str, str] | None = None) -> argparse.ArgumentParser
         epilog=EPILOG,
         formatter_class=fmt,
     )
-    p.add_argument("--version", action="version", version=f"modelseal {__version__}")
+    p.add_argument("--version", action="version", version=VERSION_TEXT)
     p.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", action=first)
 

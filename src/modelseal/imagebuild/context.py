@@ -515,7 +515,7 @@ def _copy_hashing(src: Path, dst: Path) -> tuple[int, int]:
             h.update(chunk)
             fout.write(chunk)
             size += len(chunk)
-    return size, 1 + int.from_bytes(h.digest()[:8], "big") % 999_999_999
+    return size, _content_offset(h.digest())
 
 
 def _write_stand_in(content: bytes, dst: Path) -> tuple[int, int]:
@@ -523,8 +523,12 @@ def _write_stand_in(content: bytes, dst: Path) -> tuple[int, int]:
     (a stand-in names its run: a new run's is a changed file to BuildKit's check)."""
     with dst.open("xb") as fout:
         fout.write(content)
-    digest = hashlib.sha256(content).digest()
-    return len(content), 1 + int.from_bytes(digest[:8], "big") % 999_999_999
+    return len(content), _content_offset(hashlib.sha256(content).digest())
+
+
+def _content_offset(digest: bytes) -> int:
+    """A file's sub-second mtime offset from its content's SHA-256: 1..999_999_999 ns."""
+    return 1 + int.from_bytes(digest[:8], "big") % 999_999_999
 
 
 def normalize_context(

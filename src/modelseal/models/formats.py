@@ -157,7 +157,7 @@ _WALK_OPS: Final = {
 #: Opcode byte → 1 + its argument's width for the opcodes that, once a walk keeps no more values,
 #: change nothing but the count (no import, call, STOP, PROTO or variable-length argument); 0
 #: for every other byte.
-_NOT_PLAIN: Final = frozenset({"PROTO", "GLOBAL", "INST", "STOP"}) | _CALL_OPS | _IMPORT_OPS
+_NOT_PLAIN: Final = frozenset({"PROTO", "STOP"}) | _CALL_OPS | _IMPORT_OPS
 _PLAIN_STEP: Final = tuple(
     1 + _WALK_OPS[b][2]
     if b in _WALK_OPS
@@ -400,14 +400,19 @@ def _is_legacy_torch_magic(walk: _PickleWalk) -> bool:
     )
 
 
+def _starts_proto(data: bytes) -> bool:
+    """Whether ``data`` starts with a PROTO opcode pickle accepts (0..5; the pickler only
+    writes it for protocol 2+)."""
+    return len(data) >= 2 and data[0] == 0x80 and data[1] <= 5
+
+
 def looks_like_pickle(data: bytes, *, complete: bool) -> bool:
     """Whether ``data`` (a file's or member's first bytes) starts a pickle stream.
 
     ``complete``: ``data`` is the whole stream, not a prefix. Protocol 2+ is recognized by its
     PROTO opcode; protocol 0/1 by walking opcodes (see :func:`_is_text_pickle`).
     """
-    if len(data) >= 2 and data[0] == 0x80 and data[1] <= 5:
-        # pickle accepts PROTO 0..5 (the pickler only writes it for 2+).
+    if _starts_proto(data):
         return True
     return _is_text_pickle(_walk_pickle(data, complete=complete))
 
@@ -798,7 +803,7 @@ def _detect_file(src: ByteSource) -> Detected:
         # answer below that looks at it says "no pickle" (a zip's "PK" is PERSID, whose
         # argument runs to a newline: a walk read up to PICKLE_WINDOW of each for nothing).
         walk = _NO_WALK
-    elif head[0] == 0x80 and len(head) >= 2 and head[1] <= 5 and head[8:9] != b"{":
+    elif _starts_proto(head) and head[8:9] != b"{":
         # PROTO 2-5, no safetensors header: a pickle, whether or not it runs code (only
         # safetensors, below, is tested before this answer; the rest start otherwise). The
         # answer needs the first two values (the legacy torch magic), not a walk to the end.
@@ -824,7 +829,7 @@ def _detect_file(src: ByteSource) -> Detected:
         return Detected(Format.KERAS_H5, {"userblock": "0"})
     if head.startswith((_ZIP_LOCAL, _ZIP_EMPTY)):
         return _detect_zip(src)
-    if head[0] == 0x80 and len(head) >= 2 and head[1] <= 5:
+    if _starts_proto(head):
         return _classify_pickle(src, walk, _pickle_protocol(head))
     tar = _tar_names(src)
     if tar is not None:
