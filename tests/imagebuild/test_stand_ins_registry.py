@@ -150,7 +150,12 @@ def test_a_registry_that_does_not_give_the_configs_means_no_stand_ins(
     started = time.monotonic()
     why = standins.base_blocker(_bases(host, digest), {}, configs)
     assert time.monotonic() - started < 10
-    assert why is not None and "did not give its configs" in why, why
+    # A slow drip ends at the client's deadline, or (on a loaded machine, the thread join
+    # first) as out of time: either way, no configs.
+    said = ("did not give its configs", "ran out") if case == "slow-drip" else (
+        "did not give its configs",
+    )  # fmt: skip
+    assert why is not None and any(s in why for s in said), why
     assert "ONBUILD triggers cannot be read before the build" in why
     assert standins.base_users(_bases(host, digest), {}, configs) == {0: None}
 

@@ -18,16 +18,15 @@ from pathlib import Path
 
 import pytest
 from tests.support import EPOCH
-from tests.support.layers import ustar, weights
+from tests.support.layers import weights
 from tests.support.reports import read_report, report_gates
-from tests.support.standins import build, passwd_bytes, pins_of, write_lock
+from tests.support.standins import build, finalized, passwd_bytes, pins_of, write_lock
 
 from modelseal._cli import main
 from modelseal.errors import GateError
 from modelseal.imagebuild import standins
 from modelseal.imagebuild.dockerfile import parse_dockerfile
 from modelseal.imagebuild.engine import PrivateEngine
-from modelseal.imagebuild.finalize import clamp_tar
 
 MIB = 1 << 20
 
@@ -318,8 +317,7 @@ def test_review_a_file_changed_after_the_context_was_normalized_is_refused(
         with src.open("ab") as f:
             f.write(b"appended after the build started")
     with pytest.raises(GateError, match=r"tokenizer\.bin"):
-        b"".join(clamp_tar(io.BytesIO(ustar(("app/tokenizer.bin", stand_in))), EPOCH, "L",
-                           stand_ins=si))  # fmt: skip
+        finalized(si, ("app/tokenizer.bin", stand_in))
 
 
 @pytest.mark.parametrize(
@@ -371,8 +369,7 @@ def test_review_a_directory_swapped_for_a_link_is_refused(tmp_path: Path) -> Non
     (ctx / "model").rename(tmp_path / "moved")
     (ctx / "model").symlink_to(secret_dir)
     with pytest.raises(GateError, match=r"model/config\.json"):
-        b"".join(clamp_tar(io.BytesIO(ustar(("app/config.json", stand_in))), EPOCH, "L",
-                           stand_ins=si))  # fmt: skip
+        finalized(si, ("app/config.json", stand_in))
 
 
 @pytest.mark.parametrize(

@@ -83,3 +83,15 @@ def passwd_bytes(size: int) -> bytes:
         total += len(lines[-1])
         n += 1
     return b"".join(lines)
+
+
+def finalized(stand_ins: Any, *members: tuple[str, bytes]) -> bytes:
+    """The layer the finalizer writes (:func:`~modelseal.imagebuild.finalize.clamp_tar`) from a
+    USTAR layer of ``members`` (``(name, data)``), with ``stand_ins`` replaced."""
+    import io
+
+    from tests.support.layers import ustar
+
+    from modelseal.imagebuild.finalize import clamp_tar
+
+    return b"".join(clamp_tar(io.BytesIO(ustar(*members)), EPOCH, "L", stand_ins=stand_ins))
